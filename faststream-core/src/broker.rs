@@ -1,0 +1,125 @@
+//! The seam between the broker-agnostic runtime and a broker backend (Kafka, in-memory...).
+//!
+//! A backend consumes and feeds each assigned partition to a worker the runtime spawns
+//! ([`PartitionWorkers`]); the worker keeps order, runs the handler, publishes through the
+//! backend's [`Publish`], and reports finished offsets back through [`OffsetStore`] as a
+//! contiguous watermark.
+
+use crate::error::{PublishError, Result};
+use crate::message::{Headers, Message, TopicPartition};
+use crate::subscriber::SubscriberConfig;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A record to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Destination topic.
+    pub topic: Arc<str>,
+    /// Payload; `None` publishes a tombstone.
+    pub payload: Option<Bytes>,
+    /// Record key.
+    pub key: Option<Bytes>,
+    /// `content-type` header value, written first.
+    pub content_type: Option<&'static str>,
+    /// `correlation_id` header value.
+    pub correlation_id: Option<Bytes>,
+    /// Further headers.
+    pub headers: Headers,
+    /// Target partition; the partitioner chooses when `None`.
+    pub partition: Option<i32>,
+    /// Timestamp in milliseconds since the Unix epoch; the producer's clock when `None`.
+    pub timestamp: Option<i64>,
+}
+
+impl Record {
+    /// A record for `topic` with `payload` and nothing else set.
+    pub fn new(topic: impl Into<Arc<str>>, payload: impl Into<Bytes>) -> Self {
+        Self {
+            topic: topic.into(),
+            payload: Some(payload.into()),
+            key: None,
+            content_type: None,
+            correlation_id: None,
+            headers: Headers::new(),
+            partition: None,
+            timestamp: None,
+        }
+    }
+}
+
+/// Where a published record landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    /// Topic.
+    pub topic: Arc<str>,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+}
+
+/// Publishing side of a backend: one shared producer, many sends in flight.
+pub trait Publish: Clone + Send + Sync + 'static {
+    /// Resolves when the broker acknowledged (or finally refused) one record.
+    type Delivery: Future<Output = Result<Delivered, PublishError>> + Send + Unpin + 'static;
+
+    /// Hands `record` to the producer. Waits only while the producer's queue is full; the
+    /// returned future tracks the acknowledgement.
+    fn enqueue(&self, record: Record) -> impl Future<Output = Result<Self::Delivery, PublishError>> + Send;
+
+    /// Waits until every enqueued record was acknowledged, or `timeout` passed.
+    fn flush(&self, timeout: Duration) -> impl Future<Output = Result<(), PublishError>> + Send;
+}
+
+/// Records that a partition's messages up to and including `offset` are done, so the
+/// backend may commit past them.
+pub trait OffsetStore: Send + Sync {
+    /// Everything in `partition` up to `offset` (inclusive) was processed.
+    fn store(&self, partition: &TopicPartition, offset: i64);
+}
+
+/// Spawns the runtime's worker for one assigned partition.
+pub trait PartitionWorkers: Send + Sync {
+    /// Starts consuming `messages` in order. When `stop` fires, the worker finishes the message
+    /// in hand and the publishes in flight, stores their offsets, and ends.
+    fn spawn(
+        self: Arc<Self>,
+        partition: TopicPartition,
+        messages: mpsc::Receiver<Message>,
+        offsets: Arc<dyn OffsetStore>,
+        stop: CancellationToken,
+    ) -> JoinHandle<()>;
+}
+
+/// A running subscription.
+pub trait Subscription: Send {
+    /// Stops fetching, lets workers finish within `graceful`, commits what they finished, and
+    /// leaves the group.
+    fn stop(self: Box<Self>, graceful: Duration) -> BoxFuture<'static, Result<()>>;
+}
+
+/// A message broker backend.
+pub trait Broker: Send + Sync + 'static {
+    /// The backend's publisher.
+    type Publisher: Publish;
+
+    /// The shared publisher (created on first use).
+    fn publisher(&self) -> Result<Self::Publisher>;
+
+    /// Starts consuming for one subscriber, feeding partitions to `workers`.
+    fn subscribe(
+        &self,
+        config: Arc<SubscriberConfig>,
+        workers: Arc<dyn PartitionWorkers>,
+    ) -> impl Future<Output = Result<Box<dyn Subscription>>> + Send;
+
+    /// Checks that the broker answers, naming the address tried when it does not.
+    fn ping(&self, timeout: Duration) -> impl Future<Output = Result<()>> + Send;
+}

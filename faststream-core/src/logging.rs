@@ -1,0 +1,17 @@
+//! Log set-up: `tracing` with a level from `FASTSTREAM_LOG` (or `RUST_LOG`), `info` by default.
+
+/// Installs a `tracing` subscriber writing to stderr, unless one is installed already.
+///
+/// The filter comes from `FASTSTREAM_LOG`, else `RUST_LOG`, else `info` (`librdkafka` lines
+/// below `warn` are hidden). `FASTSTREAM_LOG_FORMAT=json` switches to JSON lines.
+pub fn init_from_env() {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("FASTSTREAM_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".to_owned());
+    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("FASTSTREAM_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // An app or test may have installed its own subscriber: keep it.
+    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+}

@@ -1,0 +1,221 @@
+//! What a handler returns, turned into something to publish (or an error).
+
+use crate::codec::{self, Encoded};
+use crate::error::HandlerError;
+use crate::message::Headers;
+use bytes::Bytes;
+use serde::Serialize;
+
+/// A handler's result, ready for the runtime: publish a body, publish nothing, or fail.
+#[derive(Debug)]
+pub enum Reply {
+    /// Nothing to publish (`()`, `None`).
+    Nothing,
+    /// Publish this to every publisher of the subscriber and to an incoming `reply_to`.
+    Publish(Outgoing),
+    /// The handler failed; the subscriber's ack policy decides what happens to the message.
+    Failed(HandlerError),
+}
+
+/// An encoded body with the record fields a handler may set through [`Response`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// Encoded payload.
+    pub payload: Bytes,
+    /// Value for the `content-type` header.
+    pub content_type: &'static str,
+    /// Record key.
+    pub key: Option<Bytes>,
+    /// Extra headers (`content-type` and `correlation_id` are added by the runtime).
+    pub headers: Headers,
+    /// Target partition; the partitioner decides when `None`.
+    pub partition: Option<i32>,
+    /// Record timestamp in milliseconds since the Unix epoch.
+    pub timestamp: Option<i64>,
+}
+
+impl Outgoing {
+    fn from_encoded(encoded: Encoded) -> Reply {
+        match encoded {
+            Encoded::Nothing => Reply::Nothing,
+            Encoded::Body { payload, content_type } => Reply::Publish(Outgoing {
+                payload,
+                content_type,
+                key: None,
+                headers: Headers::new(),
+                partition: None,
+                timestamp: None,
+            }),
+            Encoded::Failed(message) => Reply::Failed(message.into()),
+        }
+    }
+}
+
+/// A return value carrying record fields besides the body.
+///
+/// ```
+/// use faststream_core::Response;
+/// async fn handler(id: i64) -> Response<String> {
+///     Response::new(format!("done {id}")).key(id.to_string()).header("source", "billing")
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Response<T> {
+    body: T,
+    key: Option<Bytes>,
+    headers: Headers,
+    partition: Option<i32>,
+    timestamp: Option<i64>,
+}
+
+impl<T> Response<T> {
+    /// A response with this body.
+    pub fn new(body: T) -> Self {
+        Self {
+            body,
+            key: None,
+            headers: Headers::new(),
+            partition: None,
+            timestamp: None,
+        }
+    }
+
+    /// Sets the record key.
+    pub fn key(mut self, key: impl Into<Bytes>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        self.headers.insert(name, value);
+        self
+    }
+
+    /// Sends to this partition.
+    pub fn partition(mut self, partition: i32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+
+    /// Sets the record timestamp (milliseconds since the Unix epoch).
+    pub fn timestamp(mut self, timestamp: i64) -> Self {
+        self.timestamp = Some(timestamp);
+        self
+    }
+}
+
+/// Turns a handler's return value into a [`Reply`]. `M` is a marker that keeps the impls
+/// apart; you never name it.
+///
+/// Implemented for every `Serialize` type (`String` as text, `bytes::Bytes` raw, `()` and `None`
+/// as nothing, the rest JSON), for `Result<T, E>` with `E: std::error::Error` or a boxed
+/// error, and for [`Response`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be returned from a handler",
+    note = "return a `serde::Serialize` type, `()`, `Response<T>`, or `Result<T, E>` where `E: std::error::Error`"
+)]
+pub trait IntoReply<M> {
+    /// Converts the value.
+    fn into_reply(self) -> Reply;
+}
+
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum ViaSerialize {}
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum ViaResponse {}
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct ViaResult<M>(std::marker::PhantomData<M>);
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct ViaBoxedResult<M>(std::marker::PhantomData<M>);
+
+impl<T: Serialize> IntoReply<ViaSerialize> for T {
+    fn into_reply(self) -> Reply {
+        match codec::encode(&self) {
+            Ok(encoded) => Outgoing::from_encoded(encoded),
+            Err(err) => Reply::Failed(Box::new(err)),
+        }
+    }
+}
+
+impl<T: Serialize> IntoReply<ViaResponse> for Response<T> {
+    fn into_reply(self) -> Reply {
+        let mut reply = self.body.into_reply();
+        if let Reply::Publish(out) = &mut reply {
+            out.key = self.key;
+            out.headers = self.headers;
+            out.partition = self.partition;
+            out.timestamp = self.timestamp;
+        }
+        reply
+    }
+}
+
+impl<T, E, M> IntoReply<ViaResult<M>> for Result<T, E>
+where
+    T: IntoReply<M>,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    fn into_reply(self) -> Reply {
+        match self {
+            Ok(value) => value.into_reply(),
+            Err(err) => Reply::Failed(Box::new(err)),
+        }
+    }
+}
+
+impl<T, M> IntoReply<ViaBoxedResult<M>> for Result<T, HandlerError>
+where
+    T: IntoReply<M>,
+{
+    fn into_reply(self) -> Reply {
+        match self {
+            Ok(value) => value.into_reply(),
+            Err(err) => Reply::Failed(err),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply_of<M>(v: impl IntoReply<M>) -> Reply {
+        v.into_reply()
+    }
+
+    #[test]
+    fn return_values_map_to_replies() {
+        assert!(matches!(reply_of(()), Reply::Nothing));
+        match reply_of(String::from("hi")) {
+            Reply::Publish(out) => {
+                assert_eq!(out.payload, "hi");
+                assert_eq!(out.content_type, codec::TEXT_PLAIN);
+            }
+            other => panic!("{other:?}"),
+        }
+        let io: Result<String, std::io::Error> = Err(std::io::Error::other("disk"));
+        assert!(matches!(reply_of(io), Reply::Failed(e) if e.to_string() == "disk"));
+        let boxed: Result<(), HandlerError> = Err("boxed".into());
+        assert!(matches!(reply_of(boxed), Reply::Failed(e) if e.to_string() == "boxed"));
+        let text_err: Result<u8, String> = Err("as text".into());
+        assert!(matches!(reply_of(text_err), Reply::Failed(e) if e.to_string() == "as text"));
+    }
+
+    #[test]
+    fn response_sets_record_fields() {
+        match reply_of(Response::new(serde_json::json!({"a": 1})).key("k").partition(2).header("h", "v")) {
+            Reply::Publish(out) => {
+                assert_eq!(out.payload, r#"{"a":1}"#);
+                assert_eq!(out.key.as_deref(), Some(&b"k"[..]));
+                assert_eq!(out.partition, Some(2));
+                assert_eq!(out.headers.get_str("h"), Some("v"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! Subscriber and publisher declarations: what to consume, how to acknowledge, where to publish.
+
+use crate::handler::Handler;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Writes the JSON schema of a payload type (for AsyncAPI documents).
+pub type SchemaFn = fn(&mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema;
+
+/// When a consumed message's offset counts as done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum AckPolicy {
+    /// At-least-once (the default): the offset is committed after the handler finished and its
+    /// publishes were acknowledged. A failing handler is logged and the stream moves on.
+    #[default]
+    AckAfter,
+    /// At-least-once with redelivery: a failing handler (or failed publish) runs again on the
+    /// same message after a backoff, pausing only its partition, until it succeeds.
+    NackOnError,
+    /// At-most-once: the offset is stored before the handler runs.
+    AckFirst,
+    /// The handler decides through the `Ack` extractor (ack, nack, reject); undecided counts
+    /// as ack once the handler returns.
+    Manual,
+}
+
+/// Where a consumer with no committed offset starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OffsetReset {
+    /// From the oldest retained record (the default here: nothing published before the first
+    /// start is missed).
+    #[default]
+    Earliest,
+    /// From the next record produced after the consumer joined.
+    Latest,
+}
+
+impl OffsetReset {
+    /// The librdkafka / Kafka spelling.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            OffsetReset::Earliest => "earliest",
+            OffsetReset::Latest => "latest",
+        }
+    }
+}
+
+/// Exponential backoff between redeliveries of a failing message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// Delay before the first redelivery.
+    pub initial: Duration,
+    /// Upper bound of the delay.
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Backoff {
+    /// Delay before redelivery number `attempt` (1-based): doubling, capped at `max`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let b = faststream_core::Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(1) };
+    /// assert_eq!(b.delay(1), Duration::from_millis(100));
+    /// assert_eq!(b.delay(3), Duration::from_millis(400));
+    /// assert_eq!(b.delay(30), Duration::from_secs(1));
+    /// ```
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let factor = 1_u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
+        self.initial.saturating_mul(factor).min(self.max)
+    }
+}
+
+/// A topic a subscriber's return value is published to.
+#[derive(Debug, Clone)]
+pub struct PublisherConfig {
+    /// Destination topic.
+    pub topic: Arc<str>,
+    /// Title for the AsyncAPI document.
+    pub title: Option<String>,
+    /// Description for the AsyncAPI document.
+    pub description: Option<String>,
+    /// Whether the AsyncAPI document lists it.
+    pub include_in_schema: bool,
+    /// Schema of what is published.
+    pub schema: Option<SchemaFn>,
+}
+
+impl PublisherConfig {
+    /// A publisher to `topic`.
+    pub fn new(topic: impl Into<Arc<str>>) -> Self {
+        Self {
+            topic: topic.into(),
+            title: None,
+            description: None,
+            include_in_schema: true,
+            schema: None,
+        }
+    }
+}
+
+/// Everything about a subscriber except its handler.
+///
+/// ```
+/// use faststream_core::{SubscriberConfig, AckPolicy};
+/// let config = SubscriberConfig::new("orders_handler", ["orders"])
+///     .group_id("billing")
+///     .ack_policy(AckPolicy::NackOnError)
+///     .publish_to("invoices");
+/// assert_eq!(config.effective_group_id(), "billing");
+/// ```
+#[derive(Debug, Clone)]
+pub struct SubscriberConfig {
+    /// Handler name (the function's name with the macro): used in logs, the default group id
+    /// and the AsyncAPI document.
+    pub name: String,
+    /// Topics consumed.
+    pub topics: Vec<String>,
+    /// Consumer group; defaults to [`SubscriberConfig::name`].
+    pub group_id: Option<String>,
+    /// Acknowledgement policy.
+    pub ack_policy: AckPolicy,
+    /// Start position without a committed offset; the broker's default when `None`.
+    pub auto_offset_reset: Option<OffsetReset>,
+    /// At most this many handler calls run at once across this subscriber's partitions
+    /// (order within a partition is kept regardless). Unbounded when `None`.
+    pub max_concurrency: Option<usize>,
+    /// At most this many processed messages per partition may wait for their publishes to be
+    /// acknowledged before the partition stops taking new ones.
+    pub max_pending_per_partition: usize,
+    /// Backoff between redeliveries (`NackOnError`, manual nack).
+    pub backoff: Backoff,
+    /// Where the return value goes.
+    pub publishers: Vec<PublisherConfig>,
+    /// Extra consumer properties for this subscriber (librdkafka names for Kafka).
+    pub properties: Vec<(String, String)>,
+    /// Title for the AsyncAPI document.
+    pub title: Option<String>,
+    /// Description for the AsyncAPI document (the handler's doc comment with the macro).
+    pub description: Option<String>,
+    /// Whether the AsyncAPI document lists it.
+    pub include_in_schema: bool,
+    /// Schema of the payload.
+    pub payload_schema: Option<SchemaFn>,
+}
+
+impl SubscriberConfig {
+    /// A subscriber called `name` on `topics`.
+    pub fn new<I, S>(name: impl Into<String>, topics: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            name: name.into(),
+            topics: topics.into_iter().map(Into::into).collect(),
+            group_id: None,
+            ack_policy: AckPolicy::default(),
+            auto_offset_reset: None,
+            max_concurrency: None,
+            max_pending_per_partition: 4096,
+            backoff: Backoff::default(),
+            publishers: Vec::new(),
+            properties: Vec::new(),
+            title: None,
+            description: None,
+            include_in_schema: true,
+            payload_schema: None,
+        }
+    }
+
+    /// Sets the consumer group.
+    pub fn group_id(mut self, group_id: impl Into<String>) -> Self {
+        self.group_id = Some(group_id.into());
+        self
+    }
+
+    /// Sets the acknowledgement policy.
+    pub fn ack_policy(mut self, policy: AckPolicy) -> Self {
+        self.ack_policy = policy;
+        self
+    }
+
+    /// Sets where to start without a committed offset.
+    pub fn auto_offset_reset(mut self, reset: OffsetReset) -> Self {
+        self.auto_offset_reset = Some(reset);
+        self
+    }
+
+    /// Bounds concurrent handler calls across partitions.
+    pub fn max_concurrency(mut self, limit: usize) -> Self {
+        self.max_concurrency = Some(limit.max(1));
+        self
+    }
+
+    /// Sets the redelivery backoff.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Publishes the return value to `topic` too.
+    pub fn publish_to(mut self, topic: impl Into<Arc<str>>) -> Self {
+        self.publishers.push(PublisherConfig::new(topic));
+        self
+    }
+
+    /// Adds a publisher with its documentation.
+    pub fn publisher(mut self, publisher: PublisherConfig) -> Self {
+        self.publishers.push(publisher);
+        self
+    }
+
+    /// Sets a consumer property for this subscriber only.
+    pub fn property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.properties.push((key.into(), value.into()));
+        self
+    }
+
+    /// Sets the documentation description.
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.description = Some(description.into());
+        self
+    }
+
+    /// The consumer group in use: `group_id`, or the subscriber's name.
+    pub fn effective_group_id(&self) -> &str {
+        self.group_id.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// Receives subscribers: implemented by the app; used by [`IntoSubscriber`].
+pub trait Registry {
+    /// Adds a subscriber.
+    fn add_subscriber<H, T>(&mut self, config: SubscriberConfig, handler: H)
+    where
+        H: Handler<T>,
+        T: Send + 'static;
+}
+
+/// Something that can register itself as a subscriber: what `#[subscriber]` generates. Without
+/// the macro, use `FastStream::subscriber(config, handler)`.
+pub trait IntoSubscriber {
+    /// Registers the subscriber (config and handler) with `registry`.
+    fn register<R: Registry>(self, registry: &mut R);
+}

@@ -1,0 +1,333 @@
+//! The partition worker: runs one subscriber's handler over one partition, in order, and
+//! reports a contiguous watermark of finished offsets.
+//!
+//! Messages are handled one after another (order within a partition), but the worker does not
+//! wait for a message's publishes to be acknowledged before handling the next: each processed
+//! message leaves a [`PendingAck`] in a FIFO, and offsets are stored only as the head of that
+//! FIFO completes. So an offset is never stored while an earlier message of the partition is
+//! unfinished, and many produces are in flight at once.
+
+use crate::broker::{OffsetStore, PartitionWorkers, Publish, Record};
+use crate::error::PublishError;
+use crate::extract::{AckDecision, AckSlot, AppState, ExtractError, MessageContext};
+use crate::handler::Handler;
+use crate::message::{Message, TopicPartition, CORRELATION_ID};
+use crate::reply::{Outgoing, Reply};
+use crate::subscriber::{AckPolicy, SubscriberConfig};
+use bytes::Bytes;
+use futures::stream::{FuturesOrdered, StreamExt};
+use futures::FutureExt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// One subscriber's handler, config and publisher: spawns a [`PartitionWorker`] per partition.
+pub(crate) struct SubscriberRuntime<H, T, P> {
+    pub(crate) config: Arc<SubscriberConfig>,
+    handler: H,
+    publisher: P,
+    state: Arc<AppState>,
+    concurrency: Option<Arc<Semaphore>>,
+    runtime: tokio::runtime::Handle,
+    _marker: PhantomData<fn() -> T>,
+}
+
+impl<H, T, P> SubscriberRuntime<H, T, P> {
+    pub(crate) fn new(config: Arc<SubscriberConfig>, handler: H, publisher: P, state: Arc<AppState>) -> Self {
+        let concurrency = config.max_concurrency.map(|n| Arc::new(Semaphore::new(n)));
+        Self {
+            config,
+            handler,
+            publisher,
+            state,
+            concurrency,
+            runtime: tokio::runtime::Handle::current(),
+            _marker: PhantomData,
+        }
+    }
+}
+
+impl<H, T, P> PartitionWorkers for SubscriberRuntime<H, T, P>
+where
+    H: Handler<T>,
+    T: Send + 'static,
+    P: Publish,
+{
+    fn spawn(
+        self: Arc<Self>,
+        partition: TopicPartition,
+        messages: mpsc::Receiver<Message>,
+        offsets: Arc<dyn OffsetStore>,
+        stop: CancellationToken,
+    ) -> JoinHandle<()> {
+        let runtime = self.runtime.clone();
+        let worker = PartitionWorker {
+            sub: self,
+            partition,
+            offsets,
+            stop,
+        };
+        runtime.spawn(worker.run(messages))
+    }
+}
+
+struct PartitionWorker<H, T, P> {
+    sub: Arc<SubscriberRuntime<H, T, P>>,
+    partition: TopicPartition,
+    offsets: Arc<dyn OffsetStore>,
+    stop: CancellationToken,
+}
+
+/// What the partition loop does after a message.
+enum Flow {
+    Continue,
+    /// Shutdown or revoke arrived while the message was waiting for redelivery: leave it
+    /// uncommitted for the next owner.
+    Stopped,
+}
+
+impl<H, T, P> PartitionWorker<H, T, P>
+where
+    H: Handler<T>,
+    T: Send + 'static,
+    P: Publish,
+{
+    async fn run(self, mut messages: mpsc::Receiver<Message>) {
+        let mut pending: FuturesOrdered<PendingAck<P::Delivery>> = FuturesOrdered::new();
+        let max_pending = self.sub.config.max_pending_per_partition.max(1);
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => break,
+                Some((offset, _)) = pending.next(), if !pending.is_empty() => {
+                    self.store_through(offset, &mut pending);
+                }
+                next = messages.recv(), if pending.len() < max_pending => {
+                    let Some(message) = next else { break };
+                    if let Flow::Stopped = self.process(message, &mut pending).await {
+                        break;
+                    }
+                }
+            }
+        }
+        // Finish the publishes in flight so their messages count as done.
+        let mut last = None;
+        while let Some((offset, _)) = pending.next().await {
+            last = Some(offset);
+        }
+        if let Some(offset) = last {
+            self.offsets.store(&self.partition, offset);
+        }
+    }
+
+    /// Stores `offset`, or a later one when more acks are already complete (one store call
+    /// for a run of finished messages).
+    fn store_through(&self, mut offset: i64, pending: &mut FuturesOrdered<PendingAck<P::Delivery>>) {
+        while let Some(Some((next, _))) = pending.next().now_or_never() {
+            offset = next;
+        }
+        self.offsets.store(&self.partition, offset);
+    }
+
+    async fn process(&self, message: Message, pending: &mut FuturesOrdered<PendingAck<P::Delivery>>) -> Flow {
+        let policy = self.sub.config.ack_policy;
+        if policy == AckPolicy::AckFirst {
+            pending.push_back(PendingAck::done(&message));
+            if let Some(Some((offset, _))) = pending.next().now_or_never() {
+                self.store_through(offset, pending);
+            }
+        }
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let slot = (policy == AckPolicy::Manual).then(|| Arc::new(AckSlot::default()));
+            let mut ack = PendingAck::done(&message);
+            let failure = match self.handle(&message, slot.as_ref()).await {
+                Ok(Reply::Nothing) => None,
+                Ok(Reply::Publish(out)) => self.publish(&message, out, &mut ack).await.err().map(|e| e.to_string()),
+                Ok(Reply::Failed(err)) => Some(err.to_string()),
+                Err(err) => Some(err.to_string()),
+            };
+            let decision = slot.map_or(AckDecision::Undecided, |s| s.decision());
+            if let Some(error) = &failure {
+                self.log_failure(&message, attempt, error);
+            }
+            if decision == AckDecision::Reject {
+                tracing::warn!(
+                    subscriber = %self.sub.config.name, topic = %message.topic, partition = message.partition,
+                    offset = message.offset,
+                    "message rejected by its handler: {}[{}]@{} is skipped",
+                    message.topic, message.partition, message.offset
+                );
+            }
+            let mut redeliver = match policy {
+                AckPolicy::NackOnError => failure.is_some(),
+                AckPolicy::Manual => decision == AckDecision::Nack,
+                AckPolicy::AckAfter | AckPolicy::AckFirst => false,
+            };
+            if !redeliver && policy == AckPolicy::NackOnError && !ack.is_done() {
+                // Redelivery needs the outcome now: wait for this message's publishes.
+                let (_, delivered) = (&mut ack).await;
+                redeliver = !delivered;
+            }
+            if !redeliver {
+                if policy != AckPolicy::AckFirst || !ack.is_done() {
+                    pending.push_back(ack);
+                }
+                return Flow::Continue;
+            }
+            let delay = self.sub.config.backoff.delay(attempt);
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = self.stop.cancelled() => return Flow::Stopped,
+            }
+        }
+    }
+
+    async fn handle(&self, message: &Message, slot: Option<&Arc<AckSlot>>) -> Result<Reply, ExtractError> {
+        let call = {
+            let cx = MessageContext::new(&self.sub.state, slot);
+            self.sub.handler.call(message, &cx)?
+        };
+        let _permit = match &self.sub.concurrency {
+            Some(limit) => limit.acquire().await.ok(),
+            None => None,
+        };
+        Ok(call.await)
+    }
+
+    /// Enqueues the reply to every publisher topic and to `reply_to`; the acknowledgements are
+    /// tracked by `ack`.
+    async fn publish(&self, message: &Message, out: Outgoing, ack: &mut PendingAck<P::Delivery>) -> Result<(), PublishError> {
+        let correlation_id = message
+            .headers
+            .get(CORRELATION_ID)
+            .cloned()
+            .unwrap_or_else(new_correlation_id);
+        let reply_to = message.reply_to().map(Arc::<str>::from);
+        let topics = self.sub.config.publishers.iter().map(|p| &p.topic).chain(reply_to.as_ref());
+        for topic in topics {
+            let record = Record {
+                topic: Arc::clone(topic),
+                payload: Some(out.payload.clone()),
+                key: out.key.clone(),
+                content_type: Some(out.content_type),
+                correlation_id: Some(correlation_id.clone()),
+                headers: out.headers.clone(),
+                partition: out.partition,
+                timestamp: out.timestamp,
+            };
+            ack.track(self.sub.publisher.enqueue(record).await?);
+        }
+        Ok(())
+    }
+
+    fn log_failure(&self, message: &Message, attempt: u32, error: &str) {
+        let key = message.key_for_log();
+        tracing::error!(
+            subscriber = %self.sub.config.name,
+            topic = %message.topic,
+            partition = message.partition,
+            offset = message.offset,
+            key = ?key,
+            attempt,
+            "message {}[{}]@{} failed: {error}",
+            message.topic, message.partition, message.offset,
+        );
+    }
+}
+
+/// A new correlation id (uuid4), as FastStream writes it.
+pub(crate) fn new_correlation_id() -> Bytes {
+    Bytes::from(uuid::Uuid::new_v4().hyphenated().to_string())
+}
+
+/// A processed message waiting for its publishes to be acknowledged. Resolves to the
+/// message's offset and whether every publish succeeded; failures are logged here.
+struct PendingAck<D> {
+    offset: i64,
+    topic: Arc<str>,
+    partition: i32,
+    // The first delivery inline, so the common one-publisher case does not allocate.
+    first: Option<D>,
+    rest: Vec<D>,
+    all_delivered: bool,
+}
+
+impl<D> PendingAck<D> {
+    fn done(message: &Message) -> Self {
+        Self {
+            offset: message.offset,
+            topic: Arc::clone(&message.topic),
+            partition: message.partition,
+            first: None,
+            rest: Vec::new(),
+            all_delivered: true,
+        }
+    }
+
+    fn track(&mut self, delivery: D) {
+        if self.first.is_none() {
+            self.first = Some(delivery);
+        } else {
+            self.rest.push(delivery);
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.first.is_none() && self.rest.is_empty()
+    }
+}
+
+impl<D> PendingAck<D> {
+    fn record_outcome<T>(&mut self, outcome: Result<T, PublishError>) {
+        if let Err(err) = outcome {
+            self.all_delivered = false;
+            tracing::error!(
+                topic = %self.topic, partition = self.partition, offset = self.offset,
+                "publish for message {}[{}]@{} was not acknowledged: {err}",
+                self.topic, self.partition, self.offset,
+            );
+        }
+    }
+}
+
+impl<D, T> Future for PendingAck<D>
+where
+    D: Future<Output = Result<T, PublishError>> + Unpin,
+{
+    type Output = (i64, bool);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Some(first) = &mut this.first {
+            match Pin::new(first).poll(cx) {
+                Poll::Ready(outcome) => {
+                    this.first = None;
+                    this.record_outcome(outcome);
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        let mut i = 0;
+        while i < this.rest.len() {
+            match Pin::new(&mut this.rest[i]).poll(cx) {
+                Poll::Ready(outcome) => {
+                    this.rest.swap_remove(i);
+                    this.record_outcome(outcome);
+                }
+                Poll::Pending => i += 1,
+            }
+        }
+        if this.rest.is_empty() {
+            Poll::Ready((this.offset, this.all_delivered))
+        } else {
+            Poll::Pending
+        }
+    }
+}
