@@ -210,6 +210,7 @@ impl<B: Broker> FastStream<B> {
     /// until SIGINT or SIGTERM.
     pub async fn start(mut self) -> Result<RunningApp<B>> {
         run_hooks("on_startup", std::mem::take(&mut self.hooks.on_startup)).await?;
+        self.broker.ping(Duration::from_secs(10)).await?;
         let publisher = self.broker.publisher()?;
         let state = Arc::new(std::mem::take(&mut self.state));
         let mut subscriptions = Vec::with_capacity(self.subscribers.len());

@@ -52,6 +52,66 @@ impl Record {
             timestamp: None,
         }
     }
+
+    /// A record whose payload is `value` encoded by FastStream's rules (text, raw bytes or JSON),
+    /// with the matching `content-type`.
+    ///
+    /// ```
+    /// use faststream_core::Record;
+    /// let record = Record::encode("users", &serde_json::json!({"user": "John", "user_id": 1})).unwrap();
+    /// assert_eq!(record.content_type, Some("application/json"));
+    /// assert_eq!(record.payload.as_deref(), Some(&br#"{"user":"John","user_id":1}"#[..]));
+    /// ```
+    pub fn encode<T: serde::Serialize + ?Sized>(topic: impl Into<Arc<str>>, value: &T) -> Result<Self> {
+        let mut record = Self::new(topic, Bytes::new());
+        match crate::codec::encode(value)? {
+            crate::codec::Encoded::Body { payload, content_type } => {
+                record.payload = Some(payload);
+                record.content_type = Some(content_type);
+            }
+            crate::codec::Encoded::Nothing => record.payload = None,
+            crate::codec::Encoded::Failed(message) => {
+                return Err(crate::codec::EncodeError(format!("cannot publish an Err value: {message}")).into())
+            }
+        }
+        Ok(record)
+    }
+
+    /// Sets the key.
+    pub fn key(mut self, key: impl Into<Bytes>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        self.headers.append(name, value);
+        self
+    }
+
+    /// Sends to this partition.
+    pub fn partition(mut self, partition: i32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+
+    /// Sets the timestamp (milliseconds since the Unix epoch).
+    pub fn timestamp(mut self, timestamp: i64) -> Self {
+        self.timestamp = Some(timestamp);
+        self
+    }
+
+    /// Sets the correlation id (a new uuid is written when none is set).
+    pub fn correlation_id(mut self, id: impl Into<Bytes>) -> Self {
+        self.correlation_id = Some(id.into());
+        self
+    }
+
+    /// Asks the consumer to publish its reply to `topic` (the `reply_to` header).
+    pub fn reply_to(mut self, topic: impl Into<Bytes>) -> Self {
+        self.headers.insert(crate::message::REPLY_TO, topic);
+        self
+    }
 }
 
 /// Where a published record landed.

@@ -10,6 +10,11 @@ pub const REPLY_TO: &str = "reply_to";
 /// Header naming the payload's encoding, as FastStream writes it.
 pub const CONTENT_TYPE: &str = "content-type";
 
+/// A new correlation id (a uuid4 in hyphenated form), as FastStream writes it.
+pub fn new_correlation_id() -> Bytes {
+    Bytes::from(uuid::Uuid::new_v4().hyphenated().to_string())
+}
+
 /// Message headers in wire order. Kafka allows repeated names; [`Headers::get`] returns the last.
 ///
 /// ```

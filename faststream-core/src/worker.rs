@@ -11,14 +11,14 @@ use crate::broker::{OffsetStore, PartitionWorkers, Publish, Record};
 use crate::error::PublishError;
 use crate::extract::{AckDecision, AckSlot, AppState, ExtractError, MessageContext};
 use crate::handler::Handler;
-use crate::message::{Message, TopicPartition, CORRELATION_ID};
+use crate::message::{new_correlation_id, Message, TopicPartition, CORRELATION_ID};
 use crate::reply::{Outgoing, Reply};
 use crate::subscriber::{AckPolicy, SubscriberConfig};
-use bytes::Bytes;
 use futures::stream::{FuturesOrdered, StreamExt};
 use futures::FutureExt;
 use std::future::Future;
 use std::marker::PhantomData;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -198,7 +198,18 @@ where
             Some(limit) => limit.acquire().await.ok(),
             None => None,
         };
-        Ok(call.await)
+        // A panicking handler is a failed message, not a dead partition.
+        match AssertUnwindSafe(call).catch_unwind().await {
+            Ok(reply) => Ok(reply),
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "non-string panic payload".to_owned());
+                Ok(Reply::Failed(format!("handler panicked: {what}").into()))
+            }
+        }
     }
 
     /// Enqueues the reply to every publisher topic and to `reply_to`; the acknowledgements are
@@ -240,11 +251,6 @@ where
             message.topic, message.partition, message.offset,
         );
     }
-}
-
-/// A new correlation id (uuid4), as FastStream writes it.
-pub(crate) fn new_correlation_id() -> Bytes {
-    Bytes::from(uuid::Uuid::new_v4().hyphenated().to_string())
 }
 
 /// A processed message waiting for its publishes to be acknowledged. Resolves to the

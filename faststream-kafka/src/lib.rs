@@ -1,1 +1,161 @@
-//! wip
+//! Apache Kafka backend of faststream-rs, on rdkafka (librdkafka) and tokio.
+//!
+//! [`KafkaBroker`] holds the connection settings and one shared idempotent producer; each
+//! subscriber gets its own consumer (one group member) whose partitions are processed
+//! concurrently, in order within a partition, with at-least-once commits.
+//!
+//! ```no_run
+//! use faststream_kafka::KafkaBroker;
+//! use faststream_core::Record;
+//! # async fn demo() -> faststream_core::Result<()> {
+//! let broker = KafkaBroker::new("localhost:9092").client_id("billing");
+//! let delivered = broker
+//!     .publish(Record::encode("in-topic", &serde_json::json!({"user": "John", "user_id": 1}))?.key("john"))
+//!     .await?;
+//! println!("partition {} offset {}", delivered.partition, delivered.offset);
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+#![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]
+
+mod config;
+mod consumer;
+mod producer;
+
+pub use producer::{KafkaDelivery, KafkaPublisher};
+pub use rdkafka;
+
+use config::BrokerSettings;
+use faststream_core::broker::{PartitionWorkers, Subscription};
+use faststream_core::{Broker, Delivered, Error, OffsetReset, Publish, Record, Result, SubscriberConfig};
+use rdkafka::producer::{FutureProducer, Producer};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// An Apache Kafka cluster: bootstrap servers, client settings, and a shared producer.
+///
+/// Any librdkafka property can be passed through with [`KafkaBroker::set`] (producer and
+/// consumers), [`KafkaBroker::producer_set`] or [`KafkaBroker::consumer_set`]. Defaults:
+/// client id `faststream`, idempotent producer with `linger.ms=5`, consumers with
+/// `auto.offset.reset=earliest` and offsets committed in the background after processing.
+/// A subscriber's consumer group is its `group_id`, or the handler's name when unset.
+#[derive(Clone)]
+pub struct KafkaBroker {
+    settings: Arc<BrokerSettings>,
+    producer: Arc<OnceLock<KafkaPublisher>>,
+}
+
+impl std::fmt::Debug for KafkaBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaBroker")
+            .field("bootstrap_servers", &self.settings.bootstrap_servers)
+            .field("client_id", &self.settings.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaBroker {
+    /// A broker reached through `bootstrap_servers` (`host:port[,host:port...]`).
+    pub fn new(bootstrap_servers: impl Into<String>) -> Self {
+        Self {
+            settings: Arc::new(BrokerSettings::new(bootstrap_servers.into())),
+            producer: Arc::new(OnceLock::new()),
+        }
+    }
+
+    fn settings_mut(&mut self) -> &mut BrokerSettings {
+        Arc::make_mut(&mut self.settings)
+    }
+
+    /// Sets the client id reported to Kafka (default `faststream`).
+    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.settings_mut().client_id = client_id.into();
+        self
+    }
+
+    /// Where consumers without a committed offset start (default earliest).
+    pub fn auto_offset_reset(mut self, reset: OffsetReset) -> Self {
+        self.settings_mut().auto_offset_reset = reset;
+        self
+    }
+
+    /// Sets a librdkafka property on the producer and every consumer.
+    pub fn set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.settings_mut().common.push((key.into(), value.into()));
+        self
+    }
+
+    /// Sets a librdkafka property on the producer only.
+    pub fn producer_set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.settings_mut().producer.push((key.into(), value.into()));
+        self
+    }
+
+    /// Sets a librdkafka property on consumers only.
+    pub fn consumer_set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.settings_mut().consumer.push((key.into(), value.into()));
+        self
+    }
+
+    /// The bootstrap servers.
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.settings.bootstrap_servers
+    }
+
+    fn shared_publisher(&self) -> Result<KafkaPublisher> {
+        if let Some(publisher) = self.producer.get() {
+            return Ok(publisher.clone());
+        }
+        let producer: FutureProducer = self
+            .settings
+            .producer_config()
+            .create()
+            .map_err(|err| Error::Config(format!("cannot create the producer: {err}")))?;
+        Ok(self.producer.get_or_init(|| KafkaPublisher::new(producer)).clone())
+    }
+
+    /// Publishes a record and waits for Kafka's acknowledgement: where it landed.
+    /// A `correlation_id` header (a new uuid unless set) is always written.
+    pub async fn publish(&self, record: Record) -> Result<Delivered> {
+        let delivery = self.shared_publisher()?.enqueue(record).await?;
+        Ok(delivery.await?)
+    }
+
+    /// Hands a record to the producer without waiting for the acknowledgement (for
+    /// throughput); call [`KafkaBroker::flush`] before exiting.
+    pub async fn publish_nowait(&self, record: Record) -> Result<()> {
+        drop(self.shared_publisher()?.enqueue(record).await?);
+        Ok(())
+    }
+
+    /// Waits until every record handed to the producer was acknowledged.
+    pub async fn flush(&self, timeout: Duration) -> Result<()> {
+        Ok(self.shared_publisher()?.flush(timeout).await?)
+    }
+}
+
+impl Broker for KafkaBroker {
+    type Publisher = KafkaPublisher;
+
+    fn publisher(&self) -> Result<KafkaPublisher> {
+        self.shared_publisher()
+    }
+
+    async fn subscribe(
+        &self,
+        config: Arc<SubscriberConfig>,
+        workers: Arc<dyn PartitionWorkers>,
+    ) -> Result<Box<dyn Subscription>> {
+        consumer::subscribe(&self.settings, config, workers)
+    }
+
+    async fn ping(&self, timeout: Duration) -> Result<()> {
+        let publisher = self.shared_publisher()?;
+        let servers = self.settings.bootstrap_servers.clone();
+        tokio::task::spawn_blocking(move || publisher.producer().client().fetch_metadata(None, timeout))
+            .await
+            .map_err(|err| Error::Broker(format!("metadata request task failed: {err}")))?
+            .map(|_| ())
+            .map_err(|err| Error::Broker(format!("cannot reach Kafka at {servers}: {err}")))
+    }
+}

@@ -1,1 +1,66 @@
-//! wip
+//! # faststream
+//!
+//! Event-driven services on Apache Kafka: write a handler as an annotated async function, get
+//! typed payloads, run it with one command, with at-least-once delivery by default.
+//!
+//! ```no_run
+//! use faststream::{publisher, subscriber, FastStream};
+//! use faststream::kafka::KafkaBroker;
+//!
+//! #[subscriber("in-topic")]
+//! #[publisher("out-topic")]
+//! async fn handle_msg(user: String, user_id: i64) -> String {
+//!     format!("User: {user_id} - {user} registered")
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> faststream::Result<()> {
+//!     let broker = KafkaBroker::new("localhost:9092");
+//!     FastStream::new(broker).include(handle_msg).run().await
+//! }
+//! ```
+//!
+//! The pieces:
+//! - [`subscriber`] and [`publisher`]: the attributes (see their docs for parameters).
+//! - Extractors: [`Key`], [`Headers`], [`Header`], [`Meta`], [`State`], [`Message`], [`Ack`];
+//!   any `serde::Deserialize` type is the payload. Write your own with [`FromMessage`].
+//! - Return values: `()`, any `Serialize` type, [`Response`], `Result<T, E>`.
+//! - [`FastStream`]: the app; `kafka::KafkaBroker`: the Kafka backend (feature `kafka`, on by
+//!   default).
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+#![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]
+
+pub use faststream_core::{
+    broker, codec, extract, logging, message, reply, Ack, AckPolicy, Backoff, Broker, Delivered, Error,
+    FastStream, FromMessage, Handler, HandlerError, Header, HeaderName, Headers, IntoReply, IntoSubscriber, Key,
+    Message, Meta, OffsetReset, Publish, PublishError, PublisherConfig, Record, Registry, Reply, Response, Result,
+    RunningApp, State, SubscriberConfig, TopicPartition,
+};
+
+/// Turns an async fn into a subscriber: `#[subscriber("topic", group_id = "...")]`.
+///
+/// Parameters: one plain parameter takes the whole payload; several plain parameters are the
+/// fields of a JSON object; extractor types ([`Key`], [`Headers`], [`Meta`], [`State`],
+/// [`Message`], [`Ack`]) and parameters marked `#[header("name")]` or `#[extract]` are not
+/// payload. The function stays callable as `name::call(...)`.
+///
+/// Keys: `group_id`, `ack_policy` (`ack_after`, `nack_on_error`, `ack_first`, `manual`),
+/// `auto_offset_reset` (`earliest`, `latest`), `max_concurrency`, `title`, `description`,
+/// `include_in_schema`.
+pub use faststream_macros::subscriber;
+
+/// Publishes a subscriber's return value to a topic: `#[publisher("topic")]`; stacks.
+pub use faststream_macros::publisher;
+
+/// The Apache Kafka backend (rdkafka).
+#[cfg(feature = "kafka")]
+pub mod kafka {
+    pub use faststream_kafka::*;
+}
+
+#[doc(hidden)]
+pub mod __private {
+    //! Paths used by code that `#[subscriber]` generates; not a public API.
+    pub use faststream_core::__private::*;
+    pub use faststream_core::extract::HeaderName;
+}

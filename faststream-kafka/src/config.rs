@@ -1,0 +1,101 @@
+//! Broker settings and how they become librdkafka client configurations.
+
+use faststream_core::{OffsetReset, SubscriberConfig};
+use rdkafka::ClientConfig;
+
+/// Settings shared by the broker's producer and consumers.
+#[derive(Debug, Clone)]
+pub(crate) struct BrokerSettings {
+    pub(crate) bootstrap_servers: String,
+    pub(crate) client_id: String,
+    pub(crate) auto_offset_reset: OffsetReset,
+    pub(crate) common: Vec<(String, String)>,
+    pub(crate) producer: Vec<(String, String)>,
+    pub(crate) consumer: Vec<(String, String)>,
+}
+
+impl BrokerSettings {
+    pub(crate) fn new(bootstrap_servers: String) -> Self {
+        Self {
+            bootstrap_servers,
+            client_id: "faststream".to_owned(),
+            auto_offset_reset: OffsetReset::default(),
+            common: Vec::new(),
+            producer: Vec::new(),
+            consumer: Vec::new(),
+        }
+    }
+
+    fn base(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.bootstrap_servers)
+            .set("client.id", &self.client_id);
+        for (key, value) in &self.common {
+            config.set(key, value);
+        }
+        config
+    }
+
+    /// Producer defaults: idempotent (no duplicates or reordering from retries), a short
+    /// linger so concurrent publishes batch, many in flight. User properties win.
+    pub(crate) fn producer_config(&self) -> ClientConfig {
+        let mut config = self.base();
+        config
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .set("queue.buffering.max.messages", "1000000")
+            .set("queue.buffering.max.kbytes", "1048576");
+        for (key, value) in &self.producer {
+            config.set(key, value);
+        }
+        config
+    }
+
+    /// Consumer defaults for at-least-once: offsets are stored by the runtime only after a
+    /// message is done (`enable.auto.offset.store=false`) and committed in the background
+    /// every second (`enable.auto.commit=true`), never one synchronous commit per message.
+    pub(crate) fn consumer_config(&self, sub: &SubscriberConfig) -> ClientConfig {
+        let mut config = self.base();
+        let reset = sub.auto_offset_reset.unwrap_or(self.auto_offset_reset);
+        config
+            .set("group.id", sub.effective_group_id())
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .set("auto.offset.reset", reset.as_str());
+        for (key, value) in self.consumer.iter().chain(&sub.properties) {
+            config.set(key, value);
+        }
+        config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consumer_defaults_are_at_least_once_and_overridable() {
+        let mut settings = BrokerSettings::new("h:1".into());
+        settings.consumer.push(("session.timeout.ms".into(), "6000".into()));
+        let sub = SubscriberConfig::new("handle", ["t"]).property("auto.commit.interval.ms", "250");
+        let config = settings.consumer_config(&sub);
+        assert_eq!(config.get("group.id"), Some("handle"));
+        assert_eq!(config.get("enable.auto.offset.store"), Some("false"));
+        assert_eq!(config.get("enable.auto.commit"), Some("true"));
+        assert_eq!(config.get("auto.offset.reset"), Some("earliest"));
+        assert_eq!(config.get("session.timeout.ms"), Some("6000"));
+        assert_eq!(config.get("auto.commit.interval.ms"), Some("250"));
+    }
+
+    #[test]
+    fn producer_is_idempotent_by_default() {
+        let mut settings = BrokerSettings::new("h:1".into());
+        assert_eq!(settings.producer_config().get("enable.idempotence"), Some("true"));
+        settings.producer.push(("linger.ms".into(), "0".into()));
+        assert_eq!(settings.producer_config().get("linger.ms"), Some("0"));
+        assert_eq!(settings.producer_config().get("bootstrap.servers"), Some("h:1"));
+    }
+}

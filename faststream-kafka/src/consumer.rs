@@ -1,0 +1,423 @@
+//! One consumer per subscriber: a dedicated thread polls rdkafka and feeds each assigned
+//! partition to its own worker task, so partitions run concurrently and in order.
+//!
+//! Back-pressure is per partition: when a worker's queue is full, that partition alone is
+//! paused and its already-fetched records wait in a backlog until the worker catches up.
+//! Rebalances run on the same thread (librdkafka calls them from `poll`): on revoke, the
+//! revoked partitions' workers finish what they hold, store their offsets, and those offsets
+//! are committed synchronously before the revoke completes.
+
+use crate::config::BrokerSettings;
+use bytes::Bytes;
+use faststream_core::broker::{OffsetStore, PartitionWorkers, Subscription};
+use faststream_core::{Error, Headers, Message, Result, SubscriberConfig, TopicPartition};
+use futures::future::BoxFuture;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Headers as _, Message as _};
+use rdkafka::{ClientContext, TopicPartitionList};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::Duration;
+use tokio::runtime::Handle;
+use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Records a worker may hold queued before its partition is paused.
+const PARTITION_QUEUE: usize = 1024;
+/// How long `poll` blocks when idle: bounds how fast a shutdown request is noticed.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+type KafkaConsumer = BaseConsumer<SubscriberContext>;
+
+/// A partition being consumed: the worker's queue and what is waiting for it.
+struct Slot {
+    topic: Arc<str>,
+    queue: mpsc::Sender<Message>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+    backlog: VecDeque<Message>,
+    paused: bool,
+}
+
+#[derive(Default)]
+struct Partitions {
+    by_topic: HashMap<Arc<str>, HashMap<i32, Slot>>,
+    backlogged: usize,
+}
+
+/// State shared by the polling thread, the rebalance callbacks and the workers' offset store.
+struct Shared {
+    name: String,
+    workers: Arc<dyn PartitionWorkers>,
+    runtime: Handle,
+    partitions: Mutex<Partitions>,
+    consumer: OnceLock<Weak<KafkaConsumer>>,
+    stop_timeout: Mutex<Duration>,
+}
+
+impl Shared {
+    fn partitions(&self) -> MutexGuard<'_, Partitions> {
+        // A poisoned lock only means a panic elsewhere; the map itself stays consistent.
+        self.partitions.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn offsets(&self) -> Arc<dyn OffsetStore> {
+        Arc::new(KafkaOffsets {
+            consumer: self.consumer.get().cloned().unwrap_or_default(),
+        })
+    }
+
+    fn spawn_slot(&self, topic: Arc<str>, partition: i32) -> Slot {
+        let (queue, messages) = mpsc::channel(PARTITION_QUEUE);
+        let stop = CancellationToken::new();
+        let tp = TopicPartition::new(Arc::clone(&topic), partition);
+        let task = Arc::clone(&self.workers).spawn(tp, messages, self.offsets(), stop.clone());
+        Slot {
+            topic,
+            queue,
+            stop,
+            task,
+            backlog: VecDeque::new(),
+            paused: false,
+        }
+    }
+
+    fn assign(&self, tpl: &TopicPartitionList) {
+        let mut parts = self.partitions();
+        for element in tpl.elements() {
+            let topic = element.topic();
+            let partition = element.partition();
+            let topic_arc = match parts.by_topic.get_key_value(topic) {
+                Some((t, _)) => Arc::clone(t),
+                None => Arc::<str>::from(topic),
+            };
+            let slots = parts.by_topic.entry(Arc::clone(&topic_arc)).or_default();
+            if !slots.contains_key(&partition) {
+                let slot = self.spawn_slot(topic_arc, partition);
+                slots.insert(partition, slot);
+            }
+        }
+    }
+
+    /// Hands a fetched record to its partition's worker, pausing the partition when the
+    /// worker is behind.
+    fn dispatch(&self, consumer: &KafkaConsumer, record: &BorrowedMessage<'_>) {
+        let mut parts = self.partitions();
+        let partition = record.partition();
+        let known = parts
+            .by_topic
+            .get(record.topic())
+            .is_some_and(|slots| slots.contains_key(&partition));
+        if !known {
+            // Records arrive only for assigned partitions, but never drop one if that changes.
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(record.topic(), partition);
+            drop(parts);
+            self.assign(&tpl);
+            parts = self.partitions();
+        }
+        let Partitions { by_topic, backlogged } = &mut *parts;
+        let Some(slot) = by_topic.get_mut(record.topic()).and_then(|s| s.get_mut(&partition)) else {
+            return;
+        };
+        let message = to_message(&slot.topic, record);
+        if !slot.backlog.is_empty() {
+            slot.backlog.push_back(message);
+            return;
+        }
+        match slot.queue.try_send(message) {
+            Ok(()) => {}
+            Err(TrySendError::Full(message)) => {
+                slot.backlog.push_back(message);
+                *backlogged += 1;
+                if !slot.paused {
+                    slot.paused = set_paused(consumer, &slot.topic, partition, true);
+                }
+            }
+            Err(TrySendError::Closed(message)) => {
+                tracing::error!(subscriber = %self.name, topic = %slot.topic, partition, "partition worker ended unexpectedly; restarting it");
+                let topic = Arc::clone(&slot.topic);
+                let mut fresh = self.spawn_slot(topic, partition);
+                fresh.backlog.push_back(message);
+                *backlogged += 1;
+                *slot = fresh;
+            }
+        }
+    }
+
+    /// Moves backlogged records into workers that have room again; resumes drained partitions.
+    fn drain_backlogs(&self, consumer: &KafkaConsumer) {
+        let mut parts = self.partitions();
+        if parts.backlogged == 0 {
+            return;
+        }
+        let mut still_backlogged = 0;
+        for (partition, slot) in parts.by_topic.values_mut().flat_map(|slots| slots.iter_mut()) {
+            while let Some(message) = slot.backlog.pop_front() {
+                match slot.queue.try_send(message) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(message) | TrySendError::Closed(message)) => {
+                        slot.backlog.push_front(message);
+                        break;
+                    }
+                }
+            }
+            if slot.backlog.is_empty() {
+                if slot.paused {
+                    slot.paused = !set_paused(consumer, &slot.topic, *partition, false);
+                }
+            } else {
+                still_backlogged += 1;
+            }
+        }
+        parts.backlogged = still_backlogged;
+    }
+
+    /// Stops the workers of `which` partitions (all when `None`): each finishes the record in
+    /// hand and its publishes, and stores its offsets. Waits up to the stop timeout, then
+    /// aborts what is left (those records stay uncommitted and are delivered again).
+    fn stop_partitions(&self, which: Option<&TopicPartitionList>) {
+        let slots: Vec<(Arc<str>, i32, Slot)> = {
+            let mut parts = self.partitions();
+            let mut taken = Vec::new();
+            match which {
+                None => {
+                    for (topic, slots) in parts.by_topic.drain() {
+                        taken.extend(slots.into_iter().map(|(p, s)| (Arc::clone(&topic), p, s)));
+                    }
+                }
+                Some(tpl) => {
+                    for element in tpl.elements() {
+                        if let Some(slot) = parts
+                            .by_topic
+                            .get_mut(element.topic())
+                            .and_then(|slots| slots.remove(&element.partition()))
+                        {
+                            taken.push((Arc::clone(&slot.topic), element.partition(), slot));
+                        }
+                    }
+                }
+            }
+            taken
+        };
+        if slots.is_empty() {
+            return;
+        }
+        let timeout = *self.stop_timeout.lock().unwrap_or_else(|p| p.into_inner());
+        let mut tasks = Vec::with_capacity(slots.len());
+        for (_, _, slot) in &slots {
+            slot.stop.cancel();
+        }
+        for (topic, partition, slot) in slots {
+            let abort = slot.task.abort_handle();
+            tasks.push((topic, partition, abort, slot.task));
+        }
+        if Handle::try_current().is_ok() {
+            tracing::warn!(subscriber = %self.name, "partition stop requested from inside the runtime; not waiting for workers");
+            return;
+        }
+        let aborts: Vec<_> = tasks.iter().map(|(t, p, a, _)| (Arc::clone(t), *p, a.clone())).collect();
+        let joined = self.runtime.block_on(async {
+            let joins = futures::future::join_all(tasks.into_iter().map(|(_, _, _, task)| task));
+            tokio::time::timeout(timeout, joins).await
+        });
+        if joined.is_err() {
+            for (topic, partition, abort) in aborts {
+                if !abort.is_finished() {
+                    tracing::warn!(subscriber = %self.name, topic = %topic, partition, "worker did not finish within {timeout:?}; its unfinished records will be delivered again");
+                    abort.abort();
+                }
+            }
+        }
+    }
+}
+
+fn set_paused(consumer: &KafkaConsumer, topic: &str, partition: i32, pause: bool) -> bool {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    let result = if pause { consumer.pause(&tpl) } else { consumer.resume(&tpl) };
+    match result {
+        Ok(()) => true,
+        Err(err) => {
+            tracing::warn!(topic, partition, "could not {} partition: {err}", if pause { "pause" } else { "resume" });
+            false
+        }
+    }
+}
+
+fn to_message(topic: &Arc<str>, record: &BorrowedMessage<'_>) -> Message {
+    let headers = match record.headers() {
+        Some(raw) => raw
+            .iter()
+            .map(|h| (h.key.to_owned(), Bytes::copy_from_slice(h.value.unwrap_or_default())))
+            .collect(),
+        None => Headers::new(),
+    };
+    Message {
+        topic: Arc::clone(topic),
+        partition: record.partition(),
+        offset: record.offset(),
+        timestamp: record.timestamp().to_millis(),
+        key: record.key().map(Bytes::copy_from_slice),
+        payload: record.payload().map(Bytes::copy_from_slice).unwrap_or_default(),
+        headers,
+    }
+}
+
+fn commit_sync(consumer: &KafkaConsumer, name: &str) {
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => {}
+        // Nothing stored since the last commit.
+        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+        Err(err) => tracing::warn!(subscriber = %name, "offset commit failed: {err}"),
+    }
+}
+
+/// Stores finished offsets in librdkafka; its background auto-commit sends them.
+struct KafkaOffsets {
+    consumer: Weak<KafkaConsumer>,
+}
+
+impl OffsetStore for KafkaOffsets {
+    fn store(&self, partition: &TopicPartition, offset: i64) {
+        let Some(consumer) = self.consumer.upgrade() else { return };
+        // librdkafka commits `offset + 1`, the next record to read.
+        if let Err(err) = consumer.store_offset(&partition.topic, partition.partition, offset) {
+            // The partition was revoked meanwhile; its new owner starts from the last commit.
+            tracing::debug!(%partition, offset, "offset not stored: {err}");
+        }
+    }
+}
+
+/// The rdkafka context: turns rebalances into worker starts and stops.
+pub(crate) struct SubscriberContext {
+    shared: Arc<Shared>,
+}
+
+impl ClientContext for SubscriberContext {}
+
+impl ConsumerContext for SubscriberContext {
+    fn pre_rebalance(&self, consumer: &KafkaConsumer, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(subscriber = %self.shared.name, partitions = ?partition_names(tpl), "partitions revoked");
+                self.shared.stop_partitions(Some(tpl));
+                commit_sync(consumer, &self.shared.name);
+            }
+            Rebalance::Assign(_) => {}
+            Rebalance::Error(err) => tracing::error!(subscriber = %self.shared.name, "rebalance failed: {err}"),
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &KafkaConsumer, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            tracing::info!(subscriber = %self.shared.name, partitions = ?partition_names(tpl), "partitions assigned");
+            self.shared.assign(tpl);
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(err) => tracing::warn!(subscriber = %self.shared.name, "offset commit failed: {err}"),
+        }
+    }
+}
+
+fn partition_names(tpl: &TopicPartitionList) -> Vec<String> {
+    tpl.elements()
+        .iter()
+        .map(|e| format!("{}[{}]", e.topic(), e.partition()))
+        .collect()
+}
+
+/// A running subscriber: its polling thread and the flag that stops it.
+struct KafkaSubscription {
+    shared: Arc<Shared>,
+    shutdown: Arc<AtomicBool>,
+    finished: Option<oneshot::Receiver<()>>,
+}
+
+impl Subscription for KafkaSubscription {
+    fn stop(mut self: Box<Self>, graceful: Duration) -> BoxFuture<'static, Result<()>> {
+        *self.shared.stop_timeout.lock().unwrap_or_else(|p| p.into_inner()) = graceful;
+        self.shutdown.store(true, Ordering::Release);
+        let finished = self.finished.take();
+        Box::pin(async move {
+            if let Some(finished) = finished {
+                // An error only means the thread ended without reporting: nothing to wait for.
+                let _ = finished.await;
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Drop for KafkaSubscription {
+    fn drop(&mut self) {
+        self.shutdown.store(true, Ordering::Release);
+    }
+}
+
+/// Creates the subscriber's consumer, subscribes, and starts its polling thread.
+pub(crate) fn subscribe(
+    settings: &BrokerSettings,
+    config: Arc<SubscriberConfig>,
+    workers: Arc<dyn PartitionWorkers>,
+) -> Result<Box<dyn Subscription>> {
+    let shared = Arc::new(Shared {
+        name: config.name.clone(),
+        workers,
+        runtime: Handle::current(),
+        partitions: Mutex::new(Partitions::default()),
+        consumer: OnceLock::new(),
+        stop_timeout: Mutex::new(Duration::from_secs(30)),
+    });
+    let consumer: KafkaConsumer = settings
+        .consumer_config(&config)
+        .create_with_context(SubscriberContext {
+            shared: Arc::clone(&shared),
+        })
+        .map_err(|err| Error::Config(format!("cannot create the consumer for `{}`: {err}", config.name)))?;
+    let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topics)
+        .map_err(|err| Error::Broker(format!("cannot subscribe `{}` to {topics:?}: {err}", config.name)))?;
+    let consumer = Arc::new(consumer);
+    let _ = shared.consumer.set(Arc::downgrade(&consumer));
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let (finished_tx, finished) = oneshot::channel();
+    let thread_shared = Arc::clone(&shared);
+    let thread_shutdown = Arc::clone(&shutdown);
+    std::thread::Builder::new()
+        .name(format!("fs-consume-{}", config.name))
+        .spawn(move || {
+            poll_loop(&consumer, &thread_shared, &thread_shutdown);
+            let _ = finished_tx.send(());
+        })
+        .map_err(Error::Io)?;
+    Ok(Box::new(KafkaSubscription {
+        shared,
+        shutdown,
+        finished: Some(finished),
+    }))
+}
+
+fn poll_loop(consumer: &Arc<KafkaConsumer>, shared: &Shared, shutdown: &AtomicBool) {
+    while !shutdown.load(Ordering::Acquire) {
+        shared.drain_backlogs(consumer);
+        match consumer.poll(POLL_INTERVAL) {
+            None => {}
+            Some(Ok(record)) => shared.dispatch(consumer, &record),
+            Some(Err(err)) => tracing::warn!(subscriber = %shared.name, "consumer error: {err}"),
+        }
+    }
+    // Graceful stop: workers finish what they hold, then commit what they finished.
+    shared.stop_partitions(None);
+    commit_sync(consumer, &shared.name);
+    consumer.unsubscribe();
+}

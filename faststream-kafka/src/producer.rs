@@ -1,0 +1,155 @@
+//! The shared producer: many sends in flight, each tracked by a [`KafkaDelivery`].
+
+use faststream_core::message::{new_correlation_id, CONTENT_TYPE, CORRELATION_ID};
+use faststream_core::{Delivered, Publish, PublishError, Record};
+use futures::channel::oneshot;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+/// Publishes records through one shared, idempotent rdkafka producer.
+#[derive(Clone)]
+pub struct KafkaPublisher {
+    producer: FutureProducer,
+}
+
+impl std::fmt::Debug for KafkaPublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaPublisher").finish_non_exhaustive()
+    }
+}
+
+impl KafkaPublisher {
+    pub(crate) fn new(producer: FutureProducer) -> Self {
+        Self { producer }
+    }
+
+    /// The underlying rdkafka producer, for anything the framework does not wrap.
+    pub fn producer(&self) -> &FutureProducer {
+        &self.producer
+    }
+}
+
+/// Acknowledgement of one record; resolves once Kafka acknowledged or refused it.
+#[must_use = "a delivery does nothing unless awaited; drop it to publish fire-and-forget"]
+pub struct KafkaDelivery {
+    topic: Arc<str>,
+    inner: DeliveryFuture,
+}
+
+impl std::fmt::Debug for KafkaDelivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaDelivery").field("topic", &self.topic).finish_non_exhaustive()
+    }
+}
+
+impl Future for KafkaDelivery {
+    type Output = Result<Delivered, PublishError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let outcome = match Pin::new(&mut self.inner).poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(outcome) => outcome,
+        };
+        let topic = Arc::clone(&self.topic);
+        Poll::Ready(match outcome {
+            Ok(Ok(delivery)) => Ok(Delivered {
+                topic,
+                partition: delivery.partition,
+                offset: delivery.offset,
+            }),
+            Ok(Err((err, _message))) => Err(publish_error(&topic, &err)),
+            Err(oneshot::Canceled) => Err(PublishError {
+                topic: topic.to_string(),
+                message: "the producer was closed before the record was acknowledged".into(),
+            }),
+        })
+    }
+}
+
+fn publish_error(topic: &str, err: &KafkaError) -> PublishError {
+    PublishError {
+        topic: topic.to_owned(),
+        message: err.to_string(),
+    }
+}
+
+fn headers_of(record: &Record, correlation_id: &[u8]) -> OwnedHeaders {
+    let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 2);
+    if let Some(content_type) = record.content_type {
+        headers = headers.insert(Header {
+            key: CONTENT_TYPE,
+            value: Some(content_type),
+        });
+    }
+    headers = headers.insert(Header {
+        key: CORRELATION_ID,
+        value: Some(correlation_id),
+    });
+    for (name, value) in record.headers.iter() {
+        headers = headers.insert(Header {
+            key: name,
+            value: Some(&value[..]),
+        });
+    }
+    headers
+}
+
+impl Publish for KafkaPublisher {
+    type Delivery = KafkaDelivery;
+
+    async fn enqueue(&self, record: Record) -> Result<KafkaDelivery, PublishError> {
+        let correlation_id = record.correlation_id.clone().unwrap_or_else(new_correlation_id);
+        let headers = headers_of(&record, &correlation_id);
+        let mut future_record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&record.topic).headers(headers);
+        if let Some(payload) = &record.payload {
+            future_record = future_record.payload(&payload[..]);
+        }
+        if let Some(key) = &record.key {
+            future_record = future_record.key(&key[..]);
+        }
+        if let Some(partition) = record.partition {
+            future_record = future_record.partition(partition);
+        }
+        if let Some(timestamp) = record.timestamp {
+            future_record = future_record.timestamp(timestamp);
+        }
+        let mut backoff = Duration::from_micros(200);
+        loop {
+            match self.producer.send_result(future_record) {
+                Ok(inner) => {
+                    return Ok(KafkaDelivery {
+                        topic: Arc::clone(&record.topic),
+                        inner,
+                    })
+                }
+                // librdkafka's queue is full: wait for deliveries to drain it, then retry.
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    future_record = returned;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(50));
+                }
+                Err((err, _)) => return Err(publish_error(&record.topic, &err)),
+            }
+        }
+    }
+
+    async fn flush(&self, timeout: Duration) -> Result<(), PublishError> {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || producer.flush(timeout))
+            .await
+            .map_err(|err| PublishError {
+                topic: String::new(),
+                message: format!("flush task failed: {err}"),
+            })?
+            .map_err(|err| PublishError {
+                topic: String::new(),
+                message: format!("flush did not complete: {err}"),
+            })
+    }
+}
