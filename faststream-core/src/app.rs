@@ -41,13 +41,16 @@ struct Hooks {
 
 async fn run_hooks(name: &'static str, hooks: Vec<Hook>) -> Result<()> {
     for hook in hooks {
-        hook().await.map_err(|source| Error::Hook { hook: name, source })?;
+        hook()
+            .await
+            .map_err(|source| Error::Hook { hook: name, source })?;
     }
     Ok(())
 }
 
 /// Builds a subscriber's runtime once the publisher exists.
-type SubscriberFactory<P> = Box<dyn FnOnce(P, Arc<AppState>) -> (Arc<SubscriberConfig>, Arc<dyn PartitionWorkers>) + Send>;
+type SubscriberFactory<P> =
+    Box<dyn FnOnce(P, Arc<AppState>) -> (Arc<SubscriberConfig>, Arc<dyn PartitionWorkers>) + Send>;
 
 /// A FastStream application: a broker, its subscribers, state and hooks.
 ///
@@ -217,12 +220,11 @@ impl<B: Broker> FastStream<B> {
         for factory in std::mem::take(&mut self.subscribers) {
             let (config, workers) = factory(publisher.clone(), Arc::clone(&state));
             tracing::info!(
-                subscriber = %config.name,
-                topics = ?config.topics,
-                group_id = %config.effective_group_id(),
-                ack_policy = ?config.ack_policy,
-                "subscriber `{}` consuming {:?} as group `{}`",
-                config.name, config.topics, config.effective_group_id()
+                "subscriber `{}` consuming {:?} as group `{}` ({:?})",
+                config.name,
+                config.topics,
+                config.effective_group_id(),
+                config.ack_policy
             );
             match self.broker.subscribe(config, workers).await {
                 Ok(subscription) => subscriptions.push(subscription),
@@ -232,7 +234,11 @@ impl<B: Broker> FastStream<B> {
                 }
             }
         }
-        run_hooks("after_startup", std::mem::take(&mut self.hooks.after_startup)).await?;
+        run_hooks(
+            "after_startup",
+            std::mem::take(&mut self.hooks.after_startup),
+        )
+        .await?;
         Ok(RunningApp {
             broker: self.broker,
             publisher,
@@ -314,12 +320,21 @@ impl<B: Broker> RunningApp<B> {
     /// Graceful shutdown: on_shutdown hooks, stop every subscriber (in-flight work finishes
     /// and is committed), flush the producer, after_shutdown hooks.
     pub async fn shutdown(mut self) -> Result<()> {
-        let on_shutdown = run_hooks("on_shutdown", std::mem::take(&mut self.hooks.on_shutdown)).await;
-        stop_all(std::mem::take(&mut self.subscriptions), self.graceful_timeout).await;
+        let on_shutdown =
+            run_hooks("on_shutdown", std::mem::take(&mut self.hooks.on_shutdown)).await;
+        stop_all(
+            std::mem::take(&mut self.subscriptions),
+            self.graceful_timeout,
+        )
+        .await;
         if let Err(err) = self.publisher.flush(self.graceful_timeout).await {
             tracing::error!("flushing the producer failed: {err}");
         }
-        run_hooks("after_shutdown", std::mem::take(&mut self.hooks.after_shutdown)).await?;
+        run_hooks(
+            "after_shutdown",
+            std::mem::take(&mut self.hooks.after_shutdown),
+        )
+        .await?;
         tracing::info!("shutdown complete");
         on_shutdown
     }

@@ -62,16 +62,25 @@ impl Record {
     /// assert_eq!(record.content_type, Some("application/json"));
     /// assert_eq!(record.payload.as_deref(), Some(&br#"{"user":"John","user_id":1}"#[..]));
     /// ```
-    pub fn encode<T: serde::Serialize + ?Sized>(topic: impl Into<Arc<str>>, value: &T) -> Result<Self> {
+    pub fn encode<T: serde::Serialize + ?Sized>(
+        topic: impl Into<Arc<str>>,
+        value: &T,
+    ) -> Result<Self> {
         let mut record = Self::new(topic, Bytes::new());
         match crate::codec::encode(value)? {
-            crate::codec::Encoded::Body { payload, content_type } => {
+            crate::codec::Encoded::Body {
+                payload,
+                content_type,
+            } => {
                 record.payload = Some(payload);
                 record.content_type = Some(content_type);
             }
             crate::codec::Encoded::Nothing => record.payload = None,
             crate::codec::Encoded::Failed(message) => {
-                return Err(crate::codec::EncodeError(format!("cannot publish an Err value: {message}")).into())
+                return Err(crate::codec::EncodeError(format!(
+                    "cannot publish an Err value: {message}"
+                ))
+                .into())
             }
         }
         Ok(record)
@@ -132,7 +141,10 @@ pub trait Publish: Clone + Send + Sync + 'static {
 
     /// Hands `record` to the producer. Waits only while the producer's queue is full; the
     /// returned future tracks the acknowledgement.
-    fn enqueue(&self, record: Record) -> impl Future<Output = Result<Self::Delivery, PublishError>> + Send;
+    fn enqueue(
+        &self,
+        record: Record,
+    ) -> impl Future<Output = Result<Self::Delivery, PublishError>> + Send;
 
     /// Waits until every enqueued record was acknowledged, or `timeout` passed.
     fn flush(&self, timeout: Duration) -> impl Future<Output = Result<(), PublishError>> + Send;

@@ -44,7 +44,10 @@ pub struct DecodeError {
 /// let err = decode::<User>(br#"{"name":1}"#, None).unwrap_err();
 /// assert_eq!(err.path, "name");
 /// ```
-pub fn decode<T: DeserializeOwned>(payload: &[u8], content_type: Option<&str>) -> Result<T, DecodeError> {
+pub fn decode<T: DeserializeOwned>(
+    payload: &[u8],
+    content_type: Option<&str>,
+) -> Result<T, DecodeError> {
     let raw_text = content_type.is_some_and(|ct| ct.starts_with(TEXT_PLAIN));
     let deserializer = PayloadDeserializer { payload, raw_text };
     serde_path_to_error::deserialize(deserializer).map_err(|err| {
@@ -103,7 +106,9 @@ struct PayloadDeserializer<'de> {
 impl<'de> PayloadDeserializer<'de> {
     fn json<T>(
         self,
-        f: impl FnOnce(&mut serde_json::Deserializer<serde_json::de::SliceRead<'de>>) -> Result<T, serde_json::Error>,
+        f: impl FnOnce(
+            &mut serde_json::Deserializer<serde_json::de::SliceRead<'de>>,
+        ) -> Result<T, serde_json::Error>,
     ) -> Result<T, serde_json::Error> {
         let mut json = serde_json::Deserializer::from_slice(self.payload);
         let value = f(&mut json)?;
@@ -128,10 +133,25 @@ impl<'de> de::Deserializer<'de> for PayloadDeserializer<'de> {
     type Error = serde_json::Error;
 
     forward_to_json!(
-        deserialize_any, deserialize_bool, deserialize_i8, deserialize_i16, deserialize_i32,
-        deserialize_i64, deserialize_i128, deserialize_u8, deserialize_u16, deserialize_u32,
-        deserialize_u64, deserialize_u128, deserialize_f32, deserialize_f64, deserialize_char,
-        deserialize_unit, deserialize_seq, deserialize_map, deserialize_identifier,
+        deserialize_any,
+        deserialize_bool,
+        deserialize_i8,
+        deserialize_i16,
+        deserialize_i32,
+        deserialize_i64,
+        deserialize_i128,
+        deserialize_u8,
+        deserialize_u16,
+        deserialize_u32,
+        deserialize_u64,
+        deserialize_u128,
+        deserialize_f32,
+        deserialize_f64,
+        deserialize_char,
+        deserialize_unit,
+        deserialize_seq,
+        deserialize_map,
+        deserialize_identifier,
         deserialize_ignored_any,
     );
 
@@ -141,7 +161,9 @@ impl<'de> de::Deserializer<'de> for PayloadDeserializer<'de> {
         }
         match std::str::from_utf8(self.payload) {
             Ok(text) => visitor.visit_borrowed_str(text),
-            Err(err) => Err(de::Error::custom(format_args!("payload is not valid UTF-8 text: {err}"))),
+            Err(err) => Err(de::Error::custom(format_args!(
+                "payload is not valid UTF-8 text: {err}"
+            ))),
         }
     }
 
@@ -165,20 +187,37 @@ impl<'de> de::Deserializer<'de> for PayloadDeserializer<'de> {
         }
     }
 
-    fn deserialize_unit_struct<V: Visitor<'de>>(self, name: &'static str, visitor: V) -> Result<V::Value, Self::Error> {
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
         self.json(|json| de::Deserializer::deserialize_unit_struct(json, name, visitor))
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, Self::Error> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
         // A newtype is transparent on the wire, so `struct UserId(String)` takes raw text too.
         visitor.visit_newtype_struct(self)
     }
 
-    fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Self::Error> {
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        len: usize,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
         self.json(|json| de::Deserializer::deserialize_tuple(json, len, visitor))
     }
 
-    fn deserialize_tuple_struct<V: Visitor<'de>>(self, name: &'static str, len: usize, visitor: V) -> Result<V::Value, Self::Error> {
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        len: usize,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
         self.json(|json| de::Deserializer::deserialize_tuple_struct(json, name, len, visitor))
     }
 
@@ -316,10 +355,21 @@ impl ser::Serializer for TopLevelProbe {
     type SerializeStructVariant = Impossible<Probed, ProbeError>;
 
     probe_is_json!(
-        serialize_bool(bool), serialize_i8(i8), serialize_i16(i16), serialize_i32(i32),
-        serialize_i64(i64), serialize_i128(i128), serialize_u8(u8), serialize_u16(u16),
-        serialize_u32(u32), serialize_u64(u64), serialize_u128(u128), serialize_f32(f32),
-        serialize_f64(f64), serialize_char(char), serialize_unit_struct(&'static str),
+        serialize_bool(bool),
+        serialize_i8(i8),
+        serialize_i16(i16),
+        serialize_i32(i32),
+        serialize_i64(i64),
+        serialize_i128(i128),
+        serialize_u8(u8),
+        serialize_u16(u16),
+        serialize_u32(u32),
+        serialize_u64(u64),
+        serialize_u128(u128),
+        serialize_f32(f32),
+        serialize_f64(f64),
+        serialize_char(char),
+        serialize_unit_struct(&'static str),
         serialize_unit_variant(&'static str, u32, &'static str),
     );
 
@@ -343,7 +393,11 @@ impl ser::Serializer for TopLevelProbe {
         Ok(Probed::Nothing)
     }
 
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, value: &T) -> Result<Probed, ProbeError> {
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<Probed, ProbeError> {
         value.serialize(self)
     }
 
@@ -365,7 +419,8 @@ impl ser::Serializer for TopLevelProbe {
             ("Result", "Err") => {
                 let message = match value.serialize(TopLevelProbe) {
                     Ok(Probed::Text(text)) => text,
-                    _ => serde_json::to_string(value).map_err(|e| ProbeError::Custom(e.to_string()))?,
+                    _ => serde_json::to_string(value)
+                        .map_err(|e| ProbeError::Custom(e.to_string()))?,
                 };
                 Ok(Probed::Failed(message))
             }
@@ -379,7 +434,11 @@ impl ser::Serializer for TopLevelProbe {
     fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, ProbeError> {
         Err(ProbeError::Json)
     }
-    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct, ProbeError> {
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct, ProbeError> {
         Err(ProbeError::Json)
     }
     fn serialize_tuple_variant(
@@ -394,7 +453,11 @@ impl ser::Serializer for TopLevelProbe {
     fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, ProbeError> {
         Err(ProbeError::Json)
     }
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, ProbeError> {
+    fn serialize_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStruct, ProbeError> {
         Err(ProbeError::Json)
     }
     fn serialize_struct_variant(
@@ -429,13 +492,21 @@ mod tests {
         assert_eq!(err.path, "user_id");
         assert!(err.message.contains("invalid type"), "{}", err.message);
         let err = decode::<User>(br#"{"user":"John"}"#, None).unwrap_err();
-        assert!(err.message.contains("missing field `user_id`"), "{}", err.message);
+        assert!(
+            err.message.contains("missing field `user_id`"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
     fn malformed_and_empty_payloads_are_errors() {
         let err = decode::<User>(b"{not json", None).unwrap_err();
-        assert!(err.message.contains("key must be a string"), "{}", err.message);
+        assert!(
+            err.message.contains("key must be a string"),
+            "{}",
+            err.message
+        );
         let err = decode::<User>(b"", None).unwrap_err();
         assert!(err.message.starts_with("empty payload"), "{}", err.message);
         let err = decode::<User>(br#"{"user":"a","user_id":1} trailing"#, None).unwrap_err();
@@ -446,7 +517,10 @@ mod tests {
     fn strings_take_raw_text_unless_json_quoted() {
         assert_eq!(decode::<String>(b"plain text", None).unwrap(), "plain text");
         assert_eq!(decode::<String>(br#""quoted""#, None).unwrap(), "quoted");
-        assert_eq!(decode::<String>(br#""quoted""#, Some("text/plain")).unwrap(), "\"quoted\"");
+        assert_eq!(
+            decode::<String>(br#""quoted""#, Some("text/plain")).unwrap(),
+            "\"quoted\""
+        );
         let err = decode::<String>(&[0xff, 0xfe], None).unwrap_err();
         assert!(err.message.contains("UTF-8"), "{}", err.message);
     }
@@ -463,14 +537,24 @@ mod tests {
     fn encodes_by_faststream_rules() {
         assert_eq!(
             encode(&String::from("x")).unwrap(),
-            Encoded::Body { payload: "x".into(), content_type: TEXT_PLAIN }
+            Encoded::Body {
+                payload: "x".into(),
+                content_type: TEXT_PLAIN
+            }
         );
         assert_eq!(encode(&Option::<String>::None).unwrap(), Encoded::Nothing);
         assert_eq!(
             encode(&Bytes::from_static(b"\x00\x01")).unwrap(),
-            Encoded::Body { payload: Bytes::from_static(b"\x00\x01"), content_type: OCTET_STREAM }
+            Encoded::Body {
+                payload: Bytes::from_static(b"\x00\x01"),
+                content_type: OCTET_STREAM
+            }
         );
-        let user = User { user: "J".into(), user_id: 1, nick: None };
+        let user = User {
+            user: "J".into(),
+            user_id: 1,
+            nick: None,
+        };
         assert_eq!(
             encode(&user).unwrap(),
             Encoded::Body {
@@ -480,18 +564,34 @@ mod tests {
         );
         assert_eq!(
             encode(&7_i32).unwrap(),
-            Encoded::Body { payload: "7".into(), content_type: APPLICATION_JSON }
+            Encoded::Body {
+                payload: "7".into(),
+                content_type: APPLICATION_JSON
+            }
         );
     }
 
     #[test]
     fn serializable_results_split_into_body_and_failure() {
         let ok: Result<String, String> = Ok("fine".into());
-        assert_eq!(encode(&ok).unwrap(), Encoded::Body { payload: "fine".into(), content_type: TEXT_PLAIN });
-        let ok: Result<User, String> = Ok(User { user: "J".into(), user_id: 2, nick: None });
         assert_eq!(
             encode(&ok).unwrap(),
-            Encoded::Body { payload: r#"{"user":"J","user_id":2,"nick":null}"#.into(), content_type: APPLICATION_JSON }
+            Encoded::Body {
+                payload: "fine".into(),
+                content_type: TEXT_PLAIN
+            }
+        );
+        let ok: Result<User, String> = Ok(User {
+            user: "J".into(),
+            user_id: 2,
+            nick: None,
+        });
+        assert_eq!(
+            encode(&ok).unwrap(),
+            Encoded::Body {
+                payload: r#"{"user":"J","user_id":2,"nick":null}"#.into(),
+                content_type: APPLICATION_JSON
+            }
         );
         let err: Result<String, String> = Err("boom".into());
         assert_eq!(encode(&err).unwrap(), Encoded::Failed("boom".into()));

@@ -73,7 +73,9 @@ pub struct AppState {
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState").field("values", &self.values.len()).finish()
+        f.debug_struct("AppState")
+            .field("values", &self.values.len())
+            .finish()
     }
 }
 
@@ -124,7 +126,8 @@ pub trait FromMessage: Sized {
 /// The payload: every deserializable type.
 impl<T: DeserializeOwned> FromMessage for T {
     fn from_message(message: &Message, _cx: &MessageContext<'_>) -> Result<Self, ExtractError> {
-        codec::decode(&message.payload, message.headers.get_str(CONTENT_TYPE)).map_err(ExtractError::Payload)
+        codec::decode(&message.payload, message.headers.get_str(CONTENT_TYPE))
+            .map_err(ExtractError::Payload)
     }
 }
 
@@ -304,7 +307,9 @@ impl Ack {
 
 impl FromMessage for Ack {
     fn from_message(_message: &Message, cx: &MessageContext<'_>) -> Result<Self, ExtractError> {
-        cx.ack.map(|slot| Ack(Arc::clone(slot))).ok_or(ExtractError::AckNotManual)
+        cx.ack
+            .map(|slot| Ack(Arc::clone(slot)))
+            .ok_or(ExtractError::AckNotManual)
     }
 }
 
@@ -329,9 +334,19 @@ mod tests {
             Header::<String, Trace>::from_message(&msg, &cx(&state)),
             Err(ExtractError::MissingHeader("trace"))
         ));
-        assert_eq!(Header::<Option<String>, Trace>::from_message(&msg, &cx(&state)).unwrap().0, None);
+        assert_eq!(
+            Header::<Option<String>, Trace>::from_message(&msg, &cx(&state))
+                .unwrap()
+                .0,
+            None
+        );
         msg.headers.insert("trace", "abc");
-        assert_eq!(Header::<String, Trace>::from_message(&msg, &cx(&state)).unwrap().0, "abc");
+        assert_eq!(
+            Header::<String, Trace>::from_message(&msg, &cx(&state))
+                .unwrap()
+                .0,
+            "abc"
+        );
         assert!(matches!(
             Header::<i64, Trace>::from_message(&msg, &cx(&state)),
             Err(ExtractError::BadHeader { name: "trace", .. })
@@ -345,19 +360,33 @@ mod tests {
         let mut msg = Message::new("t", "x");
         msg.key = Some(Bytes::from_static(b"k1"));
         msg.offset = 9;
-        assert_eq!(Key::<String>::from_message(&msg, &cx(&state)).unwrap().0, "k1");
+        assert_eq!(
+            Key::<String>::from_message(&msg, &cx(&state)).unwrap().0,
+            "k1"
+        );
         assert_eq!(Meta::from_message(&msg, &cx(&state)).unwrap().offset, 9);
         assert_eq!(*State::<u32>::from_message(&msg, &cx(&state)).unwrap(), 41);
-        assert!(matches!(State::<u64>::from_message(&msg, &cx(&state)), Err(ExtractError::MissingState(_))));
+        assert!(matches!(
+            State::<u64>::from_message(&msg, &cx(&state)),
+            Err(ExtractError::MissingState(_))
+        ));
         msg.key = None;
-        assert_eq!(Key::<Option<String>>::from_message(&msg, &cx(&state)).unwrap().0, None);
+        assert_eq!(
+            Key::<Option<String>>::from_message(&msg, &cx(&state))
+                .unwrap()
+                .0,
+            None
+        );
     }
 
     #[test]
     fn ack_needs_manual_policy() {
         let state = AppState::default();
         let msg = Message::new("t", "x");
-        assert!(matches!(Ack::from_message(&msg, &cx(&state)), Err(ExtractError::AckNotManual)));
+        assert!(matches!(
+            Ack::from_message(&msg, &cx(&state)),
+            Err(ExtractError::AckNotManual)
+        ));
         let slot = Arc::new(AckSlot::default());
         let ack = Ack::from_message(&msg, &MessageContext::new(&state, Some(&slot))).unwrap();
         ack.nack();

@@ -30,7 +30,11 @@ pub trait Handler<T>: Clone + Send + Sync + 'static {
     type Future: Future<Output = Reply> + Send + 'static;
 
     /// Extracts the parameters from `message` and starts the call.
-    fn call(&self, message: &Message, cx: &MessageContext<'_>) -> Result<Self::Future, ExtractError>;
+    fn call(
+        &self,
+        message: &Message,
+        cx: &MessageContext<'_>,
+    ) -> Result<Self::Future, ExtractError>;
 }
 
 macro_rules! impl_handler {

@@ -9,7 +9,12 @@
 //! - [`FastStream`]: the app, its lifecycle and graceful shutdown.
 //!
 //! Users depend on the `faststream` facade crate, which re-exports all of this.
-#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
 #![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]
 
 pub mod app;
@@ -31,7 +36,9 @@ pub use extract::{Ack, FromMessage, Header, HeaderName, Key, Meta, State};
 pub use handler::Handler;
 pub use message::{Headers, Message, TopicPartition};
 pub use reply::{IntoReply, Reply, Response};
-pub use subscriber::{AckPolicy, Backoff, IntoSubscriber, OffsetReset, PublisherConfig, Registry, SubscriberConfig};
+pub use subscriber::{
+    AckPolicy, Backoff, IntoSubscriber, OffsetReset, PublisherConfig, Registry, SubscriberConfig,
+};
 
 #[doc(hidden)]
 pub mod __private {

@@ -38,7 +38,10 @@ impl Outgoing {
     fn from_encoded(encoded: Encoded) -> Reply {
         match encoded {
             Encoded::Nothing => Reply::Nothing,
-            Encoded::Body { payload, content_type } => Reply::Publish(Outgoing {
+            Encoded::Body {
+                payload,
+                content_type,
+            } => Reply::Publish(Outgoing {
                 payload,
                 content_type,
                 key: None,
@@ -208,7 +211,12 @@ mod tests {
 
     #[test]
     fn response_sets_record_fields() {
-        match reply_of(Response::new(serde_json::json!({"a": 1})).key("k").partition(2).header("h", "v")) {
+        match reply_of(
+            Response::new(serde_json::json!({"a": 1}))
+                .key("k")
+                .partition(2)
+                .header("h", "v"),
+        ) {
             Reply::Publish(out) => {
                 assert_eq!(out.payload, r#"{"a":1}"#);
                 assert_eq!(out.key.as_deref(), Some(&b"k"[..]));

@@ -75,7 +75,9 @@ impl Backoff {
     /// assert_eq!(b.delay(30), Duration::from_secs(1));
     /// ```
     pub fn delay(&self, attempt: u32) -> Duration {
-        let factor = 1_u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
+        let factor = 1_u32
+            .checked_shl(attempt.saturating_sub(1))
+            .unwrap_or(u32::MAX);
         self.initial.saturating_mul(factor).min(self.max)
     }
 }

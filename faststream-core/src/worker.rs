@@ -38,7 +38,12 @@ pub(crate) struct SubscriberRuntime<H, T, P> {
 }
 
 impl<H, T, P> SubscriberRuntime<H, T, P> {
-    pub(crate) fn new(config: Arc<SubscriberConfig>, handler: H, publisher: P, state: Arc<AppState>) -> Self {
+    pub(crate) fn new(
+        config: Arc<SubscriberConfig>,
+        handler: H,
+        publisher: P,
+        state: Arc<AppState>,
+    ) -> Self {
         let concurrency = config.max_concurrency.map(|n| Arc::new(Semaphore::new(n)));
         Self {
             config,
@@ -127,14 +132,22 @@ where
 
     /// Stores `offset`, or a later one when more acks are already complete (one store call
     /// for a run of finished messages).
-    fn store_through(&self, mut offset: i64, pending: &mut FuturesOrdered<PendingAck<P::Delivery>>) {
+    fn store_through(
+        &self,
+        mut offset: i64,
+        pending: &mut FuturesOrdered<PendingAck<P::Delivery>>,
+    ) {
         while let Some(Some((next, _))) = pending.next().now_or_never() {
             offset = next;
         }
         self.offsets.store(&self.partition, offset);
     }
 
-    async fn process(&self, message: Message, pending: &mut FuturesOrdered<PendingAck<P::Delivery>>) -> Flow {
+    async fn process(
+        &self,
+        message: Message,
+        pending: &mut FuturesOrdered<PendingAck<P::Delivery>>,
+    ) -> Flow {
         let policy = self.sub.config.ack_policy;
         if policy == AckPolicy::AckFirst {
             pending.push_back(PendingAck::done(&message));
@@ -149,7 +162,11 @@ where
             let mut ack = PendingAck::done(&message);
             let failure = match self.handle(&message, slot.as_ref()).await {
                 Ok(Reply::Nothing) => None,
-                Ok(Reply::Publish(out)) => self.publish(&message, out, &mut ack).await.err().map(|e| e.to_string()),
+                Ok(Reply::Publish(out)) => self
+                    .publish(&message, out, &mut ack)
+                    .await
+                    .err()
+                    .map(|e| e.to_string()),
                 Ok(Reply::Failed(err)) => Some(err.to_string()),
                 Err(err) => Some(err.to_string()),
             };
@@ -159,9 +176,8 @@ where
             }
             if decision == AckDecision::Reject {
                 tracing::warn!(
-                    subscriber = %self.sub.config.name, topic = %message.topic, partition = message.partition,
-                    offset = message.offset,
-                    "message rejected by its handler: {}[{}]@{} is skipped",
+                    subscriber = %self.sub.config.name,
+                    "message {}[{}]@{} rejected by its handler is skipped",
                     message.topic, message.partition, message.offset
                 );
             }
@@ -189,7 +205,11 @@ where
         }
     }
 
-    async fn handle(&self, message: &Message, slot: Option<&Arc<AckSlot>>) -> Result<Reply, ExtractError> {
+    async fn handle(
+        &self,
+        message: &Message,
+        slot: Option<&Arc<AckSlot>>,
+    ) -> Result<Reply, ExtractError> {
         let call = {
             let cx = MessageContext::new(&self.sub.state, slot);
             self.sub.handler.call(message, &cx)?
@@ -214,14 +234,25 @@ where
 
     /// Enqueues the reply to every publisher topic and to `reply_to`; the acknowledgements are
     /// tracked by `ack`.
-    async fn publish(&self, message: &Message, out: Outgoing, ack: &mut PendingAck<P::Delivery>) -> Result<(), PublishError> {
+    async fn publish(
+        &self,
+        message: &Message,
+        out: Outgoing,
+        ack: &mut PendingAck<P::Delivery>,
+    ) -> Result<(), PublishError> {
         let correlation_id = message
             .headers
             .get(CORRELATION_ID)
             .cloned()
             .unwrap_or_else(new_correlation_id);
         let reply_to = message.reply_to().map(Arc::<str>::from);
-        let topics = self.sub.config.publishers.iter().map(|p| &p.topic).chain(reply_to.as_ref());
+        let topics = self
+            .sub
+            .config
+            .publishers
+            .iter()
+            .map(|p| &p.topic)
+            .chain(reply_to.as_ref());
         for topic in topics {
             let record = Record {
                 topic: Arc::clone(topic),
@@ -242,9 +273,6 @@ where
         let key = message.key_for_log();
         tracing::error!(
             subscriber = %self.sub.config.name,
-            topic = %message.topic,
-            partition = message.partition,
-            offset = message.offset,
             key = ?key,
             attempt,
             "message {}[{}]@{} failed: {error}",
@@ -295,9 +323,10 @@ impl<D> PendingAck<D> {
         if let Err(err) = outcome {
             self.all_delivered = false;
             tracing::error!(
-                topic = %self.topic, partition = self.partition, offset = self.offset,
                 "publish for message {}[{}]@{} was not acknowledged: {err}",
-                self.topic, self.partition, self.offset,
+                self.topic,
+                self.partition,
+                self.offset,
             );
         }
     }

@@ -1,1 +1,291 @@
-//! Shared helpers for the integration tests.
+//! Helpers for the integration tests: unique topics on the local broker, a raw rdkafka
+//! producer and collector (independent of the framework under test), committed-offset
+//! queries, and a log capture to assert error lines.
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers as _, Message as _, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The broker the tests use (`FASTSTREAM_TEST_KAFKA`, default `127.0.0.1:9092`).
+pub fn bootstrap() -> String {
+    std::env::var("FASTSTREAM_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
+}
+
+/// A topic name no other test (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Creates `name` with `partitions` partitions and waits until it is usable.
+pub async fn create_topic(name: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .expect("admin client");
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let results = admin
+        .create_topics(
+            [&topic],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(20))),
+        )
+        .await
+        .expect("create_topics request");
+    for result in results {
+        result.expect("topic created");
+    }
+    // Wait until metadata shows every partition with a leader.
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .expect("probe");
+    wait_until(Duration::from_secs(20), "topic metadata", || {
+        probe
+            .fetch_metadata(Some(name), Duration::from_secs(2))
+            .ok()
+            .and_then(|m| {
+                m.topics()
+                    .first()
+                    .map(|t| t.partitions().len() as i32 == partitions && t.error().is_none())
+            })
+            .unwrap_or(false)
+    });
+}
+
+/// Polls `condition` every 20 ms until it holds; panics naming `what` after `timeout`.
+pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Async version of [`wait_until`].
+pub async fn wait_for(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A plain rdkafka producer for test input.
+pub fn raw_producer() -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("linger.ms", "2")
+        .create()
+        .expect("producer")
+}
+
+/// One record of test input.
+#[derive(Debug, Clone, Default)]
+pub struct Input {
+    /// Payload bytes.
+    pub payload: Vec<u8>,
+    /// Key.
+    pub key: Option<Vec<u8>>,
+    /// Headers.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Partition.
+    pub partition: Option<i32>,
+}
+
+impl Input {
+    /// A record with this payload.
+    pub fn new(payload: impl Into<Vec<u8>>) -> Self {
+        Self {
+            payload: payload.into(),
+            ..Self::default()
+        }
+    }
+    /// Sets the key.
+    pub fn key(mut self, key: impl Into<Vec<u8>>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: impl Into<Vec<u8>>) -> Self {
+        self.headers.push((name.to_owned(), value.into()));
+        self
+    }
+    /// Sets the partition.
+    pub fn partition(mut self, partition: i32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+}
+
+/// Produces `inputs` to `topic` in order and waits for every acknowledgement.
+pub async fn produce(topic: &str, inputs: impl IntoIterator<Item = Input>) {
+    let producer = raw_producer();
+    let mut deliveries = Vec::new();
+    for input in inputs {
+        let mut headers = OwnedHeaders::new();
+        for (name, value) in &input.headers {
+            headers = headers.insert(Header {
+                key: name,
+                value: Some(value),
+            });
+        }
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
+            .payload(&input.payload[..])
+            .headers(headers);
+        if let Some(key) = &input.key {
+            record = record.key(&key[..]);
+        }
+        if let Some(partition) = input.partition {
+            record = record.partition(partition);
+        }
+        // Await each enqueue's acknowledgement only at the end, so input is produced fast.
+        match producer.send_result(record) {
+            Ok(delivery) => deliveries.push(delivery),
+            Err((err, _)) => panic!("enqueue failed: {err}"),
+        }
+    }
+    for delivery in deliveries {
+        delivery.await.expect("delivery").expect("acknowledged");
+    }
+}
+
+/// A consumed output record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// Payload as text (lossy).
+    pub payload: String,
+    /// Key as text.
+    pub key: Option<String>,
+    /// Headers as text.
+    pub headers: HashMap<String, String>,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+}
+
+/// Reads `topic` from the beginning with a plain rdkafka consumer until `count` records
+/// arrived or `timeout` passed; returns what arrived.
+pub fn collect(topic: &str, count: usize, timeout: Duration) -> Vec<Output> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", unique("collector"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("collector");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    while out.len() < count && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let headers = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| {
+                            (
+                                h.key.to_owned(),
+                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push(Output {
+                payload: String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+                key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                headers,
+                partition: m.partition(),
+                offset: m.offset(),
+            });
+        }
+    }
+    out
+}
+
+/// The committed offset of `group` on each of `topic`'s `partitions` (-1 when none).
+pub fn committed(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", group)
+        .create()
+        .expect("offset reader");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(5))
+        .expect("committed offsets");
+    (0..partitions)
+        .map(
+            |p| match committed.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => o,
+                _ => -1,
+            },
+        )
+        .collect()
+}
+
+/// Log lines written through `tracing` by the process, for asserting error lines.
+#[derive(Clone, Default)]
+pub struct LogCapture(Arc<Mutex<Vec<u8>>>);
+
+impl LogCapture {
+    /// The lines captured so far that contain `needle`.
+    pub fn lines_with(&self, needle: &str) -> Vec<String> {
+        let buf = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        String::from_utf8_lossy(&buf)
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Write for LogCapture {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(data);
+        std::io::stderr().write_all(data)?;
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs (once per test binary) a global `tracing` subscriber that also captures lines.
+pub fn logs() -> LogCapture {
+    static CAPTURE: OnceLock<LogCapture> = OnceLock::new();
+    CAPTURE
+        .get_or_init(|| {
+            let capture = LogCapture::default();
+            let writer = capture.clone();
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(
+                    "info,librdkafka=warn,rdkafka=warn",
+                ))
+                .with_ansi(false)
+                .with_writer(move || writer.clone())
+                .init();
+            capture
+        })
+        .clone()
+}
