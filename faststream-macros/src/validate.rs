@@ -1,0 +1,747 @@
+//! Validate: checks the parsed attribute arguments and the handler's signature and builds the
+//! [`Subscriber`] model that `generate` turns into code. Every problem is collected, each with
+//! the span of the offending tokens.
+
+use crate::parse::{self, AttrArgs, Errors, KeyValue};
+use proc_macro2::Span;
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
+use syn::{
+    Attribute, Expr, ExprLit, FnArg, Ident, ItemFn, Lit, LitBool, LitInt, LitStr, Pat, Type,
+};
+
+/// Keys accepted by `#[subscriber]`.
+const SUBSCRIBER_KEYS: &[(&str, Kind)] = &[
+    ("group_id", Kind::Str),
+    ("ack_policy", Kind::Choice(ACK_POLICIES)),
+    ("auto_offset_reset", Kind::Choice(OFFSET_RESETS)),
+    ("max_concurrency", Kind::Int),
+    ("title", Kind::Str),
+    ("description", Kind::Str),
+    ("include_in_schema", Kind::Bool),
+];
+
+/// Keys accepted by `#[publisher]`.
+const PUBLISHER_KEYS: &[(&str, Kind)] = &[
+    ("title", Kind::Str),
+    ("description", Kind::Str),
+    ("include_in_schema", Kind::Bool),
+];
+
+/// `ack_policy` values and their `AckPolicy` variants.
+const ACK_POLICIES: &[(&str, &str)] = &[
+    ("ack_after", "AckAfter"),
+    ("nack_on_error", "NackOnError"),
+    ("ack_first", "AckFirst"),
+    ("manual", "Manual"),
+];
+
+/// `auto_offset_reset` values and their `OffsetReset` variants.
+const OFFSET_RESETS: &[(&str, &str)] = &[("earliest", "Earliest"), ("latest", "Latest")];
+
+/// Last path segments of the extractor types: parameters of these types are not payload.
+const EXTRACTORS: &[&str] = &[
+    "Key", "Headers", "Header", "Meta", "State", "Message", "Ack",
+];
+
+/// The type an option's value must have.
+#[derive(Clone, Copy)]
+enum Kind {
+    Str,
+    Bool,
+    Int,
+    /// One of these (spelling, enum variant) pairs, as a string literal or a bare identifier.
+    Choice(&'static [(&'static str, &'static str)]),
+}
+
+/// A checked option value.
+enum Value {
+    Str(LitStr),
+    Bool(LitBool),
+    Int(LitInt),
+    /// The enum variant to generate, spanned on the user's value.
+    Variant(Ident),
+}
+
+/// A subscriber, checked: everything `generate` needs.
+pub(crate) struct Subscriber {
+    /// The function with the helper attributes removed (its body and signature are reused).
+    pub(crate) func: ItemFn,
+    /// Topics consumed.
+    pub(crate) topics: Vec<LitStr>,
+    /// `group_id = "..."`.
+    pub(crate) group_id: Option<LitStr>,
+    /// `AckPolicy` variant.
+    pub(crate) ack_policy: Option<Ident>,
+    /// `OffsetReset` variant.
+    pub(crate) auto_offset_reset: Option<Ident>,
+    /// `max_concurrency = N`.
+    pub(crate) max_concurrency: Option<LitInt>,
+    /// `title = "..."`.
+    pub(crate) title: Option<LitStr>,
+    /// `description = "..."`, else the doc comment.
+    pub(crate) description: Option<String>,
+    /// `include_in_schema = bool`.
+    pub(crate) include_in_schema: Option<LitBool>,
+    /// Stacked `#[publisher]`s, top to bottom.
+    pub(crate) publishers: Vec<Publisher>,
+    /// The parameters, in order.
+    pub(crate) params: Vec<Param>,
+    /// How the payload binds to the plain parameters.
+    pub(crate) payload: Payload,
+}
+
+/// One `#[publisher]`, checked.
+pub(crate) struct Publisher {
+    /// The attribute's path as written (`publisher`, `faststream::publisher`): the generated
+    /// code imports it so the user's `use faststream::publisher` does not look unused.
+    pub(crate) path: syn::Path,
+    /// Destination topic.
+    pub(crate) topic: LitStr,
+    /// `title = "..."`.
+    pub(crate) title: Option<LitStr>,
+    /// `description = "..."`.
+    pub(crate) description: Option<LitStr>,
+    /// `include_in_schema = bool`.
+    pub(crate) include_in_schema: Option<LitBool>,
+}
+
+/// One handler parameter.
+pub(crate) struct Param {
+    /// Its type as written.
+    pub(crate) ty: Type,
+    /// What it binds to.
+    pub(crate) kind: ParamKind,
+}
+
+/// What a parameter binds to.
+pub(crate) enum ParamKind {
+    /// An extractor, passed through unchanged.
+    Extractor,
+    /// `#[header("name")]`: one header, read through `Header<T, Marker>`.
+    Header(LitStr),
+    /// Payload: the whole of it, or (with several) the field named like the parameter.
+    Plain {
+        /// The field name (several plain parameters only need it).
+        ident: Option<Ident>,
+    },
+}
+
+/// How the payload binds to the plain parameters.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Payload {
+    /// No plain parameter: the payload is not decoded.
+    Ignored,
+    /// One plain parameter (or `#[payload]`): the whole payload, at this parameter index.
+    Whole(usize),
+    /// Several: the fields of a JSON object, at these parameter indexes.
+    Fields(Vec<usize>),
+}
+
+impl Subscriber {
+    /// The handler's name as a string (raw identifiers without `r#`).
+    pub(crate) fn name(&self) -> String {
+        self.func.sig.ident.unraw().to_string()
+    }
+
+    /// The schema title: `{CamelCaseName}:Message:Payload`.
+    pub(crate) fn payload_title(&self) -> String {
+        format!("{}:Message:Payload", camel_case(&self.name()))
+    }
+}
+
+/// `handle_msg` -> `HandleMsg`.
+pub(crate) fn camel_case(name: &str) -> String {
+    name.split('_')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .map(|first| first.to_uppercase().chain(chars).collect::<String>())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Checks a `#[subscriber]` and everything stacked on its function.
+pub(crate) fn subscriber(args: AttrArgs, mut func: ItemFn) -> syn::Result<Subscriber> {
+    let mut errors = Errors::default();
+
+    // The attribute itself.
+    if args.topics.is_empty() {
+        errors.push(
+            Span::call_site(),
+            "#[subscriber] needs at least one topic, e.g. #[subscriber(\"orders\")]",
+        );
+    }
+    check_topics(&args.topics, &mut errors);
+    let mut options = read_options(&args.options, SUBSCRIBER_KEYS, "#[subscriber]", &mut errors);
+
+    // Stacked attributes: publishers are consumed, a second subscriber is an error.
+    let mut publishers = Vec::new();
+    let mut kept = Vec::with_capacity(func.attrs.len());
+    for attr in std::mem::take(&mut func.attrs) {
+        if parse::is_publisher(&attr) {
+            match AttrArgs::from_attribute(&attr) {
+                Ok(args) => {
+                    if let Some(p) = publisher(&attr, args, &mut errors) {
+                        publishers.push(p);
+                    }
+                }
+                Err(e) => errors.push_error(e),
+            }
+        } else {
+            if parse::is_subscriber(&attr) {
+                errors.push_spanned(&attr, "a function can have only one #[subscriber]");
+            }
+            kept.push(attr);
+        }
+    }
+    func.attrs = kept;
+
+    // The signature.
+    let sig = &func.sig;
+    if sig.asyncness.is_none() {
+        errors.push(
+            sig.fn_token.span,
+            "#[subscriber] functions must be `async fn`",
+        );
+    }
+    if let Some(unsafety) = &sig.unsafety {
+        errors.push(unsafety.span, "#[subscriber] functions cannot be `unsafe`");
+    }
+    if let Some(abi) = &sig.abi {
+        errors.push_spanned(abi, "#[subscriber] functions cannot have an `extern` ABI");
+    }
+    if !sig.generics.params.is_empty() {
+        errors.push_spanned(
+            &sig.generics.params,
+            "#[subscriber] functions cannot be generic: the payload and extractor types must be known to decode messages",
+        );
+    }
+    if let Some(where_clause) = &sig.generics.where_clause {
+        errors.push_spanned(
+            where_clause,
+            "#[subscriber] functions cannot have a `where` clause",
+        );
+    }
+    let (params, payload) = params(&mut func, &mut errors);
+
+    let description = options
+        .remove("description")
+        .and_then(|v| as_str(&v).map(LitStr::value))
+        .or_else(|| parse::doc_string(&func.attrs));
+    errors.finish(Subscriber {
+        topics: args.topics,
+        group_id: options.remove("group_id").and_then(|v| as_str(&v).cloned()),
+        ack_policy: options.remove("ack_policy").and_then(as_variant),
+        auto_offset_reset: options.remove("auto_offset_reset").and_then(as_variant),
+        max_concurrency: options.remove("max_concurrency").and_then(|v| match v {
+            Value::Int(i) => Some(i),
+            _ => None,
+        }),
+        title: options.remove("title").and_then(|v| as_str(&v).cloned()),
+        description,
+        include_in_schema: options.remove("include_in_schema").and_then(as_bool),
+        publishers,
+        params,
+        payload,
+        func,
+    })
+}
+
+/// Checks one stacked `#[publisher]`.
+fn publisher(attr: &Attribute, args: AttrArgs, errors: &mut Errors) -> Option<Publisher> {
+    check_topics(&args.topics, errors);
+    let mut options = read_options(&args.options, PUBLISHER_KEYS, "#[publisher]", errors);
+    for extra in args.topics.iter().skip(1) {
+        errors.push(
+            extra.span(),
+            "a #[publisher] publishes to exactly one topic; stack several #[publisher(\"...\")] attributes",
+        );
+    }
+    let Some(topic) = args.topics.first().cloned() else {
+        errors.push_spanned(
+            attr,
+            "#[publisher] needs a topic, e.g. #[publisher(\"invoices\")]",
+        );
+        return None;
+    };
+    Some(Publisher {
+        path: attr.path().clone(),
+        topic,
+        title: options.remove("title").and_then(|v| as_str(&v).cloned()),
+        description: options
+            .remove("description")
+            .and_then(|v| as_str(&v).cloned()),
+        include_in_schema: options.remove("include_in_schema").and_then(as_bool),
+    })
+}
+
+fn check_topics(topics: &[LitStr], errors: &mut Errors) {
+    for topic in topics {
+        if topic.value().trim().is_empty() {
+            errors.push(topic.span(), "topic names cannot be empty");
+        }
+    }
+}
+
+fn as_str(value: &Value) -> Option<&LitStr> {
+    match value {
+        Value::Str(s) => Some(s),
+        _ => None,
+    }
+}
+
+fn as_bool(value: Value) -> Option<LitBool> {
+    match value {
+        Value::Bool(b) => Some(b),
+        _ => None,
+    }
+}
+
+fn as_variant(value: Value) -> Option<Ident> {
+    match value {
+        Value::Variant(v) => Some(v),
+        _ => None,
+    }
+}
+
+/// Checks `key = value` options against `spec`: unknown keys, duplicates, value types.
+fn read_options(
+    options: &[KeyValue],
+    spec: &[(&'static str, Kind)],
+    what: &str,
+    errors: &mut Errors,
+) -> std::collections::HashMap<&'static str, Value> {
+    let mut seen = std::collections::HashMap::new();
+    let mut keys = std::collections::HashSet::new();
+    for KeyValue { key, value } in options {
+        let name = key.unraw().to_string();
+        let Some((name, kind)) = spec.iter().find(|(k, _)| *k == name).copied() else {
+            let accepted = spec.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ");
+            errors.push(
+                key.span(),
+                format!("unknown key `{name}` in {what}; accepted keys: {accepted}"),
+            );
+            continue;
+        };
+        if !keys.insert(name) {
+            errors.push(key.span(), format!("duplicate key `{name}`"));
+            continue;
+        }
+        if let Some(value) = read_value(name, kind, value, errors) {
+            seen.insert(name, value);
+        }
+    }
+    seen
+}
+
+fn read_value(name: &str, kind: Kind, value: &Expr, errors: &mut Errors) -> Option<Value> {
+    let lit = match value {
+        Expr::Lit(ExprLit { lit, .. }) => Some(lit),
+        _ => None,
+    };
+    match (kind, lit) {
+        (Kind::Str, Some(Lit::Str(s))) => return Some(Value::Str(s.clone())),
+        (Kind::Bool, Some(Lit::Bool(b))) => return Some(Value::Bool(b.clone())),
+        (Kind::Int, Some(Lit::Int(i))) => match i.base10_parse::<usize>() {
+            Ok(0) => errors.push(i.span(), format!("`{name}` must be at least 1")),
+            Ok(_) if i.suffix().is_empty() || i.suffix() == "usize" => {
+                return Some(Value::Int(i.clone()))
+            }
+            Ok(_) => errors.push(
+                i.span(),
+                format!("`{name}` is a `usize`; drop the `{}` suffix", i.suffix()),
+            ),
+            Err(e) => errors.push(
+                i.span(),
+                format!("`{name}` expects a positive integer: {e}"),
+            ),
+        },
+        (Kind::Choice(choices), _) => {
+            let (spelling, span) = match (value, lit) {
+                (_, Some(Lit::Str(s))) => (s.value(), s.span()),
+                (Expr::Path(p), _) if p.path.get_ident().is_some() => {
+                    let ident = p.path.get_ident()?;
+                    (ident.unraw().to_string(), ident.span())
+                }
+                _ => {
+                    let expected = choices
+                        .iter()
+                        .map(|(s, _)| *s)
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    errors.push_spanned(value, format!("`{name}` expects one of: {expected}"));
+                    return None;
+                }
+            };
+            if let Some((_, variant)) = choices.iter().find(|(s, _)| *s == spelling) {
+                return Some(Value::Variant(Ident::new(variant, span)));
+            }
+            let expected = choices
+                .iter()
+                .map(|(s, _)| *s)
+                .collect::<Vec<_>>()
+                .join(", ");
+            errors.push(
+                span,
+                format!("unknown {name} `{spelling}`; expected one of: {expected}"),
+            );
+        }
+        (Kind::Str, _) => errors.push_spanned(
+            value,
+            format!("`{name}` expects a string literal, e.g. {name} = \"...\""),
+        ),
+        (Kind::Bool, _) => {
+            errors.push_spanned(value, format!("`{name}` expects `true` or `false`"))
+        }
+        (Kind::Int, _) => errors.push_spanned(
+            value,
+            format!("`{name}` expects an integer literal, e.g. {name} = 4"),
+        ),
+    }
+    None
+}
+
+/// Classifies the parameters and removes their marker attributes from `func`.
+fn params(func: &mut ItemFn, errors: &mut Errors) -> (Vec<Param>, Payload) {
+    let mut params = Vec::new();
+    let mut forced: Option<(usize, Attribute)> = None;
+    for (index, input) in func.sig.inputs.iter_mut().enumerate() {
+        let arg = match input {
+            FnArg::Receiver(receiver) => {
+                errors.push_spanned(
+                    &*receiver,
+                    "#[subscriber] must be on a free function, not a method: remove `self`",
+                );
+                continue;
+            }
+            FnArg::Typed(arg) => arg,
+        };
+        let mut kind = None::<(ParamKind, Span)>;
+        for attr in std::mem::take(&mut arg.attrs) {
+            if !parse::is_param_marker(&attr) {
+                arg.attrs.push(attr);
+                continue;
+            }
+            let marker = match attr.path().get_ident() {
+                Some(ident) => ident.to_string(),
+                None => continue,
+            };
+            let this = match marker.as_str() {
+                "header" => match attr.parse_args::<LitStr>() {
+                    Ok(name) if name.value().is_empty() => {
+                        errors.push(name.span(), "header names cannot be empty");
+                        continue;
+                    }
+                    Ok(name) => ParamKind::Header(name),
+                    Err(_) => {
+                        errors
+                            .push_spanned(&attr, "expected a header name: #[header(\"x-tenant\")]");
+                        continue;
+                    }
+                },
+                "payload" | "extract" => {
+                    if let Err(e) = attr.meta.require_path_only() {
+                        errors.push(e.span(), format!("#[{marker}] takes no arguments"));
+                    }
+                    if marker == "payload" {
+                        match forced {
+                            Some(_) => {
+                                errors.push_spanned(&attr, "only one parameter can be #[payload]")
+                            }
+                            None => forced = Some((index, attr.clone())),
+                        }
+                        ParamKind::Plain { ident: None }
+                    } else {
+                        ParamKind::Extractor
+                    }
+                }
+                _ => continue,
+            };
+            if kind.is_some() {
+                errors.push_spanned(
+                    &attr,
+                    "a parameter takes at most one of #[header(..)], #[payload], #[extract]",
+                );
+            } else {
+                kind = Some((this, attr.span()));
+            }
+        }
+        if let Type::ImplTrait(it) = &*arg.ty {
+            errors.push_spanned(
+                it,
+                "#[subscriber] functions cannot take `impl Trait` parameters; name the type",
+            );
+        }
+        let kind = match kind {
+            Some((kind, _)) => kind,
+            None if is_extractor(&arg.ty) => ParamKind::Extractor,
+            None => ParamKind::Plain { ident: None },
+        };
+        if let ParamKind::Plain { .. } = kind {
+            if let Type::Reference(r) = &*arg.ty {
+                errors.push_spanned(
+                    r,
+                    "payload parameters must be owned types, e.g. String instead of &str",
+                );
+            }
+        }
+        params.push((
+            Param {
+                ty: (*arg.ty).clone(),
+                kind,
+            },
+            (*arg.pat).clone(),
+        ));
+    }
+
+    let plain: Vec<usize> = params
+        .iter()
+        .enumerate()
+        .filter(|(_, (p, _))| matches!(p.kind, ParamKind::Plain { .. }))
+        .map(|(i, _)| i)
+        .collect();
+    // `forced` counts receivers; map it to the index among typed parameters.
+    let has_receiver = func.sig.receiver().is_some();
+    let forced = forced.map(|(i, span)| (if has_receiver { i.saturating_sub(1) } else { i }, span));
+    let payload = match (forced, plain.len()) {
+        (_, 0) => Payload::Ignored,
+        (Some((forced, span)), n) if n > 1 => {
+            for &i in plain.iter().filter(|&&i| i != forced) {
+                errors.push_spanned(
+                    &params[i].1,
+                    "this parameter would be a payload field, but #[payload] takes the whole payload; \
+                     mark it #[header(\"...\")] or #[extract], or remove #[payload]",
+                );
+            }
+            errors.push_spanned(
+                &span,
+                "#[payload] cannot be combined with other payload parameters",
+            );
+            Payload::Whole(forced)
+        }
+        (_, 1) => Payload::Whole(plain[0]),
+        (_, _) => {
+            for &i in &plain {
+                let (param, pat) = &mut params[i];
+                match pat {
+                    Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => {
+                        param.kind = ParamKind::Plain {
+                            ident: Some(p.ident.clone()),
+                        };
+                    }
+                    other => errors.push_spanned(
+                        &*other,
+                        "with several payload parameters each one is a field of the JSON payload, \
+                         so it must be a plain name such as `user_id`",
+                    ),
+                }
+            }
+            Payload::Fields(plain)
+        }
+    };
+    (params.into_iter().map(|(p, _)| p).collect(), payload)
+}
+
+/// Whether the type's last path segment names an extractor.
+fn is_extractor(ty: &Type) -> bool {
+    match ty {
+        Type::Path(path) if path.qself.is_none() => path
+            .path
+            .segments
+            .last()
+            .is_some_and(|s| EXTRACTORS.iter().any(|e| s.ident == e)),
+        Type::Group(group) => is_extractor(&group.elem),
+        Type::Paren(paren) => is_extractor(&paren.elem),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+    use syn::parse_quote;
+
+    fn check(args: proc_macro2::TokenStream, func: ItemFn) -> syn::Result<Subscriber> {
+        subscriber(AttrArgs::from_tokens(args).unwrap(), func)
+    }
+
+    fn messages(result: syn::Result<Subscriber>) -> Vec<String> {
+        match result {
+            Ok(_) => panic!("expected errors"),
+            Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn camel_case_names() {
+        assert_eq!(camel_case("handle_msg"), "HandleMsg");
+        assert_eq!(camel_case("_private__thing"), "PrivateThing");
+        assert_eq!(camel_case("x"), "X");
+    }
+
+    #[test]
+    fn full_subscriber() {
+        let sub = check(
+            quote!("a", "b", group_id = "g", ack_policy = "nack_on_error", auto_offset_reset = latest,
+                   max_concurrency = 4, include_in_schema = false),
+            parse_quote! {
+                /// Registers users.
+                #[publisher("out", title = "P")]
+                #[publisher("audit")]
+                async fn handle_msg(user: String, user_id: i64, key: faststream::Key<Option<String>>,
+                                    #[header("x-tenant")] tenant: Option<String>) -> String { user }
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(sub.name(), "handle_msg");
+        assert_eq!(sub.payload_title(), "HandleMsg:Message:Payload");
+        assert_eq!(sub.topics.len(), 2);
+        assert_eq!(sub.group_id.unwrap().value(), "g");
+        assert_eq!(sub.ack_policy.unwrap(), "NackOnError");
+        assert_eq!(sub.auto_offset_reset.unwrap(), "Latest");
+        assert_eq!(
+            sub.max_concurrency
+                .unwrap()
+                .base10_parse::<usize>()
+                .unwrap(),
+            4
+        );
+        assert!(!sub.include_in_schema.unwrap().value);
+        assert_eq!(sub.description.as_deref(), Some("Registers users."));
+        assert_eq!(sub.publishers.len(), 2);
+        assert_eq!(sub.publishers[0].topic.value(), "out");
+        assert_eq!(sub.publishers[0].title.as_ref().unwrap().value(), "P");
+        assert_eq!(sub.payload, Payload::Fields(vec![0, 1]));
+        assert!(matches!(sub.params[2].kind, ParamKind::Extractor));
+        assert!(matches!(&sub.params[3].kind, ParamKind::Header(h) if h.value() == "x-tenant"));
+        assert!(sub.func.attrs.iter().all(|a| !parse::is_publisher(a)));
+        assert!(sub.func.sig.inputs.iter().all(|i| match i {
+            FnArg::Typed(t) => t.attrs.is_empty(),
+            FnArg::Receiver(_) => false,
+        }));
+    }
+
+    #[test]
+    fn description_key_wins_over_doc() {
+        let sub = check(
+            quote!("a", description = "D"),
+            parse_quote!(
+                /// doc
+                async fn f() {}
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(sub.description.as_deref(), Some("D"));
+        assert_eq!(sub.payload, Payload::Ignored);
+    }
+
+    #[test]
+    fn payload_binding() {
+        let one = check(
+            quote!("a"),
+            parse_quote!(
+                async fn f(Wrapper(x): Wrapper, m: Meta) {}
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(one.payload, Payload::Whole(0));
+        let forced = check(
+            quote!("a"),
+            parse_quote!(
+                async fn f(k: Key<String>, #[payload] body: Vec<u8>) {}
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(forced.payload, Payload::Whole(1));
+        let custom = check(
+            quote!("a"),
+            parse_quote!(
+                async fn f(#[extract] t: Tenant, n: i64) {}
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(custom.payload, Payload::Whole(1));
+    }
+
+    #[test]
+    fn every_error_is_reported() {
+        let errors = messages(check(
+            quote!(
+                group_id = 1,
+                colour = "red",
+                ack_policy = sometimes,
+                group_id = "x"
+            ),
+            parse_quote! {
+                #[publisher]
+                fn f<T>(&self, #[payload] a: String, b: &str, (c, d): (i64, i64)) where T: Clone {}
+            },
+        ));
+        let expected = [
+            "needs at least one topic",
+            "`group_id` expects a string literal",
+            "unknown key `colour` in #[subscriber]; accepted keys: group_id, ack_policy",
+            "unknown ack_policy `sometimes`; expected one of: ack_after, nack_on_error, ack_first, manual",
+            "duplicate key `group_id`",
+            "#[publisher] needs a topic",
+            "must be `async fn`",
+            "cannot be generic",
+            "cannot have a `where` clause",
+            "not a method",
+            "must be owned types",
+            "#[payload] cannot be combined",
+        ];
+        for e in expected {
+            assert!(
+                errors.iter().any(|m| m.contains(e)),
+                "missing {e:?} in {errors:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn several_payload_params_need_names() {
+        let errors = messages(check(
+            quote!("a"),
+            parse_quote!(
+                async fn f(a: i64, (b, c): (i64, i64)) {}
+            ),
+        ));
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].contains("must be a plain name"));
+    }
+
+    #[test]
+    fn publisher_options() {
+        let errors = messages(check(
+            quote!("a"),
+            parse_quote! {
+                #[publisher("x", "y", group_id = "g", include_in_schema = "yes")]
+                async fn f() {}
+            },
+        ));
+        assert!(errors.iter().any(|m| m.contains("exactly one topic")));
+        assert!(errors
+            .iter()
+            .any(|m| m.contains("unknown key `group_id` in #[publisher]")));
+        assert!(errors
+            .iter()
+            .any(|m| m.contains("`include_in_schema` expects `true` or `false`")));
+    }
+
+    #[test]
+    fn max_concurrency_must_be_positive() {
+        let errors = messages(check(
+            quote!("a", max_concurrency = 0),
+            parse_quote!(
+                async fn f() {}
+            ),
+        ));
+        assert!(errors[0].contains("at least 1"));
+    }
+}

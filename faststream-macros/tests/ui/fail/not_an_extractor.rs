@@ -1,0 +1,8 @@
+use faststream::subscriber;
+
+struct NotDeserialize;
+
+#[subscriber("in")]
+async fn handle(_body: NotDeserialize) {}
+
+fn main() {}

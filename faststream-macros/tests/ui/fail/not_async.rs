@@ -1,0 +1,8 @@
+use faststream::subscriber;
+
+#[subscriber("in")]
+fn handle(body: String) -> String {
+    body
+}
+
+fn main() {}

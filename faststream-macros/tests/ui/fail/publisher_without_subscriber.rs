@@ -1,0 +1,8 @@
+use faststream::publisher;
+
+#[publisher("out")]
+async fn handle(body: String) -> String {
+    body
+}
+
+fn main() {}

@@ -1,0 +1,53 @@
+// Every extractor, a header parameter, a custom #[extract] type, and no payload at all.
+#![deny(warnings)]
+use faststream::extract::{ExtractError, MessageContext};
+use faststream::{subscriber, FromMessage, Headers, Key, Message, Meta, State};
+
+struct Tenant(String);
+
+impl FromMessage for Tenant {
+    fn from_message(message: &Message, _cx: &MessageContext<'_>) -> Result<Self, ExtractError> {
+        Ok(Tenant(
+            message
+                .headers
+                .get_str("tenant")
+                .unwrap_or_default()
+                .to_owned(),
+        ))
+    }
+}
+
+struct Db;
+
+#[subscriber("events")]
+async fn no_payload(
+    key: Key<Option<String>>,
+    headers: Headers,
+    meta: Meta,
+    db: State<Db>,
+    message: faststream::Message,
+    #[extract] tenant: Tenant,
+    #[header("x-trace")] trace: Option<String>,
+    #[header("x-count")] count: i64,
+) {
+    let _ = (
+        key.0,
+        headers,
+        meta.offset,
+        &*db,
+        message.offset,
+        tenant.0,
+        trace,
+        count,
+    );
+}
+
+#[subscriber("events")]
+async fn with_header_and_payload(#[header("x-tenant")] tenant: String, body: String) -> String {
+    format!("{tenant}: {body}")
+}
+
+fn main() {
+    assert!(no_payload::config().payload_schema.is_none());
+    assert!(with_header_and_payload::config().payload_schema.is_some());
+}
