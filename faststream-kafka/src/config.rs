@@ -64,6 +64,8 @@ impl BrokerSettings {
             .set("auto.commit.interval.ms", "1000")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
+            // As the Java client does: subscribing creates a missing topic when the broker allows.
+            .set("allow.auto.create.topics", "true")
             .set("auto.offset.reset", reset.as_str());
         for (key, value) in self.consumer.iter().chain(&sub.properties) {
             config.set(key, value);
@@ -79,7 +81,9 @@ mod tests {
     #[test]
     fn consumer_defaults_are_at_least_once_and_overridable() {
         let mut settings = BrokerSettings::new("h:1".into());
-        settings.consumer.push(("session.timeout.ms".into(), "6000".into()));
+        settings
+            .consumer
+            .push(("session.timeout.ms".into(), "6000".into()));
         let sub = SubscriberConfig::new("handle", ["t"]).property("auto.commit.interval.ms", "250");
         let config = settings.consumer_config(&sub);
         assert_eq!(config.get("group.id"), Some("handle"));
@@ -93,9 +97,15 @@ mod tests {
     #[test]
     fn producer_is_idempotent_by_default() {
         let mut settings = BrokerSettings::new("h:1".into());
-        assert_eq!(settings.producer_config().get("enable.idempotence"), Some("true"));
+        assert_eq!(
+            settings.producer_config().get("enable.idempotence"),
+            Some("true")
+        );
         settings.producer.push(("linger.ms".into(), "0".into()));
         assert_eq!(settings.producer_config().get("linger.ms"), Some("0"));
-        assert_eq!(settings.producer_config().get("bootstrap.servers"), Some("h:1"));
+        assert_eq!(
+            settings.producer_config().get("bootstrap.servers"),
+            Some("h:1")
+        );
     }
 }

@@ -62,7 +62,9 @@ struct Shared {
 impl Shared {
     fn partitions(&self) -> MutexGuard<'_, Partitions> {
         // A poisoned lock only means a panic elsewhere; the map itself stays consistent.
-        self.partitions.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.partitions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn offsets(&self) -> Arc<dyn OffsetStore> {
@@ -96,9 +98,8 @@ impl Shared {
                 None => Arc::<str>::from(topic),
             };
             let slots = parts.by_topic.entry(Arc::clone(&topic_arc)).or_default();
-            if !slots.contains_key(&partition) {
-                let slot = self.spawn_slot(topic_arc, partition);
-                slots.insert(partition, slot);
+            if let std::collections::hash_map::Entry::Vacant(vacant) = slots.entry(partition) {
+                vacant.insert(self.spawn_slot(topic_arc, partition));
             }
         }
     }
@@ -120,8 +121,14 @@ impl Shared {
             self.assign(&tpl);
             parts = self.partitions();
         }
-        let Partitions { by_topic, backlogged } = &mut *parts;
-        let Some(slot) = by_topic.get_mut(record.topic()).and_then(|s| s.get_mut(&partition)) else {
+        let Partitions {
+            by_topic,
+            backlogged,
+        } = &mut *parts;
+        let Some(slot) = by_topic
+            .get_mut(record.topic())
+            .and_then(|s| s.get_mut(&partition))
+        else {
             return;
         };
         let message = to_message(&slot.topic, record);
@@ -156,7 +163,11 @@ impl Shared {
             return;
         }
         let mut still_backlogged = 0;
-        for (partition, slot) in parts.by_topic.values_mut().flat_map(|slots| slots.iter_mut()) {
+        for (partition, slot) in parts
+            .by_topic
+            .values_mut()
+            .flat_map(|slots| slots.iter_mut())
+        {
             while let Some(message) = slot.backlog.pop_front() {
                 match slot.queue.try_send(message) {
                     Ok(()) => {}
@@ -220,7 +231,10 @@ impl Shared {
             tracing::warn!(subscriber = %self.name, "partition stop requested from inside the runtime; not waiting for workers");
             return;
         }
-        let aborts: Vec<_> = tasks.iter().map(|(t, p, a, _)| (Arc::clone(t), *p, a.clone())).collect();
+        let aborts: Vec<_> = tasks
+            .iter()
+            .map(|(t, p, a, _)| (Arc::clone(t), *p, a.clone()))
+            .collect();
         let joined = self.runtime.block_on(async {
             let joins = futures::future::join_all(tasks.into_iter().map(|(_, _, _, task)| task));
             tokio::time::timeout(timeout, joins).await
@@ -239,11 +253,20 @@ impl Shared {
 fn set_paused(consumer: &KafkaConsumer, topic: &str, partition: i32, pause: bool) -> bool {
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition(topic, partition);
-    let result = if pause { consumer.pause(&tpl) } else { consumer.resume(&tpl) };
+    let result = if pause {
+        consumer.pause(&tpl)
+    } else {
+        consumer.resume(&tpl)
+    };
     match result {
         Ok(()) => true,
         Err(err) => {
-            tracing::warn!(topic, partition, "could not {} partition: {err}", if pause { "pause" } else { "resume" });
+            tracing::warn!(
+                topic,
+                partition,
+                "could not {} partition: {err}",
+                if pause { "pause" } else { "resume" }
+            );
             false
         }
     }
@@ -253,7 +276,12 @@ fn to_message(topic: &Arc<str>, record: &BorrowedMessage<'_>) -> Message {
     let headers = match record.headers() {
         Some(raw) => raw
             .iter()
-            .map(|h| (h.key.to_owned(), Bytes::copy_from_slice(h.value.unwrap_or_default())))
+            .map(|h| {
+                (
+                    h.key.to_owned(),
+                    Bytes::copy_from_slice(h.value.unwrap_or_default()),
+                )
+            })
             .collect(),
         None => Headers::new(),
     };
@@ -263,7 +291,10 @@ fn to_message(topic: &Arc<str>, record: &BorrowedMessage<'_>) -> Message {
         offset: record.offset(),
         timestamp: record.timestamp().to_millis(),
         key: record.key().map(Bytes::copy_from_slice),
-        payload: record.payload().map(Bytes::copy_from_slice).unwrap_or_default(),
+        payload: record
+            .payload()
+            .map(Bytes::copy_from_slice)
+            .unwrap_or_default(),
         headers,
     }
 }
@@ -284,7 +315,9 @@ struct KafkaOffsets {
 
 impl OffsetStore for KafkaOffsets {
     fn store(&self, partition: &TopicPartition, offset: i64) {
-        let Some(consumer) = self.consumer.upgrade() else { return };
+        let Some(consumer) = self.consumer.upgrade() else {
+            return;
+        };
         // librdkafka commits `offset + 1`, the next record to read.
         if let Err(err) = consumer.store_offset(&partition.topic, partition.partition, offset) {
             // The partition was revoked meanwhile; its new owner starts from the last commit.
@@ -309,7 +342,9 @@ impl ConsumerContext for SubscriberContext {
                 commit_sync(consumer, &self.shared.name);
             }
             Rebalance::Assign(_) => {}
-            Rebalance::Error(err) => tracing::error!(subscriber = %self.shared.name, "rebalance failed: {err}"),
+            Rebalance::Error(err) => {
+                tracing::error!(subscriber = %self.shared.name, "rebalance failed: {err}")
+            }
         }
     }
 
@@ -323,7 +358,9 @@ impl ConsumerContext for SubscriberContext {
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
         match result {
             Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(err) => tracing::warn!(subscriber = %self.shared.name, "offset commit failed: {err}"),
+            Err(err) => {
+                tracing::warn!(subscriber = %self.shared.name, "offset commit failed: {err}")
+            }
         }
     }
 }
@@ -344,7 +381,11 @@ struct KafkaSubscription {
 
 impl Subscription for KafkaSubscription {
     fn stop(mut self: Box<Self>, graceful: Duration) -> BoxFuture<'static, Result<()>> {
-        *self.shared.stop_timeout.lock().unwrap_or_else(|p| p.into_inner()) = graceful;
+        *self
+            .shared
+            .stop_timeout
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = graceful;
         self.shutdown.store(true, Ordering::Release);
         let finished = self.finished.take();
         Box::pin(async move {
@@ -382,11 +423,19 @@ pub(crate) fn subscribe(
         .create_with_context(SubscriberContext {
             shared: Arc::clone(&shared),
         })
-        .map_err(|err| Error::Config(format!("cannot create the consumer for `{}`: {err}", config.name)))?;
+        .map_err(|err| {
+            Error::Config(format!(
+                "cannot create the consumer for `{}`: {err}",
+                config.name
+            ))
+        })?;
     let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
-    consumer
-        .subscribe(&topics)
-        .map_err(|err| Error::Broker(format!("cannot subscribe `{}` to {topics:?}: {err}", config.name)))?;
+    consumer.subscribe(&topics).map_err(|err| {
+        Error::Broker(format!(
+            "cannot subscribe `{}` to {topics:?}: {err}",
+            config.name
+        ))
+    })?;
     let consumer = Arc::new(consumer);
     let _ = shared.consumer.set(Arc::downgrade(&consumer));
     let shutdown = Arc::new(AtomicBool::new(false));
@@ -397,6 +446,10 @@ pub(crate) fn subscribe(
         .name(format!("fs-consume-{}", config.name))
         .spawn(move || {
             poll_loop(&consumer, &thread_shared, &thread_shutdown);
+            // Dropping the consumer closes it: it leaves the group at once, so the partitions
+            // move to another member now rather than after the session timeout. Report
+            // completion only afterwards, so a process that exits next does not cut that short.
+            drop(consumer);
             let _ = finished_tx.send(());
         })
         .map_err(Error::Io)?;

@@ -15,7 +15,12 @@
 //! println!("partition {} offset {}", delivered.partition, delivered.offset);
 //! # Ok(()) }
 //! ```
-#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
 #![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]
 
 mod config;
@@ -27,7 +32,9 @@ pub use rdkafka;
 
 use config::BrokerSettings;
 use faststream_core::broker::{PartitionWorkers, Subscription};
-use faststream_core::{Broker, Delivered, Error, OffsetReset, Publish, Record, Result, SubscriberConfig};
+use faststream_core::{
+    Broker, Delivered, Error, OffsetReset, Publish, Record, Result, SubscriberConfig,
+};
 use rdkafka::producer::{FutureProducer, Producer};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -87,13 +94,17 @@ impl KafkaBroker {
 
     /// Sets a librdkafka property on the producer only.
     pub fn producer_set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.settings_mut().producer.push((key.into(), value.into()));
+        self.settings_mut()
+            .producer
+            .push((key.into(), value.into()));
         self
     }
 
     /// Sets a librdkafka property on consumers only.
     pub fn consumer_set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.settings_mut().consumer.push((key.into(), value.into()));
+        self.settings_mut()
+            .consumer
+            .push((key.into(), value.into()));
         self
     }
 
@@ -111,7 +122,10 @@ impl KafkaBroker {
             .producer_config()
             .create()
             .map_err(|err| Error::Config(format!("cannot create the producer: {err}")))?;
-        Ok(self.producer.get_or_init(|| KafkaPublisher::new(producer)).clone())
+        Ok(self
+            .producer
+            .get_or_init(|| KafkaPublisher::new(producer))
+            .clone())
     }
 
     /// Publishes a record and waits for Kafka's acknowledgement: where it landed.
@@ -152,10 +166,12 @@ impl Broker for KafkaBroker {
     async fn ping(&self, timeout: Duration) -> Result<()> {
         let publisher = self.shared_publisher()?;
         let servers = self.settings.bootstrap_servers.clone();
-        tokio::task::spawn_blocking(move || publisher.producer().client().fetch_metadata(None, timeout))
-            .await
-            .map_err(|err| Error::Broker(format!("metadata request task failed: {err}")))?
-            .map(|_| ())
-            .map_err(|err| Error::Broker(format!("cannot reach Kafka at {servers}: {err}")))
+        tokio::task::spawn_blocking(move || {
+            publisher.producer().client().fetch_metadata(None, timeout)
+        })
+        .await
+        .map_err(|err| Error::Broker(format!("metadata request task failed: {err}")))?
+        .map(|_| ())
+        .map_err(|err| Error::Broker(format!("cannot reach Kafka at {servers}: {err}")))
     }
 }

@@ -44,7 +44,9 @@ pub struct KafkaDelivery {
 
 impl std::fmt::Debug for KafkaDelivery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KafkaDelivery").field("topic", &self.topic).finish_non_exhaustive()
+        f.debug_struct("KafkaDelivery")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
     }
 }
 
@@ -104,9 +106,13 @@ impl Publish for KafkaPublisher {
     type Delivery = KafkaDelivery;
 
     async fn enqueue(&self, record: Record) -> Result<KafkaDelivery, PublishError> {
-        let correlation_id = record.correlation_id.clone().unwrap_or_else(new_correlation_id);
+        let correlation_id = record
+            .correlation_id
+            .clone()
+            .unwrap_or_else(new_correlation_id);
         let headers = headers_of(&record, &correlation_id);
-        let mut future_record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&record.topic).headers(headers);
+        let mut future_record: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(&record.topic).headers(headers);
         if let Some(payload) = &record.payload {
             future_record = future_record.payload(&payload[..]);
         }

@@ -27,14 +27,19 @@
 //! - Return values: `()`, any `Serialize` type, [`Response`], `Result<T, E>`.
 //! - [`FastStream`]: the app; `kafka::KafkaBroker`: the Kafka backend (feature `kafka`, on by
 //!   default).
-#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
 #![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]
 
 pub use faststream_core::{
-    broker, codec, extract, logging, message, reply, Ack, AckPolicy, Backoff, Broker, Delivered, Error,
-    FastStream, FromMessage, Handler, HandlerError, Header, HeaderName, Headers, IntoReply, IntoSubscriber, Key,
-    Message, Meta, OffsetReset, Publish, PublishError, PublisherConfig, Record, Registry, Reply, Response, Result,
-    RunningApp, State, SubscriberConfig, TopicPartition,
+    broker, codec, extract, logging, message, reply, Ack, AckPolicy, Backoff, Broker, Delivered,
+    Error, FastStream, FromMessage, Handler, HandlerError, Header, HeaderName, Headers, IntoReply,
+    IntoSubscriber, Key, Message, Meta, OffsetReset, Publish, PublishError, PublisherConfig,
+    Record, Registry, Reply, Response, Result, RunningApp, State, SubscriberConfig, TopicPartition,
 };
 
 /// Turns an async fn into a subscriber: `#[subscriber("topic", group_id = "...")]`.

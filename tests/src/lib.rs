@@ -289,3 +289,19 @@ pub fn logs() -> LogCapture {
         })
         .clone()
 }
+
+/// Sum of the high watermarks (records written) over `topic`'s `partitions`.
+pub fn records_in(topic: &str, partitions: i32) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .expect("watermark reader");
+    (0..partitions)
+        .map(|p| {
+            consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(5))
+                .map(|(_, high)| high)
+                .unwrap_or(0)
+        })
+        .sum()
+}

@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(60);
 
+/// What handlers saw, shared with the test through app state.
+type Log<T> = Arc<Mutex<Vec<T>>>;
+
 fn broker() -> KafkaBroker {
     logs();
     KafkaBroker::new(bootstrap())
@@ -71,12 +74,12 @@ async fn order_is_kept_per_partition_and_a_slow_partition_blocks_no_other() {
     let input = unique("order-in");
     create_topic(&input, PARTITIONS).await;
     // Every record of partition 0 is slow; the others must all finish before it does.
-    let seen: Arc<Mutex<Vec<(i32, i64, Instant)>>> = Arc::default();
+    let seen: Log<(i32, i64, Instant)> = Arc::default();
     let app = FastStream::new(broker())
         .with_state(Arc::clone(&seen))
         .subscriber(
             SubscriberConfig::new("order", [input.as_str()]).group_id(unique("g")),
-            |seq: i64, meta: Meta, seen: State<Arc<Mutex<Vec<(i32, i64, Instant)>>>>| async move {
+            |seq: i64, meta: Meta, seen: State<Log<(i32, i64, Instant)>>| async move {
                 if meta.partition == 0 {
                     tokio::time::sleep(Duration::from_millis(30)).await;
                 }
@@ -189,7 +192,7 @@ async fn two_instances_in_one_group_share_partitions_without_double_handling() {
         );
     }
     wait_for(WAIT, "warm-up drained", || {
-        seen.lock().unwrap().len() % PARTITIONS as usize == 0
+        seen.lock().unwrap().len().is_multiple_of(PARTITIONS as usize)
     })
     .await;
     let warm_up = seen.lock().unwrap().len();
@@ -341,7 +344,7 @@ async fn nack_on_error_redelivers_with_backoff_before_moving_on() {
     let input = unique("nack-in");
     let group = unique("g");
     create_topic(&input, 1).await;
-    let calls: Arc<Mutex<Vec<(i64, Instant)>>> = Arc::default();
+    let calls: Log<(i64, Instant)> = Arc::default();
     let app = FastStream::new(broker())
         .with_state(Arc::clone(&calls))
         .subscriber(
@@ -352,7 +355,7 @@ async fn nack_on_error_redelivers_with_backoff_before_moving_on() {
                     initial: Duration::from_millis(100),
                     max: Duration::from_millis(400),
                 }),
-            |n: i64, calls: State<Arc<Mutex<Vec<(i64, Instant)>>>>| async move {
+            |n: i64, calls: State<Log<(i64, Instant)>>| async move {
                 let attempts = {
                     let mut calls = calls.lock().unwrap();
                     calls.push((n, Instant::now()));

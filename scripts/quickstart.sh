@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The quickstart demo: starts a local Kafka when none answers on 127.0.0.1:9092, runs the
+# seed example app, sends {"user": "John", "user_id": 1} to in-topic and prints what the app
+# published on out-topic, then stops the app with SIGTERM (graceful shutdown).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+scripts/kafka-local.sh ensure
+cargo build --quiet -p faststream-examples --example quickstart --example quickstart_client
+target="${CARGO_TARGET_DIR:-target}/debug/examples"
+
+echo "== starting the quickstart app (examples/quickstart.rs)"
+"$target/quickstart" &
+app=$!
+trap 'kill -TERM "$app" 2>/dev/null || true' EXIT
+
+echo "== sending the sample message"
+"$target/quickstart_client"
+
+echo "== stopping the app (SIGTERM)"
+kill -TERM "$app"
+wait "$app"
+trap - EXIT
+echo "== done: the app shut down cleanly"
