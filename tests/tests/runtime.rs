@@ -192,7 +192,10 @@ async fn two_instances_in_one_group_share_partitions_without_double_handling() {
         );
     }
     wait_for(WAIT, "warm-up drained", || {
-        seen.lock().unwrap().len().is_multiple_of(PARTITIONS as usize)
+        seen.lock()
+            .unwrap()
+            .len()
+            .is_multiple_of(PARTITIONS as usize)
     })
     .await;
     let warm_up = seen.lock().unwrap().len();
