@@ -1,0 +1,398 @@
+//! The measured programs. Each runs in its own child process (clean CPU and RSS numbers) and
+//! prints one [`CaseResult`] JSON line.
+//!
+//! `raw-*` cases are plain rdkafka written as well as rdkafka allows (the limit);
+//! `fs-*` cases do the same work through faststream.
+
+use crate::kafka::{metadata_client, now_us, records_in, Event};
+use crate::measure::{quantile, CaseResult, Mark};
+use faststream::kafka::KafkaBroker;
+use faststream::{FastStream, SubscriberConfig, State};
+use futures::FutureExt;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message as _;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Parameters of one case run.
+#[derive(Debug, Clone)]
+pub struct CaseArgs {
+    pub bootstrap: String,
+    pub topic: String,
+    pub output: String,
+    pub partitions: i32,
+    pub messages: u64,
+    pub rate: u64,
+    pub seconds: u64,
+}
+
+fn consumer_config(args: &CaseArgs) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &args.bootstrap)
+        .set("group.id", format!("bench-{}", uuid::Uuid::new_v4().simple()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false");
+    config
+}
+
+/// Raw drain: one `BaseConsumer` polled in a tight loop, each record decoded into `Event`.
+pub fn raw_drain(args: &CaseArgs) -> Result<CaseResult, String> {
+    let consumer: BaseConsumer = consumer_config(args)
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|e| e.to_string())?;
+    consumer.subscribe(&[&args.topic]).map_err(|e| e.to_string())?;
+    let mut seen = 0_u64;
+    let mut start = None;
+    let mut checksum = 0_u64;
+    while seen < args.messages {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                let event: Event = serde_json::from_slice(message.payload().unwrap_or_default()).map_err(|e| e.to_string())?;
+                checksum = checksum.wrapping_add(event.seq);
+                start.get_or_insert_with(Mark::now);
+                seen += 1;
+            }
+            Some(Err(err)) => return Err(err.to_string()),
+            None => {}
+        }
+    }
+    std::hint::black_box(checksum);
+    Ok(start.ok_or("no records")?.finish(seen))
+}
+
+/// Counts handled records and wakes the case when the last one arrived.
+struct Progress {
+    target: u64,
+    seen: AtomicU64,
+    start: OnceLock<Mark>,
+    done: Notify,
+}
+
+impl Progress {
+    fn new(target: u64) -> Arc<Self> {
+        Arc::new(Self { target, seen: AtomicU64::new(0), start: OnceLock::new(), done: Notify::new() })
+    }
+
+    fn record(&self) {
+        self.start.get_or_init(Mark::now);
+        if self.seen.fetch_add(1, Ordering::Relaxed) + 1 == self.target {
+            self.done.notify_one();
+        }
+    }
+}
+
+fn fs_broker(args: &CaseArgs) -> KafkaBroker {
+    KafkaBroker::new(args.bootstrap.clone())
+}
+
+/// faststream drain: a subscriber taking the same `Event`.
+pub async fn fs_drain(args: &CaseArgs) -> Result<CaseResult, String> {
+    let progress = Progress::new(args.messages);
+    let app = FastStream::new(fs_broker(args))
+        .with_state(Arc::clone(&progress))
+        .subscriber(
+            SubscriberConfig::new("drain", [args.topic.as_str()]).group_id(format!("bench-{}", uuid::Uuid::new_v4().simple())),
+            |event: Event, progress: State<Arc<Progress>>| async move {
+                std::hint::black_box(event.seq);
+                progress.record();
+            },
+        )
+        .start()
+        .await
+        .map_err(|e| e.to_string())?;
+    progress.done.notified().await;
+    let result = progress.start.get().ok_or("no records")?.finish(progress.seen.load(Ordering::Relaxed));
+    app.shutdown().await.map_err(|e| e.to_string())?;
+    Ok(result)
+}
+
+fn greeting(event: &Event) -> String {
+    format!("User: {} - {} {}", event.user_id, event.user, event.action)
+}
+
+/// Waits until `output` holds `messages` records, checking every 10 ms from a thread.
+async fn wait_for_output(args: &CaseArgs) -> Result<(), String> {
+    let client = metadata_client(&args.bootstrap)?;
+    let (output, partitions, target) = (args.output.clone(), args.partitions, args.messages as i64);
+    tokio::task::spawn_blocking(move || {
+        while records_in(&client, &output, partitions) < target {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
+/// Raw pipeline: consume, decode, format, produce to the output topic; an input offset is
+/// stored only once its output was acknowledged, in order per partition (at-least-once).
+pub async fn raw_pipeline(args: &CaseArgs) -> Result<CaseResult, String> {
+    let consumer: Arc<BaseConsumer> = Arc::new(
+        consumer_config(args)
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false")
+            .create()
+            .map_err(|e| e.to_string())?,
+    );
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &args.bootstrap)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .map_err(|e| e.to_string())?;
+    consumer.subscribe(&[&args.topic]).map_err(|e| e.to_string())?;
+    let waiter = tokio::spawn({
+        let args = args.clone();
+        async move { wait_for_output(&args).await }
+    });
+    let topic = args.topic.clone();
+    let output = args.output.clone();
+    let target = args.messages;
+    let start = tokio::task::spawn_blocking(move || -> Result<Mark, String> {
+        let mut pending: HashMap<i32, VecDeque<(i64, DeliveryFuture)>> = HashMap::new();
+        let mut seen = 0_u64;
+        let mut start = None;
+        let mut outstanding = 0_usize;
+        while seen < target || outstanding > 0 {
+            if seen < target {
+                if let Some(result) = consumer.poll(Duration::from_millis(if outstanding > 0 { 0 } else { 100 })) {
+                    let message = result.map_err(|e| e.to_string())?;
+                    start.get_or_insert_with(Mark::now);
+                    let event: Event = serde_json::from_slice(message.payload().unwrap_or_default()).map_err(|e| e.to_string())?;
+                    let text = greeting(&event);
+                    let mut record = FutureRecord::<(), str>::to(&output).payload(&text);
+                    let delivery = loop {
+                        match producer.send_result(record) {
+                            Ok(delivery) => break delivery,
+                            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                                record = back;
+                                std::thread::sleep(Duration::from_micros(200));
+                            }
+                            Err((err, _)) => return Err(err.to_string()),
+                        }
+                    };
+                    pending.entry(message.partition()).or_default().push_back((message.offset(), delivery));
+                    outstanding += 1;
+                    seen += 1;
+                }
+            } else {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // Store the offsets whose outputs were acknowledged, in order per partition.
+            for (partition, queue) in pending.iter_mut() {
+                let mut done = None;
+                while let Some((offset, delivery)) = queue.front_mut() {
+                    match delivery.now_or_never() {
+                        Some(Ok(Ok(_))) => {
+                            done = Some(*offset);
+                            queue.pop_front();
+                            outstanding -= 1;
+                        }
+                        Some(_) => return Err("a publish failed".into()),
+                        None => break,
+                    }
+                }
+                if let Some(offset) = done {
+                    consumer.store_offset(&topic, *partition, offset).map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        start.ok_or_else(|| "no records".to_owned())
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    waiter.await.map_err(|e| e.to_string())??;
+    Ok(start.finish(args.messages))
+}
+
+/// faststream pipeline: the seed example's shape with the same `Event`.
+pub async fn fs_pipeline(args: &CaseArgs) -> Result<CaseResult, String> {
+    let start: Arc<OnceLock<Mark>> = Arc::default();
+    let app = FastStream::new(fs_broker(args))
+        .with_state(Arc::clone(&start))
+        .subscriber(
+            SubscriberConfig::new("pipeline", [args.topic.as_str()])
+                .group_id(format!("bench-{}", uuid::Uuid::new_v4().simple()))
+                .publish_to(args.output.as_str()),
+            |event: Event, start: State<Arc<OnceLock<Mark>>>| async move {
+                start.get_or_init(Mark::now);
+                greeting(&event)
+            },
+        )
+        .start()
+        .await
+        .map_err(|e| e.to_string())?;
+    wait_for_output(args).await?;
+    let result = start.get().ok_or("no records")?.finish(args.messages);
+    app.shutdown().await.map_err(|e| e.to_string())?;
+    Ok(result)
+}
+
+/// Publishes `rate` records per second for `seconds` with a latency-tuned raw producer; each
+/// carries its send time.
+async fn send_paced(args: &CaseArgs) -> Result<u64, String> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &args.bootstrap)
+        .set("linger.ms", "0")
+        .create()
+        .map_err(|e| e.to_string())?;
+    // Send in 1 ms ticks: rate/1000 records per tick (at least one tick per record below 1k/s).
+    let per_tick = (args.rate / 1000).max(1);
+    let tick = Duration::from_micros(1_000_000 * per_tick / args.rate.max(1));
+    let total = args.rate * args.seconds;
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut sent = 0;
+    let mut deliveries = Vec::with_capacity(total as usize);
+    while sent < total {
+        interval.tick().await;
+        for _ in 0..per_tick.min(total - sent) {
+            let payload = serde_json::to_vec(&Event::new(sent, now_us())).map_err(|e| e.to_string())?;
+            let record = FutureRecord::<(), [u8]>::to(&args.topic).payload(&payload[..]);
+            match producer.send_result(record) {
+                Ok(delivery) => deliveries.push(delivery),
+                Err((err, _)) => return Err(err.to_string()),
+            }
+            sent += 1;
+        }
+    }
+    for delivery in deliveries {
+        let _ = delivery.await;
+    }
+    Ok(sent)
+}
+
+fn latency_result(mut latencies_ms: Vec<f64>, mark: Mark) -> CaseResult {
+    latencies_ms.sort_by(|a, b| a.total_cmp(b));
+    let mut result = mark.finish(latencies_ms.len() as u64);
+    result.latency_ms = Some([
+        quantile(&latencies_ms, 0.5),
+        quantile(&latencies_ms, 0.99),
+        quantile(&latencies_ms, 0.999),
+    ]);
+    result
+}
+
+/// The sequence number of warm-up records, which are not measured.
+const WARM_UP: u64 = u64::MAX;
+
+/// Sends a warm-up record every 100 ms until the consumer side saw one: the consumer owns its
+/// partitions and fetches, so what follows is measured in steady state.
+async fn warm_up(args: &CaseArgs, warmed: &std::sync::atomic::AtomicBool) -> Result<(), String> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &args.bootstrap)
+        .set("linger.ms", "0")
+        .create()
+        .map_err(|e| e.to_string())?;
+    let payload = serde_json::to_vec(&Event::new(WARM_UP, now_us())).map_err(|e| e.to_string())?;
+    for _ in 0..600 {
+        if warmed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let record = FutureRecord::<(), [u8]>::to(&args.topic).payload(&payload[..]);
+        producer.send(record, Duration::from_secs(5)).await.map_err(|(e, _)| e.to_string())?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err("the consumer never saw a warm-up record".into())
+}
+
+/// Raw latency: a `BaseConsumer` thread records publish-to-receive time.
+pub async fn raw_latency(args: &CaseArgs) -> Result<CaseResult, String> {
+    let consumer: BaseConsumer = consumer_config(args)
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "100")
+        .create()
+        .map_err(|e| e.to_string())?;
+    consumer.subscribe(&[&args.topic]).map_err(|e| e.to_string())?;
+    let total = args.rate * args.seconds;
+    let warmed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let receiver = std::thread::spawn({
+        let warmed = Arc::clone(&warmed);
+        move || {
+            let mut latencies = Vec::with_capacity(total as usize);
+            while (latencies.len() as u64) < total {
+                if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+                    if let Ok(event) = serde_json::from_slice::<Event>(message.payload().unwrap_or_default()) {
+                        if event.seq == WARM_UP {
+                            warmed.store(true, Ordering::Release);
+                        } else {
+                            latencies.push((now_us() - event.ts_us) as f64 / 1000.0);
+                        }
+                    }
+                }
+            }
+            latencies
+        }
+    });
+    warm_up(args, &warmed).await?;
+    let mark = Mark::now();
+    send_paced(args).await?;
+    let latencies = tokio::task::spawn_blocking(move || receiver.join().unwrap_or_default())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(latency_result(latencies, mark))
+}
+
+/// faststream latency: a subscriber records publish-to-handler time.
+pub async fn fs_latency(args: &CaseArgs) -> Result<CaseResult, String> {
+    type Latencies = Arc<Mutex<Vec<f64>>>;
+    let latencies: Latencies = Arc::new(Mutex::new(Vec::with_capacity((args.rate * args.seconds) as usize)));
+    let progress = Progress::new(args.rate * args.seconds);
+    let warmed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let app = FastStream::new(fs_broker(args).consumer_set("fetch.wait.max.ms", "100"))
+        .with_state(Arc::clone(&latencies))
+        .with_state(Arc::clone(&progress))
+        .with_state(Arc::clone(&warmed))
+        .subscriber(
+            SubscriberConfig::new("latency", [args.topic.as_str()]).group_id(format!("bench-{}", uuid::Uuid::new_v4().simple())),
+            |event: Event,
+             latencies: State<Latencies>,
+             progress: State<Arc<Progress>>,
+             warmed: State<Arc<std::sync::atomic::AtomicBool>>| async move {
+                let ms = (now_us() - event.ts_us) as f64 / 1000.0;
+                if event.seq == WARM_UP {
+                    warmed.store(true, Ordering::Release);
+                } else {
+                    latencies.lock().map(|mut l| l.push(ms)).ok();
+                    progress.record();
+                }
+            },
+        )
+        .start()
+        .await
+        .map_err(|e| e.to_string())?;
+    warm_up(args, &warmed).await?;
+    let mark = Mark::now();
+    send_paced(args).await?;
+    tokio::time::timeout(Duration::from_secs(args.seconds + 30), progress.done.notified())
+        .await
+        .map_err(|_| "not every record arrived".to_owned())?;
+    let result = latency_result(std::mem::take(&mut *latencies.lock().map_err(|e| e.to_string())?), mark);
+    app.shutdown().await.map_err(|e| e.to_string())?;
+    Ok(result)
+}
+
+/// An idle app: one subscriber, nothing to consume; reports resident memory after a pause.
+pub async fn fs_idle(args: &CaseArgs) -> Result<CaseResult, String> {
+    let app = FastStream::new(fs_broker(args))
+        .subscriber(
+            SubscriberConfig::new("idle", [args.topic.as_str()]).group_id(format!("bench-{}", uuid::Uuid::new_v4().simple())),
+            |_event: Event| async move {},
+        )
+        .start()
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::time::sleep(Duration::from_secs(args.seconds.max(1))).await;
+    let mut result = Mark::now().finish(0);
+    result.peak_rss_kib = crate::measure::status_kib("VmRSS:");
+    app.shutdown().await.map_err(|e| e.to_string())?;
+    Ok(result)
+}

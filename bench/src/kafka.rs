@@ -1,0 +1,120 @@
+//! Topic set-up for the benchmark: creation, pre-filling, and counting records.
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer, DefaultProducerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use std::time::Duration;
+
+/// The benchmark's record: about 100 bytes of JSON.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct Event {
+    /// User name.
+    pub user: String,
+    /// User id.
+    pub user_id: i64,
+    /// What happened.
+    pub action: String,
+    /// Send time, microseconds since the Unix epoch (latency cases).
+    pub ts_us: i64,
+    /// Sequence number.
+    pub seq: u64,
+}
+
+impl Event {
+    /// The `seq`-th record.
+    pub fn new(seq: u64, ts_us: i64) -> Self {
+        Self {
+            user: format!("user-{:06}", seq % 1_000_000),
+            user_id: (seq % 1_000_000) as i64,
+            action: "registered".to_owned(),
+            ts_us,
+            seq,
+        }
+    }
+}
+
+/// Microseconds since the Unix epoch.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or_default()
+}
+
+/// Creates a topic with `partitions` partitions.
+pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32) -> Result<(), String> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .map_err(|e| e.to_string())?;
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for result in admin.create_topics([&topic], &options).await.map_err(|e| e.to_string())? {
+        result.map_err(|(topic, code)| format!("creating {topic}: {code}"))?;
+    }
+    Ok(())
+}
+
+/// Writes `count` records round-robin over `partitions` as fast as the producer allows.
+/// Returns the payload bytes written.
+pub fn prefill(bootstrap: &str, topic: &str, partitions: i32, count: u64) -> Result<u64, String> {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("compression.type", "none")
+        .create()
+        .map_err(|e| e.to_string())?;
+    let mut bytes = 0;
+    for seq in 0..count {
+        let payload = serde_json::to_vec(&Event::new(seq, 0)).map_err(|e| e.to_string())?;
+        bytes += payload.len() as u64;
+        let partition = (seq % partitions as u64) as i32;
+        let mut record: BaseRecord<'_, (), [u8]> = BaseRecord::to(topic).payload(&payload[..]).partition(partition);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((err, _)) => return Err(err.to_string()),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(120)).map_err(|e| e.to_string())?;
+    Ok(bytes)
+}
+
+/// Records written to `topic` so far (sum of high watermarks).
+pub fn records_in(consumer: &BaseConsumer, topic: &str, partitions: i32) -> i64 {
+    (0..partitions)
+        .map(|p| {
+            consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(5))
+                .map(|(_, high)| high)
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+/// A consumer used only for metadata and watermark queries.
+pub fn metadata_client(bootstrap: &str) -> Result<BaseConsumer, String> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .map_err(|e| e.to_string())
+}
+
+/// Checks the broker answers; returns its version string when it can tell.
+pub fn ping(bootstrap: &str) -> Result<(), String> {
+    let client = metadata_client(bootstrap)?;
+    client
+        .fetch_metadata(None, Duration::from_secs(10))
+        .map(|_| ())
+        .map_err(|e| format!("cannot reach Kafka at {bootstrap}: {e}"))
+}

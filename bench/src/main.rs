@@ -1,0 +1,299 @@
+//! faststream-rs benchmark: faststream against raw rdkafka (and, with `--peers`, FastStream for
+//! Python and RustStream) on the same local Kafka, in one run, printed as one table.
+//!
+//! Every measurement runs in its own child process (so CPU time and peak RSS are its own),
+//! is repeated `--runs` times, and is reported as the median with the min-max spread.
+//! Claims are ratios between rows of the same run, never absolute numbers across runs.
+
+mod cases;
+mod kafka;
+mod measure;
+mod peers;
+
+use cases::CaseArgs;
+use clap::{Parser, Subcommand};
+use measure::CaseResult;
+use std::process::Command;
+
+#[derive(Parser, Debug)]
+#[command(name = "faststream-bench", about = "Benchmark faststream-rs against raw rdkafka and its peers on a local Kafka")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Sub>,
+    /// Kafka bootstrap servers.
+    #[arg(long, default_value = "127.0.0.1:9092", global = true)]
+    bootstrap: String,
+    /// Records pre-filled for the drain and pipeline measurements.
+    #[arg(long, default_value_t = 1_000_000)]
+    messages: u64,
+    /// Partitions of the benchmark topics.
+    #[arg(long, default_value_t = 6)]
+    partitions: i32,
+    /// Repetitions of every measurement (median and spread are reported).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Publish rates for the latency measurement, records per second.
+    #[arg(long, value_delimiter = ',', default_values_t = [1000_u64, 10000])]
+    rates: Vec<u64>,
+    /// Seconds of traffic per latency measurement.
+    #[arg(long, default_value_t = 10)]
+    latency_seconds: u64,
+    /// Also measure FastStream (Python) and RustStream, installed into target/bench-peers.
+    #[arg(long)]
+    peers: bool,
+    /// Records for the Python peers (they are ~100x slower; their rate is what is compared).
+    #[arg(long, default_value_t = 100_000)]
+    python_messages: u64,
+    /// Write the table (markdown) to this file as well.
+    #[arg(long)]
+    markdown: Option<std::path::PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Sub {
+    /// Runs one measured case in this process (used by the orchestrator).
+    #[command(hide = true)]
+    Case {
+        name: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long, default_value = "")]
+        output: String,
+        #[arg(long)]
+        partitions: i32,
+        #[arg(long)]
+        messages: u64,
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        #[arg(long, default_value_t = 0)]
+        seconds: u64,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let outcome = match &cli.command {
+        Some(Sub::Case { name, topic, output, partitions, messages, rate, seconds }) => {
+            let args = CaseArgs {
+                bootstrap: cli.bootstrap.clone(),
+                topic: topic.clone(),
+                output: output.clone(),
+                partitions: *partitions,
+                messages: *messages,
+                rate: *rate,
+                seconds: *seconds,
+            };
+            run_case(name, &args).map(|result| {
+                println!("{}", serde_json::to_string(&result).unwrap_or_default());
+            })
+        }
+        None => orchestrate(&cli),
+    };
+    if let Err(err) = outcome {
+        eprintln!("faststream-bench: {err}");
+        std::process::exit(1);
+    }
+}
+
+fn run_case(name: &str, args: &CaseArgs) -> Result<CaseResult, String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        match name {
+            "raw-drain" => cases::raw_drain(args),
+            "fs-drain" => cases::fs_drain(args).await,
+            "raw-pipeline" => cases::raw_pipeline(args).await,
+            "fs-pipeline" => cases::fs_pipeline(args).await,
+            "raw-latency" => cases::raw_latency(args).await,
+            "fs-latency" => cases::fs_latency(args).await,
+            "fs-idle" => cases::fs_idle(args).await,
+            other => Err(format!("unknown case {other}")),
+        }
+    })
+}
+
+/// Runs a child process and parses the result line it prints last.
+pub(crate) fn run_child(mut command: Command, what: &str) -> Result<CaseResult, String> {
+    let output = command.output().map_err(|e| format!("{what}: cannot start: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{what} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).lines().rev().take(15).collect::<Vec<_>>().join("\n")
+        ));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().rev().find(|l| l.starts_with('{')).ok_or_else(|| format!("{what}: no result line"))?;
+    serde_json::from_str(line).map_err(|e| format!("{what}: bad result line {line}: {e}"))
+}
+
+fn own_case(cli: &Cli, name: &str, topic: &str, output: &str, messages: u64, rate: u64, seconds: u64) -> Result<CaseResult, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut command = Command::new(exe);
+    command
+        .args(["case", name, "--topic", topic, "--output", output, "--bootstrap", &cli.bootstrap])
+        .args(["--partitions", &cli.partitions.to_string(), "--messages", &messages.to_string()])
+        .args(["--rate", &rate.to_string(), "--seconds", &seconds.to_string()])
+        .env("FASTSTREAM_LOG", "warn");
+    run_child(command, name)
+}
+
+/// One row of the table: a measurement repeated `runs` times.
+#[derive(Debug, Default)]
+struct Row {
+    section: &'static str,
+    name: String,
+    results: Vec<CaseResult>,
+    payload_bytes_per_msg: f64,
+}
+
+impl Row {
+    fn rates(&self) -> Vec<f64> {
+        let mut rates: Vec<f64> = self.results.iter().map(|r| r.messages as f64 / r.seconds).collect();
+        rates.sort_by(|a, b| a.total_cmp(b));
+        rates
+    }
+    fn median_rate(&self) -> f64 {
+        median(&self.rates())
+    }
+    fn median_of(&self, f: impl Fn(&CaseResult) -> f64) -> f64 {
+        let mut values: Vec<f64> = self.results.iter().map(f).collect();
+        values.sort_by(|a, b| a.total_cmp(b));
+        median(&values)
+    }
+}
+
+fn median(sorted: &[f64]) -> f64 {
+    measure::quantile(sorted, 0.5)
+}
+
+fn orchestrate(cli: &Cli) -> Result<(), String> {
+    kafka::ping(&cli.bootstrap)?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let input = format!("bench-in-{id}");
+    eprintln!("bench: creating {input} ({} partitions) and writing {} records", cli.partitions, cli.messages);
+    runtime.block_on(kafka::create_topic(&cli.bootstrap, &input, cli.partitions))?;
+    let bytes = kafka::prefill(&cli.bootstrap, &input, cli.partitions, cli.messages)?;
+    let bytes_per_msg = bytes as f64 / cli.messages as f64;
+    eprintln!("bench: {bytes} payload bytes ({bytes_per_msg:.0} per record)");
+
+    let mut rows: Vec<Row> = Vec::new();
+    let row = |rows: &mut Vec<Row>, section: &'static str, name: &str| -> usize {
+        if let Some(i) = rows.iter().position(|r| r.section == section && r.name == name) {
+            return i;
+        }
+        rows.push(Row { section, name: name.to_owned(), results: Vec::new(), payload_bytes_per_msg: bytes_per_msg });
+        rows.len() - 1
+    };
+    let mut python_input = None;
+    for run in 1..=cli.runs {
+        for (section, case, label) in [
+            ("drain", "raw-drain", "raw rdkafka"),
+            ("drain", "fs-drain", "faststream-rs"),
+            ("pipeline", "raw-pipeline", "raw rdkafka"),
+            ("pipeline", "fs-pipeline", "faststream-rs"),
+        ] {
+            let output = format!("bench-out-{}", uuid::Uuid::new_v4().simple());
+            if section == "pipeline" {
+                runtime.block_on(kafka::create_topic(&cli.bootstrap, &output, cli.partitions))?;
+            }
+            eprintln!("bench: run {run}/{} {section} {label}", cli.runs);
+            let result = own_case(cli, case, &input, &output, cli.messages, 0, 0)?;
+            let i = row(&mut rows, section, label);
+            rows[i].results.push(result);
+        }
+        if cli.peers {
+            peers::run_all(cli, &runtime, &input, bytes_per_msg, &mut python_input, run, &mut |section, label, result| {
+                let i = row(&mut rows, section, label);
+                rows[i].results.push(result);
+            })?;
+        }
+    }
+    for &rate in &cli.rates {
+        for (case, label) in [("raw-latency", "raw rdkafka"), ("fs-latency", "faststream-rs")] {
+            for run in 1..=cli.runs {
+                let topic = format!("bench-lat-{}", uuid::Uuid::new_v4().simple());
+                runtime.block_on(kafka::create_topic(&cli.bootstrap, &topic, 1))?;
+                eprintln!("bench: run {run}/{} latency {label} at {rate}/s", cli.runs);
+                let result = own_case(cli, case, &topic, "", 0, rate, cli.latency_seconds)?;
+                let section: &'static str = if rate == cli.rates[0] { "latency-1" } else { "latency-2" };
+                let i = row(&mut rows, section, &format!("{label} @ {rate}/s"));
+                rows[i].results.push(result);
+            }
+        }
+    }
+    let idle_topic = format!("bench-idle-{}", uuid::Uuid::new_v4().simple());
+    runtime.block_on(kafka::create_topic(&cli.bootstrap, &idle_topic, 1))?;
+    let idle = own_case(cli, "fs-idle", &idle_topic, "", 0, 0, 3)?;
+
+    let table = render(cli, &rows, &idle);
+    println!("{table}");
+    if let Some(path) = &cli.markdown {
+        std::fs::write(path, &table).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn kafka_version() -> String {
+    std::env::var("KAFKA_VERSION").unwrap_or_else(|_| "4.1.1".to_owned())
+}
+
+fn render(cli: &Cli, rows: &[Row], idle: &CaseResult) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "faststream-bench: {} records x {} runs, {} partitions, Apache Kafka {} (single KRaft node on loopback), {cores} cores\n",
+        cli.messages, cli.runs, cli.partitions, kafka_version()
+    );
+    let _ = writeln!(out, "| measurement | implementation | msg/s (median) | spread (min-max msg/s) | MB/s | CPU s | peak RSS MB | ratio |");
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|");
+    for section in ["drain", "pipeline"] {
+        let raw = rows.iter().find(|r| r.section == section && r.name == "raw rdkafka").map(Row::median_rate);
+        let ours = rows.iter().find(|r| r.section == section && r.name == "faststream-rs").map(Row::median_rate);
+        for row in rows.iter().filter(|r| r.section == section) {
+            let rate = row.median_rate();
+            let rates = row.rates();
+            let ratio = match row.name.as_str() {
+                "raw rdkafka" => "1.00 (limit)".to_owned(),
+                "faststream-rs" => raw.map(|r| format!("{:.2} of raw", rate / r)).unwrap_or_default(),
+                _ => ours.map(|o| format!("faststream-rs is {:.1}x", o / rate)).unwrap_or_default(),
+            };
+            let _ = writeln!(
+                out,
+                "| {section} | {} | {:.0} | {:.0}-{:.0} | {:.1} | {:.2} | {:.1} | {ratio} |",
+                row.name,
+                rate,
+                rates.first().copied().unwrap_or(0.0),
+                rates.last().copied().unwrap_or(0.0),
+                rate * row.payload_bytes_per_msg / 1e6,
+                row.median_of(|r| r.cpu_seconds),
+                row.median_of(|r| r.peak_rss_kib as f64) / 1024.0,
+            );
+        }
+    }
+    let _ = writeln!(out, "\n| latency (publish to handler) | p50 ms | p99 ms | p99.9 ms | spread of p99 (min-max) |");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+    for row in rows.iter().filter(|r| r.section.starts_with("latency")) {
+        let pick = |i: usize| row.median_of(|r| r.latency_ms.map_or(f64::NAN, |l| l[i]));
+        let mut p99: Vec<f64> = row.results.iter().filter_map(|r| r.latency_ms.map(|l| l[1])).collect();
+        p99.sort_by(|a, b| a.total_cmp(b));
+        let _ = writeln!(
+            out,
+            "| {} | {:.2} | {:.2} | {:.2} | {:.2}-{:.2} |",
+            row.name,
+            pick(0),
+            pick(1),
+            pick(2),
+            p99.first().copied().unwrap_or(f64::NAN),
+            p99.last().copied().unwrap_or(f64::NAN)
+        );
+    }
+    let _ = writeln!(out, "\nIdle app (one subscriber, nothing to consume) resident memory: {:.1} MB", idle.peak_rss_kib as f64 / 1024.0);
+    out
+}
