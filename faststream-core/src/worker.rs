@@ -104,56 +104,56 @@ where
 {
     async fn run(self, mut messages: mpsc::Receiver<Message>) {
         let mut pending: FuturesOrdered<PendingAck<P::Delivery>> = FuturesOrdered::new();
+        let mut watermark = Watermark::default();
         let max_pending = self.sub.config.max_pending_per_partition.max(1);
         loop {
             tokio::select! {
                 biased;
                 _ = self.stop.cancelled() => break,
-                Some((offset, _)) = pending.next(), if !pending.is_empty() => {
-                    self.store_through(offset, &mut pending);
-                }
+                Some((offset, _)) = pending.next(), if !pending.is_empty() => watermark.advance(offset),
                 next = messages.recv(), if pending.len() < max_pending => {
                     let Some(message) = next else { break };
-                    if let Flow::Stopped = self.process(message, &mut pending).await {
+                    if let Flow::Stopped = self.process(message, &mut pending, &mut watermark).await {
                         break;
                     }
                 }
             }
+            // Take every acknowledgement that is already in, without waiting.
+            while let Some(Some((offset, _))) = pending.next().now_or_never() {
+                watermark.advance(offset);
+            }
+            // Hand the watermark to the backend in batches: when the queue ran dry (so an idle
+            // partition is always up to date) or after a run of messages.
+            if messages.is_empty() || watermark.unstored >= STORE_EVERY {
+                self.flush(&mut watermark);
+            }
         }
         // Finish the publishes in flight so their messages count as done.
-        let mut last = None;
         while let Some((offset, _)) = pending.next().await {
-            last = Some(offset);
+            watermark.advance(offset);
         }
-        if let Some(offset) = last {
-            self.offsets.store(&self.partition, offset);
-        }
+        self.flush(&mut watermark);
     }
 
-    /// Stores `offset`, or a later one when more acks are already complete (one store call
-    /// for a run of finished messages).
-    fn store_through(
-        &self,
-        mut offset: i64,
-        pending: &mut FuturesOrdered<PendingAck<P::Delivery>>,
-    ) {
-        while let Some(Some((next, _))) = pending.next().now_or_never() {
-            offset = next;
+    fn flush(&self, watermark: &mut Watermark) {
+        if let Some(offset) = watermark.take_unstored() {
+            self.offsets.store(&self.partition, offset);
         }
-        self.offsets.store(&self.partition, offset);
     }
 
     async fn process(
         &self,
         message: Message,
         pending: &mut FuturesOrdered<PendingAck<P::Delivery>>,
+        watermark: &mut Watermark,
     ) -> Flow {
         let policy = self.sub.config.ack_policy;
-        if policy == AckPolicy::AckFirst {
+        if policy == AckPolicy::AckFirst && pending.is_empty() {
+            // At-most-once: the offset is stored before the handler runs.
+            watermark.advance(message.offset);
+            self.flush(watermark);
+        } else if policy == AckPolicy::AckFirst {
             pending.push_back(PendingAck::done(&message));
-            if let Some(Some((offset, _))) = pending.next().now_or_never() {
-                self.store_through(offset, pending);
-            }
         }
         let mut attempt: u32 = 0;
         loop {
@@ -192,7 +192,10 @@ where
                 redeliver = !delivered;
             }
             if !redeliver {
-                if policy != AckPolicy::AckFirst || !ack.is_done() {
+                if ack.is_done() && pending.is_empty() {
+                    // Nothing in flight before it: done now, no need to queue.
+                    watermark.advance(message.offset);
+                } else if policy != AckPolicy::AckFirst || !ack.is_done() {
                     pending.push_back(ack);
                 }
                 return Flow::Continue;
@@ -278,6 +281,32 @@ where
             "message {}[{}]@{} failed: {error}",
             message.topic, message.partition, message.offset,
         );
+    }
+}
+
+/// Store finished offsets at least every this many messages while a partition is busy.
+const STORE_EVERY: u32 = 512;
+
+/// The highest offset finished in order, and whether the backend has been told.
+#[derive(Debug, Default)]
+struct Watermark {
+    done: Option<i64>,
+    unstored: u32,
+}
+
+impl Watermark {
+    fn advance(&mut self, offset: i64) {
+        self.done = Some(offset);
+        self.unstored += 1;
+    }
+
+    /// The offset to store, if it moved since the last call.
+    fn take_unstored(&mut self) -> Option<i64> {
+        if self.unstored == 0 {
+            return None;
+        }
+        self.unstored = 0;
+        self.done
     }
 }
 
