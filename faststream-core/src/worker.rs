@@ -395,3 +395,225 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::{Delivered, Publish, Record};
+    use crate::error::PublishError;
+    use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+    use std::sync::Mutex;
+    use std::time::Duration;
+    use tokio::sync::oneshot;
+
+    /// A publisher whose acknowledgements the test releases one by one.
+    #[derive(Clone, Default)]
+    struct ManualPublisher {
+        sent: Arc<Mutex<Vec<(Record, oneshot::Sender<bool>)>>>,
+    }
+
+    struct ManualDelivery(oneshot::Receiver<bool>, Arc<str>);
+
+    impl Future for ManualDelivery {
+        type Output = Result<Delivered, PublishError>;
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            Pin::new(&mut self.0).poll(cx).map(|ok| match ok {
+                Ok(true) => Ok(Delivered {
+                    topic: Arc::clone(&self.1),
+                    partition: 0,
+                    offset: 0,
+                }),
+                _ => Err(PublishError {
+                    topic: self.1.to_string(),
+                    message: "refused".into(),
+                }),
+            })
+        }
+    }
+
+    impl Publish for ManualPublisher {
+        type Delivery = ManualDelivery;
+        async fn enqueue(&self, record: Record) -> Result<ManualDelivery, PublishError> {
+            let (tx, rx) = oneshot::channel();
+            let topic = Arc::clone(&record.topic);
+            self.sent.lock().unwrap().push((record, tx));
+            Ok(ManualDelivery(rx, topic))
+        }
+        async fn flush(&self, _timeout: Duration) -> Result<(), PublishError> {
+            Ok(())
+        }
+    }
+
+    #[derive(Default)]
+    struct RecordedOffsets(Mutex<Vec<i64>>);
+
+    impl OffsetStore for RecordedOffsets {
+        fn store(&self, _partition: &TopicPartition, offset: i64) {
+            self.0.lock().unwrap().push(offset);
+        }
+    }
+
+    fn message(offset: i64, partition: i32) -> Message {
+        let mut m = Message::new("in", offset.to_string());
+        m.offset = offset;
+        m.partition = partition;
+        m
+    }
+
+    async fn settle() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    #[tokio::test]
+    async fn offsets_advance_only_as_a_contiguous_watermark() {
+        let publisher = ManualPublisher::default();
+        let config = Arc::new(SubscriberConfig::new("echo", ["in"]).publish_to("out"));
+        let runtime = Arc::new(SubscriberRuntime::new(
+            config,
+            |n: i64| async move { n * 10 },
+            publisher.clone(),
+            Arc::new(AppState::default()),
+        ));
+        let offsets = Arc::new(RecordedOffsets::default());
+        let (tx, rx) = mpsc::channel(16);
+        let stop = CancellationToken::new();
+        let task = runtime.spawn(
+            TopicPartition::new("in", 0),
+            rx,
+            offsets.clone(),
+            stop.clone(),
+        );
+        for offset in 0..3 {
+            tx.send(message(offset, 0)).await.unwrap();
+        }
+        settle().await;
+        assert_eq!(
+            publisher.sent.lock().unwrap().len(),
+            3,
+            "handling does not wait for acks"
+        );
+        let mut acks: Vec<_> = publisher
+            .sent
+            .lock()
+            .unwrap()
+            .drain(..)
+            .map(|(_, ack)| ack)
+            .collect();
+        let third = acks.pop().unwrap();
+        let second = acks.pop().unwrap();
+        let first = acks.pop().unwrap();
+        third.send(true).unwrap();
+        settle().await;
+        assert!(
+            offsets.0.lock().unwrap().is_empty(),
+            "offset 2 done but 0 and 1 are not: nothing stored"
+        );
+        first.send(true).unwrap();
+        settle().await;
+        assert_eq!(*offsets.0.lock().unwrap(), [0]);
+        second.send(true).unwrap();
+        settle().await;
+        assert_eq!(*offsets.0.lock().unwrap(), [0, 2]);
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn stop_finishes_publishes_in_flight_before_storing() {
+        let publisher = ManualPublisher::default();
+        let config = Arc::new(SubscriberConfig::new("echo", ["in"]).publish_to("out"));
+        let runtime = Arc::new(SubscriberRuntime::new(
+            config,
+            |n: i64| async move { n },
+            publisher.clone(),
+            Arc::new(AppState::default()),
+        ));
+        let offsets = Arc::new(RecordedOffsets::default());
+        let (tx, rx) = mpsc::channel(16);
+        let stop = CancellationToken::new();
+        let task = runtime.spawn(
+            TopicPartition::new("in", 0),
+            rx,
+            offsets.clone(),
+            stop.clone(),
+        );
+        tx.send(message(0, 0)).await.unwrap();
+        tx.send(message(1, 0)).await.unwrap();
+        settle().await;
+        let acks: Vec<_> = publisher
+            .sent
+            .lock()
+            .unwrap()
+            .drain(..)
+            .map(|(_, ack)| ack)
+            .collect();
+        stop.cancel();
+        let mut acks = acks.into_iter();
+        acks.next().unwrap().send(true).unwrap();
+        // The second publish fails: its message must not count as done.
+        acks.next().unwrap().send(false).unwrap();
+        task.await.unwrap();
+        let stored = offsets.0.lock().unwrap().clone();
+        assert_eq!(
+            stored.last(),
+            Some(&1),
+            "AckAfter logs a failed publish and moves on: {stored:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn max_concurrency_bounds_handlers_across_partitions() {
+        for (limit, expected) in [(Some(1), 1), (None, 3)] {
+            let running = Arc::new(AtomicUsize::new(0));
+            let peak = Arc::new(AtomicUsize::new(0));
+            let mut state = AppState::default();
+            state.insert((Arc::clone(&running), Arc::clone(&peak)));
+            let mut config = SubscriberConfig::new("c", ["in"]);
+            if let Some(limit) = limit {
+                config = config.max_concurrency(limit);
+            }
+            type Gauges = (Arc<AtomicUsize>, Arc<AtomicUsize>);
+            let runtime = Arc::new(SubscriberRuntime::new(
+                Arc::new(config),
+                |_n: i64, gauges: crate::State<Gauges>| async move {
+                    let now = (gauges.0).0.fetch_add(1, AtomicOrdering::SeqCst) + 1;
+                    (gauges.0).1.fetch_max(now, AtomicOrdering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    (gauges.0).0.fetch_sub(1, AtomicOrdering::SeqCst);
+                },
+                ManualPublisher::default(),
+                Arc::new(state),
+            ));
+            let offsets = Arc::new(RecordedOffsets::default());
+            let stop = CancellationToken::new();
+            let mut tasks = Vec::new();
+            for partition in 0..3 {
+                let (tx, rx) = mpsc::channel(4);
+                tx.send(message(0, partition)).await.unwrap();
+                drop(tx);
+                tasks.push(Arc::clone(&runtime).spawn(
+                    TopicPartition::new("in", partition),
+                    rx,
+                    offsets.clone(),
+                    stop.clone(),
+                ));
+            }
+            for task in tasks {
+                task.await.unwrap();
+            }
+            assert_eq!(
+                peak.load(AtomicOrdering::SeqCst),
+                expected,
+                "limit {limit:?}"
+            );
+            assert_eq!(
+                offsets.0.lock().unwrap().len(),
+                3,
+                "every partition stored its offset"
+            );
+        }
+    }
+}
