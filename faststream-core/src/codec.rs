@@ -50,16 +50,24 @@ pub fn decode<T: DeserializeOwned>(
 ) -> Result<T, DecodeError> {
     let raw_text = content_type.is_some_and(|ct| ct.starts_with(TEXT_PLAIN));
     let deserializer = PayloadDeserializer { payload, raw_text };
-    serde_path_to_error::deserialize(deserializer).map_err(|err| {
-        let path = err.path().to_string();
-        let inner = err.into_inner();
-        let message = if payload.is_empty() {
-            format!("empty payload: {inner}")
-        } else {
-            inner.to_string()
-        };
-        DecodeError { path, message }
-    })
+    // Fast path without path tracking; on failure decode again to find where it failed.
+    if let Ok(value) = T::deserialize(deserializer) {
+        return Ok(value);
+    }
+    let deserializer = PayloadDeserializer { payload, raw_text };
+    match serde_path_to_error::deserialize(deserializer) {
+        Ok(value) => Ok(value),
+        Err(err) => {
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            let message = if payload.is_empty() {
+                format!("empty payload: {inner}")
+            } else {
+                inner.to_string()
+            };
+            Err(DecodeError { path, message })
+        }
+    }
 }
 
 /// Decodes a value that is absent (a missing key or header): `None` for an `Option`, an error

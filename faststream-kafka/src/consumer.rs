@@ -1,8 +1,10 @@
 //! One consumer per subscriber: a dedicated thread polls rdkafka and feeds each assigned
 //! partition to its own worker task, so partitions run concurrently and in order.
 //!
-//! Back-pressure is per partition: when a worker's queue is full, that partition alone is
-//! paused and its already-fetched records wait in a backlog until the worker catches up.
+//! Back-pressure: records a worker has no room for wait in its partition's backlog. When the
+//! backlogs together grow past a bound (every worker is behind), the thread stops polling until
+//! workers catch up. When one partition's backlog alone grows past its bound (that worker is
+//! slower than the rest), only that partition is paused, so the others keep flowing.
 //! Rebalances run on the same thread (librdkafka calls them from `poll`): on revoke, the
 //! revoked partitions' workers finish what they hold, store their offsets, and those offsets
 //! are committed synchronously before the revoke completes.
@@ -26,8 +28,12 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// Records a worker may hold queued before its partition is paused.
+/// Records a worker may hold queued.
 const PARTITION_QUEUE: usize = 1024;
+/// Backlogged records of one partition at which that partition is paused.
+const PAUSE_BACKLOG: usize = 8192;
+/// Backlogged records over all partitions at which polling waits for the workers.
+const TOTAL_BACKLOG: usize = 16384;
 /// How long `poll` blocks when idle: bounds how fast a shutdown request is noticed.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -46,6 +52,7 @@ struct Slot {
 #[derive(Default)]
 struct Partitions {
     by_topic: HashMap<Arc<str>, HashMap<i32, Slot>>,
+    /// Records waiting in backlogs, over all partitions.
     backlogged: usize,
 }
 
@@ -132,42 +139,35 @@ impl Shared {
             return;
         };
         let message = to_message(&slot.topic, record);
-        if !slot.backlog.is_empty() {
-            slot.backlog.push_back(message);
-            return;
-        }
-        match slot.queue.try_send(message) {
-            Ok(()) => {}
-            Err(TrySendError::Full(message)) => {
-                slot.backlog.push_back(message);
-                *backlogged += 1;
-                if !slot.paused {
-                    slot.paused = set_paused(consumer, &slot.topic, partition, true);
+        let message = if slot.backlog.is_empty() {
+            match slot.queue.try_send(message) {
+                Ok(()) => return,
+                Err(TrySendError::Full(message)) => message,
+                Err(TrySendError::Closed(message)) => {
+                    tracing::error!(subscriber = %self.name, topic = %slot.topic, partition, "partition worker ended unexpectedly; restarting it");
+                    *slot = self.spawn_slot(Arc::clone(&slot.topic), partition);
+                    message
                 }
             }
-            Err(TrySendError::Closed(message)) => {
-                tracing::error!(subscriber = %self.name, topic = %slot.topic, partition, "partition worker ended unexpectedly; restarting it");
-                let topic = Arc::clone(&slot.topic);
-                let mut fresh = self.spawn_slot(topic, partition);
-                fresh.backlog.push_back(message);
-                *backlogged += 1;
-                *slot = fresh;
-            }
+        } else {
+            message
+        };
+        slot.backlog.push_back(message);
+        *backlogged += 1;
+        if slot.backlog.len() >= PAUSE_BACKLOG && !slot.paused {
+            slot.paused = set_paused(consumer, &slot.topic, partition, true);
         }
     }
 
     /// Moves backlogged records into workers that have room again; resumes drained partitions.
-    fn drain_backlogs(&self, consumer: &KafkaConsumer) {
+    /// Returns how many records are still backlogged.
+    fn drain_backlogs(&self, consumer: &KafkaConsumer) -> usize {
         let mut parts = self.partitions();
         if parts.backlogged == 0 {
-            return;
+            return 0;
         }
         let mut still_backlogged = 0;
-        for (partition, slot) in parts
-            .by_topic
-            .values_mut()
-            .flat_map(|slots| slots.iter_mut())
-        {
+        for (partition, slot) in parts.by_topic.values_mut().flat_map(|slots| slots.iter_mut()) {
             while let Some(message) = slot.backlog.pop_front() {
                 match slot.queue.try_send(message) {
                     Ok(()) => {}
@@ -177,15 +177,13 @@ impl Shared {
                     }
                 }
             }
-            if slot.backlog.is_empty() {
-                if slot.paused {
-                    slot.paused = !set_paused(consumer, &slot.topic, *partition, false);
-                }
-            } else {
-                still_backlogged += 1;
+            if slot.backlog.is_empty() && slot.paused {
+                slot.paused = !set_paused(consumer, &slot.topic, *partition, false);
             }
+            still_backlogged += slot.backlog.len();
         }
         parts.backlogged = still_backlogged;
+        still_backlogged
     }
 
     /// Stops the workers of `which` partitions (all when `None`): each finishes the record in
@@ -462,7 +460,11 @@ pub(crate) fn subscribe(
 
 fn poll_loop(consumer: &Arc<KafkaConsumer>, shared: &Shared, shutdown: &AtomicBool) {
     while !shutdown.load(Ordering::Acquire) {
-        shared.drain_backlogs(consumer);
+        if shared.drain_backlogs(consumer) >= TOTAL_BACKLOG {
+            // Every worker is behind: let them catch up instead of fetching more.
+            std::thread::sleep(Duration::from_micros(200));
+            continue;
+        }
         match consumer.poll(POLL_INTERVAL) {
             None => {}
             Some(Ok(record)) => shared.dispatch(consumer, &record),
