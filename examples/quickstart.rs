@@ -13,10 +13,15 @@ async fn handle_msg(user: String, user_id: i64) -> String {
     format!("User: {user_id} - {user} registered")
 }
 
+/// The app on `broker` (also what its AsyncAPI document describes).
+pub fn app(broker: KafkaBroker) -> FastStream<KafkaBroker> {
+    FastStream::new(broker).include(handle_msg)
+}
+
 #[tokio::main]
 async fn main() -> faststream::Result<()> {
     let servers =
         std::env::var("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|_| "localhost:9092".into());
-    let broker = KafkaBroker::new(servers);
-    FastStream::new(broker).include(handle_msg).run().await
+    // The app's CLI: no arguments runs it; `--help` lists `docs gen`, `docs serve`, `publish`.
+    app(KafkaBroker::new(servers)).cli().await
 }

@@ -16,6 +16,17 @@ trap cleanup EXIT
 
 step() { echo; echo "==== $* ($(date -u +%H:%M:%S))"; }
 
+step "tools: Chromium (Debian) for the docs page test, @asyncapi/parser (npm) for the validator"
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+  else
+    sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null
+  fi
+fi
+chromium --version
+npm ci --prefix tools/asyncapi-validate --no-audit --no-fund --loglevel=error
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -24,6 +35,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo test (unit, doc, UI and integration tests against Kafka at 127.0.0.1:9092)"
 cargo test --workspace --no-fail-fast
+
+step "benchmark smoke run (tiny N, no peers: keeps the benchmark from rotting)"
+BENCH_PROFILE=debug scripts/bench.sh --messages 2000 --runs 1 --rates 200 --latency-seconds 1
 
 step "quickstart demo"
 scripts/quickstart.sh | tee target/quickstart.log

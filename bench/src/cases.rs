@@ -7,7 +7,7 @@
 use crate::kafka::{metadata_client, now_us, records_in, Event};
 use crate::measure::{quantile, CaseResult, Mark};
 use faststream::kafka::KafkaBroker;
-use faststream::{FastStream, SubscriberConfig, State};
+use faststream::{FastStream, State, SubscriberConfig};
 use futures::FutureExt;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -36,7 +36,10 @@ fn consumer_config(args: &CaseArgs) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &args.bootstrap)
-        .set("group.id", format!("bench-{}", uuid::Uuid::new_v4().simple()))
+        .set(
+            "group.id",
+            format!("bench-{}", uuid::Uuid::new_v4().simple()),
+        )
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false");
     config
@@ -48,14 +51,17 @@ pub fn raw_drain(args: &CaseArgs) -> Result<CaseResult, String> {
         .set("enable.auto.commit", "false")
         .create()
         .map_err(|e| e.to_string())?;
-    consumer.subscribe(&[&args.topic]).map_err(|e| e.to_string())?;
+    consumer
+        .subscribe(&[&args.topic])
+        .map_err(|e| e.to_string())?;
     let mut seen = 0_u64;
     let mut start = None;
     let mut checksum = 0_u64;
     while seen < args.messages {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(message)) => {
-                let event: Event = serde_json::from_slice(message.payload().unwrap_or_default()).map_err(|e| e.to_string())?;
+                let event: Event = serde_json::from_slice(message.payload().unwrap_or_default())
+                    .map_err(|e| e.to_string())?;
                 checksum = checksum.wrapping_add(event.seq);
                 start.get_or_insert_with(Mark::now);
                 seen += 1;
@@ -78,7 +84,12 @@ struct Progress {
 
 impl Progress {
     fn new(target: u64) -> Arc<Self> {
-        Arc::new(Self { target, seen: AtomicU64::new(0), start: OnceLock::new(), done: Notify::new() })
+        Arc::new(Self {
+            target,
+            seen: AtomicU64::new(0),
+            start: OnceLock::new(),
+            done: Notify::new(),
+        })
     }
 
     fn record(&self) {
@@ -99,7 +110,8 @@ pub async fn fs_drain(args: &CaseArgs) -> Result<CaseResult, String> {
     let app = FastStream::new(fs_broker(args))
         .with_state(Arc::clone(&progress))
         .subscriber(
-            SubscriberConfig::new("drain", [args.topic.as_str()]).group_id(format!("bench-{}", uuid::Uuid::new_v4().simple())),
+            SubscriberConfig::new("drain", [args.topic.as_str()])
+                .group_id(format!("bench-{}", uuid::Uuid::new_v4().simple())),
             |event: Event, progress: State<Arc<Progress>>| async move {
                 std::hint::black_box(event.seq);
                 progress.record();
@@ -109,7 +121,11 @@ pub async fn fs_drain(args: &CaseArgs) -> Result<CaseResult, String> {
         .await
         .map_err(|e| e.to_string())?;
     progress.done.notified().await;
-    let result = progress.start.get().ok_or("no records")?.finish(progress.seen.load(Ordering::Relaxed));
+    let result = progress
+        .start
+        .get()
+        .ok_or("no records")?
+        .finish(progress.seen.load(Ordering::Relaxed));
     app.shutdown().await.map_err(|e| e.to_string())?;
     Ok(result)
 }
@@ -148,7 +164,9 @@ pub async fn raw_pipeline(args: &CaseArgs) -> Result<CaseResult, String> {
         .set("queue.buffering.max.messages", "1000000")
         .create()
         .map_err(|e| e.to_string())?;
-    consumer.subscribe(&[&args.topic]).map_err(|e| e.to_string())?;
+    consumer
+        .subscribe(&[&args.topic])
+        .map_err(|e| e.to_string())?;
     let waiter = tokio::spawn({
         let args = args.clone();
         async move { wait_for_output(&args).await }
@@ -163,23 +181,33 @@ pub async fn raw_pipeline(args: &CaseArgs) -> Result<CaseResult, String> {
         let mut outstanding = 0_usize;
         while seen < target || outstanding > 0 {
             if seen < target {
-                if let Some(result) = consumer.poll(Duration::from_millis(if outstanding > 0 { 0 } else { 100 })) {
+                if let Some(result) =
+                    consumer.poll(Duration::from_millis(if outstanding > 0 { 0 } else { 100 }))
+                {
                     let message = result.map_err(|e| e.to_string())?;
                     start.get_or_insert_with(Mark::now);
-                    let event: Event = serde_json::from_slice(message.payload().unwrap_or_default()).map_err(|e| e.to_string())?;
+                    let event: Event =
+                        serde_json::from_slice(message.payload().unwrap_or_default())
+                            .map_err(|e| e.to_string())?;
                     let text = greeting(&event);
                     let mut record = FutureRecord::<(), str>::to(&output).payload(&text);
                     let delivery = loop {
                         match producer.send_result(record) {
                             Ok(delivery) => break delivery,
-                            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                            Err((
+                                KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+                                back,
+                            )) => {
                                 record = back;
                                 std::thread::sleep(Duration::from_micros(200));
                             }
                             Err((err, _)) => return Err(err.to_string()),
                         }
                     };
-                    pending.entry(message.partition()).or_default().push_back((message.offset(), delivery));
+                    pending
+                        .entry(message.partition())
+                        .or_default()
+                        .push_back((message.offset(), delivery));
                     outstanding += 1;
                     seen += 1;
                 }
@@ -201,7 +229,9 @@ pub async fn raw_pipeline(args: &CaseArgs) -> Result<CaseResult, String> {
                     }
                 }
                 if let Some(offset) = done {
-                    consumer.store_offset(&topic, *partition, offset).map_err(|e| e.to_string())?;
+                    consumer
+                        .store_offset(&topic, *partition, offset)
+                        .map_err(|e| e.to_string())?;
                 }
             }
         }
@@ -255,7 +285,8 @@ async fn send_paced(args: &CaseArgs) -> Result<u64, String> {
     while sent < total {
         interval.tick().await;
         for _ in 0..per_tick.min(total - sent) {
-            let payload = serde_json::to_vec(&Event::new(sent, now_us())).map_err(|e| e.to_string())?;
+            let payload =
+                serde_json::to_vec(&Event::new(sent, now_us())).map_err(|e| e.to_string())?;
             let record = FutureRecord::<(), [u8]>::to(&args.topic).payload(&payload[..]);
             match producer.send_result(record) {
                 Ok(delivery) => deliveries.push(delivery),
@@ -298,7 +329,10 @@ async fn warm_up(args: &CaseArgs, warmed: &std::sync::atomic::AtomicBool) -> Res
             return Ok(());
         }
         let record = FutureRecord::<(), [u8]>::to(&args.topic).payload(&payload[..]);
-        producer.send(record, Duration::from_secs(5)).await.map_err(|(e, _)| e.to_string())?;
+        producer
+            .send(record, Duration::from_secs(5))
+            .await
+            .map_err(|(e, _)| e.to_string())?;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Err("the consumer never saw a warm-up record".into())
@@ -311,7 +345,9 @@ pub async fn raw_latency(args: &CaseArgs) -> Result<CaseResult, String> {
         .set("fetch.wait.max.ms", "100")
         .create()
         .map_err(|e| e.to_string())?;
-    consumer.subscribe(&[&args.topic]).map_err(|e| e.to_string())?;
+    consumer
+        .subscribe(&[&args.topic])
+        .map_err(|e| e.to_string())?;
     let total = args.rate * args.seconds;
     let warmed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let receiver = std::thread::spawn({
@@ -320,7 +356,9 @@ pub async fn raw_latency(args: &CaseArgs) -> Result<CaseResult, String> {
             let mut latencies = Vec::with_capacity(total as usize);
             while (latencies.len() as u64) < total {
                 if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
-                    if let Ok(event) = serde_json::from_slice::<Event>(message.payload().unwrap_or_default()) {
+                    if let Ok(event) =
+                        serde_json::from_slice::<Event>(message.payload().unwrap_or_default())
+                    {
                         if event.seq == WARM_UP {
                             warmed.store(true, Ordering::Release);
                         } else {
@@ -344,7 +382,9 @@ pub async fn raw_latency(args: &CaseArgs) -> Result<CaseResult, String> {
 /// faststream latency: a subscriber records publish-to-handler time.
 pub async fn fs_latency(args: &CaseArgs) -> Result<CaseResult, String> {
     type Latencies = Arc<Mutex<Vec<f64>>>;
-    let latencies: Latencies = Arc::new(Mutex::new(Vec::with_capacity((args.rate * args.seconds) as usize)));
+    let latencies: Latencies = Arc::new(Mutex::new(Vec::with_capacity(
+        (args.rate * args.seconds) as usize,
+    )));
     let progress = Progress::new(args.rate * args.seconds);
     let warmed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let app = FastStream::new(fs_broker(args).consumer_set("fetch.wait.max.ms", "100"))
@@ -352,7 +392,8 @@ pub async fn fs_latency(args: &CaseArgs) -> Result<CaseResult, String> {
         .with_state(Arc::clone(&progress))
         .with_state(Arc::clone(&warmed))
         .subscriber(
-            SubscriberConfig::new("latency", [args.topic.as_str()]).group_id(format!("bench-{}", uuid::Uuid::new_v4().simple())),
+            SubscriberConfig::new("latency", [args.topic.as_str()])
+                .group_id(format!("bench-{}", uuid::Uuid::new_v4().simple())),
             |event: Event,
              latencies: State<Latencies>,
              progress: State<Arc<Progress>>,
@@ -372,10 +413,16 @@ pub async fn fs_latency(args: &CaseArgs) -> Result<CaseResult, String> {
     warm_up(args, &warmed).await?;
     let mark = Mark::now();
     send_paced(args).await?;
-    tokio::time::timeout(Duration::from_secs(args.seconds + 30), progress.done.notified())
-        .await
-        .map_err(|_| "not every record arrived".to_owned())?;
-    let result = latency_result(std::mem::take(&mut *latencies.lock().map_err(|e| e.to_string())?), mark);
+    tokio::time::timeout(
+        Duration::from_secs(args.seconds + 30),
+        progress.done.notified(),
+    )
+    .await
+    .map_err(|_| "not every record arrived".to_owned())?;
+    let result = latency_result(
+        std::mem::take(&mut *latencies.lock().map_err(|e| e.to_string())?),
+        mark,
+    );
     app.shutdown().await.map_err(|e| e.to_string())?;
     Ok(result)
 }
@@ -384,7 +431,8 @@ pub async fn fs_latency(args: &CaseArgs) -> Result<CaseResult, String> {
 pub async fn fs_idle(args: &CaseArgs) -> Result<CaseResult, String> {
     let app = FastStream::new(fs_broker(args))
         .subscriber(
-            SubscriberConfig::new("idle", [args.topic.as_str()]).group_id(format!("bench-{}", uuid::Uuid::new_v4().simple())),
+            SubscriberConfig::new("idle", [args.topic.as_str()])
+                .group_id(format!("bench-{}", uuid::Uuid::new_v4().simple())),
             |_event: Event| async move {},
         )
         .start()

@@ -4,8 +4,8 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer, DefaultProducerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use std::time::Duration;
 
 /// The benchmark's record: about 100 bytes of JSON.
@@ -52,7 +52,11 @@ pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32) -> Resul
         .map_err(|e| e.to_string())?;
     let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    for result in admin.create_topics([&topic], &options).await.map_err(|e| e.to_string())? {
+    for result in admin
+        .create_topics([&topic], &options)
+        .await
+        .map_err(|e| e.to_string())?
+    {
         result.map_err(|(topic, code)| format!("creating {topic}: {code}"))?;
     }
     Ok(())
@@ -74,7 +78,9 @@ pub fn prefill(bootstrap: &str, topic: &str, partitions: i32, count: u64) -> Res
         let payload = serde_json::to_vec(&Event::new(seq, 0)).map_err(|e| e.to_string())?;
         bytes += payload.len() as u64;
         let partition = (seq % partitions as u64) as i32;
-        let mut record: BaseRecord<'_, (), [u8]> = BaseRecord::to(topic).payload(&payload[..]).partition(partition);
+        let mut record: BaseRecord<'_, (), [u8]> = BaseRecord::to(topic)
+            .payload(&payload[..])
+            .partition(partition);
         loop {
             match producer.send(record) {
                 Ok(()) => break,
@@ -86,7 +92,9 @@ pub fn prefill(bootstrap: &str, topic: &str, partitions: i32, count: u64) -> Res
             }
         }
     }
-    producer.flush(Duration::from_secs(120)).map_err(|e| e.to_string())?;
+    producer
+        .flush(Duration::from_secs(120))
+        .map_err(|e| e.to_string())?;
     Ok(bytes)
 }
 

@@ -16,7 +16,10 @@ use measure::CaseResult;
 use std::process::Command;
 
 #[derive(Parser, Debug)]
-#[command(name = "faststream-bench", about = "Benchmark faststream-rs against raw rdkafka and its peers on a local Kafka")]
+#[command(
+    name = "faststream-bench",
+    about = "Benchmark faststream-rs against raw rdkafka and its peers on a local Kafka"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Sub>,
@@ -73,7 +76,15 @@ enum Sub {
 fn main() {
     let cli = Cli::parse();
     let outcome = match &cli.command {
-        Some(Sub::Case { name, topic, output, partitions, messages, rate, seconds }) => {
+        Some(Sub::Case {
+            name,
+            topic,
+            output,
+            partitions,
+            messages,
+            rate,
+            seconds,
+        }) => {
             let args = CaseArgs {
                 bootstrap: cli.bootstrap.clone(),
                 topic: topic.clone(),
@@ -117,26 +128,64 @@ fn run_case(name: &str, args: &CaseArgs) -> Result<CaseResult, String> {
 
 /// Runs a child process and parses the result line it prints last.
 pub(crate) fn run_child(mut command: Command, what: &str) -> Result<CaseResult, String> {
-    let output = command.output().map_err(|e| format!("{what}: cannot start: {e}"))?;
+    let output = command
+        .output()
+        .map_err(|e| format!("{what}: cannot start: {e}"))?;
     if !output.status.success() {
         return Err(format!(
             "{what} failed ({}): {}",
             output.status,
-            String::from_utf8_lossy(&output.stderr).lines().rev().take(15).collect::<Vec<_>>().join("\n")
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .rev()
+                .take(15)
+                .collect::<Vec<_>>()
+                .join("\n")
         ));
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout.lines().rev().find(|l| l.starts_with('{')).ok_or_else(|| format!("{what}: no result line"))?;
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .ok_or_else(|| format!("{what}: no result line"))?;
     serde_json::from_str(line).map_err(|e| format!("{what}: bad result line {line}: {e}"))
 }
 
-fn own_case(cli: &Cli, name: &str, topic: &str, output: &str, messages: u64, rate: u64, seconds: u64) -> Result<CaseResult, String> {
+fn own_case(
+    cli: &Cli,
+    name: &str,
+    topic: &str,
+    output: &str,
+    messages: u64,
+    rate: u64,
+    seconds: u64,
+) -> Result<CaseResult, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut command = Command::new(exe);
     command
-        .args(["case", name, "--topic", topic, "--output", output, "--bootstrap", &cli.bootstrap])
-        .args(["--partitions", &cli.partitions.to_string(), "--messages", &messages.to_string()])
-        .args(["--rate", &rate.to_string(), "--seconds", &seconds.to_string()])
+        .args([
+            "case",
+            name,
+            "--topic",
+            topic,
+            "--output",
+            output,
+            "--bootstrap",
+            &cli.bootstrap,
+        ])
+        .args([
+            "--partitions",
+            &cli.partitions.to_string(),
+            "--messages",
+            &messages.to_string(),
+        ])
+        .args([
+            "--rate",
+            &rate.to_string(),
+            "--seconds",
+            &seconds.to_string(),
+        ])
         .env("FASTSTREAM_LOG", "warn");
     run_child(command, name)
 }
@@ -152,7 +201,11 @@ struct Row {
 
 impl Row {
     fn rates(&self) -> Vec<f64> {
-        let mut rates: Vec<f64> = self.results.iter().map(|r| r.messages as f64 / r.seconds).collect();
+        let mut rates: Vec<f64> = self
+            .results
+            .iter()
+            .map(|r| r.messages as f64 / r.seconds)
+            .collect();
         rates.sort_by(|a, b| a.total_cmp(b));
         rates
     }
@@ -175,7 +228,10 @@ fn orchestrate(cli: &Cli) -> Result<(), String> {
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     let id = uuid::Uuid::new_v4().simple().to_string();
     let input = format!("bench-in-{id}");
-    eprintln!("bench: creating {input} ({} partitions) and writing {} records", cli.partitions, cli.messages);
+    eprintln!(
+        "bench: creating {input} ({} partitions) and writing {} records",
+        cli.partitions, cli.messages
+    );
     runtime.block_on(kafka::create_topic(&cli.bootstrap, &input, cli.partitions))?;
     let bytes = kafka::prefill(&cli.bootstrap, &input, cli.partitions, cli.messages)?;
     let bytes_per_msg = bytes as f64 / cli.messages as f64;
@@ -183,10 +239,18 @@ fn orchestrate(cli: &Cli) -> Result<(), String> {
 
     let mut rows: Vec<Row> = Vec::new();
     let row = |rows: &mut Vec<Row>, section: &'static str, name: &str| -> usize {
-        if let Some(i) = rows.iter().position(|r| r.section == section && r.name == name) {
+        if let Some(i) = rows
+            .iter()
+            .position(|r| r.section == section && r.name == name)
+        {
             return i;
         }
-        rows.push(Row { section, name: name.to_owned(), results: Vec::new(), payload_bytes_per_msg: bytes_per_msg });
+        rows.push(Row {
+            section,
+            name: name.to_owned(),
+            results: Vec::new(),
+            payload_bytes_per_msg: bytes_per_msg,
+        });
         rows.len() - 1
     };
     let mut python_input = None;
@@ -207,20 +271,35 @@ fn orchestrate(cli: &Cli) -> Result<(), String> {
             rows[i].results.push(result);
         }
         if cli.peers {
-            peers::run_all(cli, &runtime, &input, bytes_per_msg, &mut python_input, run, &mut |section, label, result| {
-                let i = row(&mut rows, section, label);
-                rows[i].results.push(result);
-            })?;
+            peers::run_all(
+                cli,
+                &runtime,
+                &input,
+                bytes_per_msg,
+                &mut python_input,
+                run,
+                &mut |section, label, result| {
+                    let i = row(&mut rows, section, label);
+                    rows[i].results.push(result);
+                },
+            )?;
         }
     }
     for &rate in &cli.rates {
-        for (case, label) in [("raw-latency", "raw rdkafka"), ("fs-latency", "faststream-rs")] {
+        for (case, label) in [
+            ("raw-latency", "raw rdkafka"),
+            ("fs-latency", "faststream-rs"),
+        ] {
             for run in 1..=cli.runs {
                 let topic = format!("bench-lat-{}", uuid::Uuid::new_v4().simple());
                 runtime.block_on(kafka::create_topic(&cli.bootstrap, &topic, 1))?;
                 eprintln!("bench: run {run}/{} latency {label} at {rate}/s", cli.runs);
                 let result = own_case(cli, case, &topic, "", 0, rate, cli.latency_seconds)?;
-                let section: &'static str = if rate == cli.rates[0] { "latency-1" } else { "latency-2" };
+                let section: &'static str = if rate == cli.rates[0] {
+                    "latency-1"
+                } else {
+                    "latency-2"
+                };
                 let i = row(&mut rows, section, &format!("{label} @ {rate}/s"));
                 rows[i].results.push(result);
             }
@@ -245,7 +324,9 @@ fn kafka_version() -> String {
 fn render(cli: &Cli, rows: &[Row], idle: &CaseResult) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     let _ = writeln!(
         out,
         "faststream-bench: {} records x {} runs, {} partitions, Apache Kafka {} (single KRaft node on loopback), {cores} cores\n",
@@ -254,15 +335,25 @@ fn render(cli: &Cli, rows: &[Row], idle: &CaseResult) -> String {
     let _ = writeln!(out, "| measurement | implementation | msg/s (median) | spread (min-max msg/s) | MB/s | CPU s | peak RSS MB | ratio |");
     let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|");
     for section in ["drain", "pipeline"] {
-        let raw = rows.iter().find(|r| r.section == section && r.name == "raw rdkafka").map(Row::median_rate);
-        let ours = rows.iter().find(|r| r.section == section && r.name == "faststream-rs").map(Row::median_rate);
+        let raw = rows
+            .iter()
+            .find(|r| r.section == section && r.name == "raw rdkafka")
+            .map(Row::median_rate);
+        let ours = rows
+            .iter()
+            .find(|r| r.section == section && r.name == "faststream-rs")
+            .map(Row::median_rate);
         for row in rows.iter().filter(|r| r.section == section) {
             let rate = row.median_rate();
             let rates = row.rates();
             let ratio = match row.name.as_str() {
                 "raw rdkafka" => "1.00 (limit)".to_owned(),
-                "faststream-rs" => raw.map(|r| format!("{:.2} of raw", rate / r)).unwrap_or_default(),
-                _ => ours.map(|o| format!("faststream-rs is {:.1}x", o / rate)).unwrap_or_default(),
+                "faststream-rs" => raw
+                    .map(|r| format!("{:.2} of raw", rate / r))
+                    .unwrap_or_default(),
+                _ => ours
+                    .map(|o| format!("faststream-rs is {:.1}x", o / rate))
+                    .unwrap_or_default(),
             };
             let _ = writeln!(
                 out,
@@ -277,11 +368,18 @@ fn render(cli: &Cli, rows: &[Row], idle: &CaseResult) -> String {
             );
         }
     }
-    let _ = writeln!(out, "\n| latency (publish to handler) | p50 ms | p99 ms | p99.9 ms | spread of p99 (min-max) |");
+    let _ = writeln!(
+        out,
+        "\n| latency (publish to handler) | p50 ms | p99 ms | p99.9 ms | spread of p99 (min-max) |"
+    );
     let _ = writeln!(out, "|---|---:|---:|---:|---:|");
     for row in rows.iter().filter(|r| r.section.starts_with("latency")) {
         let pick = |i: usize| row.median_of(|r| r.latency_ms.map_or(f64::NAN, |l| l[i]));
-        let mut p99: Vec<f64> = row.results.iter().filter_map(|r| r.latency_ms.map(|l| l[1])).collect();
+        let mut p99: Vec<f64> = row
+            .results
+            .iter()
+            .filter_map(|r| r.latency_ms.map(|l| l[1]))
+            .collect();
         p99.sort_by(|a, b| a.total_cmp(b));
         let _ = writeln!(
             out,
@@ -294,6 +392,10 @@ fn render(cli: &Cli, rows: &[Row], idle: &CaseResult) -> String {
             p99.last().copied().unwrap_or(f64::NAN)
         );
     }
-    let _ = writeln!(out, "\nIdle app (one subscriber, nothing to consume) resident memory: {:.1} MB", idle.peak_rss_kib as f64 / 1024.0);
+    let _ = writeln!(
+        out,
+        "\nIdle app (one subscriber, nothing to consume) resident memory: {:.1} MB",
+        idle.peak_rss_kib as f64 / 1024.0
+    );
     out
 }

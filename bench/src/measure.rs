@@ -19,9 +19,10 @@ pub fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
-            status.lines().find(|l| l.starts_with(field)).and_then(|l| {
-                l.split_whitespace().nth(1).and_then(|v| v.parse().ok())
-            })
+            status
+                .lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         })
         .unwrap_or(0)
 }
@@ -36,7 +37,10 @@ pub struct Mark {
 impl Mark {
     /// Now.
     pub fn now() -> Self {
-        Self { wall: Instant::now(), cpu: cpu_seconds() }
+        Self {
+            wall: Instant::now(),
+            cpu: cpu_seconds(),
+        }
     }
 
     /// The section from this mark to now, as a result line.

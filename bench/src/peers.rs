@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 fn peers_dir() -> PathBuf {
@@ -18,7 +21,11 @@ fn peers_dir() -> PathBuf {
 
 fn run_setup(command: &mut Command, what: &str) -> Result<(), String> {
     let status = command.status().map_err(|e| format!("{what}: {e}"))?;
-    if status.success() { Ok(()) } else { Err(format!("{what} failed: {status}")) }
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what} failed: {status}"))
+    }
 }
 
 /// The venv's python, installing FastStream with both Kafka backends on first use.
@@ -26,12 +33,21 @@ fn python() -> Result<PathBuf, String> {
     let venv = peers_dir().join("venv");
     let python = venv.join("bin").join("python");
     if !python.exists() {
-        run_setup(Command::new("python3").args(["-m", "venv"]).arg(&venv), "creating the Python venv")?;
+        run_setup(
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+            "creating the Python venv",
+        )?;
     }
     let marker = venv.join(".installed");
     if !marker.exists() {
         run_setup(
-            Command::new(&python).args(["-m", "pip", "install", "-q", "faststream[kafka,confluent]==0.7.8"]),
+            Command::new(&python).args([
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "faststream[kafka,confluent]==0.7.8",
+            ]),
             "installing FastStream from PyPI",
         )?;
         std::fs::write(&marker, "ok").map_err(|e| e.to_string())?;
@@ -41,7 +57,11 @@ fn python() -> Result<PathBuf, String> {
 
 /// The RustStream peer binary, built in release mode on first use.
 fn ruststream_binary() -> Result<PathBuf, String> {
-    let manifest = repo_root().join("bench").join("peers").join("ruststream").join("Cargo.toml");
+    let manifest = repo_root()
+        .join("bench")
+        .join("peers")
+        .join("ruststream")
+        .join("Cargo.toml");
     let target = peers_dir().join("ruststream-target");
     run_setup(
         Command::new("cargo")
@@ -67,44 +87,111 @@ pub(crate) fn run_all(
     // The Python peers read a smaller topic of the same records.
     if python_input.is_none() {
         let topic = format!("bench-py-in-{}", uuid::Uuid::new_v4().simple());
-        runtime.block_on(crate::kafka::create_topic(&cli.bootstrap, &topic, cli.partitions))?;
+        runtime.block_on(crate::kafka::create_topic(
+            &cli.bootstrap,
+            &topic,
+            cli.partitions,
+        ))?;
         crate::kafka::prefill(&cli.bootstrap, &topic, cli.partitions, cli.python_messages)?;
         *python_input = Some(topic);
     }
     let py_topic = python_input.clone().unwrap_or_default();
     let python = python()?;
-    let script = repo_root().join("bench").join("peers").join("faststream_py").join("bench.py");
+    let script = repo_root()
+        .join("bench")
+        .join("peers")
+        .join("faststream_py")
+        .join("bench.py");
     for backend in ["confluent", "aiokafka"] {
         for section in ["drain", "pipeline"] {
             let output = format!("bench-out-{}", uuid::Uuid::new_v4().simple());
             if section == "pipeline" {
-                runtime.block_on(crate::kafka::create_topic(&cli.bootstrap, &output, cli.partitions))?;
+                runtime.block_on(crate::kafka::create_topic(
+                    &cli.bootstrap,
+                    &output,
+                    cli.partitions,
+                ))?;
             }
-            eprintln!("bench: run {run}/{} {section} FastStream (Python, {backend})", cli.runs);
+            eprintln!(
+                "bench: run {run}/{} {section} FastStream (Python, {backend})",
+                cli.runs
+            );
             let mut command = Command::new(&python);
             command
                 .arg(&script)
-                .args(["--backend", backend, "--case", section, "--bootstrap", &cli.bootstrap])
-                .args(["--topic", &py_topic, "--output", &output, "--partitions", &cli.partitions.to_string()])
+                .args([
+                    "--backend",
+                    backend,
+                    "--case",
+                    section,
+                    "--bootstrap",
+                    &cli.bootstrap,
+                ])
+                .args([
+                    "--topic",
+                    &py_topic,
+                    "--output",
+                    &output,
+                    "--partitions",
+                    &cli.partitions.to_string(),
+                ])
                 .args(["--messages", &cli.python_messages.to_string()]);
             let result = run_child(command, &format!("FastStream {backend} {section}"))?;
-            let label = if backend == "confluent" { "FastStream (Python, confluent-kafka)" } else { "FastStream (Python, aiokafka)" };
-            record(if section == "drain" { "drain" } else { "pipeline" }, label, result);
+            let label = if backend == "confluent" {
+                "FastStream (Python, confluent-kafka)"
+            } else {
+                "FastStream (Python, aiokafka)"
+            };
+            record(
+                if section == "drain" {
+                    "drain"
+                } else {
+                    "pipeline"
+                },
+                label,
+                result,
+            );
         }
     }
     let binary = ruststream_binary()?;
     for section in ["drain", "pipeline"] {
         let output = format!("bench-out-{}", uuid::Uuid::new_v4().simple());
         if section == "pipeline" {
-            runtime.block_on(crate::kafka::create_topic(&cli.bootstrap, &output, cli.partitions))?;
+            runtime.block_on(crate::kafka::create_topic(
+                &cli.bootstrap,
+                &output,
+                cli.partitions,
+            ))?;
         }
         eprintln!("bench: run {run}/{} {section} RustStream", cli.runs);
         let mut command = Command::new(&binary);
         command
-            .args(["--case", section, "--bootstrap", &cli.bootstrap, "--topic", input, "--output", &output])
-            .args(["--partitions", &cli.partitions.to_string(), "--messages", &cli.messages.to_string()]);
+            .args([
+                "--case",
+                section,
+                "--bootstrap",
+                &cli.bootstrap,
+                "--topic",
+                input,
+                "--output",
+                &output,
+            ])
+            .args([
+                "--partitions",
+                &cli.partitions.to_string(),
+                "--messages",
+                &cli.messages.to_string(),
+            ]);
         let result = run_child(command, &format!("RustStream {section}"))?;
-        record(if section == "drain" { "drain" } else { "pipeline" }, "RustStream", result);
+        record(
+            if section == "drain" {
+                "drain"
+            } else {
+                "pipeline"
+            },
+            "RustStream",
+            result,
+        );
     }
     Ok(())
 }

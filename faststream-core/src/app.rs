@@ -1,6 +1,10 @@
 //! The application: subscribers, shared state, lifecycle hooks, graceful shutdown.
 
+use crate::asyncapi::{
+    AppInfo, AsyncApiError, AsyncApiVersion, Contact, ExternalDocs, License, Tag,
+};
 use crate::broker::{Broker, PartitionWorkers, Publish, Subscription};
+use crate::cli::StartupOptions;
 use crate::error::{Error, HandlerError, Result};
 use crate::extract::AppState;
 use crate::handler::Handler;
@@ -31,9 +35,13 @@ impl<E: Into<HandlerError> + Send> HookOutput for Result<(), E> {
 
 type Hook = Box<dyn FnOnce() -> BoxFuture<'static, Result<(), HandlerError>> + Send>;
 
+/// A startup hook: receives the CLI's extra options and the worker id.
+type StartupHook =
+    Box<dyn FnOnce(StartupOptions) -> BoxFuture<'static, Result<(), HandlerError>> + Send>;
+
 #[derive(Default)]
 struct Hooks {
-    on_startup: Vec<Hook>,
+    on_startup: Vec<StartupHook>,
     after_startup: Vec<Hook>,
     on_shutdown: Vec<Hook>,
     after_shutdown: Vec<Hook>,
@@ -78,6 +86,7 @@ pub struct FastStream<B: Broker> {
     state: AppState,
     hooks: Hooks,
     graceful_timeout: Duration,
+    info: AppInfo,
 }
 
 impl<B: Broker> std::fmt::Debug for FastStream<B> {
@@ -114,6 +123,7 @@ impl<B: Broker> FastStream<B> {
             state: AppState::default(),
             hooks: Hooks::default(),
             graceful_timeout: Duration::from_secs(15),
+            info: AppInfo::default(),
         }
     }
 
@@ -162,7 +172,33 @@ impl<B: Broker> FastStream<B> {
         Fut: Future + Send + 'static,
         Fut::Output: HookOutput,
     {
-        self.hooks.on_startup.push(boxed_hook(hook));
+        let hook = boxed_hook(hook);
+        self.hooks.on_startup.push(Box::new(move |_| hook()));
+        self
+    }
+
+    /// Like [`FastStream::on_startup`], receiving the extra `--key value` options given to the
+    /// app's `run` command and the worker id (see [`StartupOptions`]).
+    ///
+    /// ```
+    /// use faststream_core::FastStream;
+    /// # fn app<B: faststream_core::Broker>(broker: B) -> FastStream<B> {
+    /// FastStream::new(broker).on_startup_with(|opts| async move {
+    ///     if let Some(env) = opts.str("env") {
+    ///         println!("loading {env} as worker {:?}", opts.worker_id());
+    ///     }
+    /// })
+    /// # }
+    /// ```
+    pub fn on_startup_with<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: FnOnce(StartupOptions) -> Fut + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: HookOutput,
+    {
+        self.hooks.on_startup.push(Box::new(move |opts| {
+            Box::pin(async move { hook(opts).await.into_result() })
+        }));
         self
     }
 
@@ -199,6 +235,88 @@ impl<B: Broker> FastStream<B> {
         self
     }
 
+    /// Replaces the app's AsyncAPI `info` (title, version, description, contact...).
+    pub fn info(mut self, info: AppInfo) -> Self {
+        self.info = info;
+        self
+    }
+
+    /// Sets the AsyncAPI title (default `FastStream`).
+    pub fn title(mut self, title: impl Into<String>) -> Self {
+        self.info.title = title.into();
+        self
+    }
+
+    /// Sets the AsyncAPI version of the app's API (default `0.1.0`).
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.info.version = version.into();
+        self
+    }
+
+    /// Sets the AsyncAPI description (CommonMark allowed).
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.info.description = Some(description.into());
+        self
+    }
+
+    /// Sets the AsyncAPI contact.
+    pub fn contact(mut self, contact: Contact) -> Self {
+        self.info.contact = Some(contact);
+        self
+    }
+
+    /// Sets the AsyncAPI license.
+    pub fn license(mut self, license: License) -> Self {
+        self.info.license = Some(license);
+        self
+    }
+
+    /// Adds an AsyncAPI tag.
+    pub fn tag(mut self, tag: Tag) -> Self {
+        self.info.tags.push(tag);
+        self
+    }
+
+    /// Sets the AsyncAPI external documentation link.
+    pub fn external_docs(mut self, docs: ExternalDocs) -> Self {
+        self.info.external_docs = Some(docs);
+        self
+    }
+
+    /// The app's AsyncAPI `info`.
+    pub fn app_info(&self) -> &AppInfo {
+        &self.info
+    }
+
+    /// The app's AsyncAPI document: its subscribers and publishers on the broker's server.
+    /// Needs no connection to the broker.
+    ///
+    /// ```
+    /// use faststream_core::asyncapi::AsyncApiVersion;
+    /// use faststream_core::{FastStream, SubscriberConfig};
+    /// # fn doc<B: faststream_core::Broker>(broker: B) {
+    /// let app = FastStream::new(broker)
+    ///     .title("Doubler")
+    ///     .subscriber(SubscriberConfig::new("double", ["numbers"]), |n: i64| async move { n * 2 });
+    /// let document = app.asyncapi(AsyncApiVersion::V3_0_0);
+    /// assert_eq!(document["info"]["title"], "Doubler");
+    /// assert!(document["channels"].get("numbers:Double").is_some());
+    /// # }
+    /// ```
+    pub fn asyncapi(&self, version: AsyncApiVersion) -> serde_json::Value {
+        crate::asyncapi::document(&self.info, &self.broker.describe(), &self.configs, version)
+    }
+
+    /// Writes the AsyncAPI document to `path`, as YAML when `yaml`, else as JSON.
+    pub fn write_asyncapi(
+        &self,
+        path: impl AsRef<std::path::Path>,
+        version: AsyncApiVersion,
+        yaml: bool,
+    ) -> Result<(), AsyncApiError> {
+        crate::asyncapi::write(&self.asyncapi(version), path.as_ref(), yaml)
+    }
+
     /// The registered subscribers' configurations (topics, groups, publishers, docs).
     pub fn subscribers(&self) -> &[Arc<SubscriberConfig>] {
         &self.configs
@@ -211,8 +329,20 @@ impl<B: Broker> FastStream<B> {
 
     /// Starts consuming and returns a handle to stop the app; use [`FastStream::run`] to run
     /// until SIGINT or SIGTERM.
-    pub async fn start(mut self) -> Result<RunningApp<B>> {
-        run_hooks("on_startup", std::mem::take(&mut self.hooks.on_startup)).await?;
+    pub async fn start(self) -> Result<RunningApp<B>> {
+        self.start_with(StartupOptions::from_env()).await
+    }
+
+    /// [`FastStream::start`] handing `options` to startup hooks (and to handlers as
+    /// `State<StartupOptions>`).
+    pub async fn start_with(mut self, options: StartupOptions) -> Result<RunningApp<B>> {
+        for hook in std::mem::take(&mut self.hooks.on_startup) {
+            hook(options.clone()).await.map_err(|source| Error::Hook {
+                hook: "on_startup",
+                source,
+            })?;
+        }
+        self.state.insert(options);
         self.broker.ping(Duration::from_secs(10)).await?;
         let publisher = self.broker.publisher()?;
         let state = Arc::new(std::mem::take(&mut self.state));
@@ -252,7 +382,13 @@ impl<B: Broker> FastStream<B> {
     /// let in-flight handlers finish (up to the graceful timeout), flush the producer, commit.
     pub async fn run(self) -> Result<()> {
         crate::logging::init_from_env();
-        let running = self.start().await?;
+        self.run_with(StartupOptions::from_env()).await
+    }
+
+    /// [`FastStream::run`] handing `options` to startup hooks; logging is set up by the caller
+    /// (or not at all).
+    pub async fn run_with(self, options: StartupOptions) -> Result<()> {
+        let running = self.start_with(options).await?;
         let signal = shutdown_signal().await?;
         tracing::info!("received {signal}, shutting down");
         running.shutdown().await

@@ -7,6 +7,8 @@
 //! - [`SubscriberConfig`] and [`AckPolicy`]: what to consume and when an offset is done.
 //! - [`broker`]: the traits a backend implements.
 //! - [`FastStream`]: the app, its lifecycle and graceful shutdown.
+//! - [`cli`]: the command line every app gets with [`FastStream::cli`].
+//! - [`asyncapi`]: the app's AsyncAPI document; [`docs`]: an offline HTML page of it.
 //!
 //! Users depend on the `faststream` facade crate, which re-exports all of this.
 #![warn(
@@ -18,8 +20,11 @@
 #![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]
 
 pub mod app;
+pub mod asyncapi;
 pub mod broker;
+pub mod cli;
 pub mod codec;
+pub mod docs;
 pub mod error;
 pub mod extract;
 pub mod handler;

@@ -13,7 +13,12 @@ pub const CONTENT_TYPE: &str = "content-type";
 /// A new correlation id (a uuid4 in hyphenated form), as FastStream writes it.
 pub fn new_correlation_id() -> Bytes {
     let mut text = [0_u8; uuid::fmt::Hyphenated::LENGTH];
-    Bytes::copy_from_slice(uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text).as_bytes())
+    Bytes::copy_from_slice(
+        uuid::Uuid::new_v4()
+            .hyphenated()
+            .encode_lower(&mut text)
+            .as_bytes(),
+    )
 }
 
 /// Message headers in wire order. Kafka allows repeated names; [`Headers::get`] returns the last.

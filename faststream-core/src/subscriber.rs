@@ -108,6 +108,30 @@ impl PublisherConfig {
             schema: None,
         }
     }
+
+    /// Sets the title (the channel's name in the AsyncAPI document).
+    pub fn title(mut self, title: impl Into<String>) -> Self {
+        self.title = Some(title.into());
+        self
+    }
+
+    /// Sets the description for the AsyncAPI document.
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.description = Some(description.into());
+        self
+    }
+
+    /// Whether the AsyncAPI document lists this publisher (default `true`).
+    pub fn include_in_schema(mut self, include: bool) -> Self {
+        self.include_in_schema = include;
+        self
+    }
+
+    /// Sets the schema of what is published (default: any payload).
+    pub fn schema(mut self, schema: SchemaFn) -> Self {
+        self.schema = Some(schema);
+        self
+    }
 }
 
 /// Everything about a subscriber except its handler.
@@ -231,6 +255,24 @@ impl SubscriberConfig {
     /// Sets the documentation description.
     pub fn description(mut self, description: impl Into<String>) -> Self {
         self.description = Some(description.into());
+        self
+    }
+
+    /// Sets the title (the channel's name in the AsyncAPI document).
+    pub fn title(mut self, title: impl Into<String>) -> Self {
+        self.title = Some(title.into());
+        self
+    }
+
+    /// Whether the AsyncAPI document lists this subscriber and its publishers (default `true`).
+    pub fn include_in_schema(mut self, include: bool) -> Self {
+        self.include_in_schema = include;
+        self
+    }
+
+    /// Sets the payload's schema, e.g. `|g| g.subschema_for::<Order>()`.
+    pub fn payload_schema(mut self, schema: SchemaFn) -> Self {
+        self.payload_schema = Some(schema);
         self
     }
 

@@ -11,11 +11,11 @@ use crate::broker::{OffsetStore, PartitionWorkers, Publish, Record};
 use crate::error::PublishError;
 use crate::extract::{AckDecision, AckSlot, AppState, ExtractError, MessageContext};
 use crate::handler::Handler;
-use crate::message::{new_correlation_id, Message, TopicPartition, CORRELATION_ID};
+use crate::message::{Message, TopicPartition, CORRELATION_ID};
 use crate::reply::{Outgoing, Reply};
 use crate::subscriber::{AckPolicy, SubscriberConfig};
-use futures::stream::{FuturesOrdered, StreamExt};
 use futures::FutureExt;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
@@ -103,7 +103,7 @@ where
     P: Publish,
 {
     async fn run(self, mut messages: mpsc::Receiver<Message>) {
-        let mut pending: FuturesOrdered<PendingAck<P::Delivery>> = FuturesOrdered::new();
+        let mut pending: AckQueue<P::Delivery> = AckQueue::default();
         let mut watermark = Watermark::default();
         let max_pending = self.sub.config.max_pending_per_partition.max(1);
         loop {
@@ -144,7 +144,7 @@ where
     async fn process(
         &self,
         message: Message,
-        pending: &mut FuturesOrdered<PendingAck<P::Delivery>>,
+        pending: &mut AckQueue<P::Delivery>,
         watermark: &mut Watermark,
     ) -> Flow {
         let policy = self.sub.config.ack_policy;
@@ -243,29 +243,37 @@ where
         out: Outgoing,
         ack: &mut PendingAck<P::Delivery>,
     ) -> Result<(), PublishError> {
-        let correlation_id = message
-            .headers
-            .get(CORRELATION_ID)
-            .cloned()
-            .unwrap_or_else(new_correlation_id);
+        // The incoming id when there is one; otherwise the backend writes a fresh uuid.
+        let correlation_id = message.headers.get(CORRELATION_ID).cloned();
         let reply_to = message.reply_to().map(Arc::<str>::from);
-        let topics = self
-            .sub
-            .config
-            .publishers
-            .iter()
-            .map(|p| &p.topic)
-            .chain(reply_to.as_ref());
-        for topic in topics {
+        let publishers = &self.sub.config.publishers;
+        let destinations = publishers.len() + usize::from(reply_to.is_some());
+        let mut out = Some(out);
+        for index in 0..destinations {
+            let topic = match publishers.get(index) {
+                Some(publisher) => &publisher.topic,
+                None => match &reply_to {
+                    Some(topic) => topic,
+                    None => break,
+                },
+            };
+            // The last destination takes the body itself; earlier ones share a clone (cloning
+            // `Bytes` built from a `Vec` allocates, so the one-publisher case never clones).
+            let body = if index + 1 == destinations {
+                out.take()
+            } else {
+                out.clone()
+            };
+            let Some(body) = body else { break };
             let record = Record {
                 topic: Arc::clone(topic),
-                payload: Some(out.payload.clone()),
-                key: out.key.clone(),
-                content_type: Some(out.content_type),
-                correlation_id: Some(correlation_id.clone()),
-                headers: out.headers.clone(),
-                partition: out.partition,
-                timestamp: out.timestamp,
+                payload: Some(body.payload),
+                key: body.key,
+                content_type: Some(body.content_type),
+                correlation_id: correlation_id.clone(),
+                headers: body.headers,
+                partition: body.partition,
+                timestamp: body.timestamp,
             };
             ack.track(self.sub.publisher.enqueue(record).await?);
         }
@@ -281,6 +289,53 @@ where
             "message {}[{}]@{} failed: {error}",
             message.topic, message.partition, message.offset,
         );
+    }
+}
+
+/// Processed messages waiting for their acknowledgements, in consumption order. Only the
+/// head is polled (acks arrive roughly in send order), so waiting costs no allocation and
+/// wakes the worker once per finished head rather than once per acknowledgement.
+struct AckQueue<D> {
+    queue: VecDeque<PendingAck<D>>,
+}
+
+impl<D> Default for AckQueue<D> {
+    fn default() -> Self {
+        Self {
+            queue: VecDeque::new(),
+        }
+    }
+}
+
+impl<D, T> AckQueue<D>
+where
+    D: Future<Output = Result<T, PublishError>> + Unpin,
+{
+    fn push_back(&mut self, ack: PendingAck<D>) {
+        self.queue.push_back(ack);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// The head's offset and outcome once all its publishes are acknowledged; `None` when
+    /// nothing is pending.
+    fn next(&mut self) -> impl Future<Output = Option<(i64, bool)>> + '_ {
+        std::future::poll_fn(move |cx| match self.queue.front_mut() {
+            None => Poll::Ready(None),
+            Some(front) => match Pin::new(front).poll(cx) {
+                Poll::Ready(done) => {
+                    self.queue.pop_front();
+                    Poll::Ready(Some(done))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        })
     }
 }
 
@@ -406,10 +461,13 @@ mod tests {
     use std::time::Duration;
     use tokio::sync::oneshot;
 
+    /// Records handed to the publisher, each with the switch that acknowledges it.
+    type Sent = Arc<Mutex<Vec<(Record, oneshot::Sender<bool>)>>>;
+
     /// A publisher whose acknowledgements the test releases one by one.
     #[derive(Clone, Default)]
     struct ManualPublisher {
-        sent: Arc<Mutex<Vec<(Record, oneshot::Sender<bool>)>>>,
+        sent: Sent,
     }
 
     struct ManualDelivery(oneshot::Receiver<bool>, Arc<str>);

@@ -1,5 +1,6 @@
 //! Broker settings and how they become librdkafka client configurations.
 
+use faststream_core::asyncapi::{SecurityScheme, ServerInfo};
 use faststream_core::{OffsetReset, SubscriberConfig};
 use rdkafka::ClientConfig;
 
@@ -74,6 +75,52 @@ impl BrokerSettings {
     }
 }
 
+impl BrokerSettings {
+    /// The last value set for `key` (case-insensitive): consumer and producer properties win
+    /// over common ones, as in the client configurations.
+    fn property(&self, key: &str) -> Option<&str> {
+        self.common
+            .iter()
+            .chain(&self.producer)
+            .chain(&self.consumer)
+            .filter(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.as_str())
+            .next_back()
+    }
+
+    /// The AsyncAPI server: bootstrap hosts, `kafka` or `kafka-secure` (SSL, SASL_SSL), and
+    /// the SASL mechanism as a security scheme.
+    pub(crate) fn server_info(&self) -> ServerInfo {
+        let hosts = self
+            .bootstrap_servers
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty());
+        let protocol = self
+            .property("security.protocol")
+            .unwrap_or("plaintext")
+            .to_ascii_lowercase();
+        let secure = matches!(protocol.as_str(), "ssl" | "sasl_ssl");
+        let mut info = ServerInfo::new(hosts, if secure { "kafka-secure" } else { "kafka" });
+        if protocol.starts_with("sasl_") {
+            let mechanism = self
+                .property("sasl.mechanisms")
+                .or_else(|| self.property("sasl.mechanism"))
+                .unwrap_or("GSSAPI")
+                .to_ascii_uppercase();
+            let (name, kind) = match mechanism.as_str() {
+                "PLAIN" => ("user-password", "userPassword"),
+                "SCRAM-SHA-256" => ("scram256", "scramSha256"),
+                "SCRAM-SHA-512" => ("scram512", "scramSha512"),
+                "OAUTHBEARER" => ("oauthbearer", "oauth2"),
+                _ => ("gssapi", "gssapi"),
+            };
+            info = info.security(SecurityScheme::new(name, kind));
+        }
+        info
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +154,33 @@ mod tests {
             settings.producer_config().get("bootstrap.servers"),
             Some("h:1")
         );
+    }
+
+    #[test]
+    fn server_info_follows_security_settings() {
+        let mut settings = BrokerSettings::new("a:9092, b:9092".into());
+        let plain = settings.server_info();
+        assert_eq!(plain.hosts, ["a:9092", "b:9092"]);
+        assert_eq!(plain.protocol, "kafka");
+        assert_eq!(plain.protocol_version, "auto");
+        assert!(plain.security.is_empty());
+
+        settings
+            .common
+            .push(("security.protocol".into(), "SASL_SSL".into()));
+        settings
+            .producer
+            .push(("sasl.mechanism".into(), "SCRAM-SHA-512".into()));
+        let secure = settings.server_info();
+        assert_eq!(secure.protocol, "kafka-secure");
+        assert_eq!(secure.security.len(), 1);
+        assert_eq!(secure.security[0].name, "scram512");
+        assert_eq!(secure.security[0].kind, "scramSha512");
+
+        let mut ssl = BrokerSettings::new("h:1".into());
+        ssl.consumer
+            .push(("security.protocol".into(), "ssl".into()));
+        assert_eq!(ssl.server_info().protocol, "kafka-secure");
+        assert!(ssl.server_info().security.is_empty());
     }
 }

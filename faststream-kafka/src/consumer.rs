@@ -167,7 +167,11 @@ impl Shared {
             return 0;
         }
         let mut still_backlogged = 0;
-        for (partition, slot) in parts.by_topic.values_mut().flat_map(|slots| slots.iter_mut()) {
+        for (partition, slot) in parts
+            .by_topic
+            .values_mut()
+            .flat_map(|slots| slots.iter_mut())
+        {
             while let Some(message) = slot.backlog.pop_front() {
                 match slot.queue.try_send(message) {
                     Ok(()) => {}

@@ -1,6 +1,6 @@
 //! The shared producer: many sends in flight, each tracked by a [`KafkaDelivery`].
 
-use faststream_core::message::{new_correlation_id, CONTENT_TYPE, CORRELATION_ID};
+use faststream_core::message::{CONTENT_TYPE, CORRELATION_ID};
 use faststream_core::{Delivered, Publish, PublishError, Record};
 use futures::channel::oneshot;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -106,11 +106,16 @@ impl Publish for KafkaPublisher {
     type Delivery = KafkaDelivery;
 
     async fn enqueue(&self, record: Record) -> Result<KafkaDelivery, PublishError> {
-        let correlation_id = record
-            .correlation_id
-            .clone()
-            .unwrap_or_else(new_correlation_id);
-        let headers = headers_of(&record, &correlation_id);
+        // A fresh id is formatted on the stack: librdkafka copies header values anyway.
+        let mut fresh_id = [0_u8; uuid::fmt::Hyphenated::LENGTH];
+        let correlation_id: &[u8] = match &record.correlation_id {
+            Some(id) => id,
+            None => uuid::Uuid::new_v4()
+                .hyphenated()
+                .encode_lower(&mut fresh_id)
+                .as_bytes(),
+        };
+        let headers = headers_of(&record, correlation_id);
         let mut future_record: FutureRecord<'_, [u8], [u8]> =
             FutureRecord::to(&record.topic).headers(headers);
         if let Some(payload) = &record.payload {

@@ -36,10 +36,11 @@
 #![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]
 
 pub use faststream_core::{
-    broker, codec, extract, logging, message, reply, Ack, AckPolicy, Backoff, Broker, Delivered,
-    Error, FastStream, FromMessage, Handler, HandlerError, Header, HeaderName, Headers, IntoReply,
-    IntoSubscriber, Key, Message, Meta, OffsetReset, Publish, PublishError, PublisherConfig,
-    Record, Registry, Reply, Response, Result, RunningApp, State, SubscriberConfig, TopicPartition,
+    asyncapi, broker, cli, cli::StartupOptions, codec, docs, extract, logging, message, reply, Ack,
+    AckPolicy, Backoff, Broker, Delivered, Error, FastStream, FromMessage, Handler, HandlerError,
+    Header, HeaderName, Headers, IntoReply, IntoSubscriber, Key, Message, Meta, OffsetReset,
+    Publish, PublishError, PublisherConfig, Record, Registry, Reply, Response, Result, RunningApp,
+    State, SubscriberConfig, TopicPartition,
 };
 
 /// Turns an async fn into a subscriber: `#[subscriber("topic", group_id = "...")]`.

@@ -1,0 +1,203 @@
+//! `faststream`: runs a faststream-rs app (several workers, reload on change), writes or
+//! serves its AsyncAPI docs, and scaffolds new projects.
+//!
+//! The app itself does the work of `docs gen` / `docs serve`: this command builds it with
+//! cargo and runs it with those arguments (every app has them through `FastStream::cli`).
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+
+mod build;
+mod scaffold;
+mod supervise;
+
+use clap::{Args, Parser, Subcommand};
+use faststream_core::cli::{GenArgs, ServeArgs};
+use std::process::ExitCode;
+
+/// Usage errors (clap's convention).
+const USAGE: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "faststream",
+    version,
+    about = "Run faststream-rs apps, their AsyncAPI docs, and new projects."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build the app with cargo and run it (several workers, or rebuilt on change).
+    Run(RunArgs),
+    /// AsyncAPI documentation of the app (or of a spec file).
+    #[command(subcommand)]
+    Docs(DocsCommand),
+    /// Create a new faststream project in directory NAME.
+    New(NewArgs),
+}
+
+/// Which binary of the cargo project is the app.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Target {
+    /// Run this binary target.
+    #[arg(long, value_name = "NAME", conflicts_with = "example")]
+    pub(crate) bin: Option<String>,
+    /// Run this example.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) example: Option<String>,
+    /// Package of the app (in a workspace).
+    #[arg(short = 'p', long, value_name = "PACKAGE")]
+    pub(crate) package: Option<String>,
+    /// Build in release mode.
+    #[arg(long)]
+    pub(crate) release: bool,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Run N worker processes (restarted when they die, FASTSTREAM_WORKER_ID=0..N-1).
+    #[arg(long, short = 'w', default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    workers: u32,
+    /// Rebuild and restart on changes to the package's sources (not with --workers > 1).
+    #[arg(long, short = 'r')]
+    reload: bool,
+    /// Arguments for the app (e.g. `-- --log-level debug --env .env`).
+    #[arg(last = true, value_name = "APP ARGS")]
+    app_args: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum DocsCommand {
+    /// Write the app's AsyncAPI document to a file and print where.
+    Gen {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        gen: GenArgs,
+    },
+    /// Serve the docs page of the app, or of a JSON/YAML spec FILE, until Ctrl-C.
+    Serve {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+struct NewArgs {
+    /// Project (and package) name; the directory is created.
+    name: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(dispatch(cli.command));
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+/// What can go wrong.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CliError {
+    /// A combination of options that is refused.
+    #[error("{0}")]
+    Usage(String),
+    /// Building the app failed or gave no usable binary.
+    #[error("{0}")]
+    Build(String),
+    /// Serving a spec file failed.
+    #[error(transparent)]
+    Docs(#[from] faststream_core::cli::CliError),
+    /// Scaffolding failed.
+    #[error("{0}")]
+    Scaffold(String),
+    /// Watching files failed.
+    #[error("cannot watch the sources: {0}")]
+    Watch(#[from] notify::Error),
+    /// Other I/O.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl CliError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) => USAGE,
+            _ => 1,
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> Result<u8, CliError> {
+    match command {
+        Command::Run(run) => {
+            if run.reload && run.workers > 1 {
+                return Err(CliError::Usage(
+                    "--reload cannot be combined with --workers > 1 (reload restarts one process)"
+                        .into(),
+                ));
+            }
+            let app = build::build(&run.target).await?;
+            supervise::run(
+                app,
+                run.app_args,
+                supervise::Mode {
+                    workers: run.workers,
+                    reload: run.reload,
+                    target: run.target,
+                },
+            )
+            .await
+        }
+        Command::Docs(DocsCommand::Gen { target, gen }) => {
+            let app = build::build(&target).await?;
+            let args = gen.to_args(&gen.asyncapi_version.to_string());
+            supervise::run_once(&app.executable, &args).await
+        }
+        Command::Docs(DocsCommand::Serve { target, serve }) => match &serve.file {
+            Some(file) => {
+                faststream_core::cli::serve_file(file, &serve.host, serve.port).await?;
+                Ok(0)
+            }
+            None => {
+                let app = build::build(&target).await?;
+                let args = vec![
+                    "docs".to_owned(),
+                    "serve".to_owned(),
+                    "--host".to_owned(),
+                    serve.host.clone(),
+                    "--port".to_owned(),
+                    serve.port.to_string(),
+                    "--asyncapi-version".to_owned(),
+                    serve.asyncapi_version.to_string(),
+                ];
+                supervise::run_once(&app.executable, &args).await
+            }
+        },
+        Command::New(new) => {
+            scaffold::create(&new.name)?;
+            Ok(0)
+        }
+    }
+}

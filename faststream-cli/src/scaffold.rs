@@ -1,0 +1,176 @@
+//! `faststream new NAME`: a project with one subscriber, one publisher, a CLI and a test.
+
+use crate::CliError;
+use std::path::{Path, PathBuf};
+
+/// This checkout's root, when `faststream` runs from a build of it (then new projects depend
+/// on its `faststream` crate by path, and reuse its `Cargo.lock`, so they build offline).
+fn checkout() -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?;
+    root.join("faststream/Cargo.toml")
+        .is_file()
+        .then(|| root.to_owned())
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Creates directory `name` with the project; prints what to do next.
+pub(crate) fn create(name: &str) -> Result<(), CliError> {
+    let dir = Path::new(name);
+    let package = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_owned();
+    if !valid_name(&package) {
+        return Err(CliError::Usage(format!(
+            "`{package}` is not a valid package name (a letter, then letters, digits, `-` or `_`)"
+        )));
+    }
+    if dir.exists() {
+        return Err(CliError::Scaffold(format!(
+            "`{}` already exists",
+            dir.display()
+        )));
+    }
+    let krate = package.replace('-', "_");
+    let root = checkout();
+    let faststream_dep = match &root {
+        Some(root) => format!(
+            "{{ path = {:?} }}",
+            root.join("faststream").display().to_string()
+        ),
+        None => format!("\"{}\"", env!("CARGO_PKG_VERSION")),
+    };
+    let files: [(&str, String); 5] = [
+        ("Cargo.toml", cargo_toml(&package, &faststream_dep)),
+        ("src/lib.rs", LIB_RS.replace("{package}", &package)),
+        ("src/main.rs", MAIN_RS.replace("{krate}", &krate)),
+        ("tests/handler.rs", TEST_RS.replace("{krate}", &krate)),
+        (".gitignore", "/target\n".to_owned()),
+    ];
+    let write = |path: &Path, text: &str| -> Result<(), CliError> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|err| {
+                CliError::Scaffold(format!("cannot create `{}`: {err}", parent.display()))
+            })?;
+        }
+        std::fs::write(path, text)
+            .map_err(|err| CliError::Scaffold(format!("cannot write `{}`: {err}", path.display())))
+    };
+    for (file, text) in &files {
+        write(&dir.join(file), text)?;
+    }
+    if let Some(root) = &root {
+        // The checkout's lock file pins the versions it was tested with (cargo drops the
+        // entries the new project does not use), so the project builds offline.
+        if let Ok(lock) = std::fs::read_to_string(root.join("Cargo.lock")) {
+            write(&dir.join("Cargo.lock"), &lock)?;
+        }
+    }
+    println!("Created `{}` ({package})", dir.display());
+    println!(
+        "  cd {} && cargo test          # the handler's unit test",
+        dir.display()
+    );
+    println!("  cargo run                     # run it (Kafka on localhost:9092, or KAFKA_BOOTSTRAP_SERVERS)");
+    println!("  cargo run -- docs gen         # write asyncapi.json");
+    println!("  faststream run --workers 2    # two workers");
+    Ok(())
+}
+
+fn cargo_toml(package: &str, faststream_dep: &str) -> String {
+    format!(
+        r#"[package]
+name = "{package}"
+version = "0.1.0"
+edition = "2021"
+publish = false
+
+[dependencies]
+faststream = {faststream_dep}
+tokio = {{ version = "1", features = ["rt-multi-thread", "macros", "signal"] }}
+serde = {{ version = "1", features = ["derive"] }}
+
+# A project of its own, even when created inside another cargo workspace.
+[workspace]
+"#
+    )
+}
+
+const LIB_RS: &str = r#"//! {package}: a FastStream app on Apache Kafka.
+use faststream::kafka::KafkaBroker;
+use faststream::{publisher, subscriber, FastStream};
+use serde::Serialize;
+
+/// What `greet` publishes to `greetings`.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Greeting {
+    /// The user greeted.
+    pub user_id: i64,
+    /// The greeting.
+    pub text: String,
+}
+
+/// Greets each registered user: `{"user": "John", "user_id": 1}` on `users` becomes a
+/// `Greeting` on `greetings`.
+#[subscriber("users")]
+#[publisher("greetings")]
+pub async fn greet(user: String, user_id: i64) -> Greeting {
+    Greeting {
+        user_id,
+        text: format!("Hello, {user}!"),
+    }
+}
+
+/// The app: Kafka at `KAFKA_BOOTSTRAP_SERVERS` (default `localhost:9092`).
+pub fn app() -> FastStream<KafkaBroker> {
+    let servers =
+        std::env::var("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|_| "localhost:9092".into());
+    FastStream::new(KafkaBroker::new(servers))
+        .include(greet)
+        .on_startup_with(|options| async move {
+            if let Some(worker) = options.worker_id() {
+                println!("worker {worker} starting");
+            }
+        })
+}
+"#;
+
+const MAIN_RS: &str = r#"//! Runs the app; `--help` lists the commands (run, docs gen, docs serve, publish).
+#[tokio::main]
+async fn main() -> faststream::Result<()> {
+    {krate}::app().cli().await
+}
+"#;
+
+const TEST_RS: &str = r#"//! The handler is a plain async function too.
+use {krate}::{greet, Greeting};
+
+#[tokio::test]
+async fn greets_the_user() {
+    let greeting = greet::call("John".into(), 1).await;
+    assert_eq!(
+        greeting,
+        Greeting {
+            user_id: 1,
+            text: "Hello, John!".into()
+        }
+    );
+}
+"#;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names() {
+        assert!(super::valid_name("demo-app_2"));
+        assert!(!super::valid_name("2demo"));
+        assert!(!super::valid_name("de mo"));
+        assert!(!super::valid_name(""));
+    }
+}

@@ -1,0 +1,566 @@
+//! The `faststream` command and the CLI every app gets, run as processes: help, docs gen and
+//! serve, publish on the real broker, error exits, workers, reload refusal, new projects.
+//!
+//! The app under test is `tests/src/bin/cli_app.rs` (built once with cargo).
+
+use faststream_integration_tests::{bootstrap, collect, create_topic, produce, unique, Input};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_owned()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| {
+            if p.is_relative() {
+                workspace().join(p)
+            } else {
+                p
+            }
+        })
+        .unwrap_or_else(|| workspace().join("target"))
+}
+
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(workspace());
+    command
+}
+
+/// The test app, built once.
+fn app() -> &'static Path {
+    static APP: OnceLock<PathBuf> = OnceLock::new();
+    APP.get_or_init(|| {
+        let status = cargo()
+            .args([
+                "build",
+                "-p",
+                "faststream-integration-tests",
+                "--bin",
+                "cli_app",
+            ])
+            .status()
+            .expect("cargo");
+        assert!(status.success(), "building cli_app failed");
+        target_dir().join("debug/cli_app")
+    })
+}
+
+fn faststream() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_faststream"));
+    command.current_dir(workspace());
+    command
+}
+
+fn run(command: &mut Command) -> Output {
+    command
+        .stdin(Stdio::null())
+        .output()
+        .expect("process starts")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn temp_dir(prefix: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(unique(prefix));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// A running process whose stdout and stderr lines are collected.
+struct Running {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Running {
+    fn start(command: &mut Command) -> Self {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("process starts");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let readers: Vec<Box<dyn Read + Send>> = vec![
+            Box::new(child.stdout.take().expect("stdout")),
+            Box::new(child.stderr.take().expect("stderr")),
+        ];
+        for reader in readers {
+            let lines = Arc::clone(&lines);
+            std::thread::spawn(move || {
+                for line in BufReader::new(reader).lines().map_while(Result::ok) {
+                    eprintln!("  | {line}");
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
+        Self { child, lines }
+    }
+
+    fn lines_with(&self, needle: &str) -> Vec<String> {
+        let lines = self.lines.lock().unwrap();
+        lines
+            .iter()
+            .filter(|l| l.contains(needle))
+            .cloned()
+            .collect()
+    }
+
+    fn wait_for_lines(&mut self, needle: &str, count: usize, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let found = self.lines_with(needle);
+            if found.len() >= count {
+                return found;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                std::thread::sleep(Duration::from_millis(200));
+                panic!(
+                    "exited ({status}) before printing `{needle}`: {:?}",
+                    self.lines.lock().unwrap()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no `{needle}` line within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn signal(&self, signal: i32) {
+        let pid = i32::try_from(self.child.id()).expect("pid");
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(pid, signal) };
+    }
+
+    fn wait(mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("did not exit within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A raw HTTP/1.1 GET: (status line, body).
+fn http_get(address: &str, path: &str) -> (String, String) {
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (
+        head.lines().next().unwrap_or_default().to_owned(),
+        body.to_owned(),
+    )
+}
+
+fn served_address(server: &mut Running) -> String {
+    let line = server.wait_for_lines(
+        "Serving AsyncAPI docs at http://",
+        1,
+        Duration::from_secs(30),
+    );
+    line[0]
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("address")
+        .to_owned()
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["docs", "--help"],
+        &["docs", "gen", "--help"],
+        &["docs", "serve", "--help"],
+        &["new", "--help"],
+    ] {
+        let out = run(faststream().args(args));
+        assert!(out.status.success(), "faststream {args:?}");
+        assert!(
+            text(&out.stdout).contains("Usage: faststream"),
+            "faststream {args:?}"
+        );
+    }
+    for args in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["docs", "--help"],
+        &["docs", "gen", "--help"],
+        &["docs", "serve", "--help"],
+        &["publish", "--help"],
+    ] {
+        let out = run(Command::new(app()).args(args));
+        assert!(out.status.success(), "cli_app {args:?}");
+        assert!(
+            text(&out.stdout).contains("Usage: cli_app"),
+            "cli_app {args:?}"
+        );
+    }
+    let run_help = text(&run(Command::new(app()).args(["run", "--help"])).stdout);
+    for flag in ["--log-level", "--log-format", "--KEY VALUE"] {
+        assert!(run_help.contains(flag), "{flag} in {run_help}");
+    }
+}
+
+#[test]
+fn docs_gen_writes_json_yaml_and_out() {
+    let dir = temp_dir("docs-gen");
+    let channel = unique("gen-in");
+    let out = run(Command::new(app())
+        .args(["docs", "gen"])
+        .env("CLI_IN", &channel)
+        .current_dir(&dir));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("asyncapi.json"));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("asyncapi.json")).unwrap()).unwrap();
+    assert_eq!(json["asyncapi"], "3.0.0");
+    assert!(json["channels"].to_string().contains(&channel));
+
+    let out = run(Command::new(app())
+        .args(["docs", "gen", "--yaml"])
+        .env("CLI_IN", &channel)
+        .current_dir(&dir));
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains("asyncapi.yaml"));
+    let yaml = std::fs::read_to_string(dir.join("asyncapi.yaml")).unwrap();
+    assert!(yaml.starts_with("asyncapi: 3.0.0"), "{yaml}");
+    assert!(yaml.contains(&channel));
+
+    let file = dir.join("spec/v2.json");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let out = run(Command::new(app())
+        .args(["docs", "gen", "--asyncapi-version", "2.6.0", "--out"])
+        .arg(&file)
+        .env("CLI_IN", &channel));
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains(&file.display().to_string()));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(json["asyncapi"], "2.6.0");
+
+    // Through `faststream docs gen`, which builds the app first.
+    let file = dir.join("through-faststream.yaml");
+    let out = run(faststream()
+        .args([
+            "docs",
+            "gen",
+            "-p",
+            "faststream-integration-tests",
+            "--bin",
+            "cli_app",
+            "--yaml",
+            "--out",
+        ])
+        .arg(&file)
+        .env("CLI_IN", &channel));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(std::fs::read_to_string(&file).unwrap().contains(&channel));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn docs_serve_answers_http_then_stops() {
+    let channel = unique("serve-in");
+    let mut server = Running::start(
+        Command::new(app())
+            .args(["docs", "serve", "--port", "0"])
+            .env("CLI_IN", &channel),
+    );
+    let address = served_address(&mut server);
+    let (status, body) = http_get(&address, "/");
+    assert!(status.contains("200"), "{status}");
+    assert!(body.contains("<html") || body.contains("<!DOCTYPE") || body.contains("<!doctype"));
+    assert!(body.contains(&channel), "channel name in the page");
+    let (status, body) = http_get(&address, "/asyncapi.json");
+    assert!(status.contains("200"));
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(json["channels"].to_string().contains(&channel));
+    let (status, body) = http_get(&address, "/asyncapi.yaml");
+    assert!(status.contains("200") && body.contains(&channel));
+    assert!(http_get(&address, "/nope").0.contains("404"));
+    server.signal(libc::SIGTERM);
+    assert!(server.wait(Duration::from_secs(10)).success());
+}
+
+#[test]
+fn docs_serve_a_file_and_an_unreadable_one() {
+    let dir = temp_dir("serve-file");
+    let file = dir.join("spec.yaml");
+    std::fs::write(
+        &file,
+        "asyncapi: 3.0.0\ninfo:\n  title: From a file\n  version: 1.0.0\nchannels:\n  file-channel-xyz:\n    address: file-channel-xyz\n",
+    )
+    .unwrap();
+    let mut server = Running::start(
+        faststream()
+            .args(["docs", "serve", "--port", "0"])
+            .arg(&file),
+    );
+    let address = served_address(&mut server);
+    let (status, body) = http_get(&address, "/");
+    assert!(status.contains("200"));
+    assert!(body.contains("file-channel-xyz"));
+    server.signal(libc::SIGINT);
+    assert!(server.wait(Duration::from_secs(10)).success());
+
+    let missing = dir.join("missing.json");
+    for mut command in [faststream(), Command::new(app())] {
+        let out = run(command.args(["docs", "serve", "--port", "0"]).arg(&missing));
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("cannot read") && stderr.contains("missing.json"),
+            "{stderr}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn publish_reaches_kafka_with_key_and_header() {
+    let topic = unique("cli-publish");
+    create_topic(&topic, 2).await;
+    let out = run(Command::new(app())
+        .args([
+            "publish",
+            &topic,
+            r#"{"user": "John", "user_id": 1}"#,
+            "--key",
+            "john",
+        ])
+        .args([
+            "--header",
+            "source=cli",
+            "--header",
+            "trace=a=b",
+            "--partition",
+            "1",
+        ])
+        .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap()));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "partition 1 offset 0");
+    let out = run(Command::new(app())
+        .args(["publish", &topic, "plain text", "--partition", "1"])
+        .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap()));
+    assert_eq!(text(&out.stdout).trim(), "partition 1 offset 1");
+
+    let records = tokio::task::spawn_blocking(move || collect(&topic, 2, Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 2);
+    let json: serde_json::Value = serde_json::from_str(&records[0].payload).unwrap();
+    assert_eq!(json, serde_json::json!({"user": "John", "user_id": 1}));
+    assert_eq!(records[0].key.as_deref(), Some("john"));
+    assert_eq!(records[0].headers["source"], "cli");
+    assert_eq!(records[0].headers["trace"], "a=b");
+    assert_eq!(records[0].headers["content-type"], "application/json");
+    assert_eq!(records[1].payload, "plain text");
+    assert_eq!(records[1].headers["content-type"], "text/plain");
+}
+
+#[test]
+fn unreachable_broker_is_named() {
+    for args in [&["publish", "some-topic", "hi"][..], &["run"]] {
+        let out = run(Command::new(app())
+            .args(args)
+            .env("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1"));
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("cannot reach Kafka at 127.0.0.1:1"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn bad_flags_exit_2() {
+    let app_cases: [&[&str]; 5] = [
+        &["docs", "gen", "--bogus"],
+        &["docs", "gen", "--asyncapi-version", "9.9"],
+        &["publish", "only-topic"],
+        &["publish", "t", "m", "--header", "no-equals"],
+        &["run", "stray-positional"],
+    ];
+    for args in app_cases {
+        let out = run(Command::new(app()).args(args));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "cli_app {args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(!out.stderr.is_empty());
+    }
+    for args in [
+        &["run", "--workers", "0"][..],
+        &["docs", "gen", "--bogus"],
+        &["nope"],
+    ] {
+        let out = run(faststream().args(args));
+        assert_eq!(out.status.code(), Some(2), "faststream {args:?}");
+    }
+}
+
+#[test]
+fn reload_with_several_workers_is_refused() {
+    let out = run(faststream().args(["run", "--reload", "--workers", "2"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--reload cannot be combined with --workers"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_workers_both_consume_and_a_killed_one_restarts() {
+    app(); // built once, so `faststream run` only links
+    let (input, output, group) = (unique("cli-w-in"), unique("cli-w-out"), unique("cli-w"));
+    create_topic(&input, 2).await;
+    create_topic(&output, 1).await;
+    let mut supervisor = Running::start(
+        faststream()
+            .args([
+                "run",
+                "-p",
+                "faststream-integration-tests",
+                "--bin",
+                "cli_app",
+                "--workers",
+                "2",
+            ])
+            .args(["--", "--log-level", "warn", "--env", "test"])
+            .env("CLI_IN", &input)
+            .env("CLI_OUT", &output)
+            .env("CLI_GROUP", &group)
+            .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap()),
+    );
+    supervisor.wait_for_lines("cli_app: started", 2, Duration::from_secs(120));
+    assert_eq!(
+        supervisor.lines_with(r#"env=Str("test")"#).len(),
+        2,
+        "extra options reach hooks"
+    );
+
+    // Keep producing to both partitions until both workers answered.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut sent = 0;
+    loop {
+        let batch = (0..2).map(|p| Input::new(format!("m{}", sent + p)).partition(p));
+        produce(&input, batch).await;
+        sent += 2;
+        let topic = output.clone();
+        let records = tokio::task::spawn_blocking(move || {
+            collect(&topic, usize::MAX, Duration::from_secs(2))
+        })
+        .await
+        .unwrap();
+        let zero = records.iter().any(|r| r.payload.starts_with("0:"));
+        let one = records.iter().any(|r| r.payload.starts_with("1:"));
+        if zero && one {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "both workers did not consume: {records:?}"
+        );
+    }
+
+    let started = supervisor.lines_with("started worker 0 (pid ");
+    let pid: i32 = started[0]
+        .rsplit("pid ")
+        .next()
+        .and_then(|s| s.trim_end_matches(')').parse().ok())
+        .expect("worker pid");
+    // SAFETY: kill(2) on a worker process of our supervisor.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    supervisor.wait_for_lines("restarted worker 0", 1, Duration::from_secs(30));
+    supervisor.wait_for_lines("cli_app: started", 3, Duration::from_secs(60));
+
+    supervisor.signal(libc::SIGTERM);
+    let status = supervisor.wait(Duration::from_secs(60));
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn new_project_builds_tests_and_generates_docs() {
+    let dir = temp_dir("new");
+    let out = run(faststream().args(["new", "demo_app"]).current_dir(&dir));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let project = dir.join("demo_app");
+    for file in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "src/main.rs",
+        "src/lib.rs",
+        "tests/handler.rs",
+    ] {
+        assert!(project.join(file).is_file(), "{file}");
+    }
+    let again = run(faststream().args(["new", "demo_app"]).current_dir(&dir));
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "refuses an existing directory"
+    );
+
+    let out = run(
+        Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .args(["test", "--offline"])
+            .env("CARGO_TARGET_DIR", target_dir())
+            .current_dir(&project),
+    );
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the new project's tests fail:\n{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(stdout.contains("test greets_the_user ... ok"), "{stdout}");
+    let out = run(Command::new(target_dir().join("debug/demo_app"))
+        .args(["docs", "gen"])
+        .current_dir(&project));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let doc = std::fs::read_to_string(project.join("asyncapi.json")).unwrap();
+    assert!(
+        doc.contains("users:Greet") && doc.contains("greetings:Publisher"),
+        "{doc}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,0 +1,576 @@
+//! The command line every app gets with [`FastStream::cli`]: `run` (the default), `docs gen`,
+//! `docs serve` and `publish`.
+//!
+//! ```no_run
+//! # #[cfg(any())] mod doc {
+//! use faststream::kafka::KafkaBroker;
+//! use faststream::FastStream;
+//!
+//! #[tokio::main]
+//! async fn main() -> faststream::Result<()> {
+//!     FastStream::new(KafkaBroker::new("localhost:9092"))
+//!         .on_startup_with(|opts| async move {
+//!             println!("worker {:?}, env {:?}", opts.worker_id(), opts.str("env"));
+//!         })
+//!         .cli()
+//!         .await
+//! }
+//! # }
+//! ```
+//!
+//! `my-app` runs the app; `my-app run --log-level debug --env .env.dev` too, handing
+//! `env = ".env.dev"` to startup hooks; `my-app docs gen --yaml` writes `asyncapi.yaml`;
+//! `my-app docs serve --port 8000` serves the docs page; `my-app publish in-topic '{"a": 1}'`
+//! publishes one message and prints `partition N offset M`.
+
+mod docs;
+mod options;
+mod serve;
+
+pub use docs::AsyncApiVersion;
+pub use options::{BadExtraOption, OptionValue, StartupOptions, WORKER_ID_ENV};
+pub use serve::{read_document, serve_document};
+
+use crate::app::FastStream;
+use crate::broker::{Broker, Publish, Record};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long `publish` waits for the broker to answer before giving up.
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A command-line failure. [`CliError::exit_code`] is the process exit code to use.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CliError {
+    /// Bad command line (clap's message; `--help` and `--version` arrive here too).
+    #[error("{0}")]
+    Usage(#[from] clap::Error),
+    /// An extra option of `run` is not `--key value`.
+    #[error(transparent)]
+    BadExtra(#[from] BadExtraOption),
+    /// The app failed (unreachable broker, failing hook, ...).
+    #[error(transparent)]
+    App(#[from] crate::Error),
+    /// A file could not be read.
+    #[error("cannot read `{}`: {source}", path.display())]
+    ReadFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file could not be written.
+    #[error("cannot write `{}`: {source}", path.display())]
+    WriteFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file is not a JSON or YAML document.
+    #[error("`{}` is not a JSON or YAML document: {message}", path.display())]
+    BadDocument {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// The docs server could not listen.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// `host:port`.
+        address: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// JSON serialization failed.
+    #[error("cannot write JSON: {0}")]
+    Json(serde_json::Error),
+    /// YAML conversion failed.
+    #[error("cannot write YAML: {0}")]
+    Yaml(String),
+    /// Other I/O.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl CliError {
+    /// The exit code: clap's for usage errors (2; 0 for `--help`), 2 for a bad extra option,
+    /// 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Usage(err) => err.exit_code(),
+            CliError::BadExtra(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// The app command line.
+#[derive(Debug, Parser)]
+#[command(
+    about = "A FastStream application.",
+    long_about = "A FastStream application. Without a command it runs (`run`)."
+)]
+pub struct AppCli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: AppCommand,
+}
+
+/// The app's commands.
+#[derive(Debug, Subcommand)]
+pub enum AppCommand {
+    /// Run the app until SIGINT/SIGTERM (the default command).
+    Run(RunArgs),
+    /// AsyncAPI documentation of the app.
+    #[command(subcommand)]
+    Docs(DocsCommand),
+    /// Publish one message through the app's broker and print where it landed.
+    Publish(PublishArgs),
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Options of `run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Log level or tracing filter: error, warn, info, debug, trace (also warning, critical,
+    /// or directives like `info,faststream=debug`). Default: FASTSTREAM_LOG, RUST_LOG, info.
+    #[arg(long, value_name = "LEVEL", value_parser = parse_log_level)]
+    pub log_level: Option<String>,
+    /// Log line format (default: FASTSTREAM_LOG_FORMAT, else text).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Extra options handed to startup hooks: `--key value`, `--key=value` or `--flag`
+    /// (true/false become booleans, numbers integers or floats, the rest text).
+    #[arg(value_name = "--KEY VALUE", num_args = 0.., allow_hyphen_values = true)]
+    pub extra: Vec<String>,
+}
+
+/// `docs` subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum DocsCommand {
+    /// Write the app's AsyncAPI document to a file and print where.
+    Gen(GenArgs),
+    /// Serve the docs page (and the document at /asyncapi.json, /asyncapi.yaml) until Ctrl-C.
+    Serve(ServeArgs),
+}
+
+/// Options of `docs gen`.
+#[derive(Debug, Clone, Args)]
+pub struct GenArgs {
+    /// Write YAML instead of JSON.
+    #[arg(long)]
+    pub yaml: bool,
+    /// Output file [default: asyncapi.json, or asyncapi.yaml with --yaml].
+    #[arg(long, short, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// AsyncAPI version: 3.0.0 or 2.6.0.
+    #[arg(long, value_name = "VERSION", default_value = "3.0.0", value_parser = parse_version)]
+    pub asyncapi_version: AsyncApiVersion,
+}
+
+impl GenArgs {
+    /// These options as command-line arguments (to forward them to an app).
+    pub fn to_args(&self, version: &str) -> Vec<String> {
+        let mut args = vec!["docs".to_owned(), "gen".to_owned()];
+        if self.yaml {
+            args.push("--yaml".into());
+        }
+        if let Some(out) = &self.out {
+            args.push("--out".into());
+            args.push(out.display().to_string());
+        }
+        args.push("--asyncapi-version".into());
+        args.push(version.to_owned());
+        args
+    }
+}
+
+/// Options of `docs serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 8000)]
+    pub port: u16,
+    /// AsyncAPI version of the app's document: 3.0.0 or 2.6.0.
+    #[arg(long, value_name = "VERSION", default_value = "3.0.0", value_parser = parse_version)]
+    pub asyncapi_version: AsyncApiVersion,
+    /// Serve this JSON or YAML document instead of the app's.
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
+/// Options of `publish`.
+#[derive(Debug, Clone, Args)]
+pub struct PublishArgs {
+    /// Destination topic.
+    pub topic: String,
+    /// The message: sent as JSON when it parses as JSON, else as text.
+    pub message: String,
+    /// Record key.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// A header `name=value` (repeatable).
+    #[arg(long = "header", value_name = "NAME=VALUE", value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
+    /// Target partition (the partitioner chooses otherwise).
+    #[arg(long)]
+    pub partition: Option<i32>,
+}
+
+impl PublishArgs {
+    /// The record to send.
+    pub fn record(&self) -> Result<Record, crate::Error> {
+        let mut record = match serde_json::from_str::<serde_json::Value>(&self.message) {
+            Ok(json) => {
+                let mut record = Record::new(
+                    self.topic.as_str(),
+                    serde_json::to_vec(&json)
+                        .map_err(|e| crate::codec::EncodeError(e.to_string()))?,
+                );
+                record.content_type = Some(crate::codec::APPLICATION_JSON);
+                record
+            }
+            Err(_) => {
+                let mut record = Record::new(self.topic.as_str(), self.message.clone());
+                record.content_type = Some(crate::codec::TEXT_PLAIN);
+                record
+            }
+        };
+        if let Some(key) = &self.key {
+            record = record.key(key.clone());
+        }
+        for (name, value) in &self.headers {
+            record = record.header(name.clone(), value.clone());
+        }
+        if let Some(partition) = self.partition {
+            record = record.partition(partition);
+        }
+        Ok(record)
+    }
+}
+
+fn parse_header(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("`{text}` is not NAME=VALUE")),
+    }
+}
+
+fn parse_version(text: &str) -> Result<AsyncApiVersion, String> {
+    text.parse::<AsyncApiVersion>().map_err(|e| e.to_string())
+}
+
+/// Accepts tracing levels, FastStream's (Python) level names and numbers, and filter directives.
+fn parse_log_level(text: &str) -> Result<String, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let filter = match lower.as_str() {
+        "critical" | "fatal" | "50" | "40" => "error".to_owned(),
+        "warning" | "30" => "warn".to_owned(),
+        "20" => "info".to_owned(),
+        "10" => "debug".to_owned(),
+        "notset" | "0" => "trace".to_owned(),
+        "error" | "warn" | "info" | "debug" | "trace" | "off" => lower.clone(),
+        _ if text.contains('=') || text.contains(',') => text.trim().to_owned(),
+        _ => {
+            return Err(
+                "expected error, warn, info, debug, trace (or tracing directives)".to_owned(),
+            )
+        }
+    };
+    tracing_subscriber::EnvFilter::try_new(&filter)
+        .map(|_| filter)
+        .map_err(|e| format!("not a log level or filter: {e}"))
+}
+
+const COMMANDS: &[&str] = &["run", "docs", "publish", "help"];
+
+/// Makes `run` the default command and moves `run`'s own flags in front of the extra options,
+/// so that `app --log-level debug --env x` and `app run --env x --log-level debug` both parse.
+fn normalize(mut args: Vec<OsString>) -> Vec<OsString> {
+    if args.is_empty() {
+        args.push("app".into());
+    }
+    let first = args.get(1).and_then(|a| a.to_str());
+    let explicit = first.is_some_and(|a| {
+        COMMANDS.contains(&a) || matches!(a, "-h" | "--help" | "-V" | "--version")
+    });
+    if !explicit {
+        args.insert(1, "run".into());
+    }
+    if args.get(1).and_then(|a| a.to_str()) != Some("run") {
+        return args;
+    }
+    let rest = args.split_off(2);
+    let mut known = Vec::new();
+    let mut extra = Vec::new();
+    let mut iter = rest.into_iter();
+    while let Some(arg) = iter.next() {
+        let text = arg.to_str().unwrap_or_default();
+        if text == "--" {
+            extra.extend(iter.by_ref());
+            break;
+        }
+        if matches!(text, "--log-level" | "--log-format") {
+            known.push(arg);
+            known.extend(iter.next());
+        } else if text.starts_with("--log-level=")
+            || text.starts_with("--log-format=")
+            || matches!(text, "-h" | "--help")
+        {
+            known.push(arg);
+        } else {
+            extra.push(arg);
+        }
+    }
+    args.extend(known);
+    if !extra.is_empty() {
+        args.push("--".into());
+        args.extend(extra);
+    }
+    args
+}
+
+/// Parses an app command line (`args[0]` is the program name).
+pub fn parse_args<I, T>(args: I) -> Result<AppCli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString>,
+{
+    let args = normalize(args.into_iter().map(Into::into).collect());
+    // clap names the program after `args[0]`'s file name.
+    let mut command = AppCli::command();
+    let matches = command.try_get_matches_from_mut(args)?;
+    AppCli::from_arg_matches(&matches).map_err(|e| e.format(&mut command))
+}
+
+/// Writes the document as `docs gen` does; returns the path written.
+pub fn write_document(document: &serde_json::Value, args: &GenArgs) -> Result<PathBuf, CliError> {
+    let path = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from(if args.yaml {
+            "asyncapi.yaml"
+        } else {
+            "asyncapi.json"
+        })
+    });
+    let text = if args.yaml {
+        docs::to_yaml(document).map_err(CliError::Yaml)?
+    } else {
+        let mut text = serde_json::to_string_pretty(document).map_err(CliError::Json)?;
+        text.push('\n');
+        text
+    };
+    std::fs::write(&path, text).map_err(|source| CliError::WriteFile {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(path)
+}
+
+/// Serves `document` as `docs serve` does: prints the URL, stops on SIGINT/SIGTERM.
+pub async fn serve_until_signal(
+    document: &serde_json::Value,
+    host: &str,
+    port: u16,
+) -> Result<(), CliError> {
+    use std::io::Write;
+    let stop = async {
+        let _ = crate::app::shutdown_signal().await;
+    };
+    serve::serve_document(
+        document,
+        host,
+        port,
+        |addr| {
+            println!("Serving AsyncAPI docs at http://{addr} (Ctrl-C to stop)");
+            let _ = std::io::stdout().flush();
+        },
+        stop,
+    )
+    .await
+}
+
+/// `docs serve FILE`: serves a JSON or YAML document from a file.
+pub async fn serve_file(path: &Path, host: &str, port: u16) -> Result<(), CliError> {
+    let document = read_document(path)?;
+    serve_until_signal(&document, host, port).await
+}
+
+impl<B: Broker> FastStream<B> {
+    /// Runs the app's command line from the process arguments: `run` (the default), `docs
+    /// gen`, `docs serve`, `publish`. Use it in `main` instead of [`FastStream::run`].
+    ///
+    /// Usage errors exit with code 2 (`--help` with 0); other failures print `error: ...` and
+    /// exit with code 1. Returns `Ok(())` when the command succeeded.
+    pub async fn cli(self) -> crate::Result<()> {
+        match self.cli_from(std::env::args_os()).await {
+            Ok(()) => Ok(()),
+            Err(CliError::Usage(err)) => err.exit(),
+            Err(err) => {
+                eprintln!("error: {err}");
+                std::process::exit(err.exit_code())
+            }
+        }
+    }
+
+    /// [`FastStream::cli`] on the given arguments (`args[0]` is the program name), returning
+    /// errors instead of exiting.
+    pub async fn cli_from<I, T>(self, args: I) -> Result<(), CliError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString>,
+    {
+        let cli = parse_args(args)?;
+        match cli.command {
+            AppCommand::Run(run) => {
+                let options = StartupOptions::parse(&run.extra)?;
+                crate::logging::init(
+                    run.log_level.as_deref(),
+                    run.log_format.map(|f| f == LogFormat::Json),
+                );
+                self.run_with(options).await?;
+                Ok(())
+            }
+            AppCommand::Docs(DocsCommand::Gen(gen)) => {
+                let document = self.asyncapi_document(gen.asyncapi_version);
+                let path = write_document(&document, &gen)?;
+                println!("AsyncAPI document written to {}", path.display());
+                Ok(())
+            }
+            AppCommand::Docs(DocsCommand::Serve(serve)) => {
+                let document = match &serve.file {
+                    Some(path) => read_document(path)?,
+                    None => self.asyncapi_document(serve.asyncapi_version),
+                };
+                serve_until_signal(&document, &serve.host, serve.port).await
+            }
+            AppCommand::Publish(publish) => {
+                let record = publish.record()?;
+                let broker = self.broker();
+                broker.ping(PING_TIMEOUT).await?;
+                let publisher = broker.publisher()?;
+                let delivery = publisher
+                    .enqueue(record)
+                    .await
+                    .map_err(crate::Error::from)?;
+                let delivered = delivery.await.map_err(crate::Error::from)?;
+                println!(
+                    "partition {} offset {}",
+                    delivered.partition, delivered.offset
+                );
+                publisher
+                    .flush(Duration::from_secs(5))
+                    .await
+                    .map_err(crate::Error::from)?;
+                Ok(())
+            }
+        }
+    }
+
+    fn asyncapi_document(&self, version: AsyncApiVersion) -> serde_json::Value {
+        docs::document(self, version)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(args: &[OsString]) -> Vec<&str> {
+        args.iter().map(|a| a.to_str().unwrap()).collect()
+    }
+
+    #[test]
+    fn run_is_the_default() {
+        assert_eq!(strings(&normalize(vec!["app".into()])), ["app", "run"]);
+        let args = normalize(
+            ["app", "--env", "x", "--log-level", "debug"]
+                .map(OsString::from)
+                .to_vec(),
+        );
+        assert_eq!(
+            strings(&args),
+            ["app", "run", "--log-level", "debug", "--", "--env", "x"]
+        );
+        let cli = parse_args(["app", "--env", "x", "--log-format=json"]).unwrap();
+        let AppCommand::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(run.extra, ["--env", "x"]);
+        assert_eq!(run.log_format, Some(LogFormat::Json));
+    }
+
+    #[test]
+    fn docs_and_publish_parse() {
+        let cli = parse_args([
+            "app",
+            "docs",
+            "gen",
+            "--yaml",
+            "--asyncapi-version",
+            "2.6.0",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            AppCommand::Docs(DocsCommand::Gen(GenArgs {
+                yaml: true,
+                asyncapi_version: AsyncApiVersion::V2_6_0,
+                ..
+            }))
+        ));
+        let cli = parse_args([
+            "app",
+            "publish",
+            "t",
+            "{\"a\":1}",
+            "--key",
+            "k",
+            "--header",
+            "h=v=w",
+        ])
+        .unwrap();
+        let AppCommand::Publish(publish) = cli.command else {
+            panic!("not publish")
+        };
+        let record = publish.record().unwrap();
+        assert_eq!(record.content_type, Some("application/json"));
+        assert_eq!(record.headers.get_str("h"), Some("v=w"));
+        let err = parse_args(["app", "publish", "t", "m", "--header", "novalue"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let err = parse_args(["app", "docs", "gen", "--bogus"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let err = parse_args(["app", "--log-level", "no such level!"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn text_messages_stay_text() {
+        let publish = PublishArgs {
+            topic: "t".into(),
+            message: "hello world".into(),
+            key: None,
+            headers: vec![],
+            partition: Some(2),
+        };
+        let record = publish.record().unwrap();
+        assert_eq!(record.content_type, Some("text/plain"));
+        assert_eq!(record.payload.as_deref(), Some(&b"hello world"[..]));
+        assert_eq!(record.partition, Some(2));
+    }
+}

@@ -1,0 +1,316 @@
+//! AsyncAPI documents and docs pages of the example apps, checked with the official AsyncAPI
+//! parser (`tools/asyncapi-validate`, Node) and rendered in headless Chromium. Needs no Kafka:
+//! a `KafkaBroker` connects lazily.
+//!
+//! The example files are compiled in here as modules (`#[path]`), so the documents are those of
+//! exactly the apps `cargo run --example ...` runs (each example has `pub fn app(broker)`).
+//! Outputs land in `target/asyncapi/`.
+
+#[allow(dead_code)]
+#[path = "../../examples/quickstart.rs"]
+mod quickstart;
+
+#[allow(dead_code)]
+#[path = "../../examples/asyncapi_showcase.rs"]
+mod showcase;
+
+use faststream::asyncapi::AsyncApiVersion;
+use faststream::kafka::KafkaBroker;
+use faststream::FastStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_owned()
+}
+
+fn out_dir() -> PathBuf {
+    let dir = workspace().join("target").join("asyncapi");
+    std::fs::create_dir_all(&dir).expect("create target/asyncapi");
+    dir
+}
+
+fn apps() -> Vec<(&'static str, FastStream<KafkaBroker>)> {
+    vec![
+        (
+            "quickstart",
+            quickstart::app(KafkaBroker::new("localhost:9092")),
+        ),
+        (
+            "showcase",
+            showcase::app(KafkaBroker::new("localhost:9092")),
+        ),
+    ]
+}
+
+/// The quickstart with the `info` fields the 2.6.0 rules recommend (contact, license,
+/// description, tags): the bare quickstart's 2.6.0 document gets exactly those four warnings
+/// (see `bare_quickstart_2_6_only_misses_recommended_info`).
+fn quickstart_with_info() -> FastStream<KafkaBroker> {
+    use faststream::asyncapi::{Contact, License, Tag};
+    quickstart::app(KafkaBroker::new("localhost:9092"))
+        .description("FastStream's seed example.")
+        .contact(
+            Contact::new("faststream-rs")
+                .url("https://example.invalid/faststream-rs")
+                .email("maintainers@example.invalid"),
+        )
+        .license(License::new("MIT OR Apache-2.0"))
+        .tag(Tag::new("quickstart"))
+}
+
+fn validator() -> PathBuf {
+    let tool = workspace().join("tools").join("asyncapi-validate");
+    if !tool
+        .join("node_modules")
+        .join("@asyncapi")
+        .join("parser")
+        .exists()
+    {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&tool)
+            .status()
+            .expect("npm (Node.js) is needed to validate AsyncAPI documents");
+        assert!(status.success(), "npm ci in tools/asyncapi-validate failed");
+    }
+    tool.join("validate.mjs")
+}
+
+/// Runs the validator: (success, stdout).
+fn validate(paths: &[PathBuf]) -> (bool, String) {
+    let output = Command::new("node")
+        .arg(validator())
+        .args(paths)
+        .output()
+        .expect("node (Node.js) is needed to validate AsyncAPI documents");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    eprint!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), stdout)
+}
+
+/// Writes every app's document in both versions, as JSON and YAML; returns the paths.
+fn write_documents() -> Vec<PathBuf> {
+    let dir = out_dir();
+    let mut paths = Vec::new();
+    for (name, app) in apps() {
+        for version in [AsyncApiVersion::V3_0_0, AsyncApiVersion::V2_6_0] {
+            let app = if name == "quickstart" && version == AsyncApiVersion::V2_6_0 {
+                &quickstart_with_info()
+            } else {
+                &app
+            };
+            for (yaml, ext) in [(false, "json"), (true, "yaml")] {
+                let path = dir.join(format!("{name}-{version}.{ext}"));
+                app.write_asyncapi(&path, version, yaml)
+                    .expect("write the document");
+                paths.push(path);
+            }
+        }
+    }
+    paths
+}
+
+#[test]
+fn quickstart_document_uses_faststream_names() {
+    let app = quickstart::app(KafkaBroker::new("localhost:9092"));
+    let doc = app.asyncapi(AsyncApiVersion::V3_0_0);
+    assert_eq!(doc["info"]["title"], "FastStream");
+    assert_eq!(doc["servers"]["development"]["host"], "localhost:9092");
+    assert_eq!(doc["channels"]["in-topic:HandleMsg"]["address"], "in-topic");
+    assert_eq!(
+        doc["operations"]["in-topic:HandleMsgSubscribe"]["action"],
+        "receive"
+    );
+    assert_eq!(doc["operations"]["out-topic:Publisher"]["action"], "send");
+    let payload = &doc["components"]["schemas"]["HandleMsg:Message:Payload"];
+    assert_eq!(payload["required"], serde_json::json!(["user", "user_id"]));
+    assert_eq!(payload["properties"]["user_id"]["title"], "User Id");
+    assert_eq!(
+        doc["channels"]["in-topic:HandleMsg"]["description"],
+        "Greets newly registered users."
+    );
+}
+
+#[test]
+fn showcase_document_describes_nested_types() {
+    let app = showcase::app(KafkaBroker::new("localhost:9092"));
+    let doc = app.asyncapi(AsyncApiVersion::V3_0_0);
+    let schemas = &doc["components"]["schemas"];
+    for name in ["Order", "Customer", "Address", "OrderLine", "Shipping"] {
+        assert!(
+            schemas[name].is_object(),
+            "schema {name} missing: {schemas}"
+        );
+    }
+    assert_eq!(
+        schemas["Order"]["required"],
+        serde_json::json!(["customer", "id", "lines"])
+    );
+    assert_eq!(
+        doc["components"]["messages"]["orders:BillOrder:SubscribeMessage"]["payload"]["$ref"],
+        "#/components/schemas/Order"
+    );
+    let stock = &schemas["TrackStock:Message:Payload"];
+    assert_eq!(stock["required"], serde_json::json!(["delta", "sku"]));
+    assert_eq!(doc["info"]["contact"]["name"], "Billing team");
+    assert!(!doc.to_string().contains("heartbeat"));
+}
+
+#[test]
+fn documents_pass_the_official_asyncapi_parser() {
+    let paths = write_documents();
+    let (ok, stdout) = validate(&paths);
+    assert!(ok, "validation failed:\n{stdout}");
+    for path in &paths {
+        let line = format!("{}: 0 errors, 0 warnings", path.display());
+        assert!(stdout.contains(&line), "no `{line}` in:\n{stdout}");
+    }
+}
+
+#[test]
+fn bare_quickstart_2_6_only_misses_recommended_info() {
+    let path = out_dir().join("quickstart-bare-2.6.0.json");
+    quickstart::app(KafkaBroker::new("localhost:9092"))
+        .write_asyncapi(&path, AsyncApiVersion::V2_6_0, false)
+        .expect("write the document");
+    let (ok, stdout) = validate(std::slice::from_ref(&path));
+    assert!(!ok);
+    let mut codes: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains(": warning [") || l.contains(": error ["))
+        .filter_map(|l| l.split('[').nth(1)?.split(']').next())
+        .collect();
+    codes.sort_unstable();
+    assert_eq!(
+        codes,
+        [
+            "asyncapi-info-contact",
+            "asyncapi-info-description",
+            "asyncapi-info-license",
+            "asyncapi2-tags"
+        ],
+        "{stdout}"
+    );
+}
+
+fn chromium() -> Option<PathBuf> {
+    [
+        "chromium",
+        "chromium-browser",
+        "google-chrome",
+        "google-chrome-stable",
+    ]
+    .iter()
+    .flat_map(|name| {
+        std::env::var_os("PATH")
+            .map(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|p| p.join(name))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    })
+    .find(|path| path.is_file())
+}
+
+fn chromium_command(binary: &Path, profile: &Path) -> Command {
+    let mut command = Command::new(binary);
+    command
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()));
+    command
+}
+
+#[test]
+fn docs_pages_render_in_headless_chromium() {
+    let dir = out_dir();
+    let mut pages = Vec::new();
+    for (name, app) in apps() {
+        for version in [AsyncApiVersion::V3_0_0, AsyncApiVersion::V2_6_0] {
+            let html = faststream::docs::render_page(&app.asyncapi(version));
+            let suffix = if version == AsyncApiVersion::V3_0_0 {
+                ""
+            } else {
+                "-2.6.0"
+            };
+            let path = dir.join(format!("{name}{suffix}.html"));
+            std::fs::write(&path, html).expect("write the page");
+            pages.push((name, version, path));
+        }
+    }
+    let Some(binary) = chromium() else {
+        eprintln!(
+            "SKIPPED: no chromium found on PATH (apt-get install -y chromium); pages written to {}",
+            dir.display()
+        );
+        return;
+    };
+    let profile = dir.join(format!("chromium-profile-{}", std::process::id()));
+    for (name, version, path) in &pages {
+        let output = chromium_command(&binary, &profile)
+            .arg("--dump-dom")
+            .arg(format!("file://{}", path.display()))
+            .output()
+            .expect("run chromium");
+        let dom = String::from_utf8_lossy(&output.stdout);
+        let expected: &[&str] = match *name {
+            "quickstart" => &[
+                "in-topic:HandleMsg",
+                "out-topic:Publisher",
+                "user_id",
+                "User Id",
+            ],
+            _ => &[
+                "orders:BillOrder",
+                "invoices:Publisher",
+                "stock-movements:TrackStock",
+                "unit_price_cents",
+                "country",
+                "express",
+                "Shop billing",
+            ],
+        };
+        for needle in expected {
+            assert!(
+                dom.contains(needle),
+                "{name} {version}: `{needle}` not in the rendered DOM ({} bytes; stderr: {})",
+                dom.len(),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+    for name in ["quickstart", "showcase"] {
+        let png = dir.join(format!("{name}.png"));
+        let _ = std::fs::remove_file(&png);
+        let status = chromium_command(&binary, &profile)
+            .arg(format!("--screenshot={}", png.display()))
+            .arg("--window-size=1280,2000")
+            .arg(format!(
+                "file://{}",
+                dir.join(format!("{name}.html")).display()
+            ))
+            .output()
+            .expect("run chromium");
+        assert!(
+            png.metadata().map(|m| m.len() > 10_000).unwrap_or(false),
+            "no screenshot at {}: {}",
+            png.display(),
+            String::from_utf8_lossy(&status.stderr)
+        );
+    }
+    let _ = std::fs::remove_dir_all(&profile);
+}
