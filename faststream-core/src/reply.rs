@@ -183,6 +183,120 @@ where
     }
 }
 
+/// The schema of what a handler's return type publishes, for `#[subscriber]`'s publishers.
+///
+/// Generated code runs the three stages on the concrete return type `R`:
+///
+/// ```
+/// use faststream_core::reply::schema_probe::{Probe, StripResponse, StripResult, ToSchema};
+/// # #[derive(schemars::JsonSchema)] struct Invoice { id: u64 }
+/// let probe = Probe::<Result<faststream_core::Response<Invoice>, std::io::Error>>::new();
+/// let probe = (&&probe).strip_result();
+/// let probe = (&&probe).strip_response();
+/// assert!((&&&probe).schema().is_some());
+/// ```
+///
+/// Why probes and autoref: `Result<T, E>` is itself `JsonSchema` and `()` is too, so "the `Ok`
+/// type's schema, else the type's own, else none" cannot be blanket impls of one trait
+/// (they would overlap). Each stage instead has impls on `Probe<R>` behind different numbers of
+/// `&`; method lookup on the concrete type tries the most-referenced receiver first and takes
+/// the first impl whose bounds hold (autoref specialization). It only works where `R` is a
+/// concrete type, hence in the expansion, not in a generic function.
+#[doc(hidden)]
+pub mod schema_probe {
+    use super::Response;
+    use crate::subscriber::SchemaFn;
+    use schemars::gen::SchemaGenerator;
+    use schemars::JsonSchema;
+    use std::marker::PhantomData;
+
+    /// Stands for the type `T`; carries no value.
+    #[derive(Debug)]
+    pub struct Probe<T>(PhantomData<T>);
+
+    impl<T> Probe<T> {
+        /// The probe of `T`.
+        pub const fn new() -> Self {
+            Self(PhantomData)
+        }
+    }
+
+    impl<T> Default for Probe<T> {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    /// Stage 1, called as `(&&probe).strip_result()`: `Result<T, E>` publishes `T`.
+    pub trait StripResult {
+        /// What is published.
+        type Body;
+        /// The probe of what is published.
+        fn strip_result(&self) -> Probe<Self::Body>;
+    }
+
+    impl<T, E> StripResult for &Probe<Result<T, E>> {
+        type Body = T;
+        fn strip_result(&self) -> Probe<T> {
+            Probe::new()
+        }
+    }
+
+    impl<T> StripResult for Probe<T> {
+        type Body = T;
+        fn strip_result(&self) -> Probe<T> {
+            Probe::new()
+        }
+    }
+
+    /// Stage 2, called as `(&&probe).strip_response()`: `Response<T>` publishes `T`.
+    pub trait StripResponse {
+        /// What is published.
+        type Body;
+        /// The probe of what is published.
+        fn strip_response(&self) -> Probe<Self::Body>;
+    }
+
+    impl<T> StripResponse for &Probe<Response<T>> {
+        type Body = T;
+        fn strip_response(&self) -> Probe<T> {
+            Probe::new()
+        }
+    }
+
+    impl<T> StripResponse for Probe<T> {
+        type Body = T;
+        fn strip_response(&self) -> Probe<T> {
+            Probe::new()
+        }
+    }
+
+    /// Stage 3, called as `(&&&probe).schema()`: `()` publishes nothing, a `JsonSchema` type its
+    /// schema, anything else an undocumented payload.
+    pub trait ToSchema {
+        /// The schema, if there is one to write.
+        fn schema(&self) -> Option<SchemaFn>;
+    }
+
+    impl ToSchema for &&Probe<()> {
+        fn schema(&self) -> Option<SchemaFn> {
+            None
+        }
+    }
+
+    impl<T: JsonSchema> ToSchema for &Probe<T> {
+        fn schema(&self) -> Option<SchemaFn> {
+            Some(|generator: &mut SchemaGenerator| generator.subschema_for::<T>())
+        }
+    }
+
+    impl<T> ToSchema for Probe<T> {
+        fn schema(&self) -> Option<SchemaFn> {
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

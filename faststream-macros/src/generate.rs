@@ -3,10 +3,10 @@
 //! generated adapter is an ordinary async fn whose parameters are all `FromMessage`.
 
 use crate::validate::{ParamKind, Payload, Subscriber};
-use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
-use syn::{FnArg, Ident};
+use syn::{FnArg, Ident, ReturnType};
 
 /// The code for one subscriber.
 pub(crate) fn subscriber(sub: &Subscriber) -> TokenStream {
@@ -188,6 +188,37 @@ fn check(ty: TokenStream, span: Span) -> TokenStream {
     quote_spanned!(span=> __faststream_assert_param::<#ty>();)
 }
 
+/// An `Option<SchemaFn>` expression: the schema of what the handler publishes, from its return
+/// type (see `faststream_core::reply::schema_probe`): `Result<T, E>` and `Response<T>` publish
+/// `T`; `()`, a missing return type and a type that is not `JsonSchema` give `None`.
+fn reply_schema(output: &ReturnType) -> TokenStream {
+    let none = quote!(::core::option::Option::None);
+    let ty = match output {
+        ReturnType::Type(_, ty) if !mentions_impl(ty.to_token_stream()) => ty,
+        // Nothing returned, or an `impl Trait` that cannot be named here.
+        _ => return none,
+    };
+    // Only the traits are imported (unnamed): a user type called `Probe` stays visible in `#ty`.
+    quote! {{
+        use ::faststream::__private::schema_probe::{
+            StripResponse as _, StripResult as _, ToSchema as _,
+        };
+        let __probe = ::faststream::__private::schema_probe::Probe::<#ty>::new();
+        let __probe = (&&__probe).strip_result();
+        let __probe = (&&__probe).strip_response();
+        (&&&__probe).schema()
+    }}
+}
+
+/// Whether a type contains `impl Trait`.
+fn mentions_impl(tokens: TokenStream) -> bool {
+    tokens.into_iter().any(|token| match token {
+        TokenTree::Ident(ident) => ident == "impl",
+        TokenTree::Group(group) => mentions_impl(group.stream()),
+        _ => false,
+    })
+}
+
 /// The body of `config()`.
 fn config(sub: &Subscriber) -> TokenStream {
     let name = sub.name();
@@ -216,9 +247,15 @@ fn config(sub: &Subscriber) -> TokenStream {
     if let Some(include) = &sub.include_in_schema {
         setters.push(quote!(__config.include_in_schema = #include;));
     }
+    if !sub.publishers.is_empty() {
+        let schema = reply_schema(&sub.func.sig.output);
+        setters.push(quote! {
+            let __reply_schema = #schema;
+        });
+    }
     for publisher in &sub.publishers {
         let topic = &publisher.topic;
-        let mut fields = Vec::new();
+        let mut fields = vec![quote!(__publisher.schema = __reply_schema;)];
         if let Some(title) = &publisher.title {
             fields.push(quote!(__publisher.title = ::core::option::Option::Some(::std::string::String::from(#title));));
         }

@@ -157,6 +157,154 @@ fn config_of_single_and_no_payload() {
     assert_eq!(config.description, None);
 }
 
+/// An invoice, published with its schema.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+struct Invoice {
+    id: u64,
+}
+
+/// Serializable but without a schema.
+#[derive(serde::Serialize)]
+struct Opaque {
+    id: u64,
+}
+
+#[subscriber("in")]
+#[publisher("text")]
+async fn returns_string(n: i64) -> String {
+    n.to_string()
+}
+
+#[subscriber("in")]
+#[publisher("text")]
+async fn returns_str(n: i64) -> &'static str {
+    if n > 0 {
+        "positive"
+    } else {
+        "other"
+    }
+}
+
+#[subscriber("in")]
+#[publisher("invoices")]
+#[publisher("audit")]
+async fn returns_struct(id: u64) -> Invoice {
+    Invoice { id }
+}
+
+#[subscriber("in")]
+#[publisher("invoices")]
+async fn returns_result(id: u64) -> Result<Invoice, std::io::Error> {
+    Ok(Invoice { id })
+}
+
+#[subscriber("in")]
+#[publisher("invoices")]
+async fn returns_response(id: u64) -> faststream::Response<Invoice> {
+    faststream::Response::new(Invoice { id }).key(id.to_string())
+}
+
+#[subscriber("in")]
+#[publisher("invoices")]
+async fn returns_result_response(
+    id: u64,
+) -> Result<faststream::Response<Invoice>, faststream::HandlerError> {
+    Ok(faststream::Response::new(Invoice { id }))
+}
+
+#[subscriber("in")]
+#[publisher("nothing")]
+async fn returns_unit(id: u64) {
+    let _ = id;
+}
+
+#[subscriber("in")]
+#[publisher("nothing")]
+async fn returns_unit_result(id: u64) -> Result<(), std::io::Error> {
+    let _ = id;
+    Ok(())
+}
+
+#[subscriber("in")]
+#[publisher("opaque")]
+async fn returns_opaque(id: u64) -> Opaque {
+    Opaque { id }
+}
+
+#[subscriber("in")]
+#[publisher("opaque")]
+async fn returns_opaque_result(id: u64) -> Result<faststream::Response<Opaque>, std::io::Error> {
+    Ok(faststream::Response::new(Opaque { id }))
+}
+
+#[subscriber("in")]
+#[publisher("opaque")]
+async fn returns_impl_trait(id: u64) -> impl serde::Serialize {
+    id
+}
+
+/// A user type named like the generated code's probe.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+struct Probe {
+    id: u64,
+}
+
+#[subscriber("in")]
+#[publisher("probes")]
+async fn returns_probe(id: u64) -> Probe {
+    Probe { id }
+}
+
+/// The schema of every publisher of `subscriber` (all the same), as JSON, with the
+/// definitions the generator collected; `None` when the publishers have no schema.
+fn publisher_schema(
+    subscriber: impl IntoSubscriber,
+) -> Option<(serde_json::Value, serde_json::Value)> {
+    let config = &registry_of(subscriber).configs[0];
+    let mut schemas = config.publishers.iter().map(|publisher| {
+        let schema_fn = publisher.schema?;
+        let mut generator = schemars::gen::SchemaGenerator::default();
+        let schema = serde_json::to_value(schema_fn(&mut generator)).expect("schema serializes");
+        let definitions = serde_json::to_value(generator.definitions()).expect("definitions");
+        Some((schema, definitions))
+    });
+    let first = schemas.next().expect("a publisher");
+    assert!(schemas.all(|other| other == first));
+    first
+}
+
+#[test]
+fn publisher_schema_follows_the_return_type() {
+    let text = serde_json::json!({"type": "string"});
+    assert_eq!(publisher_schema(returns_string).unwrap().0, text);
+    assert_eq!(publisher_schema(returns_str).unwrap().0, text);
+
+    let invoice_ref = serde_json::json!({"$ref": "#/definitions/Invoice"});
+    for subscriber in [
+        publisher_schema(returns_struct),
+        publisher_schema(returns_result),
+        publisher_schema(returns_response),
+        publisher_schema(returns_result_response),
+    ] {
+        let (schema, definitions) = subscriber.expect("a schema");
+        assert_eq!(schema, invoice_ref);
+        assert_eq!(
+            definitions["Invoice"]["properties"]["id"]["type"],
+            "integer"
+        );
+    }
+
+    assert_eq!(publisher_schema(returns_unit), None);
+    assert_eq!(publisher_schema(returns_unit_result), None);
+    assert_eq!(publisher_schema(returns_opaque), None);
+    assert_eq!(publisher_schema(returns_opaque_result), None);
+    assert_eq!(publisher_schema(returns_impl_trait), None);
+    assert_eq!(
+        publisher_schema(returns_probe).unwrap().0,
+        serde_json::json!({"$ref": "#/definitions/Probe"})
+    );
+}
+
 #[tokio::test]
 async fn registered_handler_decodes_the_payload() {
     let registry = registry_of(handle_msg);

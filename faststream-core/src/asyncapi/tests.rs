@@ -234,6 +234,37 @@ fn excluded_subscribers_and_publishers_are_omitted() {
 }
 
 #[test]
+// The exact `&`s select the impls (autoref specialization), whatever clippy sees for `User`.
+#[allow(clippy::needless_borrow)]
+fn publisher_schema_from_a_return_type_resolves() {
+    use crate::reply::schema_probe::{Probe, StripResponse, StripResult, ToSchema};
+    use crate::Response;
+    // What `#[subscriber]` generates for `-> Result<Response<User>, std::io::Error>`.
+    let probe = Probe::<Result<Response<User>, std::io::Error>>::new();
+    let probe = (&&probe).strip_result();
+    let probe = (&&probe).strip_response();
+    let schema = (&&&probe).schema().expect("User is JsonSchema");
+    let sub = SubscriberConfig::new("on_user", ["users"])
+        .publisher(PublisherConfig::new("users-out").schema(schema));
+    for version in [AsyncApiVersion::V3_0_0, AsyncApiVersion::V2_6_0] {
+        let doc = document(
+            &AppInfo::default(),
+            &server(),
+            &[Arc::new(sub.clone())],
+            version,
+        );
+        assert_eq!(
+            doc["components"]["messages"]["users-out:Publisher:Message"]["payload"],
+            json!({"$ref": "#/components/schemas/User"}),
+            "{version}"
+        );
+        assert!(doc["components"]["schemas"]["User"]["properties"]["plan"].is_object());
+        assert!(doc["components"]["schemas"]["Address"].is_object());
+        assert_refs_resolve(&doc);
+    }
+}
+
+#[test]
 fn v2_uses_subscribe_and_publish_operations() {
     let info = AppInfo::default()
         .title("Users")
