@@ -11,8 +11,10 @@ pub type SchemaFn = fn(&mut schemars::gen::SchemaGenerator) -> schemars::schema:
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum AckPolicy {
-    /// At-least-once (the default): the offset is committed after the handler finished and its
-    /// publishes were acknowledged. A failing handler is logged and the stream moves on.
+    /// At-least-once (the default): the offset is committed after the handler finished and
+    /// Kafka answered for each of its publishes. A failing handler, or a publish Kafka finally
+    /// refused (after the producer's own retries), is logged as the message's failure and the
+    /// stream moves on; use `NackOnError` to retry such a message instead.
     #[default]
     AckAfter,
     /// At-least-once with redelivery: a failing handler (or failed publish) runs again on the

@@ -105,11 +105,16 @@ where
     async fn run(self, mut messages: mpsc::Receiver<Message>) {
         let mut pending: AckQueue<P::Delivery> = AckQueue::default();
         let mut watermark = Watermark::default();
+        let mut store_by: Option<tokio::time::Instant> = None;
         let max_pending = self.sub.config.max_pending_per_partition.max(1);
         loop {
             tokio::select! {
                 biased;
                 _ = self.stop.cancelled() => break,
+                _ = sleep_until_some(store_by) => {
+                    store_by = None;
+                    self.flush(&mut watermark);
+                }
                 Some((offset, _)) = pending.next(), if !pending.is_empty() => watermark.advance(offset),
                 next = messages.recv(), if pending.len() < max_pending => {
                     let Some(message) = next else { break };
@@ -122,10 +127,12 @@ where
             while let Some(Some((offset, _))) = pending.next().now_or_never() {
                 watermark.advance(offset);
             }
-            // Hand the watermark to the backend in batches: when the queue ran dry (so an idle
-            // partition is always up to date) or after a run of messages.
-            if messages.is_empty() || watermark.unstored >= STORE_EVERY {
+            // Hand the watermark to the backend in batches: after a run of messages, or a
+            // moment after the last change (the backend commits once a second anyway).
+            if watermark.unstored >= STORE_EVERY {
                 self.flush(&mut watermark);
+            } else if watermark.unstored > 0 && store_by.is_none() {
+                store_by = Some(tokio::time::Instant::now() + STORE_DELAY);
             }
         }
         // Finish the publishes in flight so their messages count as done.
@@ -135,6 +142,7 @@ where
         self.flush(&mut watermark);
     }
 
+    /// Hands the watermark to the backend if it moved.
     fn flush(&self, watermark: &mut Watermark) {
         if let Some(offset) = watermark.take_unstored() {
             self.offsets.store(&self.partition, offset);
@@ -192,10 +200,12 @@ where
                 redeliver = !delivered;
             }
             if !redeliver {
-                if ack.is_done() && pending.is_empty() {
+                if policy == AckPolicy::AckFirst && ack.is_done() {
+                    // Already counted before the handler ran.
+                } else if ack.is_done() && pending.is_empty() {
                     // Nothing in flight before it: done now, no need to queue.
                     watermark.advance(message.offset);
-                } else if policy != AckPolicy::AckFirst || !ack.is_done() {
+                } else {
                     pending.push_back(ack);
                 }
                 return Flow::Continue;
@@ -213,9 +223,14 @@ where
         message: &Message,
         slot: Option<&Arc<AckSlot>>,
     ) -> Result<Reply, ExtractError> {
-        let call = {
-            let cx = MessageContext::new(&self.sub.state, slot);
-            self.sub.handler.call(message, &cx)?
+        // Extraction and the synchronous part of a closure run here: a panic there is a
+        // failed message too, never a dead partition worker.
+        let cx = MessageContext::new(&self.sub.state, slot);
+        let call = match std::panic::catch_unwind(AssertUnwindSafe(|| {
+            self.sub.handler.call(message, &cx)
+        })) {
+            Ok(call) => call?,
+            Err(panic) => return Ok(Reply::Failed(panic_message(&*panic).into())),
         };
         let _permit = match &self.sub.concurrency {
             Some(limit) => limit.acquire().await.ok(),
@@ -224,14 +239,7 @@ where
         // A panicking handler is a failed message, not a dead partition.
         match AssertUnwindSafe(call).catch_unwind().await {
             Ok(reply) => Ok(reply),
-            Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "non-string panic payload".to_owned());
-                Ok(Reply::Failed(format!("handler panicked: {what}").into()))
-            }
+            Err(panic) => Ok(Reply::Failed(panic_message(&*panic).into())),
         }
     }
 
@@ -292,6 +300,16 @@ where
     }
 }
 
+/// A panic payload as an error message.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned());
+    format!("handler panicked: {what}")
+}
+
 /// Processed messages waiting for their acknowledgements, in consumption order. Only the
 /// head is polled (acks arrive roughly in send order), so waiting costs no allocation and
 /// wakes the worker once per finished head rather than once per acknowledgement.
@@ -341,6 +359,16 @@ where
 
 /// Store finished offsets at least every this many messages while a partition is busy.
 const STORE_EVERY: u32 = 512;
+/// And at the latest this long after the watermark moved.
+const STORE_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Sleeps until `deadline`, or forever when there is none.
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
 
 /// The highest offset finished in order, and whether the backend has been told.
 #[derive(Debug, Default)]
@@ -518,11 +546,12 @@ mod tests {
         m
     }
 
+    /// Lets the worker run, and its delayed offset store happen.
     async fn settle() {
         for _ in 0..20 {
             tokio::task::yield_now().await;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(STORE_DELAY * 2).await;
     }
 
     #[tokio::test]

@@ -1,10 +1,12 @@
 //! One consumer per subscriber: a dedicated thread polls rdkafka and feeds each assigned
 //! partition to its own worker task, so partitions run concurrently and in order.
 //!
-//! Back-pressure: records a worker has no room for wait in its partition's backlog. When the
-//! backlogs together grow past a bound (every worker is behind), the thread stops polling until
-//! workers catch up. When one partition's backlog alone grows past its bound (that worker is
-//! slower than the rest), only that partition is paused, so the others keep flowing.
+//! Back-pressure: records a worker has no room for wait in its partition's backlog. When one
+//! partition's backlog grows past its bound (that worker is slower than the rest), only that
+//! partition is paused, so the others keep flowing. When the backlogs of the partitions still
+//! flowing together grow past a bound (every worker is behind), the thread fetches nothing new
+//! until workers catch up, pausing any partition whose worker made no progress for a while (a
+//! stuck handler), and it keeps serving rebalances meanwhile.
 //! Rebalances run on the same thread (librdkafka calls them from `poll`): on revoke, the
 //! revoked partitions' workers finish what they hold, store their offsets, and those offsets
 //! are committed synchronously before the revoke completes.
@@ -17,11 +19,11 @@ use futures::future::BoxFuture;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers as _, Message as _};
-use rdkafka::{ClientContext, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::sync::oneshot;
@@ -36,6 +38,9 @@ const PAUSE_BACKLOG: usize = 8192;
 const TOTAL_BACKLOG: usize = 16384;
 /// How long `poll` blocks when idle: bounds how fast a shutdown request is noticed.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// How long a backlogged worker may take nothing before its partition is paused while every
+/// worker is behind.
+const STALL: Duration = Duration::from_secs(1);
 
 type KafkaConsumer = BaseConsumer<SubscriberContext>;
 
@@ -47,6 +52,11 @@ struct Slot {
     task: JoinHandle<()>,
     backlog: VecDeque<Message>,
     paused: bool,
+    /// Where to restart reading if the worker dies: the offset after the last one it stored,
+    /// or the first record it was given (-1 before that).
+    resume_from: Arc<AtomicI64>,
+    /// Since when the worker has taken nothing from a non-empty backlog.
+    stalled_since: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -74,17 +84,16 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn offsets(&self) -> Arc<dyn OffsetStore> {
-        Arc::new(KafkaOffsets {
-            consumer: self.consumer.get().cloned().unwrap_or_default(),
-        })
-    }
-
-    fn spawn_slot(&self, topic: Arc<str>, partition: i32) -> Slot {
+    fn spawn_slot(&self, topic: Arc<str>, partition: i32, resume_from: i64) -> Slot {
         let (queue, messages) = mpsc::channel(PARTITION_QUEUE);
         let stop = CancellationToken::new();
         let tp = TopicPartition::new(Arc::clone(&topic), partition);
-        let task = Arc::clone(&self.workers).spawn(tp, messages, self.offsets(), stop.clone());
+        let resume_from = Arc::new(AtomicI64::new(resume_from));
+        let offsets = Arc::new(KafkaOffsets {
+            consumer: self.consumer.get().cloned().unwrap_or_default(),
+            resume_from: Arc::clone(&resume_from),
+        });
+        let task = Arc::clone(&self.workers).spawn(tp, messages, offsets, stop.clone());
         Slot {
             topic,
             queue,
@@ -92,6 +101,33 @@ impl Shared {
             task,
             backlog: VecDeque::new(),
             paused: false,
+            resume_from,
+            stalled_since: None,
+        }
+    }
+
+    /// Replaces a worker that ended unexpectedly (it never should: handler panics are caught).
+    /// Its unfinished records are read again: the backlog is dropped and the partition is
+    /// rewound to the record after the last stored offset, so nothing is skipped.
+    fn restart_worker(&self, consumer: &KafkaConsumer, slot: &mut Slot, partition: i32) {
+        let from = slot.resume_from.load(Ordering::Acquire);
+        tracing::error!(
+            subscriber = %self.name,
+            "worker of {}[{partition}] ended unexpectedly; restarting it from offset {from}",
+            slot.topic
+        );
+        let mut fresh = self.spawn_slot(Arc::clone(&slot.topic), partition, from);
+        fresh.paused = slot.paused;
+        *slot = fresh;
+        if from >= 0 {
+            if let Err(err) = consumer.seek(
+                &slot.topic,
+                partition,
+                Offset::Offset(from),
+                Duration::from_secs(10),
+            ) {
+                tracing::error!(subscriber = %self.name, "cannot rewind {}[{partition}] to {from}: {err}", slot.topic);
+            }
         }
     }
 
@@ -106,7 +142,7 @@ impl Shared {
             };
             let slots = parts.by_topic.entry(Arc::clone(&topic_arc)).or_default();
             if let std::collections::hash_map::Entry::Vacant(vacant) = slots.entry(partition) {
-                vacant.insert(self.spawn_slot(topic_arc, partition));
+                vacant.insert(self.spawn_slot(topic_arc, partition, -1));
             }
         }
     }
@@ -116,18 +152,6 @@ impl Shared {
     fn dispatch(&self, consumer: &KafkaConsumer, record: &BorrowedMessage<'_>) {
         let mut parts = self.partitions();
         let partition = record.partition();
-        let known = parts
-            .by_topic
-            .get(record.topic())
-            .is_some_and(|slots| slots.contains_key(&partition));
-        if !known {
-            // Records arrive only for assigned partitions, but never drop one if that changes.
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition(record.topic(), partition);
-            drop(parts);
-            self.assign(&tpl);
-            parts = self.partitions();
-        }
         let Partitions {
             by_topic,
             backlogged,
@@ -136,17 +160,28 @@ impl Shared {
             .get_mut(record.topic())
             .and_then(|s| s.get_mut(&partition))
         else {
+            // librdkafka only delivers assigned partitions; a record of any other is not ours to
+            // handle (and is not committed here).
+            tracing::warn!(
+                subscriber = %self.name,
+                "record {}[{partition}]@{} of an unassigned partition ignored",
+                record.topic(),
+                record.offset()
+            );
             return;
         };
+        if slot.resume_from.load(Ordering::Relaxed) < 0 {
+            slot.resume_from.store(record.offset(), Ordering::Release);
+        }
         let message = to_message(&slot.topic, record);
         let message = if slot.backlog.is_empty() {
             match slot.queue.try_send(message) {
                 Ok(()) => return,
                 Err(TrySendError::Full(message)) => message,
-                Err(TrySendError::Closed(message)) => {
-                    tracing::error!(subscriber = %self.name, topic = %slot.topic, partition, "partition worker ended unexpectedly; restarting it");
-                    *slot = self.spawn_slot(Arc::clone(&slot.topic), partition);
-                    message
+                Err(TrySendError::Closed(_)) => {
+                    // The rewind reads this record again.
+                    self.restart_worker(consumer, slot, partition);
+                    return;
                 }
             }
         } else {
@@ -159,35 +194,68 @@ impl Shared {
         }
     }
 
-    /// Moves backlogged records into workers that have room again; resumes drained partitions.
-    /// Returns how many records are still backlogged.
-    fn drain_backlogs(&self, consumer: &KafkaConsumer) -> usize {
+    /// Moves backlogged records into workers that have room again and resumes drained
+    /// partitions. Returns how many records still wait in backlogs: in all, and in those of
+    /// partitions that are not paused.
+    fn drain_backlogs(&self, consumer: &KafkaConsumer) -> (usize, usize) {
         let mut parts = self.partitions();
         if parts.backlogged == 0 {
-            return 0;
+            return (0, 0);
         }
-        let mut still_backlogged = 0;
+        let (mut backlogged, mut flowing) = (0, 0);
         for (partition, slot) in parts
             .by_topic
             .values_mut()
             .flat_map(|slots| slots.iter_mut())
         {
+            let before = slot.backlog.len();
             while let Some(message) = slot.backlog.pop_front() {
                 match slot.queue.try_send(message) {
                     Ok(()) => {}
-                    Err(TrySendError::Full(message) | TrySendError::Closed(message)) => {
+                    Err(TrySendError::Full(message)) => {
                         slot.backlog.push_front(message);
+                        break;
+                    }
+                    Err(TrySendError::Closed(_)) => {
+                        self.restart_worker(consumer, slot, *partition);
                         break;
                     }
                 }
             }
+            if slot.backlog.is_empty() || slot.backlog.len() < before {
+                slot.stalled_since = None;
+            } else {
+                slot.stalled_since.get_or_insert_with(Instant::now);
+            }
             if slot.backlog.is_empty() && slot.paused {
                 slot.paused = !set_paused(consumer, &slot.topic, *partition, false);
             }
-            still_backlogged += slot.backlog.len();
+            backlogged += slot.backlog.len();
+            if !slot.paused {
+                flowing += slot.backlog.len();
+            }
         }
-        parts.backlogged = still_backlogged;
-        still_backlogged
+        parts.backlogged = backlogged;
+        (backlogged, flowing)
+    }
+
+    /// Pauses the partitions whose workers took nothing for [`STALL`], so a stuck handler does
+    /// not hold back the partitions that still flow.
+    fn pause_stalled(&self, consumer: &KafkaConsumer) {
+        let mut parts = self.partitions();
+        for (partition, slot) in parts
+            .by_topic
+            .values_mut()
+            .flat_map(|slots| slots.iter_mut())
+        {
+            if !slot.paused
+                && slot
+                    .stalled_since
+                    .is_some_and(|since| since.elapsed() >= STALL)
+            {
+                slot.paused = set_paused(consumer, &slot.topic, *partition, true);
+            }
+        }
     }
 
     /// Stops the workers of `which` partitions (all when `None`): each finishes the record in
@@ -313,6 +381,8 @@ fn commit_sync(consumer: &KafkaConsumer, name: &str) {
 /// Stores finished offsets in librdkafka; its background auto-commit sends them.
 struct KafkaOffsets {
     consumer: Weak<KafkaConsumer>,
+    /// Shared with the partition's slot: where to rewind to if the worker must be replaced.
+    resume_from: Arc<AtomicI64>,
 }
 
 impl OffsetStore for KafkaOffsets {
@@ -320,6 +390,7 @@ impl OffsetStore for KafkaOffsets {
         let Some(consumer) = self.consumer.upgrade() else {
             return;
         };
+        self.resume_from.store(offset + 1, Ordering::Release);
         // librdkafka commits `offset + 1`, the next record to read.
         if let Err(err) = consumer.store_offset(&partition.topic, partition.partition, offset) {
             // The partition was revoked meanwhile; its new owner starts from the last commit.
@@ -345,14 +416,22 @@ impl ConsumerContext for SubscriberContext {
             }
             Rebalance::Assign(_) => {}
             Rebalance::Error(err) => {
-                tracing::error!(subscriber = %self.shared.name, "rebalance failed: {err}")
+                // rdkafka unassigns everything after a failed rebalance: stop like a revoke.
+                tracing::error!(subscriber = %self.shared.name, "rebalance failed: {err}");
+                self.shared.stop_partitions(None);
+                commit_sync(consumer, &self.shared.name);
             }
         }
     }
 
-    fn post_rebalance(&self, _consumer: &KafkaConsumer, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &KafkaConsumer, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             tracing::info!(subscriber = %self.shared.name, partitions = ?partition_names(tpl), "partitions assigned");
+            // librdkafka keeps a partition's pause across revoke and re-assign; a new worker
+            // starts with nothing queued, so fetch from it again.
+            if let Err(err) = consumer.resume(tpl) {
+                tracing::warn!(subscriber = %self.shared.name, "cannot resume assigned partitions: {err}");
+            }
             self.shared.assign(tpl);
         }
     }
@@ -463,13 +542,24 @@ pub(crate) fn subscribe(
 }
 
 fn poll_loop(consumer: &Arc<KafkaConsumer>, shared: &Shared, shutdown: &AtomicBool) {
+    let mut last_poll = Instant::now();
     while !shutdown.load(Ordering::Acquire) {
-        if shared.drain_backlogs(consumer) >= TOTAL_BACKLOG {
-            // Every worker is behind: let them catch up instead of fetching more.
+        let (waiting, flowing) = shared.drain_backlogs(consumer);
+        if flowing >= TOTAL_BACKLOG && last_poll.elapsed() < POLL_INTERVAL {
+            // Every worker is behind: let them catch up instead of fetching more (but poll at
+            // least every interval, to serve rebalances).
+            shared.pause_stalled(consumer);
             std::thread::sleep(Duration::from_micros(200));
             continue;
         }
-        match consumer.poll(POLL_INTERVAL) {
+        // With records waiting, come back quickly to move them on.
+        let timeout = if waiting > 0 {
+            Duration::from_millis(1)
+        } else {
+            POLL_INTERVAL
+        };
+        last_poll = Instant::now();
+        match consumer.poll(timeout) {
             None => {}
             Some(Ok(record)) => shared.dispatch(consumer, &record),
             Some(Err(err)) => tracing::warn!(subscriber = %shared.name, "consumer error: {err}"),

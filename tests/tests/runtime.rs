@@ -637,3 +637,56 @@ async fn publish_api_reports_where_records_landed() {
         "text/plain"
     );
 }
+
+/// An extractor that panics on the payload "boom": a bug in user extraction code.
+struct Fragile;
+
+impl faststream::FromMessage for Fragile {
+    fn from_message(
+        message: &faststream::Message,
+        _cx: &faststream::extract::MessageContext<'_>,
+    ) -> Result<Self, faststream::extract::ExtractError> {
+        assert!(&message.payload[..] != b"boom", "extractor bug");
+        Ok(Fragile)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panics_in_extractors_and_handlers_fail_one_message_not_the_partition() {
+    let input = unique("panic-in");
+    let group = unique("g");
+    create_topic(&input, 1).await;
+    let handled: Log<String> = Arc::default();
+    let app = FastStream::new(broker())
+        .with_state(Arc::clone(&handled))
+        .subscriber(
+            SubscriberConfig::new("fragile", [input.as_str()]).group_id(group.as_str()),
+            |body: String, _fragile: Fragile, handled: State<Log<String>>| async move {
+                assert!(body != "panic", "handler bug");
+                handled.lock().unwrap().push(body);
+            },
+        )
+        .start()
+        .await
+        .expect("app starts");
+    produce(&input, ["a", "boom", "panic", "b"].map(Input::new)).await;
+    wait_for(WAIT, "offsets committed past the panics", || {
+        committed(&group, &input, 1) == vec![4]
+    })
+    .await;
+    app.shutdown().await.expect("shutdown");
+    assert_eq!(*handled.lock().unwrap(), ["a", "b"]);
+    let lines = logs().lines_with(&input);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("@1 failed: handler panicked: extractor bug")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("@2 failed: handler panicked: handler bug")),
+        "{lines:#?}"
+    );
+}
