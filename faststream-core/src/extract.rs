@@ -27,7 +27,6 @@ use crate::message::{Headers, Message, CONTENT_TYPE};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -66,9 +65,11 @@ pub enum ExtractError {
 }
 
 /// Shared values registered on the app, looked up by type (see [`State`]).
+///
+/// Apps register a handful of values, so a linear scan beats hashing on every message.
 #[derive(Clone, Default)]
 pub struct AppState {
-    values: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
+    values: Vec<(TypeId, Arc<dyn Any + Send + Sync>)>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -82,14 +83,18 @@ impl std::fmt::Debug for AppState {
 impl AppState {
     /// Registers `value`, replacing an earlier value of the same type.
     pub fn insert<T: Send + Sync + 'static>(&mut self, value: T) {
-        self.values.insert(TypeId::of::<T>(), Arc::new(value));
+        let id = TypeId::of::<T>();
+        self.values.retain(|(existing, _)| *existing != id);
+        self.values.push((id, Arc::new(value)));
     }
 
     /// The registered value of type `T`.
     pub fn get<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        let id = TypeId::of::<T>();
         self.values
-            .get(&TypeId::of::<T>())
-            .and_then(|v| Arc::clone(v).downcast::<T>().ok())
+            .iter()
+            .find(|(existing, _)| *existing == id)
+            .and_then(|(_, v)| Arc::clone(v).downcast::<T>().ok())
     }
 }
 

@@ -105,14 +105,18 @@ where
     async fn run(self, mut messages: mpsc::Receiver<Message>) {
         let mut pending: AckQueue<P::Delivery> = AckQueue::default();
         let mut watermark = Watermark::default();
-        let mut store_by: Option<tokio::time::Instant> = None;
+        // One timer for the whole loop, re-armed only when the watermark first moves after a
+        // store (a new timer per message would cost a clock read and a timer-wheel insert each).
+        let store_timer = tokio::time::sleep(STORE_DELAY);
+        tokio::pin!(store_timer);
+        let mut store_armed = false;
         let max_pending = self.sub.config.max_pending_per_partition.max(1);
         loop {
             tokio::select! {
                 biased;
                 _ = self.stop.cancelled() => break,
-                _ = sleep_until_some(store_by) => {
-                    store_by = None;
+                () = &mut store_timer, if store_armed => {
+                    store_armed = false;
                     self.flush(&mut watermark);
                 }
                 Some((offset, _)) = pending.next(), if !pending.is_empty() => watermark.advance(offset),
@@ -131,8 +135,11 @@ where
             // moment after the last change (the backend commits once a second anyway).
             if watermark.unstored >= STORE_EVERY {
                 self.flush(&mut watermark);
-            } else if watermark.unstored > 0 && store_by.is_none() {
-                store_by = Some(tokio::time::Instant::now() + STORE_DELAY);
+            } else if watermark.unstored > 0 && !store_armed {
+                store_timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + STORE_DELAY);
+                store_armed = true;
             }
         }
         // Finish the publishes in flight so their messages count as done.
@@ -361,14 +368,6 @@ where
 const STORE_EVERY: u32 = 512;
 /// And at the latest this long after the watermark moved.
 const STORE_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
-
-/// Sleeps until `deadline`, or forever when there is none.
-async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
-}
 
 /// The highest offset finished in order, and whether the backend has been told.
 #[derive(Debug, Default)]

@@ -20,7 +20,8 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers as _, Message as _};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use std::collections::{HashMap, VecDeque};
+use rustc_hash::FxHashMap;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
@@ -61,7 +62,7 @@ struct Slot {
 
 #[derive(Default)]
 struct Partitions {
-    by_topic: HashMap<Arc<str>, HashMap<i32, Slot>>,
+    by_topic: FxHashMap<Arc<str>, FxHashMap<i32, Slot>>,
     /// Records waiting in backlogs, over all partitions.
     backlogged: usize,
 }
