@@ -12,7 +12,7 @@ use futures::FutureExt;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message as _;
+use rdkafka::message::{Header, Message as _, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -149,7 +149,10 @@ async fn wait_for_output(args: &CaseArgs) -> Result<(), String> {
 
 /// Raw pipeline: consume, decode, format, produce to the output topic; an input offset is
 /// stored only once its output was acknowledged, in order per partition (at-least-once).
-pub async fn raw_pipeline(args: &CaseArgs) -> Result<CaseResult, String> {
+/// With `same_output`, each record also carries the headers faststream writes for FastStream
+/// compatibility (`content-type` and a fresh uuid4 `correlation_id`), so both produce the same
+/// records; without, the output is the bare payload (the absolute limit).
+pub async fn raw_pipeline(args: &CaseArgs, same_output: bool) -> Result<CaseResult, String> {
     let consumer: Arc<BaseConsumer> = Arc::new(
         consumer_config(args)
             .set("enable.auto.commit", "true")
@@ -191,6 +194,24 @@ pub async fn raw_pipeline(args: &CaseArgs) -> Result<CaseResult, String> {
                             .map_err(|e| e.to_string())?;
                     let text = greeting(&event);
                     let mut record = FutureRecord::<(), str>::to(&output).payload(&text);
+                    if same_output {
+                        let mut id = [0_u8; uuid::fmt::Hyphenated::LENGTH];
+                        let id = uuid::Uuid::new_v4()
+                            .hyphenated()
+                            .encode_lower(&mut id)
+                            .as_bytes();
+                        record = record.headers(
+                            OwnedHeaders::new_with_capacity(2)
+                                .insert(Header {
+                                    key: "content-type",
+                                    value: Some("text/plain"),
+                                })
+                                .insert(Header {
+                                    key: "correlation_id",
+                                    value: Some(id),
+                                }),
+                        );
+                    }
                     let delivery = loop {
                         match producer.send_result(record) {
                             Ok(delivery) => break delivery,

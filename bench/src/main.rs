@@ -116,7 +116,8 @@ fn run_case(name: &str, args: &CaseArgs) -> Result<CaseResult, String> {
         match name {
             "raw-drain" => cases::raw_drain(args),
             "fs-drain" => cases::fs_drain(args).await,
-            "raw-pipeline" => cases::raw_pipeline(args).await,
+            "raw-pipeline" => cases::raw_pipeline(args, true).await,
+            "raw-pipeline-bare" => cases::raw_pipeline(args, false).await,
             "fs-pipeline" => cases::fs_pipeline(args).await,
             "raw-latency" => cases::raw_latency(args).await,
             "fs-latency" => cases::fs_latency(args).await,
@@ -258,6 +259,7 @@ fn orchestrate(cli: &Cli) -> Result<(), String> {
         for (section, case, label) in [
             ("drain", "raw-drain", "raw rdkafka"),
             ("drain", "fs-drain", "faststream-rs"),
+            ("pipeline", "raw-pipeline-bare", "raw rdkafka, payload only"),
             ("pipeline", "raw-pipeline", "raw rdkafka"),
             ("pipeline", "fs-pipeline", "faststream-rs"),
         ] {
@@ -348,6 +350,14 @@ fn render(cli: &Cli, rows: &[Row], idle: &CaseResult) -> String {
             let rates = row.rates();
             let ratio = match row.name.as_str() {
                 "raw rdkafka" => "1.00 (limit)".to_owned(),
+                "raw rdkafka, payload only" => match (raw, ours) {
+                    (Some(r), Some(o)) => format!(
+                        "{:.2} of raw; faststream-rs {:.2} of this",
+                        rate / r,
+                        o / rate
+                    ),
+                    _ => String::new(),
+                },
                 "faststream-rs" => raw
                     .map(|r| format!("{:.2} of raw", rate / r))
                     .unwrap_or_default(),

@@ -125,6 +125,22 @@ where
                     if let Flow::Stopped = self.process(message, &mut pending, &mut watermark).await {
                         break;
                     }
+                    // Fast path: handle what is already queued without going back through
+                    // `select!` for every message.
+                    let mut stopped = false;
+                    for _ in 0..FAST_PATH_BATCH {
+                        if pending.len() >= max_pending || self.stop.is_cancelled() {
+                            break;
+                        }
+                        let Ok(message) = messages.try_recv() else { break };
+                        if let Flow::Stopped = self.process(message, &mut pending, &mut watermark).await {
+                            stopped = true;
+                            break;
+                        }
+                    }
+                    if stopped {
+                        break;
+                    }
                 }
             }
             // Take every acknowledgement that is already in, without waiting.
@@ -363,6 +379,10 @@ where
         })
     }
 }
+
+/// Messages handled straight from the queue before the worker looks at acks, timers and the
+/// stop signal again through `select!` (a stop is still checked before each of them).
+const FAST_PATH_BATCH: usize = 64;
 
 /// Store finished offsets at least every this many messages while a partition is busy.
 const STORE_EVERY: u32 = 512;
