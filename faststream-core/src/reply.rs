@@ -136,16 +136,31 @@ pub struct ViaResult<M>(std::marker::PhantomData<M>);
 #[derive(Debug)]
 pub struct ViaBoxedResult<M>(std::marker::PhantomData<M>);
 
-impl<T: Serialize> IntoReply<ViaSerialize> for T {
+impl<T: Serialize + 'static> IntoReply<ViaSerialize> for T {
     fn into_reply(self) -> Reply {
-        match codec::encode(&self) {
+        // The most common reply, a `String`, moves into the payload instead of being copied
+        // through serde (which only lends it out as `&str`).
+        let mut value = Some(self);
+        if let Some(text) = (&mut value as &mut dyn std::any::Any).downcast_mut::<Option<String>>()
+        {
+            if let Some(text) = text.take() {
+                return Outgoing::from_encoded(Encoded::Body {
+                    payload: Bytes::from(text),
+                    content_type: codec::TEXT_PLAIN,
+                });
+            }
+        }
+        let Some(value) = value else {
+            return Reply::Nothing;
+        };
+        match codec::encode(&value) {
             Ok(encoded) => Outgoing::from_encoded(encoded),
             Err(err) => Reply::Failed(Box::new(err)),
         }
     }
 }
 
-impl<T: Serialize> IntoReply<ViaResponse> for Response<T> {
+impl<T: Serialize + 'static> IntoReply<ViaResponse> for Response<T> {
     fn into_reply(self) -> Reply {
         let mut reply = self.body.into_reply();
         if let Reply::Publish(out) = &mut reply {

@@ -33,10 +33,13 @@ use tokio_util::sync::CancellationToken;
 
 /// Records a worker may hold queued.
 const PARTITION_QUEUE: usize = 1024;
-/// Backlogged records of one partition at which that partition is paused.
-const PAUSE_BACKLOG: usize = 8192;
-/// Backlogged records over all partitions at which polling waits for the workers.
-const TOTAL_BACKLOG: usize = 16384;
+/// Backlogged records of one partition at which that partition is paused. Well above what
+/// one fetch response brings for a partition (about 10,000 small records with the default
+/// 1 MB `max.partition.fetch.bytes`): pausing drops librdkafka's prefetched records, which are
+/// then fetched again, so it must only happen for a partition that is really behind.
+const PAUSE_BACKLOG: usize = 32_768;
+/// Backlogged records of the partitions still flowing at which polling waits for the workers.
+const TOTAL_BACKLOG: usize = 49_152;
 /// How long `poll` blocks when idle: bounds how fast a shutdown request is noticed.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// How long a backlogged worker may take nothing before its partition is paused while every
