@@ -62,6 +62,21 @@ pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32) -> Resul
     Ok(())
 }
 
+/// A fresh output topic name for a measurement; created (with `partitions` partitions) only for
+/// pipelines, the measurements that write to it.
+pub fn output_topic(
+    runtime: &tokio::runtime::Runtime,
+    bootstrap: &str,
+    section: &str,
+    partitions: i32,
+) -> Result<String, String> {
+    let output = format!("bench-out-{}", uuid::Uuid::new_v4().simple());
+    if section == "pipeline" {
+        runtime.block_on(create_topic(bootstrap, &output, partitions))?;
+    }
+    Ok(output)
+}
+
 /// Writes `count` records round-robin over `partitions` as fast as the producer allows.
 /// Returns the payload bytes written.
 pub fn prefill(bootstrap: &str, topic: &str, partitions: i32, count: u64) -> Result<u64, String> {

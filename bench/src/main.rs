@@ -263,10 +263,7 @@ fn orchestrate(cli: &Cli) -> Result<(), String> {
             ("pipeline", "raw-pipeline", "raw rdkafka"),
             ("pipeline", "fs-pipeline", "faststream-rs"),
         ] {
-            let output = format!("bench-out-{}", uuid::Uuid::new_v4().simple());
-            if section == "pipeline" {
-                runtime.block_on(kafka::create_topic(&cli.bootstrap, &output, cli.partitions))?;
-            }
+            let output = kafka::output_topic(&runtime, &cli.bootstrap, section, cli.partitions)?;
             eprintln!("bench: run {run}/{} {section} {label}", cli.runs);
             let result = own_case(cli, case, &input, &output, cli.messages, 0, 0)?;
             let i = row(&mut rows, section, label);

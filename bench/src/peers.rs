@@ -104,14 +104,8 @@ pub(crate) fn run_all(
         .join("bench.py");
     for backend in ["confluent", "aiokafka"] {
         for section in ["drain", "pipeline"] {
-            let output = format!("bench-out-{}", uuid::Uuid::new_v4().simple());
-            if section == "pipeline" {
-                runtime.block_on(crate::kafka::create_topic(
-                    &cli.bootstrap,
-                    &output,
-                    cli.partitions,
-                ))?;
-            }
+            let output =
+                crate::kafka::output_topic(runtime, &cli.bootstrap, section, cli.partitions)?;
             eprintln!(
                 "bench: run {run}/{} {section} FastStream (Python, {backend})",
                 cli.runs
@@ -155,14 +149,7 @@ pub(crate) fn run_all(
     }
     let binary = ruststream_binary()?;
     for section in ["drain", "pipeline"] {
-        let output = format!("bench-out-{}", uuid::Uuid::new_v4().simple());
-        if section == "pipeline" {
-            runtime.block_on(crate::kafka::create_topic(
-                &cli.bootstrap,
-                &output,
-                cli.partitions,
-            ))?;
-        }
+        let output = crate::kafka::output_topic(runtime, &cli.bootstrap, section, cli.partitions)?;
         eprintln!("bench: run {run}/{} {section} RustStream", cli.runs);
         let mut command = Command::new(&binary);
         command

@@ -573,8 +573,16 @@ mod tests {
         tokio::time::sleep(STORE_DELAY * 2).await;
     }
 
-    #[tokio::test]
-    async fn offsets_advance_only_as_a_contiguous_watermark() {
+    /// A worker on partition 0 of `in` whose handler publishes `n * 10` to `out`.
+    struct EchoWorker {
+        publisher: ManualPublisher,
+        offsets: Arc<RecordedOffsets>,
+        tx: mpsc::Sender<Message>,
+        stop: CancellationToken,
+        task: JoinHandle<()>,
+    }
+
+    fn echo_worker() -> EchoWorker {
         let publisher = ManualPublisher::default();
         let config = Arc::new(SubscriberConfig::new("echo", ["in"]).publish_to("out"));
         let runtime = Arc::new(SubscriberRuntime::new(
@@ -592,6 +600,24 @@ mod tests {
             offsets.clone(),
             stop.clone(),
         );
+        EchoWorker {
+            publisher,
+            offsets,
+            tx,
+            stop,
+            task,
+        }
+    }
+
+    #[tokio::test]
+    async fn offsets_advance_only_as_a_contiguous_watermark() {
+        let EchoWorker {
+            publisher,
+            offsets,
+            tx,
+            stop,
+            task,
+        } = echo_worker();
         for offset in 0..3 {
             tx.send(message(offset, 0)).await.unwrap();
         }
@@ -629,23 +655,13 @@ mod tests {
 
     #[tokio::test]
     async fn stop_finishes_publishes_in_flight_before_storing() {
-        let publisher = ManualPublisher::default();
-        let config = Arc::new(SubscriberConfig::new("echo", ["in"]).publish_to("out"));
-        let runtime = Arc::new(SubscriberRuntime::new(
-            config,
-            |n: i64| async move { n },
-            publisher.clone(),
-            Arc::new(AppState::default()),
-        ));
-        let offsets = Arc::new(RecordedOffsets::default());
-        let (tx, rx) = mpsc::channel(16);
-        let stop = CancellationToken::new();
-        let task = runtime.spawn(
-            TopicPartition::new("in", 0),
-            rx,
-            offsets.clone(),
-            stop.clone(),
-        );
+        let EchoWorker {
+            publisher,
+            offsets,
+            tx,
+            stop,
+            task,
+        } = echo_worker();
         tx.send(message(0, 0)).await.unwrap();
         tx.send(message(1, 0)).await.unwrap();
         settle().await;
