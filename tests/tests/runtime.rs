@@ -690,3 +690,111 @@ async fn panics_in_extractors_and_handlers_fail_one_message_not_the_partition() 
         "{lines:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_hooks_run_in_order_and_a_failing_startup_hook_aborts() {
+    let input = unique("hooks-in");
+    create_topic(&input, 1).await;
+    let order: Log<&'static str> = Arc::default();
+    let hook = |name: &'static str| {
+        let order = Arc::clone(&order);
+        move || async move { order.lock().unwrap().push(name) }
+    };
+    let app = FastStream::new(broker())
+        .subscriber(
+            SubscriberConfig::new("hooks", [input.as_str()]).group_id(unique("g")),
+            |_body: String| async {},
+        )
+        .on_startup(hook("on_startup"))
+        .after_startup(hook("after_startup"))
+        .on_shutdown(hook("on_shutdown"))
+        .after_shutdown(hook("after_shutdown"))
+        .start()
+        .await
+        .expect("app starts");
+    assert_eq!(*order.lock().unwrap(), ["on_startup", "after_startup"]);
+    app.shutdown().await.expect("shutdown");
+    assert_eq!(
+        *order.lock().unwrap(),
+        [
+            "on_startup",
+            "after_startup",
+            "on_shutdown",
+            "after_shutdown"
+        ]
+    );
+
+    let refused = FastStream::new(broker())
+        .subscriber(
+            SubscriberConfig::new("never", [input.as_str()]).group_id(unique("g")),
+            |_body: String| async {},
+        )
+        .on_startup(|| async { Err::<(), _>(std::io::Error::other("config missing")) })
+        .start()
+        .await;
+    match refused {
+        Err(faststream::Error::Hook { hook, source }) => {
+            assert_eq!(hook, "on_startup");
+            assert_eq!(source.to_string(), "config missing");
+        }
+        other => panic!("a failing on_startup hook must abort the start: {other:?}"),
+    }
+}
+
+/// Names the `x-user-id` header for [`faststream::Header`].
+struct UserIdHeader;
+
+impl faststream::HeaderName for UserIdHeader {
+    const NAME: &'static str = "x-user-id";
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_or_bad_headers_are_logged_and_skipped() {
+    let input = unique("hdr-in");
+    let group = unique("g");
+    create_topic(&input, 1).await;
+    let handled: Log<i64> = Arc::default();
+    let app =
+        FastStream::new(broker())
+            .with_state(Arc::clone(&handled))
+            .subscriber(
+                SubscriberConfig::new("by_header", [input.as_str()]).group_id(group.as_str()),
+                |_body: String,
+                 id: faststream::Header<i64, UserIdHeader>,
+                 handled: State<Log<i64>>| async move {
+                    handled.lock().unwrap().push(id.0);
+                },
+            )
+            .start()
+            .await
+            .expect("app starts");
+    produce(
+        &input,
+        [
+            Input::new("a").header("x-user-id", "7"),
+            Input::new("b"),
+            Input::new("c").header("x-user-id", "seven"),
+            Input::new("d").header("x-user-id", "8"),
+        ],
+    )
+    .await;
+    wait_for(WAIT, "offsets committed", || {
+        committed(&group, &input, 1) == vec![4]
+    })
+    .await;
+    app.shutdown().await.expect("shutdown");
+    assert_eq!(*handled.lock().unwrap(), [7, 8]);
+    let lines = logs().lines_with(&input);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("@1 failed: missing header `x-user-id`")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("@2 failed: bad header `x-user-id`")),
+        "{lines:#?}"
+    );
+}
