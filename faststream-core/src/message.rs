@@ -10,15 +10,24 @@ pub const REPLY_TO: &str = "reply_to";
 /// Header naming the payload's encoding, as FastStream writes it.
 pub const CONTENT_TYPE: &str = "content-type";
 
-/// A new correlation id (a uuid4 in hyphenated form), as FastStream writes it.
-pub fn new_correlation_id() -> Bytes {
-    let mut text = [0_u8; uuid::fmt::Hyphenated::LENGTH];
-    Bytes::copy_from_slice(
-        uuid::Uuid::new_v4()
-            .hyphenated()
-            .encode_lower(&mut text)
-            .as_bytes(),
-    )
+/// Length of a correlation id as FastStream writes it (a hyphenated uuid).
+pub const CORRELATION_ID_LEN: usize = uuid::fmt::Hyphenated::LENGTH;
+
+/// Writes a new correlation id (a uuid4 in hyphenated form, as FastStream writes it) into
+/// `buf` and returns it: no allocation, for the per-publish path.
+///
+/// ```
+/// use faststream_core::message::{write_correlation_id, CORRELATION_ID_LEN};
+/// let mut buf = [0_u8; CORRELATION_ID_LEN];
+/// let id = write_correlation_id(&mut buf);
+/// assert_eq!(id.len(), 36);
+/// assert_eq!(id[8], b'-');
+/// ```
+pub fn write_correlation_id(buf: &mut [u8; CORRELATION_ID_LEN]) -> &[u8] {
+    uuid::Uuid::new_v4()
+        .hyphenated()
+        .encode_lower(buf)
+        .as_bytes()
 }
 
 /// Message headers in wire order. Kafka allows repeated names; [`Headers::get`] returns the last.

@@ -1,6 +1,8 @@
 //! The shared producer: many sends in flight, each tracked by a [`KafkaDelivery`].
 
-use faststream_core::message::{CONTENT_TYPE, CORRELATION_ID};
+use faststream_core::message::{
+    write_correlation_id, CONTENT_TYPE, CORRELATION_ID, CORRELATION_ID_LEN,
+};
 use faststream_core::{Delivered, Publish, PublishError, Record};
 use futures::channel::oneshot;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -107,13 +109,10 @@ impl Publish for KafkaPublisher {
 
     async fn enqueue(&self, record: Record) -> Result<KafkaDelivery, PublishError> {
         // A fresh id is formatted on the stack: librdkafka copies header values anyway.
-        let mut fresh_id = [0_u8; uuid::fmt::Hyphenated::LENGTH];
+        let mut fresh_id = [0_u8; CORRELATION_ID_LEN];
         let correlation_id: &[u8] = match &record.correlation_id {
             Some(id) => id,
-            None => uuid::Uuid::new_v4()
-                .hyphenated()
-                .encode_lower(&mut fresh_id)
-                .as_bytes(),
+            None => write_correlation_id(&mut fresh_id),
         };
         let headers = headers_of(&record, correlation_id);
         let mut future_record: FutureRecord<'_, [u8], [u8]> =
