@@ -10,7 +10,7 @@ mod scaffold;
 mod supervise;
 
 use clap::{Args, Parser, Subcommand};
-use faststream_core::cli::{GenArgs, ServeArgs};
+use faststream::cli::{GenArgs, ServeArgs};
 use std::process::ExitCode;
 
 /// Usage errors (clap's convention).
@@ -128,7 +128,7 @@ pub(crate) enum CliError {
     Build(String),
     /// Serving a spec file failed.
     #[error(transparent)]
-    Docs(#[from] faststream_core::cli::CliError),
+    Docs(#[from] faststream::cli::CliError),
     /// Scaffolding failed.
     #[error("{0}")]
     Scaffold(String),
@@ -177,7 +177,7 @@ async fn dispatch(command: Command) -> Result<u8, CliError> {
         }
         Command::Docs(DocsCommand::Serve { target, serve }) => match &serve.file {
             Some(file) => {
-                faststream_core::cli::serve_file(file, &serve.host, serve.port).await?;
+                faststream::cli::serve_file(file, &serve.host, serve.port).await?;
                 Ok(0)
             }
             None => {

@@ -80,7 +80,7 @@ fn spawn(executable: &Path, args: &[String], worker: Option<u32>) -> Result<Chil
     let mut command = Command::new(executable);
     command.args(args);
     if let Some(id) = worker {
-        command.env(faststream_core::cli::WORKER_ID_ENV, id.to_string());
+        command.env(faststream::cli::WORKER_ID_ENV, id.to_string());
     }
     command
         .spawn()

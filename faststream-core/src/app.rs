@@ -1,13 +1,10 @@
 //! The application: subscribers, shared state, lifecycle hooks, graceful shutdown.
 
-use crate::asyncapi::{
-    AppInfo, AsyncApiError, AsyncApiVersion, Contact, ExternalDocs, License, Tag,
-};
 use crate::broker::{Broker, PartitionWorkers, Publish, Subscription};
-use crate::cli::StartupOptions;
 use crate::error::{Error, HandlerError, Result};
 use crate::extract::AppState;
 use crate::handler::Handler;
+use crate::options::StartupOptions;
 use crate::subscriber::{IntoSubscriber, Registry, SubscriberConfig};
 use crate::worker::SubscriberRuntime;
 use futures::future::BoxFuture;
@@ -60,45 +57,40 @@ async fn run_hooks(name: &'static str, hooks: Vec<Hook>) -> Result<()> {
 type SubscriberFactory<P> =
     Box<dyn FnOnce(P, Arc<AppState>) -> (Arc<SubscriberConfig>, Arc<dyn PartitionWorkers>) + Send>;
 
-/// A FastStream application: a broker, its subscribers, state and hooks.
+/// The runtime of an application: a broker, its subscribers, shared state and lifecycle hooks.
 ///
-/// ```no_run
-/// # #[cfg(any())] mod doc {
-/// use faststream::{subscriber, publisher, FastStream};
-/// use faststream::kafka::KafkaBroker;
+/// Users build it through the facade's `faststream::FastStream`, which adds the AsyncAPI
+/// description, logging set-up and the app's command line around it.
 ///
-/// #[subscriber("in-topic")]
-/// #[publisher("out-topic")]
-/// async fn handle_msg(user: String, user_id: i64) -> String {
-///     format!("User: {user_id} - {user} registered")
-/// }
-///
-/// #[tokio::main]
-/// async fn main() -> faststream::Result<()> {
-///     FastStream::new(KafkaBroker::new("localhost:9092")).include(handle_msg).run().await
-/// }
+/// ```
+/// use faststream_core::{App, SubscriberConfig};
+/// # async fn demo<B: faststream_core::Broker>(broker: B) -> faststream_core::Result<()> {
+/// let running = App::new(broker)
+///     .subscriber(SubscriberConfig::new("double", ["numbers"]).publish_to("doubled"), |n: i64| async move { n * 2 })
+///     .start()
+///     .await?;
+/// running.shutdown().await
 /// # }
 /// ```
-pub struct FastStream<B: Broker> {
+pub struct App<B: Broker> {
     broker: B,
     subscribers: Vec<SubscriberFactory<B::Publisher>>,
     configs: Vec<Arc<SubscriberConfig>>,
     state: AppState,
     hooks: Hooks,
     graceful_timeout: Duration,
-    info: AppInfo,
 }
 
-impl<B: Broker> std::fmt::Debug for FastStream<B> {
+impl<B: Broker> std::fmt::Debug for App<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FastStream")
+        f.debug_struct("App")
             .field("subscribers", &self.configs)
             .field("graceful_timeout", &self.graceful_timeout)
             .finish_non_exhaustive()
     }
 }
 
-impl<B: Broker> Registry for FastStream<B> {
+impl<B: Broker> Registry for App<B> {
     fn add_subscriber<H, T>(&mut self, config: SubscriberConfig, handler: H)
     where
         H: Handler<T>,
@@ -113,7 +105,7 @@ impl<B: Broker> Registry for FastStream<B> {
     }
 }
 
-impl<B: Broker> FastStream<B> {
+impl<B: Broker> App<B> {
     /// An app on `broker`, with no subscribers yet.
     pub fn new(broker: B) -> Self {
         Self {
@@ -123,7 +115,6 @@ impl<B: Broker> FastStream<B> {
             state: AppState::default(),
             hooks: Hooks::default(),
             graceful_timeout: Duration::from_secs(15),
-            info: AppInfo::default(),
         }
     }
 
@@ -136,9 +127,9 @@ impl<B: Broker> FastStream<B> {
     /// Adds a subscriber without the macro: any function or closure that is a [`Handler`].
     ///
     /// ```
-    /// use faststream_core::{FastStream, SubscriberConfig};
-    /// # fn app<B: faststream_core::Broker>(broker: B) -> FastStream<B> {
-    /// FastStream::new(broker).subscriber(
+    /// use faststream_core::{App, SubscriberConfig};
+    /// # fn app<B: faststream_core::Broker>(broker: B) -> App<B> {
+    /// App::new(broker).subscriber(
     ///     SubscriberConfig::new("double", ["numbers"]).publish_to("doubled"),
     ///     |n: i64| async move { n * 2 },
     /// )
@@ -177,13 +168,13 @@ impl<B: Broker> FastStream<B> {
         self
     }
 
-    /// Like [`FastStream::on_startup`], receiving the extra `--key value` options given to the
+    /// Like [`App::on_startup`], receiving the extra `--key value` options given to the
     /// app's `run` command and the worker id (see [`StartupOptions`]).
     ///
     /// ```
-    /// use faststream_core::FastStream;
-    /// # fn app<B: faststream_core::Broker>(broker: B) -> FastStream<B> {
-    /// FastStream::new(broker).on_startup_with(|opts| async move {
+    /// use faststream_core::App;
+    /// # fn app<B: faststream_core::Broker>(broker: B) -> App<B> {
+    /// App::new(broker).on_startup_with(|opts| async move {
     ///     if let Some(env) = opts.str("env") {
     ///         println!("loading {env} as worker {:?}", opts.worker_id());
     ///     }
@@ -235,88 +226,6 @@ impl<B: Broker> FastStream<B> {
         self
     }
 
-    /// Replaces the app's AsyncAPI `info` (title, version, description, contact...).
-    pub fn info(mut self, info: AppInfo) -> Self {
-        self.info = info;
-        self
-    }
-
-    /// Sets the AsyncAPI title (default `FastStream`).
-    pub fn title(mut self, title: impl Into<String>) -> Self {
-        self.info.title = title.into();
-        self
-    }
-
-    /// Sets the AsyncAPI version of the app's API (default `0.1.0`).
-    pub fn version(mut self, version: impl Into<String>) -> Self {
-        self.info.version = version.into();
-        self
-    }
-
-    /// Sets the AsyncAPI description (CommonMark allowed).
-    pub fn description(mut self, description: impl Into<String>) -> Self {
-        self.info.description = Some(description.into());
-        self
-    }
-
-    /// Sets the AsyncAPI contact.
-    pub fn contact(mut self, contact: Contact) -> Self {
-        self.info.contact = Some(contact);
-        self
-    }
-
-    /// Sets the AsyncAPI license.
-    pub fn license(mut self, license: License) -> Self {
-        self.info.license = Some(license);
-        self
-    }
-
-    /// Adds an AsyncAPI tag.
-    pub fn tag(mut self, tag: Tag) -> Self {
-        self.info.tags.push(tag);
-        self
-    }
-
-    /// Sets the AsyncAPI external documentation link.
-    pub fn external_docs(mut self, docs: ExternalDocs) -> Self {
-        self.info.external_docs = Some(docs);
-        self
-    }
-
-    /// The app's AsyncAPI `info`.
-    pub fn app_info(&self) -> &AppInfo {
-        &self.info
-    }
-
-    /// The app's AsyncAPI document: its subscribers and publishers on the broker's server.
-    /// Needs no connection to the broker.
-    ///
-    /// ```
-    /// use faststream_core::asyncapi::AsyncApiVersion;
-    /// use faststream_core::{FastStream, SubscriberConfig};
-    /// # fn doc<B: faststream_core::Broker>(broker: B) {
-    /// let app = FastStream::new(broker)
-    ///     .title("Doubler")
-    ///     .subscriber(SubscriberConfig::new("double", ["numbers"]), |n: i64| async move { n * 2 });
-    /// let document = app.asyncapi(AsyncApiVersion::V3_0_0);
-    /// assert_eq!(document["info"]["title"], "Doubler");
-    /// assert!(document["channels"].get("numbers:Double").is_some());
-    /// # }
-    /// ```
-    pub fn asyncapi(&self, version: AsyncApiVersion) -> serde_json::Value {
-        crate::asyncapi::document(&self.info, &self.broker.describe(), &self.configs, version)
-    }
-
-    /// Writes the AsyncAPI document to `path`, as YAML when `yaml`, else as JSON.
-    pub fn write_asyncapi(
-        &self,
-        path: impl AsRef<std::path::Path>,
-        version: AsyncApiVersion,
-        yaml: bool,
-    ) -> Result<(), AsyncApiError> {
-        crate::asyncapi::write(&self.asyncapi(version), path.as_ref(), yaml)
-    }
-
     /// The registered subscribers' configurations (topics, groups, publishers, docs).
     pub fn subscribers(&self) -> &[Arc<SubscriberConfig>] {
         &self.configs
@@ -327,13 +236,13 @@ impl<B: Broker> FastStream<B> {
         &self.broker
     }
 
-    /// Starts consuming and returns a handle to stop the app; use [`FastStream::run`] to run
+    /// Starts consuming and returns a handle to stop the app; use [`App::run`] to run
     /// until SIGINT or SIGTERM.
     pub async fn start(self) -> Result<RunningApp<B>> {
         self.start_with(StartupOptions::from_env()).await
     }
 
-    /// [`FastStream::start`] handing `options` to startup hooks (and to handlers as
+    /// [`App::start`] handing `options` to startup hooks (and to handlers as
     /// `State<StartupOptions>`).
     pub async fn start_with(mut self, options: StartupOptions) -> Result<RunningApp<B>> {
         for hook in std::mem::take(&mut self.hooks.on_startup) {
@@ -381,11 +290,10 @@ impl<B: Broker> FastStream<B> {
     /// Starts the app, waits for SIGINT or SIGTERM, then shuts down gracefully: stop fetching,
     /// let in-flight handlers finish (up to the graceful timeout), flush the producer, commit.
     pub async fn run(self) -> Result<()> {
-        crate::logging::init_from_env();
         self.run_with(StartupOptions::from_env()).await
     }
 
-    /// [`FastStream::run`] handing `options` to startup hooks; logging is set up by the caller
+    /// [`App::run`] handing `options` to startup hooks; logging is set up by the caller
     /// (or not at all).
     pub async fn run_with(self, options: StartupOptions) -> Result<()> {
         let running = self.start_with(options).await?;

@@ -5,7 +5,6 @@
 //! backend's [`Publish`], and reports finished offsets back through [`OffsetStore`] as a
 //! contiguous watermark.
 
-use crate::asyncapi::ServerInfo;
 use crate::error::{PublishError, Result};
 use crate::message::{Headers, Message, TopicPartition};
 use crate::subscriber::SubscriberConfig;
@@ -195,10 +194,4 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Checks that the broker answers, naming the address tried when it does not.
     fn ping(&self, timeout: Duration) -> impl Future<Output = Result<()>> + Send;
-
-    /// The server the AsyncAPI document names `development`: hosts, protocol, security.
-    /// The default describes no server (the document then has no `servers`).
-    fn describe(&self) -> ServerInfo {
-        ServerInfo::default()
-    }
 }

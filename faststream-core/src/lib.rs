@@ -1,4 +1,5 @@
-//! Broker-agnostic core of faststream-rs.
+//! The runtime of faststream-rs, independent of any broker: how a consumed message becomes a
+//! handler call, a reply, published records and a committed offset.
 //!
 //! - [`Message`] and [`Headers`]: the envelope handlers see.
 //! - [`codec`]: FastStream-compatible payload encoding (JSON, text, raw bytes).
@@ -6,9 +7,12 @@
 //! - [`IntoReply`] and [`Response`]: what handlers may return.
 //! - [`SubscriberConfig`] and [`AckPolicy`]: what to consume and when an offset is done.
 //! - [`broker`]: the traits a backend implements.
-//! - [`FastStream`]: the app, its lifecycle and graceful shutdown.
-//! - [`cli`]: the command line every app gets with [`FastStream::cli`].
-//! - [`asyncapi`]: the app's AsyncAPI document; [`docs`]: an offline HTML page of it.
+//! - [`App`]: subscribers, state, lifecycle hooks, graceful shutdown.
+//!
+//! This crate is the runtime alone. It must never depend on a broker client (rdkafka), a CLI
+//! (clap), an HTTP server (hyper), YAML, log formatting (tracing-subscriber) or the AsyncAPI
+//! model: backends (`faststream-kafka`) and tooling (`faststream-asyncapi`, the facade's app
+//! CLI) depend on it, never the other way round.
 //!
 //! Users depend on the `faststream` facade crate, which re-exports all of this.
 #![warn(
@@ -20,26 +24,25 @@
 #![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]
 
 pub mod app;
-pub mod asyncapi;
 pub mod broker;
-pub mod cli;
 pub mod codec;
-pub mod docs;
 pub mod error;
 pub mod extract;
 pub mod handler;
-pub mod logging;
 pub mod message;
+pub mod options;
 pub mod reply;
+pub mod schema;
 pub mod subscriber;
 mod worker;
 
-pub use app::{FastStream, RunningApp};
+pub use app::{App, RunningApp};
 pub use broker::{Broker, Delivered, Publish, Record};
 pub use error::{Error, HandlerError, PublishError, Result};
 pub use extract::{Ack, FromMessage, Header, HeaderName, Key, Meta, State};
 pub use handler::Handler;
 pub use message::{Headers, Message, TopicPartition};
+pub use options::StartupOptions;
 pub use reply::{IntoReply, Reply, Response};
 pub use subscriber::{
     AckPolicy, Backoff, IntoSubscriber, OffsetReset, PublisherConfig, Registry, SubscriberConfig,

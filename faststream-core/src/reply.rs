@@ -220,7 +220,7 @@ where
 #[doc(hidden)]
 pub mod schema_probe {
     use super::Response;
-    use crate::subscriber::SchemaFn;
+    use crate::schema::SchemaFn;
     use schemars::gen::SchemaGenerator;
     use schemars::JsonSchema;
     use std::marker::PhantomData;

@@ -4,8 +4,7 @@ use crate::handler::Handler;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Writes the JSON schema of a payload type (for AsyncAPI documents).
-pub type SchemaFn = fn(&mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema;
+pub use crate::schema::SchemaFn;
 
 /// When a consumed message's offset counts as done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

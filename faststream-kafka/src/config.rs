@@ -1,6 +1,6 @@
 //! Broker settings and how they become librdkafka client configurations.
 
-use faststream_core::asyncapi::{SecurityScheme, ServerInfo};
+use faststream_asyncapi::{SecurityScheme, ServerInfo};
 use faststream_core::{OffsetReset, SubscriberConfig};
 use rdkafka::ClientConfig;
 

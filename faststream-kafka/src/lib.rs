@@ -31,7 +31,7 @@ pub use producer::{KafkaDelivery, KafkaPublisher};
 pub use rdkafka;
 
 use config::BrokerSettings;
-use faststream_core::asyncapi::ServerInfo;
+use faststream_asyncapi::{DescribeServer, ServerInfo};
 use faststream_core::broker::{PartitionWorkers, Subscription};
 use faststream_core::{
     Broker, Delivered, Error, OffsetReset, Publish, Record, Result, SubscriberConfig,
@@ -149,6 +149,14 @@ impl KafkaBroker {
     }
 }
 
+impl DescribeServer for KafkaBroker {
+    /// The bootstrap servers, `kafka` (or `kafka-secure` when `security.protocol` is `SSL` or
+    /// `SASL_SSL`) and the SASL mechanism as a security scheme.
+    fn server_info(&self) -> ServerInfo {
+        self.settings.server_info()
+    }
+}
+
 impl Broker for KafkaBroker {
     type Publisher = KafkaPublisher;
 
@@ -162,12 +170,6 @@ impl Broker for KafkaBroker {
         workers: Arc<dyn PartitionWorkers>,
     ) -> Result<Box<dyn Subscription>> {
         consumer::subscribe(&self.settings, config, workers)
-    }
-
-    /// The bootstrap servers, `kafka` (or `kafka-secure` when `security.protocol` is `SSL` or
-    /// `SASL_SSL`) and the SASL mechanism as a security scheme.
-    fn describe(&self) -> ServerInfo {
-        self.settings.server_info()
     }
 
     async fn ping(&self, timeout: Duration) -> Result<()> {

@@ -27,6 +27,12 @@
 //! - Return values: `()`, any `Serialize` type, [`Response`], `Result<T, E>`.
 //! - [`FastStream`]: the app; `kafka::KafkaBroker`: the Kafka backend (feature `kafka`, on by
 //!   default).
+//! - [`asyncapi`]: the app's AsyncAPI document and docs page; [`cli`]: the command line every
+//!   app gets with `FastStream::cli` (feature `cli`, on by default); [`logging`]: the
+//!   `tracing` set-up `FastStream::run` uses.
+//!
+//! The facade is where the pieces meet: it depends on the runtime (`faststream-core`), the
+//! macros, the AsyncAPI tooling and the Kafka backend; none of them depends on it.
 #![warn(
     missing_docs,
     missing_debug_implementations,
@@ -35,13 +41,25 @@
 )]
 #![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]
 
+mod app;
+#[cfg(feature = "cli")]
+pub mod cli;
+pub mod logging;
+
+pub use app::FastStream;
 pub use faststream_core::{
-    asyncapi, broker, cli, cli::StartupOptions, codec, docs, extract, logging, message, reply, Ack,
-    AckPolicy, Backoff, Broker, Delivered, Error, FastStream, FromMessage, Handler, HandlerError,
-    Header, HeaderName, Headers, IntoReply, IntoSubscriber, Key, Message, Meta, OffsetReset,
-    Publish, PublishError, PublisherConfig, Record, Registry, Reply, Response, Result, RunningApp,
-    State, SubscriberConfig, TopicPartition,
+    app::HookOutput, broker, codec, extract, message, reply, Ack, AckPolicy, App, Backoff, Broker,
+    Delivered, Error, FromMessage, Handler, HandlerError, Header, HeaderName, Headers, IntoReply,
+    IntoSubscriber, Key, Message, Meta, OffsetReset, Publish, PublishError, PublisherConfig,
+    Record, Registry, Reply, Response, Result, RunningApp, StartupOptions, State, SubscriberConfig,
+    TopicPartition,
 };
+
+/// AsyncAPI documents of the app ([`FastStream::asyncapi`]), the offline docs page
+/// ([`asyncapi::page`]) and the docs server (`asyncapi::serve`, feature `cli`).
+pub mod asyncapi {
+    pub use faststream_asyncapi::*;
+}
 
 /// Turns an async fn into a subscriber: `#[subscriber("topic", group_id = "...")]`.
 ///

@@ -241,7 +241,7 @@ fn docs_pages_render_in_headless_chromium() {
     let mut pages = Vec::new();
     for (name, app) in apps() {
         for version in [AsyncApiVersion::V3_0_0, AsyncApiVersion::V2_6_0] {
-            let html = faststream::docs::render_page(&app.asyncapi(version));
+            let html = faststream::asyncapi::page::render_page(&app.asyncapi(version));
             let suffix = if version == AsyncApiVersion::V3_0_0 {
                 ""
             } else {

@@ -2,7 +2,6 @@
 //! `docs serve` and `publish`.
 //!
 //! ```no_run
-//! # #[cfg(any())] mod doc {
 //! use faststream::kafka::KafkaBroker;
 //! use faststream::FastStream;
 //!
@@ -15,7 +14,6 @@
 //!         .cli()
 //!         .await
 //! }
-//! # }
 //! ```
 //!
 //! `my-app` runs the app; `my-app run --log-level debug --env .env.dev` too, handing
@@ -23,17 +21,14 @@
 //! `my-app docs serve --port 8000` serves the docs page; `my-app publish in-topic '{"a": 1}'`
 //! publishes one message and prints `partition N offset M`.
 
-mod docs;
-mod options;
-mod serve;
+pub use crate::asyncapi::AsyncApiVersion;
+pub use faststream_core::options::{BadExtraOption, OptionValue, StartupOptions, WORKER_ID_ENV};
 
-pub use docs::AsyncApiVersion;
-pub use options::{BadExtraOption, OptionValue, StartupOptions, WORKER_ID_ENV};
-pub use serve::{read_document, serve_document};
-
-use crate::app::FastStream;
-use crate::broker::{Broker, Publish, Record};
+use crate::asyncapi::serve::ServeError;
+use crate::asyncapi::DescribeServer;
+use crate::FastStream;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use faststream_core::broker::{Broker, Publish, Record};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -53,7 +48,7 @@ pub enum CliError {
     BadExtra(#[from] BadExtraOption),
     /// The app failed (unreachable broker, failing hook, ...).
     #[error(transparent)]
-    App(#[from] crate::Error),
+    App(#[from] faststream_core::Error),
     /// A file could not be read.
     #[error("cannot read `{}`: {source}", path.display())]
     ReadFile {
@@ -78,14 +73,9 @@ pub enum CliError {
         /// The parser's message.
         message: String,
     },
-    /// The docs server could not listen.
-    #[error("cannot listen on {address}: {source}")]
-    Bind {
-        /// `host:port`.
-        address: String,
-        /// Why.
-        source: std::io::Error,
-    },
+    /// The docs server could not serve.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
     /// JSON serialization failed.
     #[error("cannot write JSON: {0}")]
     Json(serde_json::Error),
@@ -235,20 +225,20 @@ pub struct PublishArgs {
 
 impl PublishArgs {
     /// The record to send.
-    pub fn record(&self) -> Result<Record, crate::Error> {
+    pub fn record(&self) -> Result<Record, faststream_core::Error> {
         let mut record = match serde_json::from_str::<serde_json::Value>(&self.message) {
             Ok(json) => {
                 let mut record = Record::new(
                     self.topic.as_str(),
                     serde_json::to_vec(&json)
-                        .map_err(|e| crate::codec::EncodeError(e.to_string()))?,
+                        .map_err(|e| faststream_core::codec::EncodeError(e.to_string()))?,
                 );
-                record.content_type = Some(crate::codec::APPLICATION_JSON);
+                record.content_type = Some(faststream_core::codec::APPLICATION_JSON);
                 record
             }
             Err(_) => {
                 let mut record = Record::new(self.topic.as_str(), self.message.clone());
-                record.content_type = Some(crate::codec::TEXT_PLAIN);
+                record.content_type = Some(faststream_core::codec::TEXT_PLAIN);
                 record
             }
         };
@@ -369,7 +359,7 @@ pub fn write_document(document: &serde_json::Value, args: &GenArgs) -> Result<Pa
         })
     });
     let text = if args.yaml {
-        docs::to_yaml(document).map_err(CliError::Yaml)?
+        crate::asyncapi::to_yaml(document).map_err(|e| CliError::Yaml(e.to_string()))?
     } else {
         let mut text = serde_json::to_string_pretty(document).map_err(CliError::Json)?;
         text.push('\n');
@@ -390,9 +380,9 @@ pub async fn serve_until_signal(
 ) -> Result<(), CliError> {
     use std::io::Write;
     let stop = async {
-        let _ = crate::app::shutdown_signal().await;
+        let _ = faststream_core::app::shutdown_signal().await;
     };
-    serve::serve_document(
+    crate::asyncapi::serve::serve_document(
         document,
         host,
         port,
@@ -403,6 +393,23 @@ pub async fn serve_until_signal(
         stop,
     )
     .await
+    .map_err(CliError::from)
+}
+
+/// Reads an AsyncAPI document from a `.json`, `.yaml` or `.yml` file (content decides when
+/// the extension does not).
+pub fn read_document(path: &Path) -> Result<serde_json::Value, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|source| CliError::ReadFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    let is_json = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    crate::asyncapi::parse(&text, is_json).map_err(|message| CliError::BadDocument {
+        path: path.to_owned(),
+        message,
+    })
 }
 
 /// `docs serve FILE`: serves a JSON or YAML document from a file.
@@ -411,13 +418,13 @@ pub async fn serve_file(path: &Path, host: &str, port: u16) -> Result<(), CliErr
     serve_until_signal(&document, host, port).await
 }
 
-impl<B: Broker> FastStream<B> {
+impl<B: Broker + DescribeServer> FastStream<B> {
     /// Runs the app's command line from the process arguments: `run` (the default), `docs
     /// gen`, `docs serve`, `publish`. Use it in `main` instead of [`FastStream::run`].
     ///
     /// Usage errors exit with code 2 (`--help` with 0); other failures print `error: ...` and
     /// exit with code 1. Returns `Ok(())` when the command succeeded.
-    pub async fn cli(self) -> crate::Result<()> {
+    pub async fn cli(self) -> faststream_core::Result<()> {
         match self.cli_from(std::env::args_os()).await {
             Ok(()) => Ok(()),
             Err(CliError::Usage(err)) => err.exit(),
@@ -467,8 +474,8 @@ impl<B: Broker> FastStream<B> {
                 let delivery = publisher
                     .enqueue(record)
                     .await
-                    .map_err(crate::Error::from)?;
-                let delivered = delivery.await.map_err(crate::Error::from)?;
+                    .map_err(faststream_core::Error::from)?;
+                let delivered = delivery.await.map_err(faststream_core::Error::from)?;
                 println!(
                     "partition {} offset {}",
                     delivered.partition, delivered.offset
@@ -476,14 +483,14 @@ impl<B: Broker> FastStream<B> {
                 publisher
                     .flush(Duration::from_secs(5))
                     .await
-                    .map_err(crate::Error::from)?;
+                    .map_err(faststream_core::Error::from)?;
                 Ok(())
             }
         }
     }
 
     fn asyncapi_document(&self, version: AsyncApiVersion) -> serde_json::Value {
-        docs::document(self, version)
+        self.asyncapi(version)
     }
 }
 

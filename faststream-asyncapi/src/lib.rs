@@ -1,5 +1,11 @@
-//! AsyncAPI documents of an app: 3.0.0 (the default) or 2.6.0, named as Python's FastStream
-//! names things.
+//! AsyncAPI documents of faststream-rs apps: 3.0.0 (the default) or 2.6.0, named as Python's
+//! FastStream names things, plus [`page`], an offline HTML page of a document, and (feature
+//! `serve`) [`serve`], the small HTTP server behind `docs serve`.
+//!
+//! This crate is tooling, not runtime: it reads an app's subscriber configurations
+//! ([`SubscriberConfig`]) and what its broker says about itself ([`DescribeServer`]). It must
+//! never depend on a broker backend (rdkafka), on a CLI crate, or be a dependency of
+//! `faststream-core`.
 //!
 //! - Server `development`: the broker's hosts, `protocol` (`kafka`, `kafka-secure` with SSL),
 //!   `protocolVersion: auto`, security schemes from the SASL settings.
@@ -12,7 +18,7 @@
 //!   every `$ref` points there.
 //!
 //! ```
-//! use faststream_core::asyncapi::{self, AppInfo, AsyncApiVersion, ServerInfo};
+//! use faststream_asyncapi::{self as asyncapi, AppInfo, AsyncApiVersion, ServerInfo};
 //! use faststream_core::SubscriberConfig;
 //! use std::sync::Arc;
 //!
@@ -26,8 +32,19 @@
 //! assert_eq!(doc["channels"]["in-topic:HandleMsg"]["address"], "in-topic");
 //! assert_eq!(doc["operations"]["out-topic:Publisher"]["action"], "send");
 //! ```
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
+#![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]
 
-use crate::subscriber::{PublisherConfig, SchemaFn, SubscriberConfig};
+pub mod page;
+#[cfg(feature = "serve")]
+pub mod serve;
+
+use faststream_core::subscriber::{PublisherConfig, SchemaFn, SubscriberConfig};
 use schemars::gen::{SchemaGenerator, SchemaSettings};
 use serde_json::{json, Map, Value};
 use std::fmt;
@@ -99,7 +116,7 @@ impl FromStr for AsyncApiVersion {
     /// Parses `3.0.0` / `3.0` / `3` or `2.6.0` / `2.6` / `2`.
     ///
     /// ```
-    /// use faststream_core::asyncapi::AsyncApiVersion;
+    /// use faststream_asyncapi::AsyncApiVersion;
     /// assert_eq!("2.6.0".parse::<AsyncApiVersion>().unwrap(), AsyncApiVersion::V2_6_0);
     /// assert!("1.0".parse::<AsyncApiVersion>().is_err());
     /// ```
@@ -224,7 +241,7 @@ impl ExternalDocs {
 /// optional description, contact, license, tags and external docs.
 ///
 /// ```
-/// use faststream_core::asyncapi::{AppInfo, Contact, License, Tag};
+/// use faststream_asyncapi::{AppInfo, Contact, License, Tag};
 /// let info = AppInfo::default()
 ///     .title("Billing")
 ///     .version("1.2.0")
@@ -331,7 +348,7 @@ impl AppInfo {
     /// The identifier: the one set, else `urn:` and the title in kebab case.
     ///
     /// ```
-    /// let info = faststream_core::asyncapi::AppInfo::default().title("Shop billing!");
+    /// let info = faststream_asyncapi::AppInfo::default().title("Shop billing!");
     /// assert_eq!(info.identifier(), "urn:shop-billing");
     /// ```
     pub fn identifier(&self) -> String {
@@ -383,6 +400,13 @@ impl SecurityScheme {
     }
 }
 
+/// How a broker describes itself to the document, separately from the runtime's `Broker`
+/// trait: a backend implements it so its app's document has a `servers` section.
+pub trait DescribeServer {
+    /// The server the document names `development`: hosts, protocol, security.
+    fn server_info(&self) -> ServerInfo;
+}
+
 /// What a broker tells the document about itself: the `development` server.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ServerInfo {
@@ -424,7 +448,7 @@ impl ServerInfo {
 /// `handle_msg` -> `HandleMsg`, as FastStream names handlers in documents.
 ///
 /// ```
-/// assert_eq!(faststream_core::asyncapi::camel_case("handle_msg"), "HandleMsg");
+/// assert_eq!(faststream_asyncapi::camel_case("handle_msg"), "HandleMsg");
 /// ```
 pub fn camel_case(name: &str) -> String {
     name.split(['_', '-', ' '])
@@ -465,7 +489,7 @@ fn reference(path: &str, name: &str) -> Value {
 
 /// The AsyncAPI document of `subscribers` (and their publishers) on `server`.
 ///
-/// [`FastStream::asyncapi`](crate::FastStream::asyncapi) calls this with the app's own values.
+/// The facade's `FastStream::asyncapi` calls this with the app's own values.
 pub fn document(
     info: &AppInfo,
     server: &ServerInfo,
@@ -485,7 +509,7 @@ pub fn document(
 /// The document as YAML.
 ///
 /// ```
-/// let yaml = faststream_core::asyncapi::to_yaml(&serde_json::json!({"asyncapi": "3.0.0"})).unwrap();
+/// let yaml = faststream_asyncapi::to_yaml(&serde_json::json!({"asyncapi": "3.0.0"})).unwrap();
 /// assert_eq!(yaml.trim(), "asyncapi: 3.0.0");
 /// ```
 pub fn to_yaml(document: &Value) -> Result<String, AsyncApiError> {
@@ -512,6 +536,15 @@ pub fn write(document: &Value, path: &Path, yaml: bool) -> Result<(), AsyncApiEr
         std::fs::create_dir_all(parent).map_err(io)?;
     }
     std::fs::write(path, text).map_err(io)
+}
+
+/// Reads an AsyncAPI document from `text`: JSON when `json`, else YAML (JSON is YAML too).
+pub fn parse(text: &str, json: bool) -> Result<Value, String> {
+    if json {
+        serde_json::from_str(text).map_err(|e| e.to_string())
+    } else {
+        serde_norway::from_str(text).map_err(|e| e.to_string())
+    }
 }
 
 struct Builder {

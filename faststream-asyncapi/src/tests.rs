@@ -237,8 +237,8 @@ fn excluded_subscribers_and_publishers_are_omitted() {
 // The exact `&`s select the impls (autoref specialization), whatever clippy sees for `User`.
 #[allow(clippy::needless_borrow)]
 fn publisher_schema_from_a_return_type_resolves() {
-    use crate::reply::schema_probe::{Probe, StripResponse, StripResult, ToSchema};
-    use crate::Response;
+    use faststream_core::reply::schema_probe::{Probe, StripResponse, StripResult, ToSchema};
+    use faststream_core::Response;
     // What `#[subscriber]` generates for `-> Result<Response<User>, std::io::Error>`.
     let probe = Probe::<Result<Response<User>, std::io::Error>>::new();
     let probe = (&&probe).strip_result();

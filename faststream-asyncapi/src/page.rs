@@ -2,7 +2,7 @@
 //! with inline CSS and a few lines of inline JavaScript, loading nothing from the network.
 //!
 //! ```
-//! use faststream_core::asyncapi::{self, AppInfo, AsyncApiVersion, ServerInfo};
+//! use faststream_asyncapi::{self as asyncapi, AppInfo, AsyncApiVersion, ServerInfo};
 //! use faststream_core::SubscriberConfig;
 //! use std::sync::Arc;
 //!
@@ -13,7 +13,7 @@
 //!     &subscribers,
 //!     AsyncApiVersion::V3_0_0,
 //! );
-//! let html = faststream_core::docs::render_page(&document);
+//! let html = faststream_asyncapi::page::render_page(&document);
 //! assert!(html.starts_with("<!DOCTYPE html>"));
 //! assert!(html.contains("in-topic:HandleMsg"));
 //! ```
@@ -28,7 +28,7 @@ const MAX_DEPTH: usize = 12;
 /// Escapes text for HTML element content and attribute values.
 ///
 /// ```
-/// assert_eq!(faststream_core::docs::escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+/// assert_eq!(faststream_asyncapi::page::escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
 /// ```
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

@@ -1,4 +1,6 @@
-//! Extra `--key value` flags of `run`, typed the way FastStream types them, and the worker id.
+//! Startup options: the extra `--key value` flags an app's `run` command received, typed the
+//! way FastStream types them, and the worker id. Parsed here (no CLI crate needed), handed to
+//! startup hooks and to handlers as `State<StartupOptions>`.
 
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
@@ -27,7 +29,7 @@ impl OptionValue {
     /// Types `text` by FastStream's rules.
     ///
     /// ```
-    /// use faststream_core::cli::OptionValue;
+    /// use faststream_core::options::OptionValue;
     /// assert_eq!(OptionValue::parse("true"), OptionValue::Bool(true));
     /// assert_eq!(OptionValue::parse("42"), OptionValue::Int(42));
     /// assert_eq!(OptionValue::parse("0.5"), OptionValue::Float(0.5));
@@ -82,7 +84,7 @@ pub struct BadExtraOption(pub String);
 /// Keys are stored with dashes turned into underscores (`--env-file` is `env_file`).
 ///
 /// ```
-/// use faststream_core::cli::StartupOptions;
+/// use faststream_core::StartupOptions;
 /// let opts = StartupOptions::parse(["--env", ".env.dev", "--debug", "--workers-hint=3"]).unwrap();
 /// assert_eq!(opts.str("env"), Some(".env.dev"));
 /// assert_eq!(opts.bool("debug"), Some(true));

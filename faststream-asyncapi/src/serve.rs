@@ -1,6 +1,5 @@
 //! `docs serve`: a small HTTP server for the docs page and the raw document.
 
-use super::CliError;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -21,6 +20,26 @@ struct Pages {
     yaml: Bytes,
 }
 
+/// Why the docs server could not serve.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The server could not listen.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// `host:port`.
+        address: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The document could not be turned into JSON or YAML.
+    #[error(transparent)]
+    Document(#[from] crate::AsyncApiError),
+    /// Other I/O.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
 /// Serves `document` on `host:port` until `stop` resolves: the HTML page at `/`, the document
 /// at `/asyncapi.json` and `/asyncapi.yaml`. `ready` is called with the bound address (port 0
 /// picks a free port).
@@ -30,15 +49,15 @@ pub async fn serve_document(
     port: u16,
     ready: impl FnOnce(SocketAddr),
     stop: impl Future<Output = ()>,
-) -> Result<(), CliError> {
+) -> Result<(), ServeError> {
     let pages = Arc::new(Pages {
-        html: Bytes::from(super::docs::render_page(document)),
-        json: Bytes::from(serde_json::to_string_pretty(document).map_err(CliError::Json)?),
-        yaml: Bytes::from(super::docs::to_yaml(document).map_err(CliError::Yaml)?),
+        html: Bytes::from(crate::page::render_page(document)),
+        json: Bytes::from(crate::to_json(document)?),
+        yaml: Bytes::from(crate::to_yaml(document)?),
     });
     let listener = TcpListener::bind((host, port))
         .await
-        .map_err(|source| CliError::Bind {
+        .map_err(|source| ServeError::Bind {
             address: format!("{host}:{port}"),
             source,
         })?;
@@ -94,25 +113,4 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
     *response.status_mut() = status;
     response
-}
-
-/// Reads an AsyncAPI document from a `.json`, `.yaml` or `.yml` file (content decides when
-/// the extension does not).
-pub fn read_document(path: &std::path::Path) -> Result<Value, CliError> {
-    let text = std::fs::read_to_string(path).map_err(|source| CliError::ReadFile {
-        path: path.to_owned(),
-        source,
-    })?;
-    let is_json = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
-    let parsed = if is_json {
-        serde_json::from_str(&text).map_err(|e| e.to_string())
-    } else {
-        super::docs::from_yaml(&text)
-    };
-    parsed.map_err(|message| CliError::BadDocument {
-        path: path.to_owned(),
-        message,
-    })
 }

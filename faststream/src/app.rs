@@ -1,0 +1,300 @@
+//! [`FastStream`]: the application users build. The runtime ([`App`]) plus what an
+//! application says about itself (its AsyncAPI `info`), its logging set-up, and its command
+//! line (feature `cli`).
+
+use crate::asyncapi::{
+    AppInfo, AsyncApiError, AsyncApiVersion, Contact, DescribeServer, ExternalDocs, License, Tag,
+};
+use faststream_core::app::{App, HookOutput};
+use faststream_core::{
+    Broker, Handler, IntoSubscriber, Registry, Result, RunningApp, StartupOptions, SubscriberConfig,
+};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A FastStream application: a broker, its subscribers, state and hooks, and its AsyncAPI
+/// description.
+///
+/// ```no_run
+/// use faststream::{subscriber, publisher, FastStream};
+/// use faststream::kafka::KafkaBroker;
+///
+/// #[subscriber("in-topic")]
+/// #[publisher("out-topic")]
+/// async fn handle_msg(user: String, user_id: i64) -> String {
+///     format!("User: {user_id} - {user} registered")
+/// }
+///
+/// #[tokio::main]
+/// async fn main() -> faststream::Result<()> {
+///     FastStream::new(KafkaBroker::new("localhost:9092")).include(handle_msg).run().await
+/// }
+/// ```
+pub struct FastStream<B: Broker> {
+    app: App<B>,
+    info: AppInfo,
+}
+
+impl<B: Broker> std::fmt::Debug for FastStream<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FastStream")
+            .field("app", &self.app)
+            .field("title", &self.info.title)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: Broker> Registry for FastStream<B> {
+    fn add_subscriber<H, T>(&mut self, config: SubscriberConfig, handler: H)
+    where
+        H: Handler<T>,
+        T: Send + 'static,
+    {
+        self.app.add_subscriber(config, handler);
+    }
+}
+
+impl<B: Broker> FastStream<B> {
+    /// An app on `broker`, with no subscribers yet.
+    pub fn new(broker: B) -> Self {
+        Self {
+            app: App::new(broker),
+            info: AppInfo::default(),
+        }
+    }
+
+    /// Applies `f` to the runtime: the builder methods of [`App`] that this type does not
+    /// repeat.
+    pub fn map_runtime(mut self, f: impl FnOnce(App<B>) -> App<B>) -> Self {
+        self.app = f(self.app);
+        self
+    }
+
+    /// The runtime, without the description.
+    pub fn into_runtime(self) -> App<B> {
+        self.app
+    }
+
+    /// Adds a subscriber declared with `#[subscriber]`.
+    pub fn include(mut self, subscriber: impl IntoSubscriber) -> Self {
+        subscriber.register(&mut self);
+        self
+    }
+
+    /// Adds a subscriber without the macro: any function or closure that is a [`Handler`].
+    ///
+    /// ```
+    /// use faststream::{FastStream, SubscriberConfig};
+    /// # fn app<B: faststream::Broker>(broker: B) -> FastStream<B> {
+    /// FastStream::new(broker).subscriber(
+    ///     SubscriberConfig::new("double", ["numbers"]).publish_to("doubled"),
+    ///     |n: i64| async move { n * 2 },
+    /// )
+    /// # }
+    /// ```
+    pub fn subscriber<H, T>(self, config: SubscriberConfig, handler: H) -> Self
+    where
+        H: Handler<T>,
+        T: Send + 'static,
+    {
+        self.map_runtime(|app| app.subscriber(config, handler))
+    }
+
+    /// Registers shared state, available to handlers as `State<T>`.
+    pub fn with_state<T: Send + Sync + 'static>(self, value: T) -> Self {
+        self.map_runtime(|app| app.with_state(value))
+    }
+
+    /// How long shutdown waits for in-flight handlers and publishes (default 15 s).
+    pub fn graceful_timeout(self, timeout: Duration) -> Self {
+        self.map_runtime(|app| app.graceful_timeout(timeout))
+    }
+
+    /// Runs before the broker connects. A failing hook aborts the start.
+    pub fn on_startup<F, Fut>(self, hook: F) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: HookOutput,
+    {
+        self.map_runtime(|app| app.on_startup(hook))
+    }
+
+    /// Like [`FastStream::on_startup`], receiving the extra `--key value` options given to the
+    /// app's `run` command and the worker id (see [`StartupOptions`]).
+    ///
+    /// ```
+    /// use faststream::FastStream;
+    /// # fn app<B: faststream::Broker>(broker: B) -> FastStream<B> {
+    /// FastStream::new(broker).on_startup_with(|opts| async move {
+    ///     if let Some(env) = opts.str("env") {
+    ///         println!("loading {env} as worker {:?}", opts.worker_id());
+    ///     }
+    /// })
+    /// # }
+    /// ```
+    pub fn on_startup_with<F, Fut>(self, hook: F) -> Self
+    where
+        F: FnOnce(StartupOptions) -> Fut + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: HookOutput,
+    {
+        self.map_runtime(|app| app.on_startup_with(hook))
+    }
+
+    /// Runs once every subscriber is consuming. A failing hook stops what was started.
+    pub fn after_startup<F, Fut>(self, hook: F) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: HookOutput,
+    {
+        self.map_runtime(|app| app.after_startup(hook))
+    }
+
+    /// Runs when shutdown begins, before consumers stop.
+    pub fn on_shutdown<F, Fut>(self, hook: F) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: HookOutput,
+    {
+        self.map_runtime(|app| app.on_shutdown(hook))
+    }
+
+    /// Runs after consumers stopped and the producer flushed.
+    pub fn after_shutdown<F, Fut>(self, hook: F) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: HookOutput,
+    {
+        self.map_runtime(|app| app.after_shutdown(hook))
+    }
+
+    /// Replaces the app's AsyncAPI `info` (title, version, description, contact...).
+    pub fn info(mut self, info: AppInfo) -> Self {
+        self.info = info;
+        self
+    }
+
+    /// Sets the AsyncAPI title (default `FastStream`).
+    pub fn title(mut self, title: impl Into<String>) -> Self {
+        self.info.title = title.into();
+        self
+    }
+
+    /// Sets the AsyncAPI version of the app's API (default `0.1.0`).
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.info.version = version.into();
+        self
+    }
+
+    /// Sets the AsyncAPI description (CommonMark allowed).
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.info.description = Some(description.into());
+        self
+    }
+
+    /// Sets the AsyncAPI contact.
+    pub fn contact(mut self, contact: Contact) -> Self {
+        self.info.contact = Some(contact);
+        self
+    }
+
+    /// Sets the AsyncAPI license.
+    pub fn license(mut self, license: License) -> Self {
+        self.info.license = Some(license);
+        self
+    }
+
+    /// Adds an AsyncAPI tag.
+    pub fn tag(mut self, tag: Tag) -> Self {
+        self.info.tags.push(tag);
+        self
+    }
+
+    /// Sets the AsyncAPI external documentation link.
+    pub fn external_docs(mut self, docs: ExternalDocs) -> Self {
+        self.info.external_docs = Some(docs);
+        self
+    }
+
+    /// The app's AsyncAPI `info`.
+    pub fn app_info(&self) -> &AppInfo {
+        &self.info
+    }
+
+    /// The registered subscribers' configurations (topics, groups, publishers, docs).
+    pub fn subscribers(&self) -> &[Arc<SubscriberConfig>] {
+        self.app.subscribers()
+    }
+
+    /// The broker.
+    pub fn broker(&self) -> &B {
+        self.app.broker()
+    }
+
+    /// Starts consuming and returns a handle to stop the app; use [`FastStream::run`] to run
+    /// until SIGINT or SIGTERM.
+    pub async fn start(self) -> Result<RunningApp<B>> {
+        self.app.start().await
+    }
+
+    /// [`FastStream::start`] handing `options` to startup hooks (and to handlers as
+    /// `State<StartupOptions>`).
+    pub async fn start_with(self, options: StartupOptions) -> Result<RunningApp<B>> {
+        self.app.start_with(options).await
+    }
+
+    /// Sets up logging from the environment (see [`crate::logging`]), starts the app, waits
+    /// for SIGINT or SIGTERM, then shuts down gracefully: stop fetching, let in-flight
+    /// handlers finish (up to the graceful timeout), flush the producer, commit.
+    pub async fn run(self) -> Result<()> {
+        crate::logging::init_from_env();
+        self.app.run().await
+    }
+
+    /// [`FastStream::run`] handing `options` to startup hooks; logging is set up by the caller
+    /// (or not at all).
+    pub async fn run_with(self, options: StartupOptions) -> Result<()> {
+        self.app.run_with(options).await
+    }
+}
+
+impl<B: Broker + DescribeServer> FastStream<B> {
+    /// The app's AsyncAPI document: its subscribers and publishers on the broker's server.
+    /// Needs no connection to the broker.
+    ///
+    /// ```
+    /// use faststream::asyncapi::AsyncApiVersion;
+    /// use faststream::{FastStream, SubscriberConfig};
+    /// use faststream::kafka::KafkaBroker;
+    ///
+    /// let app = FastStream::new(KafkaBroker::new("localhost:9092"))
+    ///     .title("Doubler")
+    ///     .subscriber(SubscriberConfig::new("double", ["numbers"]), |n: i64| async move { n * 2 });
+    /// let document = app.asyncapi(AsyncApiVersion::V3_0_0);
+    /// assert_eq!(document["info"]["title"], "Doubler");
+    /// assert!(document["channels"].get("numbers:Double").is_some());
+    /// ```
+    pub fn asyncapi(&self, version: AsyncApiVersion) -> serde_json::Value {
+        crate::asyncapi::document(
+            &self.info,
+            &self.broker().server_info(),
+            self.subscribers(),
+            version,
+        )
+    }
+
+    /// Writes the AsyncAPI document to `path`, as YAML when `yaml`, else as JSON.
+    pub fn write_asyncapi(
+        &self,
+        path: impl AsRef<std::path::Path>,
+        version: AsyncApiVersion,
+        yaml: bool,
+    ) -> Result<(), AsyncApiError> {
+        crate::asyncapi::write(&self.asyncapi(version), path.as_ref(), yaml)
+    }
+}
