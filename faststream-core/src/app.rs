@@ -1,16 +1,29 @@
 //! The application: subscribers, shared state, lifecycle hooks, graceful shutdown.
 
-use crate::broker::{Broker, PartitionWorkers, Publish, Subscription};
-use crate::error::{Error, HandlerError, Result};
+use crate::broker::{Broker, PartitionWorkers, Publish, Record, SubscribeOptions, Subscription};
+use crate::error::{Error, HandlerError, PublishError, Result};
 use crate::extract::AppState;
 use crate::handler::Handler;
+use crate::message::Message;
+use crate::middleware::{
+    BoxError, BoxMessageService, BoxPublishService, HandlerLayer, PublishLayer,
+};
 use crate::options::StartupOptions;
+use crate::reply::Reply;
 use crate::subscriber::{IntoSubscriber, Registry, SubscriberConfig};
-use crate::worker::SubscriberRuntime;
+use crate::worker::{subscriber_workers, PublishPath, StartContext};
 use futures::future::BoxFuture;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::util::BoxCloneService;
+use tower::{Layer, Service};
+
+/// How long shutdown waits, after the graceful timeout, for consumers to commit and leave their
+/// groups.
+const LEAVE_MARGIN: Duration = Duration::from_secs(5);
 
 /// What a lifecycle hook may return: `()` or `Result<(), E>`.
 pub trait HookOutput: Send {
@@ -53,9 +66,12 @@ async fn run_hooks(name: &'static str, hooks: Vec<Hook>) -> Result<()> {
     Ok(())
 }
 
-/// Builds a subscriber's runtime once the publisher exists.
+/// Builds a subscriber's pipeline and worker spawner once the app starts.
 type SubscriberFactory<P> =
-    Box<dyn FnOnce(P, Arc<AppState>) -> (Arc<SubscriberConfig>, Arc<dyn PartitionWorkers>) + Send>;
+    Box<dyn FnOnce(&StartContext<P>) -> (Arc<SubscriberConfig>, Arc<dyn PartitionWorkers>) + Send>;
+
+/// The delivery future of a broker's publisher.
+type DeliveryOf<B> = <<B as Broker>::Publisher as Publish>::Delivery;
 
 /// The runtime of an application: a broker, its subscribers, shared state and lifecycle hooks.
 ///
@@ -79,6 +95,10 @@ pub struct App<B: Broker> {
     state: AppState,
     hooks: Hooks,
     graceful_timeout: Duration,
+    rebalance_timeout: Option<Duration>,
+    flush_timeout: Duration,
+    layers: Vec<HandlerLayer>,
+    publish_layers: Vec<PublishLayer<DeliveryOf<B>>>,
 }
 
 impl<B: Broker> std::fmt::Debug for App<B> {
@@ -98,9 +118,9 @@ impl<B: Broker> Registry for App<B> {
     {
         let config = Arc::new(config);
         self.configs.push(Arc::clone(&config));
-        self.subscribers.push(Box::new(move |publisher, state| {
-            let runtime = SubscriberRuntime::new(Arc::clone(&config), handler, publisher, state);
-            (config, Arc::new(runtime) as Arc<dyn PartitionWorkers>)
+        self.subscribers.push(Box::new(move |cx| {
+            let workers = subscriber_workers(Arc::clone(&config), handler, cx);
+            (config, workers)
         }));
     }
 }
@@ -115,6 +135,10 @@ impl<B: Broker> App<B> {
             state: AppState::default(),
             hooks: Hooks::default(),
             graceful_timeout: Duration::from_secs(15),
+            rebalance_timeout: None,
+            flush_timeout: Duration::from_secs(5),
+            layers: Vec::new(),
+            publish_layers: Vec::new(),
         }
     }
 
@@ -150,9 +174,55 @@ impl<B: Broker> App<B> {
         self
     }
 
-    /// How long shutdown waits for in-flight handlers and publishes (default 15 s).
+    /// How long shutdown waits for in-flight handlers and publishes (default 15 s). Handlers
+    /// still running then are cancelled, and their messages stay uncommitted.
     pub fn graceful_timeout(mut self, timeout: Duration) -> Self {
         self.graceful_timeout = timeout;
+        self
+    }
+
+    /// How long a rebalance waits for the in-flight work of revoked partitions before it
+    /// cancels it (default: the graceful timeout). That work's messages stay uncommitted and
+    /// go to the partitions' new owner.
+    pub fn rebalance_timeout(mut self, timeout: Duration) -> Self {
+        self.rebalance_timeout = Some(timeout);
+        self
+    }
+
+    /// How long shutdown waits for the producer to flush, after the consumers stopped
+    /// (default 5 s). A whole shutdown takes at most the graceful timeout plus this, plus a
+    /// few seconds for consumers to commit and leave their groups.
+    pub fn flush_timeout(mut self, timeout: Duration) -> Self {
+        self.flush_timeout = timeout;
+        self
+    }
+
+    /// Wraps every subscriber's handler pipeline in `layer`, a tower layer over
+    /// [`BoxMessageService`] (see [`crate::middleware`] for examples). App layers are
+    /// outside subscriber layers; the first added is the outermost.
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: Layer<BoxMessageService> + Send + Sync + 'static,
+        L::Service: Service<Message, Response = Reply, Error = BoxError> + Clone + Send + 'static,
+        <L::Service as Service<Message>>::Future: Send + 'static,
+    {
+        self.layers.push(HandlerLayer::new(layer));
+        self
+    }
+
+    /// Wraps the publishing of every record a handler's reply produces in `layer`, a tower
+    /// layer over [`BoxPublishService`] (e.g. to add a header to every outgoing record, see
+    /// [`crate::middleware`]). The first added is the outermost.
+    pub fn publish_layer<L>(mut self, layer: L) -> Self
+    where
+        L: Layer<BoxPublishService<DeliveryOf<B>>> + Send + Sync + 'static,
+        L::Service: Service<Record, Response = DeliveryOf<B>, Error = PublishError>
+            + Clone
+            + Send
+            + 'static,
+        <L::Service as Service<Record>>::Future: Send + 'static,
+    {
+        self.publish_layers.push(PublishLayer::new(layer));
         self
     }
 
@@ -244,6 +314,9 @@ impl<B: Broker> App<B> {
 
     /// [`App::start`] handing `options` to startup hooks (and to handlers as
     /// `State<StartupOptions>`).
+    ///
+    /// If anything fails after consumers started (a subscription, an `after_startup` hook),
+    /// what was started is shut down gracefully before the error is returned.
     pub async fn start_with(mut self, options: StartupOptions) -> Result<RunningApp<B>> {
         for hook in std::mem::take(&mut self.hooks.on_startup) {
             hook(options.clone()).await.map_err(|source| Error::Hook {
@@ -254,10 +327,33 @@ impl<B: Broker> App<B> {
         self.state.insert(options);
         self.broker.ping(Duration::from_secs(10)).await?;
         let publisher = self.broker.publisher()?;
-        let state = Arc::new(std::mem::take(&mut self.state));
-        let mut subscriptions = Vec::with_capacity(self.subscribers.len());
+        let mut running = RunningApp {
+            publisher: publisher.clone(),
+            subscriptions: Vec::with_capacity(self.subscribers.len()),
+            hooks: Hooks {
+                on_shutdown: std::mem::take(&mut self.hooks.on_shutdown),
+                after_shutdown: std::mem::take(&mut self.hooks.after_shutdown),
+                ..Hooks::default()
+            },
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            graceful_timeout: self.graceful_timeout,
+            flush_timeout: self.flush_timeout,
+            broker: self.broker,
+        };
+        let cx = StartContext {
+            state: Arc::new(std::mem::take(&mut self.state)),
+            publisher: publish_path(publisher, &self.publish_layers),
+            layers: std::mem::take(&mut self.layers),
+            tracker: running.tracker.clone(),
+        };
+        let options = SubscribeOptions {
+            stop: running.shutdown.clone(),
+            graceful_timeout: self.graceful_timeout,
+            rebalance_timeout: self.rebalance_timeout.unwrap_or(self.graceful_timeout),
+        };
         for factory in std::mem::take(&mut self.subscribers) {
-            let (config, workers) = factory(publisher.clone(), Arc::clone(&state));
+            let (config, workers) = factory(&cx);
             tracing::info!(
                 "subscriber `{}` consuming {:?} as group `{}` ({:?})",
                 config.name,
@@ -265,26 +361,25 @@ impl<B: Broker> App<B> {
                 config.effective_group_id(),
                 config.ack_policy
             );
-            match self.broker.subscribe(config, workers).await {
-                Ok(subscription) => subscriptions.push(subscription),
+            let subscribed = running
+                .broker
+                .subscribe(config, workers, options.clone())
+                .await;
+            match subscribed {
+                Ok(subscription) => running.subscriptions.push(subscription),
                 Err(err) => {
-                    stop_all(subscriptions, self.graceful_timeout).await;
+                    running.stop().await;
                     return Err(err);
                 }
             }
         }
-        run_hooks(
-            "after_startup",
-            std::mem::take(&mut self.hooks.after_startup),
-        )
-        .await?;
-        Ok(RunningApp {
-            broker: self.broker,
-            publisher,
-            subscriptions,
-            hooks: self.hooks,
-            graceful_timeout: self.graceful_timeout,
-        })
+        let after_startup = std::mem::take(&mut self.hooks.after_startup);
+        if let Err(err) = run_hooks("after_startup", after_startup).await {
+            tracing::error!("{err}; stopping what was started");
+            running.stop().await;
+            return Err(err);
+        }
+        Ok(running)
     }
 
     /// Starts the app, waits for SIGINT or SIGTERM, then shuts down gracefully: stop fetching,
@@ -312,13 +407,21 @@ where
     Box::new(move || Box::pin(async move { hook().await.into_result() }))
 }
 
-async fn stop_all(subscriptions: Vec<Box<dyn Subscription>>, graceful: Duration) {
-    let stops = subscriptions.into_iter().map(|s| s.stop(graceful));
-    for result in futures::future::join_all(stops).await {
-        if let Err(err) = result {
-            tracing::error!("stopping a subscriber failed: {err}");
-        }
+/// The publish pipeline: the publisher itself, or the publisher wrapped in the app's publish
+/// layers (the first added outermost).
+fn publish_path<P: Publish>(publisher: P, layers: &[PublishLayer<P::Delivery>]) -> PublishPath<P> {
+    if layers.is_empty() {
+        return PublishPath::Direct(publisher);
     }
+    let base = tower::service_fn(move |record: Record| {
+        let publisher = publisher.clone();
+        async move { publisher.enqueue(record).await }
+    });
+    let mut service: BoxPublishService<P::Delivery> = BoxCloneService::new(base);
+    for layer in layers.iter().rev() {
+        service = layer.apply(service);
+    }
+    PublishPath::Layered(service)
 }
 
 /// Waits for SIGINT (Ctrl-C) or SIGTERM; returns which.
@@ -338,20 +441,33 @@ pub async fn shutdown_signal() -> Result<&'static str> {
     }
 }
 
-/// A started app. Dropping it without [`RunningApp::shutdown`] stops nothing gracefully.
+/// A started app. Dropping it without [`RunningApp::shutdown`] cancels its consumers without
+/// waiting for them.
 pub struct RunningApp<B: Broker> {
     broker: B,
     publisher: B::Publisher,
     subscriptions: Vec<Box<dyn Subscription>>,
     hooks: Hooks,
+    /// The root of every consumer's and partition worker's stop signal.
+    shutdown: CancellationToken,
+    /// Every partition worker task.
+    tracker: TaskTracker,
     graceful_timeout: Duration,
+    flush_timeout: Duration,
 }
 
 impl<B: Broker> std::fmt::Debug for RunningApp<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RunningApp")
             .field("subscriptions", &self.subscriptions.len())
+            .field("workers", &self.tracker.len())
             .finish_non_exhaustive()
+    }
+}
+
+impl<B: Broker> Drop for RunningApp<B> {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
     }
 }
 
@@ -361,19 +477,13 @@ impl<B: Broker> RunningApp<B> {
         &self.broker
     }
 
-    /// Graceful shutdown: on_shutdown hooks, stop every subscriber (in-flight work finishes
-    /// and is committed), flush the producer, after_shutdown hooks.
+    /// Graceful shutdown: on_shutdown hooks, then [`RunningApp::stop`], then after_shutdown
+    /// hooks. Bounded: the graceful timeout, a few seconds for consumers to commit and leave,
+    /// and the flush timeout.
     pub async fn shutdown(mut self) -> Result<()> {
         let on_shutdown =
             run_hooks("on_shutdown", std::mem::take(&mut self.hooks.on_shutdown)).await;
-        stop_all(
-            std::mem::take(&mut self.subscriptions),
-            self.graceful_timeout,
-        )
-        .await;
-        if let Err(err) = self.publisher.flush(self.graceful_timeout).await {
-            tracing::error!("flushing the producer failed: {err}");
-        }
+        self.stop().await;
         run_hooks(
             "after_shutdown",
             std::mem::take(&mut self.hooks.after_shutdown),
@@ -381,5 +491,35 @@ impl<B: Broker> RunningApp<B> {
         .await?;
         tracing::info!("shutdown complete");
         on_shutdown
+    }
+
+    /// Stops consuming: fires the root stop signal (every consumer stops fetching and every
+    /// partition worker finishes the message in hand and its publishes), waits for consumers
+    /// to commit what was finished and leave their groups, then flushes the producer.
+    async fn stop(&mut self) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        let finished = futures::future::join_all(
+            std::mem::take(&mut self.subscriptions)
+                .into_iter()
+                .map(|s| s.finished()),
+        );
+        let bound = self.graceful_timeout + LEAVE_MARGIN;
+        if tokio::time::timeout(bound, finished).await.is_err() {
+            tracing::error!("consumers did not stop within {bound:?}; leaving them behind");
+        }
+        // Workers were stopped (or cancelled) by their consumers; this only confirms it.
+        if tokio::time::timeout(LEAVE_MARGIN, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                "{} partition workers still running at exit",
+                self.tracker.len()
+            );
+        }
+        if let Err(err) = self.publisher.flush(self.flush_timeout).await {
+            tracing::error!("flushing the producer failed: {err}");
+        }
     }
 }

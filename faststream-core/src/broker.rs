@@ -170,11 +170,24 @@ pub trait PartitionWorkers: Send + Sync {
     ) -> JoinHandle<()>;
 }
 
-/// A running subscription.
+/// How a subscription is stopped, handed to [`Broker::subscribe`].
+#[derive(Debug, Clone)]
+pub struct SubscribeOptions {
+    /// Fires when the app shuts down: stop fetching, stop the partition workers (each
+    /// finishes the message in hand and its publishes), commit, leave the group. A child of
+    /// the app's root token; partition workers' tokens are children of it.
+    pub stop: CancellationToken,
+    /// How long the workers get to finish once `stop` fired, before they are cancelled.
+    pub graceful_timeout: Duration,
+    /// How long a revoke waits for the revoked partitions' workers before cancelling them.
+    pub rebalance_timeout: Duration,
+}
+
+/// A running subscription, stopped through its [`SubscribeOptions::stop`] token.
 pub trait Subscription: Send {
-    /// Stops fetching, lets workers finish within `graceful`, commits what they finished, and
-    /// leaves the group.
-    fn stop(self: Box<Self>, graceful: Duration) -> BoxFuture<'static, Result<()>>;
+    /// Resolves once the subscription stopped after its token fired: workers finished (or
+    /// were cancelled after the graceful timeout), finished offsets committed, group left.
+    fn finished(self: Box<Self>) -> BoxFuture<'static, ()>;
 }
 
 /// A message broker backend.
@@ -185,11 +198,13 @@ pub trait Broker: Send + Sync + 'static {
     /// The shared publisher (created on first use).
     fn publisher(&self) -> Result<Self::Publisher>;
 
-    /// Starts consuming for one subscriber, feeding partitions to `workers`.
+    /// Starts consuming for one subscriber, feeding partitions to `workers`, until
+    /// `options.stop` fires.
     fn subscribe(
         &self,
         config: Arc<SubscriberConfig>,
         workers: Arc<dyn PartitionWorkers>,
+        options: SubscribeOptions,
     ) -> impl Future<Output = Result<Box<dyn Subscription>>> + Send;
 
     /// Checks that the broker answers, naming the address tried when it does not.

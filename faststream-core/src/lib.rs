@@ -6,6 +6,7 @@
 //! - [`extract`] and [`Handler`]: how async functions become handlers.
 //! - [`IntoReply`] and [`Response`]: what handlers may return.
 //! - [`SubscriberConfig`] and [`AckPolicy`]: what to consume and when an offset is done.
+//! - [`middleware`]: the handler and publish pipelines as tower layers.
 //! - [`broker`]: the traits a backend implements.
 //! - [`App`]: subscribers, state, lifecycle hooks, graceful shutdown.
 //!
@@ -30,7 +31,9 @@ pub mod error;
 pub mod extract;
 pub mod handler;
 pub mod message;
+pub mod middleware;
 pub mod options;
+mod progress;
 pub mod reply;
 pub mod schema;
 pub mod subscriber;

@@ -6,6 +6,11 @@ use std::time::Duration;
 
 pub use crate::schema::SchemaFn;
 
+use crate::message::Message;
+use crate::middleware::{BoxError, BoxMessageService, HandlerLayer};
+use crate::reply::Reply;
+use tower::{Layer, Service};
+
 /// When a consumed message's offset counts as done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -178,6 +183,10 @@ pub struct SubscriberConfig {
     pub include_in_schema: bool,
     /// Schema of the payload.
     pub payload_schema: Option<SchemaFn>,
+    /// How long one handler call may take before it counts as failed (off by default).
+    pub handler_timeout: Option<Duration>,
+    /// The subscriber's own middleware layers, inside the app's (first added is outermost).
+    pub layers: Vec<HandlerLayer>,
 }
 
 impl SubscriberConfig {
@@ -202,7 +211,39 @@ impl SubscriberConfig {
             description: None,
             include_in_schema: true,
             payload_schema: None,
+            handler_timeout: None,
+            layers: Vec::new(),
         }
+    }
+
+    /// Fails a handler call that takes longer than `limit` (the message then follows the ack
+    /// policy like any failure). Off by default.
+    pub fn handler_timeout(mut self, limit: Duration) -> Self {
+        self.handler_timeout = Some(limit);
+        self
+    }
+
+    /// Wraps this subscriber's handler pipeline in `layer` (a tower layer over
+    /// [`BoxMessageService`]); see [`crate::middleware`]. Layers added first are outermost,
+    /// and all of them sit inside the app's layers.
+    ///
+    /// ```
+    /// use faststream_core::SubscriberConfig;
+    /// use faststream_core::middleware::BoxError;
+    /// use tower::util::MapErrLayer;
+    ///
+    /// let config = SubscriberConfig::new("orders", ["orders"])
+    ///     .layer(MapErrLayer::new(|err: BoxError| -> BoxError { format!("orders: {err}").into() }));
+    /// assert_eq!(config.layers.len(), 1);
+    /// ```
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: Layer<BoxMessageService> + Send + Sync + 'static,
+        L::Service: Service<Message, Response = Reply, Error = BoxError> + Clone + Send + 'static,
+        <L::Service as Service<Message>>::Future: Send + 'static,
+    {
+        self.layers.push(HandlerLayer::new(layer));
+        self
     }
 
     /// Sets the consumer group.

@@ -1,66 +1,137 @@
-//! The partition worker: runs one subscriber's handler over one partition, in order, and
-//! reports a contiguous watermark of finished offsets.
+//! The partition worker: runs one subscriber's handler pipeline over one partition, in order,
+//! and reports finished offsets through the partition's progress tracker.
 //!
 //! Messages are handled one after another (order within a partition), but the worker does not
-//! wait for a message's publishes to be acknowledged before handling the next: each processed
-//! message leaves a [`PendingAck`] in a FIFO, and offsets are stored only as the head of that
-//! FIFO completes. So an offset is never stored while an earlier message of the partition is
-//! unfinished, and many produces are in flight at once.
+//! wait for a message's publishes to be acknowledged before handling the next: many produces
+//! are in flight at once, and [`PartitionProgress`] stores offsets only as a contiguous
+//! watermark. A message waiting for redelivery (`NackOnError`, a manual nack) waits inside the
+//! worker's event loop, so acknowledgements and offset stores of the work before it keep
+//! moving meanwhile.
 
 use crate::broker::{OffsetStore, PartitionWorkers, Publish, Record};
 use crate::error::PublishError;
-use crate::extract::{AckDecision, AckSlot, AppState, ExtractError, MessageContext};
+use crate::extract::AppState;
 use crate::handler::Handler;
 use crate::message::{Message, TopicPartition, CORRELATION_ID};
+use crate::middleware::{
+    name_timeout, BoxError, BoxPublishService, CatchPanicLayer, HandlerLayer, HandlerService,
+    MessageService, Nacked, Rejected, TraceLayer,
+};
+use crate::progress::{PartitionProgress, PendingAck, STORE_DELAY, STORE_EVERY};
 use crate::reply::{Outgoing, Reply};
 use crate::subscriber::{AckPolicy, SubscriberConfig};
-use futures::FutureExt;
-use std::collections::VecDeque;
-use std::future::Future;
-use std::marker::PhantomData;
-use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
-use tokio::sync::{mpsc, Semaphore};
+use bytes::Bytes;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::timeout::TimeoutLayer;
+use tower::util::{BoxCloneService, MapErrLayer};
+use tower::{Layer, Service, ServiceBuilder};
 
-/// One subscriber's handler, config and publisher: spawns a [`PartitionWorker`] per partition.
-pub(crate) struct SubscriberRuntime<H, T, P> {
-    pub(crate) config: Arc<SubscriberConfig>,
-    handler: H,
-    publisher: P,
-    state: Arc<AppState>,
-    concurrency: Option<Arc<Semaphore>>,
-    runtime: tokio::runtime::Handle,
-    _marker: PhantomData<fn() -> T>,
+/// How a worker hands records to the producer: straight to the backend's publisher, or
+/// through the app's publish layers.
+pub(crate) enum PublishPath<P: Publish> {
+    /// No publish layers: no boxing per record.
+    Direct(P),
+    /// Through the user's layers.
+    Layered(BoxPublishService<P::Delivery>),
 }
 
-impl<H, T, P> SubscriberRuntime<H, T, P> {
-    pub(crate) fn new(
-        config: Arc<SubscriberConfig>,
-        handler: H,
-        publisher: P,
-        state: Arc<AppState>,
-    ) -> Self {
-        let concurrency = config.max_concurrency.map(|n| Arc::new(Semaphore::new(n)));
-        Self {
-            config,
-            handler,
-            publisher,
-            state,
-            concurrency,
-            runtime: tokio::runtime::Handle::current(),
-            _marker: PhantomData,
+impl<P: Publish> Clone for PublishPath<P> {
+    fn clone(&self) -> Self {
+        match self {
+            Self::Direct(publisher) => Self::Direct(publisher.clone()),
+            Self::Layered(service) => Self::Layered(service.clone()),
         }
     }
 }
 
-impl<H, T, P> PartitionWorkers for SubscriberRuntime<H, T, P>
+impl<P: Publish> PublishPath<P> {
+    async fn enqueue(&mut self, record: Record) -> Result<P::Delivery, PublishError> {
+        match self {
+            Self::Direct(publisher) => publisher.enqueue(record).await,
+            Self::Layered(service) => {
+                std::future::poll_fn(|cx| service.poll_ready(cx)).await?;
+                service.call(record).await
+            }
+        }
+    }
+}
+
+/// What every subscriber of a starting app shares.
+pub(crate) struct StartContext<P: Publish> {
+    pub(crate) state: Arc<AppState>,
+    pub(crate) publisher: PublishPath<P>,
+    pub(crate) layers: Vec<HandlerLayer>,
+    pub(crate) tracker: TaskTracker,
+}
+
+/// Builds a subscriber's handler pipeline (see [`crate::middleware`] for the order of its
+/// layers) and the runtime that spawns its partition workers.
+pub(crate) fn subscriber_workers<H, T, P>(
+    config: Arc<SubscriberConfig>,
+    handler: H,
+    cx: &StartContext<P>,
+) -> Arc<dyn PartitionWorkers>
 where
     H: Handler<T>,
     T: Send + 'static,
+    P: Publish,
+{
+    let manual_ack = config.ack_policy == AckPolicy::Manual;
+    let handler = HandlerService::new(handler, Arc::clone(&cx.state), manual_ack);
+    let timeout = config.handler_timeout;
+    let core = ServiceBuilder::new()
+        .layer(CatchPanicLayer)
+        .option_layer(config.max_concurrency.map(GlobalConcurrencyLimitLayer::new))
+        .option_layer(timeout.map(|limit| MapErrLayer::new(name_timeout(limit))))
+        .option_layer(timeout.map(TimeoutLayer::new))
+        .service(handler);
+    let trace = TraceLayer::new(config.name.as_str());
+    let user_layers: Vec<&HandlerLayer> = cx.layers.iter().chain(&config.layers).collect();
+    if user_layers.is_empty() {
+        let service = trace.layer(core);
+        Arc::new(SubscriberRuntime::new(config, service, cx))
+    } else {
+        // Innermost first: the first layer added ends up outermost.
+        let mut service = BoxCloneService::new(core);
+        for layer in user_layers.iter().rev() {
+            service = layer.apply(service);
+        }
+        let service = trace.layer(service);
+        Arc::new(SubscriberRuntime::new(config, service, cx))
+    }
+}
+
+/// One subscriber's handler pipeline, config and publisher: spawns a [`PartitionWorker`] per
+/// partition, each with its own clone of the pipeline.
+struct SubscriberRuntime<S, P: Publish> {
+    config: Arc<SubscriberConfig>,
+    /// Cloned for each partition (services are `Send` but need not be `Sync`).
+    template: Mutex<(S, PublishPath<P>)>,
+    tracker: TaskTracker,
+    runtime: tokio::runtime::Handle,
+}
+
+impl<S, P: Publish> SubscriberRuntime<S, P> {
+    fn new(config: Arc<SubscriberConfig>, service: S, cx: &StartContext<P>) -> Self {
+        Self {
+            config,
+            template: Mutex::new((service, cx.publisher.clone())),
+            tracker: cx.tracker.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        }
+    }
+}
+
+impl<S, P> PartitionWorkers for SubscriberRuntime<S, P>
+where
+    S: MessageService + Clone + Send + 'static,
     P: Publish,
 {
     fn spawn(
@@ -70,221 +141,216 @@ where
         offsets: Arc<dyn OffsetStore>,
         stop: CancellationToken,
     ) -> JoinHandle<()> {
-        let runtime = self.runtime.clone();
+        let (service, publisher) = self
+            .template
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
         let worker = PartitionWorker {
-            sub: self,
-            partition,
-            offsets,
+            config: Arc::clone(&self.config),
+            service,
+            publisher,
+            progress: PartitionProgress::new(partition, offsets),
             stop,
         };
-        runtime.spawn(worker.run(messages))
+        self.tracker.spawn_on(worker.run(messages), &self.runtime)
     }
 }
 
-struct PartitionWorker<H, T, P> {
-    sub: Arc<SubscriberRuntime<H, T, P>>,
-    partition: TopicPartition,
-    offsets: Arc<dyn OffsetStore>,
+struct PartitionWorker<S, P: Publish> {
+    config: Arc<SubscriberConfig>,
+    service: S,
+    publisher: PublishPath<P>,
+    progress: PartitionProgress<P::Delivery>,
     stop: CancellationToken,
 }
 
-/// What the partition loop does after a message.
-enum Flow {
-    Continue,
-    /// Shutdown or revoke arrived while the message was waiting for redelivery: leave it
-    /// uncommitted for the next owner.
-    Stopped,
+/// A message to run again once its backoff has passed.
+struct Redelivery {
+    message: Message,
+    attempt: u32,
+    delay: Duration,
 }
 
-impl<H, T, P> PartitionWorker<H, T, P>
+/// What became of one handled message.
+enum Outcome {
+    /// Done: handled, failed and skipped, or rejected.
+    Done,
+    /// Run it again after a backoff.
+    Redeliver(Redelivery),
+}
+
+impl<S, P> PartitionWorker<S, P>
 where
-    H: Handler<T>,
-    T: Send + 'static,
+    S: MessageService + Send + 'static,
     P: Publish,
 {
-    async fn run(self, mut messages: mpsc::Receiver<Message>) {
-        let mut pending: AckQueue<P::Delivery> = AckQueue::default();
-        let mut watermark = Watermark::default();
-        // One timer for the whole loop, re-armed only when the watermark first moves after a
-        // store (a new timer per message would cost a clock read and a timer-wheel insert each).
+    async fn run(mut self, mut messages: mpsc::Receiver<Message>) {
+        // One timer each for the whole loop, re-armed rather than created per message (a new
+        // timer costs a clock read and a timer-wheel insert).
         let store_timer = tokio::time::sleep(STORE_DELAY);
         tokio::pin!(store_timer);
         let mut store_armed = false;
-        let max_pending = self.sub.config.max_pending_per_partition.max(1);
+        let retry_timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(retry_timer);
+        let mut waiting: Option<Redelivery> = None;
+        let max_pending = self.config.max_pending_per_partition.max(1);
+        let stop = self.stop.clone();
         loop {
+            let mut scheduled = false;
             tokio::select! {
                 biased;
-                _ = self.stop.cancelled() => break,
+                _ = stop.cancelled() => break,
                 () = &mut store_timer, if store_armed => {
                     store_armed = false;
-                    self.flush(&mut watermark);
+                    self.progress.store();
                 }
-                Some((offset, _)) = pending.next(), if !pending.is_empty() => watermark.advance(offset),
-                next = messages.recv(), if pending.len() < max_pending => {
-                    let Some(message) = next else { break };
-                    if let Flow::Stopped = self.process(message, &mut pending, &mut watermark).await {
-                        break;
+                Some(_) = self.progress.next_ack(), if self.progress.in_flight() > 0 => {}
+                () = &mut retry_timer, if waiting.is_some() => {
+                    if let Some(again) = waiting.take() {
+                        waiting = self.handle(again.message, again.attempt).await;
+                        scheduled = waiting.is_some();
                     }
+                }
+                next = messages.recv(), if waiting.is_none() && self.progress.in_flight() < max_pending => {
+                    let Some(message) = next else { break };
+                    waiting = self.handle(message, 1).await;
                     // Fast path: handle what is already queued without going back through
                     // `select!` for every message.
-                    let mut stopped = false;
                     for _ in 0..FAST_PATH_BATCH {
-                        if pending.len() >= max_pending || self.stop.is_cancelled() {
+                        if waiting.is_some()
+                            || self.progress.in_flight() >= max_pending
+                            || stop.is_cancelled()
+                        {
                             break;
                         }
                         let Ok(message) = messages.try_recv() else { break };
-                        if let Flow::Stopped = self.process(message, &mut pending, &mut watermark).await {
-                            stopped = true;
-                            break;
-                        }
+                        waiting = self.handle(message, 1).await;
                     }
-                    if stopped {
-                        break;
-                    }
+                    scheduled = waiting.is_some();
                 }
             }
-            // Take every acknowledgement that is already in, without waiting.
-            while let Some(Some((offset, _))) = pending.next().now_or_never() {
-                watermark.advance(offset);
+            if scheduled {
+                if let Some(again) = &waiting {
+                    retry_timer.as_mut().reset(Instant::now() + again.delay);
+                }
             }
+            self.progress.collect_ready();
             // Hand the watermark to the backend in batches: after a run of messages, or a
             // moment after the last change (the backend commits once a second anyway).
-            if watermark.unstored >= STORE_EVERY {
-                self.flush(&mut watermark);
-            } else if watermark.unstored > 0 && !store_armed {
-                store_timer
-                    .as_mut()
-                    .reset(tokio::time::Instant::now() + STORE_DELAY);
+            if self.progress.unstored() >= STORE_EVERY {
+                self.progress.store();
+            } else if self.progress.unstored() > 0 && !store_armed {
+                store_timer.as_mut().reset(Instant::now() + STORE_DELAY);
                 store_armed = true;
             }
         }
-        // Finish the publishes in flight so their messages count as done.
-        while let Some((offset, _)) = pending.next().await {
-            watermark.advance(offset);
-        }
-        self.flush(&mut watermark);
+        // A message still waiting for redelivery stays uncommitted for the next owner. Finish
+        // the publishes in flight so their messages count as done.
+        self.progress.finish().await;
     }
 
-    /// Hands the watermark to the backend if it moved.
-    fn flush(&self, watermark: &mut Watermark) {
-        if let Some(offset) = watermark.take_unstored() {
-            self.offsets.store(&self.partition, offset);
-        }
-    }
-
-    async fn process(
-        &self,
-        message: Message,
-        pending: &mut AckQueue<P::Delivery>,
-        watermark: &mut Watermark,
-    ) -> Flow {
-        let policy = self.sub.config.ack_policy;
-        if policy == AckPolicy::AckFirst && pending.is_empty() {
-            // At-most-once: the offset is stored before the handler runs.
-            watermark.advance(message.offset);
-            self.flush(watermark);
-        } else if policy == AckPolicy::AckFirst {
-            pending.push_back(PendingAck::done(&message));
-        }
-        let mut attempt: u32 = 0;
-        loop {
-            attempt += 1;
-            let slot = (policy == AckPolicy::Manual).then(|| Arc::new(AckSlot::default()));
-            let mut ack = PendingAck::done(&message);
-            let failure = match self.handle(&message, slot.as_ref()).await {
-                Ok(Reply::Nothing) => None,
-                Ok(Reply::Publish(out)) => self
-                    .publish(&message, out, &mut ack)
-                    .await
-                    .err()
-                    .map(|e| e.to_string()),
-                Ok(Reply::Failed(err)) => Some(err.to_string()),
-                Err(err) => Some(err.to_string()),
-            };
-            let decision = slot.map_or(AckDecision::Undecided, |s| s.decision());
-            if let Some(error) = &failure {
-                self.log_failure(&message, attempt, error);
-            }
-            if decision == AckDecision::Reject {
-                tracing::warn!(
-                    subscriber = %self.sub.config.name,
-                    "message {}[{}]@{} rejected by its handler is skipped",
-                    message.topic, message.partition, message.offset
-                );
-            }
-            let mut redeliver = match policy {
-                AckPolicy::NackOnError => failure.is_some(),
-                AckPolicy::Manual => decision == AckDecision::Nack,
-                AckPolicy::AckAfter | AckPolicy::AckFirst => false,
-            };
-            if !redeliver && policy == AckPolicy::NackOnError && !ack.is_done() {
-                // Redelivery needs the outcome now: wait for this message's publishes.
-                let (_, delivered) = (&mut ack).await;
-                redeliver = !delivered;
-            }
-            if !redeliver {
-                if policy == AckPolicy::AckFirst && ack.is_done() {
-                    // Already counted before the handler ran.
-                } else if ack.is_done() && pending.is_empty() {
-                    // Nothing in flight before it: done now, no need to queue.
-                    watermark.advance(message.offset);
-                } else {
-                    pending.push_back(ack);
-                }
-                return Flow::Continue;
-            }
-            let delay = self.sub.config.backoff.delay(attempt);
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = self.stop.cancelled() => return Flow::Stopped,
-            }
+    /// Runs `message` through the pipeline, publishes the reply and applies the ack policy.
+    /// Returns the message when it must run again.
+    async fn handle(&mut self, message: Message, attempt: u32) -> Option<Redelivery> {
+        match self.process(message, attempt).await {
+            Outcome::Done => None,
+            Outcome::Redeliver(again) => Some(again),
         }
     }
 
-    async fn handle(
-        &self,
-        message: &Message,
-        slot: Option<&Arc<AckSlot>>,
-    ) -> Result<Reply, ExtractError> {
-        // Extraction and the synchronous part of a closure run here: a panic there is a
-        // failed message too, never a dead partition worker.
-        let cx = MessageContext::new(&self.sub.state, slot);
-        let call = match std::panic::catch_unwind(AssertUnwindSafe(|| {
-            self.sub.handler.call(message, &cx)
-        })) {
-            Ok(call) => call?,
-            Err(panic) => return Ok(Reply::Failed(panic_message(&*panic).into())),
-        };
-        let _permit = match &self.sub.concurrency {
-            Some(limit) => limit.acquire().await.ok(),
-            None => None,
-        };
-        // A panicking handler is a failed message, not a dead partition.
-        match AssertUnwindSafe(call).catch_unwind().await {
-            Ok(reply) => Ok(reply),
-            Err(panic) => Ok(Reply::Failed(panic_message(&*panic).into())),
+    async fn process(&mut self, message: Message, attempt: u32) -> Outcome {
+        let policy = self.config.ack_policy;
+        let offset = message.offset;
+        if policy == AckPolicy::AckFirst {
+            // At-most-once: the offset counts as done before the handler runs.
+            self.progress.finish_before_handling(offset);
         }
-    }
-
-    /// Enqueues the reply to every publisher topic and to `reply_to`; the acknowledgements are
-    /// tracked by `ack`.
-    async fn publish(
-        &self,
-        message: &Message,
-        out: Outgoing,
-        ack: &mut PendingAck<P::Delivery>,
-    ) -> Result<(), PublishError> {
-        // The incoming id when there is one; otherwise the backend writes a fresh uuid.
+        // Only policies that may run a message again keep a copy of it.
+        let keep =
+            matches!(policy, AckPolicy::NackOnError | AckPolicy::Manual).then(|| message.clone());
+        let topic = Arc::clone(&message.topic);
+        let partition = message.partition;
+        let key = message.key.clone();
         let correlation_id = message.headers.get(CORRELATION_ID).cloned();
         let reply_to = message.reply_to().map(Arc::<str>::from);
-        let publishers = &self.sub.config.publishers;
+
+        let outcome = match std::future::poll_fn(|cx| self.service.poll_ready(cx)).await {
+            Ok(()) => self.service.call(message).await,
+            Err(err) => Err(err),
+        };
+        let tp = TopicPartition {
+            topic: Arc::clone(&topic),
+            partition,
+        };
+        let mut ack = PendingAck::new(&tp, offset);
+        let failure: Option<BoxError> = match outcome {
+            Ok(Reply::Nothing) => None,
+            Ok(Reply::Publish(out)) => self
+                .publish(out, correlation_id, reply_to, &mut ack)
+                .await
+                .err()
+                .map(|err| Box::new(err) as BoxError),
+            Ok(Reply::Failed(err)) | Err(err) => Some(err),
+        };
+        let mut redeliver = false;
+        if let Some(err) = &failure {
+            if err.is::<Rejected>() {
+                tracing::warn!(
+                    subscriber = %self.config.name,
+                    "message {topic}[{partition}]@{offset} rejected by its handler is skipped",
+                );
+            } else if err.is::<Nacked>() {
+                redeliver = policy == AckPolicy::Manual;
+            } else {
+                tracing::error!(
+                    subscriber = %self.config.name,
+                    key = ?key.as_deref().map(String::from_utf8_lossy),
+                    attempt,
+                    "message {topic}[{partition}]@{offset} failed: {err}",
+                );
+                redeliver = policy == AckPolicy::NackOnError;
+            }
+        }
+        if !redeliver && policy == AckPolicy::NackOnError && !ack.is_done() {
+            // Redelivery needs the outcome now: wait for this message's publishes.
+            let (_, delivered) = (&mut ack).await;
+            redeliver = !delivered;
+        }
+        if redeliver {
+            if let Some(message) = keep {
+                return Outcome::Redeliver(Redelivery {
+                    message,
+                    attempt: attempt + 1,
+                    delay: self.config.backoff.delay(attempt),
+                });
+            }
+        }
+        if policy != AckPolicy::AckFirst || !ack.is_done() {
+            // (Under AckFirst the offset was counted before the handler ran; its publishes
+            // are still tracked so a shutdown waits for them.)
+            self.progress.handled(ack);
+        }
+        Outcome::Done
+    }
+
+    /// Enqueues the reply to every publisher topic and to `reply_to`; `ack` tracks the
+    /// acknowledgements.
+    async fn publish(
+        &mut self,
+        out: Outgoing,
+        correlation_id: Option<Bytes>,
+        reply_to: Option<Arc<str>>,
+        ack: &mut PendingAck<P::Delivery>,
+    ) -> Result<(), PublishError> {
+        let publishers = &self.config.publishers;
         let destinations = publishers.len() + usize::from(reply_to.is_some());
         let mut out = Some(out);
         for index in 0..destinations {
             let topic = match publishers.get(index) {
-                Some(publisher) => &publisher.topic,
+                Some(publisher) => Arc::clone(&publisher.topic),
                 None => match &reply_to {
-                    Some(topic) => topic,
+                    Some(topic) => Arc::clone(topic),
                     None => break,
                 },
             };
@@ -297,7 +363,7 @@ where
             };
             let Some(body) = body else { break };
             let record = Record {
-                topic: Arc::clone(topic),
+                topic,
                 payload: Some(body.payload),
                 key: body.key,
                 content_type: Some(body.content_type),
@@ -306,77 +372,9 @@ where
                 partition: body.partition,
                 timestamp: body.timestamp,
             };
-            ack.track(self.sub.publisher.enqueue(record).await?);
+            ack.track(self.publisher.enqueue(record).await?);
         }
         Ok(())
-    }
-
-    fn log_failure(&self, message: &Message, attempt: u32, error: &str) {
-        let key = message.key_for_log();
-        tracing::error!(
-            subscriber = %self.sub.config.name,
-            key = ?key,
-            attempt,
-            "message {}[{}]@{} failed: {error}",
-            message.topic, message.partition, message.offset,
-        );
-    }
-}
-
-/// A panic payload as an error message.
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    let what = panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic payload".to_owned());
-    format!("handler panicked: {what}")
-}
-
-/// Processed messages waiting for their acknowledgements, in consumption order. Only the
-/// head is polled (acks arrive roughly in send order), so waiting costs no allocation and
-/// wakes the worker once per finished head rather than once per acknowledgement.
-struct AckQueue<D> {
-    queue: VecDeque<PendingAck<D>>,
-}
-
-impl<D> Default for AckQueue<D> {
-    fn default() -> Self {
-        Self {
-            queue: VecDeque::new(),
-        }
-    }
-}
-
-impl<D, T> AckQueue<D>
-where
-    D: Future<Output = Result<T, PublishError>> + Unpin,
-{
-    fn push_back(&mut self, ack: PendingAck<D>) {
-        self.queue.push_back(ack);
-    }
-
-    fn is_empty(&self) -> bool {
-        self.queue.is_empty()
-    }
-
-    fn len(&self) -> usize {
-        self.queue.len()
-    }
-
-    /// The head's offset and outcome once all its publishes are acknowledged; `None` when
-    /// nothing is pending.
-    fn next(&mut self) -> impl Future<Output = Option<(i64, bool)>> + '_ {
-        std::future::poll_fn(move |cx| match self.queue.front_mut() {
-            None => Poll::Ready(None),
-            Some(front) => match Pin::new(front).poll(cx) {
-                Poll::Ready(done) => {
-                    self.queue.pop_front();
-                    Poll::Ready(Some(done))
-                }
-                Poll::Pending => Poll::Pending,
-            },
-        })
     }
 }
 
@@ -384,128 +382,15 @@ where
 /// stop signal again through `select!` (a stop is still checked before each of them).
 const FAST_PATH_BATCH: usize = 64;
 
-/// Store finished offsets at least every this many messages while a partition is busy.
-const STORE_EVERY: u32 = 512;
-/// And at the latest this long after the watermark moved.
-const STORE_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
-
-/// The highest offset finished in order, and whether the backend has been told.
-#[derive(Debug, Default)]
-struct Watermark {
-    done: Option<i64>,
-    unstored: u32,
-}
-
-impl Watermark {
-    fn advance(&mut self, offset: i64) {
-        self.done = Some(offset);
-        self.unstored += 1;
-    }
-
-    /// The offset to store, if it moved since the last call.
-    fn take_unstored(&mut self) -> Option<i64> {
-        if self.unstored == 0 {
-            return None;
-        }
-        self.unstored = 0;
-        self.done
-    }
-}
-
-/// A processed message waiting for its publishes to be acknowledged. Resolves to the
-/// message's offset and whether every publish succeeded; failures are logged here.
-struct PendingAck<D> {
-    offset: i64,
-    topic: Arc<str>,
-    partition: i32,
-    // The first delivery inline, so the common one-publisher case does not allocate.
-    first: Option<D>,
-    rest: Vec<D>,
-    all_delivered: bool,
-}
-
-impl<D> PendingAck<D> {
-    fn done(message: &Message) -> Self {
-        Self {
-            offset: message.offset,
-            topic: Arc::clone(&message.topic),
-            partition: message.partition,
-            first: None,
-            rest: Vec::new(),
-            all_delivered: true,
-        }
-    }
-
-    fn track(&mut self, delivery: D) {
-        if self.first.is_none() {
-            self.first = Some(delivery);
-        } else {
-            self.rest.push(delivery);
-        }
-    }
-
-    fn is_done(&self) -> bool {
-        self.first.is_none() && self.rest.is_empty()
-    }
-}
-
-impl<D> PendingAck<D> {
-    fn record_outcome<T>(&mut self, outcome: Result<T, PublishError>) {
-        if let Err(err) = outcome {
-            self.all_delivered = false;
-            tracing::error!(
-                "publish for message {}[{}]@{} was not acknowledged: {err}",
-                self.topic,
-                self.partition,
-                self.offset,
-            );
-        }
-    }
-}
-
-impl<D, T> Future for PendingAck<D>
-where
-    D: Future<Output = Result<T, PublishError>> + Unpin,
-{
-    type Output = (i64, bool);
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        if let Some(first) = &mut this.first {
-            match Pin::new(first).poll(cx) {
-                Poll::Ready(outcome) => {
-                    this.first = None;
-                    this.record_outcome(outcome);
-                }
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-        let mut i = 0;
-        while i < this.rest.len() {
-            match Pin::new(&mut this.rest[i]).poll(cx) {
-                Poll::Ready(outcome) => {
-                    this.rest.swap_remove(i);
-                    this.record_outcome(outcome);
-                }
-                Poll::Pending => i += 1,
-            }
-        }
-        if this.rest.is_empty() {
-            Poll::Ready((this.offset, this.all_delivered))
-        } else {
-            Poll::Pending
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::broker::{Delivered, Publish, Record};
     use crate::error::PublishError;
+    use std::future::Future;
+    use std::pin::Pin;
     use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
-    use std::sync::Mutex;
-    use std::time::Duration;
+    use std::task::{Context, Poll};
     use tokio::sync::oneshot;
 
     /// Records handed to the publisher, each with the switch that acknowledges it.
@@ -582,15 +467,24 @@ mod tests {
         task: JoinHandle<()>,
     }
 
+    /// What every test subscriber shares: no state, no layers, `publisher` direct.
+    fn context(publisher: ManualPublisher, state: AppState) -> StartContext<ManualPublisher> {
+        StartContext {
+            state: Arc::new(state),
+            publisher: PublishPath::Direct(publisher),
+            layers: Vec::new(),
+            tracker: TaskTracker::new(),
+        }
+    }
+
     fn echo_worker() -> EchoWorker {
         let publisher = ManualPublisher::default();
         let config = Arc::new(SubscriberConfig::new("echo", ["in"]).publish_to("out"));
-        let runtime = Arc::new(SubscriberRuntime::new(
+        let runtime = subscriber_workers(
             config,
             |n: i64| async move { n * 10 },
-            publisher.clone(),
-            Arc::new(AppState::default()),
-        ));
+            &context(publisher.clone(), AppState::default()),
+        );
         let offsets = Arc::new(RecordedOffsets::default());
         let (tx, rx) = mpsc::channel(16);
         let stop = CancellationToken::new();
@@ -686,6 +580,69 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_message_in_backoff_does_not_hold_back_earlier_offsets() {
+        let publisher = ManualPublisher::default();
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let mut state = AppState::default();
+        state.insert(Arc::clone(&attempts));
+        let config = SubscriberConfig::new("retry", ["in"])
+            .publish_to("out")
+            .ack_policy(AckPolicy::NackOnError)
+            .backoff(crate::Backoff {
+                initial: Duration::from_secs(3600),
+                max: Duration::from_secs(3600),
+            });
+        let runtime = subscriber_workers(
+            Arc::new(config),
+            |n: i64, attempts: crate::State<Arc<AtomicUsize>>| async move {
+                if n == 2 {
+                    attempts.fetch_add(1, AtomicOrdering::SeqCst);
+                    Err(std::io::Error::other("offset 2 always fails"))
+                } else {
+                    Ok(n)
+                }
+            },
+            &context(publisher.clone(), state),
+        );
+        let offsets = Arc::new(RecordedOffsets::default());
+        let (tx, rx) = mpsc::channel(16);
+        let stop = CancellationToken::new();
+        let task = runtime.spawn(
+            TopicPartition::new("in", 0),
+            rx,
+            offsets.clone(),
+            stop.clone(),
+        );
+        for offset in 0..4 {
+            tx.send(message(offset, 0)).await.unwrap();
+        }
+        // NackOnError waits for each message's own publish before the next: acknowledge them
+        // as they come.
+        let mut acknowledged = 0;
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            for (_, ack) in publisher.sent.lock().unwrap().drain(..) {
+                ack.send(true).unwrap();
+                acknowledged += 1;
+            }
+        }
+        assert_eq!(acknowledged, 2, "0 and 1 published; 3 waits behind 2");
+        assert_eq!(
+            attempts.load(AtomicOrdering::SeqCst),
+            1,
+            "2 failed once and now sleeps its hour-long backoff"
+        );
+        // The store timer still runs during the backoff: 0 and 1 are stored, not held back.
+        settle().await;
+        assert_eq!(offsets.0.lock().unwrap().last(), Some(&1));
+        // A stop during the backoff leaves 2 (and 3) uncommitted.
+        stop.cancel();
+        task.await.unwrap();
+        assert_eq!(offsets.0.lock().unwrap().last(), Some(&1));
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn max_concurrency_bounds_handlers_across_partitions() {
         for (limit, expected) in [(Some(1), 1), (None, 3)] {
@@ -698,7 +655,7 @@ mod tests {
                 config = config.max_concurrency(limit);
             }
             type Gauges = (Arc<AtomicUsize>, Arc<AtomicUsize>);
-            let runtime = Arc::new(SubscriberRuntime::new(
+            let runtime = subscriber_workers(
                 Arc::new(config),
                 |_n: i64, gauges: crate::State<Gauges>| async move {
                     let now = (gauges.0).0.fetch_add(1, AtomicOrdering::SeqCst) + 1;
@@ -706,9 +663,8 @@ mod tests {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     (gauges.0).0.fetch_sub(1, AtomicOrdering::SeqCst);
                 },
-                ManualPublisher::default(),
-                Arc::new(state),
-            ));
+                &context(ManualPublisher::default(), state),
+            );
             let offsets = Arc::new(RecordedOffsets::default());
             let stop = CancellationToken::new();
             let mut tasks = Vec::new();

@@ -13,7 +13,7 @@
 
 use crate::config::BrokerSettings;
 use bytes::Bytes;
-use faststream_core::broker::{OffsetStore, PartitionWorkers, Subscription};
+use faststream_core::broker::{OffsetStore, PartitionWorkers, SubscribeOptions, Subscription};
 use faststream_core::{Error, Headers, Message, Result, SubscriberConfig, TopicPartition};
 use futures::future::BoxFuture;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -22,7 +22,7 @@ use rdkafka::message::{BorrowedMessage, Headers as _, Message as _};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
@@ -77,7 +77,11 @@ struct Shared {
     runtime: Handle,
     partitions: Mutex<Partitions>,
     consumer: OnceLock<Weak<KafkaConsumer>>,
-    stop_timeout: Mutex<Duration>,
+    /// The subscription's stop signal; each partition worker's is a child of it.
+    stop: CancellationToken,
+    /// How long workers get to finish at shutdown, and on a revoke.
+    graceful_timeout: Duration,
+    rebalance_timeout: Duration,
 }
 
 impl Shared {
@@ -90,7 +94,7 @@ impl Shared {
 
     fn spawn_slot(&self, topic: Arc<str>, partition: i32, resume_from: i64) -> Slot {
         let (queue, messages) = mpsc::channel(PARTITION_QUEUE);
-        let stop = CancellationToken::new();
+        let stop = self.stop.child_token();
         let tp = TopicPartition::new(Arc::clone(&topic), partition);
         let resume_from = Arc::new(AtomicI64::new(resume_from));
         let offsets = Arc::new(KafkaOffsets {
@@ -263,9 +267,9 @@ impl Shared {
     }
 
     /// Stops the workers of `which` partitions (all when `None`): each finishes the record in
-    /// hand and its publishes, and stores its offsets. Waits up to the stop timeout, then
-    /// aborts what is left (those records stay uncommitted and are delivered again).
-    fn stop_partitions(&self, which: Option<&TopicPartitionList>) {
+    /// hand and its publishes, and stores its offsets. Waits up to `timeout`, then aborts what
+    /// is left (those records stay uncommitted and are delivered again).
+    fn stop_partitions(&self, which: Option<&TopicPartitionList>, timeout: Duration) {
         let slots: Vec<(Arc<str>, i32, Slot)> = {
             let mut parts = self.partitions();
             let mut taken = Vec::new();
@@ -292,7 +296,6 @@ impl Shared {
         if slots.is_empty() {
             return;
         }
-        let timeout = *self.stop_timeout.lock().unwrap_or_else(|p| p.into_inner());
         let mut tasks = Vec::with_capacity(slots.len());
         for (_, _, slot) in &slots {
             slot.stop.cancel();
@@ -415,14 +418,16 @@ impl ConsumerContext for SubscriberContext {
         match rebalance {
             Rebalance::Revoke(tpl) => {
                 tracing::info!(subscriber = %self.shared.name, partitions = ?partition_names(tpl), "partitions revoked");
-                self.shared.stop_partitions(Some(tpl));
+                self.shared
+                    .stop_partitions(Some(tpl), self.shared.rebalance_timeout);
                 commit_sync(consumer, &self.shared.name);
             }
             Rebalance::Assign(_) => {}
             Rebalance::Error(err) => {
                 // rdkafka unassigns everything after a failed rebalance: stop like a revoke.
                 tracing::error!(subscriber = %self.shared.name, "rebalance failed: {err}");
-                self.shared.stop_partitions(None);
+                self.shared
+                    .stop_partitions(None, self.shared.rebalance_timeout);
                 commit_sync(consumer, &self.shared.name);
             }
         }
@@ -457,35 +462,27 @@ fn partition_names(tpl: &TopicPartitionList) -> Vec<String> {
         .collect()
 }
 
-/// A running subscriber: its polling thread and the flag that stops it.
+/// A running subscriber: its polling thread, stopped by the subscription's token.
 struct KafkaSubscription {
-    shared: Arc<Shared>,
-    shutdown: Arc<AtomicBool>,
+    stop: CancellationToken,
     finished: Option<oneshot::Receiver<()>>,
 }
 
 impl Subscription for KafkaSubscription {
-    fn stop(mut self: Box<Self>, graceful: Duration) -> BoxFuture<'static, Result<()>> {
-        *self
-            .shared
-            .stop_timeout
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = graceful;
-        self.shutdown.store(true, Ordering::Release);
+    fn finished(mut self: Box<Self>) -> BoxFuture<'static, ()> {
         let finished = self.finished.take();
         Box::pin(async move {
             if let Some(finished) = finished {
                 // An error only means the thread ended without reporting: nothing to wait for.
                 let _ = finished.await;
             }
-            Ok(())
         })
     }
 }
 
 impl Drop for KafkaSubscription {
     fn drop(&mut self) {
-        self.shutdown.store(true, Ordering::Release);
+        self.stop.cancel();
     }
 }
 
@@ -494,14 +491,18 @@ pub(crate) fn subscribe(
     settings: &BrokerSettings,
     config: Arc<SubscriberConfig>,
     workers: Arc<dyn PartitionWorkers>,
+    options: SubscribeOptions,
 ) -> Result<Box<dyn Subscription>> {
+    let stop = options.stop.child_token();
     let shared = Arc::new(Shared {
         name: config.name.clone(),
         workers,
         runtime: Handle::current(),
         partitions: Mutex::new(Partitions::default()),
         consumer: OnceLock::new(),
-        stop_timeout: Mutex::new(Duration::from_secs(30)),
+        stop: stop.clone(),
+        graceful_timeout: options.graceful_timeout,
+        rebalance_timeout: options.rebalance_timeout,
     });
     let consumer: KafkaConsumer = settings
         .consumer_config(&config)
@@ -523,14 +524,12 @@ pub(crate) fn subscribe(
     })?;
     let consumer = Arc::new(consumer);
     let _ = shared.consumer.set(Arc::downgrade(&consumer));
-    let shutdown = Arc::new(AtomicBool::new(false));
     let (finished_tx, finished) = oneshot::channel();
     let thread_shared = Arc::clone(&shared);
-    let thread_shutdown = Arc::clone(&shutdown);
     std::thread::Builder::new()
         .name(format!("fs-consume-{}", config.name))
         .spawn(move || {
-            poll_loop(&consumer, &thread_shared, &thread_shutdown);
+            poll_loop(&consumer, &thread_shared);
             // Dropping the consumer closes it: it leaves the group at once, so the partitions
             // move to another member now rather than after the session timeout. Report
             // completion only afterwards, so a process that exits next does not cut that short.
@@ -539,15 +538,14 @@ pub(crate) fn subscribe(
         })
         .map_err(Error::Io)?;
     Ok(Box::new(KafkaSubscription {
-        shared,
-        shutdown,
+        stop,
         finished: Some(finished),
     }))
 }
 
-fn poll_loop(consumer: &Arc<KafkaConsumer>, shared: &Shared, shutdown: &AtomicBool) {
+fn poll_loop(consumer: &Arc<KafkaConsumer>, shared: &Shared) {
     let mut last_poll = Instant::now();
-    while !shutdown.load(Ordering::Acquire) {
+    while !shared.stop.is_cancelled() {
         let (waiting, flowing) = shared.drain_backlogs(consumer);
         if flowing >= TOTAL_BACKLOG && last_poll.elapsed() < POLL_INTERVAL {
             // Every worker is behind: let them catch up instead of fetching more (but poll at
@@ -570,7 +568,7 @@ fn poll_loop(consumer: &Arc<KafkaConsumer>, shared: &Shared, shutdown: &AtomicBo
         }
     }
     // Graceful stop: workers finish what they hold, then commit what they finished.
-    shared.stop_partitions(None);
+    shared.stop_partitions(None, shared.graceful_timeout);
     commit_sync(consumer, &shared.name);
     consumer.unsubscribe();
 }

@@ -32,7 +32,7 @@ pub use rdkafka;
 
 use config::BrokerSettings;
 use faststream_asyncapi::{DescribeServer, ServerInfo};
-use faststream_core::broker::{PartitionWorkers, Subscription};
+use faststream_core::broker::{PartitionWorkers, SubscribeOptions, Subscription};
 use faststream_core::{
     Broker, Delivered, Error, OffsetReset, Publish, Record, Result, SubscriberConfig,
 };
@@ -168,8 +168,9 @@ impl Broker for KafkaBroker {
         &self,
         config: Arc<SubscriberConfig>,
         workers: Arc<dyn PartitionWorkers>,
+        options: SubscribeOptions,
     ) -> Result<Box<dyn Subscription>> {
-        consumer::subscribe(&self.settings, config, workers)
+        consumer::subscribe(&self.settings, config, workers, options)
     }
 
     async fn ping(&self, timeout: Duration) -> Result<()> {

@@ -6,9 +6,15 @@ use crate::asyncapi::{
     AppInfo, AsyncApiError, AsyncApiVersion, Contact, DescribeServer, ExternalDocs, License, Tag,
 };
 use faststream_core::app::{App, HookOutput};
+use faststream_core::middleware::{BoxError, BoxMessageService, BoxPublishService};
 use faststream_core::{
-    Broker, Handler, IntoSubscriber, Registry, Result, RunningApp, StartupOptions, SubscriberConfig,
+    Broker, Handler, IntoSubscriber, Message, Publish, PublishError, Record, Registry, Reply,
+    Result, RunningApp, StartupOptions, SubscriberConfig,
 };
+use tower::{Layer, Service};
+
+/// The delivery future of a broker's publisher.
+type DeliveryOf<B> = <<B as Broker>::Publisher as Publish>::Delivery;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -109,6 +115,43 @@ impl<B: Broker> FastStream<B> {
     /// How long shutdown waits for in-flight handlers and publishes (default 15 s).
     pub fn graceful_timeout(self, timeout: Duration) -> Self {
         self.map_runtime(|app| app.graceful_timeout(timeout))
+    }
+
+    /// How long a rebalance waits for the in-flight work of revoked partitions (default: the
+    /// graceful timeout). See [`App::rebalance_timeout`].
+    pub fn rebalance_timeout(self, timeout: Duration) -> Self {
+        self.map_runtime(|app| app.rebalance_timeout(timeout))
+    }
+
+    /// How long shutdown waits for the producer to flush (default 5 s). See
+    /// [`App::flush_timeout`].
+    pub fn flush_timeout(self, timeout: Duration) -> Self {
+        self.map_runtime(|app| app.flush_timeout(timeout))
+    }
+
+    /// Wraps every subscriber's handler pipeline in a tower `layer`; see
+    /// [`crate::middleware`] and [`App::layer`].
+    pub fn layer<L>(self, layer: L) -> Self
+    where
+        L: Layer<BoxMessageService> + Send + Sync + 'static,
+        L::Service: Service<Message, Response = Reply, Error = BoxError> + Clone + Send + 'static,
+        <L::Service as Service<Message>>::Future: Send + 'static,
+    {
+        self.map_runtime(|app| app.layer(layer))
+    }
+
+    /// Wraps the publishing of every record a handler's reply produces in a tower `layer`;
+    /// see [`crate::middleware`] and [`App::publish_layer`].
+    pub fn publish_layer<L>(self, layer: L) -> Self
+    where
+        L: Layer<BoxPublishService<DeliveryOf<B>>> + Send + Sync + 'static,
+        L::Service: Service<Record, Response = DeliveryOf<B>, Error = PublishError>
+            + Clone
+            + Send
+            + 'static,
+        <L::Service as Service<Record>>::Future: Send + 'static,
+    {
+        self.map_runtime(|app| app.publish_layer(layer))
     }
 
     /// Runs before the broker connects. A failing hook aborts the start.

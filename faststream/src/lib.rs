@@ -48,12 +48,16 @@ pub mod logging;
 
 pub use app::FastStream;
 pub use faststream_core::{
-    app::HookOutput, broker, codec, extract, message, reply, Ack, AckPolicy, App, Backoff, Broker,
-    Delivered, Error, FromMessage, Handler, HandlerError, Header, HeaderName, Headers, IntoReply,
-    IntoSubscriber, Key, Message, Meta, OffsetReset, Publish, PublishError, PublisherConfig,
-    Record, Registry, Reply, Response, Result, RunningApp, StartupOptions, State, SubscriberConfig,
-    TopicPartition,
+    app::HookOutput, broker, codec, extract, message, middleware, reply, Ack, AckPolicy, App,
+    Backoff, Broker, Delivered, Error, FromMessage, Handler, HandlerError, Header, HeaderName,
+    Headers, IntoReply, IntoSubscriber, Key, Message, Meta, OffsetReset, Publish, PublishError,
+    PublisherConfig, Record, Registry, Reply, Response, Result, RunningApp, StartupOptions, State,
+    SubscriberConfig, TopicPartition,
 };
+
+/// tower, whose `Layer` and `Service` traits middlewares implement (the version the runtime
+/// uses).
+pub use tower;
 
 /// AsyncAPI documents of the app ([`FastStream::asyncapi`]), the offline docs page
 /// ([`asyncapi::page`]) and the docs server (`asyncapi::serve`, feature `cli`).
