@@ -15,6 +15,10 @@ use clap::{Parser, Subcommand};
 use measure::CaseResult;
 use std::process::Command;
 
+/// Counts heap allocations (see `measure::CountingAlloc`) for the allocations-per-record column.
+#[global_allocator]
+static ALLOCATOR: measure::CountingAlloc = measure::CountingAlloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "faststream-bench",
