@@ -136,3 +136,28 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     let index = ((sorted.len() - 1) as f64 * q).round() as usize;
     sorted[index.min(sorted.len() - 1)]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_counting_allocator_sees_rust_allocations() {
+        let before = allocations();
+        let boxed = std::hint::black_box(Box::new([0_u8; 64]));
+        drop(boxed);
+        assert!(allocations() > before);
+    }
+
+    #[test]
+    fn result_lines_carry_allocations_and_peer_lines_may_omit_them() {
+        let ours = Mark::now().finish(10);
+        let line = serde_json::to_string(&ours).unwrap();
+        let back: CaseResult = serde_json::from_str(&line).unwrap();
+        assert!(back.allocations.is_some());
+        let peer = r#"{"messages":10,"seconds":1.0,"cpu_seconds":0.5,"peak_rss_kib":1024,"latency_ms":null}"#;
+        let back: CaseResult = serde_json::from_str(peer).unwrap();
+        assert_eq!(back.allocations, None);
+        assert_eq!(back.messages, 10);
+    }
+}
