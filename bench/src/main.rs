@@ -15,6 +15,10 @@ use clap::{Parser, Subcommand};
 use measure::CaseResult;
 use std::process::Command;
 
+/// Counts heap allocations (see `measure::CountingAlloc`) for the allocations-per-record column.
+#[global_allocator]
+static ALLOCATOR: measure::CountingAlloc = measure::CountingAlloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "faststream-bench",
@@ -218,6 +222,21 @@ impl Row {
         values.sort_by(|a, b| a.total_cmp(b));
         median(&values)
     }
+    /// Median over the runs of user+system CPU microseconds per record.
+    fn cpu_us_per_record(&self) -> f64 {
+        self.median_of(|r| r.cpu_seconds * 1e6 / r.messages as f64)
+    }
+    /// Median over the runs of heap allocations per record, `None` when a run did not count
+    /// them (the peers, which are separate programs).
+    fn allocations_per_record(&self) -> Option<f64> {
+        let mut values = self
+            .results
+            .iter()
+            .map(|r| r.allocations.map(|a| a as f64 / r.messages as f64))
+            .collect::<Option<Vec<f64>>>()?;
+        values.sort_by(|a, b| a.total_cmp(b));
+        Some(median(&values)).filter(|m| !m.is_nan())
+    }
 }
 
 fn median(sorted: &[f64]) -> f64 {
@@ -331,8 +350,8 @@ fn render(cli: &Cli, rows: &[Row], idle: &CaseResult) -> String {
         "faststream-bench: {} records x {} runs, {} partitions, Apache Kafka {} (single KRaft node on loopback), {cores} cores\n",
         cli.messages, cli.runs, cli.partitions, kafka_version()
     );
-    let _ = writeln!(out, "| measurement | implementation | msg/s (median) | spread (min-max msg/s) | MB/s | CPU s | peak RSS MB | ratio |");
-    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "| measurement | implementation | msg/s (median) | spread (min-max msg/s) | MB/s | CPU s | CPU µs/record | allocs/record | peak RSS MB | ratio |");
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for section in ["drain", "pipeline"] {
         let raw = rows
             .iter()
@@ -362,15 +381,19 @@ fn render(cli: &Cli, rows: &[Row], idle: &CaseResult) -> String {
                     .map(|o| format!("faststream-rs is {:.1}x", o / rate))
                     .unwrap_or_default(),
             };
+            let allocations = row
+                .allocations_per_record()
+                .map_or_else(|| "-".to_owned(), |a| format!("{a:.2}"));
             let _ = writeln!(
                 out,
-                "| {section} | {} | {:.0} | {:.0}-{:.0} | {:.1} | {:.2} | {:.1} | {ratio} |",
+                "| {section} | {} | {:.0} | {:.0}-{:.0} | {:.1} | {:.2} | {:.2} | {allocations} | {:.1} | {ratio} |",
                 row.name,
                 rate,
                 rates.first().copied().unwrap_or(0.0),
                 rates.last().copied().unwrap_or(0.0),
                 rate * row.payload_bytes_per_msg / 1e6,
                 row.median_of(|r| r.cpu_seconds),
+                row.cpu_us_per_record(),
                 row.median_of(|r| r.peak_rss_kib as f64) / 1024.0,
             );
         }

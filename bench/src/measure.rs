@@ -1,6 +1,53 @@
-//! Process measurements: CPU time (getrusage) and resident memory (/proc/self/status).
+//! Process measurements: CPU time (getrusage), resident memory (/proc/self/status) and heap
+//! allocations made through Rust's global allocator.
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
+
+/// The system allocator, counting every allocation (`alloc`, `alloc_zeroed` and `realloc`;
+/// frees are not counted). Installed as the benchmark's `#[global_allocator]`. It only sees
+/// allocations made by Rust code: librdkafka allocates in C with `malloc`, which bypasses it.
+pub struct CountingAlloc;
+
+/// Allocations so far. On its own cache line, so that counting does not false-share with
+/// neighbouring statics; one relaxed increment per allocation is all the counting costs.
+#[repr(align(64))]
+struct Counter(AtomicU64);
+
+static ALLOCATIONS: Counter = Counter(AtomicU64::new(0));
+
+/// Heap allocations this process made through the global allocator so far.
+pub fn allocations() -> u64 {
+    ALLOCATIONS.0.load(Ordering::Relaxed)
+}
+
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged; counting has
+// no effect on the memory handed out.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.0.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, which `System` shares.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.0.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: as for `alloc`.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.0.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: `ptr` and `layout` came from this allocator, that is from `System`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` and `layout` came from this allocator, that is from `System`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
 
 /// CPU seconds (user + system) this process used so far.
 pub fn cpu_seconds() -> f64 {
@@ -27,11 +74,12 @@ pub fn status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Wall and CPU clocks at the start of a measured section.
+/// Wall and CPU clocks and the allocation count at the start of a measured section.
 #[derive(Debug, Clone, Copy)]
 pub struct Mark {
     wall: Instant,
     cpu: f64,
+    allocations: u64,
 }
 
 impl Mark {
@@ -40,17 +88,23 @@ impl Mark {
         Self {
             wall: Instant::now(),
             cpu: cpu_seconds(),
+            allocations: allocations(),
         }
     }
 
     /// The section from this mark to now, as a result line.
     pub fn finish(&self, messages: u64) -> CaseResult {
+        // Read the counters before anything here allocates (reading /proc does).
+        let allocations = allocations() - self.allocations;
+        let seconds = self.wall.elapsed().as_secs_f64();
+        let cpu_seconds = cpu_seconds() - self.cpu;
         CaseResult {
             messages,
-            seconds: self.wall.elapsed().as_secs_f64(),
-            cpu_seconds: cpu_seconds() - self.cpu,
+            seconds,
+            cpu_seconds,
             peak_rss_kib: status_kib("VmHWM:"),
             latency_ms: None,
+            allocations: Some(allocations),
         }
     }
 }
@@ -68,6 +122,10 @@ pub struct CaseResult {
     pub peak_rss_kib: u64,
     /// Latency percentiles p50, p99, p99.9 in milliseconds (latency cases only).
     pub latency_ms: Option<[f64; 3]>,
+    /// Heap allocations through Rust's global allocator in the measured section; absent from
+    /// the peers' result lines (separate programs without the counting allocator).
+    #[serde(default)]
+    pub allocations: Option<u64>,
 }
 
 /// The value at quantile `q` (0..=1) of sorted `values`.
@@ -77,4 +135,29 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     }
     let index = ((sorted.len() - 1) as f64 * q).round() as usize;
     sorted[index.min(sorted.len() - 1)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_counting_allocator_sees_rust_allocations() {
+        let before = allocations();
+        let boxed = std::hint::black_box(Box::new([0_u8; 64]));
+        drop(boxed);
+        assert!(allocations() > before);
+    }
+
+    #[test]
+    fn result_lines_carry_allocations_and_peer_lines_may_omit_them() {
+        let ours = Mark::now().finish(10);
+        let line = serde_json::to_string(&ours).unwrap();
+        let back: CaseResult = serde_json::from_str(&line).unwrap();
+        assert!(back.allocations.is_some());
+        let peer = r#"{"messages":10,"seconds":1.0,"cpu_seconds":0.5,"peak_rss_kib":1024,"latency_ms":null}"#;
+        let back: CaseResult = serde_json::from_str(peer).unwrap();
+        assert_eq!(back.allocations, None);
+        assert_eq!(back.messages, 10);
+    }
 }
