@@ -23,7 +23,10 @@
 //! The pieces:
 //! - [`subscriber`] and [`publisher`]: the attributes (see their docs for parameters).
 //! - Extractors: [`Key`], [`Headers`], [`Header`], [`Meta`], [`State`], [`Message`], [`Ack`];
-//!   any `serde::Deserialize` type is the payload. Write your own with [`FromMessage`].
+//!   any `serde::Deserialize` type is the payload. Write your own with [`FromMessage`] and
+//!   [`Extractor`].
+//! - [`serde`], [`Serialize`], [`Deserialize`], [`schemars`] and [`JsonSchema`]: the very
+//!   versions the framework uses, for your payload types' derives.
 //! - Return values: `()`, any `Serialize` type, [`Response`], `Result<T, E>`.
 //! - [`FastStream`]: the app; `kafka::KafkaBroker`: the Kafka backend (feature `kafka`, on by
 //!   default).
@@ -57,6 +60,24 @@ pub use faststream_macros::subscriber;
 
 /// Publishes a subscriber's return value to a topic: `#[publisher("topic")]`; stacks.
 pub use faststream_macros::publisher;
+
+/// Marks extractors: parameter types taken from the message, not decoded from its payload.
+pub use faststream_core::extract::Extractor;
+
+/// The `serde` the framework decodes and encodes payloads with. Derives through it need
+/// `#[serde(crate = "faststream::serde")]`.
+pub use serde;
+/// `serde`'s `Deserialize` trait and derive macro (see [`serde`]).
+pub use serde::Deserialize;
+/// `serde`'s `Serialize` trait and derive macro (see [`serde`]).
+pub use serde::Serialize;
+
+/// The `schemars` the framework writes AsyncAPI schemas with. Derives through it need
+/// `#[schemars(crate = "faststream::schemars")]`.
+pub use schemars;
+/// `schemars`' `JsonSchema` trait and derive macro (see [`schemars`]); optional on payload
+/// types.
+pub use schemars::JsonSchema;
 
 /// The Apache Kafka backend (rdkafka).
 #[cfg(feature = "kafka")]
