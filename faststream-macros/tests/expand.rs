@@ -569,3 +569,41 @@ fn field_errors_name_the_field() {
         panic!("expected a key error: the key is an extractor, not a field")
     };
 }
+
+/// A custom extractor marked by trait, used without `#[extract]` between payload fields.
+mod custom_extractor {
+    use faststream::extract::{ExtractError, MessageContext};
+    use faststream::{subscriber, Extractor, FromMessage, Message};
+
+    pub struct Tenant(pub String);
+
+    impl FromMessage for Tenant {
+        fn from_message(message: &Message, _cx: &MessageContext<'_>) -> Result<Self, ExtractError> {
+            message
+                .headers
+                .get_str("tenant")
+                .map(|t| Tenant(t.to_owned()))
+                .ok_or(ExtractError::MissingHeader("tenant"))
+        }
+    }
+
+    impl Extractor for Tenant {}
+
+    #[subscriber("in")]
+    pub async fn register(user: String, tenant: Tenant, user_id: i64) -> String {
+        format!("{}/{user}/{user_id}", tenant.0)
+    }
+}
+
+#[tokio::test]
+async fn custom_extractors_are_recognised_by_trait() {
+    let config = &registry_of(custom_extractor::register).configs[0];
+    let schema = schema_json(config);
+    assert_eq!(schema["required"], serde_json::json!(["user", "user_id"]));
+    assert!(schema["properties"].get("tenant").is_none());
+
+    let registry = registry_of(custom_extractor::register);
+    let mut message = Message::new("in", r#"{"user":"ann","user_id":7,"tenant":"ignored"}"#);
+    message.headers.insert("tenant", "acme");
+    assert_eq!(published((registry.calls[0])(message).await), "acme/ann/7");
+}
