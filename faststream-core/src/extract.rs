@@ -1,11 +1,11 @@
 //! Extractors: how a handler's parameters are taken from a message.
 //!
 //! Every parameter type implements [`FromMessage`]. Any `serde::de::DeserializeOwned` type is
-//! the payload (decoded by [`crate::codec::decode`]); the types in this module take everything
-//! else. Write your own by implementing [`FromMessage`].
+//! the payload (decoded by [`crate::codec::decode`]); the [`Extractor`]s in this module take
+//! everything else. Write your own by implementing [`FromMessage`] and [`Extractor`]:
 //!
 //! ```
-//! use faststream_core::extract::{FromMessage, ExtractError, MessageContext};
+//! use faststream_core::extract::{Extractor, FromMessage, ExtractError, MessageContext};
 //! use faststream_core::Message;
 //!
 //! /// The tenant a message belongs to, from its `tenant` header.
@@ -20,7 +20,15 @@
 //!             .ok_or(ExtractError::MissingHeader("tenant"))
 //!     }
 //! }
+//!
+//! impl Extractor for Tenant {}
 //! ```
+//!
+//! How `#[subscriber]` tells the two apart: by trait, on the parameter's concrete type, never by
+//! its name. A type that is an [`Extractor`] is taken from the message; a `Deserialize` type is
+//! payload; a type that implements [`FromMessage`] by hand (so it cannot be `Deserialize`) is
+//! taken from the message too. A user type named `Message` or `State` that derives
+//! `Deserialize` is therefore payload like any other.
 
 use crate::codec::{self, DecodeError};
 use crate::message::{Headers, Message, CONTENT_TYPE};
@@ -127,6 +135,34 @@ pub trait FromMessage: Sized {
     /// Extracts the value, or says why not.
     fn from_message(message: &Message, cx: &MessageContext<'_>) -> Result<Self, ExtractError>;
 }
+
+/// A [`FromMessage`] type that is taken from the message itself (its key, headers, metadata,
+/// the app's state...), never decoded from its payload.
+///
+/// `#[subscriber]` classifies parameters by this trait: a parameter whose type is an
+/// `Extractor` is not part of the payload, whatever the type is called. The framework's
+/// extractors ([`Key`], [`Headers`], [`Header`], [`Meta`], [`State`], [`Message`], [`Ack`])
+/// implement it; implement it next to [`FromMessage`] for your own extractors (see the
+/// [module docs](self)). A custom extractor without it still works: a type with its own
+/// `FromMessage` impl cannot be `Deserialize`, so it is not payload either, and
+/// `#[extract]` states it explicitly.
+///
+/// Do not implement it for a `Deserialize` type: its `FromMessage` is the payload decoding, so
+/// it would take the whole payload while being treated as "not payload".
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an extractor",
+    label = "not an extractor",
+    note = "extractors implement `faststream::FromMessage` and `faststream::Extractor`; `serde::Deserialize` types are payload"
+)]
+pub trait Extractor: FromMessage {}
+
+impl Extractor for Message {}
+impl Extractor for Headers {}
+impl<T: DeserializeOwned> Extractor for Key<T> {}
+impl<T: DeserializeOwned, N: HeaderName> Extractor for Header<T, N> {}
+impl Extractor for Meta {}
+impl<T: Send + Sync + 'static> Extractor for State<T> {}
+impl Extractor for Ack {}
 
 /// The payload: every deserializable type.
 impl<T: DeserializeOwned> FromMessage for T {
@@ -318,6 +354,502 @@ impl FromMessage for Ack {
     }
 }
 
+/// Support for `#[subscriber]`'s expansion: telling extractors from payload by trait, on each
+/// parameter's concrete type. Not a public API.
+///
+/// Generated code cannot ask "is `T` an [`Extractor`]?" in a generic function (there is no
+/// specialization), but it can in code where `T` is a concrete type: each probe trait below is
+/// implemented on [`Probe<T>`] behind a different number of `&`, and the expansion calls its
+/// methods as `(&&&&probe).method()`. Method lookup tries the most-referenced receiver first
+/// and takes the first impl whose bounds hold (autoref specialization, as in
+/// [`crate::reply::schema_probe`]). The levels of [`Slot`] are:
+///
+/// 1. `&&&Probe<T>` with `T: Extractor`: taken from the message ([`IsExtractor`]);
+/// 2. `&&Probe<T>` with `T: DeserializeOwned`: payload ([`IsPayload`]);
+/// 3. `&Probe<T>` with `T: FromMessage`: a custom extractor without the [`Extractor`] marker
+///    (its own `FromMessage` impl means it is not `Deserialize`), taken from the message;
+/// 4. `Probe<T>`: not a parameter type at all ([`IsInvalid`]). The expansion reports that with
+///    the [`FromMessage`] diagnostic; this level only keeps it the one error.
+///
+/// ```
+/// use faststream_core::extract::param_probe::{Probe, Slot, IsPayload};
+/// #[derive(serde::Deserialize)]
+/// struct Message { text: String }
+/// let kind = (&&&&Probe::<Message>::new()).kind();
+/// let _: IsPayload = kind;
+/// assert!((&&&&Probe::<Message>::new()).is_payload());
+/// assert!(!(&&&&Probe::<faststream_core::Message>::new()).is_payload());
+/// ```
+#[doc(hidden)]
+pub mod param_probe {
+    use super::{ExtractError, Extractor, FromMessage, MessageContext};
+    use crate::codec::{self, DecodeError};
+    use crate::message::{Message, CONTENT_TYPE};
+    pub use crate::reply::schema_probe::Probe;
+    use crate::subscriber::SchemaFn;
+    use schemars::gen::SchemaGenerator;
+    use schemars::schema::{InstanceType, Metadata, ObjectValidation, Schema, SchemaObject};
+    use schemars::JsonSchema;
+    use serde::de::{self, DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    /// The kind of a parameter taken from the message.
+    #[derive(Debug, Clone, Copy)]
+    pub struct IsExtractor;
+
+    /// The kind of a parameter decoded from the payload.
+    #[derive(Debug, Clone, Copy)]
+    pub struct IsPayload;
+
+    /// The kind of a type that cannot be a parameter (reported by the `FromMessage` check).
+    #[derive(Debug, Clone, Copy)]
+    pub struct IsInvalid;
+
+    /// Holds for every kind that is not payload: the check on the parameters next to
+    /// `#[payload]`.
+    #[diagnostic::on_unimplemented(
+        message = "this parameter is payload, but `#[payload]` already takes the whole payload",
+        label = "a `serde::Deserialize` type is payload",
+        note = "only extractors and #[header(\"...\")] parameters can sit next to #[payload]; remove #[payload] to make the payload a JSON object with one field per payload parameter"
+    )]
+    pub trait NotPayload {}
+    impl NotPayload for IsExtractor {}
+    impl NotPayload for IsInvalid {}
+
+    /// Compiles only if `kind` is not payload.
+    pub fn assert_not_payload<K: NotPayload>(kind: K) {
+        let _ = kind;
+    }
+
+    /// Holds for a pair of kinds that are not both payload.
+    #[diagnostic::on_unimplemented(
+        message = "a payload parameter without a plain name must be the only payload parameter",
+        label = "this pattern has no name to be a field of the JSON payload",
+        note = "with several payload parameters the payload is a JSON object with a field per parameter name; bind this one to a plain name (`pair: (i64, i64)`) and destructure it in the body"
+    )]
+    pub trait NotBothPayload {}
+    impl<K> NotBothPayload for (IsExtractor, K) {}
+    impl<K> NotBothPayload for (IsInvalid, K) {}
+    impl NotBothPayload for (IsPayload, IsExtractor) {}
+    impl NotBothPayload for (IsPayload, IsInvalid) {}
+
+    /// Compiles only if the unnamed parameter of kind `unnamed` and the parameter of kind
+    /// `other` are not both payload.
+    pub fn assert_named_field<A, B>(unnamed: A, other: B)
+    where
+        (A, B): NotBothPayload,
+    {
+        let _ = (unnamed, other);
+    }
+
+    /// What the generated payload struct does with one parameter, decided by its kind.
+    pub trait Slot {
+        /// The parameter's type.
+        type Value;
+        /// The parameter's kind: [`IsExtractor`], [`IsPayload`] or [`IsInvalid`].
+        type Kind;
+        /// The kind, as a value (for the compile-time checks).
+        fn kind(&self) -> Self::Kind;
+        /// Whether the parameter is payload.
+        fn is_payload(&self) -> bool;
+        /// Takes the parameter when the payload is not split into fields (at most one payload
+        /// parameter, which then takes the whole payload): through `FromMessage`.
+        fn extract_whole(
+            &self,
+            message: &Message,
+            cx: &MessageContext<'_>,
+        ) -> Result<Self::Value, ExtractError>;
+        /// Reads the value of the JSON field named like the parameter; an extractor skips it.
+        fn read_field<'de, A: MapAccess<'de>>(
+            &self,
+            slot: &mut Option<Self::Value>,
+            name: &'static str,
+            map: &mut A,
+        ) -> Result<(), A::Error>;
+        /// After the last field: a payload parameter whose field was absent is `None` when it
+        /// is an `Option`, else a "missing field" error.
+        fn finish_field<E: de::Error>(
+            &self,
+            slot: Option<Self::Value>,
+            name: &'static str,
+        ) -> Result<Option<Self::Value>, E>;
+        /// Takes the parameter when the payload is split into fields: a payload parameter from
+        /// its decoded field, an extractor from the message.
+        fn extract_field(
+            &self,
+            slot: Option<Self::Value>,
+            name: &'static str,
+            message: &Message,
+            cx: &MessageContext<'_>,
+        ) -> Result<Self::Value, ExtractError>;
+    }
+
+    macro_rules! extractor_slot {
+        ($bound:ident, $receiver:ty) => {
+            impl<T: $bound> Slot for $receiver {
+                type Value = T;
+                type Kind = IsExtractor;
+                fn kind(&self) -> IsExtractor {
+                    IsExtractor
+                }
+                fn is_payload(&self) -> bool {
+                    false
+                }
+                fn extract_whole(
+                    &self,
+                    message: &Message,
+                    cx: &MessageContext<'_>,
+                ) -> Result<T, ExtractError> {
+                    T::from_message(message, cx)
+                }
+                fn read_field<'de, A: MapAccess<'de>>(
+                    &self,
+                    _slot: &mut Option<T>,
+                    _name: &'static str,
+                    map: &mut A,
+                ) -> Result<(), A::Error> {
+                    map.next_value::<IgnoredAny>().map(drop)
+                }
+                fn finish_field<E: de::Error>(
+                    &self,
+                    _slot: Option<T>,
+                    _name: &'static str,
+                ) -> Result<Option<T>, E> {
+                    Ok(None)
+                }
+                fn extract_field(
+                    &self,
+                    _slot: Option<T>,
+                    _name: &'static str,
+                    message: &Message,
+                    cx: &MessageContext<'_>,
+                ) -> Result<T, ExtractError> {
+                    T::from_message(message, cx)
+                }
+            }
+        };
+    }
+
+    extractor_slot!(Extractor, &&&Probe<T>);
+    extractor_slot!(FromMessage, &Probe<T>);
+
+    impl<T: DeserializeOwned> Slot for &&Probe<T> {
+        type Value = T;
+        type Kind = IsPayload;
+        fn kind(&self) -> IsPayload {
+            IsPayload
+        }
+        fn is_payload(&self) -> bool {
+            true
+        }
+        fn extract_whole(
+            &self,
+            message: &Message,
+            cx: &MessageContext<'_>,
+        ) -> Result<T, ExtractError> {
+            T::from_message(message, cx)
+        }
+        fn read_field<'de, A: MapAccess<'de>>(
+            &self,
+            slot: &mut Option<T>,
+            name: &'static str,
+            map: &mut A,
+        ) -> Result<(), A::Error> {
+            if slot.is_some() {
+                return Err(de::Error::duplicate_field(name));
+            }
+            *slot = Some(map.next_value()?);
+            Ok(())
+        }
+        fn finish_field<E: de::Error>(
+            &self,
+            slot: Option<T>,
+            name: &'static str,
+        ) -> Result<Option<T>, E> {
+            match slot {
+                Some(value) => Ok(Some(value)),
+                None => T::deserialize(MissingField(name, PhantomData)).map(Some),
+            }
+        }
+        fn extract_field(
+            &self,
+            slot: Option<T>,
+            name: &'static str,
+            _message: &Message,
+            _cx: &MessageContext<'_>,
+        ) -> Result<T, ExtractError> {
+            // `finish_field` filled every payload slot (or failed); kept an error, not a panic.
+            slot.ok_or_else(|| {
+                ExtractError::Payload(DecodeError {
+                    path: name.to_owned(),
+                    message: format!("missing field `{name}`"),
+                })
+            })
+        }
+    }
+
+    impl<T> Slot for Probe<T> {
+        type Value = T;
+        type Kind = IsInvalid;
+        fn kind(&self) -> IsInvalid {
+            IsInvalid
+        }
+        fn is_payload(&self) -> bool {
+            false
+        }
+        fn extract_whole(
+            &self,
+            _message: &Message,
+            _cx: &MessageContext<'_>,
+        ) -> Result<T, ExtractError> {
+            Err(invalid::<T>())
+        }
+        fn read_field<'de, A: MapAccess<'de>>(
+            &self,
+            _slot: &mut Option<T>,
+            _name: &'static str,
+            map: &mut A,
+        ) -> Result<(), A::Error> {
+            map.next_value::<IgnoredAny>().map(drop)
+        }
+        fn finish_field<E: de::Error>(
+            &self,
+            _slot: Option<T>,
+            _name: &'static str,
+        ) -> Result<Option<T>, E> {
+            Ok(None)
+        }
+        fn extract_field(
+            &self,
+            _slot: Option<T>,
+            _name: &'static str,
+            _message: &Message,
+            _cx: &MessageContext<'_>,
+        ) -> Result<T, ExtractError> {
+            Err(invalid::<T>())
+        }
+    }
+
+    fn invalid<T>() -> ExtractError {
+        ExtractError::Other(format!(
+            "`{}` cannot be a handler parameter",
+            std::any::type_name::<T>()
+        ))
+    }
+
+    /// The payload schema of one parameter, called as `(&&&&probe).payload_schema()`: `None`
+    /// for an extractor, the type's schema for a `JsonSchema` payload type, "any JSON" (`{}`)
+    /// for another payload type.
+    pub trait SlotSchema {
+        /// The schema, `None` when the parameter is not payload.
+        fn payload_schema(&self) -> Option<SchemaFn>;
+    }
+
+    impl<T: Extractor> SlotSchema for &&&Probe<T> {
+        fn payload_schema(&self) -> Option<SchemaFn> {
+            None
+        }
+    }
+
+    impl<T: DeserializeOwned + JsonSchema> SlotSchema for &&Probe<T> {
+        fn payload_schema(&self) -> Option<SchemaFn> {
+            Some(|generator: &mut SchemaGenerator| generator.subschema_for::<T>())
+        }
+    }
+
+    impl<T: DeserializeOwned> SlotSchema for &Probe<T> {
+        fn payload_schema(&self) -> Option<SchemaFn> {
+            Some(any_json)
+        }
+    }
+
+    impl<T> SlotSchema for Probe<T> {
+        fn payload_schema(&self) -> Option<SchemaFn> {
+            None
+        }
+    }
+
+    /// The schema of a payload type without `JsonSchema`: any JSON value (`{}`).
+    pub fn any_json(_generator: &mut SchemaGenerator) -> Schema {
+        Schema::Object(SchemaObject::default())
+    }
+
+    /// Whether a field may be absent, called as `(&&probe).is_optional()`: `Option<T>` may.
+    pub trait IsOptional {
+        /// `true` for `Option<T>`.
+        fn is_optional(&self) -> bool;
+    }
+
+    impl<T> IsOptional for &Probe<Option<T>> {
+        fn is_optional(&self) -> bool {
+            true
+        }
+    }
+
+    impl<T> IsOptional for Probe<T> {
+        fn is_optional(&self) -> bool {
+            false
+        }
+    }
+
+    /// One parameter that may be a field of the payload, for the payload schema.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Field {
+        /// The JSON field name (the parameter's name).
+        pub name: &'static str,
+        /// Its schema; `None` when the parameter is not payload.
+        pub schema: Option<SchemaFn>,
+        /// Whether the field may be absent (an `Option`).
+        pub optional: bool,
+    }
+
+    /// The payload schema of a handler whose parameters are `fields`: none without a payload
+    /// parameter, that parameter's schema with exactly one (it takes the whole payload),
+    /// else `object` (see [`object_schema`]).
+    pub fn payload_schema(fields: &[Field], object: SchemaFn) -> Option<SchemaFn> {
+        let mut payload = fields.iter().filter_map(|field| field.schema);
+        match (payload.next(), payload.next()) {
+            (None, _) => None,
+            (Some(whole), None) => Some(whole),
+            (Some(_), Some(_)) => Some(object),
+        }
+    }
+
+    /// A JSON object schema titled `title`, with a property for each payload field, required
+    /// unless it is an `Option`.
+    pub fn object_schema(title: &str, fields: &[Field], generator: &mut SchemaGenerator) -> Schema {
+        let mut object = ObjectValidation::default();
+        for field in fields {
+            let Some(schema) = field.schema else { continue };
+            object
+                .properties
+                .insert(field.name.to_owned(), schema(generator));
+            if !field.optional {
+                object.required.insert(field.name.to_owned());
+            }
+        }
+        Schema::Object(SchemaObject {
+            metadata: Some(Box::new(Metadata {
+                title: Some(title.to_owned()),
+                ..Metadata::default()
+            })),
+            instance_type: Some(InstanceType::Object.into()),
+            object: Some(Box::new(object)),
+            ..SchemaObject::default()
+        })
+    }
+
+    /// The generated struct holding what was decoded of each parameter's JSON field.
+    pub trait Fields: Default {
+        /// The field names; a name's position is the `index` given to [`Fields::read_field`].
+        const NAMES: &'static [&'static str];
+        /// Reads the value of the field `NAMES[index]`.
+        fn read_field<'de, A: MapAccess<'de>>(
+            &mut self,
+            index: usize,
+            map: &mut A,
+        ) -> Result<(), A::Error>;
+        /// After the last field: fills or rejects the absent ones.
+        fn finish<E: de::Error>(self) -> Result<Self, E>;
+    }
+
+    /// Deserializes a [`Fields`] struct from a map; unknown fields are skipped.
+    pub fn deserialize_fields<'de, D, F>(deserializer: D) -> Result<F, D::Error>
+    where
+        D: de::Deserializer<'de>,
+        F: Fields,
+    {
+        deserializer.deserialize_map(FieldsVisitor(PhantomData))
+    }
+
+    struct FieldsVisitor<F>(PhantomData<F>);
+
+    impl<'de, F: Fields> Visitor<'de> for FieldsVisitor<F> {
+        type Value = F;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object with a field per payload parameter")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<F, A::Error> {
+            let mut fields = F::default();
+            while let Some(index) = map.next_key_seed(FieldIndex(F::NAMES))? {
+                match index {
+                    Some(index) => fields.read_field(index, &mut map)?,
+                    None => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            fields.finish()
+        }
+    }
+
+    /// A map key, as its position in the names (`None`: unknown).
+    struct FieldIndex(&'static [&'static str]);
+
+    impl<'de> DeserializeSeed<'de> for FieldIndex {
+        type Value = Option<usize>;
+
+        fn deserialize<D: de::Deserializer<'de>>(
+            self,
+            deserializer: D,
+        ) -> Result<Self::Value, D::Error> {
+            deserializer.deserialize_identifier(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for FieldIndex {
+        type Value = Option<usize>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a field name")
+        }
+
+        fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
+            Ok(self.0.iter().position(|name| *name == key))
+        }
+
+        fn visit_bytes<E: de::Error>(self, key: &[u8]) -> Result<Self::Value, E> {
+            Ok(self.0.iter().position(|name| name.as_bytes() == key))
+        }
+    }
+
+    /// An absent field: only an `Option` accepts it (as `None`).
+    struct MissingField<E>(&'static str, PhantomData<E>);
+
+    impl<'de, E: de::Error> de::Deserializer<'de> for MissingField<E> {
+        type Error = E;
+
+        fn deserialize_any<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, E> {
+            Err(E::missing_field(self.0))
+        }
+
+        fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
+            visitor.visit_none()
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            unit unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier
+            ignored_any
+        }
+    }
+
+    /// A `#[payload]` parameter: always decoded from the payload, whatever else it implements.
+    #[derive(Debug)]
+    pub struct Payload<T>(pub T);
+
+    impl<T: DeserializeOwned> FromMessage for Payload<T> {
+        fn from_message(message: &Message, _cx: &MessageContext<'_>) -> Result<Self, ExtractError> {
+            codec::decode(&message.payload, message.headers.get_str(CONTENT_TYPE))
+                .map(Payload)
+                .map_err(ExtractError::Payload)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -396,5 +928,108 @@ mod tests {
         let ack = Ack::from_message(&msg, &MessageContext::new(&state, Some(&slot))).unwrap();
         ack.nack();
         assert_eq!(slot.decision(), AckDecision::Nack);
+    }
+
+    // The `&`s select the probe impl (autoref specialization); none of them is needless.
+    #[allow(clippy::needless_borrow)]
+    mod probes {
+        use super::super::param_probe::*;
+        use super::super::*;
+        use crate::subscriber::SchemaFn;
+
+        /// A user type named like the framework's extractor.
+        #[derive(serde::Deserialize, schemars::JsonSchema)]
+        #[allow(dead_code)]
+        struct Meta {
+            x: i64,
+        }
+
+        #[derive(serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Opaque;
+
+        /// A custom extractor without the `Extractor` marker.
+        struct Custom;
+        impl FromMessage for Custom {
+            fn from_message(_: &Message, _: &MessageContext<'_>) -> Result<Self, ExtractError> {
+                Ok(Custom)
+            }
+        }
+
+        #[test]
+        fn classified_by_trait() {
+            assert!((&&&&Probe::<Meta>::new()).is_payload());
+            assert!((&&&&Probe::<Opaque>::new()).is_payload());
+            assert!((&&&&Probe::<Option<String>>::new()).is_payload());
+            assert!(!(&&&&Probe::<super::super::Meta>::new()).is_payload());
+            assert!(!(&&&&Probe::<Key<String>>::new()).is_payload());
+            assert!(!(&&&&Probe::<State<u8>>::new()).is_payload());
+            assert!(!(&&&&Probe::<Custom>::new()).is_payload());
+            struct NotAParameter;
+            let _: IsInvalid = (&&&&Probe::<NotAParameter>::new()).kind();
+            assert!((&&Probe::<Option<u8>>::new()).is_optional());
+            assert!(!(&&Probe::<u8>::new()).is_optional());
+        }
+
+        fn json(schema: Option<SchemaFn>) -> Option<serde_json::Value> {
+            let mut generator = schemars::gen::SchemaGenerator::default();
+            schema.map(|f| serde_json::to_value(f(&mut generator)).unwrap())
+        }
+
+        #[test]
+        fn schemas_by_trait() {
+            assert_eq!(
+                json((&&&&Probe::<Key<String>>::new()).payload_schema()),
+                None
+            );
+            assert_eq!(json((&&&&Probe::<Custom>::new()).payload_schema()), None);
+            assert_eq!(
+                json((&&&&Probe::<Opaque>::new()).payload_schema()),
+                Some(serde_json::json!({}))
+            );
+            assert_eq!(
+                json((&&&&Probe::<Meta>::new()).payload_schema()),
+                Some(serde_json::json!({"$ref": "#/definitions/Meta"}))
+            );
+        }
+
+        #[test]
+        fn object_of_the_payload_fields() {
+            fn object(generator: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+                object_schema("T", &fields(), generator)
+            }
+            fn fields() -> Vec<Field> {
+                vec![
+                    Field {
+                        name: "a",
+                        schema: (&&&&Probe::<i64>::new()).payload_schema(),
+                        optional: false,
+                    },
+                    Field {
+                        name: "key",
+                        schema: (&&&&Probe::<Key<String>>::new()).payload_schema(),
+                        optional: false,
+                    },
+                    Field {
+                        name: "b",
+                        schema: (&&&&Probe::<Option<String>>::new()).payload_schema(),
+                        optional: true,
+                    },
+                ]
+            }
+            let schema = json(payload_schema(&fields(), object)).unwrap();
+            assert_eq!(schema["title"], "T");
+            assert_eq!(schema["type"], "object");
+            assert_eq!(schema["properties"]["a"]["type"], "integer");
+            assert!(schema["properties"].get("key").is_none());
+            assert_eq!(schema["required"], serde_json::json!(["a"]));
+            // One payload field: its own schema, no object.
+            let one = &fields()[..2];
+            assert_eq!(
+                json(payload_schema(one, object)),
+                Some(serde_json::json!({"type": "integer", "format": "int64"}))
+            );
+            assert_eq!(json(payload_schema(&fields()[1..2], object)), None);
+        }
     }
 }

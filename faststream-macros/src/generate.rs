@@ -1,12 +1,46 @@
 //! Generate: turns a checked [`Subscriber`] into the unit struct, its `call` and `config`
 //! functions and its `IntoSubscriber` impl. Dispatch itself stays in the `Handler` trait: the
 //! generated adapter is an ordinary async fn whose parameters are all `FromMessage`.
+//!
+//! # Extractor or payload: decided by the compiler, per parameter
+//!
+//! `validate` leaves unmarked parameters as *slots* (see its module docs). The code generated
+//! here never guesses from a type's name; wherever it must know what a slot is, it asks the
+//! concrete type through the autoref probes of `faststream_core::extract::param_probe`
+//! (`(&&&&Probe::<T>::new()).method()` picks the impl for `T: Extractor`, else
+//! `T: DeserializeOwned`, else `T: FromMessage`):
+//!
+//! - One slot: the adapter takes it as it is, so `FromMessage` decodes the payload or runs the
+//!   extractor; the payload schema comes from `SlotSchema` (none for an extractor, `{}` for a
+//!   payload type without `JsonSchema`).
+//! - Several slots: the adapter takes one generated `__FaststreamPayload` struct instead, with
+//!   a field per slot, whose `FromMessage` impl counts the slots that are payload. With at most
+//!   one, every slot goes through its own `FromMessage` (the payload one decodes the whole
+//!   payload). With more, the payload is decoded once into `__FaststreamFields` (its
+//!   `Deserialize` impl asks each slot's probe to read or skip the field named like the
+//!   parameter) and extractor slots are taken from the message. The count is a constant after
+//!   inlining; both branches type-check for every combination because every step goes through
+//!   a probe. The schema is built the same way: an object of the payload slots' schemas
+//!   (required unless `Option`), or the one payload slot's schema.
+//! - A slot bound to a pattern has no field name: a compile-time check on the probes' kinds
+//!   (`assert_named_field`) rejects it when another slot is payload too.
 
 use crate::validate::{ParamKind, Payload, Subscriber};
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::{FnArg, Ident, ReturnType};
+use syn::{FnArg, ReturnType, Type};
+
+/// The probe of `ty`, as an expression: `(&&&&Probe::<ty>::new())`.
+fn probe(ty: &Type) -> TokenStream {
+    probe_at(ty, Span::call_site())
+}
+
+/// [`probe`] with its tokens at `span`, so errors about it point there.
+fn probe_at(ty: &Type, span: Span) -> TokenStream {
+    quote_spanned!(span=> (&&&&::faststream::__private::param_probe::Probe::<#ty>::new()))
+}
 
 /// The code for one subscriber.
 pub(crate) fn subscriber(sub: &Subscriber) -> TokenStream {
@@ -34,20 +68,30 @@ pub(crate) fn subscriber(sub: &Subscriber) -> TokenStream {
     let config = config(sub);
 
     // Adapter parameters and the arguments passed on to `call`, in the original order.
-    let payload_struct = format_ident!("__FaststreamPayload");
     let mut adapter_params = Vec::new();
     let mut call_args = Vec::new();
     let mut markers = Vec::new();
     let mut checks = Vec::new();
+    let pp = quote!(::faststream::__private::param_probe);
     for (index, param) in sub.params.iter().enumerate() {
         let ty = &param.ty;
         let span = ty.span();
         let arg = format_ident!("__arg{}", index);
         match &param.kind {
-            ParamKind::Extractor => {
+            ParamKind::Extract => {
                 adapter_params.push(quote!(#arg: #ty));
                 call_args.push(quote!(#arg));
                 checks.push(check(quote!(#ty), span));
+            }
+            ParamKind::NotPayload => {
+                adapter_params.push(quote!(#arg: #ty));
+                call_args.push(quote!(#arg));
+                checks.push(check(quote!(#ty), span));
+                let probe = probe_at(ty, span);
+                checks.push(quote_spanned! {span=> {
+                    use ::faststream::__private::param_probe::Slot as _;
+                    ::faststream::__private::param_probe::assert_not_payload(#probe.kind());
+                }});
             }
             ParamKind::Header(header) => {
                 let marker = format_ident!("__FaststreamHeader{}", index);
@@ -63,13 +107,18 @@ pub(crate) fn subscriber(sub: &Subscriber) -> TokenStream {
                 call_args.push(quote!(#arg.0));
                 checks.push(check(wrapped, span));
             }
-            ParamKind::Plain { ident } => match &sub.payload {
-                Payload::Fields(_) => {
-                    // Bound through the generated struct; the field has the parameter's name.
-                    let field = ident
-                        .clone()
-                        .unwrap_or_else(|| Ident::new("__missing", span));
+            ParamKind::Payload => {
+                let wrapped = quote_spanned!(span=> #pp::Payload<#ty>);
+                adapter_params.push(quote!(#arg: #wrapped));
+                call_args.push(quote!(#arg.0));
+                checks.push(check(quote!(#ty), span));
+            }
+            ParamKind::Slot { .. } => match &sub.payload {
+                Payload::Slots(_) => {
+                    // Bound through the generated struct.
+                    let field = format_ident!("__slot{}", index);
                     call_args.push(quote!(__payload.#field));
+                    checks.push(check(quote!(#ty), span));
                 }
                 _ => {
                     adapter_params.push(quote!(#arg: #ty));
@@ -83,48 +132,49 @@ pub(crate) fn subscriber(sub: &Subscriber) -> TokenStream {
     let mut payload_items = TokenStream::new();
     let schema = match &sub.payload {
         Payload::Ignored => None,
-        Payload::Whole(index) => {
-            let ty = &sub.params[*index].ty;
-            Some(quote!(__generator.subschema_for::<#ty>()))
+        Payload::Forced(index) | Payload::Single(index) => {
+            let probe = probe(&sub.params[*index].ty);
+            Some(quote! {{
+                use #pp::SlotSchema as _;
+                #probe.payload_schema()
+            }})
         }
-        Payload::Fields(indexes) => {
-            let title = sub.payload_title();
-            let fields = indexes.iter().map(|&i| {
-                let param = &sub.params[i];
-                let ty = &param.ty;
-                let field = match &param.kind {
-                    ParamKind::Plain { ident: Some(ident) } => ident.clone(),
-                    _ => Ident::new("__missing", Span::call_site()),
-                };
-                quote!(#field: #ty)
-            });
-            payload_items = quote! {
-                #[derive(::faststream::__private::serde::Deserialize, ::faststream::__private::schemars::JsonSchema)]
-                #[serde(crate = "::faststream::__private::serde")]
-                #[schemars(crate = "::faststream::__private::schemars", title = #title)]
-                #[doc(hidden)]
-                struct #payload_struct { #(#fields,)* }
-            };
-            // The struct goes first among the adapter's parameters' positions: where the
-            // first payload field was.
+        Payload::Slots(indexes) => {
+            let items = slots(sub, indexes);
+            payload_items = items.items;
+            checks.extend(items.checks);
+            // The struct takes the adapter parameter position of the first slot.
             let first = indexes[0];
             let position = sub.params[..first]
                 .iter()
-                .filter(|p| !matches!(p.kind, ParamKind::Plain { .. }))
+                .filter(|p| !matches!(p.kind, ParamKind::Slot { .. }))
                 .count();
-            adapter_params.insert(position, quote!(__payload: #payload_struct));
-            Some(
-                quote!(<#payload_struct as ::faststream::__private::schemars::JsonSchema>::json_schema(__generator)),
-            )
+            adapter_params.insert(position, quote!(__payload: __FaststreamPayload));
+            let title = sub.payload_title();
+            let fields = items.schema_fields;
+            Some(quote! {{
+                use #pp::{IsOptional as _, SlotSchema as _};
+                fn __fields() -> ::std::vec::Vec<#pp::Field> {
+                    ::std::vec![#(#fields),*]
+                }
+                fn __object(
+                    __generator: &mut ::faststream::__private::schemars::gen::SchemaGenerator,
+                ) -> ::faststream::__private::schemars::schema::Schema {
+                    #pp::object_schema(#title, &__fields(), __generator)
+                }
+                #pp::payload_schema(&__fields(), __object)
+            }})
         }
     };
     let schema_method = schema.map(|schema| {
         quote! {
             impl #name {
                 #[doc(hidden)]
-                fn __faststream_payload_schema(
-                    __generator: &mut ::faststream::__private::schemars::gen::SchemaGenerator,
-                ) -> ::faststream::__private::schemars::schema::Schema {
+                fn __faststream_payload_schema() -> ::core::option::Option<
+                    fn(
+                        &mut ::faststream::__private::schemars::gen::SchemaGenerator,
+                    ) -> ::faststream::__private::schemars::schema::Schema,
+                > {
                     #schema
                 }
             }
@@ -180,6 +230,145 @@ pub(crate) fn subscriber(sub: &Subscriber) -> TokenStream {
                 }
             }
         };
+    }
+}
+
+/// The generated items of several slots (see the module docs).
+struct SlotItems {
+    /// `__FaststreamPayload`, `__FaststreamFields` and their impls.
+    items: TokenStream,
+    /// Compile-time checks for slots bound to patterns.
+    checks: Vec<TokenStream>,
+    /// One `Field { .. }` expression per slot, for the payload schema.
+    schema_fields: Vec<TokenStream>,
+}
+
+/// The payload struct of several slots: its `FromMessage` impl decides per slot, by trait,
+/// whether it is read from a field of the JSON payload or taken from the message.
+fn slots(sub: &Subscriber, indexes: &[usize]) -> SlotItems {
+    let pp = quote!(::faststream::__private::param_probe);
+    let mut fields = Vec::new();
+    let mut options = Vec::new();
+    let mut kinds = Vec::new();
+    let mut whole = Vec::new();
+    let mut split = Vec::new();
+    let mut finish = Vec::new();
+    let mut read_arms = Vec::new();
+    let mut names = Vec::new();
+    let mut schema_fields = Vec::new();
+    let mut checks = Vec::new();
+    for &index in indexes {
+        let param = &sub.params[index];
+        let ty = &param.ty;
+        let probe = probe(ty);
+        let field = format_ident!("__slot{}", index);
+        let name = match &param.kind {
+            ParamKind::Slot { name: Some(name) } => Some(name.unraw().to_string()),
+            _ => None,
+        };
+        // A pattern has no field name; `assert_named_field` keeps it from needing one.
+        let label = name.clone().unwrap_or_else(|| format!("#{index}"));
+        fields.push(quote!(#field: #ty));
+        options.push(quote!(#field: ::core::option::Option<#ty>));
+        kinds.push(quote!(#probe.is_payload()));
+        whole.push(quote!(#field: #probe.extract_whole(__message, __cx)?));
+        split.push(quote!(#field: #probe.extract_field(__fields.#field, #label, __message, __cx)?));
+        finish.push(quote!(#field: #probe.finish_field(self.#field, #label)?));
+        match &name {
+            Some(name) => {
+                let position = names.len();
+                names.push(name.clone());
+                read_arms
+                    .push(quote!(#position => #probe.read_field(&mut self.#field, #name, __map),));
+                schema_fields.push(quote! {
+                    #pp::Field {
+                        name: #name,
+                        schema: #probe.payload_schema(),
+                        optional: (&&#pp::Probe::<#ty>::new()).is_optional(),
+                    }
+                });
+            }
+            None => {
+                schema_fields.push(quote! {
+                    #pp::Field {
+                        name: #label,
+                        schema: #probe.payload_schema(),
+                        optional: false,
+                    }
+                });
+                let span = param.pat_span;
+                let unnamed = probe_at(ty, span);
+                for &other in indexes.iter().filter(|&&other| other != index) {
+                    let other = probe_at(&sub.params[other].ty, span);
+                    checks.push(quote_spanned! {span=> {
+                        use ::faststream::__private::param_probe::Slot as _;
+                        ::faststream::__private::param_probe::assert_named_field(#unnamed.kind(), #other.kind());
+                    }});
+                }
+            }
+        }
+    }
+    let items = quote! {
+        #[doc(hidden)]
+        struct __FaststreamPayload { #(#fields,)* }
+
+        impl ::faststream::FromMessage for __FaststreamPayload {
+            fn from_message(
+                __message: &::faststream::Message,
+                __cx: &::faststream::extract::MessageContext<'_>,
+            ) -> ::core::result::Result<Self, ::faststream::extract::ExtractError> {
+                use #pp::Slot as _;
+                let __payload_slots = [#(#kinds),*].into_iter().filter(|__p| *__p).count();
+                if __payload_slots < 2 {
+                    return ::core::result::Result::Ok(Self { #(#whole,)* });
+                }
+                let __fields =
+                    <__FaststreamFields as ::faststream::FromMessage>::from_message(__message, __cx)?;
+                ::core::result::Result::Ok(Self { #(#split,)* })
+            }
+        }
+
+        #[doc(hidden)]
+        #[derive(Default)]
+        struct __FaststreamFields { #(#options,)* }
+
+        impl #pp::Fields for __FaststreamFields {
+            const NAMES: &'static [&'static str] = &[#(#names),*];
+
+            fn read_field<'de, __A: ::faststream::__private::serde::de::MapAccess<'de>>(
+                &mut self,
+                __index: usize,
+                __map: &mut __A,
+            ) -> ::core::result::Result<(), __A::Error> {
+                use #pp::Slot as _;
+                match __index {
+                    #(#read_arms)*
+                    _ => __map
+                        .next_value::<::faststream::__private::serde::de::IgnoredAny>()
+                        .map(::core::mem::drop),
+                }
+            }
+
+            fn finish<__E: ::faststream::__private::serde::de::Error>(
+                self,
+            ) -> ::core::result::Result<Self, __E> {
+                use #pp::Slot as _;
+                ::core::result::Result::Ok(Self { #(#finish,)* })
+            }
+        }
+
+        impl<'de> ::faststream::__private::serde::Deserialize<'de> for __FaststreamFields {
+            fn deserialize<__D: ::faststream::__private::serde::Deserializer<'de>>(
+                __deserializer: __D,
+            ) -> ::core::result::Result<Self, __D::Error> {
+                #pp::deserialize_fields(__deserializer)
+            }
+        }
+    };
+    SlotItems {
+        items,
+        checks,
+        schema_fields,
     }
 }
 
@@ -278,12 +467,7 @@ fn config(sub: &Subscriber) -> TokenStream {
     }
     if sub.payload != Payload::Ignored {
         setters.push(quote! {
-            __config.payload_schema = ::core::option::Option::Some(
-                Self::__faststream_payload_schema
-                    as fn(
-                        &mut ::faststream::__private::schemars::gen::SchemaGenerator,
-                    ) -> ::faststream::__private::schemars::schema::Schema,
-            );
+            __config.payload_schema = Self::__faststream_payload_schema();
         });
     }
     quote! {

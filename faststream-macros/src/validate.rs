@@ -1,6 +1,26 @@
 //! Validate: checks the parsed attribute arguments and the handler's signature and builds the
 //! [`Subscriber`] model that `generate` turns into code. Every problem is collected, each with
 //! the span of the offending tokens.
+//!
+//! # Parameters: classified by trait, not by name
+//!
+//! A procedural macro sees tokens, not types: it cannot know whether `Message` is the
+//! framework's extractor or the user's payload struct of that name. So this module classifies
+//! parameters only by what is written *on* them, and leaves "extractor or payload?" to the
+//! expansion, where the compiler answers it per parameter from the concrete type's traits
+//! (`faststream_core::extract::Extractor` versus `serde::Deserialize`, see
+//! `faststream_core::extract::param_probe`):
+//!
+//! - `#[header("name")]`: one header ([`ParamKind::Header`]);
+//! - `#[extract]`: an extractor, whatever its type ([`ParamKind::Extract`]);
+//! - `#[payload]`: the whole payload ([`ParamKind::Payload`]); every other unmarked parameter
+//!   must then be an extractor, which the expansion checks by trait ([`ParamKind::NotPayload`]);
+//! - anything else is a *slot* ([`ParamKind::Slot`]): an extractor or payload, decided by trait.
+//!   With one slot ([`Payload::Single`]) that parameter goes through `FromMessage` as it is
+//!   (the payload, decoded once, or an extractor). With several ([`Payload::Slots`]) the
+//!   expansion counts the payload slots by trait: at most one takes the whole payload, several
+//!   are the fields of a JSON object named like the parameters, each decoded once; extractor
+//!   slots are never read from the JSON.
 
 use crate::parse::{self, AttrArgs, Errors, KeyValue};
 use proc_macro2::Span;
@@ -38,11 +58,6 @@ const ACK_POLICIES: &[(&str, &str)] = &[
 
 /// `auto_offset_reset` values and their `OffsetReset` variants.
 const OFFSET_RESETS: &[(&str, &str)] = &[("earliest", "Earliest"), ("latest", "Latest")];
-
-/// Last path segments of the extractor types: parameters of these types are not payload.
-const EXTRACTORS: &[&str] = &[
-    "Key", "Headers", "Header", "Meta", "State", "Message", "Ack",
-];
 
 /// The type an option's value must have.
 #[derive(Clone, Copy)]
@@ -110,32 +125,42 @@ pub(crate) struct Publisher {
 pub(crate) struct Param {
     /// Its type as written.
     pub(crate) ty: Type,
+    /// The span of its pattern (the name), for errors about the parameter as a field.
+    pub(crate) pat_span: Span,
     /// What it binds to.
     pub(crate) kind: ParamKind,
 }
 
 /// What a parameter binds to.
 pub(crate) enum ParamKind {
-    /// An extractor, passed through unchanged.
-    Extractor,
+    /// `#[extract]`: an extractor, passed through `FromMessage` unchanged.
+    Extract,
     /// `#[header("name")]`: one header, read through `Header<T, Marker>`.
     Header(LitStr),
-    /// Payload: the whole of it, or (with several) the field named like the parameter.
-    Plain {
-        /// The field name (several plain parameters only need it).
-        ident: Option<Ident>,
+    /// `#[payload]`: the whole payload, always decoded.
+    Payload,
+    /// An unmarked parameter next to `#[payload]`: must be an extractor (checked by trait).
+    NotPayload,
+    /// An unmarked parameter: an extractor or payload, decided by trait in the expansion.
+    Slot {
+        /// The JSON field name it has if the payload turns out to be an object of several
+        /// payload parameters: the parameter's name, `None` for a pattern.
+        name: Option<Ident>,
     },
 }
 
-/// How the payload binds to the plain parameters.
+/// How the payload binds to the parameters.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Payload {
-    /// No plain parameter: the payload is not decoded.
+    /// No `#[payload]` and no slot: the payload is not decoded.
     Ignored,
-    /// One plain parameter (or `#[payload]`): the whole payload, at this parameter index.
-    Whole(usize),
-    /// Several: the fields of a JSON object, at these parameter indexes.
-    Fields(Vec<usize>),
+    /// `#[payload]` on the parameter at this index.
+    Forced(usize),
+    /// Exactly one slot, at this index: the whole payload or an extractor.
+    Single(usize),
+    /// Several slots, at these indexes: those that are payload by trait are the fields of a
+    /// JSON object (or the whole payload, if only one of them is).
+    Slots(Vec<usize>),
 }
 
 impl Subscriber {
@@ -408,7 +433,7 @@ fn read_value(name: &str, kind: Kind, value: &Expr, errors: &mut Errors) -> Opti
 /// Classifies the parameters and removes their marker attributes from `func`.
 fn params(func: &mut ItemFn, errors: &mut Errors) -> (Vec<Param>, Payload) {
     let mut params = Vec::new();
-    let mut forced: Option<(usize, Attribute)> = None;
+    let mut forced: Option<usize> = None;
     for (index, input) in func.sig.inputs.iter_mut().enumerate() {
         let arg = match input {
             FnArg::Receiver(receiver) => {
@@ -452,11 +477,11 @@ fn params(func: &mut ItemFn, errors: &mut Errors) -> (Vec<Param>, Payload) {
                             Some(_) => {
                                 errors.push_spanned(&attr, "only one parameter can be #[payload]")
                             }
-                            None => forced = Some((index, attr.clone())),
+                            None => forced = Some(index),
                         }
-                        ParamKind::Plain { ident: None }
+                        ParamKind::Payload
                     } else {
-                        ParamKind::Extractor
+                        ParamKind::Extract
                     }
                 }
                 _ => continue,
@@ -478,10 +503,9 @@ fn params(func: &mut ItemFn, errors: &mut Errors) -> (Vec<Param>, Payload) {
         }
         let kind = match kind {
             Some((kind, _)) => kind,
-            None if is_extractor(&arg.ty) => ParamKind::Extractor,
-            None => ParamKind::Plain { ident: None },
+            None => ParamKind::Slot { name: None },
         };
-        if let ParamKind::Plain { .. } = kind {
+        if let ParamKind::Slot { .. } | ParamKind::Payload = kind {
             if let Type::Reference(r) = &*arg.ty {
                 errors.push_spanned(
                     r,
@@ -492,72 +516,47 @@ fn params(func: &mut ItemFn, errors: &mut Errors) -> (Vec<Param>, Payload) {
         params.push((
             Param {
                 ty: (*arg.ty).clone(),
+                pat_span: arg.pat.span(),
                 kind,
             },
             (*arg.pat).clone(),
         ));
     }
 
-    let plain: Vec<usize> = params
-        .iter()
-        .enumerate()
-        .filter(|(_, (p, _))| matches!(p.kind, ParamKind::Plain { .. }))
-        .map(|(i, _)| i)
-        .collect();
     // `forced` counts receivers; map it to the index among typed parameters.
     let has_receiver = func.sig.receiver().is_some();
-    let forced = forced.map(|(i, span)| (if has_receiver { i.saturating_sub(1) } else { i }, span));
-    let payload = match (forced, plain.len()) {
-        (_, 0) => Payload::Ignored,
-        (Some((forced, span)), n) if n > 1 => {
-            for &i in plain.iter().filter(|&&i| i != forced) {
-                errors.push_spanned(
-                    &params[i].1,
-                    "this parameter would be a payload field, but #[payload] takes the whole payload; \
-                     mark it #[header(\"...\")] or #[extract], or remove #[payload]",
-                );
+    let forced = forced.map(|i| if has_receiver { i.saturating_sub(1) } else { i });
+    let slots: Vec<usize> = params
+        .iter()
+        .enumerate()
+        .filter(|(_, (p, _))| matches!(p.kind, ParamKind::Slot { .. }))
+        .map(|(i, _)| i)
+        .collect();
+    let payload = match (forced, slots.len()) {
+        (Some(forced), _) => {
+            // Whatever is left unmarked must be an extractor; the expansion checks it by trait.
+            for &i in &slots {
+                params[i].0.kind = ParamKind::NotPayload;
             }
-            errors.push_spanned(
-                &span,
-                "#[payload] cannot be combined with other payload parameters",
-            );
-            Payload::Whole(forced)
+            Payload::Forced(forced)
         }
-        (_, 1) => Payload::Whole(plain[0]),
-        (_, _) => {
-            for &i in &plain {
+        (None, 0) => Payload::Ignored,
+        (None, 1) => Payload::Single(slots[0]),
+        (None, _) => {
+            for &i in &slots {
                 let (param, pat) = &mut params[i];
-                match pat {
-                    Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => {
-                        param.kind = ParamKind::Plain {
-                            ident: Some(p.ident.clone()),
+                if let Pat::Ident(p) = pat {
+                    if p.by_ref.is_none() && p.subpat.is_none() {
+                        param.kind = ParamKind::Slot {
+                            name: Some(p.ident.clone()),
                         };
                     }
-                    other => errors.push_spanned(
-                        &*other,
-                        "with several payload parameters each one is a field of the JSON payload, \
-                         so it must be a plain name such as `user_id`",
-                    ),
                 }
             }
-            Payload::Fields(plain)
+            Payload::Slots(slots)
         }
     };
     (params.into_iter().map(|(p, _)| p).collect(), payload)
-}
-
-/// Whether the type's last path segment names an extractor.
-fn is_extractor(ty: &Type) -> bool {
-    match ty {
-        Type::Path(path) if path.qself.is_none() => path
-            .path
-            .segments
-            .last()
-            .is_some_and(|s| EXTRACTORS.iter().any(|e| s.ident == e)),
-        Type::Group(group) => is_extractor(&group.elem),
-        Type::Paren(paren) => is_extractor(&paren.elem),
-        _ => false,
-    }
 }
 
 #[cfg(test)]
@@ -616,8 +615,9 @@ mod tests {
         assert_eq!(sub.publishers.len(), 2);
         assert_eq!(sub.publishers[0].topic.value(), "out");
         assert_eq!(sub.publishers[0].title.as_ref().unwrap().value(), "P");
-        assert_eq!(sub.payload, Payload::Fields(vec![0, 1]));
-        assert!(matches!(sub.params[2].kind, ParamKind::Extractor));
+        // No name is trusted: the key is a slot too, classified by trait in the expansion.
+        assert_eq!(sub.payload, Payload::Slots(vec![0, 1, 2]));
+        assert!(matches!(&sub.params[2].kind, ParamKind::Slot { name: Some(n) } if n == "key"));
         assert!(matches!(&sub.params[3].kind, ParamKind::Header(h) if h.value() == "x-tenant"));
         assert!(sub.func.attrs.iter().all(|a| !parse::is_publisher(a)));
         assert!(sub.func.sig.inputs.iter().all(|i| match i {
@@ -649,7 +649,10 @@ mod tests {
             ),
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(one.payload, Payload::Whole(0));
+        // Two slots; the pattern has no field name (checked by trait in the expansion).
+        assert_eq!(one.payload, Payload::Slots(vec![0, 1]));
+        assert!(matches!(one.params[0].kind, ParamKind::Slot { name: None }));
+        assert!(matches!(&one.params[1].kind, ParamKind::Slot { name: Some(n) } if n == "m"));
         let forced = check(
             quote!("a"),
             parse_quote!(
@@ -657,7 +660,8 @@ mod tests {
             ),
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(forced.payload, Payload::Whole(1));
+        assert_eq!(forced.payload, Payload::Forced(1));
+        assert!(matches!(forced.params[0].kind, ParamKind::NotPayload));
         let custom = check(
             quote!("a"),
             parse_quote!(
@@ -665,7 +669,17 @@ mod tests {
             ),
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(custom.payload, Payload::Whole(1));
+        assert_eq!(custom.payload, Payload::Single(1));
+        assert!(matches!(custom.params[0].kind, ParamKind::Extract));
+        // A user type named like a framework extractor is not recognised by its name.
+        let named = check(
+            quote!("a"),
+            parse_quote!(
+                async fn f(message: Message) {}
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(named.payload, Payload::Single(0));
     }
 
     #[test]
@@ -694,7 +708,6 @@ mod tests {
             "cannot have a `where` clause",
             "not a method",
             "must be owned types",
-            "#[payload] cannot be combined",
         ];
         for e in expected {
             assert!(
@@ -705,15 +718,31 @@ mod tests {
     }
 
     #[test]
-    fn several_payload_params_need_names() {
+    fn patterns_are_slots_without_names() {
+        // Whether `(b, c)` needs a field name depends on the other slot's traits: the
+        // expansion checks it, so validation accepts it.
+        let sub = check(
+            quote!("a"),
+            parse_quote!(
+                async fn f(r#type: i64, (b, c): (i64, i64), ref d: String) {}
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(sub.payload, Payload::Slots(vec![0, 1, 2]));
+        assert!(matches!(&sub.params[0].kind, ParamKind::Slot { name: Some(n) } if n == "r#type"));
+        assert!(matches!(sub.params[1].kind, ParamKind::Slot { name: None }));
+        assert!(matches!(sub.params[2].kind, ParamKind::Slot { name: None }));
+    }
+
+    #[test]
+    fn only_one_payload_marker() {
         let errors = messages(check(
             quote!("a"),
             parse_quote!(
-                async fn f(a: i64, (b, c): (i64, i64)) {}
+                async fn f(#[payload] a: String, #[payload] b: String) {}
             ),
         ));
-        assert_eq!(errors.len(), 1);
-        assert!(errors[0].contains("must be a plain name"));
+        assert_eq!(errors, ["only one parameter can be #[payload]"]);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Runs the generated code: configuration through a fake registry, and the registered
 //! handler through `faststream::Handler`.
 
-use faststream::extract::{AppState, MessageContext};
+use faststream::extract::{AppState, ExtractError, MessageContext};
 use faststream::{
     publisher, subscriber, Handler, IntoSubscriber, Key, Message, Registry, Reply, SubscriberConfig,
 };
@@ -9,12 +9,16 @@ use std::future::Future;
 use std::pin::Pin;
 
 type Call = Box<dyn Fn(Message) -> Pin<Box<dyn Future<Output = Reply> + Send>>>;
+type TryCall =
+    Box<dyn Fn(Message) -> Result<Pin<Box<dyn Future<Output = Reply> + Send>>, ExtractError>>;
 
 /// Records configurations and keeps handlers callable.
 #[derive(Default)]
 struct FakeRegistry {
     configs: Vec<SubscriberConfig>,
     calls: Vec<Call>,
+    /// The same handlers, returning extraction errors instead of panicking on them.
+    try_calls: Vec<TryCall>,
 }
 
 impl Registry for FakeRegistry {
@@ -24,6 +28,12 @@ impl Registry for FakeRegistry {
         T: Send + 'static,
     {
         self.configs.push(config);
+        let copy = handler.clone();
+        self.try_calls.push(Box::new(move |message: Message| {
+            let state = AppState::default();
+            let future = copy.call(&message, &MessageContext::new(&state, None))?;
+            Ok(Box::pin(future) as Pin<Box<dyn Future<Output = Reply> + Send>>)
+        }));
         self.calls.push(Box::new(move |message: Message| {
             let state = AppState::default();
             let future = handler.call(&message, &MessageContext::new(&state, None));
@@ -328,4 +338,272 @@ async fn call_is_a_plain_function() {
         "User: 1 - John registered"
     );
     assert_eq!(double::call(2).await, 4);
+}
+
+/// User types named like framework extractors: payload, because they are `Deserialize` and not
+/// `Extractor`s. Each counts its decodings, to show a payload is decoded exactly once.
+mod named_like_extractors {
+    use faststream::{subscriber, Deserialize, JsonSchema};
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Decodings of `Message` on this thread (tests run in parallel on their own threads).
+        pub static MESSAGE_DECODES: Cell<usize> = const { Cell::new(0) };
+    }
+
+    #[derive(JsonSchema)]
+    #[schemars(crate = "faststream::schemars")]
+    pub struct Message {
+        pub text: String,
+    }
+
+    // Decoding through a counted shadow struct.
+    impl<'de> faststream::serde::Deserialize<'de> for Message {
+        fn deserialize<D: faststream::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            #[derive(Deserialize)]
+            #[serde(crate = "faststream::serde")]
+            struct Shadow {
+                text: String,
+            }
+            MESSAGE_DECODES.with(|n| n.set(n.get() + 1));
+            Shadow::deserialize(d).map(|s| Message { text: s.text })
+        }
+    }
+
+    #[derive(Deserialize, JsonSchema)]
+    #[serde(crate = "faststream::serde")]
+    #[schemars(crate = "faststream::schemars")]
+    pub struct State {
+        pub count: u32,
+    }
+
+    /// Payload without `JsonSchema`.
+    #[derive(Deserialize)]
+    #[serde(crate = "faststream::serde")]
+    pub struct Opaque {
+        pub id: u64,
+    }
+
+    #[subscriber("a")]
+    pub async fn single(message: Message) -> String {
+        message.text
+    }
+
+    #[subscriber("b")]
+    pub async fn fields(message: Message, state: State, user_id: i64) -> String {
+        format!("{} {} {user_id}", message.text, state.count)
+    }
+
+    #[subscriber("c")]
+    pub async fn beside_extractors(
+        message: Message,
+        key: faststream::Key<String>,
+        raw: faststream::Message,
+        meta: faststream::Meta,
+    ) -> String {
+        format!("{} {} {} {}", message.text, key.0, raw.topic, meta.offset)
+    }
+
+    #[subscriber("d")]
+    pub async fn state_only(state: State) -> u32 {
+        state.count
+    }
+
+    #[subscriber("e")]
+    pub async fn opaque(body: Opaque) -> u64 {
+        body.id
+    }
+
+    #[subscriber("f")]
+    pub async fn opaque_fields(body: Opaque, n: Option<u64>, key: faststream::Key<String>) -> u64 {
+        let _ = key;
+        body.id + n.unwrap_or(100)
+    }
+
+    #[subscriber("g")]
+    pub async fn pattern(State { count }: State, raw: faststream::Message) -> u32 {
+        count + raw.partition as u32
+    }
+
+    #[subscriber("h")]
+    pub async fn only_extractors(key: faststream::Key<String>, meta: faststream::Meta) {
+        let _ = (key, meta);
+    }
+}
+
+/// The schema and the definitions it refers to.
+fn schema_and_definitions(config: &SubscriberConfig) -> (serde_json::Value, serde_json::Value) {
+    let schema_fn = config.payload_schema.expect("payload schema");
+    let mut generator = schemars::gen::SchemaGenerator::default();
+    let schema = serde_json::to_value(schema_fn(&mut generator)).expect("schema serializes");
+    let definitions = serde_json::to_value(generator.definitions()).expect("definitions");
+    (schema, definitions)
+}
+
+fn published(reply: Reply) -> String {
+    match reply {
+        Reply::Publish(out) => String::from_utf8(out.payload.to_vec()).expect("utf-8"),
+        other => panic!("unexpected reply {other:?}"),
+    }
+}
+
+#[test]
+fn payload_types_named_like_extractors_have_their_schema() {
+    use named_like_extractors as user;
+    let (schema, definitions) = schema_and_definitions(&user::single::config());
+    assert_eq!(schema, serde_json::json!({"$ref": "#/definitions/Message"}));
+    assert_eq!(
+        definitions["Message"]["properties"]["text"]["type"],
+        "string"
+    );
+
+    let (schema, definitions) = schema_and_definitions(&user::fields::config());
+    assert_eq!(schema["title"], "Fields:Message:Payload");
+    assert_eq!(schema["type"], "object");
+    assert_eq!(
+        schema["properties"]["message"]["$ref"],
+        "#/definitions/Message"
+    );
+    assert_eq!(schema["properties"]["state"]["$ref"], "#/definitions/State");
+    assert_eq!(schema["properties"]["user_id"]["type"], "integer");
+    assert_eq!(
+        schema["required"],
+        serde_json::json!(["message", "state", "user_id"])
+    );
+    assert_eq!(
+        definitions["State"]["properties"]["count"]["type"],
+        "integer"
+    );
+
+    // One payload parameter among extractors: the whole payload, no object around it.
+    let (schema, _) = schema_and_definitions(&user::beside_extractors::config());
+    assert_eq!(schema, serde_json::json!({"$ref": "#/definitions/Message"}));
+    let (schema, _) = schema_and_definitions(&user::state_only::config());
+    assert_eq!(schema, serde_json::json!({"$ref": "#/definitions/State"}));
+    let (schema, _) = schema_and_definitions(&user::pattern::config());
+    assert_eq!(schema, serde_json::json!({"$ref": "#/definitions/State"}));
+    assert!(user::only_extractors::config().payload_schema.is_none());
+}
+
+#[test]
+fn payload_types_without_json_schema_are_any_json() {
+    use named_like_extractors as user;
+    let (schema, _) = schema_and_definitions(&user::opaque::config());
+    assert_eq!(schema, serde_json::json!({}));
+
+    let (schema, _) = schema_and_definitions(&user::opaque_fields::config());
+    assert_eq!(schema["properties"]["body"], serde_json::json!({}));
+    assert_eq!(
+        schema["properties"]["n"]["type"],
+        serde_json::json!(["integer", "null"])
+    );
+    assert!(schema["properties"].get("key").is_none());
+    assert_eq!(schema["required"], serde_json::json!(["body"]));
+}
+
+#[tokio::test]
+async fn payload_types_named_like_extractors_decode_once() {
+    use named_like_extractors as user;
+    // A current-thread runtime: everything below runs on this test's thread.
+    let before = user::MESSAGE_DECODES.with(|n| n.get());
+    let registry = registry_of(user::single);
+    let reply = (registry.calls[0])(Message::new("a", r#"{"text":"hi"}"#)).await;
+    assert_eq!(published(reply), "hi");
+
+    let registry = registry_of(user::fields);
+    let payload = r#"{"user_id":3,"message":{"text":"hi"},"extra":[1],"state":{"count":2}}"#;
+    let reply = (registry.calls[0])(Message::new("b", payload)).await;
+    assert_eq!(published(reply), "hi 2 3");
+
+    let registry = registry_of(user::beside_extractors);
+    let mut message = Message::new("c", r#"{"text":"hi"}"#);
+    message.key = Some("k1".into());
+    message.offset = 7;
+    let reply = (registry.calls[0])(message).await;
+    assert_eq!(published(reply), "hi k1 c 7");
+    // Three messages, each `Message` payload decoded once.
+    assert_eq!(user::MESSAGE_DECODES.with(|n| n.get()) - before, 3);
+
+    let registry = registry_of(user::pattern);
+    let reply = (registry.calls[0])(Message::new("g", r#"{"count":4}"#)).await;
+    assert_eq!(published(reply), "4");
+
+    let registry = registry_of(user::opaque_fields);
+    let mut message = Message::new("f", r#"{"body":{"id":1}}"#);
+    message.key = Some("k".into());
+    assert_eq!(published((registry.calls[0])(message).await), "101");
+}
+
+#[test]
+fn field_errors_name_the_field() {
+    use named_like_extractors as user;
+    let registry = registry_of(user::fields);
+    let missing = r#"{"message":{"text":"hi"},"user_id":3}"#;
+    let Err(ExtractError::Payload(error)) = (registry.try_calls[0])(Message::new("b", missing))
+    else {
+        panic!("expected a payload error")
+    };
+    assert!(error.message.contains("missing field `state`"), "{error}");
+
+    let wrong = r#"{"message":{"text":"hi"},"state":{"count":"x"},"user_id":3}"#;
+    let Err(ExtractError::Payload(error)) = (registry.try_calls[0])(Message::new("b", wrong))
+    else {
+        panic!("expected a payload error")
+    };
+    assert_eq!(error.path, "state.count");
+
+    let twice = r#"{"user_id":1,"user_id":2,"message":{"text":"hi"},"state":{"count":1}}"#;
+    let Err(ExtractError::Payload(error)) = (registry.try_calls[0])(Message::new("b", twice))
+    else {
+        panic!("expected a payload error")
+    };
+    assert!(
+        error.message.contains("duplicate field `user_id`"),
+        "{error}"
+    );
+
+    let registry = registry_of(user::opaque_fields);
+    let Err(ExtractError::Key(_)) =
+        (registry.try_calls[0])(Message::new("f", r#"{"body":{"id":1}}"#))
+    else {
+        panic!("expected a key error: the key is an extractor, not a field")
+    };
+}
+
+/// A custom extractor marked by trait, used without `#[extract]` between payload fields.
+mod custom_extractor {
+    use faststream::extract::{ExtractError, MessageContext};
+    use faststream::{subscriber, Extractor, FromMessage, Message};
+
+    pub struct Tenant(pub String);
+
+    impl FromMessage for Tenant {
+        fn from_message(message: &Message, _cx: &MessageContext<'_>) -> Result<Self, ExtractError> {
+            message
+                .headers
+                .get_str("tenant")
+                .map(|t| Tenant(t.to_owned()))
+                .ok_or(ExtractError::MissingHeader("tenant"))
+        }
+    }
+
+    impl Extractor for Tenant {}
+
+    #[subscriber("in")]
+    pub async fn register(user: String, tenant: Tenant, user_id: i64) -> String {
+        format!("{}/{user}/{user_id}", tenant.0)
+    }
+}
+
+#[tokio::test]
+async fn custom_extractors_are_recognised_by_trait() {
+    let config = &registry_of(custom_extractor::register).configs[0];
+    let schema = schema_json(config);
+    assert_eq!(schema["required"], serde_json::json!(["user", "user_id"]));
+    assert!(schema["properties"].get("tenant").is_none());
+
+    let registry = registry_of(custom_extractor::register);
+    let mut message = Message::new("in", r#"{"user":"ann","user_id":7,"tenant":"ignored"}"#);
+    message.headers.insert("tenant", "acme");
+    assert_eq!(published((registry.calls[0])(message).await), "acme/ann/7");
 }

@@ -23,7 +23,10 @@
 //! The pieces:
 //! - [`subscriber`] and [`publisher`]: the attributes (see their docs for parameters).
 //! - Extractors: [`Key`], [`Headers`], [`Header`], [`Meta`], [`State`], [`Message`], [`Ack`];
-//!   any `serde::Deserialize` type is the payload. Write your own with [`FromMessage`].
+//!   any `serde::Deserialize` type is the payload. Write your own with [`FromMessage`] and
+//!   [`Extractor`].
+//! - [`serde`], [`Serialize`], [`Deserialize`], [`schemars`] and [`JsonSchema`]: the very
+//!   versions the framework uses, for your payload types' derives (see below).
 //! - Return values: `()`, any `Serialize` type, [`Response`], `Result<T, E>`.
 //! - [`FastStream`]: the app; `kafka::KafkaBroker`: the Kafka backend (feature `kafka`, on by
 //!   default).
@@ -33,6 +36,43 @@
 //!
 //! The facade is where the pieces meet: it depends on the runtime (`faststream-core`), the
 //! macros, the AsyncAPI tooling and the Kafka backend; none of them depends on it.
+//!
+//! # Payload types
+//!
+//! A payload type derives `Deserialize` (and `Serialize` to publish it). `JsonSchema` is
+//! optional: with it the AsyncAPI document shows the type's schema, without it "any JSON".
+//! Derive them through this crate so the versions always match the framework's, without
+//! depending on `serde` or `schemars` yourself; the `crate` attributes point the derives'
+//! generated code at these re-exports:
+//!
+//! ```
+//! use faststream::{subscriber, Deserialize, JsonSchema, Serialize};
+//!
+//! /// A user's message (named like the `Message` extractor: parameters are told apart by
+//! /// trait, so this is payload).
+//! #[derive(Serialize, Deserialize, JsonSchema)]
+//! #[serde(crate = "faststream::serde")]
+//! #[schemars(crate = "faststream::schemars")]
+//! struct Message {
+//!     text: String,
+//! }
+//!
+//! #[subscriber("messages")]
+//! async fn on_message(message: Message, key: faststream::Key<String>) -> String {
+//!     format!("{}: {}", key.0, message.text)
+//! }
+//!
+//! use faststream::schemars::schema::Schema;
+//! let schema_fn = on_message::config().payload_schema.expect("a payload schema");
+//! let mut generator = faststream::schemars::gen::SchemaGenerator::default();
+//! let Schema::Object(reference) = schema_fn(&mut generator) else { panic!() };
+//! assert_eq!(reference.reference.as_deref(), Some("#/definitions/Message"));
+//! let Schema::Object(message) = &generator.definitions()["Message"] else { panic!() };
+//! assert!(message.object.as_ref().unwrap().properties.contains_key("text"));
+//! ```
+//!
+//! Without `#[serde(crate = ...)]` and `#[schemars(crate = ...)]` the derives would need
+//! `serde` and `schemars` as direct dependencies of your crate.
 #![warn(
     missing_docs,
     missing_debug_implementations,
@@ -67,10 +107,13 @@ pub mod asyncapi {
 
 /// Turns an async fn into a subscriber: `#[subscriber("topic", group_id = "...")]`.
 ///
-/// Parameters: one plain parameter takes the whole payload; several plain parameters are the
-/// fields of a JSON object; extractor types ([`Key`], [`Headers`], [`Meta`], [`State`],
-/// [`Message`], [`Ack`]) and parameters marked `#[header("name")]` or `#[extract]` are not
-/// payload. The function stays callable as `name::call(...)`.
+/// Parameters are told apart by trait, never by their type's name: an [`Extractor`] ([`Key`],
+/// [`Headers`], [`Meta`], [`State`], [`Message`], [`Ack`], yours) and parameters marked
+/// `#[header("name")]` or `#[extract]` are not payload; `serde::Deserialize` types are. One
+/// payload parameter takes the whole payload (or mark it `#[payload]`); several payload
+/// parameters are the fields of a JSON object, named like the parameters. Payload types need
+/// not implement `JsonSchema`: their AsyncAPI schema is then "any JSON". The function stays
+/// callable as `name::call(...)`.
 ///
 /// Keys: `group_id`, `ack_policy` (`ack_after`, `nack_on_error`, `ack_first`, `manual`),
 /// `auto_offset_reset` (`earliest`, `latest`), `max_concurrency`, `title`, `description`,
@@ -79,6 +122,24 @@ pub use faststream_macros::subscriber;
 
 /// Publishes a subscriber's return value to a topic: `#[publisher("topic")]`; stacks.
 pub use faststream_macros::publisher;
+
+/// Marks extractors: parameter types taken from the message, not decoded from its payload.
+pub use faststream_core::extract::Extractor;
+
+/// The `serde` the framework decodes and encodes payloads with. Derives through it need
+/// `#[serde(crate = "faststream::serde")]`.
+pub use serde;
+/// `serde`'s `Deserialize` trait and derive macro (see [`serde`]).
+pub use serde::Deserialize;
+/// `serde`'s `Serialize` trait and derive macro (see [`serde`]).
+pub use serde::Serialize;
+
+/// The `schemars` the framework writes AsyncAPI schemas with. Derives through it need
+/// `#[schemars(crate = "faststream::schemars")]`.
+pub use schemars;
+/// `schemars`' `JsonSchema` trait and derive macro (see [`schemars`]); optional on payload
+/// types.
+pub use schemars::JsonSchema;
 
 /// The Apache Kafka backend (rdkafka).
 #[cfg(feature = "kafka")]
