@@ -67,8 +67,10 @@ async fn run_hooks(name: &'static str, hooks: Vec<Hook>) -> Result<()> {
 }
 
 /// Builds a subscriber's pipeline and worker spawner once the app starts.
-type SubscriberFactory<P> =
-    Box<dyn FnOnce(&StartContext<P>) -> (Arc<SubscriberConfig>, Arc<dyn PartitionWorkers>) + Send>;
+type SubscriberFactory<P> = Box<
+    dyn FnOnce(&StartContext<P>) -> Result<(Arc<SubscriberConfig>, Arc<dyn PartitionWorkers>)>
+        + Send,
+>;
 
 /// The delivery future of a broker's publisher.
 type DeliveryOf<B> = <<B as Broker>::Publisher as Publish>::Delivery;
@@ -119,8 +121,8 @@ impl<B: Broker> Registry for App<B> {
         let config = Arc::new(config);
         self.configs.push(Arc::clone(&config));
         self.subscribers.push(Box::new(move |cx| {
-            let workers = subscriber_workers(Arc::clone(&config), handler, cx);
-            (config, workers)
+            let workers = subscriber_workers(Arc::clone(&config), handler, cx)?;
+            Ok((config, workers))
         }));
     }
 }
@@ -352,8 +354,12 @@ impl<B: Broker> App<B> {
             graceful_timeout: self.graceful_timeout,
             rebalance_timeout: self.rebalance_timeout.unwrap_or(self.graceful_timeout),
         };
+        // Every handler's needs are checked before any consumer starts.
+        let mut built = Vec::with_capacity(self.subscribers.len());
         for factory in std::mem::take(&mut self.subscribers) {
-            let (config, workers) = factory(&cx);
+            built.push(factory(&cx)?);
+        }
+        for (config, workers) in built {
             tracing::info!(
                 "subscriber `{}` consuming {:?} as group `{}` ({:?})",
                 config.name,

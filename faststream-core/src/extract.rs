@@ -134,6 +134,14 @@ impl<'a> MessageContext<'a> {
 pub trait FromMessage: Sized {
     /// Extracts the value, or says why not.
     fn from_message(message: &Message, cx: &MessageContext<'_>) -> Result<Self, ExtractError>;
+
+    /// Checks once, when the app starts, that what the extractor needs from the app is
+    /// there (e.g. [`State`] checks that its type was registered), so a mistake fails the
+    /// start instead of every message. The default needs nothing.
+    fn check(state: &AppState) -> Result<(), ExtractError> {
+        let _ = state;
+        Ok(())
+    }
 }
 
 /// A [`FromMessage`] type that is taken from the message itself (its key, headers, metadata,
@@ -286,6 +294,13 @@ impl<T: Send + Sync + 'static> FromMessage for State<T> {
             .map(State)
             .ok_or(ExtractError::MissingState(std::any::type_name::<T>()))
     }
+
+    fn check(state: &AppState) -> Result<(), ExtractError> {
+        match state.get::<T>() {
+            Some(_) => Ok(()),
+            None => Err(ExtractError::MissingState(std::any::type_name::<T>())),
+        }
+    }
 }
 
 /// The decision a handler took under `AckPolicy::Manual`.
@@ -382,7 +397,7 @@ impl FromMessage for Ack {
 /// ```
 #[doc(hidden)]
 pub mod param_probe {
-    use super::{ExtractError, Extractor, FromMessage, MessageContext};
+    use super::{AppState, ExtractError, Extractor, FromMessage, MessageContext};
     use crate::codec::{self, DecodeError};
     use crate::message::{Message, CONTENT_TYPE};
     pub use crate::reply::schema_probe::Probe;
@@ -453,6 +468,8 @@ pub mod param_probe {
         fn kind(&self) -> Self::Kind;
         /// Whether the parameter is payload.
         fn is_payload(&self) -> bool;
+        /// At start: what the parameter needs from the app ([`FromMessage::check`]).
+        fn check(&self, state: &AppState) -> Result<(), ExtractError>;
         /// Takes the parameter when the payload is not split into fields (at most one payload
         /// parameter, which then takes the whole payload): through `FromMessage`.
         fn extract_whole(
@@ -495,6 +512,9 @@ pub mod param_probe {
                 }
                 fn is_payload(&self) -> bool {
                     false
+                }
+                fn check(&self, state: &AppState) -> Result<(), ExtractError> {
+                    T::check(state)
                 }
                 fn extract_whole(
                     &self,
@@ -542,6 +562,9 @@ pub mod param_probe {
         }
         fn is_payload(&self) -> bool {
             true
+        }
+        fn check(&self, _state: &AppState) -> Result<(), ExtractError> {
+            Ok(())
         }
         fn extract_whole(
             &self,
@@ -597,6 +620,9 @@ pub mod param_probe {
         }
         fn is_payload(&self) -> bool {
             false
+        }
+        fn check(&self, _state: &AppState) -> Result<(), ExtractError> {
+            Ok(())
         }
         fn extract_whole(
             &self,

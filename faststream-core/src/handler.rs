@@ -1,6 +1,6 @@
 //! The `Handler` trait: any async function whose parameters are extractors.
 
-use crate::extract::{ExtractError, FromMessage, MessageContext};
+use crate::extract::{AppState, ExtractError, FromMessage, MessageContext};
 use crate::message::Message;
 use crate::reply::{IntoReply, Reply};
 use futures::future::{FutureExt, Map};
@@ -35,6 +35,10 @@ pub trait Handler<T>: Clone + Send + Sync + 'static {
         message: &Message,
         cx: &MessageContext<'_>,
     ) -> Result<Self::Future, ExtractError>;
+
+    /// Checks, when the app starts, what the parameters need from the app
+    /// ([`FromMessage::check`]).
+    fn check(state: &AppState) -> Result<(), ExtractError>;
 }
 
 macro_rules! impl_handler {
@@ -48,6 +52,11 @@ macro_rules! impl_handler {
             $($arg: FromMessage,)*
         {
             type Future = Map<Fut, fn(Fut::Output) -> Reply>;
+
+            fn check(state: &AppState) -> Result<(), ExtractError> {
+                $($arg::check(state)?;)*
+                Ok(())
+            }
 
             fn call(&self, message: &Message, cx: &MessageContext<'_>) -> Result<Self::Future, ExtractError> {
                 $(let $arg = $arg::from_message(message, cx)?;)*
@@ -74,7 +83,7 @@ impl_handler!(A1, A2, A3, A4, A5, A6, A7, A8, A9, A10, A11, A12);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::extract::{AppState, Key};
+    use crate::extract::Key;
 
     async fn call<T>(h: impl Handler<T>, msg: &Message) -> Result<Reply, ExtractError> {
         let state = AppState::default();

@@ -9,7 +9,7 @@
 //! moving meanwhile.
 
 use crate::broker::{OffsetStore, PartitionWorkers, Publish, Record};
-use crate::error::PublishError;
+use crate::error::{Error, PublishError};
 use crate::extract::AppState;
 use crate::handler::Handler;
 use crate::message::{Message, TopicPartition, CORRELATION_ID};
@@ -21,6 +21,8 @@ use crate::progress::{PartitionProgress, PendingAck, STORE_DELAY, STORE_EVERY};
 use crate::reply::{Outgoing, Reply};
 use crate::subscriber::{AckPolicy, SubscriberConfig};
 use bytes::Bytes;
+use futures::FutureExt;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -77,12 +79,15 @@ pub(crate) fn subscriber_workers<H, T, P>(
     config: Arc<SubscriberConfig>,
     handler: H,
     cx: &StartContext<P>,
-) -> Arc<dyn PartitionWorkers>
+) -> Result<Arc<dyn PartitionWorkers>, Error>
 where
     H: Handler<T>,
     T: Send + 'static,
     P: Publish,
 {
+    H::check(&cx.state).map_err(|err| {
+        Error::Config(format!("subscriber `{}` cannot start: {err}", config.name))
+    })?;
     let manual_ack = config.ack_policy == AckPolicy::Manual;
     let handler = HandlerService::new(handler, Arc::clone(&cx.state), manual_ack);
     let timeout = config.handler_timeout;
@@ -96,7 +101,7 @@ where
     let user_layers: Vec<&HandlerLayer> = cx.layers.iter().chain(&config.layers).collect();
     if user_layers.is_empty() {
         let service = trace.layer(core);
-        Arc::new(SubscriberRuntime::new(config, service, cx))
+        Ok(Arc::new(SubscriberRuntime::new(config, service, cx)))
     } else {
         // Innermost first: the first layer added ends up outermost.
         let mut service = BoxCloneService::new(core);
@@ -104,7 +109,7 @@ where
             service = layer.apply(service);
         }
         let service = trace.layer(service);
-        Arc::new(SubscriberRuntime::new(config, service, cx))
+        Ok(Arc::new(SubscriberRuntime::new(config, service, cx)))
     }
 }
 
@@ -276,7 +281,10 @@ where
         let reply_to = message.reply_to().map(Arc::<str>::from);
 
         let outcome = match std::future::poll_fn(|cx| self.service.poll_ready(cx)).await {
-            Ok(()) => self.service.call(message).await,
+            Ok(()) => {
+                let call = self.service.call(message);
+                self.finish_call(std::pin::pin!(call)).await
+            }
             Err(err) => Err(err),
         };
         let tp = TopicPartition {
@@ -332,6 +340,33 @@ where
             self.progress.handled(ack);
         }
         Outcome::Done
+    }
+
+    /// Waits for a handler call. One that is not done at once is waiting on something (I/O, a
+    /// timer): meanwhile the acknowledgements of earlier messages are taken and the watermark
+    /// is stored, so a slow or stuck handler holds back only its own offset.
+    async fn finish_call<F>(&mut self, mut call: Pin<&mut F>) -> Result<Reply, BoxError>
+    where
+        F: std::future::Future<Output = Result<Reply, BoxError>>,
+    {
+        if let Some(outcome) = call.as_mut().now_or_never() {
+            return outcome;
+        }
+        self.progress.collect_ready();
+        self.progress.store();
+        let store_timer = tokio::time::sleep(STORE_DELAY);
+        tokio::pin!(store_timer);
+        loop {
+            tokio::select! {
+                biased;
+                outcome = call.as_mut() => return outcome,
+                Some(_) = self.progress.next_ack(), if self.progress.in_flight() > 0 => {}
+                () = &mut store_timer => {
+                    self.progress.store();
+                    store_timer.as_mut().reset(Instant::now() + STORE_DELAY);
+                }
+            }
+        }
     }
 
     /// Enqueues the reply to every publisher topic and to `reply_to`; `ack` tracks the
@@ -484,7 +519,8 @@ mod tests {
             config,
             |n: i64| async move { n * 10 },
             &context(publisher.clone(), AppState::default()),
-        );
+        )
+        .expect("handler needs are met");
         let offsets = Arc::new(RecordedOffsets::default());
         let (tx, rx) = mpsc::channel(16);
         let stop = CancellationToken::new();
@@ -604,7 +640,8 @@ mod tests {
                 }
             },
             &context(publisher.clone(), state),
-        );
+        )
+        .expect("handler needs are met");
         let offsets = Arc::new(RecordedOffsets::default());
         let (tx, rx) = mpsc::channel(16);
         let stop = CancellationToken::new();
@@ -664,7 +701,8 @@ mod tests {
                     (gauges.0).0.fetch_sub(1, AtomicOrdering::SeqCst);
                 },
                 &context(ManualPublisher::default(), state),
-            );
+            )
+            .expect("handler needs are met");
             let offsets = Arc::new(RecordedOffsets::default());
             let stop = CancellationToken::new();
             let mut tasks = Vec::new();

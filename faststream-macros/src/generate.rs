@@ -257,10 +257,12 @@ fn slots(sub: &Subscriber, indexes: &[usize]) -> SlotItems {
     let mut names = Vec::new();
     let mut schema_fields = Vec::new();
     let mut checks = Vec::new();
+    let mut slot_checks = Vec::new();
     for &index in indexes {
         let param = &sub.params[index];
         let ty = &param.ty;
         let probe = probe(ty);
+        slot_checks.push(quote!(#probe.check(__state)));
         let field = format_ident!("__slot{}", index);
         let name = match &param.kind {
             ParamKind::Slot { name: Some(name) } => Some(name.unraw().to_string()),
@@ -313,6 +315,14 @@ fn slots(sub: &Subscriber, indexes: &[usize]) -> SlotItems {
         struct __FaststreamPayload { #(#fields,)* }
 
         impl ::faststream::FromMessage for __FaststreamPayload {
+            fn check(
+                __state: &::faststream::extract::AppState,
+            ) -> ::core::result::Result<(), ::faststream::extract::ExtractError> {
+                use #pp::Slot as _;
+                #(#slot_checks?;)*
+                ::core::result::Result::Ok(())
+            }
+
             fn from_message(
                 __message: &::faststream::Message,
                 __cx: &::faststream::extract::MessageContext<'_>,
