@@ -3,6 +3,9 @@
 //!
 //! The app itself does the work of `docs gen` / `docs serve`: this command builds it with
 //! cargo and runs it with those arguments (every app has them through `FastStream::cli`).
+//!
+//! It depends on the facade's `cli` feature only (argument types, the docs server), never on
+//! a broker backend: it talks to Kafka only through the apps it runs.
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 mod build;

@@ -4,6 +4,12 @@
 //! subscriber gets its own consumer (one group member) whose partitions are processed
 //! concurrently, in order within a partition, with at-least-once commits.
 //!
+//! Everything rdkafka lives here, and only here: this crate implements the runtime's broker
+//! seam (`faststream_core::Broker`, `Publish`) and describes its server to the AsyncAPI
+//! generator (`faststream_asyncapi::DescribeServer`). It must never depend on the facade, the
+//! macros, a CLI or an HTTP crate, and it holds no handler logic: order, progress, ack policies
+//! and middleware belong to the runtime.
+//!
 //! ```no_run
 //! use faststream_kafka::KafkaBroker;
 //! use faststream_core::Record;

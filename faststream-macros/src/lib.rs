@@ -3,6 +3,11 @@
 //!
 //! The expansion runs in three steps, one module each: [`parse`] (tokens to a raw form),
 //! [`validate`] (checks, collecting every error with its span) and [`generate`] (code).
+//!
+//! It only adds metadata (topics, group, docs, schemas) around the user's function and leaves
+//! dispatch to the runtime's `Handler` trait; the generated code names only paths under
+//! `::faststream`. It must never depend on the runtime crates themselves, nor decide anything by
+//! a type's name: what a parameter is, the generated code asks the type's traits.
 #![warn(missing_docs, rust_2018_idioms, unreachable_pub)]
 
 mod generate;

@@ -3,6 +3,10 @@
 //! Event-driven services on Apache Kafka: write a handler as an annotated async function, get
 //! typed payloads, run it with one command, with at-least-once delivery by default.
 //!
+//! This is the crate users depend on. It assembles the others (runtime, macros, AsyncAPI
+//! tooling, the Kafka backend, the app CLI) and holds no runtime logic of its own; no other
+//! crate of the workspace depends on it except the `faststream` command.
+//!
 //! ```no_run
 //! use faststream::{publisher, subscriber, FastStream};
 //! use faststream::kafka::KafkaBroker;
