@@ -401,7 +401,7 @@ pub mod param_probe {
     use crate::codec::{self, DecodeError};
     use crate::message::{Message, CONTENT_TYPE};
     pub use crate::reply::schema_probe::Probe;
-    use crate::subscriber::SchemaFn;
+    use crate::schema::SchemaFn;
     use schemars::gen::SchemaGenerator;
     use schemars::schema::{InstanceType, Metadata, ObjectValidation, Schema, SchemaObject};
     use schemars::JsonSchema;
@@ -961,7 +961,7 @@ mod tests {
     mod probes {
         use super::super::param_probe::*;
         use super::super::*;
-        use crate::subscriber::SchemaFn;
+        use crate::schema::SchemaFn;
 
         /// A user type named like the framework's extractor.
         #[derive(serde::Deserialize, schemars::JsonSchema)]

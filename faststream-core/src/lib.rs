@@ -34,6 +34,7 @@ pub mod message;
 pub mod middleware;
 pub mod options;
 mod progress;
+pub mod record;
 pub mod reply;
 pub mod schema;
 pub mod subscriber;

@@ -133,9 +133,9 @@ pub use catch_panic::{CatchPanic, CatchPanicFuture, CatchPanicLayer};
 pub use handler::{HandlerFuture, HandlerService};
 pub use trace::{Trace, TraceLayer};
 
-use crate::broker::Record;
 use crate::error::PublishError;
 use crate::message::Message;
+use crate::record::Record;
 use crate::reply::Reply;
 use std::sync::Arc;
 use std::time::Duration;
