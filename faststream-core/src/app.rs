@@ -9,6 +9,7 @@ use crate::middleware::{
     BoxError, BoxMessageService, BoxPublishService, HandlerLayer, PublishLayer,
 };
 use crate::options::StartupOptions;
+use crate::policy::ErrorPolicy;
 use crate::reply::Reply;
 use crate::subscriber::{IntoSubscriber, Registry, SubscriberConfig};
 use crate::worker::{subscriber_workers, PublishPath, StartContext};
@@ -101,6 +102,7 @@ pub struct App<B: Broker> {
     flush_timeout: Duration,
     layers: Vec<HandlerLayer>,
     publish_layers: Vec<PublishLayer<DeliveryOf<B>>>,
+    error_policy: Option<ErrorPolicy>,
 }
 
 impl<B: Broker> std::fmt::Debug for App<B> {
@@ -141,7 +143,20 @@ impl<B: Broker> App<B> {
             flush_timeout: Duration::from_secs(5),
             layers: Vec::new(),
             publish_layers: Vec::new(),
+            error_policy: None,
         }
+    }
+
+    /// The error policy of every subscriber that sets none of its own (default: each
+    /// subscriber's ack-policy preset, [`ErrorPolicy::preset`]).
+    pub fn error_policy(mut self, policy: ErrorPolicy) -> Self {
+        self.error_policy = Some(policy);
+        self
+    }
+
+    /// The app-wide error policy, if set.
+    pub fn default_error_policy(&self) -> Option<&ErrorPolicy> {
+        self.error_policy.as_ref()
     }
 
     /// Adds a subscriber declared with `#[subscriber]`.
@@ -348,6 +363,7 @@ impl<B: Broker> App<B> {
             publisher: publish_path(publisher, &self.publish_layers),
             layers: std::mem::take(&mut self.layers),
             tracker: running.tracker.clone(),
+            default_policy: self.error_policy.clone(),
         };
         let options = SubscribeOptions {
             stop: running.shutdown.clone(),

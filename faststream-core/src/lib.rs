@@ -33,6 +33,7 @@ pub mod handler;
 pub mod message;
 pub mod middleware;
 pub mod options;
+pub mod policy;
 mod progress;
 pub mod record;
 pub mod reply;
@@ -47,6 +48,7 @@ pub use extract::{Ack, FromMessage, Header, HeaderName, Key, Meta, State};
 pub use handler::Handler;
 pub use message::{Headers, Message, TopicPartition};
 pub use options::StartupOptions;
+pub use policy::{ErrorPolicy, Exhausted};
 pub use reply::{IntoReply, Reply, Response};
 pub use subscriber::{
     AckPolicy, Backoff, IntoSubscriber, OffsetReset, PublisherConfig, Registry, SubscriberConfig,

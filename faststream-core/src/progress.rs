@@ -9,7 +9,7 @@
 
 use crate::broker::OffsetStore;
 use crate::error::PublishError;
-use crate::message::TopicPartition;
+use crate::message::{Message, TopicPartition};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
@@ -29,6 +29,30 @@ pub(crate) struct PartitionProgress<D> {
     queue: VecDeque<PendingAck<D>>,
     done: Option<i64>,
     unstored: u32,
+    /// A head whose publish the broker refused, taken by the worker to apply its policy.
+    failed: Option<FailedHead>,
+    /// A head that must not be passed: the partition stopped there.
+    halted: bool,
+}
+
+/// A handled message whose output the broker finally refused: the worker runs its error
+/// policy on it. Its queue entry stays at the head, as a hole nothing is committed past,
+/// until [`PartitionProgress::replace_head`].
+pub(crate) struct FailedHead {
+    pub(crate) message: Message,
+    pub(crate) attempt: u32,
+    pub(crate) error: PublishError,
+}
+
+/// What the head of the queue did.
+pub(crate) enum HeadEvent {
+    /// Finished; the watermark moved.
+    Finished,
+    /// Its publish was refused and its message retained: see [`PartitionProgress::take_failed`].
+    Failed,
+    /// A publish that had to succeed (a dead letter) was refused: nothing after it may be
+    /// committed.
+    Halted,
 }
 
 impl<D, T> PartitionProgress<D>
@@ -42,6 +66,41 @@ where
             queue: VecDeque::new(),
             done: None,
             unstored: 0,
+            failed: None,
+            halted: false,
+        }
+    }
+
+    /// The failed head to run the error policy on, if one failed.
+    pub(crate) fn take_failed(&mut self) -> Option<FailedHead> {
+        self.failed.take()
+    }
+
+    /// Whether the partition reached a point nothing may be committed past.
+    pub(crate) fn is_halted(&self) -> bool {
+        self.halted
+    }
+
+    /// Puts the outcome of running a failed head's message again in the head's place.
+    pub(crate) fn replace_head(&mut self, ack: PendingAck<D>) {
+        if self.queue.front().is_some_and(|front| front.hole) {
+            self.queue.pop_front();
+        }
+        if ack.is_done() && ack.all_delivered {
+            self.advance(ack.offset);
+        } else {
+            self.queue.push_front(ack);
+        }
+    }
+
+    /// Stops the partition at the next unfinished message: a hole at the back of the queue
+    /// (or the failed head, left as it is) that nothing is committed past.
+    pub(crate) fn halt(&mut self, partition: &TopicPartition, offset: i64, at_head: bool) {
+        self.halted = true;
+        if !at_head {
+            let mut hole = PendingAck::new(partition, offset);
+            hole.hole = true;
+            self.queue.push_back(hole);
         }
     }
 
@@ -72,31 +131,52 @@ where
         }
     }
 
-    /// Resolves when the head of the queue finished (its offset and whether every publish was
-    /// acknowledged), moving the watermark; `None` when nothing is in flight.
-    pub(crate) fn next_ack(&mut self) -> impl Future<Output = Option<(i64, bool)>> + '_ {
+    /// Resolves when the head of the queue finished or failed; `None` when nothing is in
+    /// flight. A hole at the head never resolves.
+    pub(crate) fn next_ack(&mut self) -> impl Future<Output = Option<HeadEvent>> + '_ {
         std::future::poll_fn(move |cx| self.poll_head(cx))
     }
 
-    fn poll_head(&mut self, cx: &mut Context<'_>) -> Poll<Option<(i64, bool)>> {
+    fn poll_head(&mut self, cx: &mut Context<'_>) -> Poll<Option<HeadEvent>> {
         let Some(front) = self.queue.front_mut() else {
             return Poll::Ready(None);
         };
-        match Pin::new(front).poll(cx) {
-            Poll::Ready((offset, delivered)) => {
-                self.queue.pop_front();
-                self.advance(offset);
-                Poll::Ready(Some((offset, delivered)))
-            }
-            Poll::Pending => Poll::Pending,
+        if front.hole {
+            return Poll::Pending;
         }
+        let Poll::Ready((offset, delivered)) = Pin::new(&mut *front).poll(cx) else {
+            return Poll::Pending;
+        };
+        if !delivered {
+            if let Some((message, attempt)) = front.retained.take() {
+                front.hole = true;
+                let error = front.first_error.take().unwrap_or_else(|| PublishError {
+                    topic: message.topic.to_string(),
+                    message: "refused".into(),
+                });
+                self.failed = Some(FailedHead {
+                    message,
+                    attempt,
+                    error,
+                });
+                return Poll::Ready(Some(HeadEvent::Failed));
+            }
+            if front.must_deliver {
+                front.hole = true;
+                self.halted = true;
+                return Poll::Ready(Some(HeadEvent::Halted));
+            }
+        }
+        self.queue.pop_front();
+        self.advance(offset);
+        Poll::Ready(Some(HeadEvent::Finished))
     }
 
     /// Takes every acknowledgement that is already in, without waiting.
     pub(crate) fn collect_ready(&mut self) {
         let waker = futures::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
-        while let Poll::Ready(Some(_)) = self.poll_head(&mut cx) {}
+        while let Poll::Ready(Some(HeadEvent::Finished)) = self.poll_head(&mut cx) {}
     }
 
     fn advance(&mut self, offset: i64) {
@@ -120,9 +200,13 @@ where
         }
     }
 
-    /// Waits for every publish in flight, then stores the watermark.
+    /// Waits for every publish in flight (up to a hole), then stores the watermark.
     pub(crate) async fn finish(&mut self) {
-        while self.next_ack().await.is_some() {}
+        while self.queue.front().is_some_and(|front| !front.hole) {
+            if !matches!(self.next_ack().await, Some(HeadEvent::Finished)) {
+                break;
+            }
+        }
         self.store();
     }
 }
@@ -137,6 +221,14 @@ pub(crate) struct PendingAck<D> {
     first: Option<D>,
     rest: Vec<D>,
     all_delivered: bool,
+    first_error: Option<PublishError>,
+    /// The message and its attempt number, kept when a refused publish must run the error
+    /// policy on it.
+    retained: Option<(Message, u32)>,
+    /// A refused publish halts the partition (a dead letter that did not land).
+    must_deliver: bool,
+    /// Stands for a message that is not finished and is not in flight either.
+    hole: bool,
 }
 
 impl<D> PendingAck<D> {
@@ -149,7 +241,21 @@ impl<D> PendingAck<D> {
             first: None,
             rest: Vec::new(),
             all_delivered: true,
+            first_error: None,
+            retained: None,
+            must_deliver: false,
+            hole: false,
         }
+    }
+
+    /// Keeps `message` so a refused publish runs the error policy on it (attempt `attempt`).
+    pub(crate) fn retain(&mut self, message: Message, attempt: u32) {
+        self.retained = Some((message, attempt));
+    }
+
+    /// Makes a refused publish halt the partition instead of counting the message as done.
+    pub(crate) fn must_deliver(&mut self) {
+        self.must_deliver = true;
     }
 
     /// Adds one publish to wait for.
@@ -169,6 +275,9 @@ impl<D> PendingAck<D> {
     fn record_outcome<T>(&mut self, outcome: Result<T, PublishError>) {
         if let Err(err) = outcome {
             self.all_delivered = false;
+            if self.first_error.is_none() {
+                self.first_error = Some(err.clone());
+            }
             tracing::error!(
                 "publish for message {}[{}]@{} was not acknowledged: {err}",
                 self.topic,

@@ -8,6 +8,7 @@ pub use crate::schema::SchemaFn;
 
 use crate::message::Message;
 use crate::middleware::{BoxError, BoxMessageService, HandlerLayer};
+use crate::policy::ErrorPolicy;
 use crate::reply::Reply;
 use tower::{Layer, Service};
 
@@ -29,6 +30,9 @@ pub enum AckPolicy {
     /// The handler decides through the `Ack` extractor (ack, nack, reject); undecided counts
     /// as ack once the handler returns.
     Manual,
+    /// A failing handler's message is rejected: logged and committed, never retried (on Kafka
+    /// the same outcome as `AckAfter`; kept for FastStream's vocabulary).
+    RejectOnError,
 }
 
 /// Where a consumer with no committed offset starts.
@@ -185,6 +189,9 @@ pub struct SubscriberConfig {
     pub payload_schema: Option<SchemaFn>,
     /// How long one handler call may take before it counts as failed (off by default).
     pub handler_timeout: Option<Duration>,
+    /// What happens to a failed message; `None`: the app's default, else the ack policy's
+    /// preset ([`ErrorPolicy::preset`]).
+    pub error_policy: Option<ErrorPolicy>,
     /// The subscriber's own middleware layers, inside the app's (first added is outermost).
     pub layers: Vec<HandlerLayer>,
 }
@@ -212,8 +219,16 @@ impl SubscriberConfig {
             include_in_schema: true,
             payload_schema: None,
             handler_timeout: None,
+            error_policy: None,
             layers: Vec::new(),
         }
+    }
+
+    /// Sets what happens to a failed message: bounded retries, then a dead-letter topic, a
+    /// skip or a stop (see [`crate::policy`]).
+    pub fn error_policy(mut self, policy: ErrorPolicy) -> Self {
+        self.error_policy = Some(policy);
+        self
     }
 
     /// Fails a handler call that takes longer than `limit` (the message then follows the ack

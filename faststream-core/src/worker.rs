@@ -12,16 +12,18 @@ use crate::broker::{OffsetStore, PartitionWorkers, Publish, Record};
 use crate::error::{Error, PublishError};
 use crate::extract::AppState;
 use crate::handler::Handler;
-use crate::message::{Message, TopicPartition, CORRELATION_ID};
+use crate::message::{Headers, Message, TopicPartition, CORRELATION_ID};
 use crate::middleware::{
     name_timeout, BoxError, BoxPublishService, CatchPanicLayer, HandlerLayer, HandlerService,
-    MessageService, Nacked, Rejected, TraceLayer,
+    MessageService, Nacked, TraceLayer,
 };
-use crate::progress::{PartitionProgress, PendingAck, STORE_DELAY, STORE_EVERY};
+use crate::policy::{error_type, Decision, ErrorPolicy, Exhausted};
+use crate::progress::{FailedHead, PartitionProgress, PendingAck, STORE_DELAY, STORE_EVERY};
 use crate::reply::{Outgoing, Reply};
 use crate::subscriber::{AckPolicy, SubscriberConfig};
 use bytes::Bytes;
 use futures::FutureExt;
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -71,6 +73,8 @@ pub(crate) struct StartContext<P: Publish> {
     pub(crate) publisher: PublishPath<P>,
     pub(crate) layers: Vec<HandlerLayer>,
     pub(crate) tracker: TaskTracker,
+    /// The app's error policy for subscribers without their own.
+    pub(crate) default_policy: Option<ErrorPolicy>,
 }
 
 /// Builds a subscriber's handler pipeline (see [`crate::middleware`] for the order of its
@@ -117,6 +121,7 @@ where
 /// partition, each with its own clone of the pipeline.
 struct SubscriberRuntime<S, P: Publish> {
     config: Arc<SubscriberConfig>,
+    policy: ErrorPolicy,
     /// Cloned for each partition (services are `Send` but need not be `Sync`).
     template: Mutex<(S, PublishPath<P>)>,
     tracker: TaskTracker,
@@ -125,8 +130,14 @@ struct SubscriberRuntime<S, P: Publish> {
 
 impl<S, P: Publish> SubscriberRuntime<S, P> {
     fn new(config: Arc<SubscriberConfig>, service: S, cx: &StartContext<P>) -> Self {
+        let policy = config
+            .error_policy
+            .clone()
+            .or_else(|| cx.default_policy.clone())
+            .unwrap_or_else(|| ErrorPolicy::preset(config.ack_policy, config.backoff));
         Self {
             config,
+            policy,
             template: Mutex::new((service, cx.publisher.clone())),
             tracker: cx.tracker.clone(),
             runtime: tokio::runtime::Handle::current(),
@@ -153,6 +164,7 @@ where
             .clone();
         let worker = PartitionWorker {
             config: Arc::clone(&self.config),
+            policy: self.policy.clone(),
             service,
             publisher,
             progress: PartitionProgress::new(partition, offsets),
@@ -164,6 +176,7 @@ where
 
 struct PartitionWorker<S, P: Publish> {
     config: Arc<SubscriberConfig>,
+    policy: ErrorPolicy,
     service: S,
     publisher: PublishPath<P>,
     progress: PartitionProgress<P::Delivery>,
@@ -175,14 +188,9 @@ struct Redelivery {
     message: Message,
     attempt: u32,
     delay: Duration,
-}
-
-/// What became of one handled message.
-enum Outcome {
-    /// Done: handled, failed and skipped, or rejected.
-    Done,
-    /// Run it again after a backoff.
-    Redeliver(Redelivery),
+    /// It failed at the head of the in-flight queue (its output was refused): its new outcome
+    /// takes the head's place.
+    at_head: bool,
 }
 
 impl<S, P> PartitionWorker<S, P>
@@ -198,11 +206,12 @@ where
         let mut store_armed = false;
         let retry_timer = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(retry_timer);
-        let mut waiting: Option<Redelivery> = None;
+        // Messages waiting for their backoff, oldest first; only the front's timer runs.
+        let mut waiting: VecDeque<Redelivery> = VecDeque::new();
         let max_pending = self.config.max_pending_per_partition.max(1);
         let stop = self.stop.clone();
         loop {
-            let mut scheduled = false;
+            let front_before = waiting.front().map(|r| (r.message.offset, r.attempt));
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => break,
@@ -211,36 +220,54 @@ where
                     self.progress.store();
                 }
                 Some(_) = self.progress.next_ack(), if self.progress.in_flight() > 0 => {}
-                () = &mut retry_timer, if waiting.is_some() => {
-                    if let Some(again) = waiting.take() {
-                        waiting = self.handle(again.message, again.attempt).await;
-                        scheduled = waiting.is_some();
+                () = &mut retry_timer, if !waiting.is_empty() => {
+                    if let Some(again) = waiting.pop_front() {
+                        if let Some(later) = self.process(again.message, again.attempt, again.at_head).await {
+                            waiting.push_front(later);
+                        }
                     }
                 }
-                next = messages.recv(), if waiting.is_none() && self.progress.in_flight() < max_pending => {
+                next = messages.recv(), if waiting.is_empty()
+                    && !self.progress.is_halted()
+                    && self.progress.in_flight() < max_pending => {
                     let Some(message) = next else { break };
-                    waiting = self.handle(message, 1).await;
+                    if let Some(later) = self.process(message, 1, false).await {
+                        waiting.push_back(later);
+                    }
                     // Fast path: handle what is already queued without going back through
                     // `select!` for every message.
                     for _ in 0..FAST_PATH_BATCH {
-                        if waiting.is_some()
+                        if !waiting.is_empty()
+                            || self.progress.is_halted()
                             || self.progress.in_flight() >= max_pending
                             || stop.is_cancelled()
                         {
                             break;
                         }
                         let Ok(message) = messages.try_recv() else { break };
-                        waiting = self.handle(message, 1).await;
+                        if let Some(later) = self.process(message, 1, false).await {
+                            waiting.push_back(later);
+                        }
                     }
-                    scheduled = waiting.is_some();
-                }
-            }
-            if scheduled {
-                if let Some(again) = &waiting {
-                    retry_timer.as_mut().reset(Instant::now() + again.delay);
                 }
             }
             self.progress.collect_ready();
+            // A handled message whose output the broker refused comes back here: its error
+            // policy runs now, ahead of anything waiting (it is older).
+            if let Some(failed) = self.progress.take_failed() {
+                if let Some(later) = self.refused(failed).await {
+                    waiting.push_front(later);
+                }
+            }
+            if self.progress.is_halted() {
+                waiting.clear();
+            }
+            let front_after = waiting.front().map(|r| (r.message.offset, r.attempt));
+            if front_after.is_some() && front_after != front_before {
+                if let Some(again) = waiting.front() {
+                    retry_timer.as_mut().reset(Instant::now() + again.delay);
+                }
+            }
             // Hand the watermark to the backend in batches: after a run of messages, or a
             // moment after the last change (the backend commits once a second anyway).
             if self.progress.unstored() >= STORE_EVERY {
@@ -255,25 +282,22 @@ where
         self.progress.finish().await;
     }
 
-    /// Runs `message` through the pipeline, publishes the reply and applies the ack policy.
-    /// Returns the message when it must run again.
-    async fn handle(&mut self, message: Message, attempt: u32) -> Option<Redelivery> {
-        match self.process(message, attempt).await {
-            Outcome::Done => None,
-            Outcome::Redeliver(again) => Some(again),
-        }
-    }
-
-    async fn process(&mut self, message: Message, attempt: u32) -> Outcome {
-        let policy = self.config.ack_policy;
+    /// Runs `message` (attempt number `attempt`) through the pipeline, publishes the reply and
+    /// applies the error policy to a failure. Returns the message when it must run again.
+    async fn process(
+        &mut self,
+        message: Message,
+        attempt: u32,
+        at_head: bool,
+    ) -> Option<Redelivery> {
+        let ack_first = self.config.ack_policy == AckPolicy::AckFirst;
         let offset = message.offset;
-        if policy == AckPolicy::AckFirst {
+        if ack_first && attempt == 1 {
             // At-most-once: the offset counts as done before the handler runs.
             self.progress.finish_before_handling(offset);
         }
-        // Only policies that may run a message again keep a copy of it.
-        let keep =
-            matches!(policy, AckPolicy::NackOnError | AckPolicy::Manual).then(|| message.clone());
+        // Only policies that may need the message again keep a copy of it.
+        let mut keep = self.policy.needs_message().then(|| message.clone());
         let topic = Arc::clone(&message.topic);
         let partition = message.partition;
         let key = message.key.clone();
@@ -301,45 +325,153 @@ where
                 .map(|err| Box::new(err) as BoxError),
             Ok(Reply::Failed(err)) | Err(err) => Some(err),
         };
-        let mut redeliver = false;
-        if let Some(err) = &failure {
-            if err.is::<Rejected>() {
+        let Some(error) = failure else {
+            if let Some(message) = keep.take().filter(|_| !ack.is_done() && !ack_first) {
+                // A refused publish of this reply runs the error policy on the message.
+                ack.retain(message, attempt);
+            }
+            self.settle(ack, at_head);
+            return None;
+        };
+        match self.policy.decide(attempt, &error) {
+            Decision::Reject => {
                 tracing::warn!(
                     subscriber = %self.config.name,
                     "message {topic}[{partition}]@{offset} rejected by its handler is skipped",
                 );
-            } else if err.is::<Nacked>() {
-                redeliver = policy == AckPolicy::Manual;
-            } else {
+                self.settle(ack, at_head);
+                None
+            }
+            Decision::Retry(delay) => {
+                if !error.is::<Nacked>() {
+                    tracing::error!(
+                        subscriber = %self.config.name,
+                        key = ?key.as_deref().map(String::from_utf8_lossy),
+                        attempt,
+                        "message {topic}[{partition}]@{offset} failed: {error}",
+                    );
+                }
+                match keep {
+                    Some(message) => Some(Redelivery {
+                        message,
+                        attempt: attempt + 1,
+                        delay,
+                        at_head,
+                    }),
+                    None => {
+                        self.settle(ack, at_head);
+                        None
+                    }
+                }
+            }
+            Decision::Exhausted => {
                 tracing::error!(
                     subscriber = %self.config.name,
                     key = ?key.as_deref().map(String::from_utf8_lossy),
                     attempt,
-                    "message {topic}[{partition}]@{offset} failed: {err}",
+                    "message {topic}[{partition}]@{offset} failed: {error}",
                 );
-                redeliver = policy == AckPolicy::NackOnError;
+                self.exhausted(keep, &error, attempt, ack, at_head).await;
+                None
             }
         }
-        if !redeliver && policy == AckPolicy::NackOnError && !ack.is_done() {
-            // Redelivery needs the outcome now: wait for this message's publishes.
-            let (_, delivered) = (&mut ack).await;
-            redeliver = !delivered;
-        }
-        if redeliver {
-            if let Some(message) = keep {
-                return Outcome::Redeliver(Redelivery {
-                    message,
-                    attempt: attempt + 1,
-                    delay: self.config.backoff.delay(attempt),
-                });
+    }
+
+    /// The broker refused the output of a handled message: the same policy as a failing
+    /// handler (retry the message, then its final outcome).
+    async fn refused(&mut self, failed: FailedHead) -> Option<Redelivery> {
+        let FailedHead {
+            message,
+            attempt,
+            error,
+        } = failed;
+        let error: BoxError = Box::new(error);
+        match self.policy.decide(attempt, &error) {
+            Decision::Retry(delay) => Some(Redelivery {
+                message,
+                attempt: attempt + 1,
+                delay,
+                at_head: true,
+            }),
+            Decision::Exhausted | Decision::Reject => {
+                let tp = TopicPartition::new(Arc::clone(&message.topic), message.partition);
+                let ack = PendingAck::new(&tp, message.offset);
+                self.exhausted(Some(message), &error, attempt, ack, true)
+                    .await;
+                None
             }
         }
-        if policy != AckPolicy::AckFirst || !ack.is_done() {
+    }
+
+    /// Applies the final outcome to a message that failed for good.
+    async fn exhausted(
+        &mut self,
+        message: Option<Message>,
+        error: &BoxError,
+        attempts: u32,
+        mut ack: PendingAck<P::Delivery>,
+        at_head: bool,
+    ) {
+        let dead_letter = message.as_ref().and_then(|m| {
+            self.policy
+                .dead_letter_topic(&m.topic)
+                .map(|topic| (topic, m))
+        });
+        let stop = match (&self.policy.exhausted, dead_letter) {
+            (Exhausted::DeadLetter { .. }, Some((topic, message))) => {
+                let record = dead_letter_record(&self.config, &topic, message, error, attempts);
+                match self.publisher.enqueue(record).await {
+                    Ok(delivery) => {
+                        tracing::warn!(
+                            subscriber = %self.config.name,
+                            "message {}[{}]@{} sent to dead-letter topic `{topic}` after {attempts} attempt(s)",
+                            message.topic, message.partition, message.offset,
+                        );
+                        ack.track(delivery);
+                        ack.must_deliver();
+                        false
+                    }
+                    Err(err) => {
+                        tracing::error!(
+                            subscriber = %self.config.name,
+                            "message {}[{}]@{} could not be sent to dead-letter topic `{topic}`: {err}",
+                            message.topic, message.partition, message.offset,
+                        );
+                        true
+                    }
+                }
+            }
+            (Exhausted::Stop, _) => true,
+            _ => false,
+        };
+        if stop {
+            self.halt(message.as_ref(), at_head);
+        } else {
+            self.settle(ack, at_head);
+        }
+    }
+
+    /// Stops the partition at `message`: nothing from it on is handled or committed.
+    fn halt(&mut self, message: Option<&Message>, at_head: bool) {
+        let Some(message) = message else { return };
+        tracing::error!(
+            subscriber = %self.config.name,
+            "consumption of {}[{}] stopped at offset {} by the error policy; it stays uncommitted until the app restarts",
+            message.topic, message.partition, message.offset,
+        );
+        let tp = TopicPartition::new(Arc::clone(&message.topic), message.partition);
+        self.progress.halt(&tp, message.offset, at_head);
+    }
+
+    /// Counts a message as handled: in its place at the head, or behind what is in flight.
+    fn settle(&mut self, ack: PendingAck<P::Delivery>, at_head: bool) {
+        if at_head {
+            self.progress.replace_head(ack);
+        } else if self.config.ack_policy != AckPolicy::AckFirst || !ack.is_done() {
             // (Under AckFirst the offset was counted before the handler ran; its publishes
             // are still tracked so a shutdown waits for them.)
             self.progress.handled(ack);
         }
-        Outcome::Done
     }
 
     /// Waits for a handler call. One that is not done at once is waiting on something (I/O, a
@@ -410,6 +542,44 @@ where
             ack.track(self.publisher.enqueue(record).await?);
         }
         Ok(())
+    }
+}
+
+/// The dead letter of `message`: its key, payload and headers (the correlation id kept), plus
+/// where it came from and why it failed.
+fn dead_letter_record(
+    config: &SubscriberConfig,
+    topic: &str,
+    message: &Message,
+    error: &BoxError,
+    attempts: u32,
+) -> Record {
+    let mut headers = Headers::with_capacity(message.headers.len() + 8);
+    for (name, value) in message.headers.iter() {
+        if name != CORRELATION_ID {
+            headers.append(name, value.clone());
+        }
+    }
+    headers.insert("dlt-original-topic", message.topic.to_string());
+    headers.insert("dlt-original-partition", message.partition.to_string());
+    headers.insert("dlt-original-offset", message.offset.to_string());
+    if let Some(timestamp) = message.timestamp {
+        headers.insert("dlt-original-timestamp", timestamp.to_string());
+    }
+    headers.insert("dlt-original-group", config.effective_group_id().to_owned());
+    headers.insert("dlt-exception-type", error_type(error));
+    headers.insert("dlt-exception-message", error.to_string());
+    headers.insert("dlt-attempts", attempts.to_string());
+    Record {
+        topic: Arc::from(topic),
+        payload: Some(message.payload.clone()),
+        key: message.key.clone(),
+        // The original `content-type` travels with the other headers.
+        content_type: None,
+        correlation_id: message.headers.get(CORRELATION_ID).cloned(),
+        headers,
+        partition: None,
+        timestamp: None,
     }
 }
 
@@ -509,6 +679,7 @@ mod tests {
             publisher: PublishPath::Direct(publisher),
             layers: Vec::new(),
             tracker: TaskTracker::new(),
+            default_policy: None,
         }
     }
 

@@ -54,6 +54,7 @@ const ACK_POLICIES: &[(&str, &str)] = &[
     ("nack_on_error", "NackOnError"),
     ("ack_first", "AckFirst"),
     ("manual", "Manual"),
+    ("reject_on_error", "RejectOnError"),
 ];
 
 /// `auto_offset_reset` values and their `OffsetReset` variants.

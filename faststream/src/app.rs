@@ -8,8 +8,8 @@ use crate::asyncapi::{
 use faststream_core::app::{App, HookOutput};
 use faststream_core::middleware::{BoxError, BoxMessageService, BoxPublishService};
 use faststream_core::{
-    Broker, Handler, IntoSubscriber, Message, Publish, PublishError, Record, Registry, Reply,
-    Result, RunningApp, StartupOptions, SubscriberConfig,
+    Broker, ErrorPolicy, Handler, IntoSubscriber, Message, Publish, PublishError, Record, Registry,
+    Reply, Result, RunningApp, StartupOptions, SubscriberConfig,
 };
 use tower::{Layer, Service};
 
@@ -115,6 +115,12 @@ impl<B: Broker> FastStream<B> {
     /// How long shutdown waits for in-flight handlers and publishes (default 15 s).
     pub fn graceful_timeout(self, timeout: Duration) -> Self {
         self.map_runtime(|app| app.graceful_timeout(timeout))
+    }
+
+    /// The error policy of every subscriber that sets none of its own; see
+    /// [`crate::policy`] and [`App::error_policy`].
+    pub fn error_policy(self, policy: ErrorPolicy) -> Self {
+        self.map_runtime(|app| app.error_policy(policy))
     }
 
     /// How long a rebalance waits for the in-flight work of revoked partitions (default: the

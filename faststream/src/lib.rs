@@ -92,11 +92,11 @@ pub mod logging;
 
 pub use app::FastStream;
 pub use faststream_core::{
-    app::HookOutput, broker, codec, extract, message, middleware, reply, Ack, AckPolicy, App,
-    Backoff, Broker, Delivered, Error, FromMessage, Handler, HandlerError, Header, HeaderName,
-    Headers, IntoReply, IntoSubscriber, Key, Message, Meta, OffsetReset, Publish, PublishError,
-    PublisherConfig, Record, Registry, Reply, Response, Result, RunningApp, StartupOptions, State,
-    SubscriberConfig, TopicPartition,
+    app::HookOutput, broker, codec, extract, message, middleware, policy, reply, Ack, AckPolicy,
+    App, Backoff, Broker, Delivered, Error, ErrorPolicy, Exhausted, FromMessage, Handler,
+    HandlerError, Header, HeaderName, Headers, IntoReply, IntoSubscriber, Key, Message, Meta,
+    OffsetReset, Publish, PublishError, PublisherConfig, Record, Registry, Reply, Response, Result,
+    RunningApp, StartupOptions, State, SubscriberConfig, TopicPartition,
 };
 
 /// tower, whose `Layer` and `Service` traits middlewares implement (the version the runtime
@@ -119,7 +119,7 @@ pub mod asyncapi {
 /// not implement `JsonSchema`: their AsyncAPI schema is then "any JSON". The function stays
 /// callable as `name::call(...)`.
 ///
-/// Keys: `group_id`, `ack_policy` (`ack_after`, `nack_on_error`, `ack_first`, `manual`),
+/// Keys: `group_id`, `ack_policy` (`ack_after`, `nack_on_error`, `ack_first`, `manual`, `reject_on_error`),
 /// `auto_offset_reset` (`earliest`, `latest`), `max_concurrency`, `title`, `description`,
 /// `include_in_schema`.
 pub use faststream_macros::subscriber;

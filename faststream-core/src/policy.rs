@@ -1,0 +1,357 @@
+//! Error policies: what happens to a message whose handling failed.
+//!
+//! A failure is a decode or extraction error, the handler's error, a panic, a timeout, or one
+//! of its output records finally refused by the broker. The policy retries it a bounded number
+//! of times, with exponential backoff and jitter, pausing only its partition (the consumer
+//! keeps polling), and after the last attempt sends it to a dead-letter topic, skips it, or
+//! stops its partition. Errors that cannot get better by retrying go straight to that final
+//! outcome: decode and extraction errors, and errors the handler wraps in [`Permanent`].
+//!
+//! FastStream's ack policies are presets of this (see [`ErrorPolicy::preset`]); a subscriber's
+//! own policy ([`SubscriberConfig::error_policy`](crate::SubscriberConfig::error_policy)) or
+//! the app's default (`App::error_policy`) replaces the preset.
+//!
+//! ```
+//! use faststream_core::{ErrorPolicy, SubscriberConfig};
+//!
+//! // Three attempts, then the record goes to `orders-dlt` with its provenance headers.
+//! let config = SubscriberConfig::new("orders", ["orders"])
+//!     .error_policy(ErrorPolicy::retry(3).then_dead_letter());
+//! ```
+
+use crate::extract::ExtractError;
+use crate::middleware::{BoxError, HandlerPanicked, HandlerTimedOut, Nacked, Rejected};
+use crate::subscriber::{AckPolicy, Backoff};
+use std::time::Duration;
+
+/// What happens to a failed message: bounded retries, then a final outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorPolicy {
+    /// Attempts in all, the first included; `None` retries until it succeeds.
+    pub max_attempts: Option<u32>,
+    /// Delay before each retry: doubling from `initial`, capped at `max`.
+    pub backoff: Backoff,
+    /// Whether each delay is randomized (between half and all of it), so many partitions
+    /// failing together do not retry in lockstep.
+    pub jitter: bool,
+    /// What happens after the last attempt, and at once for errors that are not retried.
+    pub exhausted: Exhausted,
+    /// Only a nack through the `Ack` extractor is retried (the `Manual` preset): other
+    /// errors go to the final outcome at once.
+    only_nacks: bool,
+}
+
+/// The final outcome of a message that failed for good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Exhausted {
+    /// Log it and move on: its offset is committed.
+    Skip,
+    /// Publish it to a dead-letter topic (`{topic}-dlt` unless named) with its key, payload,
+    /// headers and provenance headers; its offset is committed once the broker acknowledged
+    /// the dead letter.
+    DeadLetter {
+        /// The dead-letter topic; `None` for `{topic}-dlt`.
+        topic: Option<String>,
+    },
+    /// Stop consuming its partition: its offset and everything after it stay uncommitted
+    /// until the app restarts (or the partition moves to another member).
+    Stop,
+}
+
+impl Default for ErrorPolicy {
+    /// [`ErrorPolicy::preset`] of the default ack policy: one attempt, then skip.
+    fn default() -> Self {
+        Self::preset(AckPolicy::default(), Backoff::default())
+    }
+}
+
+impl ErrorPolicy {
+    /// At most `max_attempts` attempts (at least 1) with the default backoff (100 ms doubling
+    /// up to 10 s, with jitter), then skip; choose the final outcome with `then_*`.
+    pub fn retry(max_attempts: u32) -> Self {
+        Self {
+            max_attempts: Some(max_attempts.max(1)),
+            backoff: Backoff::default(),
+            jitter: true,
+            exhausted: Exhausted::Skip,
+            only_nacks: false,
+        }
+    }
+
+    /// Retries until the message succeeds (errors that are not retriable still go to the
+    /// final outcome).
+    pub fn retry_forever() -> Self {
+        Self {
+            max_attempts: None,
+            ..Self::retry(1)
+        }
+    }
+
+    /// The preset of a FastStream ack policy:
+    ///
+    /// | ack policy | attempts | then |
+    /// |---|---|---|
+    /// | `AckAfter` (default) | 1 | skip |
+    /// | `NackOnError` | unlimited, with `backoff` | skip (only non-retriable errors get there) |
+    /// | `RejectOnError` | 1 | skip |
+    /// | `AckFirst` | 1 | skip (the offset was committed before the handler ran) |
+    /// | `Manual` | a nack retries, unlimited; other errors are not retried | skip |
+    pub fn preset(policy: AckPolicy, backoff: Backoff) -> Self {
+        let base = Self {
+            backoff,
+            jitter: false,
+            ..Self::retry(1)
+        };
+        match policy {
+            AckPolicy::NackOnError => Self {
+                max_attempts: None,
+                ..base
+            },
+            AckPolicy::Manual => Self {
+                max_attempts: None,
+                only_nacks: true,
+                ..base
+            },
+            _ => base,
+        }
+    }
+
+    /// Sends the message to its dead-letter topic (`{topic}-dlt`) after the last attempt.
+    pub fn then_dead_letter(mut self) -> Self {
+        self.exhausted = Exhausted::DeadLetter { topic: None };
+        self
+    }
+
+    /// Sends the message to `topic` after the last attempt.
+    pub fn then_dead_letter_to(mut self, topic: impl Into<String>) -> Self {
+        self.exhausted = Exhausted::DeadLetter {
+            topic: Some(topic.into()),
+        };
+        self
+    }
+
+    /// Skips the message after the last attempt (the default).
+    pub fn then_skip(mut self) -> Self {
+        self.exhausted = Exhausted::Skip;
+        self
+    }
+
+    /// Stops its partition after the last attempt.
+    pub fn then_stop(mut self) -> Self {
+        self.exhausted = Exhausted::Stop;
+        self
+    }
+
+    /// Sets the backoff between attempts.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Randomizes each delay between half and all of it (on by default for
+    /// [`ErrorPolicy::retry`]).
+    pub fn jitter(mut self, jitter: bool) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
+    /// The dead-letter topic of a message read from `topic`, if the policy has one.
+    pub fn dead_letter_topic(&self, topic: &str) -> Option<String> {
+        match &self.exhausted {
+            Exhausted::DeadLetter { topic: Some(named) } => Some(named.clone()),
+            Exhausted::DeadLetter { topic: None } => Some(format!("{topic}-dlt")),
+            _ => None,
+        }
+    }
+
+    /// Whether a failure may need the message again (a retry, a dead letter), so the worker
+    /// keeps a copy of each message until it is done.
+    pub(crate) fn needs_message(&self) -> bool {
+        self.max_attempts != Some(1) || self.exhausted != Exhausted::Skip || self.only_nacks
+    }
+
+    /// What to do after attempt number `attempt` failed with `error`.
+    pub(crate) fn decide(&self, attempt: u32, error: &BoxError) -> Decision {
+        if error.is::<Rejected>() {
+            return Decision::Reject;
+        }
+        let retriable = if self.only_nacks {
+            error.is::<Nacked>()
+        } else {
+            is_retriable(error)
+        };
+        let more = self.max_attempts.is_none_or(|max| attempt < max);
+        if retriable && more {
+            Decision::Retry(self.delay(attempt))
+        } else {
+            Decision::Exhausted
+        }
+    }
+
+    /// The delay before retry number `attempt` (1-based).
+    fn delay(&self, attempt: u32) -> Duration {
+        let full = self.backoff.delay(attempt);
+        if !self.jitter || full.is_zero() {
+            return full;
+        }
+        // Equal jitter: half the delay, plus a random part of the other half.
+        let half = full / 2;
+        let random = (uuid::Uuid::new_v4().as_u128() % 1_000_000) as u32;
+        half + half.mul_f64(f64::from(random) / 1_000_000.0)
+    }
+}
+
+/// What the worker does with a failed message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// Run it again after this delay.
+    Retry(Duration),
+    /// Apply [`ErrorPolicy::exhausted`].
+    Exhausted,
+    /// Rejected through the `Ack` extractor: skip it, never dead-letter it.
+    Reject,
+}
+
+/// An error the handler says cannot get better by retrying: the message goes straight to the
+/// policy's final outcome (e.g. the dead-letter topic).
+///
+/// ```
+/// use faststream_core::policy::Permanent;
+///
+/// async fn charge(amount: i64) -> Result<(), Permanent> {
+///     if amount < 0 {
+///         return Err(Permanent::new(format!("negative amount {amount}")));
+///     }
+///     Ok(())
+/// }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct Permanent(pub BoxError);
+
+impl Permanent {
+    /// Marks `error` as not retriable.
+    pub fn new(error: impl Into<BoxError>) -> Self {
+        Self(error.into())
+    }
+}
+
+/// An error the handler says is worth retrying even where the framework would not (e.g. a
+/// custom extractor's rejection that a later attempt may pass).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct Transient(pub BoxError);
+
+impl Transient {
+    /// Marks `error` as retriable.
+    pub fn new(error: impl Into<BoxError>) -> Self {
+        Self(error.into())
+    }
+}
+
+/// Whether retrying may help: not for decode and extraction errors or [`Permanent`] ones,
+/// unless wrapped in [`Transient`].
+pub fn is_retriable(error: &BoxError) -> bool {
+    if error.is::<Transient>() {
+        return true;
+    }
+    !(error.is::<ExtractError>() || error.is::<Permanent>())
+}
+
+/// A short, stable name for the kind of `error`, for the `dlt-exception-type` header and
+/// logs: the framework's error types by name, `HandlerError` for the handler's own.
+pub fn error_type(error: &BoxError) -> &'static str {
+    if let Some(extract) = error.downcast_ref::<ExtractError>() {
+        return match extract {
+            ExtractError::Payload(_) => "DecodeError",
+            ExtractError::Key(_) => "KeyDecodeError",
+            ExtractError::MissingHeader(_) => "MissingHeader",
+            ExtractError::BadHeader { .. } => "BadHeader",
+            ExtractError::MissingState(_) => "MissingState",
+            _ => "ExtractError",
+        };
+    }
+    if error.is::<HandlerPanicked>() {
+        "HandlerPanicked"
+    } else if error.is::<HandlerTimedOut>() {
+        "HandlerTimedOut"
+    } else if error.is::<crate::error::PublishError>() {
+        "PublishRefused"
+    } else if error.is::<Nacked>() {
+        "Nacked"
+    } else if error.is::<Permanent>() {
+        "Permanent"
+    } else {
+        "HandlerError"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::DecodeError;
+
+    fn handler_error() -> BoxError {
+        std::io::Error::other("db down").into()
+    }
+
+    #[test]
+    fn bounded_retries_then_the_final_outcome() {
+        let policy = ErrorPolicy::retry(3).jitter(false).then_dead_letter();
+        assert_eq!(
+            policy.decide(1, &handler_error()),
+            Decision::Retry(Duration::from_millis(100))
+        );
+        assert_eq!(
+            policy.decide(2, &handler_error()),
+            Decision::Retry(Duration::from_millis(200))
+        );
+        assert_eq!(policy.decide(3, &handler_error()), Decision::Exhausted);
+        assert_eq!(
+            policy.dead_letter_topic("orders").as_deref(),
+            Some("orders-dlt")
+        );
+    }
+
+    #[test]
+    fn decode_errors_and_permanent_ones_are_not_retried() {
+        let policy = ErrorPolicy::retry_forever();
+        let decode: BoxError = Box::new(ExtractError::Payload(DecodeError {
+            path: ".".into(),
+            message: "bad".into(),
+        }));
+        assert_eq!(policy.decide(1, &decode), Decision::Exhausted);
+        assert_eq!(error_type(&decode), "DecodeError");
+        let permanent: BoxError = Box::new(Permanent::new("no such user"));
+        assert_eq!(policy.decide(1, &permanent), Decision::Exhausted);
+        let transient: BoxError = Box::new(Transient::new("try later"));
+        assert!(matches!(policy.decide(1, &transient), Decision::Retry(_)));
+        assert!(matches!(
+            policy.decide(40, &handler_error()),
+            Decision::Retry(_)
+        ));
+    }
+
+    #[test]
+    fn jitter_stays_between_half_and_all_of_the_delay() {
+        let policy = ErrorPolicy::retry(10);
+        for attempt in 1..6 {
+            let Decision::Retry(delay) = policy.decide(attempt, &handler_error()) else {
+                panic!("retried")
+            };
+            let full = policy.backoff.delay(attempt);
+            assert!(delay >= full / 2 && delay <= full, "{delay:?} of {full:?}");
+        }
+    }
+
+    #[test]
+    fn presets_keep_the_ack_policies_meaning() {
+        assert_eq!(ErrorPolicy::default().max_attempts, Some(1));
+        assert!(!ErrorPolicy::default().needs_message());
+        let nack = ErrorPolicy::preset(AckPolicy::NackOnError, Backoff::default());
+        assert_eq!(nack.max_attempts, None);
+        assert_eq!(nack.exhausted, Exhausted::Skip);
+        assert!(nack.needs_message());
+    }
+}
