@@ -125,6 +125,8 @@ pub fn app(broker: KafkaBroker) -> FastStream<KafkaBroker> {
         .license(License::new("Apache-2.0").url("https://www.apache.org/licenses/LICENSE-2.0"))
         .tag(Tag::new("billing").description("Money in"))
         .external_docs(ExternalDocs::new("https://example.com/billing/docs").description("Runbook"))
+        // Failed messages go to `{topic}-dlt` after 3 attempts: documented as channels too.
+        .error_policy(faststream::ErrorPolicy::retry(3).then_dead_letter())
         .include(bill_order)
         .include(track_stock)
         .include(heartbeat)

@@ -502,8 +502,37 @@ pub fn document(
         for publisher in sub.publishers.iter().filter(|p| p.include_in_schema) {
             builder.publisher(publisher);
         }
+        for publisher in dead_letter_publishers(sub) {
+            builder.publisher(&publisher);
+        }
     }
     builder.finish(info, server)
+}
+
+/// The dead-letter topics a subscriber's error policy publishes to, as publishers of the
+/// original payload.
+fn dead_letter_publishers(sub: &SubscriberConfig) -> Vec<PublisherConfig> {
+    let Some(policy) = &sub.error_policy else {
+        return Vec::new();
+    };
+    let mut topics: Vec<String> = sub
+        .topics
+        .iter()
+        .filter_map(|topic| policy.dead_letter_topic(topic))
+        .collect();
+    topics.dedup();
+    topics
+        .into_iter()
+        .map(|topic| {
+            let mut publisher = PublisherConfig::new(topic.as_str()).description(format!(
+                "Dead letters of `{}`: messages that failed for good, with their original key, \
+                 payload and headers plus `dlt-*` provenance headers.",
+                sub.name
+            ));
+            publisher.schema = sub.payload_schema;
+            publisher
+        })
+        .collect()
 }
 
 /// The document as YAML.

@@ -354,3 +354,47 @@ fn camel_case_names() {
     assert_eq!(camel_case("Already"), "Already");
     assert_eq!(field_title("user_id"), "User Id");
 }
+
+#[test]
+fn dead_letter_topics_are_publisher_channels_of_the_payload() {
+    let mut sub = SubscriberConfig::new("handle_msg", ["in-topic"])
+        .error_policy(faststream_core::ErrorPolicy::retry(3).then_dead_letter());
+    sub.payload_schema = Some(HandleMsgPayload::json_schema);
+    let doc = document(
+        &AppInfo::default(),
+        &server(),
+        &[Arc::new(sub)],
+        AsyncApiVersion::V3_0_0,
+    );
+    assert_eq!(
+        doc["channels"]["in-topic-dlt:Publisher"]["address"],
+        "in-topic-dlt"
+    );
+    assert_eq!(
+        doc["operations"]["in-topic-dlt:Publisher"]["action"],
+        "send"
+    );
+    // The dead letter carries the subscriber's payload.
+    let schema_of = |message: &str| {
+        let reference = doc["components"]["messages"][message]["payload"]["$ref"]
+            .as_str()
+            .expect("a payload reference")
+            .trim_start_matches("#/components/schemas/")
+            .to_owned();
+        doc["components"]["schemas"][reference.as_str()]["properties"].clone()
+    };
+    let dead_letter = schema_of("in-topic-dlt:Publisher:Message");
+    assert_eq!(
+        dead_letter,
+        schema_of("in-topic:HandleMsg:SubscribeMessage")
+    );
+    assert!(dead_letter.get("user_id").is_some());
+    // Without a dead-letter policy there is no such channel.
+    let plain = document(
+        &AppInfo::default(),
+        &server(),
+        &quickstart(),
+        AsyncApiVersion::V3_0_0,
+    );
+    assert!(plain["channels"].get("in-topic-dlt:Publisher").is_none());
+}

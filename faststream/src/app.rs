@@ -329,10 +329,23 @@ impl<B: Broker + DescribeServer> FastStream<B> {
     /// assert!(document["channels"].get("numbers:Double").is_some());
     /// ```
     pub fn asyncapi(&self, version: AsyncApiVersion) -> serde_json::Value {
+        // Subscribers without their own error policy document the app's (its dead-letter
+        // topics are channels too).
+        let subscribers: Vec<Arc<SubscriberConfig>> = match self.app.default_error_policy() {
+            None => self.subscribers().to_vec(),
+            Some(policy) => self
+                .subscribers()
+                .iter()
+                .map(|config| match config.error_policy {
+                    Some(_) => Arc::clone(config),
+                    None => Arc::new((**config).clone().error_policy(policy.clone())),
+                })
+                .collect(),
+        };
         crate::asyncapi::document(
             &self.info,
             &self.broker().server_info(),
-            self.subscribers(),
+            &subscribers,
             version,
         )
     }
