@@ -3,7 +3,9 @@
 //!
 //! The app under test is `tests/src/bin/cli_app.rs` (built once with cargo).
 
-use faststream_integration_tests::{bootstrap, collect, create_topic, produce, unique, Input};
+use faststream_integration_tests::{
+    bootstrap, collect, create_topic, produce, records_in, unique, Input,
+};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -356,6 +358,68 @@ fn docs_serve_a_file_and_an_unreadable_one() {
 }
 
 #[tokio::test]
+async fn dlt_replay_counts_then_republishes_to_the_original_topics() {
+    let (dead, original) = (unique("cli-dlt"), unique("cli-dlt-orig"));
+    create_topic(&dead, 1).await;
+    create_topic(&original, 1).await;
+    produce(
+        &dead,
+        [
+            Input::new("one")
+                .key("k1")
+                .header("dlt-original-topic", original.as_str())
+                .header("dlt-attempts", "3")
+                .header("correlation_id", "cid-1")
+                .header("trace", "t1"),
+            Input::new("two").header("dlt-original-topic", original.as_str()),
+            Input::new("stray"),
+        ],
+    )
+    .await;
+    let out = run(Command::new(app())
+        .args(["dlt", "replay", &dead, "--dry-run"])
+        .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap()));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    assert!(
+        printed.starts_with(&format!("would replay 2 records from {dead}")),
+        "{printed}"
+    );
+    assert!(printed.contains(&format!("{original}: 2")), "{printed}");
+    assert!(printed.contains("skipped 1 records"), "{printed}");
+    assert_eq!(records_in(&original, 1), 0, "a dry run publishes nothing");
+
+    let out = run(Command::new(app())
+        .args(["dlt", "replay", &dead])
+        .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap()));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with(&format!("replayed 2 records from {dead}")));
+    let replayed =
+        tokio::task::spawn_blocking(move || collect(&original, 2, Duration::from_secs(30)))
+            .await
+            .unwrap();
+    assert_eq!(
+        replayed
+            .iter()
+            .map(|r| r.payload.as_str())
+            .collect::<Vec<_>>(),
+        ["one", "two"]
+    );
+    let first = &replayed[0];
+    assert_eq!(first.key.as_deref(), Some("k1"));
+    assert_eq!(first.headers.get("trace").map(String::as_str), Some("t1"));
+    assert_eq!(
+        first.headers.get("correlation_id").map(String::as_str),
+        Some("cid-1")
+    );
+    assert!(
+        !first.headers.keys().any(|name| name.starts_with("dlt-")),
+        "{:?}",
+        first.headers
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_reaches_kafka_with_key_and_header() {
     let topic = unique("cli-publish");
     create_topic(&topic, 2).await;

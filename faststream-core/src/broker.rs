@@ -93,4 +93,43 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Checks that the broker answers, naming the address tried when it does not.
     fn ping(&self, timeout: Duration) -> impl Future<Output = Result<()>> + Send;
+
+    /// Replays the dead-letter topic `topic`: every record in it now is published again to
+    /// the topic its `dlt-original-topic` header names, with its key, payload, correlation id
+    /// and original headers (the `dlt-*` ones removed). With `dry_run` nothing is published,
+    /// only counted. Backends that cannot read a topic this way answer an error.
+    fn replay_dead_letters(
+        &self,
+        topic: &str,
+        dry_run: bool,
+    ) -> impl Future<Output = Result<ReplayReport>> + Send {
+        let topic = topic.to_owned();
+        let _ = dry_run;
+        async move {
+            Err(crate::Error::Config(format!(
+                "this broker cannot replay the dead-letter topic `{topic}`"
+            )))
+        }
+    }
 }
+
+/// What a dead-letter replay did (or, dry, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayReport {
+    /// Records published again (or that would be), by destination topic.
+    pub replayed: std::collections::BTreeMap<String, u64>,
+    /// Records without a `dlt-original-topic` header, left alone.
+    pub skipped: u64,
+}
+
+impl ReplayReport {
+    /// Records published again, in all.
+    pub fn total(&self) -> u64 {
+        self.replayed.values().sum()
+    }
+}
+
+/// The header naming a dead letter's original topic.
+pub const DLT_ORIGINAL_TOPIC: &str = "dlt-original-topic";
+/// The prefix of the provenance headers a dead letter gets (dropped on replay).
+pub const DLT_HEADER_PREFIX: &str = "dlt-";

@@ -560,7 +560,7 @@ fn dead_letter_record(
             headers.append(name, value.clone());
         }
     }
-    headers.insert("dlt-original-topic", message.topic.to_string());
+    headers.insert(crate::broker::DLT_ORIGINAL_TOPIC, message.topic.to_string());
     headers.insert("dlt-original-partition", message.partition.to_string());
     headers.insert("dlt-original-offset", message.offset.to_string());
     if let Some(timestamp) = message.timestamp {

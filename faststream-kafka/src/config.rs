@@ -76,6 +76,20 @@ impl BrokerSettings {
 }
 
 impl BrokerSettings {
+    /// A consumer that reads assigned partitions and commits nothing (for tools such as the
+    /// dead-letter replay).
+    pub(crate) fn reader_config(&self) -> ClientConfig {
+        let mut config = self.base();
+        config
+            .set("group.id", "faststream-reader")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false");
+        for (key, value) in &self.consumer {
+            config.set(key, value);
+        }
+        config
+    }
+
     /// The last value set for `key` (case-insensitive): consumer and producer properties win
     /// over common ones, as in the client configurations.
     fn property(&self, key: &str) -> Option<&str> {

@@ -32,13 +32,14 @@
 mod config;
 mod consumer;
 mod producer;
+mod replay;
 
 pub use producer::{KafkaDelivery, KafkaPublisher};
 pub use rdkafka;
 
 use config::BrokerSettings;
 use faststream_asyncapi::{DescribeServer, ServerInfo};
-use faststream_core::broker::{PartitionWorkers, SubscribeOptions, Subscription};
+use faststream_core::broker::{PartitionWorkers, ReplayReport, SubscribeOptions, Subscription};
 use faststream_core::{
     Broker, Delivered, Error, OffsetReset, Publish, Record, Result, SubscriberConfig,
 };
@@ -177,6 +178,10 @@ impl Broker for KafkaBroker {
         options: SubscribeOptions,
     ) -> Result<Box<dyn Subscription>> {
         consumer::subscribe(&self.settings, config, workers, options)
+    }
+
+    async fn replay_dead_letters(&self, topic: &str, dry_run: bool) -> Result<ReplayReport> {
+        replay::replay(&self.settings, self.shared_publisher()?, topic, dry_run).await
     }
 
     async fn ping(&self, timeout: Duration) -> Result<()> {

@@ -121,6 +121,27 @@ pub enum AppCommand {
     Docs(DocsCommand),
     /// Publish one message through the app's broker and print where it landed.
     Publish(PublishArgs),
+    /// Dead-letter topics of the app's error policies.
+    #[command(subcommand)]
+    Dlt(DltCommand),
+}
+
+/// `dlt` commands.
+#[derive(Debug, Subcommand)]
+pub enum DltCommand {
+    /// Publish every record of a dead-letter topic again to its original topic (the
+    /// `dlt-original-topic` header), with its key, payload and headers, and print the count.
+    Replay(ReplayArgs),
+}
+
+/// `dlt replay` arguments.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The dead-letter topic, e.g. `orders-dlt`.
+    pub topic: String,
+    /// Count what would be replayed, publish nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Log line format.
@@ -288,7 +309,7 @@ fn parse_log_level(text: &str) -> Result<String, String> {
         .map_err(|e| format!("not a log level or filter: {e}"))
 }
 
-const COMMANDS: &[&str] = &["run", "docs", "publish", "help"];
+const COMMANDS: &[&str] = &["run", "docs", "publish", "dlt", "help"];
 
 /// Makes `run` the default command and moves `run`'s own flags in front of the extra options,
 /// so that `app --log-level debug --env x` and `app run --env x --log-level debug` both parse.
@@ -465,6 +486,36 @@ impl<B: Broker + DescribeServer> FastStream<B> {
                     None => self.asyncapi_document(serve.asyncapi_version),
                 };
                 serve_until_signal(&document, &serve.host, serve.port).await
+            }
+            AppCommand::Dlt(DltCommand::Replay(replay)) => {
+                let broker = self.broker();
+                broker.ping(PING_TIMEOUT).await?;
+                let report = broker
+                    .replay_dead_letters(&replay.topic, replay.dry_run)
+                    .await?;
+                let verb = if replay.dry_run {
+                    "would replay"
+                } else {
+                    "replayed"
+                };
+                println!("{verb} {} records from {}", report.total(), replay.topic);
+                for (topic, count) in &report.replayed {
+                    println!("  {topic}: {count}");
+                }
+                if report.skipped > 0 {
+                    println!(
+                        "  skipped {} records without a dlt-original-topic header",
+                        report.skipped
+                    );
+                }
+                if !replay.dry_run {
+                    broker
+                        .publisher()?
+                        .flush(Duration::from_secs(5))
+                        .await
+                        .map_err(faststream_core::Error::from)?;
+                }
+                Ok(())
             }
             AppCommand::Publish(publish) => {
                 let record = publish.record()?;
