@@ -89,6 +89,8 @@ mod app;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod logging;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use app::FastStream;
 pub use faststream_core::{
