@@ -542,3 +542,86 @@ async fn key_partitions_match_the_real_broker() {
         .collect();
     assert!(used.len() > 3, "the keys spread over partitions: {used:?}");
 }
+
+/// Calls are told apart per subscriber, whatever the registration order.
+#[tokio::test]
+async fn calls_are_recorded_per_subscriber() {
+    let app = FastStream::new(TestBroker::new())
+        .subscriber(SubscriberConfig::new("one", ["a"]), |_n: i64| async move {})
+        .include(handle_msg)
+        .subscriber(
+            SubscriberConfig::new("three", ["c"]),
+            |_n: i64| async move {},
+        );
+    let test = TestBroker::start(app).await.unwrap();
+    test.publish(1, "a").await.unwrap();
+    for n in 0..3 {
+        test.publish(n, "c").await.unwrap();
+    }
+    test.calls("one").assert_called_once_with(1).await;
+    test.calls("three").assert_called(3).await;
+    test.calls("handle_msg").assert_not_called();
+    test.published("out-topic").assert_count(0).await;
+    test.shutdown().await.unwrap();
+}
+
+/// A second app joining a group takes a share of the partitions; when it leaves, the first
+/// takes them back, resuming after what was committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_joining_and_leaving_rebalance_the_group() {
+    let broker = TestBroker::new();
+    broker.create_topic("jobs", 4).await.unwrap();
+    let app = |name: &str| {
+        FastStream::new(broker.clone()).subscriber(
+            SubscriberConfig::new(name, ["jobs"]).group_id("workers"),
+            |_n: i64| async move {},
+        )
+    };
+    let first = TestBroker::start(app("first")).await.unwrap();
+    let second = TestBroker::start(app("second")).await.unwrap();
+    for n in 0..8 {
+        let record = Record::encode("jobs", &n).unwrap().partition(n % 4);
+        broker.publish_record(record).await.unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while broker.calls("first").all().len() + broker.calls("second").all().len() < 8 {
+        assert!(tokio::time::Instant::now() < deadline, "8 calls in all");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        broker.calls("first").all().len(),
+        4,
+        "half the partitions each"
+    );
+    assert_eq!(broker.calls("second").all().len(), 4);
+    second.shutdown().await.unwrap();
+    for n in 8..12 {
+        let record = Record::encode("jobs", &n).unwrap().partition(n % 4);
+        broker.publish_record(record).await.unwrap();
+    }
+    let calls = broker.calls("first").assert_called(8).await;
+    let late: Vec<i64> = calls[4..]
+        .iter()
+        .map(|c| c.json().as_i64().unwrap())
+        .collect();
+    let mut late_sorted = late.clone();
+    late_sorted.sort();
+    assert_eq!(
+        late_sorted,
+        [8, 9, 10, 11],
+        "nothing the second member handled ran again"
+    );
+    first.shutdown().await.unwrap();
+    for partition in 0..4 {
+        assert_eq!(
+            broker.committed("workers", "jobs", partition).await,
+            Some(3)
+        );
+    }
+}
+
+/// The one-switch form: in memory by default, on Kafka with `FASTSTREAM_TEST_REAL=1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_example_from_env() {
+    seed_on_own_topics(TestBroker::from_env()).await;
+}
