@@ -156,6 +156,14 @@ impl TestBroker {
     /// A test broker on a real Kafka cluster: the same API, Kafka's behaviour. Its producer
     /// uses librdkafka's `murmur2_random` partitioner, so keys land where Java clients (and
     /// the in-memory broker) put them.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> faststream::Result<()> {
+    /// use faststream::testing::TestBroker;
+    /// let broker = TestBroker::real("127.0.0.1:9092");
+    /// broker.create_topic("orders-test-1", 3).await?;
+    /// # Ok(()) }
+    /// ```
     #[cfg(feature = "kafka")]
     pub fn real(bootstrap_servers: impl Into<String>) -> Self {
         Self {
@@ -242,6 +250,27 @@ impl TestBroker {
     }
 
     /// What was written to `topic` (by handlers, by the test, by anyone), for assertions.
+    ///
+    /// ```
+    /// use faststream::testing::TestBroker;
+    /// use faststream::{FastStream, Key, Record, Response, SubscriberConfig};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> faststream::Result<()> {
+    /// let app = FastStream::new(TestBroker::new()).subscriber(
+    ///     SubscriberConfig::new("greet", ["users"]).publish_to("greetings"),
+    ///     |name: String, key: Key<String>| async move {
+    ///         Response::new(format!("hello {name}")).key(key.0).header("x-lang", "en")
+    ///     },
+    /// );
+    /// let test = TestBroker::start(app).await?;
+    /// test.publish_record(Record::encode("users", "Ann")?.key("u-1")).await?;
+    /// let greeting = test.published("greetings").assert_one("hello Ann").await;
+    /// assert_eq!(greeting.key.as_deref(), Some(&b"u-1"[..]));
+    /// assert_eq!(greeting.headers.get_str("x-lang"), Some("en"));
+    /// test.shutdown().await
+    /// # }
+    /// ```
     pub fn published(&self, topic: impl Into<String>) -> Published {
         Published {
             broker: self.clone(),
