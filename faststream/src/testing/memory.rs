@@ -451,3 +451,50 @@ impl Subscription for MemorySubscription {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_written_like_the_kafka_publisher_writes_them() {
+        let cluster = Cluster::new(3, OffsetReset::Earliest);
+        let mut record = Record::encode("t", &serde_json::json!({"a": 1})).unwrap();
+        record.headers.append("x-extra", "1");
+        let first = cluster.append(record.clone()).unwrap();
+        let second = cluster
+            .append(record.correlation_id("cid").timestamp(7))
+            .unwrap();
+        assert_eq!(
+            (first.offset, second.offset),
+            (0, 0),
+            "round robin over partitions"
+        );
+        assert_ne!(first.partition, second.partition);
+        let records = cluster.records("t");
+        let names: Vec<&str> = records[0].headers.iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["content-type", "correlation_id", "x-extra"]);
+        assert_eq!(
+            records[0].correlation_id().map(str::len),
+            Some(36),
+            "a new uuid"
+        );
+        let with_id = records.iter().find(|m| m.timestamp == Some(7)).unwrap();
+        assert_eq!(with_id.correlation_id(), Some("cid"));
+        assert!(
+            records[0].timestamp.unwrap() > 1_600_000_000_000,
+            "the producer's clock"
+        );
+    }
+
+    #[test]
+    fn topics_keep_their_partition_count() {
+        let cluster = Cluster::new(1, OffsetReset::Earliest);
+        cluster.create_topic("t", 4).unwrap();
+        cluster.create_topic("t", 4).unwrap();
+        let err = cluster.create_topic("t", 2).unwrap_err().to_string();
+        assert!(err.contains("already exists with 4 partitions"), "{err}");
+        assert!(cluster.create_topic("u", 0).is_err());
+        assert_eq!(cluster.partitions("auto").len(), 1, "created on first use");
+    }
+}
