@@ -37,6 +37,9 @@
 //! - [`asyncapi`]: the app's AsyncAPI document and docs page; [`cli`]: the command line every
 //!   app gets with `FastStream::cli` (feature `cli`, on by default); [`logging`]: the
 //!   `tracing` set-up `FastStream::run` uses.
+//! - `testing` (feature `testing`, off by default): `TestBroker`, the in-memory broker for
+//!   tests, with waiting assertions on what was published and what handlers were called, and a
+//!   real-Kafka mode for the same test bodies.
 //!
 //! The facade is where the pieces meet: it depends on the runtime (`faststream-core`), the
 //! macros, the AsyncAPI tooling and the Kafka backend; none of them depends on it.
@@ -89,6 +92,8 @@ mod app;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod logging;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use app::FastStream;
 pub use faststream_core::{

@@ -1,0 +1,500 @@
+//! The in-memory cluster behind [`TestBroker`](super::TestBroker): topics of partitioned,
+//! append-only logs, and consumer groups whose members (subscriptions) share a topic's
+//! partitions and commit offsets.
+
+use super::partitioner::partition_for_key;
+use bytes::Bytes;
+use faststream_core::broker::{OffsetStore, PartitionWorkers, SubscribeOptions, Subscription};
+use faststream_core::message::{
+    write_correlation_id, CONTENT_TYPE, CORRELATION_ID, CORRELATION_ID_LEN,
+};
+use faststream_core::{
+    Delivered, Error, Headers, Message, OffsetReset, PublishError, Record, Result,
+    SubscriberConfig, TopicPartition,
+};
+use futures::future::BoxFuture;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How many messages a partition feeder queues ahead of its worker.
+const FEED_AHEAD: usize = 64;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// One partition's log.
+#[derive(Default)]
+pub(crate) struct PartitionLog {
+    records: Mutex<Vec<Message>>,
+    appended: Notify,
+}
+
+impl PartitionLog {
+    fn len(&self) -> i64 {
+        lock(&self.records).len() as i64
+    }
+}
+
+struct Topic {
+    partitions: Vec<Arc<PartitionLog>>,
+    /// The next partition of a keyless record (round robin).
+    next_keyless: usize,
+}
+
+impl Topic {
+    fn new(partitions: i32) -> Self {
+        Self {
+            partitions: (0..partitions.max(1))
+                .map(|_| Arc::new(PartitionLog::default()))
+                .collect(),
+            next_keyless: 0,
+        }
+    }
+}
+
+/// Topics and consumer groups, shared by every clone of a test broker.
+pub(crate) struct Cluster {
+    topics: Mutex<HashMap<Arc<str>, Topic>>,
+    groups: Mutex<HashMap<String, Arc<Group>>>,
+    default_partitions: i32,
+    default_reset: OffsetReset,
+    next_member: std::sync::atomic::AtomicU64,
+}
+
+impl Cluster {
+    pub(crate) fn new(default_partitions: i32, default_reset: OffsetReset) -> Self {
+        Self {
+            topics: Mutex::default(),
+            groups: Mutex::default(),
+            default_partitions: default_partitions.max(1),
+            default_reset,
+            next_member: Default::default(),
+        }
+    }
+
+    /// Partitions of a topic created on first use.
+    pub(crate) fn default_partitions(&self) -> i32 {
+        self.default_partitions
+    }
+
+    /// Creates `name` with `partitions` partitions; fine when it exists with that many.
+    pub(crate) fn create_topic(&self, name: &str, partitions: i32) -> Result<()> {
+        if partitions < 1 {
+            return Err(Error::Config(format!(
+                "topic `{name}` needs at least one partition, not {partitions}"
+            )));
+        }
+        let mut topics = lock(&self.topics);
+        match topics.get(name) {
+            Some(topic) if topic.partitions.len() as i32 != partitions => {
+                Err(Error::Config(format!(
+                    "topic `{name}` already exists with {} partitions, not {partitions}",
+                    topic.partitions.len()
+                )))
+            }
+            Some(_) => Ok(()),
+            None => {
+                topics.insert(name.into(), Topic::new(partitions));
+                Ok(())
+            }
+        }
+    }
+
+    /// The partitions of `name`, creating it with the default count when it does not exist.
+    fn partitions(&self, name: &str) -> Vec<Arc<PartitionLog>> {
+        let mut topics = lock(&self.topics);
+        topics
+            .entry(name.into())
+            .or_insert_with(|| Topic::new(self.default_partitions))
+            .partitions
+            .clone()
+    }
+
+    /// Everything written to `topic` so far, partition by partition, each in offset order.
+    pub(crate) fn records(&self, topic: &str) -> Vec<Message> {
+        let logs = match lock(&self.topics).get(topic) {
+            Some(topic) => topic.partitions.clone(),
+            None => return Vec::new(),
+        };
+        let mut out = Vec::new();
+        for log in logs {
+            out.extend(lock(&log.records).iter().cloned());
+        }
+        out
+    }
+
+    /// The next offset `group` will read from `topic`'s `partition`, when it committed one.
+    pub(crate) fn committed(&self, group: &str, topic: &str, partition: i32) -> Option<i64> {
+        let group = lock(&self.groups).get(group).cloned()?;
+        let committed = lock(&group.committed);
+        committed
+            .get(&TopicPartition::new(topic, partition))
+            .copied()
+    }
+
+    /// Appends `record` the way the Kafka publisher writes it: `content-type` first, then
+    /// `correlation_id` (a new uuid4 when unset), then the record's headers.
+    pub(crate) fn append(&self, record: Record) -> Result<Delivered, PublishError> {
+        let refuse = |message: String| PublishError {
+            topic: record.topic.to_string(),
+            message,
+        };
+        let (log, partition) = {
+            let mut topics = lock(&self.topics);
+            let topic = topics
+                .entry(Arc::clone(&record.topic))
+                .or_insert_with(|| Topic::new(self.default_partitions));
+            let count = topic.partitions.len() as i32;
+            let partition = match (record.partition, &record.key) {
+                (Some(p), _) if (0..count).contains(&p) => p,
+                (Some(p), _) => {
+                    return Err(refuse(format!(
+                        "unknown partition {p} (the topic has {count})"
+                    )))
+                }
+                (None, Some(key)) => partition_for_key(key, count),
+                (None, None) => {
+                    let p = topic.next_keyless % count as usize;
+                    topic.next_keyless = topic.next_keyless.wrapping_add(1);
+                    p as i32
+                }
+            };
+            (Arc::clone(&topic.partitions[partition as usize]), partition)
+        };
+        let mut headers = Headers::with_capacity(record.headers.len() + 2);
+        if let Some(content_type) = record.content_type {
+            headers.append(CONTENT_TYPE, content_type);
+        }
+        let correlation_id = match record.correlation_id {
+            Some(id) => id,
+            None => {
+                let mut buf = [0_u8; CORRELATION_ID_LEN];
+                Bytes::copy_from_slice(write_correlation_id(&mut buf))
+            }
+        };
+        headers.append(CORRELATION_ID, correlation_id);
+        for (name, value) in record.headers.iter() {
+            headers.append(name, value.clone());
+        }
+        let timestamp = record.timestamp.unwrap_or_else(now_ms);
+        let offset = {
+            let mut records = lock(&log.records);
+            let offset = records.len() as i64;
+            records.push(Message {
+                topic: Arc::clone(&record.topic),
+                partition,
+                offset,
+                timestamp: Some(timestamp),
+                key: record.key,
+                payload: record.payload.unwrap_or_default(),
+                headers,
+            });
+            offset
+        };
+        log.appended.notify_waiters();
+        Ok(Delivered {
+            topic: record.topic,
+            partition,
+            offset,
+        })
+    }
+
+    fn group(&self, name: &str) -> Arc<Group> {
+        Arc::clone(
+            lock(&self.groups)
+                .entry(name.to_owned())
+                .or_insert_with(|| Arc::new(Group::default())),
+        )
+    }
+
+    /// Joins `config`'s group as a new member and takes its share of the partitions.
+    pub(crate) async fn subscribe(
+        self: &Arc<Self>,
+        config: Arc<SubscriberConfig>,
+        workers: Arc<dyn PartitionWorkers>,
+        options: SubscribeOptions,
+    ) -> Result<Box<dyn Subscription>> {
+        for topic in &config.topics {
+            self.partitions(topic);
+        }
+        let group = self.group(config.effective_group_id());
+        let member = Arc::new(Member {
+            id: self
+                .next_member
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            topics: config.topics.clone(),
+            workers,
+            stop: options.stop.clone(),
+            reset: config.auto_offset_reset.unwrap_or(self.default_reset),
+            owned: Mutex::default(),
+        });
+        {
+            let _rebalancing = group.rebalancing.lock().await;
+            lock(&group.members).push(Arc::clone(&member));
+            self.rebalance(&group, options.rebalance_timeout).await;
+        }
+        Ok(Box::new(MemorySubscription {
+            cluster: Arc::clone(self),
+            group,
+            member,
+            options,
+        }))
+    }
+
+    /// Spreads every topic's partitions over the group's active members (round robin, members
+    /// in join order): revokes what moves (its workers finish and store their offsets, bounded
+    /// by `timeout`), then starts the new owners at the committed offsets. The caller holds
+    /// the group's rebalance lock.
+    async fn rebalance(&self, group: &Arc<Group>, timeout: Duration) {
+        let members: Vec<Arc<Member>> = lock(&group.members).clone();
+        let active: Vec<&Arc<Member>> = members.iter().filter(|m| !m.stop.is_cancelled()).collect();
+        let topics: BTreeSet<&str> = active
+            .iter()
+            .flat_map(|m| m.topics.iter().map(String::as_str))
+            .collect();
+        let mut desired: BTreeMap<u64, BTreeSet<TopicPartition>> = BTreeMap::new();
+        for topic in topics {
+            let consumers: Vec<u64> = active
+                .iter()
+                .filter(|m| m.topics.iter().any(|t| t == topic))
+                .map(|m| m.id)
+                .collect();
+            let count = self.partitions(topic).len();
+            for partition in 0..count {
+                desired
+                    .entry(consumers[partition % consumers.len()])
+                    .or_default()
+                    .insert(TopicPartition::new(topic, partition as i32));
+            }
+        }
+        // Revoke first, so no partition ever has two owners.
+        let mut revoked = Vec::new();
+        for member in &members {
+            let keep = desired.get(&member.id);
+            let mut owned = lock(&member.owned);
+            let moving: Vec<TopicPartition> = owned
+                .keys()
+                .filter(|tp| keep.is_none_or(|k| !k.contains(*tp)))
+                .cloned()
+                .collect();
+            for tp in moving {
+                if let Some(feed) = owned.remove(&tp) {
+                    revoked.push(feed);
+                }
+            }
+        }
+        stop_feeds(revoked, timeout).await;
+        for member in active {
+            let Some(wanted) = desired.get(&member.id) else {
+                continue;
+            };
+            for tp in wanted {
+                if lock(&member.owned).contains_key(tp) {
+                    continue;
+                }
+                let feed = self.start_feed(group, member, tp.clone());
+                lock(&member.owned).insert(tp.clone(), feed);
+            }
+        }
+    }
+
+    /// Starts feeding `tp` to a new partition worker of `member`, from the group's committed
+    /// offset (or the member's reset policy).
+    fn start_feed(&self, group: &Arc<Group>, member: &Member, tp: TopicPartition) -> Feed {
+        let log = Arc::clone(&self.partitions(&tp.topic)[tp.partition as usize]);
+        let start =
+            lock(&group.committed)
+                .get(&tp)
+                .copied()
+                .unwrap_or_else(|| match member.reset {
+                    OffsetReset::Earliest => 0,
+                    OffsetReset::Latest => log.len(),
+                });
+        let token = member.stop.child_token();
+        let (tx, rx) = mpsc::channel(FEED_AHEAD);
+        let offsets: Arc<dyn OffsetStore> = Arc::new(GroupOffsets(Arc::clone(group)));
+        let worker = Arc::clone(&member.workers).spawn(tp.clone(), rx, offsets, token.clone());
+        let feeder = tokio::spawn(feed(log, start, tx, token.clone()));
+        Feed {
+            token,
+            worker,
+            feeder,
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// Sends the log's records from `position` on to the worker, waiting for new ones, until
+/// `stop` fires or the worker is gone.
+async fn feed(
+    log: Arc<PartitionLog>,
+    mut position: i64,
+    tx: mpsc::Sender<Message>,
+    stop: CancellationToken,
+) {
+    loop {
+        let appended = log.appended.notified();
+        tokio::pin!(appended);
+        appended.as_mut().enable();
+        let batch: Vec<Message> = {
+            let records = lock(&log.records);
+            let from = (position.max(0) as usize).min(records.len());
+            records[from..].iter().take(FEED_AHEAD).cloned().collect()
+        };
+        if batch.is_empty() {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = appended => continue,
+            }
+        }
+        for message in batch {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                sent = tx.send(message) => if sent.is_err() { return },
+            }
+            position += 1;
+        }
+    }
+}
+
+/// A group's members and committed offsets.
+#[derive(Default)]
+struct Group {
+    members: Mutex<Vec<Arc<Member>>>,
+    /// The next offset to read, per partition (Kafka's committed offset).
+    committed: Mutex<HashMap<TopicPartition, i64>>,
+    /// Serializes joins, leaves and rebalances.
+    rebalancing: tokio::sync::Mutex<()>,
+}
+
+/// Stores of a partition worker commit at once: `offset` done means `offset + 1` is next.
+struct GroupOffsets(Arc<Group>);
+
+impl OffsetStore for GroupOffsets {
+    fn store(&self, partition: &TopicPartition, offset: i64) {
+        lock(&self.0.committed).insert(partition.clone(), offset + 1);
+    }
+}
+
+/// One subscription in a group.
+struct Member {
+    id: u64,
+    topics: Vec<String>,
+    workers: Arc<dyn PartitionWorkers>,
+    stop: CancellationToken,
+    reset: OffsetReset,
+    owned: Mutex<HashMap<TopicPartition, Feed>>,
+}
+
+/// An owned partition: its feeder task and the runtime's worker.
+struct Feed {
+    token: CancellationToken,
+    worker: JoinHandle<()>,
+    feeder: JoinHandle<()>,
+}
+
+/// Stops feeds: their workers finish the message in hand and store offsets, or are aborted
+/// after `timeout` (leaving that work uncommitted, as on Kafka).
+async fn stop_feeds(feeds: Vec<Feed>, timeout: Duration) {
+    if feeds.is_empty() {
+        return;
+    }
+    let mut workers = Vec::with_capacity(feeds.len());
+    for feed in feeds {
+        feed.token.cancel();
+        feed.feeder.abort();
+        workers.push(feed.worker);
+    }
+    let aborts: Vec<_> = workers.iter().map(JoinHandle::abort_handle).collect();
+    if tokio::time::timeout(timeout, futures::future::join_all(workers))
+        .await
+        .is_err()
+    {
+        for abort in aborts {
+            abort.abort();
+        }
+    }
+}
+
+struct MemorySubscription {
+    cluster: Arc<Cluster>,
+    group: Arc<Group>,
+    member: Arc<Member>,
+    options: SubscribeOptions,
+}
+
+impl Subscription for MemorySubscription {
+    fn finished(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            self.options.stop.cancelled().await;
+            let _rebalancing = self.group.rebalancing.lock().await;
+            let feeds: Vec<Feed> = lock(&self.member.owned).drain().map(|(_, f)| f).collect();
+            stop_feeds(feeds, self.options.graceful_timeout).await;
+            lock(&self.group.members).retain(|m| m.id != self.member.id);
+            // The members left (of other apps on this broker) take over.
+            self.cluster
+                .rebalance(&self.group, self.options.rebalance_timeout)
+                .await;
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_written_like_the_kafka_publisher_writes_them() {
+        let cluster = Cluster::new(3, OffsetReset::Earliest);
+        let mut record = Record::encode("t", &serde_json::json!({"a": 1})).unwrap();
+        record.headers.append("x-extra", "1");
+        let first = cluster.append(record.clone()).unwrap();
+        let second = cluster
+            .append(record.correlation_id("cid").timestamp(7))
+            .unwrap();
+        assert_eq!(
+            (first.offset, second.offset),
+            (0, 0),
+            "round robin over partitions"
+        );
+        assert_ne!(first.partition, second.partition);
+        let records = cluster.records("t");
+        let names: Vec<&str> = records[0].headers.iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["content-type", "correlation_id", "x-extra"]);
+        assert_eq!(
+            records[0].correlation_id().map(str::len),
+            Some(36),
+            "a new uuid"
+        );
+        let with_id = records.iter().find(|m| m.timestamp == Some(7)).unwrap();
+        assert_eq!(with_id.correlation_id(), Some("cid"));
+        assert!(
+            records[0].timestamp.unwrap() > 1_600_000_000_000,
+            "the producer's clock"
+        );
+    }
+
+    #[test]
+    fn topics_keep_their_partition_count() {
+        let cluster = Cluster::new(1, OffsetReset::Earliest);
+        cluster.create_topic("t", 4).unwrap();
+        cluster.create_topic("t", 4).unwrap();
+        let err = cluster.create_topic("t", 2).unwrap_err().to_string();
+        assert!(err.contains("already exists with 4 partitions"), "{err}");
+        assert!(cluster.create_topic("u", 0).is_err());
+        assert_eq!(cluster.partitions("auto").len(), 1, "created on first use");
+    }
+}

@@ -1,0 +1,227 @@
+//! The test broker's real mode: Kafka for publishing and consuming, plain rdkafka clients to
+//! create topics, read them back and query committed offsets.
+
+use crate::kafka::rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use crate::kafka::rdkafka::client::DefaultClientContext;
+use crate::kafka::rdkafka::config::ClientConfig;
+use crate::kafka::rdkafka::consumer::{BaseConsumer, Consumer};
+use crate::kafka::rdkafka::error::RDKafkaErrorCode;
+use crate::kafka::rdkafka::message::{Headers as _, Message as _};
+use crate::kafka::rdkafka::{Offset, TopicPartitionList};
+use crate::kafka::KafkaBroker;
+use bytes::Bytes;
+use faststream_core::{Error, Headers, Message, Result};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub(crate) struct Real {
+    pub(crate) kafka: KafkaBroker,
+    servers: String,
+    readers: Arc<Mutex<HashMap<String, Arc<Mutex<Reader>>>>>,
+}
+
+/// Reads one topic from its beginning, keeping what it read.
+struct Reader {
+    consumer: BaseConsumer,
+    records: Vec<Message>,
+}
+
+fn client(servers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", servers);
+    config
+}
+
+fn blocking_error(err: tokio::task::JoinError) -> Error {
+    Error::Broker(format!("test broker task failed: {err}"))
+}
+
+impl Real {
+    pub(crate) fn new(servers: String) -> Self {
+        Self {
+            kafka: KafkaBroker::new(servers.clone())
+                .client_id("faststream-test")
+                .producer_set("partitioner", "murmur2_random"),
+            servers,
+            readers: Arc::default(),
+        }
+    }
+
+    fn client(&self) -> ClientConfig {
+        client(&self.servers)
+    }
+
+    pub(crate) async fn create_topic(&self, topic: &str, partitions: i32) -> Result<()> {
+        let admin: AdminClient<DefaultClientContext> = self
+            .client()
+            .create()
+            .map_err(|err| Error::Broker(format!("cannot create an admin client: {err}")))?;
+        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
+        let results = admin
+            .create_topics([&new], &options)
+            .await
+            .map_err(|err| Error::Broker(format!("cannot create topic `{topic}`: {err}")))?;
+        for result in results {
+            match result {
+                Ok(_) => {}
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((_, code)) => {
+                    return Err(Error::Broker(format!(
+                        "cannot create topic `{topic}`: {code}"
+                    )))
+                }
+            }
+        }
+        // Wait until every partition has a leader.
+        let probe: BaseConsumer = self
+            .client()
+            .create()
+            .map_err(|err| Error::Broker(format!("cannot create a consumer: {err}")))?;
+        let name = topic.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let ready = probe
+                    .fetch_metadata(Some(&name), Duration::from_secs(2))
+                    .ok()
+                    .and_then(|m| {
+                        m.topics().first().map(|t| {
+                            t.error().is_none()
+                                && t.partitions().len() as i32 == partitions
+                                && t.partitions().iter().all(|p| p.leader() >= 0)
+                        })
+                    })
+                    .unwrap_or(false);
+                if ready {
+                    return Ok(());
+                }
+                if std::time::Instant::now() > deadline {
+                    return Err(Error::Broker(format!(
+                        "topic `{name}` has no leaders after 20 s"
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+        .await
+        .map_err(blocking_error)?
+    }
+
+    /// The reader of `topic`, created on first use; `None` while the topic does not exist.
+    fn reader(
+        servers: &str,
+        readers: &Mutex<HashMap<String, Arc<Mutex<Reader>>>>,
+        topic: &str,
+    ) -> Result<Option<Arc<Mutex<Reader>>>> {
+        if let Some(reader) = readers.lock().unwrap_or_else(|p| p.into_inner()).get(topic) {
+            return Ok(Some(Arc::clone(reader)));
+        }
+        let consumer: BaseConsumer = client(servers)
+            .set(
+                "group.id",
+                format!("faststream-test-reader-{}", uuid::Uuid::new_v4()),
+            )
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(|err| Error::Broker(format!("cannot create a consumer: {err}")))?;
+        let partitions = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .ok()
+            .and_then(|m| {
+                m.topics()
+                    .first()
+                    .filter(|t| t.error().is_none())
+                    .map(|t| t.partitions().len() as i32)
+            })
+            .unwrap_or(0);
+        if partitions == 0 {
+            // Not there yet: try again on the next look.
+            return Ok(None);
+        }
+        let mut assignment = TopicPartitionList::new();
+        for partition in 0..partitions {
+            assignment
+                .add_partition_offset(topic, partition, Offset::Beginning)
+                .map_err(|err| Error::Broker(err.to_string()))?;
+        }
+        consumer
+            .assign(&assignment)
+            .map_err(|err| Error::Broker(format!("cannot read `{topic}`: {err}")))?;
+        let reader = Arc::new(Mutex::new(Reader {
+            consumer,
+            records: Vec::new(),
+        }));
+        readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(topic.to_owned(), Arc::clone(&reader));
+        Ok(Some(reader))
+    }
+
+    /// What was read of `topic` so far, after taking what arrived meanwhile.
+    pub(crate) async fn records(&self, topic: &str) -> Vec<Message> {
+        let topic = topic.to_owned();
+        let (servers, readers) = (self.servers.clone(), Arc::clone(&self.readers));
+        let read = tokio::task::spawn_blocking(move || {
+            let reader = match Self::reader(&servers, &readers, &topic) {
+                Ok(Some(reader)) => reader,
+                _ => return Vec::new(),
+            };
+            let mut reader = reader.lock().unwrap_or_else(|p| p.into_inner());
+            let mut idle = 0;
+            while idle < 2 {
+                match reader.consumer.poll(Duration::from_millis(20)) {
+                    Some(Ok(m)) => {
+                        idle = 0;
+                        let mut headers = Headers::new();
+                        if let Some(h) = m.headers() {
+                            for header in h.iter() {
+                                headers.append(
+                                    header.key,
+                                    Bytes::copy_from_slice(header.value.unwrap_or_default()),
+                                );
+                            }
+                        }
+                        let message = Message {
+                            topic: Arc::from(m.topic()),
+                            partition: m.partition(),
+                            offset: m.offset(),
+                            timestamp: m.timestamp().to_millis(),
+                            key: m.key().map(Bytes::copy_from_slice),
+                            payload: Bytes::copy_from_slice(m.payload().unwrap_or_default()),
+                            headers,
+                        };
+                        reader.records.push(message);
+                    }
+                    _ => idle += 1,
+                }
+            }
+            let mut records = reader.records.clone();
+            records.sort_by_key(|m| (m.partition, m.offset));
+            records
+        })
+        .await;
+        read.unwrap_or_default()
+    }
+
+    pub(crate) async fn committed(&self, group: &str, topic: &str, partition: i32) -> Option<i64> {
+        let consumer: BaseConsumer = self.client().set("group.id", group).create().ok()?;
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let mut list = TopicPartitionList::new();
+            list.add_partition(&topic, partition);
+            let committed = consumer
+                .committed_offsets(list, Duration::from_secs(5))
+                .ok()?;
+            match committed.find_partition(&topic, partition)?.offset() {
+                Offset::Offset(offset) => Some(offset),
+                _ => None,
+            }
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+}

@@ -1,0 +1,627 @@
+//! The in-memory `TestBroker`: the same apps, the same runtime, no Kafka; and the tests that
+//! run in both modes (in memory, and on the real broker).
+
+use faststream::testing::TestBroker;
+use faststream::{publisher, subscriber, Broker, FastStream};
+use serde_json::json;
+
+#[subscriber("in-topic")]
+#[publisher("out-topic")]
+async fn handle_msg(user: String, user_id: i64) -> String {
+    format!("User: {user_id} - {user} registered")
+}
+
+/// The seed app, on any broker: `main` would run `app(KafkaBroker::new(..))`.
+fn app<B: Broker>(broker: B) -> FastStream<B> {
+    FastStream::new(broker).include(handle_msg)
+}
+
+#[tokio::test]
+async fn seed_example_in_memory() {
+    let test = TestBroker::start(app(TestBroker::new())).await.unwrap();
+    test.publish(json!({"user": "John", "user_id": 1}), "in-topic")
+        .await
+        .unwrap();
+    test.calls("handle_msg")
+        .assert_called_once_with(json!({"user": "John", "user_id": 1}))
+        .await;
+    let out = test
+        .published("out-topic")
+        .assert_one("User: 1 - John registered")
+        .await;
+    assert_eq!(out.headers.get_str("content-type"), Some("text/plain"));
+    test.shutdown().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// Tests that run in both modes: each body takes the broker; `_in_memory` runs it on a fresh
+// in-memory broker, `_on_kafka` on the local Kafka (its own topics and groups).
+
+use faststream::testing::{partition_for_key, TestApp};
+use faststream::{AckPolicy, Backoff, Key, Record, Response, State, SubscriberConfig};
+use faststream_integration_tests::{bootstrap, logs, unique};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn on_kafka() -> TestBroker {
+    logs();
+    TestBroker::real(bootstrap())
+}
+
+/// Defines `NAME_in_memory` and `NAME_on_kafka` running `body(broker)`.
+macro_rules! both_modes {
+    ($memory:ident, $kafka:ident, $body:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $memory() {
+            $body(TestBroker::new()).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $kafka() {
+            $body(on_kafka()).await;
+        }
+    };
+}
+
+fn fast_backoff() -> Backoff {
+    Backoff {
+        initial: Duration::from_millis(10),
+        max: Duration::from_millis(50),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct User {
+    user: String,
+    user_id: i64,
+}
+
+async fn seed_on_own_topics(broker: TestBroker) {
+    let (input, output) = (unique("tb-seed-in"), unique("tb-seed-out"));
+    broker.create_topic(&input, 1).await.unwrap();
+    let app = FastStream::new(broker).subscriber(
+        SubscriberConfig::new("register", [input.as_str()])
+            .group_id(unique("tb-g"))
+            .publish_to(output.as_str()),
+        |user: User| async move { format!("User: {} - {} registered", user.user_id, user.user) },
+    );
+    let test = TestBroker::start(app).await.unwrap();
+    test.publish(json!({"user": "John", "user_id": 1}), input.as_str())
+        .await
+        .unwrap();
+    test.calls("register")
+        .assert_called_once_with(json!({"user": "John", "user_id": 1}))
+        .await;
+    let out = test
+        .published(output.as_str())
+        .assert_one("User: 1 - John registered")
+        .await;
+    assert_eq!(out.headers.get_str("content-type"), Some("text/plain"));
+    let id = out
+        .correlation_id()
+        .expect("a correlation id is always written");
+    assert_eq!(
+        uuid::Uuid::parse_str(id).map(|u| u.get_version_num()),
+        Ok(4)
+    );
+    test.shutdown().await.unwrap();
+}
+both_modes!(
+    seed_example_in_memory_on_own_topics,
+    seed_example_on_kafka,
+    seed_on_own_topics
+);
+
+async fn order_per_partition(broker: TestBroker) {
+    const PARTITIONS: i32 = 3;
+    const PER_KEY: i64 = 20;
+    let input = unique("tb-order");
+    broker.create_topic(&input, PARTITIONS).await.unwrap();
+    let app = FastStream::new(broker).subscriber(
+        SubscriberConfig::new("ordered", [input.as_str()]).group_id(unique("tb-g")),
+        |_seq: i64| async move {},
+    );
+    let test = TestBroker::start(app).await.unwrap();
+    let keys = ["alpha", "beta", "gamma", "delta"];
+    for seq in 0..PER_KEY {
+        for key in keys {
+            test.publish_record(Record::encode(input.as_str(), &seq).unwrap().key(key))
+                .await
+                .unwrap();
+        }
+    }
+    let calls = test
+        .calls("ordered")
+        .assert_called(keys.len() * PER_KEY as usize)
+        .await;
+    for key in keys {
+        let seen: Vec<(i32, i64)> = calls
+            .iter()
+            .filter(|c| c.message.key.as_deref() == Some(key.as_bytes()))
+            .map(|c| (c.message.partition, c.json().as_i64().unwrap()))
+            .collect();
+        let expected_partition = partition_for_key(key.as_bytes(), PARTITIONS);
+        assert!(
+            seen.iter().all(|(p, _)| *p == expected_partition),
+            "{key}: {seen:?}"
+        );
+        let order: Vec<i64> = seen.iter().map(|(_, s)| *s).collect();
+        assert_eq!(order, (0..PER_KEY).collect::<Vec<_>>(), "order of {key}");
+    }
+    test.shutdown().await.unwrap();
+}
+both_modes!(
+    order_is_kept_per_partition_in_memory,
+    order_is_kept_per_partition_on_kafka,
+    order_per_partition
+);
+
+async fn two_groups(broker: TestBroker) {
+    let input = unique("tb-groups");
+    broker.create_topic(&input, 2).await.unwrap();
+    let app = FastStream::new(broker)
+        .subscriber(
+            SubscriberConfig::new("billing", [input.as_str()]).group_id(unique("tb-billing")),
+            |_n: i64| async move {},
+        )
+        .subscriber(
+            SubscriberConfig::new("audit", [input.as_str()]).group_id(unique("tb-audit")),
+            |_n: i64| async move {},
+        );
+    let test = TestBroker::start(app).await.unwrap();
+    for n in 0..6 {
+        test.publish(n, input.as_str()).await.unwrap();
+    }
+    for name in ["billing", "audit"] {
+        let mut seen: Vec<i64> = test
+            .calls(name)
+            .assert_called(6)
+            .await
+            .iter()
+            .map(|c| c.json().as_i64().unwrap())
+            .collect();
+        seen.sort();
+        assert_eq!(seen, [0, 1, 2, 3, 4, 5], "{name} got every record once");
+    }
+    test.shutdown().await.unwrap();
+}
+both_modes!(
+    two_groups_each_get_every_record_in_memory,
+    two_groups_each_get_every_record_on_kafka,
+    two_groups
+);
+
+async fn shared_group(broker: TestBroker) {
+    const PARTITIONS: i32 = 4;
+    let input = unique("tb-shared");
+    let group = unique("tb-shared-g");
+    broker.create_topic(&input, PARTITIONS).await.unwrap();
+    let app = FastStream::new(broker)
+        .subscriber(
+            SubscriberConfig::new("first", [input.as_str()]).group_id(group.as_str()),
+            |_n: i64| async move {},
+        )
+        .subscriber(
+            SubscriberConfig::new("second", [input.as_str()]).group_id(group.as_str()),
+            |_n: i64| async move {},
+        );
+    let test = TestBroker::start(app).await.unwrap();
+    for n in 0..40 {
+        let record = Record::encode(input.as_str(), &n)
+            .unwrap()
+            .partition(n % PARTITIONS);
+        test.publish_record(record).await.unwrap();
+    }
+    let (first, second) = (test.calls("first"), test.calls("second"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while first.all().len() + second.all().len() < 40 {
+        assert!(tokio::time::Instant::now() < deadline, "40 calls in all");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let partitions = |calls: Vec<faststream::testing::Call>| {
+        calls
+            .iter()
+            .map(|c| c.message.partition)
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let (a, b) = (first.all(), second.all());
+    let mut payloads: Vec<i64> = a
+        .iter()
+        .chain(&b)
+        .map(|c| c.json().as_i64().unwrap())
+        .collect();
+    payloads.sort();
+    payloads.dedup();
+    assert_eq!(payloads.len(), 40, "every record reached the group");
+    let (pa, pb) = (partitions(a.clone()), partitions(b.clone()));
+    assert!(
+        !pa.is_empty() && !pb.is_empty(),
+        "both members got partitions: {pa:?} {pb:?}"
+    );
+    if !test.is_real() {
+        // On Kafka the second member may join after the first started on every partition,
+        // so a partition can move mid-test (and, at least once, run a record twice).
+        assert_eq!(a.len() + b.len(), 40, "one delivery per group");
+        assert!(
+            pa.is_disjoint(&pb),
+            "partitions are shared out: {pa:?} {pb:?}"
+        );
+        assert_eq!(pa.len() + pb.len(), PARTITIONS as usize);
+    }
+    test.shutdown().await.unwrap();
+}
+both_modes!(
+    one_group_shares_partitions_in_memory,
+    one_group_shares_partitions_on_kafka,
+    shared_group
+);
+
+async fn nack_on_error(broker: TestBroker) {
+    let (input, output) = (unique("tb-nack"), unique("tb-nack-out"));
+    let group = unique("tb-nack-g");
+    broker.create_topic(&input, 1).await.unwrap();
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let app = FastStream::new(broker.clone())
+        .with_state(Arc::clone(&attempts))
+        .subscriber(
+            SubscriberConfig::new("flaky", [input.as_str()])
+                .group_id(group.as_str())
+                .ack_policy(AckPolicy::NackOnError)
+                .backoff(fast_backoff())
+                .publish_to(output.as_str()),
+            |n: i64, attempts: State<Arc<AtomicUsize>>| async move {
+                if attempts.fetch_add(1, Ordering::SeqCst) < 2 {
+                    Err(std::io::Error::other("not yet"))
+                } else {
+                    Ok(n + 1)
+                }
+            },
+        );
+    let test = TestBroker::start(app).await.unwrap();
+    test.publish(41, input.as_str()).await.unwrap();
+    let calls = test.calls("flaky").assert_called(3).await;
+    assert_eq!(
+        calls
+            .iter()
+            .map(|c| c.outcome.clone().unwrap().is_ok())
+            .collect::<Vec<_>>(),
+        [false, false, true],
+        "the same record ran again until it succeeded"
+    );
+    assert!(calls.iter().all(|c| c.message.offset == 0));
+    test.published(output.as_str()).assert_one(42).await;
+    test.shutdown().await.unwrap();
+    assert_eq!(broker.committed(&group, &input, 0).await, Some(1));
+}
+both_modes!(
+    nack_on_error_redelivers_in_memory,
+    nack_on_error_redelivers_on_kafka,
+    nack_on_error
+);
+
+async fn ack_after(broker: TestBroker) {
+    let (input, output) = (unique("tb-ackafter"), unique("tb-ackafter-out"));
+    let group = unique("tb-ackafter-g");
+    broker.create_topic(&input, 1).await.unwrap();
+    let app = FastStream::new(broker.clone()).subscriber(
+        SubscriberConfig::new("strict", [input.as_str()])
+            .group_id(group.as_str())
+            .publish_to(output.as_str()),
+        |n: i64| async move { n * 2 },
+    );
+    let test = TestBroker::start(app).await.unwrap();
+    test.publish("not a number", input.as_str()).await.unwrap();
+    test.publish(21, input.as_str()).await.unwrap();
+    let calls = test.calls("strict").assert_called(2).await;
+    let first = calls[0].outcome.clone().unwrap().unwrap_err();
+    assert!(first.contains("cannot decode payload"), "{first}");
+    assert_eq!(calls[1].outcome, Some(Ok(())));
+    test.published(output.as_str()).assert_one(42).await;
+    test.shutdown().await.unwrap();
+    assert_eq!(
+        broker.committed(&group, &input, 0).await,
+        Some(2),
+        "the failed record was logged and passed"
+    );
+}
+both_modes!(
+    ack_after_moves_on_in_memory,
+    ack_after_moves_on_on_kafka,
+    ack_after
+);
+
+async fn reply_to(broker: TestBroker) {
+    let (input, replies) = (unique("tb-rpc"), unique("tb-replies"));
+    broker.create_topic(&input, 1).await.unwrap();
+    let app = FastStream::new(broker).subscriber(
+        SubscriberConfig::new("echo", [input.as_str()]).group_id(unique("tb-g")),
+        |text: String| async move { text.to_uppercase() },
+    );
+    let test = TestBroker::start(app).await.unwrap();
+    let request = Record::encode(input.as_str(), "ping")
+        .unwrap()
+        .reply_to(replies.clone())
+        .correlation_id("cid-7");
+    test.publish_record(request).await.unwrap();
+    let reply = test.published(replies.as_str()).assert_one("PING").await;
+    assert_eq!(reply.correlation_id(), Some("cid-7"));
+    test.shutdown().await.unwrap();
+}
+both_modes!(
+    reply_to_is_answered_in_memory,
+    reply_to_is_answered_on_kafka,
+    reply_to
+);
+
+async fn headers_and_keys(broker: TestBroker) {
+    let (input, output) = (unique("tb-hk"), unique("tb-hk-out"));
+    broker.create_topic(&input, 1).await.unwrap();
+    let app = FastStream::new(broker).subscriber(
+        SubscriberConfig::new("tag", [input.as_str()])
+            .group_id(unique("tb-g"))
+            .publish_to(output.as_str()),
+        |n: i64, key: Key<String>, headers: faststream::Headers| async move {
+            let trace = headers.get_str("x-trace").unwrap_or_default().to_owned();
+            Response::new(json!({"n": n, "key": key.0}))
+                .key(format!("out-{}", key.0))
+                .header("x-trace", trace)
+        },
+    );
+    let test = TestBroker::start(app).await.unwrap();
+    let record = Record::encode(input.as_str(), &5)
+        .unwrap()
+        .key("user-9")
+        .header("x-trace", "t-1");
+    test.publish_record(record).await.unwrap();
+    let call = test.calls("tag").assert_called_once_with(5).await;
+    assert_eq!(call.message.key.as_deref(), Some(&b"user-9"[..]));
+    let names: Vec<&str> = call.message.headers.iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names,
+        ["content-type", "correlation_id", "x-trace"],
+        "wire order"
+    );
+    let out = test
+        .published(output.as_str())
+        .assert_one(json!({"n": 5, "key": "user-9"}))
+        .await;
+    assert_eq!(out.key.as_deref(), Some(&b"out-user-9"[..]));
+    assert_eq!(out.headers.get_str("x-trace"), Some("t-1"));
+    assert_eq!(
+        out.headers.get_str("content-type"),
+        Some("application/json")
+    );
+    assert_eq!(
+        out.correlation_id(),
+        call.message.correlation_id(),
+        "the reply carries the incoming correlation id"
+    );
+    test.shutdown().await.unwrap();
+}
+both_modes!(
+    headers_and_keys_round_trip_in_memory,
+    headers_and_keys_round_trip_on_kafka,
+    headers_and_keys
+);
+
+// ---------------------------------------------------------------------------------------
+// In memory only.
+
+/// A subscription that restarts in the same group resumes after the committed offset.
+#[tokio::test]
+async fn restart_resumes_after_committed_offsets() {
+    let broker = TestBroker::new();
+    let app = |broker: TestBroker| {
+        FastStream::new(broker).subscriber(
+            SubscriberConfig::new("counter", ["numbers"]).group_id("counters"),
+            |_n: i64| async move {},
+        )
+    };
+    let test = TestBroker::start(app(broker.clone())).await.unwrap();
+    test.publish(1, "numbers").await.unwrap();
+    test.publish(2, "numbers").await.unwrap();
+    test.calls("counter").assert_called(2).await;
+    test.shutdown().await.unwrap();
+    assert_eq!(broker.committed("counters", "numbers", 0).await, Some(2));
+
+    broker.publish(3, "numbers").await.unwrap();
+    let test = TestBroker::start(app(broker.clone())).await.unwrap();
+    let calls = test.calls("counter").assert_called(3).await;
+    assert_eq!(calls[2].message.offset, 2, "only the new record ran");
+    assert_eq!(calls[2].json(), json!(3));
+    test.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn latest_skips_what_was_there_before() {
+    let broker = TestBroker::new();
+    broker.publish("old", "events").await.unwrap();
+    let app = FastStream::new(broker.clone()).subscriber(
+        SubscriberConfig::new("fresh", ["events"])
+            .auto_offset_reset(faststream::OffsetReset::Latest),
+        |_text: String| async move {},
+    );
+    let test = TestBroker::start(app).await.unwrap();
+    test.publish("new", "events").await.unwrap();
+    test.calls("fresh").assert_called_once_with("new").await;
+    test.published("events").assert_count(2).await;
+    test.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn keys_use_kafkas_partitioner_and_keyless_records_round_robin() {
+    let broker = TestBroker::new();
+    broker.create_topic("spread", 5).await.unwrap();
+    for key in ["21", "foobar", "abc", "user-1", "user-2"] {
+        let at = broker
+            .publish_record(Record::new("spread", "x").key(key))
+            .await
+            .unwrap();
+        assert_eq!(at.partition, partition_for_key(key.as_bytes(), 5), "{key}");
+    }
+    let mut keyless = Vec::new();
+    for _ in 0..5 {
+        keyless.push(broker.publish("x", "spread").await.unwrap().partition);
+    }
+    keyless.sort();
+    assert_eq!(keyless, [0, 1, 2, 3, 4]);
+    let wrong = broker
+        .publish_record(Record::new("spread", "x").partition(9))
+        .await
+        .unwrap_err();
+    assert!(wrong.to_string().contains("unknown partition 9"), "{wrong}");
+}
+
+/// Lifecycle hooks run on the test broker as on Kafka.
+#[tokio::test]
+async fn hooks_run() {
+    let ran = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (a, b, c) = (ran.clone(), ran.clone(), ran.clone());
+    let app = app(TestBroker::new())
+        .on_startup(move || async move { a.lock().unwrap().push("on_startup") })
+        .after_startup(move || async move { b.lock().unwrap().push("after_startup") })
+        .after_shutdown(move || async move { c.lock().unwrap().push("after_shutdown") });
+    let test: TestApp = TestBroker::start(app).await.unwrap();
+    test.shutdown().await.unwrap();
+    assert_eq!(
+        *ran.lock().unwrap(),
+        ["on_startup", "after_startup", "after_shutdown"]
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Parity with the real broker.
+
+/// A key's partition in memory is the one Kafka's murmur2 partitioner picks on the real
+/// broker (rdkafka with `partitioner=murmur2_random`, as Java clients and aiokafka).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_partitions_match_the_real_broker() {
+    use faststream::kafka::rdkafka::config::ClientConfig;
+    use faststream::kafka::rdkafka::producer::{FutureProducer, FutureRecord};
+    const PARTITIONS: i32 = 7;
+    let topic = unique("tb-parity");
+    let real = on_kafka();
+    real.create_topic(&topic, PARTITIONS).await.unwrap();
+    let memory = TestBroker::new();
+    memory.create_topic(&topic, PARTITIONS).await.unwrap();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("partitioner", "murmur2_random")
+        .create()
+        .unwrap();
+    let keys: Vec<String> = (0..40)
+        .map(|i| format!("key-{i}"))
+        .chain(["21".into(), "foobar".into()])
+        .collect();
+    for key in &keys {
+        let partition = producer
+            .send(
+                FutureRecord::to(&topic).key(key.as_str()).payload("x"),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap()
+            .partition;
+        let in_memory = memory
+            .publish_record(Record::new(topic.as_str(), "x").key(key.clone()))
+            .await
+            .unwrap();
+        assert_eq!(in_memory.partition, partition, "key {key}");
+        let through_real = real
+            .publish_record(Record::new(topic.as_str(), "x").key(key.clone()))
+            .await
+            .unwrap();
+        assert_eq!(
+            through_real.partition, partition,
+            "the real test broker's producer, key {key}"
+        );
+    }
+    let used: std::collections::BTreeSet<i32> = keys
+        .iter()
+        .map(|k| partition_for_key(k.as_bytes(), PARTITIONS))
+        .collect();
+    assert!(used.len() > 3, "the keys spread over partitions: {used:?}");
+}
+
+/// Calls are told apart per subscriber, whatever the registration order.
+#[tokio::test]
+async fn calls_are_recorded_per_subscriber() {
+    let app = FastStream::new(TestBroker::new())
+        .subscriber(SubscriberConfig::new("one", ["a"]), |_n: i64| async move {})
+        .include(handle_msg)
+        .subscriber(
+            SubscriberConfig::new("three", ["c"]),
+            |_n: i64| async move {},
+        );
+    let test = TestBroker::start(app).await.unwrap();
+    test.publish(1, "a").await.unwrap();
+    for n in 0..3 {
+        test.publish(n, "c").await.unwrap();
+    }
+    test.calls("one").assert_called_once_with(1).await;
+    test.calls("three").assert_called(3).await;
+    test.calls("handle_msg").assert_not_called();
+    test.published("out-topic").assert_count(0).await;
+    test.shutdown().await.unwrap();
+}
+
+/// A second app joining a group takes a share of the partitions; when it leaves, the first
+/// takes them back, resuming after what was committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_joining_and_leaving_rebalance_the_group() {
+    let broker = TestBroker::new();
+    broker.create_topic("jobs", 4).await.unwrap();
+    let app = |name: &str| {
+        FastStream::new(broker.clone()).subscriber(
+            SubscriberConfig::new(name, ["jobs"]).group_id("workers"),
+            |_n: i64| async move {},
+        )
+    };
+    let first = TestBroker::start(app("first")).await.unwrap();
+    let second = TestBroker::start(app("second")).await.unwrap();
+    for n in 0..8 {
+        let record = Record::encode("jobs", &n).unwrap().partition(n % 4);
+        broker.publish_record(record).await.unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while broker.calls("first").all().len() + broker.calls("second").all().len() < 8 {
+        assert!(tokio::time::Instant::now() < deadline, "8 calls in all");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        broker.calls("first").all().len(),
+        4,
+        "half the partitions each"
+    );
+    assert_eq!(broker.calls("second").all().len(), 4);
+    second.shutdown().await.unwrap();
+    for n in 8..12 {
+        let record = Record::encode("jobs", &n).unwrap().partition(n % 4);
+        broker.publish_record(record).await.unwrap();
+    }
+    let calls = broker.calls("first").assert_called(8).await;
+    let late: Vec<i64> = calls[4..]
+        .iter()
+        .map(|c| c.json().as_i64().unwrap())
+        .collect();
+    let mut late_sorted = late.clone();
+    late_sorted.sort();
+    assert_eq!(
+        late_sorted,
+        [8, 9, 10, 11],
+        "nothing the second member handled ran again"
+    );
+    first.shutdown().await.unwrap();
+    for partition in 0..4 {
+        assert_eq!(
+            broker.committed("workers", "jobs", partition).await,
+            Some(3)
+        );
+    }
+}
+
+/// The one-switch form: in memory by default, on Kafka with `FASTSTREAM_TEST_REAL=1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_example_from_env() {
+    seed_on_own_topics(TestBroker::from_env()).await;
+}
