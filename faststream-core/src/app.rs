@@ -227,6 +227,31 @@ impl<B: Broker> App<B> {
         self
     }
 
+    /// Like [`App::layer`], with the layer built for each subscriber by `make` from its
+    /// configuration (e.g. to label metrics or recorded calls with the subscriber's name).
+    ///
+    /// ```
+    /// use faststream_core::{App, SubscriberConfig};
+    /// use tower::util::MapErrLayer;
+    /// use faststream_core::middleware::BoxError;
+    /// # fn app<B: faststream_core::Broker>(app: App<B>) -> App<B> {
+    /// app.layer_for(|config: &SubscriberConfig| {
+    ///     let name = config.name.clone();
+    ///     MapErrLayer::new(move |err: BoxError| -> BoxError { format!("{name}: {err}").into() })
+    /// })
+    /// # }
+    /// ```
+    pub fn layer_for<F, L>(mut self, make: F) -> Self
+    where
+        F: Fn(&SubscriberConfig) -> L + Send + Sync + 'static,
+        L: Layer<BoxMessageService>,
+        L::Service: Service<Message, Response = Reply, Error = BoxError> + Clone + Send + 'static,
+        <L::Service as Service<Message>>::Future: Send + 'static,
+    {
+        self.layers.push(HandlerLayer::per_subscriber(make));
+        self
+    }
+
     /// Wraps the publishing of every record a handler's reply produces in `layer`, a tower
     /// layer over [`BoxPublishService`] (e.g. to add a header to every outgoing record, see
     /// [`crate::middleware`]). The first added is the outermost.

@@ -110,7 +110,7 @@ where
         // Innermost first: the first layer added ends up outermost.
         let mut service = BoxCloneService::new(core);
         for layer in user_layers.iter().rev() {
-            service = layer.apply(service);
+            service = layer.apply(&config, service);
         }
         let service = trace.layer(service);
         Ok(Arc::new(SubscriberRuntime::new(config, service, cx)))

@@ -45,6 +45,9 @@ impl BrokerSettings {
         config
             .set("enable.idempotence", "true")
             .set("linger.ms", "5")
+            // Keys land where the Java client, aiokafka (FastStream's default backend) and the
+            // in-memory TestBroker put them, not where librdkafka's CRC32 default would.
+            .set("partitioner", "murmur2_random")
             .set("queue.buffering.max.messages", "1000000")
             .set("queue.buffering.max.kbytes", "1048576");
         for (key, value) in &self.producer {

@@ -146,6 +146,18 @@ impl<B: Broker> FastStream<B> {
         self.map_runtime(|app| app.layer(layer))
     }
 
+    /// Like [`FastStream::layer`], the layer built for each subscriber from its configuration;
+    /// see [`App::layer_for`].
+    pub fn layer_for<F, L>(self, make: F) -> Self
+    where
+        F: Fn(&SubscriberConfig) -> L + Send + Sync + 'static,
+        L: Layer<BoxMessageService>,
+        L::Service: Service<Message, Response = Reply, Error = BoxError> + Clone + Send + 'static,
+        <L::Service as Service<Message>>::Future: Send + 'static,
+    {
+        self.map_runtime(|app| app.layer_for(make))
+    }
+
     /// Wraps the publishing of every record a handler's reply produces in a tower `layer`;
     /// see [`crate::middleware`] and [`App::publish_layer`].
     pub fn publish_layer<L>(self, layer: L) -> Self

@@ -137,6 +137,7 @@ use crate::error::PublishError;
 use crate::message::Message;
 use crate::record::Record;
 use crate::reply::Reply;
+use crate::subscriber::SubscriberConfig;
 use std::sync::Arc;
 use std::time::Duration;
 use tower::util::BoxCloneService;
@@ -171,9 +172,13 @@ pub type BoxMessageService = BoxCloneService<Message, Reply, BoxError>;
 /// the delivery future (`D`, the backend's) that resolves when the broker acknowledged it.
 pub type BoxPublishService<D> = BoxCloneService<Record, D, PublishError>;
 
-/// A user layer over the type-erased handler pipeline, stored until the subscriber starts.
+/// A user layer over the type-erased handler pipeline, stored until the subscriber starts;
+/// it may be built from the subscriber's configuration ([`HandlerLayer::per_subscriber`]).
 #[derive(Clone)]
-pub struct HandlerLayer(Arc<dyn Fn(BoxMessageService) -> BoxMessageService + Send + Sync>);
+pub struct HandlerLayer(Arc<WrapFn>);
+
+/// Wraps the pipeline of the subscriber it is given.
+type WrapFn = dyn Fn(&SubscriberConfig, BoxMessageService) -> BoxMessageService + Send + Sync;
 
 impl std::fmt::Debug for HandlerLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -182,21 +187,35 @@ impl std::fmt::Debug for HandlerLayer {
 }
 
 impl HandlerLayer {
-    /// Type-erases `layer`.
+    /// Type-erases `layer`, the same for every subscriber.
     pub fn new<L>(layer: L) -> Self
     where
         L: Layer<BoxMessageService> + Send + Sync + 'static,
         L::Service: Service<Message, Response = Reply, Error = BoxError> + Clone + Send + 'static,
         <L::Service as Service<Message>>::Future: Send + 'static,
     {
-        Self(Arc::new(move |inner| {
+        Self(Arc::new(move |_config, inner| {
             BoxCloneService::new(layer.layer(inner))
         }))
     }
 
-    /// Wraps `inner`.
-    pub fn apply(&self, inner: BoxMessageService) -> BoxMessageService {
-        (self.0)(inner)
+    /// A layer built for each subscriber from its configuration (its name, topics, group...),
+    /// e.g. to label what it records with the subscriber's name.
+    pub fn per_subscriber<F, L>(make: F) -> Self
+    where
+        F: Fn(&SubscriberConfig) -> L + Send + Sync + 'static,
+        L: Layer<BoxMessageService>,
+        L::Service: Service<Message, Response = Reply, Error = BoxError> + Clone + Send + 'static,
+        <L::Service as Service<Message>>::Future: Send + 'static,
+    {
+        Self(Arc::new(move |config, inner| {
+            BoxCloneService::new(make(config).layer(inner))
+        }))
+    }
+
+    /// Wraps `inner`, the pipeline of the subscriber `config` describes.
+    pub fn apply(&self, config: &SubscriberConfig, inner: BoxMessageService) -> BoxMessageService {
+        (self.0)(config, inner)
     }
 }
 

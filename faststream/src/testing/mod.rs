@@ -82,7 +82,6 @@ use serde::Serialize;
 use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -205,15 +204,10 @@ impl TestBroker {
     /// recorded for [`TestBroker::calls`]. The returned [`TestApp`] derefs to the broker.
     pub async fn start(app: FastStream<TestBroker>) -> Result<TestApp> {
         let broker = app.broker().clone();
-        let names = app
-            .subscribers()
-            .iter()
-            .map(|config| config.name.clone())
-            .collect();
-        let app = app.layer(RecordCalls {
-            log: Arc::clone(&broker.calls),
-            names: Arc::new(names),
-            next: Arc::new(AtomicUsize::new(0)),
+        let log = Arc::clone(&broker.calls);
+        let app = app.layer_for(move |config: &SubscriberConfig| RecordCalls {
+            log: Arc::clone(&log),
+            name: Arc::from(config.name.as_str()),
         });
         let running = app.start().await?;
         Ok(TestApp {

@@ -5,7 +5,6 @@ use faststream_core::middleware::BoxError;
 use faststream_core::{Message, Reply};
 use futures::future::BoxFuture;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use tower::{Layer, Service};
@@ -35,23 +34,17 @@ pub(crate) type CallLog = Arc<Mutex<HashMap<String, Vec<Call>>>>;
 #[derive(Clone)]
 pub(crate) struct RecordCalls {
     pub(crate) log: CallLog,
-    pub(crate) names: Arc<Vec<String>>,
-    pub(crate) next: Arc<AtomicUsize>,
+    /// The subscriber whose calls these are.
+    pub(crate) name: Arc<str>,
 }
 
 impl<S> Layer<S> for RecordCalls {
     type Service = Recorded<S>;
 
     fn layer(&self, inner: S) -> Recorded<S> {
-        let index = self.next.fetch_add(1, Ordering::SeqCst);
-        let name = self
-            .names
-            .get(index)
-            .cloned()
-            .unwrap_or_else(|| format!("#{index}"));
         Recorded {
             inner,
-            name: Arc::from(name),
+            name: Arc::clone(&self.name),
             log: Arc::clone(&self.log),
         }
     }
