@@ -672,6 +672,28 @@ mod tests {
         task: JoinHandle<()>,
     }
 
+    /// A worker of `runtime` on partition 0 of `in`: where it stores offsets, its queue, its
+    /// stop signal and its task.
+    fn spawn_on_partition_0(
+        runtime: Arc<dyn PartitionWorkers>,
+    ) -> (
+        Arc<RecordedOffsets>,
+        mpsc::Sender<Message>,
+        CancellationToken,
+        JoinHandle<()>,
+    ) {
+        let offsets = Arc::new(RecordedOffsets::default());
+        let (tx, rx) = mpsc::channel(16);
+        let stop = CancellationToken::new();
+        let task = runtime.spawn(
+            TopicPartition::new("in", 0),
+            rx,
+            offsets.clone(),
+            stop.clone(),
+        );
+        (offsets, tx, stop, task)
+    }
+
     /// What every test subscriber shares: no state, no layers, `publisher` direct.
     fn context(publisher: ManualPublisher, state: AppState) -> StartContext<ManualPublisher> {
         StartContext {
@@ -692,15 +714,7 @@ mod tests {
             &context(publisher.clone(), AppState::default()),
         )
         .expect("handler needs are met");
-        let offsets = Arc::new(RecordedOffsets::default());
-        let (tx, rx) = mpsc::channel(16);
-        let stop = CancellationToken::new();
-        let task = runtime.spawn(
-            TopicPartition::new("in", 0),
-            rx,
-            offsets.clone(),
-            stop.clone(),
-        );
+        let (offsets, tx, stop, task) = spawn_on_partition_0(runtime);
         EchoWorker {
             publisher,
             offsets,
@@ -813,15 +827,7 @@ mod tests {
             &context(publisher.clone(), state),
         )
         .expect("handler needs are met");
-        let offsets = Arc::new(RecordedOffsets::default());
-        let (tx, rx) = mpsc::channel(16);
-        let stop = CancellationToken::new();
-        let task = runtime.spawn(
-            TopicPartition::new("in", 0),
-            rx,
-            offsets.clone(),
-            stop.clone(),
-        );
+        let (offsets, tx, stop, task) = spawn_on_partition_0(runtime);
         for offset in 0..4 {
             tx.send(message(offset, 0)).await.unwrap();
         }
