@@ -357,6 +357,33 @@ fn docs_serve_a_file_and_an_unreadable_one() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_rpc_prints_the_reply() {
+    let topic = unique("cli-rpc");
+    create_topic(&topic, 1).await;
+    let responder = faststream::FastStream::new(faststream::kafka::KafkaBroker::new(bootstrap()))
+        .subscriber(
+            faststream::SubscriberConfig::new("square", [topic.as_str()])
+                .group_id(unique("g").as_str()),
+            |n: i64| async move { n * n },
+        )
+        .start()
+        .await
+        .expect("responder starts");
+    let app_path = app().to_owned();
+    let topic_arg = topic.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        run(Command::new(app_path)
+            .args(["publish", &topic_arg, "7", "--rpc", "--rpc-timeout", "60"])
+            .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap()))
+    })
+    .await
+    .expect("join");
+    responder.shutdown().await.expect("shutdown");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "49");
+}
+
 #[tokio::test]
 async fn dlt_replay_counts_then_republishes_to_the_original_topics() {
     let (dead, original) = (unique("cli-dlt"), unique("cli-dlt-orig"));

@@ -94,6 +94,25 @@ pub trait Broker: Send + Sync + 'static {
     /// Checks that the broker answers, naming the address tried when it does not.
     fn ping(&self, timeout: Duration) -> impl Future<Output = Result<()>> + Send;
 
+    /// Publishes `record` as a request and waits up to `timeout` for its reply: the record
+    /// gets a new correlation id and a `reply_to` header naming the backend's reply topic,
+    /// and the reply is the first record there with the same correlation id (FastStream's
+    /// headers, so a Python FastStream subscriber can answer too). Backends without a reply
+    /// topic answer an error.
+    fn request(
+        &self,
+        record: Record,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Message>> + Send {
+        let _ = timeout;
+        async move {
+            Err(crate::Error::Config(format!(
+                "this broker cannot send requests (to `{}`)",
+                record.topic
+            )))
+        }
+    }
+
     /// Replays the dead-letter topic `topic`: every record in it now is published again to
     /// the topic its `dlt-original-topic` header names, with its key, payload, correlation id
     /// and original headers (the `dlt-*` ones removed). With `dry_run` nothing is published,

@@ -29,6 +29,18 @@ pub enum Error {
         /// What it returned.
         source: HandlerError,
     },
+    /// A request got no reply in time.
+    #[error("no reply on `{reply_topic}` to the request sent to `{topic}` with correlation id `{correlation_id}` within {timeout:?}")]
+    RequestTimeout {
+        /// Where the request went.
+        topic: String,
+        /// Where the reply was expected.
+        reply_topic: String,
+        /// The request's correlation id.
+        correlation_id: String,
+        /// How long it waited.
+        timeout: std::time::Duration,
+    },
     /// An I/O error (signals, files).
     #[error(transparent)]
     Io(#[from] std::io::Error),

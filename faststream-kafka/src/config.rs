@@ -13,6 +13,10 @@ pub(crate) struct BrokerSettings {
     pub(crate) common: Vec<(String, String)>,
     pub(crate) producer: Vec<(String, String)>,
     pub(crate) consumer: Vec<(String, String)>,
+    /// The topic replies to this handle's requests go to; `None`: `faststream-replies-{uuid}`.
+    pub(crate) reply_topic: Option<String>,
+    /// How long a request waits for its reply.
+    pub(crate) request_timeout: std::time::Duration,
 }
 
 impl BrokerSettings {
@@ -21,6 +25,8 @@ impl BrokerSettings {
             bootstrap_servers,
             client_id: "faststream".to_owned(),
             auto_offset_reset: OffsetReset::default(),
+            reply_topic: None,
+            request_timeout: std::time::Duration::from_secs(30),
             common: Vec::new(),
             producer: Vec::new(),
             consumer: Vec::new(),
@@ -79,6 +85,11 @@ impl BrokerSettings {
 }
 
 impl BrokerSettings {
+    /// An admin client (topic creation).
+    pub(crate) fn admin_config(&self) -> ClientConfig {
+        self.base()
+    }
+
     /// A consumer that reads assigned partitions and commits nothing (for tools such as the
     /// dead-letter replay).
     pub(crate) fn reader_config(&self) -> ClientConfig {

@@ -349,7 +349,7 @@ fn set_paused(consumer: &KafkaConsumer, topic: &str, partition: i32, pause: bool
     }
 }
 
-fn to_message(topic: &Arc<str>, record: &BorrowedMessage<'_>) -> Message {
+pub(crate) fn to_message(topic: &Arc<str>, record: &BorrowedMessage<'_>) -> Message {
     let headers = match record.headers() {
         Some(raw) => raw
             .iter()

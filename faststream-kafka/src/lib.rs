@@ -33,6 +33,7 @@ mod config;
 mod consumer;
 mod producer;
 mod replay;
+mod request;
 
 pub use producer::{KafkaDelivery, KafkaPublisher};
 pub use rdkafka;
@@ -58,6 +59,8 @@ use std::time::Duration;
 pub struct KafkaBroker {
     settings: Arc<BrokerSettings>,
     producer: Arc<OnceLock<KafkaPublisher>>,
+    /// Set up by the first request.
+    replies: Arc<tokio::sync::OnceCell<request::ReplyReader>>,
 }
 
 impl std::fmt::Debug for KafkaBroker {
@@ -75,6 +78,7 @@ impl KafkaBroker {
         Self {
             settings: Arc::new(BrokerSettings::new(bootstrap_servers.into())),
             producer: Arc::new(OnceLock::new()),
+            replies: Arc::new(tokio::sync::OnceCell::new()),
         }
     }
 
@@ -91,6 +95,20 @@ impl KafkaBroker {
     /// Where consumers without a committed offset start (default earliest).
     pub fn auto_offset_reset(mut self, reset: OffsetReset) -> Self {
         self.settings_mut().auto_offset_reset = reset;
+        self
+    }
+
+    /// The topic replies to this handle's [`KafkaBroker::request`]s go to (created with one
+    /// partition when missing). Default: `faststream-replies-{uuid}`, new for each handle, so
+    /// two instances never read each other's replies.
+    pub fn reply_topic(mut self, topic: impl Into<String>) -> Self {
+        self.settings_mut().reply_topic = Some(topic.into());
+        self
+    }
+
+    /// How long [`KafkaBroker::request`] waits for a reply (default 30 s).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.settings_mut().request_timeout = timeout;
         self
     }
 
@@ -150,6 +168,82 @@ impl KafkaBroker {
         Ok(())
     }
 
+    /// Publishes `record` as a request and waits for the reply (up to the request timeout):
+    /// the record gets a new correlation id and `reply_to` naming this handle's reply topic;
+    /// the reply is the record there with the same correlation id. Concurrent requests share
+    /// one reply reader. A Rust `#[subscriber]` and a Python FastStream subscriber both answer
+    /// through `reply_to`.
+    ///
+    /// ```no_run
+    /// use faststream_kafka::KafkaBroker;
+    /// use faststream_core::Record;
+    /// # async fn demo() -> faststream_core::Result<()> {
+    /// let broker = KafkaBroker::new("localhost:9092");
+    /// let reply = broker.request(Record::encode("square", &7)?).await?;
+    /// let squared: i64 = faststream_core::codec::decode(&reply.payload, None)?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn request(&self, record: Record) -> Result<faststream_core::Message> {
+        self.request_within(record, self.settings.request_timeout)
+            .await
+    }
+
+    /// [`KafkaBroker::request`], with the reply decoded into `T` by FastStream's rules.
+    pub async fn request_as<T: serde::de::DeserializeOwned>(&self, record: Record) -> Result<T> {
+        let reply = self.request(record).await?;
+        let content_type = reply
+            .headers
+            .get_str(faststream_core::message::CONTENT_TYPE);
+        Ok(faststream_core::codec::decode(
+            &reply.payload,
+            content_type,
+        )?)
+    }
+
+    async fn request_within(
+        &self,
+        mut record: Record,
+        timeout: Duration,
+    ) -> Result<faststream_core::Message> {
+        let replies = self
+            .replies
+            .get_or_try_init(|| {
+                let topic = self.settings.reply_topic.clone().unwrap_or_else(|| {
+                    format!("faststream-replies-{}", uuid::Uuid::new_v4().simple())
+                });
+                request::ReplyReader::start(&self.settings, topic)
+            })
+            .await?;
+        let correlation_id = uuid::Uuid::new_v4().hyphenated().to_string();
+        let topic = record.topic.to_string();
+        record.correlation_id = Some(correlation_id.clone().into());
+        record = record.reply_to(replies.topic().to_string());
+        let reply = replies.expect(&correlation_id);
+        let delivery = match self.shared_publisher()?.enqueue(record).await {
+            Ok(delivery) => delivery,
+            Err(err) => {
+                replies.forget(&correlation_id);
+                return Err(err.into());
+            }
+        };
+        if let Err(err) = delivery.await {
+            replies.forget(&correlation_id);
+            return Err(err.into());
+        }
+        match tokio::time::timeout(timeout, reply).await {
+            Ok(Ok(message)) => Ok(message),
+            _ => {
+                replies.forget(&correlation_id);
+                Err(Error::RequestTimeout {
+                    topic,
+                    reply_topic: replies.topic().to_string(),
+                    correlation_id,
+                    timeout,
+                })
+            }
+        }
+    }
+
     /// Waits until every record handed to the producer was acknowledged.
     pub async fn flush(&self, timeout: Duration) -> Result<()> {
         Ok(self.shared_publisher()?.flush(timeout).await?)
@@ -178,6 +272,10 @@ impl Broker for KafkaBroker {
         options: SubscribeOptions,
     ) -> Result<Box<dyn Subscription>> {
         consumer::subscribe(&self.settings, config, workers, options)
+    }
+
+    async fn request(&self, record: Record, timeout: Duration) -> Result<faststream_core::Message> {
+        self.request_within(record, timeout).await
     }
 
     async fn replay_dead_letters(&self, topic: &str, dry_run: bool) -> Result<ReplayReport> {

@@ -206,16 +206,49 @@ async fn shared_group(broker: TestBroker) {
             |_n: i64| async move {},
         );
     let test = TestBroker::start(app).await.unwrap();
-    for n in 0..40 {
-        let record = Record::encode(input.as_str(), &n)
+    let mut sent = 0;
+    for _ in 0..40 {
+        let record = Record::encode(input.as_str(), &sent)
             .unwrap()
-            .partition(n % PARTITIONS);
+            .partition(sent as i32 % PARTITIONS);
         test.publish_record(record).await.unwrap();
+        sent += 1;
     }
     let (first, second) = (test.calls("first"), test.calls("second"));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while first.all().len() + second.all().len() < 40 {
-        assert!(tokio::time::Instant::now() < deadline, "40 calls in all");
+    // On Kafka the second member may join only after the first took every partition and
+    // handled all 40: keep publishing (a record per partition at a time) until the group's
+    // rebalance has given both members some.
+    while first.all().is_empty() || second.all().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "both members handle records"
+        );
+        for _ in 0..PARTITIONS {
+            let record = Record::encode(input.as_str(), &sent)
+                .unwrap()
+                .partition(sent as i32 % PARTITIONS);
+            test.publish_record(record).await.unwrap();
+            sent += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let unique_payloads = || {
+        let mut payloads: Vec<i64> = first
+            .all()
+            .iter()
+            .chain(&second.all())
+            .map(|c| c.json().as_i64().unwrap())
+            .collect();
+        payloads.sort();
+        payloads.dedup();
+        payloads.len()
+    };
+    while unique_payloads() < sent as usize {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{sent} records in all"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let partitions = |calls: Vec<faststream::testing::Call>| {
@@ -232,7 +265,11 @@ async fn shared_group(broker: TestBroker) {
         .collect();
     payloads.sort();
     payloads.dedup();
-    assert_eq!(payloads.len(), 40, "every record reached the group");
+    assert_eq!(
+        payloads.len(),
+        sent as usize,
+        "every record reached the group"
+    );
     let (pa, pb) = (partitions(a.clone()), partitions(b.clone()));
     assert!(
         !pa.is_empty() && !pb.is_empty(),
@@ -241,7 +278,7 @@ async fn shared_group(broker: TestBroker) {
     if !test.is_real() {
         // On Kafka the second member may join after the first started on every partition,
         // so a partition can move mid-test (and, at least once, run a record twice).
-        assert_eq!(a.len() + b.len(), 40, "one delivery per group");
+        assert_eq!(a.len() + b.len(), sent as usize, "one delivery per group");
         assert!(
             pa.is_disjoint(&pb),
             "partitions are shared out: {pa:?} {pb:?}"

@@ -242,6 +242,12 @@ pub struct PublishArgs {
     /// Target partition (the partitioner chooses otherwise).
     #[arg(long)]
     pub partition: Option<i32>,
+    /// Send it as a request and print the reply's payload instead of where it landed.
+    #[arg(long)]
+    pub rpc: bool,
+    /// With `--rpc`: how long to wait for the reply, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    pub rpc_timeout: f64,
 }
 
 impl PublishArgs {
@@ -517,6 +523,16 @@ impl<B: Broker + DescribeServer> FastStream<B> {
                 }
                 Ok(())
             }
+            AppCommand::Publish(publish) if publish.rpc => {
+                let record = publish.record()?;
+                let broker = self.broker();
+                broker.ping(PING_TIMEOUT).await?;
+                let timeout = Duration::try_from_secs_f64(publish.rpc_timeout.max(0.0))
+                    .unwrap_or(Duration::from_secs(30));
+                let reply = broker.request(record, timeout).await?;
+                println!("{}", String::from_utf8_lossy(&reply.payload));
+                Ok(())
+            }
             AppCommand::Publish(publish) => {
                 let record = publish.record()?;
                 let broker = self.broker();
@@ -625,6 +641,8 @@ mod tests {
             key: None,
             headers: vec![],
             partition: Some(2),
+            rpc: false,
+            rpc_timeout: 30.0,
         };
         let record = publish.record().unwrap();
         assert_eq!(record.content_type, Some("text/plain"));
