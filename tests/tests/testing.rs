@@ -206,11 +206,11 @@ async fn shared_group(broker: TestBroker) {
             |_n: i64| async move {},
         );
     let test = TestBroker::start(app).await.unwrap();
-    let mut sent = 0;
+    let mut sent: i32 = 0;
     for _ in 0..40 {
         let record = Record::encode(input.as_str(), &sent)
             .unwrap()
-            .partition(sent as i32 % PARTITIONS);
+            .partition(sent % PARTITIONS);
         test.publish_record(record).await.unwrap();
         sent += 1;
     }
@@ -227,7 +227,7 @@ async fn shared_group(broker: TestBroker) {
         for _ in 0..PARTITIONS {
             let record = Record::encode(input.as_str(), &sent)
                 .unwrap()
-                .partition(sent as i32 % PARTITIONS);
+                .partition(sent % PARTITIONS);
             test.publish_record(record).await.unwrap();
             sent += 1;
         }
