@@ -41,7 +41,7 @@ FASTSTREAM_TEST_REAL=1 cargo test -p faststream-integration-tests --test testing
 cargo clippy -p faststream --no-default-features --features testing -- -D warnings
 
 step "benchmark smoke run (tiny N, no peers: keeps the benchmark from rotting)"
-BENCH_PROFILE=debug scripts/bench.sh --messages 2000 --runs 1 --rates 200 --latency-seconds 1
+BENCH_PROFILE=debug scripts/bench.sh --messages 2000 --runs 1 --rates 200 --latency-seconds 1 --rpc-requests 100
 
 step "quickstart demo"
 scripts/quickstart.sh | tee target/quickstart.log

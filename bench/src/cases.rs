@@ -7,7 +7,7 @@
 use crate::kafka::{metadata_client, now_us, records_in, Event};
 use crate::measure::{quantile, CaseResult, Mark};
 use faststream::kafka::KafkaBroker;
-use faststream::{FastStream, State, SubscriberConfig};
+use faststream::{FastStream, Record, State, SubscriberConfig};
 use futures::FutureExt;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -445,6 +445,46 @@ pub async fn fs_latency(args: &CaseArgs) -> Result<CaseResult, String> {
         mark,
     );
     app.shutdown().await.map_err(|e| e.to_string())?;
+    Ok(result)
+}
+
+/// Request/reply round trips, one after another: a faststream-rs subscriber answers each
+/// request through `reply_to`, and `KafkaBroker::request` waits for the reply. Both sides
+/// publish with `linger.ms=0` (a request is one record; batching would only add delay).
+pub async fn fs_rpc(args: &CaseArgs) -> Result<CaseResult, String> {
+    let low_latency = || {
+        fs_broker(args)
+            .producer_set("linger.ms", "0")
+            .consumer_set("fetch.wait.max.ms", "10")
+    };
+    let responder = FastStream::new(low_latency())
+        .subscriber(
+            SubscriberConfig::new("echo", [args.topic.as_str()])
+                .group_id(format!("bench-{}", uuid::Uuid::new_v4().simple())),
+            |n: u64| async move { n },
+        )
+        .start()
+        .await
+        .map_err(|e| e.to_string())?;
+    let client = low_latency();
+    // Warm-up: the responder owns its partition and the reply reader is set up.
+    for n in 0..20_u64 {
+        let record = Record::encode(args.topic.as_str(), &n).map_err(|e| e.to_string())?;
+        let _: u64 = client.request_as(record).await.map_err(|e| e.to_string())?;
+    }
+    let mut latencies = Vec::with_capacity(args.messages as usize);
+    let mark = Mark::now();
+    for n in 0..args.messages {
+        let record = Record::encode(args.topic.as_str(), &n).map_err(|e| e.to_string())?;
+        let sent = std::time::Instant::now();
+        let echoed: u64 = client.request_as(record).await.map_err(|e| e.to_string())?;
+        latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+        if echoed != n {
+            return Err(format!("request {n} got the reply {echoed}"));
+        }
+    }
+    let result = latency_result(latencies, mark);
+    responder.shutdown().await.map_err(|e| e.to_string())?;
     Ok(result)
 }
 

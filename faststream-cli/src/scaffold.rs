@@ -84,6 +84,7 @@ pub(crate) fn create(name: &str) -> Result<(), CliError> {
 }
 
 fn cargo_toml(package: &str, faststream_dep: &str) -> String {
+    let faststream_test_dep = with_testing_feature(faststream_dep);
     format!(
         r#"[package]
 name = "{package}"
@@ -96,6 +97,11 @@ faststream = {faststream_dep}
 tokio = {{ version = "1", features = ["rt-multi-thread", "macros", "signal"] }}
 serde = {{ version = "1", features = ["derive"] }}
 
+[dev-dependencies]
+# The in-memory TestBroker for tests without Kafka.
+faststream = {faststream_test_dep}
+serde_json = "1"
+
 # A project of its own, even when created inside another cargo workspace.
 [workspace]
 "#
@@ -104,7 +110,7 @@ serde = {{ version = "1", features = ["derive"] }}
 
 const LIB_RS: &str = r#"//! {package}: a FastStream app on Apache Kafka.
 use faststream::kafka::KafkaBroker;
-use faststream::{publisher, subscriber, FastStream};
+use faststream::{publisher, subscriber, Broker, FastStream};
 use serde::Serialize;
 
 /// What `greet` publishes to `greetings`.
@@ -131,7 +137,12 @@ pub async fn greet(user: String, user_id: i64) -> Greeting {
 pub fn app() -> FastStream<KafkaBroker> {
     let servers =
         std::env::var("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|_| "localhost:9092".into());
-    FastStream::new(KafkaBroker::new(servers))
+    app_on(KafkaBroker::new(servers))
+}
+
+/// The app on any broker: Kafka in `main`, the in-memory `TestBroker` in tests.
+pub fn app_on<B: Broker>(broker: B) -> FastStream<B> {
+    FastStream::new(broker)
         .include(greet)
         .on_startup_with(|options| async move {
             if let Some(worker) = options.worker_id() {
@@ -148,8 +159,26 @@ async fn main() -> faststream::Result<()> {
 }
 "#;
 
-const TEST_RS: &str = r#"//! The handler is a plain async function too.
-use {krate}::{greet, Greeting};
+const TEST_RS: &str = r#"//! The handler is a plain async function, and the whole app runs on the in-memory
+//! `TestBroker` (no Kafka needed).
+use faststream::testing::TestBroker;
+use serde_json::json;
+use {krate}::{app_on, greet, Greeting};
+
+#[tokio::test]
+async fn greets_through_the_test_broker() {
+    let test = TestBroker::start(app_on(TestBroker::new())).await.unwrap();
+    test.publish(json!({"user": "John", "user_id": 1}), "users")
+        .await
+        .unwrap();
+    test.calls("greet")
+        .assert_called_once_with(json!({"user": "John", "user_id": 1}))
+        .await;
+    test.published("greetings")
+        .assert_one(json!({"user_id": 1, "text": "Hello, John!"}))
+        .await;
+    test.shutdown().await.unwrap();
+}
 
 #[tokio::test]
 async fn greets_the_user() {
@@ -164,8 +193,28 @@ async fn greets_the_user() {
 }
 "#;
 
+/// The `faststream` dependency with the `testing` feature added.
+fn with_testing_feature(dep: &str) -> String {
+    match dep.strip_suffix('}') {
+        Some(table) => format!("{}, features = [\"testing\"] }}", table.trim_end()),
+        None => format!("{{ version = {dep}, features = [\"testing\"] }}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_test_dependency_adds_the_testing_feature() {
+        assert_eq!(
+            super::with_testing_feature(r#"{ path = "/x/faststream" }"#),
+            r#"{ path = "/x/faststream", features = ["testing"] }"#
+        );
+        assert_eq!(
+            super::with_testing_feature(r#""0.1.0""#),
+            r#"{ version = "0.1.0", features = ["testing"] }"#
+        );
+    }
+
     #[test]
     fn names() {
         assert!(super::valid_name("demo-app_2"));

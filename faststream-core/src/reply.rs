@@ -32,6 +32,8 @@ pub struct Outgoing {
     pub partition: Option<i32>,
     /// Record timestamp in milliseconds since the Unix epoch.
     pub timestamp: Option<i64>,
+    /// The correlation id to write; `None`: the incoming message's (or a new one).
+    pub correlation_id: Option<Bytes>,
 }
 
 impl Outgoing {
@@ -48,6 +50,7 @@ impl Outgoing {
                 headers: Headers::new(),
                 partition: None,
                 timestamp: None,
+                correlation_id: None,
             }),
             Encoded::Failed(message) => Reply::Failed(message.into()),
         }
@@ -69,6 +72,7 @@ pub struct Response<T> {
     headers: Headers,
     partition: Option<i32>,
     timestamp: Option<i64>,
+    correlation_id: Option<Bytes>,
 }
 
 impl<T> Response<T> {
@@ -80,7 +84,14 @@ impl<T> Response<T> {
             headers: Headers::new(),
             partition: None,
             timestamp: None,
+            correlation_id: None,
         }
+    }
+
+    /// Sets the correlation id of what is published, instead of the incoming message's.
+    pub fn correlation_id(mut self, id: impl Into<Bytes>) -> Self {
+        self.correlation_id = Some(id.into());
+        self
     }
 
     /// Sets the record key.
@@ -168,6 +179,7 @@ impl<T: Serialize + 'static> IntoReply<ViaResponse> for Response<T> {
             out.headers = self.headers;
             out.partition = self.partition;
             out.timestamp = self.timestamp;
+            out.correlation_id = self.correlation_id;
         }
         reply
     }

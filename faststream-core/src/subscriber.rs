@@ -189,6 +189,8 @@ pub struct SubscriberConfig {
     pub payload_schema: Option<SchemaFn>,
     /// How long one handler call may take before it counts as failed (off by default).
     pub handler_timeout: Option<Duration>,
+    /// Ignore an incoming `reply_to`: the return value goes to the publishers only.
+    pub no_reply: bool,
     /// What happens to a failed message; `None`: the app's default, else the ack policy's
     /// preset ([`ErrorPolicy::preset`]).
     pub error_policy: Option<ErrorPolicy>,
@@ -219,6 +221,7 @@ impl SubscriberConfig {
             include_in_schema: true,
             payload_schema: None,
             handler_timeout: None,
+            no_reply: false,
             error_policy: None,
             layers: Vec::new(),
         }
@@ -228,6 +231,13 @@ impl SubscriberConfig {
     /// skip or a stop (see [`crate::policy`]).
     pub fn error_policy(mut self, policy: ErrorPolicy) -> Self {
         self.error_policy = Some(policy);
+        self
+    }
+
+    /// Ignores an incoming `reply_to` header (FastStream's `no_reply=True`): the return value
+    /// goes to the subscriber's publishers only.
+    pub fn no_reply(mut self, no_reply: bool) -> Self {
+        self.no_reply = no_reply;
         self
     }
 

@@ -511,6 +511,8 @@ where
         ack: &mut PendingAck<P::Delivery>,
     ) -> Result<(), PublishError> {
         let publishers = &self.config.publishers;
+        // A `no_reply` subscriber ignores `reply_to`.
+        let reply_to = reply_to.filter(|_| !self.config.no_reply);
         let destinations = publishers.len() + usize::from(reply_to.is_some());
         let mut out = Some(out);
         for index in 0..destinations {
@@ -534,7 +536,7 @@ where
                 payload: Some(body.payload),
                 key: body.key,
                 content_type: Some(body.content_type),
-                correlation_id: correlation_id.clone(),
+                correlation_id: body.correlation_id.or_else(|| correlation_id.clone()),
                 headers: body.headers,
                 partition: body.partition,
                 timestamp: body.timestamp,

@@ -443,6 +443,9 @@ fn config(sub: &Subscriber) -> TokenStream {
     if let Some(description) = &sub.description {
         setters.push(quote!(__config = __config.description(#description);));
     }
+    if let Some(no_reply) = &sub.no_reply {
+        setters.push(quote!(__config.no_reply = #no_reply;));
+    }
     if let Some(include) = &sub.include_in_schema {
         setters.push(quote!(__config.include_in_schema = #include;));
     }

@@ -39,6 +39,7 @@ const SUBSCRIBER_KEYS: &[(&str, Kind)] = &[
     ("title", Kind::Str),
     ("description", Kind::Str),
     ("include_in_schema", Kind::Bool),
+    ("no_reply", Kind::Bool),
 ];
 
 /// Keys accepted by `#[publisher]`.
@@ -99,6 +100,8 @@ pub(crate) struct Subscriber {
     pub(crate) description: Option<String>,
     /// `include_in_schema = bool`.
     pub(crate) include_in_schema: Option<LitBool>,
+    /// `no_reply = bool`.
+    pub(crate) no_reply: Option<LitBool>,
     /// Stacked `#[publisher]`s, top to bottom.
     pub(crate) publishers: Vec<Publisher>,
     /// The parameters, in order.
@@ -270,6 +273,7 @@ pub(crate) fn subscriber(args: AttrArgs, mut func: ItemFn) -> syn::Result<Subscr
         title: options.remove("title").and_then(|v| as_str(&v).cloned()),
         description,
         include_in_schema: options.remove("include_in_schema").and_then(as_bool),
+        no_reply: options.remove("no_reply").and_then(as_bool),
         publishers,
         params,
         payload,

@@ -126,7 +126,7 @@ pub mod asyncapi {
 ///
 /// Keys: `group_id`, `ack_policy` (`ack_after`, `nack_on_error`, `ack_first`, `manual`, `reject_on_error`),
 /// `auto_offset_reset` (`earliest`, `latest`), `max_concurrency`, `title`, `description`,
-/// `include_in_schema`.
+/// `include_in_schema`, `no_reply` (ignore an incoming `reply_to`).
 pub use faststream_macros::subscriber;
 
 /// Publishes a subscriber's return value to a topic: `#[publisher("topic")]`; stacks.

@@ -95,3 +95,68 @@ async fn a_request_nobody_answers_times_out_naming_topic_and_correlation_id() {
     assert_eq!(sent[0].headers.get("correlation_id"), Some(correlation_id));
     assert_eq!(sent[0].headers.get("reply_to"), Some(reply_topic));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_no_reply_subscriber_publishes_but_does_not_answer() {
+    let (input, output) = (unique("rr-noreply"), unique("rr-noreply-out"));
+    create_topic(&input, 1).await;
+    create_topic(&output, 1).await;
+    let responder = FastStream::new(broker())
+        .subscriber(
+            SubscriberConfig::new("quiet", [input.as_str()])
+                .group_id(unique("g").as_str())
+                .publish_to(output.as_str())
+                .no_reply(true),
+            |n: i64| async move { n + 1 },
+        )
+        .start()
+        .await
+        .expect("responder starts");
+    let client = broker().request_timeout(Duration::from_secs(2));
+    let err = client
+        .request(Record::encode(input.as_str(), &1).expect("encode"))
+        .await
+        .expect_err("no reply from a no_reply subscriber");
+    assert!(matches!(err, Error::RequestTimeout { .. }), "{err}");
+    let out = collect(&output, 1, Duration::from_secs(30));
+    responder.shutdown().await.expect("shutdown");
+    assert_eq!(out[0].payload, "2", "its publisher still got the value");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_can_set_its_own_correlation_id() {
+    let (input, output) = (unique("rr-cid"), unique("rr-cid-out"));
+    create_topic(&input, 1).await;
+    create_topic(&output, 1).await;
+    let app =
+        FastStream::new(broker())
+            .subscriber(
+                SubscriberConfig::new("relabel", [input.as_str()])
+                    .group_id(unique("g").as_str())
+                    .publish_to(output.as_str()),
+                |n: i64| async move {
+                    faststream::Response::new(n).correlation_id(format!("order-{n}"))
+                },
+            )
+            .start()
+            .await
+            .expect("app starts");
+    produce(
+        &input,
+        [
+            Input::new("5").header("correlation_id", "incoming"),
+            Input::new("6"),
+        ],
+    )
+    .await;
+    let out = collect(&output, 2, Duration::from_secs(30));
+    app.shutdown().await.expect("shutdown");
+    let ids: Vec<_> = out
+        .iter()
+        .map(|o| o.headers.get("correlation_id").cloned())
+        .collect();
+    assert_eq!(
+        ids,
+        [Some("order-5".to_owned()), Some("order-6".to_owned())]
+    );
+}
