@@ -496,7 +496,22 @@ pub fn document(
     subscribers: &[Arc<SubscriberConfig>],
     version: AsyncApiVersion,
 ) -> Value {
+    document_with_publishers(info, server, subscribers, &[], version)
+}
+
+/// [`document`], plus the app's publisher objects (`faststream_core::Publisher`), each a
+/// publisher channel like a `#[publisher]`.
+pub fn document_with_publishers(
+    info: &AppInfo,
+    server: &ServerInfo,
+    subscribers: &[Arc<SubscriberConfig>],
+    publishers: &[PublisherConfig],
+    version: AsyncApiVersion,
+) -> Value {
     let mut builder = Builder::new(version, !server.hosts.is_empty());
+    for publisher in publishers.iter().filter(|p| p.include_in_schema) {
+        builder.publisher(publisher);
+    }
     for sub in subscribers.iter().filter(|s| s.include_in_schema) {
         builder.subscriber(sub);
         for publisher in sub.publishers.iter().filter(|p| p.include_in_schema) {

@@ -10,6 +10,7 @@ use crate::middleware::{
 };
 use crate::options::StartupOptions;
 use crate::policy::ErrorPolicy;
+use crate::publisher::{Publisher, SendFn};
 use crate::reply::Reply;
 use crate::subscriber::{IntoSubscriber, Registry, SubscriberConfig};
 use crate::worker::{subscriber_workers, PublishPath, StartContext};
@@ -103,6 +104,7 @@ pub struct App<B: Broker> {
     layers: Vec<HandlerLayer>,
     publish_layers: Vec<PublishLayer<DeliveryOf<B>>>,
     error_policy: Option<ErrorPolicy>,
+    publishers: Vec<Publisher>,
 }
 
 impl<B: Broker> std::fmt::Debug for App<B> {
@@ -144,7 +146,21 @@ impl<B: Broker> App<B> {
             layers: Vec::new(),
             publish_layers: Vec::new(),
             error_policy: None,
+            publishers: Vec::new(),
         }
+    }
+
+    /// Registers a publisher object: the AsyncAPI document lists it like a `#[publisher]`,
+    /// and once the app started it publishes through the app's publish layers (see
+    /// [`crate::publisher`]).
+    pub fn with_publisher(mut self, publisher: &Publisher) -> Self {
+        self.publishers.push(publisher.clone());
+        self
+    }
+
+    /// The registered publisher objects.
+    pub fn publishers(&self) -> &[Publisher] {
+        &self.publishers
     }
 
     /// The error policy of every subscriber that sets none of its own (default: each
@@ -390,6 +406,22 @@ impl<B: Broker> App<B> {
             tracker: running.tracker.clone(),
             default_policy: self.error_policy.clone(),
         };
+        for declared in &self.publishers {
+            let path = std::sync::Mutex::new(cx.publisher.clone());
+            let send: SendFn = Box::new(move |record| {
+                let mut path = path
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .clone();
+                Box::pin(async move { path.enqueue(record).await?.await })
+            });
+            if !declared.bind(send) {
+                tracing::warn!(
+                    "the publisher to `{}` is already bound to another app; it keeps publishing there",
+                    declared.topic()
+                );
+            }
+        }
         let options = SubscribeOptions {
             stop: running.shutdown.clone(),
             graceful_timeout: self.graceful_timeout,

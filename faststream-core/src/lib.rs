@@ -35,6 +35,7 @@ pub mod middleware;
 pub mod options;
 pub mod policy;
 mod progress;
+pub mod publisher;
 pub mod record;
 pub mod reply;
 pub mod schema;
@@ -49,6 +50,7 @@ pub use handler::Handler;
 pub use message::{Headers, Message, TopicPartition};
 pub use options::StartupOptions;
 pub use policy::{ErrorPolicy, Exhausted};
+pub use publisher::Publisher;
 pub use reply::{IntoReply, Reply, Response};
 pub use subscriber::{
     AckPolicy, Backoff, IntoSubscriber, OffsetReset, PublisherConfig, Registry, SubscriberConfig,

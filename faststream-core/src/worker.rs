@@ -56,7 +56,8 @@ impl<P: Publish> Clone for PublishPath<P> {
 }
 
 impl<P: Publish> PublishPath<P> {
-    async fn enqueue(&mut self, record: Record) -> Result<P::Delivery, PublishError> {
+    /// Hands `record` to the producer through the pipeline; the delivery tracks the ack.
+    pub(crate) async fn enqueue(&mut self, record: Record) -> Result<P::Delivery, PublishError> {
         match self {
             Self::Direct(publisher) => publisher.enqueue(record).await,
             Self::Layered(service) => {

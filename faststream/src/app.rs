@@ -8,8 +8,8 @@ use crate::asyncapi::{
 use faststream_core::app::{App, HookOutput};
 use faststream_core::middleware::{BoxError, BoxMessageService, BoxPublishService};
 use faststream_core::{
-    Broker, ErrorPolicy, Handler, IntoSubscriber, Message, Publish, PublishError, Record, Registry,
-    Reply, Result, RunningApp, StartupOptions, SubscriberConfig,
+    Broker, ErrorPolicy, Handler, IntoSubscriber, Message, Publish, PublishError, Publisher,
+    Record, Registry, Reply, Result, RunningApp, StartupOptions, SubscriberConfig,
 };
 use tower::{Layer, Service};
 
@@ -115,6 +115,12 @@ impl<B: Broker> FastStream<B> {
     /// How long shutdown waits for in-flight handlers and publishes (default 15 s).
     pub fn graceful_timeout(self, timeout: Duration) -> Self {
         self.map_runtime(|app| app.graceful_timeout(timeout))
+    }
+
+    /// Registers a publisher object: documented in the AsyncAPI document, and bound to the
+    /// app's publish pipeline when it starts; see [`crate::publisher`].
+    pub fn with_publisher(self, publisher: &Publisher) -> Self {
+        self.map_runtime(|app| app.with_publisher(publisher))
     }
 
     /// The error policy of every subscriber that sets none of its own; see
@@ -354,10 +360,17 @@ impl<B: Broker + DescribeServer> FastStream<B> {
                 })
                 .collect(),
         };
-        crate::asyncapi::document(
+        let publishers: Vec<_> = self
+            .app
+            .publishers()
+            .iter()
+            .map(|p| p.config().clone())
+            .collect();
+        crate::asyncapi::document_with_publishers(
             &self.info,
             &self.broker().server_info(),
             &subscribers,
+            &publishers,
             version,
         )
     }

@@ -97,11 +97,11 @@ pub mod testing;
 
 pub use app::FastStream;
 pub use faststream_core::{
-    app::HookOutput, broker, codec, extract, message, middleware, policy, reply, Ack, AckPolicy,
-    App, Backoff, Broker, Delivered, Error, ErrorPolicy, Exhausted, FromMessage, Handler,
-    HandlerError, Header, HeaderName, Headers, IntoReply, IntoSubscriber, Key, Message, Meta,
-    OffsetReset, Publish, PublishError, PublisherConfig, Record, Registry, Reply, Response, Result,
-    RunningApp, StartupOptions, State, SubscriberConfig, TopicPartition,
+    app::HookOutput, broker, codec, extract, message, middleware, policy, publisher, reply, Ack,
+    AckPolicy, App, Backoff, Broker, Delivered, Error, ErrorPolicy, Exhausted, FromMessage,
+    Handler, HandlerError, Header, HeaderName, Headers, IntoReply, IntoSubscriber, Key, Message,
+    Meta, OffsetReset, Publish, PublishError, Publisher, PublisherConfig, Record, Registry, Reply,
+    Response, Result, RunningApp, StartupOptions, State, SubscriberConfig, TopicPartition,
 };
 
 /// tower, whose `Layer` and `Service` traits middlewares implement (the version the runtime
