@@ -390,6 +390,36 @@ both_modes!(
     reply_to
 );
 
+async fn multiple_topics(broker: TestBroker) {
+    let (first, second) = (unique("tb-multi-a"), unique("tb-multi-b"));
+    broker.create_topic(&first, 1).await.unwrap();
+    broker.create_topic(&second, 1).await.unwrap();
+    let app = FastStream::new(broker).subscriber(
+        SubscriberConfig::new("both", [first.as_str(), second.as_str()]).group_id(unique("tb-g")),
+        |_n: i64| async move {},
+    );
+    let test = TestBroker::start(app).await.unwrap();
+    test.publish(json!(1), first.as_str()).await.unwrap();
+    test.publish(json!(2), second.as_str()).await.unwrap();
+    let calls = test.calls("both");
+    calls.assert_called(2).await;
+    let mut topics: Vec<String> = calls
+        .all()
+        .iter()
+        .map(|c| c.message.topic.to_string())
+        .collect();
+    topics.sort();
+    let mut expected = vec![first.clone(), second.clone()];
+    expected.sort();
+    assert_eq!(topics, expected, "one subscriber consumes both topics");
+    test.shutdown().await.unwrap();
+}
+both_modes!(
+    one_subscriber_consumes_several_topics_in_memory,
+    one_subscriber_consumes_several_topics_on_kafka,
+    multiple_topics
+);
+
 async fn headers_and_keys(broker: TestBroker) {
     let (input, output) = (unique("tb-hk"), unique("tb-hk-out"));
     broker.create_topic(&input, 1).await.unwrap();
