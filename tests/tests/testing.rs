@@ -420,6 +420,48 @@ both_modes!(
     multiple_topics
 );
 
+async fn dead_letters(broker: TestBroker) {
+    let input = unique("tb-dlt");
+    let dead = format!("{input}-dlt");
+    broker.create_topic(&input, 1).await.unwrap();
+    broker.create_topic(&dead, 1).await.unwrap();
+    let group = unique("tb-g");
+    let app = FastStream::new(broker).subscriber(
+        SubscriberConfig::new("picky", [input.as_str()])
+            .group_id(group.as_str())
+            .error_policy(
+                faststream::ErrorPolicy::retry(2)
+                    .backoff(fast_backoff())
+                    .then_dead_letter(),
+            ),
+        |n: i64| async move {
+            if n == 13 {
+                Err(std::io::Error::other("unlucky"))
+            } else {
+                Ok(())
+            }
+        },
+    );
+    let test = TestBroker::start(app).await.unwrap();
+    for n in [1, 13, 2] {
+        test.publish(json!(n), input.as_str()).await.unwrap();
+    }
+    let letter = test.published(dead.as_str()).assert_one(json!(13)).await;
+    assert_eq!(letter.headers.get_str("dlt-attempts"), Some("2"));
+    assert_eq!(letter.headers.get_str("dlt-original-offset"), Some("1"));
+    assert_eq!(
+        letter.headers.get_str("dlt-exception-message"),
+        Some("unlucky")
+    );
+    test.calls("picky").assert_called(4).await;
+    test.shutdown().await.unwrap();
+}
+both_modes!(
+    dead_letters_after_bounded_retries_in_memory,
+    dead_letters_after_bounded_retries_on_kafka,
+    dead_letters
+);
+
 async fn headers_and_keys(broker: TestBroker) {
     let (input, output) = (unique("tb-hk"), unique("tb-hk-out"));
     broker.create_topic(&input, 1).await.unwrap();
