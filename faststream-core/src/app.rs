@@ -1,9 +1,10 @@
 //! The application: subscribers, shared state, lifecycle hooks, graceful shutdown.
 
-use crate::broker::{Broker, PartitionWorkers, Publish, Record, SubscribeOptions, Subscription};
+use crate::broker::{Broker, Publish, Record, SubscribeOptions, Subscription};
 use crate::error::{Error, HandlerError, PublishError, Result};
 use crate::extract::AppState;
 use crate::handler::Handler;
+use crate::health::{AppHealth, SubscriberStats};
 use crate::message::Message;
 use crate::middleware::{
     BoxError, BoxMessageService, BoxPublishService, HandlerLayer, PublishLayer,
@@ -13,10 +14,10 @@ use crate::policy::ErrorPolicy;
 use crate::publisher::{Publisher, SendFn};
 use crate::reply::Reply;
 use crate::subscriber::{IntoSubscriber, Registry, SubscriberConfig};
-use crate::worker::{subscriber_workers, PublishPath, StartContext};
+use crate::worker::{subscriber_workers, BuiltSubscriber, PublishPath, StartContext};
 use futures::future::BoxFuture;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -69,10 +70,7 @@ async fn run_hooks(name: &'static str, hooks: Vec<Hook>) -> Result<()> {
 }
 
 /// Builds a subscriber's pipeline and worker spawner once the app starts.
-type SubscriberFactory<P> = Box<
-    dyn FnOnce(&StartContext<P>) -> Result<(Arc<SubscriberConfig>, Arc<dyn PartitionWorkers>)>
-        + Send,
->;
+type SubscriberFactory<P> = Box<dyn FnOnce(&StartContext<P>) -> Result<BuiltSubscriber> + Send>;
 
 /// The delivery future of a broker's publisher.
 type DeliveryOf<B> = <<B as Broker>::Publisher as Publish>::Delivery;
@@ -105,7 +103,11 @@ pub struct App<B: Broker> {
     publish_layers: Vec<PublishLayer<DeliveryOf<B>>>,
     error_policy: Option<ErrorPolicy>,
     publishers: Vec<Publisher>,
+    stuck_after: Duration,
 }
+
+/// The default of [`App::stuck_after`].
+pub const DEFAULT_STUCK_AFTER: Duration = Duration::from_secs(60);
 
 impl<B: Broker> std::fmt::Debug for App<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -124,10 +126,8 @@ impl<B: Broker> Registry for App<B> {
     {
         let config = Arc::new(config);
         self.configs.push(Arc::clone(&config));
-        self.subscribers.push(Box::new(move |cx| {
-            let workers = subscriber_workers(Arc::clone(&config), handler, cx)?;
-            Ok((config, workers))
-        }));
+        self.subscribers
+            .push(Box::new(move |cx| subscriber_workers(config, handler, cx)));
     }
 }
 
@@ -147,7 +147,16 @@ impl<B: Broker> App<B> {
             publish_layers: Vec::new(),
             error_policy: None,
             publishers: Vec::new(),
+            stuck_after: DEFAULT_STUCK_AFTER,
         }
+    }
+
+    /// A message in flight longer than `limit` (its partition finished nothing meanwhile)
+    /// makes the app not ready ([`AppHealth::is_ready`]), as SmallRye's stuck-record
+    /// detection does. Default [`DEFAULT_STUCK_AFTER`] (60 s).
+    pub fn stuck_after(mut self, limit: Duration) -> Self {
+        self.stuck_after = limit;
+        self
     }
 
     /// Registers a publisher object: the AsyncAPI document lists it like a `#[publisher]`,
@@ -387,7 +396,12 @@ impl<B: Broker> App<B> {
         let publisher = self.broker.publisher()?;
         let mut running = RunningApp {
             publisher: publisher.clone(),
-            subscriptions: Vec::with_capacity(self.subscribers.len()),
+            live: Arc::new(Live {
+                subscriptions: Mutex::new(Vec::with_capacity(self.subscribers.len())),
+                stuck_after: self.stuck_after,
+                fatal: Mutex::new(None),
+                broker: self.broker,
+            }),
             hooks: Hooks {
                 on_shutdown: std::mem::take(&mut self.hooks.on_shutdown),
                 after_shutdown: std::mem::take(&mut self.hooks.after_shutdown),
@@ -397,7 +411,6 @@ impl<B: Broker> App<B> {
             tracker: TaskTracker::new(),
             graceful_timeout: self.graceful_timeout,
             flush_timeout: self.flush_timeout,
-            broker: self.broker,
         };
         let cx = StartContext {
             state: Arc::new(std::mem::take(&mut self.state)),
@@ -432,7 +445,12 @@ impl<B: Broker> App<B> {
         for factory in std::mem::take(&mut self.subscribers) {
             built.push(factory(&cx)?);
         }
-        for (config, workers) in built {
+        for BuiltSubscriber {
+            config,
+            workers,
+            stats,
+        } in built
+        {
             tracing::info!(
                 "subscriber `{}` consuming {:?} as group `{}` ({:?})",
                 config.name,
@@ -441,11 +459,16 @@ impl<B: Broker> App<B> {
                 config.ack_policy
             );
             let subscribed = running
+                .live
                 .broker
-                .subscribe(config, workers, options.clone())
+                .subscribe(Arc::clone(&config), workers, options.clone())
                 .await;
             match subscribed {
-                Ok(subscription) => running.subscriptions.push(subscription),
+                Ok(subscription) => lock(&running.live.subscriptions).push(Started {
+                    config,
+                    stats,
+                    subscription,
+                }),
                 Err(err) => {
                     running.stop().await;
                     return Err(err);
@@ -469,11 +492,12 @@ impl<B: Broker> App<B> {
 
     /// [`App::run`] handing `options` to startup hooks; logging is set up by the caller
     /// (or not at all).
+    ///
+    /// A fatal backend error ([`Broker::fatal_error`]) shuts the app down too, and is
+    /// returned as [`Error::Fatal`].
     pub async fn run_with(self, options: StartupOptions) -> Result<()> {
         let running = self.start_with(options).await?;
-        let signal = shutdown_signal().await?;
-        tracing::info!("received {signal}, shutting down");
-        running.shutdown().await
+        running.run_until_signal().await
     }
 }
 
@@ -523,9 +547,8 @@ pub async fn shutdown_signal() -> Result<&'static str> {
 /// A started app. Dropping it without [`RunningApp::shutdown`] cancels its consumers without
 /// waiting for them.
 pub struct RunningApp<B: Broker> {
-    broker: B,
+    live: Arc<Live<B>>,
     publisher: B::Publisher,
-    subscriptions: Vec<Box<dyn Subscription>>,
     hooks: Hooks,
     /// The root of every consumer's and partition worker's stop signal.
     shutdown: CancellationToken,
@@ -535,10 +558,71 @@ pub struct RunningApp<B: Broker> {
     flush_timeout: Duration,
 }
 
+/// What health is read from while the app runs, shared with [`HealthProbe`]s.
+struct Live<B: Broker> {
+    broker: B,
+    subscriptions: Mutex<Vec<Started>>,
+    stuck_after: Duration,
+    /// The fatal error once [`RunningApp::fatal_error`] saw it.
+    fatal: Mutex<Option<String>>,
+}
+
+/// A started subscription, with what its health is built from.
+struct Started {
+    config: Arc<SubscriberConfig>,
+    stats: Arc<SubscriberStats>,
+    subscription: Box<dyn Subscription>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock only means a panic elsewhere; the data stays usable.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl<B: Broker> Live<B> {
+    fn health(&self) -> AppHealth {
+        let subscribers = lock(&self.subscriptions)
+            .iter()
+            .map(|s| s.stats.report(&s.config.name, s.subscription.health()))
+            .collect();
+        AppHealth {
+            subscribers,
+            producer: self.broker.connection(),
+            stuck_after: self.stuck_after,
+            fatal: lock(&self.fatal).clone(),
+        }
+    }
+}
+
+/// Reads a running app's health from anywhere (an HTTP endpoint, a task), without holding
+/// the [`RunningApp`]. From [`RunningApp::health_probe`].
+#[derive(Clone)]
+pub struct HealthProbe(Arc<dyn Fn() -> AppHealth + Send + Sync>);
+
+impl HealthProbe {
+    /// A probe answering `health` (for tests and other runtimes).
+    pub fn new(health: impl Fn() -> AppHealth + Send + Sync + 'static) -> Self {
+        Self(Arc::new(health))
+    }
+
+    /// The app's health now (see [`RunningApp::health`]).
+    pub fn health(&self) -> AppHealth {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for HealthProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HealthProbe").finish_non_exhaustive()
+    }
+}
+
 impl<B: Broker> std::fmt::Debug for RunningApp<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RunningApp")
-            .field("subscriptions", &self.subscriptions.len())
+            .field("subscriptions", &lock(&self.live.subscriptions).len())
             .field("workers", &self.tracker.len())
             .finish_non_exhaustive()
     }
@@ -553,7 +637,53 @@ impl<B: Broker> Drop for RunningApp<B> {
 impl<B: Broker> RunningApp<B> {
     /// The broker, e.g. to publish.
     pub fn broker(&self) -> &B {
-        &self.broker
+        &self.live.broker
+    }
+
+    /// The app's health now: per subscriber its state, assigned partitions, lag, buffered
+    /// bytes and oldest in-flight message; the producer's connection; a fatal error.
+    pub fn health(&self) -> AppHealth {
+        self.live.health()
+    }
+
+    /// A cloneable handle that reads [`RunningApp::health`] while the app runs (after
+    /// shutdown it reports no subscribers).
+    pub fn health_probe(&self) -> HealthProbe {
+        let live = Arc::clone(&self.live);
+        HealthProbe(Arc::new(move || live.health()))
+    }
+
+    /// Resolves with the cause when the backend hit an error it cannot recover from (see
+    /// [`Broker::fatal_error`]).
+    pub fn fatal_error(&self) -> impl Future<Output = String> + Send + 'static {
+        let fatal = self.live.broker.fatal_error();
+        let live = Arc::clone(&self.live);
+        async move {
+            let cause = fatal.await;
+            lock(&live.fatal).get_or_insert_with(|| cause.clone());
+            cause
+        }
+    }
+
+    /// Waits for SIGINT or SIGTERM, or a fatal backend error, then shuts down gracefully.
+    /// A fatal error is returned as [`Error::Fatal`] once the app has stopped.
+    pub async fn run_until_signal(self) -> Result<()> {
+        let fatal = self.fatal_error();
+        tokio::select! {
+            signal = shutdown_signal() => {
+                tracing::info!("received {}, shutting down", signal?);
+                self.shutdown().await
+            }
+            cause = fatal => {
+                // The cause is reported once, by whoever prints the returned error.
+                tracing::info!("stopping after a fatal broker error");
+                let shutdown = self.shutdown().await;
+                if let Err(err) = shutdown {
+                    tracing::warn!("shutdown after the fatal error: {err}");
+                }
+                Err(Error::Fatal(cause))
+            }
+        }
     }
 
     /// Graceful shutdown: on_shutdown hooks, then [`RunningApp::stop`], then after_shutdown
@@ -579,9 +709,9 @@ impl<B: Broker> RunningApp<B> {
         self.shutdown.cancel();
         self.tracker.close();
         let finished = futures::future::join_all(
-            std::mem::take(&mut self.subscriptions)
+            std::mem::take(&mut *lock(&self.live.subscriptions))
                 .into_iter()
-                .map(|s| s.finished()),
+                .map(|s| s.subscription.finished()),
         );
         let bound = self.graceful_timeout + LEAVE_MARGIN;
         if tokio::time::timeout(bound, finished).await.is_err() {

@@ -8,10 +8,12 @@
 pub use crate::record::{Delivered, Record};
 
 use crate::error::{PublishError, Result};
+pub use crate::health::{ConnectionHealth, PartitionHealth, SubscriptionHealth};
 use crate::message::{Message, TopicPartition};
 use crate::subscriber::SubscriberConfig;
 use futures::future::BoxFuture;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -52,6 +54,66 @@ pub trait PartitionWorkers: Send + Sync {
         offsets: Arc<dyn OffsetStore>,
         stop: CancellationToken,
     ) -> JoinHandle<()>;
+
+    /// The subscriber's memory budget: the backend holds each record's bytes against it and
+    /// stops fetching while it is full.
+    fn buffer(&self) -> &Arc<BufferBudget>;
+}
+
+/// The bytes of consumed records a subscriber holds in memory, against its limit
+/// ([`SubscriberConfig::max_buffer_bytes`]). The backend [`hold`](BufferBudget::hold)s a
+/// record's [`Message::held_bytes`] when it takes it from the broker and fetches nothing new
+/// while the budget [`is_full`](BufferBudget::is_full); the runtime releases them once the
+/// record is finished (handled and its publishes acknowledged), and the backend releases
+/// those it drops unhandled (a revoked partition's backlog).
+#[derive(Debug)]
+pub struct BufferBudget {
+    held: AtomicUsize,
+    limit: usize,
+}
+
+impl BufferBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            held: AtomicUsize::new(0),
+            limit: limit.max(1),
+        }
+    }
+
+    /// Counts `bytes` more as held.
+    #[inline]
+    pub fn hold(&self, bytes: usize) {
+        self.held.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Counts `bytes` as no longer held (never below zero).
+    #[inline]
+    pub fn release(&self, bytes: usize) {
+        if bytes == 0 {
+            return;
+        }
+        let _ = self
+            .held
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                Some(held.saturating_sub(bytes))
+            });
+    }
+
+    /// Bytes held now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// The limit.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Whether the limit is reached: fetch nothing more.
+    pub fn is_full(&self) -> bool {
+        self.held() >= self.limit
+    }
 }
 
 /// How a subscription is stopped, handed to [`Broker::subscribe`].
@@ -72,6 +134,14 @@ pub trait Subscription: Send {
     /// Resolves once the subscription stopped after its token fired: workers finished (or
     /// were cancelled after the graceful timeout), finished offsets committed, group left.
     fn finished(self: Box<Self>) -> BoxFuture<'static, ()>;
+
+    /// What the backend knows of the subscription now: assignment, lag, failure.
+    fn health(&self) -> SubscriptionHealth {
+        SubscriptionHealth {
+            joined: true,
+            ..SubscriptionHealth::default()
+        }
+    }
 }
 
 /// A message broker backend.
@@ -90,6 +160,18 @@ pub trait Broker: Send + Sync + 'static {
         workers: Arc<dyn PartitionWorkers>,
         options: SubscribeOptions,
     ) -> impl Future<Output = Result<Box<dyn Subscription>>> + Send;
+
+    /// Whether the backend's producer reaches the broker now.
+    fn connection(&self) -> ConnectionHealth {
+        ConnectionHealth::default()
+    }
+
+    /// Resolves when the backend hit an error it cannot recover from (an authentication
+    /// failure, a fatal idempotent-producer state...), with its cause: the app must stop.
+    /// Never resolves by default.
+    fn fatal_error(&self) -> BoxFuture<'static, String> {
+        Box::pin(futures::future::pending())
+    }
 
     /// Checks that the broker answers, naming the address tried when it does not.
     fn ping(&self, timeout: Duration) -> impl Future<Output = Result<()>> + Send;

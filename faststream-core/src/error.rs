@@ -41,6 +41,10 @@ pub enum Error {
         /// How long it waited.
         timeout: std::time::Duration,
     },
+    /// The broker client hit an error it cannot recover from (authentication refused, a
+    /// fatal idempotent-producer state...): the app stopped.
+    #[error("fatal broker error: {0}")]
+    Fatal(String),
     /// An I/O error (signals, files).
     #[error(transparent)]
     Io(#[from] std::io::Error),

@@ -185,6 +185,17 @@ impl Message {
         self.headers.get_str(REPLY_TO).filter(|t| !t.is_empty())
     }
 
+    /// Roughly the memory the record holds: payload, key, and header names and values. What
+    /// the subscriber's [`crate::broker::BufferBudget`] counts.
+    pub fn held_bytes(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(name, value)| name.len() + value.len())
+            .sum();
+        self.payload.len() + self.key.as_ref().map_or(0, Bytes::len) + headers
+    }
+
     /// FastStream's message id: `"{offset}-{timestamp}"`.
     pub fn message_id(&self) -> String {
         format!("{}-{}", self.offset, self.timestamp.unwrap_or_default())

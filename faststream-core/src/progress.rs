@@ -7,7 +7,7 @@
 //! partition is unfinished. The watermark is handed to the backend ([`OffsetStore`]) in
 //! batches: every [`STORE_EVERY`] finished messages, or [`STORE_DELAY`] after it first moved.
 
-use crate::broker::OffsetStore;
+use crate::broker::{BufferBudget, OffsetStore};
 use crate::error::PublishError;
 use crate::message::{Message, TopicPartition};
 use std::collections::VecDeque;
@@ -33,6 +33,9 @@ pub(crate) struct PartitionProgress<D> {
     failed: Option<FailedHead>,
     /// A head that must not be passed: the partition stopped there.
     halted: bool,
+    /// The subscriber's memory budget: a message's bytes are released when its entry leaves
+    /// the queue finished (or the tracker is dropped).
+    budget: Arc<BufferBudget>,
 }
 
 /// A handled message whose output the broker finally refused: the worker runs its error
@@ -59,8 +62,13 @@ impl<D, T> PartitionProgress<D>
 where
     D: Future<Output = Result<T, PublishError>> + Unpin,
 {
-    pub(crate) fn new(partition: TopicPartition, offsets: Arc<dyn OffsetStore>) -> Self {
+    pub(crate) fn new(
+        partition: TopicPartition,
+        offsets: Arc<dyn OffsetStore>,
+        budget: Arc<BufferBudget>,
+    ) -> Self {
         Self {
+            budget,
             partition,
             offsets,
             queue: VecDeque::new(),
@@ -84,9 +92,12 @@ where
     /// Puts the outcome of running a failed head's message again in the head's place.
     pub(crate) fn replace_head(&mut self, ack: PendingAck<D>) {
         if self.queue.front().is_some_and(|front| front.hole) {
-            self.queue.pop_front();
+            if let Some(hole) = self.queue.pop_front() {
+                self.budget.release(hole.bytes);
+            }
         }
         if ack.is_done() && ack.all_delivered {
+            self.budget.release(ack.bytes);
             self.advance(ack.offset);
         } else {
             self.queue.push_front(ack);
@@ -113,6 +124,7 @@ where
     /// publishes of its own, else queued behind what is.
     pub(crate) fn handled(&mut self, ack: PendingAck<D>) {
         if ack.is_done() && self.queue.is_empty() {
+            self.budget.release(ack.bytes);
             self.advance(ack.offset);
         } else {
             self.queue.push_back(ack);
@@ -167,7 +179,9 @@ where
                 return Poll::Ready(Some(HeadEvent::Halted));
             }
         }
-        self.queue.pop_front();
+        if let Some(finished) = self.queue.pop_front() {
+            self.budget.release(finished.bytes);
+        }
         self.advance(offset);
         Poll::Ready(Some(HeadEvent::Finished))
     }
@@ -182,6 +196,11 @@ where
     fn advance(&mut self, offset: i64) {
         self.done = Some(offset);
         self.unstored += 1;
+    }
+
+    /// Releases `bytes` of the budget held by a message that never enters the queue.
+    pub(crate) fn release(&self, bytes: usize) {
+        self.budget.release(bytes);
     }
 
     /// Finished messages not yet handed to the backend.
@@ -211,6 +230,13 @@ where
     }
 }
 
+impl<D> Drop for PartitionProgress<D> {
+    fn drop(&mut self) {
+        let held: usize = self.queue.iter().map(|ack| ack.bytes).sum();
+        self.budget.release(held);
+    }
+}
+
 /// A handled message waiting for its publishes to be acknowledged. Resolves to the message's
 /// offset and whether every publish succeeded; failures are logged here.
 pub(crate) struct PendingAck<D> {
@@ -229,6 +255,8 @@ pub(crate) struct PendingAck<D> {
     must_deliver: bool,
     /// Stands for a message that is not finished and is not in flight either.
     hole: bool,
+    /// The message's bytes held against the subscriber's budget until this entry finishes.
+    bytes: usize,
 }
 
 impl<D> PendingAck<D> {
@@ -245,12 +273,18 @@ impl<D> PendingAck<D> {
             retained: None,
             must_deliver: false,
             hole: false,
+            bytes: 0,
         }
     }
 
     /// Keeps `message` so a refused publish runs the error policy on it (attempt `attempt`).
     pub(crate) fn retain(&mut self, message: Message, attempt: u32) {
         self.retained = Some((message, attempt));
+    }
+
+    /// Makes this entry carry the budget bytes of its message (released when it finishes).
+    pub(crate) fn hold_bytes(&mut self, bytes: usize) {
+        self.bytes = bytes;
     }
 
     /// Makes a refused publish halt the partition instead of counting the message as done.

@@ -144,6 +144,9 @@ impl PublisherConfig {
     }
 }
 
+/// The default of [`SubscriberConfig::max_buffer_bytes`]: 64 MiB.
+pub const DEFAULT_MAX_BUFFER_BYTES: usize = 64 * 1024 * 1024;
+
 /// Everything about a subscriber except its handler.
 ///
 /// ```
@@ -173,6 +176,11 @@ pub struct SubscriberConfig {
     /// At most this many processed messages per partition may wait for their publishes to be
     /// acknowledged before the partition stops taking new ones.
     pub max_pending_per_partition: usize,
+    /// At most about this many bytes of consumed records (payload, key and headers) are held
+    /// in memory across the subscriber's partitions: waiting to be handled, being handled, or
+    /// waiting for their publishes. Past it the backend fetches nothing more until some are
+    /// finished. Default [`DEFAULT_MAX_BUFFER_BYTES`] (64 MiB).
+    pub max_buffer_bytes: usize,
     /// Backoff between redeliveries (`NackOnError`, manual nack).
     pub backoff: Backoff,
     /// Where the return value goes.
@@ -213,6 +221,7 @@ impl SubscriberConfig {
             auto_offset_reset: None,
             max_concurrency: None,
             max_pending_per_partition: 4096,
+            max_buffer_bytes: DEFAULT_MAX_BUFFER_BYTES,
             backoff: Backoff::default(),
             publishers: Vec::new(),
             properties: Vec::new(),
@@ -286,6 +295,13 @@ impl SubscriberConfig {
     /// Sets where to start without a committed offset.
     pub fn auto_offset_reset(mut self, reset: OffsetReset) -> Self {
         self.auto_offset_reset = Some(reset);
+        self
+    }
+
+    /// Bounds the bytes of consumed records held in memory (see
+    /// [`SubscriberConfig::max_buffer_bytes`]).
+    pub fn max_buffer_bytes(mut self, bytes: usize) -> Self {
+        self.max_buffer_bytes = bytes.max(1);
         self
     }
 

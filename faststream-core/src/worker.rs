@@ -8,10 +8,11 @@
 //! worker's event loop, so acknowledgements and offset stores of the work before it keep
 //! moving meanwhile.
 
-use crate::broker::{OffsetStore, PartitionWorkers, Publish, Record};
+use crate::broker::{BufferBudget, OffsetStore, PartitionWorkers, Publish, Record};
 use crate::error::{Error, PublishError};
 use crate::extract::AppState;
 use crate::handler::Handler;
+use crate::health::{PartitionStats, SubscriberStats};
 use crate::message::{Headers, Message, TopicPartition, CORRELATION_ID};
 use crate::middleware::{
     name_timeout, BoxError, BoxPublishService, CatchPanicLayer, HandlerLayer, HandlerService,
@@ -84,7 +85,7 @@ pub(crate) fn subscriber_workers<H, T, P>(
     config: Arc<SubscriberConfig>,
     handler: H,
     cx: &StartContext<P>,
-) -> Result<Arc<dyn PartitionWorkers>, Error>
+) -> Result<BuiltSubscriber, Error>
 where
     H: Handler<T>,
     T: Send + 'static,
@@ -106,7 +107,7 @@ where
     let user_layers: Vec<&HandlerLayer> = cx.layers.iter().chain(&config.layers).collect();
     if user_layers.is_empty() {
         let service = trace.layer(core);
-        Ok(Arc::new(SubscriberRuntime::new(config, service, cx)))
+        Ok(SubscriberRuntime::new(config, service, cx).into_built())
     } else {
         // Innermost first: the first layer added ends up outermost.
         let mut service = BoxCloneService::new(core);
@@ -114,14 +115,23 @@ where
             service = layer.apply(&config, service);
         }
         let service = trace.layer(service);
-        Ok(Arc::new(SubscriberRuntime::new(config, service, cx)))
+        Ok(SubscriberRuntime::new(config, service, cx).into_built())
     }
+}
+
+/// A subscriber ready to start: its config, the runtime that spawns its partition workers,
+/// and the counters its health is built from.
+pub(crate) struct BuiltSubscriber {
+    pub(crate) config: Arc<SubscriberConfig>,
+    pub(crate) workers: Arc<dyn PartitionWorkers>,
+    pub(crate) stats: Arc<SubscriberStats>,
 }
 
 /// One subscriber's handler pipeline, config and publisher: spawns a [`PartitionWorker`] per
 /// partition, each with its own clone of the pipeline.
 struct SubscriberRuntime<S, P: Publish> {
     config: Arc<SubscriberConfig>,
+    stats: Arc<SubscriberStats>,
     policy: ErrorPolicy,
     /// Cloned for each partition (services are `Send` but need not be `Sync`).
     template: Mutex<(S, PublishPath<P>)>,
@@ -137,6 +147,7 @@ impl<S, P: Publish> SubscriberRuntime<S, P> {
             .or_else(|| cx.default_policy.clone())
             .unwrap_or_else(|| ErrorPolicy::preset(config.ack_policy, config.backoff));
         Self {
+            stats: Arc::new(SubscriberStats::new(config.max_buffer_bytes)),
             config,
             policy,
             template: Mutex::new((service, cx.publisher.clone())),
@@ -146,11 +157,42 @@ impl<S, P: Publish> SubscriberRuntime<S, P> {
     }
 }
 
+impl<S, P> SubscriberRuntime<S, P>
+where
+    S: MessageService + Clone + Send + 'static,
+    P: Publish,
+{
+    fn into_built(self) -> BuiltSubscriber {
+        BuiltSubscriber {
+            config: Arc::clone(&self.config),
+            stats: Arc::clone(&self.stats),
+            workers: Arc::new(self),
+        }
+    }
+}
+
+/// The backend's offset store, noting each stored watermark in the partition's stats.
+struct NotedOffsets {
+    inner: Arc<dyn OffsetStore>,
+    stats: Arc<PartitionStats>,
+}
+
+impl OffsetStore for NotedOffsets {
+    fn store(&self, partition: &TopicPartition, offset: i64) {
+        self.stats.finished(offset);
+        self.inner.store(partition, offset);
+    }
+}
+
 impl<S, P> PartitionWorkers for SubscriberRuntime<S, P>
 where
     S: MessageService + Clone + Send + 'static,
     P: Publish,
 {
+    fn buffer(&self) -> &Arc<BufferBudget> {
+        &self.stats.buffer
+    }
+
     fn spawn(
         self: Arc<Self>,
         partition: TopicPartition,
@@ -163,12 +205,18 @@ where
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone();
+        let stats = self.stats.partition();
+        let offsets = Arc::new(NotedOffsets {
+            inner: offsets,
+            stats: Arc::clone(&stats),
+        });
         let worker = PartitionWorker {
             config: Arc::clone(&self.config),
             policy: self.policy.clone(),
             service,
             publisher,
-            progress: PartitionProgress::new(partition, offsets),
+            progress: PartitionProgress::new(partition, offsets, Arc::clone(&self.stats.buffer)),
+            stats,
             stop,
         };
         self.tracker.spawn_on(worker.run(messages), &self.runtime)
@@ -181,6 +229,7 @@ struct PartitionWorker<S, P: Publish> {
     service: S,
     publisher: PublishPath<P>,
     progress: PartitionProgress<P::Delivery>,
+    stats: Arc<PartitionStats>,
     stop: CancellationToken,
 }
 
@@ -261,8 +310,11 @@ where
                 }
             }
             if self.progress.is_halted() {
-                waiting.clear();
+                for dropped in waiting.drain(..) {
+                    self.release_waiting(&dropped);
+                }
             }
+            self.stats.set_retrying(!waiting.is_empty());
             let front_after = waiting.front().map(|r| (r.message.offset, r.attempt));
             if front_after.is_some() && front_after != front_before {
                 if let Some(again) = waiting.front() {
@@ -281,6 +333,22 @@ where
         // A message still waiting for redelivery stays uncommitted for the next owner. Finish
         // the publishes in flight so their messages count as done.
         self.progress.finish().await;
+        // What is left unhandled no longer counts against the memory budget.
+        for dropped in waiting.drain(..) {
+            self.release_waiting(&dropped);
+        }
+        messages.close();
+        while let Ok(message) = messages.try_recv() {
+            self.progress.release(message.held_bytes());
+        }
+    }
+
+    /// A redelivery dropped unhandled: its bytes leave the budget (one at the head is
+    /// accounted for by the head's entry instead).
+    fn release_waiting(&self, dropped: &Redelivery) {
+        if !dropped.at_head {
+            self.progress.release(dropped.message.held_bytes());
+        }
     }
 
     /// Runs `message` (attempt number `attempt`) through the pipeline, publishes the reply and
@@ -293,6 +361,12 @@ where
     ) -> Option<Redelivery> {
         let ack_first = self.config.ack_policy == AckPolicy::AckFirst;
         let offset = message.offset;
+        // What the backend held against the budget for this message (a message retried at
+        // the head of the queue is accounted for by the head's entry).
+        let bytes = if at_head { 0 } else { message.held_bytes() };
+        if attempt == 1 && !at_head {
+            self.stats.took(offset, self.progress.in_flight() == 0);
+        }
         if ack_first && attempt == 1 {
             // At-most-once: the offset counts as done before the handler runs.
             self.progress.finish_before_handling(offset);
@@ -331,7 +405,7 @@ where
                 // A refused publish of this reply runs the error policy on the message.
                 ack.retain(message, attempt);
             }
-            self.settle(ack, at_head);
+            self.settle(ack, at_head, bytes);
             return None;
         };
         match self.policy.decide(attempt, &error) {
@@ -340,7 +414,7 @@ where
                     subscriber = %self.config.name,
                     "message {topic}[{partition}]@{offset} rejected by its handler is skipped",
                 );
-                self.settle(ack, at_head);
+                self.settle(ack, at_head, bytes);
                 None
             }
             Decision::Retry(delay) => {
@@ -360,7 +434,7 @@ where
                         at_head,
                     }),
                     None => {
-                        self.settle(ack, at_head);
+                        self.settle(ack, at_head, bytes);
                         None
                     }
                 }
@@ -372,7 +446,8 @@ where
                     attempt,
                     "message {topic}[{partition}]@{offset} failed: {error}",
                 );
-                self.exhausted(keep, &error, attempt, ack, at_head).await;
+                self.exhausted(keep, &error, attempt, ack, at_head, bytes)
+                    .await;
                 None
             }
         }
@@ -397,7 +472,7 @@ where
             Decision::Exhausted | Decision::Reject => {
                 let tp = TopicPartition::new(Arc::clone(&message.topic), message.partition);
                 let ack = PendingAck::new(&tp, message.offset);
-                self.exhausted(Some(message), &error, attempt, ack, true)
+                self.exhausted(Some(message), &error, attempt, ack, true, 0)
                     .await;
                 None
             }
@@ -412,6 +487,7 @@ where
         attempts: u32,
         mut ack: PendingAck<P::Delivery>,
         at_head: bool,
+        bytes: usize,
     ) {
         let dead_letter = message.as_ref().and_then(|m| {
             self.policy
@@ -446,9 +522,10 @@ where
             _ => false,
         };
         if stop {
+            self.progress.release(bytes);
             self.halt(message.as_ref(), at_head);
         } else {
-            self.settle(ack, at_head);
+            self.settle(ack, at_head, bytes);
         }
     }
 
@@ -462,16 +539,21 @@ where
         );
         let tp = TopicPartition::new(Arc::clone(&message.topic), message.partition);
         self.progress.halt(&tp, message.offset, at_head);
+        self.stats.set_halted();
     }
 
     /// Counts a message as handled: in its place at the head, or behind what is in flight.
-    fn settle(&mut self, ack: PendingAck<P::Delivery>, at_head: bool) {
+    /// Its `bytes` stay held against the budget until its entry finishes.
+    fn settle(&mut self, mut ack: PendingAck<P::Delivery>, at_head: bool, bytes: usize) {
         if at_head {
             self.progress.replace_head(ack);
         } else if self.config.ack_policy != AckPolicy::AckFirst || !ack.is_done() {
             // (Under AckFirst the offset was counted before the handler ran; its publishes
             // are still tracked so a shutdown waits for them.)
+            ack.hold_bytes(bytes);
             self.progress.handled(ack);
+        } else {
+            self.progress.release(bytes);
         }
     }
 
@@ -717,7 +799,7 @@ mod tests {
             &context(publisher.clone(), AppState::default()),
         )
         .expect("handler needs are met");
-        let (offsets, tx, stop, task) = spawn_on_partition_0(runtime);
+        let (offsets, tx, stop, task) = spawn_on_partition_0(runtime.workers);
         EchoWorker {
             publisher,
             offsets,
@@ -830,7 +912,7 @@ mod tests {
             &context(publisher.clone(), state),
         )
         .expect("handler needs are met");
-        let (offsets, tx, stop, task) = spawn_on_partition_0(runtime);
+        let (offsets, tx, stop, task) = spawn_on_partition_0(runtime.workers);
         for offset in 0..4 {
             tx.send(message(offset, 0)).await.unwrap();
         }
@@ -890,7 +972,7 @@ mod tests {
                 let (tx, rx) = mpsc::channel(4);
                 tx.send(message(0, partition)).await.unwrap();
                 drop(tx);
-                tasks.push(Arc::clone(&runtime).spawn(
+                tasks.push(Arc::clone(&runtime.workers).spawn(
                     TopicPartition::new("in", partition),
                     rx,
                     offsets.clone(),

@@ -50,6 +50,8 @@ impl BrokerSettings {
         let mut config = self.base();
         config
             .set("enable.idempotence", "true")
+            // The connection state health reports comes from librdkafka's statistics.
+            .set("statistics.interval.ms", crate::context::STATS_INTERVAL_MS)
             .set("linger.ms", "5")
             // Keys land where the Java client, aiokafka (FastStream's default backend) and the
             // in-memory TestBroker put them, not where librdkafka's CRC32 default would.
@@ -74,6 +76,8 @@ impl BrokerSettings {
             .set("auto.commit.interval.ms", "1000")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
+            // Lag for health comes from librdkafka's statistics.
+            .set("statistics.interval.ms", crate::context::STATS_INTERVAL_MS)
             // As the Java client does: subscribing creates a missing topic when the broker allows.
             .set("allow.auto.create.topics", "true")
             .set("auto.offset.reset", reset.as_str());

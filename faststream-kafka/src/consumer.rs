@@ -12,8 +12,12 @@
 //! are committed synchronously before the revoke completes.
 
 use crate::config::BrokerSettings;
+use crate::context::{classify, ClientHealth, ErrorClass, Stats};
 use bytes::Bytes;
-use faststream_core::broker::{OffsetStore, PartitionWorkers, SubscribeOptions, Subscription};
+use faststream_core::broker::{
+    BufferBudget, OffsetStore, PartitionHealth, PartitionWorkers, SubscribeOptions, Subscription,
+    SubscriptionHealth,
+};
 use faststream_core::{Error, Headers, Message, Result, SubscriberConfig, TopicPartition};
 use futures::future::BoxFuture;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -22,7 +26,7 @@ use rdkafka::message::{BorrowedMessage, Headers as _, Message as _};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
@@ -61,6 +65,8 @@ struct Slot {
     resume_from: Arc<AtomicI64>,
     /// Since when the worker has taken nothing from a non-empty backlog.
     stalled_since: Option<Instant>,
+    /// Records after the last stored offset, from librdkafka's statistics.
+    lag: Option<i64>,
 }
 
 #[derive(Default)]
@@ -68,6 +74,8 @@ struct Partitions {
     by_topic: FxHashMap<Arc<str>, FxHashMap<i32, Slot>>,
     /// Records waiting in backlogs, over all partitions.
     backlogged: usize,
+    /// The memory budget is full: every partition is paused until it drains to half.
+    over_budget: bool,
 }
 
 /// State shared by the polling thread, the rebalance callbacks and the workers' offset store.
@@ -82,6 +90,13 @@ struct Shared {
     /// How long workers get to finish at shutdown, and on a revoke.
     graceful_timeout: Duration,
     rebalance_timeout: Duration,
+    /// Bytes of records held, shared with the workers (which release them when finished).
+    budget: Arc<BufferBudget>,
+    /// The group assigned partitions at least once.
+    joined: AtomicBool,
+    /// Why the consumer can no longer consume.
+    failure: OnceLock<String>,
+    health: Arc<ClientHealth>,
 }
 
 impl Shared {
@@ -111,7 +126,14 @@ impl Shared {
             paused: false,
             resume_from,
             stalled_since: None,
+            lag: None,
         }
+    }
+
+    /// Drops a backlog whose records will never reach a worker, releasing their bytes.
+    fn drop_backlog(&self, backlog: &mut VecDeque<Message>) {
+        let bytes = backlog.drain(..).map(|m| m.held_bytes()).sum();
+        self.budget.release(bytes);
     }
 
     /// Replaces a worker that ended unexpectedly (it never should: handler panics are caught).
@@ -126,6 +148,7 @@ impl Shared {
         );
         let mut fresh = self.spawn_slot(Arc::clone(&slot.topic), partition, from);
         fresh.paused = slot.paused;
+        self.drop_backlog(&mut slot.backlog);
         *slot = fresh;
         if from >= 0 {
             if let Err(err) = consumer.seek(
@@ -163,6 +186,7 @@ impl Shared {
         let Partitions {
             by_topic,
             backlogged,
+            ..
         } = &mut *parts;
         let Some(slot) = by_topic
             .get_mut(record.topic())
@@ -182,12 +206,14 @@ impl Shared {
             slot.resume_from.store(record.offset(), Ordering::Release);
         }
         let message = to_message(&slot.topic, record);
+        self.budget.hold(message.held_bytes());
         let message = if slot.backlog.is_empty() {
             match slot.queue.try_send(message) {
                 Ok(()) => return,
                 Err(TrySendError::Full(message)) => message,
-                Err(TrySendError::Closed(_)) => {
+                Err(TrySendError::Closed(message)) => {
                     // The rewind reads this record again.
+                    self.budget.release(message.held_bytes());
                     self.restart_worker(consumer, slot, partition);
                     return;
                 }
@@ -211,6 +237,7 @@ impl Shared {
             return (0, 0);
         }
         let (mut backlogged, mut flowing) = (0, 0);
+        let over_budget = parts.over_budget;
         for (partition, slot) in parts
             .by_topic
             .values_mut()
@@ -224,7 +251,8 @@ impl Shared {
                         slot.backlog.push_front(message);
                         break;
                     }
-                    Err(TrySendError::Closed(_)) => {
+                    Err(TrySendError::Closed(message)) => {
+                        self.budget.release(message.held_bytes());
                         self.restart_worker(consumer, slot, *partition);
                         break;
                     }
@@ -235,7 +263,7 @@ impl Shared {
             } else {
                 slot.stalled_since.get_or_insert_with(Instant::now);
             }
-            if slot.backlog.is_empty() && slot.paused {
+            if slot.backlog.is_empty() && slot.paused && !over_budget {
                 slot.paused = !set_paused(consumer, &slot.topic, *partition, false);
             }
             backlogged += slot.backlog.len();
@@ -245,6 +273,78 @@ impl Shared {
         }
         parts.backlogged = backlogged;
         (backlogged, flowing)
+    }
+
+    /// Keeps the records held within the memory budget: when it is full, pauses every
+    /// partition (librdkafka then fetches nothing more and drops what it prefetched for
+    /// them); once the workers brought it down to half, resumes those without a backlog.
+    fn enforce_budget(&self, consumer: &KafkaConsumer) {
+        let held = self.budget.held();
+        let mut parts = self.partitions();
+        let full = held >= self.budget.limit();
+        if full {
+            if !parts.over_budget {
+                tracing::debug!(subscriber = %self.name, held, limit = self.budget.limit(), "memory budget full: pausing fetches");
+            }
+            parts.over_budget = true;
+            // Also catches partitions assigned while over budget.
+            for (partition, slot) in parts.by_topic.values_mut().flat_map(|s| s.iter_mut()) {
+                if !slot.paused {
+                    slot.paused = set_paused(consumer, &slot.topic, *partition, true);
+                }
+            }
+        } else if parts.over_budget && held <= self.budget.limit() / 2 {
+            parts.over_budget = false;
+            for (partition, slot) in parts.by_topic.values_mut().flat_map(|s| s.iter_mut()) {
+                if slot.paused && slot.backlog.is_empty() {
+                    slot.paused = !set_paused(consumer, &slot.topic, *partition, false);
+                }
+            }
+        }
+    }
+
+    /// What the subscription reports for health.
+    fn health(&self) -> SubscriptionHealth {
+        let parts = self.partitions();
+        let mut partitions: Vec<PartitionHealth> = parts
+            .by_topic
+            .iter()
+            .flat_map(|(topic, slots)| {
+                slots.iter().map(|(partition, slot)| PartitionHealth {
+                    topic: topic.to_string(),
+                    partition: *partition,
+                    lag: slot.lag,
+                })
+            })
+            .collect();
+        partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        SubscriptionHealth {
+            joined: self.joined.load(Ordering::Relaxed),
+            partitions,
+            failure: self.failure.get().cloned(),
+        }
+    }
+
+    /// Records lag from librdkafka's statistics.
+    fn note_stats(&self, stats: &Stats) {
+        let mut parts = self.partitions();
+        for (topic, slots) in parts.by_topic.iter_mut() {
+            let Some(topic_stats) = stats.topics.get(&**topic) else {
+                continue;
+            };
+            for p in topic_stats.partitions.values() {
+                if let Some(slot) = slots.get_mut(&p.partition) {
+                    slot.lag = p.lag();
+                }
+            }
+        }
+    }
+
+    /// The consumer cannot go on: the subscriber fails and the app stops.
+    fn fail(&self, cause: String) {
+        let cause = format!("consumer of `{}`: {cause}", self.name);
+        let _ = self.failure.set(cause.clone());
+        self.health.raise(cause);
     }
 
     /// Pauses the partitions whose workers took nothing for [`STALL`], so a stuck handler does
@@ -300,7 +400,8 @@ impl Shared {
         for (_, _, slot) in &slots {
             slot.stop.cancel();
         }
-        for (topic, partition, slot) in slots {
+        for (topic, partition, mut slot) in slots {
+            self.drop_backlog(&mut slot.backlog);
             let abort = slot.task.abort_handle();
             tasks.push((topic, partition, abort, slot.task));
         }
@@ -411,7 +512,36 @@ pub(crate) struct SubscriberContext {
     shared: Arc<Shared>,
 }
 
-impl ClientContext for SubscriberContext {}
+impl ClientContext for SubscriberContext {
+    fn stats_raw(&self, statistics: &[u8]) {
+        if let Some(stats) = Stats::parse(statistics) {
+            self.shared.note_stats(&stats);
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        // A fatal error arrives with its underlying code: ask the client whether it is fatal.
+        let fatal = self
+            .shared
+            .consumer
+            .get()
+            .and_then(Weak::upgrade)
+            .and_then(|consumer| consumer.client().fatal_error());
+        if let Some((_, cause)) = fatal {
+            self.shared.fail(cause);
+            return;
+        }
+        match classify(&error, reason) {
+            ErrorClass::Fatal(cause) => self.shared.fail(cause),
+            ErrorClass::Disconnected(reason) => {
+                tracing::warn!(subscriber = %self.shared.name, "no Kafka broker answers ({reason}); retrying");
+            }
+            ErrorClass::Transient => {
+                tracing::warn!(subscriber = %self.shared.name, "consumer: {error}: {reason}");
+            }
+        }
+    }
+}
 
 impl ConsumerContext for SubscriberContext {
     fn pre_rebalance(&self, consumer: &KafkaConsumer, rebalance: &Rebalance<'_>) {
@@ -436,6 +566,7 @@ impl ConsumerContext for SubscriberContext {
     fn post_rebalance(&self, consumer: &KafkaConsumer, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             tracing::info!(subscriber = %self.shared.name, partitions = ?partition_names(tpl), "partitions assigned");
+            self.shared.joined.store(true, Ordering::Relaxed);
             // librdkafka keeps a partition's pause across revoke and re-assign; a new worker
             // starts with nothing queued, so fetch from it again.
             if let Err(err) = consumer.resume(tpl) {
@@ -464,11 +595,16 @@ fn partition_names(tpl: &TopicPartitionList) -> Vec<String> {
 
 /// A running subscriber: its polling thread, stopped by the subscription's token.
 struct KafkaSubscription {
+    shared: Arc<Shared>,
     stop: CancellationToken,
     finished: Option<oneshot::Receiver<()>>,
 }
 
 impl Subscription for KafkaSubscription {
+    fn health(&self) -> SubscriptionHealth {
+        self.shared.health()
+    }
+
     fn finished(mut self: Box<Self>) -> BoxFuture<'static, ()> {
         let finished = self.finished.take();
         Box::pin(async move {
@@ -492,9 +628,14 @@ pub(crate) fn subscribe(
     config: Arc<SubscriberConfig>,
     workers: Arc<dyn PartitionWorkers>,
     options: SubscribeOptions,
+    health: Arc<ClientHealth>,
 ) -> Result<Box<dyn Subscription>> {
     let stop = options.stop.child_token();
     let shared = Arc::new(Shared {
+        budget: Arc::clone(workers.buffer()),
+        joined: AtomicBool::new(false),
+        failure: OnceLock::new(),
+        health,
         name: config.name.clone(),
         workers,
         runtime: Handle::current(),
@@ -526,6 +667,7 @@ pub(crate) fn subscribe(
     let _ = shared.consumer.set(Arc::downgrade(&consumer));
     let (finished_tx, finished) = oneshot::channel();
     let thread_shared = Arc::clone(&shared);
+    let shared_for_health = Arc::clone(&shared);
     std::thread::Builder::new()
         .name(format!("fs-consume-{}", config.name))
         .spawn(move || {
@@ -538,6 +680,7 @@ pub(crate) fn subscribe(
         })
         .map_err(Error::Io)?;
     Ok(Box::new(KafkaSubscription {
+        shared: shared_for_health,
         stop,
         finished: Some(finished),
     }))
@@ -546,6 +689,7 @@ pub(crate) fn subscribe(
 fn poll_loop(consumer: &Arc<KafkaConsumer>, shared: &Shared) {
     let mut last_poll = Instant::now();
     while !shared.stop.is_cancelled() {
+        shared.enforce_budget(consumer);
         let (waiting, flowing) = shared.drain_backlogs(consumer);
         if flowing >= TOTAL_BACKLOG && last_poll.elapsed() < POLL_INTERVAL {
             // Every worker is behind: let them catch up instead of fetching more (but poll at
@@ -564,7 +708,10 @@ fn poll_loop(consumer: &Arc<KafkaConsumer>, shared: &Shared) {
         match consumer.poll(timeout) {
             None => {}
             Some(Ok(record)) => shared.dispatch(consumer, &record),
-            Some(Err(err)) => tracing::warn!(subscriber = %shared.name, "consumer error: {err}"),
+            Some(Err(err)) => match classify(&err, &err.to_string()) {
+                ErrorClass::Fatal(cause) => shared.fail(cause),
+                _ => tracing::warn!(subscriber = %shared.name, "consumer error: {err}"),
+            },
         }
     }
     // Graceful stop: workers finish what they hold, then commit what they finished.

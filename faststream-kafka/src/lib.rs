@@ -31,6 +31,7 @@
 
 mod config;
 mod consumer;
+mod context;
 mod producer;
 mod replay;
 mod request;
@@ -59,6 +60,8 @@ use std::time::Duration;
 pub struct KafkaBroker {
     settings: Arc<BrokerSettings>,
     producer: Arc<OnceLock<KafkaPublisher>>,
+    /// Fatal errors and connection state, reported by every client of this handle.
+    health: Arc<context::ClientHealth>,
     /// Set up by the first request.
     replies: Arc<tokio::sync::OnceCell<request::ReplyReader>>,
 }
@@ -78,6 +81,7 @@ impl KafkaBroker {
         Self {
             settings: Arc::new(BrokerSettings::new(bootstrap_servers.into())),
             producer: Arc::new(OnceLock::new()),
+            health: Arc::default(),
             replies: Arc::new(tokio::sync::OnceCell::new()),
         }
     }
@@ -143,10 +147,13 @@ impl KafkaBroker {
         if let Some(publisher) = self.producer.get() {
             return Ok(publisher.clone());
         }
-        let producer: FutureProducer = self
+        let context = context::ProducerContext {
+            health: Arc::clone(&self.health),
+        };
+        let producer: FutureProducer<context::ProducerContext> = self
             .settings
             .producer_config()
-            .create()
+            .create_with_context(context)
             .map_err(|err| Error::Config(format!("cannot create the producer: {err}")))?;
         Ok(self
             .producer
@@ -244,6 +251,31 @@ impl KafkaBroker {
         }
     }
 
+    /// Fault injection for tests: puts the producer in a fatal error state, as a fenced or
+    /// out-of-sequence idempotent producer would be (librdkafka's
+    /// `rd_kafka_test_fatal_error`). A running app then stops with [`Error::Fatal`] naming
+    /// `reason`.
+    #[doc(hidden)]
+    pub fn inject_fatal_error(&self, reason: &str) -> Result<()> {
+        let publisher = self.shared_publisher()?;
+        let reason = std::ffi::CString::new(reason)
+            .map_err(|_| Error::Config("a fault reason must not contain NUL".into()))?;
+        // SAFETY: the client pointer is valid while `publisher` lives; librdkafka copies the
+        // reason string.
+        let code = unsafe {
+            rdkafka::bindings::rd_kafka_test_fatal_error(
+                publisher.producer().client().native_ptr(),
+                rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                reason.as_ptr(),
+            )
+        };
+        if code == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            Ok(())
+        } else {
+            Err(Error::Broker(format!("fault injection refused: {code:?}")))
+        }
+    }
+
     /// Waits until every record handed to the producer was acknowledged.
     pub async fn flush(&self, timeout: Duration) -> Result<()> {
         Ok(self.shared_publisher()?.flush(timeout).await?)
@@ -271,7 +303,13 @@ impl Broker for KafkaBroker {
         workers: Arc<dyn PartitionWorkers>,
         options: SubscribeOptions,
     ) -> Result<Box<dyn Subscription>> {
-        consumer::subscribe(&self.settings, config, workers, options)
+        consumer::subscribe(
+            &self.settings,
+            config,
+            workers,
+            options,
+            Arc::clone(&self.health),
+        )
     }
 
     async fn request(&self, record: Record, timeout: Duration) -> Result<faststream_core::Message> {
@@ -280,6 +318,18 @@ impl Broker for KafkaBroker {
 
     async fn replay_dead_letters(&self, topic: &str, dry_run: bool) -> Result<ReplayReport> {
         replay::replay(&self.settings, self.shared_publisher()?, topic, dry_run).await
+    }
+
+    fn connection(&self) -> faststream_core::broker::ConnectionHealth {
+        self.health.producer_connection()
+    }
+
+    fn fatal_error(&self) -> futures::future::BoxFuture<'static, String> {
+        let producer = Arc::clone(&self.producer);
+        Box::pin(Arc::clone(&self.health).fatal(move || {
+            let (_, reason) = producer.get()?.producer().client().fatal_error()?;
+            Some(reason)
+        }))
     }
 
     async fn ping(&self, timeout: Duration) -> Result<()> {

@@ -1,5 +1,6 @@
 //! The shared producer: many sends in flight, each tracked by a [`KafkaDelivery`].
 
+use crate::context::ProducerContext;
 use faststream_core::message::{
     write_correlation_id, CONTENT_TYPE, CORRELATION_ID, CORRELATION_ID_LEN,
 };
@@ -17,7 +18,7 @@ use std::time::Duration;
 /// Publishes records through one shared, idempotent rdkafka producer.
 #[derive(Clone)]
 pub struct KafkaPublisher {
-    producer: FutureProducer,
+    producer: FutureProducer<ProducerContext>,
 }
 
 impl std::fmt::Debug for KafkaPublisher {
@@ -27,12 +28,12 @@ impl std::fmt::Debug for KafkaPublisher {
 }
 
 impl KafkaPublisher {
-    pub(crate) fn new(producer: FutureProducer) -> Self {
+    pub(crate) fn new(producer: FutureProducer<ProducerContext>) -> Self {
         Self { producer }
     }
 
     /// The underlying rdkafka producer, for anything the framework does not wrap.
-    pub fn producer(&self) -> &FutureProducer {
+    pub fn producer(&self) -> &FutureProducer<impl rdkafka::ClientContext + 'static> {
         &self.producer
     }
 }

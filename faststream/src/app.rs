@@ -40,6 +40,9 @@ use std::time::Duration;
 pub struct FastStream<B: Broker> {
     app: App<B>,
     info: AppInfo,
+    /// Extra routes of the app's HTTP server (`--health-port`).
+    #[cfg(feature = "http")]
+    http_routes: Vec<(String, crate::http::RouteHandler)>,
 }
 
 impl<B: Broker> std::fmt::Debug for FastStream<B> {
@@ -67,6 +70,8 @@ impl<B: Broker> FastStream<B> {
         Self {
             app: App::new(broker),
             info: AppInfo::default(),
+            #[cfg(feature = "http")]
+            http_routes: Vec::new(),
         }
     }
 
@@ -301,6 +306,39 @@ impl<B: Broker> FastStream<B> {
     /// The broker.
     pub fn broker(&self) -> &B {
         self.app.broker()
+    }
+
+    /// A message in flight longer than `limit` makes the app not ready (`/health/ready`
+    /// answers 503), as SmallRye's stuck-record detection does. Default 60 s.
+    pub fn stuck_after(self, limit: Duration) -> Self {
+        self.map_runtime(|app| app.stuck_after(limit))
+    }
+
+    /// Serves GET `path` from the app's HTTP server (started by `run --health-port`), beside
+    /// the health probes: a metrics endpoint, for one.
+    ///
+    /// ```
+    /// use faststream::FastStream;
+    /// use faststream::http::HttpResponse;
+    /// use faststream::kafka::KafkaBroker;
+    ///
+    /// let app = FastStream::new(KafkaBroker::new("localhost:9092"))
+    ///     .http_route("/version", || HttpResponse::text(200, "1.0.0\n"));
+    /// ```
+    #[cfg(feature = "http")]
+    pub fn http_route(
+        mut self,
+        path: impl Into<String>,
+        handler: impl Fn() -> crate::http::HttpResponse + Send + Sync + 'static,
+    ) -> Self {
+        self.http_routes.push((path.into(), Arc::new(handler)));
+        self
+    }
+
+    /// The extra routes added with [`FastStream::http_route`].
+    #[cfg(feature = "http")]
+    pub fn http_routes(&self) -> &[(String, crate::http::RouteHandler)] {
+        &self.http_routes
     }
 
     /// Starts consuming and returns a handle to stop the app; use [`FastStream::run`] to run

@@ -91,17 +91,20 @@
 mod app;
 #[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod logging;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use app::FastStream;
 pub use faststream_core::{
-    app::HookOutput, broker, codec, extract, message, middleware, policy, publisher, reply, Ack,
-    AckPolicy, App, Backoff, Broker, Delivered, Error, ErrorPolicy, Exhausted, FromMessage,
-    Handler, HandlerError, Header, HeaderName, Headers, IntoReply, IntoSubscriber, Key, Message,
-    Meta, OffsetReset, Publish, PublishError, Publisher, PublisherConfig, Record, Registry, Reply,
-    Response, Result, RunningApp, StartupOptions, State, SubscriberConfig, TopicPartition,
+    app::HookOutput, broker, codec, extract, health, message, middleware, policy, publisher, reply,
+    Ack, AckPolicy, App, AppHealth, Backoff, Broker, Delivered, Error, ErrorPolicy, Exhausted,
+    FromMessage, Handler, HandlerError, Header, HeaderName, Headers, HealthProbe, IntoReply,
+    IntoSubscriber, Key, Message, Meta, OffsetReset, Publish, PublishError, Publisher,
+    PublisherConfig, Record, Registry, Reply, Response, Result, RunningApp, StartupOptions, State,
+    SubscriberConfig, SubscriberHealth, SubscriberState, TopicPartition,
 };
 
 /// tower, whose `Layer` and `Service` traits middlewares implement (the version the runtime

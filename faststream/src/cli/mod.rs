@@ -73,6 +73,14 @@ pub enum CliError {
         /// The parser's message.
         message: String,
     },
+    /// The health server could not listen.
+    #[error("cannot serve health on {addr}: {source}")]
+    HealthBind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The docs server could not serve.
     #[error(transparent)]
     Serve(#[from] ServeError),
@@ -163,6 +171,13 @@ pub struct RunArgs {
     /// Log line format (default: FASTSTREAM_LOG_FORMAT, else text).
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// Serve /health/live, /health/ready and /health (and the app's other HTTP routes, such
+    /// as /metrics) on this port.
+    #[arg(long, value_name = "PORT", visible_alias = "http-port")]
+    pub health_port: Option<u16>,
+    /// The address the health server binds to.
+    #[arg(long, value_name = "HOST", default_value = "127.0.0.1")]
+    pub health_host: std::net::IpAddr,
     /// Extra options handed to startup hooks: `--key value`, `--key=value` or `--flag`
     /// (true/false become booleans, numbers integers or floats, the rest text).
     #[arg(value_name = "--KEY VALUE", num_args = 0.., allow_hyphen_values = true)]
@@ -477,7 +492,33 @@ impl<B: Broker + DescribeServer> FastStream<B> {
                     run.log_level.as_deref(),
                     run.log_format.map(|f| f == LogFormat::Json),
                 );
-                self.run_with(options).await?;
+                let routes = self.http_routes().to_vec();
+                let running = self.start_with(options).await?;
+                let server = match run.health_port {
+                    Some(port) => {
+                        let addr = std::net::SocketAddr::new(run.health_host, port);
+                        let bound = crate::http::HttpServer::new()
+                            .health(running.health_probe())
+                            .routes(routes)
+                            .bind(addr)
+                            .await;
+                        let server = match bound {
+                            Ok(server) => server,
+                            Err(source) => {
+                                running.shutdown().await?;
+                                return Err(CliError::HealthBind { addr, source });
+                            }
+                        };
+                        tracing::info!("health at http://{}/health/ready", server.local_addr());
+                        Some(server)
+                    }
+                    None => None,
+                };
+                let outcome = running.run_until_signal().await;
+                if let Some(server) = server {
+                    server.stop().await;
+                }
+                outcome?;
                 Ok(())
             }
             AppCommand::Docs(DocsCommand::Gen(gen)) => {

@@ -4,7 +4,9 @@
 
 use super::partitioner::partition_for_key;
 use bytes::Bytes;
-use faststream_core::broker::{OffsetStore, PartitionWorkers, SubscribeOptions, Subscription};
+use faststream_core::broker::{
+    BufferBudget, OffsetStore, PartitionWorkers, SubscribeOptions, Subscription,
+};
 use faststream_core::message::{
     write_correlation_id, CONTENT_TYPE, CORRELATION_ID, CORRELATION_ID_LEN,
 };
@@ -321,7 +323,8 @@ impl Cluster {
         let (tx, rx) = mpsc::channel(FEED_AHEAD);
         let offsets: Arc<dyn OffsetStore> = Arc::new(GroupOffsets(Arc::clone(group)));
         let worker = Arc::clone(&member.workers).spawn(tp.clone(), rx, offsets, token.clone());
-        let feeder = tokio::spawn(feed(log, start, tx, token.clone()));
+        let budget = Arc::clone(member.workers.buffer());
+        let feeder = tokio::spawn(feed(log, start, tx, token.clone(), budget));
         Feed {
             token,
             worker,
@@ -344,6 +347,7 @@ async fn feed(
     mut position: i64,
     tx: mpsc::Sender<Message>,
     stop: CancellationToken,
+    budget: Arc<BufferBudget>,
 ) {
     loop {
         let appended = log.appended.notified();
@@ -361,9 +365,12 @@ async fn feed(
             }
         }
         for message in batch {
+            // Held like the Kafka consumer holds it: the worker releases it once finished.
+            let bytes = message.held_bytes();
+            budget.hold(bytes);
             tokio::select! {
-                _ = stop.cancelled() => return,
-                sent = tx.send(message) => if sent.is_err() { return },
+                _ = stop.cancelled() => { budget.release(bytes); return }
+                sent = tx.send(message) => if sent.is_err() { budget.release(bytes); return },
             }
             position += 1;
         }
