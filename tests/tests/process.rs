@@ -103,3 +103,106 @@ async fn sigterm_mid_stream_loses_nothing_and_a_restart_consumes_the_rest() {
         RECORDS as i64
     );
 }
+
+/// A child process killed when dropped.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The resident set of process `pid`, in bytes.
+fn resident_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS line");
+    kb * 1024
+}
+
+/// The app's `/health` JSON, once it answers.
+fn health_json(port: u16) -> Option<serde_json::Value> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(stream, "GET /health HTTP/1.0\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    serde_json::from_str(response.split_once("\r\n\r\n")?.1).ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_megabyte_records_behind_a_stuck_handler_keep_memory_bounded() {
+    const RECORD: usize = 900_000;
+    const COUNT: usize = 480; // 432 MB waiting in the topic
+    const BUDGET: u64 = 64 * 1024 * 1024; // the default max_buffer_bytes
+    let (input, output, group) = (unique("mem-in"), unique("mem-out"), unique("mem-g"));
+    create_topic(&input, 4).await;
+    create_topic(&output, 4).await;
+    let body = format!("\"{}\"", "x".repeat(RECORD - 2));
+    for chunk in (0..COUNT).collect::<Vec<_>>().chunks(40) {
+        produce(
+            &input,
+            chunk
+                .iter()
+                .map(|i| Input::new(body.clone()).partition(*i as i32 % 4)),
+        )
+        .await;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let app = Command::new(env!("CARGO_BIN_EXE_sink"))
+        .env("SINK_IN", &input)
+        .env("SINK_OUT", &output)
+        .env("SINK_GROUP", &group)
+        // Every handler call takes ten minutes: records pile up in the app.
+        .env("SINK_DELAY_MS", "600000")
+        .env("SINK_HEALTH_PORT", port.to_string())
+        .env("FASTSTREAM_LOG", "info,librdkafka=warn")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("sink starts");
+    // Killed however the test ends.
+    let app = KillOnDrop(app);
+    let buffered = |health: &serde_json::Value| {
+        health["subscribers"][0]["buffered_bytes"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    wait_until(
+        Duration::from_secs(60),
+        "the app to fill its memory budget",
+        || health_json(port).is_some_and(|h| buffered(&h) >= BUDGET),
+    );
+    // Give the consumer time to over-fetch if nothing stopped it, sampling all along.
+    let (mut peak_rss, mut peak_buffered) = (0, 0);
+    let until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < until {
+        peak_rss = peak_rss.max(resident_bytes(app.0.id()));
+        if let Some(health) = health_json(port) {
+            peak_buffered = peak_buffered.max(buffered(&health));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(app);
+    eprintln!("peak buffered {peak_buffered} B, peak resident set {peak_rss} B");
+    // At most one record per partition past the budget: each is held when fetched.
+    assert!(
+        peak_buffered <= BUDGET + 4 * RECORD as u64,
+        "buffered {peak_buffered} B"
+    );
+    // The budget, librdkafka's own prefetch queue (64 MB by default) and the process itself;
+    // far below the 432 MB an unbounded consumer would pull in.
+    assert!(
+        peak_rss < 200 * 1024 * 1024,
+        "resident set {} MB",
+        peak_rss / (1024 * 1024)
+    );
+}

@@ -331,6 +331,14 @@ fn parse_log_level(text: &str) -> Result<String, String> {
 }
 
 const COMMANDS: &[&str] = &["run", "docs", "publish", "dlt", "help"];
+/// `run`'s own options (each takes a value); any other option goes to the startup hooks.
+const RUN_OPTIONS: &[&str] = &[
+    "--log-level",
+    "--log-format",
+    "--health-port",
+    "--http-port",
+    "--health-host",
+];
 
 /// Makes `run` the default command and moves `run`'s own flags in front of the extra options,
 /// so that `app --log-level debug --env x` and `app run --env x --log-level debug` both parse.
@@ -358,13 +366,11 @@ fn normalize(mut args: Vec<OsString>) -> Vec<OsString> {
             extra.extend(iter.by_ref());
             break;
         }
-        if matches!(text, "--log-level" | "--log-format") {
+        let flag = text.split_once('=').map_or(text, |(name, _)| name);
+        if RUN_OPTIONS.contains(&text) {
             known.push(arg);
             known.extend(iter.next());
-        } else if text.starts_with("--log-level=")
-            || text.starts_with("--log-format=")
-            || matches!(text, "-h" | "--help")
-        {
+        } else if (flag != text && RUN_OPTIONS.contains(&flag)) || matches!(text, "-h" | "--help") {
             known.push(arg);
         } else {
             extra.push(arg);
@@ -628,6 +634,21 @@ mod tests {
         };
         assert_eq!(run.extra, ["--env", "x"]);
         assert_eq!(run.log_format, Some(LogFormat::Json));
+        let cli = parse_args([
+            "app",
+            "--env",
+            "x",
+            "--health-port",
+            "8080",
+            "--health-host=0.0.0.0",
+        ])
+        .expect("parses");
+        let AppCommand::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(run.health_port, Some(8080));
+        assert_eq!(run.health_host.to_string(), "0.0.0.0");
+        assert_eq!(run.extra, ["--env", "x"]);
     }
 
     #[test]
