@@ -710,7 +710,9 @@ fn poll_loop(consumer: &Arc<KafkaConsumer>, shared: &Shared) {
             Some(Ok(record)) => shared.dispatch(consumer, &record),
             Some(Err(err)) => match classify(&err, &err.to_string()) {
                 ErrorClass::Fatal(cause) => shared.fail(cause),
-                _ => tracing::warn!(subscriber = %shared.name, "consumer error: {err}"),
+                // The client context already logged this event once (rdkafka hands every
+                // error event to both).
+                _ => tracing::debug!(subscriber = %shared.name, "consumer error: {err}"),
             },
         }
     }
