@@ -55,7 +55,8 @@ pub use policy::{ErrorPolicy, Exhausted};
 pub use publisher::Publisher;
 pub use reply::{IntoReply, Reply, Response};
 pub use subscriber::{
-    AckPolicy, Backoff, IntoSubscriber, OffsetReset, PublisherConfig, Registry, SubscriberConfig,
+    AckPolicy, Backoff, IntoSubscriber, OffsetReset, PartitionsCallback, PublisherConfig,
+    RebalanceHooks, Registry, SubscriberConfig,
 };
 
 #[doc(hidden)]

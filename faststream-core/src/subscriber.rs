@@ -6,7 +6,7 @@ use std::time::Duration;
 
 pub use crate::schema::SchemaFn;
 
-use crate::message::Message;
+use crate::message::{Message, TopicPartition};
 use crate::middleware::{BoxError, BoxMessageService, HandlerLayer};
 use crate::policy::ErrorPolicy;
 use crate::reply::Reply;
@@ -144,6 +144,45 @@ impl PublisherConfig {
     }
 }
 
+/// A callback given the partitions a rebalance assigned or revoked.
+pub type PartitionsCallback = Arc<dyn Fn(&[TopicPartition]) + Send + Sync>;
+
+/// A subscriber's rebalance callbacks (Kafka's `ConsumerRebalanceListener`, FastStream's
+/// rebalance listeners). They run on the consumer's thread, so they should be quick.
+#[derive(Clone, Default)]
+pub struct RebalanceHooks {
+    /// After partitions were assigned, before any of their records is handled.
+    pub on_assign: Option<PartitionsCallback>,
+    /// After the revoked partitions' in-flight work finished and its offsets were
+    /// committed (also when the subscriber stops).
+    pub on_revoke: Option<PartitionsCallback>,
+}
+
+impl RebalanceHooks {
+    /// Calls `on_assign` with `partitions` (when any).
+    pub fn assigned(&self, partitions: &[TopicPartition]) {
+        if let (Some(hook), false) = (&self.on_assign, partitions.is_empty()) {
+            hook(partitions);
+        }
+    }
+
+    /// Calls `on_revoke` with `partitions` (when any).
+    pub fn revoked(&self, partitions: &[TopicPartition]) {
+        if let (Some(hook), false) = (&self.on_revoke, partitions.is_empty()) {
+            hook(partitions);
+        }
+    }
+}
+
+impl std::fmt::Debug for RebalanceHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RebalanceHooks")
+            .field("on_assign", &self.on_assign.is_some())
+            .field("on_revoke", &self.on_revoke.is_some())
+            .finish()
+    }
+}
+
 /// The default of [`SubscriberConfig::max_buffer_bytes`]: 64 MiB.
 pub const DEFAULT_MAX_BUFFER_BYTES: usize = 64 * 1024 * 1024;
 
@@ -204,6 +243,8 @@ pub struct SubscriberConfig {
     pub error_policy: Option<ErrorPolicy>,
     /// The subscriber's own middleware layers, inside the app's (first added is outermost).
     pub layers: Vec<HandlerLayer>,
+    /// Callbacks on partition assignment and revocation.
+    pub rebalance: RebalanceHooks,
 }
 
 impl SubscriberConfig {
@@ -233,7 +274,30 @@ impl SubscriberConfig {
             no_reply: false,
             error_policy: None,
             layers: Vec::new(),
+            rebalance: RebalanceHooks::default(),
         }
+    }
+
+    /// Calls `hook` with the partitions each rebalance assigns to this subscriber, before
+    /// any of their records is handled.
+    ///
+    /// ```
+    /// use faststream_core::SubscriberConfig;
+    ///
+    /// let config = SubscriberConfig::new("orders", ["orders"])
+    ///     .on_assign(|partitions| println!("now consuming {partitions:?}"))
+    ///     .on_revoke(|partitions| println!("handed over {partitions:?}"));
+    /// ```
+    pub fn on_assign(mut self, hook: impl Fn(&[TopicPartition]) + Send + Sync + 'static) -> Self {
+        self.rebalance.on_assign = Some(Arc::new(hook));
+        self
+    }
+
+    /// Calls `hook` with the partitions each rebalance revokes from this subscriber (and all
+    /// of them when it stops), once their in-flight work finished and was committed.
+    pub fn on_revoke(mut self, hook: impl Fn(&[TopicPartition]) + Send + Sync + 'static) -> Self {
+        self.rebalance.on_revoke = Some(Arc::new(hook));
+        self
     }
 
     /// Sets what happens to a failed message: bounded retries, then a dead-letter topic, a

@@ -90,6 +90,8 @@ struct Shared {
     /// How long workers get to finish at shutdown, and on a revoke.
     graceful_timeout: Duration,
     rebalance_timeout: Duration,
+    /// The subscriber's rebalance callbacks.
+    hooks: faststream_core::RebalanceHooks,
     /// Bytes of records held, shared with the workers (which release them when finished).
     budget: Arc<BufferBudget>,
     /// The group assigned partitions at least once.
@@ -369,7 +371,11 @@ impl Shared {
     /// Stops the workers of `which` partitions (all when `None`): each finishes the record in
     /// hand and its publishes, and stores its offsets. Waits up to `timeout`, then aborts what
     /// is left (those records stay uncommitted and are delivered again).
-    fn stop_partitions(&self, which: Option<&TopicPartitionList>, timeout: Duration) {
+    fn stop_partitions(
+        &self,
+        which: Option<&TopicPartitionList>,
+        timeout: Duration,
+    ) -> Vec<TopicPartition> {
         let slots: Vec<(Arc<str>, i32, Slot)> = {
             let mut parts = self.partitions();
             let mut taken = Vec::new();
@@ -394,8 +400,12 @@ impl Shared {
             taken
         };
         if slots.is_empty() {
-            return;
+            return Vec::new();
         }
+        let stopped: Vec<TopicPartition> = slots
+            .iter()
+            .map(|(topic, partition, _)| TopicPartition::new(Arc::clone(topic), *partition))
+            .collect();
         let mut tasks = Vec::with_capacity(slots.len());
         for (_, _, slot) in &slots {
             slot.stop.cancel();
@@ -407,7 +417,7 @@ impl Shared {
         }
         if Handle::try_current().is_ok() {
             tracing::warn!(subscriber = %self.name, "partition stop requested from inside the runtime; not waiting for workers");
-            return;
+            return stopped;
         }
         let aborts: Vec<_> = tasks
             .iter()
@@ -425,6 +435,7 @@ impl Shared {
                 }
             }
         }
+        stopped
     }
 }
 
@@ -548,17 +559,21 @@ impl ConsumerContext for SubscriberContext {
         match rebalance {
             Rebalance::Revoke(tpl) => {
                 tracing::info!(subscriber = %self.shared.name, partitions = ?partition_names(tpl), "partitions revoked");
-                self.shared
+                let stopped = self
+                    .shared
                     .stop_partitions(Some(tpl), self.shared.rebalance_timeout);
                 commit_sync(consumer, &self.shared.name);
+                self.shared.hooks.revoked(&stopped);
             }
             Rebalance::Assign(_) => {}
             Rebalance::Error(err) => {
                 // rdkafka unassigns everything after a failed rebalance: stop like a revoke.
                 tracing::error!(subscriber = %self.shared.name, "rebalance failed: {err}");
-                self.shared
+                let stopped = self
+                    .shared
                     .stop_partitions(None, self.shared.rebalance_timeout);
                 commit_sync(consumer, &self.shared.name);
+                self.shared.hooks.revoked(&stopped);
             }
         }
     }
@@ -573,6 +588,12 @@ impl ConsumerContext for SubscriberContext {
                 tracing::warn!(subscriber = %self.shared.name, "cannot resume assigned partitions: {err}");
             }
             self.shared.assign(tpl);
+            let assigned: Vec<TopicPartition> = tpl
+                .elements()
+                .iter()
+                .map(|e| TopicPartition::new(e.topic(), e.partition()))
+                .collect();
+            self.shared.hooks.assigned(&assigned);
         }
     }
 
@@ -636,6 +657,7 @@ pub(crate) fn subscribe(
         joined: AtomicBool::new(false),
         failure: OnceLock::new(),
         health,
+        hooks: config.rebalance.clone(),
         name: config.name.clone(),
         workers,
         runtime: Handle::current(),
@@ -717,7 +739,8 @@ fn poll_loop(consumer: &Arc<KafkaConsumer>, shared: &Shared) {
         }
     }
     // Graceful stop: workers finish what they hold, then commit what they finished.
-    shared.stop_partitions(None, shared.graceful_timeout);
+    let stopped = shared.stop_partitions(None, shared.graceful_timeout);
     commit_sync(consumer, &shared.name);
+    shared.hooks.revoked(&stopped);
     consumer.unsubscribe();
 }

@@ -734,3 +734,135 @@ async fn members_joining_and_leaving_rebalance_the_group() {
 async fn seed_example_from_env() {
     seed_on_own_topics(TestBroker::from_env()).await;
 }
+
+/// What one app's rebalance callbacks saw: the partitions it owns now, and every event.
+#[derive(Default)]
+struct Ownership {
+    owned: std::collections::BTreeSet<i32>,
+    events: Vec<String>,
+}
+
+type Owned = Arc<std::sync::Mutex<Ownership>>;
+
+/// A subscriber on `input` in `group` whose rebalance callbacks keep `owned` up to date.
+fn rebalance_watcher(name: &str, input: &str, group: &str, owned: &Owned) -> SubscriberConfig {
+    let (on_assign, on_revoke) = (Arc::clone(owned), Arc::clone(owned));
+    SubscriberConfig::new(name, [input])
+        .group_id(group)
+        .on_assign(move |partitions| {
+            let mut o = on_assign.lock().unwrap();
+            o.owned.extend(partitions.iter().map(|tp| tp.partition));
+            o.events.push(format!("assign {partitions:?}"));
+        })
+        .on_revoke(move |partitions| {
+            let mut o = on_revoke.lock().unwrap();
+            for tp in partitions {
+                o.owned.remove(&tp.partition);
+            }
+            o.events.push(format!("revoke {partitions:?}"));
+        })
+}
+
+async fn owned_until(owned: &Owned, what: &str, condition: impl Fn(&Ownership) -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !condition(&owned.lock().unwrap()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {:?}",
+            owned.lock().unwrap().events
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn rebalance_hooks(broker: TestBroker) {
+    let input = unique("tb-rebalance");
+    let group = unique("tb-rebalance-g");
+    broker.create_topic(&input, 2).await.unwrap();
+    let (first, second): (Owned, Owned) = Default::default();
+    let a = TestBroker::start(FastStream::new(broker.clone()).subscriber(
+        rebalance_watcher("first", &input, &group, &first),
+        |_n: i64| async move {},
+    ))
+    .await
+    .unwrap();
+    owned_until(&first, "the first app to own both partitions", |o| {
+        o.owned.len() == 2
+    })
+    .await;
+    for n in 0..10_i64 {
+        let record = Record::encode(input.as_str(), &n)
+            .unwrap()
+            .partition((n % 2) as i32);
+        a.publish_record(record).await.unwrap();
+    }
+    a.calls("first").wait_for(10).await;
+
+    // A second member joins: the first hands over a partition, committing its work before
+    // its revoke callback runs.
+    let b = TestBroker::start(FastStream::new(broker.clone()).subscriber(
+        rebalance_watcher("second", &input, &group, &second),
+        |_n: i64| async move {},
+    ))
+    .await
+    .unwrap();
+    owned_until(&second, "the second app to own a partition", |o| {
+        !o.owned.is_empty()
+    })
+    .await;
+    owned_until(&first, "the first app to be left with one", |o| {
+        o.owned.len() == 1
+    })
+    .await;
+    {
+        let (f, s) = (first.lock().unwrap(), second.lock().unwrap());
+        assert!(
+            f.owned.is_disjoint(&s.owned),
+            "{:?} {:?}",
+            f.events,
+            s.events
+        );
+        assert_eq!(f.owned.len() + s.owned.len(), 2);
+        assert!(
+            f.events.iter().any(|e| e.starts_with("revoke")),
+            "{:?}",
+            f.events
+        );
+    }
+    // The partition that moved was committed before the hand-over: the new owner starts
+    // after the first app's five records.
+    let moved: Vec<i32> = second.lock().unwrap().owned.iter().copied().collect();
+    for partition in moved {
+        assert_eq!(
+            broker.committed(&group, &input, partition).await,
+            Some(5),
+            "partition {partition}'s five records were committed by the revoke"
+        );
+    }
+    // Nothing committed is handled again by the new owner.
+    b.calls("second").assert_not_called();
+
+    // The second leaves: the first takes everything back; then it stops and revokes all.
+    b.shutdown().await.unwrap();
+    assert!(
+        second.lock().unwrap().owned.is_empty(),
+        "a stopping app revokes what it owns"
+    );
+    owned_until(&first, "the first app to own both again", |o| {
+        o.owned.len() == 2
+    })
+    .await;
+    a.shutdown().await.unwrap();
+    let f = first.lock().unwrap();
+    assert!(f.owned.is_empty(), "{:?}", f.events);
+    assert!(
+        f.events.first().is_some_and(|e| e.starts_with("assign")),
+        "{:?}",
+        f.events
+    );
+}
+both_modes!(
+    rebalance_hooks_follow_the_group_in_memory,
+    rebalance_hooks_follow_the_group_on_kafka,
+    rebalance_hooks
+);

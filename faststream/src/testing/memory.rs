@@ -10,6 +10,7 @@ use faststream_core::broker::{
 use faststream_core::message::{
     write_correlation_id, CONTENT_TYPE, CORRELATION_ID, CORRELATION_ID_LEN,
 };
+use faststream_core::RebalanceHooks;
 use faststream_core::{
     Delivered, Error, Headers, Message, OffsetReset, PublishError, Record, Result,
     SubscriberConfig, TopicPartition,
@@ -235,6 +236,7 @@ impl Cluster {
             workers,
             stop: options.stop.clone(),
             reset: config.auto_offset_reset.unwrap_or(self.default_reset),
+            hooks: config.rebalance.clone(),
             owned: Mutex::default(),
         });
         {
@@ -278,6 +280,7 @@ impl Cluster {
         }
         // Revoke first, so no partition ever has two owners.
         let mut revoked = Vec::new();
+        let mut moved = Vec::new();
         for member in &members {
             let keep = desired.get(&member.id);
             let mut owned = lock(&member.owned);
@@ -286,23 +289,34 @@ impl Cluster {
                 .filter(|tp| keep.is_none_or(|k| !k.contains(*tp)))
                 .cloned()
                 .collect();
-            for tp in moving {
-                if let Some(feed) = owned.remove(&tp) {
+            for tp in &moving {
+                if let Some(feed) = owned.remove(tp) {
                     revoked.push(feed);
                 }
             }
+            moved.push((member, moving));
         }
         stop_feeds(revoked, timeout).await;
+        // As on Kafka: a revoke callback runs once that work is committed.
+        for (member, moving) in moved {
+            member.hooks.revoked(&moving);
+        }
         for member in active {
             let Some(wanted) = desired.get(&member.id) else {
                 continue;
             };
-            for tp in wanted {
-                if lock(&member.owned).contains_key(tp) {
-                    continue;
-                }
+            let new: Vec<TopicPartition> = {
+                let owned = lock(&member.owned);
+                wanted
+                    .iter()
+                    .filter(|tp| !owned.contains_key(*tp))
+                    .cloned()
+                    .collect()
+            };
+            member.hooks.assigned(&new);
+            for tp in new {
                 let feed = self.start_feed(group, member, tp.clone());
-                lock(&member.owned).insert(tp.clone(), feed);
+                lock(&member.owned).insert(tp, feed);
             }
         }
     }
@@ -403,6 +417,7 @@ struct Member {
     workers: Arc<dyn PartitionWorkers>,
     stop: CancellationToken,
     reset: OffsetReset,
+    hooks: RebalanceHooks,
     owned: Mutex<HashMap<TopicPartition, Feed>>,
 }
 
@@ -448,8 +463,10 @@ impl Subscription for MemorySubscription {
         Box::pin(async move {
             self.options.stop.cancelled().await;
             let _rebalancing = self.group.rebalancing.lock().await;
-            let feeds: Vec<Feed> = lock(&self.member.owned).drain().map(|(_, f)| f).collect();
+            let (partitions, feeds): (Vec<TopicPartition>, Vec<Feed>) =
+                lock(&self.member.owned).drain().unzip();
             stop_feeds(feeds, self.options.graceful_timeout).await;
+            self.member.hooks.revoked(&partitions);
             lock(&self.group.members).retain(|m| m.id != self.member.id);
             // The members left (of other apps on this broker) take over.
             self.cluster
