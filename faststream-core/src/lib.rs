@@ -56,7 +56,7 @@ pub use publisher::Publisher;
 pub use reply::{IntoReply, Reply, Response};
 pub use subscriber::{
     AckPolicy, Backoff, IntoSubscriber, OffsetReset, PartitionsCallback, PublisherConfig,
-    RebalanceHooks, Registry, SubscriberConfig,
+    RebalanceHooks, Registry, StartFrom, SubscriberConfig,
 };
 
 #[doc(hidden)]

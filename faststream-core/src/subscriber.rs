@@ -56,6 +56,24 @@ impl OffsetReset {
     }
 }
 
+/// Where a subscriber with explicit partitions ([`SubscriberConfig::partitions`]) starts
+/// reading each of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartFrom {
+    /// Where the group last committed, else as [`SubscriberConfig::auto_offset_reset`] says.
+    #[default]
+    Committed,
+    /// The oldest retained record.
+    Earliest,
+    /// The next record produced.
+    Latest,
+    /// This offset.
+    Offset(i64),
+    /// The first record with a timestamp at or after this one (milliseconds since the Unix
+    /// epoch), or the end when there is none.
+    Timestamp(i64),
+}
+
 /// Exponential backoff between redeliveries of a failing message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
@@ -245,6 +263,12 @@ pub struct SubscriberConfig {
     pub layers: Vec<HandlerLayer>,
     /// Callbacks on partition assignment and revocation.
     pub rebalance: RebalanceHooks,
+    /// Explicit partitions to read, without joining the group's rebalancing (the group id
+    /// still names where offsets are committed). Empty: subscribe to the topics as a group
+    /// member.
+    pub assignment: Vec<TopicPartition>,
+    /// Where explicitly assigned partitions start.
+    pub start_from: StartFrom,
 }
 
 impl SubscriberConfig {
@@ -275,7 +299,42 @@ impl SubscriberConfig {
             error_policy: None,
             layers: Vec::new(),
             rebalance: RebalanceHooks::default(),
+            assignment: Vec::new(),
+            start_from: StartFrom::Committed,
         }
+    }
+
+    /// Reads these partitions of each of the subscriber's topics, assigned explicitly rather
+    /// than by the group (FastStream's `partitions=[...]`): no rebalancing, so several
+    /// instances may read the same partitions. Offsets are still committed under the group
+    /// id, so a restart resumes where it stopped (see [`SubscriberConfig::start_from`]).
+    ///
+    /// ```
+    /// use faststream_core::{StartFrom, SubscriberConfig};
+    ///
+    /// let audit = SubscriberConfig::new("audit", ["orders"])
+    ///     .partitions([0, 1])
+    ///     .start_from(StartFrom::Earliest);
+    /// assert_eq!(audit.assignment.len(), 2);
+    /// ```
+    pub fn partitions(mut self, partitions: impl IntoIterator<Item = i32>) -> Self {
+        let partitions: Vec<i32> = partitions.into_iter().collect();
+        self.assignment = self
+            .topics
+            .iter()
+            .flat_map(|topic| {
+                partitions
+                    .iter()
+                    .map(move |p| TopicPartition::new(topic.as_str(), *p))
+            })
+            .collect();
+        self
+    }
+
+    /// Where explicitly assigned partitions start (default: the committed offset).
+    pub fn start_from(mut self, start: StartFrom) -> Self {
+        self.start_from = start;
+        self
     }
 
     /// Calls `hook` with the partitions each rebalance assigns to this subscriber, before

@@ -18,7 +18,9 @@ use faststream_core::broker::{
     BufferBudget, OffsetStore, PartitionHealth, PartitionWorkers, SubscribeOptions, Subscription,
     SubscriptionHealth,
 };
-use faststream_core::{Error, Headers, Message, Result, SubscriberConfig, TopicPartition};
+use faststream_core::{
+    Error, Headers, Message, Result, StartFrom, SubscriberConfig, TopicPartition,
+};
 use futures::future::BoxFuture;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
@@ -678,15 +680,19 @@ pub(crate) fn subscribe(
                 config.name
             ))
         })?;
-    let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
-    consumer.subscribe(&topics).map_err(|err| {
-        Error::Broker(format!(
-            "cannot subscribe `{}` to {topics:?}: {err}",
-            config.name
-        ))
-    })?;
     let consumer = Arc::new(consumer);
     let _ = shared.consumer.set(Arc::downgrade(&consumer));
+    if config.assignment.is_empty() {
+        let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics).map_err(|err| {
+            Error::Broker(format!(
+                "cannot subscribe `{}` to {topics:?}: {err}",
+                config.name
+            ))
+        })?;
+    } else {
+        assign_explicitly(&consumer, &shared, &config)?;
+    }
     let (finished_tx, finished) = oneshot::channel();
     let thread_shared = Arc::clone(&shared);
     let shared_for_health = Arc::clone(&shared);
@@ -706,6 +712,56 @@ pub(crate) fn subscribe(
         stop,
         finished: Some(finished),
     }))
+}
+
+/// Reads `config.assignment` without joining the group's rebalancing, each partition from
+/// `config.start_from`.
+fn assign_explicitly(
+    consumer: &KafkaConsumer,
+    shared: &Shared,
+    config: &SubscriberConfig,
+) -> Result<()> {
+    let cannot = |err: KafkaError| {
+        Error::Broker(format!(
+            "cannot assign {:?} to `{}`: {err}",
+            config.assignment, config.name
+        ))
+    };
+    let mut tpl = TopicPartitionList::new();
+    for tp in &config.assignment {
+        let offset = match config.start_from {
+            StartFrom::Committed => Offset::Stored,
+            StartFrom::Earliest => Offset::Beginning,
+            StartFrom::Latest => Offset::End,
+            StartFrom::Offset(offset) => Offset::Offset(offset),
+            // Resolved below: the broker finds the offset for the time.
+            StartFrom::Timestamp(millis) => Offset::Offset(millis),
+        };
+        tpl.add_partition_offset(&tp.topic, tp.partition, offset)
+            .map_err(cannot)?;
+    }
+    if let StartFrom::Timestamp(_) = config.start_from {
+        tpl = consumer
+            .offsets_for_times(tpl, Duration::from_secs(10))
+            .map_err(cannot)?;
+        // No record at or after the time: start at the end.
+        let past_the_end: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .filter(|e| !matches!(e.offset(), Offset::Offset(o) if o >= 0))
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        for (topic, partition) in past_the_end {
+            tpl.set_partition_offset(&topic, partition, Offset::End)
+                .map_err(cannot)?;
+        }
+    }
+    consumer.assign(&tpl).map_err(cannot)?;
+    tracing::info!(subscriber = %shared.name, partitions = ?partition_names(&tpl), "partitions assigned explicitly");
+    shared.assign(&tpl);
+    shared.joined.store(true, Ordering::Relaxed);
+    shared.hooks.assigned(&config.assignment);
+    Ok(())
 }
 
 fn poll_loop(consumer: &Arc<KafkaConsumer>, shared: &Shared) {

@@ -103,8 +103,9 @@ pub use faststream_core::{
     Ack, AckPolicy, App, AppHealth, Backoff, Broker, Delivered, Error, ErrorPolicy, Exhausted,
     FromMessage, Handler, HandlerError, Header, HeaderName, Headers, HealthProbe, IntoReply,
     IntoSubscriber, Key, Message, Meta, OffsetReset, Publish, PublishError, Publisher,
-    PublisherConfig, Record, Registry, Reply, Response, Result, RunningApp, StartupOptions, State,
-    SubscriberConfig, SubscriberHealth, SubscriberState, TopicPartition,
+    PublisherConfig, RebalanceHooks, Record, Registry, Reply, Response, Result, RunningApp,
+    StartFrom, StartupOptions, State, SubscriberConfig, SubscriberHealth, SubscriberState,
+    TopicPartition,
 };
 
 /// tower, whose `Layer` and `Service` traits middlewares implement (the version the runtime

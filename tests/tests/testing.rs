@@ -866,3 +866,91 @@ both_modes!(
     rebalance_hooks_follow_the_group_on_kafka,
     rebalance_hooks
 );
+
+async fn explicit_partitions(broker: TestBroker) {
+    use faststream::StartFrom;
+    let input = unique("tb-assign");
+    broker.create_topic(&input, 3).await.unwrap();
+    let publish = |partition: i32, n: i64| {
+        let broker = broker.clone();
+        let input = input.clone();
+        async move {
+            let record = Record::encode(input.as_str(), &n)
+                .unwrap()
+                .partition(partition);
+            broker.publish_record(record).await.unwrap();
+        }
+    };
+    for partition in 0..3 {
+        for i in 0..2 {
+            publish(partition, i64::from(partition) * 10 + i).await;
+        }
+    }
+    // Records 2 and 3 of partition 0 are written after this time (the pause only makes
+    // their timestamps differ from the first two's).
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let cut = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    for partition in 0..3 {
+        for i in 2..4 {
+            publish(partition, i64::from(partition) * 10 + i).await;
+        }
+    }
+    let app = FastStream::new(broker.clone())
+        .subscriber(
+            SubscriberConfig::new("picky", [input.as_str()])
+                .group_id(unique("tb-g"))
+                .partitions([0, 2]),
+            |_n: i64| async move {},
+        )
+        .subscriber(
+            SubscriberConfig::new("from-offset", [input.as_str()])
+                .group_id(unique("tb-g"))
+                .partitions([1])
+                .start_from(StartFrom::Offset(2)),
+            |_n: i64| async move {},
+        )
+        .subscriber(
+            SubscriberConfig::new("from-time", [input.as_str()])
+                .group_id(unique("tb-g"))
+                .partitions([0])
+                .start_from(StartFrom::Timestamp(cut)),
+            |_n: i64| async move {},
+        );
+    let test = TestBroker::start(app).await.unwrap();
+    let payloads = |calls: Vec<faststream::testing::Call>| {
+        let mut p: Vec<i64> = calls.iter().map(|c| c.json().as_i64().unwrap()).collect();
+        p.sort();
+        p
+    };
+    let from_offset = test.calls("from-offset");
+    assert_eq!(payloads(from_offset.wait_for(2).await), [12, 13]);
+    let from_time = test.calls("from-time");
+    assert_eq!(payloads(from_time.wait_for(2).await), [2, 3]);
+    let picky = test.calls("picky");
+    assert_eq!(
+        payloads(picky.wait_for(8).await),
+        [0, 1, 2, 3, 20, 21, 22, 23]
+    );
+    // One more record on each partition reaches only the subscribers reading it.
+    for partition in 0..3 {
+        publish(partition, 100 + i64::from(partition)).await;
+    }
+    assert_eq!(payloads(from_offset.wait_for(3).await), [12, 13, 101]);
+    assert_eq!(payloads(picky.wait_for(10).await).len(), 10);
+    assert_eq!(payloads(from_time.wait_for(3).await), [2, 3, 100]);
+    assert_eq!(
+        payloads(picky.all()),
+        [0, 1, 2, 3, 20, 21, 22, 23, 100, 102]
+    );
+    assert_eq!(from_offset.all().len(), 3);
+    test.shutdown().await.unwrap();
+}
+both_modes!(
+    explicit_partitions_and_start_positions_in_memory,
+    explicit_partitions_and_start_positions_on_kafka,
+    explicit_partitions
+);

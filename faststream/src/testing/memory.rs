@@ -10,11 +10,11 @@ use faststream_core::broker::{
 use faststream_core::message::{
     write_correlation_id, CONTENT_TYPE, CORRELATION_ID, CORRELATION_ID_LEN,
 };
-use faststream_core::RebalanceHooks;
 use faststream_core::{
     Delivered, Error, Headers, Message, OffsetReset, PublishError, Record, Result,
     SubscriberConfig, TopicPartition,
 };
+use faststream_core::{RebalanceHooks, StartFrom};
 use futures::future::BoxFuture;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -239,10 +239,26 @@ impl Cluster {
             hooks: config.rebalance.clone(),
             owned: Mutex::default(),
         });
-        {
+        if config.assignment.is_empty() {
             let _rebalancing = group.rebalancing.lock().await;
             lock(&group.members).push(Arc::clone(&member));
             self.rebalance(&group, options.rebalance_timeout).await;
+        } else {
+            // Explicit partitions: no group membership, no rebalancing.
+            for tp in &config.assignment {
+                if tp.partition < 0 || tp.partition as usize >= self.partitions(&tp.topic).len() {
+                    return Err(faststream_core::Error::Broker(format!(
+                        "cannot assign {tp} to `{}`: no such partition",
+                        config.name
+                    )));
+                }
+            }
+            member.hooks.assigned(&config.assignment);
+            for tp in &config.assignment {
+                let from = self.start_position(tp, config.start_from);
+                let feed = self.start_feed_at(&group, &member, tp.clone(), from);
+                lock(&member.owned).insert(tp.clone(), feed);
+            }
         }
         Ok(Box::new(MemorySubscription {
             cluster: Arc::clone(self),
@@ -324,15 +340,42 @@ impl Cluster {
     /// Starts feeding `tp` to a new partition worker of `member`, from the group's committed
     /// offset (or the member's reset policy).
     fn start_feed(&self, group: &Arc<Group>, member: &Member, tp: TopicPartition) -> Feed {
+        self.start_feed_at(group, member, tp, None)
+    }
+
+    /// Where an explicitly assigned partition starts; `None`: the committed offset.
+    fn start_position(&self, tp: &TopicPartition, start: StartFrom) -> Option<i64> {
         let log = Arc::clone(&self.partitions(&tp.topic)[tp.partition as usize]);
-        let start =
-            lock(&group.committed)
-                .get(&tp)
-                .copied()
-                .unwrap_or_else(|| match member.reset {
-                    OffsetReset::Earliest => 0,
-                    OffsetReset::Latest => log.len(),
-                });
+        match start {
+            StartFrom::Committed => None,
+            StartFrom::Earliest => Some(0),
+            StartFrom::Latest => Some(log.len()),
+            StartFrom::Offset(offset) => Some(offset.clamp(0, log.len())),
+            StartFrom::Timestamp(millis) => {
+                let records = lock(&log.records);
+                let first = records
+                    .iter()
+                    .position(|m| m.timestamp.is_some_and(|t| t >= millis))
+                    .unwrap_or(records.len());
+                Some(first as i64)
+            }
+        }
+    }
+
+    /// [`Cluster::start_feed`] from `from` when given.
+    fn start_feed_at(
+        &self,
+        group: &Arc<Group>,
+        member: &Member,
+        tp: TopicPartition,
+        from: Option<i64>,
+    ) -> Feed {
+        let log = Arc::clone(&self.partitions(&tp.topic)[tp.partition as usize]);
+        let committed = lock(&group.committed).get(&tp).copied();
+        let start = from.or(committed).unwrap_or_else(|| match member.reset {
+            OffsetReset::Earliest => 0,
+            OffsetReset::Latest => log.len(),
+        });
         let token = member.stop.child_token();
         let (tx, rx) = mpsc::channel(FEED_AHEAD);
         let offsets: Arc<dyn OffsetStore> = Arc::new(GroupOffsets(Arc::clone(group)));
