@@ -34,6 +34,7 @@ pub mod health;
 pub mod message;
 pub mod middleware;
 pub mod options;
+pub mod pattern;
 pub mod policy;
 mod progress;
 pub mod publisher;

@@ -8,6 +8,7 @@ pub use crate::schema::SchemaFn;
 
 use crate::message::{Message, TopicPartition};
 use crate::middleware::{BoxError, BoxMessageService, HandlerLayer};
+use crate::pattern::TopicPattern;
 use crate::policy::ErrorPolicy;
 use crate::reply::Reply;
 use tower::{Layer, Service};
@@ -269,6 +270,8 @@ pub struct SubscriberConfig {
     pub assignment: Vec<TopicPartition>,
     /// Where explicitly assigned partitions start.
     pub start_from: StartFrom,
+    /// The topic pattern the subscriber reads (its `topics` then hold the pattern's regex).
+    pub pattern: Option<Arc<TopicPattern>>,
 }
 
 impl SubscriberConfig {
@@ -301,7 +304,27 @@ impl SubscriberConfig {
             rebalance: RebalanceHooks::default(),
             assignment: Vec::new(),
             start_from: StartFrom::Committed,
+            pattern: None,
         }
+    }
+
+    /// Reads every topic matching `template` (FastStream's `pattern=`): literal text and
+    /// `{name}` parameters, each one or more characters, which handlers take with the
+    /// [`Path`](crate::pattern::Path) extractor. Replaces the topics given to `new`. On
+    /// Kafka, matching topics created later are picked up at librdkafka's next metadata
+    /// refresh (`topic.metadata.refresh.interval.ms`).
+    ///
+    /// ```
+    /// use faststream_core::SubscriberConfig;
+    ///
+    /// let config = SubscriberConfig::new("orders", Vec::<String>::new()).pattern("orders-{region}");
+    /// assert_eq!(config.topics, [r"^orders-(.+)$"]);
+    /// ```
+    pub fn pattern(mut self, template: impl Into<String>) -> Self {
+        let pattern = TopicPattern::new(template);
+        self.topics = vec![pattern.regex()];
+        self.pattern = Some(Arc::new(pattern));
+        self
     }
 
     /// Reads these partitions of each of the subscriber's topics, assigned explicitly rather

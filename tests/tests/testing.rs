@@ -954,3 +954,49 @@ both_modes!(
     explicit_partitions_and_start_positions_on_kafka,
     explicit_partitions
 );
+
+async fn topic_pattern(broker: TestBroker) {
+    use faststream::pattern::Path;
+    let prefix = unique("tb-pattern");
+    let output = unique("tb-pattern-out");
+    for region in ["eu", "us"] {
+        broker
+            .create_topic(&format!("{prefix}-{region}"), 1)
+            .await
+            .unwrap();
+    }
+    broker
+        .create_topic(&format!("{prefix}x-eu"), 1)
+        .await
+        .unwrap();
+    let app = FastStream::new(broker.clone()).subscriber(
+        SubscriberConfig::new("regional", Vec::<String>::new())
+            .group_id(unique("tb-g"))
+            .pattern(format!("{prefix}-{{region}}"))
+            .publish_to(output.as_str()),
+        |Path(region): Path<String>, n: i64| async move { format!("{region}:{n}") },
+    );
+    let test = TestBroker::start(app).await.unwrap();
+    for (topic, n) in [("-eu", 1), ("-us", 2), ("x-eu", 3), ("-eu", 4)] {
+        test.publish(n, format!("{prefix}{topic}").as_str())
+            .await
+            .unwrap();
+    }
+    let out = test.published(output.as_str());
+    let mut texts: Vec<String> = out
+        .wait_for(3)
+        .await
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+        .collect();
+    texts.sort();
+    assert_eq!(texts, ["eu:1", "eu:4", "us:2"]);
+    // The topic the pattern does not match was never read.
+    test.calls("regional").assert_called(3).await;
+    test.shutdown().await.unwrap();
+}
+both_modes!(
+    topic_pattern_with_path_parameters_in_memory,
+    topic_pattern_with_path_parameters_on_kafka,
+    topic_pattern
+);

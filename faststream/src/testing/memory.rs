@@ -10,6 +10,7 @@ use faststream_core::broker::{
 use faststream_core::message::{
     write_correlation_id, CONTENT_TYPE, CORRELATION_ID, CORRELATION_ID_LEN,
 };
+use faststream_core::pattern::TopicPattern;
 use faststream_core::{
     Delivered, Error, Headers, Message, OffsetReset, PublishError, Record, Result,
     SubscriberConfig, TopicPartition,
@@ -224,8 +225,10 @@ impl Cluster {
         workers: Arc<dyn PartitionWorkers>,
         options: SubscribeOptions,
     ) -> Result<Box<dyn Subscription>> {
-        for topic in &config.topics {
-            self.partitions(topic);
+        if config.pattern.is_none() {
+            for topic in &config.topics {
+                self.partitions(topic);
+            }
         }
         let group = self.group(config.effective_group_id());
         let member = Arc::new(Member {
@@ -233,6 +236,7 @@ impl Cluster {
                 .next_member
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             topics: config.topics.clone(),
+            pattern: config.pattern.clone(),
             workers,
             stop: options.stop.clone(),
             reset: config.auto_offset_reset.unwrap_or(self.default_reset),
@@ -275,15 +279,28 @@ impl Cluster {
     async fn rebalance(&self, group: &Arc<Group>, timeout: Duration) {
         let members: Vec<Arc<Member>> = lock(&group.members).clone();
         let active: Vec<&Arc<Member>> = members.iter().filter(|m| !m.stop.is_cancelled()).collect();
-        let topics: BTreeSet<&str> = active
+        let existing: Vec<String> = lock(&self.topics).keys().map(|t| t.to_string()).collect();
+        let reads = |member: &Member, topic: &str| match &member.pattern {
+            Some(pattern) => pattern.matches(topic),
+            None => member.topics.iter().any(|t| t == topic),
+        };
+        let topics: BTreeSet<String> = active
             .iter()
-            .flat_map(|m| m.topics.iter().map(String::as_str))
+            .flat_map(|m| match &m.pattern {
+                Some(pattern) => existing
+                    .iter()
+                    .filter(|t| pattern.matches(t))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+                None => m.topics.clone(),
+            })
             .collect();
         let mut desired: BTreeMap<u64, BTreeSet<TopicPartition>> = BTreeMap::new();
-        for topic in topics {
+        for topic in &topics {
+            let topic = topic.as_str();
             let consumers: Vec<u64> = active
                 .iter()
-                .filter(|m| m.topics.iter().any(|t| t == topic))
+                .filter(|m| reads(m, topic))
                 .map(|m| m.id)
                 .collect();
             let count = self.partitions(topic).len();
@@ -457,6 +474,8 @@ impl OffsetStore for GroupOffsets {
 struct Member {
     id: u64,
     topics: Vec<String>,
+    /// A pattern subscriber reads the topics matching it when the group rebalances.
+    pattern: Option<Arc<TopicPattern>>,
     workers: Arc<dyn PartitionWorkers>,
     stop: CancellationToken,
     reset: OffsetReset,
