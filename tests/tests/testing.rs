@@ -1000,3 +1000,78 @@ both_modes!(
     topic_pattern_with_path_parameters_on_kafka,
     topic_pattern
 );
+
+async fn dynamic_subscribers(broker: TestBroker) {
+    let (steady, added) = (unique("tb-steady"), unique("tb-added"));
+    let group = unique("tb-added-g");
+    broker.create_topic(&steady, 1).await.unwrap();
+    broker.create_topic(&added, 1).await.unwrap();
+    let mut test = TestBroker::start(FastStream::new(broker.clone()).subscriber(
+        SubscriberConfig::new("steady", [steady.as_str()]).group_id(unique("tb-g")),
+        |_n: i64| async move {},
+    ))
+    .await
+    .unwrap();
+    let config =
+        |name: &str| SubscriberConfig::new(name, [added.as_str()]).group_id(group.as_str());
+    test.subscribe(config("added"), |_n: i64| async move {})
+        .await
+        .unwrap();
+    let duplicate = test
+        .subscribe(config("added"), |_n: i64| async move {})
+        .await;
+    assert!(duplicate.is_err(), "names stay unique");
+    test.publish(1, added.as_str()).await.unwrap();
+    test.publish(10, steady.as_str()).await.unwrap();
+    test.calls("added").assert_called_once_with(1).await;
+    test.calls("steady").assert_called_once_with(10).await;
+
+    // Removed: it commits what it handled and leaves; the other keeps running.
+    test.unsubscribe("added").await.unwrap();
+    assert!(test.unsubscribe("added").await.is_err());
+    test.publish(2, added.as_str()).await.unwrap();
+    test.publish(11, steady.as_str()).await.unwrap();
+    test.calls("steady").wait_for(2).await;
+    assert_eq!(
+        test.calls("added").all().len(),
+        1,
+        "a removed subscriber handles nothing"
+    );
+    assert_eq!(broker.committed(&group, &added, 0).await, Some(1));
+    // A new subscriber in the same group starts after what the removed one committed.
+    test.subscribe(config("again"), |_n: i64| async move {})
+        .await
+        .unwrap();
+    test.calls("again").assert_called_once_with(2).await;
+    test.shutdown().await.unwrap();
+}
+both_modes!(
+    subscribers_added_and_removed_at_runtime_in_memory,
+    subscribers_added_and_removed_at_runtime_on_kafka,
+    dynamic_subscribers
+);
+
+async fn batch_publish(broker: TestBroker) {
+    let topic = unique("tb-batch-pub");
+    broker.create_topic(&topic, 2).await.unwrap();
+    let records = (0..6_i64).map(|n| {
+        Record::encode(topic.as_str(), &n)
+            .unwrap()
+            .partition((n % 2) as i32)
+    });
+    let delivered = broker.publish_batch(records).await.unwrap();
+    let places: Vec<(i32, i64)> = delivered.iter().map(|d| (d.partition, d.offset)).collect();
+    assert_eq!(places, [(0, 0), (1, 0), (0, 1), (1, 1), (0, 2), (1, 2)]);
+    let written: Vec<i64> = broker
+        .records(&topic)
+        .await
+        .iter()
+        .map(|m| serde_json::from_slice(&m.payload).unwrap())
+        .collect();
+    assert_eq!(written, [0, 2, 4, 1, 3, 5]);
+}
+both_modes!(
+    publish_batch_writes_every_record_in_order_in_memory,
+    publish_batch_writes_every_record_in_order_on_kafka,
+    batch_publish
+);
