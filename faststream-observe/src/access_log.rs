@@ -23,7 +23,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tracing::Level;
+/// The level of the lines (`tracing`'s).
+pub use tracing::Level;
 
 /// The access log of every subscriber of an app, at one level.
 #[derive(Debug, Clone, Copy)]
