@@ -44,6 +44,7 @@ pub struct FastStream<B: Broker> {
     #[cfg(feature = "http")]
     http_routes: Vec<(String, crate::http::RouteHandler)>,
     /// The observability the app installed (see [`crate::observe`]).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     pub(crate) observed: crate::observe::Observed,
 }
 
