@@ -685,6 +685,40 @@ mod tests {
     }
 
     #[test]
+    fn observability_options_are_run_options_not_extras() {
+        let cli = parse_args(["app", "--env", "x", "--access-log", "info"]).unwrap();
+        let AppCommand::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(run.extra, ["--env", "x"]);
+        assert_eq!(run.access_log, Some(crate::observe::Level::INFO));
+        assert!(parse_args(["app", "--access-log=loud"]).is_err());
+        let cli = parse_args(["app", "--access-log=debug"]).unwrap();
+        let AppCommand::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(run.access_log, Some(crate::observe::Level::DEBUG));
+        assert!(run.extra.is_empty());
+    }
+
+    #[cfg(feature = "metrics")]
+    #[test]
+    fn metrics_switch_and_port() {
+        let cli = parse_args(["app", "--metrics", "--metrics-port", "9100", "--env", "x"]).unwrap();
+        let AppCommand::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert!(run.metrics);
+        assert_eq!(run.metrics_port, 9100);
+        assert_eq!(run.extra, ["--env", "x"]);
+        let cli = parse_args(["app"]).unwrap();
+        let AppCommand::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert!(!run.metrics, "metrics are off by default");
+    }
+
+    #[test]
     fn docs_and_publish_parse() {
         let cli = parse_args([
             "app",
