@@ -202,12 +202,12 @@ where
         attributes.extend([
             KeyValue::new("messaging.system", "kafka"),
             KeyValue::new("messaging.operation.type", "process"),
-            KeyValue::new("messaging.destination.name", message.topic.to_string()),
+            KeyValue::new("messaging.destination.name", Arc::clone(&message.topic)),
             KeyValue::new(
                 "messaging.destination.partition.id",
                 message.partition.to_string(),
             ),
-            KeyValue::new("messaging.consumer.group.name", self.group.to_string()),
+            KeyValue::new("messaging.consumer.group.name", Arc::clone(&self.group)),
             KeyValue::new("messaging.kafka.offset", message.offset),
             KeyValue::new(
                 "messaging.message.body.size",
@@ -351,7 +351,7 @@ where
         attributes.extend([
             KeyValue::new("messaging.system", "kafka"),
             KeyValue::new("messaging.operation.type", "send"),
-            KeyValue::new("messaging.destination.name", record.topic.to_string()),
+            KeyValue::new("messaging.destination.name", Arc::clone(&record.topic)),
         ]);
         if let Some(partition) = record.partition {
             attributes.push(KeyValue::new(
