@@ -147,6 +147,86 @@ struct Families {
     published: Family<PublishStatusLabels, Counter>,
     published_duration: HistogramFamily<DestinationLabels>,
     published_exceptions: Family<PublishExceptionLabels, Counter>,
+    /// Where the consumer lag is read from at each scrape (see [`Metrics::watch_lag`]).
+    lag_source: Mutex<Option<LagSource>>,
+}
+
+/// Reads the lag of every assigned partition.
+#[derive(Clone)]
+struct LagSource(Arc<dyn Fn() -> Vec<PartitionLag> + Send + Sync>);
+
+impl std::fmt::Debug for LagSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LagSource")
+    }
+}
+
+/// The consumer lag of one assigned partition, for [`Metrics::watch_lag`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    /// The subscriber's name.
+    pub subscriber: String,
+    /// Its consumer group.
+    pub group: String,
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// Records in the partition after the last one the subscriber finished.
+    pub lag: i64,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LagLabels {
+    app_name: String,
+    broker: &'static str,
+    subscriber: String,
+    group: String,
+    topic: String,
+    partition: i32,
+}
+
+/// Encodes `faststream_consumer_lag` from the lag source at each scrape.
+#[derive(Debug)]
+struct LagCollector(Arc<Families>);
+
+impl prometheus_client::collector::Collector for LagCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        let source = self
+            .0
+            .lag_source
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        let Some(source) = source else {
+            return Ok(());
+        };
+        let lags = (source.0)();
+        let mut family = encoder.encode_descriptor(
+            "faststream_consumer_lag",
+            "Records in each assigned partition after the last one its subscriber finished",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for lag in lags {
+            let labels = LagLabels {
+                app_name: self.0.app_name.clone(),
+                broker: BROKER,
+                subscriber: lag.subscriber,
+                group: lag.group,
+                topic: lag.topic,
+                partition: lag.partition,
+            };
+            prometheus_client::encoding::EncodeMetric::encode(
+                &prometheus_client::metrics::gauge::ConstGauge::new(lag.lag),
+                family.encode_family(&labels)?,
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// The metrics of one app: the families FastStream defines, in a Prometheus registry, and
@@ -177,7 +257,9 @@ impl Metrics {
             published: Family::default(),
             published_duration: Family::new_with_constructor(duration_histogram),
             published_exceptions: Family::default(),
+            lag_source: Mutex::new(None),
         };
+        let families = Arc::new(families);
         let mut registry = Registry::default();
         let prefixed = registry.sub_registry_with_prefix("faststream");
         // Counters get their `_total` suffix from the encoder.
@@ -226,8 +308,9 @@ impl Metrics {
             "Count of published messages exceptions by broker, destination and exception_type",
             families.published_exceptions.clone(),
         );
+        registry.register_collector(Box::new(LagCollector(Arc::clone(&families))));
         Self {
-            families: Arc::new(families),
+            families,
             registry: Arc::new(Mutex::new(registry)),
         }
     }
@@ -270,6 +353,33 @@ impl Metrics {
             tracing::error!("metrics could not be encoded: {err}");
         }
         text
+    }
+
+    /// Reports `faststream_consumer_lag{app_name, broker, subscriber, group, topic,
+    /// partition}`, a gauge read from `lags` at each render (replacing an earlier source).
+    ///
+    /// ```
+    /// use faststream_observe::metrics::{Metrics, PartitionLag};
+    /// let metrics = Metrics::new("app");
+    /// metrics.watch_lag(|| {
+    ///     vec![PartitionLag {
+    ///         subscriber: "orders".into(),
+    ///         group: "billing".into(),
+    ///         topic: "orders".into(),
+    ///         partition: 0,
+    ///         lag: 42,
+    ///     }]
+    /// });
+    /// assert!(metrics.render().contains(
+    ///     r#"faststream_consumer_lag{app_name="app",broker="kafka",subscriber="orders",group="billing",topic="orders",partition="0"} 42"#
+    /// ));
+    /// ```
+    pub fn watch_lag(&self, lags: impl Fn() -> Vec<PartitionLag> + Send + Sync + 'static) {
+        *self
+            .families
+            .lag_source
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(LagSource(Arc::new(lags)));
     }
 
     /// The handler-side layer of a subscriber (for [`App::layer_for`]).

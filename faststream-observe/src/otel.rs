@@ -79,6 +79,7 @@ impl Otel {
     }
 
     /// Spans from the global tracer provider (`opentelemetry::global`), scope `faststream`.
+    /// The tracer is taken when this is called: install the provider first.
     pub fn global() -> Self {
         Self {
             tracer: Arc::new(opentelemetry::global::tracer("faststream")),
