@@ -460,3 +460,24 @@ pub fn otlp_from_env() -> Result<opentelemetry_sdk::trace::SdkTracerProvider, Ot
     opentelemetry::global::set_tracer_provider(provider.clone());
     Ok(provider)
 }
+
+#[cfg(all(test, feature = "otlp"))]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::TracerProvider as _;
+
+    /// The exporter is built inside a tokio runtime (as `run --otel` does) without panicking,
+    /// and a span goes through it; the collector being absent only fails the export.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn otlp_exporter_builds_inside_the_runtime() {
+        let provider = otlp_from_env().expect("exporter from the environment");
+        let tracer = provider.tracer("test");
+        tracer.in_span("probe", |_cx| {});
+        let provider = provider.clone();
+        tokio::task::spawn_blocking(move || {
+            let _ = provider.shutdown();
+        })
+        .await
+        .expect("shutdown");
+    }
+}
