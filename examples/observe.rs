@@ -1,19 +1,19 @@
 //! Metrics, tracing and the access log on the quickstart handler.
 //!
 //! ```sh
-//! cargo run --example observe -- --access-log info        # /metrics on port 9090
-//! curl -s localhost:9090/metrics | grep faststream_received
+//! cargo run --example observe -- --health-port 8080
+//! curl -s localhost:8080/metrics | grep faststream_received
 //! ```
 //!
-//! The app records FastStream's Prometheus metrics and serves them itself (so it needs no
-//! `--metrics`), traces every message with the global OpenTelemetry tracer provider (a no-op
-//! until one is installed, e.g. by `run --otel` with the `otlp` feature), and writes the
-//! access log at INFO.
+//! The app records FastStream's Prometheus metrics (served on `/metrics` by the app's HTTP
+//! server beside the health probes), traces every message with the global OpenTelemetry
+//! tracer provider (a no-op until one is installed, e.g. by `run --otel` with the `otlp`
+//! feature), and writes the access log at INFO.
 
 use faststream::kafka::KafkaBroker;
 use faststream::observe::metrics::Metrics;
 use faststream::observe::otel::Otel;
-use faststream::observe::{Level, MetricsServer};
+use faststream::observe::Level;
 use faststream::{publisher, subscriber, FastStream};
 
 #[subscriber("in-topic")]
@@ -35,9 +35,10 @@ pub fn app(broker: KafkaBroker, metrics: &Metrics) -> FastStream<KafkaBroker> {
 async fn main() -> faststream::Result<()> {
     let bootstrap =
         std::env::var("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|_| "localhost:9092".to_owned());
-    let metrics = Metrics::new("observe-example");
-    let _server = MetricsServer::bind(metrics.clone(), ("0.0.0.0", 9090))
-        .await
-        .map_err(|err| faststream::Error::Config(err.to_string()))?;
-    app(KafkaBroker::new(bootstrap), &metrics).cli().await
+    app(
+        KafkaBroker::new(bootstrap),
+        &Metrics::new("observe-example"),
+    )
+    .cli()
+    .await
 }

@@ -4,7 +4,8 @@
 //! `run --otel`, `run --access-log info`).
 //!
 //! - [`metrics`] (feature `metrics`): Prometheus metrics with FastStream's names and labels,
-//!   served on `/metrics` by the app's HTTP server ([`crate::http`]).
+//!   served on `/metrics` by the app's HTTP server ([`crate::http`]), with the consumer lag
+//!   of every assigned partition ([`watch_lag`]).
 //! - [`otel`] (feature `otel`; OTLP export with `otlp`): OpenTelemetry `process`/`send`
 //!   spans per the messaging semantic conventions, W3C trace context in the headers.
 //! - [`access_log`]: one `Received` and one `Processed` (or failure) line per message.
@@ -96,6 +97,56 @@ impl<B: Broker> FastStream<B> {
     }
 }
 
+/// Reports `faststream_consumer_lag` in `metrics` from the health of the running app behind
+/// `probe`: the lag of every assigned partition that the backend knows, labelled with the
+/// subscriber's name and group (from `subscribers`, the app's configurations).
+///
+/// ```no_run
+/// use faststream::observe::{metrics::Metrics, watch_lag};
+/// use faststream::FastStream;
+/// # async fn run<B: faststream::Broker>(app: FastStream<B>) -> faststream::Result<()> {
+/// let metrics = Metrics::new("billing");
+/// let app = app.metrics(&metrics);
+/// let subscribers = app.subscribers().to_vec();
+/// let running = app.start().await?;
+/// watch_lag(&metrics, running.health_probe(), &subscribers);
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "metrics")]
+pub fn watch_lag(
+    metrics: &metrics::Metrics,
+    probe: faststream_core::HealthProbe,
+    subscribers: &[std::sync::Arc<faststream_core::SubscriberConfig>],
+) {
+    let groups: std::collections::HashMap<String, String> = subscribers
+        .iter()
+        .map(|config| (config.name.clone(), config.effective_group_id().to_owned()))
+        .collect();
+    metrics.watch_lag(move || {
+        probe
+            .health()
+            .subscribers
+            .into_iter()
+            .flat_map(|subscriber| {
+                let group = groups.get(&subscriber.name).cloned().unwrap_or_default();
+                let name = subscriber.name;
+                subscriber
+                    .partitions
+                    .into_iter()
+                    .filter_map(move |partition| {
+                        Some(metrics::PartitionLag {
+                            subscriber: name.clone(),
+                            group: group.clone(),
+                            topic: partition.topic,
+                            partition: partition.partition,
+                            lag: partition.lag?,
+                        })
+                    })
+            })
+            .collect()
+    });
+}
+
 /// The OTLP exporter asked for with `run --otel` could not be built.
 #[cfg(feature = "otlp")]
 #[derive(Debug, thiserror::Error)]
@@ -150,7 +201,10 @@ pub(crate) fn for_run<B: Broker>(
 impl RunObservation {
     /// The app started: the metrics follow its consumer lag.
     pub(crate) fn started<B: Broker>(&self, running: &faststream_core::RunningApp<B>) {
-        // The lag gauge is wired once the metrics can watch it.
+        #[cfg(feature = "metrics")]
+        if let Some((metrics, subscribers)) = &self.metrics {
+            watch_lag(metrics, running.health_probe(), subscribers);
+        }
         let _ = running;
     }
 

@@ -6,7 +6,7 @@ use faststream::http::HttpServer;
 use faststream::kafka::KafkaBroker;
 use faststream::observe::metrics::Metrics;
 use faststream::observe::otel::Otel;
-use faststream::observe::Level;
+use faststream::observe::{watch_lag, Level};
 use faststream::{FastStream, SubscriberConfig};
 use faststream_integration_tests::*;
 use opentelemetry::trace::{SpanId, SpanKind, TraceId, TracerProvider as _};
@@ -57,9 +57,10 @@ async fn metrics_endpoint_counts_received_processed_failed_and_published() {
     create_topic(&input, 1).await;
     create_topic(&output, 1).await;
     let metrics = Metrics::new("observe-test");
+    let group = unique("g");
     let app = FastStream::new(broker()).metrics(&metrics).subscriber(
         SubscriberConfig::new("echo", [input.as_str()])
-            .group_id(unique("g").as_str())
+            .group_id(group.as_str())
             .publish_to(output.as_str()),
         |text: String| async move {
             if text == "fail" {
@@ -71,7 +72,9 @@ async fn metrics_endpoint_counts_received_processed_failed_and_published() {
     );
     // The app's HTTP server, as `run --health-port` starts it: `/metrics` is the app's route.
     let routes = app.http_routes().to_vec();
+    let subscribers = app.subscribers().to_vec();
     let running = app.start().await.expect("app starts");
+    watch_lag(&metrics, running.health_probe(), &subscribers);
     let server = HttpServer::new()
         .health(running.health_probe())
         .routes(routes)
@@ -87,12 +90,17 @@ async fn metrics_endpoint_counts_received_processed_failed_and_published() {
     };
     let published =
         format!("faststream_published_messages_total{{{destination},status=\"success\"}}");
+    // Everything handled: the partition's lag (from librdkafka's statistics) comes down to 0.
+    let lag = format!(
+        r#"faststream_consumer_lag{{app_name="observe-test",broker="kafka",subscriber="echo",group="{group}",topic="{input}",partition="0"}}"#
+    );
     let deadline = Instant::now() + WAIT;
     let text = loop {
         let text = scrape(server.local_addr()).await;
         let done = value(&text, &processed("acked")) == Some(2.0)
             && value(&text, &processed("error")) == Some(1.0)
-            && value(&text, &published) == Some(2.0);
+            && value(&text, &published) == Some(2.0)
+            && value(&text, &lag) == Some(0.0);
         if done {
             break text;
         }

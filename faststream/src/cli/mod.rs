@@ -701,16 +701,36 @@ mod tests {
         assert!(run.extra.is_empty());
     }
 
+    #[test]
+    fn health_options_are_run_options_not_extras() {
+        let cli = parse_args(["app", "--health-port", "8080", "--env", "x"]).unwrap();
+        let AppCommand::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(run.health_port, Some(8080));
+        assert_eq!(run.extra, ["--env", "x"]);
+        let cli =
+            parse_args(["app", "run", "--http-port=9000", "--health-host", "0.0.0.0"]).unwrap();
+        let AppCommand::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(run.health_port, Some(9000));
+        assert_eq!(run.health_host.to_string(), "0.0.0.0");
+        assert!(run.extra.is_empty());
+    }
+
     #[cfg(feature = "metrics")]
     #[test]
-    fn metrics_switch_and_port() {
-        let cli = parse_args(["app", "--metrics", "--metrics-port", "9100", "--env", "x"]).unwrap();
+    fn metrics_are_served_by_the_health_server() {
+        let cli = parse_args(["app", "--metrics", "--health-port", "9100", "--env", "x"]).unwrap();
         let AppCommand::Run(run) = cli.command else {
             panic!("not run")
         };
         assert!(run.metrics);
-        assert_eq!(run.metrics_port, 9100);
+        assert_eq!(run.health_port, Some(9100));
         assert_eq!(run.extra, ["--env", "x"]);
+        let err = parse_args(["app", "--metrics"]).unwrap_err();
+        assert!(err.to_string().contains("--health-port"), "{err}");
         let cli = parse_args(["app"]).unwrap();
         let AppCommand::Run(run) = cli.command else {
             panic!("not run")
