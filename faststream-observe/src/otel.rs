@@ -138,7 +138,11 @@ struct HeaderWriter<'a>(&'a mut Headers);
 
 impl Injector for HeaderWriter<'_> {
     fn set(&mut self, key: &str, value: String) {
-        self.0.insert(key, value);
+        // An empty `tracestate` is left out, as the W3C spec allows and Python's propagator
+        // does: no empty header on every record.
+        if !value.is_empty() {
+            self.0.insert(key, value);
+        }
     }
 }
 

@@ -261,6 +261,10 @@ async fn one_trace_spans_two_hops_with_process_and_send_spans() {
         .headers
         .get("traceparent")
         .expect("traceparent header");
+    assert!(
+        !delivered[0].headers.contains_key("tracestate"),
+        "no empty tracestate header"
+    );
     assert_eq!(
         traceparent,
         &format!(
