@@ -742,7 +742,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn counts_every_outcome_with_fasttream_names() {
+    async fn counts_every_outcome_with_faststream_names() {
         let metrics = Metrics::new("app");
         let config = SubscriberConfig::new("s", ["in"]);
         let mut service = metrics.receive_layer(&config).layer(handler());

@@ -19,6 +19,11 @@
 //! (the correlation id), `messaging.message.body.size`, and `error.type` with an error status
 //! on failure.
 //!
+//! Spans cost CPU on every message (see BENCHMARKS.md); for high-rate topics give the tracer
+//! provider a sampler (e.g. parent-based ratio sampling). A sampled-out message gets only the
+//! attributes a sampler may look at (`messaging.system`, `messaging.operation.type`,
+//! `messaging.destination.name`) and still passes its context on, flagged not sampled.
+//!
 //! ```
 //! use faststream_core::App;
 //! use faststream_observe::otel::Otel;
@@ -40,7 +45,7 @@ use faststream_core::{
 use opentelemetry::context::FutureExt as _;
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer};
 use opentelemetry::{Context as OtelContext, KeyValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use std::future::Future;
@@ -203,36 +208,44 @@ where
             .otel
             .extract(&message.headers)
             .unwrap_or_else(OtelContext::current);
+        // What a sampler may look at is given at the start; the rest only to a span that
+        // records, so a sampled-out message costs little more than its context.
         let mut attributes = Vec::with_capacity(10);
         attributes.extend([
             KeyValue::new("messaging.system", "kafka"),
             KeyValue::new("messaging.operation.type", "process"),
             KeyValue::new("messaging.destination.name", Arc::clone(&message.topic)),
-            KeyValue::new(
-                "messaging.destination.partition.id",
-                message.partition.to_string(),
-            ),
-            KeyValue::new("messaging.consumer.group.name", Arc::clone(&self.group)),
-            KeyValue::new("messaging.kafka.offset", message.offset),
-            KeyValue::new(
-                "messaging.message.body.size",
-                i64::try_from(message.payload.len()).unwrap_or(i64::MAX),
-            ),
         ]);
-        attributes.extend(key_attribute(message.key.as_deref()));
-        if let Some(id) = message.headers.get_str(CORRELATION_ID) {
-            attributes.push(KeyValue::new(
-                "messaging.message.conversation_id",
-                id.to_owned(),
-            ));
-        }
-        let span = self
+        let mut span = self
             .otel
             .tracer
             .span_builder(format!("process {}", message.topic))
             .with_kind(SpanKind::Consumer)
             .with_attributes(attributes)
             .start_with_context(&*self.otel.tracer, &parent);
+        if span.is_recording() {
+            span.set_attributes([
+                KeyValue::new(
+                    "messaging.destination.partition.id",
+                    message.partition.to_string(),
+                ),
+                KeyValue::new("messaging.consumer.group.name", Arc::clone(&self.group)),
+                KeyValue::new("messaging.kafka.offset", message.offset),
+                KeyValue::new(
+                    "messaging.message.body.size",
+                    i64::try_from(message.payload.len()).unwrap_or(i64::MAX),
+                ),
+            ]);
+            if let Some(key) = key_attribute(message.key.as_deref()) {
+                span.set_attribute(key);
+            }
+            if let Some(id) = message.headers.get_str(CORRELATION_ID) {
+                span.set_attribute(KeyValue::new(
+                    "messaging.message.conversation_id",
+                    id.to_owned(),
+                ));
+            }
+        }
         let cx = parent.with_span(span);
         let call = {
             let _attached = cx.clone().attach();
@@ -352,42 +365,46 @@ where
             .otel
             .extract(&record.headers)
             .unwrap_or_else(OtelContext::current);
-        let mut attributes = Vec::with_capacity(7);
+        let mut attributes = Vec::with_capacity(8);
         attributes.extend([
             KeyValue::new("messaging.system", "kafka"),
             KeyValue::new("messaging.operation.type", "send"),
             KeyValue::new("messaging.destination.name", Arc::clone(&record.topic)),
         ]);
-        if let Some(partition) = record.partition {
-            attributes.push(KeyValue::new(
-                "messaging.destination.partition.id",
-                partition.to_string(),
-            ));
-        }
-        attributes.extend(key_attribute(record.key.as_deref()));
-        if let Some(id) = record
-            .correlation_id
-            .as_deref()
-            .and_then(|id| std::str::from_utf8(id).ok())
-        {
-            attributes.push(KeyValue::new(
-                "messaging.message.conversation_id",
-                id.to_owned(),
-            ));
-        }
-        if let Some(payload) = &record.payload {
-            attributes.push(KeyValue::new(
-                "messaging.message.body.size",
-                i64::try_from(payload.len()).unwrap_or(i64::MAX),
-            ));
-        }
-        let span = self
+        let mut span = self
             .otel
             .tracer
             .span_builder(format!("send {}", record.topic))
             .with_kind(SpanKind::Producer)
             .with_attributes(attributes)
             .start_with_context(&*self.otel.tracer, &parent);
+        if span.is_recording() {
+            if let Some(partition) = record.partition {
+                span.set_attribute(KeyValue::new(
+                    "messaging.destination.partition.id",
+                    partition.to_string(),
+                ));
+            }
+            if let Some(key) = key_attribute(record.key.as_deref()) {
+                span.set_attribute(key);
+            }
+            if let Some(id) = record
+                .correlation_id
+                .as_deref()
+                .and_then(|id| std::str::from_utf8(id).ok())
+            {
+                span.set_attribute(KeyValue::new(
+                    "messaging.message.conversation_id",
+                    id.to_owned(),
+                ));
+            }
+            if let Some(payload) = &record.payload {
+                span.set_attribute(KeyValue::new(
+                    "messaging.message.body.size",
+                    i64::try_from(payload.len()).unwrap_or(i64::MAX),
+                ));
+            }
+        }
         let cx = parent.with_span(span);
         self.otel.inject(&cx, &mut record.headers);
         SendSpanFuture {
@@ -483,5 +500,84 @@ mod tests {
         })
         .await
         .expect("shutdown");
+    }
+}
+
+#[cfg(test)]
+mod sampling_tests {
+    use super::*;
+    use faststream_core::reply::Outgoing;
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, Sampler, SdkTracerProvider};
+    use tower::{Layer, Service, ServiceExt};
+
+    fn provider(sampler: Sampler) -> (SdkTracerProvider, InMemorySpanExporter) {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(sampler)
+            .with_simple_exporter(exporter.clone())
+            .build();
+        (provider, exporter)
+    }
+
+    /// The handler's reply headers after one message through the process layer.
+    async fn reply_headers(otel: &Otel) -> Headers {
+        let config = SubscriberConfig::new("s", ["in"]);
+        let mut service =
+            otel.process_layer(&config)
+                .layer(tower::service_fn(|_message: Message| async {
+                    Ok::<_, BoxError>(Reply::Publish(Outgoing {
+                        payload: "out".into(),
+                        content_type: "text/plain",
+                        key: None,
+                        headers: Headers::new(),
+                        partition: None,
+                        timestamp: None,
+                        correlation_id: None,
+                    }))
+                }));
+        let mut message = Message::new("in", "payload");
+        message.key = Some("k".into());
+        match service.ready().await.unwrap().call(message).await {
+            Ok(Reply::Publish(out)) => out.headers,
+            _ => panic!("a reply"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_recorded_span_has_every_attribute() {
+        let (provider, exporter) = provider(Sampler::AlwaysOn);
+        let headers = reply_headers(&Otel::new(provider.tracer("t"))).await;
+        let spans = exporter.get_finished_spans().unwrap();
+        assert_eq!(spans.len(), 1);
+        let keys: Vec<&str> = spans[0]
+            .attributes
+            .iter()
+            .map(|kv| kv.key.as_str())
+            .collect();
+        for key in [
+            "messaging.system",
+            "messaging.operation.type",
+            "messaging.destination.name",
+            "messaging.destination.partition.id",
+            "messaging.consumer.group.name",
+            "messaging.kafka.offset",
+            "messaging.kafka.message.key",
+        ] {
+            assert!(keys.contains(&key), "{key} in {keys:?}");
+        }
+        assert!(headers
+            .get_str("traceparent")
+            .is_some_and(|t| t.ends_with("-01")));
+    }
+
+    #[tokio::test]
+    async fn a_sampled_out_message_still_propagates_its_context() {
+        let (provider, exporter) = provider(Sampler::AlwaysOff);
+        let headers = reply_headers(&Otel::new(provider.tracer("t"))).await;
+        assert!(exporter.get_finished_spans().unwrap().is_empty());
+        let traceparent = headers.get_str("traceparent").expect("traceparent");
+        assert!(traceparent.ends_with("-00"), "not sampled: {traceparent}");
+        assert!(headers.get("tracestate").is_none(), "no empty tracestate");
     }
 }
