@@ -94,6 +94,7 @@ pub mod cli;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod logging;
+pub mod observe;
 #[cfg(feature = "testing")]
 pub mod testing;
 
