@@ -12,6 +12,7 @@
 //! are committed synchronously before the revoke completes.
 
 use crate::config::BrokerSettings;
+use crate::context::KafkaContext;
 use bytes::Bytes;
 use faststream_core::broker::{OffsetStore, PartitionWorkers, SubscribeOptions, Subscription};
 use faststream_core::{Error, Headers, Message, Result, SubscriberConfig, TopicPartition};
@@ -409,9 +410,20 @@ impl OffsetStore for KafkaOffsets {
 /// The rdkafka context: turns rebalances into worker starts and stops.
 pub(crate) struct SubscriberContext {
     shared: Arc<Shared>,
+    /// OAuth bearer tokens for SASL `OAUTHBEARER`.
+    client: KafkaContext,
 }
 
-impl ClientContext for SubscriberContext {}
+impl ClientContext for SubscriberContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(
+        &self,
+        _oauthbearer_config: Option<&str>,
+    ) -> std::result::Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        self.client.oauth_token()
+    }
+}
 
 impl ConsumerContext for SubscriberContext {
     fn pre_rebalance(&self, consumer: &KafkaConsumer, rebalance: &Rebalance<'_>) {
@@ -508,6 +520,7 @@ pub(crate) fn subscribe(
         .consumer_config(&config)
         .create_with_context(SubscriberContext {
             shared: Arc::clone(&shared),
+            client: settings.context(),
         })
         .map_err(|err| {
             Error::Config(format!(

@@ -1,6 +1,7 @@
 //! Replaying a dead-letter topic into the topics its records came from.
 
 use crate::config::BrokerSettings;
+use crate::context::KafkaContext;
 use crate::producer::KafkaPublisher;
 use bytes::Bytes;
 use faststream_core::broker::{ReplayReport, DLT_HEADER_PREFIX, DLT_ORIGINAL_TOPIC};
@@ -23,14 +24,18 @@ pub(crate) async fn replay(
     topic: &str,
     dry_run: bool,
 ) -> Result<ReplayReport> {
-    let consumer: BaseConsumer = settings
+    let context = settings.context();
+    let consumer: BaseConsumer<KafkaContext> = settings
         .reader_config()
-        .create()
+        .create_with_context(context.clone())
         .map_err(|err| Error::Config(format!("cannot create a reader of `{topic}`: {err}")))?;
     let owned = topic.to_owned();
-    let (consumer, ends) = tokio::task::spawn_blocking(move || assign_to_end(consumer, &owned))
-        .await
-        .map_err(|err| Error::Broker(format!("replay task failed: {err}")))??;
+    let (consumer, ends) = tokio::task::spawn_blocking(move || {
+        context.prime_oauth_token(consumer.client());
+        assign_to_end(consumer, &owned)
+    })
+    .await
+    .map_err(|err| Error::Broker(format!("replay task failed: {err}")))??;
     let mut report = ReplayReport::default();
     let mut deliveries = Vec::new();
     let ends: HashMap<i32, i64> = ends.into_iter().collect();
@@ -106,7 +111,10 @@ pub(crate) async fn replay(
 }
 
 /// Assigns every partition of `topic` from its start; returns each partition's end offset.
-fn assign_to_end(consumer: BaseConsumer, topic: &str) -> Result<(BaseConsumer, Vec<(i32, i64)>)> {
+fn assign_to_end(
+    consumer: BaseConsumer<KafkaContext>,
+    topic: &str,
+) -> Result<(BaseConsumer<KafkaContext>, Vec<(i32, i64)>)> {
     let metadata = consumer
         .fetch_metadata(Some(topic), TIMEOUT)
         .map_err(|err| Error::Broker(format!("cannot read the metadata of `{topic}`: {err}")))?;
