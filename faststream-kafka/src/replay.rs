@@ -13,6 +13,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+/// A reader of the dead-letter topic.
+type Reader = BaseConsumer<KafkaContext>;
+
 /// How long the replay waits for the broker at each step.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -25,7 +28,7 @@ pub(crate) async fn replay(
     dry_run: bool,
 ) -> Result<ReplayReport> {
     let context = settings.context();
-    let consumer: BaseConsumer<KafkaContext> = settings
+    let consumer: Reader = settings
         .reader_config()
         .create_with_context(context.clone())
         .map_err(|err| Error::Config(format!("cannot create a reader of `{topic}`: {err}")))?;
@@ -111,10 +114,7 @@ pub(crate) async fn replay(
 }
 
 /// Assigns every partition of `topic` from its start; returns each partition's end offset.
-fn assign_to_end(
-    consumer: BaseConsumer<KafkaContext>,
-    topic: &str,
-) -> Result<(BaseConsumer<KafkaContext>, Vec<(i32, i64)>)> {
+fn assign_to_end(consumer: Reader, topic: &str) -> Result<(Reader, Vec<(i32, i64)>)> {
     let metadata = consumer
         .fetch_metadata(Some(topic), TIMEOUT)
         .map_err(|err| Error::Broker(format!("cannot read the metadata of `{topic}`: {err}")))?;
