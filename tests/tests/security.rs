@@ -270,16 +270,21 @@ fn a_mechanism_the_listener_does_not_enable_ends_startup_with_one_error_line() {
     );
 }
 
+/// Both topics refuse batches over this size, so the 200 kB record below only gets through
+/// compressed: a codec silently left out would fail the test.
+const MAX_BATCH: &str = "65536";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_compression_codec_round_trips() {
     logs();
-    // Compressible and incompressible payloads, small and over a batch's worth.
+    // Repetitive records, a 200 kB one (over the topics' batch limit uncompressed) and a
+    // pseudo-random one that compresses poorly.
     let mut payloads: Vec<String> = (0..50)
-        .map(|i| format!("record {i} {}", "abc".repeat(i * 40)))
+        .map(|i| format!("record {i} {}", "abc".repeat(i * 20)))
         .collect();
     payloads.push("x".repeat(200_000));
     payloads.push(
-        (0..20_000u32)
+        (0..8_000u32)
             .map(|i| char::from(b'a' + (i.wrapping_mul(2_654_435_761) >> 27) as u8 % 26))
             .collect(),
     );
@@ -288,8 +293,9 @@ async fn every_compression_codec_round_trips() {
             unique(&format!("codec-{codec}-in")),
             unique(&format!("codec-{codec}-out")),
         );
-        create_topic(&input, 1).await;
-        create_topic(&output, 1).await;
+        create_topic_with(&input, 1, &[("max.message.bytes", MAX_BATCH)]).await;
+        create_topic_with(&output, 1, &[("max.message.bytes", MAX_BATCH)]).await;
+        // The app's producer compresses both the input published here and its own output.
         let broker = KafkaBroker::new(bootstrap()).producer_set("compression.type", codec);
         let config = SubscriberConfig::new("codec", [input.clone()])
             .group_id(unique("codec-g"))
@@ -299,25 +305,41 @@ async fn every_compression_codec_round_trips() {
             .start()
             .await
             .unwrap_or_else(|err| panic!("the app starts with {codec}: {err}"));
-        for payload in &payloads {
-            broker
-                .publish_nowait(Record::new(input.as_str(), payload.clone()))
-                .await
-                .unwrap_or_else(|err| panic!("{codec} publish: {err}"));
-        }
-        broker
-            .flush(Duration::from_secs(30))
+        let sends = payloads
+            .iter()
+            .map(|payload| broker.publish(Record::new(input.as_str(), payload.clone())));
+        for (i, sent) in futures::future::join_all(sends)
             .await
-            .unwrap_or_else(|err| panic!("{codec} flush: {err}"));
+            .into_iter()
+            .enumerate()
+        {
+            if let Err(err) = sent {
+                panic!("{codec}: record {i} refused: {err}");
+            }
+        }
         let out = collect(&output, payloads.len(), Duration::from_secs(60));
         app.shutdown().await.expect("shutdown");
         let got: Vec<&str> = out.iter().map(|o| o.payload.as_str()).collect();
         let want: Vec<&str> = payloads.iter().map(String::as_str).collect();
         assert!(
             got == want,
-            "{codec}: {} of {} records came back equal",
+            "{codec}: {} records came back, {} of {} equal",
+            got.len(),
             got.iter().zip(&want).filter(|(a, b)| a == b).count(),
             want.len()
         );
     }
+}
+
+/// The check above has teeth: without compression the same 200 kB record is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uncompressed_record_over_the_batch_limit_is_refused() {
+    let topic = unique("codec-none");
+    create_topic_with(&topic, 1, &[("max.message.bytes", MAX_BATCH)]).await;
+    let broker = KafkaBroker::new(bootstrap()).producer_set("compression.type", "none");
+    let err = broker
+        .publish(Record::new(topic.as_str(), "x".repeat(200_000)))
+        .await
+        .expect_err("refused uncompressed");
+    assert!(err.to_string().contains("too large"), "{err}");
 }
