@@ -216,7 +216,13 @@ impl ClientContext for KafkaContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        *lock(&self.state.last_error) = Some(format!("{error}: {}", reason.trim()));
+        // "All broker connections are down" follows the error that says why: keep that one.
+        let summary = error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown);
+        let mut last = lock(&self.state.last_error);
+        if !summary || last.is_none() {
+            *last = Some(reason.trim().to_owned());
+        }
+        drop(last);
         if let Some(failure) = auth_failure(&error, reason) {
             lock(&self.state.failure).get_or_insert(failure);
         }
