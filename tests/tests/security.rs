@@ -343,3 +343,26 @@ async fn an_uncompressed_record_over_the_batch_limit_is_refused() {
         .expect_err("refused uncompressed");
     assert!(err.to_string().contains("too large"), "{err}");
 }
+
+/// The typed security shows in the AsyncAPI document (no broker needed), without its secrets.
+#[test]
+fn the_document_describes_the_typed_security() {
+    use faststream::asyncapi::AsyncApiVersion;
+    let broker = KafkaBroker::new("broker-1:9095,broker-2:9095").security(
+        Security::scram512(USER, "doc-pa55").with_ssl(Tls::new().ca_file("/etc/kafka/ca.pem")),
+    );
+    let app = FastStream::new(broker).include(handle_msg);
+    let doc = app.asyncapi(AsyncApiVersion::V3_0_0);
+    let server = &doc["servers"]["development"];
+    assert_eq!(server["host"], "broker-1:9095,broker-2:9095");
+    assert_eq!(server["protocol"], "kafka-secure");
+    assert_eq!(
+        server["security"][0]["$ref"],
+        "#/components/securitySchemes/scram512"
+    );
+    assert_eq!(
+        doc["components"]["securitySchemes"]["scram512"]["type"],
+        "scramSha512"
+    );
+    assert!(!doc.to_string().contains("doc-pa55"));
+}
