@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the build and the local broker need when they are missing:
-# perl (with its core modules) and make build the vendored OpenSSL that librdkafka's TLS and
-# SASL use; openssl generates the local broker's test CA and certificates. Idempotent, and a
-# no-op on a machine that has them.
+# perl (with its core modules) and make build the vendored OpenSSL, Cyrus SASL and MIT
+# Kerberos that librdkafka's TLS and SASL use; openssl generates the local broker's test CA
+# and certificates. Idempotent, and a no-op on a machine that has them.
 set -euo pipefail
 
 missing=()

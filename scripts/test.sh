@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# perl and make (the vendored OpenSSL build) and openssl (the broker's test certificates).
+# perl and make (the vendored OpenSSL, Cyrus SASL and Kerberos builds) and openssl (the broker's test certificates).
 scripts/system-deps.sh
 
 started_kafka=0

@@ -217,8 +217,7 @@ pub enum SaslMechanism {
     ScramSha512,
     /// `OAUTHBEARER`, with tokens from a [`TokenProvider`].
     OAuthBearer,
-    /// `GSSAPI` (Kerberos). Needs a librdkafka built with Cyrus SASL, which this build is not:
-    /// creating a client with it fails with librdkafka's configuration error.
+    /// `GSSAPI` (Kerberos).
     Gssapi,
 }
 
@@ -356,7 +355,7 @@ impl fmt::Debug for Auth {
 /// | `SASLPlaintext(user, pw)` | [`Security::plain`] | `SASL_PLAINTEXT` |
 /// | `SASLScram256` / `SASLScram512` | [`Security::scram256`] / [`Security::scram512`] | `SASL_PLAINTEXT` |
 /// | `SASLOAuthBearer` | [`Security::oauthbearer`] | `SASL_PLAINTEXT` |
-/// | `SASLGSSAPI` | [`Security::gssapi`] | `SASL_PLAINTEXT` |
+/// | `SASLGSSAPI` | [`Security::gssapi`] (Kerberos) | `SASL_PLAINTEXT` |
 /// | any SASL with `ssl_context` | `.with_ssl(Tls)` | `SASL_SSL` |
 ///
 /// ```
@@ -432,8 +431,10 @@ impl Security {
         }
     }
 
-    /// SASL `GSSAPI` (Kerberos) for the brokers' `service_name` (usually `kafka`). Needs a
-    /// librdkafka built with Cyrus SASL; this build is not (see [`SaslMechanism::Gssapi`]).
+    /// SASL `GSSAPI` (Kerberos) for the brokers' `service_name` (usually `kafka`), with the
+    /// ticket already in the Kerberos credential cache (`kinit` run outside the app, or a
+    /// sidecar that renews it); [`Security::kerberos_keytab`] logs in from a keytab instead.
+    /// The Kerberos configuration comes from the usual place (`/etc/krb5.conf`, `KRB5_CONFIG`).
     pub fn gssapi(service_name: impl Into<String>) -> Self {
         Self {
             auth: Auth::Gssapi {
@@ -446,7 +447,9 @@ impl Security {
     }
 
     /// For [`Security::gssapi`]: the client's principal and keytab
-    /// (`sasl.kerberos.principal`, `sasl.kerberos.keytab`). Ignored by other mechanisms.
+    /// (`sasl.kerberos.principal`, `sasl.kerberos.keytab`); librdkafka then logs in and
+    /// renews the ticket with the `kinit` command (MIT Kerberos' `kinit` must be installed).
+    /// Ignored by other mechanisms.
     pub fn kerberos_keytab(
         mut self,
         principal: impl Into<String>,
@@ -526,8 +529,13 @@ impl Security {
                 if let Some(principal) = principal {
                     out.push(("sasl.kerberos.principal", principal.clone()));
                 }
-                if let Some(keytab) = keytab {
-                    out.push(("sasl.kerberos.keytab", keytab.display().to_string()));
+                match keytab {
+                    Some(keytab) => {
+                        out.push(("sasl.kerberos.keytab", keytab.display().to_string()))
+                    }
+                    // No keytab: the credential cache has the ticket; librdkafka must not run
+                    // its `kinit -t <keytab>` renewal.
+                    None => out.push(("sasl.kerberos.min.time.before.relogin", "0".to_owned())),
                 }
             }
         }
@@ -708,5 +716,62 @@ mod tests {
             property(&gssapi, "sasl.kerberos.service.name"),
             Some("kafka")
         );
+        assert_eq!(
+            property(&gssapi, "sasl.kerberos.min.time.before.relogin"),
+            Some("0")
+        );
+        let keytab = Security::gssapi("kafka")
+            .kerberos_keytab("alice@EXAMPLE.COM", "/etc/alice.keytab")
+            .with_ssl(Tls::new())
+            .properties();
+        assert_eq!(property(&keytab, "security.protocol"), Some("SASL_SSL"));
+        assert_eq!(
+            property(&keytab, "sasl.kerberos.principal"),
+            Some("alice@EXAMPLE.COM")
+        );
+        assert_eq!(
+            property(&keytab, "sasl.kerberos.keytab"),
+            Some("/etc/alice.keytab")
+        );
+        assert_eq!(
+            property(&keytab, "sasl.kerberos.min.time.before.relogin"),
+            None
+        );
+    }
+
+    /// Every mechanism and TLS is compiled into librdkafka: creating a client validates the
+    /// configuration, and fails for a mechanism or protocol the build lacks.
+    #[test]
+    fn every_mechanism_and_codec_is_compiled_in() {
+        use rdkafka::producer::BaseProducer;
+        let token = || -> Result<OAuthToken, std::io::Error> {
+            Ok(OAuthToken::new("t", "alice", Duration::from_secs(60)))
+        };
+        for security in [
+            Security::ssl(Tls::new()),
+            Security::plain("u", "p").with_ssl(Tls::new()),
+            Security::scram256("u", "p"),
+            Security::scram512("u", "p").with_ssl(Tls::new()),
+            Security::oauthbearer(token),
+            Security::gssapi("kafka"),
+            Security::gssapi("kafka").kerberos_keytab("alice@EXAMPLE.COM", "/etc/alice.keytab"),
+        ] {
+            let mut config = rdkafka::ClientConfig::new();
+            config.set("bootstrap.servers", "127.0.0.1:1");
+            for (key, value) in security.properties() {
+                config.set(key, value);
+            }
+            for codec in ["gzip", "snappy", "lz4", "zstd"] {
+                config.set("compression.type", codec);
+                let created: Result<BaseProducer, _> = config.create();
+                if let Err(err) = created {
+                    panic!(
+                        "{} {:?} with {codec}: {err}",
+                        security.protocol(),
+                        security.mechanism()
+                    );
+                }
+            }
+        }
     }
 }
