@@ -157,12 +157,16 @@ impl KafkaContext {
 
     /// Starts a startup check: until [`KafkaContext::end_check`], connection failures are
     /// logged at debug level only, the check reports them.
+    /// A failure seen before the check does not end it early: librdkafka keeps retrying, so
+    /// a failure that still holds shows again within the check.
     pub(crate) fn begin_check(&self) {
         self.state.checking.fetch_add(1, Ordering::AcqRel);
+        lock(&self.state.failure).take();
     }
 
     /// Ends a startup check; `reported` when it returned an authentication or TLS failure
-    /// (later repeats of it are then logged at debug level only).
+    /// (later authentication and TLS failures are then logged at debug level only: the
+    /// caller has the error, and librdkafka repeats it until the client is dropped).
     pub(crate) fn end_check(&self, reported: bool) {
         self.state.checking.fetch_sub(1, Ordering::AcqRel);
         if reported {
@@ -223,10 +227,12 @@ impl ClientContext for KafkaContext {
             *last = Some(reason.trim().to_owned());
         }
         drop(last);
-        if let Some(failure) = auth_failure(&error, reason) {
+        let failure = auth_failure(&error, reason);
+        let repeat = failure.is_some() && self.state.reported.load(Ordering::Acquire);
+        if let Some(failure) = failure {
             lock(&self.state.failure).get_or_insert(failure);
         }
-        if self.quiet() {
+        if self.state.checking.load(Ordering::Acquire) > 0 || repeat {
             tracing::debug!(target: "librdkafka", "librdkafka: {error}: {reason}");
         } else {
             tracing::error!(target: "librdkafka", "librdkafka: {error}: {reason}");
@@ -302,6 +308,18 @@ mod tests {
         assert_eq!(
             context.failure().as_deref(),
             Some("authentication failed: SASL authentication error: invalid credentials")
+        );
+        // A new check starts afresh.
+        context.begin_check();
+        assert_eq!(context.failure(), None);
+        context.error(
+            KafkaError::Global(RDKafkaErrorCode::SSL),
+            "SSL handshake failed",
+        );
+        context.end_check(true);
+        assert_eq!(
+            context.failure().as_deref(),
+            Some("TLS handshake failed: SSL handshake failed")
         );
     }
 }
