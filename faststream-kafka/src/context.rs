@@ -72,6 +72,18 @@ fn auth_failure(error: &KafkaError, reason: &str) -> Option<String> {
     }
 }
 
+/// Whether `error` says a broker cannot be reached (what follows a failed handshake).
+fn connection_error(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::Resolve
+        )
+    )
+}
+
 impl KafkaContext {
     /// A context whose clients get OAuth bearer tokens from `oauth`, if any.
     pub(crate) fn new(oauth: Option<Arc<dyn TokenProvider>>) -> Self {
@@ -164,14 +176,13 @@ impl KafkaContext {
         lock(&self.state.failure).take();
     }
 
-    /// Ends a startup check; `reported` when it returned an authentication or TLS failure
-    /// (later authentication and TLS failures are then logged at debug level only: the
-    /// caller has the error, and librdkafka repeats it until the client is dropped).
+    /// Ends a startup check; `reported` when it returned an authentication or TLS failure.
+    /// Until a later check succeeds, connection errors are then logged at debug level only:
+    /// the caller has the error, and librdkafka repeats it until the client is dropped.
     pub(crate) fn end_check(&self, reported: bool) {
+        // In this order, so an error arriving in between is quiet either way.
+        self.state.reported.store(reported, Ordering::Release);
         self.state.checking.fetch_sub(1, Ordering::AcqRel);
-        if reported {
-            self.state.reported.store(true, Ordering::Release);
-        }
     }
 
     /// The first authentication or TLS failure seen, if any.
@@ -228,7 +239,8 @@ impl ClientContext for KafkaContext {
         }
         drop(last);
         let failure = auth_failure(&error, reason);
-        let repeat = failure.is_some() && self.state.reported.load(Ordering::Acquire);
+        let repeat = (failure.is_some() || connection_error(&error))
+            && self.state.reported.load(Ordering::Acquire);
         if let Some(failure) = failure {
             lock(&self.state.failure).get_or_insert(failure);
         }
