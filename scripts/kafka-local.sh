@@ -9,8 +9,17 @@
 #   scripts/kafka-local.sh stop      stop the broker this script started
 #   scripts/kafka-local.sh status    say whether a broker answers and where its files are
 #
+# Secured listeners (on by default; KAFKA_SECURE=0 leaves only PLAINTEXT), for the security
+# tests: SSL on 9094, SASL_SSL with SCRAM-SHA-512 on 9095, SASL_PLAINTEXT with PLAIN and
+# OAUTHBEARER (unsecured JWTs, test only) on 9096. A CA, the broker's certificate (for
+# 127.0.0.1 and localhost) and a client certificate are generated with openssl into
+# $FASTSTREAM_KAFKA_HOME/tls (CA: tls/ca.pem). Users: SCRAM-SHA-512 `alice`/`alice-secret`
+# (created when the storage is formatted), PLAIN `alice`/`alice-secret` and `bob`/`bob-secret`.
+#
 # Environment: KAFKA_VERSION (4.1.1), FASTSTREAM_KAFKA_CACHE (jar cache),
-# FASTSTREAM_KAFKA_HOME (data, logs, pid; default target/kafka-local in the repo).
+# FASTSTREAM_KAFKA_HOME (data, logs, pid; default target/kafka-local in the repo),
+# KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), KAFKA_SSL_PORT (9094),
+# KAFKA_SASL_SSL_PORT (9095), KAFKA_SASL_PLAINTEXT_PORT (9096), KAFKA_SECURE (1).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -20,12 +29,22 @@ cache="${FASTSTREAM_KAFKA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/faststream-rs/k
 home="${FASTSTREAM_KAFKA_HOME:-$repo/target/kafka-local}"
 libs="$cache/libs"
 host=127.0.0.1
-port=9092
+port="${KAFKA_PORT:-9092}"
+controller_port="${KAFKA_CONTROLLER_PORT:-9093}"
+ssl_port="${KAFKA_SSL_PORT:-9094}"
+sasl_ssl_port="${KAFKA_SASL_SSL_PORT:-9095}"
+sasl_plain_port="${KAFKA_SASL_PLAINTEXT_PORT:-9096}"
+secure="${KAFKA_SECURE:-1}"
+tls="$home/tls"
+# Test-only secrets of the local broker (the security tests use the same defaults).
+store_pass="faststream-test"
 cluster_id="5L6g3nShT-eMCtK--X86sw"
 
 log() { echo "kafka-local: $*" >&2; }
 
-port_open() { (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; }
+open_on() { (exec 3<>"/dev/tcp/$host/$1") 2>/dev/null; }
+port_open() { open_on "$port"; }
+secure_open() { open_on "$ssl_port" && open_on "$sasl_ssl_port" && open_on "$sasl_plain_port"; }
 
 install() {
   if [ -f "$libs/.complete" ]; then return 0; fi
@@ -41,17 +60,48 @@ install() {
   log "installed $(ls "$libs" | wc -l) jars"
 }
 
+# A CA, the broker's certificate (PKCS#12, for 127.0.0.1 and localhost) and a client
+# certificate, all signed by the CA; made once per home.
+make_certificates() {
+  if [ -f "$tls/.complete" ]; then return 0; fi
+  command -v openssl >/dev/null || { log "openssl is required for the secured listeners (or set KAFKA_SECURE=0)"; exit 1; }
+  log "generating a test CA and certificates in $tls"
+  rm -rf "$tls" && mkdir -p "$tls"
+  (
+    cd "$tls"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=faststream-rs local test CA" \
+      -keyout ca.key -out ca.pem
+    for name in broker client; do
+      openssl req -newkey rsa:2048 -nodes -subj "/CN=$name" -keyout "$name.key" -out "$name.csr"
+      printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > "$name.ext"
+      openssl x509 -req -in "$name.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
+        -extfile "$name.ext" -out "$name.pem"
+    done
+    openssl pkcs12 -export -in broker.pem -inkey broker.key -certfile ca.pem -name broker \
+      -passout "pass:$store_pass" -out broker.p12
+  ) >"$home/logs/tls.log" 2>&1 || { cat "$home/logs/tls.log" >&2; exit 1; }
+  touch "$tls/.complete"
+}
+
 write_config() {
   mkdir -p "$home/data" "$home/logs"
+  local listeners="PLAINTEXT://$host:$port,CONTROLLER://$host:$controller_port"
+  local advertised="PLAINTEXT://$host:$port"
+  local protocols="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+  if [ "$secure" = 1 ]; then
+    listeners="$listeners,SSL://$host:$ssl_port,SASL_SSL://$host:$sasl_ssl_port,SASL_PLAINTEXT://$host:$sasl_plain_port"
+    advertised="$advertised,SSL://$host:$ssl_port,SASL_SSL://$host:$sasl_ssl_port,SASL_PLAINTEXT://$host:$sasl_plain_port"
+    protocols="$protocols,SSL:SSL,SASL_SSL:SASL_SSL,SASL_PLAINTEXT:SASL_PLAINTEXT"
+  fi
   cat > "$home/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
-controller.quorum.voters=1@$host:9093
-listeners=PLAINTEXT://$host:$port,CONTROLLER://$host:9093
-advertised.listeners=PLAINTEXT://$host:$port
+controller.quorum.voters=1@$host:$controller_port
+listeners=$listeners
+advertised.listeners=$advertised
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=$protocols
 log.dirs=$home/data
 num.partitions=1
 offsets.topic.replication.factor=1
@@ -69,6 +119,22 @@ log.delete.delay.ms=1000
 num.network.threads=2
 background.threads=2
 PROPS
+  if [ "$secure" = 1 ]; then
+    cat >> "$home/server.properties" <<PROPS
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$tls/broker.p12
+ssl.keystore.password=$store_pass
+ssl.key.password=$store_pass
+ssl.truststore.type=PEM
+ssl.truststore.location=$tls/ca.pem
+listener.name.ssl.ssl.client.auth=requested
+listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_plaintext.sasl.enabled.mechanisms=PLAIN,OAUTHBEARER
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_alice="alice-secret" user_bob="bob-secret";
+listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub="broker";
+PROPS
+  fi
   cat > "$home/log4j2.properties" <<PROPS
 status = warn
 appender.file.type = File
@@ -88,21 +154,35 @@ PROPS
 pid_alive() { [ -f "$home/kafka.pid" ] && kill -0 "$(cat "$home/kafka.pid")" 2>/dev/null; }
 
 start() {
-  if port_open; then log "something already answers on $host:$port"; return 0; fi
+  if port_open; then log "something already answers on $host:$port"; check_secure; return 0; fi
   install
+  mkdir -p "$home/logs"
+  local format_args=()
+  if [ "$secure" = 1 ]; then
+    make_certificates
+    # SCRAM users are created when the storage is formatted: storage formatted without them
+    # (an earlier start with KAFKA_SECURE=0) is formatted again.
+    if [ -f "$home/data/meta.properties" ] && [ ! -f "$home/data/.scram-users" ]; then
+      log "re-formatting $home/data to add the SCRAM users"
+      rm -rf "$home/data"
+    fi
+    format_args=(--add-scram "SCRAM-SHA-512=[name=alice,password=alice-secret]")
+  fi
   write_config
   java -cp "$libs/*" kafka.tools.StorageTool format -t "$cluster_id" \
-    -c "$home/server.properties" --ignore-formatted >"$home/logs/format.log" 2>&1 \
+    -c "$home/server.properties" --ignore-formatted "${format_args[@]}" >"$home/logs/format.log" 2>&1 \
     || { cat "$home/logs/format.log" >&2; exit 1; }
+  if [ "$secure" = 1 ]; then touch "$home/data/.scram-users"; fi
   : > "$home/logs/server.log"
-  log "starting Kafka $version on $host:$port (files in $home)"
+  log "starting Kafka $version on $host:$port$([ "$secure" = 1 ] && echo ", SSL $ssl_port, SASL_SSL $sasl_ssl_port, SASL_PLAINTEXT $sasl_plain_port") (files in $home)"
   nohup java -Xms128m -Xmx768m -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$home/log4j2.properties" \
     -cp "$libs/*" kafka.Kafka "$home/server.properties" >"$home/logs/stdout.log" 2>&1 &
   echo $! > "$home/kafka.pid"
   for _ in $(seq 1 240); do
-    if grep -q "Kafka Server started" "$home/logs/server.log" 2>/dev/null && port_open; then
+    if grep -q "Kafka Server started" "$home/logs/server.log" 2>/dev/null && port_open \
+      && { [ "$secure" != 1 ] || secure_open; }; then
       log "ready (pid $(cat "$home/kafka.pid"))"
       return 0
     fi
@@ -117,6 +197,14 @@ start() {
   exit 1
 }
 
+# Says so when a broker answers on the plaintext port without the secured listeners.
+check_secure() {
+  if [ "$secure" = 1 ] && ! secure_open; then
+    log "WARNING: the broker on $host:$port has no secured listeners on $ssl_port/$sasl_ssl_port/$sasl_plain_port;"
+    log "  the security tests will fail. Restart it: scripts/kafka-local.sh stop && scripts/kafka-local.sh start"
+  fi
+}
+
 stop() {
   if ! pid_alive; then log "no broker started by this script is running"; rm -f "$home/kafka.pid"; return 0; fi
   local pid; pid="$(cat "$home/kafka.pid")"
@@ -129,6 +217,12 @@ stop() {
 
 status() {
   if port_open; then echo "kafka: answering on $host:$port"; else echo "kafka: nothing on $host:$port"; fi
+  if [ "$secure" = 1 ]; then
+    for p in "$ssl_port" "$sasl_ssl_port" "$sasl_plain_port"; do
+      if open_on "$p"; then echo "secured listener: answering on $host:$p"; else echo "secured listener: nothing on $host:$p"; fi
+    done
+    echo "CA: $tls/ca.pem"
+  fi
   if pid_alive; then echo "pid: $(cat "$home/kafka.pid") (started by this script)"; fi
   echo "jars: $libs $([ -f "$libs/.complete" ] && echo installed || echo 'not installed')"
   echo "home: $home"
@@ -138,7 +232,7 @@ status() {
 case "${1:-}" in
   install) install ;;
   start) start ;;
-  ensure) if port_open; then log "reusing the broker on $host:$port"; else start; fi ;;
+  ensure) if port_open; then log "reusing the broker on $host:$port"; check_secure; else start; fi ;;
   stop) stop ;;
   status) status ;;
   *) echo "usage: $0 install|start|ensure|stop|status" >&2; exit 2 ;;

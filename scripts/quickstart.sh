@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+scripts/system-deps.sh
 scripts/kafka-local.sh ensure
 cargo build --quiet -p faststream-examples --example quickstart --example quickstart_client
 target="${CARGO_TARGET_DIR:-target}/debug/examples"

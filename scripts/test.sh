@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: starts a local Apache Kafka when none answers on
-# 127.0.0.1:9092 (installing it from Maven Central on first use), checks formatting and
+# 127.0.0.1:9092 (installing it from Maven Central on first use; with its secured listeners
+# on 9094-9096 for the security tests), checks formatting and
 # lints, runs every unit, doc, UI and integration test against the real broker, then runs
 # the quickstart demo. A broker this script started is stopped at the end.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# perl and make (the vendored OpenSSL, Cyrus SASL and Kerberos builds) and openssl (the broker's test certificates).
+scripts/system-deps.sh
+
 started_kafka=0
 if ! (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null; then
   scripts/kafka-local.sh start
   started_kafka=1
+else
+  # Reuses the running broker; warns when it lacks the secured listeners (the security tests
+  # then fail saying how to restart it).
+  scripts/kafka-local.sh ensure
 fi
 cleanup() { if [ "$started_kafka" = 1 ]; then scripts/kafka-local.sh stop; fi; }
 trap cleanup EXIT

@@ -1,15 +1,19 @@
 //! Broker settings and how they become librdkafka client configurations.
 
+use crate::context::KafkaContext;
+use crate::security::{RedactedProperties, SaslMechanism, Security};
 use faststream_asyncapi::{SecurityScheme, ServerInfo};
 use faststream_core::{OffsetReset, SubscriberConfig};
 use rdkafka::ClientConfig;
 
 /// Settings shared by the broker's producer and consumers.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct BrokerSettings {
     pub(crate) bootstrap_servers: String,
     pub(crate) client_id: String,
     pub(crate) auto_offset_reset: OffsetReset,
+    /// Typed security; raw `security.*`, `sasl.*`, `ssl.*` properties set with `set` win.
+    pub(crate) security: Option<Security>,
     pub(crate) common: Vec<(String, String)>,
     pub(crate) producer: Vec<(String, String)>,
     pub(crate) consumer: Vec<(String, String)>,
@@ -25,6 +29,7 @@ impl BrokerSettings {
             bootstrap_servers,
             client_id: "faststream".to_owned(),
             auto_offset_reset: OffsetReset::default(),
+            security: None,
             reply_topic: None,
             request_timeout: std::time::Duration::from_secs(30),
             common: Vec::new(),
@@ -38,6 +43,9 @@ impl BrokerSettings {
         config
             .set("bootstrap.servers", &self.bootstrap_servers)
             .set("client.id", &self.client_id);
+        for (key, value) in self.security.iter().flat_map(Security::properties) {
+            config.set(key, value);
+        }
         for (key, value) in &self.common {
             config.set(key, value);
         }
@@ -88,7 +96,28 @@ impl BrokerSettings {
     }
 }
 
+impl std::fmt::Debug for BrokerSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerSettings")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("client_id", &self.client_id)
+            .field("auto_offset_reset", &self.auto_offset_reset)
+            .field("security", &self.security)
+            .field("common", &RedactedProperties(&self.common))
+            .field("producer", &RedactedProperties(&self.producer))
+            .field("consumer", &RedactedProperties(&self.consumer))
+            .field("reply_topic", &self.reply_topic)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
+}
+
 impl BrokerSettings {
+    /// A client context for one new client: OAuth tokens from the typed security's provider.
+    pub(crate) fn context(&self) -> KafkaContext {
+        KafkaContext::new(self.security.as_ref().and_then(Security::token_provider))
+    }
+
     /// An admin client (topic creation).
     pub(crate) fn admin_config(&self) -> ClientConfig {
         self.base()
@@ -110,18 +139,29 @@ impl BrokerSettings {
 
     /// The last value set for `key` (case-insensitive): consumer and producer properties win
     /// over common ones, as in the client configurations.
-    fn property(&self, key: &str) -> Option<&str> {
-        self.common
+    fn property(&self, key: &str) -> Option<String> {
+        let raw = self
+            .common
             .iter()
             .chain(&self.producer)
             .chain(&self.consumer)
             .filter(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v.as_str())
-            .next_back()
+            .map(|(_, v)| v.clone())
+            .next_back();
+        raw.or_else(|| {
+            self.security.as_ref().and_then(|security| {
+                security
+                    .properties()
+                    .into_iter()
+                    .filter(|(k, _)| k.eq_ignore_ascii_case(key))
+                    .map(|(_, v)| v)
+                    .next_back()
+            })
+        })
     }
 
     /// The AsyncAPI server: bootstrap hosts, `kafka` or `kafka-secure` (SSL, SASL_SSL), and
-    /// the SASL mechanism as a security scheme.
+    /// the SASL mechanism as a security scheme (`X509` for a TLS client certificate).
     pub(crate) fn server_info(&self) -> ServerInfo {
         let hosts = self
             .bootstrap_servers
@@ -130,7 +170,7 @@ impl BrokerSettings {
             .filter(|h| !h.is_empty());
         let protocol = self
             .property("security.protocol")
-            .unwrap_or("plaintext")
+            .unwrap_or_else(|| "plaintext".to_owned())
             .to_ascii_lowercase();
         let secure = matches!(protocol.as_str(), "ssl" | "sasl_ssl");
         let mut info = ServerInfo::new(hosts, if secure { "kafka-secure" } else { "kafka" });
@@ -138,7 +178,7 @@ impl BrokerSettings {
             let mechanism = self
                 .property("sasl.mechanisms")
                 .or_else(|| self.property("sasl.mechanism"))
-                .unwrap_or("GSSAPI")
+                .unwrap_or_else(|| SaslMechanism::Gssapi.as_str().to_owned())
                 .to_ascii_uppercase();
             let (name, kind) = match mechanism.as_str() {
                 "PLAIN" => ("user-password", "userPassword"),
@@ -148,6 +188,11 @@ impl BrokerSettings {
                 _ => ("gssapi", "gssapi"),
             };
             info = info.security(SecurityScheme::new(name, kind));
+        }
+        let client_cert = self.property("ssl.certificate.location").is_some()
+            || self.property("ssl.certificate.pem").is_some();
+        if secure && client_cert {
+            info = info.security(SecurityScheme::new("x509", "X509"));
         }
         info
     }
@@ -214,5 +259,83 @@ mod tests {
             .push(("security.protocol".into(), "ssl".into()));
         assert_eq!(ssl.server_info().protocol, "kafka-secure");
         assert!(ssl.server_info().security.is_empty());
+    }
+
+    #[test]
+    fn typed_security_feeds_client_configs_and_the_document() {
+        use crate::security::{Security, Tls};
+        let mut settings = BrokerSettings::new("h:9095".into());
+        settings.security =
+            Some(Security::scram512("alice", "pa55-word").with_ssl(Tls::new().ca_file("/ca.pem")));
+        for config in [
+            settings.producer_config(),
+            settings.consumer_config(&SubscriberConfig::new("s", ["t"])),
+            settings.admin_config(),
+            settings.reader_config(),
+        ] {
+            assert_eq!(config.get("security.protocol"), Some("SASL_SSL"));
+            assert_eq!(config.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+            assert_eq!(config.get("sasl.password"), Some("pa55-word"));
+            assert_eq!(config.get("ssl.ca.location"), Some("/ca.pem"));
+        }
+        let info = settings.server_info();
+        assert_eq!(info.protocol, "kafka-secure");
+        assert_eq!(info.security.len(), 1);
+        assert_eq!(info.security[0].kind, "scramSha512");
+
+        // A raw property still wins over the typed one.
+        settings
+            .common
+            .push(("sasl.mechanism".into(), "PLAIN".into()));
+        assert_eq!(
+            settings.producer_config().get("sasl.mechanism"),
+            Some("PLAIN")
+        );
+        assert_eq!(settings.server_info().security[0].kind, "userPassword");
+
+        let mut mtls = BrokerSettings::new("h:9094".into());
+        mtls.security = Some(Security::ssl(
+            Tls::new().client_cert_files("client.pem", "client.key"),
+        ));
+        let info = mtls.server_info();
+        assert_eq!(info.protocol, "kafka-secure");
+        assert_eq!(info.security.len(), 1);
+        assert_eq!(info.security[0].kind, "X509");
+
+        let oauth = BrokerSettings {
+            security: Some(Security::oauthbearer(
+                || -> Result<crate::OAuthToken, std::io::Error> {
+                    Err(std::io::Error::other("unused"))
+                },
+            )),
+            ..BrokerSettings::new("h:1".into())
+        };
+        assert_eq!(oauth.server_info().protocol, "kafka");
+        assert_eq!(oauth.server_info().security[0].kind, "oauth2");
+    }
+
+    #[test]
+    fn settings_and_broker_debug_hide_secrets() {
+        use crate::security::{Security, Tls};
+        let broker = crate::KafkaBroker::new("h:1")
+            .security(
+                Security::plain("alice", "pa55-word")
+                    .with_ssl(Tls::new().client_cert_pem("CERT", "PRIVATE-KEY-BODY")),
+            )
+            .set("sasl.password", "raw-pa55")
+            .producer_set("ssl.key.password", "key-pass")
+            .consumer_set("sasl.oauthbearer.client.secret", "client-s3cret");
+        let shown = format!("{broker:?} {:?}", broker.settings);
+        for secret in [
+            "pa55-word",
+            "PRIVATE-KEY-BODY",
+            "raw-pa55",
+            "key-pass",
+            "client-s3cret",
+        ] {
+            assert!(!shown.contains(secret), "{secret} shown in {shown}");
+        }
+        assert!(shown.contains("alice"), "{shown}");
+        assert!(shown.contains("sasl.password"), "{shown}");
     }
 }

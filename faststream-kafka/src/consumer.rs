@@ -12,7 +12,7 @@
 //! are committed synchronously before the revoke completes.
 
 use crate::config::BrokerSettings;
-use crate::context::{classify, ClientHealth, ErrorClass, Stats};
+use crate::context::{classify, ClientHealth, ErrorClass, KafkaContext, Stats};
 use bytes::Bytes;
 use faststream_core::broker::{
     BufferBudget, OffsetStore, PartitionHealth, PartitionWorkers, SubscribeOptions, Subscription,
@@ -523,9 +523,24 @@ impl OffsetStore for KafkaOffsets {
 /// The rdkafka context: turns rebalances into worker starts and stops.
 pub(crate) struct SubscriberContext {
     shared: Arc<Shared>,
+    /// OAuth bearer tokens for SASL `OAUTHBEARER`.
+    client: KafkaContext,
 }
 
 impl ClientContext for SubscriberContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(
+        &self,
+        _oauthbearer_config: Option<&str>,
+    ) -> std::result::Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        self.client.oauth_token()
+    }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        self.client.log(level, fac, message);
+    }
+
     fn stats_raw(&self, statistics: &[u8]) {
         if let Some(stats) = Stats::parse(statistics) {
             self.shared.note_stats(&stats);
@@ -673,6 +688,7 @@ pub(crate) fn subscribe(
         .consumer_config(&config)
         .create_with_context(SubscriberContext {
             shared: Arc::clone(&shared),
+            client: settings.context(),
         })
         .map_err(|err| {
             Error::Config(format!(

@@ -35,9 +35,12 @@ mod context;
 mod producer;
 mod replay;
 mod request;
+pub mod security;
 
+pub use context::KafkaContext;
 pub use producer::{KafkaDelivery, KafkaPublisher};
 pub use rdkafka;
+pub use security::{OAuthToken, SaslMechanism, Secret, Security, Tls, TokenProvider};
 
 use config::BrokerSettings;
 use faststream_asyncapi::{DescribeServer, ServerInfo};
@@ -71,6 +74,7 @@ impl std::fmt::Debug for KafkaBroker {
         f.debug_struct("KafkaBroker")
             .field("bootstrap_servers", &self.settings.bootstrap_servers)
             .field("client_id", &self.settings.client_id)
+            .field("security", &self.settings.security)
             .finish_non_exhaustive()
     }
 }
@@ -116,6 +120,35 @@ impl KafkaBroker {
         self
     }
 
+    /// How every client of this broker connects and authenticates: TLS, SASL (PLAIN,
+    /// SCRAM-SHA-256/512, OAUTHBEARER), or both. It sets `security.protocol` and the `sasl.*`
+    /// and `ssl.*` properties (a raw property set with [`KafkaBroker::set`] still wins), and
+    /// the AsyncAPI server's protocol and security scheme.
+    ///
+    /// ```
+    /// use faststream_kafka::{KafkaBroker, Security, Tls};
+    ///
+    /// // Confluent Cloud: SASL PLAIN with an API key over TLS, the system's CA store.
+    /// let cloud = KafkaBroker::new("pkc-xxxxx.eu-west-1.aws.confluent.cloud:9092")
+    ///     .security(Security::plain("API_KEY", "API_SECRET").with_ssl(Tls::new()));
+    ///
+    /// // An on-premise cluster: SCRAM-SHA-512 over TLS with the cluster's own CA.
+    /// let onprem = KafkaBroker::new("kafka-1:9095,kafka-2:9095")
+    ///     .security(Security::scram512("billing", "s3cret").with_ssl(Tls::new().ca_file("/etc/kafka/ca.pem")));
+    ///
+    /// // Mutual TLS.
+    /// let mtls = KafkaBroker::new("kafka-1:9094").security(Security::ssl(
+    ///     Tls::new()
+    ///         .ca_file("/etc/kafka/ca.pem")
+    ///         .client_cert_files("/etc/kafka/client.pem", "/etc/kafka/client.key"),
+    /// ));
+    /// assert!(!format!("{onprem:?}").contains("s3cret"));
+    /// ```
+    pub fn security(mut self, security: Security) -> Self {
+        self.settings_mut().security = Some(security);
+        self
+    }
+
     /// Sets a librdkafka property on the producer and every consumer.
     pub fn set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.settings_mut().common.push((key.into(), value.into()));
@@ -147,17 +180,18 @@ impl KafkaBroker {
         if let Some(publisher) = self.producer.get() {
             return Ok(publisher.clone());
         }
-        let context = context::ProducerContext {
-            health: Arc::clone(&self.health),
-        };
-        let producer: FutureProducer<context::ProducerContext> = self
+        let context = self
+            .settings
+            .context()
+            .with_health(Arc::clone(&self.health));
+        let producer: FutureProducer<KafkaContext> = self
             .settings
             .producer_config()
-            .create_with_context(context)
+            .create_with_context(context.clone())
             .map_err(|err| Error::Config(format!("cannot create the producer: {err}")))?;
         Ok(self
             .producer
-            .get_or_init(|| KafkaPublisher::new(producer))
+            .get_or_init(|| KafkaPublisher::new(producer, context))
             .clone())
     }
 
@@ -301,6 +335,40 @@ impl DescribeServer for KafkaBroker {
     }
 }
 
+/// How long one metadata request of the startup check may take before the check looks for
+/// a recorded authentication or TLS failure.
+const PING_STEP: Duration = Duration::from_millis(250);
+
+async fn ping_until(publisher: &KafkaPublisher, servers: &str, timeout: Duration) -> Result<()> {
+    let context = publisher.context();
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let step = deadline
+            .saturating_duration_since(std::time::Instant::now())
+            .min(PING_STEP);
+        let producer = publisher.producer().clone();
+        let fetched =
+            tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, step))
+                .await
+                .map_err(|err| Error::Broker(format!("metadata request task failed: {err}")))?;
+        let err = match fetched {
+            Ok(_) => return Ok(()),
+            Err(err) => err,
+        };
+        if let Some(failure) = context.failure() {
+            return Err(Error::Broker(format!(
+                "cannot connect to Kafka at {servers}: {failure}"
+            )));
+        }
+        if std::time::Instant::now() >= deadline {
+            let cause = context.last_error().unwrap_or_else(|| err.to_string());
+            return Err(Error::Broker(format!(
+                "cannot reach Kafka at {servers} within {timeout:?}: {cause}"
+            )));
+        }
+    }
+}
+
 impl Broker for KafkaBroker {
     type Publisher = KafkaPublisher;
 
@@ -343,15 +411,15 @@ impl Broker for KafkaBroker {
         }))
     }
 
+    /// Fetches the cluster's metadata. An authentication or TLS failure (bad credentials, a
+    /// mechanism the broker does not enable, an untrusted certificate) ends the wait at once
+    /// with an error naming it: librdkafka itself would retry it silently forever.
     async fn ping(&self, timeout: Duration) -> Result<()> {
         let publisher = self.shared_publisher()?;
-        let servers = self.settings.bootstrap_servers.clone();
-        tokio::task::spawn_blocking(move || {
-            publisher.producer().client().fetch_metadata(None, timeout)
-        })
-        .await
-        .map_err(|err| Error::Broker(format!("metadata request task failed: {err}")))?
-        .map(|_| ())
-        .map_err(|err| Error::Broker(format!("cannot reach Kafka at {servers}: {err}")))
+        let context = publisher.context().clone();
+        context.begin_check();
+        let result = ping_until(&publisher, &self.settings.bootstrap_servers, timeout).await;
+        context.end_check(result.is_err() && context.failure().is_some());
+        result
     }
 }

@@ -1,6 +1,6 @@
 //! The shared producer: many sends in flight, each tracked by a [`KafkaDelivery`].
 
-use crate::context::ProducerContext;
+use crate::context::KafkaContext;
 use faststream_core::message::{
     write_correlation_id, CONTENT_TYPE, CORRELATION_ID, CORRELATION_ID_LEN,
 };
@@ -18,7 +18,8 @@ use std::time::Duration;
 /// Publishes records through one shared, idempotent rdkafka producer.
 #[derive(Clone)]
 pub struct KafkaPublisher {
-    producer: FutureProducer<ProducerContext>,
+    producer: FutureProducer<KafkaContext>,
+    context: KafkaContext,
 }
 
 impl std::fmt::Debug for KafkaPublisher {
@@ -28,13 +29,18 @@ impl std::fmt::Debug for KafkaPublisher {
 }
 
 impl KafkaPublisher {
-    pub(crate) fn new(producer: FutureProducer<ProducerContext>) -> Self {
-        Self { producer }
+    pub(crate) fn new(producer: FutureProducer<KafkaContext>, context: KafkaContext) -> Self {
+        Self { producer, context }
     }
 
     /// The underlying rdkafka producer, for anything the framework does not wrap.
-    pub fn producer(&self) -> &FutureProducer<impl rdkafka::ClientContext + 'static> {
+    pub fn producer(&self) -> &FutureProducer<KafkaContext> {
         &self.producer
+    }
+
+    /// The producer's client context (the one inside [`KafkaPublisher::producer`]).
+    pub(crate) fn context(&self) -> &KafkaContext {
+        &self.context
     }
 }
 

@@ -1,6 +1,7 @@
 //! Replaying a dead-letter topic into the topics its records came from.
 
 use crate::config::BrokerSettings;
+use crate::context::KafkaContext;
 use crate::producer::KafkaPublisher;
 use bytes::Bytes;
 use faststream_core::broker::{ReplayReport, DLT_HEADER_PREFIX, DLT_ORIGINAL_TOPIC};
@@ -11,6 +12,9 @@ use rdkafka::message::{Headers as _, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+
+/// A reader of the dead-letter topic.
+type Reader = BaseConsumer<KafkaContext>;
 
 /// How long the replay waits for the broker at each step.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -23,14 +27,18 @@ pub(crate) async fn replay(
     topic: &str,
     dry_run: bool,
 ) -> Result<ReplayReport> {
-    let consumer: BaseConsumer = settings
+    let context = settings.context();
+    let consumer: Reader = settings
         .reader_config()
-        .create()
+        .create_with_context(context.clone())
         .map_err(|err| Error::Config(format!("cannot create a reader of `{topic}`: {err}")))?;
     let owned = topic.to_owned();
-    let (consumer, ends) = tokio::task::spawn_blocking(move || assign_to_end(consumer, &owned))
-        .await
-        .map_err(|err| Error::Broker(format!("replay task failed: {err}")))??;
+    let (consumer, ends) = tokio::task::spawn_blocking(move || {
+        context.prime_oauth_token(consumer.client());
+        assign_to_end(consumer, &owned)
+    })
+    .await
+    .map_err(|err| Error::Broker(format!("replay task failed: {err}")))??;
     let mut report = ReplayReport::default();
     let mut deliveries = Vec::new();
     let ends: HashMap<i32, i64> = ends.into_iter().collect();
@@ -106,7 +114,7 @@ pub(crate) async fn replay(
 }
 
 /// Assigns every partition of `topic` from its start; returns each partition's end offset.
-fn assign_to_end(consumer: BaseConsumer, topic: &str) -> Result<(BaseConsumer, Vec<(i32, i64)>)> {
+fn assign_to_end(consumer: Reader, topic: &str) -> Result<(Reader, Vec<(i32, i64)>)> {
     let metadata = consumer
         .fetch_metadata(Some(topic), TIMEOUT)
         .map_err(|err| Error::Broker(format!("cannot read the metadata of `{topic}`: {err}")))?;

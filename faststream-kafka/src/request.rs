@@ -3,10 +3,10 @@
 
 use crate::config::BrokerSettings;
 use crate::consumer::to_message;
+use crate::context::KafkaContext;
 use faststream_core::message::CORRELATION_ID;
 use faststream_core::{Error, Message, Result};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers as _, Message as _};
 use rdkafka::types::RDKafkaErrorCode;
@@ -42,13 +42,20 @@ impl ReplyReader {
     /// reply to a request sent afterwards can be missed.
     pub(crate) async fn start(settings: &BrokerSettings, topic: String) -> Result<Self> {
         create_if_missing(settings, &topic).await?;
-        let consumer: BaseConsumer = settings.reader_config().create().map_err(|err| {
-            Error::Config(format!("cannot create the reader of `{topic}`: {err}"))
-        })?;
+        let context = settings.context();
+        let consumer: BaseConsumer<KafkaContext> = settings
+            .reader_config()
+            .create_with_context(context.clone())
+            .map_err(|err| {
+                Error::Config(format!("cannot create the reader of `{topic}`: {err}"))
+            })?;
         let name = topic.clone();
-        let consumer = tokio::task::spawn_blocking(move || assign_at_end(consumer, &name))
-            .await
-            .map_err(|err| Error::Broker(format!("reply reader set-up failed: {err}")))??;
+        let consumer = tokio::task::spawn_blocking(move || {
+            context.prime_oauth_token(consumer.client());
+            assign_at_end(consumer, &name)
+        })
+        .await
+        .map_err(|err| Error::Broker(format!("reply reader set-up failed: {err}")))??;
         let topic: Arc<str> = Arc::from(topic);
         let pending: Arc<Pending> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
@@ -91,10 +98,18 @@ fn lock(pending: &Pending) -> std::sync::MutexGuard<'_, HashMap<String, oneshot:
 }
 
 async fn create_if_missing(settings: &BrokerSettings, topic: &str) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = settings
+    let context = settings.context();
+    let admin: AdminClient<KafkaContext> = settings
         .admin_config()
-        .create()
+        .create_with_context(context.clone())
         .map_err(|err| Error::Config(format!("cannot create an admin client: {err}")))?;
+    // Nothing polls an admin client's main queue, where librdkafka asks for OAuth tokens.
+    let admin = tokio::task::spawn_blocking(move || {
+        context.prime_oauth_token(admin.inner());
+        admin
+    })
+    .await
+    .map_err(|err| Error::Broker(format!("admin client set-up failed: {err}")))?;
     let new = NewTopic::new(topic, 1, TopicReplication::Fixed(-1));
     let results = admin
         .create_topics(
@@ -117,7 +132,10 @@ async fn create_if_missing(settings: &BrokerSettings, topic: &str) -> Result<()>
 }
 
 /// Assigns every partition of `topic` at its current end.
-fn assign_at_end(consumer: BaseConsumer, topic: &str) -> Result<BaseConsumer> {
+fn assign_at_end(
+    consumer: BaseConsumer<KafkaContext>,
+    topic: &str,
+) -> Result<BaseConsumer<KafkaContext>> {
     let deadline = std::time::Instant::now() + SETUP_TIMEOUT;
     // A topic just created may take a moment to show its partitions with leaders.
     let partitions = loop {
@@ -162,7 +180,12 @@ fn assign_at_end(consumer: BaseConsumer, topic: &str) -> Result<BaseConsumer> {
     Ok(consumer)
 }
 
-fn read_replies(consumer: &BaseConsumer, topic: &Arc<str>, pending: &Pending, stop: &AtomicBool) {
+fn read_replies(
+    consumer: &BaseConsumer<KafkaContext>,
+    topic: &Arc<str>,
+    pending: &Pending,
+    stop: &AtomicBool,
+) {
     while !stop.load(Ordering::Acquire) {
         match consumer.poll(Duration::from_millis(100)) {
             None => {}

@@ -327,3 +327,85 @@ pub fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String)>
     let body = response.split_once("\r\n\r\n")?.1.to_owned();
     Some((status, body))
 }
+
+/// The local broker's secured listeners (started by `scripts/kafka-local.sh`), for the
+/// security tests. Addresses come from environment variables whose defaults match the script.
+pub mod secure {
+    use std::path::PathBuf;
+
+    /// A listener address from `var`, else `default`; panics, saying how to restart the
+    /// broker, when nothing answers there.
+    fn listener(var: &str, default: &str, what: &str) -> String {
+        let addr = std::env::var(var).unwrap_or_else(|_| default.to_owned());
+        let reachable = addr
+            .parse::<std::net::SocketAddr>()
+            .ok()
+            .and_then(|sock| {
+                std::net::TcpStream::connect_timeout(&sock, std::time::Duration::from_secs(2)).ok()
+            })
+            .is_some();
+        assert!(
+            reachable,
+            "no {what} listener answers on {addr} ({var}): the local broker was started without \
+             its secured listeners. Restart it with `scripts/kafka-local.sh stop && \
+             scripts/kafka-local.sh start` (KAFKA_SECURE=1 is the default), or point {var} at one"
+        );
+        addr
+    }
+
+    /// The SSL listener (`FASTSTREAM_TEST_KAFKA_SSL`, default `127.0.0.1:9094`).
+    pub fn ssl() -> String {
+        listener("FASTSTREAM_TEST_KAFKA_SSL", "127.0.0.1:9094", "SSL")
+    }
+
+    /// The SASL_SSL listener with SCRAM-SHA-512 (`FASTSTREAM_TEST_KAFKA_SASL_SSL`, default
+    /// `127.0.0.1:9095`).
+    pub fn sasl_ssl() -> String {
+        listener(
+            "FASTSTREAM_TEST_KAFKA_SASL_SSL",
+            "127.0.0.1:9095",
+            "SASL_SSL",
+        )
+    }
+
+    /// The SASL_PLAINTEXT listener with PLAIN and OAUTHBEARER
+    /// (`FASTSTREAM_TEST_KAFKA_SASL_PLAINTEXT`, default `127.0.0.1:9096`).
+    pub fn sasl_plaintext() -> String {
+        listener(
+            "FASTSTREAM_TEST_KAFKA_SASL_PLAINTEXT",
+            "127.0.0.1:9096",
+            "SASL_PLAINTEXT",
+        )
+    }
+
+    /// Where the script put its CA and certificates: `FASTSTREAM_KAFKA_HOME/tls`, default
+    /// `target/kafka-local/tls` in the repository.
+    pub fn tls_dir() -> PathBuf {
+        let home = std::env::var_os("FASTSTREAM_KAFKA_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/kafka-local")
+            });
+        home.join("tls")
+    }
+
+    /// The CA that signed the broker's certificate (`FASTSTREAM_TEST_KAFKA_CA`, default
+    /// `tls_dir()/ca.pem`).
+    pub fn ca_file() -> PathBuf {
+        let path = std::env::var_os("FASTSTREAM_TEST_KAFKA_CA")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| tls_dir().join("ca.pem"));
+        assert!(
+            path.is_file(),
+            "no CA certificate at {} (FASTSTREAM_TEST_KAFKA_CA): start the broker with \
+             scripts/kafka-local.sh, which generates it",
+            path.display()
+        );
+        path
+    }
+
+    /// The SCRAM-SHA-512 and PLAIN user the script creates.
+    pub const USER: &str = "alice";
+    /// Its password.
+    pub const PASSWORD: &str = "alice-secret";
+}
