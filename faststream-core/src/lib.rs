@@ -9,6 +9,8 @@
 //! - [`middleware`]: the handler and publish pipelines as tower layers.
 //! - [`broker`]: the traits a backend implements.
 //! - [`App`]: subscribers, state, lifecycle hooks, graceful shutdown.
+//! - [`filter`]: several handlers on one subscriber, each behind a predicate.
+//! - [`Router`] and [`Route`]: subscribers grouped under a topic prefix, and built as values.
 //!
 //! This crate is the runtime alone. It must never depend on a broker client (rdkafka), a CLI
 //! (clap), an HTTP server (hyper), YAML, log formatting (tracing-subscriber) or the AsyncAPI
@@ -29,6 +31,7 @@ pub mod broker;
 pub mod codec;
 pub mod error;
 pub mod extract;
+pub mod filter;
 pub mod handler;
 pub mod health;
 pub mod message;
@@ -39,6 +42,7 @@ mod progress;
 pub mod publisher;
 pub mod record;
 pub mod reply;
+pub mod router;
 pub mod schema;
 pub mod subscriber;
 mod worker;
@@ -54,6 +58,7 @@ pub use options::StartupOptions;
 pub use policy::{ErrorPolicy, Exhausted};
 pub use publisher::Publisher;
 pub use reply::{IntoReply, Reply, Response};
+pub use router::{Route, Router};
 pub use subscriber::{
     AckPolicy, Backoff, IntoSubscriber, OffsetReset, PublisherConfig, Registry, SubscriberConfig,
 };

@@ -195,6 +195,10 @@ pub struct SubscriberConfig {
     pub include_in_schema: bool,
     /// Schema of the payload.
     pub payload_schema: Option<SchemaFn>,
+    /// Schemas of the payloads of a subscriber with several handlers (a
+    /// [`Filtered`](crate::filter::Filtered) handler): documented as a `oneOf`. Used when
+    /// [`SubscriberConfig::payload_schema`] is `None`.
+    pub payload_one_of: Vec<SchemaFn>,
     /// How long one handler call may take before it counts as failed (off by default).
     pub handler_timeout: Option<Duration>,
     /// Ignore an incoming `reply_to`: the return value goes to the publishers only.
@@ -204,6 +208,9 @@ pub struct SubscriberConfig {
     pub error_policy: Option<ErrorPolicy>,
     /// The subscriber's own middleware layers, inside the app's (first added is outermost).
     pub layers: Vec<HandlerLayer>,
+    /// Whether [`SubscriberConfig::ack_policy`] was set explicitly (a router's or the app's
+    /// default ack policy applies otherwise).
+    ack_policy_set: bool,
 }
 
 impl SubscriberConfig {
@@ -233,6 +240,51 @@ impl SubscriberConfig {
             no_reply: false,
             error_policy: None,
             layers: Vec::new(),
+            ack_policy_set: false,
+            payload_one_of: Vec::new(),
+        }
+    }
+
+    /// Whether the ack policy was set with [`SubscriberConfig::ack_policy`] (else a router's or
+    /// the app's default ack policy replaces it when the subscriber is included).
+    pub fn has_own_ack_policy(&self) -> bool {
+        self.ack_policy_set
+    }
+
+    /// Applies a default ack policy (a router's or the app's) unless the subscriber set its own.
+    pub(crate) fn default_ack_policy(&mut self, policy: AckPolicy) {
+        if !self.ack_policy_set {
+            self.ack_policy = policy;
+        }
+    }
+
+    /// Documents the payloads of a handler with several branches (see
+    /// [`Handler::payload_schemas`]) unless the configuration already names its payload.
+    pub(crate) fn describe_handler<H: Handler<T>, T>(&mut self, handler: &H) {
+        if self.payload_schema.is_none() && self.payload_one_of.is_empty() {
+            self.payload_one_of = handler.payload_schemas();
+        }
+    }
+
+    /// Documents the payload as one of `schemas` (a subscriber with several handlers, each
+    /// decoding its own payload type); a [`Filtered`](crate::filter::Filtered) handler fills
+    /// this in by itself.
+    pub fn payload_one_of(mut self, schemas: impl IntoIterator<Item = SchemaFn>) -> Self {
+        self.payload_one_of = schemas.into_iter().collect();
+        self
+    }
+
+    /// Puts `prefix` in front of every subscribed topic and every publisher topic (a
+    /// [`Router`](crate::router::Router)'s prefix).
+    pub(crate) fn prefix_topics(&mut self, prefix: &str) {
+        if prefix.is_empty() {
+            return;
+        }
+        for topic in &mut self.topics {
+            topic.insert_str(0, prefix);
+        }
+        for publisher in &mut self.publishers {
+            publisher.topic = format!("{prefix}{}", publisher.topic).into();
         }
     }
 
@@ -289,6 +341,7 @@ impl SubscriberConfig {
     /// Sets the acknowledgement policy.
     pub fn ack_policy(mut self, policy: AckPolicy) -> Self {
         self.ack_policy = policy;
+        self.ack_policy_set = true;
         self
     }
 
@@ -365,7 +418,8 @@ impl SubscriberConfig {
     }
 }
 
-/// Receives subscribers: implemented by the app; used by [`IntoSubscriber`].
+/// Receives subscribers: implemented by the app and by [`Router`](crate::router::Router); used
+/// by [`IntoSubscriber`].
 pub trait Registry {
     /// Adds a subscriber.
     fn add_subscriber<H, T>(&mut self, config: SubscriberConfig, handler: H)

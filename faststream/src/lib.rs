@@ -100,11 +100,11 @@ pub mod testing;
 pub use app::FastStream;
 pub use faststream_core::{
     app::HookOutput, broker, codec, extract, health, message, middleware, policy, publisher, reply,
-    Ack, AckPolicy, App, AppHealth, Backoff, Broker, Delivered, Error, ErrorPolicy, Exhausted,
-    FromMessage, Handler, HandlerError, Header, HeaderName, Headers, HealthProbe, IntoReply,
-    IntoSubscriber, Key, Message, Meta, OffsetReset, Publish, PublishError, Publisher,
-    PublisherConfig, Record, Registry, Reply, Response, Result, RunningApp, StartupOptions, State,
-    SubscriberConfig, SubscriberHealth, SubscriberState, TopicPartition,
+    router, Ack, AckPolicy, App, AppHealth, Backoff, Broker, Delivered, Error, ErrorPolicy,
+    Exhausted, FromMessage, Handler, HandlerError, Header, HeaderName, Headers, HealthProbe,
+    IntoReply, IntoSubscriber, Key, Message, Meta, OffsetReset, Publish, PublishError, Publisher,
+    PublisherConfig, Record, Registry, Reply, Response, Result, Route, Router, RunningApp,
+    StartupOptions, State, SubscriberConfig, SubscriberHealth, SubscriberState, TopicPartition,
 };
 
 /// tower, whose `Layer` and `Service` traits middlewares implement (the version the runtime
