@@ -551,6 +551,8 @@ impl<B, H, T> Filtered<B, Otherwise<H, T>> {
 #[derive(Debug)]
 pub struct FilteredMarker<BM, DM>(PhantomData<fn() -> (BM, DM)>);
 
+// Not offered as a suggestion when a function is not a handler.
+#[diagnostic::do_not_recommend]
 impl<B, D, BM, DM> Handler<FilteredMarker<BM, DM>> for Filtered<B, D>
 where
     B: Branches<BM>,

@@ -418,6 +418,25 @@ impl SubscriberConfig {
     }
 }
 
+/// A topic name from the environment variable `var`, else `default` (when it is unset,
+/// empty, or not UTF-8): what `#[subscriber(env = "VAR", default = "topic")]` reads when the
+/// subscriber is registered.
+///
+/// ```
+/// use faststream_core::subscriber::topic_from_env;
+/// assert_eq!(topic_from_env("FASTSTREAM_DOC_UNSET_TOPIC", "orders"), "orders");
+/// ```
+pub fn topic_from_env(var: &str, default: &str) -> String {
+    match std::env::var(var) {
+        Ok(value) if !value.trim().is_empty() => value,
+        Ok(_) | Err(std::env::VarError::NotPresent) => default.to_owned(),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            tracing::warn!("`{var}` is not valid UTF-8; using the topic `{default}`");
+            default.to_owned()
+        }
+    }
+}
+
 /// Receives subscribers: implemented by the app and by [`Router`](crate::router::Router); used
 /// by [`IntoSubscriber`].
 pub trait Registry {
