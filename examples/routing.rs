@@ -87,7 +87,11 @@ pub fn shop() -> Router<KafkaBroker> {
                 .publish_to("ledger"),
             events,
         );
-    for (input, output) in [("quantities", "doubled-quantities")] {
+    let table = [
+        ("quantities", "doubled-quantities"),
+        ("prices", "doubled-prices"),
+    ];
+    for (input, output) in table {
         let config = SubscriberConfig::new(format!("double_{input}"), [input])
             .ack_policy(AckPolicy::NackOnError)
             .publish_to(output);
