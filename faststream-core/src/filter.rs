@@ -6,6 +6,9 @@
 //! [`ExtractError::NoHandler`]: it is logged once (one error line naming
 //! `topic[partition]@offset`) and follows the subscriber's error policy as an error that is
 //! not retried (skipped, dead-lettered or stopping its partition, as the policy says).
+//! Once a filter accepted a message, its handler owns it: if that handler then fails (its
+//! payload does not decode, it returns an error), the message has failed; later branches are
+//! not tried. Filters on the payload's shape ([`decodes`], [`payload`]) avoid that.
 //!
 //! `Filtered` is itself a [`Handler`], so it runs through the same pipeline, layers and
 //! policies as any handler. Each branch's payload schema (from [`payload`], or a filter's

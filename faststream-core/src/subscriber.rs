@@ -166,7 +166,8 @@ pub struct SubscriberConfig {
     pub topics: Vec<String>,
     /// Consumer group; defaults to [`SubscriberConfig::name`].
     pub group_id: Option<String>,
-    /// Acknowledgement policy.
+    /// Acknowledgement policy. Set it with [`SubscriberConfig::ack_policy`], so that a
+    /// router's or the app's default does not replace it.
     pub ack_policy: AckPolicy,
     /// Start position without a committed offset; the broker's default when `None`.
     pub auto_offset_reset: Option<OffsetReset>,
@@ -338,7 +339,9 @@ impl SubscriberConfig {
         self
     }
 
-    /// Sets the acknowledgement policy.
+    /// Sets the acknowledgement policy. A policy set here wins over a router's and the app's
+    /// default ack policy ([`Router::ack_policy`](crate::Router::ack_policy),
+    /// [`App::ack_policy`](crate::App::ack_policy)).
     pub fn ack_policy(mut self, policy: AckPolicy) -> Self {
         self.ack_policy = policy;
         self.ack_policy_set = true;
