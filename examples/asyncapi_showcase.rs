@@ -130,6 +130,16 @@ pub fn app(broker: KafkaBroker) -> FastStream<KafkaBroker> {
         .include(bill_order)
         .include(track_stock)
         .include(heartbeat)
+        // Every `refunds-{region}` topic: the channel's address keeps the parameter.
+        .subscriber(
+            faststream::SubscriberConfig::new("refunds", Vec::<String>::new())
+                .pattern("refunds-{region}")
+                .description("Refunds of one region's orders."),
+            |faststream::pattern::Path(region): faststream::pattern::Path<String>,
+             order_id: String| async move {
+                tracing::info!("refund of {order_id} in {region}");
+            },
+        )
 }
 
 #[tokio::main]

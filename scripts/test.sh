@@ -39,6 +39,9 @@ cargo test --workspace --no-fail-fast
 step "TestBroker's one-switch test on Kafka (FASTSTREAM_TEST_REAL=1), and the facade without Kafka"
 FASTSTREAM_TEST_REAL=1 cargo test -p faststream-integration-tests --test testing seed_example_from_env
 cargo clippy -p faststream --no-default-features --features testing -- -D warnings
+# OTLP export is in no workspace member's features: lint it on its own.
+cargo clippy -p faststream-observe --all-features --all-targets -- -D warnings
+cargo clippy -p faststream --features otlp -- -D warnings
 
 step "benchmark smoke run (tiny N, no peers: keeps the benchmark from rotting)"
 BENCH_PROFILE=debug scripts/bench.sh --messages 2000 --runs 1 --rates 200 --latency-seconds 1 --rpc-requests 100

@@ -264,10 +264,56 @@ pub async fn raw_pipeline(args: &CaseArgs, same_output: bool) -> Result<CaseResu
     Ok(start.finish(args.messages))
 }
 
-/// faststream pipeline: the seed example's shape with the same `Event`.
-pub async fn fs_pipeline(args: &CaseArgs) -> Result<CaseResult, String> {
+/// What the faststream pipeline records besides its work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observe {
+    /// Nothing: the plain pipeline.
+    Nothing,
+    /// FastStream's Prometheus metrics on both sides.
+    Metrics,
+    /// OpenTelemetry `process` and `send` spans, batched to an exporter that drops them
+    /// (the SDK's whole cost without the network).
+    Tracing,
+}
+
+/// An exporter that drops every batch.
+#[derive(Debug)]
+struct DiscardSpans;
+
+impl opentelemetry_sdk::trace::SpanExporter for DiscardSpans {
+    async fn export(
+        &self,
+        batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        std::hint::black_box(batch);
+        Ok(())
+    }
+}
+
+/// faststream pipeline: the seed example's shape with the same `Event`, with `observe`.
+pub async fn fs_pipeline(args: &CaseArgs, observe: Observe) -> Result<CaseResult, String> {
+    use opentelemetry::trace::TracerProvider as _;
     let start: Arc<OnceLock<Mark>> = Arc::default();
-    let app = FastStream::new(fs_broker(args))
+    let mut app = FastStream::new(fs_broker(args));
+    // Nothing is built for what is not measured: the plain row runs the plain pipeline.
+    let mut metrics = None;
+    let mut provider = None;
+    match observe {
+        Observe::Nothing => {}
+        Observe::Metrics => {
+            let recorded = faststream::observe::metrics::Metrics::new("bench");
+            app = app.metrics(&recorded);
+            metrics = Some(recorded);
+        }
+        Observe::Tracing => {
+            let spans = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+                .with_batch_exporter(DiscardSpans)
+                .build();
+            app = app.otel(&faststream::observe::otel::Otel::new(spans.tracer("bench")));
+            provider = Some(spans);
+        }
+    }
+    let app = app
         .with_state(Arc::clone(&start))
         .subscriber(
             SubscriberConfig::new("pipeline", [args.topic.as_str()])
@@ -284,6 +330,12 @@ pub async fn fs_pipeline(args: &CaseArgs) -> Result<CaseResult, String> {
     wait_for_output(args).await?;
     let result = start.get().ok_or("no records")?.finish(args.messages);
     app.shutdown().await.map_err(|e| e.to_string())?;
+    if metrics.is_some_and(|m| !m.render().contains("status=\"acked\"")) {
+        return Err("the metrics recorded nothing".to_owned());
+    }
+    if let Some(provider) = provider {
+        let _ = provider.shutdown();
+    }
     Ok(result)
 }
 

@@ -125,7 +125,9 @@ fn run_case(name: &str, args: &CaseArgs) -> Result<CaseResult, String> {
             "fs-drain" => cases::fs_drain(args).await,
             "raw-pipeline" => cases::raw_pipeline(args, true).await,
             "raw-pipeline-bare" => cases::raw_pipeline(args, false).await,
-            "fs-pipeline" => cases::fs_pipeline(args).await,
+            "fs-pipeline" => cases::fs_pipeline(args, cases::Observe::Nothing).await,
+            "fs-pipeline-metrics" => cases::fs_pipeline(args, cases::Observe::Metrics).await,
+            "fs-pipeline-tracing" => cases::fs_pipeline(args, cases::Observe::Tracing).await,
             "raw-latency" => cases::raw_latency(args).await,
             "fs-latency" => cases::fs_latency(args).await,
             "fs-rpc" => cases::fs_rpc(args).await,
@@ -285,6 +287,8 @@ fn orchestrate(cli: &Cli) -> Result<(), String> {
             ("pipeline", "raw-pipeline-bare", "raw rdkafka, payload only"),
             ("pipeline", "raw-pipeline", "raw rdkafka"),
             ("pipeline", "fs-pipeline", "faststream-rs"),
+            ("pipeline", "fs-pipeline-metrics", METRICS_ROW),
+            ("pipeline", "fs-pipeline-tracing", TRACING_ROW),
         ] {
             let output = kafka::output_topic(&runtime, &cli.bootstrap, section, cli.partitions)?;
             eprintln!("bench: run {run}/{} {section} {label}", cli.runs);
@@ -349,6 +353,11 @@ fn orchestrate(cli: &Cli) -> Result<(), String> {
     Ok(())
 }
 
+/// The pipeline row with FastStream's Prometheus metrics recorded.
+const METRICS_ROW: &str = "faststream-rs, metrics enabled";
+/// The pipeline row with OpenTelemetry spans recorded.
+const TRACING_ROW: &str = "faststream-rs, tracing enabled";
+
 fn kafka_version() -> String {
     std::env::var("KAFKA_VERSION").unwrap_or_else(|_| "4.1.1".to_owned())
 }
@@ -390,6 +399,9 @@ fn render(cli: &Cli, rows: &[Row], idle: &CaseResult) -> String {
                 },
                 "faststream-rs" => raw
                     .map(|r| format!("{:.2} of raw", rate / r))
+                    .unwrap_or_default(),
+                METRICS_ROW | TRACING_ROW => ours
+                    .map(|o| format!("{:.2} of faststream-rs", rate / o))
                     .unwrap_or_default(),
                 _ => ours
                     .map(|o| format!("faststream-rs is {:.1}x", o / rate))

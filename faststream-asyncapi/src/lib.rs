@@ -530,9 +530,13 @@ fn dead_letter_publishers(sub: &SubscriberConfig) -> Vec<PublisherConfig> {
     let Some(policy) = &sub.error_policy else {
         return Vec::new();
     };
-    let mut topics: Vec<String> = sub
-        .topics
-        .iter()
+    // A pattern subscriber's dead letters go to `{its topic}-dlt`: named by the template.
+    let sources: Vec<&str> = match &sub.pattern {
+        Some(pattern) => vec![pattern.template()],
+        None => sub.topics.iter().map(String::as_str).collect(),
+    };
+    let mut topics: Vec<String> = sources
+        .into_iter()
         .filter_map(|topic| policy.dead_letter_topic(topic))
         .collect();
     topics.dedup();
@@ -709,6 +713,9 @@ impl Builder {
         match self.version {
             AsyncApiVersion::V3_0_0 => {
                 channel.insert("address".into(), json!(topic));
+                if let Some(parameters) = address_parameters(topic) {
+                    channel.insert("parameters".into(), parameters);
+                }
                 if let Some(title) = title {
                     channel.insert("title".into(), json!(title));
                 }
@@ -726,6 +733,17 @@ impl Builder {
             AsyncApiVersion::V2_6_0 => {
                 if let Some(description) = description {
                     channel.insert("description".into(), json!(description));
+                }
+                if let Some(Value::Object(parameters)) = address_parameters(topic) {
+                    // 2.6 parameters carry a schema: path parameters are text.
+                    let with_schema: Map<String, Value> = parameters
+                        .into_iter()
+                        .map(|(name, mut parameter)| {
+                            parameter["schema"] = json!({ "type": "string" });
+                            (name, parameter)
+                        })
+                        .collect();
+                    channel.insert("parameters".into(), Value::Object(with_schema));
                 }
                 if self.has_server {
                     channel.insert("servers".into(), json!([SERVER_NAME]));
@@ -745,12 +763,18 @@ impl Builder {
             }
             (schema, _) => self.payload(schema, &payload_name),
         };
-        let single = sub.topics.len() == 1;
-        for topic in &sub.topics {
+        // A pattern subscriber's channel is its template, with its parameters.
+        let topics: Vec<&str> = match &sub.pattern {
+            Some(pattern) => vec![pattern.template()],
+            None => sub.topics.iter().map(String::as_str).collect(),
+        };
+        let single = topics.len() == 1;
+        for topic in topics {
             let channel_name = match &sub.title {
                 Some(title) if single => title.clone(),
                 Some(title) => format!("{topic}:{title}"),
-                None => format!("{topic}:{handler}"),
+                // A template's braces stay in the address, not in the channel's name.
+                None => format!("{}:{handler}", topic.replace(['{', '}'], "")),
             };
             let bindings = Self::operation_bindings(sub.effective_group_id());
             match self.version {
@@ -807,7 +831,7 @@ impl Builder {
         let channel_name = publisher
             .title
             .clone()
-            .unwrap_or_else(|| format!("{topic}:Publisher"));
+            .unwrap_or_else(|| format!("{}:Publisher", topic.replace(['{', '}'], "")));
         if self.channels.contains_key(&channel_name) {
             // Several subscribers publish to this topic: documented once.
             return;
@@ -1024,3 +1048,21 @@ fn server_json(server: &ServerInfo, v3: bool) -> Value {
 
 #[cfg(test)]
 mod tests;
+
+/// The parameters of a channel address such as `orders-{region}` (`None` without any).
+fn address_parameters(address: &str) -> Option<Value> {
+    let mut parameters = Map::new();
+    let mut rest = address;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        let name = &rest[open + 1..open + close];
+        parameters.insert(
+            name.to_owned(),
+            json!({ "description": format!("The `{name}` part of the topic name.") }),
+        );
+        rest = &rest[open + close + 1..];
+    }
+    (!parameters.is_empty()).then_some(Value::Object(parameters))
+}

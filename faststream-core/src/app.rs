@@ -492,6 +492,9 @@ impl<B: Broker> App<B> {
             tracker: TaskTracker::new(),
             graceful_timeout: self.graceful_timeout,
             flush_timeout: self.flush_timeout,
+            cx: None,
+            options: None,
+            ack_policy: self.ack_policy,
         };
         let cx = StartContext {
             state: Arc::new(std::mem::take(&mut self.state)),
@@ -527,36 +530,14 @@ impl<B: Broker> App<B> {
         for (config, factory) in self.configs.iter().zip(factories) {
             built.push(factory(Arc::clone(config), &cx)?);
         }
-        for BuiltSubscriber {
-            config,
-            workers,
-            stats,
-        } in built
-        {
-            tracing::info!(
-                "subscriber `{}` consuming {:?} as group `{}` ({:?})",
-                config.name,
-                config.topics,
-                config.effective_group_id(),
-                config.ack_policy
-            );
-            let subscribed = running
-                .live
-                .broker
-                .subscribe(Arc::clone(&config), workers, options.clone())
-                .await;
-            match subscribed {
-                Ok(subscription) => lock(&running.live.subscriptions).push(Started {
-                    config,
-                    stats,
-                    subscription,
-                }),
-                Err(err) => {
-                    running.stop().await;
-                    return Err(err);
-                }
+        running.options = Some(options);
+        for subscriber in built {
+            if let Err(err) = running.start_subscription(subscriber).await {
+                running.stop().await;
+                return Err(err);
             }
         }
+        running.cx = Some(cx);
         let after_startup = std::mem::take(&mut self.hooks.after_startup);
         if let Err(err) = run_hooks("after_startup", after_startup).await {
             tracing::error!("{err}; stopping what was started");
@@ -631,6 +612,12 @@ pub async fn shutdown_signal() -> Result<&'static str> {
 pub struct RunningApp<B: Broker> {
     live: Arc<Live<B>>,
     publisher: B::Publisher,
+    /// What subscribers added while running are built with.
+    cx: Option<StartContext<B::Publisher>>,
+    /// How subscriptions stop (each gets a child of the root token).
+    options: Option<SubscribeOptions>,
+    /// The app's default ack policy, for subscribers added while running.
+    ack_policy: Option<AckPolicy>,
     hooks: Hooks,
     /// The root of every consumer's and partition worker's stop signal.
     shutdown: CancellationToken,
@@ -654,6 +641,8 @@ struct Started {
     config: Arc<SubscriberConfig>,
     stats: Arc<SubscriberStats>,
     subscription: Box<dyn Subscription>,
+    /// Stops this subscription alone (a child of the app's root token).
+    stop: CancellationToken,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -720,6 +709,96 @@ impl<B: Broker> RunningApp<B> {
     /// The broker, e.g. to publish.
     pub fn broker(&self) -> &B {
         &self.live.broker
+    }
+
+    /// Starts consuming for a built subscriber, under its own child of the root token.
+    async fn start_subscription(&mut self, built: BuiltSubscriber) -> Result<()> {
+        let Some(template) = &self.options else {
+            return Err(Error::Config("the app is not running".into()));
+        };
+        let BuiltSubscriber {
+            config,
+            workers,
+            stats,
+        } = built;
+        let stop = template.stop.child_token();
+        let options = SubscribeOptions {
+            stop: stop.clone(),
+            ..template.clone()
+        };
+        tracing::info!(
+            "subscriber `{}` consuming {:?} as group `{}` ({:?})",
+            config.name,
+            config.topics,
+            config.effective_group_id(),
+            config.ack_policy
+        );
+        let subscription = self
+            .live
+            .broker
+            .subscribe(Arc::clone(&config), workers, options)
+            .await?;
+        lock(&self.live.subscriptions).push(Started {
+            config,
+            stats,
+            subscription,
+            stop,
+        });
+        Ok(())
+    }
+
+    /// Adds a subscriber to the running app, without disturbing the others (FastStream's
+    /// runtime `broker.subscriber(...)` then `start()`): built with the app's state, layers,
+    /// publish path and default policy, and stopped with the app or by
+    /// [`RunningApp::unsubscribe`]. Names must stay unique. The app's default ack policy
+    /// ([`App::ack_policy`]) applies unless the subscriber sets its own.
+    pub async fn subscribe<H, T>(&mut self, mut config: SubscriberConfig, handler: H) -> Result<()>
+    where
+        H: Handler<T>,
+        T: Send + 'static,
+    {
+        if lock(&self.live.subscriptions)
+            .iter()
+            .any(|s| s.config.name == config.name)
+        {
+            return Err(Error::Config(format!(
+                "a subscriber named `{}` is already running",
+                config.name
+            )));
+        }
+        let Some(cx) = &self.cx else {
+            return Err(Error::Config("the app is not running".into()));
+        };
+        if let Some(policy) = self.ack_policy {
+            config.default_ack_policy(policy);
+        }
+        config.describe_handler(&handler);
+        let built = subscriber_workers(Arc::new(config), handler, cx)?;
+        self.start_subscription(built).await
+    }
+
+    /// Stops the subscriber `name` gracefully, as a shutdown does for all of them (its
+    /// workers finish what they hold, offsets are committed, it leaves its group), while the
+    /// others keep running.
+    pub async fn unsubscribe(&mut self, name: &str) -> Result<()> {
+        let started = {
+            let mut subscriptions = lock(&self.live.subscriptions);
+            let index = subscriptions
+                .iter()
+                .position(|s| s.config.name == name)
+                .ok_or_else(|| Error::Config(format!("no running subscriber `{name}`")))?;
+            subscriptions.remove(index)
+        };
+        started.stop.cancel();
+        let bound = self.graceful_timeout + LEAVE_MARGIN;
+        if tokio::time::timeout(bound, started.subscription.finished())
+            .await
+            .is_err()
+        {
+            tracing::error!("subscriber `{name}` did not stop within {bound:?}");
+        }
+        tracing::info!("subscriber `{name}` stopped");
+        Ok(())
     }
 
     /// The app's health now: per subscriber its state, assigned partitions, lag, buffered

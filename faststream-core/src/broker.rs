@@ -20,6 +20,25 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// Publishes `records` as one batch: every record is handed to `publisher` before any
+/// acknowledgement is awaited (so the producer sends them together), then every
+/// acknowledgement is awaited. Returns where each record landed, in order; the first refusal
+/// is the error (the other records may have been written).
+pub async fn publish_batch<P: Publish>(
+    publisher: &P,
+    records: impl IntoIterator<Item = Record>,
+) -> Result<Vec<Delivered>, PublishError> {
+    let mut deliveries = Vec::new();
+    for record in records {
+        deliveries.push(publisher.enqueue(record).await?);
+    }
+    let mut delivered = Vec::with_capacity(deliveries.len());
+    for delivery in deliveries {
+        delivered.push(delivery.await?);
+    }
+    Ok(delivered)
+}
+
 /// Publishing side of a backend: one shared producer, many sends in flight.
 pub trait Publish: Clone + Send + Sync + 'static {
     /// Resolves when the broker acknowledged (or finally refused) one record.

@@ -120,12 +120,28 @@ impl AppState {
 pub struct MessageContext<'a> {
     state: &'a AppState,
     ack: Option<&'a Arc<AckSlot>>,
+    pattern: Option<&'a crate::pattern::TopicPattern>,
 }
 
 impl<'a> MessageContext<'a> {
     /// A context over `state`; `ack` is set for subscribers with `AckPolicy::Manual`.
     pub fn new(state: &'a AppState, ack: Option<&'a Arc<AckSlot>>) -> Self {
-        Self { state, ack }
+        Self {
+            state,
+            ack,
+            pattern: None,
+        }
+    }
+
+    /// The same context for a pattern subscriber.
+    pub fn with_pattern(mut self, pattern: Option<&'a crate::pattern::TopicPattern>) -> Self {
+        self.pattern = pattern;
+        self
+    }
+
+    /// The subscriber's topic pattern, if it has one (for [`crate::pattern::Path`]).
+    pub fn pattern(&self) -> Option<&crate::pattern::TopicPattern> {
+        self.pattern
     }
 
     /// The app's shared state.

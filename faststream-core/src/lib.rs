@@ -37,6 +37,7 @@ pub mod health;
 pub mod message;
 pub mod middleware;
 pub mod options;
+pub mod pattern;
 pub mod policy;
 mod progress;
 pub mod publisher;
@@ -60,7 +61,8 @@ pub use publisher::Publisher;
 pub use reply::{IntoReply, Reply, Response};
 pub use router::{Route, Router};
 pub use subscriber::{
-    AckPolicy, Backoff, IntoSubscriber, OffsetReset, PublisherConfig, Registry, SubscriberConfig,
+    AckPolicy, Backoff, IntoSubscriber, OffsetReset, PartitionsCallback, PublisherConfig,
+    RebalanceHooks, Registry, StartFrom, SubscriberConfig,
 };
 
 #[doc(hidden)]

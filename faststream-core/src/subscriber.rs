@@ -6,8 +6,9 @@ use std::time::Duration;
 
 pub use crate::schema::SchemaFn;
 
-use crate::message::Message;
+use crate::message::{Message, TopicPartition};
 use crate::middleware::{BoxError, BoxMessageService, HandlerLayer};
+use crate::pattern::TopicPattern;
 use crate::policy::ErrorPolicy;
 use crate::reply::Reply;
 use tower::{Layer, Service};
@@ -54,6 +55,24 @@ impl OffsetReset {
             OffsetReset::Latest => "latest",
         }
     }
+}
+
+/// Where a subscriber with explicit partitions ([`SubscriberConfig::partitions`]) starts
+/// reading each of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartFrom {
+    /// Where the group last committed, else as [`SubscriberConfig::auto_offset_reset`] says.
+    #[default]
+    Committed,
+    /// The oldest retained record.
+    Earliest,
+    /// The next record produced.
+    Latest,
+    /// This offset.
+    Offset(i64),
+    /// The first record with a timestamp at or after this one (milliseconds since the Unix
+    /// epoch), or the end when there is none.
+    Timestamp(i64),
 }
 
 /// Exponential backoff between redeliveries of a failing message.
@@ -144,6 +163,45 @@ impl PublisherConfig {
     }
 }
 
+/// A callback given the partitions a rebalance assigned or revoked.
+pub type PartitionsCallback = Arc<dyn Fn(&[TopicPartition]) + Send + Sync>;
+
+/// A subscriber's rebalance callbacks (Kafka's `ConsumerRebalanceListener`, FastStream's
+/// rebalance listeners). They run on the consumer's thread, so they should be quick.
+#[derive(Clone, Default)]
+pub struct RebalanceHooks {
+    /// After partitions were assigned, before any of their records is handled.
+    pub on_assign: Option<PartitionsCallback>,
+    /// After the revoked partitions' in-flight work finished and its offsets were
+    /// committed (also when the subscriber stops).
+    pub on_revoke: Option<PartitionsCallback>,
+}
+
+impl RebalanceHooks {
+    /// Calls `on_assign` with `partitions` (when any).
+    pub fn assigned(&self, partitions: &[TopicPartition]) {
+        if let (Some(hook), false) = (&self.on_assign, partitions.is_empty()) {
+            hook(partitions);
+        }
+    }
+
+    /// Calls `on_revoke` with `partitions` (when any).
+    pub fn revoked(&self, partitions: &[TopicPartition]) {
+        if let (Some(hook), false) = (&self.on_revoke, partitions.is_empty()) {
+            hook(partitions);
+        }
+    }
+}
+
+impl std::fmt::Debug for RebalanceHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RebalanceHooks")
+            .field("on_assign", &self.on_assign.is_some())
+            .field("on_revoke", &self.on_revoke.is_some())
+            .finish()
+    }
+}
+
 /// The default of [`SubscriberConfig::max_buffer_bytes`]: 64 MiB.
 pub const DEFAULT_MAX_BUFFER_BYTES: usize = 64 * 1024 * 1024;
 
@@ -209,6 +267,16 @@ pub struct SubscriberConfig {
     pub error_policy: Option<ErrorPolicy>,
     /// The subscriber's own middleware layers, inside the app's (first added is outermost).
     pub layers: Vec<HandlerLayer>,
+    /// Callbacks on partition assignment and revocation.
+    pub rebalance: RebalanceHooks,
+    /// Explicit partitions to read, without joining the group's rebalancing (the group id
+    /// still names where offsets are committed). Empty: subscribe to the topics as a group
+    /// member.
+    pub assignment: Vec<TopicPartition>,
+    /// Where explicitly assigned partitions start.
+    pub start_from: StartFrom,
+    /// The topic pattern the subscriber reads (its `topics` then hold the pattern's regex).
+    pub pattern: Option<Arc<TopicPattern>>,
     /// Whether [`SubscriberConfig::ack_policy`] was set explicitly (a router's or the app's
     /// default ack policy applies otherwise).
     ack_policy_set: bool,
@@ -241,6 +309,10 @@ impl SubscriberConfig {
             no_reply: false,
             error_policy: None,
             layers: Vec::new(),
+            rebalance: RebalanceHooks::default(),
+            assignment: Vec::new(),
+            start_from: StartFrom::Committed,
+            pattern: None,
             ack_policy_set: false,
             payload_one_of: Vec::new(),
         }
@@ -275,18 +347,105 @@ impl SubscriberConfig {
         self
     }
 
-    /// Puts `prefix` in front of every subscribed topic and every publisher topic (a
-    /// [`Router`](crate::router::Router)'s prefix).
+    /// Puts `prefix` in front of every subscribed topic, explicitly assigned partition's
+    /// topic, pattern template and publisher topic (a [`Router`](crate::router::Router)'s
+    /// prefix).
     pub(crate) fn prefix_topics(&mut self, prefix: &str) {
         if prefix.is_empty() {
             return;
         }
-        for topic in &mut self.topics {
-            topic.insert_str(0, prefix);
+        match &self.pattern {
+            Some(pattern) => {
+                let pattern = TopicPattern::new(format!("{prefix}{}", pattern.template()));
+                self.topics = vec![pattern.regex()];
+                self.pattern = Some(Arc::new(pattern));
+            }
+            None => {
+                for topic in &mut self.topics {
+                    topic.insert_str(0, prefix);
+                }
+            }
+        }
+        for assigned in &mut self.assignment {
+            assigned.topic = format!("{prefix}{}", assigned.topic).into();
         }
         for publisher in &mut self.publishers {
             publisher.topic = format!("{prefix}{}", publisher.topic).into();
         }
+    }
+
+    /// Reads every topic matching `template` (FastStream's `pattern=`): literal text and
+    /// `{name}` parameters, each one or more characters, which handlers take with the
+    /// [`Path`](crate::pattern::Path) extractor. Replaces the topics given to `new`. On
+    /// Kafka, matching topics created later are picked up at librdkafka's next metadata
+    /// refresh (`topic.metadata.refresh.interval.ms`).
+    ///
+    /// ```
+    /// use faststream_core::SubscriberConfig;
+    ///
+    /// let config = SubscriberConfig::new("orders", Vec::<String>::new()).pattern("orders-{region}");
+    /// assert_eq!(config.topics, [r"^orders-(.+)$"]);
+    /// ```
+    pub fn pattern(mut self, template: impl Into<String>) -> Self {
+        let pattern = TopicPattern::new(template);
+        self.topics = vec![pattern.regex()];
+        self.pattern = Some(Arc::new(pattern));
+        self
+    }
+
+    /// Reads these partitions of each of the subscriber's topics, assigned explicitly rather
+    /// than by the group (FastStream's `partitions=[...]`): no rebalancing, so several
+    /// instances may read the same partitions. Offsets are still committed under the group
+    /// id, so a restart resumes where it stopped (see [`SubscriberConfig::start_from`]).
+    ///
+    /// ```
+    /// use faststream_core::{StartFrom, SubscriberConfig};
+    ///
+    /// let audit = SubscriberConfig::new("audit", ["orders"])
+    ///     .partitions([0, 1])
+    ///     .start_from(StartFrom::Earliest);
+    /// assert_eq!(audit.assignment.len(), 2);
+    /// ```
+    pub fn partitions(mut self, partitions: impl IntoIterator<Item = i32>) -> Self {
+        let partitions: Vec<i32> = partitions.into_iter().collect();
+        self.assignment = self
+            .topics
+            .iter()
+            .flat_map(|topic| {
+                partitions
+                    .iter()
+                    .map(move |p| TopicPartition::new(topic.as_str(), *p))
+            })
+            .collect();
+        self
+    }
+
+    /// Where explicitly assigned partitions start (default: the committed offset).
+    pub fn start_from(mut self, start: StartFrom) -> Self {
+        self.start_from = start;
+        self
+    }
+
+    /// Calls `hook` with the partitions each rebalance assigns to this subscriber, before
+    /// any of their records is handled.
+    ///
+    /// ```
+    /// use faststream_core::SubscriberConfig;
+    ///
+    /// let config = SubscriberConfig::new("orders", ["orders"])
+    ///     .on_assign(|partitions| println!("now consuming {partitions:?}"))
+    ///     .on_revoke(|partitions| println!("handed over {partitions:?}"));
+    /// ```
+    pub fn on_assign(mut self, hook: impl Fn(&[TopicPartition]) + Send + Sync + 'static) -> Self {
+        self.rebalance.on_assign = Some(Arc::new(hook));
+        self
+    }
+
+    /// Calls `hook` with the partitions each rebalance revokes from this subscriber (and all
+    /// of them when it stops), once their in-flight work finished and was committed.
+    pub fn on_revoke(mut self, hook: impl Fn(&[TopicPartition]) + Send + Sync + 'static) -> Self {
+        self.rebalance.on_revoke = Some(Arc::new(hook));
+        self
     }
 
     /// Sets what happens to a failed message: bounded retries, then a dead-letter topic, a

@@ -95,7 +95,8 @@ where
         Error::Config(format!("subscriber `{}` cannot start: {err}", config.name))
     })?;
     let manual_ack = config.ack_policy == AckPolicy::Manual;
-    let handler = HandlerService::new(handler, Arc::clone(&cx.state), manual_ack);
+    let handler = HandlerService::new(handler, Arc::clone(&cx.state), manual_ack)
+        .with_pattern(config.pattern.clone());
     let timeout = config.handler_timeout;
     let core = ServiceBuilder::new()
         .layer(CatchPanicLayer)

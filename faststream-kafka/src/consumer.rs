@@ -18,7 +18,9 @@ use faststream_core::broker::{
     BufferBudget, OffsetStore, PartitionHealth, PartitionWorkers, SubscribeOptions, Subscription,
     SubscriptionHealth,
 };
-use faststream_core::{Error, Headers, Message, Result, SubscriberConfig, TopicPartition};
+use faststream_core::{
+    Error, Headers, Message, Result, StartFrom, SubscriberConfig, TopicPartition,
+};
 use futures::future::BoxFuture;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
@@ -90,6 +92,8 @@ struct Shared {
     /// How long workers get to finish at shutdown, and on a revoke.
     graceful_timeout: Duration,
     rebalance_timeout: Duration,
+    /// The subscriber's rebalance callbacks.
+    hooks: faststream_core::RebalanceHooks,
     /// Bytes of records held, shared with the workers (which release them when finished).
     budget: Arc<BufferBudget>,
     /// The group assigned partitions at least once.
@@ -369,7 +373,11 @@ impl Shared {
     /// Stops the workers of `which` partitions (all when `None`): each finishes the record in
     /// hand and its publishes, and stores its offsets. Waits up to `timeout`, then aborts what
     /// is left (those records stay uncommitted and are delivered again).
-    fn stop_partitions(&self, which: Option<&TopicPartitionList>, timeout: Duration) {
+    fn stop_partitions(
+        &self,
+        which: Option<&TopicPartitionList>,
+        timeout: Duration,
+    ) -> Vec<TopicPartition> {
         let slots: Vec<(Arc<str>, i32, Slot)> = {
             let mut parts = self.partitions();
             let mut taken = Vec::new();
@@ -394,8 +402,12 @@ impl Shared {
             taken
         };
         if slots.is_empty() {
-            return;
+            return Vec::new();
         }
+        let stopped: Vec<TopicPartition> = slots
+            .iter()
+            .map(|(topic, partition, _)| TopicPartition::new(Arc::clone(topic), *partition))
+            .collect();
         let mut tasks = Vec::with_capacity(slots.len());
         for (_, _, slot) in &slots {
             slot.stop.cancel();
@@ -407,7 +419,7 @@ impl Shared {
         }
         if Handle::try_current().is_ok() {
             tracing::warn!(subscriber = %self.name, "partition stop requested from inside the runtime; not waiting for workers");
-            return;
+            return stopped;
         }
         let aborts: Vec<_> = tasks
             .iter()
@@ -425,6 +437,7 @@ impl Shared {
                 }
             }
         }
+        stopped
     }
 }
 
@@ -548,17 +561,21 @@ impl ConsumerContext for SubscriberContext {
         match rebalance {
             Rebalance::Revoke(tpl) => {
                 tracing::info!(subscriber = %self.shared.name, partitions = ?partition_names(tpl), "partitions revoked");
-                self.shared
+                let stopped = self
+                    .shared
                     .stop_partitions(Some(tpl), self.shared.rebalance_timeout);
                 commit_sync(consumer, &self.shared.name);
+                self.shared.hooks.revoked(&stopped);
             }
             Rebalance::Assign(_) => {}
             Rebalance::Error(err) => {
                 // rdkafka unassigns everything after a failed rebalance: stop like a revoke.
                 tracing::error!(subscriber = %self.shared.name, "rebalance failed: {err}");
-                self.shared
+                let stopped = self
+                    .shared
                     .stop_partitions(None, self.shared.rebalance_timeout);
                 commit_sync(consumer, &self.shared.name);
+                self.shared.hooks.revoked(&stopped);
             }
         }
     }
@@ -573,6 +590,12 @@ impl ConsumerContext for SubscriberContext {
                 tracing::warn!(subscriber = %self.shared.name, "cannot resume assigned partitions: {err}");
             }
             self.shared.assign(tpl);
+            let assigned: Vec<TopicPartition> = tpl
+                .elements()
+                .iter()
+                .map(|e| TopicPartition::new(e.topic(), e.partition()))
+                .collect();
+            self.shared.hooks.assigned(&assigned);
         }
     }
 
@@ -636,6 +659,7 @@ pub(crate) fn subscribe(
         joined: AtomicBool::new(false),
         failure: OnceLock::new(),
         health,
+        hooks: config.rebalance.clone(),
         name: config.name.clone(),
         workers,
         runtime: Handle::current(),
@@ -656,15 +680,19 @@ pub(crate) fn subscribe(
                 config.name
             ))
         })?;
-    let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
-    consumer.subscribe(&topics).map_err(|err| {
-        Error::Broker(format!(
-            "cannot subscribe `{}` to {topics:?}: {err}",
-            config.name
-        ))
-    })?;
     let consumer = Arc::new(consumer);
     let _ = shared.consumer.set(Arc::downgrade(&consumer));
+    if config.assignment.is_empty() {
+        let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics).map_err(|err| {
+            Error::Broker(format!(
+                "cannot subscribe `{}` to {topics:?}: {err}",
+                config.name
+            ))
+        })?;
+    } else {
+        assign_explicitly(&consumer, &shared, &config)?;
+    }
     let (finished_tx, finished) = oneshot::channel();
     let thread_shared = Arc::clone(&shared);
     let shared_for_health = Arc::clone(&shared);
@@ -684,6 +712,56 @@ pub(crate) fn subscribe(
         stop,
         finished: Some(finished),
     }))
+}
+
+/// Reads `config.assignment` without joining the group's rebalancing, each partition from
+/// `config.start_from`.
+fn assign_explicitly(
+    consumer: &KafkaConsumer,
+    shared: &Shared,
+    config: &SubscriberConfig,
+) -> Result<()> {
+    let cannot = |err: KafkaError| {
+        Error::Broker(format!(
+            "cannot assign {:?} to `{}`: {err}",
+            config.assignment, config.name
+        ))
+    };
+    let mut tpl = TopicPartitionList::new();
+    for tp in &config.assignment {
+        let offset = match config.start_from {
+            StartFrom::Committed => Offset::Stored,
+            StartFrom::Earliest => Offset::Beginning,
+            StartFrom::Latest => Offset::End,
+            StartFrom::Offset(offset) => Offset::Offset(offset),
+            // Resolved below: the broker finds the offset for the time.
+            StartFrom::Timestamp(millis) => Offset::Offset(millis),
+        };
+        tpl.add_partition_offset(&tp.topic, tp.partition, offset)
+            .map_err(cannot)?;
+    }
+    if let StartFrom::Timestamp(_) = config.start_from {
+        tpl = consumer
+            .offsets_for_times(tpl, Duration::from_secs(10))
+            .map_err(cannot)?;
+        // No record at or after the time: start at the end.
+        let past_the_end: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .filter(|e| !matches!(e.offset(), Offset::Offset(o) if o >= 0))
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        for (topic, partition) in past_the_end {
+            tpl.set_partition_offset(&topic, partition, Offset::End)
+                .map_err(cannot)?;
+        }
+    }
+    consumer.assign(&tpl).map_err(cannot)?;
+    tracing::info!(subscriber = %shared.name, partitions = ?partition_names(&tpl), "partitions assigned explicitly");
+    shared.assign(&tpl);
+    shared.joined.store(true, Ordering::Relaxed);
+    shared.hooks.assigned(&config.assignment);
+    Ok(())
 }
 
 fn poll_loop(consumer: &Arc<KafkaConsumer>, shared: &Shared) {
@@ -710,12 +788,15 @@ fn poll_loop(consumer: &Arc<KafkaConsumer>, shared: &Shared) {
             Some(Ok(record)) => shared.dispatch(consumer, &record),
             Some(Err(err)) => match classify(&err, &err.to_string()) {
                 ErrorClass::Fatal(cause) => shared.fail(cause),
-                _ => tracing::warn!(subscriber = %shared.name, "consumer error: {err}"),
+                // The client context already logged this event once (rdkafka hands every
+                // error event to both).
+                _ => tracing::debug!(subscriber = %shared.name, "consumer error: {err}"),
             },
         }
     }
     // Graceful stop: workers finish what they hold, then commit what they finished.
-    shared.stop_partitions(None, shared.graceful_timeout);
+    let stopped = shared.stop_partitions(None, shared.graceful_timeout);
     commit_sync(consumer, &shared.name);
+    shared.hooks.revoked(&stopped);
     consumer.unsubscribe();
 }

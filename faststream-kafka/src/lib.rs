@@ -168,6 +168,17 @@ impl KafkaBroker {
         Ok(delivery.await?)
     }
 
+    /// Publishes `records` as one batch (FastStream's `publish_batch`): all are handed to the
+    /// producer before any acknowledgement is awaited, then every acknowledgement is awaited.
+    /// Where each landed, in order; the first refusal is the error.
+    pub async fn publish_batch(
+        &self,
+        records: impl IntoIterator<Item = Record>,
+    ) -> Result<Vec<Delivered>> {
+        let publisher = self.shared_publisher()?;
+        Ok(faststream_core::broker::publish_batch(&publisher, records).await?)
+    }
+
     /// Hands a record to the producer without waiting for the acknowledgement (for
     /// throughput); call [`KafkaBroker::flush`] before exiting.
     pub async fn publish_nowait(&self, record: Record) -> Result<()> {

@@ -39,11 +39,14 @@ use std::time::Duration;
 /// }
 /// ```
 pub struct FastStream<B: Broker> {
-    app: App<B>,
+    pub(crate) app: App<B>,
     info: AppInfo,
     /// Extra routes of the app's HTTP server (`--health-port`).
     #[cfg(feature = "http")]
     http_routes: Vec<(String, crate::http::RouteHandler)>,
+    /// The observability the app installed (see [`crate::observe`]).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) observed: crate::observe::Observed,
 }
 
 impl<B: Broker> std::fmt::Debug for FastStream<B> {
@@ -73,6 +76,7 @@ impl<B: Broker> FastStream<B> {
             info: AppInfo::default(),
             #[cfg(feature = "http")]
             http_routes: Vec::new(),
+            observed: crate::observe::Observed::default(),
         }
     }
 

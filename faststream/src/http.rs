@@ -24,7 +24,7 @@
 //! ```
 
 use bytes::Bytes;
-use faststream_core::HealthProbe;
+use faststream_core::{AppHealth, HealthProbe};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
@@ -115,26 +115,17 @@ impl HttpServer {
 
     /// Adds `/health/live`, `/health/ready` and `/health` answered from `probe`.
     pub fn health(self, probe: HealthProbe) -> Self {
-        let live = probe.clone();
-        let ready = probe.clone();
-        self.route("/health/live", move || {
-            let health = live.health();
-            if health.is_live() {
-                HttpResponse::text(200, "live\n")
-            } else {
-                HttpResponse::text(503, format!("{}\n", health.not_ready_reasons().join("\n")))
-            }
-        })
-        .route("/health/ready", move || {
-            let health = ready.health();
-            if health.is_ready() {
-                HttpResponse::text(200, "ready\n")
-            } else {
-                HttpResponse::text(503, format!("{}\n", health.not_ready_reasons().join("\n")))
-            }
-        })
+        let full = probe.clone();
+        self.route(
+            "/health/live",
+            probe_answer(probe.clone(), AppHealth::is_live, "live"),
+        )
+        .route(
+            "/health/ready",
+            probe_answer(probe, AppHealth::is_ready, "ready"),
+        )
         .route("/health", move || {
-            let health = probe.health();
+            let health = full.health();
             let status = if health.is_ready() { 200 } else { 503 };
             match serde_json::to_string_pretty(&health) {
                 Ok(json) => HttpResponse::with_type(status, "application/json", json + "\n"),
@@ -186,6 +177,22 @@ impl RunningServer {
 impl Drop for RunningServer {
     fn drop(&mut self) {
         self.stop.cancel();
+    }
+}
+
+/// A probe route: 200 and `ok` when `check` passes, else 503 and the reasons.
+fn probe_answer(
+    probe: HealthProbe,
+    check: fn(&AppHealth) -> bool,
+    ok: &'static str,
+) -> impl Fn() -> HttpResponse + Send + Sync + 'static {
+    move || {
+        let health = probe.health();
+        if check(&health) {
+            HttpResponse::text(200, format!("{ok}\n"))
+        } else {
+            HttpResponse::text(503, format!("{}\n", health.not_ready_reasons().join("\n")))
+        }
     }
 }
 

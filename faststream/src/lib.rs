@@ -94,18 +94,19 @@ pub mod cli;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod logging;
+pub mod observe;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use app::FastStream;
 pub use faststream_core::{
-    app::HookOutput, broker, codec, extract, filter, health, message, middleware, policy,
+    app::HookOutput, broker, codec, extract, filter, health, message, middleware, pattern, policy,
     publisher, reply, router, Ack, AckPolicy, App, AppHealth, Backoff, Broker, Delivered, Error,
     ErrorPolicy, Exhausted, FromMessage, Handler, HandlerError, Header, HeaderName, Headers,
     HealthProbe, IntoReply, IntoSubscriber, Key, Message, Meta, OffsetReset, Publish, PublishError,
-    Publisher, PublisherConfig, Record, Registry, Reply, Response, Result, Route, Router,
-    RunningApp, StartupOptions, State, SubscriberConfig, SubscriberHealth, SubscriberState,
-    TopicPartition,
+    Publisher, PublisherConfig, RebalanceHooks, Record, Registry, Reply, Response, Result, Route,
+    Router, RunningApp, StartFrom, StartupOptions, State, SubscriberConfig, SubscriberHealth,
+    SubscriberState, TopicPartition,
 };
 
 /// tower, whose `Layer` and `Service` traits middlewares implement (the version the runtime

@@ -8,7 +8,6 @@ use faststream::{
     SubscriberConfig, SubscriberState,
 };
 use faststream_integration_tests::*;
-use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -39,22 +38,12 @@ async fn health_until(
     panic!("timed out waiting for {what}; last health: {last:#?}");
 }
 
-/// A plain HTTP/1.0 GET: the status code and the body.
-fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = std::net::TcpStream::connect(addr).expect("connects");
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").expect("request sent");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("response read");
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status line");
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    (status, body)
+/// GET `path` from the health server, off the async runtime.
+async fn get(addr: std::net::SocketAddr, path: &'static str) -> (u16, String) {
+    tokio::task::spawn_blocking(move || http_get(addr, path))
+        .await
+        .expect("probe task")
+        .expect("the health server answers")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,13 +89,9 @@ async fn health_reports_assignment_lag_and_a_stuck_message_over_http() {
             .collect::<Vec<_>>(),
         [(input.as_str(), 0), (input.as_str(), 1)]
     );
-    let live = tokio::task::spawn_blocking(move || http_get(addr, "/health/live"))
-        .await
-        .expect("probe");
+    let live = get(addr, "/health/live").await;
     assert_eq!(live.0, 200, "{live:?}");
-    let ready = tokio::task::spawn_blocking(move || http_get(addr, "/health/ready"))
-        .await
-        .expect("probe");
+    let ready = get(addr, "/health/ready").await;
     assert_eq!(ready, (200, "ready\n".to_owned()));
 
     // Records pile up behind a blocked handler on partition 0: lag shows them (librdkafka's
@@ -131,14 +116,10 @@ async fn health_reports_assignment_lag_and_a_stuck_message_over_http() {
         "{:?}",
         health.not_ready_reasons()
     );
-    let (status, body) = tokio::task::spawn_blocking(move || http_get(addr, "/health/ready"))
-        .await
-        .expect("probe");
+    let (status, body) = get(addr, "/health/ready").await;
     assert_eq!(status, 503);
     assert!(body.contains("in flight"), "{body}");
-    let (status, json) = tokio::task::spawn_blocking(move || http_get(addr, "/health"))
-        .await
-        .expect("probe");
+    let (status, json) = get(addr, "/health").await;
     assert_eq!(status, 503);
     let json: serde_json::Value = serde_json::from_str(&json).expect("JSON health");
     assert_eq!(json["subscribers"][0]["state"], "consuming");

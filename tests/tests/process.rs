@@ -128,12 +128,8 @@ fn resident_bytes(pid: u32) -> u64 {
 
 /// The app's `/health` JSON, once it answers.
 fn health_json(port: u16) -> Option<serde_json::Value> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(stream, "GET /health HTTP/1.0\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    serde_json::from_str(response.split_once("\r\n\r\n")?.1).ok()
+    let (_, body) = http_get(([127, 0, 0, 1], port).into(), "/health")?;
+    serde_json::from_str(&body).ok()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

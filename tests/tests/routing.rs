@@ -500,6 +500,89 @@ both_modes!(
 );
 
 // ---------------------------------------------------------------------------------------
+// A router's prefix on topic patterns and explicit partitions.
+
+async fn patterns_and_partitions_under_router(broker: TestBroker) {
+    use faststream::pattern::Path;
+    let prefix = format!("{}-", unique("rt-pp"));
+    // Publisher topics are under the prefix too.
+    let output = format!("{prefix}out");
+    for region in ["eu", "us"] {
+        broker
+            .create_topic(&format!("{prefix}orders-{region}"), 1)
+            .await
+            .unwrap();
+    }
+    let pinned = format!("{prefix}pinned");
+    broker.create_topic(&pinned, 2).await.unwrap();
+    let router = Router::new(prefix.as_str())
+        .subscriber(
+            SubscriberConfig::new("regional", Vec::<String>::new())
+                .group_id(unique("rt-pp-g"))
+                .pattern("orders-{region}")
+                .publish_to("out"),
+            |Path(region): Path<String>, n: i64| async move { format!("{region}:{n}") },
+        )
+        .subscriber(
+            SubscriberConfig::new("pinned", ["pinned"])
+                .group_id(unique("rt-pp-g"))
+                .partitions([1]),
+            |_n: i64| async move {},
+        );
+    let app = FastStream::new(broker).include_router(router);
+    let regional = &app.subscribers()[0];
+    assert_eq!(
+        regional.pattern.as_ref().map(|p| p.template().to_owned()),
+        Some(format!("{prefix}orders-{{region}}"))
+    );
+    assert_eq!(&*app.subscribers()[1].assignment[0].topic, pinned.as_str());
+    let doc = app.asyncapi(AsyncApiVersion::V3_0_0);
+    assert!(
+        doc["channels"][format!("{prefix}orders-region:Regional")]["address"]
+            == format!("{prefix}orders-{{region}}").as_str(),
+        "{}",
+        doc["channels"]
+    );
+
+    let test = TestBroker::start(app).await.unwrap();
+    test.publish(1, format!("{prefix}orders-eu").as_str())
+        .await
+        .unwrap();
+    test.publish(2, format!("{prefix}orders-us").as_str())
+        .await
+        .unwrap();
+    for (partition, n) in [(0, 10), (1, 11), (0, 20), (1, 21)] {
+        test.publish_record(
+            Record::encode(pinned.as_str(), &n)
+                .unwrap()
+                .partition(partition),
+        )
+        .await
+        .unwrap();
+    }
+    let mut texts: Vec<String> = test
+        .published(output.as_str())
+        .wait_for(2)
+        .await
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+        .collect();
+    texts.sort();
+    assert_eq!(texts, ["eu:1", "us:2"]);
+    let calls = test.calls("pinned").assert_called(2).await;
+    let mut seen: Vec<i64> = calls.iter().map(|c| c.json().as_i64().unwrap()).collect();
+    seen.sort();
+    assert_eq!(seen, [11, 21], "only partition 1 of the prefixed topic");
+    test.calls("regional").assert_called(2).await;
+    test.shutdown().await.unwrap();
+}
+both_modes!(
+    patterns_and_partitions_under_a_router_in_memory,
+    patterns_and_partitions_under_a_router_on_kafka,
+    patterns_and_partitions_under_router
+);
+
+// ---------------------------------------------------------------------------------------
 // Configuration only (nothing runs).
 
 #[test]

@@ -734,3 +734,344 @@ async fn members_joining_and_leaving_rebalance_the_group() {
 async fn seed_example_from_env() {
     seed_on_own_topics(TestBroker::from_env()).await;
 }
+
+/// What one app's rebalance callbacks saw: the partitions it owns now, and every event.
+#[derive(Default)]
+struct Ownership {
+    owned: std::collections::BTreeSet<i32>,
+    events: Vec<String>,
+}
+
+type Owned = Arc<std::sync::Mutex<Ownership>>;
+
+/// A subscriber on `input` in `group` whose rebalance callbacks keep `owned` up to date.
+fn rebalance_watcher(name: &str, input: &str, group: &str, owned: &Owned) -> SubscriberConfig {
+    let (on_assign, on_revoke) = (Arc::clone(owned), Arc::clone(owned));
+    SubscriberConfig::new(name, [input])
+        .group_id(group)
+        .on_assign(move |partitions| {
+            let mut o = on_assign.lock().unwrap();
+            o.owned.extend(partitions.iter().map(|tp| tp.partition));
+            o.events.push(format!("assign {partitions:?}"));
+        })
+        .on_revoke(move |partitions| {
+            let mut o = on_revoke.lock().unwrap();
+            for tp in partitions {
+                o.owned.remove(&tp.partition);
+            }
+            o.events.push(format!("revoke {partitions:?}"));
+        })
+}
+
+async fn owned_until(owned: &Owned, what: &str, condition: impl Fn(&Ownership) -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !condition(&owned.lock().unwrap()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {:?}",
+            owned.lock().unwrap().events
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn rebalance_hooks(broker: TestBroker) {
+    let input = unique("tb-rebalance");
+    let group = unique("tb-rebalance-g");
+    broker.create_topic(&input, 2).await.unwrap();
+    let (first, second): (Owned, Owned) = Default::default();
+    let a = TestBroker::start(FastStream::new(broker.clone()).subscriber(
+        rebalance_watcher("first", &input, &group, &first),
+        |_n: i64| async move {},
+    ))
+    .await
+    .unwrap();
+    owned_until(&first, "the first app to own both partitions", |o| {
+        o.owned.len() == 2
+    })
+    .await;
+    for n in 0..10_i64 {
+        let record = Record::encode(input.as_str(), &n)
+            .unwrap()
+            .partition((n % 2) as i32);
+        a.publish_record(record).await.unwrap();
+    }
+    a.calls("first").wait_for(10).await;
+
+    // A second member joins: the first hands over a partition, committing its work before
+    // its revoke callback runs.
+    let b = TestBroker::start(FastStream::new(broker.clone()).subscriber(
+        rebalance_watcher("second", &input, &group, &second),
+        |_n: i64| async move {},
+    ))
+    .await
+    .unwrap();
+    owned_until(&second, "the second app to own a partition", |o| {
+        !o.owned.is_empty()
+    })
+    .await;
+    owned_until(&first, "the first app to be left with one", |o| {
+        o.owned.len() == 1
+    })
+    .await;
+    {
+        let (f, s) = (first.lock().unwrap(), second.lock().unwrap());
+        assert!(
+            f.owned.is_disjoint(&s.owned),
+            "{:?} {:?}",
+            f.events,
+            s.events
+        );
+        assert_eq!(f.owned.len() + s.owned.len(), 2);
+        assert!(
+            f.events.iter().any(|e| e.starts_with("revoke")),
+            "{:?}",
+            f.events
+        );
+    }
+    // The partition that moved was committed before the hand-over: the new owner starts
+    // after the first app's five records.
+    let moved: Vec<i32> = second.lock().unwrap().owned.iter().copied().collect();
+    for partition in moved {
+        assert_eq!(
+            broker.committed(&group, &input, partition).await,
+            Some(5),
+            "partition {partition}'s five records were committed by the revoke"
+        );
+    }
+    // Nothing committed is handled again by the new owner.
+    b.calls("second").assert_not_called();
+
+    // The second leaves: the first takes everything back; then it stops and revokes all.
+    b.shutdown().await.unwrap();
+    assert!(
+        second.lock().unwrap().owned.is_empty(),
+        "a stopping app revokes what it owns"
+    );
+    owned_until(&first, "the first app to own both again", |o| {
+        o.owned.len() == 2
+    })
+    .await;
+    a.shutdown().await.unwrap();
+    let f = first.lock().unwrap();
+    assert!(f.owned.is_empty(), "{:?}", f.events);
+    assert!(
+        f.events.first().is_some_and(|e| e.starts_with("assign")),
+        "{:?}",
+        f.events
+    );
+}
+both_modes!(
+    rebalance_hooks_follow_the_group_in_memory,
+    rebalance_hooks_follow_the_group_on_kafka,
+    rebalance_hooks
+);
+
+async fn explicit_partitions(broker: TestBroker) {
+    use faststream::StartFrom;
+    let input = unique("tb-assign");
+    broker.create_topic(&input, 3).await.unwrap();
+    let publish = |partition: i32, n: i64| {
+        let broker = broker.clone();
+        let input = input.clone();
+        async move {
+            let record = Record::encode(input.as_str(), &n)
+                .unwrap()
+                .partition(partition);
+            broker.publish_record(record).await.unwrap();
+        }
+    };
+    for partition in 0..3 {
+        for i in 0..2 {
+            publish(partition, i64::from(partition) * 10 + i).await;
+        }
+    }
+    // Records 2 and 3 of partition 0 are written after this time (the pause only makes
+    // their timestamps differ from the first two's).
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let cut = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    for partition in 0..3 {
+        for i in 2..4 {
+            publish(partition, i64::from(partition) * 10 + i).await;
+        }
+    }
+    let app = FastStream::new(broker.clone())
+        .subscriber(
+            SubscriberConfig::new("picky", [input.as_str()])
+                .group_id(unique("tb-g"))
+                .partitions([0, 2]),
+            |_n: i64| async move {},
+        )
+        .subscriber(
+            SubscriberConfig::new("from-offset", [input.as_str()])
+                .group_id(unique("tb-g"))
+                .partitions([1])
+                .start_from(StartFrom::Offset(2)),
+            |_n: i64| async move {},
+        )
+        .subscriber(
+            SubscriberConfig::new("from-time", [input.as_str()])
+                .group_id(unique("tb-g"))
+                .partitions([0])
+                .start_from(StartFrom::Timestamp(cut)),
+            |_n: i64| async move {},
+        );
+    let test = TestBroker::start(app).await.unwrap();
+    let payloads = |calls: Vec<faststream::testing::Call>| {
+        let mut p: Vec<i64> = calls.iter().map(|c| c.json().as_i64().unwrap()).collect();
+        p.sort();
+        p
+    };
+    let from_offset = test.calls("from-offset");
+    assert_eq!(payloads(from_offset.wait_for(2).await), [12, 13]);
+    let from_time = test.calls("from-time");
+    assert_eq!(payloads(from_time.wait_for(2).await), [2, 3]);
+    let picky = test.calls("picky");
+    assert_eq!(
+        payloads(picky.wait_for(8).await),
+        [0, 1, 2, 3, 20, 21, 22, 23]
+    );
+    // One more record on each partition reaches only the subscribers reading it.
+    for partition in 0..3 {
+        publish(partition, 100 + i64::from(partition)).await;
+    }
+    assert_eq!(payloads(from_offset.wait_for(3).await), [12, 13, 101]);
+    assert_eq!(payloads(picky.wait_for(10).await).len(), 10);
+    assert_eq!(payloads(from_time.wait_for(3).await), [2, 3, 100]);
+    assert_eq!(
+        payloads(picky.all()),
+        [0, 1, 2, 3, 20, 21, 22, 23, 100, 102]
+    );
+    assert_eq!(from_offset.all().len(), 3);
+    test.shutdown().await.unwrap();
+}
+both_modes!(
+    explicit_partitions_and_start_positions_in_memory,
+    explicit_partitions_and_start_positions_on_kafka,
+    explicit_partitions
+);
+
+async fn topic_pattern(broker: TestBroker) {
+    use faststream::pattern::Path;
+    let prefix = unique("tb-pattern");
+    let output = unique("tb-pattern-out");
+    for region in ["eu", "us"] {
+        broker
+            .create_topic(&format!("{prefix}-{region}"), 1)
+            .await
+            .unwrap();
+    }
+    broker
+        .create_topic(&format!("{prefix}x-eu"), 1)
+        .await
+        .unwrap();
+    let app = FastStream::new(broker.clone()).subscriber(
+        SubscriberConfig::new("regional", Vec::<String>::new())
+            .group_id(unique("tb-g"))
+            .pattern(format!("{prefix}-{{region}}"))
+            .publish_to(output.as_str()),
+        |Path(region): Path<String>, n: i64| async move { format!("{region}:{n}") },
+    );
+    let test = TestBroker::start(app).await.unwrap();
+    for (topic, n) in [("-eu", 1), ("-us", 2), ("x-eu", 3), ("-eu", 4)] {
+        test.publish(n, format!("{prefix}{topic}").as_str())
+            .await
+            .unwrap();
+    }
+    let out = test.published(output.as_str());
+    let mut texts: Vec<String> = out
+        .wait_for(3)
+        .await
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+        .collect();
+    texts.sort();
+    assert_eq!(texts, ["eu:1", "eu:4", "us:2"]);
+    // The topic the pattern does not match was never read.
+    test.calls("regional").assert_called(3).await;
+    test.shutdown().await.unwrap();
+}
+both_modes!(
+    topic_pattern_with_path_parameters_in_memory,
+    topic_pattern_with_path_parameters_on_kafka,
+    topic_pattern
+);
+
+async fn dynamic_subscribers(broker: TestBroker) {
+    let (steady, added) = (unique("tb-steady"), unique("tb-added"));
+    let group = unique("tb-added-g");
+    broker.create_topic(&steady, 1).await.unwrap();
+    broker.create_topic(&added, 1).await.unwrap();
+    let mut test = TestBroker::start(FastStream::new(broker.clone()).subscriber(
+        SubscriberConfig::new("steady", [steady.as_str()]).group_id(unique("tb-g")),
+        |_n: i64| async move {},
+    ))
+    .await
+    .unwrap();
+    let config =
+        |name: &str| SubscriberConfig::new(name, [added.as_str()]).group_id(group.as_str());
+    test.subscribe(config("added"), |_n: i64| async move {})
+        .await
+        .unwrap();
+    let duplicate = test
+        .subscribe(config("added"), |_n: i64| async move {})
+        .await;
+    assert!(duplicate.is_err(), "names stay unique");
+    test.publish(1, added.as_str()).await.unwrap();
+    test.publish(10, steady.as_str()).await.unwrap();
+    test.calls("added").assert_called_once_with(1).await;
+    test.calls("steady").assert_called_once_with(10).await;
+
+    // Removed: it commits what it handled and leaves; the other keeps running.
+    test.unsubscribe("added").await.unwrap();
+    assert!(test.unsubscribe("added").await.is_err());
+    test.publish(2, added.as_str()).await.unwrap();
+    test.publish(11, steady.as_str()).await.unwrap();
+    test.calls("steady").wait_for(2).await;
+    assert_eq!(
+        test.calls("added").all().len(),
+        1,
+        "a removed subscriber handles nothing"
+    );
+    assert_eq!(broker.committed(&group, &added, 0).await, Some(1));
+    // A new subscriber in the same group starts after what the removed one committed.
+    test.subscribe(config("again"), |_n: i64| async move {})
+        .await
+        .unwrap();
+    test.calls("again").assert_called_once_with(2).await;
+    test.shutdown().await.unwrap();
+}
+both_modes!(
+    subscribers_added_and_removed_at_runtime_in_memory,
+    subscribers_added_and_removed_at_runtime_on_kafka,
+    dynamic_subscribers
+);
+
+async fn batch_publish(broker: TestBroker) {
+    let topic = unique("tb-batch-pub");
+    broker.create_topic(&topic, 2).await.unwrap();
+    let records = (0..6_i64).map(|n| {
+        Record::encode(topic.as_str(), &n)
+            .unwrap()
+            .partition((n % 2) as i32)
+    });
+    let delivered = broker.publish_batch(records).await.unwrap();
+    let places: Vec<(i32, i64)> = delivered.iter().map(|d| (d.partition, d.offset)).collect();
+    assert_eq!(places, [(0, 0), (1, 0), (0, 1), (1, 1), (0, 2), (1, 2)]);
+    let written: Vec<i64> = broker
+        .records(&topic)
+        .await
+        .iter()
+        .map(|m| serde_json::from_slice(&m.payload).unwrap())
+        .collect();
+    assert_eq!(written, [0, 2, 4, 1, 3, 5]);
+}
+both_modes!(
+    publish_batch_writes_every_record_in_order_in_memory,
+    publish_batch_writes_every_record_in_order_on_kafka,
+    batch_publish
+);

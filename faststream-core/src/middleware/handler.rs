@@ -4,6 +4,7 @@ use super::{BoxError, Nacked, Rejected};
 use crate::extract::{AckDecision, AckSlot, AppState, MessageContext};
 use crate::handler::Handler;
 use crate::message::Message;
+use crate::pattern::TopicPattern;
 use crate::reply::Reply;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -19,6 +20,7 @@ pub struct HandlerService<H, T> {
     handler: H,
     state: Arc<AppState>,
     manual_ack: bool,
+    pattern: Option<Arc<TopicPattern>>,
     _marker: PhantomData<fn() -> T>,
 }
 
@@ -28,6 +30,7 @@ impl<H: Clone, T> Clone for HandlerService<H, T> {
             handler: self.handler.clone(),
             state: Arc::clone(&self.state),
             manual_ack: self.manual_ack,
+            pattern: self.pattern.clone(),
             _marker: PhantomData,
         }
     }
@@ -48,8 +51,16 @@ impl<H, T> HandlerService<H, T> {
             handler,
             state,
             manual_ack,
+            pattern: None,
             _marker: PhantomData,
         }
+    }
+
+    /// For a pattern subscriber: its handler's [`crate::pattern::Path`] parameters come from
+    /// `pattern`.
+    pub fn with_pattern(mut self, pattern: Option<Arc<TopicPattern>>) -> Self {
+        self.pattern = pattern;
+        self
     }
 }
 
@@ -67,7 +78,8 @@ where
 
     fn call(&mut self, message: Message) -> Self::Future {
         let slot = self.manual_ack.then(|| Arc::new(AckSlot::default()));
-        let cx = MessageContext::new(&self.state, slot.as_ref());
+        let cx =
+            MessageContext::new(&self.state, slot.as_ref()).with_pattern(self.pattern.as_deref());
         match self.handler.call(&message, &cx) {
             Ok(call) => HandlerFuture {
                 state: FutureState::Running { call, slot },

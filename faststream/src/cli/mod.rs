@@ -93,6 +93,10 @@ pub enum CliError {
     /// Other I/O.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// The OTLP exporter (`run --otel`) could not be set up.
+    #[cfg(feature = "otlp")]
+    #[error(transparent)]
+    Observe(#[from] crate::observe::ObserveError),
 }
 
 impl CliError {
@@ -178,6 +182,21 @@ pub struct RunArgs {
     /// The address the health server binds to.
     #[arg(long, value_name = "HOST", default_value = "127.0.0.1")]
     pub health_host: std::net::IpAddr,
+    /// Log every message at LEVEL (error, warn, info, debug, trace): `Received`, then
+    /// `Processed` or the failure, with topic, group, partition, offset and correlation id.
+    /// Off by default.
+    #[arg(long, value_name = "LEVEL", value_parser = parse_access_level)]
+    pub access_log: Option<crate::observe::Level>,
+    /// Record FastStream's Prometheus metrics (unless the app installed its own) and serve
+    /// them on `/metrics` of the health server (`--health-port`).
+    #[cfg(feature = "metrics")]
+    #[arg(long, requires = "health_port")]
+    pub metrics: bool,
+    /// Trace every message with OpenTelemetry and export the spans over OTLP, configured by
+    /// the standard `OTEL_*` environment variables (`OTEL_EXPORTER_OTLP_ENDPOINT`...).
+    #[cfg(feature = "otlp")]
+    #[arg(long)]
+    pub otel: bool,
     /// Extra options handed to startup hooks: `--key value`, `--key=value` or `--flag`
     /// (true/false become booleans, numbers integers or floats, the rest text).
     #[arg(value_name = "--KEY VALUE", num_args = 0.., allow_hyphen_values = true)]
@@ -330,6 +349,13 @@ fn parse_log_level(text: &str) -> Result<String, String> {
         .map_err(|e| format!("not a log level or filter: {e}"))
 }
 
+/// `access_log`'s levels.
+fn parse_access_level(text: &str) -> Result<crate::observe::Level, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| "expected error, warn, info, debug or trace".to_owned())
+}
+
 const COMMANDS: &[&str] = &["run", "docs", "publish", "dlt", "help"];
 /// `run`'s own options (each takes a value); any other option goes to the startup hooks.
 const RUN_OPTIONS: &[&str] = &[
@@ -338,7 +364,11 @@ const RUN_OPTIONS: &[&str] = &[
     "--health-port",
     "--http-port",
     "--health-host",
+    "--access-log",
 ];
+
+/// `run`'s own switches (no value).
+const RUN_SWITCHES: &[&str] = &["--metrics", "--otel", "-h", "--help"];
 
 /// Makes `run` the default command and moves `run`'s own flags in front of the extra options,
 /// so that `app --log-level debug --env x` and `app run --env x --log-level debug` both parse.
@@ -370,7 +400,7 @@ fn normalize(mut args: Vec<OsString>) -> Vec<OsString> {
         if RUN_OPTIONS.contains(&text) {
             known.push(arg);
             known.extend(iter.next());
-        } else if (flag != text && RUN_OPTIONS.contains(&flag)) || matches!(text, "-h" | "--help") {
+        } else if (flag != text && RUN_OPTIONS.contains(&flag)) || RUN_SWITCHES.contains(&text) {
             known.push(arg);
         } else {
             extra.push(arg);
@@ -498,8 +528,10 @@ impl<B: Broker + DescribeServer> FastStream<B> {
                     run.log_level.as_deref(),
                     run.log_format.map(|f| f == LogFormat::Json),
                 );
-                let routes = self.http_routes().to_vec();
-                let running = self.start_with(options).await?;
+                let (app, observed) = crate::observe::for_run(self, &run)?;
+                let routes = app.http_routes().to_vec();
+                let running = app.start_with(options).await?;
+                observed.started(&running);
                 let server = match run.health_port {
                     Some(port) => {
                         let addr = std::net::SocketAddr::new(run.health_host, port);
@@ -524,6 +556,7 @@ impl<B: Broker + DescribeServer> FastStream<B> {
                 if let Some(server) = server {
                     server.stop().await;
                 }
+                observed.finish().await;
                 outcome?;
                 Ok(())
             }
@@ -649,6 +682,60 @@ mod tests {
         assert_eq!(run.health_port, Some(8080));
         assert_eq!(run.health_host.to_string(), "0.0.0.0");
         assert_eq!(run.extra, ["--env", "x"]);
+    }
+
+    #[test]
+    fn observability_options_are_run_options_not_extras() {
+        let cli = parse_args(["app", "--env", "x", "--access-log", "info"]).unwrap();
+        let AppCommand::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(run.extra, ["--env", "x"]);
+        assert_eq!(run.access_log, Some(crate::observe::Level::INFO));
+        assert!(parse_args(["app", "--access-log=loud"]).is_err());
+        let cli = parse_args(["app", "--access-log=debug"]).unwrap();
+        let AppCommand::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(run.access_log, Some(crate::observe::Level::DEBUG));
+        assert!(run.extra.is_empty());
+    }
+
+    #[test]
+    fn health_options_are_run_options_not_extras() {
+        let cli = parse_args(["app", "--health-port", "8080", "--env", "x"]).unwrap();
+        let AppCommand::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(run.health_port, Some(8080));
+        assert_eq!(run.extra, ["--env", "x"]);
+        let cli =
+            parse_args(["app", "run", "--http-port=9000", "--health-host", "0.0.0.0"]).unwrap();
+        let AppCommand::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(run.health_port, Some(9000));
+        assert_eq!(run.health_host.to_string(), "0.0.0.0");
+        assert!(run.extra.is_empty());
+    }
+
+    #[cfg(feature = "metrics")]
+    #[test]
+    fn metrics_are_served_by_the_health_server() {
+        let cli = parse_args(["app", "--metrics", "--health-port", "9100", "--env", "x"]).unwrap();
+        let AppCommand::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert!(run.metrics);
+        assert_eq!(run.health_port, Some(9100));
+        assert_eq!(run.extra, ["--env", "x"]);
+        let err = parse_args(["app", "--metrics"]).unwrap_err();
+        assert!(err.to_string().contains("--health-port"), "{err}");
+        let cli = parse_args(["app"]).unwrap();
+        let AppCommand::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert!(!run.metrics, "metrics are off by default");
     }
 
     #[test]

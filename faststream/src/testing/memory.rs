@@ -10,10 +10,12 @@ use faststream_core::broker::{
 use faststream_core::message::{
     write_correlation_id, CONTENT_TYPE, CORRELATION_ID, CORRELATION_ID_LEN,
 };
+use faststream_core::pattern::TopicPattern;
 use faststream_core::{
     Delivered, Error, Headers, Message, OffsetReset, PublishError, Record, Result,
     SubscriberConfig, TopicPartition,
 };
+use faststream_core::{RebalanceHooks, StartFrom};
 use futures::future::BoxFuture;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -223,8 +225,10 @@ impl Cluster {
         workers: Arc<dyn PartitionWorkers>,
         options: SubscribeOptions,
     ) -> Result<Box<dyn Subscription>> {
-        for topic in &config.topics {
-            self.partitions(topic);
+        if config.pattern.is_none() {
+            for topic in &config.topics {
+                self.partitions(topic);
+            }
         }
         let group = self.group(config.effective_group_id());
         let member = Arc::new(Member {
@@ -232,15 +236,33 @@ impl Cluster {
                 .next_member
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             topics: config.topics.clone(),
+            pattern: config.pattern.clone(),
             workers,
             stop: options.stop.clone(),
             reset: config.auto_offset_reset.unwrap_or(self.default_reset),
+            hooks: config.rebalance.clone(),
             owned: Mutex::default(),
         });
-        {
+        if config.assignment.is_empty() {
             let _rebalancing = group.rebalancing.lock().await;
             lock(&group.members).push(Arc::clone(&member));
             self.rebalance(&group, options.rebalance_timeout).await;
+        } else {
+            // Explicit partitions: no group membership, no rebalancing.
+            for tp in &config.assignment {
+                if tp.partition < 0 || tp.partition as usize >= self.partitions(&tp.topic).len() {
+                    return Err(faststream_core::Error::Broker(format!(
+                        "cannot assign {tp} to `{}`: no such partition",
+                        config.name
+                    )));
+                }
+            }
+            member.hooks.assigned(&config.assignment);
+            for tp in &config.assignment {
+                let from = self.start_position(tp, config.start_from);
+                let feed = self.start_feed_at(&group, &member, tp.clone(), from);
+                lock(&member.owned).insert(tp.clone(), feed);
+            }
         }
         Ok(Box::new(MemorySubscription {
             cluster: Arc::clone(self),
@@ -257,15 +279,28 @@ impl Cluster {
     async fn rebalance(&self, group: &Arc<Group>, timeout: Duration) {
         let members: Vec<Arc<Member>> = lock(&group.members).clone();
         let active: Vec<&Arc<Member>> = members.iter().filter(|m| !m.stop.is_cancelled()).collect();
-        let topics: BTreeSet<&str> = active
+        let existing: Vec<String> = lock(&self.topics).keys().map(|t| t.to_string()).collect();
+        let reads = |member: &Member, topic: &str| match &member.pattern {
+            Some(pattern) => pattern.matches(topic),
+            None => member.topics.iter().any(|t| t == topic),
+        };
+        let topics: BTreeSet<String> = active
             .iter()
-            .flat_map(|m| m.topics.iter().map(String::as_str))
+            .flat_map(|m| match &m.pattern {
+                Some(pattern) => existing
+                    .iter()
+                    .filter(|t| pattern.matches(t))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+                None => m.topics.clone(),
+            })
             .collect();
         let mut desired: BTreeMap<u64, BTreeSet<TopicPartition>> = BTreeMap::new();
-        for topic in topics {
+        for topic in &topics {
+            let topic = topic.as_str();
             let consumers: Vec<u64> = active
                 .iter()
-                .filter(|m| m.topics.iter().any(|t| t == topic))
+                .filter(|m| reads(m, topic))
                 .map(|m| m.id)
                 .collect();
             let count = self.partitions(topic).len();
@@ -278,6 +313,7 @@ impl Cluster {
         }
         // Revoke first, so no partition ever has two owners.
         let mut revoked = Vec::new();
+        let mut moved = Vec::new();
         for member in &members {
             let keep = desired.get(&member.id);
             let mut owned = lock(&member.owned);
@@ -286,23 +322,34 @@ impl Cluster {
                 .filter(|tp| keep.is_none_or(|k| !k.contains(*tp)))
                 .cloned()
                 .collect();
-            for tp in moving {
-                if let Some(feed) = owned.remove(&tp) {
+            for tp in &moving {
+                if let Some(feed) = owned.remove(tp) {
                     revoked.push(feed);
                 }
             }
+            moved.push((member, moving));
         }
         stop_feeds(revoked, timeout).await;
+        // As on Kafka: a revoke callback runs once that work is committed.
+        for (member, moving) in moved {
+            member.hooks.revoked(&moving);
+        }
         for member in active {
             let Some(wanted) = desired.get(&member.id) else {
                 continue;
             };
-            for tp in wanted {
-                if lock(&member.owned).contains_key(tp) {
-                    continue;
-                }
+            let new: Vec<TopicPartition> = {
+                let owned = lock(&member.owned);
+                wanted
+                    .iter()
+                    .filter(|tp| !owned.contains_key(*tp))
+                    .cloned()
+                    .collect()
+            };
+            member.hooks.assigned(&new);
+            for tp in new {
                 let feed = self.start_feed(group, member, tp.clone());
-                lock(&member.owned).insert(tp.clone(), feed);
+                lock(&member.owned).insert(tp, feed);
             }
         }
     }
@@ -310,15 +357,42 @@ impl Cluster {
     /// Starts feeding `tp` to a new partition worker of `member`, from the group's committed
     /// offset (or the member's reset policy).
     fn start_feed(&self, group: &Arc<Group>, member: &Member, tp: TopicPartition) -> Feed {
+        self.start_feed_at(group, member, tp, None)
+    }
+
+    /// Where an explicitly assigned partition starts; `None`: the committed offset.
+    fn start_position(&self, tp: &TopicPartition, start: StartFrom) -> Option<i64> {
         let log = Arc::clone(&self.partitions(&tp.topic)[tp.partition as usize]);
-        let start =
-            lock(&group.committed)
-                .get(&tp)
-                .copied()
-                .unwrap_or_else(|| match member.reset {
-                    OffsetReset::Earliest => 0,
-                    OffsetReset::Latest => log.len(),
-                });
+        match start {
+            StartFrom::Committed => None,
+            StartFrom::Earliest => Some(0),
+            StartFrom::Latest => Some(log.len()),
+            StartFrom::Offset(offset) => Some(offset.clamp(0, log.len())),
+            StartFrom::Timestamp(millis) => {
+                let records = lock(&log.records);
+                let first = records
+                    .iter()
+                    .position(|m| m.timestamp.is_some_and(|t| t >= millis))
+                    .unwrap_or(records.len());
+                Some(first as i64)
+            }
+        }
+    }
+
+    /// [`Cluster::start_feed`] from `from` when given.
+    fn start_feed_at(
+        &self,
+        group: &Arc<Group>,
+        member: &Member,
+        tp: TopicPartition,
+        from: Option<i64>,
+    ) -> Feed {
+        let log = Arc::clone(&self.partitions(&tp.topic)[tp.partition as usize]);
+        let committed = lock(&group.committed).get(&tp).copied();
+        let start = from.or(committed).unwrap_or_else(|| match member.reset {
+            OffsetReset::Earliest => 0,
+            OffsetReset::Latest => log.len(),
+        });
         let token = member.stop.child_token();
         let (tx, rx) = mpsc::channel(FEED_AHEAD);
         let offsets: Arc<dyn OffsetStore> = Arc::new(GroupOffsets(Arc::clone(group)));
@@ -400,9 +474,12 @@ impl OffsetStore for GroupOffsets {
 struct Member {
     id: u64,
     topics: Vec<String>,
+    /// A pattern subscriber reads the topics matching it when the group rebalances.
+    pattern: Option<Arc<TopicPattern>>,
     workers: Arc<dyn PartitionWorkers>,
     stop: CancellationToken,
     reset: OffsetReset,
+    hooks: RebalanceHooks,
     owned: Mutex<HashMap<TopicPartition, Feed>>,
 }
 
@@ -448,8 +525,10 @@ impl Subscription for MemorySubscription {
         Box::pin(async move {
             self.options.stop.cancelled().await;
             let _rebalancing = self.group.rebalancing.lock().await;
-            let feeds: Vec<Feed> = lock(&self.member.owned).drain().map(|(_, f)| f).collect();
+            let (partitions, feeds): (Vec<TopicPartition>, Vec<Feed>) =
+                lock(&self.member.owned).drain().unzip();
             stop_feeds(feeds, self.options.graceful_timeout).await;
+            self.member.hooks.revoked(&partitions);
             lock(&self.group.members).retain(|m| m.id != self.member.id);
             // The members left (of other apps on this broker) take over.
             self.cluster

@@ -243,6 +243,15 @@ impl TestBroker {
         Ok(delivery.await?)
     }
 
+    /// Publishes `records` as one batch, as `KafkaBroker::publish_batch` does; where each
+    /// landed, in order.
+    pub async fn publish_batch(
+        &self,
+        records: impl IntoIterator<Item = Record>,
+    ) -> Result<Vec<Delivered>> {
+        Ok(faststream_core::broker::publish_batch(&self.publisher()?, records).await?)
+    }
+
     /// What was written to `topic` (by handlers, by the test, by anyone), for assertions.
     ///
     /// ```
@@ -548,6 +557,28 @@ impl TestApp {
     /// The broker (also reachable through deref).
     pub fn broker(&self) -> &TestBroker {
         &self.broker
+    }
+
+    /// The running app (health, subscribers added or removed at runtime).
+    pub fn running(&mut self) -> Result<&mut RunningApp<TestBroker>> {
+        self.running
+            .as_mut()
+            .ok_or_else(|| faststream_core::Error::Config("the app was shut down".into()))
+    }
+
+    /// Adds a subscriber while the app runs ([`RunningApp::subscribe`]); its calls are
+    /// recorded like the others'.
+    pub async fn subscribe<H, T>(&mut self, config: SubscriberConfig, handler: H) -> Result<()>
+    where
+        H: faststream_core::Handler<T>,
+        T: Send + 'static,
+    {
+        self.running()?.subscribe(config, handler).await
+    }
+
+    /// Stops one subscriber while the others run ([`RunningApp::unsubscribe`]).
+    pub async fn unsubscribe(&mut self, name: &str) -> Result<()> {
+        self.running()?.unsubscribe(name).await
     }
 
     /// Graceful shutdown: `on_shutdown` hooks, workers finish and commit, the group is left,

@@ -1,0 +1,198 @@
+//! Topic patterns with path parameters, FastStream's `pattern="orders-{region}"`: the
+//! subscriber reads every topic the pattern matches (now and, on Kafka, created later), and
+//! handlers take the parameters with the [`Path`] extractor.
+
+use crate::extract::{ExtractError, Extractor, FromMessage, MessageContext};
+use crate::message::Message;
+use serde::de::DeserializeOwned;
+
+/// A topic template such as `orders-{region}`: literal text and `{name}` parameters. A
+/// parameter matches one or more characters, as few as possible before the literal text that
+/// follows it (the last one takes the rest).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicPattern {
+    template: String,
+    parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Literal(String),
+    Param(String),
+}
+
+impl TopicPattern {
+    /// Parses `template`; a `{` without its `}` is literal text.
+    ///
+    /// ```
+    /// use faststream_core::pattern::TopicPattern;
+    ///
+    /// let pattern = TopicPattern::new("orders-{region}.{kind}");
+    /// assert_eq!(pattern.regex(), r"^orders-(.+)\.(.+)$");
+    /// assert_eq!(
+    ///     pattern.captures("orders-eu.paid"),
+    ///     Some(vec![("region", "eu"), ("kind", "paid")])
+    /// );
+    /// assert_eq!(pattern.captures("invoices-eu"), None);
+    /// ```
+    pub fn new(template: impl Into<String>) -> Self {
+        let template = template.into();
+        let mut parts = Vec::new();
+        let mut rest = template.as_str();
+        while !rest.is_empty() {
+            match rest.find('{') {
+                Some(open) => {
+                    let Some(close) = rest[open..].find('}').map(|c| open + c) else {
+                        parts.push(Part::Literal(rest.to_owned()));
+                        break;
+                    };
+                    if open > 0 {
+                        parts.push(Part::Literal(rest[..open].to_owned()));
+                    }
+                    parts.push(Part::Param(rest[open + 1..close].to_owned()));
+                    rest = &rest[close + 1..];
+                }
+                None => {
+                    parts.push(Part::Literal(rest.to_owned()));
+                    break;
+                }
+            }
+        }
+        Self { template, parts }
+    }
+
+    /// The template as written.
+    pub fn template(&self) -> &str {
+        &self.template
+    }
+
+    /// The regular expression the broker subscribes with (librdkafka reads a topic name
+    /// starting with `^` as one).
+    pub fn regex(&self) -> String {
+        // Greedy and lazy groups match the same topics; only `captures` needs to split.
+        let mut regex = String::from("^");
+        for part in &self.parts {
+            match part {
+                Part::Literal(text) => {
+                    for c in text.chars() {
+                        if r"\.+*?()[]{}^$|".contains(c) {
+                            regex.push('\\');
+                        }
+                        regex.push(c);
+                    }
+                }
+                Part::Param(_) => regex.push_str("(.+)"),
+            }
+        }
+        regex.push('$');
+        regex
+    }
+
+    /// The parameters of `topic`, in template order, or `None` when it does not match.
+    pub fn captures<'t>(&self, topic: &'t str) -> Option<Vec<(&str, &'t str)>> {
+        let mut captures = Vec::new();
+        let mut rest = topic;
+        let mut parts = self.parts.iter().peekable();
+        while let Some(part) = parts.next() {
+            match part {
+                Part::Literal(text) => rest = rest.strip_prefix(text.as_str())?,
+                Part::Param(name) => {
+                    let end = match parts.peek() {
+                        // At least one character, then up to the next literal.
+                        Some(Part::Literal(next)) => {
+                            let first = rest.chars().next()?.len_utf8();
+                            first + rest[first..].find(next.as_str())?
+                        }
+                        // Adjacent parameters: one character each but the last.
+                        Some(Part::Param(_)) => rest.chars().next()?.len_utf8(),
+                        None => rest.len(),
+                    };
+                    if end == 0 {
+                        return None;
+                    }
+                    captures.push((name.as_str(), &rest[..end]));
+                    rest = &rest[end..];
+                }
+            }
+        }
+        rest.is_empty().then_some(captures)
+    }
+
+    /// Whether `topic` matches.
+    pub fn matches(&self, topic: &str) -> bool {
+        self.captures(topic).is_some()
+    }
+}
+
+/// The path parameters of a pattern subscriber's topic (see [`TopicPattern`]), decoded into
+/// `T`: a struct with a field per parameter, a `HashMap<String, String>`, or (for a single
+/// parameter) the value itself.
+///
+/// ```
+/// use faststream_core::pattern::Path;
+/// use faststream_core::SubscriberConfig;
+///
+/// let config = SubscriberConfig::new("orders", Vec::<String>::new()).pattern("orders-{region}");
+/// let handler = |Path(region): Path<String>, body: String| async move {
+///     format!("{region}: {body}")
+/// };
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned> FromMessage for Path<T> {
+    fn from_message(message: &Message, cx: &MessageContext<'_>) -> Result<Self, ExtractError> {
+        let Some(pattern) = cx.pattern() else {
+            return Err(ExtractError::Other(
+                "a `Path` parameter needs a pattern subscriber (`SubscriberConfig::pattern`)"
+                    .into(),
+            ));
+        };
+        let Some(captures) = pattern.captures(&message.topic) else {
+            return Err(ExtractError::Other(format!(
+                "topic `{}` does not match the pattern `{}`",
+                message.topic,
+                pattern.template()
+            )));
+        };
+        let object: serde_json::Map<String, serde_json::Value> = captures
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).into()))
+            .collect();
+        let single = (captures.len() == 1).then(|| captures[0].1);
+        match serde_json::from_value(serde_json::Value::Object(object)) {
+            Ok(value) => Ok(Path(value)),
+            Err(err) => match single.map(|v| serde_json::from_value(v.into())) {
+                Some(Ok(value)) => Ok(Path(value)),
+                _ => Err(ExtractError::Other(format!(
+                    "path parameters of `{}` do not fit: {err}",
+                    message.topic
+                ))),
+            },
+        }
+    }
+}
+
+impl<T: DeserializeOwned> Extractor for Path<T> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn captures_are_non_greedy_up_to_the_next_literal() {
+        let p = TopicPattern::new("logs.{service}.{level}");
+        assert_eq!(
+            p.captures("logs.api.v2.error"),
+            Some(vec![("service", "api"), ("level", "v2.error")])
+        );
+        assert_eq!(
+            p.captures("logs..error"),
+            None,
+            "a parameter is never empty"
+        );
+        assert_eq!(p.captures("logs.api"), None);
+        assert_eq!(TopicPattern::new("plain").captures("plain"), Some(vec![]));
+        assert_eq!(TopicPattern::new("a{x").regex(), r"^a\{x$");
+    }
+}

@@ -1,0 +1,583 @@
+//! OpenTelemetry tracing per the messaging semantic conventions.
+//!
+//! - Each handled message gets a `process {topic}` span of kind CONSUMER. Its parent is the
+//!   context in the message's W3C `traceparent`/`tracestate` headers (what this layer, or
+//!   Python FastStream's OpenTelemetry middleware, put there when publishing), so one trace
+//!   follows a message through a chain of services.
+//! - Each publish gets a `send {topic}` span of kind PRODUCER, and the record carries the
+//!   span's context in its `traceparent`/`tracestate` headers.
+//! - A reply published for a handled message is a child of that message's `process` span: the
+//!   handler layer writes the `process` span's context into the reply's headers, and the
+//!   publish layer starts `send` under the context it finds there. Records published from
+//!   inside a handler by other means (a [`Publisher`](faststream_core::Publisher)) are
+//!   children of the span current there, which is the `process` span.
+//!
+//! Attributes: `messaging.system` = `kafka`, `messaging.operation.type` (`process`/`send`),
+//! `messaging.destination.name`, `messaging.destination.partition.id`,
+//! `messaging.consumer.group.name` (consumer side), `messaging.kafka.offset`,
+//! `messaging.kafka.message.key` (when the key is UTF-8), `messaging.message.conversation_id`
+//! (the correlation id), `messaging.message.body.size`, and `error.type` with an error status
+//! on failure.
+//!
+//! Spans cost CPU on every message (see BENCHMARKS.md); for high-rate topics give the tracer
+//! provider a sampler (e.g. parent-based ratio sampling). A sampled-out message gets only the
+//! attributes a sampler may look at (`messaging.system`, `messaging.operation.type`,
+//! `messaging.destination.name`) and still passes its context on, flagged not sampled.
+//!
+//! ```
+//! use faststream_core::App;
+//! use faststream_observe::otel::Otel;
+//! use opentelemetry_sdk::trace::SdkTracerProvider;
+//! use opentelemetry::trace::TracerProvider as _;
+//!
+//! # fn app<B: faststream_core::Broker>(app: App<B>) -> App<B> {
+//! let provider = SdkTracerProvider::builder().build();
+//! Otel::new(provider.tracer("billing")).install(app)
+//! # }
+//! ```
+
+use faststream_core::message::CORRELATION_ID;
+use faststream_core::middleware::{BoxError, Rejected};
+use faststream_core::policy::error_type;
+use faststream_core::{
+    App, Broker, Headers, Message, PublishError, Record, Reply, SubscriberConfig,
+};
+use opentelemetry::context::FutureExt as _;
+use opentelemetry::global::BoxedTracer;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::{Context as OtelContext, KeyValue};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// The header keys the W3C trace context uses.
+const TRACE_HEADERS: [&str; 2] = ["traceparent", "tracestate"];
+
+/// Spans for an app's handled and published messages, from one tracer. Cloning shares it.
+#[derive(Clone)]
+pub struct Otel {
+    tracer: Arc<BoxedTracer>,
+    propagator: Arc<TraceContextPropagator>,
+}
+
+impl std::fmt::Debug for Otel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Otel")
+    }
+}
+
+impl Otel {
+    /// Spans from `tracer` (e.g. `provider.tracer("my-service")` of an
+    /// `opentelemetry_sdk::trace::SdkTracerProvider`).
+    pub fn new<T>(tracer: T) -> Self
+    where
+        T: Tracer + Send + Sync + 'static,
+        T::Span: Send + Sync + 'static,
+    {
+        Self {
+            tracer: Arc::new(BoxedTracer::new(Box::new(tracer))),
+            propagator: Arc::new(TraceContextPropagator::new()),
+        }
+    }
+
+    /// Spans from the global tracer provider (`opentelemetry::global`), scope `faststream`.
+    /// The tracer is taken when this is called: install the provider first.
+    pub fn global() -> Self {
+        Self {
+            tracer: Arc::new(opentelemetry::global::tracer("faststream")),
+            propagator: Arc::new(TraceContextPropagator::new()),
+        }
+    }
+
+    /// The handler-side layer of the subscriber `config` describes.
+    pub fn process_layer(&self, config: &SubscriberConfig) -> ProcessSpanLayer {
+        ProcessSpanLayer {
+            otel: self.clone(),
+            group: Arc::from(config.effective_group_id()),
+        }
+    }
+
+    /// The publish-side layer.
+    pub fn send_layer(&self) -> SendSpanLayer {
+        SendSpanLayer { otel: self.clone() }
+    }
+
+    /// Adds both layers to `app`.
+    pub fn install<B: Broker>(&self, app: App<B>) -> App<B> {
+        let process = self.clone();
+        app.layer_for(move |config: &SubscriberConfig| process.process_layer(config))
+            .publish_layer(self.send_layer())
+    }
+
+    /// The context carried in `headers`, if any.
+    fn extract(&self, headers: &Headers) -> Option<OtelContext> {
+        headers.contains(TRACE_HEADERS[0]).then(|| {
+            self.propagator
+                .extract_with_context(&OtelContext::new(), &HeaderReader(headers))
+        })
+    }
+
+    /// Writes the context of `cx`'s span into `headers`, replacing what was there.
+    fn inject(&self, cx: &OtelContext, headers: &mut Headers) {
+        self.propagator
+            .inject_context(cx, &mut HeaderWriter(headers));
+    }
+}
+
+struct HeaderReader<'a>(&'a Headers);
+
+impl Extractor for HeaderReader<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get_str(key)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|(name, _)| name).collect()
+    }
+}
+
+struct HeaderWriter<'a>(&'a mut Headers);
+
+impl Injector for HeaderWriter<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        // An empty `tracestate` is left out, as the W3C spec allows and Python's propagator
+        // does: no empty header on every record.
+        if !value.is_empty() {
+            self.0.insert(key, value);
+        }
+    }
+}
+
+/// `error.type` and an error status on the span of `cx`.
+fn fail(cx: &OtelContext, kind: &'static str, description: String) {
+    let span = cx.span();
+    span.set_attribute(KeyValue::new("error.type", kind));
+    span.set_status(Status::error(description));
+}
+
+/// The `messaging.kafka.message.key` attribute, when the key is text.
+fn key_attribute(key: Option<&[u8]>) -> Option<KeyValue> {
+    key.and_then(|key| std::str::from_utf8(key).ok())
+        .map(|key| KeyValue::new("messaging.kafka.message.key", key.to_owned()))
+}
+
+/// Starts a `process {topic}` span per message of one subscriber; see [`Otel`].
+#[derive(Debug, Clone)]
+pub struct ProcessSpanLayer {
+    otel: Otel,
+    group: Arc<str>,
+}
+
+impl<S> tower::Layer<S> for ProcessSpanLayer {
+    type Service = ProcessSpan<S>;
+
+    fn layer(&self, inner: S) -> ProcessSpan<S> {
+        ProcessSpan {
+            inner,
+            otel: self.otel.clone(),
+            group: Arc::clone(&self.group),
+        }
+    }
+}
+
+/// The service of [`ProcessSpanLayer`].
+#[derive(Debug, Clone)]
+pub struct ProcessSpan<S> {
+    inner: S,
+    otel: Otel,
+    group: Arc<str>,
+}
+
+impl<S> tower::Service<Message> for ProcessSpan<S>
+where
+    S: tower::Service<Message, Response = Reply, Error = BoxError>,
+{
+    type Response = Reply;
+    type Error = BoxError;
+    type Future = ProcessSpanFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, message: Message) -> Self::Future {
+        let parent = self
+            .otel
+            .extract(&message.headers)
+            .unwrap_or_else(OtelContext::current);
+        // What a sampler may look at is given at the start; the rest only to a span that
+        // records, so a sampled-out message costs little more than its context.
+        let mut attributes = Vec::with_capacity(10);
+        attributes.extend([
+            KeyValue::new("messaging.system", "kafka"),
+            KeyValue::new("messaging.operation.type", "process"),
+            KeyValue::new("messaging.destination.name", Arc::clone(&message.topic)),
+        ]);
+        let mut span = self
+            .otel
+            .tracer
+            .span_builder(format!("process {}", message.topic))
+            .with_kind(SpanKind::Consumer)
+            .with_attributes(attributes)
+            .start_with_context(&*self.otel.tracer, &parent);
+        if span.is_recording() {
+            span.set_attributes([
+                KeyValue::new(
+                    "messaging.destination.partition.id",
+                    message.partition.to_string(),
+                ),
+                KeyValue::new("messaging.consumer.group.name", Arc::clone(&self.group)),
+                KeyValue::new("messaging.kafka.offset", message.offset),
+                KeyValue::new(
+                    "messaging.message.body.size",
+                    i64::try_from(message.payload.len()).unwrap_or(i64::MAX),
+                ),
+            ]);
+            if let Some(key) = key_attribute(message.key.as_deref()) {
+                span.set_attribute(key);
+            }
+            if let Some(id) = message.headers.get_str(CORRELATION_ID) {
+                span.set_attribute(KeyValue::new(
+                    "messaging.message.conversation_id",
+                    id.to_owned(),
+                ));
+            }
+        }
+        let cx = parent.with_span(span);
+        let call = {
+            let _attached = cx.clone().attach();
+            self.inner.call(message)
+        };
+        ProcessSpanFuture {
+            inner: call.with_context(cx.clone()),
+            span: SpanGuard(Some(cx)),
+            otel: self.otel.clone(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`ProcessSpan`]: runs the call with the span current, then ends it.
+    pub struct ProcessSpanFuture<F> {
+        #[pin]
+        inner: opentelemetry::context::WithContext<F>,
+        span: SpanGuard,
+        otel: Otel,
+    }
+}
+
+impl<F> std::fmt::Debug for ProcessSpanFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProcessSpanFuture")
+    }
+}
+
+impl<F> Future for ProcessSpanFuture<F>
+where
+    F: Future<Output = Result<Reply, BoxError>>,
+{
+    type Output = Result<Reply, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut outcome = std::task::ready!(this.inner.poll(task));
+        if let Some(cx) = this.span.0.take() {
+            match &mut outcome {
+                // The reply is published after this span ends: it carries the span's context
+                // so its `send` span is this one's child.
+                Ok(Reply::Publish(out)) => this.otel.inject(&cx, &mut out.headers),
+                Ok(Reply::Nothing) => {}
+                // A nack or reject is a failed processing too (`error.type` `Nacked`,
+                // `Rejected`).
+                Ok(Reply::Failed(err)) | Err(err) => fail(&cx, failure_type(err), err.to_string()),
+            }
+            cx.span().end();
+        }
+        Poll::Ready(outcome)
+    }
+}
+
+/// Ends the span of its context when dropped: a call dropped unfinished (a shutdown) still
+/// ends its span.
+struct SpanGuard(Option<OtelContext>);
+
+impl Drop for SpanGuard {
+    fn drop(&mut self) {
+        if let Some(cx) = self.0.take() {
+            cx.span().end();
+        }
+    }
+}
+
+/// The `error.type` of a failed message.
+fn failure_type(err: &BoxError) -> &'static str {
+    if err.is::<Rejected>() {
+        "Rejected"
+    } else {
+        error_type(err)
+    }
+}
+
+/// Starts a `send {topic}` span per published record and writes its context into the
+/// record's headers; see [`Otel`].
+#[derive(Debug, Clone)]
+pub struct SendSpanLayer {
+    otel: Otel,
+}
+
+impl<S> tower::Layer<S> for SendSpanLayer {
+    type Service = SendSpan<S>;
+
+    fn layer(&self, inner: S) -> SendSpan<S> {
+        SendSpan {
+            inner,
+            otel: self.otel.clone(),
+        }
+    }
+}
+
+/// The service of [`SendSpanLayer`].
+#[derive(Debug, Clone)]
+pub struct SendSpan<S> {
+    inner: S,
+    otel: Otel,
+}
+
+impl<S> tower::Service<Record> for SendSpan<S>
+where
+    S: tower::Service<Record, Error = PublishError>,
+{
+    type Response = S::Response;
+    type Error = PublishError;
+    type Future = SendSpanFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), PublishError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut record: Record) -> Self::Future {
+        // A reply carries the context of the message it answers; anything else is a child
+        // of the span current where it is published.
+        let parent = self
+            .otel
+            .extract(&record.headers)
+            .unwrap_or_else(OtelContext::current);
+        let mut attributes = Vec::with_capacity(8);
+        attributes.extend([
+            KeyValue::new("messaging.system", "kafka"),
+            KeyValue::new("messaging.operation.type", "send"),
+            KeyValue::new("messaging.destination.name", Arc::clone(&record.topic)),
+        ]);
+        let mut span = self
+            .otel
+            .tracer
+            .span_builder(format!("send {}", record.topic))
+            .with_kind(SpanKind::Producer)
+            .with_attributes(attributes)
+            .start_with_context(&*self.otel.tracer, &parent);
+        if span.is_recording() {
+            if let Some(partition) = record.partition {
+                span.set_attribute(KeyValue::new(
+                    "messaging.destination.partition.id",
+                    partition.to_string(),
+                ));
+            }
+            if let Some(key) = key_attribute(record.key.as_deref()) {
+                span.set_attribute(key);
+            }
+            if let Some(id) = record
+                .correlation_id
+                .as_deref()
+                .and_then(|id| std::str::from_utf8(id).ok())
+            {
+                span.set_attribute(KeyValue::new(
+                    "messaging.message.conversation_id",
+                    id.to_owned(),
+                ));
+            }
+            if let Some(payload) = &record.payload {
+                span.set_attribute(KeyValue::new(
+                    "messaging.message.body.size",
+                    i64::try_from(payload.len()).unwrap_or(i64::MAX),
+                ));
+            }
+        }
+        let cx = parent.with_span(span);
+        self.otel.inject(&cx, &mut record.headers);
+        SendSpanFuture {
+            inner: self.inner.call(record),
+            cx: Some(cx),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`SendSpan`]: ends the span when the record was handed to the producer.
+    pub struct SendSpanFuture<F> {
+        #[pin]
+        inner: F,
+        cx: Option<OtelContext>,
+    }
+}
+
+impl<F> std::fmt::Debug for SendSpanFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SendSpanFuture")
+    }
+}
+
+impl<F, D> Future for SendSpanFuture<F>
+where
+    F: Future<Output = Result<D, PublishError>>,
+{
+    type Output = Result<D, PublishError>;
+
+    fn poll(self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let outcome = std::task::ready!(this.inner.poll(task));
+        if let Some(cx) = this.cx.take() {
+            if let Err(err) = &outcome {
+                fail(&cx, "PublishError", err.to_string());
+            }
+            cx.span().end();
+        }
+        Poll::Ready(outcome)
+    }
+}
+
+/// Could not set up OTLP export.
+#[cfg(feature = "otlp")]
+#[derive(Debug, thiserror::Error)]
+#[error("OTLP exporter: {0}")]
+pub struct OtlpError(#[from] opentelemetry_otlp::ExporterBuildError);
+
+/// An OTLP exporter (HTTP/protobuf) configured by the standard environment variables
+/// (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`,
+/// `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`...), behind a
+/// batching tracer provider that is also installed as the global one. Keep the provider and
+/// call `shutdown` on it when the app ends so the last spans are sent.
+///
+/// ```no_run
+/// # fn app<B: faststream_core::Broker>(app: faststream_core::App<B>) -> Result<(), faststream_observe::otel::OtlpError> {
+/// use opentelemetry::trace::TracerProvider as _;
+/// use faststream_observe::otel::{otlp_from_env, Otel};
+/// let provider = otlp_from_env()?;
+/// let app = Otel::new(provider.tracer("faststream")).install(app);
+/// // ... run the app, then:
+/// let _ = provider.shutdown();
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "otlp")]
+pub fn otlp_from_env() -> Result<opentelemetry_sdk::trace::SdkTracerProvider, OtlpError> {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .build()?;
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .build();
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    Ok(provider)
+}
+
+#[cfg(all(test, feature = "otlp"))]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::TracerProvider as _;
+
+    /// The exporter is built inside a tokio runtime (as `run --otel` does) without panicking,
+    /// and a span goes through it; the collector being absent only fails the export.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn otlp_exporter_builds_inside_the_runtime() {
+        let provider = otlp_from_env().expect("exporter from the environment");
+        let tracer = provider.tracer("test");
+        tracer.in_span("probe", |_cx| {});
+        let provider = provider.clone();
+        tokio::task::spawn_blocking(move || {
+            let _ = provider.shutdown();
+        })
+        .await
+        .expect("shutdown");
+    }
+}
+
+#[cfg(test)]
+mod sampling_tests {
+    use super::*;
+    use faststream_core::reply::Outgoing;
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, Sampler, SdkTracerProvider};
+    use tower::{Layer, Service, ServiceExt};
+
+    fn provider(sampler: Sampler) -> (SdkTracerProvider, InMemorySpanExporter) {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(sampler)
+            .with_simple_exporter(exporter.clone())
+            .build();
+        (provider, exporter)
+    }
+
+    /// The handler's reply headers after one message through the process layer.
+    async fn reply_headers(otel: &Otel) -> Headers {
+        let config = SubscriberConfig::new("s", ["in"]);
+        let mut service =
+            otel.process_layer(&config)
+                .layer(tower::service_fn(|_message: Message| async {
+                    Ok::<_, BoxError>(Reply::Publish(Outgoing {
+                        payload: "out".into(),
+                        content_type: "text/plain",
+                        key: None,
+                        headers: Headers::new(),
+                        partition: None,
+                        timestamp: None,
+                        correlation_id: None,
+                    }))
+                }));
+        let mut message = Message::new("in", "payload");
+        message.key = Some("k".into());
+        match service.ready().await.unwrap().call(message).await {
+            Ok(Reply::Publish(out)) => out.headers,
+            _ => panic!("a reply"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_recorded_span_has_every_attribute() {
+        let (provider, exporter) = provider(Sampler::AlwaysOn);
+        let headers = reply_headers(&Otel::new(provider.tracer("t"))).await;
+        let spans = exporter.get_finished_spans().unwrap();
+        assert_eq!(spans.len(), 1);
+        let keys: Vec<&str> = spans[0]
+            .attributes
+            .iter()
+            .map(|kv| kv.key.as_str())
+            .collect();
+        for key in [
+            "messaging.system",
+            "messaging.operation.type",
+            "messaging.destination.name",
+            "messaging.destination.partition.id",
+            "messaging.consumer.group.name",
+            "messaging.kafka.offset",
+            "messaging.kafka.message.key",
+        ] {
+            assert!(keys.contains(&key), "{key} in {keys:?}");
+        }
+        assert!(headers
+            .get_str("traceparent")
+            .is_some_and(|t| t.ends_with("-01")));
+    }
+
+    #[tokio::test]
+    async fn a_sampled_out_message_still_propagates_its_context() {
+        let (provider, exporter) = provider(Sampler::AlwaysOff);
+        let headers = reply_headers(&Otel::new(provider.tracer("t"))).await;
+        assert!(exporter.get_finished_spans().unwrap().is_empty());
+        let traceparent = headers.get_str("traceparent").expect("traceparent");
+        assert!(traceparent.ends_with("-00"), "not sampled: {traceparent}");
+        assert!(headers.get("tracestate").is_none(), "no empty tracestate");
+    }
+}
