@@ -6,8 +6,10 @@
 //! ([`App::include_router`](crate::App::include_router)) or in another router
 //! ([`Router::include_router`]). When it is included:
 //!
-//! - its prefix goes in front of every subscribed topic and every publisher topic
-//!   (`#[publisher]`, [`SubscriberConfig::publish_to`]) of its subscribers, so the AsyncAPI
+//! - its prefix goes in front of every subscribed topic, pattern template
+//!   ([`SubscriberConfig::pattern`]), explicitly assigned partition's topic
+//!   ([`SubscriberConfig::partitions`]) and publisher topic (`#[publisher]`,
+//!   [`SubscriberConfig::publish_to`]) of its subscribers, so the AsyncAPI
 //!   document shows the prefixed names; nested prefixes concatenate (outer first);
 //! - its layers wrap its subscribers inside the app's layers and outside the subscribers' own:
 //!   app, outer router, inner router, subscriber;
