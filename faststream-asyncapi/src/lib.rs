@@ -647,6 +647,21 @@ impl Builder {
         reference(SCHEMAS_PATH, name)
     }
 
+    /// The payload of a subscriber with several handlers (filters): a schema `name` that is
+    /// `oneOf` the handlers' payloads, as FastStream documents them.
+    fn payload_one_of(&mut self, schemas: &[SchemaFn], name: &str) -> Value {
+        let alternatives: Vec<Value> = schemas
+            .iter()
+            .enumerate()
+            .map(|(index, schema)| self.payload(Some(*schema), &format!("{name}:{index}")))
+            .collect();
+        self.schemas.insert(
+            name.to_owned(),
+            json!({ "title": name, "oneOf": alternatives }),
+        );
+        reference(SCHEMAS_PATH, name)
+    }
+
     fn message(&mut self, name: &str, payload: Value) -> Value {
         let mut message = json!({
             "title": name,
@@ -741,7 +756,13 @@ impl Builder {
 
     fn subscriber(&mut self, sub: &SubscriberConfig) {
         let handler = camel_case(&sub.name);
-        let payload = self.payload(sub.payload_schema, &format!("{handler}:Message:Payload"));
+        let payload_name = format!("{handler}:Message:Payload");
+        let payload = match (sub.payload_schema, sub.payload_one_of.as_slice()) {
+            (None, alternatives) if !alternatives.is_empty() => {
+                self.payload_one_of(alternatives, &payload_name)
+            }
+            (schema, _) => self.payload(schema, &payload_name),
+        };
         // A pattern subscriber's channel is its template, with its parameters.
         let topics: Vec<&str> = match &sub.pattern {
             Some(pattern) => vec![pattern.template()],

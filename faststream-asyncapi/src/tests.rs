@@ -398,3 +398,31 @@ fn dead_letter_topics_are_publisher_channels_of_the_payload() {
     );
     assert!(plain["channels"].get("in-topic-dlt:Publisher").is_none());
 }
+
+#[test]
+fn filtered_subscribers_list_each_payload_as_one_of() {
+    let sub = SubscriberConfig::new("events", ["events"])
+        .payload_one_of([(|g| g.subschema_for::<User>()) as SchemaFn, |g| {
+            g.subschema_for::<i64>()
+        }]);
+    for version in [AsyncApiVersion::V3_0_0, AsyncApiVersion::V2_6_0] {
+        let doc = document(
+            &AppInfo::default(),
+            &server(),
+            &[Arc::new(sub.clone())],
+            version,
+        );
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(
+            schemas["Events:Message:Payload"]["oneOf"],
+            json!([
+                {"$ref": "#/components/schemas/User"},
+                {"$ref": "#/components/schemas/Events:Message:Payload:1"},
+            ]),
+            "{version}"
+        );
+        assert_eq!(schemas["Events:Message:Payload:1"]["type"], "integer");
+        assert!(schemas["User"].is_object());
+        assert!(assert_refs_resolve(&doc) >= 3, "{version}");
+    }
+}

@@ -13,7 +13,8 @@ use crate::options::StartupOptions;
 use crate::policy::ErrorPolicy;
 use crate::publisher::{Publisher, SendFn};
 use crate::reply::Reply;
-use crate::subscriber::{IntoSubscriber, Registry, SubscriberConfig};
+use crate::router::Router;
+use crate::subscriber::{AckPolicy, IntoSubscriber, Registry, SubscriberConfig};
 use crate::worker::{subscriber_workers, BuiltSubscriber, PublishPath, StartContext};
 use futures::future::BoxFuture;
 use std::future::Future;
@@ -69,8 +70,20 @@ async fn run_hooks(name: &'static str, hooks: Vec<Hook>) -> Result<()> {
     Ok(())
 }
 
-/// Builds a subscriber's pipeline and worker spawner once the app starts.
-type SubscriberFactory<P> = Box<dyn FnOnce(&StartContext<P>) -> Result<BuiltSubscriber> + Send>;
+/// Builds a subscriber's pipeline and worker spawner once the app starts, from its final
+/// configuration (router prefixes, layers and default policies applied).
+pub(crate) type SubscriberFactory<P> =
+    Box<dyn FnOnce(Arc<SubscriberConfig>, &StartContext<P>) -> Result<BuiltSubscriber> + Send>;
+
+/// A subscriber's factory for the handler `handler`.
+pub(crate) fn factory<H, T, P>(handler: H) -> SubscriberFactory<P>
+where
+    H: Handler<T>,
+    T: Send + 'static,
+    P: Publish,
+{
+    Box::new(move |config, cx| subscriber_workers(config, handler, cx))
+}
 
 /// The delivery future of a broker's publisher.
 type DeliveryOf<B> = <<B as Broker>::Publisher as Publish>::Delivery;
@@ -102,6 +115,7 @@ pub struct App<B: Broker> {
     layers: Vec<HandlerLayer>,
     publish_layers: Vec<PublishLayer<DeliveryOf<B>>>,
     error_policy: Option<ErrorPolicy>,
+    ack_policy: Option<AckPolicy>,
     publishers: Vec<Publisher>,
     stuck_after: Duration,
 }
@@ -119,15 +133,13 @@ impl<B: Broker> std::fmt::Debug for App<B> {
 }
 
 impl<B: Broker> Registry for App<B> {
-    fn add_subscriber<H, T>(&mut self, config: SubscriberConfig, handler: H)
+    fn add_subscriber<H, T>(&mut self, mut config: SubscriberConfig, handler: H)
     where
         H: Handler<T>,
         T: Send + 'static,
     {
-        let config = Arc::new(config);
-        self.configs.push(Arc::clone(&config));
-        self.subscribers
-            .push(Box::new(move |cx| subscriber_workers(config, handler, cx)));
+        config.describe_handler(&handler);
+        self.push_subscriber(config, factory(handler));
     }
 }
 
@@ -146,9 +158,78 @@ impl<B: Broker> App<B> {
             layers: Vec::new(),
             publish_layers: Vec::new(),
             error_policy: None,
+            ack_policy: None,
             publishers: Vec::new(),
             stuck_after: DEFAULT_STUCK_AFTER,
         }
+    }
+
+    /// Adds a subscriber whose configuration is final but for the app's defaults.
+    fn push_subscriber(
+        &mut self,
+        mut config: SubscriberConfig,
+        build: SubscriberFactory<B::Publisher>,
+    ) {
+        if let Some(policy) = self.ack_policy {
+            config.default_ack_policy(policy);
+        }
+        self.configs.push(Arc::new(config));
+        self.subscribers.push(build);
+    }
+
+    /// The ack policy of every subscriber that sets none of its own, neither itself nor
+    /// through a router (default [`AckPolicy::AckAfter`]). Applies to the subscribers included
+    /// before and after this call.
+    ///
+    /// ```
+    /// use faststream_core::{AckPolicy, App, SubscriberConfig};
+    /// # fn app<B: faststream_core::Broker>(broker: B) -> App<B> {
+    /// let app = App::new(broker)
+    ///     .subscriber(SubscriberConfig::new("a", ["a"]), |n: i64| async move { n })
+    ///     .subscriber(
+    ///         SubscriberConfig::new("b", ["b"]).ack_policy(AckPolicy::AckFirst),
+    ///         |n: i64| async move { n },
+    ///     )
+    ///     .ack_policy(AckPolicy::NackOnError);
+    /// assert_eq!(app.subscribers()[0].ack_policy, AckPolicy::NackOnError);
+    /// assert_eq!(app.subscribers()[1].ack_policy, AckPolicy::AckFirst);
+    /// # app
+    /// # }
+    /// ```
+    pub fn ack_policy(mut self, policy: AckPolicy) -> Self {
+        self.ack_policy = Some(policy);
+        for config in &mut self.configs {
+            if !config.has_own_ack_policy() {
+                Arc::make_mut(config).default_ack_policy(policy);
+            }
+        }
+        self
+    }
+
+    /// Includes `router`: its subscribers (topics and publisher topics under its prefix,
+    /// wrapped in its layers, with its default policies) and its publisher objects. See
+    /// [`Router`].
+    ///
+    /// ```
+    /// use faststream_core::{App, Router, SubscriberConfig};
+    /// # fn app<B: faststream_core::Broker>(broker: B) -> App<B> {
+    /// let orders = Router::new("orders-").subscriber(
+    ///     SubscriberConfig::new("double", ["in"]).publish_to("out"),
+    ///     |n: i64| async move { n * 2 },
+    /// );
+    /// let app = App::new(broker).include_router(orders);
+    /// assert_eq!(app.subscribers()[0].topics, ["orders-in"]);
+    /// assert_eq!(&*app.subscribers()[0].publishers[0].topic, "orders-out");
+    /// # app
+    /// # }
+    /// ```
+    pub fn include_router(mut self, router: Router<B>) -> Self {
+        let (routes, publishers) = router.into_parts();
+        for (config, build) in routes {
+            self.push_subscriber(config, build);
+        }
+        self.publishers.extend(publishers);
+        self
     }
 
     /// A message in flight longer than `limit` (its partition finished nothing meanwhile)
@@ -413,6 +494,7 @@ impl<B: Broker> App<B> {
             flush_timeout: self.flush_timeout,
             cx: None,
             options: None,
+            ack_policy: self.ack_policy,
         };
         let cx = StartContext {
             state: Arc::new(std::mem::take(&mut self.state)),
@@ -444,8 +526,9 @@ impl<B: Broker> App<B> {
         };
         // Every handler's needs are checked before any consumer starts.
         let mut built = Vec::with_capacity(self.subscribers.len());
-        for factory in std::mem::take(&mut self.subscribers) {
-            built.push(factory(&cx)?);
+        let factories = std::mem::take(&mut self.subscribers);
+        for (config, factory) in self.configs.iter().zip(factories) {
+            built.push(factory(Arc::clone(config), &cx)?);
         }
         running.options = Some(options);
         for subscriber in built {
@@ -533,6 +616,8 @@ pub struct RunningApp<B: Broker> {
     cx: Option<StartContext<B::Publisher>>,
     /// How subscriptions stop (each gets a child of the root token).
     options: Option<SubscribeOptions>,
+    /// The app's default ack policy, for subscribers added while running.
+    ack_policy: Option<AckPolicy>,
     hooks: Hooks,
     /// The root of every consumer's and partition worker's stop signal.
     shutdown: CancellationToken,
@@ -665,8 +750,9 @@ impl<B: Broker> RunningApp<B> {
     /// Adds a subscriber to the running app, without disturbing the others (FastStream's
     /// runtime `broker.subscriber(...)` then `start()`): built with the app's state, layers,
     /// publish path and default policy, and stopped with the app or by
-    /// [`RunningApp::unsubscribe`]. Names must stay unique.
-    pub async fn subscribe<H, T>(&mut self, config: SubscriberConfig, handler: H) -> Result<()>
+    /// [`RunningApp::unsubscribe`]. Names must stay unique. The app's default ack policy
+    /// ([`App::ack_policy`]) applies unless the subscriber sets its own.
+    pub async fn subscribe<H, T>(&mut self, mut config: SubscriberConfig, handler: H) -> Result<()>
     where
         H: Handler<T>,
         T: Send + 'static,
@@ -683,6 +769,10 @@ impl<B: Broker> RunningApp<B> {
         let Some(cx) = &self.cx else {
             return Err(Error::Config("the app is not running".into()));
         };
+        if let Some(policy) = self.ack_policy {
+            config.default_ack_policy(policy);
+        }
+        config.describe_handler(&handler);
         let built = subscriber_workers(Arc::new(config), handler, cx)?;
         self.start_subscription(built).await
     }

@@ -70,6 +70,15 @@ pub enum ExtractError {
     /// A custom extractor's rejection.
     #[error("{0}")]
     Other(String),
+    /// No handler of a [`Filtered`](crate::filter::Filtered) subscriber accepts the message
+    /// (none of its filters matched and it has no default).
+    #[error(
+        "no handler accepts the message (none of {filters} filters matched, no default handler)"
+    )]
+    NoHandler {
+        /// How many filters were tried.
+        filters: usize,
+    },
 }
 
 /// Shared values registered on the app, looked up by type (see [`State`]).

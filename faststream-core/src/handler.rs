@@ -39,6 +39,14 @@ pub trait Handler<T>: Clone + Send + Sync + 'static {
     /// Checks, when the app starts, what the parameters need from the app
     /// ([`FromMessage::check`]).
     fn check(state: &AppState) -> Result<(), ExtractError>;
+
+    /// The payload schemas of a handler made of several handlers (a
+    /// [`Filtered`](crate::filter::Filtered) one), for the AsyncAPI document's `oneOf`; empty
+    /// for a plain function (its schema comes from `#[subscriber]` or
+    /// [`SubscriberConfig::payload_schema`](crate::SubscriberConfig::payload_schema)).
+    fn payload_schemas(&self) -> Vec<crate::schema::SchemaFn> {
+        Vec::new()
+    }
 }
 
 macro_rules! impl_handler {

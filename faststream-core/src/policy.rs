@@ -269,6 +269,7 @@ pub fn error_type(error: &BoxError) -> &'static str {
             ExtractError::MissingHeader(_) => "MissingHeader",
             ExtractError::BadHeader { .. } => "BadHeader",
             ExtractError::MissingState(_) => "MissingState",
+            ExtractError::NoHandler { .. } => "NoMatchingHandler",
             _ => "ExtractError",
         };
     }

@@ -224,7 +224,8 @@ pub struct SubscriberConfig {
     pub topics: Vec<String>,
     /// Consumer group; defaults to [`SubscriberConfig::name`].
     pub group_id: Option<String>,
-    /// Acknowledgement policy.
+    /// Acknowledgement policy. Set it with [`SubscriberConfig::ack_policy`], so that a
+    /// router's or the app's default does not replace it.
     pub ack_policy: AckPolicy,
     /// Start position without a committed offset; the broker's default when `None`.
     pub auto_offset_reset: Option<OffsetReset>,
@@ -253,6 +254,10 @@ pub struct SubscriberConfig {
     pub include_in_schema: bool,
     /// Schema of the payload.
     pub payload_schema: Option<SchemaFn>,
+    /// Schemas of the payloads of a subscriber with several handlers (a
+    /// [`Filtered`](crate::filter::Filtered) handler): documented as a `oneOf`. Used when
+    /// [`SubscriberConfig::payload_schema`] is `None`.
+    pub payload_one_of: Vec<SchemaFn>,
     /// How long one handler call may take before it counts as failed (off by default).
     pub handler_timeout: Option<Duration>,
     /// Ignore an incoming `reply_to`: the return value goes to the publishers only.
@@ -272,6 +277,9 @@ pub struct SubscriberConfig {
     pub start_from: StartFrom,
     /// The topic pattern the subscriber reads (its `topics` then hold the pattern's regex).
     pub pattern: Option<Arc<TopicPattern>>,
+    /// Whether [`SubscriberConfig::ack_policy`] was set explicitly (a router's or the app's
+    /// default ack policy applies otherwise).
+    ack_policy_set: bool,
 }
 
 impl SubscriberConfig {
@@ -305,6 +313,64 @@ impl SubscriberConfig {
             assignment: Vec::new(),
             start_from: StartFrom::Committed,
             pattern: None,
+            ack_policy_set: false,
+            payload_one_of: Vec::new(),
+        }
+    }
+
+    /// Whether the ack policy was set with [`SubscriberConfig::ack_policy`] (else a router's or
+    /// the app's default ack policy replaces it when the subscriber is included).
+    pub fn has_own_ack_policy(&self) -> bool {
+        self.ack_policy_set
+    }
+
+    /// Applies a default ack policy (a router's or the app's) unless the subscriber set its own.
+    pub(crate) fn default_ack_policy(&mut self, policy: AckPolicy) {
+        if !self.ack_policy_set {
+            self.ack_policy = policy;
+        }
+    }
+
+    /// Documents the payloads of a handler with several branches (see
+    /// [`Handler::payload_schemas`]) unless the configuration already names its payload.
+    pub(crate) fn describe_handler<H: Handler<T>, T>(&mut self, handler: &H) {
+        if self.payload_schema.is_none() && self.payload_one_of.is_empty() {
+            self.payload_one_of = handler.payload_schemas();
+        }
+    }
+
+    /// Documents the payload as one of `schemas` (a subscriber with several handlers, each
+    /// decoding its own payload type); a [`Filtered`](crate::filter::Filtered) handler fills
+    /// this in by itself.
+    pub fn payload_one_of(mut self, schemas: impl IntoIterator<Item = SchemaFn>) -> Self {
+        self.payload_one_of = schemas.into_iter().collect();
+        self
+    }
+
+    /// Puts `prefix` in front of every subscribed topic, explicitly assigned partition's
+    /// topic, pattern template and publisher topic (a [`Router`](crate::router::Router)'s
+    /// prefix).
+    pub(crate) fn prefix_topics(&mut self, prefix: &str) {
+        if prefix.is_empty() {
+            return;
+        }
+        match &self.pattern {
+            Some(pattern) => {
+                let pattern = TopicPattern::new(format!("{prefix}{}", pattern.template()));
+                self.topics = vec![pattern.regex()];
+                self.pattern = Some(Arc::new(pattern));
+            }
+            None => {
+                for topic in &mut self.topics {
+                    topic.insert_str(0, prefix);
+                }
+            }
+        }
+        for assigned in &mut self.assignment {
+            assigned.topic = format!("{prefix}{}", assigned.topic).into();
+        }
+        for publisher in &mut self.publishers {
+            publisher.topic = format!("{prefix}{}", publisher.topic).into();
         }
     }
 
@@ -432,9 +498,12 @@ impl SubscriberConfig {
         self
     }
 
-    /// Sets the acknowledgement policy.
+    /// Sets the acknowledgement policy. A policy set here wins over a router's and the app's
+    /// default ack policy ([`Router::ack_policy`](crate::Router::ack_policy),
+    /// [`App::ack_policy`](crate::App::ack_policy)).
     pub fn ack_policy(mut self, policy: AckPolicy) -> Self {
         self.ack_policy = policy;
+        self.ack_policy_set = true;
         self
     }
 
@@ -511,7 +580,27 @@ impl SubscriberConfig {
     }
 }
 
-/// Receives subscribers: implemented by the app; used by [`IntoSubscriber`].
+/// A topic name from the environment variable `var`, else `default` (when it is unset,
+/// empty, or not UTF-8): what `#[subscriber(env = "VAR", default = "topic")]` reads when the
+/// subscriber is registered.
+///
+/// ```
+/// use faststream_core::subscriber::topic_from_env;
+/// assert_eq!(topic_from_env("FASTSTREAM_DOC_UNSET_TOPIC", "orders"), "orders");
+/// ```
+pub fn topic_from_env(var: &str, default: &str) -> String {
+    match std::env::var(var) {
+        Ok(value) if !value.trim().is_empty() => value,
+        Ok(_) | Err(std::env::VarError::NotPresent) => default.to_owned(),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            tracing::warn!("`{var}` is not valid UTF-8; using the topic `{default}`");
+            default.to_owned()
+        }
+    }
+}
+
+/// Receives subscribers: implemented by the app and by [`Router`](crate::router::Router); used
+/// by [`IntoSubscriber`].
 pub trait Registry {
     /// Adds a subscriber.
     fn add_subscriber<H, T>(&mut self, config: SubscriberConfig, handler: H)

@@ -25,7 +25,8 @@
 //! - A slot bound to a pattern has no field name: a compile-time check on the probes' kinds
 //!   (`assert_named_field`) rejects it when another slot is payload too.
 
-use crate::validate::{ParamKind, Payload, Subscriber};
+use crate::parse::Topic;
+use crate::validate::{ParamKind, Payload, Subscriber, TopicSpec};
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
@@ -418,10 +419,24 @@ fn mentions_impl(tokens: TokenStream) -> bool {
     })
 }
 
+/// A topic as a `String` expression: a literal, the user's expression (its type errors
+/// pointing at it), or the environment variable read when the subscriber is registered.
+fn topic(spec: &TopicSpec) -> TokenStream {
+    match spec {
+        TopicSpec::Given(Topic::Lit(lit)) => quote!(::std::string::String::from(#lit)),
+        TopicSpec::Given(Topic::Expr(expr)) => quote_spanned! {expr.span()=>
+            ::core::convert::Into::<::std::string::String>::into(#expr)
+        },
+        TopicSpec::Env { var, default } => {
+            quote!(::faststream::__private::topic_from_env(#var, #default))
+        }
+    }
+}
+
 /// The body of `config()`.
 fn config(sub: &Subscriber) -> TokenStream {
     let name = sub.name();
-    let topics = &sub.topics;
+    let topics: Vec<TokenStream> = sub.topics.iter().map(topic).collect();
     let mut setters = Vec::new();
     if let Some(group_id) = &sub.group_id {
         setters.push(quote!(__config = __config.group_id(#group_id);));
@@ -456,7 +471,7 @@ fn config(sub: &Subscriber) -> TokenStream {
         });
     }
     for publisher in &sub.publishers {
-        let topic = &publisher.topic;
+        let topic = topic(&publisher.topic);
         let mut fields = vec![quote!(__publisher.schema = __reply_schema;)];
         if let Some(title) = &publisher.title {
             fields.push(quote!(__publisher.title = ::core::option::Option::Some(::std::string::String::from(#title));));

@@ -54,11 +54,30 @@ pub(crate) struct KeyValue {
     pub(crate) value: Expr,
 }
 
-/// The arguments of `#[subscriber(...)]` or `#[publisher(...)]`: topic literals and options.
+/// A topic given as a positional argument.
+#[derive(Clone)]
+pub(crate) enum Topic {
+    /// `"orders"`.
+    Lit(LitStr),
+    /// A constant or another expression (`ORDERS_TOPIC`, `topics::ORDERS`,
+    /// `concat!("eu-", "orders")`), evaluated when the subscriber is registered.
+    Expr(Box<Expr>),
+}
+
+impl quote::ToTokens for Topic {
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        match self {
+            Topic::Lit(lit) => lit.to_tokens(tokens),
+            Topic::Expr(expr) => expr.to_tokens(tokens),
+        }
+    }
+}
+
+/// The arguments of `#[subscriber(...)]` or `#[publisher(...)]`: topics and options.
 #[derive(Clone, Default)]
 pub(crate) struct AttrArgs {
-    /// The string literals, in order.
-    pub(crate) topics: Vec<LitStr>,
+    /// The positional topics, in order.
+    pub(crate) topics: Vec<Topic>,
     /// The `key = value` options, in order (duplicates kept, for validation to report).
     pub(crate) options: Vec<KeyValue>,
 }
@@ -73,7 +92,7 @@ impl Parse for AttrArgs {
                 Expr::Lit(ExprLit {
                     lit: Lit::Str(topic),
                     ..
-                }) => args.topics.push(topic),
+                }) => args.topics.push(Topic::Lit(topic)),
                 Expr::Assign(assign) => match &*assign.left {
                     Expr::Path(path) if path.qself.is_none() && path.path.get_ident().is_some() => {
                         let key = path
@@ -90,10 +109,11 @@ impl Parse for AttrArgs {
                         errors.push(other.span(), "expected an option name such as `group_id`")
                     }
                 },
-                other => errors.push(
+                Expr::Lit(other) => errors.push(
                     other.span(),
-                    "expected a topic string literal (\"orders\") or an option (`key = value`)",
+                    "expected a topic: a string literal (\"orders\"), a constant (`ORDERS_TOPIC`), or an option (`key = value`)",
                 ),
+                other => args.topics.push(Topic::Expr(Box::new(other))),
             }
         }
         errors.finish(args)
@@ -186,12 +206,22 @@ mod tests {
     fn topics_and_options() {
         let args =
             AttrArgs::from_tokens(quote!("a", "b", group_id = "g", ack_policy = manual)).unwrap();
-        assert_eq!(
-            args.topics.iter().map(LitStr::value).collect::<Vec<_>>(),
-            ["a", "b"]
-        );
+        let literals: Vec<String> = args
+            .topics
+            .iter()
+            .filter_map(|t| match t {
+                Topic::Lit(lit) => Some(lit.value()),
+                Topic::Expr(_) => None,
+            })
+            .collect();
+        assert_eq!(literals, ["a", "b"]);
         assert_eq!(args.options.len(), 2);
         assert_eq!(args.options[1].key, "ack_policy");
+        let args = AttrArgs::from_tokens(quote!(ORDERS, topics::REFUNDS, "x")).unwrap();
+        assert!(matches!(
+            args.topics.as_slice(),
+            [Topic::Expr(_), Topic::Expr(_), Topic::Lit(_)]
+        ));
     }
 
     #[test]

@@ -22,7 +22,7 @@
 //!   are the fields of a JSON object named like the parameters, each decoded once; extractor
 //!   slots are never read from the JSON.
 
-use crate::parse::{self, AttrArgs, Errors, KeyValue};
+use crate::parse::{self, AttrArgs, Errors, KeyValue, Topic};
 use proc_macro2::Span;
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
@@ -40,6 +40,8 @@ const SUBSCRIBER_KEYS: &[(&str, Kind)] = &[
     ("description", Kind::Str),
     ("include_in_schema", Kind::Bool),
     ("no_reply", Kind::Bool),
+    ("env", Kind::Str),
+    ("default", Kind::Str),
 ];
 
 /// Keys accepted by `#[publisher]`.
@@ -47,6 +49,8 @@ const PUBLISHER_KEYS: &[(&str, Kind)] = &[
     ("title", Kind::Str),
     ("description", Kind::Str),
     ("include_in_schema", Kind::Bool),
+    ("env", Kind::Str),
+    ("default", Kind::Str),
 ];
 
 /// `ack_policy` values and their `AckPolicy` variants.
@@ -85,7 +89,7 @@ pub(crate) struct Subscriber {
     /// The function with the helper attributes removed (its body and signature are reused).
     pub(crate) func: ItemFn,
     /// Topics consumed.
-    pub(crate) topics: Vec<LitStr>,
+    pub(crate) topics: Vec<TopicSpec>,
     /// `group_id = "..."`.
     pub(crate) group_id: Option<LitStr>,
     /// `AckPolicy` variant.
@@ -116,13 +120,27 @@ pub(crate) struct Publisher {
     /// code imports it so the user's `use faststream::publisher` does not look unused.
     pub(crate) path: syn::Path,
     /// Destination topic.
-    pub(crate) topic: LitStr,
+    pub(crate) topic: TopicSpec,
     /// `title = "..."`.
     pub(crate) title: Option<LitStr>,
     /// `description = "..."`.
     pub(crate) description: Option<LitStr>,
     /// `include_in_schema = bool`.
     pub(crate) include_in_schema: Option<LitBool>,
+}
+
+/// Where a topic name comes from.
+pub(crate) enum TopicSpec {
+    /// A literal or an expression, as written.
+    Given(Topic),
+    /// `env = "VAR", default = "topic"`: the variable's value when the subscriber is
+    /// registered, else the default.
+    Env {
+        /// The variable's name.
+        var: LitStr,
+        /// The topic when it is not set.
+        default: LitStr,
+    },
 }
 
 /// One handler parameter.
@@ -198,7 +216,7 @@ pub(crate) fn subscriber(args: AttrArgs, mut func: ItemFn) -> syn::Result<Subscr
     let mut errors = Errors::default();
 
     // The attribute itself.
-    if args.topics.is_empty() {
+    if args.topics.is_empty() && !has_key(&args.options, "env") {
         errors.push(
             Span::call_site(),
             "#[subscriber] needs at least one topic, e.g. #[subscriber(\"orders\")]",
@@ -206,6 +224,8 @@ pub(crate) fn subscriber(args: AttrArgs, mut func: ItemFn) -> syn::Result<Subscr
     }
     check_topics(&args.topics, &mut errors);
     let mut options = read_options(&args.options, SUBSCRIBER_KEYS, "#[subscriber]", &mut errors);
+    let mut topics: Vec<TopicSpec> = args.topics.into_iter().map(TopicSpec::Given).collect();
+    topics.extend(env_topic(&args.options, &mut options, &mut errors));
 
     // Stacked attributes: publishers are consumed, a second subscriber is an error.
     let mut publishers = Vec::new();
@@ -262,7 +282,7 @@ pub(crate) fn subscriber(args: AttrArgs, mut func: ItemFn) -> syn::Result<Subscr
         .and_then(|v| as_str(&v).map(LitStr::value))
         .or_else(|| parse::doc_string(&func.attrs));
     errors.finish(Subscriber {
-        topics: args.topics,
+        topics,
         group_id: options.remove("group_id").and_then(|v| as_str(&v).cloned()),
         ack_policy: options.remove("ack_policy").and_then(as_variant),
         auto_offset_reset: options.remove("auto_offset_reset").and_then(as_variant),
@@ -285,13 +305,16 @@ pub(crate) fn subscriber(args: AttrArgs, mut func: ItemFn) -> syn::Result<Subscr
 fn publisher(attr: &Attribute, args: AttrArgs, errors: &mut Errors) -> Option<Publisher> {
     check_topics(&args.topics, errors);
     let mut options = read_options(&args.options, PUBLISHER_KEYS, "#[publisher]", errors);
-    for extra in args.topics.iter().skip(1) {
-        errors.push(
-            extra.span(),
-            "a #[publisher] publishes to exactly one topic; stack several #[publisher(\"...\")] attributes",
+    let env = env_topic(&args.options, &mut options, errors);
+    let extra = if env.is_some() { 0 } else { 1 };
+    for extra in args.topics.iter().skip(extra) {
+        errors.push_spanned(
+            extra,
+            "a #[publisher] publishes to exactly one topic (a literal, a constant, or `env = \"...\"`); stack several #[publisher(\"...\")] attributes",
         );
     }
-    let Some(topic) = args.topics.first().cloned() else {
+    let topic = env.or_else(|| args.topics.first().cloned().map(TopicSpec::Given));
+    let Some(topic) = topic else {
         errors.push_spanned(
             attr,
             "#[publisher] needs a topic, e.g. #[publisher(\"invoices\")]",
@@ -309,11 +332,57 @@ fn publisher(attr: &Attribute, args: AttrArgs, errors: &mut Errors) -> Option<Pu
     })
 }
 
-fn check_topics(topics: &[LitStr], errors: &mut Errors) {
+fn check_topics(topics: &[Topic], errors: &mut Errors) {
     for topic in topics {
-        if topic.value().trim().is_empty() {
-            errors.push(topic.span(), "topic names cannot be empty");
+        if let Topic::Lit(topic) = topic {
+            if topic.value().trim().is_empty() {
+                errors.push(topic.span(), "topic names cannot be empty");
+            }
         }
+    }
+}
+
+/// Whether `key = ...` was written (whatever its value).
+fn has_key(options: &[KeyValue], key: &str) -> bool {
+    options.iter().any(|o| o.key.unraw() == key)
+}
+
+/// The topic of `env = "VAR", default = "topic"`, if given: both must be there, as non-empty
+/// string literals.
+fn env_topic(
+    written: &[KeyValue],
+    options: &mut std::collections::HashMap<&'static str, Value>,
+    errors: &mut Errors,
+) -> Option<TopicSpec> {
+    let var = options.remove("env");
+    let default = options.remove("default");
+    let var = var.and_then(|v| as_str(&v).cloned());
+    let default = default.and_then(|v| as_str(&v).cloned());
+    for lit in var.iter().chain(&default) {
+        if lit.value().trim().is_empty() {
+            errors.push(lit.span(), "cannot be empty");
+        }
+    }
+    match (var, default) {
+        (Some(var), Some(default)) => Some(TopicSpec::Env { var, default }),
+        (Some(var), None) if !has_key(written, "default") => {
+            errors.push(
+                var.span(),
+                format!(
+                    "`env = \"{}\"` needs `default = \"...\"`: the topic used when the variable is not set",
+                    var.value()
+                ),
+            );
+            None
+        }
+        (None, Some(default)) if !has_key(written, "env") => {
+            errors.push(
+                default.span(),
+                "`default` is the topic used when the `env` variable is not set; add `env = \"VARIABLE\"`",
+            );
+            None
+        }
+        _ => None,
     }
 }
 
@@ -589,6 +658,78 @@ mod tests {
     }
 
     #[test]
+    fn topics_from_constants_and_env() {
+        let sub = check(
+            quote!(ORDERS, env = "REFUNDS_TOPIC", default = "refunds"),
+            parse_quote! {
+                #[publisher(env = "OUT", default = "out")]
+                #[publisher(topics::AUDIT)]
+                async fn f(n: i64) -> i64 { n }
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            sub.topics.as_slice(),
+            [TopicSpec::Given(Topic::Expr(_)), TopicSpec::Env { var, default }]
+                if var.value() == "REFUNDS_TOPIC" && default.value() == "refunds"
+        ));
+        assert!(matches!(sub.publishers[0].topic, TopicSpec::Env { .. }));
+        assert!(matches!(
+            sub.publishers[1].topic,
+            TopicSpec::Given(Topic::Expr(_))
+        ));
+        // Only `env`: the subscriber still has a topic.
+        let sub = check(
+            quote!(env = "T", default = "t"),
+            parse_quote!(
+                async fn f() {}
+            ),
+        );
+        assert!(sub.is_ok());
+    }
+
+    #[test]
+    fn bad_env_topics() {
+        let errors = messages(check(
+            quote!(env = ORDERS, default = "x"),
+            parse_quote!(
+                async fn f() {}
+            ),
+        ));
+        assert_eq!(
+            errors,
+            ["`env` expects a string literal, e.g. env = \"...\""]
+        );
+        let errors = messages(check(
+            quote!(env = "T"),
+            parse_quote!(
+                async fn f() {}
+            ),
+        ));
+        assert_eq!(
+            errors,
+            ["`env = \"T\"` needs `default = \"...\"`: the topic used when the variable is not set"]
+        );
+        let errors = messages(check(
+            quote!("a", default = "b"),
+            parse_quote!(
+                async fn f() {}
+            ),
+        ));
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].starts_with("`default` is the topic used"));
+        let errors = messages(check(
+            quote!("a"),
+            parse_quote! {
+                #[publisher("x", env = "O", default = "o")]
+                async fn f() {}
+            },
+        ));
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].starts_with("a #[publisher] publishes to exactly one topic"));
+    }
+
+    #[test]
     fn full_subscriber() {
         let sub = check(
             quote!("a", "b", group_id = "g", ack_policy = "nack_on_error", auto_offset_reset = latest,
@@ -618,7 +759,9 @@ mod tests {
         assert!(!sub.include_in_schema.unwrap().value);
         assert_eq!(sub.description.as_deref(), Some("Registers users."));
         assert_eq!(sub.publishers.len(), 2);
-        assert_eq!(sub.publishers[0].topic.value(), "out");
+        assert!(
+            matches!(&sub.publishers[0].topic, TopicSpec::Given(Topic::Lit(l)) if l.value() == "out")
+        );
         assert_eq!(sub.publishers[0].title.as_ref().unwrap().value(), "P");
         // No name is trusted: the key is a slot too, classified by trait in the expansion.
         assert_eq!(sub.payload, Payload::Slots(vec![0, 1, 2]));

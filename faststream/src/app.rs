@@ -8,8 +8,9 @@ use crate::asyncapi::{
 use faststream_core::app::{App, HookOutput};
 use faststream_core::middleware::{BoxError, BoxMessageService, BoxPublishService};
 use faststream_core::{
-    Broker, ErrorPolicy, Handler, IntoSubscriber, Message, Publish, PublishError, Publisher,
-    Record, Registry, Reply, Result, RunningApp, StartupOptions, SubscriberConfig,
+    AckPolicy, Broker, ErrorPolicy, Handler, IntoSubscriber, Message, Publish, PublishError,
+    Publisher, Record, Registry, Reply, Result, Router, RunningApp, StartupOptions,
+    SubscriberConfig,
 };
 use tower::{Layer, Service};
 
@@ -114,6 +115,35 @@ impl<B: Broker> FastStream<B> {
         T: Send + 'static,
     {
         self.map_runtime(|app| app.subscriber(config, handler))
+    }
+
+    /// Includes a [`Router`]: its subscribers under its prefix, in its layers, with its
+    /// default policies, and its publisher objects (see [`faststream_core::router`]).
+    ///
+    /// ```
+    /// use faststream::{publisher, subscriber, FastStream, Router};
+    ///
+    /// #[subscriber("in-topic")]
+    /// #[publisher("out-topic")]
+    /// async fn handle_msg(user: String, user_id: i64) -> String {
+    ///     format!("User: {user_id} - {user} registered")
+    /// }
+    ///
+    /// # fn app<B: faststream::Broker>(broker: B) -> FastStream<B> {
+    /// let app = FastStream::new(broker).include_router(Router::new("users-").include(handle_msg));
+    /// assert_eq!(app.subscribers()[0].topics, ["users-in-topic"]);
+    /// assert_eq!(&*app.subscribers()[0].publishers[0].topic, "users-out-topic");
+    /// # app
+    /// # }
+    /// ```
+    pub fn include_router(self, router: Router<B>) -> Self {
+        self.map_runtime(|app| app.include_router(router))
+    }
+
+    /// The ack policy of every subscriber that sets none, neither itself nor through a router
+    /// (see [`App::ack_policy`]).
+    pub fn ack_policy(self, policy: AckPolicy) -> Self {
+        self.map_runtime(|app| app.ack_policy(policy))
     }
 
     /// Registers shared state, available to handlers as `State<T>`.

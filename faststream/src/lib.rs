@@ -100,12 +100,12 @@ pub mod testing;
 
 pub use app::FastStream;
 pub use faststream_core::{
-    app::HookOutput, broker, codec, extract, health, message, middleware, pattern, policy,
-    publisher, reply, Ack, AckPolicy, App, AppHealth, Backoff, Broker, Delivered, Error,
+    app::HookOutput, broker, codec, extract, filter, health, message, middleware, pattern, policy,
+    publisher, reply, router, Ack, AckPolicy, App, AppHealth, Backoff, Broker, Delivered, Error,
     ErrorPolicy, Exhausted, FromMessage, Handler, HandlerError, Header, HeaderName, Headers,
     HealthProbe, IntoReply, IntoSubscriber, Key, Message, Meta, OffsetReset, Publish, PublishError,
-    Publisher, PublisherConfig, RebalanceHooks, Record, Registry, Reply, Response, Result,
-    RunningApp, StartFrom, StartupOptions, State, SubscriberConfig, SubscriberHealth,
+    Publisher, PublisherConfig, RebalanceHooks, Record, Registry, Reply, Response, Result, Route,
+    Router, RunningApp, StartFrom, StartupOptions, State, SubscriberConfig, SubscriberHealth,
     SubscriberState, TopicPartition,
 };
 
@@ -129,12 +129,29 @@ pub mod asyncapi {
 /// not implement `JsonSchema`: their AsyncAPI schema is then "any JSON". The function stays
 /// callable as `name::call(...)`.
 ///
+/// Topics: string literals, constants or other expressions (`#[subscriber(ORDERS_TOPIC)]`,
+/// evaluated when the subscriber is registered), and `env = "VAR", default = "topic"` (the
+/// variable's value when the subscriber is registered, else the default).
+///
+/// ```
+/// use faststream::subscriber;
+///
+/// const ORDERS_TOPIC: &str = "orders";
+///
+/// #[subscriber(ORDERS_TOPIC, env = "REFUNDS_TOPIC", default = "refunds")]
+/// async fn bill(order_id: i64) {}
+///
+/// assert_eq!(bill::config().topics, ["orders", "refunds"]);
+/// ```
+///
 /// Keys: `group_id`, `ack_policy` (`ack_after`, `nack_on_error`, `ack_first`, `manual`, `reject_on_error`),
 /// `auto_offset_reset` (`earliest`, `latest`), `max_concurrency`, `title`, `description`,
 /// `include_in_schema`, `no_reply` (ignore an incoming `reply_to`).
 pub use faststream_macros::subscriber;
 
-/// Publishes a subscriber's return value to a topic: `#[publisher("topic")]`; stacks.
+/// Publishes a subscriber's return value to a topic: `#[publisher("topic")]`; stacks. The
+/// topic may be a constant or expression (`#[publisher(INVOICES_TOPIC)]`) or come from the
+/// environment (`#[publisher(env = "INVOICES_TOPIC", default = "invoices")]`).
 pub use faststream_macros::publisher;
 
 /// Marks extractors: parameter types taken from the message, not decoded from its payload.

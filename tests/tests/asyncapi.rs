@@ -14,6 +14,10 @@ mod quickstart;
 #[path = "../../examples/asyncapi_showcase.rs"]
 mod showcase;
 
+#[allow(dead_code)]
+#[path = "../../examples/routing.rs"]
+mod routing;
+
 use faststream::asyncapi::AsyncApiVersion;
 use faststream::kafka::KafkaBroker;
 use faststream::FastStream;
@@ -43,6 +47,7 @@ fn apps() -> Vec<(&'static str, FastStream<KafkaBroker>)> {
             "showcase",
             showcase::app(KafkaBroker::new("localhost:9092")),
         ),
+        ("routing", routing::app(KafkaBroker::new("localhost:9092"))),
     ]
 }
 
@@ -161,6 +166,36 @@ fn showcase_document_describes_nested_types() {
 }
 
 #[test]
+fn routing_document_shows_prefixed_names_and_filtered_payloads() {
+    let app = routing::app(KafkaBroker::new("localhost:9092"));
+    let doc = app.asyncapi(AsyncApiVersion::V3_0_0);
+    let channels = &doc["channels"];
+    assert_eq!(
+        channels["users-in-topic:HandleMsg"]["address"],
+        "users-in-topic"
+    );
+    assert_eq!(
+        channels["users-out-topic:Publisher"]["address"],
+        "users-out-topic"
+    );
+    assert_eq!(channels["shop-events:Events"]["address"], "shop-events");
+    // The router's dead-letter policy documents the dead-letter topic.
+    assert_eq!(
+        channels["shop-events-dlt:Publisher"]["address"],
+        "shop-events-dlt"
+    );
+    assert!(channels["shop-quantities:DoubleQuantities"].is_object());
+    assert!(channels["measurements:Scale"].is_object());
+    assert_eq!(
+        doc["components"]["schemas"]["Events:Message:Payload"]["oneOf"],
+        serde_json::json!([
+            {"$ref": "#/components/schemas/Refund"},
+            {"$ref": "#/components/schemas/Order"},
+        ])
+    );
+}
+
+#[test]
 fn documents_pass_the_official_asyncapi_parser() {
     let paths = write_documents();
     let (ok, stdout) = validate(&paths);
@@ -273,6 +308,13 @@ fn docs_pages_render_in_headless_chromium() {
                 "out-topic:Publisher",
                 "user_id",
                 "User Id",
+            ],
+            "routing" => &[
+                "users-in-topic:HandleMsg",
+                "users-out-topic:Publisher",
+                "shop-events:Events",
+                "order_id",
+                "Routing example",
             ],
             _ => &[
                 "orders:BillOrder",
