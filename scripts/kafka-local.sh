@@ -10,7 +10,8 @@
 #   scripts/kafka-local.sh status    say whether a broker answers and where its files are
 #
 # Environment: KAFKA_VERSION (4.1.1), FASTSTREAM_KAFKA_CACHE (jar cache),
-# FASTSTREAM_KAFKA_HOME (data, logs, pid; default target/kafka-local in the repo).
+# FASTSTREAM_KAFKA_HOME (data, logs, pid; default target/kafka-local in the repo),
+# KAFKA_PORT (9092) and KAFKA_CONTROLLER_PORT (9093) for a second broker beside the usual one.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -20,7 +21,8 @@ cache="${FASTSTREAM_KAFKA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/faststream-rs/k
 home="${FASTSTREAM_KAFKA_HOME:-$repo/target/kafka-local}"
 libs="$cache/libs"
 host=127.0.0.1
-port=9092
+port="${KAFKA_PORT:-9092}"
+controller_port="${KAFKA_CONTROLLER_PORT:-9093}"
 cluster_id="5L6g3nShT-eMCtK--X86sw"
 
 log() { echo "kafka-local: $*" >&2; }
@@ -46,8 +48,8 @@ write_config() {
   cat > "$home/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
-controller.quorum.voters=1@$host:9093
-listeners=PLAINTEXT://$host:$port,CONTROLLER://$host:9093
+controller.quorum.voters=1@$host:$controller_port
+listeners=PLAINTEXT://$host:$port,CONTROLLER://$host:$controller_port
 advertised.listeners=PLAINTEXT://$host:$port
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
