@@ -12,7 +12,8 @@
 #
 # Scenarios 1, 2, 4, 5, 6 use the broker on 127.0.0.1:9092 (started with kafka-local.sh
 # when none answers, and stopped again). Scenarios 3 and 7 kill brokers, so they run their
-# own: a single node on 19092 (controller 19093) and a 3-node cluster on 29092-29094; the
+# own: a single node on 39092 (controller 39093; CHAOS_SINGLE_PORT) and a 3-node cluster on
+# 29092-29094 (controllers 29192-29194; CHAOS_CLUSTER_PORT); the
 # broker on 9092 is never stopped. Each scenario uses fresh uuid-named topics and groups.
 # Logs: target/chaos/<run>/. Environment: CHAOS_DELAY_US (handler work per record),
 # CHAOS_PROFILE (debug or release build of the tool), CARGO_TARGET_DIR.
@@ -44,7 +45,9 @@ run_dir="$repo/target/chaos/$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$run_dir"
 table="$run_dir/table.md"
 shared=127.0.0.1:9092
-single=127.0.0.1:19092
+single_port="${CHAOS_SINGLE_PORT:-39092}"
+single=127.0.0.1:$single_port
+cluster_port="${CHAOS_CLUSTER_PORT:-29092}"
 single_home="$run_dir/kafka-single"
 cluster_home="$run_dir/kafka-cluster"
 started_shared=0
@@ -59,10 +62,12 @@ cleanup() {
   local pid
   for pid in "${app_pids[@]}"; do kill -9 "$pid" 2>/dev/null; done
   if [ -f "$single_home/kafka.pid" ]; then
-    FASTSTREAM_KAFKA_HOME="$single_home" KAFKA_PORT=19092 KAFKA_CONTROLLER_PORT=19093 \
+    FASTSTREAM_KAFKA_HOME="$single_home" KAFKA_PORT="$single_port" KAFKA_CONTROLLER_PORT=$((single_port + 1)) \
       scripts/kafka-local.sh stop >/dev/null 2>&1
   fi
-  if [ -d "$cluster_home" ]; then KAFKA_CLUSTER_HOME="$cluster_home" scripts/kafka-cluster.sh stop >/dev/null 2>&1; fi
+  if [ -d "$cluster_home" ]; then
+    KAFKA_CLUSTER_HOME="$cluster_home" KAFKA_CLUSTER_PORT="$cluster_port" scripts/kafka-cluster.sh stop >/dev/null 2>&1
+  fi
   if [ "$started_shared" = 1 ]; then scripts/kafka-local.sh stop; fi
   # Broker data of the scenario brokers is disposable; logs stay.
   rm -rf "$single_home/data" "$cluster_home"/node*/data
@@ -183,16 +188,23 @@ scenario_2() {
 }
 
 single_broker() {
-  FASTSTREAM_KAFKA_HOME="$single_home" KAFKA_PORT=19092 KAFKA_CONTROLLER_PORT=19093 \
+  FASTSTREAM_KAFKA_HOME="$single_home" KAFKA_PORT="$single_port" KAFKA_CONTROLLER_PORT=$((single_port + 1)) \
     scripts/kafka-local.sh "$1" 2>>"$run_dir/kafka-single.log"
 }
 
+port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
 scenario_3() {
+  # kafka-local.sh reuses whatever answers on its port: this scenario must own its broker.
+  if port_taken "$single_port" || port_taken $((single_port + 1)); then
+    log "scenario 3: port $single_port or $((single_port + 1)) is taken; set CHAOS_SINGLE_PORT"; return 1
+  fi
   single_broker start || return 1
   fresh s3
   topics $single 4 1 && tool $single fill --topic "$in" --count "$count" || return 1
   local ok=1 pid
-  start_app $single s3-app; pid=$app_pid
+  # librdkafka's default session timeout (45 s): the group membership outlives a 10 s outage.
+  start_app $single s3-app --session-timeout-ms 45000; pid=$app_pid
   wait_out $single $((count / 4)) || return 1
   kill -9 "$(cat "$single_home/kafka.pid")" && rm -f "$single_home/kafka.pid"
   local killed_at; killed_at="$(now)"
@@ -300,7 +312,10 @@ scenario_6() {
   row "6. refused publish (5 kB > max.message.bytes 2 kB)" "$v" "stop policy held the input at $part@$offset; then DLT" $ok
 }
 
-cluster() { KAFKA_CLUSTER_HOME="$cluster_home" scripts/kafka-cluster.sh "$@" 2>>"$run_dir/kafka-cluster.log"; }
+cluster() {
+  KAFKA_CLUSTER_HOME="$cluster_home" KAFKA_CLUSTER_PORT="$cluster_port" scripts/kafka-cluster.sh "$@" \
+    2>>"$run_dir/kafka-cluster.log"
+}
 
 scenario_7() {
   cluster start || return 1
@@ -308,7 +323,8 @@ scenario_7() {
   fresh s7
   topics "$b" 3 3 && tool "$b" fill --topic "$in" --count "$count" || return 1
   local ok=1
-  start_app "$b" s7-app
+  # librdkafka's default session timeout (45 s): a broker failure is no reason to leave the group.
+  start_app "$b" s7-app --session-timeout-ms 45000
   wait_out "$b" $((count / 4)) || return 1
   local leader; leader="$(tool "$b" leader --topic "$out" --partition 0)"
   cluster kill9 "$leader" || return 1

@@ -18,7 +18,10 @@ use std::time::Duration;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Parser, Debug)]
-#[command(name = "faststream-chaos", about = "Tools of the chaos suite (scripts/chaos.sh)")]
+#[command(
+    name = "faststream-chaos",
+    about = "Tools of the chaos suite (scripts/chaos.sh)"
+)]
 struct Cli {
     /// Kafka bootstrap servers.
     #[arg(long, global = true, default_value = "127.0.0.1:9092")]
@@ -161,8 +164,14 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
         } => tools::fill(bootstrap, &topic, count, marks).await,
         Command::App(args) => app::run(bootstrap, args).await,
         Command::Count { topic } => {
-            let ends = tools::end_offsets(bootstrap, &topic)?;
-            println!("{}", ends.iter().sum::<i64>());
+            // Retried: right after a broker dies, partitions it led have no leader for a while.
+            let mut total = 0;
+            tools::wait_until(Duration::from_secs(60), "end offsets", || {
+                total = tools::end_offsets(bootstrap, &topic)?.iter().sum::<i64>();
+                Ok(true)
+            })
+            .await?;
+            println!("{total}");
             Ok(())
         }
         Command::WaitCount {

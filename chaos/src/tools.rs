@@ -37,7 +37,9 @@ pub async fn wait_until(
             Err(err) => Some(err),
         };
         if Instant::now() >= deadline {
-            let why = last.map(|e| format!(" (last error: {e})")).unwrap_or_default();
+            let why = last
+                .map(|e| format!(" (last error: {e})"))
+                .unwrap_or_default();
             return Err(format!("timed out after {timeout:?} waiting for {what}{why}").into());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -180,9 +182,14 @@ struct Read {
 }
 
 /// Reads every partition of `topic` from the beginning up to the end offsets seen at the start.
-fn read_all(bootstrap: &str, topic: &str) -> Result<Vec<Read>, BoxError> {
+async fn read_all(bootstrap: &str, topic: &str) -> Result<Vec<Read>, BoxError> {
     let client = consumer(bootstrap, "chaos-verify")?;
-    let ends = end_offsets(bootstrap, topic)?;
+    let mut ends = Vec::new();
+    wait_until(Duration::from_secs(60), "end offsets", || {
+        ends = end_offsets(bootstrap, topic)?;
+        Ok(true)
+    })
+    .await?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..ends.len() as i32 {
         tpl.add_partition_offset(topic, p, Offset::Beginning)?;
@@ -198,7 +205,15 @@ fn read_all(bootstrap: &str, topic: &str) -> Result<Vec<Read>, BoxError> {
         let Some(result) = client.poll(Duration::from_millis(200)) else {
             continue;
         };
-        let message = result?;
+        // Consumer errors (a broker gone, a leader moving) are transient here: keep polling
+        // until the deadline.
+        let message = match result {
+            Ok(message) => message,
+            Err(err) => {
+                tracing::debug!(topic, "read error: {err}");
+                continue;
+            }
+        };
         let slot = next
             .get_mut(message.partition() as usize)
             .ok_or("record from an unknown partition")?;
@@ -296,9 +311,9 @@ fn dlt_problems(read: &Read, seq: u64, args: &VerifyArgs, partitions: u64) -> Ve
 /// Compares output and dead letters with what the input held, prints one `key=value` line.
 pub async fn verify(bootstrap: &str, args: VerifyArgs) -> Result<(), BoxError> {
     let partitions = end_offsets(bootstrap, &args.input)?.len() as u64;
-    let output = read_all(bootstrap, &args.output)?;
+    let output = read_all(bootstrap, &args.output).await?;
     let dead = match &args.dlt {
-        Some(topic) => read_all(bootstrap, topic)?,
+        Some(topic) => read_all(bootstrap, topic).await?,
         None => Vec::new(),
     };
     let mut seen_out = HashSet::new();
