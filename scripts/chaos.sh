@@ -260,16 +260,19 @@ scenario_4() {
   start_app $shared s4b-app1; a=$app_pid
   start_app $shared s4b-app2; b=$app_pid
   wait_out $shared $((count / 4)) || return 1
+  local joined killed
+  joined="$(tool $shared count --topic "$out")"
   start_app $shared s4b-app3; c=$app_pid
   wait_assigned s4b-app3 1 || return 1
   wait_out $shared $((count / 2)) || return 1
   kill9_app "$a"
+  killed="$(tool $shared count --topic "$out")"
   mid_stream $shared || { log "scenario 4b: the kill came after the end"; ok=0; }
   wait_done $shared || return 1
   stop_app "$b"; stop_app "$c"
   v="$(verify $shared)"
   [ "$(field "$v" lost)" = 0 ] && [ "$(field "$v" unexpected)" = 0 ] || ok=0
-  row "4b. 3 instances, join + kill -9" "$v" "" $ok
+  row "4b. 3 instances, join + kill -9" "$v" "joined at out=$joined, killed at out=$killed" $ok
 }
 
 scenario_5() {
@@ -309,7 +312,7 @@ scenario_6() {
   local v; v="$(verify $shared --dlt "$dlt" --big-every "$count")"
   [ "$(field "$v" lost)" = 0 ] && [ "$(field "$v" unexpected)" = 0 ] && [ "$(field "$v" dlt_bad)" = 0 ] &&
     [ "$(field "$v" dlt)" -ge 1 ] || ok=0
-  row "6. refused publish (5 kB > max.message.bytes 2 kB)" "$v" "stop policy held the input at $part@$offset; then DLT" $ok
+  row "6. refused publish (5 kB > max.message.bytes 2 kB)" "$v" "then_stop held partition $part at offset $offset, the refused record; then_dead_letter sent it to the DLT" $ok
 }
 
 cluster() {
