@@ -43,6 +43,11 @@ pub struct AppArgs {
     /// killed with SIGKILL loses its partitions in seconds instead of librdkafka's 45 s.
     #[arg(long, default_value_t = 6000)]
     session_timeout_ms: u64,
+    /// Producer `batch.size`. A topic's `max.message.bytes` limits whole batches, and
+    /// librdkafka does not split a refused batch: for an output topic with a small limit, keep
+    /// batches under it so only a record that is too large by itself is refused.
+    #[arg(long)]
+    batch_bytes: Option<u64>,
 }
 
 /// The handler's settings, shared as state.
@@ -97,6 +102,10 @@ pub async fn run(bootstrap: &str, args: AppArgs) -> Result<(), BoxError> {
             "heartbeat.interval.ms",
             (args.session_timeout_ms / 3).to_string(),
         );
+    let broker = match args.batch_bytes {
+        Some(bytes) => broker.producer_set("batch.size", bytes.to_string()),
+        None => broker,
+    };
     FastStream::new(broker)
         .with_state(settings)
         .subscriber(config, handle)
