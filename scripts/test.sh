@@ -54,6 +54,9 @@ cargo clippy -p faststream --features otlp -- -D warnings
 step "benchmark smoke run (tiny N, no peers: keeps the benchmark from rotting)"
 BENCH_PROFILE=debug scripts/bench.sh --messages 2000 --runs 1 --rates 200 --latency-seconds 1 --rpc-requests 100
 
+step "chaos quick (app kill -9 and SIGTERM, broker outage, poison records, refused publish; RELIABILITY.md)"
+scripts/chaos.sh --quick
+
 step "quickstart demo"
 scripts/quickstart.sh | tee target/quickstart.log
 grep -q "received from out-topic: User: 1 - John registered" target/quickstart.log

@@ -1,0 +1,116 @@
+//! The app under test: a plain faststream app reading the input topic and publishing each
+//! record's sequence number to the output topic, under a configurable error policy.
+
+use crate::BoxError;
+use faststream::kafka::KafkaBroker;
+use faststream::{Backoff, ErrorPolicy, FastStream, Message, Response, State, SubscriberConfig};
+use std::time::Duration;
+
+/// What happens after the last attempt.
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+pub enum Then {
+    /// Publish to `{input}-dlt`.
+    Dlt,
+    /// Stop the partition, offset uncommitted.
+    Stop,
+    /// Log and commit.
+    Skip,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct AppArgs {
+    #[arg(long)]
+    input: String,
+    #[arg(long)]
+    output: String,
+    #[arg(long)]
+    group: String,
+    /// Attempts in all; without it the default policy (`AckAfter`) applies.
+    #[arg(long)]
+    attempts: Option<u32>,
+    #[arg(long, value_enum, default_value = "dlt")]
+    then: Then,
+    /// First retry delay in milliseconds (doubling, at most 10 times this).
+    #[arg(long, default_value_t = 20)]
+    backoff_ms: u64,
+    /// Work per record, in microseconds, so a run lasts long enough to be interrupted.
+    #[arg(long, default_value_t = 0)]
+    delay_us: u64,
+    /// Payload size of the output of a `big` record.
+    #[arg(long, default_value_t = 5000)]
+    big_bytes: usize,
+    /// Consumer `session.timeout.ms`. The suite uses the broker's minimum (6 s) so a member
+    /// killed with SIGKILL loses its partitions in seconds instead of librdkafka's 45 s.
+    #[arg(long, default_value_t = 6000)]
+    session_timeout_ms: u64,
+    /// Producer `batch.size`. A topic's `max.message.bytes` limits whole batches, and
+    /// librdkafka does not split a refused batch: for an output topic with a small limit, keep
+    /// batches under it so only a record that is too large by itself is refused.
+    #[arg(long)]
+    batch_bytes: Option<u64>,
+}
+
+/// The handler's settings, shared as state.
+struct Settings {
+    delay: Duration,
+    big_bytes: usize,
+}
+
+/// Input `"{seq}"` gives output `"{seq}"` keyed by seq; `"{seq}:poison"` fails;
+/// `"{seq}:big"` gives `"{seq}:xxxx..."` of `big_bytes` bytes.
+async fn handle(
+    message: Message,
+    settings: State<Settings>,
+) -> Result<Response<String>, faststream::middleware::BoxError> {
+    if !settings.delay.is_zero() {
+        tokio::time::sleep(settings.delay).await;
+    }
+    let text = std::str::from_utf8(&message.payload)?;
+    let (seq, tag) = text.split_once(':').unwrap_or((text, ""));
+    let body = match tag {
+        "poison" => return Err(format!("poison record {seq}").into()),
+        "big" => format!("{seq}:{}", "x".repeat(settings.big_bytes)),
+        _ => seq.to_owned(),
+    };
+    Ok(Response::new(body).key(seq.to_owned()))
+}
+
+pub async fn run(bootstrap: &str, args: AppArgs) -> Result<(), BoxError> {
+    let mut config = SubscriberConfig::new("chaos", [args.input.as_str()])
+        .group_id(args.group.as_str())
+        .publish_to(args.output.as_str());
+    if let Some(attempts) = args.attempts {
+        let initial = Duration::from_millis(args.backoff_ms);
+        let policy = ErrorPolicy::retry(attempts).backoff(Backoff {
+            initial,
+            max: initial * 10,
+        });
+        config = config.error_policy(match args.then {
+            Then::Dlt => policy.then_dead_letter(),
+            Then::Stop => policy.then_stop(),
+            Then::Skip => policy.then_skip(),
+        });
+    }
+    let settings = Settings {
+        delay: Duration::from_micros(args.delay_us),
+        big_bytes: args.big_bytes,
+    };
+    tracing::info!(input = %args.input, output = %args.output, group = %args.group, "chaos app starting");
+    let broker = KafkaBroker::new(bootstrap)
+        .consumer_set("session.timeout.ms", args.session_timeout_ms.to_string())
+        .consumer_set(
+            "heartbeat.interval.ms",
+            (args.session_timeout_ms / 3).to_string(),
+        );
+    let broker = match args.batch_bytes {
+        Some(bytes) => broker.producer_set("batch.size", bytes.to_string()),
+        None => broker,
+    };
+    FastStream::new(broker)
+        .with_state(settings)
+        .subscriber(config, handle)
+        .run()
+        .await?;
+    tracing::info!("chaos app stopped cleanly");
+    Ok(())
+}

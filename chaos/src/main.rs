@@ -1,0 +1,232 @@
+//! The chaos suite's tools, driven by `scripts/chaos.sh`: topic set-up, pre-filling input
+//! with sequence numbers, the faststream app under test, waiting for progress, and
+//! verification of what came out (lost, duplicated, dead letters and their headers).
+//!
+//! Every record carries its sequence number as text: `"{seq}"`, `"{seq}:poison"` (the app's
+//! handler fails on it) or `"{seq}:big"` (the app's output is larger than the output topic
+//! accepts). The same rule (`kind`) decides which records are special when filling and when
+//! verifying, so the verifier knows what to expect without reading the input.
+
+mod app;
+mod tools;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// A boxed error: this is a binary, and its errors end as one line on stderr.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "faststream-chaos",
+    about = "Tools of the chaos suite (scripts/chaos.sh)"
+)]
+struct Cli {
+    /// Kafka bootstrap servers.
+    #[arg(long, global = true, default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Which records are special, shared by `fill`, `app` and `verify`.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct Marks {
+    /// One record in this many is poison (the handler fails on it); 0 for none.
+    #[arg(long, default_value_t = 0)]
+    poison_every: u64,
+    /// One record in this many makes an oversize output; 0 for none.
+    #[arg(long, default_value_t = 0)]
+    big_every: u64,
+}
+
+/// What a record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Good,
+    Poison,
+    Big,
+}
+
+impl Marks {
+    /// The kind of record `seq`: the middle one of every `poison_every` (or `big_every`)
+    /// records, so the first special record is not at offset 0.
+    pub fn kind(&self, seq: u64) -> Kind {
+        if self.poison_every > 0 && seq % self.poison_every == self.poison_every / 2 {
+            Kind::Poison
+        } else if self.big_every > 0 && seq % self.big_every == self.big_every / 2 {
+            Kind::Big
+        } else {
+            Kind::Good
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Creates a topic and waits until every partition has a leader.
+    Create {
+        #[arg(long)]
+        topic: String,
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+        #[arg(long, default_value_t = 1)]
+        replication: i32,
+        /// Topic configs, `key=value` (e.g. `max.message.bytes=2000`).
+        #[arg(long = "config")]
+        configs: Vec<String>,
+    },
+    /// Produces records 0..count round-robin over the topic's partitions (seq % partitions),
+    /// so record `seq` sits at offset `seq / partitions`.
+    Fill {
+        #[arg(long)]
+        topic: String,
+        #[arg(long)]
+        count: u64,
+        #[command(flatten)]
+        marks: Marks,
+    },
+    /// Runs the app under test until SIGTERM/SIGINT: input -> output with the same sequence
+    /// number, under the given error policy.
+    App(app::AppArgs),
+    /// Prints the number of records in a topic (sum of its partitions' end offsets).
+    Count {
+        #[arg(long)]
+        topic: String,
+    },
+    /// Waits until a topic holds at least `at_least` records.
+    WaitCount {
+        #[arg(long)]
+        topic: String,
+        #[arg(long)]
+        at_least: i64,
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+    /// Prints a group's committed offsets on a topic: `sum p0,p1,...` (-1 where none).
+    Committed {
+        #[arg(long)]
+        group: String,
+        #[arg(long)]
+        topic: String,
+    },
+    /// Waits until a group's committed offset on every partition of a topic is its end
+    /// offset, or the target given with `--target P=OFFSET` for that partition.
+    WaitCommitted {
+        #[arg(long)]
+        group: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long = "target")]
+        targets: Vec<String>,
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+    /// Prints the broker id leading a partition.
+    Leader {
+        #[arg(long)]
+        topic: String,
+        #[arg(long, default_value_t = 0)]
+        partition: i32,
+    },
+    /// Reads the output (and dead-letter) topic to its end and prints
+    /// `in= out= distinct= lost= dup= dlt= dlt_bad= unexpected=`.
+    Verify(tools::VerifyArgs),
+}
+
+fn parse_pairs<'a>(pairs: &'a [String], what: &str) -> Result<Vec<(&'a str, &'a str)>, BoxError> {
+    pairs
+        .iter()
+        .map(|pair| {
+            pair.split_once('=')
+                .ok_or_else(|| format!("{what} `{pair}` is not key=value").into())
+        })
+        .collect()
+}
+
+async fn run(cli: Cli) -> Result<(), BoxError> {
+    let bootstrap = cli.bootstrap.as_str();
+    match cli.command {
+        Command::Create {
+            topic,
+            partitions,
+            replication,
+            configs,
+        } => {
+            let configs = parse_pairs(&configs, "config")?;
+            tools::create_topic(bootstrap, &topic, partitions, replication, &configs).await
+        }
+        Command::Fill {
+            topic,
+            count,
+            marks,
+        } => tools::fill(bootstrap, &topic, count, marks).await,
+        Command::App(args) => app::run(bootstrap, args).await,
+        Command::Count { topic } => {
+            // Retried: right after a broker dies, partitions it led have no leader for a while.
+            let mut total = 0;
+            tools::wait_until(Duration::from_secs(60), "end offsets", || {
+                total = tools::end_offsets(bootstrap, &topic)?.iter().sum::<i64>();
+                Ok(true)
+            })
+            .await?;
+            println!("{total}");
+            Ok(())
+        }
+        Command::WaitCount {
+            topic,
+            at_least,
+            timeout,
+        } => {
+            tools::wait_until(Duration::from_secs(timeout), "records", || {
+                Ok(tools::end_offsets(bootstrap, &topic)?.iter().sum::<i64>() >= at_least)
+            })
+            .await
+        }
+        Command::Committed { group, topic } => {
+            let committed = tools::committed(bootstrap, &group, &topic)?;
+            let sum: i64 = committed.iter().filter(|o| **o > 0).sum();
+            let list: Vec<String> = committed.iter().map(i64::to_string).collect();
+            println!("{sum} {}", list.join(","));
+            Ok(())
+        }
+        Command::WaitCommitted {
+            group,
+            topic,
+            targets,
+            timeout,
+        } => {
+            let mut wanted = tools::end_offsets(bootstrap, &topic)?;
+            for (partition, offset) in parse_pairs(&targets, "target")? {
+                let partition: usize = partition.parse()?;
+                let slot = wanted
+                    .get_mut(partition)
+                    .ok_or_else(|| format!("{topic} has no partition {partition}"))?;
+                *slot = offset.parse()?;
+            }
+            let what = format!("group {group} to commit {wanted:?} on {topic}");
+            tools::wait_until(Duration::from_secs(timeout), &what, || {
+                Ok(tools::committed(bootstrap, &group, &topic)? == wanted)
+            })
+            .await
+        }
+        Command::Leader { topic, partition } => {
+            println!("{}", tools::leader(bootstrap, &topic, partition)?);
+            Ok(())
+        }
+        Command::Verify(args) => tools::verify(bootstrap, args).await,
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    faststream::logging::init_from_env();
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,362 @@
+#!/usr/bin/env bash
+# The chaos suite (issue 8, item 6): a faststream app (chaos/, binary faststream-chaos) reads
+# pre-filled records carrying a sequence number and publishes each one again; the suite kills
+# and restarts the app and brokers mid-stream, then reads the output and dead-letter topics to
+# their end and counts records in, out, lost and duplicated. One table row per scenario, exit
+# code 1 if any scenario fails.
+#
+#   scripts/chaos.sh                 all 7 scenarios, N records each (default 100000)
+#   scripts/chaos.sh --quick         small N, scenarios 1 2 3 5 6 (the CI variant)
+#   scripts/chaos.sh --only 3        one scenario (repeat or comma-separate for more)
+#   scripts/chaos.sh --count 20000   another N
+#
+# Scenarios 1, 2, 4, 5, 6 use the broker on 127.0.0.1:9092 (started with kafka-local.sh
+# when none answers, and stopped again). Scenarios 3 and 7 kill brokers, so they run their
+# own: a single node on 39092 (controller 39093; CHAOS_SINGLE_PORT) and a 3-node cluster on
+# 29092-29094 (controllers 29192-29194; CHAOS_CLUSTER_PORT); the
+# broker on 9092 is never stopped. Each scenario uses fresh uuid-named topics and groups.
+# Logs: target/chaos/<run>/. Environment: CHAOS_DELAY_US (handler work per record),
+# CHAOS_PROFILE (debug or release build of the tool), CARGO_TARGET_DIR.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+repo="$(pwd)"
+
+count=100000
+quick=0
+only=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) quick=1; count=4000 ;;
+    --only) only+=(${2//,/ }); shift ;;
+    --count) count="$2"; shift ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    *) echo "chaos: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+if [ ${#only[@]} -eq 0 ]; then
+  if [ "$quick" = 1 ]; then only=(1 2 3 5 6); else only=(1 2 3 4 5 6 7); fi
+fi
+# Handler work per record: long enough that a run can be interrupted mid-stream.
+delay_us="${CHAOS_DELAY_US:-$([ "$quick" = 1 ] && echo 4000 || echo 1000)}"
+profile="${CHAOS_PROFILE:-debug}"
+target_dir="${CARGO_TARGET_DIR:-$repo/target}"
+run_dir="$repo/target/chaos/$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$run_dir"
+table="$run_dir/table.md"
+shared=127.0.0.1:9092
+single_port="${CHAOS_SINGLE_PORT:-39092}"
+single=127.0.0.1:$single_port
+cluster_port="${CHAOS_CLUSTER_PORT:-29092}"
+single_home="$run_dir/kafka-single"
+cluster_home="$run_dir/kafka-cluster"
+started_shared=0
+app_pids=()
+failed=0
+
+log() { echo "chaos: $*" >&2; }
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+
+cleanup() {
+  local pid
+  for pid in "${app_pids[@]}"; do kill -9 "$pid" 2>/dev/null; done
+  if [ -f "$single_home/kafka.pid" ]; then
+    FASTSTREAM_KAFKA_HOME="$single_home" KAFKA_PORT="$single_port" KAFKA_CONTROLLER_PORT=$((single_port + 1)) KAFKA_SECURE=0 \
+      scripts/kafka-local.sh stop >/dev/null 2>&1
+  fi
+  if [ -d "$cluster_home" ]; then
+    KAFKA_CLUSTER_HOME="$cluster_home" KAFKA_CLUSTER_PORT="$cluster_port" scripts/kafka-cluster.sh stop >/dev/null 2>&1
+  fi
+  if [ "$started_shared" = 1 ]; then scripts/kafka-local.sh stop; fi
+  # Broker data of the scenario brokers is disposable; logs stay.
+  rm -rf "$single_home/data" "$cluster_home"/node*/data
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log "building faststream-chaos ($profile)"
+build_flags=(-p faststream-chaos -q)
+[ "$profile" = release ] && build_flags+=(--release)
+cargo build "${build_flags[@]}" || exit 1
+bin="$target_dir/$profile/faststream-chaos"
+
+if ! (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null; then
+  scripts/kafka-local.sh start && started_shared=1 || exit 1
+fi
+
+# tool BOOTSTRAP ARGS...: the chaos tool with its logs in the run's tool.log.
+tool() { local b="$1"; shift; "$bin" --bootstrap "$b" "$@" 2>>"$run_dir/tool.log"; }
+
+# fresh NAME: new topic and group names in $in, $out, $dlt, $group.
+fresh() {
+  local id; id="$(cat /proc/sys/kernel/random/uuid | tr -d -)"
+  in="chaos-$1-in-$id"; out="chaos-$1-out-$id"; dlt="$in-dlt"; group="chaos-$1-$id"
+}
+
+# topics BOOTSTRAP PARTITIONS REPLICATION [OUTPUT CONFIGS...]: creates $in, $out, $dlt.
+topics() {
+  local b="$1" p="$2" r="$3"; shift 3
+  local extra=()
+  [ "$r" -gt 1 ] && extra=(--config min.insync.replicas=2)
+  tool "$b" create --topic "$in" --partitions "$p" --replication "$r" "${extra[@]}" &&
+    tool "$b" create --topic "$out" --partitions "$p" --replication "$r" "${extra[@]}" "$@" &&
+    tool "$b" create --topic "$dlt" --partitions 1 --replication "$r" "${extra[@]}"
+}
+
+# start_app BOOTSTRAP LOGNAME ARGS...: starts the app in the background; its pid in $app_pid.
+start_app() {
+  local b="$1" name="$2"; shift 2
+  "$bin" --bootstrap "$b" app --input "$in" --output "$out" --group "$group" \
+    --delay-us "$delay_us" "$@" >>"$run_dir/$name.log" 2>&1 &
+  app_pid=$!
+  app_pids+=("$app_pid")
+}
+
+# stop_app PID: SIGTERM, wait (at most 60 s); returns the app's exit code (137 if killed).
+stop_app() {
+  local pid="$1"
+  kill -TERM "$pid" 2>/dev/null
+  for _ in $(seq 1 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$pid" 2>/dev/null; then log "app $pid ignored SIGTERM for 60 s"; kill -9 "$pid"; fi
+  wait "$pid" 2>/dev/null
+}
+
+kill9_app() { kill -9 "$1" 2>/dev/null; wait "$1" 2>/dev/null; true; }
+
+# timeout for draining all N records
+drain_timeout() { echo $((120 + count * delay_us / 1000000 * 3)); }
+
+wait_done() { tool "$1" wait-committed --group "$group" --topic "$in" --timeout "$(drain_timeout)"; }
+wait_out() { tool "$1" wait-count --topic "$out" --at-least "$2" --timeout "$(drain_timeout)"; }
+committed_sum() { tool "$1" committed --group "$group" --topic "$in" | cut -d' ' -f1; }
+
+# field LINE KEY: the value of KEY=... in a verify line.
+field() { tr ' ' '\n' <<<"$1" | sed -n "s/^$2=//p"; }
+
+echo "| scenario | in | out | dead letters | lost | duplicated | extra | result |" | tee "$table"
+echo "|---|---|---|---|---|---|---|---|" | tee -a "$table"
+
+# row NAME VERIFY_LINE EXTRA PASS(0/1)
+row() {
+  local name="$1" v="$2" extra="$3" ok="$4" result=PASS
+  [ "$ok" = 1 ] || { result=FAIL; failed=1; }
+  printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$(field "$v" in)" "$(field "$v" out)" \
+    "$(field "$v" dlt)" "$(field "$v" lost)" "$(field "$v" dup)" "$extra" "$result" | tee -a "$table"
+}
+
+verify() { local b="$1"; shift; tool "$b" verify --input "$in" --output "$out" --count "$count" --group "$group" "$@"; }
+
+# The app is mid-stream when its group has committed less than the whole input.
+mid_stream() { local c; c="$(committed_sum "$1")"; [ -n "$c" ] && [ "$c" -lt "$count" ]; }
+
+scenario_1() {
+  fresh s1
+  topics $shared 4 1 && tool $shared fill --topic "$in" --count "$count" || return 1
+  local kills=() ok=1
+  for k in 1 2 3; do
+    start_app $shared s1-app
+    # Each kill waits for fresh progress: output grows by a fifth of N per round.
+    wait_out $shared $((count * k / 5)) || return 1
+    kill9_app "$app_pid"
+    mid_stream $shared || { log "scenario 1: kill $k came after the end"; ok=0; }
+    kills+=("$(tool $shared count --topic "$out")")
+  done
+  start_app $shared s1-app
+  wait_done $shared || return 1
+  stop_app "$app_pid"
+  local v; v="$(verify $shared)"
+  [ "$(field "$v" lost)" = 0 ] && [ "$(field "$v" unexpected)" = 0 ] || ok=0
+  row "1. kill -9 app x3, restart" "$v" "killed at out=$(IFS=/; echo "${kills[*]}")" $ok
+}
+
+scenario_2() {
+  fresh s2
+  topics $shared 4 1 && tool $shared fill --topic "$in" --count "$count" || return 1
+  local ok=1 code1 code2
+  start_app $shared s2-app
+  wait_out $shared $((count / 3)) || return 1
+  stop_app "$app_pid"; code1=$?
+  mid_stream $shared || { log "scenario 2: SIGTERM came after the end"; ok=0; }
+  start_app $shared s2-app
+  wait_done $shared || return 1
+  stop_app "$app_pid"; code2=$?
+  local v; v="$(verify $shared)"
+  [ "$(field "$v" lost)" = 0 ] && [ "$(field "$v" dup)" = 0 ] && [ "$(field "$v" unexpected)" = 0 ] &&
+    [ "$code1" = 0 ] && [ "$code2" = 0 ] || ok=0
+  row "2. SIGTERM app, restart" "$v" "exit codes $code1, $code2" $ok
+}
+
+single_broker() {
+  FASTSTREAM_KAFKA_HOME="$single_home" KAFKA_PORT="$single_port" KAFKA_CONTROLLER_PORT=$((single_port + 1)) KAFKA_SECURE=0 \
+    scripts/kafka-local.sh "$1" 2>>"$run_dir/kafka-single.log"
+}
+
+port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+scenario_3() {
+  # kafka-local.sh reuses whatever answers on its port: this scenario must own its broker.
+  if port_taken "$single_port" || port_taken $((single_port + 1)); then
+    log "scenario 3: port $single_port or $((single_port + 1)) is taken; set CHAOS_SINGLE_PORT"; return 1
+  fi
+  single_broker start || return 1
+  fresh s3
+  topics $single 4 1 && tool $single fill --topic "$in" --count "$count" || return 1
+  local ok=1 pid
+  # librdkafka's default session timeout (45 s): the group membership outlives a 10 s outage.
+  start_app $single s3-app --session-timeout-ms 45000; pid=$app_pid
+  wait_out $single $((count / 4)) || return 1
+  kill -9 "$(cat "$single_home/kafka.pid")" && rm -f "$single_home/kafka.pid"
+  local killed_at; killed_at="$(now)"
+  sleep 10   # the outage itself, not a synchronisation
+  kill -0 "$pid" 2>/dev/null || { log "scenario 3: the app died during the outage"; ok=0; }
+  single_broker start || return 1
+  local up; up="$(now)"
+  local before; before="$(tool $single count --topic "$out")"
+  wait_out $single $((before + 1)) || return 1
+  local resumed; resumed="$(now)"
+  wait_done $single || return 1
+  kill -0 "$pid" 2>/dev/null || { log "scenario 3: the app is gone"; ok=0; }
+  stop_app "$pid"
+  local v; v="$(verify $single)"
+  [ "$(field "$v" lost)" = 0 ] && [ "$(field "$v" unexpected)" = 0 ] || ok=0
+  [ "$before" -lt "$count" ] || { log "scenario 3: the outage came after the end"; ok=0; }
+  row "3. kill -9 broker 10 s, restart" "$v" "app stayed up; output resumed $(elapsed "$up" "$resumed") s after the broker was back ($(elapsed "$killed_at" "$resumed") s after the kill)" $ok
+  single_broker stop
+}
+
+# Waits until the app log NAME shows N "partitions assigned" lines (group joined).
+wait_assigned() {
+  local name="$1" n="$2"
+  for _ in $(seq 1 300); do
+    [ "$(grep -c "partitions assigned" "$run_dir/$name.log" 2>/dev/null)" -ge "$n" ] && return 0
+    sleep 0.1
+  done
+  log "no assignment in $name.log"; return 1
+}
+
+scenario_4() {
+  # 4a: a graceful leave alone. The three members join before any input exists.
+  fresh s4a
+  topics $shared 6 1 || return 1
+  local a b c ok=1 code
+  start_app $shared s4a-app1; a=$app_pid; wait_assigned s4a-app1 1 || return 1
+  start_app $shared s4a-app2; b=$app_pid; wait_assigned s4a-app2 1 || return 1
+  start_app $shared s4a-app3; c=$app_pid; wait_assigned s4a-app3 1 || return 1
+  tool $shared fill --topic "$in" --count "$count" || return 1
+  wait_out $shared $((count / 3)) || return 1
+  stop_app "$a"; code=$?
+  mid_stream $shared || { log "scenario 4a: the leave came after the end"; ok=0; }
+  wait_done $shared || return 1
+  stop_app "$b"; stop_app "$c"
+  local v; v="$(verify $shared)"
+  [ "$(field "$v" lost)" = 0 ] && [ "$(field "$v" dup)" = 0 ] && [ "$(field "$v" unexpected)" = 0 ] && [ "$code" = 0 ] || ok=0
+  row "4a. 3 instances, graceful leave" "$v" "leaver's exit code $code" $ok
+
+  # 4b: a join and a kill -9 (duplicates allowed: the killed member's uncommitted work).
+  fresh s4b
+  topics $shared 6 1 && tool $shared fill --topic "$in" --count "$count" || return 1
+  ok=1
+  start_app $shared s4b-app1; a=$app_pid
+  start_app $shared s4b-app2; b=$app_pid
+  wait_out $shared $((count / 4)) || return 1
+  local joined killed
+  joined="$(tool $shared count --topic "$out")"
+  start_app $shared s4b-app3; c=$app_pid
+  wait_assigned s4b-app3 1 || return 1
+  wait_out $shared $((count / 2)) || return 1
+  kill9_app "$a"
+  killed="$(tool $shared count --topic "$out")"
+  mid_stream $shared || { log "scenario 4b: the kill came after the end"; ok=0; }
+  wait_done $shared || return 1
+  stop_app "$b"; stop_app "$c"
+  v="$(verify $shared)"
+  [ "$(field "$v" lost)" = 0 ] && [ "$(field "$v" unexpected)" = 0 ] || ok=0
+  row "4b. 3 instances, join + kill -9" "$v" "joined at out=$joined, killed at out=$killed" $ok
+}
+
+scenario_5() {
+  fresh s5
+  topics $shared 4 1 && tool $shared fill --topic "$in" --count "$count" --poison-every 100 || return 1
+  local ok=1
+  start_app $shared s5-app --attempts 3 --then dlt --backoff-ms 5
+  wait_done $shared || return 1
+  stop_app "$app_pid"
+  local v; v="$(verify $shared --dlt "$dlt" --dlt-attempts 3 --poison-every 100)"
+  local poison=$(( (count + 50) / 100 ))
+  [ "$(field "$v" lost)" = 0 ] && [ "$(field "$v" unexpected)" = 0 ] && [ "$(field "$v" dlt_bad)" = 0 ] &&
+    [ "$(field "$v" dlt)" -ge "$poison" ] || ok=0
+  row "5. 1% poison, 3 attempts, DLT" "$v" "$(field "$v" dlt) dead letters, $(field "$v" dlt_bad) with wrong or missing headers" $ok
+}
+
+scenario_6() {
+  fresh s6
+  # One record (seq N/2) makes a 5,000-byte output; the output topic takes 2,000 bytes.
+  topics $shared 2 1 --config max.message.bytes=2000 &&
+    tool $shared fill --topic "$in" --count "$count" --big-every "$count" || return 1
+  local big=$((count / 2)) ok=1
+  local part=$((big % 2)) offset=$((big / 2))
+  # Phase 1, policy "2 attempts then stop": the refused record's offset stays uncommitted.
+  # batch.size 1000: librdkafka refuses whole batches over the topic's limit (see RELIABILITY.md).
+  start_app $shared s6-app --attempts 2 --then stop --batch-bytes 1000
+  tool $shared wait-committed --group "$group" --topic "$in" --target "$part=$offset" \
+    --timeout "$(drain_timeout)" || return 1
+  stop_app "$app_pid"
+  # Read after the graceful shutdown's final commit: it too must leave the record uncommitted.
+  local held; held="$(tool $shared committed --group "$group" --topic "$in")"
+  local held_offset; held_offset="$(cut -d' ' -f2 <<<"$held" | cut -d, -f$((part + 1)))"
+  [ "$held_offset" = "$offset" ] || { log "scenario 6: committed $held, expected $part=$offset"; ok=0; }
+  # Phase 2, policy "2 attempts then dead letter": the record ends in the DLT, all committed.
+  start_app $shared s6-app --attempts 2 --then dlt --batch-bytes 1000
+  wait_done $shared || return 1
+  stop_app "$app_pid"
+  local v; v="$(verify $shared --dlt "$dlt" --big-every "$count")"
+  [ "$(field "$v" lost)" = 0 ] && [ "$(field "$v" unexpected)" = 0 ] && [ "$(field "$v" dlt_bad)" = 0 ] &&
+    [ "$(field "$v" dlt)" -ge 1 ] || ok=0
+  row "6. refused publish (5 kB > max.message.bytes 2 kB)" "$v" "then_stop held partition $part at offset $offset, the refused record; then_dead_letter sent it to the DLT" $ok
+}
+
+cluster() {
+  KAFKA_CLUSTER_HOME="$cluster_home" KAFKA_CLUSTER_PORT="$cluster_port" scripts/kafka-cluster.sh "$@" \
+    2>>"$run_dir/kafka-cluster.log"
+}
+
+scenario_7() {
+  cluster start || return 1
+  local b; b="$(cluster bootstrap)"
+  fresh s7
+  topics "$b" 3 3 && tool "$b" fill --topic "$in" --count "$count" || return 1
+  local ok=1
+  # librdkafka's default session timeout (45 s): a broker failure is no reason to leave the group.
+  start_app "$b" s7-app --session-timeout-ms 45000
+  wait_out "$b" $((count / 4)) || return 1
+  local leader; leader="$(tool "$b" leader --topic "$out" --partition 0)"
+  cluster kill9 "$leader" || return 1
+  local killed_at before; killed_at="$(now)"
+  before="$(tool "$b" count --topic "$out")"
+  wait_out "$b" $((before + 1)) || return 1
+  local resumed; resumed="$(now)"
+  wait_done "$b" || return 1
+  stop_app "$app_pid"
+  local v; v="$(verify "$b")"
+  [ "$(field "$v" lost)" = 0 ] && [ "$(field "$v" unexpected)" = 0 ] || ok=0
+  [ "$before" -lt "$count" ] || { log "scenario 7: the kill came after the end"; ok=0; }
+  row "7. 3 brokers (RF 3, min ISR 2), leader kill -9" "$v" "killed node $leader (leader of output[0]); output resumed $(elapsed "$killed_at" "$resumed") s later" $ok
+  cluster stop
+}
+
+started="$(now)"
+log "N=$count, handler work ${delay_us} us/record, logs in $run_dir"
+for s in "${only[@]}"; do
+  t0="$(now)"
+  if ! "scenario_$s"; then
+    printf '| %s | %s | | | | | scenario error, see %s | FAIL |\n' "$s" "$count" "$run_dir" | tee -a "$table"
+    failed=1
+  fi
+  # Apps left by a scenario that failed half-way.
+  for pid in "${app_pids[@]}"; do kill -9 "$pid" 2>/dev/null; done
+  app_pids=()
+  log "scenario $s took $(elapsed "$t0" "$(now)") s"
+done
+log "all done in $(elapsed "$started" "$(now)") s; table in $table"
+exit "$failed"
