@@ -575,10 +575,18 @@ impl ConsumerContext for SubscriberContext {
     fn pre_rebalance(&self, consumer: &KafkaConsumer, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(tpl) => {
-                tracing::info!(subscriber = %self.shared.name, partitions = ?partition_names(tpl), "partitions revoked");
-                let stopped = self
-                    .shared
-                    .stop_partitions(Some(tpl), self.shared.rebalance_timeout);
+                // Lost (the session expired, e.g. during a broker outage): another member owns
+                // them already and this one's commits would be refused, so finishing in-flight
+                // work would only run it twice. Stop at once; the new owner redelivers it.
+                let lost = consumer.assignment_lost();
+                let timeout = if lost {
+                    tracing::warn!(subscriber = %self.shared.name, partitions = ?partition_names(tpl), "partitions lost (session expired); their unfinished work goes to the new owner");
+                    Duration::ZERO
+                } else {
+                    tracing::info!(subscriber = %self.shared.name, partitions = ?partition_names(tpl), "partitions revoked");
+                    self.shared.rebalance_timeout
+                };
+                let stopped = self.shared.stop_partitions(Some(tpl), timeout);
                 commit_sync(consumer, &self.shared.name);
                 self.shared.hooks.revoked(&stopped);
             }
