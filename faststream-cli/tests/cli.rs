@@ -32,6 +32,15 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| workspace().join("target"))
 }
 
+/// Held by tests that run cargo on the shared target directory for long (the new project's
+/// build compiles the vendored TLS and SASL libraries), so a test that waits for `faststream
+/// run` to build and start does not spend its timeout blocked on cargo's lock.
+static CARGO_BUILDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn cargo_builds() -> std::sync::MutexGuard<'static, ()> {
+    CARGO_BUILDS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn cargo() -> Command {
     let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     command.current_dir(workspace());
@@ -545,6 +554,7 @@ async fn two_workers_both_consume_and_a_killed_one_restarts() {
     let (input, output, group) = (unique("cli-w-in"), unique("cli-w-out"), unique("cli-w"));
     create_topic(&input, 2).await;
     create_topic(&output, 1).await;
+    let building = cargo_builds();
     let mut supervisor = Running::start(
         faststream()
             .args([
@@ -563,6 +573,7 @@ async fn two_workers_both_consume_and_a_killed_one_restarts() {
             .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap()),
     );
     supervisor.wait_for_lines("cli_app: started", 2, Duration::from_secs(120));
+    drop(building);
     assert_eq!(
         supervisor.lines_with(r#"env=Str("test")"#).len(),
         2,
@@ -631,12 +642,14 @@ fn new_project_builds_tests_and_generates_docs() {
         "refuses an existing directory"
     );
 
+    let building = cargo_builds();
     let out = run(
         Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
             .args(["test", "--offline"])
             .env("CARGO_TARGET_DIR", target_dir())
             .current_dir(&project),
     );
+    drop(building);
     let stdout = text(&out.stdout);
     assert!(
         out.status.success(),
