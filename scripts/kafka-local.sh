@@ -39,6 +39,8 @@ tls="$home/tls"
 # Test-only secrets of the local broker (the security tests use the same defaults).
 store_pass="faststream-test"
 cluster_id="5L6g3nShT-eMCtK--X86sw"
+# Where the home of the broker last started on this port is written.
+pointer="$(dirname "$cache")/broker-$port.home"
 
 log() { echo "kafka-local: $*" >&2; }
 
@@ -180,6 +182,8 @@ start() {
     -Dlog4j2.configurationFile="$home/log4j2.properties" \
     -cp "$libs/*" kafka.Kafka "$home/server.properties" >"$home/logs/stdout.log" 2>&1 &
   echo $! > "$home/kafka.pid"
+  # Lets another checkout that reuses this broker find its certificates (`home`).
+  mkdir -p "$(dirname "$pointer")" && echo "$home" > "$pointer"
   for _ in $(seq 1 240); do
     if grep -q "Kafka Server started" "$home/logs/server.log" 2>/dev/null && port_open \
       && { [ "$secure" != 1 ] || secure_open; }; then
@@ -229,11 +233,25 @@ status() {
   port_open
 }
 
+# The home (files, tls/) of the broker answering on the port: this checkout's when it started
+# it, else the one the last start on this port recorded.
+running_home() {
+  if pid_alive; then echo "$home"; return 0; fi
+  if [ -f "$pointer" ]; then
+    local other; other="$(cat "$pointer")"
+    if [ -f "$other/kafka.pid" ] && kill -0 "$(cat "$other/kafka.pid")" 2>/dev/null; then
+      echo "$other"; return 0
+    fi
+  fi
+  echo "$home"
+}
+
 case "${1:-}" in
   install) install ;;
   start) start ;;
   ensure) if port_open; then log "reusing the broker on $host:$port"; check_secure; else start; fi ;;
   stop) stop ;;
   status) status ;;
-  *) echo "usage: $0 install|start|ensure|stop|status" >&2; exit 2 ;;
+  home) running_home ;;
+  *) echo "usage: $0 install|start|ensure|stop|status|home" >&2; exit 2 ;;
 esac

@@ -16,8 +16,10 @@ if ! (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null; then
   started_kafka=1
 else
   # Reuses the running broker; warns when it lacks the secured listeners (the security tests
-  # then fail saying how to restart it).
+  # then fail saying how to restart it). Its certificates are where it was started from.
   scripts/kafka-local.sh ensure
+  FASTSTREAM_KAFKA_HOME="$(scripts/kafka-local.sh home)"
+  export FASTSTREAM_KAFKA_HOME
 fi
 cleanup() { if [ "$started_kafka" = 1 ]; then scripts/kafka-local.sh stop; fi; }
 trap cleanup EXIT
