@@ -98,6 +98,8 @@ struct Shared {
     budget: Arc<BufferBudget>,
     /// The group assigned partitions at least once.
     joined: AtomicBool,
+    /// Mirrors `Partitions::over_budget` for the lock-free check in `enforce_budget`.
+    over_budget: AtomicBool,
     /// Why the consumer can no longer consume.
     failure: OnceLock<String>,
     health: Arc<ClientHealth>,
@@ -284,13 +286,18 @@ impl Shared {
     /// them); once the workers brought it down to half, resumes those without a backlog.
     fn enforce_budget(&self, consumer: &KafkaConsumer) {
         let held = self.budget.held();
-        let mut parts = self.partitions();
         let full = held >= self.budget.limit();
+        // The common case, checked without the lock: under budget and nothing paused for it.
+        if !full && !self.over_budget.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut parts = self.partitions();
         if full {
             if !parts.over_budget {
                 tracing::debug!(subscriber = %self.name, held, limit = self.budget.limit(), "memory budget full: pausing fetches");
             }
             parts.over_budget = true;
+            self.over_budget.store(true, Ordering::Relaxed);
             // Also catches partitions assigned while over budget.
             for (partition, slot) in parts.by_topic.values_mut().flat_map(|s| s.iter_mut()) {
                 if !slot.paused {
@@ -299,6 +306,7 @@ impl Shared {
             }
         } else if parts.over_budget && held <= self.budget.limit() / 2 {
             parts.over_budget = false;
+            self.over_budget.store(false, Ordering::Relaxed);
             for (partition, slot) in parts.by_topic.values_mut().flat_map(|s| s.iter_mut()) {
                 if slot.paused && slot.backlog.is_empty() {
                     slot.paused = !set_paused(consumer, &slot.topic, *partition, false);
@@ -680,6 +688,7 @@ pub(crate) fn subscribe(
     let shared = Arc::new(Shared {
         budget: Arc::clone(workers.buffer()),
         joined: AtomicBool::new(false),
+        over_budget: AtomicBool::new(false),
         failure: OnceLock::new(),
         health,
         hooks: config.rebalance.clone(),
