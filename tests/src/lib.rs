@@ -409,3 +409,33 @@ pub mod secure {
     /// Its password.
     pub const PASSWORD: &str = "alice-secret";
 }
+
+/// The TestBroker on the local Kafka, for tests that run one body in both modes.
+pub fn on_kafka() -> faststream::testing::TestBroker {
+    logs();
+    faststream::testing::TestBroker::real(bootstrap())
+}
+
+/// Retries fast: 10 ms doubling to 50 ms.
+pub fn fast_backoff() -> faststream::Backoff {
+    faststream::Backoff {
+        initial: Duration::from_millis(10),
+        max: Duration::from_millis(50),
+    }
+}
+
+/// Defines `$memory` and `$kafka` tests running `$body(broker)`: on a fresh in-memory
+/// `TestBroker`, and on the local Kafka ([`on_kafka`]).
+#[macro_export]
+macro_rules! both_modes {
+    ($memory:ident, $kafka:ident, $body:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $memory() {
+            $body(::faststream::testing::TestBroker::new()).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $kafka() {
+            $body($crate::on_kafka()).await;
+        }
+    };
+}

@@ -5,40 +5,13 @@ use faststream::asyncapi::AsyncApiVersion;
 use faststream::filter::{self, Filter, Filtered};
 use faststream::testing::TestBroker;
 use faststream::{
-    publisher, subscriber, AckPolicy, Backoff, Broker, ErrorPolicy, FastStream, Message, Publisher,
-    Record, Route, Router, State, SubscriberConfig,
+    publisher, subscriber, AckPolicy, Broker, ErrorPolicy, FastStream, Message, Publisher, Record,
+    Route, Router, State, SubscriberConfig,
 };
-use faststream_integration_tests::{bootstrap, logs, unique};
+use faststream_integration_tests::{both_modes, fast_backoff, logs, unique};
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
-
-fn on_kafka() -> TestBroker {
-    logs();
-    TestBroker::real(bootstrap())
-}
-
-/// Defines `NAME_in_memory` and `NAME_on_kafka` running `body(broker)`.
-macro_rules! both_modes {
-    ($memory:ident, $kafka:ident, $body:ident) => {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $memory() {
-            $body(TestBroker::new()).await;
-        }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $kafka() {
-            $body(on_kafka()).await;
-        }
-    };
-}
-
-fn fast_backoff() -> Backoff {
-    Backoff {
-        initial: Duration::from_millis(10),
-        max: Duration::from_millis(50),
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // The seed example under a router.

@@ -38,37 +38,11 @@ async fn seed_example_in_memory() {
 // in-memory broker, `_on_kafka` on the local Kafka (its own topics and groups).
 
 use faststream::testing::{partition_for_key, TestApp};
-use faststream::{AckPolicy, Backoff, Key, Record, Response, State, SubscriberConfig};
-use faststream_integration_tests::{bootstrap, logs, unique};
+use faststream::{AckPolicy, Key, Record, Response, State, SubscriberConfig};
+use faststream_integration_tests::{bootstrap, both_modes, fast_backoff, on_kafka, unique};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-fn on_kafka() -> TestBroker {
-    logs();
-    TestBroker::real(bootstrap())
-}
-
-/// Defines `NAME_in_memory` and `NAME_on_kafka` running `body(broker)`.
-macro_rules! both_modes {
-    ($memory:ident, $kafka:ident, $body:ident) => {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $memory() {
-            $body(TestBroker::new()).await;
-        }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $kafka() {
-            $body(on_kafka()).await;
-        }
-    };
-}
-
-fn fast_backoff() -> Backoff {
-    Backoff {
-        initial: Duration::from_millis(10),
-        max: Duration::from_millis(50),
-    }
-}
 
 #[derive(serde::Deserialize)]
 struct User {
