@@ -129,12 +129,18 @@ impl Running {
             .collect()
     }
 
+    /// How many times `needle` occurs in the output so far.
+    fn occurrences(&self, needle: &str) -> usize {
+        let lines = self.lines.lock().unwrap();
+        lines.iter().map(|l| l.matches(needle).count()).sum()
+    }
+
     fn wait_for_lines(&mut self, needle: &str, count: usize, timeout: Duration) -> Vec<String> {
         let deadline = Instant::now() + timeout;
         loop {
-            let found = self.lines_with(needle);
-            if found.len() >= count {
-                return found;
+            // Occurrences, not lines: the workers share one pipe and their lines can interleave.
+            if self.occurrences(needle) >= count {
+                return self.lines_with(needle);
             }
             if let Ok(Some(status)) = self.child.try_wait() {
                 std::thread::sleep(Duration::from_millis(200));
@@ -574,8 +580,13 @@ async fn two_workers_both_consume_and_a_killed_one_restarts() {
     );
     supervisor.wait_for_lines("cli_app: started", 2, Duration::from_secs(120));
     drop(building);
-    // Extra options reach hooks (printed on the other output stream, so waited for too).
-    supervisor.wait_for_lines(r#"env=Str("test")"#, 2, Duration::from_secs(30));
+    // Extra options reach both workers' hooks. The two processes share one pipe, so their
+    // lines can interleave: count occurrences, not lines.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while supervisor.occurrences(r#"env=Str("test")"#) < 2 {
+        assert!(Instant::now() < deadline, "extra options reach both hooks");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     // Keep producing to both partitions until both workers answered.
     let deadline = Instant::now() + Duration::from_secs(90);
