@@ -6,6 +6,7 @@
 //! raw as `application/octet-stream`, `()` and `None` publish nothing, everything else is JSON
 //! with `content-type: application/json`.
 
+use crate::message::{Message, CONTENT_TYPE};
 use bytes::Bytes;
 use serde::de::{self, DeserializeOwned, Visitor};
 use serde::ser::{self, Impossible, Serialize};
@@ -49,24 +50,129 @@ pub fn decode<T: DeserializeOwned>(
     content_type: Option<&str>,
 ) -> Result<T, DecodeError> {
     let raw_text = content_type.is_some_and(|ct| ct.starts_with(TEXT_PLAIN));
-    let deserializer = PayloadDeserializer { payload, raw_text };
-    // Fast path without path tracking; on failure decode again to find where it failed.
-    if let Ok(value) = T::deserialize(deserializer) {
+    decode_from(
+        || PayloadDeserializer { payload, raw_text },
+        payload.is_empty(),
+    )
+}
+
+/// Decodes a message's payload into `T`: [`decode`] for one record, [`decode_batch`] for a
+/// batch subscriber's delivery.
+pub fn decode_message<T: DeserializeOwned>(message: &Message) -> Result<T, DecodeError> {
+    match &message.batch {
+        Some(batch) => decode_batch(batch),
+        None => decode(&message.payload, message.headers.get_str(CONTENT_TYPE)),
+    }
+}
+
+/// Decodes a batch of records as a sequence (`Vec<T>`, `VecDeque<T>`...) whose element `i`
+/// is record `i` decoded by the rules of [`decode`] (each with its own `content-type`). A
+/// record that does not decode fails the whole batch, naming its index and offset.
+///
+/// ```
+/// use faststream_core::{codec::decode_batch, Message};
+/// let records = [r#"{"id":1}"#, "plain text"].map(|p| Message::new("t", p));
+/// let values: Vec<serde_json::Value> = decode_batch(&records[..1]).unwrap();
+/// assert_eq!(values, [serde_json::json!({"id": 1})]);
+/// let texts: Vec<String> = decode_batch(&records[1..]).unwrap();
+/// assert_eq!(texts, ["plain text"]);
+/// let err = decode_batch::<Vec<i64>>(&records).unwrap_err();
+/// assert_eq!(err.path, "[0]");
+/// ```
+pub fn decode_batch<T: DeserializeOwned>(records: &[Message]) -> Result<T, DecodeError> {
+    decode_from(|| BatchDeserializer { records }, false)
+}
+
+/// Decodes with `make()`'s deserializer; on failure decodes again with path tracking to say
+/// where it failed (the fast path pays nothing for it).
+fn decode_from<'de, T, D>(make: impl Fn() -> D, empty: bool) -> Result<T, DecodeError>
+where
+    T: DeserializeOwned,
+    D: de::Deserializer<'de, Error = serde_json::Error>,
+{
+    if let Ok(value) = T::deserialize(make()) {
         return Ok(value);
     }
-    let deserializer = PayloadDeserializer { payload, raw_text };
-    match serde_path_to_error::deserialize(deserializer) {
+    match serde_path_to_error::deserialize(make()) {
         Ok(value) => Ok(value),
         Err(err) => {
             let path = err.path().to_string();
             let inner = err.into_inner();
-            let message = if payload.is_empty() {
+            let message = if empty {
                 format!("empty payload: {inner}")
             } else {
                 inner.to_string()
             };
             Err(DecodeError { path, message })
         }
+    }
+}
+
+/// Deserializer over a batch of records: a sequence whose elements are the records' payloads.
+struct BatchDeserializer<'de> {
+    records: &'de [Message],
+}
+
+impl<'de> de::Deserializer<'de> for BatchDeserializer<'de> {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        visitor.visit_seq(RecordSeq {
+            records: self.records.iter(),
+        })
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        visitor.visit_some(self)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf unit
+        unit_struct seq tuple tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+/// The records of a batch, one sequence element each.
+struct RecordSeq<'de> {
+    records: std::slice::Iter<'de, Message>,
+}
+
+impl<'de> de::SeqAccess<'de> for RecordSeq<'de> {
+    type Error = serde_json::Error;
+
+    fn next_element_seed<S: de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: S,
+    ) -> Result<Option<S::Value>, Self::Error> {
+        let Some(record) = self.records.next() else {
+            return Ok(None);
+        };
+        let raw_text = record
+            .headers
+            .get_str(CONTENT_TYPE)
+            .is_some_and(|ct| ct.starts_with(TEXT_PLAIN));
+        let payload = PayloadDeserializer {
+            payload: &record.payload,
+            raw_text,
+        };
+        seed.deserialize(payload).map(Some).map_err(|err| {
+            de::Error::custom(format_args!(
+                "record {}[{}]@{}: {err}",
+                record.topic, record.partition, record.offset
+            ))
+        })
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.records.len())
     }
 }
 
@@ -246,6 +352,38 @@ impl<'de> de::Deserializer<'de> for PayloadDeserializer<'de> {
     ) -> Result<V::Value, Self::Error> {
         self.json(|json| de::Deserializer::deserialize_enum(json, name, variants, visitor))
     }
+}
+
+/// Splits an encoded sequence into its elements, each encoded by the rules of [`encode`], for a
+/// batch publisher: a JSON array gives one payload per element (a string element as raw
+/// `text/plain` text, anything else as JSON, sharing the array's buffer); anything else is not
+/// a sequence (`None`).
+///
+/// ```
+/// use faststream_core::codec::{split_sequence, encode, Encoded};
+/// let Encoded::Body { payload, content_type } = encode(&vec!["a", "b"]).unwrap() else {
+///     unreachable!()
+/// };
+/// let parts = split_sequence(&payload, content_type).unwrap();
+/// assert_eq!(parts[0], ("a".into(), "text/plain"));
+/// assert_eq!(split_sequence(&"just text".into(), "text/plain"), None);
+/// ```
+pub fn split_sequence(payload: &Bytes, content_type: &str) -> Option<Vec<(Bytes, &'static str)>> {
+    if content_type != APPLICATION_JSON || payload.trim_ascii_start().first() != Some(&b'[') {
+        return None;
+    }
+    let elements: Vec<&serde_json::value::RawValue> = serde_json::from_slice(payload).ok()?;
+    let parts = elements
+        .into_iter()
+        .map(|element| {
+            let raw = element.get();
+            match serde_json::from_str::<String>(raw) {
+                Ok(text) => (Bytes::from(text), TEXT_PLAIN),
+                _ => (payload.slice_ref(raw.as_bytes()), APPLICATION_JSON),
+            }
+        })
+        .collect();
+    Some(parts)
 }
 
 /// An encoded payload, ready to publish.

@@ -31,7 +31,7 @@
 //! `Deserialize` is therefore payload like any other.
 
 use crate::codec::{self, DecodeError};
-use crate::message::{Headers, Message, CONTENT_TYPE};
+use crate::message::{Headers, Message};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use std::any::{Any, TypeId};
@@ -196,12 +196,22 @@ impl<T: DeserializeOwned, N: HeaderName> Extractor for Header<T, N> {}
 impl Extractor for Meta {}
 impl<T: Send + Sync + 'static> Extractor for State<T> {}
 impl Extractor for Ack {}
+impl Extractor for crate::batch::Batch {}
+
+/// A batch subscriber's records, with their metadata (see [`crate::batch`]). Taking it in a
+/// subscriber that is not a batch subscriber is an error for every message.
+impl FromMessage for crate::batch::Batch {
+    fn from_message(message: &Message, _cx: &MessageContext<'_>) -> Result<Self, ExtractError> {
+        message.batch.clone().ok_or_else(|| {
+            ExtractError::Other("`Batch` is only available to batch subscribers".into())
+        })
+    }
+}
 
 /// The payload: every deserializable type.
 impl<T: DeserializeOwned> FromMessage for T {
     fn from_message(message: &Message, _cx: &MessageContext<'_>) -> Result<Self, ExtractError> {
-        codec::decode(&message.payload, message.headers.get_str(CONTENT_TYPE))
-            .map_err(ExtractError::Payload)
+        codec::decode_message(message).map_err(ExtractError::Payload)
     }
 }
 
@@ -424,7 +434,7 @@ impl FromMessage for Ack {
 pub mod param_probe {
     use super::{AppState, ExtractError, Extractor, FromMessage, MessageContext};
     use crate::codec::{self, DecodeError};
-    use crate::message::{Message, CONTENT_TYPE};
+    use crate::message::Message;
     pub use crate::reply::schema_probe::Probe;
     use crate::schema::SchemaFn;
     use schemars::gen::SchemaGenerator;
@@ -894,7 +904,7 @@ pub mod param_probe {
 
     impl<T: DeserializeOwned> FromMessage for Payload<T> {
         fn from_message(message: &Message, _cx: &MessageContext<'_>) -> Result<Self, ExtractError> {
-            codec::decode(&message.payload, message.headers.get_str(CONTENT_TYPE))
+            codec::decode_message(message)
                 .map(Payload)
                 .map_err(ExtractError::Payload)
         }

@@ -239,7 +239,7 @@ pub fn payload<T: DeserializeOwned + schemars::JsonSchema + 'static>() -> Decode
 
 impl<T: DeserializeOwned + 'static> Filter for Decodes<T> {
     fn matches(&self, message: &Message) -> bool {
-        codec::decode::<T>(&message.payload, message.headers.get_str(CONTENT_TYPE)).is_ok()
+        codec::decode_message::<T>(message).is_ok()
     }
 
     fn payload_schema(&self) -> Option<SchemaFn> {

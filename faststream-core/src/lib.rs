@@ -9,6 +9,7 @@
 //! - [`middleware`]: the handler and publish pipelines as tower layers.
 //! - [`broker`]: the traits a backend implements.
 //! - [`App`]: subscribers, state, lifecycle hooks, graceful shutdown.
+//! - [`batch`]: batch subscribers and publishers.
 //! - [`filter`]: several handlers on one subscriber, each behind a predicate.
 //! - [`Router`] and [`Route`]: subscribers grouped under a topic prefix, and built as values.
 //!
@@ -27,6 +28,7 @@
 #![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]
 
 pub mod app;
+pub mod batch;
 pub mod broker;
 pub mod codec;
 pub mod error;
@@ -49,6 +51,7 @@ pub mod subscriber;
 mod worker;
 
 pub use app::{App, HealthProbe, RunningApp};
+pub use batch::{Batch, BatchConfig, BatchFailed};
 pub use broker::{Broker, Delivered, Publish, Record};
 pub use error::{Error, HandlerError, PublishError, Result};
 pub use extract::{Ack, FromMessage, Header, HeaderName, Key, Meta, State};

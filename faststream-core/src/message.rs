@@ -159,6 +159,9 @@ pub struct Message {
     pub payload: Bytes,
     /// Record headers.
     pub headers: Headers,
+    /// Set only on a batch subscriber's delivery: the records the batch is made of (the
+    /// message's own payload, key and headers are then empty; see [`Message::batch_of`]).
+    pub batch: Option<crate::batch::Batch>,
 }
 
 impl Message {
@@ -172,6 +175,7 @@ impl Message {
             key: None,
             payload: payload.into(),
             headers: Headers::new(),
+            batch: None,
         }
     }
 
@@ -188,6 +192,9 @@ impl Message {
     /// Roughly the memory the record holds: payload, key, and header names and values. What
     /// the subscriber's [`crate::broker::BufferBudget`] counts.
     pub fn held_bytes(&self) -> usize {
+        if let Some(batch) = &self.batch {
+            return batch.held_bytes();
+        }
         let headers: usize = self
             .headers
             .iter()

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 pub use crate::schema::SchemaFn;
 
+use crate::batch::BatchConfig;
 use crate::message::{Message, TopicPartition};
 use crate::middleware::{BoxError, BoxMessageService, HandlerLayer};
 use crate::pattern::TopicPattern;
@@ -124,6 +125,9 @@ pub struct PublisherConfig {
     pub include_in_schema: bool,
     /// Schema of what is published.
     pub schema: Option<SchemaFn>,
+    /// A batch publisher: a returned sequence (`Vec<T>`, a tuple...) is published element by
+    /// element, each its own record, instead of as one JSON array.
+    pub batch: bool,
 }
 
 impl PublisherConfig {
@@ -135,7 +139,24 @@ impl PublisherConfig {
             description: None,
             include_in_schema: true,
             schema: None,
+            batch: false,
         }
+    }
+
+    /// Makes it a batch publisher (FastStream's `publisher(..., batch=True)`): a handler
+    /// returning a sequence publishes each element as its own record, in order; any other
+    /// return value is published as one record.
+    ///
+    /// ```
+    /// use faststream_core::{PublisherConfig, SubscriberConfig};
+    /// // `split` returns `Vec<String>`: each line becomes one record on `lines`.
+    /// let config = SubscriberConfig::new("split", ["documents"])
+    ///     .publisher(PublisherConfig::new("lines").batch(true));
+    /// assert!(config.publishers[0].batch);
+    /// ```
+    pub fn batch(mut self, batch: bool) -> Self {
+        self.batch = batch;
+        self
     }
 
     /// Sets the title (the channel's name in the AsyncAPI document).
@@ -277,6 +298,9 @@ pub struct SubscriberConfig {
     pub start_from: StartFrom,
     /// The topic pattern the subscriber reads (its `topics` then hold the pattern's regex).
     pub pattern: Option<Arc<TopicPattern>>,
+    /// Makes it a batch subscriber: the handler gets each partition's records in batches
+    /// (see [`SubscriberConfig::batch`]).
+    pub batch: Option<BatchConfig>,
     /// Whether [`SubscriberConfig::ack_policy`] was set explicitly (a router's or the app's
     /// default ack policy applies otherwise).
     ack_policy_set: bool,
@@ -313,9 +337,31 @@ impl SubscriberConfig {
             assignment: Vec::new(),
             start_from: StartFrom::Committed,
             pattern: None,
+            batch: None,
             ack_policy_set: false,
             payload_one_of: Vec::new(),
         }
+    }
+
+    /// Makes it a batch subscriber (FastStream's `batch=True`): the handler gets each
+    /// partition's records in batches of at most `max_records`, each delivered once full or
+    /// `timeout` after its first record arrived. A `Vec<T>` payload parameter decodes every
+    /// record; the [`Batch`](crate::batch::Batch) extractor gives each record's metadata.
+    /// Offsets advance only after the whole batch is done; see [`crate::batch`] for failures.
+    ///
+    /// ```
+    /// use faststream_core::SubscriberConfig;
+    /// use std::time::Duration;
+    /// let config = SubscriberConfig::new("store_orders", ["orders"])
+    ///     .batch(500, Duration::from_millis(200));
+    /// assert_eq!(config.batch.map(|b| b.max_records), Some(500));
+    /// ```
+    pub fn batch(mut self, max_records: usize, timeout: Duration) -> Self {
+        self.batch = Some(BatchConfig {
+            max_records: max_records.max(1),
+            timeout,
+        });
+        self
     }
 
     /// Whether the ack policy was set with [`SubscriberConfig::ack_policy`] (else a router's or

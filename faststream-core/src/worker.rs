@@ -8,7 +8,9 @@
 //! worker's event loop, so acknowledgements and offset stores of the work before it keep
 //! moving meanwhile.
 
+use crate::batch::{Batch, BatchFailed};
 use crate::broker::{BufferBudget, OffsetStore, PartitionWorkers, Publish, Record};
+use crate::codec;
 use crate::error::{Error, PublishError};
 use crate::extract::AppState;
 use crate::handler::Handler;
@@ -218,7 +220,23 @@ where
             publisher,
             progress: PartitionProgress::new(partition, offsets, Arc::clone(&self.stats.buffer)),
             stats,
-            stop,
+            stop: stop.clone(),
+        };
+        // A batch subscriber's records reach the worker grouped: one message per batch.
+        let messages = match self.config.batch {
+            Some(batch) => {
+                let (batches, grouped) = mpsc::channel(1);
+                let assembler = crate::batch::assemble(
+                    batch,
+                    messages,
+                    batches,
+                    Arc::clone(&self.stats.buffer),
+                    stop,
+                );
+                self.tracker.spawn_on(assembler, &self.runtime);
+                grouped
+            }
+            None => messages,
         };
         self.tracker.spawn_on(worker.run(messages), &self.runtime)
     }
@@ -372,8 +390,10 @@ where
             // At-most-once: the offset counts as done before the handler runs.
             self.progress.finish_before_handling(offset);
         }
-        // Only policies that may need the message again keep a copy of it.
-        let mut keep = self.policy.needs_message().then(|| message.clone());
+        // Only policies that may need the message again keep a copy of it (a batch's copy is
+        // cheap, and a failure naming one of its records needs it).
+        let mut keep =
+            (self.policy.needs_message() || message.batch.is_some()).then(|| message.clone());
         let topic = Arc::clone(&message.topic);
         let partition = message.partition;
         let key = message.key.clone();
@@ -409,11 +429,24 @@ where
             self.settle(ack, at_head, bytes);
             return None;
         };
+        let error = match error.downcast::<BatchFailed>() {
+            Ok(failed) => match keep.as_ref().and_then(|m| m.batch.clone()) {
+                // (A batch retried at the head of the queue fails as a whole: its entry there
+                // cannot be split.)
+                Some(batch) if !at_head => {
+                    return self.record_failed(batch, *failed, attempt).await;
+                }
+                _ => failed as BoxError,
+            },
+            Err(error) => error,
+        };
+        let position = keep.as_ref().map(|m| m.position().to_string());
+        let position = position.unwrap_or_else(|| format!("{topic}[{partition}]@{offset}"));
         match self.policy.decide(attempt, &error) {
             Decision::Reject => {
                 tracing::warn!(
                     subscriber = %self.config.name,
-                    "message {topic}[{partition}]@{offset} rejected by its handler is skipped",
+                    "message {position} rejected by its handler is skipped",
                 );
                 self.settle(ack, at_head, bytes);
                 None
@@ -424,7 +457,7 @@ where
                         subscriber = %self.config.name,
                         key = ?key.as_deref().map(String::from_utf8_lossy),
                         attempt,
-                        "message {topic}[{partition}]@{offset} failed: {error}",
+                        "message {position} failed: {error}",
                     );
                 }
                 match keep {
@@ -445,11 +478,76 @@ where
                     subscriber = %self.config.name,
                     key = ?key.as_deref().map(String::from_utf8_lossy),
                     attempt,
-                    "message {topic}[{partition}]@{offset} failed: {error}",
+                    "message {position} failed: {error}",
                 );
                 self.exhausted(keep, &error, attempt, ack, at_head, bytes)
                     .await;
                 None
+            }
+        }
+    }
+
+    /// A batch handler named the record that failed: the records before it are done, the
+    /// failed one follows the error policy alone (a retry redelivers it with the records
+    /// after it), and the records after it come again as the next batch.
+    async fn record_failed(
+        &mut self,
+        batch: Batch,
+        failed: BatchFailed,
+        attempt: u32,
+    ) -> Option<Redelivery> {
+        let index = failed.index.min(batch.len() - 1);
+        let error = failed.source;
+        let record = &batch[index];
+        let tp = TopicPartition::new(Arc::clone(&record.topic), record.partition);
+        if let Some(done) = index.checked_sub(1).map(|last| &batch[..=last]) {
+            let bytes = done.iter().map(Message::held_bytes).sum();
+            let last = done.last().map_or(record.offset - 1, |m| m.offset);
+            self.settle(PendingAck::new(&tp, last), false, bytes);
+        }
+        // The attempt count is the batch head's: a record after it fails for the first time.
+        let attempt = if index == 0 { attempt } else { 1 };
+        let key = record.key_for_log();
+        let decision = self.policy.decide(attempt, &error);
+        if !matches!(decision, Decision::Reject) {
+            tracing::error!(
+                subscriber = %self.config.name,
+                key = ?key,
+                attempt,
+                "record {} of the batch {}..={} failed: {error}",
+                record.position(),
+                batch.first_offset(),
+                batch.last_offset(),
+            );
+        }
+        let rest = batch.rest_from(index + 1).map(|message| Redelivery {
+            message,
+            attempt: 1,
+            delay: Duration::ZERO,
+            at_head: false,
+        });
+        let bytes = record.held_bytes();
+        match decision {
+            Decision::Retry(delay) => batch.rest_from(index).map(|message| Redelivery {
+                message,
+                attempt: attempt + 1,
+                delay,
+                at_head: false,
+            }),
+            Decision::Reject => {
+                tracing::warn!(
+                    subscriber = %self.config.name,
+                    "record {} rejected by its batch handler is skipped",
+                    record.position(),
+                );
+                self.settle(PendingAck::new(&tp, record.offset), false, bytes);
+                rest
+            }
+            Decision::Exhausted => {
+                let ack = PendingAck::new(&tp, record.offset);
+                self.exhausted(Some(record.clone()), &error, attempt, ack, false, bytes)
+                    .await;
+                rest
             }
         }
     }
@@ -497,27 +595,32 @@ where
         });
         let stop = match (&self.policy.exhausted, dead_letter) {
             (Exhausted::DeadLetter { .. }, Some((topic, message))) => {
-                let record = dead_letter_record(&self.config, &topic, message, error, attempts);
-                match self.publisher.enqueue(record).await {
-                    Ok(delivery) => {
-                        tracing::warn!(
-                            subscriber = %self.config.name,
-                            "message {}[{}]@{} sent to dead-letter topic `{topic}` after {attempts} attempt(s)",
-                            message.topic, message.partition, message.offset,
-                        );
-                        ack.track(delivery);
-                        ack.must_deliver();
-                        false
-                    }
-                    Err(err) => {
-                        tracing::error!(
-                            subscriber = %self.config.name,
-                            "message {}[{}]@{} could not be sent to dead-letter topic `{topic}`: {err}",
-                            message.topic, message.partition, message.offset,
-                        );
-                        true
+                // A batch's dead letters are its records, one each.
+                let mut refused = false;
+                for record in message.records() {
+                    let letter = dead_letter_record(&self.config, &topic, record, error, attempts);
+                    match self.publisher.enqueue(letter).await {
+                        Ok(delivery) => ack.track(delivery),
+                        Err(err) => {
+                            tracing::error!(
+                                subscriber = %self.config.name,
+                                "message {} could not be sent to dead-letter topic `{topic}`: {err}",
+                                record.position(),
+                            );
+                            refused = true;
+                            break;
+                        }
                     }
                 }
+                if !refused {
+                    tracing::warn!(
+                        subscriber = %self.config.name,
+                        "message {} sent to dead-letter topic `{topic}` after {attempts} attempt(s)",
+                        message.position(),
+                    );
+                    ack.must_deliver();
+                }
+                refused
             }
             (Exhausted::Stop, _) => true,
             _ => false,
@@ -533,10 +636,15 @@ where
     /// Stops the partition at `message`: nothing from it on is handled or committed.
     fn halt(&mut self, message: Option<&Message>, at_head: bool) {
         let Some(message) = message else { return };
+        // (A batch stops at its first record: none of it is committed.)
+        let first = message
+            .records()
+            .first()
+            .map_or(message.offset, |m| m.offset);
         tracing::error!(
             subscriber = %self.config.name,
-            "consumption of {}[{}] stopped at offset {} by the error policy; it stays uncommitted until the app restarts",
-            message.topic, message.partition, message.offset,
+            "consumption of {}[{}] stopped at offset {first} by the error policy; it stays uncommitted until the app restarts",
+            message.topic, message.partition,
         );
         let tp = TopicPartition::new(Arc::clone(&message.topic), message.partition);
         self.progress.halt(&tp, message.offset, at_head);
@@ -615,6 +723,28 @@ where
                 out.clone()
             };
             let Some(body) = body else { break };
+            let batch_publisher = publishers.get(index).is_some_and(|p| p.batch);
+            if let Some(parts) = batch_publisher
+                .then(|| codec::split_sequence(&body.payload, body.content_type))
+                .flatten()
+            {
+                // A batch publisher sends each element of the returned sequence on its own.
+                let correlation_id = body.correlation_id.or_else(|| correlation_id.clone());
+                for (payload, content_type) in parts {
+                    let record = Record {
+                        topic: Arc::clone(&topic),
+                        payload: Some(payload),
+                        key: body.key.clone(),
+                        content_type: Some(content_type),
+                        correlation_id: correlation_id.clone(),
+                        headers: body.headers.clone(),
+                        partition: body.partition,
+                        timestamp: body.timestamp,
+                    };
+                    ack.track(self.publisher.enqueue(record).await?);
+                }
+                continue;
+            }
             let record = Record {
                 topic,
                 payload: Some(body.payload),

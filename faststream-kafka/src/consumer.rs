@@ -495,6 +495,7 @@ pub(crate) fn to_message(topic: &Arc<str>, record: &BorrowedMessage<'_>) -> Mess
             .map(Bytes::copy_from_slice)
             .unwrap_or_default(),
         headers,
+        batch: None,
     }
 }
 

@@ -199,6 +199,7 @@ impl Cluster {
                 key: record.key,
                 payload: record.payload.unwrap_or_default(),
                 headers,
+                batch: None,
             });
             offset
         };

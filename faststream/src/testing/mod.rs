@@ -343,8 +343,12 @@ impl TestBroker {
 
 /// The payload of `message` decoded the way FastStream encodes it: JSON for
 /// `application/json`, a string for `text/plain`; otherwise JSON when it parses, else a string
-/// (lossy UTF-8). An empty payload is `null`.
+/// (lossy UTF-8). An empty payload is `null`. A batch subscriber's delivery is the array of
+/// its records, each decoded so.
 pub fn decode(message: &Message) -> Value {
+    if let Some(batch) = &message.batch {
+        return Value::Array(batch.iter().map(decode).collect());
+    }
     if message.payload.is_empty() {
         return Value::Null;
     }

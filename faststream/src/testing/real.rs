@@ -192,6 +192,7 @@ impl Real {
                             key: m.key().map(Bytes::copy_from_slice),
                             payload: Bytes::copy_from_slice(m.payload().unwrap_or_default()),
                             headers,
+                            batch: None,
                         };
                         reader.records.push(message);
                     }
