@@ -93,8 +93,13 @@ impl Progress {
     }
 
     fn record(&self) {
+        self.record_many(1);
+    }
+
+    fn record_many(&self, records: u64) {
         self.start.get_or_init(Mark::now);
-        if self.seen.fetch_add(1, Ordering::Relaxed) + 1 == self.target {
+        let before = self.seen.fetch_add(records, Ordering::Relaxed);
+        if before < self.target && before + records >= self.target {
             self.done.notify_one();
         }
     }
@@ -115,6 +120,38 @@ pub async fn fs_drain(args: &CaseArgs) -> Result<CaseResult, String> {
             |event: Event, progress: State<Arc<Progress>>| async move {
                 std::hint::black_box(event.seq);
                 progress.record();
+            },
+        )
+        .start()
+        .await
+        .map_err(|e| e.to_string())?;
+    progress.done.notified().await;
+    let result = progress
+        .start
+        .get()
+        .ok_or("no records")?
+        .finish(progress.seen.load(Ordering::Relaxed));
+    app.shutdown().await.map_err(|e| e.to_string())?;
+    Ok(result)
+}
+
+/// Records per batch in the batch-drain row.
+pub const DRAIN_BATCH: usize = 500;
+
+/// faststream batch drain: a batch subscriber taking `Vec<Event>`, up to [`DRAIN_BATCH`]
+/// records per call.
+pub async fn fs_drain_batch(args: &CaseArgs) -> Result<CaseResult, String> {
+    let progress = Progress::new(args.messages);
+    let app = FastStream::new(fs_broker(args))
+        .with_state(Arc::clone(&progress))
+        .subscriber(
+            SubscriberConfig::new("drain_batch", [args.topic.as_str()])
+                .group_id(format!("bench-{}", uuid::Uuid::new_v4().simple()))
+                .batch(DRAIN_BATCH, Duration::from_millis(20)),
+            |events: Vec<Event>, progress: State<Arc<Progress>>| async move {
+                let checksum = events.iter().fold(0_u64, |sum, e| sum.wrapping_add(e.seq));
+                std::hint::black_box(checksum);
+                progress.record_many(events.len() as u64);
             },
         )
         .start()

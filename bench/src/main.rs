@@ -123,6 +123,7 @@ fn run_case(name: &str, args: &CaseArgs) -> Result<CaseResult, String> {
         match name {
             "raw-drain" => cases::raw_drain(args),
             "fs-drain" => cases::fs_drain(args).await,
+            "fs-drain-batch" => cases::fs_drain_batch(args).await,
             "raw-pipeline" => cases::raw_pipeline(args, true).await,
             "raw-pipeline-bare" => cases::raw_pipeline(args, false).await,
             "fs-pipeline" => cases::fs_pipeline(args, cases::Observe::Nothing).await,
@@ -284,6 +285,7 @@ fn orchestrate(cli: &Cli) -> Result<(), String> {
         for (section, case, label) in [
             ("drain", "raw-drain", "raw rdkafka"),
             ("drain", "fs-drain", "faststream-rs"),
+            ("drain", "fs-drain-batch", BATCH_ROW),
             ("pipeline", "raw-pipeline-bare", "raw rdkafka, payload only"),
             ("pipeline", "raw-pipeline", "raw rdkafka"),
             ("pipeline", "fs-pipeline", "faststream-rs"),
@@ -353,6 +355,8 @@ fn orchestrate(cli: &Cli) -> Result<(), String> {
     Ok(())
 }
 
+/// The drain row of a batch subscriber.
+const BATCH_ROW: &str = "faststream-rs, batches of 500 (`Vec<Event>`)";
 /// The pipeline row with FastStream's Prometheus metrics recorded.
 const METRICS_ROW: &str = "faststream-rs, metrics enabled";
 /// The pipeline row with OpenTelemetry spans recorded.
@@ -397,7 +401,7 @@ fn render(cli: &Cli, rows: &[Row], idle: &CaseResult) -> String {
                     ),
                     _ => String::new(),
                 },
-                "faststream-rs" => raw
+                "faststream-rs" | BATCH_ROW => raw
                     .map(|r| format!("{:.2} of raw", rate / r))
                     .unwrap_or_default(),
                 METRICS_ROW | TRACING_ROW => ours
