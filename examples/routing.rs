@@ -1,19 +1,24 @@
 //! Routing: the seed example under a router with a prefix, a filtered subscriber with several
-//! handlers, routes built from configuration, and policies at router level.
+//! handlers, routes built from configuration, policies at router level, a topic pattern with a
+//! path parameter and a batch subscriber.
 //!
 //! `{"user": "John", "user_id": 1}` on `users-in-topic` becomes `User: 1 - John registered` on
 //! `users-out-topic`. Order and refund events on `shop-events` are told apart by a header and
-//! their payload shape; anything else goes to `shop-events-dlt`.
+//! their payload shape; anything else goes to `shop-events-dlt`. Orders on any
+//! `shop-orders-{region}` topic are tagged with their region on `shop-regional-ledger`, and the
+//! ledger is archived in batches of up to 100 entries (`shop-archived`).
 //!
 //! Run with `cargo run --example routing` (Kafka on localhost:9092); `ROUTING_SCALE_TOPIC`
 //! renames the input topic of `scale` (read when the app is built).
 use faststream::asyncapi::{Contact, License, Tag};
-use faststream::filter::{self, Filter, Filtered};
+use faststream::filter::{self, schema_of, Filter, Filtered};
 use faststream::kafka::KafkaBroker;
+use faststream::pattern::Path;
 use faststream::{
-    publisher, subscriber, AckPolicy, ErrorPolicy, FastStream, Message, Route, Router,
+    publisher, subscriber, AckPolicy, Batch, ErrorPolicy, FastStream, Message, Route, Router,
     SubscriberConfig,
 };
+use std::time::Duration;
 
 /// Greets newly registered users.
 #[subscriber("in-topic")]
@@ -61,6 +66,21 @@ async fn double(n: i64) -> i64 {
     n * 2
 }
 
+/// An order from a regional topic, tagged with the region its topic names.
+async fn regional_order(Path(region): Path<String>, order: Order) -> String {
+    format!("{region}: order {} for {} cents", order.id, order.total)
+}
+
+/// Archives ledger entries in bulk: one call (one write to the archive) per batch.
+async fn archive(entries: Vec<String>, batch: Batch) -> String {
+    format!(
+        "archived {} entries, offsets {}..={}",
+        entries.len(),
+        batch.first_offset(),
+        batch.last_offset()
+    )
+}
+
 /// The users' part of the app: the seed handler under `users-`.
 pub fn users() -> Router<KafkaBroker> {
     Router::new("users-").include(handle_msg)
@@ -79,7 +99,7 @@ pub fn shop() -> Router<KafkaBroker> {
             filter::content_type("text/plain"),
             |note: String| async move { format!("note: {note}") },
         );
-    let mut shop = Router::new("shop-")
+    let shop = Router::new("shop-")
         .error_policy(ErrorPolicy::retry(3).then_dead_letter())
         .subscriber(
             SubscriberConfig::new("events", ["events"])
@@ -87,17 +107,33 @@ pub fn shop() -> Router<KafkaBroker> {
                 .publish_to("ledger"),
             events,
         );
+    let shop = shop
+        .subscriber(
+            SubscriberConfig::new("regional_orders", Vec::<String>::new())
+                .pattern("orders-{region}")
+                .description("Orders of every region, one topic per region.")
+                .payload_schema(schema_of::<Order>)
+                .publish_to("regional-ledger"),
+            regional_order,
+        )
+        .subscriber(
+            SubscriberConfig::new("archive_ledger", ["ledger"])
+                .batch(100, Duration::from_millis(500))
+                .description("The ledger, archived in batches of up to 100 entries.")
+                .payload_schema(schema_of::<Vec<String>>)
+                .publish_to("archived"),
+            archive,
+        );
     let table = [
         ("quantities", "doubled-quantities"),
         ("prices", "doubled-prices"),
     ];
-    for (input, output) in table {
+    table.into_iter().fold(shop, |shop, (input, output)| {
         let config = SubscriberConfig::new(format!("double_{input}"), [input])
             .ack_policy(AckPolicy::NackOnError)
             .publish_to(output);
-        shop = shop.include(Route::new(config, double));
-    }
-    shop
+        shop.include(Route::new(config, double))
+    })
 }
 
 /// Logs every message that reaches a subscriber of the router it is used in.
@@ -116,7 +152,10 @@ pub fn app(broker: KafkaBroker) -> FastStream<KafkaBroker> {
     FastStream::new(broker)
         .title("Routing example")
         .version("1.0.0")
-        .description("The seed example under a router, filters and routes from configuration.")
+        .description(
+            "The seed example under a router, filters, routes from configuration, a topic \
+             pattern and a batch subscriber.",
+        )
         .contact(
             Contact::new("faststream-rs")
                 .url("https://example.com/faststream-rs")

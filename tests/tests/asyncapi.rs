@@ -186,6 +186,19 @@ fn routing_document_shows_prefixed_names_and_filtered_payloads() {
     );
     assert!(channels["shop-quantities:DoubleQuantities"].is_object());
     assert!(channels["measurements:Scale"].is_object());
+    // The pattern subscriber's channel is its prefixed template, with the path parameter.
+    let regional = &channels["shop-orders-region:RegionalOrders"];
+    assert_eq!(regional["address"], "shop-orders-{region}", "{channels}");
+    assert!(regional["parameters"]["region"].is_object(), "{regional}");
+    // The batch subscriber documents its payload as the array its handler takes.
+    assert!(
+        channels["shop-ledger:ArchiveLedger"].is_object(),
+        "{channels}"
+    );
+    assert_eq!(
+        doc["components"]["schemas"]["ArchiveLedger:Message:Payload"]["type"],
+        "array"
+    );
     assert_eq!(
         doc["components"]["schemas"]["Events:Message:Payload"]["oneOf"],
         serde_json::json!([
