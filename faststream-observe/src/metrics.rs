@@ -538,8 +538,12 @@ where
         let metrics = lookup(&mut self.topics, &message.topic, || {
             TopicMetrics::new(families, &message.topic)
         });
-        metrics.received.inc();
-        metrics.size.observe(message.payload.len() as f64);
+        // A batch counts as its records, as FastStream counts a batch's messages.
+        let records = message.records();
+        metrics.received.inc_by(records.len() as u64);
+        for record in records {
+            metrics.size.observe(record.payload.len() as f64);
+        }
         metrics.in_process.inc();
         ReceiveMetricsFuture {
             inner: self.inner.call(message),
@@ -770,6 +774,25 @@ mod tests {
             ),
             format!("faststream_received_processed_messages_duration_seconds_count{{{labels}}} 5"),
             format!("faststream_received_messages_size_bytes_bucket{{le=\"16.0\",{labels}}} 5"),
+        ] {
+            assert!(text.contains(&line), "{line} missing from\n{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_counts_as_its_records() {
+        let metrics = Metrics::new("app");
+        let config = SubscriberConfig::new("s", ["in"]);
+        let mut service = metrics.receive_layer(&config).layer(handler());
+        let records = ["a", "bb", "ccc"].map(|p| Message::new("in", p)).to_vec();
+        let batch = Message::batch_of(records).unwrap();
+        service.ready().await.unwrap().call(batch).await.unwrap();
+        let text = metrics.render();
+        let labels = r#"app_name="app",broker="kafka",handler="in""#;
+        for line in [
+            format!("faststream_received_messages_total{{{labels}}} 3"),
+            format!("faststream_received_messages_size_bytes_count{{{labels}}} 3"),
+            format!("faststream_received_processed_messages_total{{{labels},status=\"acked\"}} 1"),
         ] {
             assert!(text.contains(&line), "{line} missing from\n{text}");
         }
