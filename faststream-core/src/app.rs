@@ -847,7 +847,7 @@ impl<B: Broker> RunningApp<B> {
         }
     }
 
-    /// Graceful shutdown: on_shutdown hooks, then [`RunningApp::stop`], then after_shutdown
+    /// Graceful shutdown: on_shutdown hooks, then the subscribers stop, then after_shutdown
     /// hooks. Bounded: the graceful timeout, a few seconds for consumers to commit and leave,
     /// and the flush timeout.
     pub async fn shutdown(mut self) -> Result<()> {

@@ -409,16 +409,16 @@ impl FromMessage for Ack {
 ///
 /// Generated code cannot ask "is `T` an [`Extractor`]?" in a generic function (there is no
 /// specialization), but it can in code where `T` is a concrete type: each probe trait below is
-/// implemented on [`Probe<T>`] behind a different number of `&`, and the expansion calls its
+/// implemented on [`Probe<T>`](param_probe::Probe) behind a different number of `&`, and the expansion calls its
 /// methods as `(&&&&probe).method()`. Method lookup tries the most-referenced receiver first
 /// and takes the first impl whose bounds hold (autoref specialization, as in
-/// [`crate::reply::schema_probe`]). The levels of [`Slot`] are:
+/// [`crate::reply::schema_probe`]). The levels of [`Slot`](param_probe::Slot) are:
 ///
-/// 1. `&&&Probe<T>` with `T: Extractor`: taken from the message ([`IsExtractor`]);
-/// 2. `&&Probe<T>` with `T: DeserializeOwned`: payload ([`IsPayload`]);
+/// 1. `&&&Probe<T>` with `T: Extractor`: taken from the message ([`IsExtractor`](param_probe::IsExtractor));
+/// 2. `&&Probe<T>` with `T: DeserializeOwned`: payload ([`IsPayload`](param_probe::IsPayload));
 /// 3. `&Probe<T>` with `T: FromMessage`: a custom extractor without the [`Extractor`] marker
 ///    (its own `FromMessage` impl means it is not `Deserialize`), taken from the message;
-/// 4. `Probe<T>`: not a parameter type at all ([`IsInvalid`]). The expansion reports that with
+/// 4. `Probe<T>`: not a parameter type at all ([`IsInvalid`](param_probe::IsInvalid)). The expansion reports that with
 ///    the [`FromMessage`] diagnostic; this level only keeps it the one error.
 ///
 /// ```

@@ -157,7 +157,7 @@ impl<B: Broker> FastStream<B> {
     }
 
     /// Registers a publisher object: documented in the AsyncAPI document, and bound to the
-    /// app's publish pipeline when it starts; see [`crate::publisher`].
+    /// app's publish pipeline when it starts; see [`crate::publisher`](mod@crate::publisher).
     pub fn with_publisher(self, publisher: &Publisher) -> Self {
         self.map_runtime(|app| app.with_publisher(publisher))
     }

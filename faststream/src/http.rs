@@ -7,7 +7,7 @@
 //! - `/health/ready`: 200 when every subscriber is assigned and consuming, no message is in
 //!   flight longer than [`FastStream::stuck_after`](crate::FastStream::stuck_after) and the
 //!   producer is connected, else 503 with the reasons;
-//! - `/health`: the whole [`AppHealth`](faststream_core::AppHealth) as JSON.
+//! - `/health`: the whole [`AppHealth`] as JSON.
 //!
 //! ```no_run
 //! use faststream::http::{HttpResponse, HttpServer};

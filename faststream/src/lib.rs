@@ -25,7 +25,7 @@
 //! ```
 //!
 //! The pieces:
-//! - [`subscriber`] and [`publisher`]: the attributes (see their docs for parameters).
+//! - [`subscriber`](macro@subscriber) and [`publisher`](macro@publisher): the attributes (see their docs for parameters).
 //! - Extractors: [`Key`], [`Headers`], [`Header`], [`Meta`], [`State`], [`Message`], [`Ack`];
 //!   any `serde::Deserialize` type is the payload. Write your own with [`FromMessage`] and
 //!   [`Extractor`].

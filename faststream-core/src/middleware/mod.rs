@@ -26,7 +26,7 @@
 //! future once.
 //!
 //! Publishing has the same seam: [`App::publish_layer`](crate::App::publish_layer) wraps the
-//! service that hands a [`Record`](crate::Record) to the producer, for every record a
+//! service that hands a [`Record`] to the producer, for every record a
 //! handler's reply produces.
 //!
 //! # Examples
