@@ -43,6 +43,9 @@ cargo fmt --all -- --check
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "cargo doc (no broken or private intra-doc links)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
+
 step "cargo test (unit, doc, UI and integration tests against Kafka at 127.0.0.1:9092)"
 cargo test --workspace --no-fail-fast
 

@@ -1,8 +1,8 @@
 //! Procedural macros of faststream-rs: `#[subscriber]` and `#[publisher]`. Use them through
 //! the `faststream` crate, whose documentation describes the attributes.
 //!
-//! The expansion runs in three steps, one module each: [`parse`] (tokens to a raw form),
-//! [`validate`] (checks, collecting every error with its span) and [`generate`] (code).
+//! The expansion runs in three steps, one module each: `parse` (tokens to a raw form),
+//! `validate` (checks, collecting every error with its span) and `generate` (code).
 //!
 //! It only adds metadata (topics, group, docs, schemas) around the user's function and leaves
 //! dispatch to the runtime's `Handler` trait; the generated code names only paths under
