@@ -10,6 +10,7 @@
 //! - [`broker`]: the traits a backend implements.
 //! - [`App`]: subscribers, state, lifecycle hooks, graceful shutdown.
 //! - [`filter`]: several handlers on one subscriber, each behind a predicate.
+//! - [`Pull`]: messages pulled from a subscriber ([`RunningApp::pull`]) instead of handled.
 //! - [`Router`] and [`Route`]: subscribers grouped under a topic prefix, and built as values.
 //!
 //! This crate is the runtime alone. It must never depend on a broker client (rdkafka), a CLI
@@ -41,6 +42,7 @@ pub mod pattern;
 pub mod policy;
 mod progress;
 pub mod publisher;
+pub mod pull;
 pub mod record;
 pub mod reply;
 pub mod router;
@@ -58,6 +60,7 @@ pub use message::{Headers, Message, TopicPartition};
 pub use options::StartupOptions;
 pub use policy::{ErrorPolicy, Exhausted};
 pub use publisher::Publisher;
+pub use pull::{Pull, Pulled};
 pub use reply::{IntoReply, Reply, Response};
 pub use router::{Route, Router};
 pub use subscriber::{
