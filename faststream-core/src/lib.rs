@@ -11,6 +11,7 @@
 //! - [`App`]: subscribers, state, lifecycle hooks, graceful shutdown.
 //! - [`batch`]: batch subscribers and publishers.
 //! - [`filter`]: several handlers on one subscriber, each behind a predicate.
+//! - [`Pull`]: messages pulled from a subscriber ([`RunningApp::pull`]) instead of handled.
 //! - [`Router`] and [`Route`]: subscribers grouped under a topic prefix, and built as values.
 //!
 //! This crate is the runtime alone. It must never depend on a broker client (rdkafka), a CLI
@@ -43,6 +44,7 @@ pub mod pattern;
 pub mod policy;
 mod progress;
 pub mod publisher;
+pub mod pull;
 pub mod record;
 pub mod reply;
 pub mod router;
@@ -61,6 +63,7 @@ pub use message::{Headers, Message, TopicPartition};
 pub use options::StartupOptions;
 pub use policy::{ErrorPolicy, Exhausted};
 pub use publisher::Publisher;
+pub use pull::{Pull, Pulled};
 pub use reply::{IntoReply, Reply, Response};
 pub use router::{Route, Router};
 pub use subscriber::{

@@ -1049,3 +1049,242 @@ both_modes!(
     publish_batch_writes_every_record_in_order_on_kafka,
     batch_publish
 );
+
+// ---------------------------------------------------------------------------------------
+// Pulling: `get_one` and a stream of decoded messages, through a subscriber added at runtime.
+
+use faststream::{Pull, Pulled};
+use futures::StreamExt;
+
+/// Long enough for a message to arrive on the real broker (a group join included).
+const ARRIVES: Duration = Duration::from_secs(30);
+
+/// Starts an app with no subscribers and pulls `T` from `topic` as `group`.
+async fn pulling<T>(
+    broker: &TestBroker,
+    topic: &str,
+    group: &str,
+    policy: AckPolicy,
+) -> (TestApp, Pull<T>)
+where
+    T: serde::de::DeserializeOwned + Send + 'static,
+{
+    let mut test = TestBroker::start(FastStream::new(broker.clone()))
+        .await
+        .unwrap();
+    let config = SubscriberConfig::new("puller", [topic])
+        .group_id(group)
+        .ack_policy(policy)
+        .backoff(fast_backoff());
+    let pull = test.pull::<T>(config).await.unwrap();
+    (test, pull)
+}
+
+/// Waits until `group` committed `expected` on `topic[partition]`.
+async fn committed_reaches(
+    broker: &TestBroker,
+    group: &str,
+    topic: &str,
+    partition: i32,
+    expected: i64,
+) {
+    let deadline = tokio::time::Instant::now() + ARRIVES;
+    loop {
+        let now = broker.committed(group, topic, partition).await;
+        if now == Some(expected) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{topic}[{partition}]: committed {now:?}, expected {expected} within {ARRIVES:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn pull_get_one(broker: TestBroker) {
+    let (topic, group) = (unique("tb-pull-one"), unique("tb-pull-one-g"));
+    broker.create_topic(&topic, 1).await.unwrap();
+    let (mut test, mut pull) = pulling::<User>(&broker, &topic, &group, AckPolicy::AckAfter).await;
+    test.publish(json!({"user": "John", "user_id": 1}), topic.as_str())
+        .await
+        .unwrap();
+    test.publish_record(
+        Record::encode(topic.as_str(), &json!({"user": "Ann", "user_id": 2}))
+            .unwrap()
+            .key("k2")
+            .header("source", "test"),
+    )
+    .await
+    .unwrap();
+    let john = pull.get_one(ARRIVES).await.expect("the first message");
+    assert_eq!((john.user.as_str(), john.user_id), ("John", 1));
+    let at = john.message();
+    assert_eq!(
+        (&*at.topic, at.partition, at.offset),
+        (topic.as_str(), 0, 0)
+    );
+    john.ack();
+    let ann = pull.get_one(ARRIVES).await.expect("the second message");
+    assert_eq!(ann.value().user, "Ann");
+    assert_eq!(ann.message().offset, 1);
+    assert_eq!(ann.message().key.as_deref(), Some(&b"k2"[..]));
+    assert_eq!(ann.message().headers.get_str("source"), Some("test"));
+    let ann = ann.into_inner();
+    assert_eq!(ann.user_id, 2);
+    committed_reaches(&broker, &group, &topic, 0, 2).await;
+    test.close_pull(pull).await.unwrap();
+    assert!(test.unsubscribe("puller").await.is_err(), "closed");
+    test.shutdown().await.unwrap();
+}
+both_modes!(
+    pull_get_one_returns_the_value_and_its_offset_in_memory,
+    pull_get_one_returns_the_value_and_its_offset_on_kafka,
+    pull_get_one
+);
+
+async fn pull_times_out(broker: TestBroker) {
+    let (topic, group) = (unique("tb-pull-empty"), unique("tb-pull-empty-g"));
+    broker.create_topic(&topic, 1).await.unwrap();
+    let (test, mut pull) = pulling::<i64>(&broker, &topic, &group, AckPolicy::AckAfter).await;
+    let wait = Duration::from_millis(300);
+    let started = std::time::Instant::now();
+    assert!(pull.get_one(wait).await.is_none(), "nothing was published");
+    assert!(started.elapsed() >= wait, "it waited the timeout");
+    // Still pulling after a timeout.
+    test.publish(5, topic.as_str()).await.unwrap();
+    assert_eq!(pull.get_one(ARRIVES).await.map(Pulled::into_inner), Some(5));
+    test.shutdown().await.unwrap();
+}
+both_modes!(
+    pull_get_one_times_out_on_an_empty_topic_in_memory,
+    pull_get_one_times_out_on_an_empty_topic_on_kafka,
+    pull_times_out
+);
+
+async fn pull_stream(broker: TestBroker) {
+    let (topic, group) = (unique("tb-pull-stream"), unique("tb-pull-stream-g"));
+    broker.create_topic(&topic, 2).await.unwrap();
+    let (test, mut pull) = pulling::<i64>(&broker, &topic, &group, AckPolicy::AckAfter).await;
+    let records = (0..10_i64).map(|n| {
+        Record::encode(topic.as_str(), &n)
+            .unwrap()
+            .partition((n % 2) as i32)
+    });
+    test.publish_batch(records).await.unwrap();
+    let pulled: Vec<(i32, i64, i64)> = tokio::time::timeout(
+        ARRIVES,
+        (&mut pull)
+            .map(|n| (n.message().partition, n.message().offset, n.into_inner()))
+            .take(10)
+            .collect(),
+    )
+    .await
+    .expect("ten messages");
+    for partition in 0..2 {
+        let mine: Vec<(i64, i64)> = pulled
+            .iter()
+            .filter(|(p, _, _)| *p == partition)
+            .map(|(_, offset, n)| (*offset, *n))
+            .collect();
+        let expected: Vec<(i64, i64)> = (0..5).map(|i| (i, 2 * i + i64::from(partition))).collect();
+        assert_eq!(mine, expected, "partition {partition} in order");
+    }
+    committed_reaches(&broker, &group, &topic, 0, 5).await;
+    committed_reaches(&broker, &group, &topic, 1, 5).await;
+    test.shutdown().await.unwrap();
+}
+both_modes!(
+    pull_stream_yields_in_order_per_partition_in_memory,
+    pull_stream_yields_in_order_per_partition_on_kafka,
+    pull_stream
+);
+
+async fn pull_commits_after_ack(broker: TestBroker) {
+    let (topic, group) = (unique("tb-pull-commit"), unique("tb-pull-commit-g"));
+    broker.create_topic(&topic, 2).await.unwrap();
+    let (test, mut pull) = pulling::<String>(&broker, &topic, &group, AckPolicy::AckAfter).await;
+    for (text, partition) in [("held", 0), ("done", 1)] {
+        test.publish_record(
+            Record::encode(topic.as_str(), text)
+                .unwrap()
+                .partition(partition),
+        )
+        .await
+        .unwrap();
+    }
+    let first = pull.get_one(ARRIVES).await.expect("one message");
+    let second = pull.get_one(ARRIVES).await.expect("the other");
+    let (held, done) = if first.message().partition == 0 {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    assert_eq!((held.as_str(), done.as_str()), ("held", "done"));
+    done.ack();
+    // Partition 1's commit went through, so partition 0 would have been committed with it
+    // had its message counted as done before the puller acked it.
+    committed_reaches(&broker, &group, &topic, 1, 1).await;
+    assert_eq!(
+        broker.committed(&group, &topic, 0).await,
+        None,
+        "a message the puller still holds is not committed"
+    );
+    drop(held);
+    committed_reaches(&broker, &group, &topic, 0, 1).await;
+    test.shutdown().await.unwrap();
+}
+both_modes!(
+    pull_commits_only_after_the_puller_acked_in_memory,
+    pull_commits_only_after_the_puller_acked_on_kafka,
+    pull_commits_after_ack
+);
+
+async fn pull_nack(broker: TestBroker) {
+    let (topic, group) = (unique("tb-pull-nack"), unique("tb-pull-nack-g"));
+    broker.create_topic(&topic, 1).await.unwrap();
+    let (test, mut pull) = pulling::<i64>(&broker, &topic, &group, AckPolicy::NackOnError).await;
+    test.publish(41, topic.as_str()).await.unwrap();
+    let first = pull.get_one(ARRIVES).await.expect("the message");
+    assert_eq!((*first, first.message().offset), (41, 0));
+    first.nack();
+    let again = pull.get_one(ARRIVES).await.expect("redelivered");
+    assert_eq!((*again, again.message().offset), (41, 0));
+    again.ack();
+    committed_reaches(&broker, &group, &topic, 0, 1).await;
+    let calls = test.calls("puller").assert_called(2).await;
+    let nacked = calls[0].outcome.clone().unwrap().unwrap_err();
+    assert!(nacked.contains("nacked"), "{nacked}");
+    assert_eq!(calls[1].outcome, Some(Ok(())));
+    test.shutdown().await.unwrap();
+}
+both_modes!(
+    pull_nack_redelivers_under_nack_on_error_in_memory,
+    pull_nack_redelivers_under_nack_on_error_on_kafka,
+    pull_nack
+);
+
+async fn pull_malformed(broker: TestBroker) {
+    let logs = faststream_integration_tests::logs();
+    let (topic, group) = (unique("tb-pull-bad"), unique("tb-pull-bad-g"));
+    broker.create_topic(&topic, 1).await.unwrap();
+    let (test, mut pull) = pulling::<i64>(&broker, &topic, &group, AckPolicy::AckAfter).await;
+    test.publish("not a number", topic.as_str()).await.unwrap();
+    test.publish(42, topic.as_str()).await.unwrap();
+    let good = pull.get_one(ARRIVES).await.expect("the good message");
+    assert_eq!((*good, good.message().offset), (42, 1));
+    good.ack();
+    committed_reaches(&broker, &group, &topic, 0, 2).await;
+    let lines = logs.lines_with(&format!("{topic}[0]@0 failed: cannot decode payload"));
+    assert_eq!(
+        lines.len(),
+        1,
+        "one error line for the malformed message: {lines:?}"
+    );
+    test.shutdown().await.unwrap();
+}
+both_modes!(
+    pull_skips_a_malformed_payload_in_memory,
+    pull_skips_a_malformed_payload_on_kafka,
+    pull_malformed
+);

@@ -585,6 +585,39 @@ impl TestApp {
         self.running()?.unsubscribe(name).await
     }
 
+    /// Adds a subscriber whose messages are pulled ([`RunningApp::pull`]): `get_one` and a
+    /// stream of [`Pulled`](faststream_core::pull::Pulled) values; its calls are recorded
+    /// like the others' (each ends when the puller acked or nacked its message).
+    ///
+    /// ```
+    /// use faststream::testing::TestBroker;
+    /// use faststream::{FastStream, SubscriberConfig};
+    /// use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut test = TestBroker::start(FastStream::new(TestBroker::new())).await.unwrap();
+    /// let mut numbers = test.pull::<i64>(SubscriberConfig::new("numbers", ["numbers"])).await.unwrap();
+    /// test.publish(7, "numbers").await.unwrap();
+    /// let seven = numbers.get_one(Duration::from_secs(5)).await.unwrap();
+    /// assert_eq!((*seven, seven.message().offset), (7, 0));
+    /// seven.ack();
+    /// test.close_pull(numbers).await.unwrap();
+    /// assert_eq!(test.committed("numbers", "numbers", 0).await, Some(1)); // the group is the name
+    /// test.shutdown().await.unwrap();
+    /// # }
+    /// ```
+    pub async fn pull<T>(&mut self, config: SubscriberConfig) -> Result<faststream_core::Pull<T>>
+    where
+        T: serde::de::DeserializeOwned + Send + 'static,
+    {
+        self.running()?.pull(config).await
+    }
+
+    /// Stops a pull's subscriber ([`Pull::close`](faststream_core::pull::Pull::close)).
+    pub async fn close_pull<T>(&mut self, pull: faststream_core::Pull<T>) -> Result<()> {
+        pull.close(self.running()?).await
+    }
+
     /// Graceful shutdown: `on_shutdown` hooks, workers finish and commit, the group is left,
     /// `after_shutdown` hooks.
     pub async fn shutdown(mut self) -> Result<()> {
