@@ -437,7 +437,17 @@ fn topic(spec: &TopicSpec) -> TokenStream {
 fn config(sub: &Subscriber) -> TokenStream {
     let name = sub.name();
     let topics: Vec<TokenStream> = sub.topics.iter().map(topic).collect();
+    // A pattern subscriber has no topics of its own: `pattern` sets them from the template.
+    let topics = if topics.is_empty() {
+        quote!(::core::iter::empty::<::std::string::String>())
+    } else {
+        quote!([#(#topics),*])
+    };
     let mut setters = Vec::new();
+    if let Some(pattern) = &sub.pattern {
+        let template = topic(&TopicSpec::Given(pattern.clone()));
+        setters.push(quote!(__config = __config.pattern(#template);));
+    }
     if let Some(group_id) = &sub.group_id {
         setters.push(quote!(__config = __config.group_id(#group_id);));
     }
@@ -500,7 +510,7 @@ fn config(sub: &Subscriber) -> TokenStream {
     }
     quote! {
         #[allow(unused_mut)]
-        let mut __config = ::faststream::SubscriberConfig::new(#name, [#(#topics),*]);
+        let mut __config = ::faststream::SubscriberConfig::new(#name, #topics);
         #(#setters)*
         __config
     }

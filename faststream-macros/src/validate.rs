@@ -42,6 +42,7 @@ const SUBSCRIBER_KEYS: &[(&str, Kind)] = &[
     ("no_reply", Kind::Bool),
     ("env", Kind::Str),
     ("default", Kind::Str),
+    ("pattern", Kind::Pattern),
 ];
 
 /// Keys accepted by `#[publisher]`.
@@ -71,6 +72,9 @@ enum Kind {
     Str,
     Bool,
     Int,
+    /// A topic template: a string literal (checked here) or an expression evaluated when the
+    /// subscriber is registered (a constant, a function call).
+    Pattern,
     /// One of these (spelling, enum variant) pairs, as a string literal or a bare identifier.
     Choice(&'static [(&'static str, &'static str)]),
 }
@@ -80,6 +84,8 @@ enum Value {
     Str(LitStr),
     Bool(LitBool),
     Int(LitInt),
+    /// A string literal or another expression, as written.
+    Given(Topic),
     /// The enum variant to generate, spanned on the user's value.
     Variant(Ident),
 }
@@ -88,8 +94,10 @@ enum Value {
 pub(crate) struct Subscriber {
     /// The function with the helper attributes removed (its body and signature are reused).
     pub(crate) func: ItemFn,
-    /// Topics consumed.
+    /// Topics consumed (none with a pattern).
     pub(crate) topics: Vec<TopicSpec>,
+    /// `pattern = "orders-{region}"`: the topic template read instead of topics.
+    pub(crate) pattern: Option<Topic>,
     /// `group_id = "..."`.
     pub(crate) group_id: Option<LitStr>,
     /// `AckPolicy` variant.
@@ -215,17 +223,28 @@ pub(crate) fn camel_case(name: &str) -> String {
 pub(crate) fn subscriber(args: AttrArgs, mut func: ItemFn) -> syn::Result<Subscriber> {
     let mut errors = Errors::default();
 
-    // The attribute itself.
-    if args.topics.is_empty() && !has_key(&args.options, "env") {
-        errors.push(
+    // The attribute itself: topics (given or from `env`), or a pattern.
+    let has_env = has_key(&args.options, "env");
+    let pattern_key = args.options.iter().find(|o| o.key.unraw() == "pattern");
+    match pattern_key {
+        None if args.topics.is_empty() && !has_env => errors.push(
             Span::call_site(),
-            "#[subscriber] needs at least one topic, e.g. #[subscriber(\"orders\")]",
-        );
+            "#[subscriber] needs at least one topic, e.g. #[subscriber(\"orders\")], or a pattern: #[subscriber(pattern = \"orders-{region}\")]",
+        ),
+        Some(KeyValue { key, value }) if !args.topics.is_empty() || has_env => errors.push_spanned(
+            quote::quote!(#key = #value),
+            "`pattern` reads every topic its template matches, so it takes no topics: remove the topics (and `env`) or the pattern",
+        ),
+        _ => {}
     }
     check_topics(&args.topics, &mut errors);
     let mut options = read_options(&args.options, SUBSCRIBER_KEYS, "#[subscriber]", &mut errors);
     let mut topics: Vec<TopicSpec> = args.topics.into_iter().map(TopicSpec::Given).collect();
     topics.extend(env_topic(&args.options, &mut options, &mut errors));
+    let pattern = options.remove("pattern").and_then(|v| match v {
+        Value::Given(pattern) => Some(pattern),
+        _ => None,
+    });
 
     // Stacked attributes: publishers are consumed, a second subscriber is an error.
     let mut publishers = Vec::new();
@@ -283,6 +302,7 @@ pub(crate) fn subscriber(args: AttrArgs, mut func: ItemFn) -> syn::Result<Subscr
         .or_else(|| parse::doc_string(&func.attrs));
     errors.finish(Subscriber {
         topics,
+        pattern,
         group_id: options.remove("group_id").and_then(|v| as_str(&v).cloned()),
         ack_policy: options.remove("ack_policy").and_then(as_variant),
         auto_offset_reset: options.remove("auto_offset_reset").and_then(as_variant),
@@ -340,6 +360,84 @@ fn check_topics(topics: &[Topic], errors: &mut Errors) {
             }
         }
     }
+}
+
+/// Checks a literal `pattern` template, the syntax `faststream_core::pattern::TopicPattern`
+/// reads: literal text and `{name}` parameters. Core reads anything (an unclosed `{` is literal
+/// text), but literal text can only match Kafka topic names (letters, digits, `.`, `_`, `-`),
+/// so anything else (regex syntax, a stray brace) would match no topic at all. Parameters are
+/// named with letters, digits and `_` (FastStream's `{name}`), each name once, so that
+/// `Path<T>` can take them as fields. Returns whether the template is fine.
+fn check_pattern(template: &LitStr, errors: &mut Errors) -> bool {
+    let text = template.value();
+    let span = template.span();
+    if text.trim().is_empty() {
+        errors.push(
+            span,
+            "a pattern cannot be empty, e.g. pattern = \"orders-{region}\"",
+        );
+        return false;
+    }
+    let mut ok = true;
+    let mut fail = |message: String| {
+        errors.push(span, message);
+        ok = false;
+    };
+    let mut names: Vec<&str> = Vec::new();
+    let mut illegal: Vec<char> = Vec::new();
+    let mut rest = text.as_str();
+    while !rest.is_empty() {
+        let Some(open) = rest.find(['{', '}']) else {
+            illegal.extend(rest.chars().filter(|c| !is_topic_char(*c)));
+            break;
+        };
+        illegal.extend(rest[..open].chars().filter(|c| !is_topic_char(*c)));
+        if rest[open..].starts_with('}') {
+            fail(format!(
+                "`}}` without its `{{` in the pattern `{text}`: parameters are written `{{name}}`"
+            ));
+            rest = &rest[open + 1..];
+            continue;
+        }
+        let Some(close) = rest[open + 1..].find('}').map(|c| open + 1 + c) else {
+            fail(format!(
+                "unclosed `{{` in the pattern `{text}`: parameters are written `{{name}}`"
+            ));
+            break;
+        };
+        let name = &rest[open + 1..close];
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            fail(format!(
+                "the pattern parameter `{{{name}}}` needs a name of letters, digits and `_`, e.g. `{{region}}`"
+            ));
+        } else if names.contains(&name) {
+            fail(format!(
+                "the pattern parameter `{{{name}}}` appears twice; each parameter needs its own name"
+            ));
+        } else {
+            names.push(name);
+        }
+        rest = &rest[close + 1..];
+    }
+    if !illegal.is_empty() {
+        let mut shown: Vec<String> = Vec::new();
+        for c in illegal {
+            let c = format!("`{c}`");
+            if !shown.contains(&c) {
+                shown.push(c);
+            }
+        }
+        fail(format!(
+            "{} cannot be part of a Kafka topic name (letters, digits, `.`, `_`, `-`): `pattern` takes a template such as \"orders-{{region}}\", not a regular expression",
+            shown.join(", ")
+        ));
+    }
+    ok
+}
+
+/// Whether Kafka allows `c` in a topic name.
+fn is_topic_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
 }
 
 /// Whether `key = ...` was written (whatever its value).
@@ -445,6 +543,14 @@ fn read_value(name: &str, kind: Kind, value: &Expr, errors: &mut Errors) -> Opti
     match (kind, lit) {
         (Kind::Str, Some(Lit::Str(s))) => return Some(Value::Str(s.clone())),
         (Kind::Bool, Some(Lit::Bool(b))) => return Some(Value::Bool(b.clone())),
+        (Kind::Pattern, Some(Lit::Str(s))) => {
+            return check_pattern(s, errors).then(|| Value::Given(Topic::Lit(s.clone())))
+        }
+        (Kind::Pattern, Some(_)) => errors.push_spanned(
+            value,
+            format!("`{name}` expects a string literal or a constant, e.g. {name} = \"orders-{{region}}\""),
+        ),
+        (Kind::Pattern, None) => return Some(Value::Given(Topic::Expr(Box::new(value.clone())))),
         (Kind::Int, Some(Lit::Int(i))) => match i.base10_parse::<usize>() {
             Ok(0) => errors.push(i.span(), format!("`{name}` must be at least 1")),
             Ok(_) if i.suffix().is_empty() || i.suffix() == "usize" => {
@@ -909,6 +1015,102 @@ mod tests {
         assert!(errors
             .iter()
             .any(|m| m.contains("`include_in_schema` expects `true` or `false`")));
+    }
+
+    #[test]
+    fn pattern_instead_of_topics() {
+        let sub = check(
+            quote!(pattern = "orders-{region}.{kind}", group_id = "g"),
+            parse_quote!(
+                async fn f(n: i64) {}
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(sub.topics.is_empty());
+        assert!(
+            matches!(&sub.pattern, Some(Topic::Lit(l)) if l.value() == "orders-{region}.{kind}")
+        );
+        let sub = check(
+            quote!(pattern = patterns::ORDERS),
+            parse_quote!(
+                async fn f() {}
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(sub.pattern, Some(Topic::Expr(_))));
+        // Adjacent parameters and a template without parameters are fine.
+        for template in ["{a}{b}", "orders", "a_b.c-{x_1}"] {
+            let sub = check(
+                quote!(pattern = #template),
+                parse_quote!(
+                    async fn f() {}
+                ),
+            );
+            assert!(sub.is_ok(), "{template}");
+        }
+    }
+
+    #[test]
+    fn pattern_excludes_topics() {
+        for args in [
+            quote!("orders", pattern = "orders-{region}"),
+            quote!(pattern = "orders-{region}", env = "T", default = "t"),
+        ] {
+            let errors = messages(check(
+                args,
+                parse_quote!(
+                    async fn f() {}
+                ),
+            ));
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert!(errors[0].starts_with("`pattern` reads every topic its template matches"));
+        }
+        let errors = messages(check(
+            quote!(group_id = "g"),
+            parse_quote!(
+                async fn f() {}
+            ),
+        ));
+        assert!(errors[0].contains("or a pattern"), "{errors:?}");
+    }
+
+    #[test]
+    fn bad_patterns() {
+        let cases = [
+            ("", "a pattern cannot be empty"),
+            (
+                "^orders-.*",
+                "`^`, `*` cannot be part of a Kafka topic name",
+            ),
+            ("orders-{region", "unclosed `{`"),
+            ("orders-region}", "`}` without its `{`"),
+            ("orders-{}", "the pattern parameter `{}` needs a name"),
+            (
+                "orders-{re gion}",
+                "the pattern parameter `{re gion}` needs a name",
+            ),
+            ("{a}-{a}", "the pattern parameter `{a}` appears twice"),
+        ];
+        for (template, expected) in cases {
+            let errors = messages(check(
+                quote!(pattern = #template),
+                parse_quote!(
+                    async fn f() {}
+                ),
+            ));
+            assert_eq!(errors.len(), 1, "{template}: {errors:?}");
+            assert!(errors[0].starts_with(expected), "{template}: {errors:?}");
+        }
+        let errors = messages(check(
+            quote!(pattern = 42),
+            parse_quote!(
+                async fn f() {}
+            ),
+        ));
+        assert_eq!(
+            errors,
+            ["`pattern` expects a string literal or a constant, e.g. pattern = \"orders-{region}\""]
+        );
     }
 
     #[test]

@@ -556,6 +556,75 @@ both_modes!(
 );
 
 // ---------------------------------------------------------------------------------------
+// A topic pattern from the macro: `#[subscriber(pattern = "...")]` with a `Path` extractor.
+
+/// Reads every `{prefix}orders-{region}` topic (the prefix is the router's, unique per run)
+/// and publishes `{region}:{n}` to `{prefix}regional-out`.
+#[subscriber(
+    pattern = "orders-{region}",
+    group_id = "faststream-rs-routing-macro-pattern"
+)]
+#[publisher("regional-out")]
+async fn regional_orders(
+    faststream::pattern::Path(region): faststream::pattern::Path<String>,
+    n: i64,
+) -> String {
+    format!("{region}:{n}")
+}
+
+async fn macro_pattern(broker: TestBroker) {
+    let prefix = format!("{}-", unique("rt-mp"));
+    let output = format!("{prefix}regional-out");
+    for region in ["eu", "us-west"] {
+        broker
+            .create_topic(&format!("{prefix}orders-{region}"), 1)
+            .await
+            .unwrap();
+    }
+    let app = FastStream::new(broker)
+        .include_router(Router::new(prefix.as_str()).include(regional_orders));
+    let config = &app.subscribers()[0];
+    assert_eq!(
+        config.pattern.as_ref().map(|p| p.template().to_owned()),
+        Some(format!("{prefix}orders-{{region}}"))
+    );
+    assert_eq!(config.topics.len(), 1, "the pattern's regex only");
+
+    let test = TestBroker::start(app).await.unwrap();
+    test.publish(1, format!("{prefix}orders-eu").as_str())
+        .await
+        .unwrap();
+    test.publish(2, format!("{prefix}orders-us-west").as_str())
+        .await
+        .unwrap();
+    let mut texts: Vec<String> = test
+        .published(output.as_str())
+        .wait_for(2)
+        .await
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+        .collect();
+    texts.sort();
+    assert_eq!(texts, ["eu:1", "us-west:2"]);
+    let calls = test.calls("regional_orders").assert_called(2).await;
+    let mut topics: Vec<&str> = calls.iter().map(|c| &*c.message.topic).collect();
+    topics.sort();
+    assert_eq!(
+        topics,
+        [
+            format!("{prefix}orders-eu"),
+            format!("{prefix}orders-us-west")
+        ]
+    );
+    test.shutdown().await.unwrap();
+}
+both_modes!(
+    macro_pattern_with_path_in_memory,
+    macro_pattern_with_path_on_kafka,
+    macro_pattern
+);
+
+// ---------------------------------------------------------------------------------------
 // Configuration only (nothing runs).
 
 #[test]

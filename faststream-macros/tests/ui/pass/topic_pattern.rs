@@ -1,0 +1,49 @@
+// `pattern = "..."`: every topic matching a template, its parameters through `Path`.
+#![deny(warnings)]
+use faststream::pattern::Path;
+use faststream::{publisher, subscriber};
+
+mod patterns {
+    pub const LOGS: &str = "logs.{service}.{level}";
+}
+
+#[derive(faststream::Deserialize)]
+#[serde(crate = "faststream::serde")]
+struct Route {
+    service: String,
+    level: String,
+}
+
+#[subscriber(pattern = "orders-{region}", group_id = "regional")]
+#[publisher("totals")]
+async fn regional(Path(region): Path<String>, amount: i64) -> String {
+    format!("{region}:{amount}")
+}
+
+#[subscriber(pattern = patterns::LOGS)]
+async fn logs(Path(route): Path<Route>, line: String) -> String {
+    format!("{}/{}: {line}", route.service, route.level)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let config = regional::config();
+    assert_eq!(config.topics, [r"^orders-(.+)$"]);
+    let pattern = config.pattern.expect("a pattern subscriber");
+    assert_eq!(pattern.template(), "orders-{region}");
+    assert_eq!(pattern.captures("orders-eu"), Some(vec![("region", "eu")]));
+    assert_eq!(config.group_id.as_deref(), Some("regional"));
+    assert_eq!(&*config.publishers[0].topic, "totals");
+    assert_eq!(regional::call(Path("eu".into()), 3).await, "eu:3");
+
+    let config = logs::config();
+    assert_eq!(
+        config.pattern.map(|p| p.template().to_owned()).as_deref(),
+        Some("logs.{service}.{level}")
+    );
+    let route = Route {
+        service: "api".into(),
+        level: "warn".into(),
+    };
+    assert_eq!(logs::call(Path(route), "slow".into()).await, "api/warn: slow");
+}
