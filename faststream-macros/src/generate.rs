@@ -468,6 +468,17 @@ fn config(sub: &Subscriber) -> TokenStream {
     if let Some(description) = &sub.description {
         setters.push(quote!(__config = __config.description(#description);));
     }
+    if let Some(batch) = &sub.batch {
+        let max_records = match &batch.max_records {
+            Some(max) => quote!(#max),
+            None => quote!(::core::primitive::usize::MAX),
+        };
+        let timeout = match &batch.timeout_ms {
+            Some(ms) => quote!(::core::time::Duration::from_millis(#ms)),
+            None => quote!(::faststream::batch::BatchConfig::DEFAULT_TIMEOUT),
+        };
+        setters.push(quote!(__config = __config.batch(#max_records, #timeout);));
+    }
     if let Some(no_reply) = &sub.no_reply {
         setters.push(quote!(__config.no_reply = #no_reply;));
     }
@@ -493,6 +504,9 @@ fn config(sub: &Subscriber) -> TokenStream {
         }
         if let Some(include) = &publisher.include_in_schema {
             fields.push(quote!(__publisher.include_in_schema = #include;));
+        }
+        if let Some(batch) = &publisher.batch {
+            fields.push(quote!(__publisher.batch = #batch;));
         }
         setters.push(quote! {
             __config = __config.publisher({

@@ -43,6 +43,9 @@ const SUBSCRIBER_KEYS: &[(&str, Kind)] = &[
     ("env", Kind::Str),
     ("default", Kind::Str),
     ("pattern", Kind::Pattern),
+    ("batch", Kind::Bool),
+    ("max_records", Kind::Int),
+    ("batch_timeout_ms", Kind::Millis),
 ];
 
 /// Keys accepted by `#[publisher]`.
@@ -52,6 +55,7 @@ const PUBLISHER_KEYS: &[(&str, Kind)] = &[
     ("include_in_schema", Kind::Bool),
     ("env", Kind::Str),
     ("default", Kind::Str),
+    ("batch", Kind::Bool),
 ];
 
 /// `ack_policy` values and their `AckPolicy` variants.
@@ -72,6 +76,8 @@ enum Kind {
     Str,
     Bool,
     Int,
+    /// A duration in milliseconds: an integer literal, zero allowed.
+    Millis,
     /// A topic template: a string literal (checked here) or an expression evaluated when the
     /// subscriber is registered (a constant, a function call).
     Pattern,
@@ -114,12 +120,24 @@ pub(crate) struct Subscriber {
     pub(crate) include_in_schema: Option<LitBool>,
     /// `no_reply = bool`.
     pub(crate) no_reply: Option<LitBool>,
+    /// `batch = true`: a batch subscriber, with its limits.
+    pub(crate) batch: Option<BatchSpec>,
     /// Stacked `#[publisher]`s, top to bottom.
     pub(crate) publishers: Vec<Publisher>,
     /// The parameters, in order.
     pub(crate) params: Vec<Param>,
     /// How the payload binds to the plain parameters.
     pub(crate) payload: Payload,
+}
+
+/// `batch = true, max_records = N, batch_timeout_ms = T`: how a batch subscriber groups
+/// records (core's `SubscriberConfig::batch`).
+pub(crate) struct BatchSpec {
+    /// At most this many records per batch; no limit (`usize::MAX`) when `None`, as
+    /// FastStream's `max_records=None`.
+    pub(crate) max_records: Option<LitInt>,
+    /// How long a batch waits after its first record; core's default (200 ms) when `None`.
+    pub(crate) timeout_ms: Option<LitInt>,
 }
 
 /// One `#[publisher]`, checked.
@@ -135,6 +153,8 @@ pub(crate) struct Publisher {
     pub(crate) description: Option<LitStr>,
     /// `include_in_schema = bool`.
     pub(crate) include_in_schema: Option<LitBool>,
+    /// `batch = bool`: publish each element of a returned sequence as its own record.
+    pub(crate) batch: Option<LitBool>,
 }
 
 /// Where a topic name comes from.
@@ -245,6 +265,7 @@ pub(crate) fn subscriber(args: AttrArgs, mut func: ItemFn) -> syn::Result<Subscr
         Value::Given(pattern) => Some(pattern),
         _ => None,
     });
+    let batch = batch_spec(&args.options, &mut options, &mut errors);
 
     // Stacked attributes: publishers are consumed, a second subscriber is an error.
     let mut publishers = Vec::new();
@@ -314,6 +335,7 @@ pub(crate) fn subscriber(args: AttrArgs, mut func: ItemFn) -> syn::Result<Subscr
         description,
         include_in_schema: options.remove("include_in_schema").and_then(as_bool),
         no_reply: options.remove("no_reply").and_then(as_bool),
+        batch,
         publishers,
         params,
         payload,
@@ -349,6 +371,41 @@ fn publisher(attr: &Attribute, args: AttrArgs, errors: &mut Errors) -> Option<Pu
             .remove("description")
             .and_then(|v| as_str(&v).cloned()),
         include_in_schema: options.remove("include_in_schema").and_then(as_bool),
+        batch: options.remove("batch").and_then(as_bool),
+    })
+}
+
+/// The batch settings of a subscriber: `max_records` and `batch_timeout_ms` only with
+/// `batch = true` (each an error, on its key, otherwise).
+fn batch_spec(
+    written: &[KeyValue],
+    options: &mut std::collections::HashMap<&'static str, Value>,
+    errors: &mut Errors,
+) -> Option<BatchSpec> {
+    let batch = options.remove("batch").and_then(as_bool);
+    let max_records = options.remove("max_records").and_then(as_int);
+    let timeout_ms = options.remove("batch_timeout_ms").and_then(as_int);
+    let on = batch.as_ref().is_some_and(|b| b.value);
+    // `batch` written but unreadable (not a bool): its own error says so; nothing more here.
+    let batch_invalid = batch.is_none() && has_key(written, "batch");
+    if !on && !batch_invalid {
+        for key in written
+            .iter()
+            .map(|o| &o.key)
+            .filter(|k| k.unraw() == "max_records" || k.unraw() == "batch_timeout_ms")
+        {
+            errors.push(
+                key.span(),
+                format!(
+                    "`{}` only applies to a batch subscriber: add `batch = true`",
+                    key.unraw()
+                ),
+            );
+        }
+    }
+    on.then_some(BatchSpec {
+        max_records,
+        timeout_ms,
     })
 }
 
@@ -498,6 +555,13 @@ fn as_bool(value: Value) -> Option<LitBool> {
     }
 }
 
+fn as_int(value: Value) -> Option<LitInt> {
+    match value {
+        Value::Int(i) => Some(i),
+        _ => None,
+    }
+}
+
 fn as_variant(value: Value) -> Option<Ident> {
     match value {
         Value::Variant(v) => Some(v),
@@ -543,6 +607,23 @@ fn read_value(name: &str, kind: Kind, value: &Expr, errors: &mut Errors) -> Opti
     match (kind, lit) {
         (Kind::Str, Some(Lit::Str(s))) => return Some(Value::Str(s.clone())),
         (Kind::Bool, Some(Lit::Bool(b))) => return Some(Value::Bool(b.clone())),
+        (Kind::Millis, Some(Lit::Int(i))) => match i.base10_parse::<u64>() {
+            Ok(_) if i.suffix().is_empty() || i.suffix() == "u64" => {
+                return Some(Value::Int(i.clone()))
+            }
+            Ok(_) => errors.push(
+                i.span(),
+                format!("`{name}` is in milliseconds (a `u64`); drop the `{}` suffix", i.suffix()),
+            ),
+            Err(e) => errors.push(
+                i.span(),
+                format!("`{name}` expects milliseconds, a non-negative integer: {e}"),
+            ),
+        },
+        (Kind::Millis, _) => errors.push_spanned(
+            value,
+            format!("`{name}` expects an integer literal in milliseconds, e.g. {name} = 200"),
+        ),
         (Kind::Pattern, Some(Lit::Str(s))) => {
             return check_pattern(s, errors).then(|| Value::Given(Topic::Lit(s.clone())))
         }
@@ -1110,6 +1191,65 @@ mod tests {
         assert_eq!(
             errors,
             ["`pattern` expects a string literal or a constant, e.g. pattern = \"orders-{region}\""]
+        );
+    }
+
+    #[test]
+    fn batch_keys() {
+        let sub = check(
+            quote!("in", batch = true, max_records = 100, batch_timeout_ms = 0),
+            parse_quote! {
+                #[publisher("out", batch = true)]
+                async fn f(n: Vec<i64>) -> Vec<i64> { n }
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let batch = sub.batch.expect("a batch subscriber");
+        assert_eq!(
+            batch.max_records.unwrap().base10_parse::<usize>().unwrap(),
+            100
+        );
+        assert_eq!(batch.timeout_ms.unwrap().base10_parse::<u64>().unwrap(), 0);
+        assert!(sub.publishers[0].batch.as_ref().unwrap().value);
+        let sub = check(
+            quote!("in", batch = false),
+            parse_quote!(
+                async fn f() {}
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(sub.batch.is_none());
+        for args in [
+            quote!("in", max_records = 10),
+            quote!("in", batch = false, batch_timeout_ms = 10),
+        ] {
+            let errors = messages(check(
+                args,
+                parse_quote!(
+                    async fn f() {}
+                ),
+            ));
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert!(errors[0].ends_with("only applies to a batch subscriber: add `batch = true`"));
+        }
+        let errors = messages(check(
+            quote!(
+                "in",
+                batch = "yes",
+                max_records = 0,
+                batch_timeout_ms = "200"
+            ),
+            parse_quote!(
+                async fn f() {}
+            ),
+        ));
+        assert_eq!(
+            errors,
+            [
+                "`batch` expects `true` or `false`",
+                "`max_records` must be at least 1",
+                "`batch_timeout_ms` expects an integer literal in milliseconds, e.g. batch_timeout_ms = 200",
+            ]
         );
     }
 

@@ -145,14 +145,57 @@ pub mod asyncapi {
 /// assert_eq!(bill::config().topics, ["orders", "refunds"]);
 /// ```
 ///
+/// Instead of topics, `pattern = "orders-{region}"` reads every topic matching the template
+/// ([`SubscriberConfig::pattern`], FastStream's `pattern=`): literal text and `{name}`
+/// parameters, which the handler takes with [`pattern::Path`]. Not together with topics or
+/// `env`. A literal template is checked at compile time: parameters are named with letters,
+/// digits and `_`, each once, and the literal text can only hold what Kafka topic names hold
+/// (letters, digits, `.`, `_`, `-`), so a regular expression such as `"^orders-.*"` is an
+/// error. A constant (`pattern = ORDERS_PATTERN`) is read when the subscriber is registered,
+/// unchecked, like the builder's template.
+///
+/// ```
+/// use faststream::pattern::Path;
+/// use faststream::subscriber;
+///
+/// #[subscriber(pattern = "orders-{region}")]
+/// async fn regional(Path(region): Path<String>, order_id: i64) {}
+///
+/// let config = regional::config();
+/// assert_eq!(config.topics, [r"^orders-(.+)$"]);
+/// assert_eq!(config.pattern.unwrap().template(), "orders-{region}");
+/// ```
+///
+/// `batch = true` makes a batch subscriber ([`SubscriberConfig::batch`], FastStream's
+/// `batch=True`): a `Vec<T>` parameter gets each partition's records in batches of at most
+/// `max_records` (no limit by default), each delivered once full or `batch_timeout_ms` after
+/// its first record (200 by default). `max_records` and `batch_timeout_ms` need `batch = true`.
+///
+/// ```
+/// use faststream::{publisher, subscriber};
+/// use std::time::Duration;
+///
+/// #[subscriber("amounts", batch = true, max_records = 100, batch_timeout_ms = 200)]
+/// #[publisher("doubled", batch = true)]
+/// async fn double_all(amounts: Vec<i64>) -> Vec<i64> {
+///     amounts.iter().map(|n| n * 2).collect()
+/// }
+///
+/// let batch = double_all::config().batch.unwrap();
+/// assert_eq!((batch.max_records, batch.timeout), (100, Duration::from_millis(200)));
+/// ```
+///
 /// Keys: `group_id`, `ack_policy` (`ack_after`, `nack_on_error`, `ack_first`, `manual`, `reject_on_error`),
 /// `auto_offset_reset` (`earliest`, `latest`), `max_concurrency`, `title`, `description`,
-/// `include_in_schema`, `no_reply` (ignore an incoming `reply_to`).
+/// `include_in_schema`, `no_reply` (ignore an incoming `reply_to`), `pattern`, `batch`,
+/// `max_records`, `batch_timeout_ms`.
 pub use faststream_macros::subscriber;
 
 /// Publishes a subscriber's return value to a topic: `#[publisher("topic")]`; stacks. The
 /// topic may be a constant or expression (`#[publisher(INVOICES_TOPIC)]`) or come from the
-/// environment (`#[publisher(env = "INVOICES_TOPIC", default = "invoices")]`).
+/// environment (`#[publisher(env = "INVOICES_TOPIC", default = "invoices")]`). Keys: `title`,
+/// `description`, `include_in_schema`, and `batch = true` ([`PublisherConfig::batch`]:
+/// each element of a returned sequence is its own record).
 pub use faststream_macros::publisher;
 
 /// Marks extractors: parameter types taken from the message, not decoded from its payload.

@@ -625,6 +625,66 @@ both_modes!(
 );
 
 // ---------------------------------------------------------------------------------------
+// A batch subscriber and a batch publisher from the macro.
+
+/// Gets `{prefix}amounts` in batches of at most 3 records; publishes each batch as one JSON
+/// array to `{prefix}batch-lists` and its elements one by one to `{prefix}batch-each`.
+#[subscriber(
+    "amounts",
+    batch = true,
+    max_records = 3,
+    batch_timeout_ms = 500,
+    group_id = "faststream-rs-routing-macro-batch"
+)]
+#[publisher("batch-lists")]
+#[publisher("batch-each", batch = true)]
+async fn batched(amounts: Vec<i64>) -> Vec<i64> {
+    amounts.iter().map(|n| n * 10).collect()
+}
+
+async fn macro_batch(broker: TestBroker) {
+    let prefix = format!("{}-", unique("rt-mb"));
+    let input = format!("{prefix}amounts");
+    let (lists, each) = (
+        format!("{prefix}batch-lists"),
+        format!("{prefix}batch-each"),
+    );
+    broker.create_topic(&input, 1).await.unwrap();
+    // Written before the subscriber starts, so its first batch finds them all.
+    let records = (1..=5).map(|n| Record::encode(input.as_str(), &n).unwrap().partition(0));
+    broker.publish_batch(records).await.unwrap();
+    let app = FastStream::new(broker).include_router(Router::new(prefix.as_str()).include(batched));
+    let config = &app.subscribers()[0];
+    assert_eq!(config.batch.map(|b| b.max_records), Some(3));
+    assert!(!config.publishers[0].batch && config.publishers[1].batch);
+
+    let test = TestBroker::start(app).await.unwrap();
+    let arrays: Vec<serde_json::Value> = test
+        .published(lists.as_str())
+        .wait_for(2)
+        .await
+        .iter()
+        .map(|m| serde_json::from_slice(&m.payload).unwrap())
+        .collect();
+    assert_eq!(arrays, [json!([10, 20, 30]), json!([40, 50])]);
+    let singles: Vec<String> = test
+        .published(each.as_str())
+        .wait_for(5)
+        .await
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+        .collect();
+    assert_eq!(singles, ["10", "20", "30", "40", "50"]);
+    test.calls("batched").assert_called(2).await;
+    test.shutdown().await.unwrap();
+}
+both_modes!(
+    macro_batch_subscriber_in_memory,
+    macro_batch_subscriber_on_kafka,
+    macro_batch
+);
+
+// ---------------------------------------------------------------------------------------
 // Configuration only (nothing runs).
 
 #[test]
