@@ -1,6 +1,7 @@
-//! Topic patterns with path parameters, FastStream's `pattern="orders-{region}"`: the
-//! subscriber reads every topic the pattern matches (now and, on Kafka, created later), and
-//! handlers take the parameters with the [`Path`] extractor.
+//! Topic patterns with path parameters, FastStream's `pattern="orders-{region}"` (or a regular
+//! expression, `pattern="^orders-.*"`): the subscriber reads every topic the pattern matches
+//! (now and, on Kafka, created later), and handlers take the parameters with the [`Path`]
+//! extractor.
 
 use crate::extract::{ExtractError, Extractor, FromMessage, MessageContext};
 use crate::message::Message;
@@ -9,11 +10,30 @@ use serde::de::DeserializeOwned;
 /// A topic template such as `orders-{region}`: literal text and `{name}` parameters. A
 /// parameter matches one or more characters, as few as possible before the literal text that
 /// follows it (the last one takes the rest).
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// A template starting with `^` is a regular expression instead (librdkafka's rule for topic
+/// names), matched from the start of the topic name; its named groups (`(?P<region>\w+)`) are
+/// the path parameters.
+#[derive(Debug, Clone)]
 pub struct TopicPattern {
     template: String,
-    parts: Vec<Part>,
+    form: Form,
 }
+
+#[derive(Debug, Clone)]
+enum Form {
+    Template(Vec<Part>),
+    /// A regular expression, or why it does not compile.
+    Regex(Result<regex::Regex, String>),
+}
+
+impl PartialEq for TopicPattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.template == other.template
+    }
+}
+
+impl Eq for TopicPattern {}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {
@@ -37,6 +57,13 @@ impl TopicPattern {
     /// ```
     pub fn new(template: impl Into<String>) -> Self {
         let template = template.into();
+        if template.starts_with('^') {
+            let regex = regex::Regex::new(&template).map_err(|err| err.to_string());
+            return Self {
+                template,
+                form: Form::Regex(regex),
+            };
+        }
         let mut parts = Vec::new();
         let mut rest = template.as_str();
         while !rest.is_empty() {
@@ -58,7 +85,33 @@ impl TopicPattern {
                 }
             }
         }
-        Self { template, parts }
+        Self {
+            template,
+            form: Form::Template(parts),
+        }
+    }
+
+    /// Why the pattern cannot be used (a regular expression that does not compile); the app
+    /// refuses to start a subscriber with it.
+    ///
+    /// ```
+    /// use faststream_core::pattern::TopicPattern;
+    /// assert!(TopicPattern::new("^orders-(").error().is_some());
+    /// assert!(TopicPattern::new("^orders-.*").error().is_none());
+    /// ```
+    pub fn error(&self) -> Option<&str> {
+        match &self.form {
+            Form::Regex(Err(err)) => Some(err),
+            _ => None,
+        }
+    }
+
+    /// The pattern with `prefix` (a router's) in front of the topic names it matches.
+    pub fn prefixed(&self, prefix: &str) -> TopicPattern {
+        match self.template.strip_prefix('^') {
+            Some(regex) => TopicPattern::new(format!("^{}{regex}", regex::escape(prefix))),
+            None => TopicPattern::new(format!("{prefix}{}", self.template)),
+        }
     }
 
     /// The template as written.
@@ -67,11 +120,17 @@ impl TopicPattern {
     }
 
     /// The regular expression the broker subscribes with (librdkafka reads a topic name
-    /// starting with `^` as one).
+    /// starting with `^` as one). librdkafka's regex engine knows no named groups, so a
+    /// regular-expression pattern's `(?P<name>` and `(?<name>` become plain groups here (the
+    /// names still give [`Path`] its parameters).
     pub fn regex(&self) -> String {
+        let parts = match &self.form {
+            Form::Template(parts) => parts,
+            Form::Regex(_) => return without_group_names(&self.template),
+        };
         // Greedy and lazy groups match the same topics; only `captures` needs to split.
         let mut regex = String::from("^");
-        for part in &self.parts {
+        for part in parts {
             match part {
                 Part::Literal(text) => {
                     for c in text.chars() {
@@ -90,9 +149,22 @@ impl TopicPattern {
 
     /// The parameters of `topic`, in template order, or `None` when it does not match.
     pub fn captures<'t>(&self, topic: &'t str) -> Option<Vec<(&str, &'t str)>> {
+        let parts = match &self.form {
+            Form::Template(parts) => parts,
+            Form::Regex(Ok(regex)) => {
+                let found = regex.captures(topic)?;
+                let named = regex.capture_names().flatten();
+                return Some(
+                    named
+                        .filter_map(|name| Some((name, found.name(name)?.as_str())))
+                        .collect(),
+                );
+            }
+            Form::Regex(Err(_)) => return None,
+        };
         let mut captures = Vec::new();
         let mut rest = topic;
-        let mut parts = self.parts.iter().peekable();
+        let mut parts = parts.iter().peekable();
         while let Some(part) = parts.next() {
             match part {
                 Part::Literal(text) => rest = rest.strip_prefix(text.as_str())?,
@@ -122,6 +194,40 @@ impl TopicPattern {
     pub fn matches(&self, topic: &str) -> bool {
         self.captures(topic).is_some()
     }
+}
+
+/// `regex` with its named groups made plain groups: `(?P<name>` and `(?<name>` become `(`.
+fn without_group_names(regex: &str) -> String {
+    let mut out = String::with_capacity(regex.len());
+    let mut rest = regex;
+    while let Some(at) = rest.find("(?") {
+        let escaped = rest[..at].chars().rev().take_while(|c| *c == '\\').count() % 2 == 1;
+        let after = &rest[at + 2..];
+        let name_start = after
+            .strip_prefix("P<")
+            .or_else(|| after.strip_prefix('<'))
+            .filter(|n| !n.starts_with(['=', '!']));
+        let named = name_start.and_then(|n| {
+            let end = n.find('>')?;
+            n[..end]
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '_')
+                .then(|| &n[end + 1..])
+        });
+        match named.filter(|_| !escaped) {
+            Some(tail) => {
+                out.push_str(&rest[..at]);
+                out.push('(');
+                rest = tail;
+            }
+            None => {
+                out.push_str(&rest[..at + 2]);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The path parameters of a pattern subscriber's topic (see [`TopicPattern`]), decoded into
@@ -194,5 +300,32 @@ mod tests {
         assert_eq!(p.captures("logs.api"), None);
         assert_eq!(TopicPattern::new("plain").captures("plain"), Some(vec![]));
         assert_eq!(TopicPattern::new("a{x").regex(), r"^a\{x$");
+    }
+
+    #[test]
+    fn a_caret_makes_it_a_regular_expression_with_named_groups() {
+        let p = TopicPattern::new(r"^orders-(?P<region>[a-z]+)\..*");
+        assert_eq!(
+            p.regex(),
+            r"^orders-([a-z]+)\..*",
+            "librdkafka has no named groups"
+        );
+        assert_eq!(p.captures("orders-eu.paid"), Some(vec![("region", "eu")]));
+        assert_eq!(p.captures("orders-EU.paid"), None);
+        assert!(TopicPattern::new("^orders-.*").matches("orders-anything"));
+        assert!(!TopicPattern::new("^orders-.*").matches("old-orders-x"));
+        let under = p.prefixed("eu.");
+        assert_eq!(under.template(), r"^eu\.orders-(?P<region>[a-z]+)\..*");
+        assert!(under.matches("eu.orders-fr.x") && !under.matches("euXorders-fr.x"));
+        assert_eq!(
+            TopicPattern::new("orders-{r}").prefixed("eu-").template(),
+            "eu-orders-{r}"
+        );
+        assert_eq!(
+            without_group_names(r"^a(?<x>b)\(?P<y>(?:c)"),
+            r"^a(b)\(?P<y>(?:c)"
+        );
+        assert!(TopicPattern::new("^(").error().is_some());
+        assert_eq!(TopicPattern::new("^(").captures("("), None);
     }
 }

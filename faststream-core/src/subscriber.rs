@@ -402,7 +402,7 @@ impl SubscriberConfig {
         }
         match &self.pattern {
             Some(pattern) => {
-                let pattern = TopicPattern::new(format!("{prefix}{}", pattern.template()));
+                let pattern = pattern.prefixed(prefix);
                 self.topics = vec![pattern.regex()];
                 self.pattern = Some(Arc::new(pattern));
             }
@@ -422,15 +422,19 @@ impl SubscriberConfig {
 
     /// Reads every topic matching `template` (FastStream's `pattern=`): literal text and
     /// `{name}` parameters, each one or more characters, which handlers take with the
-    /// [`Path`](crate::pattern::Path) extractor. Replaces the topics given to `new`. On
-    /// Kafka, matching topics created later are picked up at librdkafka's next metadata
-    /// refresh (`topic.metadata.refresh.interval.ms`).
+    /// [`Path`](crate::pattern::Path) extractor. A template starting with `^` is a regular
+    /// expression instead, whose named groups are the parameters (an invalid one keeps the
+    /// app from starting). Replaces the topics given to `new`. On Kafka, matching topics
+    /// created later are picked up at librdkafka's next metadata refresh
+    /// (`topic.metadata.refresh.interval.ms`).
     ///
     /// ```
     /// use faststream_core::SubscriberConfig;
     ///
     /// let config = SubscriberConfig::new("orders", Vec::<String>::new()).pattern("orders-{region}");
     /// assert_eq!(config.topics, [r"^orders-(.+)$"]);
+    /// let config = SubscriberConfig::new("all_orders", Vec::<String>::new()).pattern("^orders-.*");
+    /// assert_eq!(config.topics, ["^orders-.*"]);
     /// ```
     pub fn pattern(mut self, template: impl Into<String>) -> Self {
         let pattern = TopicPattern::new(template);

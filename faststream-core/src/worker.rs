@@ -93,6 +93,15 @@ where
     T: Send + 'static,
     P: Publish,
 {
+    if let Some(pattern) = &config.pattern {
+        if let Some(err) = pattern.error() {
+            return Err(Error::Config(format!(
+                "subscriber `{}` cannot start: invalid topic pattern `{}`: {err}",
+                config.name,
+                pattern.template()
+            )));
+        }
+    }
     H::check(&cx.state).map_err(|err| {
         Error::Config(format!("subscriber `{}` cannot start: {err}", config.name))
     })?;

@@ -424,7 +424,9 @@ fn check_topics(topics: &[Topic], errors: &mut Errors) {
 /// text), but literal text can only match Kafka topic names (letters, digits, `.`, `_`, `-`),
 /// so anything else (regex syntax, a stray brace) would match no topic at all. Parameters are
 /// named with letters, digits and `_` (FastStream's `{name}`), each name once, so that
-/// `Path<T>` can take them as fields. Returns whether the template is fine.
+/// `Path<T>` can take them as fields. A template starting with `^` is a regular expression
+/// (librdkafka's rule for topic names), checked by compiling it. Returns whether the template
+/// is fine.
 fn check_pattern(template: &LitStr, errors: &mut Errors) -> bool {
     let text = template.value();
     let span = template.span();
@@ -434,6 +436,18 @@ fn check_pattern(template: &LitStr, errors: &mut Errors) -> bool {
             "a pattern cannot be empty, e.g. pattern = \"orders-{region}\"",
         );
         return false;
+    }
+    if text.starts_with('^') {
+        return match regex::Regex::new(&text) {
+            Ok(_) => true,
+            Err(err) => {
+                errors.push(
+                    span,
+                    format!("the pattern `{text}` is not a valid regular expression: {err}"),
+                );
+                false
+            }
+        };
     }
     let mut ok = true;
     let mut fail = |message: String| {
@@ -485,7 +499,7 @@ fn check_pattern(template: &LitStr, errors: &mut Errors) -> bool {
             }
         }
         fail(format!(
-            "{} cannot be part of a Kafka topic name (letters, digits, `.`, `_`, `-`): `pattern` takes a template such as \"orders-{{region}}\", not a regular expression",
+            "{} cannot be part of a Kafka topic name (letters, digits, `.`, `_`, `-`): `pattern` takes a template such as \"orders-{{region}}\", or a regular expression starting with `^`",
             shown.join(", ")
         ));
     }
@@ -1120,7 +1134,13 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(sub.pattern, Some(Topic::Expr(_))));
         // Adjacent parameters and a template without parameters are fine.
-        for template in ["{a}{b}", "orders", "a_b.c-{x_1}"] {
+        for template in [
+            "{a}{b}",
+            "orders",
+            "a_b.c-{x_1}",
+            "^orders-.*",
+            r"^o-(?P<r>\w+)",
+        ] {
             let sub = check(
                 quote!(pattern = #template),
                 parse_quote!(
@@ -1159,9 +1179,10 @@ mod tests {
     fn bad_patterns() {
         let cases = [
             ("", "a pattern cannot be empty"),
+            ("orders-*", "`*` cannot be part of a Kafka topic name"),
             (
-                "^orders-.*",
-                "`^`, `*` cannot be part of a Kafka topic name",
+                "^orders-(",
+                "the pattern `^orders-(` is not a valid regular expression",
             ),
             ("orders-{region", "unclosed `{`"),
             ("orders-region}", "`}` without its `{`"),

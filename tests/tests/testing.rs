@@ -929,7 +929,9 @@ both_modes!(
     explicit_partitions
 );
 
-async fn topic_pattern(broker: TestBroker) {
+/// A pattern subscriber reads `{prefix}-eu` and `{prefix}-us` with their region as `Path`, and
+/// not `{prefix}x-eu`; `template` makes the pattern from the prefix.
+async fn pattern_reads_matching_topics(broker: TestBroker, template: fn(&str) -> String) {
     use faststream::pattern::Path;
     let prefix = unique("tb-pattern");
     let output = unique("tb-pattern-out");
@@ -946,7 +948,7 @@ async fn topic_pattern(broker: TestBroker) {
     let app = FastStream::new(broker.clone()).subscriber(
         SubscriberConfig::new("regional", Vec::<String>::new())
             .group_id(unique("tb-g"))
-            .pattern(format!("{prefix}-{{region}}"))
+            .pattern(template(&prefix))
             .publish_to(output.as_str()),
         |Path(region): Path<String>, n: i64| async move { format!("{region}:{n}") },
     );
@@ -969,10 +971,23 @@ async fn topic_pattern(broker: TestBroker) {
     test.calls("regional").assert_called(3).await;
     test.shutdown().await.unwrap();
 }
+async fn topic_pattern(broker: TestBroker) {
+    pattern_reads_matching_topics(broker, |prefix| format!("{prefix}-{{region}}")).await;
+}
 both_modes!(
     topic_pattern_with_path_parameters_in_memory,
     topic_pattern_with_path_parameters_on_kafka,
     topic_pattern
+);
+
+/// FastStream's `pattern="^orders-.*"`: a regular expression, its named groups as `Path`.
+async fn regex_pattern(broker: TestBroker) {
+    pattern_reads_matching_topics(broker, |prefix| format!("^{prefix}-(?P<region>[a-z]+)$")).await;
+}
+both_modes!(
+    regex_pattern_with_named_groups_in_memory,
+    regex_pattern_with_named_groups_on_kafka,
+    regex_pattern
 );
 
 async fn dynamic_subscribers(broker: TestBroker) {

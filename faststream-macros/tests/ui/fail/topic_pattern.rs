@@ -10,9 +10,13 @@ async fn topic_and_pattern(_body: String) {}
 #[subscriber(env = "ORDERS_TOPIC", default = "orders", pattern = "orders-{region}")]
 async fn env_and_pattern(_body: String) {}
 
-// A template, not a regular expression.
-#[subscriber(pattern = "^orders-.*")]
-async fn regex(_body: String) {}
+// A template matches topic names: no regular-expression syntax unless it starts with `^`.
+#[subscriber(pattern = "orders-*")]
+async fn star(_body: String) {}
+
+// A regular expression must compile.
+#[subscriber(pattern = "^orders-(")]
+async fn bad_regex(_body: String) {}
 
 // Parameters are `{name}`, each name once.
 #[subscriber(pattern = "orders-{region")]

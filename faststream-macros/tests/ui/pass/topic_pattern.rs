@@ -25,6 +25,12 @@ async fn logs(Path(route): Path<Route>, line: String) -> String {
     format!("{}/{}: {line}", route.service, route.level)
 }
 
+// A regular expression (it starts with `^`), its named groups as parameters.
+#[subscriber(pattern = r"^audit-(?P<team>[a-z]+)\..*")]
+async fn audit(Path(team): Path<String>, line: String) -> String {
+    format!("{team}: {line}")
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let config = regional::config();
@@ -46,4 +52,9 @@ async fn main() {
         level: "warn".into(),
     };
     assert_eq!(logs::call(Path(route), "slow".into()).await, "api/warn: slow");
+
+    let config = audit::config();
+    assert_eq!(config.topics, [r"^audit-([a-z]+)\..*"]);
+    let pattern = config.pattern.expect("a pattern subscriber");
+    assert_eq!(pattern.captures("audit-billing.2026"), Some(vec![("team", "billing")]));
 }
