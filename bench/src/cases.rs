@@ -109,6 +109,22 @@ fn fs_broker(args: &CaseArgs) -> KafkaBroker {
     KafkaBroker::new(args.bootstrap.clone())
 }
 
+/// Runs a drain app until its subscriber has seen every record, and measures from the first.
+async fn drain_until_done(
+    app: FastStream<KafkaBroker>,
+    progress: &Progress,
+) -> Result<CaseResult, String> {
+    let app = app.start().await.map_err(|e| e.to_string())?;
+    progress.done.notified().await;
+    let result = progress
+        .start
+        .get()
+        .ok_or("no records")?
+        .finish(progress.seen.load(Ordering::Relaxed));
+    app.shutdown().await.map_err(|e| e.to_string())?;
+    Ok(result)
+}
+
 /// faststream drain: a subscriber taking the same `Event`.
 pub async fn fs_drain(args: &CaseArgs) -> Result<CaseResult, String> {
     let progress = Progress::new(args.messages);
@@ -121,18 +137,8 @@ pub async fn fs_drain(args: &CaseArgs) -> Result<CaseResult, String> {
                 std::hint::black_box(event.seq);
                 progress.record();
             },
-        )
-        .start()
-        .await
-        .map_err(|e| e.to_string())?;
-    progress.done.notified().await;
-    let result = progress
-        .start
-        .get()
-        .ok_or("no records")?
-        .finish(progress.seen.load(Ordering::Relaxed));
-    app.shutdown().await.map_err(|e| e.to_string())?;
-    Ok(result)
+        );
+    drain_until_done(app, &progress).await
 }
 
 /// Records per batch in the batch-drain row.
@@ -153,18 +159,8 @@ pub async fn fs_drain_batch(args: &CaseArgs) -> Result<CaseResult, String> {
                 std::hint::black_box(checksum);
                 progress.record_many(events.len() as u64);
             },
-        )
-        .start()
-        .await
-        .map_err(|e| e.to_string())?;
-    progress.done.notified().await;
-    let result = progress
-        .start
-        .get()
-        .ok_or("no records")?
-        .finish(progress.seen.load(Ordering::Relaxed));
-    app.shutdown().await.map_err(|e| e.to_string())?;
-    Ok(result)
+        );
+    drain_until_done(app, &progress).await
 }
 
 fn greeting(event: &Event) -> String {
