@@ -1,5 +1,6 @@
 //! The `faststream` command and the CLI every app gets, run as processes: help, docs gen and
-//! serve, publish on the real broker, error exits, workers, reload refusal, new projects.
+//! serve, publish on the real broker, error exits, workers, reload refusal, new projects, and
+//! `run --metrics` with the health server, `run --otel` to an OTLP collector.
 //!
 //! The app under test is `tests/src/bin/cli_app.rs` (built once with cargo).
 
@@ -675,4 +676,218 @@ fn new_project_builds_tests_and_generates_docs() {
         "{doc}"
     );
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The value of the Prometheus sample whose name is `name` and whose labels include every one
+/// of `labels` (`key="value"`), from a `/metrics` text.
+fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?.strip_prefix('{')?;
+        let (set, value) = rest.split_once("} ")?;
+        labels
+            .iter()
+            .all(|label| set.split(',').any(|l| l == *label))
+            .then(|| value.trim().parse().ok())?
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_with_metrics_serves_health_and_prometheus_counts() {
+    let (input, output, group) = (unique("cli-m-in"), unique("cli-m-out"), unique("cli-m"));
+    create_topic(&input, 1).await;
+    create_topic(&output, 1).await;
+    let mut server = Running::start(
+        Command::new(app())
+            .args(["run", "--metrics", "--health-port", "0"])
+            .env("CLI_IN", &input)
+            .env("CLI_OUT", &output)
+            .env("CLI_GROUP", &group)
+            .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap()),
+    );
+    let line = server.wait_for_lines("health at http://", 1, Duration::from_secs(60));
+    let address = line[0]
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("address")
+        .to_owned();
+    // Ready once the partition is assigned and consuming.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = http_get(&address, "/health/ready");
+        if status.contains(" 200 ") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never ready: {status}\n{body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    produce(&input, ["a", "bb", "ccc"].map(Input::new)).await;
+    let topic = output.clone();
+    let records = tokio::task::spawn_blocking(move || collect(&topic, 3, Duration::from_secs(30)))
+        .await
+        .unwrap();
+    let payloads: Vec<&str> = records.iter().map(|r| r.payload.as_str()).collect();
+    assert_eq!(payloads, ["-:a", "-:bb", "-:ccc"]);
+
+    let handler = format!("handler=\"{input}\"");
+    let acked = [handler.as_str(), "status=\"acked\""];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let (status, text) = http_get(&address, "/metrics");
+        assert!(status.contains(" 200 "), "{status}");
+        if sample(
+            &text,
+            "faststream_received_processed_messages_total",
+            &acked,
+        ) == Some(3.0)
+        {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "never counted 3 acked:\n{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        sample(&text, "faststream_received_messages_total", &[&handler]),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "faststream_received_messages_size_bytes_sum",
+            &[&handler]
+        ),
+        Some(6.0),
+        "{text}"
+    );
+    let destination = format!("destination=\"{output}\"");
+    assert_eq!(
+        sample(
+            &text,
+            "faststream_published_messages_total",
+            &[&destination, "status=\"success\""]
+        ),
+        Some(3.0),
+        "{text}"
+    );
+    let (_, health) = http_get(&address, "/health");
+    assert!(
+        health.contains(&input),
+        "the report names the partition's topic: {health}"
+    );
+
+    server.signal(libc::SIGTERM);
+    assert!(server.wait(Duration::from_secs(30)).success());
+}
+
+/// The requests a stand-in collector received: `(path, body)`.
+type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// A stand-in OTLP/HTTP collector: answers every POST with 200 and keeps `(path, body)`.
+fn otlp_collector() -> (String, Received) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("collector binds");
+    let address = listener.local_addr().expect("address").to_string();
+    let received = Received::default();
+    let kept = Arc::clone(&received);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            let mut reader = BufReader::new(stream);
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            let mut length = 0;
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).unwrap_or(0) == 0 || header.trim().is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = header.split_once(':') {
+                    if name.eq_ignore_ascii_case("content-length") {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let path = request_line
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("")
+                .to_owned();
+            kept.lock().unwrap().push((path, body));
+            let _ = reader.get_mut().write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            );
+        }
+    });
+    (address, received)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_with_otel_exports_process_and_send_spans_over_otlp() {
+    let (input, output, group) = (unique("cli-o-in"), unique("cli-o-out"), unique("cli-o"));
+    create_topic(&input, 1).await;
+    create_topic(&output, 1).await;
+    let (collector, received) = otlp_collector();
+    let server = Running::start(
+        Command::new(app())
+            .args(["run", "--otel"])
+            .env("CLI_IN", &input)
+            .env("CLI_OUT", &output)
+            .env("CLI_GROUP", &group)
+            .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap())
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector}"))
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+            .env("OTEL_SERVICE_NAME", "cli-otel-test"),
+    );
+    produce(&input, [Input::new("traced")]).await;
+    let topic = output.clone();
+    let records = tokio::task::spawn_blocking(move || collect(&topic, 1, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(records[0].payload, "-:traced");
+    let traceparent = records[0].headers.get("traceparent").cloned();
+    assert!(
+        traceparent.as_deref().is_some_and(|t| t.starts_with("00-")),
+        "the published record carries the W3C context: {:?}",
+        records[0].headers
+    );
+
+    // SIGTERM: the app stops and exports what its batch processor still holds.
+    server.signal(libc::SIGTERM);
+    assert!(server.wait(Duration::from_secs(30)).success());
+    let received = received.lock().unwrap();
+    let traces: Vec<&Vec<u8>> = received
+        .iter()
+        .filter(|(path, _)| path == "/v1/traces")
+        .map(|(_, body)| body)
+        .collect();
+    // Protobuf keeps strings as their bytes: the span names and the service name are there.
+    let holds = |needle: &str| {
+        traces
+            .iter()
+            .any(|body| body.windows(needle.len()).any(|w| w == needle.as_bytes()))
+    };
+    assert!(!traces.is_empty(), "no POST to /v1/traces: {received:?}");
+    assert!(holds(&format!("process {input}")), "no CONSUMER span");
+    assert!(holds(&format!("send {output}")), "no PRODUCER span");
+    assert!(
+        holds("cli-otel-test"),
+        "the service name from OTEL_SERVICE_NAME"
+    );
+    // The trace id the record carried is the one exported (as 16 raw bytes).
+    let trace_id = traceparent.unwrap()[3..35].to_owned();
+    let bytes: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&trace_id[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    assert!(
+        traces
+            .iter()
+            .any(|body| body.windows(16).any(|w| w == bytes)),
+        "trace {trace_id} not exported"
+    );
 }
