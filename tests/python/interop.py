@@ -8,6 +8,11 @@ tests/tests/python_interop.rs).
     interop.py request BOOTSTRAP TOPIC REPLY_TOPIC VALUE
         Publishes VALUE to TOPIC with reply_to=REPLY_TOPIC and a fresh correlation id, waits
         for the record on REPLY_TOPIC with that correlation id, prints its payload and exits.
+
+    interop.py traced BOOTSTRAP IN_TOPIC OUT_TOPIC GROUP
+        A FastStream subscriber on IN_TOPIC, traced by FastStream's KafkaTelemetryMiddleware,
+        publishing "py:{body}" to OUT_TOPIC; prints "ready" once consuming and, as each span
+        ends, "span NAME|TRACE_ID|SPAN_ID|PARENT_SPAN_ID" (hex, "-" for no parent).
 """
 
 import asyncio
@@ -53,12 +58,52 @@ async def request(bootstrap: str, topic: str, reply_topic: str, value: str) -> N
         print(body, flush=True)
 
 
+async def traced(bootstrap: str, in_topic: str, out_topic: str, group: str) -> None:
+    from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        SimpleSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+
+    class PrintSpans(SpanExporter):
+        def export(self, spans):
+            for span in spans:
+                parent = f"{span.parent.span_id:016x}" if span.parent else "-"
+                context = span.context
+                print(
+                    f"span {span.name}|{context.trace_id:032x}|{context.span_id:016x}|{parent}",
+                    flush=True,
+                )
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "python-interop"}))
+    provider.add_span_processor(SimpleSpanProcessor(PrintSpans()))
+    broker = KafkaBroker(
+        bootstrap, middlewares=(KafkaTelemetryMiddleware(tracer_provider=provider),)
+    )
+
+    @broker.subscriber(in_topic, group_id=group, auto_offset_reset="earliest")
+    @broker.publisher(out_topic)
+    async def relay(body: str) -> str:
+        return f"py:{body}"
+
+    async with broker:
+        await broker.start()
+        print("ready", flush=True)
+        await asyncio.Event().wait()
+
+
 def main() -> None:
     command, *args = sys.argv[1:]
     if command == "respond":
         asyncio.run(respond(*args))
     elif command == "request":
         asyncio.run(request(*args))
+    elif command == "traced":
+        asyncio.run(traced(*args))
     else:
         raise SystemExit(f"unknown command {command}")
 

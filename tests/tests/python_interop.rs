@@ -1,6 +1,8 @@
-//! Request/reply across languages on a real Kafka broker: Python FastStream (0.7.8, from
-//! PyPI into `target/python-interop/venv` on first use) answers a faststream-rs request, and a
-//! faststream-rs subscriber answers a Python FastStream request through `reply_to`.
+//! Across languages on a real Kafka broker, with Python FastStream (0.7.8 and the
+//! OpenTelemetry SDK, from PyPI into `target/python-interop/venv` on first use): Python answers
+//! a faststream-rs request, a faststream-rs subscriber answers a Python request through
+//! `reply_to`, and one OpenTelemetry trace crosses a Python service traced by FastStream's own
+//! middleware.
 
 use faststream::kafka::KafkaBroker;
 use faststream::{FastStream, Record, SubscriberConfig};
@@ -32,10 +34,18 @@ fn python() -> &'static PathBuf {
                 .expect("python3");
             assert!(status.success(), "creating the venv failed");
         }
-        let marker = venv.join(".installed");
+        // Named after what it holds: a venv from before the OpenTelemetry SDK gets it added.
+        let marker = venv.join(".installed-otel");
         if !marker.exists() {
             let status = Command::new(&python)
-                .args(["-m", "pip", "install", "-q", "faststream[kafka]==0.7.8"])
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "-q",
+                    "faststream[kafka,otel]==0.7.8",
+                    "opentelemetry-sdk==1.45.2",
+                ])
                 .status()
                 .expect("pip");
             assert!(status.success(), "installing FastStream from PyPI failed");
@@ -134,4 +144,179 @@ async fn a_rust_subscriber_answers_a_python_faststream_request() {
         .filter(|line| !line.contains(" - "))
         .collect();
     assert_eq!(answers, ["42"], "{stdout}");
+}
+
+/// One span as the Python side printed it: name, trace id, span id, parent span id (hex).
+#[derive(Debug, Clone, PartialEq)]
+struct PySpan {
+    name: String,
+    trace: String,
+    span: String,
+    parent: String,
+}
+
+fn py_span(line: &str) -> Option<PySpan> {
+    let mut fields = line.strip_prefix("span ")?.split('|');
+    Some(PySpan {
+        name: fields.next()?.to_owned(),
+        trace: fields.next()?.to_owned(),
+        span: fields.next()?.to_owned(),
+        parent: fields.next()?.trim().to_owned(),
+    })
+}
+
+/// faststream-rs → Python FastStream (its `KafkaTelemetryMiddleware`) → faststream-rs: one
+/// trace across both languages, each side's consumer span the child of what the other sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_crosses_python_faststream_both_ways() {
+    use faststream::observe::otel::Otel;
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+    use std::sync::{Arc, Mutex};
+
+    let (start, to_python, from_python) = (
+        unique("py-otel-start"),
+        unique("py-otel-in"),
+        unique("py-otel-out"),
+    );
+    for topic in [&start, &to_python, &from_python] {
+        create_topic(topic, 1).await;
+    }
+    let python = tokio::task::spawn_blocking(python).await.expect("venv");
+    let mut child = KillOnDrop(
+        Command::new(python)
+            .arg(script())
+            .args([
+                "traced",
+                &bootstrap(),
+                &to_python,
+                &from_python,
+                &unique("g"),
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python relay"),
+    );
+    let stdout = child.0.stdout.take().expect("stdout");
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let kept = Arc::clone(&lines);
+    std::thread::spawn(move || {
+        let mut ready = Some(ready_tx);
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.trim() == "ready" {
+                if let Some(ready) = ready.take() {
+                    let _ = ready.send(());
+                }
+            }
+            kept.lock().unwrap().push(line);
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(90), ready_rx)
+        .await
+        .expect("the Python relay starts within 90 s")
+        .expect("the Python relay exited before it was ready");
+    logs();
+
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let otel = Otel::new(provider.tracer("python-interop"));
+    let (sent_back, received) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let running = FastStream::new(KafkaBroker::new(bootstrap()))
+        .otel(&otel)
+        .subscriber(
+            SubscriberConfig::new("front", [start.as_str()])
+                .group_id(unique("g").as_str())
+                .publish_to(to_python.as_str()),
+            |text: String| async move { format!("rs:{text}") },
+        )
+        .subscriber(
+            SubscriberConfig::new("back", [from_python.as_str()]).group_id(unique("g").as_str()),
+            move |text: String| {
+                let sent_back = sent_back.clone();
+                async move {
+                    let _ = sent_back.send(text);
+                }
+            },
+        )
+        .start()
+        .await
+        .expect("app starts");
+    produce(&start, [Input::new("hello")]).await;
+    let mut received = received;
+    let back = tokio::time::timeout(Duration::from_secs(60), received.recv())
+        .await
+        .expect("the record comes back from Python within 60 s");
+    assert_eq!(back.as_deref(), Some("py:rs:hello"));
+    let process_back = format!("process {from_python}");
+    wait_for(Duration::from_secs(30), "the spans of both sides", || {
+        let rust_done = exporter
+            .get_finished_spans()
+            .is_ok_and(|spans| spans.iter().any(|s| s.name == process_back));
+        let python_done = lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| py_span(l))
+            .any(|s| s.name == format!("{to_python} process"));
+        rust_done && python_done
+    })
+    .await;
+    running.shutdown().await.expect("shutdown");
+
+    let spans = exporter.get_finished_spans().expect("spans");
+    let rust = |name: String| {
+        spans
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no span `{name}` in {spans:#?}"))
+            .clone()
+    };
+    let process_start = rust(format!("process {start}"));
+    let send_to_python = rust(format!("send {to_python}"));
+    let process_from_python = rust(process_back);
+    let python_spans: Vec<PySpan> = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| py_span(l))
+        .collect();
+    let python = |name: String| {
+        python_spans
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no Python span `{name}` in {python_spans:#?}"))
+            .clone()
+    };
+    let python_process = python(format!("{to_python} process"));
+    let python_publish = python(format!("{from_python} publish"));
+
+    let trace = process_start.span_context.trace_id().to_string();
+    assert_eq!(send_to_python.span_context.trace_id().to_string(), trace);
+    assert_eq!(
+        python_process.trace, trace,
+        "Python continues the Rust trace"
+    );
+    assert_eq!(python_publish.trace, trace);
+    assert_eq!(
+        process_from_python.span_context.trace_id().to_string(),
+        trace,
+        "the trace comes back to Rust"
+    );
+    assert_eq!(
+        python_process.parent,
+        send_to_python.span_context.span_id().to_string(),
+        "Python's consumer span is the child of the Rust send span"
+    );
+    assert_eq!(python_publish.parent, python_process.span);
+    // FastStream propagates the context a message was created in: inside a handler, that of
+    // the message it consumes, so the record Python sent carries the Rust send span's context
+    // (not its own publish span's).
+    assert_eq!(
+        process_from_python.parent_span_id,
+        send_to_python.span_context.span_id(),
+        "the Rust consumer span's parent is what the Python record carried"
+    );
 }
