@@ -5,12 +5,12 @@
 //! backend's [`Publish`], and reports finished offsets back through [`OffsetStore`] as a
 //! contiguous watermark.
 
-pub use crate::record::{Delivered, Record};
+pub use crate::message::record::{Delivered, Record};
 
+use crate::config::subscriber::SubscriberConfig;
 use crate::error::{PublishError, Result};
 pub use crate::health::{ConnectionHealth, PartitionHealth, SubscriptionHealth};
 use crate::message::{Message, TopicPartition};
-use crate::subscriber::SubscriberConfig;
 use futures::future::BoxFuture;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};

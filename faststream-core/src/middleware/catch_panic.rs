@@ -1,6 +1,6 @@
 //! A panicking handler or extractor is a failed message, not a dead partition worker.
 
-use super::{BoxError, HandlerPanicked};
+use crate::error::{BoxError, HandlerPanicked};
 use crate::message::Message;
 use std::any::Any;
 use std::future::Future;

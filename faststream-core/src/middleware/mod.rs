@@ -1,8 +1,8 @@
 //! The handler pipeline as [tower] layers, and the publish pipeline users can wrap.
 //!
 //! Every consumed message goes through one [`tower::Service`]: it receives the owned
-//! [`Message`] (topic, partition, offset, key, headers, payload bytes) and answers with the
-//! handler's [`Reply`] or an error ([`BoxError`]: a decode or extraction error, the handler's
+//! [`Message`](crate::Message) (topic, partition, offset, key, headers, payload bytes) and answers with the
+//! handler's [`Reply`](crate::Reply) or an error ([`BoxError`]: a decode or extraction error, the handler's
 //! own error, a panic, a timeout, a manual nack or reject). The partition worker then
 //! publishes the reply and applies the subscriber's ack policy to the outcome.
 //!
@@ -126,98 +126,28 @@
 //! ```
 
 mod catch_panic;
-mod handler;
 mod trace;
 
 pub use catch_panic::{CatchPanic, CatchPanicFuture, CatchPanicLayer};
-pub use handler::{HandlerFuture, HandlerService};
 pub use trace::{Trace, TraceLayer};
 
+// Defined with what they belong to, and named here too, where users look for layers.
+pub use crate::config::subscriber::HandlerLayer;
+pub use crate::error::{BoxError, HandlerPanicked, HandlerTimedOut, Nacked, Rejected};
+pub use crate::handler::service::{
+    BoxMessageService, HandlerFuture, HandlerService, MessageService,
+};
+
 use crate::error::PublishError;
-use crate::message::Message;
-use crate::record::Record;
-use crate::reply::Reply;
-use crate::subscriber::SubscriberConfig;
+use crate::message::record::Record;
 use std::sync::Arc;
 use std::time::Duration;
 use tower::util::BoxCloneService;
 use tower::{Layer, Service};
 
-/// The error type of the handler pipeline: any error, boxed (tower's convention). Layers tell
-/// errors apart by downcasting, e.g. `err.is::<HandlerPanicked>()`.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
-
-/// A service that handles one message: what the handler pipeline and every layer in it are.
-///
-/// Implemented for every `tower::Service<Message, Response = Reply, Error = BoxError>`.
-pub trait MessageService:
-    Service<Message, Response = Reply, Error = BoxError, Future = Self::CallFuture>
-{
-    /// The future of one call (the service's `Future`, named for bounds).
-    type CallFuture: std::future::Future<Output = Result<Reply, BoxError>> + Send + 'static;
-}
-
-impl<S> MessageService for S
-where
-    S: Service<Message, Response = Reply, Error = BoxError>,
-    S::Future: Send + 'static,
-{
-    type CallFuture = S::Future;
-}
-
-/// The handler pipeline with its type erased: what user layers wrap.
-pub type BoxMessageService = BoxCloneService<Message, Reply, BoxError>;
-
 /// The publish pipeline with its type erased: hands a record to the producer and answers with
 /// the delivery future (`D`, the backend's) that resolves when the broker acknowledged it.
 pub type BoxPublishService<D> = BoxCloneService<Record, D, PublishError>;
-
-/// A user layer over the type-erased handler pipeline, stored until the subscriber starts;
-/// it may be built from the subscriber's configuration ([`HandlerLayer::per_subscriber`]).
-#[derive(Clone)]
-pub struct HandlerLayer(Arc<WrapFn>);
-
-/// Wraps the pipeline of the subscriber it is given.
-type WrapFn = dyn Fn(&SubscriberConfig, BoxMessageService) -> BoxMessageService + Send + Sync;
-
-impl std::fmt::Debug for HandlerLayer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("HandlerLayer")
-    }
-}
-
-impl HandlerLayer {
-    /// Type-erases `layer`, the same for every subscriber.
-    pub fn new<L>(layer: L) -> Self
-    where
-        L: Layer<BoxMessageService> + Send + Sync + 'static,
-        L::Service: Service<Message, Response = Reply, Error = BoxError> + Clone + Send + 'static,
-        <L::Service as Service<Message>>::Future: Send + 'static,
-    {
-        Self(Arc::new(move |_config, inner| {
-            BoxCloneService::new(layer.layer(inner))
-        }))
-    }
-
-    /// A layer built for each subscriber from its configuration (its name, topics, group...),
-    /// e.g. to label what it records with the subscriber's name.
-    pub fn per_subscriber<F, L>(make: F) -> Self
-    where
-        F: Fn(&SubscriberConfig) -> L + Send + Sync + 'static,
-        L: Layer<BoxMessageService>,
-        L::Service: Service<Message, Response = Reply, Error = BoxError> + Clone + Send + 'static,
-        <L::Service as Service<Message>>::Future: Send + 'static,
-    {
-        Self(Arc::new(move |config, inner| {
-            BoxCloneService::new(make(config).layer(inner))
-        }))
-    }
-
-    /// Wraps `inner`, the pipeline of the subscriber `config` describes.
-    pub fn apply(&self, config: &SubscriberConfig, inner: BoxMessageService) -> BoxMessageService {
-        (self.0)(config, inner)
-    }
-}
 
 /// A user layer over the type-erased publish pipeline of a backend whose deliveries are `D`.
 pub struct PublishLayer<D>(Arc<dyn Fn(BoxPublishService<D>) -> BoxPublishService<D> + Send + Sync>);
@@ -252,26 +182,6 @@ impl<D: Send + 'static> PublishLayer<D> {
         (self.0)(inner)
     }
 }
-
-/// A message was nacked through the `Ack` extractor: run it again after the backoff.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("nacked by its handler")]
-pub struct Nacked;
-
-/// A message was rejected through the `Ack` extractor: skip it.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("rejected by its handler")]
-pub struct Rejected;
-
-/// The handler (or an extractor) panicked.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("handler panicked: {0}")]
-pub struct HandlerPanicked(pub String);
-
-/// The handler did not finish within the subscriber's `handler_timeout`.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("handler timed out after {0:?}")]
-pub struct HandlerTimedOut(pub Duration);
 
 /// Turns tower's timeout error into [`HandlerTimedOut`] naming the limit.
 pub(crate) fn name_timeout(limit: Duration) -> impl Fn(BoxError) -> BoxError + Clone {

@@ -1,7 +1,7 @@
 //! What a handler returns, turned into something to publish (or an error).
 
-use crate::codec::{self, Encoded};
 use crate::error::HandlerError;
+use crate::message::codec::{self, Encoded};
 use crate::message::Headers;
 use bytes::Bytes;
 use serde::Serialize;
@@ -232,7 +232,7 @@ where
 #[doc(hidden)]
 pub mod schema_probe {
     use super::Response;
-    use crate::schema::SchemaFn;
+    use crate::handler::schema::SchemaFn;
     use schemars::gen::SchemaGenerator;
     use schemars::JsonSchema;
     use std::marker::PhantomData;

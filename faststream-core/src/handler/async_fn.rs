@@ -1,8 +1,8 @@
 //! The `Handler` trait: any async function whose parameters are extractors.
 
-use crate::extract::{AppState, ExtractError, FromMessage, MessageContext};
+use crate::handler::extract::{AppState, ExtractError, FromMessage, MessageContext};
+use crate::handler::reply::{IntoReply, Reply};
 use crate::message::Message;
-use crate::reply::{IntoReply, Reply};
 use futures::future::{FutureExt, Map};
 use std::future::Future;
 
@@ -44,7 +44,7 @@ pub trait Handler<T>: Clone + Send + Sync + 'static {
     /// [`Filtered`](crate::filter::Filtered) one), for the AsyncAPI document's `oneOf`; empty
     /// for a plain function (its schema comes from `#[subscriber]` or
     /// [`SubscriberConfig::payload_schema`](crate::SubscriberConfig::payload_schema)).
-    fn payload_schemas(&self) -> Vec<crate::schema::SchemaFn> {
+    fn payload_schemas(&self) -> Vec<crate::handler::schema::SchemaFn> {
         Vec::new()
     }
 }
@@ -91,7 +91,7 @@ impl_handler!(A1, A2, A3, A4, A5, A6, A7, A8, A9, A10, A11, A12);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::extract::Key;
+    use crate::handler::extract::Key;
 
     async fn call<T>(h: impl Handler<T>, msg: &Message) -> Result<Reply, ExtractError> {
         let state = AppState::default();

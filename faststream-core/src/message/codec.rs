@@ -6,6 +6,7 @@
 //! raw as `application/octet-stream`, `()` and `None` publish nothing, everything else is JSON
 //! with `content-type: application/json`.
 
+pub use crate::error::{DecodeError, EncodeError};
 use crate::message::{Message, CONTENT_TYPE};
 use bytes::Bytes;
 use serde::de::{self, DeserializeOwned, Visitor};
@@ -18,16 +19,6 @@ pub const APPLICATION_JSON: &str = "application/json";
 pub const TEXT_PLAIN: &str = "text/plain";
 /// Content type for raw binary payloads.
 pub const OCTET_STREAM: &str = "application/octet-stream";
-
-/// A payload that could not be decoded into the handler's type.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message} (at `{path}`)")]
-pub struct DecodeError {
-    /// Where in the document decoding failed, serde style (`user.id`, `.` for the root).
-    pub path: String,
-    /// What went wrong.
-    pub message: String,
-}
 
 /// Decodes `payload` into `T` (see the module docs for the rules).
 ///
@@ -401,11 +392,6 @@ pub enum Encoded {
     /// The value was a `Result::Err`: a handler error, with its JSON rendering as the message.
     Failed(String),
 }
-
-/// A value that could not be encoded (serde refused it, e.g. a map with non-string keys).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("could not encode the payload: {0}")]
-pub struct EncodeError(pub String);
 
 /// Encodes a value by FastStream's rules (see the module docs).
 ///

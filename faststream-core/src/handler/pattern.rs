@@ -3,10 +3,6 @@
 //! (now and, on Kafka, created later), and handlers take the parameters with the [`Path`]
 //! extractor.
 
-use crate::extract::{ExtractError, Extractor, FromMessage, MessageContext};
-use crate::message::Message;
-use serde::de::DeserializeOwned;
-
 /// A topic template such as `orders-{region}`: literal text and `{name}` parameters. A
 /// parameter matches one or more characters, as few as possible before the literal text that
 /// follows it (the last one takes the rest).
@@ -245,41 +241,6 @@ fn without_group_names(regex: &str) -> String {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Path<T>(pub T);
-
-impl<T: DeserializeOwned> FromMessage for Path<T> {
-    fn from_message(message: &Message, cx: &MessageContext<'_>) -> Result<Self, ExtractError> {
-        let Some(pattern) = cx.pattern() else {
-            return Err(ExtractError::Other(
-                "a `Path` parameter needs a pattern subscriber (`SubscriberConfig::pattern`)"
-                    .into(),
-            ));
-        };
-        let Some(captures) = pattern.captures(&message.topic) else {
-            return Err(ExtractError::Other(format!(
-                "topic `{}` does not match the pattern `{}`",
-                message.topic,
-                pattern.template()
-            )));
-        };
-        let object: serde_json::Map<String, serde_json::Value> = captures
-            .iter()
-            .map(|(name, value)| ((*name).to_owned(), (*value).into()))
-            .collect();
-        let single = (captures.len() == 1).then(|| captures[0].1);
-        match serde_json::from_value(serde_json::Value::Object(object)) {
-            Ok(value) => Ok(Path(value)),
-            Err(err) => match single.map(|v| serde_json::from_value(v.into())) {
-                Some(Ok(value)) => Ok(Path(value)),
-                _ => Err(ExtractError::Other(format!(
-                    "path parameters of `{}` do not fit: {err}",
-                    message.topic
-                ))),
-            },
-        }
-    }
-}
-
-impl<T: DeserializeOwned> Extractor for Path<T> {}
 
 #[cfg(test)]
 mod tests {

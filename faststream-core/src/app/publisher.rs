@@ -21,10 +21,10 @@
 //! # }
 //! ```
 
+use crate::config::subscriber::PublisherConfig;
 use crate::error::{Error, PublishError, Result};
+use crate::message::record::{Delivered, Record};
 use crate::message::Headers;
-use crate::record::{Delivered, Record};
-use crate::subscriber::PublisherConfig;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use std::sync::{Arc, OnceLock};

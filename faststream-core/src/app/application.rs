@@ -1,21 +1,23 @@
 //! The application: subscribers, shared state, lifecycle hooks, graceful shutdown.
 
+use crate::app::publisher::{Publisher, SendFn};
+use crate::app::router::Router;
 use crate::broker::{Broker, Publish, Record, SubscribeOptions, Subscription};
-use crate::error::{Error, HandlerError, PublishError, Result};
-use crate::extract::AppState;
+use crate::config::options::StartupOptions;
+use crate::config::subscriber::{HandlerLayer, IntoSubscriber, Registry, SubscriberConfig};
+use crate::error::{BoxError, Error, HandlerError, PublishError, Result};
+use crate::handler::extract::AppState;
+use crate::handler::reply::Reply;
+use crate::handler::service::BoxMessageService;
 use crate::handler::Handler;
-use crate::health::{AppHealth, SubscriberStats};
+use crate::health::AppHealth;
 use crate::message::Message;
-use crate::middleware::{
-    BoxError, BoxMessageService, BoxPublishService, HandlerLayer, PublishLayer,
-};
-use crate::options::StartupOptions;
+use crate::middleware::{BoxPublishService, PublishLayer};
+use crate::policy::AckPolicy;
 use crate::policy::ErrorPolicy;
-use crate::publisher::{Publisher, SendFn};
-use crate::reply::Reply;
-use crate::router::Router;
-use crate::subscriber::{AckPolicy, IntoSubscriber, Registry, SubscriberConfig};
-use crate::worker::{subscriber_workers, BuiltSubscriber, PublishPath, StartContext};
+use crate::runtime::factory::{factory, SubscriberFactory};
+use crate::runtime::stats::SubscriberStats;
+use crate::runtime::worker::{subscriber_workers, BuiltSubscriber, PublishPath, StartContext};
 use futures::future::BoxFuture;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -68,21 +70,6 @@ async fn run_hooks(name: &'static str, hooks: Vec<Hook>) -> Result<()> {
             .map_err(|source| Error::Hook { hook: name, source })?;
     }
     Ok(())
-}
-
-/// Builds a subscriber's pipeline and worker spawner once the app starts, from its final
-/// configuration (router prefixes, layers and default policies applied).
-pub(crate) type SubscriberFactory<P> =
-    Box<dyn FnOnce(Arc<SubscriberConfig>, &StartContext<P>) -> Result<BuiltSubscriber> + Send>;
-
-/// A subscriber's factory for the handler `handler`.
-pub(crate) fn factory<H, T, P>(handler: H) -> SubscriberFactory<P>
-where
-    H: Handler<T>,
-    T: Send + 'static,
-    P: Publish,
-{
-    Box::new(move |config, cx| subscriber_workers(config, handler, cx))
 }
 
 /// The delivery future of a broker's publisher.

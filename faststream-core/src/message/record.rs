@@ -55,17 +55,17 @@ impl Record {
         value: &T,
     ) -> Result<Self> {
         let mut record = Self::new(topic, Bytes::new());
-        match crate::codec::encode(value)? {
-            crate::codec::Encoded::Body {
+        match crate::message::codec::encode(value)? {
+            crate::message::codec::Encoded::Body {
                 payload,
                 content_type,
             } => {
                 record.payload = Some(payload);
                 record.content_type = Some(content_type);
             }
-            crate::codec::Encoded::Nothing => record.payload = None,
-            crate::codec::Encoded::Failed(message) => {
-                return Err(crate::codec::EncodeError(format!(
+            crate::message::codec::Encoded::Nothing => record.payload = None,
+            crate::message::codec::Encoded::Failed(message) => {
+                return Err(crate::message::codec::EncodeError(format!(
                     "cannot publish an Err value: {message}"
                 ))
                 .into())

@@ -1,7 +1,6 @@
-//! The message envelope every handler sees, independent of the broker that delivered it.
+//! Record headers in wire order, and the header names FastStream writes.
 
 use bytes::Bytes;
-use std::sync::Arc;
 
 /// Header carrying the id that ties a reply (or any derived message) to its origin.
 pub const CORRELATION_ID: &str = "correlation_id";
@@ -111,105 +110,5 @@ impl<N: Into<String>, V: Into<Bytes>> FromIterator<(N, V)> for Headers {
                 .map(|(n, v)| (n.into(), v.into()))
                 .collect(),
         }
-    }
-}
-
-/// A topic and one of its partitions.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TopicPartition {
-    /// Topic name.
-    pub topic: Arc<str>,
-    /// Partition number.
-    pub partition: i32,
-}
-
-impl TopicPartition {
-    /// A topic-partition pair.
-    pub fn new(topic: impl Into<Arc<str>>, partition: i32) -> Self {
-        Self {
-            topic: topic.into(),
-            partition,
-        }
-    }
-}
-
-impl std::fmt::Display for TopicPartition {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}[{}]", self.topic, self.partition)
-    }
-}
-
-/// One consumed record: payload, key, headers and where it came from.
-///
-/// Handlers usually take typed pieces of it through extractors; taking `Message` itself gives
-/// the raw record.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Message {
-    /// Topic the record was read from (shared by all records of a partition).
-    pub topic: Arc<str>,
-    /// Partition the record was read from.
-    pub partition: i32,
-    /// Offset of the record in its partition.
-    pub offset: i64,
-    /// Producer or log-append timestamp, milliseconds since the Unix epoch.
-    pub timestamp: Option<i64>,
-    /// Record key.
-    pub key: Option<Bytes>,
-    /// Record value; empty for a tombstone.
-    pub payload: Bytes,
-    /// Record headers.
-    pub headers: Headers,
-    /// Set only on a batch subscriber's delivery: the records the batch is made of (the
-    /// message's own payload, key and headers are then empty; see [`Message::batch_of`]).
-    pub batch: Option<crate::batch::Batch>,
-}
-
-impl Message {
-    /// A record on `topic` with `payload`, at partition 0 offset 0: handy in tests.
-    pub fn new(topic: impl Into<Arc<str>>, payload: impl Into<Bytes>) -> Self {
-        Self {
-            topic: topic.into(),
-            partition: 0,
-            offset: 0,
-            timestamp: None,
-            key: None,
-            payload: payload.into(),
-            headers: Headers::new(),
-            batch: None,
-        }
-    }
-
-    /// The `correlation_id` header, when present and UTF-8.
-    pub fn correlation_id(&self) -> Option<&str> {
-        self.headers.get_str(CORRELATION_ID)
-    }
-
-    /// The `reply_to` header, when present, UTF-8 and not empty.
-    pub fn reply_to(&self) -> Option<&str> {
-        self.headers.get_str(REPLY_TO).filter(|t| !t.is_empty())
-    }
-
-    /// Roughly the memory the record holds: payload, key, and header names and values. What
-    /// the subscriber's [`crate::broker::BufferBudget`] counts.
-    pub fn held_bytes(&self) -> usize {
-        if let Some(batch) = &self.batch {
-            return batch.held_bytes();
-        }
-        let headers: usize = self
-            .headers
-            .iter()
-            .map(|(name, value)| name.len() + value.len())
-            .sum();
-        self.payload.len() + self.key.as_ref().map_or(0, Bytes::len) + headers
-    }
-
-    /// FastStream's message id: `"{offset}-{timestamp}"`.
-    pub fn message_id(&self) -> String {
-        format!("{}-{}", self.offset, self.timestamp.unwrap_or_default())
-    }
-
-    /// The key as UTF-8 text, for log lines; `None` when absent, lossy when binary.
-    pub fn key_for_log(&self) -> Option<std::borrow::Cow<'_, str>> {
-        self.key.as_deref().map(String::from_utf8_lossy)
     }
 }

@@ -1,16 +1,40 @@
-//! The innermost service: extracts the parameters and calls the handler.
+//! A handler as a tower service: the [`MessageService`] every layer of the handler pipeline is,
+//! and the innermost one, which extracts the parameters and calls the handler.
 
-use super::{BoxError, Nacked, Rejected};
-use crate::extract::{AckDecision, AckSlot, AppState, MessageContext};
-use crate::handler::Handler;
+use super::async_fn::Handler;
+use super::extract::{AckDecision, AckSlot, AppState, MessageContext};
+use super::pattern::TopicPattern;
+use super::reply::Reply;
+use crate::error::{BoxError, Nacked, Rejected};
 use crate::message::Message;
-use crate::pattern::TopicPattern;
-use crate::reply::Reply;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use tower::util::BoxCloneService;
+use tower::Service;
+
+/// A service that handles one message: what the handler pipeline and every layer in it are.
+///
+/// Implemented for every `tower::Service<Message, Response = Reply, Error = BoxError>`.
+pub trait MessageService:
+    Service<Message, Response = Reply, Error = BoxError, Future = Self::CallFuture>
+{
+    /// The future of one call (the service's `Future`, named for bounds).
+    type CallFuture: std::future::Future<Output = Result<Reply, BoxError>> + Send + 'static;
+}
+
+impl<S> MessageService for S
+where
+    S: Service<Message, Response = Reply, Error = BoxError>,
+    S::Future: Send + 'static,
+{
+    type CallFuture = S::Future;
+}
+
+/// The handler pipeline with its type erased: what user layers wrap.
+pub type BoxMessageService = BoxCloneService<Message, Reply, BoxError>;
 
 /// Runs a [`Handler`] on each message: extraction, then the call. A handler's `Err` (a
 /// [`Reply::Failed`]) and an extraction error become the service's error; with a manual

@@ -22,10 +22,10 @@
 
 use crate::app::RunningApp;
 use crate::broker::Broker;
+use crate::config::subscriber::SubscriberConfig;
+use crate::error::Nacked;
 use crate::error::Result;
 use crate::message::Message;
-use crate::middleware::Nacked;
-use crate::subscriber::SubscriberConfig;
 use futures::Stream;
 use serde::de::DeserializeOwned;
 use std::pin::Pin;

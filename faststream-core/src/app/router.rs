@@ -39,15 +39,17 @@
 //! # }
 //! ```
 
-use crate::app::{factory, SubscriberFactory};
+use crate::app::publisher::Publisher;
 use crate::broker::Broker;
+use crate::config::subscriber::{HandlerLayer, IntoSubscriber, Registry, SubscriberConfig};
+use crate::error::BoxError;
+use crate::handler::reply::Reply;
+use crate::handler::service::BoxMessageService;
 use crate::handler::Handler;
 use crate::message::Message;
-use crate::middleware::{BoxError, BoxMessageService, HandlerLayer};
+use crate::policy::AckPolicy;
 use crate::policy::ErrorPolicy;
-use crate::publisher::Publisher;
-use crate::reply::Reply;
-use crate::subscriber::{AckPolicy, IntoSubscriber, Registry, SubscriberConfig};
+use crate::runtime::factory::{factory, SubscriberFactory};
 use std::marker::PhantomData;
 use tower::{Layer, Service};
 

@@ -39,12 +39,12 @@
 //! # }
 //! ```
 
-use crate::codec;
-use crate::extract::{AppState, ExtractError, MessageContext};
+use crate::handler::extract::{AppState, ExtractError, MessageContext};
+use crate::handler::reply::Reply;
+use crate::handler::schema::SchemaFn;
 use crate::handler::Handler;
+use crate::message::codec;
 use crate::message::{Message, CONTENT_TYPE};
-use crate::reply::Reply;
-use crate::schema::SchemaFn;
 use bytes::Bytes;
 use futures::future::Either;
 use serde::de::DeserializeOwned;
@@ -597,7 +597,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::extract::{Key, State};
+    use crate::handler::extract::{Key, State};
 
     async fn run<T>(handler: &impl Handler<T>, message: &Message) -> Result<String, ExtractError> {
         let mut state = AppState::default();

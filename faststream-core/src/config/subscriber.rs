@@ -4,38 +4,19 @@ use crate::handler::Handler;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use crate::schema::SchemaFn;
+pub use crate::handler::schema::SchemaFn;
 
-use crate::batch::BatchConfig;
+pub use crate::policy::{AckPolicy, Backoff};
+
+use super::batch::BatchConfig;
+use crate::error::BoxError;
+use crate::handler::pattern::TopicPattern;
+use crate::handler::reply::Reply;
+use crate::handler::service::BoxMessageService;
 use crate::message::{Message, TopicPartition};
-use crate::middleware::{BoxError, BoxMessageService, HandlerLayer};
-use crate::pattern::TopicPattern;
 use crate::policy::ErrorPolicy;
-use crate::reply::Reply;
+use tower::util::BoxCloneService;
 use tower::{Layer, Service};
-
-/// When a consumed message's offset counts as done.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum AckPolicy {
-    /// At-least-once (the default): the offset is committed after the handler finished and
-    /// Kafka answered for each of its publishes. A failing handler, or a publish Kafka finally
-    /// refused (after the producer's own retries), is logged as the message's failure and the
-    /// stream moves on; use `NackOnError` to retry such a message instead.
-    #[default]
-    AckAfter,
-    /// At-least-once with redelivery: a failing handler (or failed publish) runs again on the
-    /// same message after a backoff, pausing only its partition, until it succeeds.
-    NackOnError,
-    /// At-most-once: the offset is stored before the handler runs.
-    AckFirst,
-    /// The handler decides through the `Ack` extractor (ack, nack, reject); undecided counts
-    /// as ack once the handler returns.
-    Manual,
-    /// A failing handler's message is rejected: logged and committed, never retried (on Kafka
-    /// the same outcome as `AckAfter`; kept for FastStream's vocabulary).
-    RejectOnError,
-}
 
 /// Where a consumer with no committed offset starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -74,42 +55,6 @@ pub enum StartFrom {
     /// The first record with a timestamp at or after this one (milliseconds since the Unix
     /// epoch), or the end when there is none.
     Timestamp(i64),
-}
-
-/// Exponential backoff between redeliveries of a failing message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    /// Delay before the first redelivery.
-    pub initial: Duration,
-    /// Upper bound of the delay.
-    pub max: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self {
-            initial: Duration::from_millis(100),
-            max: Duration::from_secs(10),
-        }
-    }
-}
-
-impl Backoff {
-    /// Delay before redelivery number `attempt` (1-based): doubling, capped at `max`.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let b = faststream_core::Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(1) };
-    /// assert_eq!(b.delay(1), Duration::from_millis(100));
-    /// assert_eq!(b.delay(3), Duration::from_millis(400));
-    /// assert_eq!(b.delay(30), Duration::from_secs(1));
-    /// ```
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let factor = 1_u32
-            .checked_shl(attempt.saturating_sub(1))
-            .unwrap_or(u32::MAX);
-        self.initial.saturating_mul(factor).min(self.max)
-    }
 }
 
 /// A topic a subscriber's return value is published to.
@@ -664,4 +609,51 @@ pub trait Registry {
 pub trait IntoSubscriber {
     /// Registers the subscriber (config and handler) with `registry`.
     fn register<R: Registry>(self, registry: &mut R);
+}
+
+/// A user layer over the type-erased handler pipeline, stored until the subscriber starts;
+/// it may be built from the subscriber's configuration ([`HandlerLayer::per_subscriber`]).
+#[derive(Clone)]
+pub struct HandlerLayer(Arc<WrapFn>);
+
+/// Wraps the pipeline of the subscriber it is given.
+type WrapFn = dyn Fn(&SubscriberConfig, BoxMessageService) -> BoxMessageService + Send + Sync;
+
+impl std::fmt::Debug for HandlerLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HandlerLayer")
+    }
+}
+
+impl HandlerLayer {
+    /// Type-erases `layer`, the same for every subscriber.
+    pub fn new<L>(layer: L) -> Self
+    where
+        L: Layer<BoxMessageService> + Send + Sync + 'static,
+        L::Service: Service<Message, Response = Reply, Error = BoxError> + Clone + Send + 'static,
+        <L::Service as Service<Message>>::Future: Send + 'static,
+    {
+        Self(Arc::new(move |_config, inner| {
+            BoxCloneService::new(layer.layer(inner))
+        }))
+    }
+
+    /// A layer built for each subscriber from its configuration (its name, topics, group...),
+    /// e.g. to label what it records with the subscriber's name.
+    pub fn per_subscriber<F, L>(make: F) -> Self
+    where
+        F: Fn(&SubscriberConfig) -> L + Send + Sync + 'static,
+        L: Layer<BoxMessageService>,
+        L::Service: Service<Message, Response = Reply, Error = BoxError> + Clone + Send + 'static,
+        <L::Service as Service<Message>>::Future: Send + 'static,
+    {
+        Self(Arc::new(move |config, inner| {
+            BoxCloneService::new(make(config).layer(inner))
+        }))
+    }
+
+    /// Wraps `inner`, the pipeline of the subscriber `config` describes.
+    pub fn apply(&self, config: &SubscriberConfig, inner: BoxMessageService) -> BoxMessageService {
+        (self.0)(config, inner)
+    }
 }

@@ -19,9 +19,9 @@
 //!     .error_policy(ErrorPolicy::retry(3).then_dead_letter());
 //! ```
 
-use crate::extract::ExtractError;
-use crate::middleware::{BoxError, HandlerPanicked, HandlerTimedOut, Nacked, Rejected};
-use crate::subscriber::{AckPolicy, Backoff};
+use super::ack::{AckPolicy, Backoff};
+use crate::error::{BoxError, HandlerPanicked, HandlerTimedOut, Nacked, Rejected};
+use crate::handler::extract::ExtractError;
 use std::time::Duration;
 
 /// What happens to a failed message: bounded retries, then a final outcome.
@@ -291,7 +291,7 @@ pub fn error_type(error: &BoxError) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::DecodeError;
+    use crate::message::codec::DecodeError;
 
     fn handler_error() -> BoxError {
         std::io::Error::other("db down").into()

@@ -8,22 +8,23 @@
 //! worker's event loop, so acknowledgements and offset stores of the work before it keep
 //! moving meanwhile.
 
-use crate::batch::{Batch, BatchFailed};
 use crate::broker::{BufferBudget, OffsetStore, PartitionWorkers, Publish, Record};
-use crate::codec;
-use crate::error::{Error, PublishError};
-use crate::extract::AppState;
+use crate::config::subscriber::{HandlerLayer, SubscriberConfig};
+use crate::error::BatchFailed;
+use crate::error::{BoxError, Error, Nacked, PublishError};
+use crate::handler::extract::AppState;
+use crate::handler::reply::{Outgoing, Reply};
+use crate::handler::service::{HandlerService, MessageService};
 use crate::handler::Handler;
-use crate::health::{PartitionStats, SubscriberStats};
-use crate::message::{Headers, Message, TopicPartition, CORRELATION_ID};
-use crate::middleware::{
-    name_timeout, BoxError, BoxPublishService, CatchPanicLayer, HandlerLayer, HandlerService,
-    MessageService, Nacked, TraceLayer,
-};
+use crate::message::codec;
+use crate::message::{Batch, Headers, Message, TopicPartition, CORRELATION_ID};
+use crate::middleware::{name_timeout, BoxPublishService, CatchPanicLayer, TraceLayer};
+use crate::policy::AckPolicy;
 use crate::policy::{error_type, Decision, ErrorPolicy, Exhausted};
-use crate::progress::{FailedHead, PartitionProgress, PendingAck, STORE_DELAY, STORE_EVERY};
-use crate::reply::{Outgoing, Reply};
-use crate::subscriber::{AckPolicy, SubscriberConfig};
+use crate::runtime::progress::{
+    FailedHead, PartitionProgress, PendingAck, STORE_DELAY, STORE_EVERY,
+};
+use crate::runtime::stats::{PartitionStats, SubscriberStats};
 use bytes::Bytes;
 use futures::FutureExt;
 use std::collections::VecDeque;
@@ -235,7 +236,7 @@ where
         let messages = match self.config.batch {
             Some(batch) => {
                 let (batches, grouped) = mpsc::channel(1);
-                let assembler = crate::batch::assemble(
+                let assembler = super::batch::assemble(
                     batch,
                     messages,
                     batches,

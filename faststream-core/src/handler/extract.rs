@@ -30,8 +30,9 @@
 //! taken from the message too. A user type named `Message` or `State` that derives
 //! `Deserialize` is therefore payload like any other.
 
-use crate::codec::{self, DecodeError};
-use crate::message::{Headers, Message};
+use super::pattern::{Path, TopicPattern};
+use crate::message::codec::{self, DecodeError};
+use crate::message::{Batch, Headers, Message};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use std::any::{Any, TypeId};
@@ -120,7 +121,7 @@ impl AppState {
 pub struct MessageContext<'a> {
     state: &'a AppState,
     ack: Option<&'a Arc<AckSlot>>,
-    pattern: Option<&'a crate::pattern::TopicPattern>,
+    pattern: Option<&'a TopicPattern>,
 }
 
 impl<'a> MessageContext<'a> {
@@ -134,13 +135,13 @@ impl<'a> MessageContext<'a> {
     }
 
     /// The same context for a pattern subscriber.
-    pub fn with_pattern(mut self, pattern: Option<&'a crate::pattern::TopicPattern>) -> Self {
+    pub fn with_pattern(mut self, pattern: Option<&'a TopicPattern>) -> Self {
         self.pattern = pattern;
         self
     }
 
-    /// The subscriber's topic pattern, if it has one (for [`crate::pattern::Path`]).
-    pub fn pattern(&self) -> Option<&crate::pattern::TopicPattern> {
+    /// The subscriber's topic pattern, if it has one (for [`Path`]).
+    pub fn pattern(&self) -> Option<&TopicPattern> {
         self.pattern
     }
 
@@ -196,17 +197,53 @@ impl<T: DeserializeOwned, N: HeaderName> Extractor for Header<T, N> {}
 impl Extractor for Meta {}
 impl<T: Send + Sync + 'static> Extractor for State<T> {}
 impl Extractor for Ack {}
-impl Extractor for crate::batch::Batch {}
+impl Extractor for Batch {}
 
 /// A batch subscriber's records, with their metadata (see [`crate::batch`]). Taking it in a
 /// subscriber that is not a batch subscriber is an error for every message.
-impl FromMessage for crate::batch::Batch {
+impl FromMessage for Batch {
     fn from_message(message: &Message, _cx: &MessageContext<'_>) -> Result<Self, ExtractError> {
         message.batch.clone().ok_or_else(|| {
             ExtractError::Other("`Batch` is only available to batch subscribers".into())
         })
     }
 }
+
+/// A pattern subscriber's topic parameters (see [`Path`]).
+impl<T: DeserializeOwned> FromMessage for Path<T> {
+    fn from_message(message: &Message, cx: &MessageContext<'_>) -> Result<Self, ExtractError> {
+        let Some(pattern) = cx.pattern() else {
+            return Err(ExtractError::Other(
+                "a `Path` parameter needs a pattern subscriber (`SubscriberConfig::pattern`)"
+                    .into(),
+            ));
+        };
+        let Some(captures) = pattern.captures(&message.topic) else {
+            return Err(ExtractError::Other(format!(
+                "topic `{}` does not match the pattern `{}`",
+                message.topic,
+                pattern.template()
+            )));
+        };
+        let object: serde_json::Map<String, serde_json::Value> = captures
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).into()))
+            .collect();
+        let single = (captures.len() == 1).then(|| captures[0].1);
+        match serde_json::from_value(serde_json::Value::Object(object)) {
+            Ok(value) => Ok(Path(value)),
+            Err(err) => match single.map(|v| serde_json::from_value(v.into())) {
+                Some(Ok(value)) => Ok(Path(value)),
+                _ => Err(ExtractError::Other(format!(
+                    "path parameters of `{}` do not fit: {err}",
+                    message.topic
+                ))),
+            },
+        }
+    }
+}
+
+impl<T: DeserializeOwned> Extractor for Path<T> {}
 
 /// The payload: every deserializable type.
 impl<T: DeserializeOwned> FromMessage for T {
@@ -433,10 +470,10 @@ impl FromMessage for Ack {
 #[doc(hidden)]
 pub mod param_probe {
     use super::{AppState, ExtractError, Extractor, FromMessage, MessageContext};
-    use crate::codec::{self, DecodeError};
+    pub use crate::handler::reply::schema_probe::Probe;
+    use crate::handler::schema::SchemaFn;
+    use crate::message::codec::{self, DecodeError};
     use crate::message::Message;
-    pub use crate::reply::schema_probe::Probe;
-    use crate::schema::SchemaFn;
     use schemars::gen::SchemaGenerator;
     use schemars::schema::{InstanceType, Metadata, ObjectValidation, Schema, SchemaObject};
     use schemars::JsonSchema;
@@ -996,7 +1033,7 @@ mod tests {
     mod probes {
         use super::super::param_probe::*;
         use super::super::*;
-        use crate::schema::SchemaFn;
+        use crate::handler::schema::SchemaFn;
 
         /// A user type named like the framework's extractor.
         #[derive(serde::Deserialize, schemars::JsonSchema)]

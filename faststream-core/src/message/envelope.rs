@@ -1,0 +1,226 @@
+//! The message envelope every handler sees, independent of the broker that delivered it, and
+//! the batch a batch subscriber's message stands for (the two types hold each other).
+
+use super::headers::{Headers, CORRELATION_ID, REPLY_TO};
+use bytes::Bytes;
+use std::ops::Deref;
+use std::sync::Arc;
+
+/// A topic and one of its partitions.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    /// Topic name.
+    pub topic: Arc<str>,
+    /// Partition number.
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    /// A topic-partition pair.
+    pub fn new(topic: impl Into<Arc<str>>, partition: i32) -> Self {
+        Self {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+impl std::fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[{}]", self.topic, self.partition)
+    }
+}
+
+/// One consumed record: payload, key, headers and where it came from.
+///
+/// Handlers usually take typed pieces of it through extractors; taking `Message` itself gives
+/// the raw record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// Topic the record was read from (shared by all records of a partition).
+    pub topic: Arc<str>,
+    /// Partition the record was read from.
+    pub partition: i32,
+    /// Offset of the record in its partition.
+    pub offset: i64,
+    /// Producer or log-append timestamp, milliseconds since the Unix epoch.
+    pub timestamp: Option<i64>,
+    /// Record key.
+    pub key: Option<Bytes>,
+    /// Record value; empty for a tombstone.
+    pub payload: Bytes,
+    /// Record headers.
+    pub headers: Headers,
+    /// Set only on a batch subscriber's delivery: the records the batch is made of (the
+    /// message's own payload, key and headers are then empty; see [`Message::batch_of`]).
+    pub batch: Option<Batch>,
+}
+
+impl Message {
+    /// A record on `topic` with `payload`, at partition 0 offset 0: handy in tests.
+    pub fn new(topic: impl Into<Arc<str>>, payload: impl Into<Bytes>) -> Self {
+        Self {
+            topic: topic.into(),
+            partition: 0,
+            offset: 0,
+            timestamp: None,
+            key: None,
+            payload: payload.into(),
+            headers: Headers::new(),
+            batch: None,
+        }
+    }
+
+    /// The `correlation_id` header, when present and UTF-8.
+    pub fn correlation_id(&self) -> Option<&str> {
+        self.headers.get_str(CORRELATION_ID)
+    }
+
+    /// The `reply_to` header, when present, UTF-8 and not empty.
+    pub fn reply_to(&self) -> Option<&str> {
+        self.headers.get_str(REPLY_TO).filter(|t| !t.is_empty())
+    }
+
+    /// Roughly the memory the record holds: payload, key, and header names and values. What
+    /// the subscriber's [`crate::broker::BufferBudget`] counts.
+    pub fn held_bytes(&self) -> usize {
+        if let Some(batch) = &self.batch {
+            return batch.held_bytes();
+        }
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(name, value)| name.len() + value.len())
+            .sum();
+        self.payload.len() + self.key.as_ref().map_or(0, Bytes::len) + headers
+    }
+
+    /// FastStream's message id: `"{offset}-{timestamp}"`.
+    pub fn message_id(&self) -> String {
+        format!("{}-{}", self.offset, self.timestamp.unwrap_or_default())
+    }
+
+    /// The key as UTF-8 text, for log lines; `None` when absent, lossy when binary.
+    pub fn key_for_log(&self) -> Option<std::borrow::Cow<'_, str>> {
+        self.key.as_deref().map(String::from_utf8_lossy)
+    }
+}
+
+/// The records of one batch delivery, in offset order, all from one partition (never empty).
+///
+/// Take it as a handler parameter to see each record's offset, key and headers next to the
+/// decoded payloads:
+///
+/// ```
+/// use faststream_core::batch::Batch;
+/// async fn store(amounts: Vec<i64>, batch: Batch) {
+///     for (amount, record) in amounts.iter().zip(batch.iter()) {
+///         println!("{amount} from {}[{}]@{}", record.topic, record.partition, record.offset);
+///     }
+/// }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Batch(Arc<[Message]>);
+
+impl Batch {
+    /// The records.
+    pub fn records(&self) -> &[Message] {
+        &self.0
+    }
+
+    /// The first record's offset.
+    pub fn first_offset(&self) -> i64 {
+        self.0.first().map_or(0, |m| m.offset)
+    }
+
+    /// The last record's offset.
+    pub fn last_offset(&self) -> i64 {
+        self.0.last().map_or(0, |m| m.offset)
+    }
+
+    /// The records from `index` on, as a batch message (`None` when none are left).
+    pub(crate) fn rest_from(&self, index: usize) -> Option<Message> {
+        let rest = self.0.get(index..).filter(|rest| !rest.is_empty())?;
+        Message::batch_of(rest.to_vec())
+    }
+
+    /// The bytes its records hold against the subscriber's budget.
+    pub(crate) fn held_bytes(&self) -> usize {
+        self.0.iter().map(Message::held_bytes).sum()
+    }
+}
+
+impl Deref for Batch {
+    type Target = [Message];
+
+    fn deref(&self) -> &[Message] {
+        &self.0
+    }
+}
+
+impl Message {
+    /// One message standing for a batch of `records` of one partition (in offset order):
+    /// its topic and partition are theirs, its offset and timestamp the last record's (where
+    /// the batch's progress is counted), its payload, key and headers empty. `None` when
+    /// `records` is empty.
+    ///
+    /// ```
+    /// use faststream_core::Message;
+    /// let records = (3..6).map(|offset| {
+    ///     let mut m = Message::new("orders", offset.to_string());
+    ///     m.offset = offset;
+    ///     m
+    /// });
+    /// let batch = Message::batch_of(records.collect()).unwrap();
+    /// assert_eq!(batch.offset, 5);
+    /// assert_eq!(batch.batch.as_ref().map(|b| b.len()), Some(3));
+    /// ```
+    pub fn batch_of(records: Vec<Message>) -> Option<Message> {
+        let last = records.last()?;
+        Some(Message {
+            topic: Arc::clone(&last.topic),
+            partition: last.partition,
+            offset: last.offset,
+            timestamp: last.timestamp,
+            key: None,
+            payload: bytes::Bytes::new(),
+            headers: Headers::new(),
+            batch: Some(Batch(records.into())),
+        })
+    }
+
+    /// The records it stands for: a batch's records, else the message itself.
+    pub fn records(&self) -> &[Message] {
+        match &self.batch {
+            Some(batch) => batch.records(),
+            None => std::slice::from_ref(self),
+        }
+    }
+
+    /// Where the message is, for log lines: `topic[partition]@offset`, or
+    /// `topic[partition]@first..=last` for a batch.
+    pub fn position(&self) -> Position<'_> {
+        Position(self)
+    }
+}
+
+/// A message's place in its partition, as log lines name it (see [`Message::position`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Position<'a>(&'a Message);
+
+impl std::fmt::Display for Position<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let m = self.0;
+        match &m.batch {
+            Some(batch) if batch.len() > 1 => write!(
+                f,
+                "{}[{}]@{}..={}",
+                m.topic,
+                m.partition,
+                batch.first_offset(),
+                batch.last_offset()
+            ),
+            _ => write!(f, "{}[{}]@{}", m.topic, m.partition, m.offset),
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The message layer: the envelope handlers see ([`Message`], [`Headers`]), the records
+//! published ([`record`]) and the payload codec ([`codec`]). It depends on nothing of the
+//! runtime but [`crate::error`].
+
+pub mod codec;
+mod envelope;
+mod headers;
+pub mod record;
+
+pub use envelope::{Batch, Message, Position, TopicPartition};
+pub use headers::{
+    write_correlation_id, Headers, CONTENT_TYPE, CORRELATION_ID, CORRELATION_ID_LEN, REPLY_TO,
+};

@@ -1,0 +1,11 @@
+//! The runtime layer: what runs a subscriber once the app starts. Per partition, a worker
+//! ([`worker`]) takes messages in order, runs the handler pipeline, publishes the reply and
+//! tracks which offsets are done ([`progress`]); batch subscribers get an assembler in front
+//! of it ([`batch`]); [`stats`] are what the worker reports for health. Nothing here is public:
+//! the app layer drives it and backends see only the [`crate::broker`] seam.
+
+pub(crate) mod batch;
+pub(crate) mod factory;
+pub(crate) mod progress;
+pub(crate) mod stats;
+pub(crate) mod worker;

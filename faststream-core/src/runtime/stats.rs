@@ -1,0 +1,171 @@
+//! The worker side of health: counters each partition worker updates, read when the app's
+//! health is reported.
+
+use crate::broker::BufferBudget;
+use crate::health::{SubscriberHealth, SubscriberState, SubscriptionHealth};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+/// Counters one partition worker publishes.
+#[derive(Debug)]
+pub(crate) struct PartitionStats {
+    /// The last offset handed to the handler (-1: none yet).
+    taken: AtomicI64,
+    /// The last offset stored as finished (-1: none yet).
+    done: AtomicI64,
+    /// When the partition last made progress or went from idle to busy, as milliseconds
+    /// since the subscriber's clock base.
+    progress_at: AtomicU64,
+    retrying: AtomicBool,
+    halted: AtomicBool,
+    base: Instant,
+}
+
+impl PartitionStats {
+    /// A message starts its first attempt. `idle`: nothing of the partition was unfinished.
+    #[inline]
+    pub(crate) fn took(&self, offset: i64, idle: bool) {
+        if idle {
+            self.mark_progress();
+        }
+        self.taken.store(offset, Ordering::Relaxed);
+    }
+
+    /// Offsets up to `offset` are finished (called per stored batch, not per message).
+    pub(crate) fn finished(&self, offset: i64) {
+        self.mark_progress();
+        self.done.store(offset, Ordering::Relaxed);
+    }
+
+    fn mark_progress(&self) {
+        let millis = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.progress_at.store(millis, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_retrying(&self, retrying: bool) {
+        if self.retrying.load(Ordering::Relaxed) != retrying {
+            self.retrying.store(retrying, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn set_halted(&self) {
+        self.halted.store(true, Ordering::Relaxed);
+    }
+
+    /// How long the partition has had unfinished work without finishing any of it.
+    fn stalled_for(&self) -> Duration {
+        let taken = self.taken.load(Ordering::Relaxed);
+        let done = self.done.load(Ordering::Relaxed);
+        if taken <= done && !self.retrying.load(Ordering::Relaxed) {
+            return Duration::ZERO;
+        }
+        let since = Duration::from_millis(self.progress_at.load(Ordering::Relaxed));
+        self.base.elapsed().saturating_sub(since)
+    }
+}
+
+/// One subscriber's worker-side counters: its partitions' stats (held weakly: a worker that
+/// ended drops out) and the bytes of records it holds.
+#[derive(Debug)]
+pub(crate) struct SubscriberStats {
+    partitions: Mutex<Vec<Weak<PartitionStats>>>,
+    /// Bytes of consumed records held, from dispatch until they are finished.
+    pub(crate) buffer: Arc<BufferBudget>,
+}
+
+impl SubscriberStats {
+    pub(crate) fn new(max_buffer_bytes: usize) -> Self {
+        Self {
+            partitions: Mutex::new(Vec::new()),
+            buffer: Arc::new(BufferBudget::new(max_buffer_bytes)),
+        }
+    }
+
+    /// Counters for a newly spawned partition worker.
+    pub(crate) fn partition(&self) -> Arc<PartitionStats> {
+        let stats = Arc::new(PartitionStats {
+            taken: AtomicI64::new(-1),
+            done: AtomicI64::new(-1),
+            progress_at: AtomicU64::new(0),
+            retrying: AtomicBool::new(false),
+            halted: AtomicBool::new(false),
+            base: Instant::now(),
+        });
+        let mut all = self
+            .partitions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        all.retain(|weak| weak.strong_count() > 0);
+        all.push(Arc::downgrade(&stats));
+        stats
+    }
+
+    /// Puts the worker side together with what the backend reports.
+    pub(crate) fn report(&self, name: &str, backend: SubscriptionHealth) -> SubscriberHealth {
+        let live: Vec<Arc<PartitionStats>> = self
+            .partitions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        let halted = live.iter().any(|p| p.halted.load(Ordering::Relaxed));
+        let retrying = live.iter().any(|p| p.retrying.load(Ordering::Relaxed));
+        let oldest_in_flight = live
+            .iter()
+            .map(|p| p.stalled_for())
+            .max()
+            .unwrap_or_default();
+        let state = if backend.failure.is_some() {
+            SubscriberState::Failed
+        } else if halted {
+            SubscriberState::Stopped
+        } else if !backend.joined {
+            SubscriberState::Starting
+        } else if retrying {
+            SubscriberState::Retrying
+        } else {
+            SubscriberState::Consuming
+        };
+        SubscriberHealth {
+            name: name.to_owned(),
+            state,
+            lag: backend.partitions.iter().filter_map(|p| p.lag).sum(),
+            partitions: backend.partitions,
+            oldest_in_flight,
+            buffered_bytes: self.buffer.held(),
+            failure: backend.failure,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partition_is_stalled_only_while_work_is_unfinished() {
+        let stats = SubscriberStats::new(1024);
+        let p = stats.partition();
+        assert_eq!(p.stalled_for(), Duration::ZERO);
+        p.took(0, true);
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(p.stalled_for() >= Duration::from_millis(20));
+        p.finished(0);
+        assert_eq!(p.stalled_for(), Duration::ZERO);
+        let report = stats.report(
+            "s",
+            SubscriptionHealth {
+                joined: true,
+                ..SubscriptionHealth::default()
+            },
+        );
+        assert_eq!(report.state, SubscriberState::Consuming);
+        p.set_halted();
+        assert_eq!(
+            stats.report("s", SubscriptionHealth::default()).state,
+            SubscriberState::Stopped
+        );
+    }
+}
