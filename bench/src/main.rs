@@ -6,79 +6,20 @@
 //! Claims are ratios between rows of the same run, never absolute numbers across runs.
 
 mod cases;
+mod cli;
 mod kafka;
 mod measure;
 mod peers;
 
 use cases::CaseArgs;
-use clap::{Parser, Subcommand};
-use measure::CaseResult;
+use clap::Parser;
+use cli::{Cli, Sub};
+use measure::{run_child, CaseResult};
 use std::process::Command;
 
 /// Counts heap allocations (see `measure::CountingAlloc`) for the allocations-per-record column.
 #[global_allocator]
 static ALLOCATOR: measure::CountingAlloc = measure::CountingAlloc;
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "faststream-bench",
-    about = "Benchmark faststream-rs against raw rdkafka and its peers on a local Kafka"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Sub>,
-    /// Kafka bootstrap servers.
-    #[arg(long, default_value = "127.0.0.1:9092", global = true)]
-    bootstrap: String,
-    /// Records pre-filled for the drain and pipeline measurements.
-    #[arg(long, default_value_t = 1_000_000)]
-    messages: u64,
-    /// Partitions of the benchmark topics.
-    #[arg(long, default_value_t = 6)]
-    partitions: i32,
-    /// Repetitions of every measurement (median and spread are reported).
-    #[arg(long, default_value_t = 3)]
-    runs: usize,
-    /// Publish rates for the latency measurement, records per second.
-    #[arg(long, value_delimiter = ',', default_values_t = [1000_u64, 10000])]
-    rates: Vec<u64>,
-    /// Seconds of traffic per latency measurement.
-    #[arg(long, default_value_t = 10)]
-    latency_seconds: u64,
-    /// Sequential request/reply round trips per run (0 skips the measurement).
-    #[arg(long, default_value_t = 2000)]
-    rpc_requests: u64,
-    /// Also measure FastStream (Python) and RustStream, installed into target/bench-peers.
-    #[arg(long)]
-    peers: bool,
-    /// Records for the Python peers (they are ~100x slower; their rate is what is compared).
-    #[arg(long, default_value_t = 100_000)]
-    python_messages: u64,
-    /// Write the table (markdown) to this file as well.
-    #[arg(long)]
-    markdown: Option<std::path::PathBuf>,
-}
-
-#[derive(Subcommand, Debug)]
-enum Sub {
-    /// Runs one measured case in this process (used by the orchestrator).
-    #[command(hide = true)]
-    Case {
-        name: String,
-        #[arg(long)]
-        topic: String,
-        #[arg(long, default_value = "")]
-        output: String,
-        #[arg(long)]
-        partitions: i32,
-        #[arg(long)]
-        messages: u64,
-        #[arg(long, default_value_t = 0)]
-        rate: u64,
-        #[arg(long, default_value_t = 0)]
-        seconds: u64,
-    },
-}
 
 fn main() {
     let cli = Cli::parse();
@@ -136,32 +77,6 @@ fn run_case(name: &str, args: &CaseArgs) -> Result<CaseResult, String> {
             other => Err(format!("unknown case {other}")),
         }
     })
-}
-
-/// Runs a child process and parses the result line it prints last.
-pub(crate) fn run_child(mut command: Command, what: &str) -> Result<CaseResult, String> {
-    let output = command
-        .output()
-        .map_err(|e| format!("{what}: cannot start: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "{what} failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-                .lines()
-                .rev()
-                .take(15)
-                .collect::<Vec<_>>()
-                .join("\n")
-        ));
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .ok_or_else(|| format!("{what}: no result line"))?;
-    serde_json::from_str(line).map_err(|e| format!("{what}: bad result line {line}: {e}"))
 }
 
 fn own_case(

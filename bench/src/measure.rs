@@ -2,6 +2,7 @@
 //! allocations made through Rust's global allocator.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -126,6 +127,32 @@ pub struct CaseResult {
     /// the peers' result lines (separate programs without the counting allocator).
     #[serde(default)]
     pub allocations: Option<u64>,
+}
+
+/// Runs a child process and parses the result line it prints last.
+pub fn run_child(mut command: Command, what: &str) -> Result<CaseResult, String> {
+    let output = command
+        .output()
+        .map_err(|e| format!("{what}: cannot start: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{what} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .rev()
+                .take(15)
+                .collect::<Vec<_>>()
+                .join("\n")
+        ));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .ok_or_else(|| format!("{what}: no result line"))?;
+    serde_json::from_str(line).map_err(|e| format!("{what}: bad result line {line}: {e}"))
 }
 
 /// The value at quantile `q` (0..=1) of sorted `values`.

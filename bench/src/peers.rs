@@ -3,8 +3,8 @@
 //! `target/bench-peers/` (a Python venv from PyPI, a cargo project from crates.io); the
 //! programs themselves are ours, in `bench/peers/`.
 
-use crate::measure::CaseResult;
-use crate::{run_child, Cli};
+use crate::cli::Cli;
+use crate::measure::{run_child, CaseResult};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -1,7 +1,7 @@
 //! The app under test: a plain faststream app reading the input topic and publishing each
 //! record's sequence number to the output topic, under a configurable error policy.
 
-use crate::BoxError;
+use crate::error::BoxError;
 use faststream::kafka::KafkaBroker;
 use faststream::{Backoff, ErrorPolicy, FastStream, Message, Response, State, SubscriberConfig};
 use std::time::Duration;

@@ -8,14 +8,15 @@
 //! verifying, so the verifier knows what to expect without reading the input.
 
 mod app;
+mod error;
+mod marks;
 mod tools;
 
 use clap::{Parser, Subcommand};
+use error::BoxError;
+use marks::Marks;
 use std::process::ExitCode;
 use std::time::Duration;
-
-/// A boxed error: this is a binary, and its errors end as one line on stderr.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -28,39 +29,6 @@ struct Cli {
     bootstrap: String,
     #[command(subcommand)]
     command: Command,
-}
-
-/// Which records are special, shared by `fill`, `app` and `verify`.
-#[derive(clap::Args, Debug, Clone, Copy)]
-pub struct Marks {
-    /// One record in this many is poison (the handler fails on it); 0 for none.
-    #[arg(long, default_value_t = 0)]
-    poison_every: u64,
-    /// One record in this many makes an oversize output; 0 for none.
-    #[arg(long, default_value_t = 0)]
-    big_every: u64,
-}
-
-/// What a record is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Good,
-    Poison,
-    Big,
-}
-
-impl Marks {
-    /// The kind of record `seq`: the middle one of every `poison_every` (or `big_every`)
-    /// records, so the first special record is not at offset 0.
-    pub fn kind(&self, seq: u64) -> Kind {
-        if self.poison_every > 0 && seq % self.poison_every == self.poison_every / 2 {
-            Kind::Poison
-        } else if self.big_every > 0 && seq % self.big_every == self.big_every / 2 {
-            Kind::Big
-        } else {
-            Kind::Good
-        }
-    }
 }
 
 #[derive(Subcommand, Debug)]

@@ -1,7 +1,8 @@
 //! Plain rdkafka clients (independent of the framework under test): topic creation, filling,
 //! offsets, leaders, and reading topics to their end for verification.
 
-use crate::{BoxError, Kind, Marks};
+use crate::error::BoxError;
+use crate::marks::{Kind, Marks};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;

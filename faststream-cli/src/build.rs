@@ -1,9 +1,27 @@
 //! Building the app with cargo and finding its executable.
 
-use crate::{CliError, Target};
+use crate::error::CliError;
+use clap::Args;
 use std::path::PathBuf;
 use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// Which binary of the cargo project is the app.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Target {
+    /// Run this binary target.
+    #[arg(long, value_name = "NAME", conflicts_with = "example")]
+    pub(crate) bin: Option<String>,
+    /// Run this example.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) example: Option<String>,
+    /// Package of the app (in a workspace).
+    #[arg(short = 'p', long, value_name = "PACKAGE")]
+    pub(crate) package: Option<String>,
+    /// Build in release mode.
+    #[arg(long)]
+    pub(crate) release: bool,
+}
 
 /// A built app.
 #[derive(Debug, Clone)]

@@ -9,15 +9,15 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 mod build;
+mod error;
 mod scaffold;
 mod supervise;
 
+use build::Target;
 use clap::{Args, Parser, Subcommand};
+use error::CliError;
 use faststream::cli::{GenArgs, ServeArgs};
 use std::process::ExitCode;
-
-/// Usage errors (clap's convention).
-const USAGE: u8 = 2;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -39,23 +39,6 @@ enum Command {
     Docs(DocsCommand),
     /// Create a new faststream project in directory NAME.
     New(NewArgs),
-}
-
-/// Which binary of the cargo project is the app.
-#[derive(Debug, Clone, Args)]
-pub(crate) struct Target {
-    /// Run this binary target.
-    #[arg(long, value_name = "NAME", conflicts_with = "example")]
-    pub(crate) bin: Option<String>,
-    /// Run this example.
-    #[arg(long, value_name = "NAME")]
-    pub(crate) example: Option<String>,
-    /// Package of the app (in a workspace).
-    #[arg(short = 'p', long, value_name = "PACKAGE")]
-    pub(crate) package: Option<String>,
-    /// Build in release mode.
-    #[arg(long)]
-    pub(crate) release: bool,
 }
 
 #[derive(Debug, Args)]
@@ -116,38 +99,6 @@ fn main() -> ExitCode {
         Err(err) => {
             eprintln!("error: {err}");
             ExitCode::from(err.exit_code())
-        }
-    }
-}
-
-/// What can go wrong.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum CliError {
-    /// A combination of options that is refused.
-    #[error("{0}")]
-    Usage(String),
-    /// Building the app failed or gave no usable binary.
-    #[error("{0}")]
-    Build(String),
-    /// Serving a spec file failed.
-    #[error(transparent)]
-    Docs(#[from] faststream::cli::CliError),
-    /// Scaffolding failed.
-    #[error("{0}")]
-    Scaffold(String),
-    /// Watching files failed.
-    #[error("cannot watch the sources: {0}")]
-    Watch(#[from] notify::Error),
-    /// Other I/O.
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-}
-
-impl CliError {
-    fn exit_code(&self) -> u8 {
-        match self {
-            CliError::Usage(_) => USAGE,
-            _ => 1,
         }
     }
 }

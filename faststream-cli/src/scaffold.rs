@@ -1,6 +1,6 @@
 //! `faststream new NAME`: a project with one subscriber, one publisher, a CLI and a test.
 
-use crate::CliError;
+use crate::error::CliError;
 use std::path::{Path, PathBuf};
 
 /// This checkout's root, when `faststream` runs from a build of it (then new projects depend

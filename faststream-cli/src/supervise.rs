@@ -1,8 +1,8 @@
 //! Running the app's processes: one, several workers (restarted when they die), or one that
 //! is rebuilt and restarted when its sources change. SIGINT/SIGTERM are forwarded.
 
-use crate::build::{self, BuiltApp};
-use crate::{CliError, Target};
+use crate::build::{self, BuiltApp, Target};
+use crate::error::CliError;
 use std::path::{Component, Path};
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};

@@ -5,6 +5,11 @@
 use crate::asyncapi::{
     AppInfo, AsyncApiError, AsyncApiVersion, Contact, DescribeServer, ExternalDocs, License, Tag,
 };
+#[cfg(feature = "metrics")]
+use crate::observe::metrics;
+#[cfg(feature = "otel")]
+use crate::observe::otel;
+use crate::observe::{access_log, Level, Observed};
 use faststream_core::app::{App, HookOutput};
 use faststream_core::middleware::{BoxError, BoxMessageService, BoxPublishService};
 use faststream_core::{
@@ -46,7 +51,7 @@ pub struct FastStream<B: Broker> {
     http_routes: Vec<(String, crate::http::RouteHandler)>,
     /// The observability the app installed (see [`crate::observe`]).
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
-    pub(crate) observed: crate::observe::Observed,
+    pub(crate) observed: Observed,
 }
 
 impl<B: Broker> std::fmt::Debug for FastStream<B> {
@@ -76,7 +81,7 @@ impl<B: Broker> FastStream<B> {
             info: AppInfo::default(),
             #[cfg(feature = "http")]
             http_routes: Vec::new(),
-            observed: crate::observe::Observed::default(),
+            observed: Observed::default(),
         }
     }
 
@@ -399,6 +404,67 @@ impl<B: Broker> FastStream<B> {
     /// (or not at all).
     pub async fn run_with(self, options: StartupOptions) -> Result<()> {
         self.app.run_with(options).await
+    }
+}
+
+/// Observability: the layers of [`crate::observe`].
+impl<B: Broker> FastStream<B> {
+    /// Logs every message of every subscriber at `level`: `Received`, then `Processed` or the
+    /// failure, with topic, group, partition, offset and correlation id (target
+    /// `faststream::access`). See [`access_log`].
+    pub fn access_log(mut self, level: Level) -> Self {
+        self.app = access_log::AccessLog::new(level).install(self.app);
+        self
+    }
+
+    /// Records FastStream's Prometheus metrics of every handled and published message in
+    /// `metrics`, and adds the `/metrics` route to the app's HTTP server (`run
+    /// --health-port`). See [`metrics`].
+    ///
+    /// ```
+    /// use faststream::observe::metrics::Metrics;
+    /// use faststream::FastStream;
+    /// # fn app<B: faststream::Broker>(broker: B) -> FastStream<B> {
+    /// let metrics = Metrics::new("billing");
+    /// let app = FastStream::new(broker).metrics(&metrics);
+    /// assert!(app.http_routes().iter().any(|(path, _)| path == "/metrics"));
+    /// # app
+    /// # }
+    /// ```
+    #[cfg(feature = "metrics")]
+    pub fn metrics(mut self, metrics: &metrics::Metrics) -> Self {
+        self.app = metrics.install(self.app);
+        self.observed.metrics = Some(metrics.clone());
+        let served = metrics.clone();
+        self.http_route("/metrics", move || {
+            crate::http::HttpResponse::with_type(
+                200,
+                metrics::Metrics::CONTENT_TYPE,
+                served.render(),
+            )
+        })
+    }
+
+    /// The metrics installed with [`FastStream::metrics`], if any.
+    #[cfg(feature = "metrics")]
+    pub fn installed_metrics(&self) -> Option<&metrics::Metrics> {
+        self.observed.metrics.as_ref()
+    }
+
+    /// Traces every handled and published message with `otel`'s tracer. See [`otel`].
+    ///
+    /// ```
+    /// use faststream::observe::otel::Otel;
+    /// use faststream::FastStream;
+    /// # fn app<B: faststream::Broker>(broker: B) -> FastStream<B> {
+    /// // Spans go to the global tracer provider (a no-op until one is installed).
+    /// FastStream::new(broker).otel(&Otel::global())
+    /// # }
+    /// ```
+    #[cfg(feature = "otel")]
+    pub fn otel(mut self, otel: &otel::Otel) -> Self {
+        self.app = otel.install(self.app);
+        self
     }
 }
 

@@ -1,7 +1,8 @@
 //! Metrics, tracing and the access log of an app: the layers of the `faststream-observe`
-//! crate, installed with [`FastStream::metrics`], [`FastStream::otel`] and
-//! [`FastStream::access_log`], or from the command line (`run --health-port 8080 --metrics`,
-//! `run --otel`, `run --access-log info`).
+//! crate, installed with [`FastStream::metrics`](crate::FastStream::metrics),
+//! [`FastStream::otel`](crate::FastStream::otel) and
+//! [`FastStream::access_log`](crate::FastStream::access_log), or from the command line
+//! (`run --health-port 8080 --metrics`, `run --otel`, `run --access-log info`).
 //!
 //! - [`metrics`] (feature `metrics`): Prometheus metrics with FastStream's names and labels,
 //!   served on `/metrics` by the app's HTTP server ([`crate::http`]), with the consumer lag
@@ -27,74 +28,11 @@ pub use faststream_observe::metrics;
 #[cfg(feature = "otel")]
 pub use faststream_observe::otel;
 
-use crate::FastStream;
-use faststream_core::Broker;
-
 /// What an app installed, kept for the command line.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Observed {
     #[cfg(feature = "metrics")]
     pub(crate) metrics: Option<metrics::Metrics>,
-}
-
-impl<B: Broker> FastStream<B> {
-    /// Logs every message of every subscriber at `level`: `Received`, then `Processed` or the
-    /// failure, with topic, group, partition, offset and correlation id (target
-    /// `faststream::access`). See [`access_log`].
-    pub fn access_log(mut self, level: Level) -> Self {
-        self.app = access_log::AccessLog::new(level).install(self.app);
-        self
-    }
-
-    /// Records FastStream's Prometheus metrics of every handled and published message in
-    /// `metrics`, and adds the `/metrics` route to the app's HTTP server (`run
-    /// --health-port`). See [`metrics`].
-    ///
-    /// ```
-    /// use faststream::observe::metrics::Metrics;
-    /// use faststream::FastStream;
-    /// # fn app<B: faststream::Broker>(broker: B) -> FastStream<B> {
-    /// let metrics = Metrics::new("billing");
-    /// let app = FastStream::new(broker).metrics(&metrics);
-    /// assert!(app.http_routes().iter().any(|(path, _)| path == "/metrics"));
-    /// # app
-    /// # }
-    /// ```
-    #[cfg(feature = "metrics")]
-    pub fn metrics(mut self, metrics: &metrics::Metrics) -> Self {
-        self.app = metrics.install(self.app);
-        self.observed.metrics = Some(metrics.clone());
-        let served = metrics.clone();
-        self.http_route("/metrics", move || {
-            crate::http::HttpResponse::with_type(
-                200,
-                metrics::Metrics::CONTENT_TYPE,
-                served.render(),
-            )
-        })
-    }
-
-    /// The metrics installed with [`FastStream::metrics`], if any.
-    #[cfg(feature = "metrics")]
-    pub fn installed_metrics(&self) -> Option<&metrics::Metrics> {
-        self.observed.metrics.as_ref()
-    }
-
-    /// Traces every handled and published message with `otel`'s tracer. See [`otel`].
-    ///
-    /// ```
-    /// use faststream::observe::otel::Otel;
-    /// use faststream::FastStream;
-    /// # fn app<B: faststream::Broker>(broker: B) -> FastStream<B> {
-    /// // Spans go to the global tracer provider (a no-op until one is installed).
-    /// FastStream::new(broker).otel(&Otel::global())
-    /// # }
-    /// ```
-    #[cfg(feature = "otel")]
-    pub fn otel(mut self, otel: &otel::Otel) -> Self {
-        self.app = otel.install(self.app);
-        self
-    }
 }
 
 /// Reports `faststream_consumer_lag` in `metrics` from the health of the running app behind
@@ -166,41 +104,35 @@ pub(crate) struct RunObservation {
     provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
 }
 
-/// Installs what `run`'s options ask for: the access log, the metrics (unless the app has its
-/// own), OTLP tracing.
-#[cfg(feature = "cli")]
-pub(crate) fn for_run<B: Broker>(
-    mut app: FastStream<B>,
-    run: &crate::cli::RunArgs,
-) -> Result<(FastStream<B>, RunObservation), crate::cli::CliError> {
-    #[allow(unused_mut)]
-    let mut observation = RunObservation::default();
-    if let Some(level) = run.access_log {
-        app = app.access_log(level);
-    }
-    #[cfg(feature = "metrics")]
-    {
-        if run.metrics && app.installed_metrics().is_none() {
-            app = app.metrics(&metrics::Metrics::new("faststream"));
-        }
-        if let Some(metrics) = app.installed_metrics() {
-            observation.metrics = Some((metrics.clone(), app.subscribers().to_vec()));
-        }
-    }
-    #[cfg(feature = "otlp")]
-    if run.otel {
-        use opentelemetry::trace::TracerProvider as _;
-        let provider = otel::otlp_from_env().map_err(ObserveError::from)?;
-        app = app.otel(&otel::Otel::new(provider.tracer("faststream")));
-        observation.provider = Some(provider);
-    }
-    Ok((app, observation))
-}
-
 #[cfg(feature = "cli")]
 impl RunObservation {
+    /// Once the app started, `metrics` follow the consumer lag of `subscribers` (the app's
+    /// configurations).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn follow_lag(
+        &mut self,
+        metrics: metrics::Metrics,
+        subscribers: Vec<std::sync::Arc<faststream_core::SubscriberConfig>>,
+    ) {
+        self.metrics = Some((metrics, subscribers));
+    }
+
+    /// The OTLP tracing `run --otel` asks for, exporting as the standard `OTEL_*` environment
+    /// variables say; [`RunObservation::finish`] exports its last spans.
+    #[cfg(feature = "otlp")]
+    pub(crate) fn otlp(&mut self) -> Result<otel::Otel, ObserveError> {
+        use opentelemetry::trace::TracerProvider as _;
+        let provider = otel::otlp_from_env()?;
+        let otel = otel::Otel::new(provider.tracer("faststream"));
+        self.provider = Some(provider);
+        Ok(otel)
+    }
+
     /// The app started: the metrics follow its consumer lag.
-    pub(crate) fn started<B: Broker>(&self, running: &faststream_core::RunningApp<B>) {
+    pub(crate) fn started<B: faststream_core::Broker>(
+        &self,
+        running: &faststream_core::RunningApp<B>,
+    ) {
         #[cfg(feature = "metrics")]
         if let Some((metrics, subscribers)) = &self.metrics {
             watch_lag(metrics, running.health_probe(), subscribers);

@@ -26,6 +26,7 @@ pub use faststream_core::options::{BadExtraOption, OptionValue, StartupOptions, 
 
 use crate::asyncapi::serve::ServeError;
 use crate::asyncapi::DescribeServer;
+use crate::observe::RunObservation;
 use crate::FastStream;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use faststream_core::broker::{Broker, Publish, Record};
@@ -496,6 +497,33 @@ pub async fn serve_file(path: &Path, host: &str, port: u16) -> Result<(), CliErr
     serve_until_signal(&document, host, port).await
 }
 
+/// Installs what `run`'s options ask for: the access log, the metrics (unless the app has its
+/// own), OTLP tracing.
+fn observe_run<B: Broker>(
+    mut app: FastStream<B>,
+    run: &RunArgs,
+) -> Result<(FastStream<B>, RunObservation), CliError> {
+    #[allow(unused_mut)]
+    let mut observation = RunObservation::default();
+    if let Some(level) = run.access_log {
+        app = app.access_log(level);
+    }
+    #[cfg(feature = "metrics")]
+    {
+        if run.metrics && app.installed_metrics().is_none() {
+            app = app.metrics(&crate::observe::metrics::Metrics::new("faststream"));
+        }
+        if let Some(metrics) = app.installed_metrics() {
+            observation.follow_lag(metrics.clone(), app.subscribers().to_vec());
+        }
+    }
+    #[cfg(feature = "otlp")]
+    if run.otel {
+        app = app.otel(&observation.otlp()?);
+    }
+    Ok((app, observation))
+}
+
 impl<B: Broker + DescribeServer> FastStream<B> {
     /// Runs the app's command line from the process arguments: `run` (the default), `docs
     /// gen`, `docs serve`, `publish`. Use it in `main` instead of [`FastStream::run`].
@@ -528,7 +556,7 @@ impl<B: Broker + DescribeServer> FastStream<B> {
                     run.log_level.as_deref(),
                     run.log_format.map(|f| f == LogFormat::Json),
                 );
-                let (app, observed) = crate::observe::for_run(self, &run)?;
+                let (app, observed) = observe_run(self, &run)?;
                 let routes = app.http_routes().to_vec();
                 let running = app.start_with(options).await?;
                 observed.started(&running);

@@ -61,17 +61,18 @@
 //! and time spent in network round trips.
 mod memory;
 mod partitioner;
+mod payload;
 #[cfg(feature = "kafka")]
 mod real;
 mod record;
 
 pub use partitioner::{murmur2, partition_for_key};
+pub use payload::decode;
 pub use record::Call;
 
 use crate::asyncapi::{DescribeServer, ServerInfo};
 use crate::FastStream;
 use faststream_core::broker::{PartitionWorkers, SubscribeOptions, Subscription};
-use faststream_core::message::CONTENT_TYPE;
 use faststream_core::{
     Broker, Delivered, Message, OffsetReset, Publish, PublishError, Record, Result, RunningApp,
     SubscriberConfig,
@@ -338,24 +339,6 @@ impl TestBroker {
             }
             tokio::time::sleep(Duration::from_millis(pause)).await;
         }
-    }
-}
-
-/// The payload of `message` decoded the way FastStream encodes it: JSON for
-/// `application/json`, a string for `text/plain`; otherwise JSON when it parses, else a string
-/// (lossy UTF-8). An empty payload is `null`. A batch subscriber's delivery is the array of
-/// its records, each decoded so.
-pub fn decode(message: &Message) -> Value {
-    if let Some(batch) = &message.batch {
-        return Value::Array(batch.iter().map(decode).collect());
-    }
-    if message.payload.is_empty() {
-        return Value::Null;
-    }
-    let text = || Value::String(String::from_utf8_lossy(&message.payload).into_owned());
-    match message.headers.get_str(CONTENT_TYPE) {
-        Some("text/plain") => text(),
-        _ => serde_json::from_slice(&message.payload).unwrap_or_else(|_| text()),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Handler mocks: a tower layer the test broker puts around every subscriber, recording the
 //! message each call received and how the call ended.
 
+use super::payload::decode;
 use faststream_core::middleware::BoxError;
 use faststream_core::{Message, Reply};
 use futures::future::BoxFuture;
@@ -20,9 +21,9 @@ pub struct Call {
 }
 
 impl Call {
-    /// The payload decoded the way FastStream encodes it (see [`super::decode`]).
+    /// The payload decoded the way FastStream encodes it (see [`decode`]).
     pub fn json(&self) -> serde_json::Value {
-        super::decode(&self.message)
+        decode(&self.message)
     }
 }
 

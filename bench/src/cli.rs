@@ -1,0 +1,64 @@
+//! The command line of the benchmark.
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "faststream-bench",
+    about = "Benchmark faststream-rs against raw rdkafka and its peers on a local Kafka"
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Option<Sub>,
+    /// Kafka bootstrap servers.
+    #[arg(long, default_value = "127.0.0.1:9092", global = true)]
+    pub(crate) bootstrap: String,
+    /// Records pre-filled for the drain and pipeline measurements.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub(crate) messages: u64,
+    /// Partitions of the benchmark topics.
+    #[arg(long, default_value_t = 6)]
+    pub(crate) partitions: i32,
+    /// Repetitions of every measurement (median and spread are reported).
+    #[arg(long, default_value_t = 3)]
+    pub(crate) runs: usize,
+    /// Publish rates for the latency measurement, records per second.
+    #[arg(long, value_delimiter = ',', default_values_t = [1000_u64, 10000])]
+    pub(crate) rates: Vec<u64>,
+    /// Seconds of traffic per latency measurement.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) latency_seconds: u64,
+    /// Sequential request/reply round trips per run (0 skips the measurement).
+    #[arg(long, default_value_t = 2000)]
+    pub(crate) rpc_requests: u64,
+    /// Also measure FastStream (Python) and RustStream, installed into target/bench-peers.
+    #[arg(long)]
+    pub(crate) peers: bool,
+    /// Records for the Python peers (they are ~100x slower; their rate is what is compared).
+    #[arg(long, default_value_t = 100_000)]
+    pub(crate) python_messages: u64,
+    /// Write the table (markdown) to this file as well.
+    #[arg(long)]
+    pub(crate) markdown: Option<std::path::PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum Sub {
+    /// Runs one measured case in this process (used by the orchestrator).
+    #[command(hide = true)]
+    Case {
+        name: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long, default_value = "")]
+        output: String,
+        #[arg(long)]
+        partitions: i32,
+        #[arg(long)]
+        messages: u64,
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        #[arg(long, default_value_t = 0)]
+        seconds: u64,
+    },
+}
