@@ -37,6 +37,9 @@ fi
 chromium --version
 npm ci --prefix tools/asyncapi-validate --no-audit --no-fund --loglevel=error
 
+step "import circles (scripts/check-imports.py: files of each crate, and crates)"
+python3 scripts/check-imports.py
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
