@@ -5,7 +5,9 @@
 //! the app layer drives it and backends see only the [`crate::broker`] seam.
 
 pub(crate) mod batch;
+mod dead_letter;
 pub(crate) mod factory;
+mod fan_out;
 pub(crate) mod progress;
 pub(crate) mod stats;
 pub(crate) mod worker;

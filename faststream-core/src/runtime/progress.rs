@@ -1,11 +1,18 @@
 //! The one progress tracker of a partition: which consumed offsets are finished, and what the
 //! backend may commit.
 //!
-//! Messages of a partition are handled in order, but their publishes are acknowledged later.
-//! Each handled message leaves a [`PendingAck`] in a FIFO; the watermark moves only as the
-//! head of that FIFO completes, so an offset is never stored while an earlier message of the
-//! partition is unfinished. The watermark is handed to the backend ([`OffsetStore`]) in
-//! batches: every [`STORE_EVERY`] finished messages, or [`STORE_DELAY`] after it first moved.
+//! Every message gets an entry when it is dispatched ([`PartitionProgress::dispatch`]), in
+//! offset order, and keeps it until it finishes: its outcome decided
+//! ([`PartitionProgress::decide`], in any order: a handler still running, a message waiting
+//! to be retried or a deferred ack simply leave their entry undecided) and every publish it
+//! caused acknowledged. The watermark moves only as the front entry finishes, so the offset
+//! handed on is never past the lowest unfinished message, whatever order messages finish in.
+//!
+//! The watermark goes to an [`OffsetStore`] in batches (every [`STORE_EVERY`] finished
+//! messages, or [`STORE_DELAY`] after it first moved), or is taken by whoever commits it
+//! otherwise ([`PartitionProgress::committable`], e.g. into a transaction). When offsets
+//! count as finished is the [`CommitMode`]; [`PartitionProgress::reset`] starts over after a
+//! seek or an aborted transaction.
 
 use crate::broker::{BufferBudget, OffsetStore};
 use crate::error::PublishError;
@@ -22,32 +29,76 @@ pub(crate) const STORE_EVERY: u32 = 512;
 /// And at the latest this long after the watermark moved.
 pub(crate) const STORE_DELAY: Duration = Duration::from_millis(50);
 
+/// When a message's offset counts as finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CommitMode {
+    /// At-least-once, the default: once its outcome is decided and its publishes are
+    /// acknowledged.
+    AfterHandling,
+    /// At-most-once (`AckPolicy::AckFirst`): as soon as it is dispatched, before its handler
+    /// runs. Its publishes are still tracked, so a shutdown waits for them, but one the
+    /// broker refuses does not run the error policy again.
+    BeforeHandling,
+}
+
+/// A dispatched message's entry in its partition's tracker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ticket(u64);
+
+/// Whether the partition may still move on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Running,
+    /// It stopped at a hole: nothing is committed past it until the app restarts.
+    Halted,
+}
+
+struct Entry<D> {
+    offset: i64,
+    /// The message's bytes held against the subscriber's budget until the entry finishes.
+    bytes: usize,
+    state: EntryState<D>,
+}
+
+// Most entries are decided soon (`Publishing`); boxing that variant would allocate per message.
+#[allow(clippy::large_enum_variant)]
+enum EntryState<D> {
+    /// Dispatched, outcome not decided: its handler runs, it waits to be retried, or its ack
+    /// is deferred.
+    Undecided,
+    /// Decided: waiting for its publishes to be acknowledged (finished once none is left).
+    Publishing(PendingAck<D>),
+    /// The partition stopped here: never finishes.
+    Hole,
+}
+
 /// Finished and in-flight offsets of one partition.
 pub(crate) struct PartitionProgress<D> {
     partition: TopicPartition,
     offsets: Arc<dyn OffsetStore>,
-    queue: VecDeque<PendingAck<D>>,
+    mode: CommitMode,
+    queue: VecDeque<Entry<D>>,
+    /// The ticket number of the queue's front entry.
+    front_ticket: u64,
     done: Option<i64>,
     unstored: u32,
-    /// A head whose publish the broker refused, taken by the worker to apply its policy.
+    /// A decided message whose publish the broker refused, taken by the worker to apply its
+    /// policy. Its entry is undecided again until the worker decides it anew.
     failed: Option<FailedHead>,
-    /// A head that must not be passed: the partition stopped there.
-    halted: bool,
-    /// The subscriber's memory budget: a message's bytes are released when its entry leaves
-    /// the queue finished (or the tracker is dropped).
+    flow: Flow,
     budget: Arc<BufferBudget>,
 }
 
 /// A handled message whose output the broker finally refused: the worker runs its error
-/// policy on it. Its queue entry stays at the head, as a hole nothing is committed past,
-/// until [`PartitionProgress::replace_head`].
+/// policy on it and decides its entry ([`FailedHead::ticket`]) again.
 pub(crate) struct FailedHead {
     pub(crate) message: Message,
     pub(crate) attempt: u32,
     pub(crate) error: PublishError,
+    pub(crate) ticket: Ticket,
 }
 
-/// What the head of the queue did.
+/// What the front entry did.
 pub(crate) enum HeadEvent {
     /// Finished; the watermark moved.
     Finished,
@@ -66,17 +117,120 @@ where
         partition: TopicPartition,
         offsets: Arc<dyn OffsetStore>,
         budget: Arc<BufferBudget>,
+        mode: CommitMode,
     ) -> Self {
         Self {
-            budget,
             partition,
             offsets,
+            mode,
             queue: VecDeque::new(),
+            front_ticket: 0,
             done: None,
             unstored: 0,
             failed: None,
-            halted: false,
+            flow: Flow::Running,
+            budget,
         }
+    }
+
+    /// Registers a message taken for handling, at `offset` and holding `bytes` of the budget.
+    /// Messages are dispatched in offset order; the returned ticket decides it later.
+    pub(crate) fn dispatch(&mut self, offset: i64, bytes: usize) -> Ticket {
+        let ticket = Ticket(self.front_ticket + self.queue.len() as u64);
+        self.queue.push_back(Entry {
+            offset,
+            bytes,
+            state: EntryState::Undecided,
+        });
+        if self.mode == CommitMode::BeforeHandling {
+            self.advance(offset);
+            self.store();
+        }
+        ticket
+    }
+
+    /// Decides a dispatched message: `ack` tracks the publishes it caused. It finishes once
+    /// they are acknowledged and everything dispatched before it finished.
+    pub(crate) fn decide(&mut self, ticket: Ticket, mut ack: PendingAck<D>) {
+        if self.mode == CommitMode::BeforeHandling {
+            ack.run_policy_again_on_refusal(false);
+        }
+        let Some(index) = self.index(ticket) else {
+            return;
+        };
+        if index == 0 && ack.is_done() {
+            // The common case, without a poll: first in line and nothing to wait for.
+            self.finish_front();
+        } else {
+            self.queue[index].state = EntryState::Publishing(ack);
+        }
+    }
+
+    /// Cuts the last dispatched entry (`ticket`) in two where a batch failed part-way: it now
+    /// ends at `offset`, holding `bytes`; the remainder (up to its old offset, with the rest
+    /// of its bytes) becomes a new undecided entry, returned. `None` when nothing remains, or
+    /// when `ticket` is not the last entry (then it is left whole).
+    pub(crate) fn split(&mut self, ticket: Ticket, offset: i64, bytes: usize) -> Option<Ticket> {
+        let index = self.index(ticket)?;
+        if index + 1 != self.queue.len() {
+            return None;
+        }
+        let entry = &mut self.queue[index];
+        if offset >= entry.offset {
+            return None;
+        }
+        let rest = Entry {
+            offset: entry.offset,
+            bytes: entry.bytes.saturating_sub(bytes),
+            state: EntryState::Undecided,
+        };
+        entry.offset = offset;
+        entry.bytes = bytes.min(entry.bytes);
+        self.queue.push_back(rest);
+        Some(Ticket(ticket.0 + 1))
+    }
+
+    /// Whether `ticket` is the last entry dispatched (the only one that can be [`split`]).
+    ///
+    /// [`split`]: PartitionProgress::split
+    pub(crate) fn is_last(&self, ticket: Ticket) -> bool {
+        self.index(ticket)
+            .is_some_and(|index| index + 1 == self.queue.len())
+    }
+
+    /// Stops the partition at `ticket`'s message: its entry becomes a hole nothing is
+    /// committed past, and its bytes leave the budget.
+    pub(crate) fn halt(&mut self, ticket: Ticket) {
+        self.flow = Flow::Halted;
+        if let Some(index) = self.index(ticket) {
+            let entry = &mut self.queue[index];
+            entry.state = EntryState::Hole;
+            self.budget.release(std::mem::take(&mut entry.bytes));
+        }
+    }
+
+    /// A message that will not be handled here (dropped while waiting to be retried): its
+    /// bytes leave the budget now; its entry stays undecided, so it is never committed.
+    pub(crate) fn abandon(&mut self, ticket: Ticket) {
+        if let Some(index) = self.index(ticket) {
+            self.budget
+                .release(std::mem::take(&mut self.queue[index].bytes));
+        }
+    }
+
+    /// Forgets every entry and starts again after a seek or an aborted transaction: the next
+    /// message dispatched is at `next_offset` (its predecessor counts as the watermark to
+    /// store), or, with `None`, wherever the backend resumes, with nothing to store.
+    #[cfg_attr(not(test), allow(dead_code))] // the seam seek and transactions plug into
+    pub(crate) fn reset(&mut self, next_offset: Option<i64>) {
+        // Tickets of before the reset never match again.
+        self.front_ticket += self.queue.len() as u64;
+        let held: usize = self.queue.drain(..).map(|entry| entry.bytes).sum();
+        self.budget.release(held);
+        self.failed = None;
+        self.flow = Flow::Running;
+        self.done = next_offset.map(|next| next - 1);
+        self.unstored = u32::from(next_offset.is_some());
     }
 
     /// The failed head to run the error policy on, if one failed.
@@ -86,65 +240,16 @@ where
 
     /// Whether the partition reached a point nothing may be committed past.
     pub(crate) fn is_halted(&self) -> bool {
-        self.halted
+        self.flow == Flow::Halted
     }
 
-    /// Puts the outcome of running a failed head's message again in the head's place.
-    pub(crate) fn replace_head(&mut self, ack: PendingAck<D>) {
-        if self.queue.front().is_some_and(|front| front.hole) {
-            if let Some(hole) = self.queue.pop_front() {
-                self.budget.release(hole.bytes);
-            }
-        }
-        if ack.is_done() && ack.all_delivered {
-            self.budget.release(ack.bytes);
-            self.advance(ack.offset);
-        } else {
-            self.queue.push_front(ack);
-        }
-    }
-
-    /// Stops the partition at the next unfinished message: a hole at the back of the queue
-    /// (or the failed head, left as it is) that nothing is committed past.
-    pub(crate) fn halt(&mut self, partition: &TopicPartition, offset: i64, at_head: bool) {
-        self.halted = true;
-        if !at_head {
-            let mut hole = PendingAck::new(partition, offset);
-            hole.hole = true;
-            self.queue.push_back(hole);
-        }
-    }
-
-    /// Messages handled whose publishes are not all acknowledged yet.
+    /// Messages dispatched and not finished yet.
     pub(crate) fn in_flight(&self) -> usize {
         self.queue.len()
     }
 
-    /// A handled message: finished now when nothing before it is in flight and it has no
-    /// publishes of its own, else queued behind what is.
-    pub(crate) fn handled(&mut self, ack: PendingAck<D>) {
-        if ack.is_done() && self.queue.is_empty() {
-            self.budget.release(ack.bytes);
-            self.advance(ack.offset);
-        } else {
-            self.queue.push_back(ack);
-        }
-    }
-
-    /// At-most-once: counts `offset` as finished before its handler runs, storing it at once
-    /// when nothing before it is in flight.
-    pub(crate) fn finish_before_handling(&mut self, offset: i64) {
-        if self.queue.is_empty() {
-            self.advance(offset);
-            self.store();
-        } else {
-            self.queue
-                .push_back(PendingAck::new(&self.partition, offset));
-        }
-    }
-
-    /// Resolves when the head of the queue finished or failed; `None` when nothing is in
-    /// flight. A hole at the head never resolves.
+    /// Resolves when the front entry finished or failed; `None` when nothing is in flight.
+    /// An undecided entry or a hole at the front never resolves.
     pub(crate) fn next_ack(&mut self) -> impl Future<Output = Option<HeadEvent>> + '_ {
         std::future::poll_fn(move |cx| self.poll_head(cx))
     }
@@ -153,37 +258,49 @@ where
         let Some(front) = self.queue.front_mut() else {
             return Poll::Ready(None);
         };
-        if front.hole {
-            return Poll::Pending;
-        }
-        let Poll::Ready((offset, delivered)) = Pin::new(&mut *front).poll(cx) else {
+        let EntryState::Publishing(ack) = &mut front.state else {
             return Poll::Pending;
         };
-        if !delivered {
-            if let Some((message, attempt)) = front.retained.take() {
-                front.hole = true;
-                let error = front.first_error.take().unwrap_or_else(|| PublishError {
-                    topic: message.topic.to_string(),
-                    message: "refused".into(),
-                });
-                self.failed = Some(FailedHead {
-                    message,
-                    attempt,
-                    error,
-                });
-                return Poll::Ready(Some(HeadEvent::Failed));
-            }
-            if front.must_deliver {
-                front.hole = true;
-                self.halted = true;
-                return Poll::Ready(Some(HeadEvent::Halted));
+        let Poll::Ready(refused) = Pin::new(&mut *ack).poll(cx) else {
+            return Poll::Pending;
+        };
+        if let Some(error) = refused {
+            match std::mem::replace(&mut ack.on_refused, OnRefused::CountDone) {
+                OnRefused::RunPolicy { message, attempt } => {
+                    front.state = EntryState::Undecided;
+                    let ticket = Ticket(self.front_ticket);
+                    self.failed = Some(FailedHead {
+                        message,
+                        attempt,
+                        error,
+                        ticket,
+                    });
+                    return Poll::Ready(Some(HeadEvent::Failed));
+                }
+                OnRefused::Halt => {
+                    let ticket = Ticket(self.front_ticket);
+                    self.halt(ticket);
+                    return Poll::Ready(Some(HeadEvent::Halted));
+                }
+                OnRefused::CountDone => {}
             }
         }
-        if let Some(finished) = self.queue.pop_front() {
-            self.budget.release(finished.bytes);
-        }
-        self.advance(offset);
+        self.finish_front();
         Poll::Ready(Some(HeadEvent::Finished))
+    }
+
+    fn finish_front(&mut self) {
+        if let Some(finished) = self.queue.pop_front() {
+            self.front_ticket += 1;
+            self.budget.release(finished.bytes);
+            self.advance(finished.offset);
+        }
+    }
+
+    /// The queue index of `ticket`, while its entry is there.
+    fn index(&self, ticket: Ticket) -> Option<usize> {
+        let index = usize::try_from(ticket.0.checked_sub(self.front_ticket)?).ok()?;
+        (index < self.queue.len()).then_some(index)
     }
 
     /// Takes every acknowledgement that is already in, without waiting.
@@ -194,34 +311,49 @@ where
     }
 
     fn advance(&mut self, offset: i64) {
-        self.done = Some(offset);
-        self.unstored += 1;
+        // Never backwards: under `BeforeHandling` an entry finishing later re-counts an offset
+        // that was counted at dispatch.
+        if self.done.is_none_or(|done| offset > done) {
+            self.done = Some(offset);
+            self.unstored += 1;
+        }
     }
 
-    /// Releases `bytes` of the budget held by a message that never enters the queue.
-    pub(crate) fn release(&self, bytes: usize) {
+    /// Releases the bytes of a message that was never dispatched (left in the channel).
+    pub(crate) fn release_undispatched(&self, bytes: usize) {
         self.budget.release(bytes);
     }
 
-    /// Finished messages not yet handed to the backend.
+    /// Finished messages not yet handed on.
     pub(crate) fn unstored(&self) -> u32 {
         self.unstored
     }
 
-    /// Hands the watermark to the backend if it moved.
-    pub(crate) fn store(&mut self) {
+    /// The watermark to commit, if it moved since it was last taken: the last offset before
+    /// which every message finished.
+    pub(crate) fn committable(&mut self) -> Option<i64> {
         if self.unstored == 0 {
-            return;
+            return None;
         }
         self.unstored = 0;
-        if let Some(offset) = self.done {
+        self.done
+    }
+
+    /// Hands the watermark to the backend if it moved.
+    pub(crate) fn store(&mut self) {
+        if let Some(offset) = self.committable() {
             self.offsets.store(&self.partition, offset);
         }
     }
 
-    /// Waits for every publish in flight (up to a hole), then stores the watermark.
+    /// Waits for every publish in flight (up to an undecided entry or a hole), then stores
+    /// the watermark.
     pub(crate) async fn finish(&mut self) {
-        while self.queue.front().is_some_and(|front| !front.hole) {
+        while self
+            .queue
+            .front()
+            .is_some_and(|front| matches!(front.state, EntryState::Publishing(_)))
+        {
             if !matches!(self.next_ack().await, Some(HeadEvent::Finished)) {
                 break;
             }
@@ -232,13 +364,23 @@ where
 
 impl<D> Drop for PartitionProgress<D> {
     fn drop(&mut self) {
-        let held: usize = self.queue.iter().map(|ack| ack.bytes).sum();
+        let held: usize = self.queue.iter().map(|entry| entry.bytes).sum();
         self.budget.release(held);
     }
 }
 
-/// A handled message waiting for its publishes to be acknowledged. Resolves to the message's
-/// offset and whether every publish succeeded; failures are logged here.
+/// What a refused publish of a decided message leads to.
+enum OnRefused {
+    /// Nothing more: the message counts as finished (its failure is logged).
+    CountDone,
+    /// The message runs its error policy again (attempt `attempt` produced the output).
+    RunPolicy { message: Message, attempt: u32 },
+    /// The partition stops there (a dead letter that did not land).
+    Halt,
+}
+
+/// The publishes of a decided message, waiting to be acknowledged. Resolves to the first
+/// refusal, if any; every refusal is logged here.
 pub(crate) struct PendingAck<D> {
     topic: Arc<str>,
     partition: i32,
@@ -246,17 +388,8 @@ pub(crate) struct PendingAck<D> {
     // The first delivery inline, so the common one-publisher case does not allocate.
     first: Option<D>,
     rest: Vec<D>,
-    all_delivered: bool,
-    first_error: Option<PublishError>,
-    /// The message and its attempt number, kept when a refused publish must run the error
-    /// policy on it.
-    retained: Option<(Message, u32)>,
-    /// A refused publish halts the partition (a dead letter that did not land).
-    must_deliver: bool,
-    /// Stands for a message that is not finished and is not in flight either.
-    hole: bool,
-    /// The message's bytes held against the subscriber's budget until this entry finishes.
-    bytes: usize,
+    refused: Option<PublishError>,
+    on_refused: OnRefused,
 }
 
 impl<D> PendingAck<D> {
@@ -268,28 +401,26 @@ impl<D> PendingAck<D> {
             offset,
             first: None,
             rest: Vec::new(),
-            all_delivered: true,
-            first_error: None,
-            retained: None,
-            must_deliver: false,
-            hole: false,
-            bytes: 0,
+            refused: None,
+            on_refused: OnRefused::CountDone,
         }
     }
 
     /// Keeps `message` so a refused publish runs the error policy on it (attempt `attempt`).
     pub(crate) fn retain(&mut self, message: Message, attempt: u32) {
-        self.retained = Some((message, attempt));
+        self.on_refused = OnRefused::RunPolicy { message, attempt };
     }
 
-    /// Makes this entry carry the budget bytes of its message (released when it finishes).
-    pub(crate) fn hold_bytes(&mut self, bytes: usize) {
-        self.bytes = bytes;
+    /// Drops a retained message when its refusal must not run the policy again.
+    fn run_policy_again_on_refusal(&mut self, again: bool) {
+        if !again && matches!(self.on_refused, OnRefused::RunPolicy { .. }) {
+            self.on_refused = OnRefused::CountDone;
+        }
     }
 
     /// Makes a refused publish halt the partition instead of counting the message as done.
     pub(crate) fn must_deliver(&mut self) {
-        self.must_deliver = true;
+        self.on_refused = OnRefused::Halt;
     }
 
     /// Adds one publish to wait for.
@@ -308,16 +439,13 @@ impl<D> PendingAck<D> {
 
     fn record_outcome<T>(&mut self, outcome: Result<T, PublishError>) {
         if let Err(err) = outcome {
-            self.all_delivered = false;
-            if self.first_error.is_none() {
-                self.first_error = Some(err.clone());
-            }
             tracing::error!(
                 "publish for message {}[{}]@{} was not acknowledged: {err}",
                 self.topic,
                 self.partition,
                 self.offset,
             );
+            self.refused.get_or_insert(err);
         }
     }
 }
@@ -326,7 +454,7 @@ impl<D, T> Future for PendingAck<D>
 where
     D: Future<Output = Result<T, PublishError>> + Unpin,
 {
-    type Output = (i64, bool);
+    type Output = Option<PublishError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
@@ -350,9 +478,314 @@ where
             }
         }
         if this.rest.is_empty() {
-            Poll::Ready((this.offset, this.all_delivered))
+            Poll::Ready(this.refused.take())
         } else {
             Poll::Pending
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::channel::oneshot;
+    use proptest::prelude::*;
+    use std::sync::Mutex;
+
+    /// A publish the test acknowledges (`true`) or refuses (`false`).
+    struct Delivery(oneshot::Receiver<bool>);
+
+    impl Future for Delivery {
+        type Output = Result<(), PublishError>;
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            Pin::new(&mut self.0).poll(cx).map(|acked| match acked {
+                Ok(true) => Ok(()),
+                _ => Err(PublishError {
+                    topic: "out".into(),
+                    message: "refused".into(),
+                }),
+            })
+        }
+    }
+
+    #[derive(Default)]
+    struct Stored(Mutex<Vec<i64>>);
+
+    impl OffsetStore for Stored {
+        fn store(&self, _partition: &TopicPartition, offset: i64) {
+            self.0.lock().unwrap().push(offset);
+        }
+    }
+
+    impl Stored {
+        fn last(&self) -> Option<i64> {
+            self.0.lock().unwrap().last().copied()
+        }
+    }
+
+    fn tracker(mode: CommitMode) -> (PartitionProgress<Delivery>, Arc<Stored>, Arc<BufferBudget>) {
+        let stored = Arc::new(Stored::default());
+        let budget = Arc::new(BufferBudget::new(1 << 20));
+        let tp = TopicPartition::new("in", 0);
+        let progress = PartitionProgress::new(tp, stored.clone(), Arc::clone(&budget), mode);
+        (progress, stored, budget)
+    }
+
+    fn ack(offset: i64) -> PendingAck<Delivery> {
+        PendingAck::new(&TopicPartition::new("in", 0), offset)
+    }
+
+    /// An ack waiting for one publish, and the switch that settles it.
+    fn publishing(offset: i64) -> (PendingAck<Delivery>, oneshot::Sender<bool>) {
+        let (tx, rx) = oneshot::channel();
+        let mut pending = ack(offset);
+        pending.track(Delivery(rx));
+        (pending, tx)
+    }
+
+    fn settle(progress: &mut PartitionProgress<Delivery>) {
+        progress.collect_ready();
+        progress.store();
+    }
+
+    #[test]
+    fn records_decided_out_of_order_commit_only_up_to_the_first_undecided() {
+        let (mut progress, stored, budget) = tracker(CommitMode::AfterHandling);
+        budget.hold(30);
+        let tickets: Vec<Ticket> = (0..3).map(|o| progress.dispatch(o, 10)).collect();
+        progress.decide(tickets[2], ack(2));
+        progress.decide(tickets[1], ack(1));
+        settle(&mut progress);
+        assert_eq!(stored.last(), None, "offset 0 is still undecided");
+        assert_eq!(budget.held(), 30);
+        progress.decide(tickets[0], ack(0));
+        settle(&mut progress);
+        assert_eq!(stored.last(), Some(2));
+        assert_eq!((progress.in_flight(), budget.held()), (0, 0));
+    }
+
+    #[test]
+    fn a_refused_publish_hands_the_message_back_under_its_ticket() {
+        let (mut progress, stored, _) = tracker(CommitMode::AfterHandling);
+        let ticket = progress.dispatch(7, 0);
+        let (mut pending, tx) = publishing(7);
+        pending.retain(Message::new("in", "x"), 1);
+        progress.decide(ticket, pending);
+        tx.send(false).unwrap();
+        settle(&mut progress);
+        let failed = progress.take_failed().expect("the refusal runs the policy");
+        assert_eq!((failed.ticket, failed.attempt), (ticket, 1));
+        assert_eq!(stored.last(), None);
+        progress.decide(failed.ticket, ack(7));
+        settle(&mut progress);
+        assert_eq!(stored.last(), Some(7));
+    }
+
+    #[test]
+    fn a_hole_stops_the_watermark_and_releases_its_bytes() {
+        let (mut progress, stored, budget) = tracker(CommitMode::AfterHandling);
+        budget.hold(3);
+        let first = progress.dispatch(0, 1);
+        let second = progress.dispatch(1, 1);
+        let third = progress.dispatch(2, 1);
+        progress.decide(first, ack(0));
+        progress.halt(second);
+        progress.decide(third, ack(2));
+        settle(&mut progress);
+        assert!(progress.is_halted());
+        assert_eq!(stored.last(), Some(0));
+        assert_eq!(
+            budget.held(),
+            1,
+            "the hole's byte left, the entry behind it holds its own"
+        );
+        drop(progress);
+        assert_eq!(budget.held(), 0);
+    }
+
+    #[test]
+    fn a_batch_entry_splits_where_a_record_failed() {
+        let (mut progress, stored, budget) = tracker(CommitMode::AfterHandling);
+        budget.hold(50);
+        // One batch of offsets 10..=14, 10 bytes each.
+        let batch = progress.dispatch(14, 50);
+        let rest = progress
+            .split(batch, 11, 20)
+            .expect("records 12..=14 remain");
+        progress.decide(batch, ack(11));
+        settle(&mut progress);
+        assert_eq!((stored.last(), budget.held()), (Some(11), 30));
+        let after = progress
+            .split(rest, 12, 10)
+            .expect("records 13..=14 remain");
+        assert_eq!(
+            progress.split(after, 14, 0),
+            None,
+            "nothing after the last record"
+        );
+        progress.decide(rest, ack(12));
+        progress.decide(after, ack(14));
+        settle(&mut progress);
+        assert_eq!((stored.last(), budget.held()), (Some(14), 0));
+    }
+
+    #[test]
+    fn only_the_last_entry_splits() {
+        let (mut progress, _, _) = tracker(CommitMode::AfterHandling);
+        let first = progress.dispatch(4, 0);
+        let _second = progress.dispatch(9, 0);
+        assert!(!progress.is_last(first));
+        assert_eq!(progress.split(first, 2, 0), None);
+    }
+
+    #[test]
+    fn before_handling_commits_at_dispatch_and_still_waits_for_publishes() {
+        let (mut progress, stored, _) = tracker(CommitMode::BeforeHandling);
+        let ticket = progress.dispatch(3, 0);
+        assert_eq!(
+            stored.last(),
+            Some(3),
+            "at-most-once: stored before the handler runs"
+        );
+        let (mut pending, tx) = publishing(3);
+        pending.retain(Message::new("in", "x"), 1);
+        progress.decide(ticket, pending);
+        assert_eq!(progress.in_flight(), 1, "a shutdown waits for its publish");
+        tx.send(false).unwrap();
+        settle(&mut progress);
+        assert!(
+            progress.take_failed().is_none(),
+            "no second run of the policy"
+        );
+        assert_eq!(progress.in_flight(), 0);
+        assert_eq!(stored.0.lock().unwrap().as_slice(), [3]);
+    }
+
+    #[test]
+    fn reset_forgets_entries_and_old_tickets() {
+        let (mut progress, stored, budget) = tracker(CommitMode::AfterHandling);
+        budget.hold(20);
+        let old = progress.dispatch(0, 10);
+        let _ = progress.dispatch(1, 10);
+        progress.reset(Some(100));
+        assert_eq!((progress.in_flight(), budget.held()), (0, 0));
+        progress.store();
+        assert_eq!(stored.last(), Some(99));
+        let new = progress.dispatch(100, 0);
+        progress.decide(old, ack(0));
+        assert_eq!(
+            progress.in_flight(),
+            1,
+            "a ticket from before the reset decides nothing"
+        );
+        progress.decide(new, ack(100));
+        settle(&mut progress);
+        assert_eq!(stored.last(), Some(100));
+    }
+
+    /// One step of a property run: dispatch the next record, decide a dispatched one, or
+    /// settle a publish; `pick` chooses which.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Dispatch,
+        Decide { pick: usize, publishes: u8 },
+        Settle { pick: usize, acked: bool },
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            Just(Step::Dispatch),
+            (any::<usize>(), 0..3_u8)
+                .prop_map(|(pick, publishes)| Step::Decide { pick, publishes }),
+            (any::<usize>(), any::<bool>()).prop_map(|(pick, acked)| Step::Settle { pick, acked }),
+        ]
+    }
+
+    /// The model: each record's offset, whether it finished, and the publishes it waits on.
+    struct Model {
+        offsets: Vec<i64>,
+        dispatched: Vec<Ticket>,
+        undecided: Vec<usize>,
+        publishes: Vec<(usize, oneshot::Sender<bool>)>,
+        finished: Vec<bool>,
+    }
+
+    impl Model {
+        fn lowest_unfinished(&self) -> Option<i64> {
+            let index = self.finished.iter().position(|done| !done)?;
+            Some(self.offsets[index])
+        }
+
+        /// A record is finished once decided and none of its publishes is pending.
+        fn update_finished(&mut self) {
+            for index in 0..self.dispatched.len() {
+                let decided = !self.undecided.contains(&index);
+                let pending = self.publishes.iter().any(|(i, _)| *i == index);
+                self.finished[index] = decided && !pending;
+            }
+        }
+    }
+
+    proptest! {
+        /// The tracker's one invariant: whatever order records are decided and their publishes
+        /// acknowledged (or refused), the offset it stores never reaches the lowest unfinished
+        /// record, never goes backwards, and reaches the last record once all are finished.
+        #[test]
+        fn the_stored_offset_never_passes_the_lowest_unfinished_record(
+            gaps in proptest::collection::vec(1..4_i64, 1..40),
+            steps in proptest::collection::vec(step(), 0..200),
+        ) {
+            let (mut progress, stored, _) = tracker(CommitMode::AfterHandling);
+            let offsets: Vec<i64> = gaps.iter().scan(0, |o, gap| { *o += gap; Some(*o) }).collect();
+            let mut model = Model {
+                finished: vec![false; offsets.len()],
+                offsets,
+                dispatched: Vec::new(),
+                undecided: Vec::new(),
+                publishes: Vec::new(),
+            };
+            let drain = (0..model.offsets.len()).flat_map(|_| [Step::Dispatch]).chain(
+                (0..model.offsets.len() * 3).flat_map(|_| [
+                    Step::Decide { pick: 0, publishes: 0 },
+                    Step::Settle { pick: 0, acked: true },
+                ]),
+            );
+            let mut last_stored = None;
+            for step in steps.into_iter().chain(drain) {
+                match step {
+                    Step::Dispatch if model.dispatched.len() < model.offsets.len() => {
+                        let index = model.dispatched.len();
+                        model.dispatched.push(progress.dispatch(model.offsets[index], 0));
+                        model.undecided.push(index);
+                    }
+                    Step::Decide { pick, publishes } if !model.undecided.is_empty() => {
+                        let index = model.undecided.swap_remove(pick % model.undecided.len());
+                        let mut pending = ack(model.offsets[index]);
+                        for _ in 0..publishes {
+                            let (tx, rx) = oneshot::channel();
+                            pending.track(Delivery(rx));
+                            model.publishes.push((index, tx));
+                        }
+                        progress.decide(model.dispatched[index], pending);
+                    }
+                    Step::Settle { pick, acked } if !model.publishes.is_empty() => {
+                        let (_, tx) = model.publishes.swap_remove(pick % model.publishes.len());
+                        let _ = tx.send(acked);
+                    }
+                    _ => {}
+                }
+                settle(&mut progress);
+                model.update_finished();
+                let now = stored.last();
+                prop_assert!(now >= last_stored, "stored offsets went backwards: {last_stored:?} -> {now:?}");
+                if let (Some(now), Some(lowest)) = (now, model.lowest_unfinished()) {
+                    prop_assert!(now < lowest, "stored {now} while {lowest} is unfinished");
+                }
+                last_stored = now;
+            }
+            prop_assert_eq!(model.lowest_unfinished(), None);
+            prop_assert_eq!(stored.last(), model.offsets.last().copied());
+            prop_assert_eq!(progress.in_flight(), 0);
         }
     }
 }

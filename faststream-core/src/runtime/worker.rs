@@ -16,17 +16,19 @@ use crate::handler::extract::AppState;
 use crate::handler::reply::{Outgoing, Reply};
 use crate::handler::service::{HandlerService, MessageService};
 use crate::handler::Handler;
-use crate::message::codec;
-use crate::message::{Batch, Headers, Message, TopicPartition, CORRELATION_ID};
+use crate::message::{Batch, Message, TopicPartition, CORRELATION_ID};
 use crate::middleware::{name_timeout, BoxPublishService, CatchPanicLayer, TraceLayer};
 use crate::policy::AckPolicy;
-use crate::policy::{error_type, Decision, ErrorPolicy, Exhausted};
+use crate::policy::{Decision, ErrorPolicy, Exhausted};
+use crate::runtime::dead_letter::DeadLetter;
+use crate::runtime::fan_out::{fan_out, Destinations};
 use crate::runtime::progress::{
-    FailedHead, PartitionProgress, PendingAck, STORE_DELAY, STORE_EVERY,
+    CommitMode, FailedHead, PartitionProgress, PendingAck, Ticket, STORE_DELAY, STORE_EVERY,
 };
 use crate::runtime::stats::{PartitionStats, SubscriberStats};
 use bytes::Bytes;
 use futures::FutureExt;
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -228,7 +230,12 @@ where
             policy: self.policy.clone(),
             service,
             publisher,
-            progress: PartitionProgress::new(partition, offsets, Arc::clone(&self.stats.buffer)),
+            progress: PartitionProgress::new(
+                partition,
+                offsets,
+                Arc::clone(&self.stats.buffer),
+                commit_mode(self.config.ack_policy),
+            ),
             stats,
             stop: stop.clone(),
         };
@@ -262,14 +269,106 @@ struct PartitionWorker<S, P: Publish> {
     stop: CancellationToken,
 }
 
-/// A message to run again once its backoff has passed.
+/// A message to run again once its backoff has passed. Its entry in the progress tracker
+/// stays undecided meanwhile, so nothing after it is committed.
 struct Redelivery {
     message: Message,
     attempt: u32,
     delay: Duration,
-    /// It failed at the head of the in-flight queue (its output was refused): its new outcome
-    /// takes the head's place.
-    at_head: bool,
+    ticket: Ticket,
+}
+
+/// Messages waiting for their backoff, oldest first; only the front's timer runs.
+type Waiting = VecDeque<Redelivery>;
+
+/// What woke the worker's event loop.
+enum Turn {
+    Stop,
+    StoreDue,
+    Acked,
+    RetryDue,
+    Next(Message),
+}
+
+/// The event loop's two timers, one each for the whole loop and re-armed rather than created
+/// per message (a new timer costs a clock read and a timer-wheel insert).
+struct Timers {
+    store: Pin<Box<tokio::time::Sleep>>,
+    store_state: StoreTimer,
+    retry: Pin<Box<tokio::time::Sleep>>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum StoreTimer {
+    Idle,
+    Armed,
+}
+
+impl Timers {
+    fn new() -> Self {
+        Self {
+            store: Box::pin(tokio::time::sleep(STORE_DELAY)),
+            store_state: StoreTimer::Idle,
+            retry: Box::pin(tokio::time::sleep(Duration::ZERO)),
+        }
+    }
+
+    /// Re-arms the retry timer when a different redelivery came to the front.
+    fn follow_front(&mut self, waiting: &Waiting, before: Option<(i64, u32)>) {
+        let after = front_of(waiting);
+        if let Some(again) = waiting
+            .front()
+            .filter(|_| after.is_some() && after != before)
+        {
+            self.retry.as_mut().reset(Instant::now() + again.delay);
+        }
+    }
+}
+
+fn front_of(waiting: &Waiting) -> Option<(i64, u32)> {
+    waiting.front().map(|r| (r.message.offset, r.attempt))
+}
+
+/// How a message failed, with what its handling needs to apply the policy.
+struct Failure {
+    error: BoxError,
+    attempt: u32,
+    ticket: Ticket,
+    /// The message, when the policy may need it again.
+    kept: Option<Message>,
+}
+
+/// Where a message came from and what its reply inherits, taken before the handler consumes
+/// the message.
+struct Origin {
+    partition: TopicPartition,
+    offset: i64,
+    key: Option<Bytes>,
+    correlation_id: Option<Bytes>,
+    reply_to: Option<Arc<str>>,
+}
+
+impl Origin {
+    fn of(message: &Message) -> Self {
+        Self {
+            partition: TopicPartition {
+                topic: Arc::clone(&message.topic),
+                partition: message.partition,
+            },
+            offset: message.offset,
+            key: message.key.clone(),
+            correlation_id: message.headers.get(CORRELATION_ID).cloned(),
+            reply_to: message.reply_to().map(Arc::<str>::from),
+        }
+    }
+}
+
+/// The final outcome applied to a message that failed for good.
+enum Final {
+    /// Counted as finished (skipped, or its dead letters are on their way).
+    Settled,
+    /// The partition stops at it.
+    Halt,
 }
 
 impl<S, P> PartitionWorker<S, P>
@@ -278,251 +377,285 @@ where
     P: Publish,
 {
     async fn run(mut self, mut messages: mpsc::Receiver<Message>) {
-        // One timer each for the whole loop, re-armed rather than created per message (a new
-        // timer costs a clock read and a timer-wheel insert).
-        let store_timer = tokio::time::sleep(STORE_DELAY);
-        tokio::pin!(store_timer);
-        let mut store_armed = false;
-        let retry_timer = tokio::time::sleep(Duration::ZERO);
-        tokio::pin!(retry_timer);
-        // Messages waiting for their backoff, oldest first; only the front's timer runs.
-        let mut waiting: VecDeque<Redelivery> = VecDeque::new();
-        let max_pending = self.config.max_pending_per_partition.max(1);
-        let stop = self.stop.clone();
+        let mut timers = Timers::new();
+        let mut waiting = Waiting::new();
         loop {
-            let front_before = waiting.front().map(|r| (r.message.offset, r.attempt));
-            tokio::select! {
-                biased;
-                _ = stop.cancelled() => break,
-                () = &mut store_timer, if store_armed => {
-                    store_armed = false;
+            let front_before = front_of(&waiting);
+            match self.next_turn(&mut messages, &mut timers, &waiting).await {
+                Turn::Stop => break,
+                Turn::StoreDue => {
+                    timers.store_state = StoreTimer::Idle;
                     self.progress.store();
                 }
-                Some(_) = self.progress.next_ack(), if self.progress.in_flight() > 0 => {}
-                () = &mut retry_timer, if !waiting.is_empty() => {
-                    if let Some(again) = waiting.pop_front() {
-                        if let Some(later) = self.process(again.message, again.attempt, again.at_head).await {
-                            waiting.push_front(later);
-                        }
-                    }
-                }
-                next = messages.recv(), if waiting.is_empty()
-                    && !self.progress.is_halted()
-                    && self.progress.in_flight() < max_pending => {
-                    let Some(message) = next else { break };
-                    if let Some(later) = self.process(message, 1, false).await {
-                        waiting.push_back(later);
-                    }
-                    // Fast path: handle what is already queued without going back through
-                    // `select!` for every message.
-                    for _ in 0..FAST_PATH_BATCH {
-                        if !waiting.is_empty()
-                            || self.progress.is_halted()
-                            || self.progress.in_flight() >= max_pending
-                            || stop.is_cancelled()
-                        {
-                            break;
-                        }
-                        let Ok(message) = messages.try_recv() else { break };
-                        if let Some(later) = self.process(message, 1, false).await {
-                            waiting.push_back(later);
-                        }
-                    }
-                }
+                Turn::Acked => {}
+                Turn::RetryDue => self.retry_front(&mut waiting).await,
+                Turn::Next(message) => self.take(message, &mut messages, &mut waiting).await,
             }
-            self.progress.collect_ready();
-            // A handled message whose output the broker refused comes back here: its error
-            // policy runs now, ahead of anything waiting (it is older).
-            if let Some(failed) = self.progress.take_failed() {
-                if let Some(later) = self.refused(failed).await {
-                    waiting.push_front(later);
-                }
-            }
-            if self.progress.is_halted() {
-                for dropped in waiting.drain(..) {
-                    self.release_waiting(&dropped);
-                }
-            }
-            self.stats.set_retrying(!waiting.is_empty());
-            let front_after = waiting.front().map(|r| (r.message.offset, r.attempt));
-            if front_after.is_some() && front_after != front_before {
-                if let Some(again) = waiting.front() {
-                    retry_timer.as_mut().reset(Instant::now() + again.delay);
-                }
-            }
-            // Hand the watermark to the backend in batches: after a run of messages, or a
-            // moment after the last change (the backend commits once a second anyway).
-            if self.progress.unstored() >= STORE_EVERY {
-                self.progress.store();
-            } else if self.progress.unstored() > 0 && !store_armed {
-                store_timer.as_mut().reset(Instant::now() + STORE_DELAY);
-                store_armed = true;
-            }
+            self.after_turn(&mut waiting).await;
+            timers.follow_front(&waiting, front_before);
+            self.store_in_batches(&mut timers);
         }
         // A message still waiting for redelivery stays uncommitted for the next owner. Finish
         // the publishes in flight so their messages count as done.
         self.progress.finish().await;
-        // What is left unhandled no longer counts against the memory budget.
-        for dropped in waiting.drain(..) {
-            self.release_waiting(&dropped);
-        }
+        // What is left unhandled no longer counts against the memory budget (the tracker
+        // releases the entries it drops).
         messages.close();
         while let Ok(message) = messages.try_recv() {
-            self.progress.release(message.held_bytes());
+            self.progress.release_undispatched(message.held_bytes());
         }
     }
 
-    /// A redelivery dropped unhandled: its bytes leave the budget (one at the head is
-    /// accounted for by the head's entry instead).
-    fn release_waiting(&self, dropped: &Redelivery) {
-        if !dropped.at_head {
-            self.progress.release(dropped.message.held_bytes());
+    /// Waits for what the worker does next. A new message is taken only when nothing waits
+    /// for redelivery, the partition is not halted and the in-flight queue has room.
+    async fn next_turn(
+        &mut self,
+        messages: &mut mpsc::Receiver<Message>,
+        timers: &mut Timers,
+        waiting: &Waiting,
+    ) -> Turn {
+        let store_armed = timers.store_state == StoreTimer::Armed;
+        let take_next = waiting.is_empty() && self.has_room();
+        tokio::select! {
+            biased;
+            _ = self.stop.cancelled() => Turn::Stop,
+            () = timers.store.as_mut(), if store_armed => Turn::StoreDue,
+            Some(_) = self.progress.next_ack(), if self.progress.in_flight() > 0 => Turn::Acked,
+            () = timers.retry.as_mut(), if !waiting.is_empty() => Turn::RetryDue,
+            next = messages.recv(), if take_next => next.map_or(Turn::Stop, Turn::Next),
         }
     }
 
-    /// Runs `message` (attempt number `attempt`) through the pipeline, publishes the reply and
-    /// applies the error policy to a failure. Returns the message when it must run again.
+    fn has_room(&self) -> bool {
+        !self.progress.is_halted()
+            && self.progress.in_flight() < self.config.max_pending_per_partition.max(1)
+    }
+
+    /// Runs the redelivery whose backoff passed.
+    async fn retry_front(&mut self, waiting: &mut Waiting) {
+        if let Some(again) = waiting.pop_front() {
+            if let Some(later) = self
+                .process(again.message, again.attempt, again.ticket)
+                .await
+            {
+                waiting.push_front(later);
+            }
+        }
+    }
+
+    /// Takes `message`, then what is already queued behind it without going back through
+    /// `select!` for each (a stop is still checked before each of them).
+    async fn take(
+        &mut self,
+        message: Message,
+        messages: &mut mpsc::Receiver<Message>,
+        waiting: &mut Waiting,
+    ) {
+        self.dispatch(message, waiting).await;
+        for _ in 0..FAST_PATH_BATCH {
+            if !waiting.is_empty() || !self.has_room() || self.stop.is_cancelled() {
+                break;
+            }
+            let Ok(message) = messages.try_recv() else {
+                break;
+            };
+            self.dispatch(message, waiting).await;
+        }
+    }
+
+    /// A message's first attempt: its entry in the tracker, then its handling.
+    async fn dispatch(&mut self, message: Message, waiting: &mut Waiting) {
+        self.stats
+            .took(message.offset, self.progress.in_flight() == 0);
+        let ticket = self.progress.dispatch(message.offset, message.held_bytes());
+        if let Some(later) = self.process(message, 1, ticket).await {
+            waiting.push_back(later);
+        }
+    }
+
+    /// Housekeeping after each turn: takes acknowledgements already in, runs the policy of a
+    /// message whose output was refused (ahead of anything waiting: it is older), and drops
+    /// what waits once the partition halted.
+    async fn after_turn(&mut self, waiting: &mut Waiting) {
+        self.progress.collect_ready();
+        if let Some(failed) = self.progress.take_failed() {
+            if let Some(later) = self.refused(failed).await {
+                waiting.push_front(later);
+            }
+        }
+        if self.progress.is_halted() {
+            for dropped in waiting.drain(..) {
+                self.progress.abandon(dropped.ticket);
+            }
+        }
+        self.stats.set_retrying(!waiting.is_empty());
+    }
+
+    /// Hands the watermark to the backend in batches: after a run of messages, or a moment
+    /// after the last change (the backend commits once a second anyway).
+    fn store_in_batches(&mut self, timers: &mut Timers) {
+        if self.progress.unstored() >= STORE_EVERY {
+            self.progress.store();
+        } else if self.progress.unstored() > 0 && timers.store_state == StoreTimer::Idle {
+            timers.store.as_mut().reset(Instant::now() + STORE_DELAY);
+            timers.store_state = StoreTimer::Armed;
+        }
+    }
+
+    /// Runs `message` (attempt number `attempt`, its tracker entry `ticket`) through the
+    /// pipeline, publishes the reply and decides its entry, or applies the error policy to a
+    /// failure. Returns the message when it must run again.
     async fn process(
         &mut self,
         message: Message,
         attempt: u32,
-        at_head: bool,
+        ticket: Ticket,
     ) -> Option<Redelivery> {
-        let ack_first = self.config.ack_policy == AckPolicy::AckFirst;
-        let offset = message.offset;
-        // What the backend held against the budget for this message (a message retried at
-        // the head of the queue is accounted for by the head's entry).
-        let bytes = if at_head { 0 } else { message.held_bytes() };
-        if attempt == 1 && !at_head {
-            self.stats.took(offset, self.progress.in_flight() == 0);
-        }
-        if ack_first && attempt == 1 {
-            // At-most-once: the offset counts as done before the handler runs.
-            self.progress.finish_before_handling(offset);
-        }
         // Only policies that may need the message again keep a copy of it (a batch's copy is
         // cheap, and a failure naming one of its records needs it).
-        let mut keep =
+        let kept =
             (self.policy.needs_message() || message.batch.is_some()).then(|| message.clone());
-        let topic = Arc::clone(&message.topic);
-        let partition = message.partition;
-        let key = message.key.clone();
-        let correlation_id = message.headers.get(CORRELATION_ID).cloned();
-        let reply_to = message.reply_to().map(Arc::<str>::from);
-
-        let outcome = match std::future::poll_fn(|cx| self.service.poll_ready(cx)).await {
-            Ok(()) => {
-                let call = self.service.call(message);
-                self.finish_call(std::pin::pin!(call)).await
-            }
-            Err(err) => Err(err),
-        };
-        let tp = TopicPartition {
-            topic: Arc::clone(&topic),
-            partition,
-        };
-        let mut ack = PendingAck::new(&tp, offset);
-        let failure: Option<BoxError> = match outcome {
+        let origin = Origin::of(&message);
+        let outcome = self.call(message).await;
+        let mut ack = PendingAck::new(&origin.partition, origin.offset);
+        let error: Option<BoxError> = match outcome {
             Ok(Reply::Nothing) => None,
             Ok(Reply::Publish(out)) => self
-                .publish(out, correlation_id, reply_to, &mut ack)
+                .publish(out, &origin, &mut ack)
                 .await
                 .err()
-                .map(|err| Box::new(err) as BoxError),
+                .map(BoxError::from),
             Ok(Reply::Failed(err)) | Err(err) => Some(err),
         };
-        let Some(error) = failure else {
-            if let Some(message) = keep.take().filter(|_| !ack.is_done() && !ack_first) {
+        let Some(error) = error else {
+            if let Some(message) = kept.filter(|_| !ack.is_done()) {
                 // A refused publish of this reply runs the error policy on the message.
                 ack.retain(message, attempt);
             }
-            self.settle(ack, at_head, bytes);
+            self.progress.decide(ticket, ack);
             return None;
         };
+        let failure = Failure {
+            error,
+            attempt,
+            ticket,
+            kept,
+        };
+        self.failed(failure, &origin, ack).await
+    }
+
+    /// Calls the handler pipeline on `message`.
+    async fn call(&mut self, message: Message) -> Result<Reply, BoxError> {
+        std::future::poll_fn(|cx| self.service.poll_ready(cx)).await?;
+        let call = self.service.call(message);
+        self.finish_call(std::pin::pin!(call)).await
+    }
+
+    /// Applies the error policy to a failed message: skip it, run it again later, or its
+    /// final outcome. A batch handler naming the record that failed splits its batch.
+    async fn failed(
+        &mut self,
+        failure: Failure,
+        origin: &Origin,
+        ack: PendingAck<P::Delivery>,
+    ) -> Option<Redelivery> {
+        let Failure {
+            error,
+            attempt,
+            ticket,
+            kept,
+        } = failure;
         let error = match error.downcast::<BatchFailed>() {
-            Ok(failed) => match keep.as_ref().and_then(|m| m.batch.clone()) {
-                // (A batch retried at the head of the queue fails as a whole: its entry there
-                // cannot be split.)
-                Some(batch) if !at_head => {
-                    return self.record_failed(batch, *failed, attempt).await;
+            // (A batch whose output was refused fails as a whole: messages dispatched after
+            // it hold entries behind its own, which cannot be split then.)
+            Ok(failed) => match kept.as_ref().and_then(|m| m.batch.clone()) {
+                Some(batch) if self.progress.is_last(ticket) => {
+                    return self.record_failed(batch, *failed, attempt, ticket).await;
                 }
                 _ => failed as BoxError,
             },
             Err(error) => error,
         };
-        let position = keep.as_ref().map(|m| m.position().to_string());
-        let position = position.unwrap_or_else(|| format!("{topic}[{partition}]@{offset}"));
+        let position = match &kept {
+            Some(message) => message.position().to_string(),
+            None => format!("{}@{}", origin.partition, origin.offset),
+        };
+        let key = origin.key.as_deref().map(String::from_utf8_lossy);
         match self.policy.decide(attempt, &error) {
             Decision::Reject => {
-                tracing::warn!(
-                    subscriber = %self.config.name,
-                    "message {position} rejected by its handler is skipped",
-                );
-                self.settle(ack, at_head, bytes);
+                self.log_rejected(&position);
+                self.progress.decide(ticket, ack);
                 None
             }
             Decision::Retry(delay) => {
                 if !error.is::<Nacked>() {
-                    tracing::error!(
-                        subscriber = %self.config.name,
-                        key = ?key.as_deref().map(String::from_utf8_lossy),
-                        attempt,
-                        "message {position} failed: {error}",
-                    );
+                    self.log_failed(&position, key, attempt, &error);
                 }
-                match keep {
-                    Some(message) => Some(Redelivery {
-                        message,
-                        attempt: attempt + 1,
-                        delay,
-                        at_head,
-                    }),
-                    None => {
-                        self.settle(ack, at_head, bytes);
-                        None
-                    }
-                }
+                let Some(message) = kept else {
+                    self.progress.decide(ticket, ack);
+                    return None;
+                };
+                let attempt = attempt + 1;
+                Some(Redelivery {
+                    message,
+                    attempt,
+                    delay,
+                    ticket,
+                })
             }
             Decision::Exhausted => {
-                tracing::error!(
-                    subscriber = %self.config.name,
-                    key = ?key.as_deref().map(String::from_utf8_lossy),
-                    attempt,
-                    "message {position} failed: {error}",
-                );
-                self.exhausted(keep, &error, attempt, ack, at_head, bytes)
-                    .await;
+                self.log_failed(&position, key, attempt, &error);
+                self.exhausted(kept, &error, attempt, ticket, ack).await;
                 None
             }
         }
     }
 
+    fn log_failed(
+        &self,
+        position: &str,
+        key: Option<Cow<'_, str>>,
+        attempt: u32,
+        error: &BoxError,
+    ) {
+        tracing::error!(
+            subscriber = %self.config.name,
+            key = ?key,
+            attempt,
+            "message {position} failed: {error}",
+        );
+    }
+
+    fn log_rejected(&self, position: &dyn std::fmt::Display) {
+        tracing::warn!(
+            subscriber = %self.config.name,
+            "message {position} rejected by its handler is skipped",
+        );
+    }
+
     /// A batch handler named the record that failed: the records before it are done, the
     /// failed one follows the error policy alone (a retry redelivers it with the records
-    /// after it), and the records after it come again as the next batch.
+    /// after it), and the records after it come again as the next batch. The batch's tracker
+    /// entry is split along the same lines.
     async fn record_failed(
         &mut self,
         batch: Batch,
         failed: BatchFailed,
         attempt: u32,
+        ticket: Ticket,
     ) -> Option<Redelivery> {
         let index = failed.index.min(batch.len() - 1);
         let error = failed.source;
         let record = &batch[index];
         let tp = TopicPartition::new(Arc::clone(&record.topic), record.partition);
-        if let Some(done) = index.checked_sub(1).map(|last| &batch[..=last]) {
-            let bytes = done.iter().map(Message::held_bytes).sum();
-            let last = done.last().map_or(record.offset - 1, |m| m.offset);
-            self.settle(PendingAck::new(&tp, last), false, bytes);
-        }
+        let ticket = self.finish_records_before(&batch, index, ticket);
         // The attempt count is the batch head's: a record after it fails for the first time.
         let attempt = if index == 0 { attempt } else { 1 };
-        let key = record.key_for_log();
         let decision = self.policy.decide(attempt, &error);
         if !matches!(decision, Decision::Reject) {
             tracing::error!(
                 subscriber = %self.config.name,
-                key = ?key,
+                key = ?record.key_for_log(),
                 attempt,
                 "record {} of the batch {}..={} failed: {error}",
                 record.position(),
@@ -530,36 +663,51 @@ where
                 batch.last_offset(),
             );
         }
-        let rest = batch.rest_from(index + 1).map(|message| Redelivery {
-            message,
+        if let Decision::Retry(delay) = decision {
+            let message = batch.rest_from(index)?;
+            let attempt = attempt + 1;
+            return Some(Redelivery {
+                message,
+                attempt,
+                delay,
+                ticket,
+            });
+        }
+        // The failed record alone takes its final outcome; the records after it come again.
+        let rest_ticket = self
+            .progress
+            .split(ticket, record.offset, record.held_bytes());
+        let ack = PendingAck::new(&tp, record.offset);
+        if matches!(decision, Decision::Reject) {
+            self.log_rejected(&record.position());
+            self.progress.decide(ticket, ack);
+        } else {
+            self.exhausted(Some(record.clone()), &error, attempt, ticket, ack)
+                .await;
+        }
+        let rest = batch.rest_from(index + 1)?;
+        rest_ticket.map(|ticket| Redelivery {
+            message: rest,
             attempt: 1,
             delay: Duration::ZERO,
-            at_head: false,
-        });
-        let bytes = record.held_bytes();
-        match decision {
-            Decision::Retry(delay) => batch.rest_from(index).map(|message| Redelivery {
-                message,
-                attempt: attempt + 1,
-                delay,
-                at_head: false,
-            }),
-            Decision::Reject => {
-                tracing::warn!(
-                    subscriber = %self.config.name,
-                    "record {} rejected by its batch handler is skipped",
-                    record.position(),
-                );
-                self.settle(PendingAck::new(&tp, record.offset), false, bytes);
-                rest
-            }
-            Decision::Exhausted => {
-                let ack = PendingAck::new(&tp, record.offset);
-                self.exhausted(Some(record.clone()), &error, attempt, ack, false, bytes)
-                    .await;
-                rest
-            }
-        }
+            ticket,
+        })
+    }
+
+    /// The records of `batch` before `index` are done: the batch's entry (`ticket`) is cut
+    /// after them and decided; returns the entry of the records from `index` on.
+    fn finish_records_before(&mut self, batch: &Batch, index: usize, ticket: Ticket) -> Ticket {
+        let Some(done) = batch[..index].last() else {
+            return ticket;
+        };
+        let bytes = batch[..index].iter().map(Message::held_bytes).sum();
+        let Some(rest) = self.progress.split(ticket, done.offset, bytes) else {
+            return ticket;
+        };
+        let tp = TopicPartition::new(Arc::clone(&done.topic), done.partition);
+        self.progress
+            .decide(ticket, PendingAck::new(&tp, done.offset));
+        rest
     }
 
     /// The broker refused the output of a handled message: the same policy as a failing
@@ -569,6 +717,7 @@ where
             message,
             attempt,
             error,
+            ticket,
         } = failed;
         let error: BoxError = Box::new(error);
         match self.policy.decide(attempt, &error) {
@@ -576,76 +725,87 @@ where
                 message,
                 attempt: attempt + 1,
                 delay,
-                at_head: true,
+                ticket,
             }),
             Decision::Exhausted | Decision::Reject => {
                 let tp = TopicPartition::new(Arc::clone(&message.topic), message.partition);
                 let ack = PendingAck::new(&tp, message.offset);
-                self.exhausted(Some(message), &error, attempt, ack, true, 0)
+                self.exhausted(Some(message), &error, attempt, ticket, ack)
                     .await;
                 None
             }
         }
     }
 
-    /// Applies the final outcome to a message that failed for good.
+    /// Applies the final outcome to a message that failed for good: its dead letters, a stop,
+    /// or a skip.
     async fn exhausted(
         &mut self,
         message: Option<Message>,
         error: &BoxError,
         attempts: u32,
+        ticket: Ticket,
         mut ack: PendingAck<P::Delivery>,
-        at_head: bool,
-        bytes: usize,
     ) {
-        let dead_letter = message.as_ref().and_then(|m| {
-            self.policy
-                .dead_letter_topic(&m.topic)
-                .map(|topic| (topic, m))
-        });
-        let stop = match (&self.policy.exhausted, dead_letter) {
-            (Exhausted::DeadLetter { .. }, Some((topic, message))) => {
-                // A batch's dead letters are its records, one each.
-                let mut refused = false;
-                for record in message.records() {
-                    let letter = dead_letter_record(&self.config, &topic, record, error, attempts);
-                    match self.publisher.enqueue(letter).await {
-                        Ok(delivery) => ack.track(delivery),
-                        Err(err) => {
-                            tracing::error!(
-                                subscriber = %self.config.name,
-                                "message {} could not be sent to dead-letter topic `{topic}`: {err}",
-                                record.position(),
-                            );
-                            refused = true;
-                            break;
-                        }
+        let outcome = match (&self.policy.exhausted, &message) {
+            (Exhausted::DeadLetter { .. }, Some(message)) => {
+                match self.policy.dead_letter_topic(&message.topic) {
+                    Some(topic) => {
+                        self.send_dead_letters(&topic, message, error, attempts, &mut ack)
+                            .await
                     }
+                    None => Final::Settled,
                 }
-                if !refused {
-                    tracing::warn!(
-                        subscriber = %self.config.name,
-                        "message {} sent to dead-letter topic `{topic}` after {attempts} attempt(s)",
-                        message.position(),
-                    );
-                    ack.must_deliver();
-                }
-                refused
             }
-            (Exhausted::Stop, _) => true,
-            _ => false,
+            (Exhausted::Stop, Some(_)) => Final::Halt,
+            _ => Final::Settled,
         };
-        if stop {
-            self.progress.release(bytes);
-            self.halt(message.as_ref(), at_head);
-        } else {
-            self.settle(ack, at_head, bytes);
+        match (outcome, message) {
+            (Final::Halt, Some(message)) => self.halt(&message, ticket),
+            _ => self.progress.decide(ticket, ack),
         }
     }
 
+    /// Enqueues `message`'s dead letters (a batch's records, one each); `ack` must see them
+    /// acknowledged, or the partition halts.
+    async fn send_dead_letters(
+        &mut self,
+        topic: &str,
+        message: &Message,
+        error: &BoxError,
+        attempts: u32,
+        ack: &mut PendingAck<P::Delivery>,
+    ) -> Final {
+        let letter = DeadLetter {
+            topic,
+            group: self.config.effective_group_id(),
+            error,
+            attempts,
+        };
+        for (record, dead) in message.records().iter().zip(letter.records(message)) {
+            match self.publisher.enqueue(dead).await {
+                Ok(delivery) => ack.track(delivery),
+                Err(err) => {
+                    tracing::error!(
+                        subscriber = %self.config.name,
+                        "message {} could not be sent to dead-letter topic `{topic}`: {err}",
+                        record.position(),
+                    );
+                    return Final::Halt;
+                }
+            }
+        }
+        tracing::warn!(
+            subscriber = %self.config.name,
+            "message {} sent to dead-letter topic `{topic}` after {attempts} attempt(s)",
+            message.position(),
+        );
+        ack.must_deliver();
+        Final::Settled
+    }
+
     /// Stops the partition at `message`: nothing from it on is handled or committed.
-    fn halt(&mut self, message: Option<&Message>, at_head: bool) {
-        let Some(message) = message else { return };
+    fn halt(&mut self, message: &Message, ticket: Ticket) {
         // (A batch stops at its first record: none of it is committed.)
         let first = message
             .records()
@@ -656,24 +816,8 @@ where
             "consumption of {}[{}] stopped at offset {first} by the error policy; it stays uncommitted until the app restarts",
             message.topic, message.partition,
         );
-        let tp = TopicPartition::new(Arc::clone(&message.topic), message.partition);
-        self.progress.halt(&tp, message.offset, at_head);
+        self.progress.halt(ticket);
         self.stats.set_halted();
-    }
-
-    /// Counts a message as handled: in its place at the head, or behind what is in flight.
-    /// Its `bytes` stay held against the budget until its entry finishes.
-    fn settle(&mut self, mut ack: PendingAck<P::Delivery>, at_head: bool, bytes: usize) {
-        if at_head {
-            self.progress.replace_head(ack);
-        } else if self.config.ack_policy != AckPolicy::AckFirst || !ack.is_done() {
-            // (Under AckFirst the offset was counted before the handler ran; its publishes
-            // are still tracked so a shutdown waits for them.)
-            ack.hold_bytes(bytes);
-            self.progress.handled(ack);
-        } else {
-            self.progress.release(bytes);
-        }
     }
 
     /// Waits for a handler call. One that is not done at once is waiting on something (I/O, a
@@ -703,109 +847,31 @@ where
         }
     }
 
-    /// Enqueues the reply to every publisher topic and to `reply_to`; `ack` tracks the
-    /// acknowledgements.
+    /// Enqueues the reply's records (see [`fan_out`]); `ack` tracks their acknowledgements.
     async fn publish(
         &mut self,
         out: Outgoing,
-        correlation_id: Option<Bytes>,
-        reply_to: Option<Arc<str>>,
+        origin: &Origin,
         ack: &mut PendingAck<P::Delivery>,
     ) -> Result<(), PublishError> {
-        let publishers = &self.config.publishers;
         // A `no_reply` subscriber ignores `reply_to`.
-        let reply_to = reply_to.filter(|_| !self.config.no_reply);
-        let destinations = publishers.len() + usize::from(reply_to.is_some());
-        let mut out = Some(out);
-        for index in 0..destinations {
-            let topic = match publishers.get(index) {
-                Some(publisher) => Arc::clone(&publisher.topic),
-                None => match &reply_to {
-                    Some(topic) => Arc::clone(topic),
-                    None => break,
-                },
-            };
-            // The last destination takes the body itself; earlier ones share a clone (cloning
-            // `Bytes` built from a `Vec` allocates, so the one-publisher case never clones).
-            let body = if index + 1 == destinations {
-                out.take()
-            } else {
-                out.clone()
-            };
-            let Some(body) = body else { break };
-            let batch_publisher = publishers.get(index).is_some_and(|p| p.batch);
-            if let Some(parts) = batch_publisher
-                .then(|| codec::split_sequence(&body.payload, body.content_type))
-                .flatten()
-            {
-                // A batch publisher sends each element of the returned sequence on its own.
-                let correlation_id = body.correlation_id.or_else(|| correlation_id.clone());
-                for (payload, content_type) in parts {
-                    let record = Record {
-                        topic: Arc::clone(&topic),
-                        payload: Some(payload),
-                        key: body.key.clone(),
-                        content_type: Some(content_type),
-                        correlation_id: correlation_id.clone(),
-                        headers: body.headers.clone(),
-                        partition: body.partition,
-                        timestamp: body.timestamp,
-                    };
-                    ack.track(self.publisher.enqueue(record).await?);
-                }
-                continue;
-            }
-            let record = Record {
-                topic,
-                payload: Some(body.payload),
-                key: body.key,
-                content_type: Some(body.content_type),
-                correlation_id: body.correlation_id.or_else(|| correlation_id.clone()),
-                headers: body.headers,
-                partition: body.partition,
-                timestamp: body.timestamp,
-            };
+        let reply_to = origin.reply_to.clone().filter(|_| !self.config.no_reply);
+        let destinations = Destinations {
+            publishers: &self.config.publishers,
+            reply_to,
+        };
+        for record in fan_out(out, destinations, origin.correlation_id.clone()) {
             ack.track(self.publisher.enqueue(record).await?);
         }
         Ok(())
     }
 }
 
-/// The dead letter of `message`: its key, payload and headers (the correlation id kept), plus
-/// where it came from and why it failed.
-fn dead_letter_record(
-    config: &SubscriberConfig,
-    topic: &str,
-    message: &Message,
-    error: &BoxError,
-    attempts: u32,
-) -> Record {
-    let mut headers = Headers::with_capacity(message.headers.len() + 8);
-    for (name, value) in message.headers.iter() {
-        if name != CORRELATION_ID {
-            headers.append(name, value.clone());
-        }
-    }
-    headers.insert(crate::broker::DLT_ORIGINAL_TOPIC, message.topic.to_string());
-    headers.insert("dlt-original-partition", message.partition.to_string());
-    headers.insert("dlt-original-offset", message.offset.to_string());
-    if let Some(timestamp) = message.timestamp {
-        headers.insert("dlt-original-timestamp", timestamp.to_string());
-    }
-    headers.insert("dlt-original-group", config.effective_group_id().to_owned());
-    headers.insert("dlt-exception-type", error_type(error));
-    headers.insert("dlt-exception-message", error.to_string());
-    headers.insert("dlt-attempts", attempts.to_string());
-    Record {
-        topic: Arc::from(topic),
-        payload: Some(message.payload.clone()),
-        key: message.key.clone(),
-        // The original `content-type` travels with the other headers.
-        content_type: None,
-        correlation_id: message.headers.get(CORRELATION_ID).cloned(),
-        headers,
-        partition: None,
-        timestamp: None,
+/// When the tracker counts an offset as finished, for the subscriber's ack policy.
+fn commit_mode(ack_policy: AckPolicy) -> CommitMode {
+    match ack_policy {
+        AckPolicy::AckFirst => CommitMode::BeforeHandling,
+        _ => CommitMode::AfterHandling,
     }
 }
 
