@@ -549,20 +549,27 @@ pub mod param_probe {
             message: &Message,
             cx: &MessageContext<'_>,
         ) -> Result<Self::Value, ExtractError>;
-        /// Reads the value of the JSON field named like the parameter; an extractor skips it.
+        /// Reads the value of the JSON field named like the parameter. By default (anything
+        /// but payload) the field is skipped.
         fn read_field<'de, A: MapAccess<'de>>(
             &self,
             slot: &mut Option<Self::Value>,
             name: &'static str,
             map: &mut A,
-        ) -> Result<(), A::Error>;
+        ) -> Result<(), A::Error> {
+            let _ = (slot, name);
+            map.next_value::<IgnoredAny>().map(drop)
+        }
         /// After the last field: a payload parameter whose field was absent is `None` when it
-        /// is an `Option`, else a "missing field" error.
+        /// is an `Option`, else a "missing field" error. By default there is no value.
         fn finish_field<E: de::Error>(
             &self,
             slot: Option<Self::Value>,
             name: &'static str,
-        ) -> Result<Option<Self::Value>, E>;
+        ) -> Result<Option<Self::Value>, E> {
+            let _ = (slot, name);
+            Ok(None)
+        }
         /// Takes the parameter when the payload is split into fields: a payload parameter from
         /// its decoded field, an extractor from the message.
         fn extract_field(
@@ -594,21 +601,6 @@ pub mod param_probe {
                     cx: &MessageContext<'_>,
                 ) -> Result<T, ExtractError> {
                     T::from_message(message, cx)
-                }
-                fn read_field<'de, A: MapAccess<'de>>(
-                    &self,
-                    _slot: &mut Option<T>,
-                    _name: &'static str,
-                    map: &mut A,
-                ) -> Result<(), A::Error> {
-                    map.next_value::<IgnoredAny>().map(drop)
-                }
-                fn finish_field<E: de::Error>(
-                    &self,
-                    _slot: Option<T>,
-                    _name: &'static str,
-                ) -> Result<Option<T>, E> {
-                    Ok(None)
                 }
                 fn extract_field(
                     &self,
@@ -702,21 +694,6 @@ pub mod param_probe {
             _cx: &MessageContext<'_>,
         ) -> Result<T, ExtractError> {
             Err(invalid::<T>())
-        }
-        fn read_field<'de, A: MapAccess<'de>>(
-            &self,
-            _slot: &mut Option<T>,
-            _name: &'static str,
-            map: &mut A,
-        ) -> Result<(), A::Error> {
-            map.next_value::<IgnoredAny>().map(drop)
-        }
-        fn finish_field<E: de::Error>(
-            &self,
-            _slot: Option<T>,
-            _name: &'static str,
-        ) -> Result<Option<T>, E> {
-            Ok(None)
         }
         fn extract_field(
             &self,
