@@ -50,8 +50,9 @@ async fn main() -> faststream::Result<()> {
             println!("received from out-topic: {text}");
             Ok(())
         }
-        _ => Err(faststream::Error::Broker(
-            "no reply on out-topic within 60 s".into(),
+        _ => Err(faststream::Error::broker_msg(
+            "no reply on out-topic within 60 s",
+            faststream::ErrorClass::Retriable,
         )),
     }
 }

@@ -207,7 +207,7 @@ pub trait Broker: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Message>> + Send {
         let _ = timeout;
         async move {
-            Err(crate::Error::Config(format!(
+            Err(crate::Error::config_msg(format!(
                 "this broker cannot send requests (to `{}`)",
                 record.topic
             )))
@@ -226,7 +226,7 @@ pub trait Broker: Send + Sync + 'static {
         let topic = topic.to_owned();
         let _ = dry_run;
         async move {
-            Err(crate::Error::Config(format!(
+            Err(crate::Error::config_msg(format!(
                 "this broker cannot replay the dead-letter topic `{topic}`"
             )))
         }

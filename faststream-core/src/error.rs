@@ -1,17 +1,47 @@
 //! Errors of the framework itself (as opposed to a handler's own errors).
 
+use std::fmt;
 use std::time::Duration;
 
 /// The error type of faststream operations.
+///
+/// Broker, configuration and fatal errors keep the error that caused them as their
+/// [`source`](std::error::Error::source) (an rdkafka error, a task's `JoinError`...), and every
+/// error has a [class](Error::class) that says how to handle it.
+///
+/// ```
+/// use faststream_core::error::{Error, ErrorClass};
+/// use std::error::Error as _;
+///
+/// let cause = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+/// let err = Error::broker("cannot reach `orders`", ErrorClass::Retriable, cause);
+/// assert_eq!(err.to_string(), "broker error: cannot reach `orders`: refused");
+/// assert_eq!(err.class(), ErrorClass::Retriable);
+/// assert!(err.source().is_some_and(|cause| cause.is::<std::io::Error>()));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The broker could not be reached or refused a request.
-    #[error("broker error: {0}")]
-    Broker(String),
-    /// A configuration value is missing or invalid.
-    #[error("configuration error: {0}")]
-    Config(String),
+    #[error("broker error: {context}{}", CausedBy(.source))]
+    Broker {
+        /// What was being done, e.g. "cannot create topic `orders`".
+        context: String,
+        /// How to handle the error: the broker client's classification.
+        class: ErrorClass,
+        /// The broker client's error, when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// A configuration value is missing or invalid (class [`ErrorClass::Fatal`]).
+    #[error("configuration error: {context}{}", CausedBy(.source))]
+    Config {
+        /// What is wrong, e.g. "cannot create the producer".
+        context: String,
+        /// The error that shows it, when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// Publishing a record failed.
     #[error(transparent)]
     Publish(#[from] PublishError),
@@ -43,11 +73,133 @@ pub enum Error {
     },
     /// The broker client hit an error it cannot recover from (authentication refused, a
     /// fatal idempotent-producer state...): the app stopped.
-    #[error("fatal broker error: {0}")]
-    Fatal(String),
+    #[error("fatal broker error: {context}{}", CausedBy(.source))]
+    Fatal {
+        /// What happened, e.g. "producer: Broker: Producer fenced".
+        context: String,
+        /// The broker client's error, when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// An I/O error (signals, files).
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+/// How an error is handled, in the three classes of Kafka's clients (KIP-1050).
+///
+/// ```
+/// use faststream_core::error::{Error, ErrorClass};
+///
+/// fn should_retry(err: &Error) -> bool {
+///     err.class() == ErrorClass::Retriable
+/// }
+/// assert!(!should_retry(&Error::config_msg("`bootstrap.servers` is empty")));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// Transient: the same operation may succeed if tried again (a broker is down, a
+    /// request timed out, a leader is moving).
+    Retriable,
+    /// The operation failed for good but the client is still usable: a transaction in
+    /// progress must be aborted (then its work may run again in a new one); outside a
+    /// transaction, the operation is given up.
+    Abortable,
+    /// Trying again cannot help: the client is unusable (fenced, fatal idempotent-producer
+    /// state, authentication refused) or the configuration is wrong. The app stops.
+    Fatal,
+}
+
+impl Error {
+    /// A broker error: `context` says what was being done, `source` (the broker client's
+    /// error) why it failed, `class` how to handle it.
+    pub fn broker(
+        context: impl Into<String>,
+        class: ErrorClass,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        Self::Broker {
+            context: context.into(),
+            class,
+            source: Some(source.into()),
+        }
+    }
+
+    /// A broker error with no underlying error (e.g. an answer that lacks a topic).
+    pub fn broker_msg(context: impl Into<String>, class: ErrorClass) -> Self {
+        Self::Broker {
+            context: context.into(),
+            class,
+            source: None,
+        }
+    }
+
+    /// A configuration error: `context` says what is wrong, `source` shows it.
+    pub fn config(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self::Config {
+            context: context.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// A configuration error with no underlying error.
+    pub fn config_msg(context: impl Into<String>) -> Self {
+        Self::Config {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// A fatal broker error: `context` says what happened, `source` is the client's error.
+    pub fn fatal(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self::Fatal {
+            context: context.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// A fatal broker error with no underlying error.
+    pub fn fatal_msg(context: impl Into<String>) -> Self {
+        Self::Fatal {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// How to handle this error.
+    ///
+    /// A [`Broker`](Error::Broker) error has the class its backend gave it; configuration,
+    /// fatal and hook errors are [`Fatal`](ErrorClass::Fatal); a payload that cannot be
+    /// decoded or encoded is [`Abortable`](ErrorClass::Abortable); a publish that failed
+    /// (after the client's own retries), a request that timed out and an interrupted or
+    /// timed-out I/O call are [`Retriable`](ErrorClass::Retriable), other I/O errors
+    /// [`Fatal`](ErrorClass::Fatal).
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Broker { class, .. } => *class,
+            Self::Config { .. } | Self::Fatal { .. } | Self::Hook { .. } => ErrorClass::Fatal,
+            Self::Decode(_) | Self::Encode(_) => ErrorClass::Abortable,
+            Self::Publish(_) | Self::RequestTimeout { .. } => ErrorClass::Retriable,
+            Self::Io(err) => match err.kind() {
+                std::io::ErrorKind::Interrupted
+                | std::io::ErrorKind::WouldBlock
+                | std::io::ErrorKind::TimedOut => ErrorClass::Retriable,
+                _ => ErrorClass::Fatal,
+            },
+        }
+    }
+}
+
+/// Displays `: {cause}` after an error's context, or nothing when there is no cause.
+struct CausedBy<'a>(&'a Option<BoxError>);
+
+impl fmt::Display for CausedBy<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(cause) => write!(f, ": {cause}"),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Result with the framework's [`Error`].
@@ -136,6 +288,55 @@ impl BatchFailed {
         Self {
             index,
             source: error.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn display_names_the_context_then_the_cause() {
+        let cause = std::io::Error::other("refused");
+        let err = Error::config("cannot create the producer", cause);
+        assert_eq!(
+            err.to_string(),
+            "configuration error: cannot create the producer: refused"
+        );
+        assert!(err.source().is_some_and(|s| s.is::<std::io::Error>()));
+        let err = Error::fatal_msg("producer: fenced");
+        assert_eq!(err.to_string(), "fatal broker error: producer: fenced");
+        assert!(err.source().is_none());
+    }
+
+    #[test]
+    fn every_error_has_a_class() {
+        let timed_out = std::io::Error::from(std::io::ErrorKind::TimedOut);
+        let cases = [
+            (
+                Error::broker_msg("moving", ErrorClass::Retriable),
+                ErrorClass::Retriable,
+            ),
+            (
+                Error::broker("refused", ErrorClass::Abortable, "too large"),
+                ErrorClass::Abortable,
+            ),
+            (Error::config_msg("no servers"), ErrorClass::Fatal),
+            (Error::fatal_msg("fenced"), ErrorClass::Fatal),
+            (
+                Error::Encode(EncodeError("map key".into())),
+                ErrorClass::Abortable,
+            ),
+            (Error::Io(timed_out), ErrorClass::Retriable),
+            (
+                Error::Io(std::io::Error::from(std::io::ErrorKind::PermissionDenied)),
+                ErrorClass::Fatal,
+            ),
+        ];
+        for (err, class) in cases {
+            assert_eq!(err.class(), class, "{err}");
         }
     }
 }

@@ -78,7 +78,7 @@ pub use config::subscriber::{
     IntoSubscriber, OffsetReset, PartitionsCallback, PublisherConfig, RebalanceHooks, Registry,
     StartFrom, SubscriberConfig,
 };
-pub use error::{Error, HandlerError, PublishError, Result};
+pub use error::{Error, ErrorClass, HandlerError, PublishError, Result};
 pub use handler::extract::{Ack, FromMessage, Header, HeaderName, Key, Meta, State};
 pub use handler::reply::{IntoReply, Reply, Response};
 pub use handler::Handler;

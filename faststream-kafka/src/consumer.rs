@@ -709,20 +709,20 @@ pub(crate) fn subscribe(
             client: settings.context(),
         })
         .map_err(|err| {
-            Error::Config(format!(
-                "cannot create the consumer for `{}`: {err}",
-                config.name
-            ))
+            crate::error::config(
+                format!("cannot create the consumer for `{}`", config.name),
+                err,
+            )
         })?;
     let consumer = Arc::new(consumer);
     let _ = shared.consumer.set(Arc::downgrade(&consumer));
     if config.assignment.is_empty() {
         let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics).map_err(|err| {
-            Error::Broker(format!(
-                "cannot subscribe `{}` to {topics:?}: {err}",
-                config.name
-            ))
+            crate::error::broker(
+                format!("cannot subscribe `{}` to {topics:?}", config.name),
+                err,
+            )
         })?;
     } else {
         assign_explicitly(&consumer, &shared, &config)?;
@@ -756,10 +756,10 @@ fn assign_explicitly(
     config: &SubscriberConfig,
 ) -> Result<()> {
     let cannot = |err: KafkaError| {
-        Error::Broker(format!(
-            "cannot assign {:?} to `{}`: {err}",
-            config.assignment, config.name
-        ))
+        crate::error::broker(
+            format!("cannot assign {:?} to `{}`", config.assignment, config.name),
+            err,
+        )
     };
     let mut tpl = TopicPartitionList::new();
     for tp in &config.assignment {

@@ -388,13 +388,9 @@ pub(crate) fn classify(error: &KafkaError, reason: &str) -> ErrorClass {
     };
     match code {
         Some(RDKafkaErrorCode::Fatal) => ErrorClass::Fatal(reason.to_owned()),
-        Some(
-            RDKafkaErrorCode::Authentication
-            | RDKafkaErrorCode::SaslAuthenticationFailed
-            | RDKafkaErrorCode::TopicAuthorizationFailed
-            | RDKafkaErrorCode::GroupAuthorizationFailed
-            | RDKafkaErrorCode::ClusterAuthorizationFailed,
-        ) => ErrorClass::Fatal(format!("authentication or authorization failed: {reason}")),
+        Some(code) if crate::error::denied(code) => {
+            ErrorClass::Fatal(format!("authentication or authorization failed: {reason}"))
+        }
         Some(RDKafkaErrorCode::AllBrokersDown) => ErrorClass::Disconnected(reason.to_owned()),
         _ => ErrorClass::Transient,
     }

@@ -32,12 +32,14 @@
 mod config;
 mod consumer;
 mod context;
+mod error;
 mod producer;
 mod replay;
 mod request;
 pub mod security;
 
 pub use context::KafkaContext;
+pub use error::classify;
 pub use producer::{KafkaDelivery, KafkaPublisher};
 pub use rdkafka;
 pub use security::{OAuthToken, SaslMechanism, Secret, Security, Tls, TokenProvider};
@@ -46,7 +48,7 @@ use config::BrokerSettings;
 use faststream_asyncapi::{DescribeServer, ServerInfo};
 use faststream_core::broker::{PartitionWorkers, ReplayReport, SubscribeOptions, Subscription};
 use faststream_core::{
-    Broker, Delivered, Error, OffsetReset, Publish, Record, Result, SubscriberConfig,
+    Broker, Delivered, Error, ErrorClass, OffsetReset, Publish, Record, Result, SubscriberConfig,
 };
 use rdkafka::producer::{FutureProducer, Producer};
 use std::sync::{Arc, OnceLock};
@@ -188,7 +190,7 @@ impl KafkaBroker {
             .settings
             .producer_config()
             .create_with_context(context.clone())
-            .map_err(|err| Error::Config(format!("cannot create the producer: {err}")))?;
+            .map_err(|err| error::config("cannot create the producer", err))?;
         Ok(self
             .producer
             .get_or_init(|| KafkaPublisher::new(producer, context))
@@ -304,7 +306,7 @@ impl KafkaBroker {
     pub fn inject_fatal_error(&self, reason: &str) -> Result<()> {
         let publisher = self.shared_publisher()?;
         let reason = std::ffi::CString::new(reason)
-            .map_err(|_| Error::Config("a fault reason must not contain NUL".into()))?;
+            .map_err(|err| Error::config("a fault reason must not contain NUL", err))?;
         // SAFETY: the client pointer is valid while `publisher` lives; librdkafka copies the
         // reason string.
         let code = unsafe {
@@ -317,7 +319,10 @@ impl KafkaBroker {
         if code == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
             Ok(())
         } else {
-            Err(Error::Broker(format!("fault injection refused: {code:?}")))
+            Err(Error::broker_msg(
+                format!("fault injection refused: {code:?}"),
+                ErrorClass::Fatal,
+            ))
         }
     }
 
@@ -350,21 +355,30 @@ async fn ping_until(publisher: &KafkaPublisher, servers: &str, timeout: Duration
         let fetched =
             tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, step))
                 .await
-                .map_err(|err| Error::Broker(format!("metadata request task failed: {err}")))?;
+                .map_err(|err| error::task_failed("metadata request task failed", err))?;
         let err = match fetched {
             Ok(_) => return Ok(()),
             Err(err) => err,
         };
         if let Some(failure) = context.failure() {
-            return Err(Error::Broker(format!(
-                "cannot connect to Kafka at {servers}: {failure}"
-            )));
+            return Err(Error::broker(
+                format!("cannot connect to Kafka at {servers}"),
+                ErrorClass::Fatal,
+                failure,
+            ));
         }
         if std::time::Instant::now() >= deadline {
-            let cause = context.last_error().unwrap_or_else(|| err.to_string());
-            return Err(Error::Broker(format!(
-                "cannot reach Kafka at {servers} within {timeout:?}: {cause}"
-            )));
+            let class = classify(&err);
+            // librdkafka's last error event says why better than the request's timeout.
+            let cause: faststream_core::error::BoxError = match context.last_error() {
+                Some(last) => last.into(),
+                None => Box::new(err),
+            };
+            return Err(Error::broker(
+                format!("cannot reach Kafka at {servers} within {timeout:?}"),
+                class,
+                cause,
+            ));
         }
     }
 }

@@ -2,11 +2,12 @@
 
 use crate::config::BrokerSettings;
 use crate::context::KafkaContext;
+use crate::error;
 use crate::producer::KafkaPublisher;
 use bytes::Bytes;
 use faststream_core::broker::{ReplayReport, DLT_HEADER_PREFIX, DLT_ORIGINAL_TOPIC};
 use faststream_core::message::CORRELATION_ID;
-use faststream_core::{Error, Headers, Publish, Record, Result};
+use faststream_core::{Error, ErrorClass, Headers, Publish, Record, Result};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers as _, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
@@ -31,14 +32,14 @@ pub(crate) async fn replay(
     let consumer: Reader = settings
         .reader_config()
         .create_with_context(context.clone())
-        .map_err(|err| Error::Config(format!("cannot create a reader of `{topic}`: {err}")))?;
+        .map_err(|err| error::config(format!("cannot create a reader of `{topic}`"), err))?;
     let owned = topic.to_owned();
     let (consumer, ends) = tokio::task::spawn_blocking(move || {
         context.prime_oauth_token(consumer.client());
         assign_to_end(consumer, &owned)
     })
     .await
-    .map_err(|err| Error::Broker(format!("replay task failed: {err}")))??;
+    .map_err(|err| error::task_failed("replay task failed", err))??;
     let mut report = ReplayReport::default();
     let mut deliveries = Vec::new();
     let ends: HashMap<i32, i64> = ends.into_iter().collect();
@@ -50,13 +51,16 @@ pub(crate) async fn replay(
     let deadline = Instant::now() + TIMEOUT;
     while !remaining.is_empty() {
         if Instant::now() > deadline {
-            return Err(Error::Broker(format!(
-                "reading `{topic}` timed out with {remaining:?} records' worth of offsets left"
-            )));
+            return Err(Error::broker_msg(
+                format!(
+                    "reading `{topic}` timed out with {remaining:?} records' worth of offsets left"
+                ),
+                ErrorClass::Retriable,
+            ));
         }
         let record = match consumer.poll(Duration::from_millis(100)) {
             None => continue,
-            Some(Err(err)) => return Err(Error::Broker(format!("reading `{topic}`: {err}"))),
+            Some(Err(err)) => return Err(error::broker(format!("reading `{topic}`"), err)),
             Some(Ok(record)) => record,
         };
         let partition = record.partition();
@@ -117,7 +121,7 @@ pub(crate) async fn replay(
 fn assign_to_end(consumer: Reader, topic: &str) -> Result<(Reader, Vec<(i32, i64)>)> {
     let metadata = consumer
         .fetch_metadata(Some(topic), TIMEOUT)
-        .map_err(|err| Error::Broker(format!("cannot read the metadata of `{topic}`: {err}")))?;
+        .map_err(|err| error::broker(format!("cannot read the metadata of `{topic}`"), err))?;
     let partitions: Vec<i32> = metadata
         .topics()
         .iter()
@@ -125,21 +129,23 @@ fn assign_to_end(consumer: Reader, topic: &str) -> Result<(Reader, Vec<(i32, i64
         .flat_map(|t| t.partitions().iter().map(|p| p.id()))
         .collect();
     if partitions.is_empty() {
-        return Err(Error::Config(format!("no topic `{topic}` on the broker")));
+        return Err(Error::config_msg(format!(
+            "no topic `{topic}` on the broker"
+        )));
     }
     let mut assignment = TopicPartitionList::new();
     let mut ends = Vec::with_capacity(partitions.len());
     for partition in partitions {
         let (low, high) = consumer
             .fetch_watermarks(topic, partition, TIMEOUT)
-            .map_err(|err| Error::Broker(format!("cannot read the end of `{topic}`: {err}")))?;
+            .map_err(|err| error::broker(format!("cannot read the end of `{topic}`"), err))?;
         assignment
             .add_partition_offset(topic, partition, Offset::Offset(low))
-            .map_err(|err| Error::Broker(err.to_string()))?;
+            .map_err(|err| error::broker(format!("cannot assign a partition of `{topic}`"), err))?;
         ends.push((partition, if high > low { high } else { 0 }));
     }
     consumer
         .assign(&assignment)
-        .map_err(|err| Error::Broker(format!("cannot read `{topic}`: {err}")))?;
+        .map_err(|err| error::broker(format!("cannot read `{topic}`"), err))?;
     Ok((consumer, ends))
 }

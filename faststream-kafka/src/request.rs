@@ -4,10 +4,12 @@
 use crate::config::BrokerSettings;
 use crate::consumer::to_message;
 use crate::context::KafkaContext;
+use crate::error;
 use faststream_core::message::CORRELATION_ID;
-use faststream_core::{Error, Message, Result};
+use faststream_core::{Error, ErrorClass, Message, Result};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers as _, Message as _};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
@@ -46,16 +48,14 @@ impl ReplyReader {
         let consumer: BaseConsumer<KafkaContext> = settings
             .reader_config()
             .create_with_context(context.clone())
-            .map_err(|err| {
-                Error::Config(format!("cannot create the reader of `{topic}`: {err}"))
-            })?;
+            .map_err(|err| error::config(format!("cannot create the reader of `{topic}`"), err))?;
         let name = topic.clone();
         let consumer = tokio::task::spawn_blocking(move || {
             context.prime_oauth_token(consumer.client());
             assign_at_end(consumer, &name)
         })
         .await
-        .map_err(|err| Error::Broker(format!("reply reader set-up failed: {err}")))??;
+        .map_err(|err| error::task_failed("reply reader set-up failed", err))??;
         let topic: Arc<str> = Arc::from(topic);
         let pending: Arc<Pending> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
@@ -102,14 +102,14 @@ async fn create_if_missing(settings: &BrokerSettings, topic: &str) -> Result<()>
     let admin: AdminClient<KafkaContext> = settings
         .admin_config()
         .create_with_context(context.clone())
-        .map_err(|err| Error::Config(format!("cannot create an admin client: {err}")))?;
+        .map_err(|err| error::config("cannot create an admin client", err))?;
     // Nothing polls an admin client's main queue, where librdkafka asks for OAuth tokens.
     let admin = tokio::task::spawn_blocking(move || {
         context.prime_oauth_token(admin.inner());
         admin
     })
     .await
-    .map_err(|err| Error::Broker(format!("admin client set-up failed: {err}")))?;
+    .map_err(|err| error::task_failed("admin client set-up failed", err))?;
     let new = NewTopic::new(topic, 1, TopicReplication::Fixed(-1));
     let results = admin
         .create_topics(
@@ -117,14 +117,15 @@ async fn create_if_missing(settings: &BrokerSettings, topic: &str) -> Result<()>
             &AdminOptions::new().operation_timeout(Some(SETUP_TIMEOUT)),
         )
         .await
-        .map_err(|err| Error::Broker(format!("cannot create the reply topic `{topic}`: {err}")))?;
+        .map_err(|err| error::broker(format!("cannot create the reply topic `{topic}`"), err))?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((_, code)) => {
-                return Err(Error::Broker(format!(
-                    "cannot create the reply topic `{topic}`: {code}"
-                )))
+                return Err(error::broker(
+                    format!("cannot create the reply topic `{topic}`"),
+                    KafkaError::AdminOp(code),
+                ))
             }
         }
     }
@@ -141,9 +142,7 @@ fn assign_at_end(
     let partitions = loop {
         let metadata = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(5))
-            .map_err(|err| {
-                Error::Broker(format!("cannot read the metadata of `{topic}`: {err}"))
-            })?;
+            .map_err(|err| error::broker(format!("cannot read the metadata of `{topic}`"), err))?;
         let partitions: Vec<i32> = metadata
             .topics()
             .iter()
@@ -159,9 +158,10 @@ fn assign_at_end(
             break partitions;
         }
         if std::time::Instant::now() > deadline {
-            return Err(Error::Broker(format!(
-                "the reply topic `{topic}` has no partitions"
-            )));
+            return Err(Error::broker_msg(
+                format!("the reply topic `{topic}` has no partitions"),
+                ErrorClass::Retriable,
+            ));
         }
         std::thread::sleep(Duration::from_millis(100));
     };
@@ -169,14 +169,14 @@ fn assign_at_end(
     for partition in partitions {
         let (_, high) = consumer
             .fetch_watermarks(topic, partition, Duration::from_secs(10))
-            .map_err(|err| Error::Broker(format!("cannot read the end of `{topic}`: {err}")))?;
+            .map_err(|err| error::broker(format!("cannot read the end of `{topic}`"), err))?;
         assignment
             .add_partition_offset(topic, partition, Offset::Offset(high))
-            .map_err(|err| Error::Broker(err.to_string()))?;
+            .map_err(|err| error::broker(format!("cannot assign a partition of `{topic}`"), err))?;
     }
     consumer
         .assign(&assignment)
-        .map_err(|err| Error::Broker(format!("cannot read `{topic}`: {err}")))?;
+        .map_err(|err| error::broker(format!("cannot read `{topic}`"), err))?;
     Ok(consumer)
 }
 

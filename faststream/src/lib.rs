@@ -102,10 +102,10 @@ pub use app::FastStream;
 pub use faststream_core::{
     app::HookOutput, batch, broker, codec, extract, filter, health, message, middleware, pattern,
     policy, publisher, pull, reply, router, Ack, AckPolicy, App, AppHealth, Backoff, Batch,
-    BatchFailed, Broker, Delivered, Error, ErrorPolicy, Exhausted, FromMessage, Handler,
-    HandlerError, Header, HeaderName, Headers, HealthProbe, IntoReply, IntoSubscriber, Key,
-    Message, Meta, OffsetReset, Publish, PublishError, Publisher, PublisherConfig, Pull, Pulled,
-    RebalanceHooks, Record, Registry, Reply, Response, Result, Route, Router, RunningApp,
+    BatchFailed, Broker, Delivered, Error, ErrorClass, ErrorPolicy, Exhausted, FromMessage,
+    Handler, HandlerError, Header, HeaderName, Headers, HealthProbe, IntoReply, IntoSubscriber,
+    Key, Message, Meta, OffsetReset, Publish, PublishError, Publisher, PublisherConfig, Pull,
+    Pulled, RebalanceHooks, Record, Registry, Reply, Response, Result, Route, Router, RunningApp,
     StartFrom, StartupOptions, State, SubscriberConfig, SubscriberHealth, SubscriberState,
     TopicPartition,
 };

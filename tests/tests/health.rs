@@ -207,7 +207,9 @@ async fn a_fatal_producer_error_stops_the_app_and_names_the_cause() {
         .await
         .expect("the app stops by itself");
     match outcome {
-        Err(Error::Fatal(cause)) => {
+        Err(err @ Error::Fatal { .. }) => {
+            assert_eq!(err.class(), faststream::ErrorClass::Fatal);
+            let cause = err.to_string();
             assert!(cause.contains("producer"), "{cause}");
             assert!(cause.contains("injected out-of-sequence"), "{cause}");
         }
@@ -217,7 +219,7 @@ async fn a_fatal_producer_error_stops_the_app_and_names_the_cause() {
     assert!(!health.is_live());
     assert!(health.fatal.is_some());
     // The app's command line turns it into exit code 1 with one `error: ...` line.
-    let err = faststream::cli::CliError::App(Error::Fatal("x".into()));
+    let err = faststream::cli::CliError::App(Error::fatal_msg("x"));
     assert_eq!(err.exit_code(), 1);
     assert_eq!(err.to_string(), "fatal broker error: x");
 }

@@ -701,7 +701,7 @@ impl<B: Broker> RunningApp<B> {
     /// Starts consuming for a built subscriber, under its own child of the root token.
     async fn start_subscription(&mut self, built: BuiltSubscriber) -> Result<()> {
         let Some(template) = &self.options else {
-            return Err(Error::Config("the app is not running".into()));
+            return Err(Error::config_msg("the app is not running"));
         };
         let BuiltSubscriber {
             config,
@@ -748,13 +748,13 @@ impl<B: Broker> RunningApp<B> {
             .iter()
             .any(|s| s.config.name == config.name)
         {
-            return Err(Error::Config(format!(
+            return Err(Error::config_msg(format!(
                 "a subscriber named `{}` is already running",
                 config.name
             )));
         }
         let Some(cx) = &self.cx else {
-            return Err(Error::Config("the app is not running".into()));
+            return Err(Error::config_msg("the app is not running"));
         };
         if let Some(policy) = self.ack_policy {
             config.default_ack_policy(policy);
@@ -773,7 +773,7 @@ impl<B: Broker> RunningApp<B> {
             let index = subscriptions
                 .iter()
                 .position(|s| s.config.name == name)
-                .ok_or_else(|| Error::Config(format!("no running subscriber `{name}`")))?;
+                .ok_or_else(|| Error::config_msg(format!("no running subscriber `{name}`")))?;
             subscriptions.remove(index)
         };
         started.stop.cancel();
@@ -829,7 +829,7 @@ impl<B: Broker> RunningApp<B> {
                 if let Err(err) = shutdown {
                     tracing::warn!("shutdown after the fatal error: {err}");
                 }
-                Err(Error::Fatal(cause))
+                Err(Error::fatal_msg(cause))
             }
         }
     }

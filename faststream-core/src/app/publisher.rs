@@ -134,7 +134,7 @@ impl Publisher {
             }
         }
         let send = self.binding.get().ok_or_else(|| {
-            Error::Config(format!(
+            Error::config_msg(format!(
                 "the publisher to `{}` is not registered on a started app (App::with_publisher)",
                 spec.config.topic
             ))

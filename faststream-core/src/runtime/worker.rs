@@ -98,16 +98,15 @@ where
 {
     if let Some(pattern) = &config.pattern {
         if let Some(err) = pattern.error() {
-            return Err(Error::Config(format!(
+            return Err(Error::config_msg(format!(
                 "subscriber `{}` cannot start: invalid topic pattern `{}`: {err}",
                 config.name,
                 pattern.template()
             )));
         }
     }
-    H::check(&cx.state).map_err(|err| {
-        Error::Config(format!("subscriber `{}` cannot start: {err}", config.name))
-    })?;
+    H::check(&cx.state)
+        .map_err(|err| Error::config(format!("subscriber `{}` cannot start", config.name), err))?;
     let manual_ack = config.ack_policy == AckPolicy::Manual;
     let handler = HandlerService::new(handler, Arc::clone(&cx.state), manual_ack)
         .with_pattern(config.pattern.clone());

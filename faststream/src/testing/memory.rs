@@ -91,14 +91,14 @@ impl Cluster {
     /// Creates `name` with `partitions` partitions; fine when it exists with that many.
     pub(crate) fn create_topic(&self, name: &str, partitions: i32) -> Result<()> {
         if partitions < 1 {
-            return Err(Error::Config(format!(
+            return Err(Error::config_msg(format!(
                 "topic `{name}` needs at least one partition, not {partitions}"
             )));
         }
         let mut topics = lock(&self.topics);
         match topics.get(name) {
             Some(topic) if topic.partitions.len() as i32 != partitions => {
-                Err(Error::Config(format!(
+                Err(Error::config_msg(format!(
                     "topic `{name}` already exists with {} partitions, not {partitions}",
                     topic.partitions.len()
                 )))
@@ -252,10 +252,10 @@ impl Cluster {
             // Explicit partitions: no group membership, no rebalancing.
             for tp in &config.assignment {
                 if tp.partition < 0 || tp.partition as usize >= self.partitions(&tp.topic).len() {
-                    return Err(faststream_core::Error::Broker(format!(
-                        "cannot assign {tp} to `{}`: no such partition",
-                        config.name
-                    )));
+                    return Err(faststream_core::Error::broker_msg(
+                        format!("cannot assign {tp} to `{}`: no such partition", config.name),
+                        faststream_core::ErrorClass::Retriable,
+                    ));
                 }
             }
             member.hooks.assigned(&config.assignment);

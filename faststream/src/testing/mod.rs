@@ -550,7 +550,7 @@ impl TestApp {
     pub fn running(&mut self) -> Result<&mut RunningApp<TestBroker>> {
         self.running
             .as_mut()
-            .ok_or_else(|| faststream_core::Error::Config("the app was shut down".into()))
+            .ok_or_else(|| faststream_core::Error::config_msg("the app was shut down"))
     }
 
     /// Adds a subscriber while the app runs ([`RunningApp::subscribe`]); its calls are

@@ -5,12 +5,12 @@ use crate::kafka::rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicRep
 use crate::kafka::rdkafka::client::DefaultClientContext;
 use crate::kafka::rdkafka::config::ClientConfig;
 use crate::kafka::rdkafka::consumer::{BaseConsumer, Consumer};
-use crate::kafka::rdkafka::error::RDKafkaErrorCode;
+use crate::kafka::rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use crate::kafka::rdkafka::message::{Headers as _, Message as _};
 use crate::kafka::rdkafka::{Offset, TopicPartitionList};
-use crate::kafka::KafkaBroker;
+use crate::kafka::{classify, KafkaBroker};
 use bytes::Bytes;
-use faststream_core::{Error, Headers, Message, Result};
+use faststream_core::{Error, ErrorClass, Headers, Message, Result};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -34,7 +34,12 @@ fn client(servers: &str) -> ClientConfig {
 }
 
 fn blocking_error(err: tokio::task::JoinError) -> Error {
-    Error::Broker(format!("test broker task failed: {err}"))
+    Error::broker("test broker task failed", ErrorClass::Fatal, err)
+}
+
+/// A broker error keeping `err` as its source, classified by the Kafka backend.
+fn kafka_error(context: impl Into<String>, err: KafkaError) -> Error {
+    Error::broker(context, classify(&err), err)
 }
 
 impl Real {
@@ -56,21 +61,22 @@ impl Real {
         let admin: AdminClient<DefaultClientContext> = self
             .client()
             .create()
-            .map_err(|err| Error::Broker(format!("cannot create an admin client: {err}")))?;
+            .map_err(|err| kafka_error("cannot create an admin client", err))?;
         let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
         let results = admin
             .create_topics([&new], &options)
             .await
-            .map_err(|err| Error::Broker(format!("cannot create topic `{topic}`: {err}")))?;
+            .map_err(|err| kafka_error(format!("cannot create topic `{topic}`"), err))?;
         for result in results {
             match result {
                 Ok(_) => {}
                 Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((_, code)) => {
-                    return Err(Error::Broker(format!(
-                        "cannot create topic `{topic}`: {code}"
-                    )))
+                    return Err(kafka_error(
+                        format!("cannot create topic `{topic}`"),
+                        KafkaError::AdminOp(code),
+                    ))
                 }
             }
         }
@@ -78,7 +84,7 @@ impl Real {
         let probe: BaseConsumer = self
             .client()
             .create()
-            .map_err(|err| Error::Broker(format!("cannot create a consumer: {err}")))?;
+            .map_err(|err| kafka_error("cannot create a consumer", err))?;
         let name = topic.to_owned();
         tokio::task::spawn_blocking(move || {
             let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -98,9 +104,10 @@ impl Real {
                     return Ok(());
                 }
                 if std::time::Instant::now() > deadline {
-                    return Err(Error::Broker(format!(
-                        "topic `{name}` has no leaders after 20 s"
-                    )));
+                    return Err(Error::broker_msg(
+                        format!("topic `{name}` has no leaders after 20 s"),
+                        ErrorClass::Retriable,
+                    ));
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -125,7 +132,7 @@ impl Real {
             )
             .set("enable.auto.commit", "false")
             .create()
-            .map_err(|err| Error::Broker(format!("cannot create a consumer: {err}")))?;
+            .map_err(|err| kafka_error("cannot create a consumer", err))?;
         let partitions = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(5))
             .ok()
@@ -144,11 +151,13 @@ impl Real {
         for partition in 0..partitions {
             assignment
                 .add_partition_offset(topic, partition, Offset::Beginning)
-                .map_err(|err| Error::Broker(err.to_string()))?;
+                .map_err(|err| {
+                    kafka_error(format!("cannot assign a partition of `{topic}`"), err)
+                })?;
         }
         consumer
             .assign(&assignment)
-            .map_err(|err| Error::Broker(format!("cannot read `{topic}`: {err}")))?;
+            .map_err(|err| kafka_error(format!("cannot read `{topic}`"), err))?;
         let reader = Arc::new(Mutex::new(Reader {
             consumer,
             records: Vec::new(),

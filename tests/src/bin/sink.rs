@@ -30,5 +30,5 @@ async fn main() -> faststream::Result<()> {
     }
     app.cli_from(args)
         .await
-        .map_err(|err| faststream::Error::Config(err.to_string()))
+        .map_err(|err| faststream::Error::config("the sink's command line failed", err))
 }
