@@ -55,6 +55,8 @@ cargo test --workspace --no-fail-fast
 step "TestBroker's one-switch test on Kafka (FASTSTREAM_TEST_REAL=1), and the facade without Kafka"
 FASTSTREAM_TEST_REAL=1 cargo test -p faststream-integration-tests --test testing seed_example_from_env
 cargo clippy -p faststream --no-default-features --features testing -- -D warnings
+# The workspace build unifies the integration tests' `test-hooks`: lint the Kafka backend without it.
+cargo clippy -p faststream-kafka --all-targets -- -D warnings
 # OTLP export is in no workspace member's features: lint it on its own.
 cargo clippy -p faststream-observe --all-features --all-targets -- -D warnings
 cargo clippy -p faststream --features otlp -- -D warnings
