@@ -91,6 +91,11 @@ impl Headers {
         self.entries.iter().map(|(n, v)| (n.as_str(), v))
     }
 
+    /// All headers in wire order, as a slice (for iterators that must be named).
+    pub(crate) fn entries(&self) -> &[(String, Bytes)] {
+        &self.entries
+    }
+
     /// Number of headers.
     pub fn len(&self) -> usize {
         self.entries.len()

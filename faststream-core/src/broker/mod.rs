@@ -4,6 +4,29 @@
 //! ([`PartitionWorkers`]); the worker keeps order, runs the handler, publishes through the
 //! backend's [`Publish`], and reports finished offsets back through [`OffsetStore`] as a
 //! contiguous watermark.
+//!
+//! # The backend kit
+//!
+//! What every backend does the same way, so that the in-memory `TestBroker` behaves as Kafka
+//! by construction rather than by a copy kept in step by hand:
+//! - supervision: [`WorkerSet`] stops a set of partition workers, waits up to a timeout, and
+//!   aborts (and names) those that did not finish;
+//! - where an explicitly assigned partition starts: [`StartFrom::resolve`](crate::StartFrom::resolve)
+//!   into a [`StartPosition`];
+//! - the order headers are written in on publish: [`outgoing_headers`];
+//! - the memory budget held around each record from fetch until its worker has it: [`Held`]
+//!   for one record and [`Backlog`] for those waiting, both releasing on drop what was not
+//!   handed over.
+
+mod budget;
+mod headers;
+mod start;
+mod workers;
+
+pub use budget::{Backlog, BufferBudget, Forwarded, Held};
+pub use headers::{outgoing_headers, OutgoingHeaders};
+pub use start::StartPosition;
+pub use workers::WorkerSet;
 
 pub use crate::message::record::{Delivered, Record};
 
@@ -13,7 +36,6 @@ pub use crate::health::{ConnectionHealth, PartitionHealth, SubscriptionHealth};
 use crate::message::{Message, TopicPartition};
 use futures::future::BoxFuture;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -77,62 +99,6 @@ pub trait PartitionWorkers: Send + Sync {
     /// The subscriber's memory budget: the backend holds each record's bytes against it and
     /// stops fetching while it is full.
     fn buffer(&self) -> &Arc<BufferBudget>;
-}
-
-/// The bytes of consumed records a subscriber holds in memory, against its limit
-/// ([`SubscriberConfig::max_buffer_bytes`]). The backend [`hold`](BufferBudget::hold)s a
-/// record's [`Message::held_bytes`] when it takes it from the broker and fetches nothing new
-/// while the budget [`is_full`](BufferBudget::is_full); the runtime releases them once the
-/// record is finished (handled and its publishes acknowledged), and the backend releases
-/// those it drops unhandled (a revoked partition's backlog).
-#[derive(Debug)]
-pub struct BufferBudget {
-    held: AtomicUsize,
-    limit: usize,
-}
-
-impl BufferBudget {
-    /// A budget of `limit` bytes.
-    pub fn new(limit: usize) -> Self {
-        Self {
-            held: AtomicUsize::new(0),
-            limit: limit.max(1),
-        }
-    }
-
-    /// Counts `bytes` more as held.
-    #[inline]
-    pub fn hold(&self, bytes: usize) {
-        self.held.fetch_add(bytes, Ordering::Relaxed);
-    }
-
-    /// Counts `bytes` as no longer held (never below zero).
-    #[inline]
-    pub fn release(&self, bytes: usize) {
-        if bytes == 0 {
-            return;
-        }
-        let _ = self
-            .held
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
-                Some(held.saturating_sub(bytes))
-            });
-    }
-
-    /// Bytes held now.
-    pub fn held(&self) -> usize {
-        self.held.load(Ordering::Relaxed)
-    }
-
-    /// The limit.
-    pub fn limit(&self) -> usize {
-        self.limit
-    }
-
-    /// Whether the limit is reached: fetch nothing more.
-    pub fn is_full(&self) -> bool {
-        self.held() >= self.limit
-    }
 }
 
 /// How a subscription is stopped, handed to [`Broker::subscribe`].

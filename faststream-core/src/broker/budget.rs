@@ -1,0 +1,342 @@
+//! The memory budget of a subscriber ([`BufferBudget`]) and how a backend holds a record on it
+//! from fetch until its worker has it: [`Held`] for one record, [`Backlog`] for the records
+//! waiting behind a full worker queue. Whatever is dropped unhandled is released.
+
+use crate::message::Message;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc::{self, error::TrySendError};
+
+/// The bytes of consumed records a subscriber holds in memory, against its limit
+/// ([`SubscriberConfig::max_buffer_bytes`](crate::SubscriberConfig::max_buffer_bytes)). The
+/// backend [`hold`](BufferBudget::hold)s a record's [`Message::held_bytes`] when it takes it
+/// from the broker and fetches nothing new while the budget [`is_full`](BufferBudget::is_full);
+/// the runtime releases them once the record is finished (handled and its publishes
+/// acknowledged), and the backend releases those it drops unhandled (a revoked partition's
+/// backlog). Backends do both through [`Held`] and [`Backlog`].
+#[derive(Debug)]
+pub struct BufferBudget {
+    held: AtomicUsize,
+    limit: usize,
+}
+
+impl BufferBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            held: AtomicUsize::new(0),
+            limit: limit.max(1),
+        }
+    }
+
+    /// Counts `bytes` more as held.
+    #[inline]
+    pub fn hold(&self, bytes: usize) {
+        self.held.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Counts `bytes` as no longer held (never below zero).
+    #[inline]
+    pub fn release(&self, bytes: usize) {
+        if bytes == 0 {
+            return;
+        }
+        let _ = self
+            .held
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                Some(held.saturating_sub(bytes))
+            });
+    }
+
+    /// Bytes held now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// The limit.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Whether the limit is reached: fetch nothing more.
+    pub fn is_full(&self) -> bool {
+        self.held() >= self.limit
+    }
+}
+
+/// A record taken from the broker, its bytes held on the subscriber's [`BufferBudget`] until
+/// it is handed to the partition worker (which releases them once the record is finished).
+/// Dropped before that, unhandled, it releases them.
+///
+/// ```
+/// use faststream_core::broker::{BufferBudget, Held};
+/// use faststream_core::Message;
+///
+/// let budget = BufferBudget::new(1 << 20);
+/// let (queue, worker) = tokio::sync::mpsc::channel(1);
+/// let held = Held::new(&budget, Message::new("t", &b"four"[..]));
+/// assert_eq!(budget.held(), 4);
+/// held.try_send(&queue).ok().unwrap();
+/// assert_eq!(budget.held(), 4, "the worker has it now: it releases it when finished");
+///
+/// let dropped = Held::new(&budget, Message::new("t", &b"more"[..]));
+/// drop(dropped);
+/// assert_eq!(budget.held(), 4, "dropped unhandled: released");
+/// # drop(worker);
+/// ```
+#[derive(Debug)]
+#[must_use = "a held record dropped unhandled only releases its bytes"]
+pub struct Held<'b> {
+    budget: &'b BufferBudget,
+    /// `None` once handed over.
+    message: Option<Message>,
+}
+
+impl<'b> Held<'b> {
+    /// Holds `message`'s [`held_bytes`](Message::held_bytes) on `budget`.
+    #[inline]
+    pub fn new(budget: &'b BufferBudget, message: Message) -> Self {
+        budget.hold(message.held_bytes());
+        Self {
+            budget,
+            message: Some(message),
+        }
+    }
+
+    /// The record.
+    pub fn message(&self) -> &Message {
+        self.message
+            .as_ref()
+            .expect("a held record has its message")
+    }
+
+    /// Hands the record to the worker's `queue` if it has room now; the worker releases its
+    /// bytes once it finished it. A full queue or one whose worker is gone gives the record
+    /// back, still held (drop it to release it).
+    #[inline]
+    // The record comes back unboxed, as from `mpsc::Sender::try_send`: boxing it would
+    // allocate per record on the fetch path.
+    #[allow(clippy::result_large_err)]
+    pub fn try_send(self, queue: &mpsc::Sender<Message>) -> Result<(), TrySendError<Self>> {
+        match queue.try_reserve() {
+            Ok(permit) => {
+                permit.send(self.hand_over());
+                Ok(())
+            }
+            Err(TrySendError::Full(())) => Err(TrySendError::Full(self)),
+            Err(TrySendError::Closed(())) => Err(TrySendError::Closed(self)),
+        }
+    }
+
+    /// Hands the record to the worker's `queue`, waiting for room. When the worker is gone,
+    /// or this future is dropped before the queue had room, the record's bytes are released.
+    /// Returns whether the worker got it.
+    pub async fn send(self, queue: &mpsc::Sender<Message>) -> bool {
+        match queue.reserve().await {
+            Ok(permit) => {
+                permit.send(self.hand_over());
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Takes the record out without releasing its bytes: whoever gets it now answers for them.
+    fn hand_over(mut self) -> Message {
+        self.message.take().expect("a held record has its message")
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if let Some(message) = &self.message {
+            self.budget.release(message.held_bytes());
+        }
+    }
+}
+
+/// Records of one partition waiting, in order, for room in its worker's queue, each still
+/// held on the subscriber's [`BufferBudget`]. Dropping the backlog (a revoked or replaced
+/// partition) releases what is left in it.
+///
+/// ```
+/// use faststream_core::broker::{Backlog, BufferBudget, Forwarded, Held};
+/// use faststream_core::Message;
+/// use std::sync::Arc;
+///
+/// let budget = Arc::new(BufferBudget::new(1 << 20));
+/// let (queue, worker) = tokio::sync::mpsc::channel(1);
+/// let mut backlog = Backlog::new(Arc::clone(&budget));
+/// backlog.push(Held::new(&budget, Message::new("t", &b"ab"[..])));
+/// backlog.push(Held::new(&budget, Message::new("t", &b"cd"[..])));
+/// assert_eq!(backlog.forward(&queue), Forwarded::Full, "room for one");
+/// assert_eq!(backlog.len(), 1);
+/// drop(backlog);
+/// assert_eq!(budget.held(), 2, "the one not handed over was released");
+/// # drop(worker);
+/// ```
+#[derive(Debug)]
+pub struct Backlog {
+    budget: Arc<BufferBudget>,
+    messages: VecDeque<Message>,
+}
+
+/// How far [`Backlog::forward`] got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forwarded {
+    /// Every record reached the worker: the backlog is empty.
+    All,
+    /// The worker's queue is full; the rest waits.
+    Full,
+    /// The worker is gone: the record it refused was released, the rest waits.
+    Closed,
+}
+
+impl Backlog {
+    /// An empty backlog holding records on `budget`.
+    pub fn new(budget: Arc<BufferBudget>) -> Self {
+        Self {
+            budget,
+            messages: VecDeque::new(),
+        }
+    }
+
+    /// Queues `held` behind the others; the backlog now answers for its bytes. `held` must be
+    /// held on this backlog's budget.
+    #[inline]
+    pub fn push(&mut self, mut held: Held<'_>) {
+        debug_assert!(std::ptr::eq(held.budget, &*self.budget));
+        if let Some(message) = held.message.take() {
+            self.messages.push_back(message);
+        }
+    }
+
+    /// Moves records, in order, into the worker's `queue` while it has room.
+    pub fn forward(&mut self, queue: &mpsc::Sender<Message>) -> Forwarded {
+        while let Some(message) = self.messages.pop_front() {
+            match queue.try_send(message) {
+                Ok(()) => {}
+                Err(TrySendError::Full(message)) => {
+                    self.messages.push_front(message);
+                    return Forwarded::Full;
+                }
+                Err(TrySendError::Closed(message)) => {
+                    self.budget.release(message.held_bytes());
+                    return Forwarded::Closed;
+                }
+            }
+        }
+        Forwarded::All
+    }
+
+    /// Records waiting.
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Whether no record waits.
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    /// Drops every waiting record, releasing its bytes.
+    pub fn clear(&mut self) {
+        let bytes = self.messages.drain(..).map(|m| m.held_bytes()).sum();
+        self.budget.release(bytes);
+    }
+}
+
+impl Drop for Backlog {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(payload: &'static [u8]) -> Message {
+        Message::new("t", payload)
+    }
+
+    #[test]
+    fn a_held_record_dropped_unhandled_is_released() {
+        let budget = BufferBudget::new(100);
+        let held = Held::new(&budget, record(b"12345"));
+        assert_eq!(budget.held(), 5);
+        assert_eq!(&held.message().payload[..], b"12345");
+        drop(held);
+        assert_eq!(budget.held(), 0);
+    }
+
+    #[test]
+    fn a_record_handed_over_stays_held_until_the_worker_releases_it() {
+        let budget = BufferBudget::new(100);
+        let (queue, mut worker) = mpsc::channel(1);
+        Held::new(&budget, record(b"123")).try_send(&queue).unwrap();
+        assert_eq!(budget.held(), 3);
+        let full = Held::new(&budget, record(b"45"));
+        let Err(TrySendError::Full(full)) = full.try_send(&queue) else {
+            panic!("the queue is full");
+        };
+        assert_eq!(budget.held(), 5, "given back still held");
+        drop(full);
+        assert_eq!(budget.held(), 3);
+        let got = worker.try_recv().unwrap();
+        budget.release(got.held_bytes());
+        drop(worker);
+        let Err(TrySendError::Closed(closed)) = Held::new(&budget, record(b"6")).try_send(&queue)
+        else {
+            panic!("the worker is gone");
+        };
+        drop(closed);
+        assert_eq!(budget.held(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_send_given_up_releases_the_record() {
+        let budget = BufferBudget::new(100);
+        let (queue, worker) = mpsc::channel(1);
+        assert!(Held::new(&budget, record(b"12")).send(&queue).await);
+        // The queue is full: the send waits, and is given up (a stop).
+        let waiting = Held::new(&budget, record(b"345")).send(&queue);
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(10), waiting)
+                .await
+                .is_err()
+        );
+        assert_eq!(budget.held(), 2, "only the record the worker got");
+        drop(worker);
+        assert!(!Held::new(&budget, record(b"6")).send(&queue).await);
+        assert_eq!(budget.held(), 2);
+    }
+
+    #[test]
+    fn a_backlog_forwards_in_order_and_releases_what_it_drops() {
+        let budget = Arc::new(BufferBudget::new(100));
+        let (queue, mut worker) = mpsc::channel(2);
+        let mut backlog = Backlog::new(Arc::clone(&budget));
+        for payload in [&b"a"[..], b"bb", b"ccc", b"dddd"] {
+            backlog.push(Held::new(&budget, record(payload)));
+        }
+        assert_eq!(budget.held(), 10);
+        assert_eq!(backlog.forward(&queue), Forwarded::Full);
+        assert_eq!(backlog.len(), 2);
+        assert_eq!(&worker.try_recv().unwrap().payload[..], b"a");
+        assert_eq!(&worker.try_recv().unwrap().payload[..], b"bb");
+        budget.release(3);
+        assert_eq!(backlog.forward(&queue), Forwarded::All);
+        assert!(backlog.is_empty());
+        assert_eq!(backlog.forward(&queue), Forwarded::All);
+        backlog.push(Held::new(&budget, record(b"eeeee")));
+        backlog.push(Held::new(&budget, record(b"ffffff")));
+        drop(worker);
+        assert_eq!(budget.held(), 7 + 11);
+        assert_eq!(backlog.forward(&queue), Forwarded::Closed);
+        assert_eq!(budget.held(), 7 + 6, "the refused record is released");
+        drop(backlog);
+        assert_eq!(budget.held(), 7, "the rest too, with the backlog");
+    }
+}
