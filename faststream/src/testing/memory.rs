@@ -5,11 +5,10 @@
 use super::partitioner::partition_for_key;
 use bytes::Bytes;
 use faststream_core::broker::{
-    BufferBudget, OffsetStore, PartitionWorkers, SubscribeOptions, Subscription,
+    outgoing_headers, BufferBudget, Held, OffsetStore, PartitionWorkers, SubscribeOptions,
+    Subscription, WorkerSet,
 };
-use faststream_core::message::{
-    write_correlation_id, CONTENT_TYPE, CORRELATION_ID, CORRELATION_ID_LEN,
-};
+use faststream_core::message::CORRELATION_ID_LEN;
 use faststream_core::pattern::TopicPattern;
 use faststream_core::{
     Delivered, Error, Headers, Message, OffsetReset, PublishError, Record, Result,
@@ -172,20 +171,11 @@ impl Cluster {
             };
             (Arc::clone(&topic.partitions[partition as usize]), partition)
         };
-        let mut headers = Headers::with_capacity(record.headers.len() + 2);
-        if let Some(content_type) = record.content_type {
-            headers.append(CONTENT_TYPE, content_type);
-        }
-        let correlation_id = match record.correlation_id {
-            Some(id) => id,
-            None => {
-                let mut buf = [0_u8; CORRELATION_ID_LEN];
-                Bytes::copy_from_slice(write_correlation_id(&mut buf))
-            }
-        };
-        headers.append(CORRELATION_ID, correlation_id);
-        for (name, value) in record.headers.iter() {
-            headers.append(name, value.clone());
+        let mut fresh_id = [0_u8; CORRELATION_ID_LEN];
+        let written = outgoing_headers(&record, &mut fresh_id);
+        let mut headers = Headers::with_capacity(written.len());
+        for (name, value) in written {
+            headers.append(name, Bytes::copy_from_slice(value));
         }
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
         let offset = {
@@ -364,20 +354,15 @@ impl Cluster {
     /// Where an explicitly assigned partition starts; `None`: the committed offset.
     fn start_position(&self, tp: &TopicPartition, start: StartFrom) -> Option<i64> {
         let log = Arc::clone(&self.partitions(&tp.topic)[tp.partition as usize]);
-        match start {
-            StartFrom::Committed => None,
-            StartFrom::Earliest => Some(0),
-            StartFrom::Latest => Some(log.len()),
-            StartFrom::Offset(offset) => Some(offset.clamp(0, log.len())),
-            StartFrom::Timestamp(millis) => {
-                let records = lock(&log.records);
+        let records = lock(&log.records);
+        start
+            .resolve(|millis| {
                 let first = records
                     .iter()
-                    .position(|m| m.timestamp.is_some_and(|t| t >= millis))
-                    .unwrap_or(records.len());
+                    .position(|m| m.timestamp.is_some_and(|t| t >= millis))?;
                 Some(first as i64)
-            }
-        }
+            })
+            .within(0, records.len() as i64)
     }
 
     /// [`Cluster::start_feed`] from `from` when given.
@@ -440,12 +425,12 @@ async fn feed(
             }
         }
         for message in batch {
-            // Held like the Kafka consumer holds it: the worker releases it once finished.
-            let bytes = message.held_bytes();
-            budget.hold(bytes);
+            // Held like the Kafka consumer holds it: the worker releases it once finished, and
+            // a record not handed over (a stop) is released.
+            let held = Held::new(&budget, message);
             tokio::select! {
-                _ = stop.cancelled() => { budget.release(bytes); return }
-                sent = tx.send(message) => if sent.is_err() { budget.release(bytes); return },
+                _ = stop.cancelled() => return,
+                sent = held.send(&tx) => if !sent { return },
             }
             position += 1;
         }
@@ -494,24 +479,12 @@ struct Feed {
 /// Stops feeds: their workers finish the message in hand and store offsets, or are aborted
 /// after `timeout` (leaving that work uncommitted, as on Kafka).
 async fn stop_feeds(feeds: Vec<Feed>, timeout: Duration) {
-    if feeds.is_empty() {
-        return;
-    }
-    let mut workers = Vec::with_capacity(feeds.len());
+    let mut workers = WorkerSet::new();
     for feed in feeds {
-        feed.token.cancel();
         feed.feeder.abort();
-        workers.push(feed.worker);
+        workers.push((), feed.token, feed.worker);
     }
-    let aborts: Vec<_> = workers.iter().map(JoinHandle::abort_handle).collect();
-    if tokio::time::timeout(timeout, futures::future::join_all(workers))
-        .await
-        .is_err()
-    {
-        for abort in aborts {
-            abort.abort();
-        }
-    }
+    workers.stop(timeout).await;
 }
 
 struct MemorySubscription {
