@@ -15,8 +15,8 @@ use crate::config::BrokerSettings;
 use crate::context::{classify, ClientHealth, ErrorClass, KafkaContext, Stats};
 use bytes::Bytes;
 use faststream_core::broker::{
-    BufferBudget, OffsetStore, PartitionHealth, PartitionWorkers, SubscribeOptions, Subscription,
-    SubscriptionHealth,
+    Backlog, BufferBudget, Forwarded, Held, OffsetStore, PartitionHealth, PartitionWorkers,
+    StartPosition, SubscribeOptions, Subscription, SubscriptionHealth, WorkerSet,
 };
 use faststream_core::{
     Error, Headers, Message, Result, StartFrom, SubscriberConfig, TopicPartition,
@@ -27,7 +27,6 @@ use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers as _, Message as _};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use rustc_hash::FxHashMap;
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
@@ -60,7 +59,8 @@ struct Slot {
     queue: mpsc::Sender<Message>,
     stop: CancellationToken,
     task: JoinHandle<()>,
-    backlog: VecDeque<Message>,
+    /// Records the worker had no room for, still held on the memory budget.
+    backlog: Backlog,
     paused: bool,
     /// Where to restart reading if the worker dies: the offset after the last one it stored,
     /// or the first record it was given (-1 before that).
@@ -128,18 +128,12 @@ impl Shared {
             queue,
             stop,
             task,
-            backlog: VecDeque::new(),
+            backlog: Backlog::new(Arc::clone(&self.budget)),
             paused: false,
             resume_from,
             stalled_since: None,
             lag: None,
         }
-    }
-
-    /// Drops a backlog whose records will never reach a worker, releasing their bytes.
-    fn drop_backlog(&self, backlog: &mut VecDeque<Message>) {
-        let bytes = backlog.drain(..).map(|m| m.held_bytes()).sum();
-        self.budget.release(bytes);
     }
 
     /// Replaces a worker that ended unexpectedly (it never should: handler panics are caught).
@@ -154,7 +148,7 @@ impl Shared {
         );
         let mut fresh = self.spawn_slot(Arc::clone(&slot.topic), partition, from);
         fresh.paused = slot.paused;
-        self.drop_backlog(&mut slot.backlog);
+        // The old backlog goes with the old slot, its records released.
         *slot = fresh;
         if from >= 0 {
             if let Err(err) = consumer.seek(
@@ -211,15 +205,14 @@ impl Shared {
         if slot.resume_from.load(Ordering::Relaxed) < 0 {
             slot.resume_from.store(record.offset(), Ordering::Release);
         }
-        let message = to_message(&slot.topic, record);
-        self.budget.hold(message.held_bytes());
+        let message = Held::new(&self.budget, to_message(&slot.topic, record));
         let message = if slot.backlog.is_empty() {
-            match slot.queue.try_send(message) {
+            match message.try_send(&slot.queue) {
                 Ok(()) => return,
                 Err(TrySendError::Full(message)) => message,
                 Err(TrySendError::Closed(message)) => {
                     // The rewind reads this record again.
-                    self.budget.release(message.held_bytes());
+                    drop(message);
                     self.restart_worker(consumer, slot, partition);
                     return;
                 }
@@ -227,7 +220,7 @@ impl Shared {
         } else {
             message
         };
-        slot.backlog.push_back(message);
+        slot.backlog.push(message);
         *backlogged += 1;
         if slot.backlog.len() >= PAUSE_BACKLOG && !slot.paused {
             slot.paused = set_paused(consumer, &slot.topic, partition, true);
@@ -250,19 +243,8 @@ impl Shared {
             .flat_map(|slots| slots.iter_mut())
         {
             let before = slot.backlog.len();
-            while let Some(message) = slot.backlog.pop_front() {
-                match slot.queue.try_send(message) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(message)) => {
-                        slot.backlog.push_front(message);
-                        break;
-                    }
-                    Err(TrySendError::Closed(message)) => {
-                        self.budget.release(message.held_bytes());
-                        self.restart_worker(consumer, slot, *partition);
-                        break;
-                    }
-                }
+            if slot.backlog.forward(&slot.queue) == Forwarded::Closed {
+                self.restart_worker(consumer, slot, *partition);
             }
             if slot.backlog.is_empty() || slot.backlog.len() < before {
                 slot.stalled_since = None;
@@ -416,34 +398,21 @@ impl Shared {
             .iter()
             .map(|(topic, partition, _)| TopicPartition::new(Arc::clone(topic), *partition))
             .collect();
-        let mut tasks = Vec::with_capacity(slots.len());
-        for (_, _, slot) in &slots {
-            slot.stop.cancel();
+        let mut workers = WorkerSet::new();
+        let mut backlogs = Vec::with_capacity(slots.len());
+        for (topic, partition, slot) in slots {
+            workers.push((topic, partition), slot.stop, slot.task);
+            backlogs.push(slot.backlog);
         }
-        for (topic, partition, mut slot) in slots {
-            self.drop_backlog(&mut slot.backlog);
-            let abort = slot.task.abort_handle();
-            tasks.push((topic, partition, abort, slot.task));
-        }
+        workers.cancel();
+        // Their records will never reach a worker: released.
+        drop(backlogs);
         if Handle::try_current().is_ok() {
             tracing::warn!(subscriber = %self.name, "partition stop requested from inside the runtime; not waiting for workers");
             return stopped;
         }
-        let aborts: Vec<_> = tasks
-            .iter()
-            .map(|(t, p, a, _)| (Arc::clone(t), *p, a.clone()))
-            .collect();
-        let joined = self.runtime.block_on(async {
-            let joins = futures::future::join_all(tasks.into_iter().map(|(_, _, _, task)| task));
-            tokio::time::timeout(timeout, joins).await
-        });
-        if joined.is_err() {
-            for (topic, partition, abort) in aborts {
-                if !abort.is_finished() {
-                    tracing::warn!(subscriber = %self.name, topic = %topic, partition, "worker did not finish within {timeout:?}; its unfinished records will be delivered again");
-                    abort.abort();
-                }
-            }
+        for (topic, partition) in self.runtime.block_on(workers.stop(timeout)) {
+            tracing::warn!(subscriber = %self.name, topic = %topic, partition, "worker did not finish within {timeout:?}; its unfinished records will be delivered again");
         }
         stopped
     }
@@ -761,34 +730,41 @@ fn assign_explicitly(
             err,
         )
     };
+    // A start at a time: the broker finds every partition's offset for it, in one request.
+    let for_time = match config.start_from {
+        StartFrom::Timestamp(millis) => {
+            let mut query = TopicPartitionList::new();
+            for tp in &config.assignment {
+                query
+                    .add_partition_offset(&tp.topic, tp.partition, Offset::Offset(millis))
+                    .map_err(cannot)?;
+            }
+            Some(
+                consumer
+                    .offsets_for_times(query, Duration::from_secs(10))
+                    .map_err(cannot)?,
+            )
+        }
+        _ => None,
+    };
     let mut tpl = TopicPartitionList::new();
     for tp in &config.assignment {
-        let offset = match config.start_from {
-            StartFrom::Committed => Offset::Stored,
-            StartFrom::Earliest => Offset::Beginning,
-            StartFrom::Latest => Offset::End,
-            StartFrom::Offset(offset) => Offset::Offset(offset),
-            // Resolved below: the broker finds the offset for the time.
-            StartFrom::Timestamp(millis) => Offset::Offset(millis),
+        let found = |_millis| match for_time
+            .as_ref()?
+            .find_partition(&tp.topic, tp.partition)?
+            .offset()
+        {
+            Offset::Offset(offset) => Some(offset),
+            _ => None,
+        };
+        let offset = match config.start_from.resolve(found) {
+            StartPosition::Committed => Offset::Stored,
+            StartPosition::Beginning => Offset::Beginning,
+            StartPosition::End => Offset::End,
+            StartPosition::Offset(offset) => Offset::Offset(offset),
         };
         tpl.add_partition_offset(&tp.topic, tp.partition, offset)
             .map_err(cannot)?;
-    }
-    if let StartFrom::Timestamp(_) = config.start_from {
-        tpl = consumer
-            .offsets_for_times(tpl, Duration::from_secs(10))
-            .map_err(cannot)?;
-        // No record at or after the time: start at the end.
-        let past_the_end: Vec<(String, i32)> = tpl
-            .elements()
-            .iter()
-            .filter(|e| !matches!(e.offset(), Offset::Offset(o) if o >= 0))
-            .map(|e| (e.topic().to_owned(), e.partition()))
-            .collect();
-        for (topic, partition) in past_the_end {
-            tpl.set_partition_offset(&topic, partition, Offset::End)
-                .map_err(cannot)?;
-        }
     }
     consumer.assign(&tpl).map_err(cannot)?;
     tracing::info!(subscriber = %shared.name, partitions = ?partition_names(&tpl), "partitions assigned explicitly");

@@ -1,9 +1,8 @@
 //! The shared producer: many sends in flight, each tracked by a [`KafkaDelivery`].
 
 use crate::context::KafkaContext;
-use faststream_core::message::{
-    write_correlation_id, CONTENT_TYPE, CORRELATION_ID, CORRELATION_ID_LEN,
-};
+use faststream_core::broker::outgoing_headers;
+use faststream_core::message::CORRELATION_ID_LEN;
 use faststream_core::{Delivered, Publish, PublishError, Record};
 use futures::channel::oneshot;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -90,38 +89,25 @@ fn publish_error(topic: &str, err: &KafkaError) -> PublishError {
     }
 }
 
-fn headers_of(record: &Record, correlation_id: &[u8]) -> OwnedHeaders {
-    let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 2);
-    if let Some(content_type) = record.content_type {
-        headers = headers.insert(Header {
-            key: CONTENT_TYPE,
-            value: Some(content_type),
-        });
-    }
-    headers = headers.insert(Header {
-        key: CORRELATION_ID,
-        value: Some(correlation_id),
-    });
-    for (name, value) in record.headers.iter() {
-        headers = headers.insert(Header {
-            key: name,
-            value: Some(&value[..]),
-        });
-    }
-    headers
+/// The record's headers in the kit's wire order, built into librdkafka's list once.
+fn headers_of(record: &Record) -> OwnedHeaders {
+    // A fresh id is formatted on the stack: librdkafka copies header values anyway.
+    let mut fresh_id = [0_u8; CORRELATION_ID_LEN];
+    let written = outgoing_headers(record, &mut fresh_id);
+    let headers = OwnedHeaders::new_with_capacity(written.len());
+    written.fold(headers, |headers, (key, value)| {
+        headers.insert(Header {
+            key,
+            value: Some(value),
+        })
+    })
 }
 
 impl Publish for KafkaPublisher {
     type Delivery = KafkaDelivery;
 
     async fn enqueue(&self, record: Record) -> Result<KafkaDelivery, PublishError> {
-        // A fresh id is formatted on the stack: librdkafka copies header values anyway.
-        let mut fresh_id = [0_u8; CORRELATION_ID_LEN];
-        let correlation_id: &[u8] = match &record.correlation_id {
-            Some(id) => id,
-            None => write_correlation_id(&mut fresh_id),
-        };
-        let headers = headers_of(&record, correlation_id);
+        let headers = headers_of(&record);
         let mut future_record: FutureRecord<'_, [u8], [u8]> =
             FutureRecord::to(&record.topic).headers(headers);
         if let Some(payload) = &record.payload {
