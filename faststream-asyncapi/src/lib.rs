@@ -32,12 +32,6 @@
 //! assert_eq!(doc["channels"]["in-topic:HandleMsg"]["address"], "in-topic");
 //! assert_eq!(doc["operations"]["out-topic:Publisher"]["action"], "send");
 //! ```
-#![warn(
-    missing_docs,
-    missing_debug_implementations,
-    rust_2018_idioms,
-    unreachable_pub
-)]
 #![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]
 
 pub mod page;

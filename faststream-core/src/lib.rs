@@ -20,12 +20,6 @@
 //! CLI) depend on it, never the other way round.
 //!
 //! Users depend on the `faststream` facade crate, which re-exports all of this.
-#![warn(
-    missing_docs,
-    missing_debug_implementations,
-    rust_2018_idioms,
-    unreachable_pub
-)]
 #![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]
 
 // Layers, bottom up: each imports only from the ones above it in this list

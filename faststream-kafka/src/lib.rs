@@ -21,12 +21,6 @@
 //! println!("partition {} offset {}", delivered.partition, delivered.offset);
 //! # Ok(()) }
 //! ```
-#![warn(
-    missing_docs,
-    missing_debug_implementations,
-    rust_2018_idioms,
-    unreachable_pub
-)]
 #![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]
 
 mod config;

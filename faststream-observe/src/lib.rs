@@ -15,12 +15,6 @@
 //!
 //! Nothing here is installed unless asked for: an app without these layers runs exactly the
 //! same pipeline as before.
-#![warn(
-    missing_docs,
-    missing_debug_implementations,
-    rust_2018_idioms,
-    unreachable_pub
-)]
 #![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]
 
 pub mod access_log;

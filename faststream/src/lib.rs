@@ -80,12 +80,6 @@
 //!
 //! Without `#[serde(crate = ...)]` and `#[schemars(crate = ...)]` the derives would need
 //! `serde` and `schemars` as direct dependencies of your crate.
-#![warn(
-    missing_docs,
-    missing_debug_implementations,
-    rust_2018_idioms,
-    unreachable_pub
-)]
 #![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]
 
 mod app;
