@@ -15,8 +15,9 @@
 //! # }
 //! ```
 
+use crate::outcome::Outcome;
 use faststream_core::message::CORRELATION_ID;
-use faststream_core::middleware::{BoxError, Nacked, Rejected};
+use faststream_core::middleware::BoxError;
 use faststream_core::policy::error_type;
 use faststream_core::{App, Broker, Message, Reply, SubscriberConfig};
 use std::future::Future;
@@ -181,20 +182,16 @@ where
         let this = self.project();
         let outcome = std::task::ready!(this.inner.poll(cx));
         if let Some(place) = this.place.take() {
-            match &outcome {
-                Ok(Reply::Failed(err)) | Err(err) if err.is::<Nacked>() => {
-                    access_event!(*this.level, &place, "Nacked")
-                }
-                Ok(Reply::Failed(err)) | Err(err) if err.is::<Rejected>() => {
-                    access_event!(*this.level, &place, "Rejected")
-                }
-                Ok(Reply::Failed(err)) | Err(err) => access_event!(
+            match Outcome::of(&outcome) {
+                Outcome::Nacked => access_event!(*this.level, &place, "Nacked"),
+                Outcome::Rejected => access_event!(*this.level, &place, "Rejected"),
+                Outcome::Failed(err) => access_event!(
                     *this.level,
                     &place,
                     error_type = error_type(err),
                     "Failed: {err}"
                 ),
-                Ok(_) => access_event!(*this.level, &place, "Processed"),
+                Outcome::Processed => access_event!(*this.level, &place, "Processed"),
             }
         }
         Poll::Ready(outcome)

@@ -22,3 +22,4 @@ pub mod access_log;
 pub mod metrics;
 #[cfg(feature = "otel")]
 pub mod otel;
+mod outcome;

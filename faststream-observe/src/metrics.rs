@@ -40,6 +40,7 @@
 //! # }
 //! ```
 
+use crate::outcome::Outcome;
 use faststream_core::middleware::BoxError;
 use faststream_core::policy::error_type;
 use faststream_core::{App, Broker, Message, PublishError, Record, Reply, SubscriberConfig};
@@ -51,7 +52,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -151,6 +152,14 @@ struct Families {
     lag_source: Mutex<Option<LagSource>>,
 }
 
+/// Locks `mutex`, also one a panic poisoned: what it guards (a registry, the lag source) is
+/// whole between calls.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Reads the lag of every assigned partition.
 #[derive(Clone)]
 struct LagSource(Arc<dyn Fn() -> Vec<PartitionLag> + Send + Sync>);
@@ -195,12 +204,7 @@ impl prometheus_client::collector::Collector for LagCollector {
         &self,
         mut encoder: prometheus_client::encoding::DescriptorEncoder<'_>,
     ) -> Result<(), std::fmt::Error> {
-        let source = self
-            .0
-            .lag_source
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
+        let source = lock(&self.0.lag_source).clone();
         let Some(source) = source else {
             return Ok(());
         };
@@ -334,20 +338,14 @@ impl Metrics {
     /// assert!(metrics.render().contains("orders_placed_total 1"));
     /// ```
     pub fn register(&self, add: impl FnOnce(&mut Registry)) {
-        add(&mut self
-            .registry
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()));
+        add(&mut lock(&self.registry));
     }
 
     /// Every metric in the Prometheus/OpenMetrics text format, for a `/metrics` endpoint
     /// (served with [`Metrics::CONTENT_TYPE`]).
     pub fn render(&self) -> String {
         let mut text = String::new();
-        let registry = self
-            .registry
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let registry = lock(&self.registry);
         // Writing to a `String` cannot fail; the encoder only fails on its writer.
         if let Err(err) = prometheus_client::encoding::text::encode(&mut text, &registry) {
             tracing::error!("metrics could not be encoded: {err}");
@@ -375,11 +373,7 @@ impl Metrics {
     /// ));
     /// ```
     pub fn watch_lag(&self, lags: impl Fn() -> Vec<PartitionLag> + Send + Sync + 'static) {
-        *self
-            .families
-            .lag_source
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(LagSource(Arc::new(lags)));
+        *lock(&self.families.lag_source) = Some(LagSource(Arc::new(lags)));
     }
 
     /// The handler-side layer of a subscriber (for [`App::layer_for`]).
@@ -451,29 +445,23 @@ impl TopicMetrics {
 
     fn finish(&self, outcome: &Result<Reply, BoxError>, started: Instant) {
         self.duration.observe(started.elapsed().as_secs_f64());
-        let status = match outcome {
-            Ok(Reply::Failed(err)) | Err(err) => err,
-            Ok(_) => {
-                self.acked.inc();
-                return;
+        match Outcome::of(outcome) {
+            Outcome::Processed => self.acked.inc(),
+            Outcome::Nacked => self.nacked.inc(),
+            Outcome::Rejected => self.rejected.inc(),
+            Outcome::Failed(err) => {
+                self.error.inc();
+                self.families
+                    .processed_exceptions
+                    .get_or_create(&ExceptionLabels {
+                        app_name: self.families.app_name.clone(),
+                        broker: BROKER,
+                        handler: self.topic.to_string(),
+                        exception_type: error_type(err),
+                    })
+                    .inc()
             }
         };
-        if status.is::<faststream_core::middleware::Nacked>() {
-            self.nacked.inc();
-        } else if status.is::<faststream_core::middleware::Rejected>() {
-            self.rejected.inc();
-        } else {
-            self.error.inc();
-            self.families
-                .processed_exceptions
-                .get_or_create(&ExceptionLabels {
-                    app_name: self.families.app_name.clone(),
-                    broker: BROKER,
-                    handler: self.topic.to_string(),
-                    exception_type: error_type(status),
-                })
-                .inc();
-        }
     }
 }
 
