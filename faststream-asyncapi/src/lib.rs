@@ -447,13 +447,7 @@ impl ServerInfo {
 pub fn camel_case(name: &str) -> String {
     name.split(['_', '-', ' '])
         .filter(|part| !part.is_empty())
-        .map(|part| {
-            let mut chars = part.chars();
-            chars
-                .next()
-                .map(|first| first.to_uppercase().chain(chars).collect::<String>())
-                .unwrap_or_default()
-        })
+        .map(capitalized)
         .collect()
 }
 
@@ -461,15 +455,18 @@ pub fn camel_case(name: &str) -> String {
 fn field_title(name: &str) -> String {
     name.split('_')
         .filter(|part| !part.is_empty())
-        .map(|part| {
-            let mut chars = part.chars();
-            chars
-                .next()
-                .map(|first| first.to_uppercase().chain(chars).collect::<String>())
-                .unwrap_or_default()
-        })
+        .map(capitalized)
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// `user` -> `User`: `part` with its first character upper-cased.
+fn capitalized(part: &str) -> String {
+    let mut chars = part.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 /// Escapes one JSON pointer token (`~` and `/`).
