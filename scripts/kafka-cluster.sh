@@ -16,21 +16,18 @@
 # KAFKA_VERSION and FASTSTREAM_KAFKA_CACHE as for kafka-local.sh.
 set -euo pipefail
 
+log() { echo "kafka-cluster: $*" >&2; }
+
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo="$(cd "$here/.." && pwd)"
-version="${KAFKA_VERSION:-4.1.1}"
-cache="${FASTSTREAM_KAFKA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/faststream-rs/kafka-$version}"
+# repo, version, cache, libs, host, and the helpers both Kafka scripts use.
+source "$here/kafka/common.sh"
 home="${KAFKA_CLUSTER_HOME:-$repo/target/kafka-cluster}"
 base="${KAFKA_CLUSTER_PORT:-29092}"
-libs="$cache/libs"
-host=127.0.0.1
 nodes=(1 2 3)
 cluster_id="c8Yb2tX9QJ6sT0vW1kLm3A"
 
-log() { echo "kafka-cluster: $*" >&2; }
 port_of() { echo $((base + $1 - 1)); }
 controller_port_of() { echo $((base + 100 + $1 - 1)); }
-port_open() { (exec 3<>"/dev/tcp/$host/$1") 2>/dev/null; }
 node_home() { echo "$home/node$1"; }
 pid_alive() { local f; f="$(node_home "$1")/kafka.pid"; [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; }
 
@@ -58,52 +55,20 @@ log.dirs=$dir/data
 num.partitions=3
 default.replication.factor=3
 min.insync.replicas=2
-offsets.topic.replication.factor=3
-offsets.topic.num.partitions=5
-transaction.state.log.replication.factor=3
-transaction.state.log.min.isr=2
-transaction.state.log.num.partitions=1
-share.coordinator.state.topic.replication.factor=3
-share.coordinator.state.topic.min.isr=2
-share.coordinator.state.topic.num.partitions=1
-group.initial.rebalance.delay.ms=0
-log.cleaner.dedupe.buffer.size=2097152
-log.initial.task.delay.ms=100
-log.delete.delay.ms=1000
-num.network.threads=2
-background.threads=2
+$(kraft_common_properties 3 2)
 PROPS
-  cat > "$dir/log4j2.properties" <<PROPS
-status = warn
-appender.file.type = File
-appender.file.name = file
-appender.file.fileName = $dir/logs/server.log
-appender.file.layout.type = PatternLayout
-appender.file.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = INFO
-rootLogger.appenderRef.file.ref = file
-logger.kafka.name = kafka
-logger.kafka.level = INFO
-logger.apache.name = org.apache
-logger.apache.level = WARN
-PROPS
+  write_log4j2 "$dir"
 }
 
 launch() {
   local id="$1" dir
   dir="$(node_home "$id")"
   if pid_alive "$id"; then log "node $id already running"; return 0; fi
-  if port_open "$(port_of "$id")"; then log "port $(port_of "$id") is taken by something else"; exit 1; fi
+  if open_on "$(port_of "$id")"; then log "port $(port_of "$id") is taken by something else"; exit 1; fi
   write_config "$id"
   # With controller.quorum.voters every node is formatted alike (no --standalone).
-  java -cp "$libs/*" kafka.tools.StorageTool format -t "$cluster_id" \
-    -c "$dir/server.properties" --ignore-formatted >"$dir/logs/format.log" 2>&1 \
-    || { cat "$dir/logs/format.log" >&2; exit 1; }
-  : > "$dir/logs/server.log"
-  nohup java -Xms128m -Xmx512m -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
-    -Djava.awt.headless=true -Dlog4j2.configurationFile="$dir/log4j2.properties" \
-    -cp "$libs/*" kafka.Kafka "$dir/server.properties" >"$dir/logs/stdout.log" 2>&1 &
-  echo $! > "$dir/kafka.pid"
+  format_storage "$dir" "$cluster_id"
+  launch_node "$dir" 512m
   log "node $id starting on $host:$(port_of "$id") (pid $!)"
 }
 
@@ -113,12 +78,8 @@ wait_ready() {
     local ready=1
     for id in "$@"; do
       dir="$(node_home "$id")"
-      if ! pid_alive "$id"; then
-        log "node $id exited during start; last lines of its logs:"
-        tail -n 30 "$dir/logs/stdout.log" "$dir/logs/server.log" >&2 || true
-        exit 1
-      fi
-      grep -q "Kafka Server started" "$dir/logs/server.log" 2>/dev/null && port_open "$(port_of "$id")" || ready=0
+      if ! pid_alive "$id"; then died_starting "node $id" "$dir"; fi
+      node_started "$dir" && open_on "$(port_of "$id")" || ready=0
     done
     if [ "$ready" = 1 ]; then log "ready: $*"; return 0; fi
     sleep 0.5
@@ -135,13 +96,10 @@ start() {
 }
 
 stop_node() {
-  local id="$1" pid f
+  local id="$1" f
   f="$(node_home "$id")/kafka.pid"
   if ! pid_alive "$id"; then rm -f "$f"; return 0; fi
-  pid="$(cat "$f")"
-  kill "$pid" 2>/dev/null || true
-  for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-  kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null
+  stop_pid "$(cat "$f")"
   rm -f "$f"
   log "node $id stopped"
 }

@@ -22,13 +22,12 @@
 # KAFKA_SASL_SSL_PORT (9095), KAFKA_SASL_PLAINTEXT_PORT (9096), KAFKA_SECURE (1).
 set -euo pipefail
 
+log() { echo "kafka-local: $*" >&2; }
+
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo="$(cd "$here/.." && pwd)"
-version="${KAFKA_VERSION:-4.1.1}"
-cache="${FASTSTREAM_KAFKA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/faststream-rs/kafka-$version}"
+# repo, version, cache, libs, host, and the helpers both Kafka scripts use.
+source "$here/kafka/common.sh"
 home="${FASTSTREAM_KAFKA_HOME:-$repo/target/kafka-local}"
-libs="$cache/libs"
-host=127.0.0.1
 port="${KAFKA_PORT:-9092}"
 controller_port="${KAFKA_CONTROLLER_PORT:-9093}"
 ssl_port="${KAFKA_SSL_PORT:-9094}"
@@ -42,9 +41,6 @@ cluster_id="5L6g3nShT-eMCtK--X86sw"
 # Where the home of the broker last started on this port is written.
 pointer="$(dirname "$cache")/broker-$port.home"
 
-log() { echo "kafka-local: $*" >&2; }
-
-open_on() { (exec 3<>"/dev/tcp/$host/$1") 2>/dev/null; }
 port_open() { open_on "$port"; }
 secure_open() { open_on "$ssl_port" && open_on "$sasl_ssl_port" && open_on "$sasl_plain_port"; }
 
@@ -106,20 +102,7 @@ controller.listener.names=CONTROLLER
 listener.security.protocol.map=$protocols
 log.dirs=$home/data
 num.partitions=1
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=5
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-transaction.state.log.num.partitions=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-share.coordinator.state.topic.num.partitions=1
-group.initial.rebalance.delay.ms=0
-log.cleaner.dedupe.buffer.size=2097152
-log.initial.task.delay.ms=100
-log.delete.delay.ms=1000
-num.network.threads=2
-background.threads=2
+$(kraft_common_properties 1 1)
 PROPS
   if [ "$secure" = 1 ]; then
     cat >> "$home/server.properties" <<PROPS
@@ -137,20 +120,7 @@ listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.secu
 listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub="broker";
 PROPS
   fi
-  cat > "$home/log4j2.properties" <<PROPS
-status = warn
-appender.file.type = File
-appender.file.name = file
-appender.file.fileName = $home/logs/server.log
-appender.file.layout.type = PatternLayout
-appender.file.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = INFO
-rootLogger.appenderRef.file.ref = file
-logger.kafka.name = kafka
-logger.kafka.level = INFO
-logger.apache.name = org.apache
-logger.apache.level = WARN
-PROPS
+  write_log4j2 "$home"
 }
 
 pid_alive() { [ -f "$home/kafka.pid" ] && kill -0 "$(cat "$home/kafka.pid")" 2>/dev/null; }
@@ -171,30 +141,19 @@ start() {
     format_args=(--add-scram "SCRAM-SHA-512=[name=alice,password=alice-secret]")
   fi
   write_config
-  java -cp "$libs/*" kafka.tools.StorageTool format -t "$cluster_id" \
-    -c "$home/server.properties" --ignore-formatted "${format_args[@]}" >"$home/logs/format.log" 2>&1 \
-    || { cat "$home/logs/format.log" >&2; exit 1; }
+  format_storage "$home" "$cluster_id" "${format_args[@]}"
   if [ "$secure" = 1 ]; then touch "$home/data/.scram-users"; fi
-  : > "$home/logs/server.log"
   log "starting Kafka $version on $host:$port$([ "$secure" = 1 ] && echo ", SSL $ssl_port, SASL_SSL $sasl_ssl_port, SASL_PLAINTEXT $sasl_plain_port") (files in $home)"
-  nohup java -Xms128m -Xmx768m -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
-    -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
-    -Dlog4j2.configurationFile="$home/log4j2.properties" \
-    -cp "$libs/*" kafka.Kafka "$home/server.properties" >"$home/logs/stdout.log" 2>&1 &
-  echo $! > "$home/kafka.pid"
+  launch_node "$home" 768m -XX:+ExplicitGCInvokesConcurrent
   # Lets another checkout that reuses this broker find its certificates (`home`).
   mkdir -p "$(dirname "$pointer")" && echo "$home" > "$pointer"
   for _ in $(seq 1 240); do
-    if grep -q "Kafka Server started" "$home/logs/server.log" 2>/dev/null && port_open \
+    if node_started "$home" && port_open \
       && { [ "$secure" != 1 ] || secure_open; }; then
       log "ready (pid $(cat "$home/kafka.pid"))"
       return 0
     fi
-    if ! pid_alive; then
-      log "the broker exited during start; last lines of its logs:"
-      tail -n 30 "$home/logs/stdout.log" "$home/logs/server.log" >&2 || true
-      exit 1
-    fi
+    if ! pid_alive; then died_starting "the broker" "$home"; fi
     sleep 0.5
   done
   log "timed out waiting for the broker; see $home/logs/server.log"
@@ -211,10 +170,7 @@ check_secure() {
 
 stop() {
   if ! pid_alive; then log "no broker started by this script is running"; rm -f "$home/kafka.pid"; return 0; fi
-  local pid; pid="$(cat "$home/kafka.pid")"
-  kill "$pid"
-  for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-  kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+  stop_pid "$(cat "$home/kafka.pid")"
   rm -f "$home/kafka.pid"
   log "stopped"
 }
