@@ -220,37 +220,31 @@ fn served_address(server: &mut Running) -> String {
         .to_owned()
 }
 
+/// Asserts that `program args` succeeds and prints its usage.
+fn assert_help(program: &str, command: &mut Command, args: &[&str]) {
+    let out = run(command.args(args));
+    assert!(out.status.success(), "{program} {args:?}");
+    assert!(
+        text(&out.stdout).contains(&format!("Usage: {program}")),
+        "{program} {args:?}"
+    );
+}
+
 #[test]
 fn every_command_has_help() {
-    for args in [
-        &["--help"][..],
+    // The commands the `faststream` tool and every app's CLI both have.
+    let shared: [&[&str]; 5] = [
+        &["--help"],
         &["run", "--help"],
         &["docs", "--help"],
         &["docs", "gen", "--help"],
         &["docs", "serve", "--help"],
-        &["new", "--help"],
-    ] {
-        let out = run(faststream().args(args));
-        assert!(out.status.success(), "faststream {args:?}");
-        assert!(
-            text(&out.stdout).contains("Usage: faststream"),
-            "faststream {args:?}"
-        );
+    ];
+    for args in shared.into_iter().chain([&["new", "--help"][..]]) {
+        assert_help("faststream", &mut faststream(), args);
     }
-    for args in [
-        &["--help"][..],
-        &["run", "--help"],
-        &["docs", "--help"],
-        &["docs", "gen", "--help"],
-        &["docs", "serve", "--help"],
-        &["publish", "--help"],
-    ] {
-        let out = run(Command::new(app()).args(args));
-        assert!(out.status.success(), "cli_app {args:?}");
-        assert!(
-            text(&out.stdout).contains("Usage: cli_app"),
-            "cli_app {args:?}"
-        );
+    for args in shared.into_iter().chain([&["publish", "--help"][..]]) {
+        assert_help("cli_app", &mut Command::new(app()), args);
     }
     let run_help = text(&run(Command::new(app()).args(["run", "--help"])).stdout);
     for flag in ["--log-level", "--log-format", "--KEY VALUE"] {
