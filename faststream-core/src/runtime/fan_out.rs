@@ -66,24 +66,40 @@ pub(crate) fn fan_out(
 }
 
 impl FanOut<'_> {
-    fn record(&self, topic: Arc<str>, body: Outgoing, payload: Bytes, ct: &'static str) -> Record {
+    fn correlation_id(&self, body: &Outgoing) -> Option<Bytes> {
+        body.correlation_id
+            .clone()
+            .or_else(|| self.correlation_id.clone())
+    }
+
+    /// The record of a whole reply: the body moves into it.
+    fn record(&self, topic: Arc<str>, body: Outgoing) -> Record {
         Record {
             topic,
-            payload: Some(payload),
-            key: body.key,
-            content_type: Some(ct),
             correlation_id: body.correlation_id.or_else(|| self.correlation_id.clone()),
+            payload: Some(body.payload),
+            key: body.key,
+            content_type: Some(body.content_type),
             headers: body.headers,
             partition: body.partition,
             timestamp: body.timestamp,
         }
     }
 
+    /// The next element of a batch publisher's sequence, as its own record.
     fn next_part(&mut self) -> Option<Record> {
         let (payload, content_type) = self.parts.next()?;
         let (topic, body) = self.parts_of.as_ref()?;
-        let (topic, body) = (Arc::clone(topic), body.clone());
-        Some(self.record(topic, body, payload, content_type))
+        Some(Record {
+            topic: Arc::clone(topic),
+            payload: Some(payload),
+            key: body.key.clone(),
+            content_type: Some(content_type),
+            correlation_id: self.correlation_id(body),
+            headers: body.headers.clone(),
+            partition: body.partition,
+            timestamp: body.timestamp,
+        })
     }
 }
 
@@ -95,8 +111,7 @@ impl Iterator for FanOut<'_> {
             return Some(part);
         }
         loop {
-            let index = self.next;
-            let (topic, batch) = self.destinations.get(index)?;
+            let (topic, batch) = self.destinations.get(self.next)?;
             self.next += 1;
             // Earlier destinations share a clone (cloning `Bytes` built from a `Vec`
             // allocates, so the one-destination case never clones).
@@ -108,18 +123,13 @@ impl Iterator for FanOut<'_> {
             let parts = batch
                 .then(|| codec::split_sequence(&body.payload, body.content_type))
                 .flatten();
-            match parts {
-                Some(parts) => {
-                    self.parts = parts.into_iter();
-                    self.parts_of = Some((topic, body));
-                    if let Some(part) = self.next_part() {
-                        return Some(part);
-                    }
-                }
-                None => {
-                    let (payload, content_type) = (body.payload.clone(), body.content_type);
-                    return Some(self.record(topic, body, payload, content_type));
-                }
+            let Some(parts) = parts else {
+                return Some(self.record(topic, body));
+            };
+            self.parts = parts.into_iter();
+            self.parts_of = Some((topic, body));
+            if let Some(part) = self.next_part() {
+                return Some(part);
             }
         }
     }
