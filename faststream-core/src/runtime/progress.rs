@@ -60,8 +60,6 @@ struct Entry<D> {
     state: EntryState<D>,
 }
 
-// Most entries are decided soon (`Publishing`); boxing that variant would allocate per message.
-#[allow(clippy::large_enum_variant)]
 enum EntryState<D> {
     /// Dispatched, outcome not decided: its handler runs, it waits to be retried, or its ack
     /// is deferred.
@@ -270,9 +268,9 @@ where
                     front.state = EntryState::Undecided;
                     let ticket = Ticket(self.front_ticket);
                     self.failed = Some(FailedHead {
-                        message,
+                        message: *message,
                         attempt,
-                        error,
+                        error: *error,
                         ticket,
                     });
                     return Poll::Ready(Some(HeadEvent::Failed));
@@ -374,7 +372,8 @@ enum OnRefused {
     /// Nothing more: the message counts as finished (its failure is logged).
     CountDone,
     /// The message runs its error policy again (attempt `attempt` produced the output).
-    RunPolicy { message: Message, attempt: u32 },
+    /// Boxed: the tracker moves every entry in and out of its queue, so entries stay small.
+    RunPolicy { message: Box<Message>, attempt: u32 },
     /// The partition stops there (a dead letter that did not land).
     Halt,
 }
@@ -388,7 +387,8 @@ pub(crate) struct PendingAck<D> {
     // The first delivery inline, so the common one-publisher case does not allocate.
     first: Option<D>,
     rest: Vec<D>,
-    refused: Option<PublishError>,
+    /// The first refusal (boxed: rare, and entries stay small).
+    refused: Option<Box<PublishError>>,
     on_refused: OnRefused,
 }
 
@@ -408,7 +408,10 @@ impl<D> PendingAck<D> {
 
     /// Keeps `message` so a refused publish runs the error policy on it (attempt `attempt`).
     pub(crate) fn retain(&mut self, message: Message, attempt: u32) {
-        self.on_refused = OnRefused::RunPolicy { message, attempt };
+        self.on_refused = OnRefused::RunPolicy {
+            message: Box::new(message),
+            attempt,
+        };
     }
 
     /// Drops a retained message when its refusal must not run the policy again.
@@ -445,7 +448,7 @@ impl<D> PendingAck<D> {
                 self.partition,
                 self.offset,
             );
-            self.refused.get_or_insert(err);
+            self.refused.get_or_insert_with(|| Box::new(err));
         }
     }
 }
@@ -454,7 +457,7 @@ impl<D, T> Future for PendingAck<D>
 where
     D: Future<Output = Result<T, PublishError>> + Unpin,
 {
-    type Output = Option<PublishError>;
+    type Output = Option<Box<PublishError>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
