@@ -11,11 +11,10 @@ use crate::observe::metrics;
 use crate::observe::otel;
 use crate::observe::{access_log, Level, Observed};
 use faststream_core::app::{App, HookOutput};
-use faststream_core::middleware::{BoxError, BoxMessageService, BoxPublishService};
+use faststream_core::middleware::{BoxPublishService, MessageLayer};
 use faststream_core::{
-    AckPolicy, Broker, ErrorPolicy, Handler, IntoSubscriber, Message, Publish, PublishError,
-    Publisher, Record, Registry, Reply, Result, Router, RunningApp, StartupOptions,
-    SubscriberConfig,
+    AckPolicy, Broker, ErrorPolicy, Handler, IntoSubscriber, Publish, PublishError, Publisher,
+    Record, Registry, Result, Router, RunningApp, StartupOptions, SubscriberConfig,
 };
 use tower::{Layer, Service};
 
@@ -189,9 +188,7 @@ impl<B: Broker> FastStream<B> {
     /// [`crate::middleware`] and [`App::layer`].
     pub fn layer<L>(self, layer: L) -> Self
     where
-        L: Layer<BoxMessageService> + Send + Sync + 'static,
-        L::Service: Service<Message, Response = Reply, Error = BoxError> + Clone + Send + 'static,
-        <L::Service as Service<Message>>::Future: Send + 'static,
+        L: MessageLayer + Send + Sync + 'static,
     {
         self.map_runtime(|app| app.layer(layer))
     }
@@ -201,9 +198,7 @@ impl<B: Broker> FastStream<B> {
     pub fn layer_for<F, L>(self, make: F) -> Self
     where
         F: Fn(&SubscriberConfig) -> L + Send + Sync + 'static,
-        L: Layer<BoxMessageService>,
-        L::Service: Service<Message, Response = Reply, Error = BoxError> + Clone + Send + 'static,
-        <L::Service as Service<Message>>::Future: Send + 'static,
+        L: MessageLayer,
     {
         self.map_runtime(|app| app.layer_for(make))
     }

@@ -4,14 +4,13 @@ use crate::app::publisher::{Publisher, SendFn};
 use crate::app::router::Router;
 use crate::broker::{Broker, Publish, Record, SubscribeOptions, Subscription};
 use crate::config::options::StartupOptions;
-use crate::config::subscriber::{HandlerLayer, IntoSubscriber, Registry, SubscriberConfig};
-use crate::error::{BoxError, Error, HandlerError, PublishError, Result};
+use crate::config::subscriber::{
+    HandlerLayer, IntoSubscriber, MessageLayer, Registry, SubscriberConfig,
+};
+use crate::error::{Error, HandlerError, PublishError, Result};
 use crate::handler::extract::AppState;
-use crate::handler::reply::Reply;
-use crate::handler::service::BoxMessageService;
 use crate::handler::Handler;
 use crate::health::AppHealth;
-use crate::message::Message;
 use crate::middleware::{BoxPublishService, PublishLayer};
 use crate::policy::AckPolicy;
 use crate::policy::ErrorPolicy;
@@ -307,14 +306,12 @@ impl<B: Broker> App<B> {
         self
     }
 
-    /// Wraps every subscriber's handler pipeline in `layer`, a tower layer over
-    /// [`BoxMessageService`] (see [`crate::middleware`] for examples). App layers are
+    /// Wraps every subscriber's handler pipeline in `layer`, any tower layer over the
+    /// pipeline (a [`MessageLayer`]; see [`crate::middleware`] for examples). App layers are
     /// outside subscriber layers; the first added is the outermost.
     pub fn layer<L>(mut self, layer: L) -> Self
     where
-        L: Layer<BoxMessageService> + Send + Sync + 'static,
-        L::Service: Service<Message, Response = Reply, Error = BoxError> + Clone + Send + 'static,
-        <L::Service as Service<Message>>::Future: Send + 'static,
+        L: MessageLayer + Send + Sync + 'static,
     {
         self.layers.push(HandlerLayer::new(layer));
         self
@@ -337,9 +334,7 @@ impl<B: Broker> App<B> {
     pub fn layer_for<F, L>(mut self, make: F) -> Self
     where
         F: Fn(&SubscriberConfig) -> L + Send + Sync + 'static,
-        L: Layer<BoxMessageService>,
-        L::Service: Service<Message, Response = Reply, Error = BoxError> + Clone + Send + 'static,
-        <L::Service as Service<Message>>::Future: Send + 'static,
+        L: MessageLayer,
     {
         self.layers.push(HandlerLayer::per_subscriber(make));
         self

@@ -41,17 +41,14 @@
 
 use crate::app::publisher::Publisher;
 use crate::broker::Broker;
-use crate::config::subscriber::{HandlerLayer, IntoSubscriber, Registry, SubscriberConfig};
-use crate::error::BoxError;
-use crate::handler::reply::Reply;
-use crate::handler::service::BoxMessageService;
+use crate::config::subscriber::{
+    HandlerLayer, IntoSubscriber, MessageLayer, Registry, SubscriberConfig,
+};
 use crate::handler::Handler;
-use crate::message::Message;
 use crate::policy::AckPolicy;
 use crate::policy::ErrorPolicy;
 use crate::runtime::factory::{factory, SubscriberFactory};
 use std::marker::PhantomData;
-use tower::{Layer, Service};
 
 /// A subscriber's configuration and the factory of its pipeline.
 pub(crate) type RouteEntry<P> = (SubscriberConfig, SubscriberFactory<P>);
@@ -174,14 +171,12 @@ impl<B: Broker> Router<B> {
         Publisher::to(format!("{}{topic}", self.prefix))
     }
 
-    /// Wraps this router's subscribers in `layer` (a tower layer over [`BoxMessageService`],
+    /// Wraps this router's subscribers in `layer` (a [`MessageLayer`],
     /// like [`App::layer`](crate::App::layer)): inside the app's and outer routers' layers,
     /// outside inner routers' and the subscribers' own. The first added is the outermost.
     pub fn layer<L>(mut self, layer: L) -> Self
     where
-        L: Layer<BoxMessageService> + Send + Sync + 'static,
-        L::Service: Service<Message, Response = Reply, Error = BoxError> + Clone + Send + 'static,
-        <L::Service as Service<Message>>::Future: Send + 'static,
+        L: MessageLayer + Send + Sync + 'static,
     {
         self.layers.push(HandlerLayer::new(layer));
         self
@@ -192,9 +187,7 @@ impl<B: Broker> Router<B> {
     pub fn layer_for<F, L>(mut self, make: F) -> Self
     where
         F: Fn(&SubscriberConfig) -> L + Send + Sync + 'static,
-        L: Layer<BoxMessageService>,
-        L::Service: Service<Message, Response = Reply, Error = BoxError> + Clone + Send + 'static,
-        <L::Service as Service<Message>>::Future: Send + 'static,
+        L: MessageLayer,
     {
         self.layers.push(HandlerLayer::per_subscriber(make));
         self

@@ -479,9 +479,7 @@ impl SubscriberConfig {
     /// ```
     pub fn layer<L>(mut self, layer: L) -> Self
     where
-        L: Layer<BoxMessageService> + Send + Sync + 'static,
-        L::Service: Service<Message, Response = Reply, Error = BoxError> + Clone + Send + 'static,
-        <L::Service as Service<Message>>::Future: Send + 'static,
+        L: MessageLayer + Send + Sync + 'static,
     {
         self.layers.push(HandlerLayer::new(layer));
         self
@@ -611,6 +609,35 @@ pub trait IntoSubscriber {
     fn register<R: Registry>(self, registry: &mut R);
 }
 
+/// A tower layer over the handler pipeline: what `App::layer`, `Router::layer`,
+/// `SubscriberConfig::layer` and their `layer_for` forms take. Implemented for every
+/// `tower::Layer<BoxMessageService>` whose service turns a [`Message`] into a [`Reply`] (errors
+/// are [`BoxError`]) and is `Clone` and `Send`, with a `Send` future: one bound in place of
+/// three.
+///
+/// ```
+/// use faststream_core::middleware::{BoxError, MessageLayer};
+/// use tower::util::MapErrLayer;
+///
+/// fn named<L: MessageLayer>(layer: L) -> L { layer }
+/// let _ = named(MapErrLayer::new(|err: BoxError| -> BoxError { format!("orders: {err}").into() }));
+/// ```
+pub trait MessageLayer {
+    /// Wraps `inner` in this layer, type-erased again.
+    fn wrap(&self, inner: BoxMessageService) -> BoxMessageService;
+}
+
+impl<L> MessageLayer for L
+where
+    L: Layer<BoxMessageService>,
+    L::Service: Service<Message, Response = Reply, Error = BoxError> + Clone + Send + 'static,
+    <L::Service as Service<Message>>::Future: Send + 'static,
+{
+    fn wrap(&self, inner: BoxMessageService) -> BoxMessageService {
+        BoxCloneService::new(self.layer(inner))
+    }
+}
+
 /// A user layer over the type-erased handler pipeline, stored until the subscriber starts;
 /// it may be built from the subscriber's configuration ([`HandlerLayer::per_subscriber`]).
 #[derive(Clone)]
@@ -629,13 +656,9 @@ impl HandlerLayer {
     /// Type-erases `layer`, the same for every subscriber.
     pub fn new<L>(layer: L) -> Self
     where
-        L: Layer<BoxMessageService> + Send + Sync + 'static,
-        L::Service: Service<Message, Response = Reply, Error = BoxError> + Clone + Send + 'static,
-        <L::Service as Service<Message>>::Future: Send + 'static,
+        L: MessageLayer + Send + Sync + 'static,
     {
-        Self(Arc::new(move |_config, inner| {
-            BoxCloneService::new(layer.layer(inner))
-        }))
+        Self(Arc::new(move |_config, inner| layer.wrap(inner)))
     }
 
     /// A layer built for each subscriber from its configuration (its name, topics, group...),
@@ -643,13 +666,9 @@ impl HandlerLayer {
     pub fn per_subscriber<F, L>(make: F) -> Self
     where
         F: Fn(&SubscriberConfig) -> L + Send + Sync + 'static,
-        L: Layer<BoxMessageService>,
-        L::Service: Service<Message, Response = Reply, Error = BoxError> + Clone + Send + 'static,
-        <L::Service as Service<Message>>::Future: Send + 'static,
+        L: MessageLayer,
     {
-        Self(Arc::new(move |config, inner| {
-            BoxCloneService::new(make(config).layer(inner))
-        }))
+        Self(Arc::new(move |config, inner| make(config).wrap(inner)))
     }
 
     /// Wraps `inner`, the pipeline of the subscriber `config` describes.

@@ -132,7 +132,7 @@ pub use catch_panic::{CatchPanic, CatchPanicFuture, CatchPanicLayer};
 pub use trace::{Trace, TraceLayer};
 
 // Defined with what they belong to, and named here too, where users look for layers.
-pub use crate::config::subscriber::HandlerLayer;
+pub use crate::config::subscriber::{HandlerLayer, MessageLayer};
 pub use crate::error::{BoxError, HandlerPanicked, HandlerTimedOut, Nacked, Rejected};
 pub use crate::handler::service::{
     BoxMessageService, HandlerFuture, HandlerService, MessageService,
