@@ -88,7 +88,8 @@ def module_path(src, path):
 
 
 def split_use_tree(tree):
-    """`a::{b, c::{d, e}}` -> [a::b, a::c::d, a::c::e] (glob and self kept)."""
+    """`a::{b, c::{d as e}}` -> [a::b, a::c::d@e] (an alias after `@`; glob and self kept)."""
+    tree = re.sub(r"\s+as\s+", "@", tree)
     tree = re.sub(r"\s+", "", tree)
     m = re.match(r"^([\w:]*?)\{(.*)\}$", tree)
     if not m:
@@ -131,14 +132,11 @@ class Crate:
         found = {}
         for m in re.finditer(r"\bpub(\([^)]*\))?\s+use\s+([^;]+);", self.code[mod]):
             for item in split_use_tree(m.group(2)):
-                target = self.absolute(mod, item.split("::"))
+                path, _, alias = item.partition("@")
+                target = self.absolute(mod, path.split("::"))
                 if target is None:
                     continue
-                name = target[-1]
-                alias = re.search(r"as(\w+)$", item.replace(" ", ""))
-                if " as " in m.group(2) and alias:
-                    name = alias.group(1)
-                    target = target[:-1] + (re.sub(r"as\w+$", "", target[-1]),)
+                name = alias or target[-1]
                 found[name] = target
         return found
 
@@ -190,8 +188,7 @@ class Crate:
                     continue
                 use_spans.append(m.span())
                 for item in split_use_tree(m.group(1)):
-                    item = item.split(" as ")[0]
-                    segs = item.replace("*", "").split("::")
+                    segs = item.partition("@")[0].replace("*", "").split("::")
                     target = self.absolute(mod, segs)
                     if target is not None:
                         self._add(targets, mod, target, m.start())
