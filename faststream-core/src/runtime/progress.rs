@@ -151,7 +151,7 @@ where
     /// they are acknowledged and everything dispatched before it finished.
     pub(crate) fn decide(&mut self, ticket: Ticket, mut ack: PendingAck<D>) {
         if self.mode == CommitMode::BeforeHandling {
-            ack.run_policy_again_on_refusal(false);
+            ack.forget_retained();
         }
         let Some(index) = self.index(ticket) else {
             return;
@@ -414,9 +414,9 @@ impl<D> PendingAck<D> {
         };
     }
 
-    /// Drops a retained message when its refusal must not run the policy again.
-    fn run_policy_again_on_refusal(&mut self, again: bool) {
-        if !again && matches!(self.on_refused, OnRefused::RunPolicy { .. }) {
+    /// Drops a retained message: its refusal must not run the policy again.
+    fn forget_retained(&mut self) {
+        if matches!(self.on_refused, OnRefused::RunPolicy { .. }) {
             self.on_refused = OnRefused::CountDone;
         }
     }

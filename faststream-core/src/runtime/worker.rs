@@ -10,16 +10,14 @@
 
 use crate::broker::{BufferBudget, OffsetStore, PartitionWorkers, Publish, Record};
 use crate::config::subscriber::{HandlerLayer, SubscriberConfig};
-use crate::error::BatchFailed;
-use crate::error::{BoxError, Error, Nacked, PublishError};
+use crate::error::{BatchFailed, BoxError, Error, Nacked, PublishError};
 use crate::handler::extract::AppState;
 use crate::handler::reply::{Outgoing, Reply};
 use crate::handler::service::{HandlerService, MessageService};
 use crate::handler::Handler;
 use crate::message::{Batch, Message, TopicPartition, CORRELATION_ID};
 use crate::middleware::{name_timeout, BoxPublishService, CatchPanicLayer, TraceLayer};
-use crate::policy::AckPolicy;
-use crate::policy::{Decision, ErrorPolicy, Exhausted};
+use crate::policy::{AckPolicy, Decision, ErrorPolicy, Exhausted};
 use crate::runtime::dead_letter::DeadLetter;
 use crate::runtime::fan_out::{fan_out, Destinations};
 use crate::runtime::progress::{
@@ -314,11 +312,10 @@ impl Timers {
 
     /// Re-arms the retry timer when a different redelivery came to the front.
     fn follow_front(&mut self, waiting: &Waiting, before: Option<(i64, u32)>) {
-        let after = front_of(waiting);
-        if let Some(again) = waiting
-            .front()
-            .filter(|_| after.is_some() && after != before)
-        {
+        if front_of(waiting) == before {
+            return;
+        }
+        if let Some(again) = waiting.front() {
             self.retry.as_mut().reset(Instant::now() + again.delay);
         }
     }
