@@ -65,6 +65,7 @@ fn run_case(name: &str, args: &CaseArgs) -> Result<CaseResult, String> {
             "raw-drain" => cases::raw_drain(args),
             "fs-drain" => cases::fs_drain(args).await,
             "fs-drain-batch" => cases::fs_drain_batch(args).await,
+            "fs-drain-extract" => cases::fs_drain_extract(args).await,
             "raw-pipeline" => cases::raw_pipeline(args, true).await,
             "raw-pipeline-bare" => cases::raw_pipeline(args, false).await,
             "fs-pipeline" => cases::fs_pipeline(args, cases::Observe::Nothing).await,
@@ -201,6 +202,7 @@ fn orchestrate(cli: &Cli) -> Result<(), String> {
             ("drain", "raw-drain", "raw rdkafka"),
             ("drain", "fs-drain", "faststream-rs"),
             ("drain", "fs-drain-batch", BATCH_ROW),
+            ("drain", "fs-drain-extract", EXTRACT_ROW),
             ("pipeline", "raw-pipeline-bare", "raw rdkafka, payload only"),
             ("pipeline", "raw-pipeline", "raw rdkafka"),
             ("pipeline", "fs-pipeline", "faststream-rs"),
@@ -272,6 +274,9 @@ fn orchestrate(cli: &Cli) -> Result<(), String> {
 
 /// The drain row of a batch subscriber.
 const BATCH_ROW: &str = "faststream-rs, batches of 500 (`Vec<Event>`)";
+/// The drain row whose handler takes four extractors before the payload.
+const EXTRACT_ROW: &str =
+    "faststream-rs, 4 extractors (`Key`, `Headers`, `Meta`, `State`) + payload";
 /// The pipeline row with FastStream's Prometheus metrics recorded.
 const METRICS_ROW: &str = "faststream-rs, metrics enabled";
 /// The pipeline row with OpenTelemetry spans recorded.
@@ -319,7 +324,7 @@ fn render(cli: &Cli, rows: &[Row], idle: &CaseResult) -> String {
                 "faststream-rs" | BATCH_ROW => raw
                     .map(|r| format!("{:.2} of raw", rate / r))
                     .unwrap_or_default(),
-                METRICS_ROW | TRACING_ROW => ours
+                EXTRACT_ROW | METRICS_ROW | TRACING_ROW => ours
                     .map(|o| format!("{:.2} of faststream-rs", rate / o))
                     .unwrap_or_default(),
                 _ => ours
