@@ -57,7 +57,7 @@ pub enum Error {
         /// Which hook (`on_startup`, ...).
         hook: &'static str,
         /// What it returned.
-        source: HandlerError,
+        source: BoxError,
     },
     /// A request got no reply in time.
     #[error("no reply on `{reply_topic}` to the request sent to `{topic}` with correlation id `{correlation_id}` within {timeout:?}")]
@@ -205,12 +205,22 @@ impl fmt::Display for CausedBy<'_> {
 /// Result with the framework's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The error type of the handler pipeline: any error, boxed (tower's convention). Layers tell
-/// errors apart by downcasting, e.g. `err.is::<HandlerPanicked>()`.
+/// Any error, boxed: what handlers and hooks may return, and the error type of the handler
+/// pipeline (tower's `BoxError`, so tower layers fit). Layers tell errors apart by
+/// downcasting, e.g. `err.is::<HandlerPanicked>()`.
+///
+/// ```
+/// use faststream_core::BoxError;
+///
+/// async fn handler(amount: i64) -> Result<String, BoxError> {
+///     if amount < 0 {
+///         return Err(format!("negative amount {amount}").into());
+///     }
+///     let doubled: i64 = "2".parse::<i64>()? * amount; // any std error converts with `?`
+///     Ok(doubled.to_string())
+/// }
+/// ```
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
-
-/// An error returned by user code: handlers and hooks (the same type as [`BoxError`]).
-pub type HandlerError = BoxError;
 
 /// Publishing a record failed: it was not accepted, or the broker did not acknowledge it.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -72,7 +72,7 @@ pub use config::subscriber::{
     IntoSubscriber, OffsetReset, PartitionsCallback, PublisherConfig, RebalanceHooks, Registry,
     StartFrom, SubscriberConfig,
 };
-pub use error::{Error, ErrorClass, HandlerError, PublishError, Result};
+pub use error::{BoxError, Error, ErrorClass, PublishError, Result};
 pub use handler::extract::{Ack, FromMessage, Header, HeaderName, Key, Meta, State};
 pub use handler::reply::{IntoReply, Reply, Response};
 pub use handler::Handler;

@@ -7,7 +7,7 @@ use crate::config::options::StartupOptions;
 use crate::config::subscriber::{
     HandlerLayer, IntoSubscriber, MessageLayer, Registry, SubscriberConfig,
 };
-use crate::error::{Error, HandlerError, PublishError, Result};
+use crate::error::{BoxError, Error, PublishError, Result};
 use crate::handler::extract::AppState;
 use crate::handler::Handler;
 use crate::health::AppHealth;
@@ -33,26 +33,26 @@ const LEAVE_MARGIN: Duration = Duration::from_secs(5);
 /// What a lifecycle hook may return: `()` or `Result<(), E>`.
 pub trait HookOutput: Send {
     /// Converts into the hook's outcome.
-    fn into_result(self) -> Result<(), HandlerError>;
+    fn into_result(self) -> Result<(), BoxError>;
 }
 
 impl HookOutput for () {
-    fn into_result(self) -> Result<(), HandlerError> {
+    fn into_result(self) -> Result<(), BoxError> {
         Ok(())
     }
 }
 
-impl<E: Into<HandlerError> + Send> HookOutput for Result<(), E> {
-    fn into_result(self) -> Result<(), HandlerError> {
+impl<E: Into<BoxError> + Send> HookOutput for Result<(), E> {
+    fn into_result(self) -> Result<(), BoxError> {
         self.map_err(Into::into)
     }
 }
 
-type Hook = Box<dyn FnOnce() -> BoxFuture<'static, Result<(), HandlerError>> + Send>;
+type Hook = Box<dyn FnOnce() -> BoxFuture<'static, Result<(), BoxError>> + Send>;
 
 /// A startup hook: receives the CLI's extra options and the worker id.
 type StartupHook =
-    Box<dyn FnOnce(StartupOptions) -> BoxFuture<'static, Result<(), HandlerError>> + Send>;
+    Box<dyn FnOnce(StartupOptions) -> BoxFuture<'static, Result<(), BoxError>> + Send>;
 
 #[derive(Default)]
 struct Hooks {

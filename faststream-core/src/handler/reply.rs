@@ -1,6 +1,6 @@
 //! What a handler returns, turned into something to publish (or an error).
 
-use crate::error::HandlerError;
+use crate::error::BoxError;
 use crate::message::codec::{self, Encoded};
 use crate::message::Headers;
 use bytes::Bytes;
@@ -14,7 +14,7 @@ pub enum Reply {
     /// Publish this to every publisher of the subscriber and to an incoming `reply_to`.
     Publish(Outgoing),
     /// The handler failed; the subscriber's ack policy decides what happens to the message.
-    Failed(HandlerError),
+    Failed(BoxError),
 }
 
 /// An encoded body with the record fields a handler may set through [`Response`].
@@ -198,7 +198,7 @@ where
     }
 }
 
-impl<T, M> IntoReply<ViaBoxedResult<M>> for Result<T, HandlerError>
+impl<T, M> IntoReply<ViaBoxedResult<M>> for Result<T, BoxError>
 where
     T: IntoReply<M>,
 {
@@ -344,7 +344,7 @@ mod tests {
         }
         let io: Result<String, std::io::Error> = Err(std::io::Error::other("disk"));
         assert!(matches!(reply_of(io), Reply::Failed(e) if e.to_string() == "disk"));
-        let boxed: Result<(), HandlerError> = Err("boxed".into());
+        let boxed: Result<(), BoxError> = Err("boxed".into());
         assert!(matches!(reply_of(boxed), Reply::Failed(e) if e.to_string() == "boxed"));
         let text_err: Result<u8, String> = Err("as text".into());
         assert!(matches!(reply_of(text_err), Reply::Failed(e) if e.to_string() == "as text"));

@@ -260,7 +260,8 @@ pub fn is_retriable(error: &BoxError) -> bool {
 }
 
 /// A short, stable name for the kind of `error`, for the `dlt-exception-type` header and
-/// logs: the framework's error types by name, `HandlerError` for the handler's own.
+/// logs: the framework's error types by name, `HandlerError` for the handler's own (a label
+/// kept on the wire for DLT readers and dashboards; the Rust type is [`BoxError`]).
 pub fn error_type(error: &BoxError) -> &'static str {
     if let Some(extract) = error.downcast_ref::<ExtractError>() {
         return match extract {
