@@ -82,8 +82,16 @@ impl Publisher {
         self
     }
 
-    /// A header added to every record.
+    /// A header added to every record that sets none of that name; replaces a default of
+    /// that name set before (as [`Record::header`] does).
     pub fn header(mut self, name: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        self.spec_mut().headers.insert(name, value);
+        self
+    }
+
+    /// A header added to every record that sets none of that name, keeping the defaults of
+    /// that name set before (as [`Record::append_header`] does).
+    pub fn append_header(mut self, name: impl Into<String>, value: impl Into<Bytes>) -> Self {
         self.spec_mut().headers.append(name, value);
         self
     }

@@ -100,9 +100,25 @@ impl<T> Response<T> {
         self
     }
 
-    /// Adds a header.
+    /// Sets the header `name`, replacing any header of that name set before (as
+    /// [`Record::header`](crate::Record::header) does). To send a name several times, use
+    /// [`Response::append_header`].
     pub fn header(mut self, name: impl Into<String>, value: impl Into<Bytes>) -> Self {
         self.headers.insert(name, value);
+        self
+    }
+
+    /// Adds a header, keeping those of the same name set before (Kafka allows repeated
+    /// names), as [`Record::append_header`](crate::Record::append_header) does.
+    ///
+    /// ```
+    /// use faststream_core::Response;
+    /// async fn handler(id: i64) -> Response<i64> {
+    ///     Response::new(id).append_header("hop", "billing").append_header("hop", "audit")
+    /// }
+    /// ```
+    pub fn append_header(mut self, name: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        self.headers.append(name, value);
         self
     }
 
@@ -348,6 +364,23 @@ mod tests {
         assert!(matches!(reply_of(boxed), Reply::Failed(e) if e.to_string() == "boxed"));
         let text_err: Result<u8, String> = Err("as text".into());
         assert!(matches!(reply_of(text_err), Reply::Failed(e) if e.to_string() == "as text"));
+    }
+
+    #[test]
+    fn header_replaces_and_append_header_keeps() {
+        match reply_of(
+            Response::new(1)
+                .header("h", "old")
+                .header("h", "new")
+                .append_header("hop", "a")
+                .append_header("hop", "b"),
+        ) {
+            Reply::Publish(out) => {
+                let headers: Vec<_> = out.headers.iter().map(|(n, v)| (n, &v[..])).collect();
+                assert_eq!(headers, [("h", &b"new"[..]), ("hop", b"a"), ("hop", b"b")]);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

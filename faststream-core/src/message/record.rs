@@ -80,8 +80,28 @@ impl Record {
         self
     }
 
-    /// Adds a header.
+    /// Sets the header `name`, replacing any header of that name set before (as every other
+    /// setter here replaces). To send a name several times, as Kafka allows, use
+    /// [`Record::append_header`].
+    ///
+    /// ```
+    /// use faststream_core::Record;
+    /// let record = Record::new("orders", "{}")
+    ///     .header("source", "web")
+    ///     .header("source", "billing")
+    ///     .append_header("hop", "a")
+    ///     .append_header("hop", "b");
+    /// let headers: Vec<_> = record.headers.iter().map(|(n, v)| (n, &v[..])).collect();
+    /// assert_eq!(headers, [("source", &b"billing"[..]), ("hop", b"a"), ("hop", b"b")]);
+    /// ```
     pub fn header(mut self, name: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        self.headers.insert(name, value);
+        self
+    }
+
+    /// Adds a header, keeping those of the same name set before (Kafka allows repeated
+    /// names; a reader's [`Headers::get`] sees the last).
+    pub fn append_header(mut self, name: impl Into<String>, value: impl Into<Bytes>) -> Self {
         self.headers.append(name, value);
         self
     }

@@ -308,7 +308,8 @@ impl PublishArgs {
             record = record.key(key.clone());
         }
         for (name, value) in &self.headers {
-            record = record.header(name.clone(), value.clone());
+            // Each `--header` given is sent, a repeated name too (Kafka allows it).
+            record = record.append_header(name.clone(), value.clone());
         }
         if let Some(partition) = self.partition {
             record = record.partition(partition);
