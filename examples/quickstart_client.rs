@@ -4,7 +4,7 @@
 //! It publishes `{"user": "John", "user_id": 1}` to `in-topic` with a fresh correlation id,
 //! then reads `out-topic` until the record carrying that correlation id arrives.
 use faststream::kafka::KafkaBroker;
-use faststream::{FastStream, Meta, OffsetReset, Record, SubscriberConfig};
+use faststream::{Broker, FastStream, Meta, OffsetReset, Record, SubscriberConfig};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -36,7 +36,9 @@ async fn main() -> faststream::Result<()> {
 
     let message = serde_json::json!({"user": "John", "user_id": 1});
     let delivered = broker
-        .publish(Record::encode("in-topic", &message)?.correlation_id(correlation_id.clone()))
+        .publish_record(
+            Record::encode("in-topic", &message)?.correlation_id(correlation_id.clone()),
+        )
         .await?;
     println!(
         "sent {message} to in-topic (partition {}, offset {})",

@@ -7,7 +7,7 @@
 use crate::kafka::{metadata_client, now_us, records_in, Event};
 use crate::measure::{quantile, CaseResult, Mark};
 use faststream::kafka::KafkaBroker;
-use faststream::{FastStream, Headers, Key, Meta, Record, State, SubscriberConfig};
+use faststream::{Broker, FastStream, Headers, Key, Meta, Record, State, SubscriberConfig};
 use futures::FutureExt;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -462,6 +462,10 @@ fn latency_result(mut latencies_ms: Vec<f64>, mark: Mark) -> CaseResult {
 /// The sequence number of warm-up records, which are not measured.
 const WARM_UP: u64 = u64::MAX;
 
+/// How long one request of the request/reply case waits for its reply (the client's former
+/// default).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Sends a warm-up record every 100 ms until the consumer side saw one: the consumer owns its
 /// partitions and fetches, so what follows is measured in steady state.
 async fn warm_up(args: &CaseArgs, warmed: &std::sync::atomic::AtomicBool) -> Result<(), String> {
@@ -596,14 +600,20 @@ pub async fn fs_rpc(args: &CaseArgs) -> Result<CaseResult, String> {
     // Warm-up: the responder owns its partition and the reply reader is set up.
     for n in 0..20_u64 {
         let record = Record::encode(args.topic.as_str(), &n).map_err(|e| e.to_string())?;
-        let _: u64 = client.request_as(record).await.map_err(|e| e.to_string())?;
+        let _: u64 = client
+            .request_as(record, REQUEST_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string())?;
     }
     let mut latencies = Vec::with_capacity(args.messages as usize);
     let mark = Mark::now();
     for n in 0..args.messages {
         let record = Record::encode(args.topic.as_str(), &n).map_err(|e| e.to_string())?;
         let sent = std::time::Instant::now();
-        let echoed: u64 = client.request_as(record).await.map_err(|e| e.to_string())?;
+        let echoed: u64 = client
+            .request_as(record, REQUEST_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string())?;
         latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
         if echoed != n {
             return Err(format!("request {n} got the reply {echoed}"));

@@ -160,8 +160,9 @@ async fn main() -> faststream::Result<()> {
 "#;
 
 const TEST_RS: &str = r#"//! The handler is a plain async function, and the whole app runs on the in-memory
-//! `TestBroker` (no Kafka needed).
+//! `TestBroker` (no Kafka needed). Publishing is the `Broker` trait's, as on `KafkaBroker`.
 use faststream::testing::TestBroker;
+use faststream::Broker;
 use serde_json::json;
 use {krate}::{app_on, greet, Greeting};
 

@@ -19,8 +19,6 @@ pub(crate) struct BrokerSettings {
     pub(crate) consumer: Vec<(String, String)>,
     /// The topic replies to this handle's requests go to; `None`: `faststream-replies-{uuid}`.
     pub(crate) reply_topic: Option<String>,
-    /// How long a request waits for its reply.
-    pub(crate) request_timeout: std::time::Duration,
 }
 
 impl BrokerSettings {
@@ -31,7 +29,6 @@ impl BrokerSettings {
             auto_offset_reset: OffsetReset::default(),
             security: None,
             reply_topic: None,
-            request_timeout: std::time::Duration::from_secs(30),
             common: Vec::new(),
             producer: Vec::new(),
             consumer: Vec::new(),
@@ -107,7 +104,6 @@ impl std::fmt::Debug for BrokerSettings {
             .field("producer", &RedactedProperties(&self.producer))
             .field("consumer", &RedactedProperties(&self.consumer))
             .field("reply_topic", &self.reply_topic)
-            .field("request_timeout", &self.request_timeout)
             .finish()
     }
 }

@@ -10,15 +10,20 @@
 //! macros, a CLI or an HTTP crate, and it holds no handler logic: order, progress, ack policies
 //! and middleware belong to the runtime.
 //!
+//! Publishing goes through the [`Broker`] trait's methods, the same on every broker:
+//!
 //! ```no_run
 //! use faststream_kafka::KafkaBroker;
-//! use faststream_core::Record;
+//! use faststream_core::{Broker, Record};
+//! use std::time::Duration;
 //! # async fn demo() -> faststream_core::Result<()> {
 //! let broker = KafkaBroker::new("localhost:9092").client_id("billing");
 //! let delivered = broker
-//!     .publish(Record::encode("in-topic", &serde_json::json!({"user": "John", "user_id": 1}))?.key("john"))
+//!     .publish_record(Record::encode("in-topic", &serde_json::json!({"user": "John", "user_id": 1}))?.key("john"))
 //!     .await?;
 //! println!("partition {} offset {}", delivered.partition, delivered.offset);
+//! // A request: the reply of whoever answers on `reply_to`, a Rust or a Python subscriber.
+//! let squared: i64 = broker.request_as(Record::encode("square", &7)?, Duration::from_secs(5)).await?;
 //! # Ok(()) }
 //! ```
 #![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]
@@ -44,7 +49,7 @@ use config::BrokerSettings;
 use faststream_asyncapi::{DescribeServer, ServerInfo};
 use faststream_core::broker::{PartitionWorkers, ReplayReport, SubscribeOptions, Subscription};
 use faststream_core::{
-    Broker, Delivered, Error, ErrorClass, OffsetReset, Publish, Record, Result, SubscriberConfig,
+    Broker, Error, ErrorClass, OffsetReset, Publish, Record, Result, SubscriberConfig,
 };
 use rdkafka::producer::{FutureProducer, Producer};
 use std::sync::{Arc, OnceLock};
@@ -104,17 +109,11 @@ impl KafkaBroker {
         self
     }
 
-    /// The topic replies to this handle's [`KafkaBroker::request`]s go to (created with one
-    /// partition when missing). Default: `faststream-replies-{uuid}`, new for each handle, so
-    /// two instances never read each other's replies.
+    /// The topic replies to this handle's [`request`](Broker::request)s go to (created with
+    /// one partition when missing). Default: `faststream-replies-{uuid}`, new for each handle,
+    /// so two instances never read each other's replies.
     pub fn reply_topic(mut self, topic: impl Into<String>) -> Self {
         self.settings_mut().reply_topic = Some(topic.into());
-        self
-    }
-
-    /// How long [`KafkaBroker::request`] waits for a reply (default 30 s).
-    pub fn request_timeout(mut self, timeout: Duration) -> Self {
-        self.settings_mut().request_timeout = timeout;
         self
     }
 
@@ -193,63 +192,6 @@ impl KafkaBroker {
             .clone())
     }
 
-    /// Publishes a record and waits for Kafka's acknowledgement: where it landed.
-    /// A `correlation_id` header (a new uuid unless set) is always written.
-    pub async fn publish(&self, record: Record) -> Result<Delivered> {
-        let delivery = self.shared_publisher()?.enqueue(record).await?;
-        Ok(delivery.await?)
-    }
-
-    /// Publishes `records` as one batch (FastStream's `publish_batch`): all are handed to the
-    /// producer before any acknowledgement is awaited, then every acknowledgement is awaited.
-    /// Where each landed, in order; the first refusal is the error.
-    pub async fn publish_batch(
-        &self,
-        records: impl IntoIterator<Item = Record>,
-    ) -> Result<Vec<Delivered>> {
-        let publisher = self.shared_publisher()?;
-        Ok(faststream_core::broker::publish_batch(&publisher, records).await?)
-    }
-
-    /// Hands a record to the producer without waiting for the acknowledgement (for
-    /// throughput); call [`KafkaBroker::flush`] before exiting.
-    pub async fn publish_nowait(&self, record: Record) -> Result<()> {
-        drop(self.shared_publisher()?.enqueue(record).await?);
-        Ok(())
-    }
-
-    /// Publishes `record` as a request and waits for the reply (up to the request timeout):
-    /// the record gets a new correlation id and `reply_to` naming this handle's reply topic;
-    /// the reply is the record there with the same correlation id. Concurrent requests share
-    /// one reply reader. A Rust `#[subscriber]` and a Python FastStream subscriber both answer
-    /// through `reply_to`.
-    ///
-    /// ```no_run
-    /// use faststream_kafka::KafkaBroker;
-    /// use faststream_core::Record;
-    /// # async fn demo() -> faststream_core::Result<()> {
-    /// let broker = KafkaBroker::new("localhost:9092");
-    /// let reply = broker.request(Record::encode("square", &7)?).await?;
-    /// let squared: i64 = faststream_core::codec::decode(&reply.payload, None)?;
-    /// # Ok(()) }
-    /// ```
-    pub async fn request(&self, record: Record) -> Result<faststream_core::Message> {
-        self.request_within(record, self.settings.request_timeout)
-            .await
-    }
-
-    /// [`KafkaBroker::request`], with the reply decoded into `T` by FastStream's rules.
-    pub async fn request_as<T: serde::de::DeserializeOwned>(&self, record: Record) -> Result<T> {
-        let reply = self.request(record).await?;
-        let content_type = reply
-            .headers
-            .get_str(faststream_core::message::CONTENT_TYPE);
-        Ok(faststream_core::codec::decode(
-            &reply.payload,
-            content_type,
-        )?)
-    }
-
     async fn request_within(
         &self,
         mut record: Record,
@@ -292,11 +234,6 @@ impl KafkaBroker {
                 })
             }
         }
-    }
-
-    /// Waits until every record handed to the producer was acknowledged.
-    pub async fn flush(&self, timeout: Duration) -> Result<()> {
-        Ok(self.shared_publisher()?.flush(timeout).await?)
     }
 }
 
@@ -373,6 +310,8 @@ impl Broker for KafkaBroker {
         )
     }
 
+    /// Concurrent requests of this handle share one reply reader on its
+    /// [`reply_topic`](KafkaBroker::reply_topic), started by the first request.
     async fn request(&self, record: Record, timeout: Duration) -> Result<faststream_core::Message> {
         self.request_within(record, timeout).await
     }

@@ -3,7 +3,8 @@
 
 use faststream::testing::TestBroker;
 use faststream::{
-    Batch, BatchFailed, ErrorPolicy, FastStream, PublisherConfig, Record, State, SubscriberConfig,
+    Batch, BatchFailed, Broker, ErrorPolicy, FastStream, PublisherConfig, Record, State,
+    SubscriberConfig,
 };
 use faststream_integration_tests::{both_modes, fast_backoff, unique, wait_for};
 use std::sync::{Arc, Mutex};

@@ -5,7 +5,7 @@
 //! middleware.
 
 use faststream::kafka::KafkaBroker;
-use faststream::{FastStream, Record, SubscriberConfig};
+use faststream::{Broker, FastStream, Record, SubscriberConfig};
 use faststream_integration_tests::*;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -95,9 +95,12 @@ async fn python_faststream_answers_a_rust_request() {
         .expect("reader");
     assert!(ready, "the Python responder exited before it was ready");
     logs();
-    let client = KafkaBroker::new(bootstrap()).request_timeout(Duration::from_secs(60));
+    let client = KafkaBroker::new(bootstrap());
     let answer: i64 = client
-        .request_as(Record::encode(topic.as_str(), &5).expect("encode"))
+        .request_as(
+            Record::encode(topic.as_str(), &5).expect("encode"),
+            Duration::from_secs(60),
+        )
         .await
         .expect("Python's reply");
     assert_eq!(answer, 1005);

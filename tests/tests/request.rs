@@ -3,9 +3,12 @@
 //! and the correlation id.
 
 use faststream::kafka::KafkaBroker;
-use faststream::{Error, FastStream, Record, SubscriberConfig};
+use faststream::{Broker, Error, FastStream, Record, SubscriberConfig};
 use faststream_integration_tests::*;
 use std::time::{Duration, Instant};
+
+/// How long a request that should be answered waits (the reply comes in well under it).
+const ANSWERED: Duration = Duration::from_secs(30);
 
 fn broker() -> KafkaBroker {
     logs();
@@ -26,7 +29,10 @@ async fn a_request_gets_the_subscribers_reply_matched_by_correlation_id() {
         .expect("responder starts");
     let client = broker().reply_topic(unique("rr-replies"));
     let reply = client
-        .request(Record::encode(input.as_str(), &7).expect("encode"))
+        .request(
+            Record::encode(input.as_str(), &7).expect("encode"),
+            ANSWERED,
+        )
         .await
         .expect("a reply");
     assert_eq!(&reply.payload[..], b"49");
@@ -39,7 +45,10 @@ async fn a_request_gets_the_subscribers_reply_matched_by_correlation_id() {
         Some("application/json")
     );
     let typed: i64 = client
-        .request_as(Record::encode(input.as_str(), &12).expect("encode"))
+        .request_as(
+            Record::encode(input.as_str(), &12).expect("encode"),
+            ANSWERED,
+        )
         .await
         .expect("a typed reply");
     assert_eq!(typed, 144);
@@ -50,7 +59,10 @@ async fn a_request_gets_the_subscribers_reply_matched_by_correlation_id() {
         let input = input.clone();
         async move {
             let squared: i64 = client
-                .request_as(Record::encode(input.as_str(), &n).expect("encode"))
+                .request_as(
+                    Record::encode(input.as_str(), &n).expect("encode"),
+                    ANSWERED,
+                )
                 .await
                 .expect("a reply");
             (n, squared)
@@ -66,10 +78,10 @@ async fn a_request_gets_the_subscribers_reply_matched_by_correlation_id() {
 async fn a_request_nobody_answers_times_out_naming_topic_and_correlation_id() {
     let input = unique("rr-nobody");
     create_topic(&input, 1).await;
-    let client = broker().request_timeout(Duration::from_secs(1));
+    let client = broker();
     let started = Instant::now();
     let err = client
-        .request(Record::new(input.as_str(), "ping"))
+        .request(Record::new(input.as_str(), "ping"), Duration::from_secs(1))
         .await
         .expect_err("no reply");
     assert!(started.elapsed() < Duration::from_secs(20));
@@ -112,9 +124,12 @@ async fn a_no_reply_subscriber_publishes_but_does_not_answer() {
         .start()
         .await
         .expect("responder starts");
-    let client = broker().request_timeout(Duration::from_secs(2));
+    let client = broker();
     let err = client
-        .request(Record::encode(input.as_str(), &1).expect("encode"))
+        .request(
+            Record::encode(input.as_str(), &1).expect("encode"),
+            Duration::from_secs(2),
+        )
         .await
         .expect_err("no reply from a no_reply subscriber");
     assert!(matches!(err, Error::RequestTimeout { .. }), "{err}");

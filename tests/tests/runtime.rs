@@ -2,7 +2,8 @@
 
 use faststream::kafka::KafkaBroker;
 use faststream::{
-    AckPolicy, Backoff, FastStream, Headers, Key, Meta, Record, Response, State, SubscriberConfig,
+    AckPolicy, Backoff, Broker, FastStream, Headers, Key, Meta, Record, Response, State,
+    SubscriberConfig,
 };
 use faststream_integration_tests::*;
 use std::collections::{BTreeMap, HashSet};
@@ -588,7 +589,7 @@ async fn reply_to_is_honoured_with_the_request_correlation_id() {
         .unwrap()
         .reply_to(replies.clone())
         .correlation_id("req-7");
-    let delivered = broker.publish(request).await.expect("published");
+    let delivered = broker.publish_record(request).await.expect("published");
     assert_eq!((delivered.partition, delivered.offset), (0, 0));
     let out = collect(&replies, 1, WAIT);
     app.shutdown().await.expect("shutdown");
@@ -603,7 +604,7 @@ async fn publish_api_reports_where_records_landed() {
     create_topic(&topic, 3).await;
     let broker = broker();
     let first = broker
-        .publish(
+        .publish_record(
             Record::encode(topic.as_str(), "a")
                 .unwrap()
                 .partition(1)
@@ -612,7 +613,7 @@ async fn publish_api_reports_where_records_landed() {
         .await
         .unwrap();
     let second = broker
-        .publish(Record::encode(topic.as_str(), "b").unwrap().partition(1))
+        .publish_record(Record::encode(topic.as_str(), "b").unwrap().partition(1))
         .await
         .unwrap();
     assert_eq!((first.partition, first.offset), (1, 0));

@@ -5,7 +5,7 @@
 
 use faststream::kafka::{KafkaBroker, OAuthToken, Security, Tls};
 use faststream::SubscriberConfig;
-use faststream::{publisher, subscriber, FastStream, IntoSubscriber, Record, Registry};
+use faststream::{publisher, subscriber, Broker, FastStream, IntoSubscriber, Record, Registry};
 use faststream_integration_tests::secure::{self, PASSWORD, USER};
 use faststream_integration_tests::*;
 use std::process::{Command, Stdio};
@@ -66,11 +66,8 @@ async fn seed_through(broker: KafkaBroker, name: &str) {
         .expect("the app starts on the secured listener");
     let sent = broker
         .publish(
-            Record::encode(
-                input.as_str(),
-                &serde_json::json!({"user": "John", "user_id": 1}),
-            )
-            .expect("encode"),
+            serde_json::json!({"user": "John", "user_id": 1}),
+            input.as_str(),
         )
         .await
         .expect("published through the secured listener");
@@ -82,6 +79,7 @@ async fn seed_through(broker: KafkaBroker, name: &str) {
                 &serde_json::json!({"user": "Ann", "user_id": 2}),
             )
             .expect("encode"),
+            Duration::from_secs(60),
         )
         .await
         .expect("a reply through the secured listener");
@@ -307,7 +305,7 @@ async fn every_compression_codec_round_trips() {
             .unwrap_or_else(|err| panic!("the app starts with {codec}: {err}"));
         let sends = payloads
             .iter()
-            .map(|payload| broker.publish(Record::new(input.as_str(), payload.clone())));
+            .map(|payload| broker.publish_record(Record::new(input.as_str(), payload.clone())));
         for (i, sent) in futures::future::join_all(sends)
             .await
             .into_iter()
@@ -338,7 +336,7 @@ async fn an_uncompressed_record_over_the_batch_limit_is_refused() {
     create_topic_with(&topic, 1, &[("max.message.bytes", MAX_BATCH)]).await;
     let broker = KafkaBroker::new(bootstrap()).producer_set("compression.type", "none");
     let err = broker
-        .publish(Record::new(topic.as_str(), "x".repeat(200_000)))
+        .publish_record(Record::new(topic.as_str(), "x".repeat(200_000)))
         .await
         .expect_err("refused uncompressed");
     assert!(err.to_string().contains("too large"), "{err}");

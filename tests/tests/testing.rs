@@ -436,6 +436,47 @@ both_modes!(
     dead_letters
 );
 
+/// `request` and `request_as` are the `Broker` trait's, as on `KafkaBroker`: in memory too, the
+/// app's subscriber answers through `reply_to`, and a request nobody answers times out.
+async fn request_reply(broker: TestBroker) {
+    let (input, silent) = (unique("tb-rr"), unique("tb-rr-silent"));
+    broker.create_topic(&input, 1).await.unwrap();
+    broker.create_topic(&silent, 1).await.unwrap();
+    let app = FastStream::new(broker).subscriber(
+        SubscriberConfig::new("square", [input.as_str()]).group_id(unique("tb-g")),
+        |n: i64| async move { n * n },
+    );
+    let test = TestBroker::start(app).await.unwrap();
+    let wait = Duration::from_secs(30);
+    let reply = test
+        .request(Record::encode(input.as_str(), &7).unwrap(), wait)
+        .await
+        .unwrap();
+    assert_eq!(&reply.payload[..], b"49");
+    let squared: i64 = test
+        .request_as(Record::encode(input.as_str(), &12).unwrap(), wait)
+        .await
+        .unwrap();
+    assert_eq!(squared, 144);
+    let err = test
+        .request(
+            Record::new(silent.as_str(), "ping"),
+            Duration::from_millis(300),
+        )
+        .await
+        .expect_err("nobody answers");
+    assert!(
+        matches!(&err, faststream::Error::RequestTimeout { topic, .. } if *topic == silent),
+        "{err}"
+    );
+    test.shutdown().await.unwrap();
+}
+both_modes!(
+    request_reply_in_memory,
+    request_reply_on_kafka,
+    request_reply
+);
+
 async fn headers_and_keys(broker: TestBroker) {
     let (input, output) = (unique("tb-hk"), unique("tb-hk-out"));
     broker.create_topic(&input, 1).await.unwrap();

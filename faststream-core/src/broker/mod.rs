@@ -129,7 +129,36 @@ pub trait Subscription: Send {
     }
 }
 
-/// A message broker backend.
+/// A message broker: what an app consumes from, and the one publishing API of every broker
+/// (`KafkaBroker`, the testing `TestBroker`, yours), with the same signatures on each.
+///
+/// Publishing, from anywhere (a `main`, a test, a handler holding a clone of the broker):
+/// - [`publish`](Broker::publish) a value to a topic (Python FastStream's
+///   `broker.publish(message, topic)`), [`publish_record`](Broker::publish_record) a
+///   [`Record`] (key, headers, partition...), [`publish_batch`](Broker::publish_batch);
+/// - [`publish_nowait`](Broker::publish_nowait) and [`flush`](Broker::flush) for throughput;
+/// - [`request`](Broker::request) and [`request_as`](Broker::request_as) for RPC over
+///   `reply_to`, each with its timeout.
+///
+/// These are provided methods (over [`Broker::publisher`] and [`Broker::request`]): a backend
+/// implements [`publisher`](Broker::publisher), [`subscribe`](Broker::subscribe) and
+/// [`ping`](Broker::ping), and `request` when it can read replies. Bring the trait into scope
+/// to call them (`use faststream::Broker;`).
+///
+/// ```no_run
+/// use faststream_core::{Broker, Record};
+/// use std::time::Duration;
+///
+/// // Works the same on `KafkaBroker` and `TestBroker`.
+/// async fn client(broker: impl Broker) -> faststream_core::Result<()> {
+///     broker.publish(serde_json::json!({"user": "John", "user_id": 1}), "users").await?;
+///     let landed = broker.publish_record(Record::encode("users", "Ann")?.key("u-2")).await?;
+///     println!("partition {} offset {}", landed.partition, landed.offset);
+///     broker.publish_batch((0..3).map(|i| Record::new("numbers", i.to_string()))).await?;
+///     let squared: i64 = broker.request_as(Record::encode("square", &7)?, Duration::from_secs(5)).await?;
+///     Ok(())
+/// }
+/// ```
 pub trait Broker: Send + Sync + 'static {
     /// The backend's publisher.
     type Publisher: Publish;
@@ -161,11 +190,76 @@ pub trait Broker: Send + Sync + 'static {
     /// Checks that the broker answers, naming the address tried when it does not.
     fn ping(&self, timeout: Duration) -> impl Future<Output = Result<()>> + Send;
 
+    /// Publishes `value` to `topic`, encoded as handlers' return values are (FastStream's rules:
+    /// `String` as text, `bytes::Bytes` raw, the rest JSON), and waits for the broker's
+    /// acknowledgement: where it landed. A `correlation_id` header (a new uuid) is written.
+    fn publish(
+        &self,
+        value: impl serde::Serialize,
+        topic: impl Into<Arc<str>>,
+    ) -> impl Future<Output = Result<Delivered>> + Send {
+        // Encoded before the future, so the value need not be `Send`.
+        let record = Record::encode(topic, &value);
+        async move { self.publish_record(record?).await }
+    }
+
+    /// Publishes `record` (key, headers, partition, correlation id, `reply_to`...) and waits
+    /// for the broker's acknowledgement: where it landed. A `correlation_id` header (a new
+    /// uuid unless set) is always written.
+    fn publish_record(&self, record: Record) -> impl Future<Output = Result<Delivered>> + Send {
+        async move {
+            let delivery = self.publisher()?.enqueue(record).await?;
+            Ok(delivery.await?)
+        }
+    }
+
+    /// Publishes `records` as one batch (FastStream's `publish_batch`): all are handed to the
+    /// producer before any acknowledgement is awaited, then every acknowledgement is awaited.
+    /// Where each landed, in order; the first refusal is the error (the other records may
+    /// have been written).
+    fn publish_batch(
+        &self,
+        records: impl IntoIterator<Item = Record>,
+    ) -> impl Future<Output = Result<Vec<Delivered>>> + Send {
+        // Collected first, so the caller's iterator need not be `Send`.
+        let records: Vec<Record> = records.into_iter().collect();
+        async move { Ok(publish_batch(&self.publisher()?, records).await?) }
+    }
+
+    /// Hands `record` to the producer without waiting for its acknowledgement (for
+    /// throughput); call [`Broker::flush`] before exiting, or a refusal goes unseen.
+    fn publish_nowait(&self, record: Record) -> impl Future<Output = Result<()>> + Send {
+        async move {
+            drop(self.publisher()?.enqueue(record).await?);
+            Ok(())
+        }
+    }
+
+    /// Waits until every record handed to the producer was acknowledged, or `timeout` passed.
+    fn flush(&self, timeout: Duration) -> impl Future<Output = Result<()>> + Send {
+        async move { Ok(self.publisher()?.flush(timeout).await?) }
+    }
+
+    /// [`Broker::request`], with the reply's payload decoded into `T` by FastStream's rules
+    /// (its `content-type`).
+    fn request_as<T: serde::de::DeserializeOwned>(
+        &self,
+        record: Record,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<T>> + Send {
+        async move {
+            let reply = self.request(record, timeout).await?;
+            let content_type = reply.headers.get_str(crate::message::CONTENT_TYPE);
+            Ok(crate::message::codec::decode(&reply.payload, content_type)?)
+        }
+    }
+
     /// Publishes `record` as a request and waits up to `timeout` for its reply: the record
     /// gets a new correlation id and a `reply_to` header naming the backend's reply topic,
     /// and the reply is the first record there with the same correlation id (FastStream's
-    /// headers, so a Python FastStream subscriber can answer too). Backends without a reply
-    /// topic answer an error.
+    /// headers, so a Python FastStream subscriber and a Rust `#[subscriber]` both answer).
+    /// Concurrent requests share one reply reader. Backends without a reply topic answer an
+    /// error; on timeout, [`Error::RequestTimeout`](crate::Error::RequestTimeout).
     fn request(
         &self,
         record: Record,

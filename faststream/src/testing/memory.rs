@@ -23,6 +23,12 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// Where the in-memory broker's requests ask for their replies.
+pub(crate) const REPLY_TOPIC: &str = "faststream-test-replies";
+
+/// How often a request looks for its reply.
+const REPLY_POLL: Duration = Duration::from_millis(1);
+
 /// How many messages a partition feeder queues ahead of its worker.
 const FEED_AHEAD: usize = 64;
 
@@ -131,6 +137,37 @@ impl Cluster {
             out.extend(lock(&log.records).iter().cloned());
         }
         out
+    }
+
+    /// Publishes `record` as a request, as the Kafka broker does (a new correlation id,
+    /// `reply_to` naming [`REPLY_TOPIC`]), and waits up to `timeout` for the record there
+    /// with the same correlation id: the runtime's reply path answers as on Kafka.
+    pub(crate) async fn request(&self, mut record: Record, timeout: Duration) -> Result<Message> {
+        let correlation_id = uuid::Uuid::new_v4().hyphenated().to_string();
+        let topic = record.topic.to_string();
+        record.correlation_id = Some(correlation_id.clone().into());
+        self.append(record.reply_to(REPLY_TOPIC))?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let reply = self.records(REPLY_TOPIC).into_iter().find(|reply| {
+                reply
+                    .headers
+                    .get_str(faststream_core::message::CORRELATION_ID)
+                    == Some(correlation_id.as_str())
+            });
+            if let Some(reply) = reply {
+                return Ok(reply);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::RequestTimeout {
+                    topic,
+                    reply_topic: REPLY_TOPIC.to_owned(),
+                    correlation_id,
+                    timeout,
+                });
+            }
+            tokio::time::sleep(REPLY_POLL).await;
+        }
     }
 
     /// The next offset `group` will read from `topic`'s `partition`, when it committed one.

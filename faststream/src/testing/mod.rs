@@ -36,6 +36,27 @@
 //! Assertions are `async`: each waits (up to [`TestBroker::timeout`], 5 s by default) for the
 //! handling it expects, so tests need no sleeps.
 //!
+//! Publishing is the [`Broker`] trait's, with the same signatures as on `KafkaBroker`:
+//! `publish(value, topic)`, `publish_record(record)`, `publish_batch(records)`,
+//! `publish_nowait`, `flush`, and `request(record, timeout)` / `request_as`, answered by the
+//! app's subscribers through `reply_to` in memory too:
+//!
+//! ```
+//! use faststream::testing::TestBroker;
+//! use faststream::{Broker, FastStream, Record, SubscriberConfig};
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> faststream::Result<()> {
+//! let app = FastStream::new(TestBroker::new())
+//!     .subscriber(SubscriberConfig::new("square", ["square"]), |n: i64| async move { n * n });
+//! let test = TestBroker::start(app).await?;
+//! let squared: i64 = test.request_as(Record::encode("square", &7)?, Duration::from_secs(5)).await?;
+//! assert_eq!(squared, 49);
+//! test.shutdown().await
+//! # }
+//! ```
+//!
 //! # In memory, or on real Kafka
 //!
 //! [`TestBroker::from_env`] is in memory unless `FASTSTREAM_TEST_REAL=1`; then it is
@@ -227,37 +248,11 @@ impl TestBroker {
         }
     }
 
-    /// Publishes `value` to `topic`, encoded as handlers' return values are (JSON, `String` as
-    /// text, `Bytes` raw), and returns where it landed.
-    pub async fn publish(
-        &self,
-        value: impl Serialize,
-        topic: impl Into<Arc<str>>,
-    ) -> Result<Delivered> {
-        self.publish_record(Record::encode(topic, &value)?).await
-    }
-
-    /// Publishes a record (key, headers, partition, `reply_to`, correlation id...) and
-    /// returns where it landed.
-    pub async fn publish_record(&self, record: Record) -> Result<Delivered> {
-        let delivery = self.publisher()?.enqueue(record).await?;
-        Ok(delivery.await?)
-    }
-
-    /// Publishes `records` as one batch, as `KafkaBroker::publish_batch` does; where each
-    /// landed, in order.
-    pub async fn publish_batch(
-        &self,
-        records: impl IntoIterator<Item = Record>,
-    ) -> Result<Vec<Delivered>> {
-        Ok(faststream_core::broker::publish_batch(&self.publisher()?, records).await?)
-    }
-
     /// What was written to `topic` (by handlers, by the test, by anyone), for assertions.
     ///
     /// ```
     /// use faststream::testing::TestBroker;
-    /// use faststream::{FastStream, Key, Record, Response, SubscriberConfig};
+    /// use faststream::{Broker, FastStream, Key, Record, Response, SubscriberConfig};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> faststream::Result<()> {
@@ -574,7 +569,7 @@ impl TestApp {
     ///
     /// ```
     /// use faststream::testing::TestBroker;
-    /// use faststream::{FastStream, SubscriberConfig};
+    /// use faststream::{Broker, FastStream, SubscriberConfig};
     /// use std::time::Duration;
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
@@ -710,6 +705,15 @@ impl Broker for TestBroker {
             Backend::Memory(cluster) => cluster.subscribe(config, workers, options).await,
             #[cfg(feature = "kafka")]
             Backend::Real(real) => real.kafka.subscribe(config, workers, options).await,
+        }
+    }
+
+    /// In memory, the reply topic is `faststream-test-replies`; on Kafka, the Kafka broker's.
+    async fn request(&self, record: Record, timeout: Duration) -> Result<Message> {
+        match &*self.backend {
+            Backend::Memory(cluster) => cluster.request(record, timeout).await,
+            #[cfg(feature = "kafka")]
+            Backend::Real(real) => real.kafka.request(record, timeout).await,
         }
     }
 
