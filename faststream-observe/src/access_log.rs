@@ -48,6 +48,9 @@ impl AccessLog {
     }
 
     /// Adds the access log to every subscriber of `app`.
+    // Hidden: the runtime's `App` is not part of the public API; users install this with
+    // `FastStream::access_log`, which calls this.
+    #[doc(hidden)]
     pub fn install<B: Broker>(self, app: App<B>) -> App<B> {
         app.layer_for(move |config: &SubscriberConfig| self.layer(config))
     }

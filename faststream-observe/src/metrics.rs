@@ -383,7 +383,7 @@ impl Metrics {
         }
     }
 
-    /// The publish-side layer (for [`App::publish_layer`]).
+    /// The publish-side layer (for an app's `publish_layer`).
     pub fn publish_layer(&self) -> PublishMetricsLayer {
         PublishMetricsLayer {
             families: Arc::clone(&self.families),
@@ -392,6 +392,9 @@ impl Metrics {
 
     /// Adds both layers to `app`: every handled message and every record its handlers'
     /// replies publish are counted.
+    // Hidden: the runtime's `App` is not part of the public API; users install this with
+    // `FastStream::metrics`, which calls this.
+    #[doc(hidden)]
     pub fn install<B: Broker>(&self, app: App<B>) -> App<B> {
         let receive = self.clone();
         app.layer_for(move |config: &SubscriberConfig| receive.receive_layer(config))

@@ -106,6 +106,9 @@ impl Otel {
     }
 
     /// Adds both layers to `app`.
+    // Hidden: the runtime's `App` is not part of the public API; users install this with
+    // `FastStream::otel`, which calls this.
+    #[doc(hidden)]
     pub fn install<B: Broker>(&self, app: App<B>) -> App<B> {
         let process = self.clone();
         app.layer_for(move |config: &SubscriberConfig| process.process_layer(config))

@@ -1,6 +1,7 @@
-//! [`FastStream`]: the application users build. The runtime ([`App`]) plus what an
-//! application says about itself (its AsyncAPI `info`), its logging set-up, and its command
-//! line (feature `cli`).
+//! [`FastStream`]: the application users build, the one app builder of the public API. It
+//! wraps the runtime (`faststream_core::App`, not re-exported: its builder methods are these)
+//! and adds what an application says about itself (its AsyncAPI `info`), its HTTP routes, its
+//! observability, its logging set-up, and its command line (feature `cli`).
 
 use crate::asyncapi::{
     AppInfo, AsyncApiError, AsyncApiVersion, Contact, DescribeServer, ExternalDocs, License, Tag,
@@ -84,16 +85,10 @@ impl<B: Broker> FastStream<B> {
         }
     }
 
-    /// Applies `f` to the runtime: the builder methods of [`App`] that this type does not
-    /// repeat.
-    pub fn map_runtime(mut self, f: impl FnOnce(App<B>) -> App<B>) -> Self {
+    /// Applies a builder step of the runtime this type wraps.
+    fn runtime(mut self, f: impl FnOnce(App<B>) -> App<B>) -> Self {
         self.app = f(self.app);
         self
-    }
-
-    /// The runtime, without the description.
-    pub fn into_runtime(self) -> App<B> {
-        self.app
     }
 
     /// Adds a subscriber declared with `#[subscriber]`.
@@ -118,7 +113,7 @@ impl<B: Broker> FastStream<B> {
         H: Handler<T>,
         T: Send + 'static,
     {
-        self.map_runtime(|app| app.subscriber(config, handler))
+        self.runtime(|app| app.subscriber(config, handler))
     }
 
     /// Includes a [`Router`]: its subscribers under its prefix, in its layers, with its
@@ -141,70 +136,99 @@ impl<B: Broker> FastStream<B> {
     /// # }
     /// ```
     pub fn include_router(self, router: Router<B>) -> Self {
-        self.map_runtime(|app| app.include_router(router))
+        self.runtime(|app| app.include_router(router))
     }
 
-    /// The ack policy of every subscriber that sets none, neither itself nor through a router
-    /// (see [`App::ack_policy`]).
+    /// The ack policy of every subscriber that sets none of its own, neither itself nor
+    /// through a router (default [`AckPolicy::AckAfter`]). Applies to the subscribers included
+    /// before and after this call.
+    ///
+    /// ```
+    /// use faststream::{AckPolicy, FastStream, SubscriberConfig};
+    /// # fn app<B: faststream::Broker>(broker: B) -> FastStream<B> {
+    /// let app = FastStream::new(broker)
+    ///     .subscriber(SubscriberConfig::new("a", ["a"]), |n: i64| async move { n })
+    ///     .ack_policy(AckPolicy::NackOnError);
+    /// assert_eq!(app.subscribers()[0].ack_policy, AckPolicy::NackOnError);
+    /// # app
+    /// # }
+    /// ```
     pub fn ack_policy(self, policy: AckPolicy) -> Self {
-        self.map_runtime(|app| app.ack_policy(policy))
+        self.runtime(|app| app.ack_policy(policy))
     }
 
     /// Registers shared state, available to handlers as `State<T>`.
     pub fn with_state<T: Send + Sync + 'static>(self, value: T) -> Self {
-        self.map_runtime(|app| app.with_state(value))
+        self.runtime(|app| app.with_state(value))
     }
 
-    /// How long shutdown waits for in-flight handlers and publishes (default 15 s).
+    /// How long shutdown waits for in-flight handlers and publishes (default 15 s). Handlers
+    /// still running then are cancelled, and their messages stay uncommitted.
     pub fn graceful_timeout(self, timeout: Duration) -> Self {
-        self.map_runtime(|app| app.graceful_timeout(timeout))
+        self.runtime(|app| app.graceful_timeout(timeout))
     }
 
-    /// Registers a publisher object: documented in the AsyncAPI document, and bound to the
-    /// app's publish pipeline when it starts; see [`crate::publisher`](mod@crate::publisher).
+    /// Registers a publisher object: the AsyncAPI document lists it like a `#[publisher]`, and
+    /// once the app started it publishes through the app's publish layers; see
+    /// [`crate::publisher`](mod@crate::publisher).
     pub fn with_publisher(self, publisher: &Publisher) -> Self {
-        self.map_runtime(|app| app.with_publisher(publisher))
+        self.runtime(|app| app.with_publisher(publisher))
     }
 
-    /// The error policy of every subscriber that sets none of its own; see
-    /// [`crate::policy`] and [`App::error_policy`].
+    /// The error policy of every subscriber that sets none of its own (default: each
+    /// subscriber's ack-policy preset, [`ErrorPolicy::preset`]); see [`crate::policy`].
     pub fn error_policy(self, policy: ErrorPolicy) -> Self {
-        self.map_runtime(|app| app.error_policy(policy))
+        self.runtime(|app| app.error_policy(policy))
     }
 
-    /// How long a rebalance waits for the in-flight work of revoked partitions (default: the
-    /// graceful timeout). See [`App::rebalance_timeout`].
+    /// How long a rebalance waits for the in-flight work of revoked partitions before it
+    /// cancels it (default: the graceful timeout). That work's messages stay uncommitted and
+    /// go to the partitions' new owner.
     pub fn rebalance_timeout(self, timeout: Duration) -> Self {
-        self.map_runtime(|app| app.rebalance_timeout(timeout))
+        self.runtime(|app| app.rebalance_timeout(timeout))
     }
 
-    /// How long shutdown waits for the producer to flush (default 5 s). See
-    /// [`App::flush_timeout`].
+    /// How long shutdown waits for the producer to flush, after the consumers stopped
+    /// (default 5 s). A whole shutdown takes at most the graceful timeout plus this, plus a
+    /// few seconds for consumers to commit and leave their groups.
     pub fn flush_timeout(self, timeout: Duration) -> Self {
-        self.map_runtime(|app| app.flush_timeout(timeout))
+        self.runtime(|app| app.flush_timeout(timeout))
     }
 
-    /// Wraps every subscriber's handler pipeline in a tower `layer`; see
-    /// [`crate::middleware`] and [`App::layer`].
+    /// Wraps every subscriber's handler pipeline in `layer`, any tower layer over the
+    /// pipeline (a [`MessageLayer`]; see [`crate::middleware`] for examples). App layers are
+    /// outside subscriber layers; the first added is the outermost.
     pub fn layer<L>(self, layer: L) -> Self
     where
         L: MessageLayer + Send + Sync + 'static,
     {
-        self.map_runtime(|app| app.layer(layer))
+        self.runtime(|app| app.layer(layer))
     }
 
-    /// Like [`FastStream::layer`], the layer built for each subscriber from its configuration;
-    /// see [`App::layer_for`].
+    /// Like [`FastStream::layer`], with the layer built for each subscriber by `make` from its
+    /// configuration (e.g. to label metrics or recorded calls with the subscriber's name).
+    ///
+    /// ```
+    /// use faststream::{BoxError, FastStream, SubscriberConfig};
+    /// use faststream::tower::util::MapErrLayer;
+    /// # fn app<B: faststream::Broker>(app: FastStream<B>) -> FastStream<B> {
+    /// app.layer_for(|config: &SubscriberConfig| {
+    ///     let name = config.name.clone();
+    ///     MapErrLayer::new(move |err: BoxError| -> BoxError { format!("{name}: {err}").into() })
+    /// })
+    /// # }
+    /// ```
     pub fn layer_for<F, L>(self, make: F) -> Self
     where
         F: Fn(&SubscriberConfig) -> L + Send + Sync + 'static,
         L: MessageLayer,
     {
-        self.map_runtime(|app| app.layer_for(make))
+        self.runtime(|app| app.layer_for(make))
     }
 
-    /// Wraps the publishing of every record a handler's reply produces in a tower `layer`;
-    /// see [`crate::middleware`] and [`App::publish_layer`].
+    /// Wraps the publishing of every record a handler's reply produces in `layer`, a tower
+    /// layer over [`BoxPublishService`] (e.g. to add a header to every outgoing record, see
+    /// [`crate::middleware`]). The first added is the outermost.
     pub fn publish_layer<L>(self, layer: L) -> Self
     where
         L: Layer<BoxPublishService<DeliveryOf<B>>> + Send + Sync + 'static,
@@ -214,7 +238,7 @@ impl<B: Broker> FastStream<B> {
             + 'static,
         <L::Service as Service<Record>>::Future: Send + 'static,
     {
-        self.map_runtime(|app| app.publish_layer(layer))
+        self.runtime(|app| app.publish_layer(layer))
     }
 
     /// Runs before the broker connects. A failing hook aborts the start.
@@ -224,7 +248,7 @@ impl<B: Broker> FastStream<B> {
         Fut: Future + Send + 'static,
         Fut::Output: HookOutput,
     {
-        self.map_runtime(|app| app.on_startup(hook))
+        self.runtime(|app| app.on_startup(hook))
     }
 
     /// Like [`FastStream::on_startup`], receiving the extra `--key value` options given to the
@@ -246,7 +270,7 @@ impl<B: Broker> FastStream<B> {
         Fut: Future + Send + 'static,
         Fut::Output: HookOutput,
     {
-        self.map_runtime(|app| app.on_startup_with(hook))
+        self.runtime(|app| app.on_startup_with(hook))
     }
 
     /// Runs once every subscriber is consuming. A failing hook stops what was started.
@@ -256,7 +280,7 @@ impl<B: Broker> FastStream<B> {
         Fut: Future + Send + 'static,
         Fut::Output: HookOutput,
     {
-        self.map_runtime(|app| app.after_startup(hook))
+        self.runtime(|app| app.after_startup(hook))
     }
 
     /// Runs when shutdown begins, before consumers stop.
@@ -266,7 +290,7 @@ impl<B: Broker> FastStream<B> {
         Fut: Future + Send + 'static,
         Fut::Output: HookOutput,
     {
-        self.map_runtime(|app| app.on_shutdown(hook))
+        self.runtime(|app| app.on_shutdown(hook))
     }
 
     /// Runs after consumers stopped and the producer flushed.
@@ -276,7 +300,7 @@ impl<B: Broker> FastStream<B> {
         Fut: Future + Send + 'static,
         Fut::Output: HookOutput,
     {
-        self.map_runtime(|app| app.after_shutdown(hook))
+        self.runtime(|app| app.after_shutdown(hook))
     }
 
     /// Replaces the app's AsyncAPI `info` (title, version, description, contact...).
@@ -337,6 +361,12 @@ impl<B: Broker> FastStream<B> {
         self.app.subscribers()
     }
 
+    /// The registered publisher objects ([`FastStream::with_publisher`], and those of the
+    /// included routers).
+    pub fn publishers(&self) -> &[Publisher] {
+        self.app.publishers()
+    }
+
     /// The broker.
     pub fn broker(&self) -> &B {
         self.app.broker()
@@ -345,7 +375,7 @@ impl<B: Broker> FastStream<B> {
     /// A message in flight longer than `limit` makes the app not ready (`/health/ready`
     /// answers 503), as SmallRye's stuck-record detection does. Default 60 s.
     pub fn stuck_after(self, limit: Duration) -> Self {
-        self.map_runtime(|app| app.stuck_after(limit))
+        self.runtime(|app| app.stuck_after(limit))
     }
 
     /// Serves GET `path` from the app's HTTP server (started by `run --health-port`), beside

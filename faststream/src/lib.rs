@@ -96,13 +96,12 @@ pub mod testing;
 pub use app::FastStream;
 pub use faststream_core::{
     app::HookOutput, batch, broker, codec, extract, filter, health, message, middleware, pattern,
-    policy, publisher, pull, reply, router, Ack, AckPolicy, App, AppHealth, Backoff, Batch,
-    BatchFailed, BoxError, Broker, Delivered, Error, ErrorClass, ErrorPolicy, Exhausted,
-    FromMessage, Handler, Header, HeaderName, Headers, HealthProbe, IntoReply, IntoSubscriber, Key,
-    Message, Meta, OffsetReset, Publish, PublishError, Publisher, PublisherConfig, Pull, Pulled,
-    RebalanceHooks, Record, Registry, Reply, Response, Result, Route, Router, RunningApp,
-    StartFrom, StartupOptions, State, SubscriberConfig, SubscriberHealth, SubscriberState,
-    TopicPartition,
+    policy, publisher, pull, reply, router, Ack, AckPolicy, AppHealth, Backoff, Batch, BatchFailed,
+    BoxError, Broker, Delivered, Error, ErrorClass, ErrorPolicy, Exhausted, FromMessage, Handler,
+    Header, HeaderName, Headers, HealthProbe, IntoReply, IntoSubscriber, Key, Message, Meta,
+    OffsetReset, Publish, PublishError, Publisher, PublisherConfig, Pull, Pulled, RebalanceHooks,
+    Record, Registry, Reply, Response, Result, Route, Router, RunningApp, StartFrom,
+    StartupOptions, State, SubscriberConfig, SubscriberHealth, SubscriberState, TopicPartition,
 };
 
 // The old second name of `BoxError`, hidden from the docs: `faststream-macros/tests/expand.rs`
