@@ -22,7 +22,7 @@ async fn main() -> faststream::Result<()> {
             SubscriberConfig::new("quickstart_client", ["out-topic"])
                 .group_id(format!("quickstart-client-{correlation_id}"))
                 .auto_offset_reset(OffsetReset::Earliest),
-            move |text: String, meta: Meta| {
+            move |meta: Meta, text: String| {
                 let (found, wanted) = (found.clone(), wanted.clone());
                 async move {
                     if meta.correlation_id.as_deref() == Some(wanted.as_str()) {

@@ -72,7 +72,7 @@ async fn regional_order(Path(region): Path<String>, order: Order) -> String {
 }
 
 /// Archives ledger entries in bulk: one call (one write to the archive) per batch.
-async fn archive(entries: Vec<String>, batch: Batch) -> String {
+async fn archive(batch: Batch, entries: Vec<String>) -> String {
     format!(
         "archived {} entries, offsets {}..={}",
         entries.len(),

@@ -133,7 +133,7 @@ pub async fn fs_drain(args: &CaseArgs) -> Result<CaseResult, String> {
         .subscriber(
             SubscriberConfig::new("drain", [args.topic.as_str()])
                 .group_id(format!("bench-{}", uuid::Uuid::new_v4().simple())),
-            |event: Event, progress: State<Arc<Progress>>| async move {
+            |progress: State<Arc<Progress>>, event: Event| async move {
                 std::hint::black_box(event.seq);
                 progress.record();
             },
@@ -195,7 +195,7 @@ pub async fn fs_drain_batch(args: &CaseArgs) -> Result<CaseResult, String> {
             SubscriberConfig::new("drain_batch", [args.topic.as_str()])
                 .group_id(format!("bench-{}", uuid::Uuid::new_v4().simple()))
                 .batch(DRAIN_BATCH, Duration::from_millis(20)),
-            |events: Vec<Event>, progress: State<Arc<Progress>>| async move {
+            |progress: State<Arc<Progress>>, events: Vec<Event>| async move {
                 let checksum = events.iter().fold(0_u64, |sum, e| sum.wrapping_add(e.seq));
                 std::hint::black_box(checksum);
                 progress.record_many(events.len() as u64);
@@ -393,7 +393,7 @@ pub async fn fs_pipeline(args: &CaseArgs, observe: Observe) -> Result<CaseResult
             SubscriberConfig::new("pipeline", [args.topic.as_str()])
                 .group_id(format!("bench-{}", uuid::Uuid::new_v4().simple()))
                 .publish_to(args.output.as_str()),
-            |event: Event, start: State<Arc<OnceLock<Mark>>>| async move {
+            |start: State<Arc<OnceLock<Mark>>>, event: Event| async move {
                 start.get_or_init(Mark::now);
                 greeting(&event)
             },
@@ -545,10 +545,10 @@ pub async fn fs_latency(args: &CaseArgs) -> Result<CaseResult, String> {
         .subscriber(
             SubscriberConfig::new("latency", [args.topic.as_str()])
                 .group_id(format!("bench-{}", uuid::Uuid::new_v4().simple())),
-            |event: Event,
-             latencies: State<Latencies>,
+            |latencies: State<Latencies>,
              progress: State<Arc<Progress>>,
-             warmed: State<Arc<std::sync::atomic::AtomicBool>>| async move {
+             warmed: State<Arc<std::sync::atomic::AtomicBool>>,
+             event: Event| async move {
                 let ms = (now_us() - event.ts_us) as f64 / 1000.0;
                 if event.seq == WARM_UP {
                     warmed.store(true, Ordering::Release);

@@ -73,7 +73,9 @@ pub use config::subscriber::{
     StartFrom, SubscriberConfig,
 };
 pub use error::{BoxError, Error, ErrorClass, PublishError, Result};
-pub use handler::extract::{Ack, FromMessage, Header, HeaderName, Key, Meta, State};
+pub use handler::extract::{
+    Ack, Extension, Extraction, FromMessage, FromMessageParts, Header, HeaderName, Key, Meta, State,
+};
 pub use handler::reply::{IntoReply, Reply, Response};
 pub use handler::Handler;
 pub use health::{AppHealth, SubscriberHealth, SubscriberState};

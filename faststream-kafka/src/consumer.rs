@@ -465,6 +465,7 @@ pub(crate) fn to_message(topic: &Arc<str>, record: &BorrowedMessage<'_>) -> Mess
             .unwrap_or_default(),
         headers,
         batch: None,
+        extensions: Default::default(),
     }
 }
 

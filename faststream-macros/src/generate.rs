@@ -68,8 +68,11 @@ pub(crate) fn subscriber(sub: &Subscriber) -> TokenStream {
         .collect();
     let config = config(sub);
 
-    // Adapter parameters and the arguments passed on to `call`, in the original order.
+    // Adapter parameters: the parts extractors in their order, then the one parameter that may
+    // take the payload (a handler's body parameter must be its last). The arguments passed on
+    // to `call` keep the original order.
     let mut adapter_params = Vec::new();
+    let mut body_param = None;
     let mut call_args = Vec::new();
     let mut markers = Vec::new();
     let mut checks = Vec::new();
@@ -82,11 +85,12 @@ pub(crate) fn subscriber(sub: &Subscriber) -> TokenStream {
             ParamKind::Extract => {
                 adapter_params.push(quote!(#arg: #ty));
                 call_args.push(quote!(#arg));
-                checks.push(check(quote!(#ty), span));
+                checks.push(check_parts(quote!(#ty), span));
             }
             ParamKind::NotPayload => {
                 adapter_params.push(quote!(#arg: #ty));
                 call_args.push(quote!(#arg));
+                // `assert_not_payload` below says what is wrong with a payload type here.
                 checks.push(check(quote!(#ty), span));
                 let probe = probe_at(ty, span);
                 checks.push(quote_spanned! {span=> {
@@ -106,11 +110,11 @@ pub(crate) fn subscriber(sub: &Subscriber) -> TokenStream {
                 let wrapped = quote_spanned!(span=> ::faststream::Header<#ty, #marker>);
                 adapter_params.push(quote!(#arg: #wrapped));
                 call_args.push(quote!(#arg.0));
-                checks.push(check(wrapped, span));
+                checks.push(check_parts(wrapped, span));
             }
             ParamKind::Payload => {
                 let wrapped = quote_spanned!(span=> #pp::Payload<#ty>);
-                adapter_params.push(quote!(#arg: #wrapped));
+                body_param = Some(quote!(#arg: #wrapped));
                 call_args.push(quote!(#arg.0));
                 checks.push(check(quote!(#ty), span));
             }
@@ -122,7 +126,7 @@ pub(crate) fn subscriber(sub: &Subscriber) -> TokenStream {
                     checks.push(check(quote!(#ty), span));
                 }
                 _ => {
-                    adapter_params.push(quote!(#arg: #ty));
+                    body_param = Some(quote!(#arg: #ty));
                     call_args.push(quote!(#arg));
                     checks.push(check(quote!(#ty), span));
                 }
@@ -144,13 +148,7 @@ pub(crate) fn subscriber(sub: &Subscriber) -> TokenStream {
             let items = slots(sub, indexes);
             payload_items = items.items;
             checks.extend(items.checks);
-            // The struct takes the adapter parameter position of the first slot.
-            let first = indexes[0];
-            let position = sub.params[..first]
-                .iter()
-                .filter(|p| !matches!(p.kind, ParamKind::Slot { .. }))
-                .count();
-            adapter_params.insert(position, quote!(__payload: __FaststreamPayload));
+            body_param = Some(quote!(__payload: __FaststreamPayload));
             let title = sub.payload_title();
             let fields = items.schema_fields;
             Some(quote! {{
@@ -219,12 +217,13 @@ pub(crate) fn subscriber(sub: &Subscriber) -> TokenStream {
             #(#markers)*
             #schema_method
 
-            fn __faststream_assert_param<T: ::faststream::FromMessage>() {}
+            fn __faststream_assert_param<T: ::faststream::FromMessage<M>, M>() {}
+            fn __faststream_assert_parts<T: ::faststream::FromMessageParts>() {}
 
             impl ::faststream::IntoSubscriber for #name {
                 fn register<R: ::faststream::Registry>(self, registry: &mut R) {
                     #(#checks)*
-                    async fn adapter(#(#adapter_params),*) #output {
+                    async fn adapter(#(#adapter_params,)* #body_param) #output {
                         #name::call(#(#call_args),*).await
                     }
                     registry.add_subscriber(#name::config(), adapter);
@@ -251,8 +250,11 @@ fn slots(sub: &Subscriber, indexes: &[usize]) -> SlotItems {
     let mut fields = Vec::new();
     let mut options = Vec::new();
     let mut kinds = Vec::new();
-    let mut whole = Vec::new();
-    let mut split = Vec::new();
+    let mut whole_start = Vec::new();
+    let mut split_start = Vec::new();
+    let mut ready_checks = Vec::new();
+    let mut whole_ready = Vec::new();
+    let mut whole_await = Vec::new();
     let mut finish = Vec::new();
     let mut read_arms = Vec::new();
     let mut names = Vec::new();
@@ -263,7 +265,7 @@ fn slots(sub: &Subscriber, indexes: &[usize]) -> SlotItems {
         let param = &sub.params[index];
         let ty = &param.ty;
         let probe = probe(ty);
-        slot_checks.push(quote!(#probe.check(__state)));
+        slot_checks.push(quote!(#probe.check(__cx)));
         let field = format_ident!("__slot{}", index);
         let name = match &param.kind {
             ParamKind::Slot { name: Some(name) } => Some(name.unraw().to_string()),
@@ -274,8 +276,13 @@ fn slots(sub: &Subscriber, indexes: &[usize]) -> SlotItems {
         fields.push(quote!(#field: #ty));
         options.push(quote!(#field: ::core::option::Option<#ty>));
         kinds.push(quote!(#probe.is_payload()));
-        whole.push(quote!(#field: #probe.extract_whole(__message, __cx)?));
-        split.push(quote!(#field: #probe.extract_field(__fields.#field, #label, __message, __cx)?));
+        whole_start.push(quote!(let #field = #probe.extract_whole(__message, __cx);));
+        split_start.push(
+            quote!(let #field = #probe.extract_field(__fields.#field, #label, __message, __cx);),
+        );
+        ready_checks.push(quote!(#field.is_ready()));
+        whole_ready.push(quote!(#field: #field.into_ready()?));
+        whole_await.push(quote!(#field: #field.await?));
         finish.push(quote!(#field: #probe.finish_field(self.#field, #label)?));
         match &name {
             Some(name) => {
@@ -311,13 +318,27 @@ fn slots(sub: &Subscriber, indexes: &[usize]) -> SlotItems {
             }
         }
     }
+    // Every slot's extraction done without waiting (always, unless a dependency must wait):
+    // the struct now, without allocating; else one future awaiting them.
+    let join = quote! {{
+        if true #(&& #ready_checks)* {
+            let __now = move || -> ::core::result::Result<Self, ::faststream::extract::ExtractError> {
+                ::core::result::Result::Ok(Self { #(#whole_ready,)* })
+            };
+            ::faststream::extract::Extraction::from(__now())
+        } else {
+            ::faststream::extract::Extraction::pending(async move {
+                ::core::result::Result::Ok(Self { #(#whole_await,)* })
+            })
+        }
+    }};
     let items = quote! {
         #[doc(hidden)]
         struct __FaststreamPayload { #(#fields,)* }
 
         impl ::faststream::FromMessage for __FaststreamPayload {
             fn check(
-                __state: &::faststream::extract::AppState,
+                __cx: &::faststream::extract::CheckContext<'_>,
             ) -> ::core::result::Result<(), ::faststream::extract::ExtractError> {
                 use #pp::Slot as _;
                 #(#slot_checks?;)*
@@ -327,15 +348,20 @@ fn slots(sub: &Subscriber, indexes: &[usize]) -> SlotItems {
             fn from_message(
                 __message: &::faststream::Message,
                 __cx: &::faststream::extract::MessageContext<'_>,
-            ) -> ::core::result::Result<Self, ::faststream::extract::ExtractError> {
+            ) -> ::faststream::extract::Extraction<Self> {
                 use #pp::Slot as _;
                 let __payload_slots = [#(#kinds),*].into_iter().filter(|__p| *__p).count();
                 if __payload_slots < 2 {
-                    return ::core::result::Result::Ok(Self { #(#whole,)* });
+                    #(#whole_start)*
+                    return #join;
                 }
                 let __fields =
-                    <__FaststreamFields as ::faststream::FromMessage>::from_message(__message, __cx)?;
-                ::core::result::Result::Ok(Self { #(#split,)* })
+                    match <__FaststreamFields as ::faststream::FromMessage>::from_message(__message, __cx).into_ready() {
+                        ::core::result::Result::Ok(__fields) => __fields,
+                        ::core::result::Result::Err(__error) => return ::faststream::extract::Extraction::failed(__error),
+                    };
+                #(#split_start)*
+                #join
             }
         }
 
@@ -385,7 +411,13 @@ fn slots(sub: &Subscriber, indexes: &[usize]) -> SlotItems {
 
 /// A call that fails, spanned on the user's parameter type, when it is not `FromMessage`.
 fn check(ty: TokenStream, span: Span) -> TokenStream {
-    quote_spanned!(span=> __faststream_assert_param::<#ty>();)
+    quote_spanned!(span=> __faststream_assert_param::<#ty, _>();)
+}
+
+/// A call that fails, spanned on the user's parameter type, when it is not
+/// `FromMessageParts` (every parameter but the payload).
+fn check_parts(ty: TokenStream, span: Span) -> TokenStream {
+    quote_spanned!(span=> __faststream_assert_parts::<#ty>();)
 }
 
 /// An `Option<SchemaFn>` expression: the schema of what the handler publishes, from its return

@@ -573,21 +573,20 @@ fn field_errors_name_the_field() {
 /// A custom extractor marked by trait, used without `#[extract]` between payload fields.
 mod custom_extractor {
     use faststream::extract::{ExtractError, MessageContext};
-    use faststream::{subscriber, Extractor, FromMessage, Message};
+    use faststream::{subscriber, Extraction, FromMessageParts, Message};
 
     pub struct Tenant(pub String);
 
-    impl FromMessage for Tenant {
-        fn from_message(message: &Message, _cx: &MessageContext<'_>) -> Result<Self, ExtractError> {
+    impl FromMessageParts for Tenant {
+        fn from_message_parts(message: &Message, _cx: &MessageContext<'_>) -> Extraction<Self> {
             message
                 .headers
                 .get_str("tenant")
                 .map(|t| Tenant(t.to_owned()))
                 .ok_or(ExtractError::MissingHeader("tenant"))
+                .into()
         }
     }
-
-    impl Extractor for Tenant {}
 
     #[subscriber("in")]
     pub async fn register(user: String, tenant: Tenant, user_id: i64) -> String {

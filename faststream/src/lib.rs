@@ -27,8 +27,8 @@
 //! The pieces:
 //! - [`subscriber`](macro@subscriber) and [`publisher`](macro@publisher): the attributes (see their docs for parameters).
 //! - Extractors: [`Key`], [`Headers`], [`Header`], [`Meta`], [`State`], [`Message`], [`Ack`];
-//!   any `serde::Deserialize` type is the payload. Write your own with [`FromMessage`] and
-//!   [`Extractor`].
+//!   any `serde::Deserialize` type is the payload. Write your own with [`FromMessageParts`]
+//!   (dependencies may wait, build on other extractors and clean up after the handler).
 //! - [`serde`], [`Serialize`], [`Deserialize`], [`schemars`] and [`JsonSchema`]: the very
 //!   versions the framework uses, for your payload types' derives (see below).
 //! - Return values: `()`, any `Serialize` type, [`Response`], `Result<T, E>` (`E` any
@@ -97,11 +97,12 @@ pub use app::FastStream;
 pub use faststream_core::{
     app::HookOutput, batch, broker, codec, extract, filter, health, message, middleware, pattern,
     policy, publisher, pull, reply, router, Ack, AckPolicy, AppHealth, Backoff, Batch, BatchFailed,
-    BoxError, Broker, Delivered, Error, ErrorClass, ErrorPolicy, Exhausted, FromMessage, Handler,
-    Header, HeaderName, Headers, HealthProbe, IntoReply, IntoSubscriber, Key, Message, Meta,
-    OffsetReset, Publish, PublishError, Publisher, PublisherConfig, Pull, Pulled, RebalanceHooks,
-    Record, Registry, Reply, Response, Result, Route, Router, RunningApp, StartFrom,
-    StartupOptions, State, SubscriberConfig, SubscriberHealth, SubscriberState, TopicPartition,
+    BoxError, Broker, Delivered, Error, ErrorClass, ErrorPolicy, Exhausted, Extension, Extraction,
+    FromMessage, FromMessageParts, Handler, Header, HeaderName, Headers, HealthProbe, IntoReply,
+    IntoSubscriber, Key, Message, Meta, OffsetReset, Publish, PublishError, Publisher,
+    PublisherConfig, Pull, Pulled, RebalanceHooks, Record, Registry, Reply, Response, Result, Route,
+    Router, RunningApp, StartFrom, StartupOptions, State, SubscriberConfig, SubscriberHealth,
+    SubscriberState, TopicPartition,
 };
 
 // The old second name of `BoxError`, hidden from the docs: `faststream-macros/tests/expand.rs`
@@ -122,8 +123,9 @@ pub mod asyncapi {
 
 /// Turns an async fn into a subscriber: `#[subscriber("topic", group_id = "...")]`.
 ///
-/// Parameters are told apart by trait, never by their type's name: an [`Extractor`] ([`Key`],
-/// [`Headers`], [`Meta`], [`State`], [`Message`], [`Ack`], yours) and parameters marked
+/// Parameters are told apart by trait, never by their type's name: a [`FromMessageParts`]
+/// extractor ([`Key`], [`Headers`], [`Meta`], [`State`], [`Message`], [`Ack`], [`Extension`],
+/// yours) and parameters marked
 /// `#[header("name")]` or `#[extract]` are not payload; `serde::Deserialize` types are. One
 /// payload parameter takes the whole payload (or mark it `#[payload]`); several payload
 /// parameters are the fields of a JSON object, named like the parameters. Payload types need
@@ -197,9 +199,6 @@ pub use faststream_macros::subscriber;
 /// `description`, `include_in_schema`, and `batch = true` ([`PublisherConfig::batch`]:
 /// each element of a returned sequence is its own record).
 pub use faststream_macros::publisher;
-
-/// Marks extractors: parameter types taken from the message, not decoded from its payload.
-pub use faststream_core::extract::Extractor;
 
 /// The `serde` the framework decodes and encodes payloads with. Derives through it need
 /// `#[serde(crate = "faststream::serde")]`.

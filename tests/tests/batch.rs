@@ -48,7 +48,7 @@ async fn batches_of_max_records(broker: TestBroker) {
             SubscriberConfig::new("sum", [topic.as_str()])
                 .group_id(group.as_str())
                 .batch(3, Duration::from_millis(500)),
-            |values: Vec<i64>, batch: Batch, state: State<(Seen, Arc<Semaphore>)>| async move {
+            |batch: Batch, state: State<(Seen, Arc<Semaphore>)>, values: Vec<i64>| async move {
                 let (seen, gate) = &*state.0;
                 gate.acquire().await.unwrap().forget();
                 let offsets = batch.iter().map(|m| m.offset).collect();
@@ -112,7 +112,7 @@ async fn failed_record(broker: TestBroker) {
                         .backoff(fast_backoff())
                         .then_dead_letter(),
                 ),
-            |values: Vec<i64>, batch: Batch, seen: State<Seen>| async move {
+            |batch: Batch, seen: State<Seen>, values: Vec<i64>| async move {
                 let offsets = batch.iter().map(|m| m.offset).collect();
                 seen.lock().unwrap().push((values.clone(), offsets));
                 match values.iter().position(|n| *n == 13) {
@@ -174,7 +174,7 @@ async fn failed_batch(broker: TestBroker) {
                         .backoff(fast_backoff())
                         .then_dead_letter(),
                 ),
-            |values: Vec<i64>, seen: State<Seen>| async move {
+            |seen: State<Seen>, values: Vec<i64>| async move {
                 seen.lock().unwrap().push((values.clone(), Vec::new()));
                 if values.contains(&99) {
                     Err(std::io::Error::other("the store refused the batch"))

@@ -57,7 +57,7 @@ async fn health_reports_assignment_lag_and_a_stuck_message_over_http() {
         .with_state(Arc::clone(&gate))
         .subscriber(
             SubscriberConfig::new("watched", [input.as_str()]).group_id(unique("g")),
-            |body: String, gate: State<Arc<Semaphore>>| async move {
+            |gate: State<Arc<Semaphore>>, body: String| async move {
                 if body == "block" {
                     gate.acquire().await.expect("gate open").forget();
                 }

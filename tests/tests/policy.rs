@@ -134,7 +134,7 @@ async fn decode_errors_are_dead_lettered_without_retries() {
         .error_policy(quick_retries(5).then_dead_letter_to(dead.as_str()))
         .subscriber(
             SubscriberConfig::new("numbers", [input.as_str()]).group_id(group.as_str()),
-            |n: i64, calls: State<Calls>| async move {
+            |calls: State<Calls>, n: i64| async move {
                 *calls.lock().unwrap().entry(n.to_string()).or_default() += 1;
             },
         )
@@ -177,7 +177,7 @@ async fn a_refused_output_publish_is_retried_then_dead_lettered() {
                 .group_id(group.as_str())
                 .publish_to(output.as_str())
                 .error_policy(quick_retries(2).then_dead_letter()),
-            |size: usize, calls: State<Calls>| async move {
+            |calls: State<Calls>, size: usize| async move {
                 *calls.lock().unwrap().entry(size.to_string()).or_default() += 1;
                 "x".repeat(size)
             },
@@ -218,7 +218,7 @@ async fn stop_halts_only_its_partition_and_keeps_the_offset_uncommitted() {
             SubscriberConfig::new("strict", [input.as_str()])
                 .group_id(group.as_str())
                 .error_policy(quick_retries(2).then_stop()),
-            |text: String, calls: State<Calls>| async move {
+            |calls: State<Calls>, text: String| async move {
                 *calls.lock().unwrap().entry(text.clone()).or_default() += 1;
                 if text.starts_with("bad") {
                     Err(std::io::Error::other("cannot handle"))

@@ -27,7 +27,7 @@ async fn a_publisher_object_publishes_with_its_defaults_from_a_handler_and_from_
         .with_state(audit_publisher.clone())
         .subscriber(
             SubscriberConfig::new("bill", [input.as_str()]).group_id(unique("g").as_str()),
-            |order: i64, audit: State<Publisher>| async move {
+            |audit: State<Publisher>, order: i64| async move {
                 audit.publish(&format!("billed {order}")).await.map(|_| ())
             },
         );

@@ -117,7 +117,7 @@ async fn nested_routers(broker: TestBroker) {
             SubscriberConfig::new("flaky", ["flaky"])
                 .group_id(groups[1].as_str())
                 .backoff(fast_backoff()),
-            |n: i64, attempts: State<Arc<AtomicUsize>>| async move {
+            |attempts: State<Arc<AtomicUsize>>, n: i64| async move {
                 if attempts.fetch_add(1, Ordering::SeqCst) < 2 {
                     Err(std::io::Error::other("not yet"))
                 } else {
@@ -414,7 +414,7 @@ async fn topics_and_routes(broker: TestBroker) {
     assert_eq!(audit.topic(), format!("{prefix}audit"));
     let routes = routes.with_publisher(&audit).subscriber(
         SubscriberConfig::new("audited", ["audited"]).group_id(unique("rt-route-g")),
-        |n: i64, audit: State<Publisher>| async move { audit.publish(&n).await.map(|_| ()) },
+        |audit: State<Publisher>, n: i64| async move { audit.publish(&n).await.map(|_| ()) },
     );
     broker
         .create_topic(&format!("{prefix}audited"), 1)

@@ -80,7 +80,7 @@ async fn order_is_kept_per_partition_and_a_slow_partition_blocks_no_other() {
         .with_state(Arc::clone(&seen))
         .subscriber(
             SubscriberConfig::new("order", [input.as_str()]).group_id(unique("g")),
-            |seq: i64, meta: Meta, seen: State<Log<(i32, i64, Instant)>>| async move {
+            |meta: Meta, seen: State<Log<(i32, i64, Instant)>>, seq: i64| async move {
                 if meta.partition == 0 {
                     tokio::time::sleep(Duration::from_millis(30)).await;
                 }
@@ -156,7 +156,7 @@ async fn two_instances_in_one_group_share_partitions_without_double_handling() {
             .with_state(Arc::clone(&seen))
             .subscriber(
                 SubscriberConfig::new("shared", [input.as_str()]).group_id(group.as_str()),
-                move |_body: String, meta: Meta, seen: State<Seen>| async move {
+                move |meta: Meta, seen: State<Seen>, _body: String| async move {
                     seen.lock()
                         .unwrap()
                         .push((instance, meta.partition, meta.offset));
@@ -252,7 +252,7 @@ async fn malformed_payloads_are_logged_and_skipped_and_consumption_goes_on() {
         .with_state(Arc::clone(&handled))
         .subscriber(
             SubscriberConfig::new("users", [input.as_str()]).group_id(group.as_str()),
-            |user: User, handled: State<Arc<Mutex<Vec<String>>>>| async move {
+            |handled: State<Arc<Mutex<Vec<String>>>>, user: User| async move {
                 handled.lock().unwrap().push(user.user);
             },
         )
@@ -316,7 +316,7 @@ async fn ack_after_logs_a_failing_handler_and_commits_past_it() {
         .with_state(Arc::clone(&calls))
         .subscriber(
             SubscriberConfig::new("fails", [input.as_str()]).group_id(group.as_str()),
-            |n: i64, calls: State<Arc<AtomicUsize>>| async move {
+            |calls: State<Arc<AtomicUsize>>, n: i64| async move {
                 calls.fetch_add(1, Ordering::SeqCst);
                 if n == 2 {
                     Err(std::io::Error::other("boom on two"))
@@ -359,7 +359,7 @@ async fn nack_on_error_redelivers_with_backoff_before_moving_on() {
                     initial: Duration::from_millis(100),
                     max: Duration::from_millis(400),
                 }),
-            |n: i64, calls: State<Log<(i64, Instant)>>| async move {
+            |calls: State<Log<(i64, Instant)>>, n: i64| async move {
                 let attempts = {
                     let mut calls = calls.lock().unwrap();
                     calls.push((n, Instant::now()));
@@ -413,7 +413,7 @@ async fn ack_first_commits_before_the_handler_finishes() {
                 SubscriberConfig::new("first", [input.as_str()])
                     .group_id(group.as_str())
                     .ack_policy(AckPolicy::AckFirst),
-                |_n: i64, release: State<Arc<tokio::sync::Notify>>| async move {
+                |release: State<Arc<tokio::sync::Notify>>, _n: i64| async move {
                     release.notified().await
                 },
             )
@@ -442,9 +442,9 @@ async fn ack_after_does_not_commit_while_the_handler_runs() {
         .with_state(Arc::clone(&started))
         .subscriber(
             SubscriberConfig::new("slow", [input.as_str()]).group_id(group.as_str()),
-            |_n: i64,
-             release: State<Arc<tokio::sync::Notify>>,
-             started: State<Arc<AtomicUsize>>| async move {
+            |release: State<Arc<tokio::sync::Notify>>,
+             started: State<Arc<AtomicUsize>>,
+             _n: i64| async move {
                 started.fetch_add(1, Ordering::SeqCst);
                 release.notified().await
             },
@@ -484,7 +484,7 @@ async fn manual_ack_nack_and_reject() {
                     initial: Duration::from_millis(50),
                     max: Duration::from_millis(50),
                 }),
-            |body: String, ack: faststream::Ack, calls: State<Arc<Mutex<Vec<String>>>>| async move {
+            |ack: faststream::Ack, calls: State<Arc<Mutex<Vec<String>>>>, body: String| async move {
                 let seen_before = {
                     let mut calls = calls.lock().unwrap();
                     calls.push(body.clone());
@@ -536,7 +536,7 @@ async fn key_headers_and_correlation_id_round_trip() {
             SubscriberConfig::new("echo", [input.as_str()])
                 .group_id(unique("g"))
                 .publish_to(output.as_str()),
-            |body: serde_json::Value, key: Key<String>, headers: Headers| async move {
+            |key: Key<String>, headers: Headers, body: serde_json::Value| async move {
                 let tenant = headers.get_str("tenant").unwrap_or("none").to_owned();
                 Response::new(serde_json::json!({"echo": body, "tenant": tenant}))
                     .key(format!("{}-out", key.0))
@@ -642,13 +642,13 @@ async fn publish_api_reports_where_records_landed() {
 /// An extractor that panics on the payload "boom": a bug in user extraction code.
 struct Fragile;
 
-impl faststream::FromMessage for Fragile {
-    fn from_message(
+impl faststream::FromMessageParts for Fragile {
+    fn from_message_parts(
         message: &faststream::Message,
         _cx: &faststream::extract::MessageContext<'_>,
-    ) -> Result<Self, faststream::extract::ExtractError> {
+    ) -> faststream::Extraction<Self> {
         assert!(&message.payload[..] != b"boom", "extractor bug");
-        Ok(Fragile)
+        faststream::Extraction::ready(Fragile)
     }
 }
 
@@ -662,7 +662,7 @@ async fn panics_in_extractors_and_handlers_fail_one_message_not_the_partition() 
         .with_state(Arc::clone(&handled))
         .subscriber(
             SubscriberConfig::new("fragile", [input.as_str()]).group_id(group.as_str()),
-            |body: String, _fragile: Fragile, handled: State<Log<String>>| async move {
+            |_fragile: Fragile, handled: State<Log<String>>, body: String| async move {
                 assert!(body != "panic", "handler bug");
                 handled.lock().unwrap().push(body);
             },
@@ -760,9 +760,9 @@ async fn missing_or_bad_headers_are_logged_and_skipped() {
             .with_state(Arc::clone(&handled))
             .subscriber(
                 SubscriberConfig::new("by_header", [input.as_str()]).group_id(group.as_str()),
-                |_body: String,
-                 id: faststream::Header<i64, UserIdHeader>,
-                 handled: State<Log<i64>>| async move {
+                |id: faststream::Header<i64, UserIdHeader>,
+                 handled: State<Log<i64>>,
+                 _body: String| async move {
                     handled.lock().unwrap().push(id.0);
                 },
             )

@@ -17,7 +17,7 @@ fn broker() -> KafkaBroker {
 }
 
 /// A handler that finishes `done` messages, then never returns on the one called `hang`.
-async fn finish_or_hang(text: String, done: State<Arc<AtomicUsize>>) {
+async fn finish_or_hang(done: State<Arc<AtomicUsize>>, text: String) {
     if text == "hang" {
         std::future::pending::<()>().await;
     }
@@ -94,7 +94,7 @@ async fn a_revoke_waits_at_most_the_rebalance_timeout() {
         .with_state(Arc::clone(&handled))
         .subscriber(
             SubscriberConfig::new("rescuer", [input.as_str()]).group_id(group.as_str()),
-            |_text: String, handled: State<Arc<AtomicUsize>>| async move {
+            |handled: State<Arc<AtomicUsize>>, _text: String| async move {
                 handled.fetch_add(1, Ordering::SeqCst);
             },
         )
@@ -128,7 +128,7 @@ async fn a_failing_after_startup_hook_stops_what_was_started() {
         .with_state(Arc::clone(&done))
         .subscriber(
             SubscriberConfig::new("counts", [input.as_str()]).group_id(group.as_str()),
-            |_n: i64, done: State<Arc<AtomicUsize>>| async move {
+            |done: State<Arc<AtomicUsize>>, _n: i64| async move {
                 done.fetch_add(1, Ordering::SeqCst);
             },
         )
@@ -158,7 +158,7 @@ async fn a_missing_state_fails_the_start_naming_handler_and_type() {
     let err = FastStream::new(broker())
         .subscriber(
             SubscriberConfig::new("needs_db", [input.as_str()]),
-            |_text: String, _db: State<Database>| async {},
+            |_db: State<Database>, _text: String| async {},
         )
         .start()
         .await

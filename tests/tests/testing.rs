@@ -280,7 +280,7 @@ async fn nack_on_error(broker: TestBroker) {
                 .ack_policy(AckPolicy::NackOnError)
                 .backoff(fast_backoff())
                 .publish_to(output.as_str()),
-            |n: i64, attempts: State<Arc<AtomicUsize>>| async move {
+            |attempts: State<Arc<AtomicUsize>>, n: i64| async move {
                 if attempts.fetch_add(1, Ordering::SeqCst) < 2 {
                     Err(std::io::Error::other("not yet"))
                 } else {
@@ -484,7 +484,7 @@ async fn headers_and_keys(broker: TestBroker) {
         SubscriberConfig::new("tag", [input.as_str()])
             .group_id(unique("tb-g"))
             .publish_to(output.as_str()),
-        |n: i64, key: Key<String>, headers: faststream::Headers| async move {
+        |key: Key<String>, headers: faststream::Headers, n: i64| async move {
             let trace = headers.get_str("x-trace").unwrap_or_default().to_owned();
             Response::new(json!({"n": n, "key": key.0}))
                 .key(format!("out-{}", key.0))

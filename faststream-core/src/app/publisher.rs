@@ -14,7 +14,7 @@
 //!     .with_state(audit.clone())
 //!     .subscriber(
 //!         SubscriberConfig::new("bill", ["orders"]),
-//!         |order_id: i64, audit: State<Publisher>| async move {
+//!         |audit: State<Publisher>, order_id: i64| async move {
 //!             audit.publish(&format!("billed {order_id}")).await.map(|_| ())
 //!         },
 //!     )

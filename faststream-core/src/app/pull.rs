@@ -315,7 +315,7 @@ impl<B: Broker> RunningApp<B> {
         // would only hold messages nobody asked for yet.
         let (items, received) = mpsc::channel::<Handoff<T>>(1);
         let name = config.name.clone();
-        let handler = move |value: T, message: Message| {
+        let handler = move |message: Message, value: T| {
             let items = items.clone();
             async move {
                 let (done, decided) = oneshot::channel();

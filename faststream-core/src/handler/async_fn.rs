@@ -1,21 +1,28 @@
-//! The `Handler` trait: any async function whose parameters are extractors.
+//! The `Handler` trait: any async function whose parameters are extractors, and the future
+//! of one call (extraction, which may wait, then the function).
 
-use crate::handler::extract::{AppState, ExtractError, FromMessage, MessageContext};
+use crate::handler::extract::{
+    CheckContext, ExtractError, Extraction, FromMessage, FromMessageParts, MessageContext,
+};
 use crate::handler::reply::{IntoReply, Reply};
 use crate::message::Message;
-use futures::future::{FutureExt, Map};
 use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 
-/// An async function usable as a subscriber: every parameter implements [`FromMessage`] and
-/// the output implements [`IntoReply`]. `T` is a marker (return kind and parameter types)
-/// that keeps the impls for different arities apart.
+/// An async function usable as a subscriber: every parameter but the last implements
+/// [`FromMessageParts`], the last one [`FromMessage`] (the payload, or another extractor),
+/// and the output implements [`IntoReply`]. `T` is a marker (return kind, the last
+/// parameter's kind and the parameter types) that keeps the impls for different arities
+/// apart.
 ///
 /// Implemented for functions and closures of up to 12 parameters; `#[subscriber]` only adds
-/// metadata on top of this trait.
+/// metadata on top of this trait (and decodes several payload parameters by name).
 ///
 /// ```
 /// use faststream_core::{Handler, extract::Key};
-/// async fn greet(name: String, key: Key<String>) -> String {
+/// async fn greet(key: Key<String>, name: String) -> String {
 ///     format!("hello {name} ({})", key.0)
 /// }
 /// fn assert_handler<T>(_: impl Handler<T>) {}
@@ -23,22 +30,24 @@ use std::future::Future;
 /// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a faststream handler",
-    note = "a handler is an async fn (or closure returning a future) whose parameters are payload types or extractors and whose output is `()`, a `Serialize` type, `Response<T>` or `Result<T, E>`"
+    note = "a handler is an async fn (or closure returning a future) whose output is `()`, a `Serialize` type, `Response<T>` or `Result<T, E>`; its parameters are extractors (`FromMessageParts`) and, last, at most one payload parameter",
+    note = "a closure cannot have several payload parameters (their names do not exist at the type level): take one struct parameter that derives `Deserialize`, or write the handler as a `#[subscriber]` fn, which decodes each payload parameter from the JSON field of its name"
 )]
 pub trait Handler<T>: Clone + Send + Sync + 'static {
     /// The future of one call, already converted into a [`Reply`].
     type Future: Future<Output = Reply> + Send + 'static;
 
-    /// Extracts the parameters from `message` and starts the call.
+    /// Starts extracting the parameters from `message` and the call. An extraction that
+    /// fails without waiting is the `Err`; one that fails later is a [`Reply::Failed`].
     fn call(
         &self,
         message: &Message,
         cx: &MessageContext<'_>,
     ) -> Result<Self::Future, ExtractError>;
 
-    /// Checks, when the app starts, what the parameters need from the app
-    /// ([`FromMessage::check`]).
-    fn check(state: &AppState) -> Result<(), ExtractError>;
+    /// Checks, when the app starts, what the parameters need from the app and the subscriber
+    /// ([`FromMessageParts::check`]).
+    fn check(cx: &CheckContext<'_>) -> Result<(), ExtractError>;
 
     /// The payload schemas of a handler made of several handlers (a
     /// [`Filtered`](crate::filter::Filtered) one), for the AsyncAPI document's `oneOf`; empty
@@ -49,44 +58,228 @@ pub trait Handler<T>: Clone + Send + Sync + 'static {
     }
 }
 
-macro_rules! impl_handler {
+/// The extractions of a handler's parameters, as a tuple of [`Extraction`]s.
+pub trait Extractions: Send + 'static {
+    /// The parameter values.
+    type Values;
+
+    /// Polls the pending extractions. `Ready(Err)` as soon as one settled with an error (the
+    /// first in parameter order), `Ready(Ok)` once all have values.
+    fn poll_settle(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ExtractError>>;
+
+    /// The values, once settled.
+    fn into_values(self) -> Result<Self::Values, ExtractError>;
+}
+
+/// Calls a function with a tuple of its arguments.
+pub trait CallWith<Args>: Clone + Send + Sync + 'static {
+    /// The function's future.
+    type Future: Future + Send + 'static;
+
+    /// Calls `self` with `args`.
+    fn call_with(&self, args: Args) -> Self::Future;
+}
+
+pin_project_lite::pin_project! {
+    /// The future of a function handler's call: its extractions, when one must wait, then the
+    /// function's future. `M` is the output's [`IntoReply`] marker.
+    #[project = HandlerCallProj]
+    pub enum HandlerCall<F, E, Fut, M> {
+        /// Waiting for a dependency; then `handler` is called with the values.
+        Extracting {
+            handler: Option<F>,
+            extractions: Option<E>,
+            marker: PhantomData<fn() -> M>,
+        },
+        /// The function's future.
+        Running {
+            #[pin]
+            future: Fut,
+            marker: PhantomData<fn() -> M>,
+        },
+    }
+}
+
+impl<F, E, Fut, M> HandlerCall<F, E, Fut, M>
+where
+    E: Extractions,
+    F: CallWith<E::Values, Future = Fut>,
+{
+    /// Starts the call: when every extraction finished without waiting (the framework's
+    /// extractors always do) the function is called now; else its future waits for them.
+    fn start(handler: &F, mut extractions: E) -> Result<Self, ExtractError> {
+        let mut cx = Context::from_waker(Waker::noop());
+        match extractions.poll_settle(&mut cx) {
+            Poll::Ready(Ok(())) => Ok(HandlerCall::Running {
+                future: handler.call_with(extractions.into_values()?),
+                marker: PhantomData,
+            }),
+            Poll::Ready(Err(error)) => Err(error),
+            Poll::Pending => Ok(HandlerCall::Extracting {
+                handler: Some(handler.clone()),
+                extractions: Some(extractions),
+                marker: PhantomData,
+            }),
+        }
+    }
+}
+
+impl<F, E, Fut, M> Future for HandlerCall<F, E, Fut, M>
+where
+    E: Extractions,
+    F: CallWith<E::Values, Future = Fut>,
+    Fut: Future,
+    Fut::Output: IntoReply<M>,
+{
+    type Output = Reply;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Reply> {
+        loop {
+            match self.as_mut().project() {
+                HandlerCallProj::Running { future, .. } => {
+                    return future.poll(cx).map(IntoReply::into_reply);
+                }
+                HandlerCallProj::Extracting {
+                    handler,
+                    extractions,
+                    ..
+                } => {
+                    let started = match extractions.as_mut() {
+                        Some(pending) => match std::task::ready!(pending.poll_settle(cx)) {
+                            Ok(()) => extractions
+                                .take()
+                                .map(Extractions::into_values)
+                                .zip(handler.take()),
+                            Err(error) => return Poll::Ready(Reply::Failed(Box::new(error))),
+                        },
+                        None => None,
+                    };
+                    let Some((values, handler)) = started else {
+                        return Poll::Ready(Reply::Failed(
+                            "handler future polled after completion".into(),
+                        ));
+                    };
+                    match values {
+                        Ok(values) => self.set(HandlerCall::Running {
+                            future: handler.call_with(values),
+                            marker: PhantomData,
+                        }),
+                        Err(error) => return Poll::Ready(Reply::Failed(Box::new(error))),
+                    }
+                }
+            }
+        }
+    }
+}
+
+macro_rules! impl_extractions {
     ($($arg:ident),*) => {
-        #[allow(non_snake_case, unused_variables)]
-        impl<F, Fut, M, $($arg,)*> Handler<(M, $($arg,)*)> for F
+        #[allow(non_snake_case, unused_variables, unused_mut)]
+        impl<$($arg: Send + 'static),*> Extractions for ($(Extraction<$arg>,)*) {
+            type Values = ($($arg,)*);
+
+            #[inline]
+            fn poll_settle(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ExtractError>> {
+                let ($($arg,)*) = self;
+                let mut pending = false;
+                $(pending |= $arg.poll_settle(cx).is_pending();)*
+                $(if let Some(error) = $arg.take_error() {
+                    return Poll::Ready(Err(error));
+                })*
+                if pending { Poll::Pending } else { Poll::Ready(Ok(())) }
+            }
+
+            #[inline]
+            fn into_values(self) -> Result<Self::Values, ExtractError> {
+                let ($($arg,)*) = self;
+                Ok(($($arg.into_ready()?,)*))
+            }
+        }
+
+        #[allow(non_snake_case)]
+        impl<F, Fut, $($arg),*> CallWith<($($arg,)*)> for F
         where
             F: Fn($($arg),*) -> Fut + Clone + Send + Sync + 'static,
             Fut: Future + Send + 'static,
-            Fut::Output: IntoReply<M>,
-            $($arg: FromMessage,)*
         {
-            type Future = Map<Fut, fn(Fut::Output) -> Reply>;
+            type Future = Fut;
 
-            fn check(state: &AppState) -> Result<(), ExtractError> {
-                $($arg::check(state)?;)*
-                Ok(())
-            }
-
-            fn call(&self, message: &Message, cx: &MessageContext<'_>) -> Result<Self::Future, ExtractError> {
-                $(let $arg = $arg::from_message(message, cx)?;)*
-                Ok((self)($($arg),*).map(<Fut::Output as IntoReply<M>>::into_reply as fn(_) -> Reply))
+            #[inline]
+            fn call_with(&self, ($($arg,)*): ($($arg,)*)) -> Fut {
+                (self)($($arg),*)
             }
         }
     };
 }
 
-impl_handler!();
-impl_handler!(A1);
-impl_handler!(A1, A2);
-impl_handler!(A1, A2, A3);
-impl_handler!(A1, A2, A3, A4);
-impl_handler!(A1, A2, A3, A4, A5);
-impl_handler!(A1, A2, A3, A4, A5, A6);
-impl_handler!(A1, A2, A3, A4, A5, A6, A7);
-impl_handler!(A1, A2, A3, A4, A5, A6, A7, A8);
-impl_handler!(A1, A2, A3, A4, A5, A6, A7, A8, A9);
-impl_handler!(A1, A2, A3, A4, A5, A6, A7, A8, A9, A10);
-impl_handler!(A1, A2, A3, A4, A5, A6, A7, A8, A9, A10, A11);
-impl_handler!(A1, A2, A3, A4, A5, A6, A7, A8, A9, A10, A11, A12);
+macro_rules! impl_handler {
+    ([$($part:ident),*], $last:ident) => {
+        impl_extractions!($($part,)* $last);
+
+        impl<F, Fut, M, V, $($part,)* $last> Handler<(M, V, $($part,)* $last,)> for F
+        where
+            F: Fn($($part,)* $last) -> Fut + Clone + Send + Sync + 'static,
+            Fut: Future + Send + 'static,
+            Fut::Output: IntoReply<M>,
+            $($part: FromMessageParts,)*
+            $last: FromMessage<V>,
+            M: 'static,
+            V: 'static,
+        {
+            type Future = HandlerCall<F, ($(Extraction<$part>,)* Extraction<$last>,), Fut, M>;
+
+            fn check(cx: &CheckContext<'_>) -> Result<(), ExtractError> {
+                $(<$part as FromMessageParts>::check(cx)?;)*
+                <$last as FromMessage<V>>::check(cx)
+            }
+
+            #[inline]
+            fn call(&self, message: &Message, cx: &MessageContext<'_>) -> Result<Self::Future, ExtractError> {
+                HandlerCall::start(self, (
+                    $(<$part as FromMessageParts>::from_message_parts(message, cx),)*
+                    <$last as FromMessage<V>>::from_message(message, cx),
+                ))
+            }
+        }
+    };
+}
+
+impl_extractions!();
+
+impl<F, Fut, M> Handler<(M,)> for F
+where
+    F: Fn() -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: IntoReply<M>,
+    M: 'static,
+{
+    type Future = HandlerCall<F, (), Fut, M>;
+
+    fn check(_cx: &CheckContext<'_>) -> Result<(), ExtractError> {
+        Ok(())
+    }
+
+    fn call(
+        &self,
+        _message: &Message,
+        _cx: &MessageContext<'_>,
+    ) -> Result<Self::Future, ExtractError> {
+        HandlerCall::start(self, ())
+    }
+}
+
+impl_handler!([], A1);
+impl_handler!([A1], A2);
+impl_handler!([A1, A2], A3);
+impl_handler!([A1, A2, A3], A4);
+impl_handler!([A1, A2, A3, A4], A5);
+impl_handler!([A1, A2, A3, A4, A5], A6);
+impl_handler!([A1, A2, A3, A4, A5, A6], A7);
+impl_handler!([A1, A2, A3, A4, A5, A6, A7], A8);
+impl_handler!([A1, A2, A3, A4, A5, A6, A7, A8], A9);
+impl_handler!([A1, A2, A3, A4, A5, A6, A7, A8, A9], A10);
+impl_handler!([A1, A2, A3, A4, A5, A6, A7, A8, A9, A10], A11);
+impl_handler!([A1, A2, A3, A4, A5, A6, A7, A8, A9, A10, A11], A12);
 
 #[cfg(test)]
 mod tests {
@@ -94,14 +287,14 @@ mod tests {
     use crate::handler::extract::Key;
 
     async fn call<T>(h: impl Handler<T>, msg: &Message) -> Result<Reply, ExtractError> {
-        let state = AppState::default();
+        let state = crate::handler::extract::AppState::default();
         let fut = h.call(msg, &MessageContext::new(&state, None))?;
         Ok(fut.await)
     }
 
     #[tokio::test]
     async fn functions_and_closures_are_handlers() {
-        async fn echo(body: String, key: Key<Option<String>>) -> String {
+        async fn echo(key: Key<Option<String>>, body: String) -> String {
             format!("{body}/{:?}", key.0)
         }
         let msg = Message::new("t", "hello");

@@ -1,44 +1,91 @@
 //! Extractors: how a handler's parameters are taken from a message.
 //!
-//! Every parameter type implements [`FromMessage`]. Any `serde::de::DeserializeOwned` type is
-//! the payload (decoded by [`crate::codec::decode`]); the [`Extractor`]s in this module take
-//! everything else. Write your own by implementing [`FromMessage`] and [`Extractor`]:
+//! Two traits, as in axum:
+//!
+//! - [`FromMessageParts`]: taken from what surrounds the payload (key, headers, metadata, app
+//!   state, a layer's [`Extension`], a dependency built from those). A handler may take any
+//!   number of them, in any order.
+//! - [`FromMessage`]: may consume the payload. Any `serde::de::DeserializeOwned` type is the
+//!   payload, decoded by [`crate::codec::decode`]. Only a handler's **last** parameter may be
+//!   one (every parts extractor is a `FromMessage` too), so a closure with two payload
+//!   parameters does not compile: its parameter names do not exist at the type level, so
+//!   there would be no way to pick fields by name. Take one struct parameter, or write the
+//!   handler with `#[subscriber]`, which decodes each payload parameter from the JSON field
+//!   of its name.
+//!
+//! # Writing an extractor, and dependencies that wait
+//!
+//! Extraction returns an [`Extraction`]: either the value now (every built-in extractor, no
+//! allocation), or a future for one that must wait (`Extraction::pending`, one boxed future
+//! per message for that dependency only). A dependency built from other extractors calls
+//! theirs first and awaits them inside its own future:
 //!
 //! ```
-//! use faststream_core::extract::{Extractor, FromMessage, ExtractError, MessageContext};
+//! use faststream_core::extract::{Extraction, ExtractError, FromMessageParts, Key, MessageContext};
 //! use faststream_core::Message;
 //!
 //! /// The tenant a message belongs to, from its `tenant` header.
 //! struct Tenant(String);
 //!
-//! impl FromMessage for Tenant {
-//!     fn from_message(message: &Message, _cx: &MessageContext<'_>) -> Result<Self, ExtractError> {
+//! impl FromMessageParts for Tenant {
+//!     fn from_message_parts(message: &Message, _cx: &MessageContext<'_>) -> Extraction<Self> {
 //!         message
 //!             .headers
 //!             .get_str("tenant")
 //!             .map(|t| Tenant(t.to_owned()))
 //!             .ok_or(ExtractError::MissingHeader("tenant"))
+//!             .into()
 //!     }
 //! }
 //!
-//! impl Extractor for Tenant {}
+//! /// A user looked up (asynchronously) from the key, within the tenant.
+//! struct User { tenant: String, id: String }
+//!
+//! impl FromMessageParts for User {
+//!     fn from_message_parts(message: &Message, cx: &MessageContext<'_>) -> Extraction<Self> {
+//!         // Start the extractors this one is built from; their futures own what they need.
+//!         let tenant = Tenant::from_message_parts(message, cx);
+//!         let key = Key::<String>::from_message_parts(message, cx);
+//!         Extraction::pending(async move {
+//!             let (Tenant(tenant), Key(id)) = (tenant.await?, key.await?);
+//!             tokio::task::yield_now().await; // a database lookup would go here
+//!             Ok(User { tenant, id })
+//!         })
+//!     }
+//! }
 //! ```
 //!
-//! How `#[subscriber]` tells the two apart: by trait, on the parameter's concrete type, never by
-//! its name. A type that is an [`Extractor`] is taken from the message; a `Deserialize` type is
-//! payload; a type that implements [`FromMessage`] by hand (so it cannot be `Deserialize`) is
-//! taken from the message too. A user type named `Message` or `State` that derives
-//! `Deserialize` is therefore payload like any other.
+//! # Cleanup after the handler
+//!
+//! Rust has no async `Drop`, so a dependency that must release something asynchronously (a
+//! transaction, a lease) registers a [`Teardown`] step through [`MessageContext::teardown`].
+//! The handler's future runs the steps, newest first, after the handler returns or fails and
+//! before the message is acknowledged. When the handler's future is dropped instead (a
+//! handler timeout, a revoked partition, shutdown), its `Drop` hands the remaining steps to
+//! the app's task tracker, which shutdown waits for. Each step is told the [`Outcome`].
+//!
+//! # Payload or extractor: by trait, never by name
+//!
+//! `#[subscriber]` tells the two apart on the parameter's concrete type: a
+//! [`FromMessageParts`] type is taken from the message; a `Deserialize` type is payload; a
+//! type that implements [`FromMessage`] by hand (so it cannot be `Deserialize`) is taken from
+//! the message too. A user type named `Message` or `State` that derives `Deserialize` is
+//! therefore payload like any other.
 
 use super::pattern::{Path, TopicPattern};
+pub use super::teardown::{Outcome, Teardown};
 use crate::message::codec::{self, DecodeError};
 use crate::message::{Batch, Headers, Message};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use std::any::{Any, TypeId};
+use std::cell::OnceCell;
+use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 /// Why a parameter could not be extracted. The message then follows the subscriber's
 /// error policy, like a handler error.
@@ -68,6 +115,19 @@ pub enum ExtractError {
     /// `Ack` was asked for by a subscriber whose policy is not `AckPolicy::Manual`.
     #[error("the `Ack` extractor needs the subscriber's ack policy to be AckPolicy::Manual")]
     AckNotManual,
+    /// `Extension<T>` was asked for but no layer attached a `T` to this message.
+    #[error("no layer attached an extension of type `{0}` to the message")]
+    MissingExtension(&'static str),
+    /// A parameter that cannot work on this subscriber, found when the app starts.
+    #[error("parameter `{parameter}` {problem}: {fix}")]
+    Unavailable {
+        /// The parameter's type, without module paths.
+        parameter: String,
+        /// What the subscriber lacks.
+        problem: &'static str,
+        /// What to change.
+        fix: &'static str,
+    },
     /// A custom extractor's rejection.
     #[error("{0}")]
     Other(String),
@@ -80,6 +140,38 @@ pub enum ExtractError {
         /// How many filters were tried.
         filters: usize,
     },
+}
+
+impl ExtractError {
+    /// The start-time error for a parameter of type `T` that this subscriber cannot give.
+    pub fn unavailable<T: ?Sized>(problem: &'static str, fix: &'static str) -> Self {
+        ExtractError::Unavailable {
+            parameter: short_type_name::<T>(),
+            problem,
+            fix,
+        }
+    }
+}
+
+/// `T`'s name without module paths: `Path<String>` for
+/// `faststream_core::handler::pattern::Path<alloc::string::String>`.
+fn short_type_name<T: ?Sized>() -> String {
+    let full = std::any::type_name::<T>();
+    let mut out = String::with_capacity(full.len());
+    let mut segment = String::new();
+    for c in full.chars() {
+        match c {
+            ':' => segment.clear(),
+            '<' | '>' | ',' | ' ' | '(' | ')' | '[' | ']' | '&' | ';' => {
+                out.push_str(&segment);
+                segment.clear();
+                out.push(c);
+            }
+            _ => segment.push(c),
+        }
+    }
+    out.push_str(&segment);
+    out
 }
 
 /// Shared values registered on the app, looked up by type (see [`State`]).
@@ -116,12 +208,138 @@ impl AppState {
     }
 }
 
-/// What extractors may look at besides the message: app state and the manual-ack slot.
+/// A boxed extraction that must wait.
+type PendingExtraction<T> = Pin<Box<dyn Future<Output = Result<T, ExtractError>> + Send>>;
+
+/// The result of extracting one parameter: the value (or error) now, or a future for a
+/// dependency that must wait. It is itself a future, so a dependency built from other
+/// extractors awaits theirs.
+///
+/// ```
+/// use faststream_core::extract::{Extraction, ExtractError};
+/// let now: Extraction<u32> = Ok(7).into();
+/// assert!(now.is_ready());
+/// let later = Extraction::pending(async { Ok::<_, ExtractError>(7_u32) });
+/// assert!(!later.is_ready());
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// assert_eq!(later.await.unwrap(), 7);
+/// # });
+/// ```
+#[must_use = "an extraction does nothing unless its value is taken or awaited"]
+pub struct Extraction<T>(ExtractionState<T>);
+
+enum ExtractionState<T> {
+    Ready(Result<T, ExtractError>),
+    Pending(PendingExtraction<T>),
+    Taken,
+}
+
+// The value is never pinned (it is moved out once ready), so `Extraction` is `Unpin` whatever
+// `T` is.
+impl<T> Unpin for Extraction<T> {}
+
+impl<T> std::fmt::Debug for Extraction<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match &self.0 {
+            ExtractionState::Ready(Ok(_)) => "ready",
+            ExtractionState::Ready(Err(_)) => "failed",
+            ExtractionState::Pending(_) => "pending",
+            ExtractionState::Taken => "taken",
+        };
+        f.debug_tuple("Extraction").field(&state).finish()
+    }
+}
+
+impl<T> From<Result<T, ExtractError>> for Extraction<T> {
+    fn from(result: Result<T, ExtractError>) -> Self {
+        Extraction(ExtractionState::Ready(result))
+    }
+}
+
+impl<T> Extraction<T> {
+    /// The value, now.
+    pub fn ready(value: T) -> Self {
+        Extraction(ExtractionState::Ready(Ok(value)))
+    }
+
+    /// The rejection, now.
+    pub fn failed(error: ExtractError) -> Self {
+        Extraction(ExtractionState::Ready(Err(error)))
+    }
+
+    /// A dependency that must wait (a lookup, a connection from a pool). The future is boxed:
+    /// one allocation per message for this parameter only. It must own what it needs (take
+    /// it from the message and context before the `async move` block).
+    pub fn pending<F>(future: F) -> Self
+    where
+        F: Future<Output = Result<T, ExtractError>> + Send + 'static,
+    {
+        Extraction(ExtractionState::Pending(Box::pin(future)))
+    }
+
+    /// Whether the value (or rejection) is known without waiting.
+    pub fn is_ready(&self) -> bool {
+        !matches!(self.0, ExtractionState::Pending(_))
+    }
+
+    /// Polls a pending extraction once; `Ready` when the value or rejection is known.
+    pub(crate) fn poll_settle(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if let ExtractionState::Pending(future) = &mut self.0 {
+            let result = std::task::ready!(future.as_mut().poll(cx));
+            self.0 = ExtractionState::Ready(result);
+        }
+        Poll::Ready(())
+    }
+
+    /// The rejection of a settled extraction, leaving it taken; `None` when it succeeded or
+    /// is still pending.
+    pub(crate) fn take_error(&mut self) -> Option<ExtractError> {
+        if !matches!(self.0, ExtractionState::Ready(Err(_))) {
+            return None;
+        }
+        match std::mem::replace(&mut self.0, ExtractionState::Taken) {
+            ExtractionState::Ready(Err(error)) => Some(error),
+            _ => None,
+        }
+    }
+
+    /// The value of a settled extraction. An error when it failed, is still pending or was
+    /// taken (callers settle it first; kept an error, not a panic).
+    pub fn into_ready(self) -> Result<T, ExtractError> {
+        match self.0 {
+            ExtractionState::Ready(result) => result,
+            ExtractionState::Pending(_) | ExtractionState::Taken => Err(ExtractError::Other(
+                "an extraction was used before it finished".into(),
+            )),
+        }
+    }
+}
+
+impl<T> Future for Extraction<T> {
+    type Output = Result<T, ExtractError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        std::task::ready!(this.poll_settle(cx));
+        Poll::Ready(
+            match std::mem::replace(&mut this.0, ExtractionState::Taken) {
+                ExtractionState::Ready(result) => result,
+                _ => Err(ExtractError::Other(
+                    "an extraction was polled after it finished".into(),
+                )),
+            },
+        )
+    }
+}
+
+/// What extractors may look at besides the message: app state, the manual-ack slot, the
+/// subscriber's topic pattern, and the message's [`Teardown`].
 #[derive(Debug)]
 pub struct MessageContext<'a> {
     state: &'a AppState,
     ack: Option<&'a Arc<AckSlot>>,
     pattern: Option<&'a TopicPattern>,
+    teardown: Option<&'a OnceCell<Teardown>>,
 }
 
 impl<'a> MessageContext<'a> {
@@ -131,12 +349,20 @@ impl<'a> MessageContext<'a> {
             state,
             ack,
             pattern: None,
+            teardown: None,
         }
     }
 
     /// The same context for a pattern subscriber.
     pub fn with_pattern(mut self, pattern: Option<&'a TopicPattern>) -> Self {
         self.pattern = pattern;
+        self
+    }
+
+    /// The same context where [`MessageContext::teardown`] registers into `cell` (created on
+    /// first use, so a message whose dependencies need no cleanup allocates nothing).
+    pub fn with_teardown(mut self, cell: &'a OnceCell<Teardown>) -> Self {
+        self.teardown = Some(cell);
         self
     }
 
@@ -149,77 +375,183 @@ impl<'a> MessageContext<'a> {
     pub fn state(&self) -> &AppState {
         self.state
     }
+
+    /// Where a dependency registers the cleanup it needs after the handler (see the
+    /// [module docs](self#cleanup-after-the-handler)). Outside a handler pipeline (a unit test
+    /// calling an extractor by hand) the steps registered are dropped unrun.
+    pub fn teardown(&self) -> Teardown {
+        match self.teardown {
+            Some(cell) => cell.get_or_init(Teardown::default).clone(),
+            None => Teardown::default(),
+        }
+    }
 }
 
-/// Takes a value out of a consumed message for a handler parameter.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be a handler parameter",
-    label = "not a payload type or an extractor",
-    note = "a payload parameter must implement `serde::Deserialize`; extractors implement `faststream::FromMessage`"
-)]
-pub trait FromMessage: Sized {
-    /// Extracts the value, or says why not.
-    fn from_message(message: &Message, cx: &MessageContext<'_>) -> Result<Self, ExtractError>;
+/// What a subscriber offers its handler's parameters, checked once when the app starts so a
+/// parameter that cannot work fails the start instead of every message.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckContext<'a> {
+    state: &'a AppState,
+    manual_ack: bool,
+    batch: bool,
+    pattern: Option<&'a TopicPattern>,
+}
 
-    /// Checks once, when the app starts, that what the extractor needs from the app is
-    /// there (e.g. [`State`] checks that its type was registered), so a mistake fails the
-    /// start instead of every message. The default needs nothing.
-    fn check(state: &AppState) -> Result<(), ExtractError> {
-        let _ = state;
+impl<'a> CheckContext<'a> {
+    /// A subscriber over `state`, without manual acks, batches or a pattern.
+    pub fn new(state: &'a AppState) -> Self {
+        Self {
+            state,
+            manual_ack: false,
+            batch: false,
+            pattern: None,
+        }
+    }
+
+    /// Whether the handler acknowledges by hand (`AckPolicy::Manual`).
+    pub fn with_manual_ack(mut self, manual_ack: bool) -> Self {
+        self.manual_ack = manual_ack;
+        self
+    }
+
+    /// Whether the subscriber delivers batches.
+    pub fn with_batch(mut self, batch: bool) -> Self {
+        self.batch = batch;
+        self
+    }
+
+    /// The subscriber's topic pattern.
+    pub fn with_pattern(mut self, pattern: Option<&'a TopicPattern>) -> Self {
+        self.pattern = pattern;
+        self
+    }
+
+    /// The app's shared state.
+    pub fn state(&self) -> &AppState {
+        self.state
+    }
+
+    /// Whether the handler acknowledges by hand.
+    pub fn manual_ack(&self) -> bool {
+        self.manual_ack
+    }
+
+    /// Whether the subscriber delivers batches.
+    pub fn batch(&self) -> bool {
+        self.batch
+    }
+
+    /// The subscriber's topic pattern, if any.
+    pub fn pattern(&self) -> Option<&TopicPattern> {
+        self.pattern
+    }
+}
+
+/// Takes a value from a message's parts: everything but the payload (key, headers,
+/// metadata, app state, extensions), or a dependency built from those. A handler may have any
+/// number of these parameters.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be taken from a message's parts",
+    label = "not a parts extractor (only a handler's last parameter may be the payload)",
+    note = "a handler takes the payload once, as its last parameter; a closure's parameter names do not exist at the type level, so several payload parameters cannot be told apart: take one struct parameter that derives `Deserialize`, or write the handler as a `#[subscriber]` fn, which decodes each payload parameter from the JSON field of its name",
+    note = "extractors implement `faststream::FromMessageParts`"
+)]
+pub trait FromMessageParts: Sized + Send + 'static {
+    /// Extracts the value now, or starts the future that will.
+    fn from_message_parts(message: &Message, cx: &MessageContext<'_>) -> Extraction<Self>;
+
+    /// Checks once, when the app starts, that what the extractor needs from the app and the
+    /// subscriber is there (e.g. [`State`] checks that its type was registered, [`Ack`] that
+    /// the subscriber acks by hand). The default needs nothing.
+    fn check(cx: &CheckContext<'_>) -> Result<(), ExtractError> {
+        let _ = cx;
         Ok(())
     }
 }
 
-/// A [`FromMessage`] type that is taken from the message itself (its key, headers, metadata,
-/// the app's state...), never decoded from its payload.
-///
-/// `#[subscriber]` classifies parameters by this trait: a parameter whose type is an
-/// `Extractor` is not part of the payload, whatever the type is called. The framework's
-/// extractors ([`Key`], [`Headers`], [`Header`], [`Meta`], [`State`], [`Message`], [`Ack`])
-/// implement it; implement it next to [`FromMessage`] for your own extractors (see the
-/// [module docs](self)). A custom extractor without it still works: a type with its own
-/// `FromMessage` impl cannot be `Deserialize`, so it is not payload either, and
-/// `#[extract]` states it explicitly.
-///
-/// Do not implement it for a `Deserialize` type: its `FromMessage` is the payload decoding, so
-/// it would take the whole payload while being treated as "not payload".
+/// Takes a handler's last parameter from the whole message: the payload, decoded (any
+/// `serde::de::DeserializeOwned` type), a custom body extractor, or any
+/// [`FromMessageParts`] type. `M` tells those impls apart; leave it to inference.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` is not an extractor",
-    label = "not an extractor",
-    note = "extractors implement `faststream::FromMessage` and `faststream::Extractor`; `serde::Deserialize` types are payload"
+    message = "`{Self}` cannot be a handler parameter",
+    label = "not a payload type or an extractor",
+    note = "a payload parameter must implement `serde::Deserialize`; extractors implement `faststream::FromMessageParts`"
 )]
-pub trait Extractor: FromMessage {}
+pub trait FromMessage<M = via::Body>: Sized + Send + 'static {
+    /// Extracts the value now, or starts the future that will.
+    fn from_message(message: &Message, cx: &MessageContext<'_>) -> Extraction<Self>;
 
-impl Extractor for Message {}
-impl Extractor for Headers {}
-impl<T: DeserializeOwned> Extractor for Key<T> {}
-impl<T: DeserializeOwned, N: HeaderName> Extractor for Header<T, N> {}
-impl Extractor for Meta {}
-impl<T: Send + Sync + 'static> Extractor for State<T> {}
-impl Extractor for Ack {}
-impl Extractor for Batch {}
+    /// Checks once, when the app starts (see [`FromMessageParts::check`]).
+    fn check(cx: &CheckContext<'_>) -> Result<(), ExtractError> {
+        let _ = cx;
+        Ok(())
+    }
+}
 
-/// A batch subscriber's records, with their metadata (see [`crate::batch`]). Taking it in a
-/// subscriber that is not a batch subscriber is an error for every message.
-impl FromMessage for Batch {
-    fn from_message(message: &Message, _cx: &MessageContext<'_>) -> Result<Self, ExtractError> {
-        message.batch.clone().ok_or_else(|| {
-            ExtractError::Other("`Batch` is only available to batch subscribers".into())
-        })
+/// The markers that keep [`FromMessage`]'s impls apart.
+pub mod via {
+    /// The payload, or a custom body extractor.
+    #[derive(Debug)]
+    pub struct Body;
+    /// A [`FromMessageParts`](super::FromMessageParts) type.
+    #[derive(Debug)]
+    pub struct Parts;
+}
+
+impl<T: FromMessageParts> FromMessage<via::Parts> for T {
+    fn from_message(message: &Message, cx: &MessageContext<'_>) -> Extraction<Self> {
+        T::from_message_parts(message, cx)
+    }
+
+    fn check(cx: &CheckContext<'_>) -> Result<(), ExtractError> {
+        T::check(cx)
+    }
+}
+
+/// The payload: every deserializable type.
+impl<T: DeserializeOwned + Send + 'static> FromMessage for T {
+    fn from_message(message: &Message, _cx: &MessageContext<'_>) -> Extraction<Self> {
+        codec::decode_message(message)
+            .map_err(ExtractError::Payload)
+            .into()
+    }
+}
+
+/// A batch subscriber's records, with their metadata (see [`crate::batch`]). A subscriber
+/// that is not a batch subscriber fails to start with this parameter.
+impl FromMessageParts for Batch {
+    fn from_message_parts(message: &Message, _cx: &MessageContext<'_>) -> Extraction<Self> {
+        message
+            .batch
+            .clone()
+            .ok_or_else(|| {
+                ExtractError::Other("`Batch` is only available to batch subscribers".into())
+            })
+            .into()
+    }
+
+    fn check(cx: &CheckContext<'_>) -> Result<(), ExtractError> {
+        if cx.batch() {
+            return Ok(());
+        }
+        Err(ExtractError::unavailable::<Self>(
+            "needs a batch subscriber",
+            "make it one with `.batch(max_records, timeout)` (or `batch = ...` in #[subscriber]), or take the payload instead",
+        ))
     }
 }
 
 /// A pattern subscriber's topic parameters (see [`Path`]).
-impl<T: DeserializeOwned> FromMessage for Path<T> {
-    fn from_message(message: &Message, cx: &MessageContext<'_>) -> Result<Self, ExtractError> {
+impl<T: DeserializeOwned + Send + 'static> FromMessageParts for Path<T> {
+    fn from_message_parts(message: &Message, cx: &MessageContext<'_>) -> Extraction<Self> {
         let Some(pattern) = cx.pattern() else {
-            return Err(ExtractError::Other(
+            return Extraction::failed(ExtractError::Other(
                 "a `Path` parameter needs a pattern subscriber (`SubscriberConfig::pattern`)"
                     .into(),
             ));
         };
         let Some(captures) = pattern.captures(&message.topic) else {
-            return Err(ExtractError::Other(format!(
+            return Extraction::failed(ExtractError::Other(format!(
                 "topic `{}` does not match the pattern `{}`",
                 message.topic,
                 pattern.template()
@@ -231,38 +563,39 @@ impl<T: DeserializeOwned> FromMessage for Path<T> {
             .collect();
         let single = (captures.len() == 1).then(|| captures[0].1);
         match serde_json::from_value(serde_json::Value::Object(object)) {
-            Ok(value) => Ok(Path(value)),
+            Ok(value) => Extraction::ready(Path(value)),
             Err(err) => match single.map(|v| serde_json::from_value(v.into())) {
-                Some(Ok(value)) => Ok(Path(value)),
-                _ => Err(ExtractError::Other(format!(
+                Some(Ok(value)) => Extraction::ready(Path(value)),
+                _ => Extraction::failed(ExtractError::Other(format!(
                     "path parameters of `{}` do not fit: {err}",
                     message.topic
                 ))),
             },
         }
     }
-}
 
-impl<T: DeserializeOwned> Extractor for Path<T> {}
-
-/// The payload: every deserializable type.
-impl<T: DeserializeOwned> FromMessage for T {
-    fn from_message(message: &Message, _cx: &MessageContext<'_>) -> Result<Self, ExtractError> {
-        codec::decode_message(message).map_err(ExtractError::Payload)
+    fn check(cx: &CheckContext<'_>) -> Result<(), ExtractError> {
+        if cx.pattern().is_some() {
+            return Ok(());
+        }
+        Err(ExtractError::unavailable::<Self>(
+            "needs a pattern subscriber",
+            "subscribe with a pattern such as `.pattern(\"orders.{region}\")` (or `#[subscriber(\"orders.{region}\")]`), or remove the parameter",
+        ))
     }
 }
 
 /// The raw message, cloned (payload and key are reference-counted, so this is cheap).
-impl FromMessage for Message {
-    fn from_message(message: &Message, _cx: &MessageContext<'_>) -> Result<Self, ExtractError> {
-        Ok(message.clone())
+impl FromMessageParts for Message {
+    fn from_message_parts(message: &Message, _cx: &MessageContext<'_>) -> Extraction<Self> {
+        Extraction::ready(message.clone())
     }
 }
 
 /// All headers.
-impl FromMessage for Headers {
-    fn from_message(message: &Message, _cx: &MessageContext<'_>) -> Result<Self, ExtractError> {
-        Ok(message.headers.clone())
+impl FromMessageParts for Headers {
+    fn from_message_parts(message: &Message, _cx: &MessageContext<'_>) -> Extraction<Self> {
+        Extraction::ready(message.headers.clone())
     }
 }
 
@@ -271,20 +604,21 @@ impl FromMessage for Headers {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Key<T = Bytes>(pub T);
 
-impl<T: DeserializeOwned> FromMessage for Key<T> {
-    fn from_message(message: &Message, _cx: &MessageContext<'_>) -> Result<Self, ExtractError> {
+impl<T: DeserializeOwned + Send + 'static> FromMessageParts for Key<T> {
+    fn from_message_parts(message: &Message, _cx: &MessageContext<'_>) -> Extraction<Self> {
         match message.key.as_deref() {
             Some(raw) => codec::decode(raw, None),
             None => codec::decode_absent(),
         }
         .map(Key)
         .map_err(ExtractError::Key)
+        .into()
     }
 }
 
 /// Names the header a [`Header`] extractor reads. `#[subscriber]` writes these for
 /// `#[header("name")]` parameters; without the macro, implement it on a marker type.
-pub trait HeaderName {
+pub trait HeaderName: Send + 'static {
     /// The header's name.
     const NAME: &'static str;
 }
@@ -301,8 +635,8 @@ pub trait HeaderName {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header<T, N>(pub T, pub PhantomData<N>);
 
-impl<T: DeserializeOwned, N: HeaderName> FromMessage for Header<T, N> {
-    fn from_message(message: &Message, _cx: &MessageContext<'_>) -> Result<Self, ExtractError> {
+impl<T: DeserializeOwned + Send + 'static, N: HeaderName> FromMessageParts for Header<T, N> {
+    fn from_message_parts(message: &Message, _cx: &MessageContext<'_>) -> Extraction<Self> {
         let name = N::NAME;
         match message.headers.get(name) {
             Some(raw) => codec::decode(raw, None)
@@ -312,6 +646,7 @@ impl<T: DeserializeOwned, N: HeaderName> FromMessage for Header<T, N> {
                 .map(|v| Header(v, PhantomData))
                 .map_err(|_| ExtractError::MissingHeader(name)),
         }
+        .into()
     }
 }
 
@@ -330,9 +665,9 @@ pub struct Meta {
     pub correlation_id: Option<String>,
 }
 
-impl FromMessage for Meta {
-    fn from_message(message: &Message, _cx: &MessageContext<'_>) -> Result<Self, ExtractError> {
-        Ok(Meta {
+impl FromMessageParts for Meta {
+    fn from_message_parts(message: &Message, _cx: &MessageContext<'_>) -> Extraction<Self> {
+        Extraction::ready(Meta {
             topic: Arc::clone(&message.topic),
             partition: message.partition,
             offset: message.offset,
@@ -359,19 +694,47 @@ impl<T> std::ops::Deref for State<T> {
     }
 }
 
-impl<T: Send + Sync + 'static> FromMessage for State<T> {
-    fn from_message(_message: &Message, cx: &MessageContext<'_>) -> Result<Self, ExtractError> {
+impl<T: Send + Sync + 'static> FromMessageParts for State<T> {
+    fn from_message_parts(_message: &Message, cx: &MessageContext<'_>) -> Extraction<Self> {
         cx.state
             .get::<T>()
             .map(State)
             .ok_or(ExtractError::MissingState(std::any::type_name::<T>()))
+            .into()
     }
 
-    fn check(state: &AppState) -> Result<(), ExtractError> {
-        match state.get::<T>() {
+    fn check(cx: &CheckContext<'_>) -> Result<(), ExtractError> {
+        match cx.state().get::<T>() {
             Some(_) => Ok(()),
             None => Err(ExtractError::MissingState(std::any::type_name::<T>())),
         }
+    }
+}
+
+/// A typed value a layer attached to this message (`message.extensions.insert(value)` in a
+/// tower layer's `call`), cloned out of it. A message without one fails with
+/// [`ExtractError::MissingExtension`].
+///
+/// ```
+/// use faststream_core::extract::Extension;
+/// #[derive(Clone)]
+/// struct Tenant(String);
+/// async fn handler(Extension(tenant): Extension<Tenant>, body: String) {
+///     let _ = (tenant.0, body);
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Extension<T>(pub T);
+
+impl<T: Clone + Send + Sync + 'static> FromMessageParts for Extension<T> {
+    fn from_message_parts(message: &Message, _cx: &MessageContext<'_>) -> Extraction<Self> {
+        message
+            .extensions
+            .get::<T>()
+            .cloned()
+            .map(Extension)
+            .ok_or(ExtractError::MissingExtension(std::any::type_name::<T>()))
+            .into()
     }
 }
 
@@ -433,28 +796,39 @@ impl Ack {
     }
 }
 
-impl FromMessage for Ack {
-    fn from_message(_message: &Message, cx: &MessageContext<'_>) -> Result<Self, ExtractError> {
+impl FromMessageParts for Ack {
+    fn from_message_parts(_message: &Message, cx: &MessageContext<'_>) -> Extraction<Self> {
         cx.ack
             .map(|slot| Ack(Arc::clone(slot)))
             .ok_or(ExtractError::AckNotManual)
+            .into()
+    }
+
+    fn check(cx: &CheckContext<'_>) -> Result<(), ExtractError> {
+        if cx.manual_ack() {
+            return Ok(());
+        }
+        Err(ExtractError::unavailable::<Self>(
+            "needs a subscriber that acknowledges by hand",
+            "set `.ack_policy(AckPolicy::Manual)` on the subscriber (or `ack_policy = \"manual\"` in #[subscriber]), or remove the parameter",
+        ))
     }
 }
 
 /// Support for `#[subscriber]`'s expansion: telling extractors from payload by trait, on each
 /// parameter's concrete type. Not a public API.
 ///
-/// Generated code cannot ask "is `T` an [`Extractor`]?" in a generic function (there is no
+/// Generated code cannot ask "is `T` a [`FromMessageParts`]?" in a generic function (there is no
 /// specialization), but it can in code where `T` is a concrete type: each probe trait below is
 /// implemented on [`Probe<T>`](param_probe::Probe) behind a different number of `&`, and the expansion calls its
 /// methods as `(&&&&probe).method()`. Method lookup tries the most-referenced receiver first
 /// and takes the first impl whose bounds hold (autoref specialization, as in
 /// [`crate::reply::schema_probe`]). The levels of [`Slot`](param_probe::Slot) are:
 ///
-/// 1. `&&&Probe<T>` with `T: Extractor`: taken from the message ([`IsExtractor`](param_probe::IsExtractor));
+/// 1. `&&&Probe<T>` with `T: FromMessageParts`: taken from the message ([`IsExtractor`](param_probe::IsExtractor));
 /// 2. `&&Probe<T>` with `T: DeserializeOwned`: payload ([`IsPayload`](param_probe::IsPayload));
-/// 3. `&Probe<T>` with `T: FromMessage`: a custom extractor without the [`Extractor`] marker
-///    (its own `FromMessage` impl means it is not `Deserialize`), taken from the message;
+/// 3. `&Probe<T>` with `T: FromMessage`: a custom body extractor (its own `FromMessage` impl
+///    means it is not `Deserialize`), taken from the message;
 /// 4. `Probe<T>`: not a parameter type at all ([`IsInvalid`](param_probe::IsInvalid)). The expansion reports that with
 ///    the [`FromMessage`] diagnostic; this level only keeps it the one error.
 ///
@@ -469,7 +843,9 @@ impl FromMessage for Ack {
 /// ```
 #[doc(hidden)]
 pub mod param_probe {
-    use super::{AppState, ExtractError, Extractor, FromMessage, MessageContext};
+    use super::{
+        CheckContext, ExtractError, Extraction, FromMessage, FromMessageParts, MessageContext,
+    };
     pub use crate::handler::reply::schema_probe::Probe;
     use crate::handler::schema::SchemaFn;
     use crate::message::codec::{self, DecodeError};
@@ -540,15 +916,16 @@ pub mod param_probe {
         fn kind(&self) -> Self::Kind;
         /// Whether the parameter is payload.
         fn is_payload(&self) -> bool;
-        /// At start: what the parameter needs from the app ([`FromMessage::check`]).
-        fn check(&self, state: &AppState) -> Result<(), ExtractError>;
+        /// At start: what the parameter needs from the app and the subscriber
+        /// ([`FromMessageParts::check`]).
+        fn check(&self, cx: &CheckContext<'_>) -> Result<(), ExtractError>;
         /// Takes the parameter when the payload is not split into fields (at most one payload
         /// parameter, which then takes the whole payload): through `FromMessage`.
         fn extract_whole(
             &self,
             message: &Message,
             cx: &MessageContext<'_>,
-        ) -> Result<Self::Value, ExtractError>;
+        ) -> Extraction<Self::Value>;
         /// Reads the value of the JSON field named like the parameter. By default (anything
         /// but payload) the field is skipped.
         fn read_field<'de, A: MapAccess<'de>>(
@@ -578,12 +955,12 @@ pub mod param_probe {
             name: &'static str,
             message: &Message,
             cx: &MessageContext<'_>,
-        ) -> Result<Self::Value, ExtractError>;
+        ) -> Extraction<Self::Value>;
     }
 
     macro_rules! extractor_slot {
-        ($bound:ident, $receiver:ty) => {
-            impl<T: $bound> Slot for $receiver {
+        ($receiver:ty, $($bound:tt)*) => {
+            impl<T: $($bound)*> Slot for $receiver {
                 type Value = T;
                 type Kind = IsExtractor;
                 fn kind(&self) -> IsExtractor {
@@ -592,15 +969,11 @@ pub mod param_probe {
                 fn is_payload(&self) -> bool {
                     false
                 }
-                fn check(&self, state: &AppState) -> Result<(), ExtractError> {
-                    T::check(state)
+                fn check(&self, cx: &CheckContext<'_>) -> Result<(), ExtractError> {
+                    <T as $($bound)*>::check(cx)
                 }
-                fn extract_whole(
-                    &self,
-                    message: &Message,
-                    cx: &MessageContext<'_>,
-                ) -> Result<T, ExtractError> {
-                    T::from_message(message, cx)
+                fn extract_whole(&self, message: &Message, cx: &MessageContext<'_>) -> Extraction<T> {
+                    <T as $($bound)*>::from_message(message, cx)
                 }
                 fn extract_field(
                     &self,
@@ -608,17 +981,17 @@ pub mod param_probe {
                     _name: &'static str,
                     message: &Message,
                     cx: &MessageContext<'_>,
-                ) -> Result<T, ExtractError> {
-                    T::from_message(message, cx)
+                ) -> Extraction<T> {
+                    <T as $($bound)*>::from_message(message, cx)
                 }
             }
         };
     }
 
-    extractor_slot!(Extractor, &&&Probe<T>);
-    extractor_slot!(FromMessage, &Probe<T>);
+    extractor_slot!(&&&Probe<T>, FromMessage<super::via::Parts>);
+    extractor_slot!(&Probe<T>, FromMessage<super::via::Body>);
 
-    impl<T: DeserializeOwned> Slot for &&Probe<T> {
+    impl<T: DeserializeOwned + Send + 'static> Slot for &&Probe<T> {
         type Value = T;
         type Kind = IsPayload;
         fn kind(&self) -> IsPayload {
@@ -627,15 +1000,11 @@ pub mod param_probe {
         fn is_payload(&self) -> bool {
             true
         }
-        fn check(&self, _state: &AppState) -> Result<(), ExtractError> {
+        fn check(&self, _cx: &CheckContext<'_>) -> Result<(), ExtractError> {
             Ok(())
         }
-        fn extract_whole(
-            &self,
-            message: &Message,
-            cx: &MessageContext<'_>,
-        ) -> Result<T, ExtractError> {
-            T::from_message(message, cx)
+        fn extract_whole(&self, message: &Message, cx: &MessageContext<'_>) -> Extraction<T> {
+            <T as FromMessage>::from_message(message, cx)
         }
         fn read_field<'de, A: MapAccess<'de>>(
             &self,
@@ -665,7 +1034,7 @@ pub mod param_probe {
             name: &'static str,
             _message: &Message,
             _cx: &MessageContext<'_>,
-        ) -> Result<T, ExtractError> {
+        ) -> Extraction<T> {
             // `finish_field` filled every payload slot (or failed); kept an error, not a panic.
             slot.ok_or_else(|| {
                 ExtractError::Payload(DecodeError {
@@ -673,6 +1042,7 @@ pub mod param_probe {
                     message: format!("missing field `{name}`"),
                 })
             })
+            .into()
         }
     }
 
@@ -685,15 +1055,11 @@ pub mod param_probe {
         fn is_payload(&self) -> bool {
             false
         }
-        fn check(&self, _state: &AppState) -> Result<(), ExtractError> {
+        fn check(&self, _cx: &CheckContext<'_>) -> Result<(), ExtractError> {
             Ok(())
         }
-        fn extract_whole(
-            &self,
-            _message: &Message,
-            _cx: &MessageContext<'_>,
-        ) -> Result<T, ExtractError> {
-            Err(invalid::<T>())
+        fn extract_whole(&self, _message: &Message, _cx: &MessageContext<'_>) -> Extraction<T> {
+            Extraction::failed(invalid::<T>())
         }
         fn extract_field(
             &self,
@@ -701,8 +1067,8 @@ pub mod param_probe {
             _name: &'static str,
             _message: &Message,
             _cx: &MessageContext<'_>,
-        ) -> Result<T, ExtractError> {
-            Err(invalid::<T>())
+        ) -> Extraction<T> {
+            Extraction::failed(invalid::<T>())
         }
     }
 
@@ -721,7 +1087,7 @@ pub mod param_probe {
         fn payload_schema(&self) -> Option<SchemaFn>;
     }
 
-    impl<T: Extractor> SlotSchema for &&&Probe<T> {
+    impl<T: FromMessageParts> SlotSchema for &&&Probe<T> {
         fn payload_schema(&self) -> Option<SchemaFn> {
             None
         }
@@ -916,11 +1282,12 @@ pub mod param_probe {
     #[derive(Debug)]
     pub struct Payload<T>(pub T);
 
-    impl<T: DeserializeOwned> FromMessage for Payload<T> {
-        fn from_message(message: &Message, _cx: &MessageContext<'_>) -> Result<Self, ExtractError> {
+    impl<T: DeserializeOwned + Send + 'static> FromMessage for Payload<T> {
+        fn from_message(message: &Message, _cx: &MessageContext<'_>) -> Extraction<Self> {
             codec::decode_message(message)
                 .map(Payload)
                 .map_err(ExtractError::Payload)
+                .into()
         }
     }
 }
@@ -933,6 +1300,16 @@ mod tests {
         MessageContext::new(state, None)
     }
 
+    /// Runs a parts extractor that finishes at once.
+    fn parts<T: FromMessageParts>(
+        msg: &Message,
+        cx: &MessageContext<'_>,
+    ) -> Result<T, ExtractError> {
+        let extraction = T::from_message_parts(msg, cx);
+        assert!(extraction.is_ready());
+        extraction.into_ready()
+    }
+
     struct Trace;
     impl HeaderName for Trace {
         const NAME: &'static str = "trace";
@@ -943,24 +1320,22 @@ mod tests {
         let state = AppState::default();
         let mut msg = Message::new("t", "{}");
         assert!(matches!(
-            Header::<String, Trace>::from_message(&msg, &cx(&state)),
+            parts::<Header<String, Trace>>(&msg, &cx(&state)),
             Err(ExtractError::MissingHeader("trace"))
         ));
         assert_eq!(
-            Header::<Option<String>, Trace>::from_message(&msg, &cx(&state))
+            parts::<Header<Option<String>, Trace>>(&msg, &cx(&state))
                 .unwrap()
                 .0,
             None
         );
         msg.headers.insert("trace", "abc");
         assert_eq!(
-            Header::<String, Trace>::from_message(&msg, &cx(&state))
-                .unwrap()
-                .0,
+            parts::<Header<String, Trace>>(&msg, &cx(&state)).unwrap().0,
             "abc"
         );
         assert!(matches!(
-            Header::<i64, Trace>::from_message(&msg, &cx(&state)),
+            parts::<Header<i64, Trace>>(&msg, &cx(&state)),
             Err(ExtractError::BadHeader { name: "trace", .. })
         ));
     }
@@ -972,21 +1347,16 @@ mod tests {
         let mut msg = Message::new("t", "x");
         msg.key = Some(Bytes::from_static(b"k1"));
         msg.offset = 9;
-        assert_eq!(
-            Key::<String>::from_message(&msg, &cx(&state)).unwrap().0,
-            "k1"
-        );
-        assert_eq!(Meta::from_message(&msg, &cx(&state)).unwrap().offset, 9);
-        assert_eq!(*State::<u32>::from_message(&msg, &cx(&state)).unwrap(), 41);
+        assert_eq!(parts::<Key<String>>(&msg, &cx(&state)).unwrap().0, "k1");
+        assert_eq!(parts::<Meta>(&msg, &cx(&state)).unwrap().offset, 9);
+        assert_eq!(*parts::<State<u32>>(&msg, &cx(&state)).unwrap(), 41);
         assert!(matches!(
-            State::<u64>::from_message(&msg, &cx(&state)),
+            parts::<State<u64>>(&msg, &cx(&state)),
             Err(ExtractError::MissingState(_))
         ));
         msg.key = None;
         assert_eq!(
-            Key::<Option<String>>::from_message(&msg, &cx(&state))
-                .unwrap()
-                .0,
+            parts::<Key<Option<String>>>(&msg, &cx(&state)).unwrap().0,
             None
         );
     }
@@ -996,11 +1366,11 @@ mod tests {
         let state = AppState::default();
         let msg = Message::new("t", "x");
         assert!(matches!(
-            Ack::from_message(&msg, &cx(&state)),
+            parts::<Ack>(&msg, &cx(&state)),
             Err(ExtractError::AckNotManual)
         ));
         let slot = Arc::new(AckSlot::default());
-        let ack = Ack::from_message(&msg, &MessageContext::new(&state, Some(&slot))).unwrap();
+        let ack = parts::<Ack>(&msg, &MessageContext::new(&state, Some(&slot))).unwrap();
         ack.nack();
         assert_eq!(slot.decision(), AckDecision::Nack);
     }
@@ -1023,11 +1393,11 @@ mod tests {
         #[allow(dead_code)]
         struct Opaque;
 
-        /// A custom extractor without the `Extractor` marker.
+        /// A custom body extractor.
         struct Custom;
         impl FromMessage for Custom {
-            fn from_message(_: &Message, _: &MessageContext<'_>) -> Result<Self, ExtractError> {
-                Ok(Custom)
+            fn from_message(_: &Message, _: &MessageContext<'_>) -> Extraction<Self> {
+                Extraction::ready(Custom)
             }
         }
 

@@ -39,7 +39,7 @@
 //! # }
 //! ```
 
-use crate::handler::extract::{AppState, ExtractError, MessageContext};
+use crate::handler::extract::{CheckContext, ExtractError, MessageContext};
 use crate::handler::reply::Reply;
 use crate::handler::schema::SchemaFn;
 use crate::handler::Handler;
@@ -289,7 +289,7 @@ pub trait Branches<M>: Clone + Send + Sync + 'static {
     ) -> Option<Result<Self::Future, ExtractError>>;
 
     /// Checks every branch's handler against the app ([`Handler::check`]).
-    fn check(state: &AppState) -> Result<(), ExtractError>;
+    fn check(cx: &CheckContext<'_>) -> Result<(), ExtractError>;
 
     /// How many branches.
     fn len(&self) -> usize;
@@ -318,7 +318,7 @@ impl Branches<()> for NoBranch {
         None
     }
 
-    fn check(_state: &AppState) -> Result<(), ExtractError> {
+    fn check(_cx: &CheckContext<'_>) -> Result<(), ExtractError> {
         Ok(())
     }
 
@@ -380,9 +380,9 @@ where
         None
     }
 
-    fn check(state: &AppState) -> Result<(), ExtractError> {
-        Prev::check(state)?;
-        H::check(state)
+    fn check(cx: &CheckContext<'_>) -> Result<(), ExtractError> {
+        Prev::check(cx)?;
+        H::check(cx)
     }
 
     fn len(&self) -> usize {
@@ -408,7 +408,7 @@ pub trait Fallback<M>: Clone + Send + Sync + 'static {
     ) -> Option<Result<Self::Future, ExtractError>>;
 
     /// Checks the default handler against the app.
-    fn check(state: &AppState) -> Result<(), ExtractError>;
+    fn check(cx: &CheckContext<'_>) -> Result<(), ExtractError>;
 
     /// The default handler's documented payload schema.
     fn schema(&self) -> Option<SchemaFn>;
@@ -429,7 +429,7 @@ impl Fallback<()> for NoDefault {
         None
     }
 
-    fn check(_state: &AppState) -> Result<(), ExtractError> {
+    fn check(_cx: &CheckContext<'_>) -> Result<(), ExtractError> {
         Ok(())
     }
 
@@ -472,8 +472,8 @@ impl<H: Handler<T>, T: Send + 'static> Fallback<T> for Otherwise<H, T> {
         Some(self.handler.call(message, cx))
     }
 
-    fn check(state: &AppState) -> Result<(), ExtractError> {
-        H::check(state)
+    fn check(cx: &CheckContext<'_>) -> Result<(), ExtractError> {
+        H::check(cx)
     }
 
     fn schema(&self) -> Option<SchemaFn> {
@@ -581,9 +581,9 @@ where
         }
     }
 
-    fn check(state: &AppState) -> Result<(), ExtractError> {
-        B::check(state)?;
-        D::check(state)
+    fn check(cx: &CheckContext<'_>) -> Result<(), ExtractError> {
+        B::check(cx)?;
+        D::check(cx)
     }
 
     fn payload_schemas(&self) -> Vec<SchemaFn> {
@@ -597,7 +597,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handler::extract::{Key, State};
+    use crate::handler::extract::{AppState, Key, State};
 
     async fn run<T>(handler: &impl Handler<T>, message: &Message) -> Result<String, ExtractError> {
         let mut state = AppState::default();
@@ -659,7 +659,7 @@ mod tests {
         let state = AppState::default();
         // `State<i64>` in a branch is checked at start like any handler's parameters.
         fn check_of<T, H: Handler<T>>(_: &H, state: &AppState) -> Result<(), ExtractError> {
-            H::check(state)
+            H::check(&CheckContext::new(state))
         }
         assert!(matches!(
             check_of(&with_default, &state),

@@ -11,5 +11,6 @@ pub mod pattern;
 pub mod reply;
 pub mod schema;
 pub mod service;
+mod teardown;
 
 pub use async_fn::Handler;

@@ -5,13 +5,17 @@ use super::async_fn::Handler;
 use super::extract::{AckDecision, AckSlot, AppState, MessageContext};
 use super::pattern::TopicPattern;
 use super::reply::Reply;
+use super::teardown::{Outcome, Teardown};
 use crate::error::{BoxError, Nacked, Rejected};
 use crate::message::Message;
+use futures::future::BoxFuture;
+use std::cell::OnceCell;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use tokio_util::task::TaskTracker;
 use tower::util::BoxCloneService;
 use tower::Service;
 
@@ -36,15 +40,16 @@ where
 /// The handler pipeline with its type erased: what user layers wrap.
 pub type BoxMessageService = BoxCloneService<Message, Reply, BoxError>;
 
-/// Runs a [`Handler`] on each message: extraction, then the call. A handler's `Err` (a
-/// [`Reply::Failed`]) and an extraction error become the service's error; with a manual
-/// ack policy a nack or reject through the `Ack` extractor becomes [`Nacked`] or
-/// [`Rejected`].
+/// Runs a [`Handler`] on each message: extraction, then the call, then the [`Teardown`]
+/// steps its dependencies registered. A handler's `Err` (a [`Reply::Failed`]) and an
+/// extraction error become the service's error; with a manual ack policy a nack or reject
+/// through the `Ack` extractor becomes [`Nacked`] or [`Rejected`].
 pub struct HandlerService<H, T> {
     handler: H,
     state: Arc<AppState>,
     manual_ack: bool,
     pattern: Option<Arc<TopicPattern>>,
+    tracker: Option<TaskTracker>,
     _marker: PhantomData<fn() -> T>,
 }
 
@@ -55,6 +60,7 @@ impl<H: Clone, T> Clone for HandlerService<H, T> {
             state: Arc::clone(&self.state),
             manual_ack: self.manual_ack,
             pattern: self.pattern.clone(),
+            tracker: self.tracker.clone(),
             _marker: PhantomData,
         }
     }
@@ -76,6 +82,7 @@ impl<H, T> HandlerService<H, T> {
             state,
             manual_ack,
             pattern: None,
+            tracker: None,
             _marker: PhantomData,
         }
     }
@@ -84,6 +91,13 @@ impl<H, T> HandlerService<H, T> {
     /// `pattern`.
     pub fn with_pattern(mut self, pattern: Option<Arc<TopicPattern>>) -> Self {
         self.pattern = pattern;
+        self
+    }
+
+    /// Where the teardown steps of a call that was dropped before it finished run (the app's
+    /// tracker, which shutdown waits for). Without one they are spawned untracked.
+    pub fn with_tracker(mut self, tracker: TaskTracker) -> Self {
+        self.tracker = Some(tracker);
         self
     }
 }
@@ -102,42 +116,99 @@ where
 
     fn call(&mut self, message: Message) -> Self::Future {
         let slot = self.manual_ack.then(|| Arc::new(AckSlot::default()));
-        let cx =
-            MessageContext::new(&self.state, slot.as_ref()).with_pattern(self.pattern.as_deref());
-        match self.handler.call(&message, &cx) {
-            Ok(call) => HandlerFuture {
-                state: FutureState::Running { call, slot },
+        let teardown = OnceCell::new();
+        let cx = MessageContext::new(&self.state, slot.as_ref())
+            .with_pattern(self.pattern.as_deref())
+            .with_teardown(&teardown);
+        let call = self.handler.call(&message, &cx);
+        let teardown = teardown.into_inner();
+        let state = match call {
+            Ok(call) => FutureState::Running {
+                call,
+                slot,
+                teardown,
             },
-            Err(err) => HandlerFuture {
-                state: FutureState::Failed {
-                    error: Some(Box::new(err)),
-                },
-            },
+            Err(err) => {
+                let error: BoxError = Box::new(err);
+                match teardown {
+                    Some(teardown) => FutureState::Cleaning {
+                        cleanup: Some(teardown.run(Outcome::Failed)),
+                        result: Some(Err(error)),
+                    },
+                    None => FutureState::Done {
+                        result: Some(Err(error)),
+                    },
+                }
+            }
+        };
+        HandlerFuture {
+            state,
+            tracker: self.tracker.clone(),
         }
     }
 }
 
 pin_project_lite::pin_project! {
     /// The future of [`HandlerService`].
-    #[derive(Debug)]
     pub struct HandlerFuture<F> {
         #[pin]
         state: FutureState<F>,
+        tracker: Option<TaskTracker>,
+    }
+
+    impl<F> PinnedDrop for HandlerFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            // Dropped before its teardown ran (timeout, revoke, shutdown, panic): the steps
+            // still run, on the app's tracker.
+            let this = this.project();
+            let cleanup = match this.state.project() {
+                StateProj::Running { teardown, .. } => {
+                    teardown.take().map(|t| t.run(Outcome::Cancelled))
+                }
+                StateProj::Cleaning { cleanup, .. } => cleanup.take(),
+                StateProj::Done { .. } => None,
+            };
+            if let Some(cleanup) = cleanup {
+                spawn_cleanup(cleanup, this.tracker.as_ref());
+            }
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for HandlerFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandlerFuture").finish_non_exhaustive()
     }
 }
 
 pin_project_lite::pin_project! {
     #[project = StateProj]
-    #[derive(Debug)]
     enum FutureState<F> {
         Running {
             #[pin]
             call: F,
             slot: Option<Arc<AckSlot>>,
+            teardown: Option<Teardown>,
         },
-        Failed {
-            error: Option<BoxError>,
+        Cleaning {
+            cleanup: Option<BoxFuture<'static, ()>>,
+            result: Option<Result<Reply, BoxError>>,
         },
+        Done {
+            result: Option<Result<Reply, BoxError>>,
+        },
+    }
+}
+
+/// Runs the teardown of a call that did not finish, on `tracker` when there is one.
+fn spawn_cleanup(cleanup: BoxFuture<'static, ()>, tracker: Option<&TaskTracker>) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        tracing::warn!("a handler's teardown steps were dropped: no tokio runtime to run them");
+        return;
+    };
+    match tracker {
+        Some(tracker) => drop(runtime.spawn(tracker.track_future(cleanup))),
+        None => drop(runtime.spawn(cleanup)),
     }
 }
 
@@ -145,21 +216,53 @@ impl<F: Future<Output = Reply>> Future for HandlerFuture<F> {
     type Output = Result<Reply, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Failed { error } => Poll::Ready(Err(error
-                .take()
-                .unwrap_or_else(|| "handler future polled after completion".into()))),
-            StateProj::Running { call, slot } => {
-                let reply = std::task::ready!(call.poll(cx));
-                let decision = slot
-                    .as_ref()
-                    .map_or(AckDecision::Undecided, |s| s.decision());
-                Poll::Ready(match (decision, reply) {
-                    (AckDecision::Nack, _) => Err(Box::new(Nacked)),
-                    (AckDecision::Reject, _) => Err(Box::new(Rejected)),
-                    (_, Reply::Failed(err)) => Err(err),
-                    (_, reply) => Ok(reply),
-                })
+        let mut state = self.project().state;
+        loop {
+            match state.as_mut().project() {
+                StateProj::Done { result } => {
+                    return Poll::Ready(
+                        result.take().unwrap_or_else(|| {
+                            Err("handler future polled after completion".into())
+                        }),
+                    );
+                }
+                StateProj::Cleaning { cleanup, result } => {
+                    if let Some(running) = cleanup.as_mut() {
+                        std::task::ready!(running.as_mut().poll(cx));
+                        *cleanup = None;
+                    }
+                    let result = result.take();
+                    state.set(FutureState::Done { result });
+                }
+                StateProj::Running {
+                    call,
+                    slot,
+                    teardown,
+                } => {
+                    let reply = std::task::ready!(call.poll(cx));
+                    let decision = slot
+                        .as_ref()
+                        .map_or(AckDecision::Undecided, |s| s.decision());
+                    let result = match (decision, reply) {
+                        (AckDecision::Nack, _) => Err(Box::new(Nacked) as BoxError),
+                        (AckDecision::Reject, _) => Err(Box::new(Rejected) as BoxError),
+                        (_, Reply::Failed(err)) => Err(err),
+                        (_, reply) => Ok(reply),
+                    };
+                    match teardown.take() {
+                        None => return Poll::Ready(result),
+                        Some(teardown) => {
+                            let outcome = match result {
+                                Ok(_) => Outcome::Succeeded,
+                                Err(_) => Outcome::Failed,
+                            };
+                            state.set(FutureState::Cleaning {
+                                cleanup: Some(teardown.run(outcome)),
+                                result: Some(result),
+                            });
+                        }
+                    }
+                }
             }
         }
     }

@@ -3,6 +3,7 @@
 
 use super::headers::{Headers, CORRELATION_ID, REPLY_TO};
 use bytes::Bytes;
+pub use http::Extensions;
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -35,7 +36,7 @@ impl std::fmt::Display for TopicPartition {
 ///
 /// Handlers usually take typed pieces of it through extractors; taking `Message` itself gives
 /// the raw record.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Message {
     /// Topic the record was read from (shared by all records of a partition).
     pub topic: Arc<str>,
@@ -54,7 +55,27 @@ pub struct Message {
     /// Set only on a batch subscriber's delivery: the records the batch is made of (the
     /// message's own payload, key and headers are then empty; see [`Message::batch_of`]).
     pub batch: Option<Batch>,
+    /// Typed values a layer attached for the handler to take with
+    /// [`Extension<T>`](crate::extract::Extension) (empty, and unallocated, until one does).
+    pub extensions: Extensions,
 }
+
+/// Two messages are equal when their records are: the extensions layers attached are not
+/// part of the record (and hold values that need not be comparable).
+impl PartialEq for Message {
+    fn eq(&self, other: &Self) -> bool {
+        self.topic == other.topic
+            && self.partition == other.partition
+            && self.offset == other.offset
+            && self.timestamp == other.timestamp
+            && self.key == other.key
+            && self.payload == other.payload
+            && self.headers == other.headers
+            && self.batch == other.batch
+    }
+}
+
+impl Eq for Message {}
 
 impl Message {
     /// A record on `topic` with `payload`, at partition 0 offset 0: handy in tests.
@@ -68,6 +89,7 @@ impl Message {
             payload: payload.into(),
             headers: Headers::new(),
             batch: None,
+            extensions: Extensions::new(),
         }
     }
 
@@ -186,6 +208,7 @@ impl Message {
             payload: bytes::Bytes::new(),
             headers: Headers::new(),
             batch: Some(Batch(records.into())),
+            extensions: Extensions::new(),
         })
     }
 

@@ -7,7 +7,7 @@ mod envelope;
 mod headers;
 pub mod record;
 
-pub use envelope::{Batch, Message, Position, TopicPartition};
+pub use envelope::{Batch, Extensions, Message, Position, TopicPartition};
 pub use headers::{
     write_correlation_id, Headers, CONTENT_TYPE, CORRELATION_ID, CORRELATION_ID_LEN, REPLY_TO,
 };

@@ -11,7 +11,7 @@
 use crate::broker::{BufferBudget, OffsetStore, PartitionWorkers, Publish, Record};
 use crate::config::subscriber::{HandlerLayer, SubscriberConfig};
 use crate::error::{BatchFailed, BoxError, Error, Nacked, PublishError};
-use crate::handler::extract::AppState;
+use crate::handler::extract::{AppState, CheckContext};
 use crate::handler::reply::{Outgoing, Reply};
 use crate::handler::service::{HandlerService, MessageService};
 use crate::handler::Handler;
@@ -103,11 +103,16 @@ where
             )));
         }
     }
-    H::check(&cx.state)
-        .map_err(|err| Error::config(format!("subscriber `{}` cannot start", config.name), err))?;
     let manual_ack = config.ack_policy == AckPolicy::Manual;
+    let offered = CheckContext::new(&cx.state)
+        .with_manual_ack(manual_ack)
+        .with_batch(config.batch.is_some())
+        .with_pattern(config.pattern.as_deref());
+    H::check(&offered)
+        .map_err(|err| Error::config(format!("subscriber `{}` cannot start", config.name), err))?;
     let handler = HandlerService::new(handler, Arc::clone(&cx.state), manual_ack)
-        .with_pattern(config.pattern.clone());
+        .with_pattern(config.pattern.clone())
+        .with_tracker(cx.tracker.clone());
     let timeout = config.handler_timeout;
     let core = ServiceBuilder::new()
         .layer(CatchPanicLayer)
@@ -1104,7 +1109,7 @@ mod tests {
             });
         let runtime = subscriber_workers(
             Arc::new(config),
-            |n: i64, attempts: crate::State<Arc<AtomicUsize>>| async move {
+            |attempts: crate::State<Arc<AtomicUsize>>, n: i64| async move {
                 if n == 2 {
                     attempts.fetch_add(1, AtomicOrdering::SeqCst);
                     Err(std::io::Error::other("offset 2 always fails"))
@@ -1159,7 +1164,7 @@ mod tests {
             type Gauges = (Arc<AtomicUsize>, Arc<AtomicUsize>);
             let runtime = subscriber_workers(
                 Arc::new(config),
-                |_n: i64, gauges: crate::State<Gauges>| async move {
+                |gauges: crate::State<Gauges>, _n: i64| async move {
                     let now = (gauges.0).0.fetch_add(1, AtomicOrdering::SeqCst) + 1;
                     (gauges.0).1.fetch_max(now, AtomicOrdering::SeqCst);
                     tokio::time::sleep(Duration::from_millis(50)).await;

@@ -227,6 +227,7 @@ impl Cluster {
                 payload: record.payload.unwrap_or_default(),
                 headers,
                 batch: None,
+                extensions: Default::default(),
             });
             offset
         };

@@ -258,7 +258,7 @@ impl TestBroker {
     /// # async fn main() -> faststream::Result<()> {
     /// let app = FastStream::new(TestBroker::new()).subscriber(
     ///     SubscriberConfig::new("greet", ["users"]).publish_to("greetings"),
-    ///     |name: String, key: Key<String>| async move {
+    ///     |key: Key<String>, name: String| async move {
     ///         Response::new(format!("hello {name}")).key(key.0).header("x-lang", "en")
     ///     },
     /// );

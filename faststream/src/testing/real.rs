@@ -202,6 +202,7 @@ impl Real {
                             payload: Bytes::copy_from_slice(m.payload().unwrap_or_default()),
                             headers,
                             batch: None,
+                            extensions: Default::default(),
                         };
                         reader.records.push(message);
                     }

@@ -18,7 +18,7 @@ async fn main() -> faststream::Result<()> {
     FastStream::new(KafkaBroker::new(servers))
         .subscriber(
             config,
-            |body: String, options: State<StartupOptions>| async move {
+            |options: State<StartupOptions>, body: String| async move {
                 let worker = options
                     .worker_id()
                     .map_or_else(|| "-".to_owned(), |id| id.to_string());

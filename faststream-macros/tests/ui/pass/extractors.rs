@@ -1,13 +1,13 @@
 // Every extractor, a header parameter, a custom #[extract] type, and no payload at all.
 #![deny(warnings)]
-use faststream::extract::{ExtractError, MessageContext};
-use faststream::{subscriber, FromMessage, Headers, Key, Message, Meta, State};
+use faststream::extract::MessageContext;
+use faststream::{subscriber, Extraction, FromMessageParts, Headers, Key, Message, Meta, State};
 
 struct Tenant(String);
 
-impl FromMessage for Tenant {
-    fn from_message(message: &Message, _cx: &MessageContext<'_>) -> Result<Self, ExtractError> {
-        Ok(Tenant(
+impl FromMessageParts for Tenant {
+    fn from_message_parts(message: &Message, _cx: &MessageContext<'_>) -> Extraction<Self> {
+        Extraction::ready(Tenant(
             message
                 .headers
                 .get_str("tenant")
