@@ -1,20 +1,24 @@
 //! Generate: turns a checked [`Subscriber`] into the unit struct, its `call` and `config`
 //! functions and its `IntoSubscriber` impl. Dispatch itself stays in the `Handler` trait: the
-//! generated adapter is an ordinary async fn whose parameters are all `FromMessage`.
+//! generated adapter is an ordinary async fn whose parameters are extractors
+//! (`FromMessageParts`) in their order, then the one parameter that may take the payload (a
+//! plain handler's body parameter must come last).
 //!
 //! # Extractor or payload: decided by the compiler, per parameter
 //!
 //! `validate` leaves unmarked parameters as *slots* (see its module docs). The code generated
 //! here never guesses from a type's name; wherever it must know what a slot is, it asks the
 //! concrete type through the autoref probes of `faststream_core::extract::param_probe`
-//! (`(&&&&Probe::<T>::new()).method()` picks the impl for `T: Extractor`, else
+//! (`(&&&&Probe::<T>::new()).method()` picks the impl for `T: FromMessageParts`, else
 //! `T: DeserializeOwned`, else `T: FromMessage`):
 //!
 //! - One slot: the adapter takes it as it is, so `FromMessage` decodes the payload or runs the
 //!   extractor; the payload schema comes from `SlotSchema` (none for an extractor, `{}` for a
 //!   payload type without `JsonSchema`).
 //! - Several slots: the adapter takes one generated `__FaststreamPayload` struct instead, with
-//!   a field per slot, whose `FromMessage` impl counts the slots that are payload. With at most
+//!   a field per slot, whose `FromMessage` impl counts the slots that are payload. Every slot's
+//!   extraction is started first; when none waits the struct is built at once, else one future
+//!   awaits them. With at most
 //!   one, every slot goes through its own `FromMessage` (the payload one decodes the whole
 //!   payload). With more, the payload is decoded once into `__FaststreamFields` (its
 //!   `Deserialize` impl asks each slot's probe to read or skip the field named like the

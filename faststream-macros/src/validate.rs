@@ -8,7 +8,7 @@
 //! framework's extractor or the user's payload struct of that name. So this module classifies
 //! parameters only by what is written *on* them, and leaves "extractor or payload?" to the
 //! expansion, where the compiler answers it per parameter from the concrete type's traits
-//! (`faststream_core::extract::Extractor` versus `serde::Deserialize`, see
+//! (`faststream_core::extract::FromMessageParts` versus `serde::Deserialize`, see
 //! `faststream_core::extract::param_probe`):
 //!
 //! - `#[header("name")]`: one header ([`ParamKind::Header`]);
@@ -183,7 +183,7 @@ pub(crate) struct Param {
 
 /// What a parameter binds to.
 pub(crate) enum ParamKind {
-    /// `#[extract]`: an extractor, passed through `FromMessage` unchanged.
+    /// `#[extract]`: an extractor (`FromMessageParts`), passed through unchanged.
     Extract,
     /// `#[header("name")]`: one header, read through `Header<T, Marker>`.
     Header(LitStr),

@@ -341,7 +341,7 @@ async fn call_is_a_plain_function() {
 }
 
 /// User types named like framework extractors: payload, because they are `Deserialize` and not
-/// `Extractor`s. Each counts its decodings, to show a payload is decoded exactly once.
+/// extractors (`FromMessageParts`). Each counts its decodings, to show a payload is decoded exactly once.
 mod named_like_extractors {
     use faststream::{subscriber, Deserialize, JsonSchema};
     use std::cell::Cell;

@@ -310,4 +310,40 @@ mod tests {
         let err = call(closure, &Message::new("t", "x")).await.unwrap_err();
         assert!(matches!(err, ExtractError::Payload(_)));
     }
+
+    /// Waits a turn of the runtime, then gives the key's length or refuses an empty key.
+    struct KeyLength(usize);
+
+    impl FromMessageParts for KeyLength {
+        fn from_message_parts(message: &Message, _cx: &MessageContext<'_>) -> Extraction<Self> {
+            let key = message.key.clone();
+            Extraction::pending(async move {
+                tokio::task::yield_now().await;
+                match key {
+                    Some(key) if !key.is_empty() => Ok(KeyLength(key.len())),
+                    _ => Err(ExtractError::MissingHeader("key")),
+                }
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn extractions_that_wait_are_awaited_before_the_call() {
+        let handler = |len: KeyLength, body: String| async move { format!("{body}/{}", len.0) };
+        let mut msg = Message::new("t", "hi");
+        msg.key = Some("abc".into());
+        match call(handler, &msg).await.unwrap() {
+            Reply::Publish(out) => assert_eq!(out.payload, "hi/3"),
+            other => panic!("{other:?}"),
+        }
+        // Refused after the wait: the call's reply is the failure, the function never runs.
+        msg.key = None;
+        match call(handler, &msg).await.unwrap() {
+            Reply::Failed(err) => assert!(
+                matches!(err.downcast_ref(), Some(ExtractError::MissingHeader("key"))),
+                "{err}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
 }
