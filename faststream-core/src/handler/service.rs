@@ -267,3 +267,66 @@ impl<F: Future<Output = Reply>> Future for HandlerFuture<F> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handler::extract::{Extraction, FromMessageParts};
+    use std::sync::{Mutex, PoisonError};
+
+    type Seen = Arc<Mutex<Vec<Outcome>>>;
+
+    /// Registers a teardown step that records the outcome.
+    struct Guarded;
+
+    impl FromMessageParts for Guarded {
+        fn from_message_parts(_message: &Message, cx: &MessageContext<'_>) -> Extraction<Self> {
+            let seen = cx.state().get::<Seen>();
+            cx.teardown().defer(move |outcome| async move {
+                tokio::task::yield_now().await;
+                if let Some(seen) = seen {
+                    seen.lock().unwrap_or_else(PoisonError::into_inner).push(outcome);
+                }
+            });
+            Extraction::ready(Guarded)
+        }
+    }
+
+    fn service<H: Handler<T>, T>(handler: H, seen: &Seen, tracker: &TaskTracker) -> HandlerService<H, T> {
+        let mut state = AppState::default();
+        state.insert(Arc::clone(seen));
+        HandlerService::new(handler, Arc::new(state), false).with_tracker(tracker.clone())
+    }
+
+    #[tokio::test]
+    async fn teardown_runs_before_the_result_and_on_the_tracker_when_dropped() {
+        let seen = Seen::default();
+        let tracker = TaskTracker::new();
+        let handler = |_g: Guarded, body: String| async move {
+            match body.as_str() {
+                "hang" => std::future::pending().await,
+                "fail" => Err(std::io::Error::other("no")),
+                _ => Ok(()),
+            }
+        };
+        let mut svc = service(handler, &seen, &tracker);
+        assert!(svc.call(Message::new("t", "ok")).await.is_ok());
+        assert!(svc.call(Message::new("t", "fail")).await.is_err());
+        // The steps ran before each result was returned.
+        assert_eq!(*seen.lock().unwrap(), [Outcome::Succeeded, Outcome::Failed]);
+
+        // Dropped while the handler runs (a timeout, a revoke, shutdown): the step runs on the
+        // tracker, told it was cancelled.
+        let mut hanging = Box::pin(svc.call(Message::new("t", "hang")));
+        assert!(futures::poll!(hanging.as_mut()).is_pending());
+        drop(hanging);
+        tracker.close();
+        tokio::time::timeout(std::time::Duration::from_secs(10), tracker.wait())
+            .await
+            .expect("the cancelled call's teardown finishes on the tracker");
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [Outcome::Succeeded, Outcome::Failed, Outcome::Cancelled]
+        );
+    }
+}
