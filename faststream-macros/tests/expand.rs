@@ -218,7 +218,7 @@ async fn returns_response(id: u64) -> faststream::Response<Invoice> {
 #[publisher("invoices")]
 async fn returns_result_response(
     id: u64,
-) -> Result<faststream::Response<Invoice>, faststream::HandlerError> {
+) -> Result<faststream::Response<Invoice>, faststream::BoxError> {
     Ok(faststream::Response::new(Invoice { id }))
 }
 

@@ -100,16 +100,10 @@ pub use faststream_core::{
     BoxError, Broker, Delivered, Error, ErrorClass, ErrorPolicy, Exhausted, Extension, Extraction,
     FromMessage, FromMessageParts, Handler, Header, HeaderName, Headers, HealthProbe, IntoReply,
     IntoSubscriber, Key, Message, Meta, OffsetReset, Publish, PublishError, Publisher,
-    PublisherConfig, Pull, Pulled, RebalanceHooks, Record, Registry, Reply, Response, Result, Route,
-    Router, RunningApp, StartFrom, StartupOptions, State, SubscriberConfig, SubscriberHealth,
-    SubscriberState, TopicPartition,
+    PublisherConfig, Pull, Pulled, RebalanceHooks, Record, Registry, Reply, Response, Result,
+    Route, Router, RunningApp, StartFrom, StartupOptions, State, SubscriberConfig,
+    SubscriberHealth, SubscriberState, TopicPartition,
 };
-
-// The old second name of `BoxError`, hidden from the docs: `faststream-macros/tests/expand.rs`
-// still names it (that crate is being rewritten elsewhere); drop it once that line says
-// `BoxError`.
-#[doc(hidden)]
-pub use faststream_core::BoxError as HandlerError;
 
 /// tower, whose `Layer` and `Service` traits middlewares implement (the version the runtime
 /// uses).

@@ -285,14 +285,20 @@ mod tests {
             cx.teardown().defer(move |outcome| async move {
                 tokio::task::yield_now().await;
                 if let Some(seen) = seen {
-                    seen.lock().unwrap_or_else(PoisonError::into_inner).push(outcome);
+                    seen.lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(outcome);
                 }
             });
             Extraction::ready(Guarded)
         }
     }
 
-    fn service<H: Handler<T>, T>(handler: H, seen: &Seen, tracker: &TaskTracker) -> HandlerService<H, T> {
+    fn service<H: Handler<T>, T>(
+        handler: H,
+        seen: &Seen,
+        tracker: &TaskTracker,
+    ) -> HandlerService<H, T> {
         let mut state = AppState::default();
         state.insert(Arc::clone(seen));
         HandlerService::new(handler, Arc::new(state), false).with_tracker(tracker.clone())
