@@ -129,6 +129,8 @@ pub fn shop() -> Router<KafkaBroker> {
         ("prices", "doubled-prices"),
     ];
     table.into_iter().fold(shop, |shop, (input, output)| {
+        // Retried until they succeed: a subscriber's own NackOnError wins over the router's
+        // error policy (no dead letters for these).
         let config = SubscriberConfig::new(format!("double_{input}"), [input])
             .ack_policy(AckPolicy::NackOnError)
             .publish_to(output);

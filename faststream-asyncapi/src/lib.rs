@@ -515,12 +515,10 @@ pub fn document_with_publishers(
     builder.finish(info, server)
 }
 
-/// The dead-letter topics a subscriber's error policy publishes to, as publishers of the
-/// original payload.
+/// The dead-letter topics a subscriber's failure handling publishes to (as resolved from its
+/// own, its routers' and its app's policies), as publishers of the original payload.
 fn dead_letter_publishers(sub: &SubscriberConfig) -> Vec<PublisherConfig> {
-    let Some(policy) = &sub.error_policy else {
-        return Vec::new();
-    };
+    let policy = sub.delivery_policy().failure;
     // A pattern subscriber's dead letters go to `{its topic}-dlt`: named by the template.
     let sources: Vec<&str> = match &sub.pattern {
         Some(pattern) => vec![pattern.template()],

@@ -80,7 +80,7 @@ pub use handler::reply::{IntoReply, Reply, Response};
 pub use handler::Handler;
 pub use health::{AppHealth, SubscriberHealth, SubscriberState};
 pub use message::{Headers, Message, TopicPartition};
-pub use policy::{AckPolicy, Backoff, ErrorPolicy, Exhausted};
+pub use policy::{AckPolicy, Backoff, CommitTiming, DeliveryPolicy, ErrorPolicy, Exhausted};
 
 #[doc(hidden)]
 pub mod __private {

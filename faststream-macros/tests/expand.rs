@@ -112,7 +112,7 @@ fn config_of_a_full_subscriber() {
     assert_eq!(config.name, "handle_msg");
     assert_eq!(config.topics, ["in-topic", "other-topic"]);
     assert_eq!(config.group_id.as_deref(), Some("g1"));
-    assert_eq!(config.ack_policy, faststream::AckPolicy::NackOnError);
+    assert_eq!(config.ack_policy, Some(faststream::AckPolicy::NackOnError));
     assert_eq!(
         config.auto_offset_reset,
         Some(faststream::OffsetReset::Latest)
@@ -158,7 +158,7 @@ fn config_of_single_and_no_payload() {
     assert_eq!(config.description.as_deref(), Some("D"));
     assert!(!config.include_in_schema);
     assert_eq!(config.group_id, None);
-    assert_eq!(config.ack_policy, faststream::AckPolicy::AckAfter);
+    assert_eq!(config.ack_policy, None, "inherited");
     assert!(config.publishers.is_empty());
     assert_eq!(schema_json(config)["type"], "integer");
 

@@ -510,19 +510,9 @@ impl<B: Broker + DescribeServer> FastStream<B> {
     /// assert!(document["channels"].get("numbers:Double").is_some());
     /// ```
     pub fn asyncapi(&self, version: AsyncApiVersion) -> serde_json::Value {
-        // Subscribers without their own error policy document the app's (its dead-letter
-        // topics are channels too).
-        let subscribers: Vec<Arc<SubscriberConfig>> = match self.app.default_error_policy() {
-            None => self.subscribers().to_vec(),
-            Some(policy) => self
-                .subscribers()
-                .iter()
-                .map(|config| match config.error_policy {
-                    Some(_) => Arc::clone(config),
-                    None => Arc::new((**config).clone().error_policy(policy.clone())),
-                })
-                .collect(),
-        };
+        // Each subscriber documents the dead-letter topics of its resolved failure handling
+        // (`SubscriberConfig::delivery_policy`, which knows the app's and routers' defaults).
+        let subscribers = self.subscribers();
         let publishers: Vec<_> = self
             .app
             .publishers()
@@ -532,7 +522,7 @@ impl<B: Broker + DescribeServer> FastStream<B> {
         crate::asyncapi::document_with_publishers(
             &self.info,
             &self.broker().server_info(),
-            &subscribers,
+            subscribers,
             &publishers,
             version,
         )

@@ -97,9 +97,10 @@ pub use app::FastStream;
 pub use faststream_core::{
     app::HookOutput, batch, broker, codec, extract, filter, health, message, middleware, pattern,
     policy, publisher, pull, reply, router, Ack, AckPolicy, AppHealth, Backoff, Batch, BatchFailed,
-    BoxError, Broker, Delivered, Error, ErrorClass, ErrorPolicy, Exhausted, Extension, Extraction,
-    FromMessage, FromMessageParts, Handler, Header, HeaderName, Headers, HealthProbe, IntoReply,
-    IntoSubscriber, Key, Message, Meta, OffsetReset, Publish, PublishError, Publisher,
+    BoxError, Broker, CommitTiming, Delivered, DeliveryPolicy, Error, ErrorClass, ErrorPolicy,
+    Exhausted, Extension, Extraction, FromMessage, FromMessageParts, Handler, Header, HeaderName,
+    Headers, HealthProbe, IntoReply, IntoSubscriber, Key, Message, Meta, OffsetReset, Publish,
+    PublishError, Publisher,
     PublisherConfig, Pull, Pulled, RebalanceHooks, Record, Registry, Reply, Response, Result,
     Route, Router, RunningApp, StartFrom, StartupOptions, State, SubscriberConfig,
     SubscriberHealth, SubscriberState, TopicPartition,

@@ -5,8 +5,8 @@ use faststream::asyncapi::AsyncApiVersion;
 use faststream::filter::{self, Filter, Filtered};
 use faststream::testing::TestBroker;
 use faststream::{
-    publisher, subscriber, AckPolicy, Broker, ErrorPolicy, FastStream, Message, Publisher, Record,
-    Route, Router, State, SubscriberConfig,
+    publisher, subscriber, AckPolicy, Backoff, Broker, CommitTiming, DeliveryPolicy, ErrorPolicy,
+    FastStream, Message, Publisher, Record, Route, Router, State, SubscriberConfig,
 };
 use faststream_integration_tests::{both_modes, fast_backoff, logs, unique};
 use serde_json::json;
@@ -145,13 +145,20 @@ async fn nested_routers(broker: TestBroker) {
         .include_router(retrying);
     let configs = app.subscribers();
     assert_eq!(configs[0].topics, [picky_topic.as_str()]);
-    assert_eq!(configs[0].ack_policy, AckPolicy::RejectOnError, "the app's");
     assert_eq!(
-        configs[1].ack_policy,
-        AckPolicy::NackOnError,
+        configs[0].delivery_policy().failure,
+        ErrorPolicy::retry(2)
+            .backoff(fast_backoff())
+            .then_dead_letter(),
+        "the outer router's, over the app's RejectOnError"
+    );
+    assert_eq!(
+        configs[1].delivery_policy().failure,
+        ErrorPolicy::preset(AckPolicy::NackOnError, fast_backoff()),
         "the router's"
     );
-    assert_eq!(configs[2].ack_policy, AckPolicy::AckAfter, "its own");
+    assert_eq!(configs[2].ack_policy, Some(AckPolicy::AckAfter), "its own");
+    assert_eq!(configs[2].delivery_policy().failure, ErrorPolicy::default());
 
     let test = TestBroker::start(app).await.unwrap();
     for n in [1, 13] {
@@ -722,26 +729,40 @@ fn policies_cascade_from_app_to_router_to_subscriber() {
             .cloned()
             .unwrap()
     };
+    let delivery = |commit, failure| DeliveryPolicy { commit, failure };
     let a = by_name("a");
     assert_eq!(a.topics, ["out-in-a"]);
-    assert_eq!(a.ack_policy, AckPolicy::Manual);
-    assert_eq!(a.error_policy, Some(ErrorPolicy::retry(4)));
+    assert_eq!(a.ack_policy, None, "its own setting stays unset");
+    assert_eq!(
+        a.delivery_policy(),
+        delivery(CommitTiming::ByHandler, ErrorPolicy::retry(4)),
+        "the inner router's"
+    );
     let b = by_name("b");
-    assert_eq!(b.ack_policy, AckPolicy::AckFirst);
-    assert_eq!(b.error_policy, Some(ErrorPolicy::retry(2)));
+    assert_eq!(
+        b.delivery_policy(),
+        delivery(CommitTiming::BeforeHandler, ErrorPolicy::retry(2)),
+        "its own"
+    );
     let c = by_name("c");
     assert_eq!(c.topics, ["out-c"]);
-    assert_eq!(c.ack_policy, AckPolicy::NackOnError);
-    assert_eq!(c.error_policy, Some(ErrorPolicy::retry(9)));
-    let d = by_name("d");
     assert_eq!(
-        d.ack_policy,
-        AckPolicy::RejectOnError,
+        c.delivery_policy(),
+        delivery(CommitTiming::AfterHandler, ErrorPolicy::retry(9)),
+        "the outer router's error policy, over its NackOnError"
+    );
+    let d = by_name("d");
+    assert_eq!(d.error_policy, None);
+    assert_eq!(
+        d.delivery_policy(),
+        delivery(
+            CommitTiming::AfterHandler,
+            ErrorPolicy::preset(AckPolicy::RejectOnError, Backoff::default())
+        ),
         "the app's, set after"
     );
-    assert_eq!(d.error_policy, None);
     let e = by_name("e");
     assert_eq!(e.topics, ["e"]);
     assert_eq!(&*e.publishers[0].topic, "x");
-    assert_eq!(e.ack_policy, AckPolicy::RejectOnError);
+    assert_eq!(e.delivery_policy(), d.delivery_policy());
 }

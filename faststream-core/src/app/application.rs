@@ -12,8 +12,7 @@ use crate::handler::extract::AppState;
 use crate::handler::Handler;
 use crate::health::AppHealth;
 use crate::middleware::{BoxPublishService, PublishLayer};
-use crate::policy::AckPolicy;
-use crate::policy::ErrorPolicy;
+use crate::policy::{AckPolicy, ErrorPolicy, PolicyLevel};
 use crate::runtime::factory::{factory, SubscriberFactory};
 use crate::runtime::stats::SubscriberStats;
 use crate::runtime::worker::{subscriber_workers, BuiltSubscriber, PublishPath, StartContext};
@@ -100,8 +99,8 @@ pub struct App<B: Broker> {
     flush_timeout: Duration,
     layers: Vec<HandlerLayer>,
     publish_layers: Vec<PublishLayer<DeliveryOf<B>>>,
-    error_policy: Option<ErrorPolicy>,
-    ack_policy: Option<AckPolicy>,
+    /// The default policies of every subscriber (the least specific level).
+    policies: PolicyLevel,
     publishers: Vec<Publisher>,
     stuck_after: Duration,
 }
@@ -143,8 +142,7 @@ impl<B: Broker> App<B> {
             flush_timeout: Duration::from_secs(5),
             layers: Vec::new(),
             publish_layers: Vec::new(),
-            error_policy: None,
-            ack_policy: None,
+            policies: PolicyLevel::default(),
             publishers: Vec::new(),
             stuck_after: DEFAULT_STUCK_AFTER,
         }
@@ -156,19 +154,19 @@ impl<B: Broker> App<B> {
         mut config: SubscriberConfig,
         build: SubscriberFactory<B::Publisher>,
     ) {
-        if let Some(policy) = self.ack_policy {
-            config.default_ack_policy(policy);
-        }
+        config.inherit_app_policies(&self.policies);
         self.configs.push(Arc::new(config));
         self.subscribers.push(build);
     }
 
     /// The ack policy of every subscriber that sets none of its own, neither itself nor
-    /// through a router (default [`AckPolicy::AckAfter`]). Applies to the subscribers included
-    /// before and after this call.
+    /// through a router (default [`AckPolicy::AckAfter`]): their commit timing, and for
+    /// `AckAfter`, `NackOnError` and `RejectOnError` their failure handling unless a more
+    /// specific level sets one ([`SubscriberConfig::delivery_policy`]). Applies to the
+    /// subscribers included before and after this call.
     ///
     /// ```
-    /// use faststream_core::{AckPolicy, App, SubscriberConfig};
+    /// use faststream_core::{AckPolicy, App, CommitTiming, SubscriberConfig};
     /// # fn app<B: faststream_core::Broker>(broker: B) -> App<B> {
     /// let app = App::new(broker)
     ///     .subscriber(SubscriberConfig::new("a", ["a"]), |n: i64| async move { n })
@@ -177,19 +175,24 @@ impl<B: Broker> App<B> {
     ///         |n: i64| async move { n },
     ///     )
     ///     .ack_policy(AckPolicy::NackOnError);
-    /// assert_eq!(app.subscribers()[0].ack_policy, AckPolicy::NackOnError);
-    /// assert_eq!(app.subscribers()[1].ack_policy, AckPolicy::AckFirst);
+    /// let first = app.subscribers()[0].delivery_policy();
+    /// assert_eq!(first.failure.max_attempts, None, "the app's NackOnError retries");
+    /// let second = app.subscribers()[1].delivery_policy();
+    /// assert_eq!(second.commit, CommitTiming::BeforeHandler, "its own AckFirst");
     /// # app
     /// # }
     /// ```
     pub fn ack_policy(mut self, policy: AckPolicy) -> Self {
-        self.ack_policy = Some(policy);
-        for config in &mut self.configs {
-            if !config.has_own_ack_policy() {
-                Arc::make_mut(config).default_ack_policy(policy);
-            }
-        }
+        self.policies.ack_policy = Some(policy);
+        self.inherit_policies();
         self
+    }
+
+    /// Hands the app's default policies to every subscriber added so far.
+    fn inherit_policies(&mut self) {
+        for config in &mut self.configs {
+            Arc::make_mut(config).inherit_app_policies(&self.policies);
+        }
     }
 
     /// Includes `router`: its subscribers (topics and publisher topics under its prefix,
@@ -239,16 +242,20 @@ impl<B: Broker> App<B> {
         &self.publishers
     }
 
-    /// The error policy of every subscriber that sets none of its own (default: each
-    /// subscriber's ack-policy preset, [`ErrorPolicy::preset`]).
+    /// The failure handling of every subscriber for which neither itself nor a router sets
+    /// one (an error policy, or an ack policy with a preset such as `NackOnError`); see
+    /// [`SubscriberConfig::delivery_policy`]. Default: each subscriber's ack-policy preset
+    /// ([`ErrorPolicy::preset`]). Applies to the subscribers included before and after this
+    /// call.
     pub fn error_policy(mut self, policy: ErrorPolicy) -> Self {
-        self.error_policy = Some(policy);
+        self.policies.error_policy = Some(policy);
+        self.inherit_policies();
         self
     }
 
     /// The app-wide error policy, if set.
     pub fn default_error_policy(&self) -> Option<&ErrorPolicy> {
-        self.error_policy.as_ref()
+        self.policies.error_policy.as_ref()
     }
 
     /// Adds a subscriber declared with `#[subscriber]`.
@@ -476,14 +483,13 @@ impl<B: Broker> App<B> {
             flush_timeout: self.flush_timeout,
             cx: None,
             options: None,
-            ack_policy: self.ack_policy,
+            policies: self.policies.clone(),
         };
         let cx = StartContext {
             state: Arc::new(std::mem::take(&mut self.state)),
             publisher: publish_path(publisher, &self.publish_layers),
             layers: std::mem::take(&mut self.layers),
             tracker: running.tracker.clone(),
-            default_policy: self.error_policy.clone(),
         };
         for declared in &self.publishers {
             let path = std::sync::Mutex::new(cx.publisher.clone());
@@ -598,8 +604,8 @@ pub struct RunningApp<B: Broker> {
     cx: Option<StartContext<B::Publisher>>,
     /// How subscriptions stop (each gets a child of the root token).
     options: Option<SubscribeOptions>,
-    /// The app's default ack policy, for subscribers added while running.
-    ack_policy: Option<AckPolicy>,
+    /// The app's default policies, for subscribers added while running.
+    policies: PolicyLevel,
     hooks: Hooks,
     /// The root of every consumer's and partition worker's stop signal.
     shutdown: CancellationToken,
@@ -700,6 +706,7 @@ impl<B: Broker> RunningApp<B> {
         };
         let BuiltSubscriber {
             config,
+            delivery,
             workers,
             stats,
         } = built;
@@ -709,11 +716,10 @@ impl<B: Broker> RunningApp<B> {
             ..template.clone()
         };
         tracing::info!(
-            "subscriber `{}` consuming {:?} as group `{}` ({:?})",
+            "subscriber `{}` consuming {:?} as group `{}` ({delivery})",
             config.name,
             config.topics,
             config.effective_group_id(),
-            config.ack_policy
         );
         let subscription = self
             .live
@@ -731,9 +737,10 @@ impl<B: Broker> RunningApp<B> {
 
     /// Adds a subscriber to the running app, without disturbing the others (FastStream's
     /// runtime `broker.subscriber(...)` then `start()`): built with the app's state, layers,
-    /// publish path and default policy, and stopped with the app or by
-    /// [`RunningApp::unsubscribe`]. Names must stay unique. The app's default ack policy
-    /// ([`App::ack_policy`]) applies unless the subscriber sets its own.
+    /// publish path and default policies, and stopped with the app or by
+    /// [`RunningApp::unsubscribe`]. Names must stay unique. The app's default ack and error
+    /// policies ([`App::ack_policy`], [`App::error_policy`]) apply as to the subscribers
+    /// added before the start ([`SubscriberConfig::delivery_policy`]).
     pub async fn subscribe<H, T>(&mut self, mut config: SubscriberConfig, handler: H) -> Result<()>
     where
         H: Handler<T>,
@@ -751,9 +758,7 @@ impl<B: Broker> RunningApp<B> {
         let Some(cx) = &self.cx else {
             return Err(Error::config_msg("the app is not running"));
         };
-        if let Some(policy) = self.ack_policy {
-            config.default_ack_policy(policy);
-        }
+        config.inherit_app_policies(&self.policies);
         config.describe_handler(&handler);
         let built = subscriber_workers(Arc::new(config), handler, cx)?;
         self.start_subscription(built).await

@@ -15,13 +15,14 @@
 //!   app, outer router, inner router, subscriber;
 //! - its default error policy and ack policy apply to the subscribers that set none: a
 //!   subscriber's own setting wins over its router's, an inner router's over an outer's, and a
-//!   router's over the app's.
+//!   router's over the app's; commit timing and failure handling are resolved separately
+//!   ([`SubscriberConfig::delivery_policy`]).
 //!
 //! Groups and subscriber names are not prefixed (a subscriber's group is still its name unless
 //! set).
 //!
 //! ```
-//! use faststream_core::{AckPolicy, App, ErrorPolicy, Router, SubscriberConfig};
+//! use faststream_core::{AckPolicy, App, CommitTiming, ErrorPolicy, Router, SubscriberConfig};
 //! # fn app<B: faststream_core::Broker>(broker: B) -> App<B> {
 //! let billing = Router::new("billing-")
 //!     .ack_policy(AckPolicy::NackOnError)
@@ -34,7 +35,10 @@
 //! let invoice = &app.subscribers()[0];
 //! assert_eq!(invoice.topics, ["eu-billing-orders"]);
 //! assert_eq!(&*invoice.publishers[0].topic, "eu-billing-invoices");
-//! assert_eq!(invoice.ack_policy, AckPolicy::NackOnError);
+//! // The router's error policy, over its own NackOnError preset (same level).
+//! let policy = invoice.delivery_policy();
+//! assert_eq!(policy.commit, CommitTiming::AfterHandler);
+//! assert_eq!(policy.failure, ErrorPolicy::retry(3).then_dead_letter());
 //! # app
 //! # }
 //! ```
@@ -45,8 +49,7 @@ use crate::config::subscriber::{
     HandlerLayer, IntoSubscriber, MessageLayer, Registry, SubscriberConfig,
 };
 use crate::handler::Handler;
-use crate::policy::AckPolicy;
-use crate::policy::ErrorPolicy;
+use crate::policy::{AckPolicy, ErrorPolicy, PolicyLevel};
 use crate::runtime::factory::{factory, SubscriberFactory};
 use std::marker::PhantomData;
 
@@ -61,8 +64,7 @@ pub struct Router<B: Broker> {
     routes: Vec<RouteEntry<B::Publisher>>,
     publishers: Vec<Publisher>,
     layers: Vec<HandlerLayer>,
-    error_policy: Option<ErrorPolicy>,
-    ack_policy: Option<AckPolicy>,
+    policies: PolicyLevel,
 }
 
 impl<B: Broker> std::fmt::Debug for Router<B> {
@@ -73,8 +75,7 @@ impl<B: Broker> std::fmt::Debug for Router<B> {
             .field("subscribers", &routes)
             .field("publishers", &self.publishers)
             .field("layers", &self.layers.len())
-            .field("error_policy", &self.error_policy)
-            .field("ack_policy", &self.ack_policy)
+            .field("policies", &self.policies)
             .finish()
     }
 }
@@ -104,8 +105,7 @@ impl<B: Broker> Router<B> {
             routes: Vec::new(),
             publishers: Vec::new(),
             layers: Vec::new(),
-            error_policy: None,
-            ack_policy: None,
+            policies: PolicyLevel::default(),
         }
     }
 
@@ -193,17 +193,20 @@ impl<B: Broker> Router<B> {
         self
     }
 
-    /// The error policy of its subscribers that set none (nor an inner router for them);
-    /// replaces the app's default for them.
+    /// The failure handling of its subscribers that set none (nor an inner router for them):
+    /// wins over the app's error and ack policies, and over this router's own ack policy
+    /// (see [`SubscriberConfig::delivery_policy`]).
     pub fn error_policy(mut self, policy: ErrorPolicy) -> Self {
-        self.error_policy = Some(policy);
+        self.policies.error_policy = Some(policy);
         self
     }
 
-    /// The ack policy of its subscribers that set none (nor an inner router for them);
-    /// replaces the app's default for them.
+    /// The ack policy of its subscribers that set none (nor an inner router for them): their
+    /// commit timing, and for `AckAfter`, `NackOnError` and `RejectOnError` their failure
+    /// handling unless they or an inner router set one; wins over the app's (see
+    /// [`SubscriberConfig::delivery_policy`]).
     pub fn ack_policy(mut self, policy: AckPolicy) -> Self {
-        self.ack_policy = Some(policy);
+        self.policies.ack_policy = Some(policy);
         self
     }
 
@@ -214,8 +217,7 @@ impl<B: Broker> Router<B> {
             routes,
             publishers,
             layers,
-            error_policy,
-            ack_policy,
+            policies,
         } = self;
         let routes = routes
             .into_iter()
@@ -225,15 +227,9 @@ impl<B: Broker> Router<B> {
                     let own = std::mem::take(&mut config.layers);
                     config.layers = layers.iter().cloned().chain(own).collect();
                 }
-                if config.error_policy.is_none() {
-                    config.error_policy = error_policy.clone();
-                }
-                if let Some(policy) = ack_policy {
-                    config.default_ack_policy(policy);
-                    // An inner router's choice counts as the subscriber's from here on.
-                    let policy = config.ack_policy;
-                    config = config.ack_policy(policy);
-                }
+                // Kept as a level of its own, not copied into the subscriber's fields: the
+                // subscriber's ack policy must still beat this router's error policy.
+                config.inherit_router_policies(&policies);
                 (config, build)
             })
             .collect();

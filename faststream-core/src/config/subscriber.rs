@@ -14,7 +14,7 @@ use crate::handler::pattern::TopicPattern;
 use crate::handler::reply::Reply;
 use crate::handler::service::BoxMessageService;
 use crate::message::{Message, TopicPartition};
-use crate::policy::ErrorPolicy;
+use crate::policy::{DeliveryPolicy, ErrorPolicy, PolicyLevel};
 use tower::util::BoxCloneService;
 use tower::{Layer, Service};
 
@@ -180,6 +180,7 @@ pub const DEFAULT_MAX_BUFFER_BYTES: usize = 64 * 1024 * 1024;
 ///     .ack_policy(AckPolicy::NackOnError)
 ///     .publish_to("invoices");
 /// assert_eq!(config.effective_group_id(), "billing");
+/// assert_eq!(config.ack_policy, Some(AckPolicy::NackOnError));
 /// ```
 #[derive(Debug, Clone)]
 pub struct SubscriberConfig {
@@ -190,9 +191,10 @@ pub struct SubscriberConfig {
     pub topics: Vec<String>,
     /// Consumer group; defaults to [`SubscriberConfig::name`].
     pub group_id: Option<String>,
-    /// Acknowledgement policy. Set it with [`SubscriberConfig::ack_policy`], so that a
-    /// router's or the app's default does not replace it.
-    pub ack_policy: AckPolicy,
+    /// The subscriber's own acknowledgement policy; `None` inherits its routers' or the app's
+    /// (see [`SubscriberConfig::delivery_policy`]). Setting the field or calling
+    /// [`SubscriberConfig::ack_policy`] is the same.
+    pub ack_policy: Option<AckPolicy>,
     /// Start position without a committed offset; the broker's default when `None`.
     pub auto_offset_reset: Option<OffsetReset>,
     /// At most this many handler calls run at once across this subscriber's partitions
@@ -228,8 +230,8 @@ pub struct SubscriberConfig {
     pub handler_timeout: Option<Duration>,
     /// Ignore an incoming `reply_to`: the return value goes to the publishers only.
     pub no_reply: bool,
-    /// What happens to a failed message; `None`: the app's default, else the ack policy's
-    /// preset ([`ErrorPolicy::preset`]).
+    /// The subscriber's own failure handling, over every ack policy; `None` inherits (see
+    /// [`SubscriberConfig::delivery_policy`]).
     pub error_policy: Option<ErrorPolicy>,
     /// The subscriber's own middleware layers, inside the app's (first added is outermost).
     pub layers: Vec<HandlerLayer>,
@@ -246,9 +248,10 @@ pub struct SubscriberConfig {
     /// Makes it a batch subscriber: the handler gets each partition's records in batches
     /// (see [`SubscriberConfig::batch`]).
     pub batch: Option<BatchConfig>,
-    /// Whether [`SubscriberConfig::ack_policy`] was set explicitly (a router's or the app's
-    /// default ack policy applies otherwise).
-    ack_policy_set: bool,
+    /// The policies of the routers it was included through, inner first.
+    router_policies: Vec<PolicyLevel>,
+    /// The app's default policies, once it is in an app.
+    app_policies: PolicyLevel,
 }
 
 impl SubscriberConfig {
@@ -262,7 +265,7 @@ impl SubscriberConfig {
             name: name.into(),
             topics: topics.into_iter().map(Into::into).collect(),
             group_id: None,
-            ack_policy: AckPolicy::default(),
+            ack_policy: None,
             auto_offset_reset: None,
             max_concurrency: None,
             max_pending_per_partition: 4096,
@@ -283,7 +286,8 @@ impl SubscriberConfig {
             start_from: StartFrom::Committed,
             pattern: None,
             batch: None,
-            ack_policy_set: false,
+            router_policies: Vec::new(),
+            app_policies: PolicyLevel::default(),
             payload_one_of: Vec::new(),
         }
     }
@@ -309,17 +313,57 @@ impl SubscriberConfig {
         self
     }
 
-    /// Whether the ack policy was set with [`SubscriberConfig::ack_policy`] (else a router's or
-    /// the app's default ack policy replaces it when the subscriber is included).
-    pub fn has_own_ack_policy(&self) -> bool {
-        self.ack_policy_set
+    /// Its delivery policy: commit timing and failure handling, each from the most specific
+    /// level that sets it (this subscriber, then the routers it was included through, inner
+    /// first, then the app it is in); see [`DeliveryPolicy::resolve`] for the rules. Resolved
+    /// once when the subscriber starts, and printed in its start line.
+    ///
+    /// ```
+    /// use faststream_core::{AckPolicy, App, CommitTiming, ErrorPolicy, Exhausted, SubscriberConfig};
+    /// # fn app<B: faststream_core::Broker>(broker: B) -> App<B> {
+    /// let app = App::new(broker)
+    ///     .error_policy(ErrorPolicy::retry(3).then_dead_letter())
+    ///     .subscriber(
+    ///         SubscriberConfig::new("flaky", ["flaky"]).ack_policy(AckPolicy::NackOnError),
+    ///         |n: i64| async move { n },
+    ///     )
+    ///     .subscriber(
+    ///         SubscriberConfig::new("manual", ["manual"]).ack_policy(AckPolicy::Manual),
+    ///         |n: i64| async move { n },
+    ///     );
+    /// // The subscriber's own NackOnError wins over the app's error policy...
+    /// assert_eq!(app.subscribers()[0].delivery_policy().failure.max_attempts, None);
+    /// // ...and Manual sets only the commit timing: the app's dead letter stays.
+    /// let manual = app.subscribers()[1].delivery_policy();
+    /// assert_eq!(manual.commit, CommitTiming::ByHandler);
+    /// assert_eq!(manual.failure.exhausted, Exhausted::DeadLetter { topic: None });
+    /// # app
+    /// # }
+    /// ```
+    pub fn delivery_policy(&self) -> DeliveryPolicy {
+        let own = PolicyLevel {
+            ack_policy: self.ack_policy,
+            error_policy: self.error_policy.clone(),
+        };
+        let levels: Vec<PolicyLevel> = std::iter::once(own)
+            .chain(self.router_policies.iter().cloned())
+            .chain(std::iter::once(self.app_policies.clone()))
+            .collect();
+        DeliveryPolicy::resolve(&levels, self.backoff)
     }
 
-    /// Applies a default ack policy (a router's or the app's) unless the subscriber set its own.
-    pub(crate) fn default_ack_policy(&mut self, policy: AckPolicy) {
-        if !self.ack_policy_set {
-            self.ack_policy = policy;
+    /// Adds the default policies of a router it is included through (each router adds its
+    /// own as it is included, so inner routers come first).
+    pub(crate) fn inherit_router_policies(&mut self, router: &PolicyLevel) {
+        if !router.is_empty() {
+            self.router_policies.push(router.clone());
         }
+    }
+
+    /// Sets the default policies of the app it is in (replacing earlier ones: the app's
+    /// setters apply to subscribers added before them too).
+    pub(crate) fn inherit_app_policies(&mut self, app: &PolicyLevel) {
+        self.app_policies = app.clone();
     }
 
     /// Documents the payloads of a handler with several branches (see
@@ -444,7 +488,8 @@ impl SubscriberConfig {
     }
 
     /// Sets what happens to a failed message: bounded retries, then a dead-letter topic, a
-    /// skip or a stop (see [`crate::policy`]).
+    /// skip or a stop (see [`crate::policy`]). It wins over every ack policy and over the
+    /// routers' and the app's error policies.
     pub fn error_policy(mut self, policy: ErrorPolicy) -> Self {
         self.error_policy = Some(policy);
         self
@@ -492,11 +537,12 @@ impl SubscriberConfig {
     }
 
     /// Sets the acknowledgement policy. A policy set here wins over a router's and the app's
-    /// default ack policy ([`Router::ack_policy`](crate::Router::ack_policy),
-    /// [`App::ack_policy`](crate::App::ack_policy)).
+    /// ([`Router::ack_policy`](crate::Router::ack_policy),
+    /// [`App::ack_policy`](crate::App::ack_policy)), and `AckAfter`, `NackOnError` and
+    /// `RejectOnError` also over their error policies; see
+    /// [`SubscriberConfig::delivery_policy`].
     pub fn ack_policy(mut self, policy: AckPolicy) -> Self {
-        self.ack_policy = policy;
-        self.ack_policy_set = true;
+        self.ack_policy = Some(policy);
         self
     }
 

@@ -25,6 +25,63 @@ pub enum AckPolicy {
     RejectOnError,
 }
 
+impl AckPolicy {
+    /// When this policy commits a message's offset: its half of the subscriber's
+    /// [`DeliveryPolicy`](super::DeliveryPolicy).
+    ///
+    /// ```
+    /// use faststream_core::policy::{AckPolicy, CommitTiming};
+    /// assert_eq!(AckPolicy::NackOnError.commit_timing(), CommitTiming::AfterHandler);
+    /// assert_eq!(AckPolicy::AckFirst.commit_timing(), CommitTiming::BeforeHandler);
+    /// assert_eq!(AckPolicy::Manual.commit_timing(), CommitTiming::ByHandler);
+    /// ```
+    pub fn commit_timing(self) -> CommitTiming {
+        match self {
+            AckPolicy::AckFirst => CommitTiming::BeforeHandler,
+            AckPolicy::Manual => CommitTiming::ByHandler,
+            AckPolicy::AckAfter | AckPolicy::NackOnError | AckPolicy::RejectOnError => {
+                CommitTiming::AfterHandler
+            }
+        }
+    }
+
+    /// Whether this policy also says what happens to a failed message (`AckAfter`,
+    /// `NackOnError`, `RejectOnError`), so that its preset
+    /// ([`ErrorPolicy::preset`](super::ErrorPolicy::preset)) overrides a less specific error
+    /// policy. `AckFirst` and `Manual` only set the commit timing: the failure handling is
+    /// inherited, and their preset applies only when no level sets one.
+    pub fn sets_failure_handling(self) -> bool {
+        !matches!(self, AckPolicy::AckFirst | AckPolicy::Manual)
+    }
+}
+
+/// When a consumed message's offset counts as done, relative to its handler: the commit half
+/// of a subscriber's [`DeliveryPolicy`](super::DeliveryPolicy), from the most specific
+/// [`AckPolicy`] set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CommitTiming {
+    /// Once the handler finished and its publishes were acknowledged (at-least-once; every
+    /// ack policy but `AckFirst` and `Manual`, and the default).
+    #[default]
+    AfterHandler,
+    /// As soon as the message is taken for handling, before its handler runs
+    /// (at-most-once; `AckFirst`).
+    BeforeHandler,
+    /// When the handler decides through the `Ack` extractor; undecided counts as an ack once
+    /// it returns (`Manual`).
+    ByHandler,
+}
+
+impl std::fmt::Display for CommitTiming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CommitTiming::AfterHandler => "commit after the handler",
+            CommitTiming::BeforeHandler => "commit before the handler",
+            CommitTiming::ByHandler => "commit by the handler",
+        })
+    }
+}
+
 /// Exponential backoff between redeliveries of a failing message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {

@@ -7,9 +7,10 @@
 //! stops its partition. Errors that cannot get better by retrying go straight to that final
 //! outcome: decode and extraction errors, and errors the handler wraps in [`Permanent`].
 //!
-//! FastStream's ack policies are presets of this (see [`ErrorPolicy::preset`]); a subscriber's
-//! own policy ([`SubscriberConfig::error_policy`](crate::SubscriberConfig::error_policy)) or
-//! the app's default (`App::error_policy`) replaces the preset.
+//! FastStream's ack policies are presets of this (see [`ErrorPolicy::preset`]). Each
+//! subscriber resolves its failure handling once, at start: the most specific level (the
+//! subscriber, its routers, the app) that sets an error policy or an ack policy with a preset
+//! wins (see [`DeliveryPolicy::resolve`](super::DeliveryPolicy::resolve)).
 //!
 //! ```
 //! use faststream_core::{ErrorPolicy, SubscriberConfig};
@@ -199,6 +200,46 @@ impl ErrorPolicy {
         let half = full / 2;
         let random = (uuid::Uuid::new_v4().as_u128() % 1_000_000) as u32;
         half + half.mul_f64(f64::from(random) / 1_000_000.0)
+    }
+}
+
+/// One line for logs, e.g. `up to 3 attempts (backoff 100ms to 10s, jittered), then dead
+/// letter to {topic}-dlt`.
+///
+/// ```
+/// use faststream_core::ErrorPolicy;
+/// assert_eq!(ErrorPolicy::default().to_string(), "1 attempt, then skip");
+/// assert_eq!(
+///     ErrorPolicy::retry(3).jitter(false).then_dead_letter_to("failed").to_string(),
+///     "up to 3 attempts (backoff 100ms to 10s), then dead letter to failed"
+/// );
+/// ```
+impl std::fmt::Display for ErrorPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.only_nacks, self.max_attempts) {
+            (true, _) => f.write_str("nacks retried until acked, other errors not retried")?,
+            (false, Some(1)) => f.write_str("1 attempt")?,
+            (false, Some(max)) => write!(f, "up to {max} attempts")?,
+            (false, None) => f.write_str("retried until it succeeds")?,
+        }
+        if self.max_attempts != Some(1) || self.only_nacks {
+            let jitter = if self.jitter { ", jittered" } else { "" };
+            write!(
+                f,
+                " (backoff {:?} to {:?}{jitter})",
+                self.backoff.initial, self.backoff.max
+            )?;
+        }
+        match &self.exhausted {
+            Exhausted::Skip => f.write_str(", then skip"),
+            Exhausted::DeadLetter { topic: Some(topic) } => {
+                write!(f, ", then dead letter to {topic}")
+            }
+            Exhausted::DeadLetter { topic: None } => {
+                f.write_str(", then dead letter to {topic}-dlt")
+            }
+            Exhausted::Stop => f.write_str(", then stop the partition"),
+        }
     }
 }
 

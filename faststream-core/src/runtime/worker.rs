@@ -17,7 +17,7 @@ use crate::handler::service::{HandlerService, MessageService};
 use crate::handler::Handler;
 use crate::message::{Batch, Message, TopicPartition, CORRELATION_ID};
 use crate::middleware::{name_timeout, BoxPublishService, CatchPanicLayer, TraceLayer};
-use crate::policy::{AckPolicy, Decision, ErrorPolicy, Exhausted};
+use crate::policy::{CommitTiming, Decision, DeliveryPolicy, ErrorPolicy, Exhausted};
 use crate::runtime::dead_letter::DeadLetter;
 use crate::runtime::fan_out::{fan_out, Destinations};
 use crate::runtime::progress::{
@@ -78,8 +78,6 @@ pub(crate) struct StartContext<P: Publish> {
     pub(crate) publisher: PublishPath<P>,
     pub(crate) layers: Vec<HandlerLayer>,
     pub(crate) tracker: TaskTracker,
-    /// The app's error policy for subscribers without their own.
-    pub(crate) default_policy: Option<ErrorPolicy>,
 }
 
 /// Builds a subscriber's handler pipeline (see [`crate::middleware`] for the order of its
@@ -103,7 +101,10 @@ where
             )));
         }
     }
-    let manual_ack = config.ack_policy == AckPolicy::Manual;
+    // Resolved here, once: everything below (the `Ack` extractor, the tracker's commit mode,
+    // the failure handling, the start line) follows this one value.
+    let delivery = config.delivery_policy();
+    let manual_ack = delivery.commit == CommitTiming::ByHandler;
     let offered = CheckContext::new(&cx.state)
         .with_manual_ack(manual_ack)
         .with_batch(config.batch.is_some())
@@ -124,7 +125,7 @@ where
     let user_layers: Vec<&HandlerLayer> = cx.layers.iter().chain(&config.layers).collect();
     if user_layers.is_empty() {
         let service = trace.layer(core);
-        Ok(SubscriberRuntime::new(config, service, cx).into_built())
+        Ok(SubscriberRuntime::new(config, delivery, service, cx).into_built())
     } else {
         // Innermost first: the first layer added ends up outermost.
         let mut service = BoxCloneService::new(core);
@@ -132,7 +133,7 @@ where
             service = layer.apply(&config, service);
         }
         let service = trace.layer(service);
-        Ok(SubscriberRuntime::new(config, service, cx).into_built())
+        Ok(SubscriberRuntime::new(config, delivery, service, cx).into_built())
     }
 }
 
@@ -140,6 +141,8 @@ where
 /// and the counters its health is built from.
 pub(crate) struct BuiltSubscriber {
     pub(crate) config: Arc<SubscriberConfig>,
+    /// Its resolved delivery policy, for its start line.
+    pub(crate) delivery: DeliveryPolicy,
     pub(crate) workers: Arc<dyn PartitionWorkers>,
     pub(crate) stats: Arc<SubscriberStats>,
 }
@@ -149,7 +152,7 @@ pub(crate) struct BuiltSubscriber {
 struct SubscriberRuntime<S, P: Publish> {
     config: Arc<SubscriberConfig>,
     stats: Arc<SubscriberStats>,
-    policy: ErrorPolicy,
+    delivery: DeliveryPolicy,
     /// Cloned for each partition (services are `Send` but need not be `Sync`).
     template: Mutex<(S, PublishPath<P>)>,
     tracker: TaskTracker,
@@ -157,16 +160,16 @@ struct SubscriberRuntime<S, P: Publish> {
 }
 
 impl<S, P: Publish> SubscriberRuntime<S, P> {
-    fn new(config: Arc<SubscriberConfig>, service: S, cx: &StartContext<P>) -> Self {
-        let policy = config
-            .error_policy
-            .clone()
-            .or_else(|| cx.default_policy.clone())
-            .unwrap_or_else(|| ErrorPolicy::preset(config.ack_policy, config.backoff));
+    fn new(
+        config: Arc<SubscriberConfig>,
+        delivery: DeliveryPolicy,
+        service: S,
+        cx: &StartContext<P>,
+    ) -> Self {
         Self {
             stats: Arc::new(SubscriberStats::new(config.max_buffer_bytes)),
             config,
-            policy,
+            delivery,
             template: Mutex::new((service, cx.publisher.clone())),
             tracker: cx.tracker.clone(),
             runtime: tokio::runtime::Handle::current(),
@@ -182,6 +185,7 @@ where
     fn into_built(self) -> BuiltSubscriber {
         BuiltSubscriber {
             config: Arc::clone(&self.config),
+            delivery: self.delivery.clone(),
             stats: Arc::clone(&self.stats),
             workers: Arc::new(self),
         }
@@ -229,14 +233,14 @@ where
         });
         let worker = PartitionWorker {
             config: Arc::clone(&self.config),
-            policy: self.policy.clone(),
+            policy: self.delivery.failure.clone(),
             service,
             publisher,
             progress: PartitionProgress::new(
                 partition,
                 offsets,
                 Arc::clone(&self.stats.buffer),
-                commit_mode(self.config.ack_policy),
+                commit_mode(self.delivery.commit),
             ),
             stats,
             stop: stop.clone(),
@@ -868,11 +872,12 @@ where
     }
 }
 
-/// When the tracker counts an offset as finished, for the subscriber's ack policy.
-fn commit_mode(ack_policy: AckPolicy) -> CommitMode {
-    match ack_policy {
-        AckPolicy::AckFirst => CommitMode::BeforeHandling,
-        _ => CommitMode::AfterHandling,
+/// When the tracker counts an offset as finished, for the subscriber's commit timing (a
+/// manual ack decides inside the handler, so it counts once the handler is done).
+fn commit_mode(commit: CommitTiming) -> CommitMode {
+    match commit {
+        CommitTiming::BeforeHandler => CommitMode::BeforeHandling,
+        CommitTiming::AfterHandler | CommitTiming::ByHandler => CommitMode::AfterHandling,
     }
 }
 
@@ -885,6 +890,7 @@ mod tests {
     use super::*;
     use crate::broker::{Delivered, Publish, Record};
     use crate::error::PublishError;
+    use crate::policy::AckPolicy;
     use std::future::Future;
     use std::pin::Pin;
     use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
@@ -994,7 +1000,6 @@ mod tests {
             publisher: PublishPath::Direct(publisher),
             layers: Vec::new(),
             tracker: TaskTracker::new(),
-            default_policy: None,
         }
     }
 

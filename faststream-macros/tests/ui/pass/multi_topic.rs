@@ -14,7 +14,7 @@ mod handlers {
 fn main() {
     let config = handlers::count::config();
     assert_eq!(config.topics, ["orders", "refunds"]);
-    assert_eq!(config.ack_policy, faststream::AckPolicy::Manual);
+    assert_eq!(config.ack_policy, Some(faststream::AckPolicy::Manual));
     assert_eq!(
         config.auto_offset_reset,
         Some(faststream::OffsetReset::Earliest)
