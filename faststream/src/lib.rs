@@ -100,10 +100,9 @@ pub use faststream_core::{
     BoxError, Broker, CommitTiming, Delivered, DeliveryPolicy, Error, ErrorClass, ErrorPolicy,
     Exhausted, Extension, Extraction, FromMessage, FromMessageParts, Handler, Header, HeaderName,
     Headers, HealthProbe, IntoReply, IntoSubscriber, Key, Message, Meta, OffsetReset, Publish,
-    PublishError, Publisher,
-    PublisherConfig, Pull, Pulled, RebalanceHooks, Record, Registry, Reply, Response, Result,
-    Route, Router, RunningApp, StartFrom, StartupOptions, State, SubscriberConfig,
-    SubscriberHealth, SubscriberState, TopicPartition,
+    PublishError, Publisher, PublisherConfig, Pull, Pulled, RebalanceHooks, Record, Registry,
+    Reply, Response, Result, Route, Router, RunningApp, StartFrom, StartupOptions, State,
+    SubscriberConfig, SubscriberHealth, SubscriberState, TopicPartition,
 };
 
 /// tower, whose `Layer` and `Service` traits middlewares implement (the version the runtime
