@@ -503,7 +503,7 @@ pub fn document_with_publishers(
     for publisher in publishers.iter().filter(|p| p.include_in_schema) {
         builder.publisher(publisher);
     }
-    for sub in subscribers.iter().filter(|s| s.include_in_schema) {
+    for sub in subscribers.iter().filter(|s| s.docs.include_in_schema) {
         builder.subscriber(sub);
         for publisher in sub.publishers.iter().filter(|p| p.include_in_schema) {
             builder.publisher(publisher);
@@ -520,9 +520,9 @@ pub fn document_with_publishers(
 fn dead_letter_publishers(sub: &SubscriberConfig) -> Vec<PublisherConfig> {
     let policy = sub.delivery_policy().failure;
     // A pattern subscriber's dead letters go to `{its topic}-dlt`: named by the template.
-    let sources: Vec<&str> = match &sub.pattern {
+    let sources: Vec<&str> = match &sub.backend.pattern {
         Some(pattern) => vec![pattern.template()],
-        None => sub.topics.iter().map(String::as_str).collect(),
+        None => sub.backend.topics.iter().map(String::as_str).collect(),
     };
     let mut topics: Vec<String> = sources
         .into_iter()
@@ -537,7 +537,7 @@ fn dead_letter_publishers(sub: &SubscriberConfig) -> Vec<PublisherConfig> {
                  payload and headers plus `dlt-*` provenance headers.",
                 sub.name
             ));
-            publisher.schema = sub.payload_schema;
+            publisher.schema = sub.docs.payload_schema;
             publisher
         })
         .collect()
@@ -746,20 +746,20 @@ impl Builder {
     fn subscriber(&mut self, sub: &SubscriberConfig) {
         let handler = camel_case(&sub.name);
         let payload_name = format!("{handler}:Message:Payload");
-        let payload = match (sub.payload_schema, sub.payload_one_of.as_slice()) {
+        let payload = match (sub.docs.payload_schema, sub.docs.payload_one_of.as_slice()) {
             (None, alternatives) if !alternatives.is_empty() => {
                 self.payload_one_of(alternatives, &payload_name)
             }
             (schema, _) => self.payload(schema, &payload_name),
         };
         // A pattern subscriber's channel is its template, with its parameters.
-        let topics: Vec<&str> = match &sub.pattern {
+        let topics: Vec<&str> = match &sub.backend.pattern {
             Some(pattern) => vec![pattern.template()],
-            None => sub.topics.iter().map(String::as_str).collect(),
+            None => sub.backend.topics.iter().map(String::as_str).collect(),
         };
         let single = topics.len() == 1;
         for topic in topics {
-            let channel_name = match &sub.title {
+            let channel_name = match &sub.docs.title {
                 Some(title) if single => title.clone(),
                 Some(title) => format!("{topic}:{title}"),
                 // A template's braces stay in the address, not in the channel's name.
@@ -772,8 +772,8 @@ impl Builder {
                         self.message(&format!("{channel_name}:SubscribeMessage"), payload.clone());
                     let channel = self.channel(
                         topic,
-                        sub.title.as_deref(),
-                        sub.description.as_deref(),
+                        sub.docs.title.as_deref(),
+                        sub.docs.description.as_deref(),
                         "SubscribeMessage",
                         message,
                     );
@@ -785,7 +785,7 @@ impl Builder {
                         "messages": [{ "$ref": format!("#/channels/{token}/messages/SubscribeMessage") }],
                         "bindings": bindings,
                     });
-                    if let Some(description) = &sub.description {
+                    if let Some(description) = &sub.docs.description {
                         operation["description"] = json!(description);
                     }
                     self.operations
@@ -795,8 +795,8 @@ impl Builder {
                     let message = self.message(&format!("{channel_name}:Message"), payload.clone());
                     let mut channel = self.channel(
                         topic,
-                        sub.title.as_deref(),
-                        sub.description.as_deref(),
+                        sub.docs.title.as_deref(),
+                        sub.docs.description.as_deref(),
                         "",
                         Value::Null,
                     );
@@ -805,7 +805,7 @@ impl Builder {
                         "message": message,
                         "bindings": bindings,
                     });
-                    if let Some(description) = &sub.description {
+                    if let Some(description) = &sub.docs.description {
                         operation["description"] = json!(description);
                     }
                     channel["subscribe"] = operation;

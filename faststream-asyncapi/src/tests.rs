@@ -43,7 +43,7 @@ enum Plan {
 
 fn quickstart() -> Vec<Arc<SubscriberConfig>> {
     let mut sub = SubscriberConfig::new("handle_msg", ["in-topic"]).publish_to("out-topic");
-    sub.payload_schema = Some(HandleMsgPayload::json_schema);
+    sub.docs.payload_schema = Some(HandleMsgPayload::json_schema);
     vec![Arc::new(sub)]
 }
 
@@ -359,7 +359,7 @@ fn camel_case_names() {
 fn dead_letter_topics_are_publisher_channels_of_the_payload() {
     let mut sub = SubscriberConfig::new("handle_msg", ["in-topic"])
         .error_policy(faststream_core::ErrorPolicy::retry(3).then_dead_letter());
-    sub.payload_schema = Some(HandleMsgPayload::json_schema);
+    sub.docs.payload_schema = Some(HandleMsgPayload::json_schema);
     let doc = document(
         &AppInfo::default(),
         &server(),

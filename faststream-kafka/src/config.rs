@@ -74,7 +74,10 @@ impl BrokerSettings {
     /// every second (`enable.auto.commit=true`), never one synchronous commit per message.
     pub(crate) fn consumer_config(&self, sub: &SubscriberConfig) -> ClientConfig {
         let mut config = self.base();
-        let reset = sub.auto_offset_reset.unwrap_or(self.auto_offset_reset);
+        let reset = sub
+            .backend
+            .auto_offset_reset
+            .unwrap_or(self.auto_offset_reset);
         config
             .set("group.id", sub.effective_group_id())
             .set("enable.auto.commit", "true")
@@ -86,7 +89,7 @@ impl BrokerSettings {
             // As the Java client does: subscribing creates a missing topic when the broker allows.
             .set("allow.auto.create.topics", "true")
             .set("auto.offset.reset", reset.as_str());
-        for (key, value) in self.consumer.iter().chain(&sub.properties) {
+        for (key, value) in self.consumer.iter().chain(&sub.backend.properties) {
             config.set(key, value);
         }
         config

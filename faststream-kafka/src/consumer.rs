@@ -662,7 +662,7 @@ pub(crate) fn subscribe(
         over_budget: AtomicBool::new(false),
         failure: OnceLock::new(),
         health,
-        hooks: config.rebalance.clone(),
+        hooks: config.backend.rebalance.clone(),
         name: config.name.clone(),
         workers,
         runtime: Handle::current(),
@@ -686,8 +686,8 @@ pub(crate) fn subscribe(
         })?;
     let consumer = Arc::new(consumer);
     let _ = shared.consumer.set(Arc::downgrade(&consumer));
-    if config.assignment.is_empty() {
-        let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+    if config.backend.assignment.is_empty() {
+        let topics: Vec<&str> = config.backend.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics).map_err(|err| {
             crate::error::broker(
                 format!("cannot subscribe `{}` to {topics:?}", config.name),
@@ -718,8 +718,8 @@ pub(crate) fn subscribe(
     }))
 }
 
-/// Reads `config.assignment` without joining the group's rebalancing, each partition from
-/// `config.start_from`.
+/// Reads `config.backend.assignment` without joining the group's rebalancing, each partition from
+/// `config.backend.start_from`.
 fn assign_explicitly(
     consumer: &KafkaConsumer,
     shared: &Shared,
@@ -727,15 +727,18 @@ fn assign_explicitly(
 ) -> Result<()> {
     let cannot = |err: KafkaError| {
         crate::error::broker(
-            format!("cannot assign {:?} to `{}`", config.assignment, config.name),
+            format!(
+                "cannot assign {:?} to `{}`",
+                config.backend.assignment, config.name
+            ),
             err,
         )
     };
     // A start at a time: the broker finds every partition's offset for it, in one request.
-    let for_time = match config.start_from {
+    let for_time = match config.backend.start_from {
         StartFrom::Timestamp(millis) => {
             let mut query = TopicPartitionList::new();
-            for tp in &config.assignment {
+            for tp in &config.backend.assignment {
                 query
                     .add_partition_offset(&tp.topic, tp.partition, Offset::Offset(millis))
                     .map_err(cannot)?;
@@ -749,7 +752,7 @@ fn assign_explicitly(
         _ => None,
     };
     let mut tpl = TopicPartitionList::new();
-    for tp in &config.assignment {
+    for tp in &config.backend.assignment {
         let found = |_millis| match for_time
             .as_ref()?
             .find_partition(&tp.topic, tp.partition)?
@@ -758,7 +761,7 @@ fn assign_explicitly(
             Offset::Offset(offset) => Some(offset),
             _ => None,
         };
-        let offset = match config.start_from.resolve(found) {
+        let offset = match config.backend.start_from.resolve(found) {
             StartPosition::Committed => Offset::Stored,
             StartPosition::Beginning => Offset::Beginning,
             StartPosition::End => Offset::End,
@@ -771,7 +774,7 @@ fn assign_explicitly(
     tracing::info!(subscriber = %shared.name, partitions = ?partition_names(&tpl), "partitions assigned explicitly");
     shared.assign(&tpl);
     shared.joined.store(true, Ordering::Relaxed);
-    shared.hooks.assigned(&config.assignment);
+    shared.hooks.assigned(&config.backend.assignment);
     Ok(())
 }
 

@@ -499,7 +499,7 @@ fn config(sub: &Subscriber) -> TokenStream {
         setters.push(quote!(__config = __config.max_concurrency(#limit);));
     }
     if let Some(title) = &sub.title {
-        setters.push(quote!(__config.title = ::core::option::Option::Some(::std::string::String::from(#title));));
+        setters.push(quote!(__config = __config.title(#title);));
     }
     if let Some(description) = &sub.description {
         setters.push(quote!(__config = __config.description(#description);));
@@ -516,10 +516,10 @@ fn config(sub: &Subscriber) -> TokenStream {
         setters.push(quote!(__config = __config.batch(#max_records, #timeout);));
     }
     if let Some(no_reply) = &sub.no_reply {
-        setters.push(quote!(__config.no_reply = #no_reply;));
+        setters.push(quote!(__config = __config.no_reply(#no_reply);));
     }
     if let Some(include) = &sub.include_in_schema {
-        setters.push(quote!(__config.include_in_schema = #include;));
+        setters.push(quote!(__config = __config.include_in_schema(#include);));
     }
     if !sub.publishers.is_empty() {
         let schema = reply_schema(&sub.func.sig.output);
@@ -555,7 +555,11 @@ fn config(sub: &Subscriber) -> TokenStream {
     }
     if sub.payload != Payload::Ignored {
         setters.push(quote! {
-            __config.payload_schema = Self::__faststream_payload_schema();
+            // Through the builder, not a field: the generated code does not depend on how
+            // `SubscriberConfig` groups its fields.
+            if let ::core::option::Option::Some(__schema) = Self::__faststream_payload_schema() {
+                __config = __config.payload_schema(__schema);
+            }
         });
     }
     quote! {

@@ -98,7 +98,7 @@ fn publisher_summary(
 }
 
 fn schema_json(config: &SubscriberConfig) -> serde_json::Value {
-    let schema_fn = config.payload_schema.expect("payload schema");
+    let schema_fn = config.docs.payload_schema.expect("payload schema");
     let mut generator = schemars::gen::SchemaGenerator::default();
     serde_json::to_value(schema_fn(&mut generator)).expect("schema serializes")
 }
@@ -110,20 +110,23 @@ fn config_of_a_full_subscriber() {
         panic!("one subscriber")
     };
     assert_eq!(config.name, "handle_msg");
-    assert_eq!(config.topics, ["in-topic", "other-topic"]);
-    assert_eq!(config.group_id.as_deref(), Some("g1"));
-    assert_eq!(config.ack_policy, Some(faststream::AckPolicy::NackOnError));
+    assert_eq!(config.backend.topics, ["in-topic", "other-topic"]);
+    assert_eq!(config.backend.group_id.as_deref(), Some("g1"));
     assert_eq!(
-        config.auto_offset_reset,
+        config.delivery.ack_policy,
+        Some(faststream::AckPolicy::NackOnError)
+    );
+    assert_eq!(
+        config.backend.auto_offset_reset,
         Some(faststream::OffsetReset::Latest)
     );
-    assert_eq!(config.max_concurrency, Some(4));
-    assert_eq!(config.title.as_deref(), Some("T"));
+    assert_eq!(config.delivery.max_concurrency, Some(4));
+    assert_eq!(config.docs.title.as_deref(), Some("T"));
     assert_eq!(
-        config.description.as_deref(),
+        config.docs.description.as_deref(),
         Some("Registers users.\n\nSecond paragraph.")
     );
-    assert!(config.include_in_schema);
+    assert!(config.docs.include_in_schema);
     assert_eq!(
         publisher_summary(config),
         [
@@ -155,16 +158,16 @@ fn config_of_a_full_subscriber() {
 #[test]
 fn config_of_single_and_no_payload() {
     let config = &registry_of(double).configs[0];
-    assert_eq!(config.description.as_deref(), Some("D"));
-    assert!(!config.include_in_schema);
-    assert_eq!(config.group_id, None);
-    assert_eq!(config.ack_policy, None, "inherited");
+    assert_eq!(config.docs.description.as_deref(), Some("D"));
+    assert!(!config.docs.include_in_schema);
+    assert_eq!(config.backend.group_id, None);
+    assert_eq!(config.delivery.ack_policy, None, "inherited");
     assert!(config.publishers.is_empty());
     assert_eq!(schema_json(config)["type"], "integer");
 
     let config = &registry_of(tick).configs[0];
-    assert!(config.payload_schema.is_none());
-    assert_eq!(config.description, None);
+    assert!(config.docs.payload_schema.is_none());
+    assert_eq!(config.docs.description, None);
 }
 
 /// An invoice, published with its schema.
@@ -433,7 +436,7 @@ mod named_like_extractors {
 
 /// The schema and the definitions it refers to.
 fn schema_and_definitions(config: &SubscriberConfig) -> (serde_json::Value, serde_json::Value) {
-    let schema_fn = config.payload_schema.expect("payload schema");
+    let schema_fn = config.docs.payload_schema.expect("payload schema");
     let mut generator = schemars::gen::SchemaGenerator::default();
     let schema = serde_json::to_value(schema_fn(&mut generator)).expect("schema serializes");
     let definitions = serde_json::to_value(generator.definitions()).expect("definitions");
@@ -482,7 +485,10 @@ fn payload_types_named_like_extractors_have_their_schema() {
     assert_eq!(schema, serde_json::json!({"$ref": "#/definitions/State"}));
     let (schema, _) = schema_and_definitions(&user::pattern::config());
     assert_eq!(schema, serde_json::json!({"$ref": "#/definitions/State"}));
-    assert!(user::only_extractors::config().payload_schema.is_none());
+    assert!(user::only_extractors::config()
+        .docs
+        .payload_schema
+        .is_none());
 }
 
 #[test]

@@ -130,7 +130,7 @@ impl<B: Broker> FastStream<B> {
     ///
     /// # fn app<B: faststream::Broker>(broker: B) -> FastStream<B> {
     /// let app = FastStream::new(broker).include_router(Router::new("users-").include(handle_msg));
-    /// assert_eq!(app.subscribers()[0].topics, ["users-in-topic"]);
+    /// assert_eq!(app.subscribers()[0].backend.topics, ["users-in-topic"]);
     /// assert_eq!(&*app.subscribers()[0].publishers[0].topic, "users-out-topic");
     /// # app
     /// # }
@@ -149,7 +149,8 @@ impl<B: Broker> FastStream<B> {
     /// let app = FastStream::new(broker)
     ///     .subscriber(SubscriberConfig::new("a", ["a"]), |n: i64| async move { n })
     ///     .ack_policy(AckPolicy::NackOnError);
-    /// assert_eq!(app.subscribers()[0].ack_policy, AckPolicy::NackOnError);
+    /// // NackOnError's preset: run a failed message again until it succeeds.
+    /// assert_eq!(app.subscribers()[0].delivery_policy().failure.max_attempts, None);
     /// # app
     /// # }
     /// ```

@@ -71,7 +71,7 @@
 //! }
 //!
 //! use faststream::schemars::schema::Schema;
-//! let schema_fn = on_message::config().payload_schema.expect("a payload schema");
+//! let schema_fn = on_message::config().docs.payload_schema.expect("a payload schema");
 //! let mut generator = faststream::schemars::gen::SchemaGenerator::default();
 //! let Schema::Object(reference) = schema_fn(&mut generator) else { panic!() };
 //! assert_eq!(reference.reference.as_deref(), Some("#/definitions/Message"));
@@ -138,7 +138,7 @@ pub mod asyncapi {
 /// #[subscriber(ORDERS_TOPIC, env = "REFUNDS_TOPIC", default = "refunds")]
 /// async fn bill(order_id: i64) {}
 ///
-/// assert_eq!(bill::config().topics, ["orders", "refunds"]);
+/// assert_eq!(bill::config().backend.topics, ["orders", "refunds"]);
 /// ```
 ///
 /// Instead of topics, `pattern = "orders-{region}"` reads every topic matching the template
@@ -158,8 +158,8 @@ pub mod asyncapi {
 /// async fn regional(Path(region): Path<String>, order_id: i64) {}
 ///
 /// let config = regional::config();
-/// assert_eq!(config.topics, [r"^orders-(.+)$"]);
-/// assert_eq!(config.pattern.unwrap().template(), "orders-{region}");
+/// assert_eq!(config.backend.topics, [r"^orders-(.+)$"]);
+/// assert_eq!(config.backend.pattern.unwrap().template(), "orders-{region}");
 /// ```
 ///
 /// `batch = true` makes a batch subscriber ([`SubscriberConfig::batch`], FastStream's
@@ -177,7 +177,7 @@ pub mod asyncapi {
 ///     amounts.iter().map(|n| n * 2).collect()
 /// }
 ///
-/// let batch = double_all::config().batch.unwrap();
+/// let batch = double_all::config().backend.batch.unwrap();
 /// assert_eq!((batch.max_records, batch.timeout), (100, Duration::from_millis(200)));
 /// ```
 ///

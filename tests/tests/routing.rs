@@ -29,7 +29,7 @@ async fn seed_under_router(broker: TestBroker) {
     broker.create_topic(&input, 1).await.unwrap();
     let app =
         FastStream::new(broker).include_router(Router::new(prefix.as_str()).include(handle_msg));
-    assert_eq!(app.subscribers()[0].topics, [input.as_str()]);
+    assert_eq!(app.subscribers()[0].backend.topics, [input.as_str()]);
     let doc = app.asyncapi(AsyncApiVersion::V3_0_0);
     assert!(
         doc["channels"][format!("{input}:HandleMsg")].is_object(),
@@ -144,7 +144,7 @@ async fn nested_routers(broker: TestBroker) {
         .include_router(outer)
         .include_router(retrying);
     let configs = app.subscribers();
-    assert_eq!(configs[0].topics, [picky_topic.as_str()]);
+    assert_eq!(configs[0].backend.topics, [picky_topic.as_str()]);
     assert_eq!(
         configs[0].delivery_policy().failure,
         ErrorPolicy::retry(2)
@@ -157,7 +157,11 @@ async fn nested_routers(broker: TestBroker) {
         ErrorPolicy::preset(AckPolicy::NackOnError, fast_backoff()),
         "the router's"
     );
-    assert_eq!(configs[2].ack_policy, Some(AckPolicy::AckAfter), "its own");
+    assert_eq!(
+        configs[2].delivery.ack_policy,
+        Some(AckPolicy::AckAfter),
+        "its own"
+    );
     assert_eq!(configs[2].delivery_policy().failure, ErrorPolicy::default());
 
     let test = TestBroker::start(app).await.unwrap();
@@ -431,7 +435,7 @@ async fn topics_and_routes(broker: TestBroker) {
         .with_state(audit.clone())
         .include(from_env)
         .include_router(routes);
-    assert_eq!(app.subscribers()[0].topics, [env_topic.to_owned()]);
+    assert_eq!(app.subscribers()[0].backend.topics, [env_topic.to_owned()]);
     let doc = app.asyncapi(AsyncApiVersion::V3_0_0);
     let channels = &doc["channels"];
     assert!(
@@ -512,10 +516,17 @@ async fn patterns_and_partitions_under_router(broker: TestBroker) {
     let app = FastStream::new(broker).include_router(router);
     let regional = &app.subscribers()[0];
     assert_eq!(
-        regional.pattern.as_ref().map(|p| p.template().to_owned()),
+        regional
+            .backend
+            .pattern
+            .as_ref()
+            .map(|p| p.template().to_owned()),
         Some(format!("{prefix}orders-{{region}}"))
     );
-    assert_eq!(&*app.subscribers()[1].assignment[0].topic, pinned.as_str());
+    assert_eq!(
+        &*app.subscribers()[1].backend.assignment[0].topic,
+        pinned.as_str()
+    );
     let doc = app.asyncapi(AsyncApiVersion::V3_0_0);
     assert!(
         doc["channels"][format!("{prefix}orders-region:Regional")]["address"]
@@ -592,10 +603,14 @@ async fn macro_pattern(broker: TestBroker) {
         .include_router(Router::new(prefix.as_str()).include(regional_orders));
     let config = &app.subscribers()[0];
     assert_eq!(
-        config.pattern.as_ref().map(|p| p.template().to_owned()),
+        config
+            .backend
+            .pattern
+            .as_ref()
+            .map(|p| p.template().to_owned()),
         Some(format!("{prefix}orders-{{region}}"))
     );
-    assert_eq!(config.topics.len(), 1, "the pattern's regex only");
+    assert_eq!(config.backend.topics.len(), 1, "the pattern's regex only");
 
     let test = TestBroker::start(app).await.unwrap();
     test.publish(1, format!("{prefix}orders-eu").as_str())
@@ -662,7 +677,7 @@ async fn macro_batch(broker: TestBroker) {
     broker.publish_batch(records).await.unwrap();
     let app = FastStream::new(broker).include_router(Router::new(prefix.as_str()).include(batched));
     let config = &app.subscribers()[0];
-    assert_eq!(config.batch.map(|b| b.max_records), Some(3));
+    assert_eq!(config.backend.batch.map(|b| b.max_records), Some(3));
     assert!(!config.publishers[0].batch && config.publishers[1].batch);
 
     let test = TestBroker::start(app).await.unwrap();
@@ -731,8 +746,8 @@ fn policies_cascade_from_app_to_router_to_subscriber() {
     };
     let delivery = |commit, failure| DeliveryPolicy { commit, failure };
     let a = by_name("a");
-    assert_eq!(a.topics, ["out-in-a"]);
-    assert_eq!(a.ack_policy, None, "its own setting stays unset");
+    assert_eq!(a.backend.topics, ["out-in-a"]);
+    assert_eq!(a.delivery.ack_policy, None, "its own setting stays unset");
     assert_eq!(
         a.delivery_policy(),
         delivery(CommitTiming::ByHandler, ErrorPolicy::retry(4)),
@@ -745,14 +760,14 @@ fn policies_cascade_from_app_to_router_to_subscriber() {
         "its own"
     );
     let c = by_name("c");
-    assert_eq!(c.topics, ["out-c"]);
+    assert_eq!(c.backend.topics, ["out-c"]);
     assert_eq!(
         c.delivery_policy(),
         delivery(CommitTiming::AfterHandler, ErrorPolicy::retry(9)),
         "the outer router's error policy, over its NackOnError"
     );
     let d = by_name("d");
-    assert_eq!(d.error_policy, None);
+    assert_eq!(d.delivery.error_policy, None);
     assert_eq!(
         d.delivery_policy(),
         delivery(
@@ -762,7 +777,7 @@ fn policies_cascade_from_app_to_router_to_subscriber() {
         "the app's, set after"
     );
     let e = by_name("e");
-    assert_eq!(e.topics, ["e"]);
+    assert_eq!(e.backend.topics, ["e"]);
     assert_eq!(&*e.publishers[0].topic, "x");
     assert_eq!(e.delivery_policy(), d.delivery_policy());
 }

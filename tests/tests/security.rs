@@ -33,11 +33,11 @@ impl<B: faststream::Broker> Registry for OwnTopics<'_, B> {
         H: faststream::Handler<T>,
         T: Send + 'static,
     {
-        config.topics = vec![self.input.clone()];
+        config.backend.topics = vec![self.input.clone()];
         for publisher in &mut config.publishers {
             publisher.topic = self.output.clone().into();
         }
-        config.group_id = Some(self.group.clone());
+        config.backend.group_id = Some(self.group.clone());
         self.app.add_subscriber(config, handler);
     }
 }

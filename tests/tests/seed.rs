@@ -39,11 +39,11 @@ impl<B: faststream::Broker> Registry for OwnTopics<'_, B> {
                 .find(|(from, _)| *from == topic)
                 .map_or(topic.to_owned(), |(_, to)| to.clone())
         };
-        config.topics = config.topics.iter().map(|t| rename(t)).collect();
+        config.backend.topics = config.backend.topics.iter().map(|t| rename(t)).collect();
         for publisher in &mut config.publishers {
             publisher.topic = rename(&publisher.topic).into();
         }
-        config.group_id = Some(self.group.clone());
+        config.backend.group_id = Some(self.group.clone());
         self.app.add_subscriber(config, handler);
     }
 }
@@ -55,7 +55,7 @@ async fn seed_example_end_to_end() {
     create_topic(&input, 1).await;
     create_topic(&output, 1).await;
     let config = handle_msg::config();
-    assert_eq!(config.topics, ["in-topic"]);
+    assert_eq!(config.backend.topics, ["in-topic"]);
     assert_eq!(&*config.publishers[0].topic, "out-topic");
 
     let mut app = FastStream::new(KafkaBroker::new(bootstrap()));

@@ -207,7 +207,7 @@ impl<B: Broker> App<B> {
     ///     |n: i64| async move { n * 2 },
     /// );
     /// let app = App::new(broker).include_router(orders);
-    /// assert_eq!(app.subscribers()[0].topics, ["orders-in"]);
+    /// assert_eq!(app.subscribers()[0].backend.topics, ["orders-in"]);
     /// assert_eq!(&*app.subscribers()[0].publishers[0].topic, "orders-out");
     /// # app
     /// # }
@@ -718,7 +718,7 @@ impl<B: Broker> RunningApp<B> {
         tracing::info!(
             "subscriber `{}` consuming {:?} as group `{}` ({delivery})",
             config.name,
-            config.topics,
+            config.backend.topics,
             config.effective_group_id(),
         );
         let subscription = self

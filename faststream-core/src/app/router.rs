@@ -33,7 +33,7 @@
 //!     );
 //! let app = App::new(broker).include_router(Router::new("eu-").include_router(billing));
 //! let invoice = &app.subscribers()[0];
-//! assert_eq!(invoice.topics, ["eu-billing-orders"]);
+//! assert_eq!(invoice.backend.topics, ["eu-billing-orders"]);
 //! assert_eq!(&*invoice.publishers[0].topic, "eu-billing-invoices");
 //! // The router's error policy, over its own NackOnError preset (same level).
 //! let policy = invoice.delivery_policy();
@@ -224,8 +224,8 @@ impl<B: Broker> Router<B> {
             .map(|(mut config, build)| {
                 config.prefix_topics(&prefix);
                 if !layers.is_empty() {
-                    let own = std::mem::take(&mut config.layers);
-                    config.layers = layers.iter().cloned().chain(own).collect();
+                    let own = std::mem::take(&mut config.delivery.layers);
+                    config.delivery.layers = layers.iter().cloned().chain(own).collect();
                 }
                 // Kept as a level of its own, not copied into the subscriber's fields: the
                 // subscriber's ack policy must still beat this router's error policy.
@@ -257,7 +257,7 @@ impl<B: Broker> Router<B> {
 ///     router = router.include(Route::new(config, double));
 /// }
 /// let app = App::new(broker).include_router(router);
-/// assert_eq!(app.subscribers()[1].topics, ["math-more-numbers"]);
+/// assert_eq!(app.subscribers()[1].backend.topics, ["math-more-numbers"]);
 /// # app
 /// # }
 /// ```

@@ -171,72 +171,55 @@ impl std::fmt::Debug for RebalanceHooks {
 /// The default of [`SubscriberConfig::max_buffer_bytes`]: 64 MiB.
 pub const DEFAULT_MAX_BUFFER_BYTES: usize = 64 * 1024 * 1024;
 
-/// Everything about a subscriber except its handler.
+/// Everything about a subscriber except its handler: its name and publishers, and its
+/// settings by concern, [`backend`](SubscriberConfig::backend) (what the broker sees),
+/// [`delivery`](SubscriberConfig::delivery) (how messages are handled and acknowledged) and
+/// [`docs`](SubscriberConfig::docs) (the AsyncAPI document). The builder methods set them all.
 ///
 /// ```
 /// use faststream_core::{SubscriberConfig, AckPolicy};
 /// let config = SubscriberConfig::new("orders_handler", ["orders"])
 ///     .group_id("billing")
 ///     .ack_policy(AckPolicy::NackOnError)
+///     .max_concurrency(8)
+///     .title("Orders")
 ///     .publish_to("invoices");
 /// assert_eq!(config.effective_group_id(), "billing");
-/// assert_eq!(config.ack_policy, Some(AckPolicy::NackOnError));
+/// assert_eq!(config.backend.topics, ["orders"]);
+/// assert_eq!(config.delivery.ack_policy, Some(AckPolicy::NackOnError));
+/// assert_eq!(config.delivery.max_concurrency, Some(8));
+/// assert_eq!(config.docs.title.as_deref(), Some("Orders"));
 /// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct SubscriberConfig {
     /// Handler name (the function's name with the macro): used in logs, the default group id
     /// and the AsyncAPI document.
     pub name: String,
+    /// Where the return value goes.
+    pub publishers: Vec<PublisherConfig>,
+    /// What the backend sees: topics, group, offsets, consumer properties, partitions,
+    /// pattern, batching, rebalance callbacks.
+    pub backend: SubscriberBackend,
+    /// How messages are handled and acknowledged: policies, backoff, timeout, concurrency,
+    /// buffers, layers.
+    pub delivery: SubscriberDelivery,
+    /// What the AsyncAPI document says about it.
+    pub docs: SubscriberDocs,
+}
+
+/// What the backend sees of a subscriber ([`SubscriberConfig::backend`]).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SubscriberBackend {
     /// Topics consumed.
     pub topics: Vec<String>,
     /// Consumer group; defaults to [`SubscriberConfig::name`].
     pub group_id: Option<String>,
-    /// The subscriber's own acknowledgement policy; `None` inherits its routers' or the app's
-    /// (see [`SubscriberConfig::delivery_policy`]). Setting the field or calling
-    /// [`SubscriberConfig::ack_policy`] is the same.
-    pub ack_policy: Option<AckPolicy>,
     /// Start position without a committed offset; the broker's default when `None`.
     pub auto_offset_reset: Option<OffsetReset>,
-    /// At most this many handler calls run at once across this subscriber's partitions
-    /// (order within a partition is kept regardless). Unbounded when `None`.
-    pub max_concurrency: Option<usize>,
-    /// At most this many processed messages per partition may wait for their publishes to be
-    /// acknowledged before the partition stops taking new ones.
-    pub max_pending_per_partition: usize,
-    /// At most about this many bytes of consumed records (payload, key and headers) are held
-    /// in memory across the subscriber's partitions: waiting to be handled, being handled, or
-    /// waiting for their publishes. Past it the backend fetches nothing more until some are
-    /// finished. Default [`DEFAULT_MAX_BUFFER_BYTES`] (64 MiB).
-    pub max_buffer_bytes: usize,
-    /// Backoff between redeliveries (`NackOnError`, manual nack).
-    pub backoff: Backoff,
-    /// Where the return value goes.
-    pub publishers: Vec<PublisherConfig>,
     /// Extra consumer properties for this subscriber (librdkafka names for Kafka).
     pub properties: Vec<(String, String)>,
-    /// Title for the AsyncAPI document.
-    pub title: Option<String>,
-    /// Description for the AsyncAPI document (the handler's doc comment with the macro).
-    pub description: Option<String>,
-    /// Whether the AsyncAPI document lists it.
-    pub include_in_schema: bool,
-    /// Schema of the payload.
-    pub payload_schema: Option<SchemaFn>,
-    /// Schemas of the payloads of a subscriber with several handlers (a
-    /// [`Filtered`](crate::filter::Filtered) handler): documented as a `oneOf`. Used when
-    /// [`SubscriberConfig::payload_schema`] is `None`.
-    pub payload_one_of: Vec<SchemaFn>,
-    /// How long one handler call may take before it counts as failed (off by default).
-    pub handler_timeout: Option<Duration>,
-    /// Ignore an incoming `reply_to`: the return value goes to the publishers only.
-    pub no_reply: bool,
-    /// The subscriber's own failure handling, over every ack policy; `None` inherits (see
-    /// [`SubscriberConfig::delivery_policy`]).
-    pub error_policy: Option<ErrorPolicy>,
-    /// The subscriber's own middleware layers, inside the app's (first added is outermost).
-    pub layers: Vec<HandlerLayer>,
-    /// Callbacks on partition assignment and revocation.
-    pub rebalance: RebalanceHooks,
     /// Explicit partitions to read, without joining the group's rebalancing (the group id
     /// still names where offsets are committed). Empty: subscribe to the topics as a group
     /// member.
@@ -248,10 +231,63 @@ pub struct SubscriberConfig {
     /// Makes it a batch subscriber: the handler gets each partition's records in batches
     /// (see [`SubscriberConfig::batch`]).
     pub batch: Option<BatchConfig>,
+    /// Callbacks on partition assignment and revocation.
+    pub rebalance: RebalanceHooks,
+}
+
+/// How a subscriber's messages are handled and acknowledged
+/// ([`SubscriberConfig::delivery`]).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SubscriberDelivery {
+    /// The subscriber's own acknowledgement policy; `None` inherits its routers' or the app's
+    /// (see [`SubscriberConfig::delivery_policy`]). Setting the field or calling
+    /// [`SubscriberConfig::ack_policy`] is the same.
+    pub ack_policy: Option<AckPolicy>,
+    /// The subscriber's own failure handling, over every ack policy; `None` inherits (see
+    /// [`SubscriberConfig::delivery_policy`]).
+    pub error_policy: Option<ErrorPolicy>,
+    /// Backoff between redeliveries (`NackOnError`, manual nack).
+    pub backoff: Backoff,
+    /// How long one handler call may take before it counts as failed (off by default).
+    pub handler_timeout: Option<Duration>,
+    /// At most this many handler calls run at once across this subscriber's partitions
+    /// (order within a partition is kept regardless). Unbounded when `None`.
+    pub max_concurrency: Option<usize>,
+    /// At most this many processed messages per partition may wait for their publishes to be
+    /// acknowledged before the partition stops taking new ones.
+    pub max_pending_per_partition: usize,
+    /// At most about this many bytes of consumed records (payload, key and headers) are held
+    /// in memory across the subscriber's partitions: waiting to be handled, being handled, or
+    /// waiting for their publishes. Past it the backend fetches nothing more until some are
+    /// finished. Default [`DEFAULT_MAX_BUFFER_BYTES`] (64 MiB).
+    pub max_buffer_bytes: usize,
+    /// Ignore an incoming `reply_to`: the return value goes to the publishers only.
+    pub no_reply: bool,
+    /// The subscriber's own middleware layers, inside the app's (first added is outermost).
+    pub layers: Vec<HandlerLayer>,
     /// The policies of the routers it was included through, inner first.
     router_policies: Vec<PolicyLevel>,
     /// The app's default policies, once it is in an app.
     app_policies: PolicyLevel,
+}
+
+/// What the AsyncAPI document says about a subscriber ([`SubscriberConfig::docs`]).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SubscriberDocs {
+    /// Title (the channel's name).
+    pub title: Option<String>,
+    /// Description (the handler's doc comment with the macro).
+    pub description: Option<String>,
+    /// Whether the document lists it.
+    pub include_in_schema: bool,
+    /// Schema of the payload.
+    pub payload_schema: Option<SchemaFn>,
+    /// Schemas of the payloads of a subscriber with several handlers (a
+    /// [`Filtered`](crate::filter::Filtered) handler): documented as a `oneOf`. Used when
+    /// `payload_schema` is `None`.
+    pub payload_one_of: Vec<SchemaFn>,
 }
 
 impl SubscriberConfig {
@@ -263,32 +299,38 @@ impl SubscriberConfig {
     {
         Self {
             name: name.into(),
-            topics: topics.into_iter().map(Into::into).collect(),
-            group_id: None,
-            ack_policy: None,
-            auto_offset_reset: None,
-            max_concurrency: None,
-            max_pending_per_partition: 4096,
-            max_buffer_bytes: DEFAULT_MAX_BUFFER_BYTES,
-            backoff: Backoff::default(),
             publishers: Vec::new(),
-            properties: Vec::new(),
-            title: None,
-            description: None,
-            include_in_schema: true,
-            payload_schema: None,
-            handler_timeout: None,
-            no_reply: false,
-            error_policy: None,
-            layers: Vec::new(),
-            rebalance: RebalanceHooks::default(),
-            assignment: Vec::new(),
-            start_from: StartFrom::Committed,
-            pattern: None,
-            batch: None,
-            router_policies: Vec::new(),
-            app_policies: PolicyLevel::default(),
-            payload_one_of: Vec::new(),
+            backend: SubscriberBackend {
+                topics: topics.into_iter().map(Into::into).collect(),
+                group_id: None,
+                auto_offset_reset: None,
+                properties: Vec::new(),
+                assignment: Vec::new(),
+                start_from: StartFrom::Committed,
+                pattern: None,
+                batch: None,
+                rebalance: RebalanceHooks::default(),
+            },
+            delivery: SubscriberDelivery {
+                ack_policy: None,
+                error_policy: None,
+                backoff: Backoff::default(),
+                handler_timeout: None,
+                max_concurrency: None,
+                max_pending_per_partition: 4096,
+                max_buffer_bytes: DEFAULT_MAX_BUFFER_BYTES,
+                no_reply: false,
+                layers: Vec::new(),
+                router_policies: Vec::new(),
+                app_policies: PolicyLevel::default(),
+            },
+            docs: SubscriberDocs {
+                title: None,
+                description: None,
+                include_in_schema: true,
+                payload_schema: None,
+                payload_one_of: Vec::new(),
+            },
         }
     }
 
@@ -303,10 +345,10 @@ impl SubscriberConfig {
     /// use std::time::Duration;
     /// let config = SubscriberConfig::new("store_orders", ["orders"])
     ///     .batch(500, Duration::from_millis(200));
-    /// assert_eq!(config.batch.map(|b| b.max_records), Some(500));
+    /// assert_eq!(config.backend.batch.map(|b| b.max_records), Some(500));
     /// ```
     pub fn batch(mut self, max_records: usize, timeout: Duration) -> Self {
-        self.batch = Some(BatchConfig {
+        self.backend.batch = Some(BatchConfig {
             max_records: max_records.max(1),
             timeout,
         });
@@ -342,35 +384,35 @@ impl SubscriberConfig {
     /// ```
     pub fn delivery_policy(&self) -> DeliveryPolicy {
         let own = PolicyLevel {
-            ack_policy: self.ack_policy,
-            error_policy: self.error_policy.clone(),
+            ack_policy: self.delivery.ack_policy,
+            error_policy: self.delivery.error_policy.clone(),
         };
         let levels: Vec<PolicyLevel> = std::iter::once(own)
-            .chain(self.router_policies.iter().cloned())
-            .chain(std::iter::once(self.app_policies.clone()))
+            .chain(self.delivery.router_policies.iter().cloned())
+            .chain(std::iter::once(self.delivery.app_policies.clone()))
             .collect();
-        DeliveryPolicy::resolve(&levels, self.backoff)
+        DeliveryPolicy::resolve(&levels, self.delivery.backoff)
     }
 
     /// Adds the default policies of a router it is included through (each router adds its
     /// own as it is included, so inner routers come first).
     pub(crate) fn inherit_router_policies(&mut self, router: &PolicyLevel) {
         if !router.is_empty() {
-            self.router_policies.push(router.clone());
+            self.delivery.router_policies.push(router.clone());
         }
     }
 
     /// Sets the default policies of the app it is in (replacing earlier ones: the app's
     /// setters apply to subscribers added before them too).
     pub(crate) fn inherit_app_policies(&mut self, app: &PolicyLevel) {
-        self.app_policies = app.clone();
+        self.delivery.app_policies = app.clone();
     }
 
     /// Documents the payloads of a handler with several branches (see
     /// [`Handler::payload_schemas`]) unless the configuration already names its payload.
     pub(crate) fn describe_handler<H: Handler<T>, T>(&mut self, handler: &H) {
-        if self.payload_schema.is_none() && self.payload_one_of.is_empty() {
-            self.payload_one_of = handler.payload_schemas();
+        if self.docs.payload_schema.is_none() && self.docs.payload_one_of.is_empty() {
+            self.docs.payload_one_of = handler.payload_schemas();
         }
     }
 
@@ -378,7 +420,7 @@ impl SubscriberConfig {
     /// decoding its own payload type); a [`Filtered`](crate::filter::Filtered) handler fills
     /// this in by itself.
     pub fn payload_one_of(mut self, schemas: impl IntoIterator<Item = SchemaFn>) -> Self {
-        self.payload_one_of = schemas.into_iter().collect();
+        self.docs.payload_one_of = schemas.into_iter().collect();
         self
     }
 
@@ -389,19 +431,19 @@ impl SubscriberConfig {
         if prefix.is_empty() {
             return;
         }
-        match &self.pattern {
+        match &self.backend.pattern {
             Some(pattern) => {
                 let pattern = pattern.prefixed(prefix);
-                self.topics = vec![pattern.regex()];
-                self.pattern = Some(Arc::new(pattern));
+                self.backend.topics = vec![pattern.regex()];
+                self.backend.pattern = Some(Arc::new(pattern));
             }
             None => {
-                for topic in &mut self.topics {
+                for topic in &mut self.backend.topics {
                     topic.insert_str(0, prefix);
                 }
             }
         }
-        for assigned in &mut self.assignment {
+        for assigned in &mut self.backend.assignment {
             assigned.topic = format!("{prefix}{}", assigned.topic).into();
         }
         for publisher in &mut self.publishers {
@@ -421,14 +463,14 @@ impl SubscriberConfig {
     /// use faststream_core::SubscriberConfig;
     ///
     /// let config = SubscriberConfig::new("orders", Vec::<String>::new()).pattern("orders-{region}");
-    /// assert_eq!(config.topics, [r"^orders-(.+)$"]);
+    /// assert_eq!(config.backend.topics, [r"^orders-(.+)$"]);
     /// let config = SubscriberConfig::new("all_orders", Vec::<String>::new()).pattern("^orders-.*");
-    /// assert_eq!(config.topics, ["^orders-.*"]);
+    /// assert_eq!(config.backend.topics, ["^orders-.*"]);
     /// ```
     pub fn pattern(mut self, template: impl Into<String>) -> Self {
         let pattern = TopicPattern::new(template);
-        self.topics = vec![pattern.regex()];
-        self.pattern = Some(Arc::new(pattern));
+        self.backend.topics = vec![pattern.regex()];
+        self.backend.pattern = Some(Arc::new(pattern));
         self
     }
 
@@ -443,11 +485,12 @@ impl SubscriberConfig {
     /// let audit = SubscriberConfig::new("audit", ["orders"])
     ///     .partitions([0, 1])
     ///     .start_from(StartFrom::Earliest);
-    /// assert_eq!(audit.assignment.len(), 2);
+    /// assert_eq!(audit.backend.assignment.len(), 2);
     /// ```
     pub fn partitions(mut self, partitions: impl IntoIterator<Item = i32>) -> Self {
         let partitions: Vec<i32> = partitions.into_iter().collect();
-        self.assignment = self
+        self.backend.assignment = self
+            .backend
             .topics
             .iter()
             .flat_map(|topic| {
@@ -461,7 +504,7 @@ impl SubscriberConfig {
 
     /// Where explicitly assigned partitions start (default: the committed offset).
     pub fn start_from(mut self, start: StartFrom) -> Self {
-        self.start_from = start;
+        self.backend.start_from = start;
         self
     }
 
@@ -476,14 +519,14 @@ impl SubscriberConfig {
     ///     .on_revoke(|partitions| println!("handed over {partitions:?}"));
     /// ```
     pub fn on_assign(mut self, hook: impl Fn(&[TopicPartition]) + Send + Sync + 'static) -> Self {
-        self.rebalance.on_assign = Some(Arc::new(hook));
+        self.backend.rebalance.on_assign = Some(Arc::new(hook));
         self
     }
 
     /// Calls `hook` with the partitions each rebalance revokes from this subscriber (and all
     /// of them when it stops), once their in-flight work finished and was committed.
     pub fn on_revoke(mut self, hook: impl Fn(&[TopicPartition]) + Send + Sync + 'static) -> Self {
-        self.rebalance.on_revoke = Some(Arc::new(hook));
+        self.backend.rebalance.on_revoke = Some(Arc::new(hook));
         self
     }
 
@@ -491,21 +534,21 @@ impl SubscriberConfig {
     /// skip or a stop (see [`crate::policy`]). It wins over every ack policy and over the
     /// routers' and the app's error policies.
     pub fn error_policy(mut self, policy: ErrorPolicy) -> Self {
-        self.error_policy = Some(policy);
+        self.delivery.error_policy = Some(policy);
         self
     }
 
     /// Ignores an incoming `reply_to` header (FastStream's `no_reply=True`): the return value
     /// goes to the subscriber's publishers only.
     pub fn no_reply(mut self, no_reply: bool) -> Self {
-        self.no_reply = no_reply;
+        self.delivery.no_reply = no_reply;
         self
     }
 
     /// Fails a handler call that takes longer than `limit` (the message then follows the ack
     /// policy like any failure). Off by default.
     pub fn handler_timeout(mut self, limit: Duration) -> Self {
-        self.handler_timeout = Some(limit);
+        self.delivery.handler_timeout = Some(limit);
         self
     }
 
@@ -520,19 +563,19 @@ impl SubscriberConfig {
     ///
     /// let config = SubscriberConfig::new("orders", ["orders"])
     ///     .layer(MapErrLayer::new(|err: BoxError| -> BoxError { format!("orders: {err}").into() }));
-    /// assert_eq!(config.layers.len(), 1);
+    /// assert_eq!(config.delivery.layers.len(), 1);
     /// ```
     pub fn layer<L>(mut self, layer: L) -> Self
     where
         L: MessageLayer + Send + Sync + 'static,
     {
-        self.layers.push(HandlerLayer::new(layer));
+        self.delivery.layers.push(HandlerLayer::new(layer));
         self
     }
 
     /// Sets the consumer group.
     pub fn group_id(mut self, group_id: impl Into<String>) -> Self {
-        self.group_id = Some(group_id.into());
+        self.backend.group_id = Some(group_id.into());
         self
     }
 
@@ -542,32 +585,32 @@ impl SubscriberConfig {
     /// `RejectOnError` also over their error policies; see
     /// [`SubscriberConfig::delivery_policy`].
     pub fn ack_policy(mut self, policy: AckPolicy) -> Self {
-        self.ack_policy = Some(policy);
+        self.delivery.ack_policy = Some(policy);
         self
     }
 
     /// Sets where to start without a committed offset.
     pub fn auto_offset_reset(mut self, reset: OffsetReset) -> Self {
-        self.auto_offset_reset = Some(reset);
+        self.backend.auto_offset_reset = Some(reset);
         self
     }
 
     /// Bounds the bytes of consumed records held in memory (see
     /// [`SubscriberConfig::max_buffer_bytes`]).
     pub fn max_buffer_bytes(mut self, bytes: usize) -> Self {
-        self.max_buffer_bytes = bytes.max(1);
+        self.delivery.max_buffer_bytes = bytes.max(1);
         self
     }
 
     /// Bounds concurrent handler calls across partitions.
     pub fn max_concurrency(mut self, limit: usize) -> Self {
-        self.max_concurrency = Some(limit.max(1));
+        self.delivery.max_concurrency = Some(limit.max(1));
         self
     }
 
     /// Sets the redelivery backoff.
     pub fn backoff(mut self, backoff: Backoff) -> Self {
-        self.backoff = backoff;
+        self.delivery.backoff = backoff;
         self
     }
 
@@ -585,37 +628,37 @@ impl SubscriberConfig {
 
     /// Sets a consumer property for this subscriber only.
     pub fn property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.properties.push((key.into(), value.into()));
+        self.backend.properties.push((key.into(), value.into()));
         self
     }
 
     /// Sets the documentation description.
     pub fn description(mut self, description: impl Into<String>) -> Self {
-        self.description = Some(description.into());
+        self.docs.description = Some(description.into());
         self
     }
 
     /// Sets the title (the channel's name in the AsyncAPI document).
     pub fn title(mut self, title: impl Into<String>) -> Self {
-        self.title = Some(title.into());
+        self.docs.title = Some(title.into());
         self
     }
 
     /// Whether the AsyncAPI document lists this subscriber and its publishers (default `true`).
     pub fn include_in_schema(mut self, include: bool) -> Self {
-        self.include_in_schema = include;
+        self.docs.include_in_schema = include;
         self
     }
 
     /// Sets the payload's schema, e.g. `|g| g.subschema_for::<Order>()`.
     pub fn payload_schema(mut self, schema: SchemaFn) -> Self {
-        self.payload_schema = Some(schema);
+        self.docs.payload_schema = Some(schema);
         self
     }
 
     /// The consumer group in use: `group_id`, or the subscriber's name.
     pub fn effective_group_id(&self) -> &str {
-        self.group_id.as_deref().unwrap_or(&self.name)
+        self.backend.group_id.as_deref().unwrap_or(&self.name)
     }
 }
 

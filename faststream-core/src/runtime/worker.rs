@@ -92,7 +92,7 @@ where
     T: Send + 'static,
     P: Publish,
 {
-    if let Some(pattern) = &config.pattern {
+    if let Some(pattern) = &config.backend.pattern {
         if let Some(err) = pattern.error() {
             return Err(Error::config_msg(format!(
                 "subscriber `{}` cannot start: invalid topic pattern `{}`: {err}",
@@ -107,22 +107,27 @@ where
     let manual_ack = delivery.commit == CommitTiming::ByHandler;
     let offered = CheckContext::new(&cx.state)
         .with_manual_ack(manual_ack)
-        .with_batch(config.batch.is_some())
-        .with_pattern(config.pattern.as_deref());
+        .with_batch(config.backend.batch.is_some())
+        .with_pattern(config.backend.pattern.as_deref());
     H::check(&offered)
         .map_err(|err| Error::config(format!("subscriber `{}` cannot start", config.name), err))?;
     let handler = HandlerService::new(handler, Arc::clone(&cx.state), manual_ack)
-        .with_pattern(config.pattern.clone())
+        .with_pattern(config.backend.pattern.clone())
         .with_tracker(cx.tracker.clone());
-    let timeout = config.handler_timeout;
+    let timeout = config.delivery.handler_timeout;
     let core = ServiceBuilder::new()
         .layer(CatchPanicLayer)
-        .option_layer(config.max_concurrency.map(GlobalConcurrencyLimitLayer::new))
+        .option_layer(
+            config
+                .delivery
+                .max_concurrency
+                .map(GlobalConcurrencyLimitLayer::new),
+        )
         .option_layer(timeout.map(|limit| MapErrLayer::new(name_timeout(limit))))
         .option_layer(timeout.map(TimeoutLayer::new))
         .service(handler);
     let trace = TraceLayer::new(config.name.as_str());
-    let user_layers: Vec<&HandlerLayer> = cx.layers.iter().chain(&config.layers).collect();
+    let user_layers: Vec<&HandlerLayer> = cx.layers.iter().chain(&config.delivery.layers).collect();
     if user_layers.is_empty() {
         let service = trace.layer(core);
         Ok(SubscriberRuntime::new(config, delivery, service, cx).into_built())
@@ -167,7 +172,7 @@ impl<S, P: Publish> SubscriberRuntime<S, P> {
         cx: &StartContext<P>,
     ) -> Self {
         Self {
-            stats: Arc::new(SubscriberStats::new(config.max_buffer_bytes)),
+            stats: Arc::new(SubscriberStats::new(config.delivery.max_buffer_bytes)),
             config,
             delivery,
             template: Mutex::new((service, cx.publisher.clone())),
@@ -246,7 +251,7 @@ where
             stop: stop.clone(),
         };
         // A batch subscriber's records reach the worker grouped: one message per batch.
-        let messages = match self.config.batch {
+        let messages = match self.config.backend.batch {
             Some(batch) => {
                 let (batches, grouped) = mpsc::channel(1);
                 let assembler = super::batch::assemble(
@@ -433,7 +438,7 @@ where
 
     fn has_room(&self) -> bool {
         !self.progress.is_halted()
-            && self.progress.in_flight() < self.config.max_pending_per_partition.max(1)
+            && self.progress.in_flight() < self.config.delivery.max_pending_per_partition.max(1)
     }
 
     /// Runs the redelivery whose backoff passed.
@@ -860,7 +865,10 @@ where
         ack: &mut PendingAck<P::Delivery>,
     ) -> Result<(), PublishError> {
         // A `no_reply` subscriber ignores `reply_to`.
-        let reply_to = origin.reply_to.clone().filter(|_| !self.config.no_reply);
+        let reply_to = origin
+            .reply_to
+            .clone()
+            .filter(|_| !self.config.delivery.no_reply);
         let destinations = Destinations {
             publishers: &self.config.publishers,
             reply_to,

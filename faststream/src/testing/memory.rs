@@ -254,8 +254,8 @@ impl Cluster {
         workers: Arc<dyn PartitionWorkers>,
         options: SubscribeOptions,
     ) -> Result<Box<dyn Subscription>> {
-        if config.pattern.is_none() {
-            for topic in &config.topics {
+        if config.backend.pattern.is_none() {
+            for topic in &config.backend.topics {
                 self.partitions(topic);
             }
         }
@@ -264,21 +264,24 @@ impl Cluster {
             id: self
                 .next_member
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            topics: config.topics.clone(),
-            pattern: config.pattern.clone(),
+            topics: config.backend.topics.clone(),
+            pattern: config.backend.pattern.clone(),
             workers,
             stop: options.stop.clone(),
-            reset: config.auto_offset_reset.unwrap_or(self.default_reset),
-            hooks: config.rebalance.clone(),
+            reset: config
+                .backend
+                .auto_offset_reset
+                .unwrap_or(self.default_reset),
+            hooks: config.backend.rebalance.clone(),
             owned: Mutex::default(),
         });
-        if config.assignment.is_empty() {
+        if config.backend.assignment.is_empty() {
             let _rebalancing = group.rebalancing.lock().await;
             lock(&group.members).push(Arc::clone(&member));
             self.rebalance(&group, options.rebalance_timeout).await;
         } else {
             // Explicit partitions: no group membership, no rebalancing.
-            for tp in &config.assignment {
+            for tp in &config.backend.assignment {
                 if tp.partition < 0 || tp.partition as usize >= self.partitions(&tp.topic).len() {
                     return Err(faststream_core::Error::broker_msg(
                         format!("cannot assign {tp} to `{}`: no such partition", config.name),
@@ -286,9 +289,9 @@ impl Cluster {
                     ));
                 }
             }
-            member.hooks.assigned(&config.assignment);
-            for tp in &config.assignment {
-                let from = self.start_position(tp, config.start_from);
+            member.hooks.assigned(&config.backend.assignment);
+            for tp in &config.backend.assignment {
+                let from = self.start_position(tp, config.backend.start_from);
                 let feed = self.start_feed_at(&group, &member, tp.clone(), from);
                 lock(&member.owned).insert(tp.clone(), feed);
             }

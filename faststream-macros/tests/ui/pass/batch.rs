@@ -20,13 +20,13 @@ async fn not_a_batch(_amount: i64) {}
 
 fn main() {
     let config = store::config();
-    let batch = config.batch.expect("a batch subscriber");
+    let batch = config.backend.batch.expect("a batch subscriber");
     assert_eq!(batch.max_records, 100);
     assert_eq!(batch.timeout, Duration::from_millis(50));
     assert!(config.publishers[0].batch);
     assert!(!config.publishers[1].batch);
-    let batch = defaults::config().batch.expect("a batch subscriber");
+    let batch = defaults::config().backend.batch.expect("a batch subscriber");
     assert_eq!(batch.max_records, usize::MAX);
     assert_eq!(batch.timeout, faststream::batch::BatchConfig::DEFAULT_TIMEOUT);
-    assert!(not_a_batch::config().batch.is_none());
+    assert!(not_a_batch::config().backend.batch.is_none());
 }

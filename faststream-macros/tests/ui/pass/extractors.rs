@@ -48,6 +48,6 @@ async fn with_header_and_payload(#[header("x-tenant")] tenant: String, body: Str
 }
 
 fn main() {
-    assert!(no_payload::config().payload_schema.is_none());
-    assert!(with_header_and_payload::config().payload_schema.is_some());
+    assert!(no_payload::config().docs.payload_schema.is_none());
+    assert!(with_header_and_payload::config().docs.payload_schema.is_some());
 }

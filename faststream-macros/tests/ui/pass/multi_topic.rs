@@ -13,10 +13,10 @@ mod handlers {
 
 fn main() {
     let config = handlers::count::config();
-    assert_eq!(config.topics, ["orders", "refunds"]);
-    assert_eq!(config.ack_policy, Some(faststream::AckPolicy::Manual));
+    assert_eq!(config.backend.topics, ["orders", "refunds"]);
+    assert_eq!(config.delivery.ack_policy, Some(faststream::AckPolicy::Manual));
     assert_eq!(
-        config.auto_offset_reset,
+        config.backend.auto_offset_reset,
         Some(faststream::OffsetReset::Earliest)
     );
 }

@@ -32,9 +32,9 @@ fn main() {
     handle_msg.register(&mut recorder);
     let config = &recorder.0[0];
     assert_eq!(config.name, "handle_msg");
-    assert_eq!(config.topics, ["in-topic"]);
+    assert_eq!(config.backend.topics, ["in-topic"]);
     assert_eq!(config.effective_group_id(), "g1");
     assert_eq!(config.publishers.len(), 2);
-    assert_eq!(config.description.as_deref(), Some("Registers users."));
-    assert!(!config.include_in_schema);
+    assert_eq!(config.docs.description.as_deref(), Some("Registers users."));
+    assert!(!config.docs.include_in_schema);
 }

@@ -34,17 +34,17 @@ async fn audit(Path(team): Path<String>, line: String) -> String {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let config = regional::config();
-    assert_eq!(config.topics, [r"^orders-(.+)$"]);
-    let pattern = config.pattern.expect("a pattern subscriber");
+    assert_eq!(config.backend.topics, [r"^orders-(.+)$"]);
+    let pattern = config.backend.pattern.expect("a pattern subscriber");
     assert_eq!(pattern.template(), "orders-{region}");
     assert_eq!(pattern.captures("orders-eu"), Some(vec![("region", "eu")]));
-    assert_eq!(config.group_id.as_deref(), Some("regional"));
+    assert_eq!(config.backend.group_id.as_deref(), Some("regional"));
     assert_eq!(&*config.publishers[0].topic, "totals");
     assert_eq!(regional::call(Path("eu".into()), 3).await, "eu:3");
 
     let config = logs::config();
     assert_eq!(
-        config.pattern.map(|p| p.template().to_owned()).as_deref(),
+        config.backend.pattern.map(|p| p.template().to_owned()).as_deref(),
         Some("logs.{service}.{level}")
     );
     let route = Route {
@@ -54,7 +54,7 @@ async fn main() {
     assert_eq!(logs::call(Path(route), "slow".into()).await, "api/warn: slow");
 
     let config = audit::config();
-    assert_eq!(config.topics, [r"^audit-([a-z]+)\..*"]);
-    let pattern = config.pattern.expect("a pattern subscriber");
+    assert_eq!(config.backend.topics, [r"^audit-([a-z]+)\..*"]);
+    let pattern = config.backend.pattern.expect("a pattern subscriber");
     assert_eq!(pattern.captures("audit-billing.2026"), Some(vec![("team", "billing")]));
 }

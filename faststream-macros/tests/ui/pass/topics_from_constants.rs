@@ -20,13 +20,13 @@ async fn only_env(_body: String) {}
 
 fn main() {
     let config = handle::config();
-    assert_eq!(config.topics, ["orders", "eu-orders", "refunds"]);
+    assert_eq!(config.backend.topics, ["orders", "eu-orders", "refunds"]);
     let publishers: Vec<&str> = config.publishers.iter().map(|p| &*p.topic).collect();
     assert_eq!(publishers, ["audit", "out"]);
     std::env::set_var("UI_REFUNDS_TOPIC", "refunds-v2");
     std::env::set_var("UI_OUT_TOPIC", "out-v2");
     let config = handle::config();
-    assert_eq!(config.topics, ["orders", "eu-orders", "refunds-v2"]);
+    assert_eq!(config.backend.topics, ["orders", "eu-orders", "refunds-v2"]);
     assert_eq!(&*config.publishers[1].topic, "out-v2");
-    assert_eq!(only_env::config().topics, ["fallback"]);
+    assert_eq!(only_env::config().backend.topics, ["fallback"]);
 }

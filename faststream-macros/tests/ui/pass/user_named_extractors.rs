@@ -68,6 +68,6 @@ fn main() {
         opaque_fields::config(),
         pattern_beside_extractor::config(),
     ] {
-        assert!(config.payload_schema.is_some(), "{}", config.name);
+        assert!(config.docs.payload_schema.is_some(), "{}", config.name);
     }
 }
