@@ -9,7 +9,7 @@ use crate::message::Message;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 /// An async function usable as a subscriber: every parameter but the last implements
 /// [`FromMessageParts`], the last one [`FromMessage`] (the payload, or another extractor),
@@ -85,10 +85,11 @@ pin_project_lite::pin_project! {
     /// function's future. `M` is the output's [`IntoReply`] marker.
     #[project = HandlerCallProj]
     pub enum HandlerCall<F, E, Fut, M> {
-        /// Waiting for a dependency; then `handler` is called with the values.
+        /// Waiting for a dependency; then the handler is called with the values. Boxed: only
+        /// a dependency that waits gets here (and it allocated already), and the common
+        /// future stays as small as the function's own.
         Extracting {
-            handler: Option<F>,
-            extractions: Option<E>,
+            waiting: Option<Box<(F, E)>>,
             marker: PhantomData<fn() -> M>,
         },
         /// The function's future.
@@ -100,26 +101,21 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<F, E, Fut, M> HandlerCall<F, E, Fut, M>
-where
-    E: Extractions,
-    F: CallWith<E::Values, Future = Fut>,
-{
-    /// Starts the call: when every extraction finished without waiting (the framework's
-    /// extractors always do) the function is called now; else its future waits for them.
-    fn start(handler: &F, mut extractions: E) -> Result<Self, ExtractError> {
-        let mut cx = Context::from_waker(Waker::noop());
-        match extractions.poll_settle(&mut cx) {
-            Poll::Ready(Ok(())) => Ok(HandlerCall::Running {
-                future: handler.call_with(extractions.into_values()?),
-                marker: PhantomData,
-            }),
-            Poll::Ready(Err(error)) => Err(error),
-            Poll::Pending => Ok(HandlerCall::Extracting {
-                handler: Some(handler.clone()),
-                extractions: Some(extractions),
-                marker: PhantomData,
-            }),
+impl<F, E, Fut, M> HandlerCall<F, E, Fut, M> {
+    /// The call of a function whose parameters were all extracted without waiting.
+    #[inline]
+    fn running(future: Fut) -> Self {
+        HandlerCall::Running {
+            future,
+            marker: PhantomData,
+        }
+    }
+
+    /// The call of `handler` once `extractions` finish.
+    fn waiting(handler: F, extractions: E) -> Self {
+        HandlerCall::Extracting {
+            waiting: Some(Box::new((handler, extractions))),
+            marker: PhantomData,
         }
     }
 }
@@ -139,31 +135,24 @@ where
                 HandlerCallProj::Running { future, .. } => {
                     return future.poll(cx).map(IntoReply::into_reply);
                 }
-                HandlerCallProj::Extracting {
-                    handler,
-                    extractions,
-                    ..
-                } => {
-                    let started = match extractions.as_mut() {
-                        Some(pending) => match std::task::ready!(pending.poll_settle(cx)) {
-                            Ok(()) => extractions
-                                .take()
-                                .map(Extractions::into_values)
-                                .zip(handler.take()),
-                            Err(error) => return Poll::Ready(Reply::Failed(Box::new(error))),
-                        },
-                        None => None,
-                    };
-                    let Some((values, handler)) = started else {
+                HandlerCallProj::Extracting { waiting, .. } => {
+                    let Some(state) = waiting.as_mut() else {
                         return Poll::Ready(Reply::Failed(
                             "handler future polled after completion".into(),
                         ));
                     };
-                    match values {
-                        Ok(values) => self.set(HandlerCall::Running {
-                            future: handler.call_with(values),
-                            marker: PhantomData,
-                        }),
+                    if let Err(error) = std::task::ready!(state.1.poll_settle(cx)) {
+                        *waiting = None;
+                        return Poll::Ready(Reply::Failed(Box::new(error)));
+                    }
+                    let Some(state) = waiting.take() else {
+                        return Poll::Ready(Reply::Failed(
+                            "handler future polled after completion".into(),
+                        ));
+                    };
+                    let (handler, extractions) = *state;
+                    match extractions.into_values() {
+                        Ok(values) => self.set(HandlerCall::running(handler.call_with(values))),
                         Err(error) => return Poll::Ready(Reply::Failed(Box::new(error))),
                     }
                 }
@@ -216,6 +205,7 @@ macro_rules! impl_handler {
     ([$($part:ident),*], $last:ident) => {
         impl_extractions!($($part,)* $last);
 
+        #[allow(non_snake_case)]
         impl<F, Fut, M, V, $($part,)* $last> Handler<(M, V, $($part,)* $last,)> for F
         where
             F: Fn($($part,)* $last) -> Fut + Clone + Send + Sync + 'static,
@@ -235,10 +225,14 @@ macro_rules! impl_handler {
 
             #[inline]
             fn call(&self, message: &Message, cx: &MessageContext<'_>) -> Result<Self::Future, ExtractError> {
-                HandlerCall::start(self, (
-                    $(<$part as FromMessageParts>::from_message_parts(message, cx),)*
-                    <$last as FromMessage<V>>::from_message(message, cx),
-                ))
+                $(let $part = <$part as FromMessageParts>::from_message_parts(message, cx);)*
+                let $last = <$last as FromMessage<V>>::from_message(message, cx);
+                // Nothing waits (the framework's extractors never do): call the function now,
+                // each value moved once; the first rejection, in parameter order, is the error.
+                if $($part.is_ready() &&)* $last.is_ready() {
+                    return Ok(HandlerCall::running((self)($($part.into_ready()?,)* $last.into_ready()?)));
+                }
+                Ok(HandlerCall::waiting(self.clone(), ($($part,)* $last,)))
             }
         }
     };
@@ -264,7 +258,7 @@ where
         _message: &Message,
         _cx: &MessageContext<'_>,
     ) -> Result<Self::Future, ExtractError> {
-        HandlerCall::start(self, ())
+        Ok(HandlerCall::running((self)()))
     }
 }
 

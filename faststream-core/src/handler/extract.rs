@@ -251,6 +251,7 @@ impl<T> std::fmt::Debug for Extraction<T> {
 }
 
 impl<T> From<Result<T, ExtractError>> for Extraction<T> {
+    #[inline]
     fn from(result: Result<T, ExtractError>) -> Self {
         Extraction(ExtractionState::Ready(result))
     }
@@ -258,11 +259,13 @@ impl<T> From<Result<T, ExtractError>> for Extraction<T> {
 
 impl<T> Extraction<T> {
     /// The value, now.
+    #[inline]
     pub fn ready(value: T) -> Self {
         Extraction(ExtractionState::Ready(Ok(value)))
     }
 
     /// The rejection, now.
+    #[inline]
     pub fn failed(error: ExtractError) -> Self {
         Extraction(ExtractionState::Ready(Err(error)))
     }
@@ -278,6 +281,7 @@ impl<T> Extraction<T> {
     }
 
     /// Whether the value (or rejection) is known without waiting.
+    #[inline]
     pub fn is_ready(&self) -> bool {
         !matches!(self.0, ExtractionState::Pending(_))
     }
@@ -305,6 +309,7 @@ impl<T> Extraction<T> {
 
     /// The value of a settled extraction. An error when it failed, is still pending or was
     /// taken (callers settle it first; kept an error, not a panic).
+    #[inline]
     pub fn into_ready(self) -> Result<T, ExtractError> {
         match self.0 {
             ExtractionState::Ready(result) => result,

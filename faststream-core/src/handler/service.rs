@@ -131,13 +131,10 @@ where
             Err(err) => {
                 let error: BoxError = Box::new(err);
                 match teardown {
-                    Some(teardown) => FutureState::Cleaning {
-                        cleanup: Some(teardown.run(Outcome::Failed)),
-                        result: Some(Err(error)),
-                    },
-                    None => FutureState::Done {
-                        result: Some(Err(error)),
-                    },
+                    Some(teardown) => {
+                        FutureState::cleaning(teardown.run(Outcome::Failed), Err(error))
+                    }
+                    None => FutureState::Failed { error: Some(error) },
                 }
             }
         };
@@ -165,8 +162,8 @@ pin_project_lite::pin_project! {
                 StateProj::Running { teardown, .. } => {
                     teardown.take().map(|t| t.run(Outcome::Cancelled))
                 }
-                StateProj::Cleaning { cleanup, .. } => cleanup.take(),
-                StateProj::Done { .. } => None,
+                StateProj::Cleaning { cleaning } => cleaning.take().map(|c| c.0),
+                StateProj::Failed { .. } => None,
             };
             if let Some(cleanup) = cleanup {
                 spawn_cleanup(cleanup, this.tracker.as_ref());
@@ -190,13 +187,23 @@ pin_project_lite::pin_project! {
             slot: Option<Arc<AckSlot>>,
             teardown: Option<Teardown>,
         },
+        // Boxed, like the steps themselves: only a message whose dependencies registered
+        // teardown gets here, and the common future stays small.
         Cleaning {
-            cleanup: Option<BoxFuture<'static, ()>>,
-            result: Option<Result<Reply, BoxError>>,
+            cleaning: Option<Box<(BoxFuture<'static, ()>, Result<Reply, BoxError>)>>,
         },
-        Done {
-            result: Option<Result<Reply, BoxError>>,
+        Failed {
+            error: Option<BoxError>,
         },
+    }
+}
+
+impl<F> FutureState<F> {
+    /// Running the teardown `cleanup`, then answering `result`.
+    fn cleaning(cleanup: BoxFuture<'static, ()>, result: Result<Reply, BoxError>) -> Self {
+        FutureState::Cleaning {
+            cleaning: Some(Box::new((cleanup, result))),
+        }
     }
 }
 
@@ -219,20 +226,19 @@ impl<F: Future<Output = Reply>> Future for HandlerFuture<F> {
         let mut state = self.project().state;
         loop {
             match state.as_mut().project() {
-                StateProj::Done { result } => {
-                    return Poll::Ready(
-                        result.take().unwrap_or_else(|| {
-                            Err("handler future polled after completion".into())
-                        }),
-                    );
+                StateProj::Failed { error } => {
+                    return Poll::Ready(Err(error
+                        .take()
+                        .unwrap_or_else(|| "handler future polled after completion".into())));
                 }
-                StateProj::Cleaning { cleanup, result } => {
-                    if let Some(running) = cleanup.as_mut() {
-                        std::task::ready!(running.as_mut().poll(cx));
-                        *cleanup = None;
+                StateProj::Cleaning { cleaning } => {
+                    let Some(running) = cleaning.as_mut() else {
+                        return Poll::Ready(Err("handler future polled after completion".into()));
+                    };
+                    std::task::ready!(running.0.as_mut().poll(cx));
+                    if let Some(done) = cleaning.take() {
+                        return Poll::Ready(done.1);
                     }
-                    let result = result.take();
-                    state.set(FutureState::Done { result });
                 }
                 StateProj::Running {
                     call,
@@ -256,10 +262,7 @@ impl<F: Future<Output = Reply>> Future for HandlerFuture<F> {
                                 Ok(_) => Outcome::Succeeded,
                                 Err(_) => Outcome::Failed,
                             };
-                            state.set(FutureState::Cleaning {
-                                cleanup: Some(teardown.run(outcome)),
-                                result: Some(result),
-                            });
+                            state.set(FutureState::cleaning(teardown.run(outcome), result));
                         }
                     }
                 }
