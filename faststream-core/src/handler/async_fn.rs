@@ -136,22 +136,20 @@ where
                     return future.poll(cx).map(IntoReply::into_reply);
                 }
                 HandlerCallProj::Extracting { waiting, .. } => {
-                    let Some(state) = waiting.as_mut() else {
+                    let Some(mut state) = waiting.take() else {
                         return Poll::Ready(Reply::Failed(
                             "handler future polled after completion".into(),
                         ));
                     };
-                    if let Err(error) = std::task::ready!(state.1.poll_settle(cx)) {
-                        *waiting = None;
-                        return Poll::Ready(Reply::Failed(Box::new(error)));
-                    }
-                    let Some(state) = waiting.take() else {
-                        return Poll::Ready(Reply::Failed(
-                            "handler future polled after completion".into(),
-                        ));
+                    let settled = match state.1.poll_settle(cx) {
+                        Poll::Pending => {
+                            *waiting = Some(state);
+                            return Poll::Pending;
+                        }
+                        Poll::Ready(settled) => settled,
                     };
                     let (handler, extractions) = *state;
-                    match extractions.into_values() {
+                    match settled.and_then(|()| extractions.into_values()) {
                         Ok(values) => self.set(HandlerCall::running(handler.call_with(values))),
                         Err(error) => return Poll::Ready(Reply::Failed(Box::new(error))),
                     }

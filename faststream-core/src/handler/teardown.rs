@@ -76,14 +76,6 @@ impl Teardown {
             .push(step);
     }
 
-    /// Whether no step is registered.
-    pub fn is_empty(&self) -> bool {
-        self.steps
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_empty()
-    }
-
     /// Takes the registered steps and returns the future that runs them, newest first.
     pub(crate) fn run(&self, outcome: Outcome) -> BoxFuture<'static, ()> {
         let steps = std::mem::take(&mut *self.steps.lock().unwrap_or_else(PoisonError::into_inner));
