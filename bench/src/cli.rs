@@ -44,6 +44,16 @@ pub(crate) struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum Sub {
+    /// The cost gate of `.ci/run`: instructions (callgrind) and allocations per record,
+    /// faststream-rs against raw rdkafka, checked against fixed limits (see `gate.rs`).
+    Gate {
+        /// Records of the smaller of the two pre-filled topics.
+        #[arg(long, default_value_t = 10_000)]
+        small: u64,
+        /// Records of the larger one (the cost per record is the difference over the two).
+        #[arg(long, default_value_t = 30_000)]
+        large: u64,
+    },
     /// Runs one measured case in this process (used by the orchestrator).
     #[command(hide = true)]
     Case {

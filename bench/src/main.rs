@@ -7,6 +7,7 @@
 
 mod cases;
 mod cli;
+mod gate;
 mod kafka;
 mod measure;
 mod peers;
@@ -45,6 +46,9 @@ fn main() {
             run_case(name, &args).map(|result| {
                 println!("{}", serde_json::to_string(&result).unwrap_or_default());
             })
+        }
+        Some(Sub::Gate { small, large }) => {
+            gate::run(&cli.bootstrap, *small, *large, cli.partitions)
         }
         None => orchestrate(&cli),
     };

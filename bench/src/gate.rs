@@ -1,0 +1,239 @@
+//! The cost gate of `.ci/run`: instructions and heap allocations per record, faststream-rs
+//! against raw rdkafka in the same run, checked against fixed limits.
+//!
+//! Wall time on a shared machine spreads by ±20 % between runs, so it cannot gate anything.
+//! Instructions (counted by valgrind's callgrind) and allocations (counted by the benchmark's
+//! global allocator) repeat to within a percent, so they can.
+//!
+//! Each case runs twice, on two pre-filled topics of `small` and `large` records, and drains
+//! each topic whole: librdkafka fetches and parses exactly the records the case handles (a
+//! topic with more records than the case reads would have its prefetch counted too). The cost
+//! per record is the difference between the two runs divided by the difference in records, so
+//! start-up, the group join and shutdown cancel out.
+
+use crate::kafka;
+use crate::measure::CaseResult;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The limits the gate holds the framework to.
+///
+/// `target` is the issue's goal; `limit` is where the gate fails today: the figure measured
+/// when it was last lowered, plus a margin for valgrind and compiler versions. Lower `limit`
+/// whenever the measured figure drops; never raise it to let a change through.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limit {
+    pub(crate) what: &'static str,
+    pub(crate) target: f64,
+    pub(crate) limit: f64,
+}
+
+/// Drain: instructions per record, faststream-rs over raw rdkafka. Measured 1.99-2.01 before
+/// issue 21's first cuts; the margin is 3 % (two runs of one build differ by under 1 %).
+pub(crate) const DRAIN_INSTRUCTIONS: Limit = Limit {
+    what: "drain: instructions per record, faststream-rs / raw rdkafka",
+    target: 1.3,
+    limit: 2.07,
+};
+
+/// Drain: heap allocations per record that faststream-rs adds to raw rdkafka's. Counted, not
+/// sampled: the margin only covers allocations that follow the clock (statistics parsing).
+pub(crate) const DRAIN_ALLOCATIONS: Limit = Limit {
+    what: "drain: allocations per record over raw rdkafka",
+    target: 1.0,
+    limit: 1.02,
+};
+
+/// Pipeline: heap allocations per record that faststream-rs adds to raw rdkafka's.
+pub(crate) const PIPELINE_ALLOCATIONS: Limit = Limit {
+    what: "pipeline: allocations per record over raw rdkafka",
+    target: 2.0,
+    limit: 2.02,
+};
+
+/// One case's cost per record, from two runs of different sizes.
+#[derive(Debug, Clone, Copy)]
+struct Cost {
+    instructions: f64,
+    allocations: f64,
+}
+
+/// A case run under callgrind: its result line and the instructions the whole process ran.
+struct Counted {
+    result: CaseResult,
+    instructions: u64,
+}
+
+/// Runs the gate: prints a table of the measured figures against their limits, and returns an
+/// error naming every limit that was passed.
+pub(crate) fn run(bootstrap: &str, small: u64, large: u64, partitions: i32) -> Result<(), String> {
+    if small == 0 || large <= small {
+        return Err(format!(
+            "gate: need 0 < small < large records (got {small} and {large})"
+        ));
+    }
+    valgrind_present()?;
+    kafka::ping(bootstrap)?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let mut inputs = Vec::new();
+    for records in [small, large] {
+        let topic = format!("bench-gate-{records}-{id}");
+        runtime.block_on(kafka::create_topic(bootstrap, &topic, partitions))?;
+        kafka::prefill(bootstrap, &topic, partitions, records)?;
+        inputs.push((records, topic));
+    }
+    let out_dir = std::env::temp_dir().join(format!("faststream-gate-{id}"));
+    std::fs::create_dir_all(&out_dir).map_err(|e| format!("gate: {}: {e}", out_dir.display()))?;
+
+    let cost = |case: &str, pipeline: bool| -> Result<Cost, String> {
+        let mut runs = Vec::new();
+        for (records, input) in &inputs {
+            let output = if pipeline {
+                let name = format!("bench-gate-out-{case}-{records}-{id}");
+                runtime.block_on(kafka::create_topic(bootstrap, &name, partitions))?;
+                name
+            } else {
+                String::new()
+            };
+            eprintln!("gate: {case} on {records} records under callgrind");
+            let counted = counted_case(
+                bootstrap, case, input, &output, partitions, *records, &out_dir,
+            )?;
+            runs.push((*records, counted));
+        }
+        let [(n1, first), (n2, second)] =
+            <[_; 2]>::try_from(runs).map_err(|_| "gate: expected two runs".to_owned())?;
+        let records = (n2 - n1) as f64;
+        let allocations = |c: &Counted| c.result.allocations.unwrap_or(0) as f64;
+        Ok(Cost {
+            instructions: (second.instructions as f64 - first.instructions as f64) / records,
+            allocations: (allocations(&second) - allocations(&first)) / records,
+        })
+    };
+    let raw_drain = cost("raw-drain", false)?;
+    let fs_drain = cost("fs-drain", false)?;
+    let raw_pipeline = cost("raw-pipeline", true)?;
+    let fs_pipeline = cost("fs-pipeline", true)?;
+    // Best effort: the profiles are only needed while the gate runs.
+    let _ = std::fs::remove_dir_all(&out_dir);
+
+    println!(
+        "cost gate: instructions (callgrind) and allocations per record, {small} and {large} records, {partitions} partitions"
+    );
+    println!();
+    println!("| case | instructions/record | allocations/record |");
+    println!("|---|---:|---:|");
+    for (name, c) in [
+        ("drain, raw rdkafka", raw_drain),
+        ("drain, faststream-rs", fs_drain),
+        ("pipeline, raw rdkafka (one thread)", raw_pipeline),
+        ("pipeline, faststream-rs", fs_pipeline),
+    ] {
+        println!("| {name} | {:.0} | {:.2} |", c.instructions, c.allocations);
+    }
+    println!();
+    let checks = [
+        (
+            DRAIN_INSTRUCTIONS,
+            fs_drain.instructions / raw_drain.instructions,
+        ),
+        (
+            DRAIN_ALLOCATIONS,
+            fs_drain.allocations - raw_drain.allocations,
+        ),
+        (
+            PIPELINE_ALLOCATIONS,
+            fs_pipeline.allocations - raw_pipeline.allocations,
+        ),
+    ];
+    println!("| limit | measured | gate fails above | target |");
+    println!("|---|---:|---:|---:|");
+    let mut failed = Vec::new();
+    for (limit, measured) in checks {
+        println!(
+            "| {} | {measured:.2} | {:.2} | {:.2} |",
+            limit.what, limit.limit, limit.target
+        );
+        if measured > limit.limit {
+            failed.push(format!(
+                "{}: {measured:.2} is above the gate's {:.2}",
+                limit.what, limit.limit
+            ));
+        }
+    }
+    println!(
+        "(pipeline instructions, not gated: faststream-rs / raw rdkafka = {:.2})",
+        fs_pipeline.instructions / raw_pipeline.instructions
+    );
+    if failed.is_empty() {
+        println!("cost gate: passed");
+        Ok(())
+    } else {
+        Err(format!("cost gate failed: {}", failed.join("; ")))
+    }
+}
+
+fn valgrind_present() -> Result<(), String> {
+    match Command::new("valgrind").arg("--version").output() {
+        Ok(out) if out.status.success() => Ok(()),
+        _ => Err("gate: valgrind not found (scripts/system-deps.sh installs it)".to_owned()),
+    }
+}
+
+/// Runs one case in a child process under callgrind.
+fn counted_case(
+    bootstrap: &str,
+    case: &str,
+    topic: &str,
+    output: &str,
+    partitions: i32,
+    records: u64,
+    out_dir: &Path,
+) -> Result<Counted, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let profile: PathBuf = out_dir.join(format!("{case}-{records}.callgrind"));
+    let mut command = Command::new("valgrind");
+    command
+        .arg("--tool=callgrind")
+        .arg(format!("--callgrind-out-file={}", profile.display()))
+        .arg(exe)
+        .args(["case", case, "--topic", topic, "--bootstrap", bootstrap])
+        .args(["--output", output])
+        .args(["--partitions", &partitions.to_string()])
+        .args(["--messages", &records.to_string()])
+        .env("FASTSTREAM_LOG", "warn");
+    let result = crate::measure::run_child(command, case)?;
+    let profile_text = std::fs::read_to_string(&profile)
+        .map_err(|e| format!("gate: {}: {e}", profile.display()))?;
+    let instructions = callgrind_total(&profile_text)
+        .ok_or_else(|| format!("gate: no totals line in {}", profile.display()))?;
+    Ok(Counted {
+        result,
+        instructions,
+    })
+}
+
+/// The `totals:` (or, from older valgrinds, `summary:`) line of a callgrind profile: the
+/// instructions the whole process ran.
+fn callgrind_total(profile: &str) -> Option<u64> {
+    profile.lines().find_map(|line| {
+        let rest = line
+            .strip_prefix("totals:")
+            .or_else(|| line.strip_prefix("summary:"))?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_total_comes_from_the_totals_line() {
+        let profile = "version: 1\ncmd: x\nevents: Ir\nfn=main\n1 5\ntotals: 123456\n";
+        assert_eq!(callgrind_total(profile), Some(123_456));
+        assert_eq!(callgrind_total("summary: 42\n"), Some(42));
+        assert_eq!(callgrind_total("events: Ir\n"), None);
+    }
+}
