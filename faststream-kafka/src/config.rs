@@ -63,7 +63,7 @@ impl BrokerSettings {
             .set("partitioner", "murmur2_random")
             .set("queue.buffering.max.messages", "1000000")
             .set("queue.buffering.max.kbytes", "1048576");
-        for (key, value) in &self.producer {
+        for (key, value) in self.common.iter().chain(&self.producer) {
             config.set(key, value);
         }
         config
@@ -89,7 +89,12 @@ impl BrokerSettings {
             // As the Java client does: subscribing creates a missing topic when the broker allows.
             .set("allow.auto.create.topics", "true")
             .set("auto.offset.reset", reset.as_str());
-        for (key, value) in self.consumer.iter().chain(&sub.backend.properties) {
+        for (key, value) in self
+            .common
+            .iter()
+            .chain(&self.consumer)
+            .chain(&sub.backend.properties)
+        {
             config.set(key, value);
         }
         config
@@ -130,7 +135,7 @@ impl BrokerSettings {
             .set("group.id", "faststream-reader")
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "false");
-        for (key, value) in &self.consumer {
+        for (key, value) in self.common.iter().chain(&self.consumer) {
             config.set(key, value);
         }
         config
@@ -217,6 +222,29 @@ mod tests {
         assert_eq!(config.get("auto.commit.interval.ms"), Some("250"));
     }
 
+    /// `KafkaBroker::set` is for "the producer and every consumer": it must win over the
+    /// defaults of both (it used to be applied first, and the defaults overrode it).
+    #[test]
+    fn common_properties_win_over_the_client_defaults() {
+        let mut settings = BrokerSettings::new("h:1".into());
+        settings
+            .common
+            .push(("statistics.interval.ms".into(), "60000".into()));
+        settings.common.push(("linger.ms".into(), "0".into()));
+        settings
+            .common
+            .push(("enable.auto.commit".into(), "false".into()));
+        let producer = settings.producer_config();
+        assert_eq!(producer.get("statistics.interval.ms"), Some("60000"));
+        assert_eq!(producer.get("linger.ms"), Some("0"));
+        let consumer = settings.consumer_config(&SubscriberConfig::new("h", ["t"]));
+        assert_eq!(consumer.get("statistics.interval.ms"), Some("60000"));
+        assert_eq!(consumer.get("enable.auto.commit"), Some("false"));
+        // A client-specific property still wins over a common one.
+        settings.producer.push(("linger.ms".into(), "7".into()));
+        assert_eq!(settings.producer_config().get("linger.ms"), Some("7"));
+    }
+
     #[test]
     fn producer_is_idempotent_by_default() {
         let mut settings = BrokerSettings::new("h:1".into());
@@ -226,6 +254,10 @@ mod tests {
         );
         settings.producer.push(("linger.ms".into(), "0".into()));
         assert_eq!(settings.producer_config().get("linger.ms"), Some("0"));
+        assert_eq!(
+            settings.producer_config().get("statistics.interval.ms"),
+            Some("1000")
+        );
         assert_eq!(
             settings.producer_config().get("bootstrap.servers"),
             Some("h:1")
