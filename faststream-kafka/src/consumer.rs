@@ -15,8 +15,9 @@ use crate::config::BrokerSettings;
 use crate::context::{classify, ClientHealth, ErrorClass, KafkaContext, Stats};
 use bytes::Bytes;
 use faststream_core::broker::{
-    Backlog, BufferBudget, Forwarded, Held, OffsetStore, PartitionHealth, PartitionWorkers,
-    StartPosition, SubscribeOptions, Subscription, SubscriptionHealth, WorkerSet,
+    partition_queue, Backlog, BufferBudget, Forwarded, Held, OffsetStore, PartitionHealth,
+    PartitionWorkers, QueueSender, StartPosition, SubscribeOptions, Subscription,
+    SubscriptionHealth, TrySendError, WorkerSet,
 };
 use faststream_core::{
     Error, Headers, Message, Result, StartFrom, SubscriberConfig, TopicPartition,
@@ -27,11 +28,10 @@ use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers as _, Message as _};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use rustc_hash::FxHashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
-use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -56,7 +56,7 @@ type KafkaConsumer = BaseConsumer<SubscriberContext>;
 /// A partition being consumed: the worker's queue and what is waiting for it.
 struct Slot {
     topic: Arc<str>,
-    queue: mpsc::Sender<Message>,
+    queue: QueueSender,
     stop: CancellationToken,
     task: JoinHandle<()>,
     /// Records the worker had no room for, still held on the memory budget.
@@ -100,6 +100,9 @@ struct Shared {
     joined: AtomicBool,
     /// Mirrors `Partitions::over_budget` for the lock-free check in `enforce_budget`.
     over_budget: AtomicBool,
+    /// Mirrors `Partitions::backlogged` (written with it, on the polling thread) so that the
+    /// poll loop skips the lock when nothing waits, which is nearly always.
+    backlogged: AtomicUsize,
     /// Why the consumer can no longer consume.
     failure: OnceLock<String>,
     health: Arc<ClientHealth>,
@@ -114,7 +117,7 @@ impl Shared {
     }
 
     fn spawn_slot(&self, topic: Arc<str>, partition: i32, resume_from: i64) -> Slot {
-        let (queue, messages) = mpsc::channel(PARTITION_QUEUE);
+        let (queue, messages) = partition_queue(PARTITION_QUEUE);
         let stop = self.stop.child_token();
         let tp = TopicPartition::new(Arc::clone(&topic), partition);
         let resume_from = Arc::new(AtomicI64::new(resume_from));
@@ -222,6 +225,7 @@ impl Shared {
         };
         slot.backlog.push(message);
         *backlogged += 1;
+        self.backlogged.store(*backlogged, Ordering::Relaxed);
         if slot.backlog.len() >= PAUSE_BACKLOG && !slot.paused {
             slot.paused = set_paused(consumer, &slot.topic, partition, true);
         }
@@ -231,6 +235,9 @@ impl Shared {
     /// partitions. Returns how many records still wait in backlogs: in all, and in those of
     /// partitions that are not paused.
     fn drain_backlogs(&self, consumer: &KafkaConsumer) -> (usize, usize) {
+        if self.backlogged.load(Ordering::Relaxed) == 0 {
+            return (0, 0);
+        }
         let mut parts = self.partitions();
         if parts.backlogged == 0 {
             return (0, 0);
@@ -260,6 +267,7 @@ impl Shared {
             }
         }
         parts.backlogged = backlogged;
+        self.backlogged.store(backlogged, Ordering::Relaxed);
         (backlogged, flowing)
     }
 
@@ -660,6 +668,7 @@ pub(crate) fn subscribe(
         budget: Arc::clone(workers.buffer()),
         joined: AtomicBool::new(false),
         over_budget: AtomicBool::new(false),
+        backlogged: AtomicUsize::new(0),
         failure: OnceLock::new(),
         health,
         hooks: config.backend.rebalance.clone(),
@@ -796,7 +805,11 @@ fn poll_loop(consumer: &Arc<KafkaConsumer>, shared: &Shared) {
         } else {
             POLL_INTERVAL
         };
-        last_poll = Instant::now();
+        // The clock is only needed while records wait (above); reading it for every poll
+        // would cost a clock read per record.
+        if waiting > 0 {
+            last_poll = Instant::now();
+        }
         match consumer.poll(timeout) {
             None => {}
             Some(Ok(record)) => shared.dispatch(consumer, &record),

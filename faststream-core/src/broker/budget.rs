@@ -2,11 +2,11 @@
 //! from fetch until its worker has it: [`Held`] for one record, [`Backlog`] for the records
 //! waiting behind a full worker queue. Whatever is dropped unhandled is released.
 
+use super::queue::{QueueSender, TrySendError};
 use crate::message::Message;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use tokio::sync::mpsc::{self, error::TrySendError};
 
 /// The bytes of consumed records a subscriber holds in memory, against its limit
 /// ([`SubscriberConfig::max_buffer_bytes`](crate::SubscriberConfig::max_buffer_bytes)). The
@@ -74,7 +74,7 @@ impl BufferBudget {
 /// use faststream_core::Message;
 ///
 /// let budget = BufferBudget::new(1 << 20);
-/// let (queue, worker) = tokio::sync::mpsc::channel(1);
+/// let (queue, worker) = faststream_core::broker::partition_queue(1);
 /// let held = Held::new(&budget, Message::new("t", &b"four"[..]));
 /// assert_eq!(budget.held(), 4);
 /// held.try_send(&queue).ok().unwrap();
@@ -115,30 +115,37 @@ impl<'b> Held<'b> {
     /// bytes once it finished it. A full queue or one whose worker is gone gives the record
     /// back, still held (drop it to release it).
     #[inline]
-    // The record comes back unboxed, as from `mpsc::Sender::try_send`: boxing it would
+    // The record comes back unboxed, as from `QueueSender::try_send`: boxing it would
     // allocate per record on the fetch path.
     #[allow(clippy::result_large_err)]
-    pub fn try_send(self, queue: &mpsc::Sender<Message>) -> Result<(), TrySendError<Self>> {
-        match queue.try_reserve() {
-            Ok(permit) => {
-                permit.send(self.hand_over());
-                Ok(())
-            }
-            Err(TrySendError::Full(())) => Err(TrySendError::Full(self)),
-            Err(TrySendError::Closed(())) => Err(TrySendError::Closed(self)),
+    pub fn try_send(self, queue: &QueueSender) -> Result<(), TrySendError<Self>> {
+        let budget = self.budget;
+        match queue.try_send(self.hand_over()) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(message)) => Err(TrySendError::Full(Held {
+                budget,
+                message: Some(message),
+            })),
+            Err(TrySendError::Closed(message)) => Err(TrySendError::Closed(Held {
+                budget,
+                message: Some(message),
+            })),
         }
     }
 
     /// Hands the record to the worker's `queue`, waiting for room. When the worker is gone,
     /// or this future is dropped before the queue had room, the record's bytes are released.
     /// Returns whether the worker got it.
-    pub async fn send(self, queue: &mpsc::Sender<Message>) -> bool {
-        match queue.reserve().await {
-            Ok(permit) => {
-                permit.send(self.hand_over());
-                true
+    pub async fn send(self, queue: &QueueSender) -> bool {
+        let mut held = self;
+        loop {
+            match held.try_send(queue) {
+                Ok(()) => return true,
+                // Dropped here, so released.
+                Err(TrySendError::Closed(_)) => return false,
+                Err(TrySendError::Full(back)) => held = back,
             }
-            Err(_) => false,
+            queue.room().await;
         }
     }
 
@@ -166,7 +173,7 @@ impl Drop for Held<'_> {
 /// use std::sync::Arc;
 ///
 /// let budget = Arc::new(BufferBudget::new(1 << 20));
-/// let (queue, worker) = tokio::sync::mpsc::channel(1);
+/// let (queue, worker) = faststream_core::broker::partition_queue(1);
 /// let mut backlog = Backlog::new(Arc::clone(&budget));
 /// backlog.push(Held::new(&budget, Message::new("t", &b"ab"[..])));
 /// backlog.push(Held::new(&budget, Message::new("t", &b"cd"[..])));
@@ -213,7 +220,7 @@ impl Backlog {
     }
 
     /// Moves records, in order, into the worker's `queue` while it has room.
-    pub fn forward(&mut self, queue: &mpsc::Sender<Message>) -> Forwarded {
+    pub fn forward(&mut self, queue: &QueueSender) -> Forwarded {
         while let Some(message) = self.messages.pop_front() {
             match queue.try_send(message) {
                 Ok(()) => {}
@@ -274,7 +281,7 @@ mod tests {
     #[test]
     fn a_record_handed_over_stays_held_until_the_worker_releases_it() {
         let budget = BufferBudget::new(100);
-        let (queue, mut worker) = mpsc::channel(1);
+        let (queue, mut worker) = super::super::partition_queue(1);
         Held::new(&budget, record(b"123")).try_send(&queue).unwrap();
         assert_eq!(budget.held(), 3);
         let full = Held::new(&budget, record(b"45"));
@@ -298,7 +305,7 @@ mod tests {
     #[tokio::test]
     async fn a_send_given_up_releases_the_record() {
         let budget = BufferBudget::new(100);
-        let (queue, worker) = mpsc::channel(1);
+        let (queue, worker) = super::super::partition_queue(1);
         assert!(Held::new(&budget, record(b"12")).send(&queue).await);
         // The queue is full: the send waits, and is given up (a stop).
         let waiting = Held::new(&budget, record(b"345")).send(&queue);
@@ -316,7 +323,7 @@ mod tests {
     #[test]
     fn a_backlog_forwards_in_order_and_releases_what_it_drops() {
         let budget = Arc::new(BufferBudget::new(100));
-        let (queue, mut worker) = mpsc::channel(2);
+        let (queue, mut worker) = super::super::partition_queue(2);
         let mut backlog = Backlog::new(Arc::clone(&budget));
         for payload in [&b"a"[..], b"bb", b"ccc", b"dddd"] {
             backlog.push(Held::new(&budget, record(payload)));

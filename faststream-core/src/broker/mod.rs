@@ -20,11 +20,13 @@
 
 mod budget;
 mod headers;
+mod queue;
 mod start;
 mod workers;
 
 pub use budget::{Backlog, BufferBudget, Forwarded, Held};
 pub use headers::{outgoing_headers, OutgoingHeaders};
+pub use queue::{partition_queue, QueueReceiver, QueueSender, TryRecvError, TrySendError};
 pub use start::StartPosition;
 pub use workers::WorkerSet;
 
@@ -38,7 +40,6 @@ use futures::future::BoxFuture;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -91,7 +92,7 @@ pub trait PartitionWorkers: Send + Sync {
     fn spawn(
         self: Arc<Self>,
         partition: TopicPartition,
-        messages: mpsc::Receiver<Message>,
+        messages: QueueReceiver,
         offsets: Arc<dyn OffsetStore>,
         stop: CancellationToken,
     ) -> JoinHandle<()>;

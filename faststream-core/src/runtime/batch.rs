@@ -1,11 +1,11 @@
 //! The batch assembler: groups one partition's records into batch messages for its worker
 //! (see [`crate::batch`]).
 
-use crate::broker::BufferBudget;
+use crate::broker::{BufferBudget, QueueReceiver, QueueSender, TryRecvError};
 use crate::config::batch::BatchConfig;
 use crate::message::Message;
 use std::sync::Arc;
-use tokio::sync::mpsc;
+
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 /// drops unhandled leave `budget`.
 pub(crate) async fn assemble(
     config: BatchConfig,
-    mut records: mpsc::Receiver<Message>,
-    batches: mpsc::Sender<Message>,
+    mut records: QueueReceiver,
+    batches: QueueSender,
     budget: Arc<BufferBudget>,
     stop: CancellationToken,
 ) {
@@ -38,9 +38,9 @@ pub(crate) async fn assemble(
                     batch.push(record);
                     continue;
                 }
-                Err(mpsc::error::TryRecvError::Disconnected) => break,
-                Err(mpsc::error::TryRecvError::Empty) if config.timeout.is_zero() => break,
-                Err(mpsc::error::TryRecvError::Empty) => {}
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) if config.timeout.is_zero() => break,
+                Err(TryRecvError::Empty) => {}
             }
             tokio::select! {
                 biased;
@@ -87,6 +87,7 @@ fn release(budget: &BufferBudget, records: &[Message]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::partition_queue;
     use std::time::Duration;
 
     fn record(offset: i64) -> Message {
@@ -105,8 +106,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn batches_close_at_max_records_or_after_the_timeout() {
-        let (tx, rx) = mpsc::channel(16);
-        let (batch_tx, mut batches) = mpsc::channel(1);
+        let (tx, rx) = partition_queue(16);
+        let (batch_tx, mut batches) = partition_queue(1);
         let budget = Arc::new(BufferBudget::new(1 << 20));
         let stop = CancellationToken::new();
         let config = BatchConfig {
@@ -145,8 +146,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_zero_timeout_delivers_what_is_queued() {
-        let (tx, rx) = mpsc::channel(16);
-        let (batch_tx, mut batches) = mpsc::channel(1);
+        let (tx, rx) = partition_queue(16);
+        let (batch_tx, mut batches) = partition_queue(1);
         let config = BatchConfig {
             max_records: 100,
             timeout: Duration::ZERO,

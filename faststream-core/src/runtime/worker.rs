@@ -8,7 +8,9 @@
 //! worker's event loop, so acknowledgements and offset stores of the work before it keep
 //! moving meanwhile.
 
-use crate::broker::{BufferBudget, OffsetStore, PartitionWorkers, Publish, Record};
+use crate::broker::{
+    partition_queue, BufferBudget, OffsetStore, PartitionWorkers, Publish, QueueReceiver, Record,
+};
 use crate::config::subscriber::{HandlerLayer, SubscriberConfig};
 use crate::error::{BatchFailed, BoxError, Error, Nacked, PublishError};
 use crate::handler::extract::{AppState, CheckContext};
@@ -31,7 +33,7 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
+
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -222,7 +224,7 @@ where
     fn spawn(
         self: Arc<Self>,
         partition: TopicPartition,
-        messages: mpsc::Receiver<Message>,
+        messages: QueueReceiver,
         offsets: Arc<dyn OffsetStore>,
         stop: CancellationToken,
     ) -> JoinHandle<()> {
@@ -253,7 +255,7 @@ where
         // A batch subscriber's records reach the worker grouped: one message per batch.
         let messages = match self.config.backend.batch {
             Some(batch) => {
-                let (batches, grouped) = mpsc::channel(1);
+                let (batches, grouped) = partition_queue(1);
                 let assembler = super::batch::assemble(
                     batch,
                     messages,
@@ -386,7 +388,7 @@ where
     S: MessageService + Send + 'static,
     P: Publish,
 {
-    async fn run(mut self, mut messages: mpsc::Receiver<Message>) {
+    async fn run(mut self, mut messages: QueueReceiver) {
         let mut timers = Timers::new();
         let mut waiting = Waiting::new();
         loop {
@@ -420,7 +422,7 @@ where
     /// for redelivery, the partition is not halted and the in-flight queue has room.
     async fn next_turn(
         &mut self,
-        messages: &mut mpsc::Receiver<Message>,
+        messages: &mut QueueReceiver,
         timers: &mut Timers,
         waiting: &Waiting,
     ) -> Turn {
@@ -458,7 +460,7 @@ where
     async fn take(
         &mut self,
         message: Message,
-        messages: &mut mpsc::Receiver<Message>,
+        messages: &mut QueueReceiver,
         waiting: &mut Waiting,
     ) {
         self.dispatch(message, waiting).await;
@@ -896,7 +898,7 @@ const FAST_PATH_BATCH: usize = 64;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::{Delivered, Publish, Record};
+    use crate::broker::{Delivered, Publish, QueueSender, Record};
     use crate::error::PublishError;
     use crate::policy::AckPolicy;
     use std::future::Future;
@@ -974,7 +976,7 @@ mod tests {
     struct EchoWorker {
         publisher: ManualPublisher,
         offsets: Arc<RecordedOffsets>,
-        tx: mpsc::Sender<Message>,
+        tx: QueueSender,
         stop: CancellationToken,
         task: JoinHandle<()>,
     }
@@ -985,12 +987,12 @@ mod tests {
         runtime: Arc<dyn PartitionWorkers>,
     ) -> (
         Arc<RecordedOffsets>,
-        mpsc::Sender<Message>,
+        QueueSender,
         CancellationToken,
         JoinHandle<()>,
     ) {
         let offsets = Arc::new(RecordedOffsets::default());
-        let (tx, rx) = mpsc::channel(16);
+        let (tx, rx) = partition_queue(16);
         let stop = CancellationToken::new();
         let task = runtime.spawn(
             TopicPartition::new("in", 0),
@@ -1190,7 +1192,7 @@ mod tests {
             let stop = CancellationToken::new();
             let mut tasks = Vec::new();
             for partition in 0..3 {
-                let (tx, rx) = mpsc::channel(4);
+                let (tx, rx) = partition_queue(4);
                 tx.send(message(0, partition)).await.unwrap();
                 drop(tx);
                 tasks.push(Arc::clone(&runtime.workers).spawn(

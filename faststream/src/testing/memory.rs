@@ -5,8 +5,8 @@
 use super::partitioner::partition_for_key;
 use bytes::Bytes;
 use faststream_core::broker::{
-    outgoing_headers, BufferBudget, Held, OffsetStore, PartitionWorkers, SubscribeOptions,
-    Subscription, WorkerSet,
+    outgoing_headers, partition_queue, BufferBudget, Held, OffsetStore, PartitionWorkers,
+    QueueSender, SubscribeOptions, Subscription, WorkerSet,
 };
 use faststream_core::message::CORRELATION_ID_LEN;
 use faststream_core::pattern::TopicPattern;
@@ -19,7 +19,7 @@ use futures::future::BoxFuture;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -421,7 +421,7 @@ impl Cluster {
             OffsetReset::Latest => log.len(),
         });
         let token = member.stop.child_token();
-        let (tx, rx) = mpsc::channel(FEED_AHEAD);
+        let (tx, rx) = partition_queue(FEED_AHEAD);
         let offsets: Arc<dyn OffsetStore> = Arc::new(GroupOffsets(Arc::clone(group)));
         let worker = Arc::clone(&member.workers).spawn(tp.clone(), rx, offsets, token.clone());
         let budget = Arc::clone(member.workers.buffer());
@@ -446,7 +446,7 @@ fn now_ms() -> i64 {
 async fn feed(
     log: Arc<PartitionLog>,
     mut position: i64,
-    tx: mpsc::Sender<Message>,
+    tx: QueueSender,
     stop: CancellationToken,
     budget: Arc<BufferBudget>,
 ) {

@@ -1,0 +1,313 @@
+//! The queue from a backend to one partition's worker.
+//!
+//! Bounded, ordered, one receiver. It does what `tokio::sync::mpsc` did here for less: the
+//! records sit in one `VecDeque` behind a lock that only the backend's fetch loop and the
+//! worker take, with no linked blocks to allocate every 32 records and no semaphore; the
+//! worker is woken only when the queue goes from empty to not empty. The fetch path moves
+//! every record through it, so this is per-record cost (issue 21's profile).
+
+use crate::message::Message;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::Notify;
+
+pub use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
+
+/// A queue of `capacity` records (at least one) from a backend to a partition worker.
+///
+/// ```
+/// use faststream_core::broker::partition_queue;
+/// use faststream_core::Message;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let (queue, mut worker) = partition_queue(2);
+/// queue.try_send(Message::new("t", "a")).unwrap();
+/// queue.try_send(Message::new("t", "b")).unwrap();
+/// assert!(queue.try_send(Message::new("t", "c")).is_err(), "full");
+/// assert_eq!(worker.recv().await.unwrap().payload, "a");
+/// drop(queue);
+/// assert_eq!(worker.recv().await.unwrap().payload, "b");
+/// assert!(worker.recv().await.is_none(), "every sender is gone");
+/// # });
+/// ```
+pub fn partition_queue(capacity: usize) -> (QueueSender, QueueReceiver) {
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            records: VecDeque::new(),
+            senders: 1,
+            receiver_closed: false,
+        }),
+        capacity: capacity.max(1),
+        filled: Notify::new(),
+        emptied: Notify::new(),
+    });
+    (
+        QueueSender {
+            shared: Arc::clone(&shared),
+        },
+        QueueReceiver { shared },
+    )
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    capacity: usize,
+    /// The receiver waits on it: notified when the queue stops being empty, or closes.
+    filled: Notify,
+    /// Senders waiting for room wait on it: notified when a full queue gives up a record, or
+    /// the receiver closes.
+    emptied: Notify,
+}
+
+#[derive(Debug)]
+struct State {
+    records: VecDeque<Message>,
+    senders: usize,
+    receiver_closed: bool,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A poisoned lock means a panic while pushing or popping a `VecDeque`, which leaves
+        // it consistent.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The backend's end of a [`partition_queue`]. Cloning adds a sender; the receiver sees the
+/// queue end once every sender is dropped and the records left are taken.
+#[derive(Debug)]
+pub struct QueueSender {
+    shared: Arc<Shared>,
+}
+
+impl QueueSender {
+    /// Queues `message` if there is room now; gives it back when the queue is full or its
+    /// receiver is gone.
+    #[inline]
+    // The message comes back unboxed, like `mpsc::Sender::try_send`'s: boxing would allocate.
+    #[allow(clippy::result_large_err)]
+    pub fn try_send(&self, message: Message) -> Result<(), TrySendError<Message>> {
+        let was_empty = {
+            let mut state = self.shared.state();
+            if state.receiver_closed {
+                return Err(TrySendError::Closed(message));
+            }
+            if state.records.len() >= self.shared.capacity {
+                return Err(TrySendError::Full(message));
+            }
+            state.records.push_back(message);
+            state.records.len() == 1
+        };
+        // The receiver only ever waits after finding the queue empty.
+        if was_empty {
+            self.shared.filled.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Queues `message`, waiting for room. Gives it back when the receiver is gone.
+    #[allow(clippy::result_large_err)]
+    pub async fn send(&self, mut message: Message) -> Result<(), Message> {
+        loop {
+            match self.try_send(message) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Closed(back)) => return Err(back),
+                Err(TrySendError::Full(back)) => message = back,
+            }
+            self.room().await;
+        }
+    }
+
+    /// Waits until the queue has room or its receiver is gone (either may have changed again
+    /// by the time the caller looks).
+    pub async fn room(&self) {
+        loop {
+            // Registered before looking, so that a close (which wakes only registered
+            // waiters) between the look and the wait is not missed.
+            let notified = self.shared.emptied.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let state = self.shared.state();
+                if state.receiver_closed || state.records.len() < self.shared.capacity {
+                    return;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Whether the receiver is gone: nothing sent reaches a worker any more.
+    pub fn is_closed(&self) -> bool {
+        self.shared.state().receiver_closed
+    }
+}
+
+impl Clone for QueueSender {
+    fn clone(&self) -> Self {
+        self.shared.state().senders += 1;
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl Drop for QueueSender {
+    fn drop(&mut self) {
+        let last = {
+            let mut state = self.shared.state();
+            state.senders -= 1;
+            state.senders == 0
+        };
+        if last {
+            self.shared.filled.notify_one();
+        }
+    }
+}
+
+/// The worker's end of a [`partition_queue`]. Dropping it closes the queue: senders get
+/// their records back as [`TrySendError::Closed`].
+#[derive(Debug)]
+pub struct QueueReceiver {
+    shared: Arc<Shared>,
+}
+
+impl QueueReceiver {
+    /// The next record, waiting for one; `None` once every sender is gone and the queue is
+    /// empty.
+    pub async fn recv(&mut self) -> Option<Message> {
+        loop {
+            match self.try_recv() {
+                Ok(message) => return Some(message),
+                Err(TryRecvError::Disconnected) => return None,
+                // A sender notifies after pushing onto an empty queue; a notification that
+                // came before this wait is kept as a permit, so none is lost.
+                Err(TryRecvError::Empty) => self.shared.filled.notified().await,
+            }
+        }
+    }
+
+    /// The next record if one is queued.
+    #[inline]
+    pub fn try_recv(&mut self) -> Result<Message, TryRecvError> {
+        let (message, was_full) = {
+            let mut state = self.shared.state();
+            let was_full = state.records.len() >= self.shared.capacity;
+            match state.records.pop_front() {
+                Some(message) => (message, was_full),
+                None if state.senders == 0 => return Err(TryRecvError::Disconnected),
+                None => return Err(TryRecvError::Empty),
+            }
+        };
+        if was_full {
+            self.shared.emptied.notify_one();
+        }
+        Ok(message)
+    }
+
+    /// Refuses further records; those already queued can still be taken with
+    /// [`try_recv`](Self::try_recv).
+    pub fn close(&mut self) {
+        self.shared.state().receiver_closed = true;
+        self.shared.emptied.notify_waiters();
+    }
+
+    /// Records queued now.
+    pub fn len(&self) -> usize {
+        self.shared.state().records.len()
+    }
+
+    /// Whether no record is queued now.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Drop for QueueReceiver {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn message(payload: &'static str) -> Message {
+        Message::new("t", payload)
+    }
+
+    #[tokio::test]
+    async fn records_come_out_in_order_and_a_full_queue_refuses() {
+        let (tx, mut rx) = partition_queue(3);
+        for p in ["1", "2", "3"] {
+            tx.try_send(message(p)).unwrap();
+        }
+        let Err(TrySendError::Full(back)) = tx.try_send(message("4")) else {
+            panic!("a full queue takes nothing more");
+        };
+        assert_eq!(back.payload, "4", "the refused record comes back");
+        let mut out = Vec::new();
+        while let Ok(m) = rx.try_recv() {
+            out.push(m.payload);
+        }
+        assert_eq!(out, ["1", "2", "3"]);
+        assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_receiver_is_woken_by_a_send() {
+        let (tx, mut rx) = partition_queue(4);
+        let receiver = tokio::spawn(async move { rx.recv().await.map(|m| m.payload) });
+        tokio::task::yield_now().await;
+        tx.try_send(message("x")).unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), receiver)
+            .await
+            .expect("woken")
+            .unwrap();
+        assert_eq!(got.as_deref(), Some(&b"x"[..]));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_sender_gets_room_when_the_receiver_takes_one() {
+        let (tx, mut rx) = partition_queue(1);
+        tx.try_send(message("a")).unwrap();
+        let sender = tokio::spawn(async move { tx.send(message("b")).await.is_ok() });
+        tokio::task::yield_now().await;
+        assert!(!sender.is_finished(), "no room yet");
+        assert_eq!(rx.recv().await.unwrap().payload, "a");
+        let sent = tokio::time::timeout(Duration::from_secs(5), sender)
+            .await
+            .expect("woken")
+            .unwrap();
+        assert!(sent);
+        assert_eq!(rx.recv().await.unwrap().payload, "b");
+        assert!(rx.recv().await.is_none(), "the sender is gone");
+    }
+
+    #[tokio::test]
+    async fn closing_refuses_senders_but_keeps_what_was_queued() {
+        let (tx, mut rx) = partition_queue(1);
+        tx.try_send(message("kept")).unwrap();
+        let waiting = tx.clone();
+        let blocked = tokio::spawn(async move { waiting.send(message("late")).await });
+        tokio::task::yield_now().await;
+        rx.close();
+        let refused = tokio::time::timeout(Duration::from_secs(5), blocked)
+            .await
+            .expect("woken by the close")
+            .unwrap();
+        assert_eq!(refused.map_err(|m| m.payload), Err("late".into()));
+        assert!(tx.is_closed());
+        assert!(matches!(
+            tx.try_send(message("x")),
+            Err(TrySendError::Closed(_))
+        ));
+        assert_eq!(rx.try_recv().unwrap().payload, "kept");
+    }
+}
