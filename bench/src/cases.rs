@@ -106,7 +106,17 @@ impl Progress {
 }
 
 fn fs_broker(args: &CaseArgs) -> KafkaBroker {
-    KafkaBroker::new(args.bootstrap.clone())
+    let mut broker = KafkaBroker::new(args.bootstrap.clone());
+    // The cost gate runs cases under valgrind, about 50 times slower: work that follows the
+    // clock (statistics every second, the background commit every second) would be counted
+    // 50 times over against the records. It sets these to intervals no run reaches.
+    if let Ok(value) = std::env::var("FASTSTREAM_BENCH_STATISTICS_MS") {
+        broker = broker.set("statistics.interval.ms", value);
+    }
+    if let Ok(value) = std::env::var("FASTSTREAM_BENCH_COMMIT_MS") {
+        broker = broker.consumer_set("auto.commit.interval.ms", value);
+    }
+    broker
 }
 
 /// Runs a drain app until its subscriber has seen every record, and measures from the first.

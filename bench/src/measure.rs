@@ -96,7 +96,8 @@ impl Mark {
     /// The section from this mark to now, as a result line.
     pub fn finish(&self, messages: u64) -> CaseResult {
         // Read the counters before anything here allocates (reading /proc does).
-        let allocations = allocations() - self.allocations;
+        let process_allocations = allocations();
+        let allocations = process_allocations - self.allocations;
         let seconds = self.wall.elapsed().as_secs_f64();
         let cpu_seconds = cpu_seconds() - self.cpu;
         CaseResult {
@@ -106,6 +107,7 @@ impl Mark {
             peak_rss_kib: status_kib("VmHWM:"),
             latency_ms: None,
             allocations: Some(allocations),
+            process_allocations: Some(process_allocations),
         }
     }
 }
@@ -127,6 +129,11 @@ pub struct CaseResult {
     /// the peers' result lines (separate programs without the counting allocator).
     #[serde(default)]
     pub allocations: Option<u64>,
+    /// Heap allocations since the process started, up to the end of the measured section:
+    /// the cost gate differences two runs of it, so that the records a consumer fetched
+    /// before its first handled one count too (the measured section misses those).
+    #[serde(default)]
+    pub process_allocations: Option<u64>,
 }
 
 /// Runs a child process and parses the result line it prints last.
