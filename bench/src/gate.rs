@@ -28,12 +28,13 @@ pub(crate) struct Limit {
     pub(crate) limit: f64,
 }
 
-/// Drain: instructions per record, faststream-rs over raw rdkafka. Measured 1.99-2.01 before
-/// issue 21's first cuts; the margin is 3 % (two runs of one build differ by under 1 %).
+/// Drain: instructions per record, faststream-rs over raw rdkafka. Measured 1.91-1.95 after
+/// issue 21's first cuts (1.99-2.01 before them); the margin is 3 %: runs of one build spread
+/// by about 2 % on a loaded machine (the fetch loop's backlog work follows the scheduling).
 pub(crate) const DRAIN_INSTRUCTIONS: Limit = Limit {
     what: "drain: instructions per record, faststream-rs / raw rdkafka",
     target: 1.3,
-    limit: 2.07,
+    limit: 2.01,
 };
 
 /// Drain: heap allocations per record that faststream-rs adds to raw rdkafka's. Counted, not
