@@ -1,12 +1,14 @@
 //! One consumer per subscriber: a dedicated thread polls rdkafka and feeds each assigned
 //! partition to its own worker task, so partitions run concurrently and in order.
 //!
-//! Back-pressure: records a worker has no room for wait in its partition's backlog. When one
-//! partition's backlog grows past its bound (that worker is slower than the rest), only that
-//! partition is paused, so the others keep flowing. When the backlogs of the partitions still
-//! flowing together grow past a bound (every worker is behind), the thread fetches nothing new
-//! until workers catch up, pausing any partition whose worker made no progress for a while (a
-//! stuck handler), and it keeps serving rebalances meanwhile.
+//! Back-pressure: each record goes straight into its partition worker's queue. Records queued
+//! beyond what a worker keeps at hand ([`AT_HAND`]) are its backlog. When one partition's
+//! backlog grows past its bound (that worker is slower than the rest), only that partition is
+//! paused, so the others keep flowing; it resumes once its worker is back to what it keeps at
+//! hand. When the backlogs of the partitions still flowing together grow past a bound (every
+//! worker is behind), the thread fetches nothing new until workers catch up, pausing any
+//! partition whose worker made no progress for a while (a stuck handler), and it keeps serving
+//! rebalances meanwhile.
 //! Rebalances run on the same thread (librdkafka calls them from `poll`): on revoke, the
 //! revoked partitions' workers finish what they hold, store their offsets, and those offsets
 //! are committed synchronously before the revoke completes.
@@ -15,9 +17,9 @@ use crate::config::BrokerSettings;
 use crate::context::{classify, ClientHealth, ErrorClass, KafkaContext, Stats};
 use bytes::Bytes;
 use faststream_core::broker::{
-    partition_queue, Backlog, BufferBudget, Forwarded, Held, OffsetStore, PartitionHealth,
-    PartitionWorkers, QueueSender, StartPosition, SubscribeOptions, Subscription,
-    SubscriptionHealth, TrySendError, WorkerSet,
+    partition_queue, BufferBudget, Held, OffsetStore, PartitionHealth, PartitionWorkers,
+    QueueSender, StartPosition, SubscribeOptions, Subscription, SubscriptionHealth, TrySendError,
+    WorkerSet,
 };
 use faststream_core::{
     Error, Headers, Message, Result, StartFrom, SubscriberConfig, TopicPartition,
@@ -28,7 +30,7 @@ use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers as _, Message as _};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use rustc_hash::FxHashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
@@ -36,8 +38,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// Records a worker may hold queued.
-const PARTITION_QUEUE: usize = 1024;
+/// Records queued for a worker that do not count as a backlog: what it keeps at hand. A paused
+/// partition resumes once its queue is down to this.
+const AT_HAND: usize = 1024;
 /// Backlogged records of one partition at which that partition is paused. Well above what
 /// one fetch response brings for a partition (about 10,000 small records with the default
 /// 1 MB `max.partition.fetch.bytes`): pausing drops librdkafka's prefetched records, which are
@@ -59,14 +62,14 @@ struct Slot {
     queue: QueueSender,
     stop: CancellationToken,
     task: JoinHandle<()>,
-    /// Records the worker had no room for, still held on the memory budget.
-    backlog: Backlog,
     paused: bool,
     /// Where to restart reading if the worker dies: the offset after the last one it stored,
     /// or the first record it was given (-1 before that).
     resume_from: Arc<AtomicI64>,
-    /// Since when the worker has taken nothing from a non-empty backlog.
+    /// Since when the worker has taken nothing while it had a backlog.
     stalled_since: Option<Instant>,
+    /// Records the worker had taken from its queue at the last look.
+    taken: u64,
     /// Records after the last stored offset, from librdkafka's statistics.
     lag: Option<i64>,
 }
@@ -74,8 +77,6 @@ struct Slot {
 #[derive(Default)]
 struct Partitions {
     by_topic: FxHashMap<Arc<str>, FxHashMap<i32, Slot>>,
-    /// Records waiting in backlogs, over all partitions.
-    backlogged: usize,
     /// The memory budget is full: every partition is paused until it drains to half.
     over_budget: bool,
 }
@@ -100,9 +101,9 @@ struct Shared {
     joined: AtomicBool,
     /// Mirrors `Partitions::over_budget` for the lock-free check in `enforce_budget`.
     over_budget: AtomicBool,
-    /// Mirrors `Partitions::backlogged` (written with it, on the polling thread) so that the
-    /// poll loop skips the lock when nothing waits, which is nearly always.
-    backlogged: AtomicUsize,
+    /// Some partition had a backlog or was paused at the last look (set by the polling thread
+    /// only): the poll loop looks at the partitions again only then.
+    behind: AtomicBool,
     /// Why the consumer can no longer consume.
     failure: OnceLock<String>,
     health: Arc<ClientHealth>,
@@ -117,7 +118,8 @@ impl Shared {
     }
 
     fn spawn_slot(&self, topic: Arc<str>, partition: i32, resume_from: i64) -> Slot {
-        let (queue, messages) = partition_queue(PARTITION_QUEUE);
+        // Unbounded: this consumer bounds it by pausing the partition (see the module docs).
+        let (queue, messages) = partition_queue(usize::MAX);
         let stop = self.stop.child_token();
         let tp = TopicPartition::new(Arc::clone(&topic), partition);
         let resume_from = Arc::new(AtomicI64::new(resume_from));
@@ -131,17 +133,17 @@ impl Shared {
             queue,
             stop,
             task,
-            backlog: Backlog::new(Arc::clone(&self.budget)),
             paused: false,
             resume_from,
             stalled_since: None,
+            taken: 0,
             lag: None,
         }
     }
 
     /// Replaces a worker that ended unexpectedly (it never should: handler panics are caught).
-    /// Its unfinished records are read again: the backlog is dropped and the partition is
-    /// rewound to the record after the last stored offset, so nothing is skipped.
+    /// Its unfinished records are read again: those left in its queue are released and the
+    /// partition is rewound to the record after the last stored offset, so nothing is skipped.
     fn restart_worker(&self, consumer: &KafkaConsumer, slot: &mut Slot, partition: i32) {
         let from = slot.resume_from.load(Ordering::Acquire);
         tracing::error!(
@@ -151,7 +153,10 @@ impl Shared {
         );
         let mut fresh = self.spawn_slot(Arc::clone(&slot.topic), partition, from);
         fresh.paused = slot.paused;
-        // The old backlog goes with the old slot, its records released.
+        // No worker will take them: released.
+        let left = slot.queue.take_all();
+        self.budget
+            .release(left.iter().map(Message::held_bytes).sum());
         *slot = fresh;
         if from >= 0 {
             if let Err(err) = consumer.seek(
@@ -186,12 +191,8 @@ impl Shared {
     fn dispatch(&self, consumer: &KafkaConsumer, record: &BorrowedMessage<'_>) {
         let mut parts = self.partitions();
         let partition = record.partition();
-        let Partitions {
-            by_topic,
-            backlogged,
-            ..
-        } = &mut *parts;
-        let Some(slot) = by_topic
+        let Some(slot) = parts
+            .by_topic
             .get_mut(record.topic())
             .and_then(|s| s.get_mut(&partition))
         else {
@@ -209,65 +210,58 @@ impl Shared {
             slot.resume_from.store(record.offset(), Ordering::Release);
         }
         let message = Held::new(&self.budget, to_message(&slot.topic, record));
-        let message = if slot.backlog.is_empty() {
-            match message.try_send(&slot.queue) {
-                Ok(()) => return,
-                Err(TrySendError::Full(message)) => message,
-                Err(TrySendError::Closed(message)) => {
-                    // The rewind reads this record again.
-                    drop(message);
-                    self.restart_worker(consumer, slot, partition);
-                    return;
+        match message.try_send(&slot.queue) {
+            Ok(queued) if queued > AT_HAND => {
+                self.behind.store(true, Ordering::Relaxed);
+                if queued - AT_HAND >= PAUSE_BACKLOG && !slot.paused {
+                    slot.paused = set_paused(consumer, &slot.topic, partition, true);
                 }
             }
-        } else {
-            message
-        };
-        slot.backlog.push(message);
-        *backlogged += 1;
-        self.backlogged.store(*backlogged, Ordering::Relaxed);
-        if slot.backlog.len() >= PAUSE_BACKLOG && !slot.paused {
-            slot.paused = set_paused(consumer, &slot.topic, partition, true);
+            Ok(_) => {}
+            // The queue is unbounded; a gone worker is replaced and the rewind reads this
+            // record again (dropping it releases it).
+            Err(TrySendError::Full(message) | TrySendError::Closed(message)) => {
+                drop(message);
+                self.restart_worker(consumer, slot, partition);
+            }
         }
     }
 
-    /// Moves backlogged records into workers that have room again and resumes drained
-    /// partitions. Returns how many records still wait in backlogs: in all, and in those of
-    /// partitions that are not paused.
-    fn drain_backlogs(&self, consumer: &KafkaConsumer) -> (usize, usize) {
-        if self.backlogged.load(Ordering::Relaxed) == 0 {
+    /// Looks at every partition's backlog: notes workers that took nothing since the last
+    /// look, and resumes paused partitions whose workers caught up. Returns the records in
+    /// backlogs: in all, and in those of partitions that are not paused.
+    fn check_backlogs(&self, consumer: &KafkaConsumer) -> (usize, usize) {
+        if !self.behind.load(Ordering::Relaxed) {
             return (0, 0);
         }
         let mut parts = self.partitions();
-        if parts.backlogged == 0 {
-            return (0, 0);
-        }
-        let (mut backlogged, mut flowing) = (0, 0);
+        let (mut backlogged, mut flowing, mut paused) = (0, 0, false);
         let over_budget = parts.over_budget;
         for (partition, slot) in parts
             .by_topic
             .values_mut()
             .flat_map(|slots| slots.iter_mut())
         {
-            let before = slot.backlog.len();
-            if slot.backlog.forward(&slot.queue) == Forwarded::Closed {
-                self.restart_worker(consumer, slot, *partition);
-            }
-            if slot.backlog.is_empty() || slot.backlog.len() < before {
+            let (queued, taken) = slot.queue.progress();
+            let backlog = queued.saturating_sub(AT_HAND);
+            if backlog == 0 || taken != slot.taken {
                 slot.stalled_since = None;
             } else {
                 slot.stalled_since.get_or_insert_with(Instant::now);
             }
-            if slot.backlog.is_empty() && slot.paused && !over_budget {
+            slot.taken = taken;
+            if backlog == 0 && slot.paused && !over_budget {
                 slot.paused = !set_paused(consumer, &slot.topic, *partition, false);
             }
-            backlogged += slot.backlog.len();
-            if !slot.paused {
-                flowing += slot.backlog.len();
+            backlogged += backlog;
+            if slot.paused {
+                paused = true;
+            } else {
+                flowing += backlog;
             }
         }
-        parts.backlogged = backlogged;
-        self.backlogged.store(backlogged, Ordering::Relaxed);
+        self.behind
+            .store(backlogged > 0 || paused, Ordering::Relaxed);
         (backlogged, flowing)
     }
 
@@ -298,7 +292,7 @@ impl Shared {
             parts.over_budget = false;
             self.over_budget.store(false, Ordering::Relaxed);
             for (partition, slot) in parts.by_topic.values_mut().flat_map(|s| s.iter_mut()) {
-                if slot.paused && slot.backlog.is_empty() {
+                if slot.paused && slot.queue.progress().0 <= AT_HAND {
                     slot.paused = !set_paused(consumer, &slot.topic, *partition, false);
                 }
             }
@@ -407,20 +401,25 @@ impl Shared {
             .map(|(topic, partition, _)| TopicPartition::new(Arc::clone(topic), *partition))
             .collect();
         let mut workers = WorkerSet::new();
-        let mut backlogs = Vec::with_capacity(slots.len());
+        let mut queues = Vec::with_capacity(slots.len());
         for (topic, partition, slot) in slots {
             workers.push((topic, partition), slot.stop, slot.task);
-            backlogs.push(slot.backlog);
+            queues.push(slot.queue);
         }
         workers.cancel();
-        // Their records will never reach a worker: released.
-        drop(backlogs);
         if Handle::try_current().is_ok() {
             tracing::warn!(subscriber = %self.name, "partition stop requested from inside the runtime; not waiting for workers");
             return stopped;
         }
         for (topic, partition) in self.runtime.block_on(workers.stop(timeout)) {
             tracing::warn!(subscriber = %self.name, topic = %topic, partition, "worker did not finish within {timeout:?}; its unfinished records will be delivered again");
+        }
+        // A worker that finished released what was left in its queue; one that was aborted
+        // could not: its records will never be handled here, so they leave the budget.
+        for queue in queues {
+            let left = queue.take_all();
+            self.budget
+                .release(left.iter().map(Message::held_bytes).sum());
         }
         stopped
     }
@@ -668,7 +667,7 @@ pub(crate) fn subscribe(
         budget: Arc::clone(workers.buffer()),
         joined: AtomicBool::new(false),
         over_budget: AtomicBool::new(false),
-        backlogged: AtomicUsize::new(0),
+        behind: AtomicBool::new(false),
         failure: OnceLock::new(),
         health,
         hooks: config.backend.rebalance.clone(),
@@ -791,7 +790,7 @@ fn poll_loop(consumer: &Arc<KafkaConsumer>, shared: &Shared) {
     let mut last_poll = Instant::now();
     while !shared.stop.is_cancelled() {
         shared.enforce_budget(consumer);
-        let (waiting, flowing) = shared.drain_backlogs(consumer);
+        let (waiting, flowing) = shared.check_backlogs(consumer);
         if flowing >= TOTAL_BACKLOG && last_poll.elapsed() < POLL_INTERVAL {
             // Every worker is behind: let them catch up instead of fetching more (but poll at
             // least every interval, to serve rebalances).
@@ -799,7 +798,7 @@ fn poll_loop(consumer: &Arc<KafkaConsumer>, shared: &Shared) {
             std::thread::sleep(Duration::from_micros(200));
             continue;
         }
-        // With records waiting, come back quickly to move them on.
+        // With records waiting, come back quickly to resume partitions that caught up.
         let timeout = if waiting > 0 {
             Duration::from_millis(1)
         } else {

@@ -1,12 +1,9 @@
 //! The memory budget of a subscriber ([`BufferBudget`]) and how a backend holds a record on it
-//! from fetch until its worker has it: [`Held`] for one record, [`Backlog`] for the records
-//! waiting behind a full worker queue. Whatever is dropped unhandled is released.
+//! from fetch until its worker has it ([`Held`]). Whatever is dropped unhandled is released.
 
 use super::queue::{QueueSender, TrySendError};
 use crate::message::Message;
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 
 /// The bytes of consumed records a subscriber holds in memory, against its limit
 /// ([`SubscriberConfig::max_buffer_bytes`](crate::SubscriberConfig::max_buffer_bytes)). The
@@ -111,17 +108,18 @@ impl<'b> Held<'b> {
             .expect("a held record has its message")
     }
 
-    /// Hands the record to the worker's `queue` if it has room now; the worker releases its
-    /// bytes once it finished it. A full queue or one whose worker is gone gives the record
-    /// back, still held (drop it to release it).
+    /// Hands the record to the worker's `queue` if it has room now (returning how many
+    /// records are queued with it); the worker releases its bytes once it finished it. A full
+    /// queue or one whose worker is gone gives the record back, still held (drop it to release
+    /// it).
     #[inline]
     // The record comes back unboxed, as from `QueueSender::try_send`: boxing it would
     // allocate per record on the fetch path.
     #[allow(clippy::result_large_err)]
-    pub fn try_send(self, queue: &QueueSender) -> Result<(), TrySendError<Self>> {
+    pub fn try_send(self, queue: &QueueSender) -> Result<usize, TrySendError<Self>> {
         let budget = self.budget;
         match queue.try_send(self.hand_over()) {
-            Ok(()) => Ok(()),
+            Ok(queued) => Ok(queued),
             Err(TrySendError::Full(message)) => Err(TrySendError::Full(Held {
                 budget,
                 message: Some(message),
@@ -140,7 +138,7 @@ impl<'b> Held<'b> {
         let mut held = self;
         loop {
             match held.try_send(queue) {
-                Ok(()) => return true,
+                Ok(_) => return true,
                 // Dropped here, so released.
                 Err(TrySendError::Closed(_)) => return false,
                 Err(TrySendError::Full(back)) => held = back,
@@ -160,103 +158,6 @@ impl Drop for Held<'_> {
         if let Some(message) = &self.message {
             self.budget.release(message.held_bytes());
         }
-    }
-}
-
-/// Records of one partition waiting, in order, for room in its worker's queue, each still
-/// held on the subscriber's [`BufferBudget`]. Dropping the backlog (a revoked or replaced
-/// partition) releases what is left in it.
-///
-/// ```
-/// use faststream_core::broker::{Backlog, BufferBudget, Forwarded, Held};
-/// use faststream_core::Message;
-/// use std::sync::Arc;
-///
-/// let budget = Arc::new(BufferBudget::new(1 << 20));
-/// let (queue, worker) = faststream_core::broker::partition_queue(1);
-/// let mut backlog = Backlog::new(Arc::clone(&budget));
-/// backlog.push(Held::new(&budget, Message::new("t", &b"ab"[..])));
-/// backlog.push(Held::new(&budget, Message::new("t", &b"cd"[..])));
-/// assert_eq!(backlog.forward(&queue), Forwarded::Full, "room for one");
-/// assert_eq!(backlog.len(), 1);
-/// drop(backlog);
-/// assert_eq!(budget.held(), 2, "the one not handed over was released");
-/// # drop(worker);
-/// ```
-#[derive(Debug)]
-pub struct Backlog {
-    budget: Arc<BufferBudget>,
-    messages: VecDeque<Message>,
-}
-
-/// How far [`Backlog::forward`] got.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Forwarded {
-    /// Every record reached the worker: the backlog is empty.
-    All,
-    /// The worker's queue is full; the rest waits.
-    Full,
-    /// The worker is gone: the record it refused was released, the rest waits.
-    Closed,
-}
-
-impl Backlog {
-    /// An empty backlog holding records on `budget`.
-    pub fn new(budget: Arc<BufferBudget>) -> Self {
-        Self {
-            budget,
-            messages: VecDeque::new(),
-        }
-    }
-
-    /// Queues `held` behind the others; the backlog now answers for its bytes. `held` must be
-    /// held on this backlog's budget.
-    #[inline]
-    pub fn push(&mut self, mut held: Held<'_>) {
-        debug_assert!(std::ptr::eq(held.budget, &*self.budget));
-        if let Some(message) = held.message.take() {
-            self.messages.push_back(message);
-        }
-    }
-
-    /// Moves records, in order, into the worker's `queue` while it has room.
-    pub fn forward(&mut self, queue: &QueueSender) -> Forwarded {
-        while let Some(message) = self.messages.pop_front() {
-            match queue.try_send(message) {
-                Ok(()) => {}
-                Err(TrySendError::Full(message)) => {
-                    self.messages.push_front(message);
-                    return Forwarded::Full;
-                }
-                Err(TrySendError::Closed(message)) => {
-                    self.budget.release(message.held_bytes());
-                    return Forwarded::Closed;
-                }
-            }
-        }
-        Forwarded::All
-    }
-
-    /// Records waiting.
-    pub fn len(&self) -> usize {
-        self.messages.len()
-    }
-
-    /// Whether no record waits.
-    pub fn is_empty(&self) -> bool {
-        self.messages.is_empty()
-    }
-
-    /// Drops every waiting record, releasing its bytes.
-    pub fn clear(&mut self) {
-        let bytes = self.messages.drain(..).map(|m| m.held_bytes()).sum();
-        self.budget.release(bytes);
-    }
-}
-
-impl Drop for Backlog {
-    fn drop(&mut self) {
-        self.clear();
     }
 }
 
@@ -318,32 +219,5 @@ mod tests {
         drop(worker);
         assert!(!Held::new(&budget, record(b"6")).send(&queue).await);
         assert_eq!(budget.held(), 2);
-    }
-
-    #[test]
-    fn a_backlog_forwards_in_order_and_releases_what_it_drops() {
-        let budget = Arc::new(BufferBudget::new(100));
-        let (queue, mut worker) = super::super::partition_queue(2);
-        let mut backlog = Backlog::new(Arc::clone(&budget));
-        for payload in [&b"a"[..], b"bb", b"ccc", b"dddd"] {
-            backlog.push(Held::new(&budget, record(payload)));
-        }
-        assert_eq!(budget.held(), 10);
-        assert_eq!(backlog.forward(&queue), Forwarded::Full);
-        assert_eq!(backlog.len(), 2);
-        assert_eq!(&worker.try_recv().unwrap().payload[..], b"a");
-        assert_eq!(&worker.try_recv().unwrap().payload[..], b"bb");
-        budget.release(3);
-        assert_eq!(backlog.forward(&queue), Forwarded::All);
-        assert!(backlog.is_empty());
-        assert_eq!(backlog.forward(&queue), Forwarded::All);
-        backlog.push(Held::new(&budget, record(b"eeeee")));
-        backlog.push(Held::new(&budget, record(b"ffffff")));
-        drop(worker);
-        assert_eq!(budget.held(), 7 + 11);
-        assert_eq!(backlog.forward(&queue), Forwarded::Closed);
-        assert_eq!(budget.held(), 7 + 6, "the refused record is released");
-        drop(backlog);
-        assert_eq!(budget.held(), 7, "the rest too, with the backlog");
     }
 }

@@ -14,9 +14,9 @@
 //! - where an explicitly assigned partition starts: [`StartFrom::resolve`](crate::StartFrom::resolve)
 //!   into a [`StartPosition`];
 //! - the order headers are written in on publish: [`outgoing_headers`];
-//! - the memory budget held around each record from fetch until its worker has it: [`Held`]
-//!   for one record and [`Backlog`] for those waiting, both releasing on drop what was not
-//!   handed over.
+//! - the queue from the backend to each partition worker: [`partition_queue`];
+//! - the memory budget held around each record from fetch until its worker has it: [`Held`],
+//!   releasing on drop what was not handed over.
 
 mod budget;
 mod headers;
@@ -24,7 +24,7 @@ mod queue;
 mod start;
 mod workers;
 
-pub use budget::{Backlog, BufferBudget, Forwarded, Held};
+pub use budget::{BufferBudget, Held};
 pub use headers::{outgoing_headers, OutgoingHeaders};
 pub use queue::{partition_queue, QueueReceiver, QueueSender, TryRecvError, TrySendError};
 pub use start::StartPosition;

@@ -1,6 +1,7 @@
 //! The queue from a backend to one partition's worker.
 //!
-//! Bounded, ordered, one receiver. It does what `tokio::sync::mpsc` did here for less: the
+//! Ordered, one receiver, bounded by a capacity (`usize::MAX` for a backend that bounds it
+//! itself, as the Kafka consumer does by pausing the partition). It does what `tokio::sync::mpsc` did here for less: the
 //! records sit in one `VecDeque` behind a lock that only the backend's fetch loop and the
 //! worker take, with no linked blocks to allocate every 32 records and no semaphore; the
 //! worker is woken only when the queue goes from empty to not empty. The fetch path moves
@@ -34,6 +35,7 @@ pub fn partition_queue(capacity: usize) -> (QueueSender, QueueReceiver) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             records: VecDeque::new(),
+            taken: 0,
             senders: 1,
             receiver_closed: false,
         }),
@@ -63,6 +65,8 @@ struct Shared {
 #[derive(Debug)]
 struct State {
     records: VecDeque<Message>,
+    /// Records the receiver took so far.
+    taken: u64,
     senders: usize,
     receiver_closed: bool,
 }
@@ -85,13 +89,13 @@ pub struct QueueSender {
 }
 
 impl QueueSender {
-    /// Queues `message` if there is room now; gives it back when the queue is full or its
-    /// receiver is gone.
+    /// Queues `message` if there is room now, and returns how many records are queued with
+    /// it; gives it back when the queue is full or its receiver is gone.
     #[inline]
     // The message comes back unboxed, like `mpsc::Sender::try_send`'s: boxing would allocate.
     #[allow(clippy::result_large_err)]
-    pub fn try_send(&self, message: Message) -> Result<(), TrySendError<Message>> {
-        let was_empty = {
+    pub fn try_send(&self, message: Message) -> Result<usize, TrySendError<Message>> {
+        let queued = {
             let mut state = self.shared.state();
             if state.receiver_closed {
                 return Err(TrySendError::Closed(message));
@@ -100,13 +104,13 @@ impl QueueSender {
                 return Err(TrySendError::Full(message));
             }
             state.records.push_back(message);
-            state.records.len() == 1
+            state.records.len()
         };
         // The receiver only ever waits after finding the queue empty.
-        if was_empty {
+        if queued == 1 {
             self.shared.filled.notify_one();
         }
-        Ok(())
+        Ok(queued)
     }
 
     /// Queues `message`, waiting for room. Gives it back when the receiver is gone.
@@ -114,7 +118,7 @@ impl QueueSender {
     pub async fn send(&self, mut message: Message) -> Result<(), Message> {
         loop {
             match self.try_send(message) {
-                Ok(()) => return Ok(()),
+                Ok(_) => return Ok(()),
                 Err(TrySendError::Closed(back)) => return Err(back),
                 Err(TrySendError::Full(back)) => message = back,
             }
@@ -144,6 +148,18 @@ impl QueueSender {
     /// Whether the receiver is gone: nothing sent reaches a worker any more.
     pub fn is_closed(&self) -> bool {
         self.shared.state().receiver_closed
+    }
+
+    /// Records queued now, and how many the receiver took so far (a count that stands still
+    /// while records wait means the worker makes no progress).
+    pub fn progress(&self) -> (usize, u64) {
+        let state = self.shared.state();
+        (state.records.len(), state.taken)
+    }
+
+    /// Takes every queued record out (for a receiver that is gone without taking them).
+    pub fn take_all(&self) -> VecDeque<Message> {
+        std::mem::take(&mut self.shared.state().records)
     }
 }
 
@@ -198,7 +214,10 @@ impl QueueReceiver {
             let mut state = self.shared.state();
             let was_full = state.records.len() >= self.shared.capacity;
             match state.records.pop_front() {
-                Some(message) => (message, was_full),
+                Some(message) => {
+                    state.taken += 1;
+                    (message, was_full)
+                }
                 None if state.senders == 0 => return Err(TryRecvError::Disconnected),
                 None => return Err(TryRecvError::Empty),
             }
@@ -258,6 +277,19 @@ mod tests {
         }
         assert_eq!(out, ["1", "2", "3"]);
         assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
+    }
+
+    #[test]
+    fn sends_report_the_queue_length_and_the_sender_sees_what_was_taken() {
+        let (tx, mut rx) = partition_queue(usize::MAX);
+        assert_eq!(tx.try_send(message("1")).unwrap(), 1);
+        assert_eq!(tx.try_send(message("2")).unwrap(), 2);
+        assert_eq!(tx.progress(), (2, 0));
+        rx.try_recv().unwrap();
+        assert_eq!(tx.progress(), (1, 1));
+        let left = tx.take_all();
+        assert_eq!(left.len(), 1);
+        assert_eq!(tx.progress(), (0, 1));
     }
 
     #[tokio::test]
