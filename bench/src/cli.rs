@@ -53,6 +53,9 @@ pub(crate) enum Sub {
         /// Records of the larger one (the cost per record is the difference over the two).
         #[arg(long, default_value_t = 30_000)]
         large: u64,
+        /// Callgrind runs per case and size; the fewest instructions count.
+        #[arg(long, default_value_t = 2)]
+        repeat: usize,
     },
     /// Runs one measured case in this process (used by the orchestrator).
     #[command(hide = true)]

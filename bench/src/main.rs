@@ -47,9 +47,11 @@ fn main() {
                 println!("{}", serde_json::to_string(&result).unwrap_or_default());
             })
         }
-        Some(Sub::Gate { small, large }) => {
-            gate::run(&cli.bootstrap, *small, *large, cli.partitions)
-        }
+        Some(Sub::Gate {
+            small,
+            large,
+            repeat,
+        }) => gate::run(&cli.bootstrap, *small, *large, *repeat, cli.partitions),
         None => orchestrate(&cli),
     };
     if let Err(err) = outcome {

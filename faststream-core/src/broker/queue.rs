@@ -14,6 +14,9 @@ use tokio::sync::Notify;
 
 pub use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
 
+/// Slots above which an emptied queue gives its memory back.
+const SHRINK_ABOVE: usize = 4096;
+
 /// A queue of `capacity` records (at least one) from a backend to a partition worker.
 ///
 /// ```
@@ -216,6 +219,11 @@ impl QueueReceiver {
             match state.records.pop_front() {
                 Some(message) => {
                     state.taken += 1;
+                    // A burst may have grown the queue to tens of thousands of slots; give the
+                    // memory back once the worker caught up (rarely: only after a burst).
+                    if state.records.is_empty() && state.records.capacity() > SHRINK_ABOVE {
+                        state.records.shrink_to(SHRINK_ABOVE / 4);
+                    }
                     (message, was_full)
                 }
                 None if state.senders == 0 => return Err(TryRecvError::Disconnected),
@@ -290,6 +298,17 @@ mod tests {
         let left = tx.take_all();
         assert_eq!(left.len(), 1);
         assert_eq!(tx.progress(), (0, 1));
+    }
+
+    #[test]
+    fn an_emptied_queue_gives_back_the_memory_a_burst_took() {
+        let (tx, mut rx) = partition_queue(usize::MAX);
+        for _ in 0..20_000 {
+            tx.try_send(message("x")).unwrap();
+        }
+        assert!(rx.shared.state().records.capacity() >= 20_000);
+        while rx.try_recv().is_ok() {}
+        assert!(rx.shared.state().records.capacity() <= SHRINK_ABOVE);
     }
 
     #[tokio::test]
