@@ -48,6 +48,8 @@ const AT_HAND: usize = 1024;
 const PAUSE_BACKLOG: usize = 32_768;
 /// Backlogged records of the partitions still flowing at which polling waits for the workers.
 const TOTAL_BACKLOG: usize = 49_152;
+/// Records dispatched between two looks at every partition's backlog while records flow.
+const CHECK_EVERY: u32 = 64;
 /// How long `poll` blocks when idle: bounds how fast a shutdown request is noticed.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// How long a backlogged worker may take nothing before its partition is paused while every
@@ -788,15 +790,28 @@ fn assign_explicitly(
 
 fn poll_loop(consumer: &Arc<KafkaConsumer>, shared: &Shared) {
     let mut last_poll = Instant::now();
+    let (mut waiting, mut flowing) = (0, 0);
+    // Records dispatched since the partitions were last looked at: they are looked at when
+    // nothing came, or after a few records, not after every one (looking takes each queue's
+    // lock, and a partition resumed a few records later loses nothing).
+    let mut unchecked = 0_u32;
     while !shared.stop.is_cancelled() {
         shared.enforce_budget(consumer);
-        let (waiting, flowing) = shared.check_backlogs(consumer);
-        if flowing >= TOTAL_BACKLOG && last_poll.elapsed() < POLL_INTERVAL {
-            // Every worker is behind: let them catch up instead of fetching more (but poll at
-            // least every interval, to serve rebalances).
-            shared.pause_stalled(consumer);
-            std::thread::sleep(Duration::from_micros(200));
-            continue;
+        if unchecked == 0 || unchecked >= CHECK_EVERY {
+            (waiting, flowing) = shared.check_backlogs(consumer);
+            unchecked = 0;
+        }
+        if flowing >= TOTAL_BACKLOG {
+            if last_poll.elapsed() < POLL_INTERVAL {
+                // Every worker is behind: let them catch up instead of fetching more (but poll
+                // at least every interval, to serve rebalances).
+                shared.pause_stalled(consumer);
+                std::thread::sleep(Duration::from_micros(200));
+                unchecked = 0;
+                continue;
+            }
+            // Only needed while every worker is behind: no clock read per record otherwise.
+            last_poll = Instant::now();
         }
         // With records waiting, come back quickly to resume partitions that caught up.
         let timeout = if waiting > 0 {
@@ -804,14 +819,12 @@ fn poll_loop(consumer: &Arc<KafkaConsumer>, shared: &Shared) {
         } else {
             POLL_INTERVAL
         };
-        // The clock is only needed while records wait (above); reading it for every poll
-        // would cost a clock read per record.
-        if waiting > 0 {
-            last_poll = Instant::now();
-        }
         match consumer.poll(timeout) {
-            None => {}
-            Some(Ok(record)) => shared.dispatch(consumer, &record),
+            None => unchecked = 0,
+            Some(Ok(record)) => {
+                shared.dispatch(consumer, &record);
+                unchecked += 1;
+            }
             Some(Err(err)) => match classify(&err, &err.to_string()) {
                 ErrorClass::Fatal(cause) => shared.fail(cause),
                 // The client context already logged this event once (rdkafka hands every

@@ -23,10 +23,13 @@ pub(crate) struct PartitionStats {
 }
 
 impl PartitionStats {
-    /// A message starts its first attempt. `idle`: nothing of the partition was unfinished.
+    /// A message starts its first attempt.
     #[inline]
-    pub(crate) fn took(&self, offset: i64, idle: bool) {
-        if idle {
+    pub(crate) fn took(&self, offset: i64) {
+        // Idle until now (everything taken was finished and stored): the stall clock starts
+        // here. While messages flow the stored watermark trails what was taken and moves with
+        // every store, so this reads the clock once per idle spell, not once per message.
+        if self.taken.load(Ordering::Relaxed) <= self.done.load(Ordering::Relaxed) {
             self.mark_progress();
         }
         self.taken.store(offset, Ordering::Relaxed);
@@ -149,11 +152,15 @@ mod tests {
         let stats = SubscriberStats::new(1024);
         let p = stats.partition();
         assert_eq!(p.stalled_for(), Duration::ZERO);
-        p.took(0, true);
+        p.took(0);
         std::thread::sleep(Duration::from_millis(20));
         assert!(p.stalled_for() >= Duration::from_millis(20));
         p.finished(0);
         assert_eq!(p.stalled_for(), Duration::ZERO);
+        // Idle for a while, then busy again: the stall is counted from the new message on.
+        std::thread::sleep(Duration::from_millis(30));
+        p.took(1);
+        assert!(p.stalled_for() < Duration::from_millis(30));
         let report = stats.report(
             "s",
             SubscriptionHealth {

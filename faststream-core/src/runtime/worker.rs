@@ -477,8 +477,7 @@ where
 
     /// A message's first attempt: its entry in the tracker, then its handling.
     async fn dispatch(&mut self, message: Message, waiting: &mut Waiting) {
-        self.stats
-            .took(message.offset, self.progress.in_flight() == 0);
+        self.stats.took(message.offset);
         let ticket = self.progress.dispatch(message.offset, message.held_bytes());
         if let Some(later) = self.process(message, 1, ticket).await {
             waiting.push_back(later);
