@@ -28,13 +28,13 @@ pub(crate) struct Limit {
     pub(crate) limit: f64,
 }
 
-/// Drain: instructions per record, faststream-rs over raw rdkafka. Measured 1.91-1.95 after
-/// issue 21's first cuts (1.99-2.01 before them); the margin is 3 %: runs of one build spread
-/// by about 2 % on a loaded machine (the fetch loop's backlog work follows the scheduling).
+/// Drain: instructions per record, faststream-rs over raw rdkafka. Measured 1.83 (twice, and
+/// 1.82-1.84 over three single runs) after issue 21's first cuts, from 1.93-2.04 before them;
+/// the margin is 3 %.
 pub(crate) const DRAIN_INSTRUCTIONS: Limit = Limit {
     what: "drain: instructions per record, faststream-rs / raw rdkafka",
     target: 1.3,
-    limit: 2.01,
+    limit: 1.89,
 };
 
 /// Drain: heap allocations per record that faststream-rs adds to raw rdkafka's. Counted, not
@@ -45,11 +45,13 @@ pub(crate) const DRAIN_ALLOCATIONS: Limit = Limit {
     limit: 1.02,
 };
 
-/// Pipeline: heap allocations per record that faststream-rs adds to raw rdkafka's.
+/// Pipeline: heap allocations per record that faststream-rs adds to raw rdkafka's. Measured
+/// 1.99-2.01: the raw pipeline's own count moves by a few hundredths with the clock (its
+/// delivery futures' wake-ups), hence the wider margin.
 pub(crate) const PIPELINE_ALLOCATIONS: Limit = Limit {
     what: "pipeline: allocations per record over raw rdkafka",
     target: 2.0,
-    limit: 2.02,
+    limit: 2.05,
 };
 
 /// One case's cost per record, from two runs of different sizes.
