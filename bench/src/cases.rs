@@ -32,7 +32,7 @@ pub struct CaseArgs {
     pub seconds: u64,
 }
 
-fn consumer_config(args: &CaseArgs) -> ClientConfig {
+pub(crate) fn consumer_config(args: &CaseArgs) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &args.bootstrap)
@@ -214,12 +214,12 @@ pub async fn fs_drain_batch(args: &CaseArgs) -> Result<CaseResult, String> {
     drain_until_done(app, &progress).await
 }
 
-fn greeting(event: &Event) -> String {
+pub(crate) fn greeting(event: &Event) -> String {
     format!("User: {} - {} {}", event.user_id, event.user, event.action)
 }
 
 /// Waits until `output` holds `messages` records, checking every 10 ms from a thread.
-async fn wait_for_output(args: &CaseArgs) -> Result<(), String> {
+pub(crate) async fn wait_for_output(args: &CaseArgs) -> Result<(), String> {
     let client = metadata_client(&args.bootstrap)?;
     let (output, partitions, target) = (args.output.clone(), args.partitions, args.messages as i64);
     tokio::task::spawn_blocking(move || {
@@ -423,14 +423,34 @@ pub async fn fs_pipeline(args: &CaseArgs, observe: Observe) -> Result<CaseResult
     Ok(result)
 }
 
-/// Publishes `rate` records per second for `seconds` with a latency-tuned raw producer; each
-/// carries its send time.
-async fn send_paced(args: &CaseArgs) -> Result<u64, String> {
-    let producer: FutureProducer = ClientConfig::new()
+/// Extra client properties for the latency cases from the environment variable `var`
+/// (`key=value,key=value`): how a hypothesis about a setting is measured without a rebuild
+/// (`BENCH_LATENCY_CONSUMER`, `BENCH_LATENCY_PRODUCER`).
+fn latency_properties(var: &str) -> Vec<(String, String)> {
+    std::env::var(var)
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+/// The latency cases' producer: raw rdkafka with `linger.ms=0`.
+fn latency_producer(args: &CaseArgs) -> Result<FutureProducer, String> {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", &args.bootstrap)
-        .set("linger.ms", "0")
-        .create()
-        .map_err(|e| e.to_string())?;
+        .set("linger.ms", "0");
+    for (key, value) in latency_properties("BENCH_LATENCY_PRODUCER") {
+        config.set(key, value);
+    }
+    config.create().map_err(|e| e.to_string())
+}
+
+/// Publishes `rate` records per second for `seconds` with `producer` (the latency-tuned one
+/// that sent the warm-up records, so it is connected and knows the partition's leader); each
+/// record carries its send time.
+async fn send_paced(args: &CaseArgs, producer: &FutureProducer) -> Result<u64, String> {
     // Send in 1 ms ticks: rate/1000 records per tick (at least one tick per record below 1k/s).
     let per_tick = (args.rate / 1000).max(1);
     let tick = Duration::from_micros(1_000_000 * per_tick / args.rate.max(1));
@@ -458,7 +478,57 @@ async fn send_paced(args: &CaseArgs) -> Result<u64, String> {
     Ok(sent)
 }
 
-fn latency_result(mut latencies_ms: Vec<f64>, mark: Mark) -> CaseResult {
+/// One latency sample: the record's sequence number and latency; for the dump, also its send
+/// time (µs since the epoch) and the Kafka timestamp it arrived with (ms; the broker's append
+/// time on a topic with `message.timestamp.type=LogAppendTime`), 0 where there is none.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    seq: u64,
+    ms: f64,
+    sent_us: i64,
+    kafka_ms: i64,
+}
+
+impl Sample {
+    fn new(seq: u64, sent_us: i64, kafka_ms: Option<i64>) -> Self {
+        Self {
+            seq,
+            ms: (now_us() - sent_us) as f64 / 1000.0,
+            sent_us,
+            kafka_ms: kafka_ms.unwrap_or_default(),
+        }
+    }
+}
+
+/// Percentiles of the samples. With `BENCH_LATENCY_DUMP=<file>` the samples are also appended
+/// to that file, one `seq latency_ms send_to_timestamp_ms timestamp_to_receive_ms` line each:
+/// where in a run the slow records fall, and on which side of the broker's timestamp their
+/// time went, is what tells one stall from another.
+fn latency_result(samples: Vec<Sample>, mark: Mark) -> CaseResult {
+    if let Some(path) = std::env::var_os("BENCH_LATENCY_DUMP") {
+        use std::io::Write as _;
+        let lines: String = samples
+            .iter()
+            .map(|s| {
+                let received_ms = s.sent_us as f64 / 1000.0 + s.ms;
+                format!(
+                    "{} {:.3} {:.3} {:.3}\n",
+                    s.seq,
+                    s.ms,
+                    s.kafka_ms as f64 - s.sent_us as f64 / 1000.0,
+                    received_ms - s.kafka_ms as f64
+                )
+            })
+            .collect();
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = file.write_all(lines.as_bytes());
+        }
+    }
+    let mut latencies_ms: Vec<f64> = samples.into_iter().map(|s| s.ms).collect();
     latencies_ms.sort_by(|a, b| a.total_cmp(b));
     let mut result = mark.finish(latencies_ms.len() as u64);
     result.latency_ms = Some([
@@ -478,12 +548,15 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Sends a warm-up record every 100 ms until the consumer side saw one: the consumer owns its
 /// partitions and fetches, so what follows is measured in steady state.
-async fn warm_up(args: &CaseArgs, warmed: &std::sync::atomic::AtomicBool) -> Result<(), String> {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &args.bootstrap)
-        .set("linger.ms", "0")
-        .create()
-        .map_err(|e| e.to_string())?;
+///
+/// The same producer then sends the measured records: a producer created after the warm-up
+/// spent its first ~50 ms connecting and fetching the topic's metadata, and the ~50 records
+/// queued meanwhile were the whole of the old p99.9 of ~45 ms (see BENCHMARKS.md).
+async fn warm_up(
+    args: &CaseArgs,
+    producer: &FutureProducer,
+    warmed: &std::sync::atomic::AtomicBool,
+) -> Result<(), String> {
     let payload = serde_json::to_vec(&Event::new(WARM_UP, now_us())).map_err(|e| e.to_string())?;
     for _ in 0..600 {
         if warmed.load(Ordering::Acquire) {
@@ -501,11 +574,14 @@ async fn warm_up(args: &CaseArgs, warmed: &std::sync::atomic::AtomicBool) -> Res
 
 /// Raw latency: a `BaseConsumer` thread records publish-to-receive time.
 pub async fn raw_latency(args: &CaseArgs) -> Result<CaseResult, String> {
-    let consumer: BaseConsumer = consumer_config(args)
+    let mut config = consumer_config(args);
+    config
         .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "100")
-        .create()
-        .map_err(|e| e.to_string())?;
+        .set("fetch.wait.max.ms", "100");
+    for (key, value) in latency_properties("BENCH_LATENCY_CONSUMER") {
+        config.set(key, value);
+    }
+    let consumer: BaseConsumer = config.create().map_err(|e| e.to_string())?;
     consumer
         .subscribe(&[&args.topic])
         .map_err(|e| e.to_string())?;
@@ -523,7 +599,11 @@ pub async fn raw_latency(args: &CaseArgs) -> Result<CaseResult, String> {
                         if event.seq == WARM_UP {
                             warmed.store(true, Ordering::Release);
                         } else {
-                            latencies.push((now_us() - event.ts_us) as f64 / 1000.0);
+                            latencies.push(Sample::new(
+                                event.seq,
+                                event.ts_us,
+                                message.timestamp().to_millis(),
+                            ));
                         }
                     }
                 }
@@ -531,9 +611,10 @@ pub async fn raw_latency(args: &CaseArgs) -> Result<CaseResult, String> {
             latencies
         }
     });
-    warm_up(args, &warmed).await?;
+    let producer = latency_producer(args)?;
+    warm_up(args, &producer, &warmed).await?;
     let mark = Mark::now();
-    send_paced(args).await?;
+    send_paced(args, &producer).await?;
     let latencies = tokio::task::spawn_blocking(move || receiver.join().unwrap_or_default())
         .await
         .map_err(|e| e.to_string())?;
@@ -542,13 +623,17 @@ pub async fn raw_latency(args: &CaseArgs) -> Result<CaseResult, String> {
 
 /// faststream latency: a subscriber records publish-to-handler time.
 pub async fn fs_latency(args: &CaseArgs) -> Result<CaseResult, String> {
-    type Latencies = Arc<Mutex<Vec<f64>>>;
+    type Latencies = Arc<Mutex<Vec<Sample>>>;
     let latencies: Latencies = Arc::new(Mutex::new(Vec::with_capacity(
         (args.rate * args.seconds) as usize,
     )));
     let progress = Progress::new(args.rate * args.seconds);
     let warmed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let app = FastStream::new(fs_broker(args).consumer_set("fetch.wait.max.ms", "100"))
+    let mut broker = fs_broker(args).consumer_set("fetch.wait.max.ms", "100");
+    for (key, value) in latency_properties("BENCH_LATENCY_CONSUMER") {
+        broker = broker.consumer_set(key, value);
+    }
+    let app = FastStream::new(broker)
         .with_state(Arc::clone(&latencies))
         .with_state(Arc::clone(&progress))
         .with_state(Arc::clone(&warmed))
@@ -558,12 +643,15 @@ pub async fn fs_latency(args: &CaseArgs) -> Result<CaseResult, String> {
             |latencies: State<Latencies>,
              progress: State<Arc<Progress>>,
              warmed: State<Arc<std::sync::atomic::AtomicBool>>,
+             meta: Meta,
              event: Event| async move {
-                let ms = (now_us() - event.ts_us) as f64 / 1000.0;
                 if event.seq == WARM_UP {
                     warmed.store(true, Ordering::Release);
                 } else {
-                    latencies.lock().map(|mut l| l.push(ms)).ok();
+                    latencies
+                        .lock()
+                        .map(|mut l| l.push(Sample::new(event.seq, event.ts_us, meta.timestamp)))
+                        .ok();
                     progress.record();
                 }
             },
@@ -571,9 +659,10 @@ pub async fn fs_latency(args: &CaseArgs) -> Result<CaseResult, String> {
         .start()
         .await
         .map_err(|e| e.to_string())?;
-    warm_up(args, &warmed).await?;
+    let producer = latency_producer(args)?;
+    warm_up(args, &producer, &warmed).await?;
     let mark = Mark::now();
-    send_paced(args).await?;
+    send_paced(args, &producer).await?;
     tokio::time::timeout(
         Duration::from_secs(args.seconds + 30),
         progress.done.notified(),
@@ -624,7 +713,12 @@ pub async fn fs_rpc(args: &CaseArgs) -> Result<CaseResult, String> {
             .request_as(record, REQUEST_TIMEOUT)
             .await
             .map_err(|e| e.to_string())?;
-        latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+        latencies.push(Sample {
+            seq: n,
+            ms: sent.elapsed().as_secs_f64() * 1000.0,
+            sent_us: 0,
+            kafka_ms: 0,
+        });
         if echoed != n {
             return Err(format!("request {n} got the reply {echoed}"));
         }

@@ -16,14 +16,32 @@ pub(crate) struct Cli {
     /// Records pre-filled for the drain and pipeline measurements.
     #[arg(long, default_value_t = 1_000_000)]
     pub(crate) messages: u64,
-    /// Partitions of the benchmark topics.
-    #[arg(long, default_value_t = 6)]
+    /// Partitions of the benchmark topics. The main table uses the first; with more than one
+    /// (e.g. `6,48`), the sweep table covers each.
+    #[arg(long = "partitions", value_delimiter = ',', default_values_t = [6_i32])]
+    pub(crate) partition_counts: Vec<i32>,
+    /// The main table's partition count (the first of `--partitions`), set after parsing.
+    #[arg(skip)]
     pub(crate) partitions: i32,
+    /// Payload sizes in bytes for the sweep table (e.g. `100,1024,16384`): each record is the
+    /// benchmark's JSON `Event` plus a `pad` string field that brings it to that size. Empty
+    /// (the default) sweeps only the plain ~80-byte records, and only when `--partitions` lists
+    /// more than one count.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) payload_sizes: Vec<usize>,
+    /// Records per sweep cell, at most; large payloads get fewer so that a cell writes at most
+    /// about 1 GB (`16384` bytes: 61,035 records).
+    #[arg(long, default_value_t = 200_000)]
+    pub(crate) sweep_messages: u64,
+    /// FastStream (Python) `max_workers` settings measured with `--peers` (1 is its default,
+    /// sequential handling); each setting is a row.
+    #[arg(long, value_delimiter = ',', default_values_t = [1_u32])]
+    pub(crate) py_workers: Vec<u32>,
     /// Repetitions of every measurement (median and spread are reported).
     #[arg(long, default_value_t = 3)]
     pub(crate) runs: usize,
     /// Publish rates for the latency measurement, records per second.
-    #[arg(long, value_delimiter = ',', default_values_t = [1000_u64, 10000])]
+    #[arg(long, value_delimiter = ',', default_values_t = [1000_u64, 10000, 50000])]
     pub(crate) rates: Vec<u64>,
     /// Seconds of traffic per latency measurement.
     #[arg(long, default_value_t = 10)]

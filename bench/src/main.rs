@@ -11,6 +11,8 @@ mod gate;
 mod kafka;
 mod measure;
 mod peers;
+mod raw_mt;
+mod sweep;
 
 use cases::CaseArgs;
 use clap::Parser;
@@ -23,7 +25,8 @@ use std::process::Command;
 static ALLOCATOR: measure::CountingAlloc = measure::CountingAlloc;
 
 fn main() {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    cli.partitions = cli.partition_counts.first().copied().unwrap_or(6);
     let outcome = match &cli.command {
         Some(Sub::Case {
             name,
@@ -73,6 +76,7 @@ fn run_case(name: &str, args: &CaseArgs) -> Result<CaseResult, String> {
             "fs-drain-batch" => cases::fs_drain_batch(args).await,
             "fs-drain-extract" => cases::fs_drain_extract(args).await,
             "raw-pipeline" => cases::raw_pipeline(args, true).await,
+            "raw-pipeline-mt" => raw_mt::raw_pipeline_mt(args).await,
             "raw-pipeline-bare" => cases::raw_pipeline(args, false).await,
             "fs-pipeline" => cases::fs_pipeline(args, cases::Observe::Nothing).await,
             "fs-pipeline-metrics" => cases::fs_pipeline(args, cases::Observe::Metrics).await,
@@ -95,6 +99,30 @@ fn own_case(
     rate: u64,
     seconds: u64,
 ) -> Result<CaseResult, String> {
+    own_case_in(
+        cli,
+        name,
+        topic,
+        output,
+        cli.partitions,
+        messages,
+        rate,
+        seconds,
+    )
+}
+
+/// [`own_case`] on topics of `partitions` partitions (the sweep's cells).
+#[allow(clippy::too_many_arguments)]
+fn own_case_in(
+    cli: &Cli,
+    name: &str,
+    topic: &str,
+    output: &str,
+    partitions: i32,
+    messages: u64,
+    rate: u64,
+    seconds: u64,
+) -> Result<CaseResult, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut command = Command::new(exe);
     command
@@ -110,7 +138,7 @@ fn own_case(
         ])
         .args([
             "--partitions",
-            &cli.partitions.to_string(),
+            &partitions.to_string(),
             "--messages",
             &messages.to_string(),
         ])
@@ -209,6 +237,7 @@ fn orchestrate(cli: &Cli) -> Result<(), String> {
             ("drain", "fs-drain", "faststream-rs"),
             ("drain", "fs-drain-batch", BATCH_ROW),
             ("drain", "fs-drain-extract", EXTRACT_ROW),
+            ("pipeline", "raw-pipeline-mt", MT_ROW),
             ("pipeline", "raw-pipeline-bare", "raw rdkafka, payload only"),
             ("pipeline", "raw-pipeline", "raw rdkafka"),
             ("pipeline", "fs-pipeline", "faststream-rs"),
@@ -266,11 +295,19 @@ fn orchestrate(cli: &Cli) -> Result<(), String> {
             rows[i].results.push(result);
         }
     }
+    let cells = if sweep::wanted(cli) {
+        sweep::run(cli, &runtime)?
+    } else {
+        Vec::new()
+    };
     let idle_topic = format!("bench-idle-{}", uuid::Uuid::new_v4().simple());
     runtime.block_on(kafka::create_topic(&cli.bootstrap, &idle_topic, 1))?;
     let idle = own_case(cli, "fs-idle", &idle_topic, "", 0, 0, 3)?;
 
-    let table = render(cli, &rows, &idle);
+    let mut table = render(cli, &rows, &idle);
+    if !cells.is_empty() {
+        table.push_str(&sweep::render(cli, &cells));
+    }
     println!("{table}");
     if let Some(path) = &cli.markdown {
         std::fs::write(path, &table).map_err(|e| format!("writing {}: {e}", path.display()))?;
@@ -283,6 +320,8 @@ const BATCH_ROW: &str = "faststream-rs, batches of 500 (`Vec<Event>`)";
 /// The drain row whose handler takes four extractors before the payload.
 const EXTRACT_ROW: &str =
     "faststream-rs, 4 extractors (`Key`, `Headers`, `Meta`, `State`) + payload";
+/// The pipeline's baseline: the multi-threaded raw rdkafka pipeline (`raw_mt`).
+const MT_ROW: &str = "raw rdkafka, multi-threaded";
 /// The pipeline row with FastStream's Prometheus metrics recorded.
 const METRICS_ROW: &str = "faststream-rs, metrics enabled";
 /// The pipeline row with OpenTelemetry spans recorded.
@@ -306,10 +345,17 @@ fn render(cli: &Cli, rows: &[Row], idle: &CaseResult) -> String {
     let _ = writeln!(out, "| measurement | implementation | msg/s (median) | spread (min-max msg/s) | MB/s | CPU s | CPU µs/record | allocs/record | peak RSS MB | ratio |");
     let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for section in ["drain", "pipeline"] {
-        let raw = rows
+        // The pipeline's limit is the multi-threaded raw pipeline when it ran; the
+        // single-threaded one ("raw rdkafka") is then a second row.
+        let single = rows
             .iter()
             .find(|r| r.section == section && r.name == "raw rdkafka")
             .map(Row::median_rate);
+        let raw = rows
+            .iter()
+            .find(|r| r.section == section && r.name == MT_ROW)
+            .map(Row::median_rate)
+            .or(single);
         let ours = rows
             .iter()
             .find(|r| r.section == section && r.name == "faststream-rs")
@@ -318,10 +364,14 @@ fn render(cli: &Cli, rows: &[Row], idle: &CaseResult) -> String {
             let rate = row.median_rate();
             let rates = row.rates();
             let ratio = match row.name.as_str() {
+                MT_ROW => "1.00 (limit)".to_owned(),
+                "raw rdkafka" if raw != single => raw
+                    .map(|r| format!("{:.2} of the multi-threaded", rate / r))
+                    .unwrap_or_default(),
                 "raw rdkafka" => "1.00 (limit)".to_owned(),
-                "raw rdkafka, payload only" => match (raw, ours) {
+                "raw rdkafka, payload only" => match (single, ours) {
                     (Some(r), Some(o)) => format!(
-                        "{:.2} of raw; faststream-rs {:.2} of this",
+                        "{:.2} of raw, one thread; faststream-rs {:.2} of this",
                         rate / r,
                         o / rate
                     ),

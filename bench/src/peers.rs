@@ -102,12 +102,15 @@ pub(crate) fn run_all(
         .join("peers")
         .join("faststream_py")
         .join("bench.py");
-    for backend in ["confluent", "aiokafka"] {
+    for (backend, workers) in ["confluent", "aiokafka"]
+        .into_iter()
+        .flat_map(|backend| cli.py_workers.iter().map(move |&w| (backend, w)))
+    {
         for section in ["drain", "pipeline"] {
             let output =
                 crate::kafka::output_topic(runtime, &cli.bootstrap, section, cli.partitions)?;
             eprintln!(
-                "bench: run {run}/{} {section} FastStream (Python, {backend})",
+                "bench: run {run}/{} {section} FastStream (Python, {backend}, max_workers={workers})",
                 cli.runs
             );
             let mut command = Command::new(&python);
@@ -129,12 +132,19 @@ pub(crate) fn run_all(
                     "--partitions",
                     &cli.partitions.to_string(),
                 ])
-                .args(["--messages", &cli.python_messages.to_string()]);
+                .args(["--messages", &cli.python_messages.to_string()])
+                .args(["--workers", &workers.to_string()]);
             let result = run_child(command, &format!("FastStream {backend} {section}"))?;
-            let label = if backend == "confluent" {
-                "FastStream (Python, confluent-kafka)"
+            let client = if backend == "confluent" {
+                "confluent-kafka"
             } else {
-                "FastStream (Python, aiokafka)"
+                "aiokafka"
+            };
+            // Its default (one handler at a time) keeps the row's historical name.
+            let label = if workers <= 1 {
+                format!("FastStream (Python, {client})")
+            } else {
+                format!("FastStream (Python, {client}, max_workers={workers})")
             };
             record(
                 if section == "drain" {
@@ -142,7 +152,7 @@ pub(crate) fn run_all(
                 } else {
                     "pipeline"
                 },
-                label,
+                &label,
                 result,
             );
         }

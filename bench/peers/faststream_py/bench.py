@@ -51,6 +51,8 @@ async def main() -> None:
     parser.add_argument("--output", default="")
     parser.add_argument("--partitions", type=int, required=True)
     parser.add_argument("--messages", type=int, required=True)
+    # FastStream's `max_workers`: handlers running concurrently (1, its default, is sequential).
+    parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
 
     if args.backend == "confluent":
@@ -68,7 +70,8 @@ async def main() -> None:
             state["start"] = (time.perf_counter(), cpu_seconds())
         state["seen"] += 1
 
-    subscriber = broker.subscriber(args.topic, group_id=group, auto_offset_reset="earliest")
+    concurrency = {"max_workers": args.workers} if args.workers > 1 else {}
+    subscriber = broker.subscriber(args.topic, group_id=group, auto_offset_reset="earliest", **concurrency)
 
     if args.case == "drain":
 
