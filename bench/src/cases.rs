@@ -447,6 +447,16 @@ fn latency_producer(args: &CaseArgs) -> Result<FutureProducer, String> {
     config.create().map_err(|e| e.to_string())
 }
 
+/// With `BENCH_LATENCY_FRESH_PRODUCER=1`, a new producer for the measured records, as the
+/// benchmark had before (to measure what that cost); otherwise `warmed`.
+fn fresh_for_comparison(args: &CaseArgs, warmed: FutureProducer) -> Result<FutureProducer, String> {
+    if std::env::var_os("BENCH_LATENCY_FRESH_PRODUCER").is_some_and(|v| v == "1") {
+        latency_producer(args)
+    } else {
+        Ok(warmed)
+    }
+}
+
 /// Publishes `rate` records per second for `seconds` with `producer` (the latency-tuned one
 /// that sent the warm-up records, so it is connected and knows the partition's leader); each
 /// record carries its send time.
@@ -613,6 +623,7 @@ pub async fn raw_latency(args: &CaseArgs) -> Result<CaseResult, String> {
     });
     let producer = latency_producer(args)?;
     warm_up(args, &producer, &warmed).await?;
+    let producer = fresh_for_comparison(args, producer)?;
     let mark = Mark::now();
     send_paced(args, &producer).await?;
     let latencies = tokio::task::spawn_blocking(move || receiver.join().unwrap_or_default())
@@ -661,6 +672,7 @@ pub async fn fs_latency(args: &CaseArgs) -> Result<CaseResult, String> {
         .map_err(|e| e.to_string())?;
     let producer = latency_producer(args)?;
     warm_up(args, &producer, &warmed).await?;
+    let producer = fresh_for_comparison(args, producer)?;
     let mark = Mark::now();
     send_paced(args, &producer).await?;
     tokio::time::timeout(
