@@ -435,21 +435,44 @@ fn latency_properties(var: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The latency producer's context: librdkafka's log lines go to stderr with a wall-clock
+/// timestamp (ms), so that `BENCH_LATENCY_PRODUCER=debug=broker,topic,metadata,msg` shows
+/// where a producer's first milliseconds go. Without `debug` librdkafka logs only problems.
+pub(crate) struct StderrLog;
+
+impl rdkafka::ClientContext for StderrLog {
+    fn log(&self, _level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        eprintln!("{:.3} {fac} {message}", now_us() as f64 / 1000.0);
+    }
+}
+
+/// The latency cases' producer type.
+type LatencyProducer = FutureProducer<StderrLog>;
+
 /// The latency cases' producer: raw rdkafka with `linger.ms=0`.
-fn latency_producer(args: &CaseArgs) -> Result<FutureProducer, String> {
+fn latency_producer(args: &CaseArgs) -> Result<LatencyProducer, String> {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &args.bootstrap)
         .set("linger.ms", "0");
     for (key, value) in latency_properties("BENCH_LATENCY_PRODUCER") {
+        if key == "debug" {
+            // rdkafka passes librdkafka the `log` crate's level, which is off here.
+            config.set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
+        }
         config.set(key, value);
     }
-    config.create().map_err(|e| e.to_string())
+    config
+        .create_with_context(StderrLog)
+        .map_err(|e| e.to_string())
 }
 
 /// With `BENCH_LATENCY_FRESH_PRODUCER=1`, a new producer for the measured records, as the
 /// benchmark had before (to measure what that cost); otherwise `warmed`.
-fn fresh_for_comparison(args: &CaseArgs, warmed: FutureProducer) -> Result<FutureProducer, String> {
+fn fresh_for_comparison(
+    args: &CaseArgs,
+    warmed: LatencyProducer,
+) -> Result<LatencyProducer, String> {
     if std::env::var_os("BENCH_LATENCY_FRESH_PRODUCER").is_some_and(|v| v == "1") {
         latency_producer(args)
     } else {
@@ -460,7 +483,7 @@ fn fresh_for_comparison(args: &CaseArgs, warmed: FutureProducer) -> Result<Futur
 /// Publishes `rate` records per second for `seconds` with `producer` (the latency-tuned one
 /// that sent the warm-up records, so it is connected and knows the partition's leader); each
 /// record carries its send time.
-async fn send_paced(args: &CaseArgs, producer: &FutureProducer) -> Result<u64, String> {
+async fn send_paced(args: &CaseArgs, producer: &LatencyProducer) -> Result<u64, String> {
     // Send in 1 ms ticks: rate/1000 records per tick (at least one tick per record below 1k/s).
     let per_tick = (args.rate / 1000).max(1);
     let tick = Duration::from_micros(1_000_000 * per_tick / args.rate.max(1));
@@ -511,7 +534,7 @@ impl Sample {
 }
 
 /// Percentiles of the samples. With `BENCH_LATENCY_DUMP=<file>` the samples are also appended
-/// to that file, one `seq latency_ms send_to_timestamp_ms timestamp_to_receive_ms` line each:
+/// to that file, one `seq latency_ms send_to_timestamp_ms timestamp_to_receive_ms sent_at_s` line each:
 /// where in a run the slow records fall, and on which side of the broker's timestamp their
 /// time went, is what tells one stall from another.
 fn latency_result(samples: Vec<Sample>, mark: Mark) -> CaseResult {
@@ -522,11 +545,12 @@ fn latency_result(samples: Vec<Sample>, mark: Mark) -> CaseResult {
             .map(|s| {
                 let received_ms = s.sent_us as f64 / 1000.0 + s.ms;
                 format!(
-                    "{} {:.3} {:.3} {:.3}\n",
+                    "{} {:.3} {:.3} {:.3} {:.3}\n",
                     s.seq,
                     s.ms,
                     s.kafka_ms as f64 - s.sent_us as f64 / 1000.0,
-                    received_ms - s.kafka_ms as f64
+                    received_ms - s.kafka_ms as f64,
+                    s.sent_us as f64 / 1e6
                 )
             })
             .collect();
@@ -564,7 +588,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// queued meanwhile were the whole of the old p99.9 of ~45 ms (see BENCHMARKS.md).
 async fn warm_up(
     args: &CaseArgs,
-    producer: &FutureProducer,
+    producer: &LatencyProducer,
     warmed: &std::sync::atomic::AtomicBool,
 ) -> Result<(), String> {
     let payload = serde_json::to_vec(&Event::new(WARM_UP, now_us())).map_err(|e| e.to_string())?;
