@@ -6,6 +6,7 @@
 #   scripts/bench.sh                 # 1,000,000 records, 3 runs, no peers
 #   scripts/bench.sh --peers         # the same, plus FastStream (Python) and RustStream
 #   scripts/bench.sh --messages 2000 --runs 1 --rates 200 --latency-seconds 1   # smoke run
+#   scripts/bench.sh --payload-sizes 100,1024,16384 --partitions 6,48   # plus the sweep table
 #
 # Every option: cargo run --release -p faststream-bench -- --help
 set -euo pipefail
