@@ -1,18 +1,43 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the build and the local broker need when they are missing:
-# perl (with its core modules) and make build the vendored OpenSSL, Cyrus SASL and MIT
-# Kerberos that librdkafka's TLS and SASL use; openssl generates the local broker's test CA
-# and certificates. Idempotent, and a no-op on a machine that has them.
+# Installs the Debian packages the build and the local broker need when they are missing.
+# Idempotent: a no-op (no apt-get at all) on a machine that has them all.
+#
+# - make, g++ and pkg-config: rdkafka-sys builds librdkafka from source with its configure
+#   script and make (a C library, plus its C++ wrapper, which `make libs` also builds).
+#   Debian's librdkafka-dev cannot be used: bookworm ships 2.0.2, rdkafka-sys 4.10 needs 2.12.1.
+# - libssl-dev, libsasl2-dev, zlib1g-dev, libzstd-dev: the system's OpenSSL (TLS, SCRAM,
+#   OAUTHBEARER), Cyrus SASL (GSSAPI), zlib and zstd that librdkafka links by default, so a
+#   cold build compiles none of them (the `vendored` cargo feature builds them from source).
+# - libsasl2-modules-gssapi-mit: Cyrus SASL's GSSAPI mechanism on MIT Kerberos, loaded at run
+#   time when a client uses `sasl.mechanism=GSSAPI` (building needs no Kerberos headers).
+# - perl with its core modules: the `vendored` feature's OpenSSL build (CI builds it).
+# - openssl: generates the local broker's test CA and certificates.
 set -euo pipefail
 
+packages=(make g++ pkg-config libssl-dev libsasl2-dev zlib1g-dev libzstd-dev
+  libsasl2-modules-gssapi-mit perl openssl)
+
+if ! command -v dpkg-query >/dev/null 2>&1; then
+  # Not Debian: say what is needed rather than guess another package manager's names.
+  echo "system-deps: not a Debian system; make sure these (or their equivalents) are" \
+    "installed: ${packages[*]}" >&2
+  exit 0
+fi
+
 missing=()
+for package in "${packages[@]}"; do
+  # `${Status}` ends in "installed" only for an installed package (not removed or half-done).
+  status="$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null || true)"
+  [ "${status##* }" = installed ] || missing+=("$package")
+done
+# The vendored OpenSSL build needs perl's full core modules, not only perl-base.
 perl -MIPC::Cmd -MFindBin -e1 2>/dev/null || missing+=(perl)
-command -v make >/dev/null 2>&1 || missing+=(make)
-command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [ "${#missing[@]}" -eq 0 ]; then exit 0; fi
 
 echo "system-deps: installing ${missing[*]}" >&2
 sudo_=()
 if [ "$(id -u)" != 0 ]; then sudo_=(sudo); fi
+# A fresh machine's package lists may be empty or stale: update them first.
 "${sudo_[@]}" apt-get update -qq
-"${sudo_[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+"${sudo_[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+  "${missing[@]}" >/dev/null
