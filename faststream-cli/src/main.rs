@@ -79,6 +79,10 @@ enum DocsCommand {
 struct NewArgs {
     /// Project (and package) name; the directory is created.
     name: String,
+    /// Build into the project's own `target/` rather than the target directory that the
+    /// projects created on this machine share (`~/.cache/faststream-rs/target`).
+    #[arg(long)]
+    local_target: bool,
 }
 
 fn main() -> ExitCode {
@@ -150,7 +154,7 @@ async fn dispatch(command: Command) -> Result<u8, CliError> {
             }
         },
         Command::New(new) => {
-            scaffold::create(&new.name)?;
+            scaffold::create(&new.name, !new.local_target)?;
             Ok(0)
         }
     }

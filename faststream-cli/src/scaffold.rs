@@ -18,8 +18,42 @@ fn valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-/// Creates directory `name` with the project; prints what to do next.
-pub(crate) fn create(name: &str) -> Result<(), CliError> {
+/// The target directory the projects created on this machine share:
+/// `$XDG_CACHE_HOME/faststream-rs/target`, or `~/.cache/faststream-rs/target` (where the
+/// local Kafka's jars are cached too). `None` when neither variable is set to an absolute path.
+fn shared_target_dir() -> Option<PathBuf> {
+    let absolute = |var: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|path| path.is_absolute())
+    };
+    let cache =
+        absolute("XDG_CACHE_HOME").or_else(|| absolute("HOME").map(|h| h.join(".cache")))?;
+    Some(cache.join("faststream-rs").join("target"))
+}
+
+/// The project's `.cargo/config.toml`: its builds go to the shared target directory, so the
+/// dependencies (librdkafka's C build among them) compile once per machine, not per project.
+fn cargo_config(target_dir: &Path) -> Option<String> {
+    // A TOML basic string: only `"` and `\` need escaping in a path.
+    let path = target_dir
+        .to_str()?
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"");
+    Some(format!(
+        r#"# Written by `faststream new`: the projects it creates on this machine build into one
+# shared target directory, so their dependencies (librdkafka, tokio, ...) compile once rather
+# than once per project. Delete this file (or use `faststream new --local-target`) for a
+# target/ of the project's own. Ignored by git: the path is this machine's.
+[build]
+target-dir = "{path}"
+"#
+    ))
+}
+
+/// Creates directory `name` with the project; prints what to do next. With `shared_target`,
+/// the project builds into the machine's shared target directory (`.cargo/config.toml`).
+pub(crate) fn create(name: &str, shared_target: bool) -> Result<(), CliError> {
     let dir = Path::new(name);
     let package = dir
         .file_name()
@@ -46,13 +80,20 @@ pub(crate) fn create(name: &str) -> Result<(), CliError> {
         ),
         None => format!("\"{}\"", env!("CARGO_PKG_VERSION")),
     };
-    let files: [(&str, String); 5] = [
+    let mut files: Vec<(&str, String)> = vec![
         ("Cargo.toml", cargo_toml(&package, &faststream_dep)),
         ("src/lib.rs", LIB_RS.replace("{package}", &package)),
         ("src/main.rs", MAIN_RS.replace("{krate}", &krate)),
         ("tests/handler.rs", TEST_RS.replace("{krate}", &krate)),
-        (".gitignore", "/target\n".to_owned()),
+        (".gitignore", "/target\n/.cargo/config.toml\n".to_owned()),
     ];
+    let target_dir = shared_target
+        .then(shared_target_dir)
+        .flatten()
+        .and_then(|dir| Some((cargo_config(&dir)?, dir)));
+    if let Some((config, _)) = &target_dir {
+        files.push((".cargo/config.toml", config.clone()));
+    }
     let write = |path: &Path, text: &str| -> Result<(), CliError> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|err| {
@@ -73,6 +114,12 @@ pub(crate) fn create(name: &str) -> Result<(), CliError> {
         }
     }
     println!("Created `{}` ({package})", dir.display());
+    if let Some((_, target_dir)) = &target_dir {
+        println!(
+            "  builds go to {} (shared by the projects `faststream new` creates; see .cargo/config.toml)",
+            target_dir.display()
+        );
+    }
     println!(
         "  cd {} && cargo test          # the handler's unit test",
         dir.display()
@@ -104,6 +151,14 @@ serde_json = "1"
 
 # A project of its own, even when created inside another cargo workspace.
 [workspace]
+
+# Line tables are enough for backtraces, and dependencies need no debug info: smaller and
+# faster debug builds (the same settings as faststream-rs's own workspace).
+[profile.dev]
+debug = "line-tables-only"
+
+[profile.dev.package."*"]
+debug = false
 "#
     )
 }
@@ -214,6 +269,17 @@ mod tests {
             super::with_testing_feature(r#""0.1.0""#),
             r#"{ version = "0.1.0", features = ["testing"] }"#
         );
+    }
+
+    #[test]
+    fn the_cargo_config_points_at_the_shared_target_directory() {
+        let config = super::cargo_config(std::path::Path::new("/home/a \"b\"/.cache/t")).unwrap();
+        assert!(
+            config.contains(r#"target-dir = "/home/a \"b\"/.cache/t""#),
+            "{config}"
+        );
+        let parsed: Vec<&str> = config.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(parsed[0], "[build]");
     }
 
     #[test]

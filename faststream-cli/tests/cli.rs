@@ -34,7 +34,7 @@ fn target_dir() -> PathBuf {
 }
 
 /// Held by tests that run cargo on the shared target directory for long (the new project's
-/// build compiles the vendored TLS and SASL libraries), so a test that waits for `faststream
+/// build compiles the dependencies whose features differ from the workspace's), so a test that waits for `faststream
 /// run` to build and start does not spend its timeout blocked on cargo's lock.
 static CARGO_BUILDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
