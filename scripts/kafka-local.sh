@@ -8,6 +8,13 @@
 #   scripts/kafka-local.sh ensure    start only when nothing answers on 127.0.0.1:9092
 #   scripts/kafka-local.sh stop      stop the broker this script started
 #   scripts/kafka-local.sh status    say whether a broker answers and where its files are
+#   scripts/kafka-local.sh prune     delete the topics nobody created or wrote for an hour
+#
+# Disk: tests, benchmarks and demos create uniquely named topics and read them back within
+# minutes, so the broker keeps data for an hour (log.retention.ms, in kafka/common.sh), and
+# `prune` (run after each start and by scripts/test.sh) deletes the topics that nothing created
+# or wrote in the last KAFKA_PRUNE_MINUTES (60; 0 disables): without it a long-lived machine
+# collected thousands of topics, and the broker's start spent a minute loading them.
 #
 # Secured listeners (on by default; KAFKA_SECURE=0 leaves only PLAINTEXT), for the security
 # tests: SSL on 9094, SASL_SSL with SCRAM-SHA-512 on 9095, SASL_PLAINTEXT with PLAIN and
@@ -19,7 +26,8 @@
 # Environment: KAFKA_VERSION (4.1.1), FASTSTREAM_KAFKA_CACHE (jar cache),
 # FASTSTREAM_KAFKA_HOME (data, logs, pid; default target/kafka-local in the repo),
 # KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), KAFKA_SSL_PORT (9094),
-# KAFKA_SASL_SSL_PORT (9095), KAFKA_SASL_PLAINTEXT_PORT (9096), KAFKA_SECURE (1).
+# KAFKA_SASL_SSL_PORT (9095), KAFKA_SASL_PLAINTEXT_PORT (9096), KAFKA_SECURE (1),
+# KAFKA_PRUNE_MINUTES (60).
 set -euo pipefail
 
 log() { echo "kafka-local: $*" >&2; }
@@ -151,6 +159,7 @@ start() {
     if node_started "$home" && port_open \
       && { [ "$secure" != 1 ] || secure_open; }; then
       log "ready (pid $(cat "$home/kafka.pid"))"
+      prune
       return 0
     fi
     if ! pid_alive; then died_starting "the broker" "$home"; fi
@@ -202,6 +211,31 @@ running_home() {
   echo "$home"
 }
 
+# Deletes the topics of the broker answering on the port (its data in `running_home`) that
+# were created more than KAFKA_PRUNE_MINUTES ago and have no data written since: a partition's
+# partition.metadata is written once, when the topic is created, and a non-empty *.log file's
+# time is its last write. Internal topics (`__*`) are kept.
+prune() {
+  local minutes="${KAFKA_PRUNE_MINUTES:-60}"
+  if [ "$minutes" = 0 ] || ! port_open; then return 0; fi
+  local data; data="$(running_home)/data"
+  if [ ! -d "$data" ]; then return 0; fi
+  local partitions='.*/[^_/][^/]*-[0-9]+' # TOPIC-N (not TOPIC-N.ID-delete, not __*)
+  local all fresh stale
+  all="$(find "$data" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended -regex "$partitions" \
+    -printf '%f\n' | sed 's/-[0-9]*$//' | sort -u)"
+  fresh="$({
+    find "$data" -mindepth 2 -maxdepth 2 -name partition.metadata -mmin "-$minutes"
+    find "$data" -mindepth 2 -maxdepth 2 -name '*.log' -size +0 -mmin "-$minutes"
+  } | sed -E 's|/[^/]*$||; s|.*/||; s/-[0-9]+$//' | sort -u)"
+  stale="$(comm -23 <(printf '%s\n' "$all") <(printf '%s\n' "$fresh") | sed '/^$/d')"
+  if [ -z "$stale" ]; then return 0; fi
+  log "pruning $(printf '%s\n' "$stale" | wc -l) topics idle for over $minutes minutes"
+  # Java's source launcher runs the one-file tool on the broker's own jars: no build step.
+  printf '%s\n' "$stale" | java -cp "$libs/*" "$here/kafka/DeleteTopics.java" "$host:$port" \
+    || log "WARNING: pruning failed (see above); the topics stay"
+}
+
 case "${1:-}" in
   install) install ;;
   start) start ;;
@@ -209,5 +243,6 @@ case "${1:-}" in
   stop) stop ;;
   status) status ;;
   home) running_home ;;
-  *) echo "usage: $0 install|start|ensure|stop|status|home" >&2; exit 2 ;;
+  prune) prune ;;
+  *) echo "usage: $0 install|start|ensure|stop|status|home|prune" >&2; exit 2 ;;
 esac

@@ -16,8 +16,11 @@ host=127.0.0.1
 open_on() { (exec 3<>"/dev/tcp/$host/$1") 2>/dev/null; }
 
 # The server.properties lines every node has, after its listeners, log.dirs and partition
-# settings: internal topics replicated REPLICAS times with MIN_ISR in sync, and small
-# thread pools and delays for tests.
+# settings: internal topics replicated REPLICAS times with MIN_ISR in sync, small thread pools
+# and delays for tests, and a small disk: data is kept for an hour (nothing reads a test topic
+# later), checked every minute, in segments of 64 MB so that retention can delete a large
+# benchmark topic part by part (Kafka also deletes an expired active segment), and a start
+# loads many partitions with 4 threads.
 kraft_common_properties() {
   local replicas="$1" min_isr="$2"
   cat <<PROPS
@@ -33,6 +36,10 @@ group.initial.rebalance.delay.ms=0
 log.cleaner.dedupe.buffer.size=2097152
 log.initial.task.delay.ms=100
 log.delete.delay.ms=1000
+log.retention.ms=3600000
+log.retention.check.interval.ms=60000
+log.segment.bytes=67108864
+num.recovery.threads.per.data.dir=4
 num.network.threads=2
 background.threads=2
 PROPS
