@@ -6,9 +6,19 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/system-deps.sh
-scripts/kafka-local.sh ensure
-cargo build --quiet -p faststream-examples --example quickstart --example quickstart_client
-target="${CARGO_TARGET_DIR:-target}/debug/examples"
+target="${CARGO_TARGET_DIR:-target}"
+mkdir -p "$target"
+# The broker comes up (on a first run: its jars are fetched, then a JVM starts) while cargo
+# builds, rather than before: on a fresh machine both take a while.
+scripts/kafka-local.sh ensure > "$target/quickstart-kafka.log" 2>&1 &
+kafka=$!
+if ! cargo build --quiet -p faststream-examples --example quickstart --example quickstart_client; then
+  wait "$kafka" || true
+  exit 1
+fi
+if ! wait "$kafka"; then cat "$target/quickstart-kafka.log" >&2; exit 1; fi
+cat "$target/quickstart-kafka.log" >&2
+target="$target/debug/examples"
 
 echo "== starting the quickstart app (examples/quickstart.rs)"
 "$target/quickstart" &

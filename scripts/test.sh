@@ -1,41 +1,93 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: starts a local Apache Kafka when none answers on
 # 127.0.0.1:9092 (installing it from Maven Central on first use; with its secured listeners
-# on 9094-9096 for the security tests), checks formatting and
-# lints, runs every unit, doc, UI and integration test against the real broker, then runs
-# the quickstart demo. A broker this script started is stopped at the end.
+# on 9094-9096 for the security tests), checks formatting and lints, runs every unit, doc, UI
+# and integration test against the real broker, the benchmark smoke run, the quick chaos suite
+# and the quickstart demo, and builds the quickstart with the `vendored` feature. A broker
+# this script started is stopped at the end.
+#
+# What does not depend on the main line runs beside it, each with a log in
+# $CARGO_TARGET_DIR/ci/ (printed when it fails): the broker's start, the tools' install, the
+# vendored build (own target dir, lowest CPU priority), and the benchmark smoke run, chaos
+# quick and quickstart (one after another). The test binaries run in parallel
+# (scripts/run-tests.py). Cargo's lock on the target dir orders the builds that share it.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+begin=$(date +%s)
 
-# perl and make (the vendored OpenSSL, Cyrus SASL and Kerberos builds) and openssl (the broker's test certificates).
+# make, g++ and pkg-config (librdkafka's build), the dev packages of the system libraries
+# librdkafka links, perl (the vendored OpenSSL build) and openssl (the broker's certificates).
 scripts/system-deps.sh
 
+target="${CARGO_TARGET_DIR:-target}"
+logs="$target/ci"
+mkdir -p "$logs"
+
+step() { echo; echo "==== $* ($(date -u +%H:%M:%S), $(($(date +%s) - begin)) s)"; }
+
+# Background jobs by name: `background NAME CMD...` starts one with its output in
+# $logs/NAME.log; `finish NAME` waits for it and fails the run, printing the log, if it failed.
+declare -A job_pid
+background() {
+  local name="$1"
+  shift
+  "$@" >"$logs/$name.log" 2>&1 &
+  job_pid[$name]=$!
+  echo "  $name: started beside the main line (log: $logs/$name.log)"
+}
+finish() {
+  local name="$1"
+  if wait "${job_pid[$name]}"; then
+    echo "  $name: ok ($(($(date +%s) - begin)) s)"
+  else
+    echo "  $name: FAILED; its log ($logs/$name.log):"
+    cat "$logs/$name.log"
+    exit 1
+  fi
+}
+
 started_kafka=0
+cleanup() {
+  # Background jobs still running when the run fails would outlive it.
+  for pid in "${job_pid[@]}"; do kill "$pid" 2>/dev/null || true; done
+  if [ "$started_kafka" = 1 ]; then scripts/kafka-local.sh stop; fi
+}
+trap cleanup EXIT
+
+step "local Kafka, tools, and the vendored build, beside the main line"
 if ! (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null; then
-  scripts/kafka-local.sh start
+  # Installs the jars on first use and starts the broker while cargo builds.
   started_kafka=1
+  background kafka scripts/kafka-local.sh start
 else
   # Reuses the running broker; warns when it lacks the secured listeners (the security tests
   # then fail saying how to restart it). Its certificates are where it was started from.
   scripts/kafka-local.sh ensure
   FASTSTREAM_KAFKA_HOME="$(scripts/kafka-local.sh home)"
   export FASTSTREAM_KAFKA_HOME
+  # Deletes the topics earlier runs left (idle for an hour), so the broker's data stays small.
+  background kafka scripts/kafka-local.sh prune
 fi
-cleanup() { if [ "$started_kafka" = 1 ]; then scripts/kafka-local.sh stop; fi; }
-trap cleanup EXIT
 
-step() { echo; echo "==== $* ($(date -u +%H:%M:%S))"; }
-
-step "tools: Chromium (Debian) for the docs page test, @asyncapi/parser (npm) for the validator"
-if ! command -v chromium >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && apt-get install -y -qq chromium >/dev/null
-  else
-    sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null
+# Chromium (Debian) for the docs page test, @asyncapi/parser (npm) for the validator.
+tools() {
+  if ! command -v chromium >/dev/null 2>&1; then
+    local sudo_=()
+    if [ "$(id -u)" != 0 ]; then sudo_=(sudo); fi
+    "${sudo_[@]}" apt-get update -qq
+    "${sudo_[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   fi
-fi
-chromium --version
-npm ci --prefix tools/asyncapi-validate --no-audit --no-fund --loglevel=error
+  chromium --version
+  npm ci --prefix tools/asyncapi-validate --no-audit --no-fund --loglevel=error
+}
+background tools tools
+
+# The `vendored` feature (OpenSSL, Cyrus SASL, MIT Kerberos, zlib and zstd from source,
+# linked statically) keeps building and linking: the quickstart example with it, in a target
+# dir of its own (its C builds differ from the default's), at the lowest CPU priority so that
+# it uses what the tests leave idle.
+background vendored nice -n 19 cargo build --quiet -p faststream-examples --example quickstart \
+  --features vendored --target-dir "$target/vendored"
 
 step "import circles (scripts/check-imports.py: files of each crate, and crates)"
 python3 scripts/check-imports.py
@@ -46,11 +98,30 @@ cargo fmt --all -- --check
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 
-step "cargo doc (no broken or private intra-doc links)"
-RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
+step "cargo doc (no broken or private intra-doc links; every feature but vendored)"
+# Not --all-features: that would build the vendored C libraries in this target dir as well.
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet --features \
+  faststream/testing,faststream/metrics,faststream/otlp,faststream-kafka/test-hooks,faststream-observe/otlp,faststream-observe/metrics,faststream-asyncapi/serve
 
-step "cargo test (unit, doc, UI and integration tests against Kafka at 127.0.0.1:9092)"
-cargo test --workspace --no-fail-fast
+step "waiting for the broker and the tools"
+finish kafka
+finish tools
+
+# One after another (they share the broker and print tables), beside the tests.
+extras() {
+  echo "== benchmark smoke run (tiny N, no peers: keeps the benchmark from rotting)"
+  BENCH_PROFILE=debug scripts/bench.sh --messages 2000 --runs 1 --rates 200 --latency-seconds 1 --rpc-requests 100
+  echo "== chaos quick (app kill -9 and SIGTERM, broker outage, poison records, refused publish; RELIABILITY.md)"
+  scripts/chaos.sh --quick
+  echo "== quickstart demo"
+  scripts/quickstart.sh | tee "$logs/quickstart-output.log"
+  grep -q "received from out-topic: User: 1 - John registered" "$logs/quickstart-output.log"
+}
+step "benchmark smoke run, chaos quick and quickstart, beside the tests"
+background extras extras
+
+step "tests (unit, doc, UI and integration tests against Kafka at 127.0.0.1:9092; binaries in parallel)"
+scripts/run-tests.py
 
 step "TestBroker's one-switch test on Kafka (FASTSTREAM_TEST_REAL=1), and the facade without Kafka"
 FASTSTREAM_TEST_REAL=1 cargo test -p faststream-integration-tests --test testing seed_example_from_env
@@ -61,14 +132,11 @@ cargo clippy -p faststream-kafka --all-targets -- -D warnings
 cargo clippy -p faststream-observe --all-features --all-targets -- -D warnings
 cargo clippy -p faststream --features otlp -- -D warnings
 
-step "benchmark smoke run (tiny N, no peers: keeps the benchmark from rotting)"
-BENCH_PROFILE=debug scripts/bench.sh --messages 2000 --runs 1 --rates 200 --latency-seconds 1 --rpc-requests 100
+step "waiting for the benchmark smoke run, chaos quick and quickstart"
+finish extras
+tail -n 40 "$logs/extras.log"
 
-step "chaos quick (app kill -9 and SIGTERM, broker outage, poison records, refused publish; RELIABILITY.md)"
-scripts/chaos.sh --quick
+step "waiting for the vendored build"
+finish vendored
 
-step "quickstart demo"
-scripts/quickstart.sh | tee target/quickstart.log
-grep -q "received from out-topic: User: 1 - John registered" target/quickstart.log
-
-step "all checks passed"
+step "all checks passed ($(($(date +%s) - begin)) s)"
