@@ -230,6 +230,7 @@ prune() {
   } | sed -E 's|/[^/]*$||; s|.*/||; s/-[0-9]+$//' | sort -u)"
   stale="$(comm -23 <(printf '%s\n' "$all") <(printf '%s\n' "$fresh") | sed '/^$/d')"
   if [ -z "$stale" ]; then return 0; fi
+  if [ ! -f "$libs/.complete" ]; then log "prune: no Kafka jars in $libs (install first)"; return 0; fi
   log "pruning $(printf '%s\n' "$stale" | wc -l) topics idle for over $minutes minutes"
   # Java's source launcher runs the one-file tool on the broker's own jars: no build step.
   printf '%s\n' "$stale" | java -cp "$libs/*" "$here/kafka/DeleteTopics.java" "$host:$port" \
