@@ -20,4 +20,5 @@ else
   cargo build --quiet -p faststream-bench
 fi
 mkdir -p target/bench
-"target/$profile/faststream-bench" --markdown target/bench/latest.md "$@"
+# Where cargo put it: CARGO_TARGET_DIR when set (as CI's fresh-clone runs do).
+"${CARGO_TARGET_DIR:-target}/$profile/faststream-bench" --markdown target/bench/latest.md "$@"
