@@ -82,9 +82,13 @@ def main() -> int:
 
     # As cargo does: the toolchain's libraries (libstd-*.so, which proc-macro crates' unit tests
     # link dynamically) and the target's deps on the dynamic library path.
-    sysroot = subprocess.run([os.environ.get("RUSTC", "rustc"), "--print", "sysroot"], check=True,
-                             stdout=subprocess.PIPE, text=True).stdout.strip()
-    dylib_path = [str(Path(sysroot) / "lib"), str(target_dir / "debug" / "deps"),
+    rustc = os.environ.get("RUSTC", "rustc")
+    sysroot = Path(subprocess.run([rustc, "--print", "sysroot"], check=True, stdout=subprocess.PIPE,
+                                  text=True).stdout.strip())
+    version = subprocess.run([rustc, "-vV"], check=True, stdout=subprocess.PIPE, text=True).stdout
+    host = next(line.split(":", 1)[1].strip() for line in version.splitlines() if line.startswith("host:"))
+    dylib_path = [str(sysroot / "lib" / "rustlib" / host / "lib"), str(sysroot / "lib"),
+                  str(target_dir / "debug" / "deps"),
                   *filter(None, os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep))]
     os.environ["LD_LIBRARY_PATH"] = os.pathsep.join(dylib_path)
 

@@ -7,10 +7,12 @@
 # this script started is stopped at the end.
 #
 # What does not depend on the main line runs beside it, each with a log in
-# $CARGO_TARGET_DIR/ci/ (printed when it fails): the broker's start, the tools' install, the
-# vendored build (own target dir, lowest CPU priority), and the benchmark smoke run, chaos
-# quick and quickstart (one after another). The test binaries run in parallel
-# (scripts/run-tests.py). Cargo's lock on the target dir orders the builds that share it.
+# $CARGO_TARGET_DIR/ci/ (printed when it fails): the broker's start (or the pruning of old
+# topics), the tools' install and the vendored build (own target dir, lowest CPU priority)
+# from the start; the benchmark smoke run, chaos quick and quickstart (one after another)
+# while the tests run. The test binaries run in parallel (scripts/run-tests.py). Everything
+# is built before the tests start, so that the scripts' and tests' own cargo calls are
+# no-ops rather than waiting on cargo's lock for each other.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 begin=$(date +%s)
@@ -95,13 +97,32 @@ python3 scripts/check-imports.py
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy (all targets, warnings are errors)"
+step "cargo clippy (all targets, warnings are errors), and the feature variants"
 cargo clippy --workspace --all-targets -- -D warnings
+# The facade without Kafka.
+cargo clippy -p faststream --no-default-features --features testing -- -D warnings
+# The workspace build unifies the integration tests' `test-hooks`: lint the Kafka backend without it.
+cargo clippy -p faststream-kafka --all-targets -- -D warnings
+# OTLP export is in no workspace member's features: lint it on its own.
+cargo clippy -p faststream-observe --all-features --all-targets -- -D warnings
+cargo clippy -p faststream --features otlp -- -D warnings
 
 step "cargo doc (no broken or private intra-doc links; every feature but vendored)"
 # Not --all-features: that would build the vendored C libraries in this target dir as well.
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet --features \
   faststream/testing,faststream/metrics,faststream/otlp,faststream-kafka/test-hooks,faststream-observe/otlp,faststream-observe/metrics,faststream-asyncapi/serve
+
+# Everything the runs below build, built first and one after another (cargo's lock on the
+# target dir serializes builds anyway): then, while the tests run, the scripts' own cargo
+# builds are no-ops and do not hold the lock that the CLI tests' builds wait for. A `-p`
+# build resolves features for that package alone, so each of these is a build of its own.
+step "builds: the benchmark, chaos tool and quickstart, the one-switch test, then the test binaries"
+cargo build --quiet -p faststream-bench
+cargo build --quiet -p faststream-chaos
+cargo build --quiet -p faststream-examples --example quickstart --example quickstart_client
+cargo test --quiet -p faststream-integration-tests --test testing --no-run
+# Last, so that the binaries in target/debug are the workspace build's when the tests start.
+cargo test --quiet --workspace --no-run
 
 step "waiting for the broker and the tools"
 finish kafka
@@ -123,14 +144,10 @@ background extras extras
 step "tests (unit, doc, UI and integration tests against Kafka at 127.0.0.1:9092; binaries in parallel)"
 scripts/run-tests.py
 
-step "TestBroker's one-switch test on Kafka (FASTSTREAM_TEST_REAL=1), and the facade without Kafka"
+step "TestBroker's one-switch test on Kafka (FASTSTREAM_TEST_REAL=1)"
+# After the tests: its cargo run links the test package's binaries again, which the
+# integration tests run.
 FASTSTREAM_TEST_REAL=1 cargo test -p faststream-integration-tests --test testing seed_example_from_env
-cargo clippy -p faststream --no-default-features --features testing -- -D warnings
-# The workspace build unifies the integration tests' `test-hooks`: lint the Kafka backend without it.
-cargo clippy -p faststream-kafka --all-targets -- -D warnings
-# OTLP export is in no workspace member's features: lint it on its own.
-cargo clippy -p faststream-observe --all-features --all-targets -- -D warnings
-cargo clippy -p faststream --features otlp -- -D warnings
 
 step "waiting for the benchmark smoke run, chaos quick and quickstart"
 finish extras
