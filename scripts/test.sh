@@ -8,7 +8,7 @@
 #
 # What does not depend on the main line runs beside it, each with a log in
 # $CARGO_TARGET_DIR/ci/ (printed when it fails): the broker's start (or the pruning of old
-# topics), the tools' install and the vendored build (own target dir, lowest CPU priority)
+# topics), the tools' install and the vendored build (own, kept target dir; lowest priority)
 # from the start; the benchmark smoke run, chaos quick and quickstart (one after another)
 # while the tests run. The test binaries run in parallel (scripts/run-tests.py). Everything
 # is built before the tests start, so that the scripts' and tests' own cargo calls are
@@ -85,11 +85,22 @@ tools() {
 background tools tools
 
 # The `vendored` feature (OpenSSL, Cyrus SASL, MIT Kerberos, zlib and zstd from source,
-# linked statically) keeps building and linking: the quickstart example with it, in a target
-# dir of its own (its C builds differ from the default's), at the lowest CPU priority so that
-# it uses what the tests leave idle.
-background vendored nice -n 19 cargo build --quiet -p faststream-examples --example quickstart \
-  --features vendored --target-dir "$target/vendored"
+# linked statically) keeps building and linking: the quickstart example with it, at the lowest
+# CPU priority so that it uses what the tests leave idle. Its target dir is kept across runs
+# and checkouts (FASTSTREAM_VENDORED_TARGET_DIR, default ~/.cache/faststream-rs/vendored-target):
+# its C libraries change only with Cargo.lock, and building them takes about 6 CPU-minutes
+# (OpenSSL alone half of it), which a fresh target dir would pay on every run.
+# This workspace's own crates are cleaned first: cargo's fingerprints of path crates built
+# from another checkout could pass for fresh.
+vendored_target="${FASTSTREAM_VENDORED_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/faststream-rs/vendored-target}"
+vendored() {
+  cargo clean --quiet --target-dir "$vendored_target" -p faststream -p faststream-core \
+    -p faststream-macros -p faststream-asyncapi -p faststream-observe -p faststream-kafka \
+    -p faststream-examples
+  nice -n 19 cargo build --quiet -p faststream-examples --example quickstart --features vendored \
+    --target-dir "$vendored_target"
+}
+background vendored vendored
 
 step "import circles (scripts/check-imports.py: files of each crate, and crates)"
 python3 scripts/check-imports.py
