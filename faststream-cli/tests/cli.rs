@@ -635,9 +635,14 @@ fn new_project_builds_tests_and_generates_docs() {
         "src/main.rs",
         "src/lib.rs",
         "tests/handler.rs",
+        ".cargo/config.toml",
     ] {
         assert!(project.join(file).is_file(), "{file}");
     }
+    // The shared target dir (HOME is set here); the build below overrides it with
+    // CARGO_TARGET_DIR, so that it reuses what the workspace's build has compiled.
+    let config = std::fs::read_to_string(project.join(".cargo/config.toml")).unwrap();
+    assert!(config.contains("faststream-rs/target"), "{config}");
     let again = run(faststream().args(["new", "demo_app"]).current_dir(&dir));
     assert_eq!(
         again.status.code(),
