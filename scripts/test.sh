@@ -88,8 +88,8 @@ background tools tools
 # linked statically) keeps building and linking: the quickstart example with it, at the lowest
 # CPU priority so that it uses what the tests leave idle. Its target dir is kept across runs
 # and checkouts (FASTSTREAM_VENDORED_TARGET_DIR, default ~/.cache/faststream-rs/vendored-target):
-# its C libraries change only with Cargo.lock, and building them takes about 6 CPU-minutes
-# (OpenSSL alone half of it), which a fresh target dir would pay on every run.
+# its C libraries change only with Cargo.lock, and building them (OpenSSL, Kerberos, SASL and
+# librdkafka) takes minutes of CPU, which a fresh target dir would pay on every run.
 # This workspace's own crates are cleaned first: cargo's fingerprints of path crates built
 # from another checkout could pass for fresh.
 vendored_target="${FASTSTREAM_VENDORED_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/faststream-rs/vendored-target}"
