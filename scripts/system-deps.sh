@@ -12,10 +12,11 @@
 #   time when a client uses `sasl.mechanism=GSSAPI` (building needs no Kerberos headers).
 # - perl with its core modules: the `vendored` feature's OpenSSL build (CI builds it).
 # - openssl: generates the local broker's test CA and certificates.
+# - valgrind: the cost gate of .ci/run counts instructions per record with callgrind.
 set -euo pipefail
 
 packages=(make g++ pkg-config libssl-dev libsasl2-dev zlib1g-dev libzstd-dev
-  libsasl2-modules-gssapi-mit perl openssl)
+  libsasl2-modules-gssapi-mit perl openssl valgrind)
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
   # Not Debian: say what is needed rather than guess another package manager's names.
