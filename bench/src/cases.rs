@@ -45,6 +45,25 @@ pub(crate) fn consumer_config(args: &CaseArgs) -> ClientConfig {
     config
 }
 
+/// The headers faststream writes on a published record, which the raw pipelines write too:
+/// `content-type` and a fresh uuid4 `correlation_id` (formatted on the stack).
+pub(crate) fn wire_headers() -> OwnedHeaders {
+    let mut id = [0_u8; uuid::fmt::Hyphenated::LENGTH];
+    let id = uuid::Uuid::new_v4()
+        .hyphenated()
+        .encode_lower(&mut id)
+        .as_bytes();
+    OwnedHeaders::new_with_capacity(2)
+        .insert(Header {
+            key: "content-type",
+            value: Some("text/plain"),
+        })
+        .insert(Header {
+            key: "correlation_id",
+            value: Some(id),
+        })
+}
+
 /// Raw drain: one `BaseConsumer` polled in a tight loop, each record decoded into `Event`.
 pub fn raw_drain(args: &CaseArgs) -> Result<CaseResult, String> {
     let consumer: BaseConsumer = consumer_config(args)
@@ -279,22 +298,7 @@ pub async fn raw_pipeline(args: &CaseArgs, same_output: bool) -> Result<CaseResu
                     let text = greeting(&event);
                     let mut record = FutureRecord::<(), str>::to(&output).payload(&text);
                     if same_output {
-                        let mut id = [0_u8; uuid::fmt::Hyphenated::LENGTH];
-                        let id = uuid::Uuid::new_v4()
-                            .hyphenated()
-                            .encode_lower(&mut id)
-                            .as_bytes();
-                        record = record.headers(
-                            OwnedHeaders::new_with_capacity(2)
-                                .insert(Header {
-                                    key: "content-type",
-                                    value: Some("text/plain"),
-                                })
-                                .insert(Header {
-                                    key: "correlation_id",
-                                    value: Some(id),
-                                }),
-                        );
+                        record = record.headers(wire_headers());
                     }
                     let delivery = loop {
                         match producer.send_result(record) {

@@ -80,6 +80,19 @@ pub fn output_topic(
 /// Writes `count` records round-robin over `partitions` as fast as the producer allows.
 /// Returns the payload bytes written.
 pub fn prefill(bootstrap: &str, topic: &str, partitions: i32, count: u64) -> Result<u64, String> {
+    prefill_with(bootstrap, topic, partitions, count, |seq| {
+        serde_json::to_vec(&Event::new(seq, 0)).map_err(|e| e.to_string())
+    })
+}
+
+/// [`prefill`] with the payload of record `seq` made by `payload` (the sweep pads records).
+pub fn prefill_with(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    count: u64,
+    mut payload: impl FnMut(u64) -> Result<Vec<u8>, String>,
+) -> Result<u64, String> {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "20")
@@ -90,7 +103,7 @@ pub fn prefill(bootstrap: &str, topic: &str, partitions: i32, count: u64) -> Res
         .map_err(|e| e.to_string())?;
     let mut bytes = 0;
     for seq in 0..count {
-        let payload = serde_json::to_vec(&Event::new(seq, 0)).map_err(|e| e.to_string())?;
+        let payload = payload(seq)?;
         bytes += payload.len() as u64;
         let partition = (seq % partitions as u64) as i32;
         let mut record: BaseRecord<'_, (), [u8]> = BaseRecord::to(topic)
@@ -107,8 +120,9 @@ pub fn prefill(bootstrap: &str, topic: &str, partitions: i32, count: u64) -> Res
             }
         }
     }
+    // Large sweep cells write up to a gigabyte.
     producer
-        .flush(Duration::from_secs(120))
+        .flush(Duration::from_secs(300))
         .map_err(|e| e.to_string())?;
     Ok(bytes)
 }

@@ -12,13 +12,14 @@ mod kafka;
 mod measure;
 mod peers;
 mod raw_mt;
+mod rows;
 mod sweep;
 
 use cases::CaseArgs;
 use clap::Parser;
 use cli::{Cli, Sub};
-use measure::{run_child, CaseResult};
-use std::process::Command;
+use measure::CaseResult;
+use rows::{own_case, Row, BATCH_ROW, EXTRACT_ROW, METRICS_ROW, MT_ROW, TRACING_ROW};
 
 /// Counts heap allocations (see `measure::CountingAlloc`) for the allocations-per-record column.
 #[global_allocator]
@@ -88,116 +89,6 @@ fn run_case(name: &str, args: &CaseArgs) -> Result<CaseResult, String> {
             other => Err(format!("unknown case {other}")),
         }
     })
-}
-
-fn own_case(
-    cli: &Cli,
-    name: &str,
-    topic: &str,
-    output: &str,
-    messages: u64,
-    rate: u64,
-    seconds: u64,
-) -> Result<CaseResult, String> {
-    own_case_in(
-        cli,
-        name,
-        topic,
-        output,
-        cli.partitions,
-        messages,
-        rate,
-        seconds,
-    )
-}
-
-/// [`own_case`] on topics of `partitions` partitions (the sweep's cells).
-#[allow(clippy::too_many_arguments)]
-fn own_case_in(
-    cli: &Cli,
-    name: &str,
-    topic: &str,
-    output: &str,
-    partitions: i32,
-    messages: u64,
-    rate: u64,
-    seconds: u64,
-) -> Result<CaseResult, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut command = Command::new(exe);
-    command
-        .args([
-            "case",
-            name,
-            "--topic",
-            topic,
-            "--output",
-            output,
-            "--bootstrap",
-            &cli.bootstrap,
-        ])
-        .args([
-            "--partitions",
-            &partitions.to_string(),
-            "--messages",
-            &messages.to_string(),
-        ])
-        .args([
-            "--rate",
-            &rate.to_string(),
-            "--seconds",
-            &seconds.to_string(),
-        ])
-        .env("FASTSTREAM_LOG", "warn");
-    run_child(command, name)
-}
-
-/// One row of the table: a measurement repeated `runs` times.
-#[derive(Debug, Default)]
-struct Row {
-    section: &'static str,
-    name: String,
-    results: Vec<CaseResult>,
-    payload_bytes_per_msg: f64,
-}
-
-impl Row {
-    fn rates(&self) -> Vec<f64> {
-        let mut rates: Vec<f64> = self
-            .results
-            .iter()
-            .map(|r| r.messages as f64 / r.seconds)
-            .collect();
-        rates.sort_by(|a, b| a.total_cmp(b));
-        rates
-    }
-    fn median_rate(&self) -> f64 {
-        median(&self.rates())
-    }
-    fn median_of(&self, f: impl Fn(&CaseResult) -> f64) -> f64 {
-        let mut values: Vec<f64> = self.results.iter().map(f).collect();
-        values.sort_by(|a, b| a.total_cmp(b));
-        median(&values)
-    }
-    /// Median over the runs of user+system CPU microseconds per record.
-    fn cpu_us_per_record(&self) -> f64 {
-        self.median_of(|r| r.cpu_seconds * 1e6 / r.messages as f64)
-    }
-    /// Median over the runs of heap allocations per record, `None` when a run did not count
-    /// them (the peers, which are separate programs).
-    fn allocations_per_record(&self) -> Option<f64> {
-        let mut values = self
-            .results
-            .iter()
-            .map(|r| r.allocations.map(|a| a as f64 / r.messages as f64))
-            .collect::<Option<Vec<f64>>>()?;
-        values.sort_by(|a, b| a.total_cmp(b));
-        Some(median(&values)).filter(|m| !m.is_nan())
-    }
-}
-
-fn median(sorted: &[f64]) -> f64 {
-    measure::quantile(sorted, 0.5)
 }
 
 fn orchestrate(cli: &Cli) -> Result<(), String> {
@@ -314,18 +205,6 @@ fn orchestrate(cli: &Cli) -> Result<(), String> {
     }
     Ok(())
 }
-
-/// The drain row of a batch subscriber.
-const BATCH_ROW: &str = "faststream-rs, batches of 500 (`Vec<Event>`)";
-/// The drain row whose handler takes four extractors before the payload.
-const EXTRACT_ROW: &str =
-    "faststream-rs, 4 extractors (`Key`, `Headers`, `Meta`, `State`) + payload";
-/// The pipeline's baseline: the multi-threaded raw rdkafka pipeline (`raw_mt`).
-const MT_ROW: &str = "raw rdkafka, multi-threaded";
-/// The pipeline row with FastStream's Prometheus metrics recorded.
-const METRICS_ROW: &str = "faststream-rs, metrics enabled";
-/// The pipeline row with OpenTelemetry spans recorded.
-const TRACING_ROW: &str = "faststream-rs, tracing enabled";
 
 fn kafka_version() -> String {
     std::env::var("KAFKA_VERSION").unwrap_or_else(|_| "4.1.1".to_owned())

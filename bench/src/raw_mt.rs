@@ -25,7 +25,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
 use rdkafka::consumer::{CommitMode, Consumer, DefaultConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Message as _, OwnedHeaders};
+use rdkafka::message::Message as _;
 use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::collections::VecDeque;
@@ -174,20 +174,7 @@ async fn partition_task(
         // The record is copied out by librdkafka on send; release the input message first.
         drop(message);
         let text = greeting(&event);
-        let mut id = [0_u8; uuid::fmt::Hyphenated::LENGTH];
-        let id = uuid::Uuid::new_v4()
-            .hyphenated()
-            .encode_lower(&mut id)
-            .as_bytes();
-        let headers = OwnedHeaders::new_with_capacity(2)
-            .insert(Header {
-                key: "content-type",
-                value: Some("text/plain"),
-            })
-            .insert(Header {
-                key: "correlation_id",
-                value: Some(id),
-            });
+        let headers = crate::cases::wire_headers();
         // Tracked before sending: the delivery may arrive before `send` returns.
         tracks.sent(index, offset);
         let mut record = BaseRecord::<(), str, usize>::with_opaque_to(

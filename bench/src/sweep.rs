@@ -3,11 +3,7 @@
 
 use crate::cli::Cli;
 use crate::kafka::{self, Event};
-use crate::{own_case_in, Row, MT_ROW};
-use rdkafka::config::ClientConfig;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use std::time::Duration;
+use crate::rows::{own_case_in, Row, MT_ROW};
 
 /// The rows of a cell: both raw pipelines (the multi-threaded one is the baseline), the raw
 /// drain, and faststream-rs's drain and pipeline.
@@ -67,37 +63,10 @@ fn prefill(
     count: u64,
     size: Option<usize>,
 ) -> Result<u64, String> {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("linger.ms", "20")
-        .set("batch.size", "1000000")
-        .set("queue.buffering.max.messages", "1000000")
-        .set("compression.type", "none")
-        .create()
-        .map_err(|e| e.to_string())?;
     let filler = "x".repeat(size.unwrap_or(0));
-    let mut bytes = 0;
-    for seq in 0..count {
-        let payload = padded(seq, size, &filler)?;
-        bytes += payload.len() as u64;
-        let mut record: BaseRecord<'_, (), [u8]> = BaseRecord::to(topic)
-            .payload(&payload[..])
-            .partition((seq % partitions as u64) as i32);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err((err, _)) => return Err(err.to_string()),
-            }
-        }
-    }
-    producer
-        .flush(Duration::from_secs(300))
-        .map_err(|e| e.to_string())?;
-    Ok(bytes)
+    kafka::prefill_with(bootstrap, topic, partitions, count, |seq| {
+        padded(seq, size, &filler)
+    })
 }
 
 /// Whether the command asked for a sweep.
