@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// backend [`hold`](BufferBudget::hold)s a record's [`Message::held_bytes`] when it takes it
 /// from the broker and fetches nothing new while the budget [`is_full`](BufferBudget::is_full);
 /// the runtime releases them once the record is finished (handled and its publishes
-/// acknowledged), and the backend releases those it drops unhandled (a revoked partition's
-/// backlog). Backends do both through [`Held`] and [`Backlog`].
+/// acknowledged), and the backend releases those it drops unhandled (those left in a stopped
+/// worker's [`partition_queue`](super::partition_queue)). Backends hold each record through
+/// [`Held`].
 #[derive(Debug)]
 pub struct BufferBudget {
     held: AtomicUsize,
