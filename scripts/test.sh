@@ -93,11 +93,12 @@ background tools tools
 # librdkafka) takes minutes of CPU, which a fresh target dir would pay on every run.
 # This workspace's own crates are cleaned first: cargo's fingerprints of path crates built
 # from another checkout could pass for fresh.
+# This workspace's library crates, cleaned from the kept target dirs below.
+own_crates=(-p faststream -p faststream-core -p faststream-macros -p faststream-asyncapi
+  -p faststream-observe -p faststream-kafka)
 vendored_target="${FASTSTREAM_VENDORED_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/faststream-rs/vendored-target}"
 vendored() {
-  cargo clean --quiet --target-dir "$vendored_target" -p faststream -p faststream-core \
-    -p faststream-macros -p faststream-asyncapi -p faststream-observe -p faststream-kafka \
-    -p faststream-examples
+  cargo clean --quiet --target-dir "$vendored_target" "${own_crates[@]}" -p faststream-examples
   nice -n 19 cargo build --quiet -p faststream-examples --example quickstart --features vendored \
     --target-dir "$vendored_target"
 }
@@ -112,9 +113,7 @@ background vendored vendored
 # answers (the build takes longer than the broker's start).
 release_target="${FASTSTREAM_RELEASE_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/faststream-rs/release-target}"
 cost_gate() {
-  cargo clean --quiet --release --target-dir "$release_target" -p faststream -p faststream-core \
-    -p faststream-macros -p faststream-asyncapi -p faststream-observe -p faststream-kafka \
-    -p faststream-bench
+  cargo clean --quiet --release --target-dir "$release_target" "${own_crates[@]}" -p faststream-bench
   nice -n 10 cargo build --quiet --release -p faststream-bench --target-dir "$release_target"
   local waited=0
   until (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null; do

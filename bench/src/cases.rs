@@ -45,6 +45,18 @@ pub(crate) fn consumer_config(args: &CaseArgs) -> ClientConfig {
     config
 }
 
+/// The raw pipelines' producer (one thread and multi-threaded alike): idempotent, with
+/// faststream's `linger.ms`.
+pub(crate) fn raw_producer_config(args: &CaseArgs) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &args.bootstrap)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000");
+    config
+}
+
 /// The headers faststream writes on a published record, which the raw pipelines write too:
 /// `content-type` and a fresh uuid4 `correlation_id` (formatted on the stack).
 pub(crate) fn wire_headers() -> OwnedHeaders {
@@ -263,11 +275,7 @@ pub async fn raw_pipeline(args: &CaseArgs, same_output: bool) -> Result<CaseResu
             .create()
             .map_err(|e| e.to_string())?,
     );
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &args.bootstrap)
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .set("queue.buffering.max.messages", "1000000")
+    let producer: FutureProducer = raw_producer_config(args)
         .create()
         .map_err(|e| e.to_string())?;
     consumer

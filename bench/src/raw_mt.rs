@@ -21,7 +21,6 @@ use crate::cases::{consumer_config, greeting, wait_for_output, CaseArgs};
 use crate::kafka::Event;
 use crate::measure::{CaseResult, Mark};
 use futures::StreamExt;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
 use rdkafka::consumer::{CommitMode, Consumer, DefaultConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -207,13 +206,9 @@ pub async fn raw_pipeline_mt(args: &CaseArgs) -> Result<CaseResult, String> {
             .map_err(|e| e.to_string())?,
     );
     let tracks = Tracks::new(args.partitions);
-    // The single-threaded raw pipeline's producer configuration.
+    // The same producer configuration as the single-threaded raw pipeline.
     let producer: Arc<ThreadedProducer<Deliveries>> = Arc::new(
-        ClientConfig::new()
-            .set("bootstrap.servers", &args.bootstrap)
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "5")
-            .set("queue.buffering.max.messages", "1000000")
+        crate::cases::raw_producer_config(args)
             .create_with_context(Deliveries(Arc::clone(&tracks)))
             .map_err(|e| e.to_string())?,
     );

@@ -155,10 +155,8 @@ impl Shared {
         );
         let mut fresh = self.spawn_slot(Arc::clone(&slot.topic), partition, from);
         fresh.paused = slot.paused;
-        // No worker will take them: released.
-        let left = slot.queue.take_all();
-        self.budget
-            .release(left.iter().map(Message::held_bytes).sum());
+        // No worker will take them.
+        self.release_queued(&slot.queue);
         *slot = fresh;
         if from >= 0 {
             if let Err(err) = consumer.seek(
@@ -170,6 +168,13 @@ impl Shared {
                 tracing::error!(subscriber = %self.name, "cannot rewind {}[{partition}] to {from}: {err}", slot.topic);
             }
         }
+    }
+
+    /// Takes the records left in a worker's queue out of it and the budget.
+    fn release_queued(&self, queue: &QueueSender) {
+        let left = queue.take_all();
+        self.budget
+            .release(left.iter().map(Message::held_bytes).sum());
     }
 
     fn assign(&self, tpl: &TopicPartitionList) {
@@ -418,10 +423,8 @@ impl Shared {
         }
         // A worker that finished released what was left in its queue; one that was aborted
         // could not: its records will never be handled here, so they leave the budget.
-        for queue in queues {
-            let left = queue.take_all();
-            self.budget
-                .release(left.iter().map(Message::held_bytes).sum());
+        for queue in &queues {
+            self.release_queued(queue);
         }
         stopped
     }

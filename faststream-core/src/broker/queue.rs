@@ -242,16 +242,6 @@ impl QueueReceiver {
         self.shared.state().receiver_closed = true;
         self.shared.emptied.notify_waiters();
     }
-
-    /// Records queued now.
-    pub fn len(&self) -> usize {
-        self.shared.state().records.len()
-    }
-
-    /// Whether no record is queued now.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 impl Drop for QueueReceiver {
