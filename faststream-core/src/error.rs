@@ -81,6 +81,19 @@ pub enum Error {
         #[source]
         source: Option<BoxError>,
     },
+    /// A seek named a partition its subscriber does not own: never assigned to it, or
+    /// revoked (the seek waited for a rebalance in progress to end). Nothing was moved.
+    #[error(
+        "subscriber `{subscriber}` cannot seek {partition}: it does not own it (it owns {owned:?})"
+    )]
+    NotOwned {
+        /// The subscriber asked to seek.
+        subscriber: String,
+        /// The partition it does not own, e.g. `orders[3]`.
+        partition: String,
+        /// What it owns now.
+        owned: Vec<String>,
+    },
     /// An I/O error (signals, files).
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -178,7 +191,7 @@ impl Error {
         match self {
             Self::Broker { class, .. } => *class,
             Self::Config { .. } | Self::Fatal { .. } | Self::Hook { .. } => ErrorClass::Fatal,
-            Self::Decode(_) | Self::Encode(_) => ErrorClass::Abortable,
+            Self::Decode(_) | Self::Encode(_) | Self::NotOwned { .. } => ErrorClass::Abortable,
             Self::Publish(_) | Self::RequestTimeout { .. } => ErrorClass::Retriable,
             Self::Io(err) => match err.kind() {
                 std::io::ErrorKind::Interrupted

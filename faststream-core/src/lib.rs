@@ -62,6 +62,14 @@ pub mod batch {
     pub use crate::message::{Batch, Position};
 }
 
+/// Moving a running subscriber to another offset, a timestamp, the beginning or the end:
+/// [`RunningApp::seek`] from outside, the [`Seeker`](seek::Seeker) extractor from a handler.
+pub mod seek {
+    pub use crate::handler::Seeker;
+    pub use crate::message::seek::{Seek, SeekPartitions, SeekScope, Sought};
+    pub use crate::message::StartFrom;
+}
+
 pub use app::publisher::Publisher;
 pub use app::pull::{Pull, Pulled};
 pub use app::{router::Route, router::Router, App, HealthProbe, RunningApp};

@@ -21,6 +21,7 @@ use faststream_core::broker::{
     QueueSender, StartPosition, SubscribeOptions, Subscription, SubscriptionHealth, TrySendError,
     WorkerSet,
 };
+use faststream_core::seek::{Seek, SeekPartitions, Sought};
 use faststream_core::{
     Error, Headers, Message, Result, StartFrom, SubscriberConfig, TopicPartition,
 };
@@ -57,6 +58,13 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 const STALL: Duration = Duration::from_secs(1);
 
 type KafkaConsumer = BaseConsumer<SubscriberContext>;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock only means a panic elsewhere; what it guards stays consistent.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// A partition being consumed: the worker's queue and what is waiting for it.
 struct Slot {
@@ -109,14 +117,26 @@ struct Shared {
     /// Why the consumer can no longer consume.
     failure: OnceLock<String>,
     health: Arc<ClientHealth>,
+    /// Seeks asked for, done by the polling thread between two polls (it owns the partitions'
+    /// workers, and a rebalance never runs in between); `None` once the thread ended.
+    seeks: Mutex<Option<Vec<SeekOrder>>>,
+    /// Mirrors `!seeks.is_empty()` for the lock-free check in the poll loop.
+    seek_pending: AtomicBool,
 }
+
+/// A seek waiting for the polling thread, and where its answer goes.
+struct SeekOrder {
+    seek: Seek,
+    answer: oneshot::Sender<Result<Vec<Sought>>>,
+}
+
+/// How long a seek waits for each broker query (watermarks, offsets for a time, committed
+/// offsets) and for librdkafka's seek.
+const SEEK_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Shared {
     fn partitions(&self) -> MutexGuard<'_, Partitions> {
-        // A poisoned lock only means a panic elsewhere; the map itself stays consistent.
-        self.partitions
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.partitions)
     }
 
     fn spawn_slot(&self, topic: Arc<str>, partition: i32, resume_from: i64) -> Slot {
@@ -168,6 +188,166 @@ impl Shared {
                 tracing::error!(subscriber = %self.name, "cannot rewind {}[{partition}] to {from}: {err}", slot.topic);
             }
         }
+    }
+
+    /// Does the seeks asked for since the last poll, answering each.
+    fn run_seeks(&self, consumer: &KafkaConsumer) {
+        self.seek_pending.store(false, Ordering::Relaxed);
+        let orders = lock(&self.seeks)
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default();
+        for order in orders {
+            let result = self.seek(consumer, &order.seek);
+            if let Err(err) = &result {
+                tracing::warn!(subscriber = %self.name, "seek failed: {err}");
+            }
+            // The asker may be gone (a handler that sought its own partition was dropped).
+            let _ = order.answer.send(result);
+        }
+    }
+
+    /// Moves the partitions `seek` names. Every offset is resolved before anything moves, so
+    /// a partition not owned or a broker query that fails leaves all of them as they were.
+    fn seek(&self, consumer: &KafkaConsumer, seek: &Seek) -> Result<Vec<Sought>> {
+        let owned = self.owned();
+        let chosen = seek.select(&self.name, &owned)?;
+        let mut sought = Vec::with_capacity(chosen.len());
+        for partition in chosen {
+            let offset = self.resolve(consumer, &partition, seek.to)?;
+            sought.push(Sought { partition, offset });
+        }
+        for target in &sought {
+            self.move_partition(consumer, &target.partition, target.offset)?;
+        }
+        Ok(sought)
+    }
+
+    /// The partitions this subscriber owns now, sorted.
+    fn owned(&self) -> Vec<TopicPartition> {
+        let parts = self.partitions();
+        let mut owned: Vec<TopicPartition> = parts
+            .by_topic
+            .iter()
+            .flat_map(|(topic, slots)| {
+                slots
+                    .keys()
+                    .map(|partition| TopicPartition::new(Arc::clone(topic), *partition))
+            })
+            .collect();
+        owned.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        owned
+    }
+
+    /// The offset `to` means in `partition` now, within its retained records.
+    fn resolve(
+        &self,
+        consumer: &KafkaConsumer,
+        partition: &TopicPartition,
+        to: StartFrom,
+    ) -> Result<i64> {
+        let (topic, number) = (&*partition.topic, partition.partition);
+        let cannot = |err: KafkaError| {
+            crate::error::broker(
+                format!("subscriber `{}` cannot seek {partition}", self.name),
+                err,
+            )
+        };
+        let (low, high) = consumer
+            .fetch_watermarks(topic, number, SEEK_TIMEOUT)
+            .map_err(cannot)?;
+        let one = |offset: Offset| {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(topic, number, offset)
+                .map(|()| tpl)
+        };
+        let position = match to {
+            StartFrom::Committed => {
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition(topic, number);
+                let committed = consumer
+                    .committed_offsets(tpl, SEEK_TIMEOUT)
+                    .map_err(cannot)?;
+                match committed.find_partition(topic, number).map(|e| e.offset()) {
+                    Some(Offset::Offset(offset)) => StartPosition::Offset(offset),
+                    _ => {
+                        return Err(Error::broker_msg(
+                            format!(
+                                "subscriber `{}` cannot seek {partition} to its committed offset: the group committed none",
+                                self.name
+                            ),
+                            faststream_core::ErrorClass::Abortable,
+                        ))
+                    }
+                }
+            }
+            StartFrom::Timestamp(millis) => {
+                let found = consumer
+                    .offsets_for_times(one(Offset::Offset(millis)).map_err(cannot)?, SEEK_TIMEOUT)
+                    .map_err(cannot)?;
+                to.resolve(|_| match found.find_partition(topic, number)?.offset() {
+                    Offset::Offset(offset) => Some(offset),
+                    _ => None,
+                })
+            }
+            other => other.resolve(|_| None),
+        };
+        // `Committed` was turned into an offset above.
+        Ok(position.within(low, high).unwrap_or(high))
+    }
+
+    /// Drops `partition`'s in-flight work (its worker is aborted: nothing it held is
+    /// committed), moves librdkafka's fetch position to `offset`, stores `offset` as the
+    /// partition's committed position, and starts a fresh worker there.
+    fn move_partition(
+        &self,
+        consumer: &KafkaConsumer,
+        partition: &TopicPartition,
+        offset: i64,
+    ) -> Result<()> {
+        let (topic, number) = (&partition.topic, partition.partition);
+        let Some(old) = self
+            .partitions()
+            .by_topic
+            .get_mut(&**topic)
+            .and_then(|slots| slots.remove(&number))
+        else {
+            return Ok(());
+        };
+        old.task.abort();
+        old.stop.cancel();
+        // Once it ended it stores nothing more, so the position stored below stays.
+        let _ = self.runtime.block_on(old.task);
+        self.release_queued(&old.queue);
+        let fresh = self.spawn_slot(Arc::clone(topic), number, offset);
+        let moved = consumer
+            .seek(topic, number, Offset::Offset(offset), SEEK_TIMEOUT)
+            .and_then(|()| {
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition_offset(topic, number, Offset::Offset(offset))?;
+                consumer.store_offsets(&tpl)
+            });
+        // The fresh worker has nothing queued: fetch for it (unless the budget holds every
+        // partition paused; it resumes them).
+        let mut parts = self.partitions();
+        let paused =
+            old.paused && !(parts.over_budget || set_paused(consumer, topic, number, false));
+        parts
+            .by_topic
+            .entry(Arc::clone(topic))
+            .or_default()
+            .insert(number, Slot { paused, ..fresh });
+        drop(parts);
+        tracing::info!(subscriber = %self.name, "{partition} sought to offset {offset}");
+        moved.map_err(|err| {
+            crate::error::broker(
+                format!(
+                    "subscriber `{}` cannot seek {partition} to {offset}",
+                    self.name
+                ),
+                err,
+            )
+        })
     }
 
     /// Takes the records left in a worker's queue out of it and the budget.
@@ -642,6 +822,10 @@ impl Subscription for KafkaSubscription {
         self.shared.health()
     }
 
+    fn seeker(&self) -> Option<Arc<dyn SeekPartitions>> {
+        Some(Arc::new(KafkaSeeker(Arc::downgrade(&self.shared))))
+    }
+
     fn finished(mut self: Box<Self>) -> BoxFuture<'static, ()> {
         let finished = self.finished.take();
         Box::pin(async move {
@@ -656,6 +840,28 @@ impl Subscription for KafkaSubscription {
 impl Drop for KafkaSubscription {
     fn drop(&mut self) {
         self.stop.cancel();
+    }
+}
+
+/// Hands seeks to a subscription's polling thread.
+struct KafkaSeeker(Weak<Shared>);
+
+impl SeekPartitions for KafkaSeeker {
+    fn seek(&self, seek: Seek) -> BoxFuture<'static, Result<Vec<Sought>>> {
+        let (answer, answered) = oneshot::channel();
+        if let Some(shared) = self.0.upgrade() {
+            if let Some(orders) = lock(&shared.seeks).as_mut() {
+                orders.push(SeekOrder { seek, answer });
+                shared.seek_pending.store(true, Ordering::Relaxed);
+            }
+        }
+        Box::pin(async move {
+            // An order not taken (the polling thread had ended) or dropped unanswered (it
+            // ended meanwhile) closes the channel.
+            answered
+                .await
+                .map_err(|_| Error::config_msg("cannot seek: the subscriber stopped"))?
+        })
     }
 }
 
@@ -675,6 +881,8 @@ pub(crate) fn subscribe(
         behind: AtomicBool::new(false),
         failure: OnceLock::new(),
         health,
+        seeks: Mutex::new(Some(Vec::new())),
+        seek_pending: AtomicBool::new(false),
         hooks: config.backend.rebalance.clone(),
         name: config.name.clone(),
         workers,
@@ -799,6 +1007,9 @@ fn poll_loop(consumer: &Arc<KafkaConsumer>, shared: &Shared) {
     // lock, and a partition resumed a few records later loses nothing).
     let mut unchecked = 0_u32;
     while !shared.stop.is_cancelled() {
+        if shared.seek_pending.load(Ordering::Relaxed) {
+            shared.run_seeks(consumer);
+        }
         shared.enforce_budget(consumer);
         if unchecked == 0 || unchecked >= CHECK_EVERY {
             (waiting, flowing) = shared.check_backlogs(consumer);
@@ -836,6 +1047,8 @@ fn poll_loop(consumer: &Arc<KafkaConsumer>, shared: &Shared) {
             },
         }
     }
+    // Seeks asked for from now on answer that the subscriber stopped.
+    drop(lock(&shared.seeks).take());
     // Graceful stop: workers finish what they hold, then commit what they finished.
     let stopped = shared.stop_partitions(None, shared.graceful_timeout);
     commit_sync(consumer, &shared.name);

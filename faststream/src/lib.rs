@@ -26,7 +26,8 @@
 //!
 //! The pieces:
 //! - [`subscriber`](macro@subscriber) and [`publisher`](macro@publisher): the attributes (see their docs for parameters).
-//! - Extractors: [`Key`], [`Headers`], [`Header`], [`Meta`], [`State`], [`Message`], [`Ack`];
+//! - Extractors: [`Key`], [`Headers`], [`Header`], [`Meta`], [`State`], [`Message`], [`Ack`],
+//!   [`seek::Seeker`];
 //!   any `serde::Deserialize` type is the payload. Write your own with [`FromMessageParts`]
 //!   (dependencies may wait, build on other extractors and clean up after the handler).
 //! - [`serde`], [`Serialize`], [`Deserialize`], [`schemars`] and [`JsonSchema`]: the very
@@ -96,12 +97,12 @@ pub mod testing;
 pub use app::FastStream;
 pub use faststream_core::{
     app::HookOutput, batch, broker, codec, extract, filter, health, message, middleware, pattern,
-    policy, publisher, pull, reply, router, Ack, AckPolicy, AppHealth, Backoff, Batch, BatchFailed,
-    BoxError, Broker, CommitTiming, Delivered, DeliveryPolicy, Error, ErrorClass, ErrorPolicy,
-    Exhausted, Extension, Extraction, FromMessage, FromMessageParts, Handler, Header, HeaderName,
-    Headers, HealthProbe, IntoReply, IntoSubscriber, Key, Message, Meta, OffsetReset, Publish,
-    PublishError, Publisher, PublisherConfig, Pull, Pulled, RebalanceHooks, Record, Registry,
-    Reply, Response, Result, Route, Router, RunningApp, StartFrom, StartupOptions, State,
+    policy, publisher, pull, reply, router, seek, Ack, AckPolicy, AppHealth, Backoff, Batch,
+    BatchFailed, BoxError, Broker, CommitTiming, Delivered, DeliveryPolicy, Error, ErrorClass,
+    ErrorPolicy, Exhausted, Extension, Extraction, FromMessage, FromMessageParts, Handler, Header,
+    HeaderName, Headers, HealthProbe, IntoReply, IntoSubscriber, Key, Message, Meta, OffsetReset,
+    Publish, PublishError, Publisher, PublisherConfig, Pull, Pulled, RebalanceHooks, Record,
+    Registry, Reply, Response, Result, Route, Router, RunningApp, StartFrom, StartupOptions, State,
     SubscriberConfig, SubscriberHealth, SubscriberState, TopicPartition,
 };
 

@@ -10,7 +10,9 @@ use crate::config::subscriber::{
 use crate::error::{BoxError, Error, PublishError, Result};
 use crate::handler::extract::AppState;
 use crate::handler::Handler;
+use crate::handler::Seeker;
 use crate::health::AppHealth;
+use crate::message::seek::{Seek, Sought};
 use crate::middleware::{BoxPublishService, PublishLayer};
 use crate::policy::{AckPolicy, ErrorPolicy, PolicyLevel};
 use crate::runtime::factory::{factory, SubscriberFactory};
@@ -629,6 +631,8 @@ struct Started {
     config: Arc<SubscriberConfig>,
     stats: Arc<SubscriberStats>,
     subscription: Box<dyn Subscription>,
+    /// Moves its partitions ([`RunningApp::seek`]).
+    seeker: Seeker,
     /// Stops this subscription alone (a child of the app's root token).
     stop: CancellationToken,
 }
@@ -709,6 +713,7 @@ impl<B: Broker> RunningApp<B> {
             delivery,
             workers,
             stats,
+            seeker,
         } = built;
         let stop = template.stop.child_token();
         let options = SubscribeOptions {
@@ -726,7 +731,11 @@ impl<B: Broker> RunningApp<B> {
             .broker
             .subscribe(Arc::clone(&config), workers, options)
             .await?;
+        if let Some(backend) = subscription.seeker() {
+            seeker.bind(backend);
+        }
         lock(&self.live.subscriptions).push(Started {
+            seeker,
             config,
             stats,
             subscription,
@@ -786,6 +795,35 @@ impl<B: Broker> RunningApp<B> {
         }
         tracing::info!("subscriber `{name}` stopped");
         Ok(())
+    }
+
+    /// Moves the running subscriber `name`'s partitions to another position: an offset, a
+    /// timestamp, the beginning or the end, for one partition, a topic's or all of them
+    /// (see [`Seek`]). Each partition's in-flight work is dropped, not committed; the next
+    /// record its handler gets is the one sought, and the sought offset becomes its
+    /// committed position (stored now, committed with the consumer's next commit). Returns
+    /// where each partition reads from now. Seeking a partition the subscriber does not own
+    /// (never assigned, or revoked) is [`Error::NotOwned`], and nothing moves.
+    ///
+    /// ```no_run
+    /// # async fn replay(running: &faststream_core::RunningApp<impl faststream_core::Broker>) -> faststream_core::Result<()> {
+    /// use faststream_core::seek::Seek;
+    /// use faststream_core::StartFrom;
+    ///
+    /// // Everything `orders` consumed since midnight (UTC, 2026-12-06), again.
+    /// let sought = running.seek("orders", Seek::all(StartFrom::Timestamp(1_796_515_200_000))).await?;
+    /// for s in sought {
+    ///     println!("{} reads from {}", s.partition, s.offset);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn seek(&self, name: &str, seek: Seek) -> Result<Vec<Sought>> {
+        let seeker = lock(&self.live.subscriptions)
+            .iter()
+            .find(|s| s.config.name == name)
+            .map(|s| s.seeker.clone())
+            .ok_or_else(|| Error::config_msg(format!("no running subscriber `{name}`")))?;
+        seeker.seek(seek).await
     }
 
     /// The app's health now: per subscriber its state, assigned partitions, lag, buffered

@@ -35,6 +35,7 @@ pub use crate::message::record::{Delivered, Record};
 use crate::config::subscriber::SubscriberConfig;
 use crate::error::{PublishError, Result};
 pub use crate::health::{ConnectionHealth, PartitionHealth, SubscriptionHealth};
+use crate::message::seek::SeekPartitions;
 use crate::message::{Message, TopicPartition};
 use futures::future::BoxFuture;
 use std::future::Future;
@@ -120,6 +121,11 @@ pub trait Subscription: Send {
     /// Resolves once the subscription stopped after its token fired: workers finished (or
     /// were cancelled after the graceful timeout), finished offsets committed, group left.
     fn finished(self: Box<Self>) -> BoxFuture<'static, ()>;
+
+    /// How to move this subscription's partitions ([`crate::seek`]), when the backend can.
+    fn seeker(&self) -> Option<Arc<dyn SeekPartitions>> {
+        None
+    }
 
     /// What the backend knows of the subscription now: assignment, lag, failure.
     fn health(&self) -> SubscriptionHealth {

@@ -39,23 +39,7 @@ impl OffsetReset {
     }
 }
 
-/// Where a subscriber with explicit partitions ([`SubscriberConfig::partitions`]) starts
-/// reading each of them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum StartFrom {
-    /// Where the group last committed, else as [`SubscriberConfig::auto_offset_reset`] says.
-    #[default]
-    Committed,
-    /// The oldest retained record.
-    Earliest,
-    /// The next record produced.
-    Latest,
-    /// This offset.
-    Offset(i64),
-    /// The first record with a timestamp at or after this one (milliseconds since the Unix
-    /// epoch), or the end when there is none.
-    Timestamp(i64),
-}
+pub use crate::message::seek::StartFrom;
 
 /// A topic a subscriber's return value is published to.
 #[derive(Debug, Clone)]

@@ -73,6 +73,7 @@
 //! therefore payload like any other.
 
 use super::pattern::{Path, TopicPattern};
+use super::seeker::Seeker;
 pub use super::teardown::{Outcome, Teardown};
 use crate::message::codec::{self, DecodeError};
 use crate::message::{Batch, Headers, Message};
@@ -345,6 +346,7 @@ pub struct MessageContext<'a> {
     ack: Option<&'a Arc<AckSlot>>,
     pattern: Option<&'a TopicPattern>,
     teardown: Option<&'a OnceCell<Teardown>>,
+    seeker: Option<&'a Seeker>,
 }
 
 impl<'a> MessageContext<'a> {
@@ -355,7 +357,19 @@ impl<'a> MessageContext<'a> {
             ack,
             pattern: None,
             teardown: None,
+            seeker: None,
         }
+    }
+
+    /// The same context where the [`Seeker`] extractor moves `seeker`'s subscriber.
+    pub fn with_seeker(mut self, seeker: Option<&'a Seeker>) -> Self {
+        self.seeker = seeker;
+        self
+    }
+
+    /// The subscriber's [`Seeker`], inside its pipeline.
+    pub fn seeker(&self) -> Option<&Seeker> {
+        self.seeker
     }
 
     /// The same context for a pattern subscriber.
@@ -817,6 +831,14 @@ impl FromMessageParts for Ack {
             "needs a subscriber that acknowledges by hand",
             "set `.ack_policy(AckPolicy::Manual)` on the subscriber (or `ack_policy = \"manual\"` in #[subscriber]), or remove the parameter",
         ))
+    }
+}
+
+impl FromMessageParts for Seeker {
+    fn from_message_parts(_message: &Message, cx: &MessageContext<'_>) -> Extraction<Self> {
+        // Outside a subscriber's pipeline (a handler called by hand) there is nothing to
+        // move: its seeks answer an error.
+        Ok(cx.seeker.cloned().unwrap_or_else(|| Seeker::unbound("?"))).into()
     }
 }
 

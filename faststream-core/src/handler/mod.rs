@@ -10,7 +10,9 @@ pub mod filter;
 pub mod pattern;
 pub mod reply;
 pub mod schema;
+mod seeker;
 pub mod service;
 mod teardown;
 
 pub use async_fn::Handler;
+pub use seeker::Seeker;

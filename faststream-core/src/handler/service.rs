@@ -5,6 +5,7 @@ use super::async_fn::Handler;
 use super::extract::{AckDecision, AckSlot, AppState, MessageContext};
 use super::pattern::TopicPattern;
 use super::reply::Reply;
+use super::seeker::Seeker;
 use super::teardown::{Outcome, Teardown};
 use crate::error::{BoxError, Nacked, Rejected};
 use crate::message::Message;
@@ -49,6 +50,7 @@ pub struct HandlerService<H, T> {
     state: Arc<AppState>,
     manual_ack: bool,
     pattern: Option<Arc<TopicPattern>>,
+    seeker: Option<Seeker>,
     tracker: Option<TaskTracker>,
     _marker: PhantomData<fn() -> T>,
 }
@@ -60,6 +62,7 @@ impl<H: Clone, T> Clone for HandlerService<H, T> {
             state: Arc::clone(&self.state),
             manual_ack: self.manual_ack,
             pattern: self.pattern.clone(),
+            seeker: self.seeker.clone(),
             tracker: self.tracker.clone(),
             _marker: PhantomData,
         }
@@ -82,6 +85,7 @@ impl<H, T> HandlerService<H, T> {
             state,
             manual_ack,
             pattern: None,
+            seeker: None,
             tracker: None,
             _marker: PhantomData,
         }
@@ -91,6 +95,12 @@ impl<H, T> HandlerService<H, T> {
     /// `pattern`.
     pub fn with_pattern(mut self, pattern: Option<Arc<TopicPattern>>) -> Self {
         self.pattern = pattern;
+        self
+    }
+
+    /// The [`Seeker`] its handlers' `Seeker` parameters get.
+    pub fn with_seeker(mut self, seeker: Seeker) -> Self {
+        self.seeker = Some(seeker);
         self
     }
 
@@ -119,6 +129,7 @@ where
         let teardown = OnceCell::new();
         let cx = MessageContext::new(&self.state, slot.as_ref())
             .with_pattern(self.pattern.as_deref())
+            .with_seeker(self.seeker.as_ref())
             .with_teardown(&teardown);
         let call = self.handler.call(&message, &cx);
         let teardown = teardown.into_inner();

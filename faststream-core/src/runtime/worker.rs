@@ -16,7 +16,7 @@ use crate::error::{BatchFailed, BoxError, Error, Nacked, PublishError};
 use crate::handler::extract::{AppState, CheckContext};
 use crate::handler::reply::{Outgoing, Reply};
 use crate::handler::service::{HandlerService, MessageService};
-use crate::handler::Handler;
+use crate::handler::{Handler, Seeker};
 use crate::message::{Batch, Message, TopicPartition, CORRELATION_ID};
 use crate::middleware::{name_timeout, BoxPublishService, CatchPanicLayer, TraceLayer};
 use crate::policy::{CommitTiming, Decision, DeliveryPolicy, ErrorPolicy, Exhausted};
@@ -113,8 +113,10 @@ where
         .with_pattern(config.backend.pattern.as_deref());
     H::check(&offered)
         .map_err(|err| Error::config(format!("subscriber `{}` cannot start", config.name), err))?;
+    let seeker = Seeker::unbound(&config.name);
     let handler = HandlerService::new(handler, Arc::clone(&cx.state), manual_ack)
         .with_pattern(config.backend.pattern.clone())
+        .with_seeker(seeker.clone())
         .with_tracker(cx.tracker.clone());
     let timeout = config.delivery.handler_timeout;
     let core = ServiceBuilder::new()
@@ -132,7 +134,7 @@ where
     let user_layers: Vec<&HandlerLayer> = cx.layers.iter().chain(&config.delivery.layers).collect();
     if user_layers.is_empty() {
         let service = trace.layer(core);
-        Ok(SubscriberRuntime::new(config, delivery, service, cx).into_built())
+        Ok(SubscriberRuntime::new(config, delivery, service, cx).into_built(seeker))
     } else {
         // Innermost first: the first layer added ends up outermost.
         let mut service = BoxCloneService::new(core);
@@ -140,7 +142,7 @@ where
             service = layer.apply(&config, service);
         }
         let service = trace.layer(service);
-        Ok(SubscriberRuntime::new(config, delivery, service, cx).into_built())
+        Ok(SubscriberRuntime::new(config, delivery, service, cx).into_built(seeker))
     }
 }
 
@@ -152,6 +154,8 @@ pub(crate) struct BuiltSubscriber {
     pub(crate) delivery: DeliveryPolicy,
     pub(crate) workers: Arc<dyn PartitionWorkers>,
     pub(crate) stats: Arc<SubscriberStats>,
+    /// Its handlers' [`Seeker`], bound to the subscription once it started.
+    pub(crate) seeker: Seeker,
 }
 
 /// One subscriber's handler pipeline, config and publisher: spawns a [`PartitionWorker`] per
@@ -189,8 +193,9 @@ where
     S: MessageService + Clone + Send + 'static,
     P: Publish,
 {
-    fn into_built(self) -> BuiltSubscriber {
+    fn into_built(self, seeker: Seeker) -> BuiltSubscriber {
         BuiltSubscriber {
+            seeker,
             config: Arc::clone(&self.config),
             delivery: self.delivery.clone(),
             stats: Arc::clone(&self.stats),

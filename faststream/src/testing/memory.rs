@@ -10,6 +10,7 @@ use faststream_core::broker::{
 };
 use faststream_core::message::CORRELATION_ID_LEN;
 use faststream_core::pattern::TopicPattern;
+use faststream_core::seek::{Seek, SeekPartitions, Sought};
 use faststream_core::{
     Delivered, Error, Headers, Message, OffsetReset, PublishError, Record, Result,
     SubscriberConfig, TopicPartition,
@@ -298,6 +299,7 @@ impl Cluster {
         }
         Ok(Box::new(MemorySubscription {
             cluster: Arc::clone(self),
+            name: config.name.clone(),
             group,
             member,
             options,
@@ -530,12 +532,22 @@ async fn stop_feeds(feeds: Vec<Feed>, timeout: Duration) {
 
 struct MemorySubscription {
     cluster: Arc<Cluster>,
+    name: String,
     group: Arc<Group>,
     member: Arc<Member>,
     options: SubscribeOptions,
 }
 
 impl Subscription for MemorySubscription {
+    fn seeker(&self) -> Option<Arc<dyn SeekPartitions>> {
+        Some(Arc::new(MemorySeeker {
+            cluster: Arc::clone(&self.cluster),
+            name: self.name.clone(),
+            group: Arc::clone(&self.group),
+            member: Arc::clone(&self.member),
+        }))
+    }
+
     fn finished(self: Box<Self>) -> BoxFuture<'static, ()> {
         Box::pin(async move {
             self.options.stop.cancelled().await;
@@ -549,6 +561,71 @@ impl Subscription for MemorySubscription {
             self.cluster
                 .rebalance(&self.group, self.options.rebalance_timeout)
                 .await;
+        })
+    }
+}
+
+/// Seeks a member's partitions, as the Kafka consumer does: between rebalances, dropping the
+/// partition's in-flight work, committing the sought offset, and feeding a fresh worker from
+/// there.
+struct MemorySeeker {
+    cluster: Arc<Cluster>,
+    name: String,
+    group: Arc<Group>,
+    member: Arc<Member>,
+}
+
+impl SeekPartitions for MemorySeeker {
+    fn seek(&self, seek: Seek) -> BoxFuture<'static, Result<Vec<Sought>>> {
+        let (cluster, name) = (Arc::clone(&self.cluster), self.name.clone());
+        let (group, member) = (Arc::clone(&self.group), Arc::clone(&self.member));
+        // Its own task: a handler seeking its own partition is dropped by the seek, which must
+        // still finish.
+        let seeking = tokio::spawn(async move {
+            let _rebalancing = group.rebalancing.lock().await;
+            if member.stop.is_cancelled() {
+                return Err(Error::config_msg("cannot seek: the subscriber stopped"));
+            }
+            let mut owned: Vec<TopicPartition> = lock(&member.owned).keys().cloned().collect();
+            owned.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+            let mut sought = Vec::new();
+            for partition in seek.select(&name, &owned)? {
+                let offset = match seek.to {
+                    StartFrom::Committed => lock(&group.committed).get(&partition).copied().ok_or_else(|| {
+                        Error::broker_msg(
+                            format!("subscriber `{name}` cannot seek {partition} to its committed offset: the group committed none"),
+                            faststream_core::ErrorClass::Abortable,
+                        )
+                    })?,
+                    to => cluster.start_position(&partition, to).unwrap_or_default(),
+                };
+                sought.push(Sought { partition, offset });
+            }
+            for target in &sought {
+                let Some(feed) = lock(&member.owned).remove(&target.partition) else {
+                    continue;
+                };
+                feed.feeder.abort();
+                feed.worker.abort();
+                feed.token.cancel();
+                // Once ended they store nothing more, so the commit below stays.
+                let _ = feed.feeder.await;
+                let _ = feed.worker.await;
+                lock(&group.committed).insert(target.partition.clone(), target.offset);
+                let fresh = cluster.start_feed_at(
+                    &group,
+                    &member,
+                    target.partition.clone(),
+                    Some(target.offset),
+                );
+                lock(&member.owned).insert(target.partition.clone(), fresh);
+            }
+            Ok(sought)
+        });
+        Box::pin(async move {
+            seeking
+                .await
+                .map_err(|err| Error::config("the seek's task failed", err))?
         })
     }
 }

@@ -563,6 +563,37 @@ impl TestApp {
         self.running()?.unsubscribe(name).await
     }
 
+    /// Moves a running subscriber's partitions ([`RunningApp::seek`]): on the in-memory
+    /// broker as on Kafka, in-flight work is dropped, the sought offset is committed, and the
+    /// next record handled is the one sought.
+    ///
+    /// ```
+    /// use faststream::seek::Seek;
+    /// use faststream::testing::TestBroker;
+    /// use faststream::{Broker, FastStream, StartFrom, SubscriberConfig};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let app = FastStream::new(TestBroker::new())
+    ///     .subscriber(SubscriberConfig::new("audit", ["orders"]), |order: i64| async move {});
+    /// let mut test = TestBroker::start(app).await.unwrap();
+    /// for order in 0..3 {
+    ///     test.publish(order, "orders").await.unwrap();
+    /// }
+    /// test.calls("audit").wait_for(3).await;
+    /// let sought = test.seek("audit", Seek::all(StartFrom::Earliest)).await.unwrap();
+    /// assert_eq!(sought[0].offset, 0);
+    /// test.calls("audit").wait_for(6).await; // all three again
+    /// test.shutdown().await.unwrap();
+    /// # }
+    /// ```
+    pub async fn seek(
+        &mut self,
+        name: &str,
+        seek: faststream_core::seek::Seek,
+    ) -> Result<Vec<faststream_core::seek::Sought>> {
+        self.running()?.seek(name, seek).await
+    }
+
     /// Adds a subscriber whose messages are pulled ([`RunningApp::pull`]): `get_one` and a
     /// stream of [`Pulled`](faststream_core::pull::Pulled) values; its calls are recorded
     /// like the others' (each ends when the puller acked or nacked its message).
