@@ -302,3 +302,36 @@ both_modes!(
     a_handler_rewinds_its_own_partition_on_kafka,
     a_handler_rewinds_its_own_partition
 );
+
+async fn a_seek_right_after_the_start_replays(broker: TestBroker) {
+    let topic = unique("seek-start");
+    broker.create_topic(&topic, 1).await.unwrap();
+    fill(&broker, &topic, 0, 5, now_ms()).await;
+    let app = FastStream::new(broker.clone()).subscriber(
+        SubscriberConfig::new("late", [topic.as_str()])
+            .group_id(unique("seek-g"))
+            .auto_offset_reset(faststream::OffsetReset::Latest),
+        |_n: i64| async move {},
+    );
+    let mut test = TestBroker::start(app).await.unwrap();
+    // A seek moves what the subscriber owns: wait for the group to assign the partition.
+    let health = test.running().unwrap().health_probe();
+    wait_for(Duration::from_secs(20), "the assignment", || {
+        !broker.is_real() || health.health().subscribers[0].partitions.len() == 1
+    })
+    .await;
+    // The group starts at the end; before it fetched anything, back to the beginning.
+    let sought = test
+        .seek("late", Seek::all(StartFrom::Earliest))
+        .await
+        .unwrap();
+    assert_eq!(sought.iter().map(|s| s.offset).collect::<Vec<_>>(), [0]);
+    let calls = test.calls("late").assert_called(5).await;
+    assert_eq!(finished_on(&calls, 0), [0, 1, 2, 3, 4]);
+    test.shutdown().await.unwrap();
+}
+both_modes!(
+    a_seek_right_after_the_start_replays_in_memory,
+    a_seek_right_after_the_start_replays_on_kafka,
+    a_seek_right_after_the_start_replays
+);

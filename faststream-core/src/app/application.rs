@@ -731,9 +731,7 @@ impl<B: Broker> RunningApp<B> {
             .broker
             .subscribe(Arc::clone(&config), workers, options)
             .await?;
-        if let Some(backend) = subscription.seeker() {
-            seeker.bind(backend);
-        }
+        seeker.bind(subscription.seeker());
         lock(&self.live.subscriptions).push(Started {
             seeker,
             config,

@@ -838,7 +838,7 @@ impl FromMessageParts for Seeker {
     fn from_message_parts(_message: &Message, cx: &MessageContext<'_>) -> Extraction<Self> {
         // Outside a subscriber's pipeline (a handler called by hand) there is nothing to
         // move: its seeks answer an error.
-        Ok(cx.seeker.cloned().unwrap_or_else(|| Seeker::unbound("?"))).into()
+        Ok(cx.seeker.cloned().unwrap_or_else(Seeker::detached)).into()
     }
 }
 

@@ -3,6 +3,7 @@
 use crate::error::{Error, Result};
 use crate::message::seek::{Seek, SeekPartitions, Sought};
 use std::sync::{Arc, OnceLock};
+use tokio::sync::Notify;
 
 /// Seeks the handler's own subscriber (what `RunningApp::seek` does from outside), e.g. to
 /// replay a partition from a timestamp when a handler finds it needs to:
@@ -28,10 +29,14 @@ use std::sync::{Arc, OnceLock};
 #[derive(Clone)]
 pub struct Seeker(Arc<SeekerCell>);
 
-/// The subscriber's name, and its backend's seek once the subscription started.
+/// The subscriber's name, and its backend's seek once the subscription started (`None`:
+/// the backend cannot seek).
 struct SeekerCell {
     subscriber: String,
-    backend: OnceLock<Arc<dyn SeekPartitions>>,
+    backend: OnceLock<Option<Arc<dyn SeekPartitions>>>,
+    /// Wakes seeks asked for before the subscription started (a handler can run before
+    /// `Broker::subscribe` returned).
+    bound: Notify,
 }
 
 impl std::fmt::Debug for Seeker {
@@ -46,21 +51,41 @@ impl std::fmt::Debug for Seeker {
 impl Seeker {
     /// A seeker for `subscriber`, usable once the subscription started (until then, and
     /// outside a subscriber, its seeks answer an error).
-    pub fn unbound(subscriber: &str) -> Self {
+    pub(crate) fn unbound(subscriber: &str) -> Self {
         Self(Arc::new(SeekerCell {
             subscriber: subscriber.to_owned(),
             backend: OnceLock::new(),
+            bound: Notify::new(),
         }))
     }
 
-    /// Gives the seeker its subscription's seek (when the backend has one).
-    pub(crate) fn bind(&self, backend: Arc<dyn SeekPartitions>) {
-        let _ = self.0.backend.set(backend);
+    /// A seeker that cannot seek (a handler called outside a subscriber): its seeks answer
+    /// an error.
+    pub(crate) fn detached() -> Self {
+        let seeker = Self::unbound("(none)");
+        seeker.bind(None);
+        seeker
     }
 
-    /// Moves the partitions `seek` names (see [`Seek`]); where each reads from now.
+    /// Gives the seeker its subscription's seek, `None` when the backend has none.
+    pub(crate) fn bind(&self, backend: Option<Arc<dyn SeekPartitions>>) {
+        let _ = self.0.backend.set(backend);
+        self.0.bound.notify_waiters();
+    }
+
+    /// Moves the partitions `seek` names (see [`Seek`]); where each reads from now. Asked
+    /// before the subscription finished starting, it waits for it.
     pub async fn seek(&self, seek: Seek) -> Result<Vec<Sought>> {
-        match self.0.backend.get() {
+        let backend = loop {
+            let bound = self.0.bound.notified();
+            tokio::pin!(bound);
+            bound.as_mut().enable();
+            if let Some(backend) = self.0.backend.get() {
+                break backend;
+            }
+            bound.await;
+        };
+        match backend {
             Some(backend) => backend.seek(seek).await,
             None => Err(Error::config_msg(format!(
                 "subscriber `{}` cannot seek: its broker does not support seeking",
