@@ -77,8 +77,8 @@ pub use batch::{Batch, BatchConfig, BatchFailed};
 pub use broker::{Broker, Delivered, Publish, Record};
 pub use config::options::StartupOptions;
 pub use config::subscriber::{
-    IntoSubscriber, OffsetReset, PartitionsCallback, PublisherConfig, RebalanceHooks, Registry,
-    StartFrom, SubscriberConfig,
+    IntoSubscriber, IsolationLevel, OffsetReset, PartitionsCallback, PublisherConfig,
+    RebalanceHooks, Registry, StartFrom, SubscriberConfig,
 };
 pub use error::{BoxError, Error, ErrorClass, PublishError, Result};
 pub use handler::extract::{

@@ -3,7 +3,11 @@
 use crate::context::KafkaContext;
 use crate::security::{RedactedProperties, SaslMechanism, Security};
 use faststream_asyncapi::{SecurityScheme, ServerInfo};
-use faststream_core::{OffsetReset, SubscriberConfig};
+use faststream_core::{IsolationLevel, OffsetReset, SubscriberConfig};
+
+/// `transaction.timeout.ms` of transactional producers (see
+/// [`BrokerSettings::transactional_producer_config`]).
+pub(crate) const TRANSACTION_TIMEOUT_MS: &str = "15000";
 use rdkafka::ClientConfig;
 
 /// Settings shared by the broker's producer and consumers.
@@ -12,6 +16,11 @@ pub(crate) struct BrokerSettings {
     pub(crate) bootstrap_servers: String,
     pub(crate) client_id: String,
     pub(crate) auto_offset_reset: OffsetReset,
+    /// Consumers' `isolation.level` unless a subscriber sets its own.
+    pub(crate) isolation_level: IsolationLevel,
+    /// The `transactional.id` of the producer of `begin_transaction`; `None`: a new one per
+    /// handle.
+    pub(crate) transactional_id: Option<String>,
     /// Typed security; raw `security.*`, `sasl.*`, `ssl.*` properties set with `set` win.
     pub(crate) security: Option<Security>,
     pub(crate) common: Vec<(String, String)>,
@@ -27,6 +36,8 @@ impl BrokerSettings {
             bootstrap_servers,
             client_id: "faststream".to_owned(),
             auto_offset_reset: OffsetReset::default(),
+            isolation_level: IsolationLevel::default(),
+            transactional_id: None,
             security: None,
             reply_topic: None,
             common: Vec::new(),
@@ -69,6 +80,23 @@ impl BrokerSettings {
         config
     }
 
+    /// The producer of transactions outside handlers: the shared producer's settings, with
+    /// `transactional.id` set and a 15 s `transaction.timeout.ms` (Kafka's default is 60 s):
+    /// a process that dies with a transaction open holds `read_committed` readers of its
+    /// partitions back until the broker aborts it after that timeout, unless a producer with
+    /// the same id starts first; 15 s bounds the stall while leaving a commit of thousands of
+    /// records plenty of time. User properties win.
+    pub(crate) fn transactional_producer_config(&self, transactional_id: &str) -> ClientConfig {
+        let mut config = self.producer_config();
+        config
+            .set("transactional.id", transactional_id)
+            .set("transaction.timeout.ms", TRANSACTION_TIMEOUT_MS);
+        for (key, value) in self.common.iter().chain(&self.producer) {
+            config.set(key, value);
+        }
+        config
+    }
+
     /// Consumer defaults for at-least-once: offsets are stored by the runtime only after a
     /// message is done (`enable.auto.offset.store=false`) and committed in the background
     /// every second (`enable.auto.commit=true`), never one synchronous commit per message.
@@ -88,7 +116,14 @@ impl BrokerSettings {
             .set("statistics.interval.ms", crate::context::STATS_INTERVAL_MS)
             // As the Java client does: subscribing creates a missing topic when the broker allows.
             .set("allow.auto.create.topics", "true")
-            .set("auto.offset.reset", reset.as_str());
+            .set("auto.offset.reset", reset.as_str())
+            .set(
+                "isolation.level",
+                sub.backend
+                    .isolation_level
+                    .unwrap_or(self.isolation_level)
+                    .as_str(),
+            );
         for (key, value) in self
             .common
             .iter()
@@ -243,6 +278,51 @@ mod tests {
         // A client-specific property still wins over a common one.
         settings.producer.push(("linger.ms".into(), "7".into()));
         assert_eq!(settings.producer_config().get("linger.ms"), Some("7"));
+    }
+
+    #[test]
+    fn isolation_level_comes_from_the_subscriber_then_the_broker() {
+        let mut settings = BrokerSettings::new("h:1".into());
+        let plain = SubscriberConfig::new("a", ["t"]);
+        let dirty =
+            SubscriberConfig::new("b", ["t"]).isolation_level(IsolationLevel::ReadUncommitted);
+        assert_eq!(
+            settings.consumer_config(&plain).get("isolation.level"),
+            Some("read_committed")
+        );
+        assert_eq!(
+            settings.consumer_config(&dirty).get("isolation.level"),
+            Some("read_uncommitted")
+        );
+        settings.isolation_level = IsolationLevel::ReadUncommitted;
+        assert_eq!(
+            settings.consumer_config(&plain).get("isolation.level"),
+            Some("read_uncommitted")
+        );
+        let clean =
+            SubscriberConfig::new("c", ["t"]).isolation_level(IsolationLevel::ReadCommitted);
+        assert_eq!(
+            settings.consumer_config(&clean).get("isolation.level"),
+            Some("read_committed")
+        );
+    }
+
+    #[test]
+    fn the_transactional_producer_has_its_id_and_a_short_timeout() {
+        let mut settings = BrokerSettings::new("h:1".into());
+        let config = settings.transactional_producer_config("billing-tx");
+        assert_eq!(config.get("transactional.id"), Some("billing-tx"));
+        assert_eq!(config.get("transaction.timeout.ms"), Some("15000"));
+        assert_eq!(config.get("enable.idempotence"), Some("true"));
+        settings
+            .producer
+            .push(("transaction.timeout.ms".into(), "30000".into()));
+        let config = settings.transactional_producer_config("billing-tx");
+        assert_eq!(
+            config.get("transaction.timeout.ms"),
+            Some("30000"),
+            "the user's wins"
+        );
     }
 
     #[test]

@@ -38,6 +38,7 @@ mod request;
 pub mod security;
 #[cfg(feature = "test-hooks")]
 mod test_hooks;
+mod transaction;
 
 pub use context::KafkaContext;
 pub use error::classify;
@@ -47,9 +48,11 @@ pub use security::{OAuthToken, SaslMechanism, Secret, Security, Tls, TokenProvid
 
 use config::BrokerSettings;
 use faststream_asyncapi::{DescribeServer, ServerInfo};
+use faststream_core::broker::Transaction;
 use faststream_core::broker::{PartitionWorkers, ReplayReport, SubscribeOptions, Subscription};
 use faststream_core::{
-    Broker, Error, ErrorClass, OffsetReset, Publish, Record, Result, SubscriberConfig,
+    Broker, Error, ErrorClass, IsolationLevel, OffsetReset, Publish, Record, Result,
+    SubscriberConfig,
 };
 use rdkafka::producer::{FutureProducer, Producer};
 use std::sync::{Arc, OnceLock};
@@ -70,6 +73,8 @@ pub struct KafkaBroker {
     health: Arc<context::ClientHealth>,
     /// Set up by the first request.
     replies: Arc<tokio::sync::OnceCell<request::ReplyReader>>,
+    /// The producer of `begin_transaction`, created by the first transaction.
+    transactions: transaction::TransactionalSlot,
 }
 
 impl std::fmt::Debug for KafkaBroker {
@@ -90,6 +95,7 @@ impl KafkaBroker {
             producer: Arc::new(OnceLock::new()),
             health: Arc::default(),
             replies: Arc::new(tokio::sync::OnceCell::new()),
+            transactions: Arc::default(),
         }
     }
 
@@ -106,6 +112,24 @@ impl KafkaBroker {
     /// Where consumers without a committed offset start (default earliest).
     pub fn auto_offset_reset(mut self, reset: OffsetReset) -> Self {
         self.settings_mut().auto_offset_reset = reset;
+        self
+    }
+
+    /// Which records of transactions subscribers read, unless they set their own
+    /// ([`SubscriberConfig::isolation_level`]); default `ReadCommitted`, librdkafka's.
+    pub fn isolation_level(mut self, level: IsolationLevel) -> Self {
+        self.settings_mut().isolation_level = level;
+        self
+    }
+
+    /// The `transactional.id` of the producer [`Broker::begin_transaction`] uses. Default:
+    /// `{client id}-tx-{uuid}`, new for each producer, so two instances never fence each other.
+    /// A stable id (one per instance, never shared by two running at once) lets a restarted
+    /// instance abort the transaction its predecessor left open at once, instead of after the
+    /// 15 s `transaction.timeout.ms` during which `read_committed` readers of its partitions
+    /// wait.
+    pub fn transactional_id(mut self, id: impl Into<String>) -> Self {
+        self.settings_mut().transactional_id = Some(id.into());
         self
     }
 
@@ -346,6 +370,24 @@ impl Broker for KafkaBroker {
 
     /// Concurrent requests of this handle share one reply reader on its
     /// [`reply_topic`](KafkaBroker::reply_topic), started by the first request.
+    async fn begin_transaction(&self) -> Result<Transaction> {
+        let id = self.settings.transactional_id.clone().unwrap_or_else(|| {
+            format!(
+                "{}-tx-{}",
+                self.settings.client_id,
+                uuid::Uuid::new_v4().simple()
+            )
+        });
+        // Not reporting to the app's health: a fenced transactional producer is replaced by
+        // the next transaction, it does not stop the app.
+        transaction::begin(
+            &self.transactions,
+            self.settings.transactional_producer_config(&id),
+            self.settings.context(),
+        )
+        .await
+    }
+
     async fn request(&self, record: Record, timeout: Duration) -> Result<faststream_core::Message> {
         self.request_within(record, timeout).await
     }

@@ -103,43 +103,52 @@ fn headers_of(record: &Record) -> OwnedHeaders {
     })
 }
 
+/// Hands `record` to `producer`, waiting only while librdkafka's queue is full; the returned
+/// delivery tracks its acknowledgement.
+pub(crate) async fn send(
+    producer: &FutureProducer<KafkaContext>,
+    record: &Record,
+) -> Result<KafkaDelivery, PublishError> {
+    let headers = headers_of(record);
+    let mut future_record: FutureRecord<'_, [u8], [u8]> =
+        FutureRecord::to(&record.topic).headers(headers);
+    if let Some(payload) = &record.payload {
+        future_record = future_record.payload(&payload[..]);
+    }
+    if let Some(key) = &record.key {
+        future_record = future_record.key(&key[..]);
+    }
+    if let Some(partition) = record.partition {
+        future_record = future_record.partition(partition);
+    }
+    if let Some(timestamp) = record.timestamp {
+        future_record = future_record.timestamp(timestamp);
+    }
+    let mut backoff = Duration::from_micros(200);
+    loop {
+        match producer.send_result(future_record) {
+            Ok(inner) => {
+                return Ok(KafkaDelivery {
+                    topic: Arc::clone(&record.topic),
+                    inner,
+                })
+            }
+            // librdkafka's queue is full: wait for deliveries to drain it, then retry.
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                future_record = returned;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(50));
+            }
+            Err((err, _)) => return Err(publish_error(&record.topic, &err)),
+        }
+    }
+}
+
 impl Publish for KafkaPublisher {
     type Delivery = KafkaDelivery;
 
     async fn enqueue(&self, record: Record) -> Result<KafkaDelivery, PublishError> {
-        let headers = headers_of(&record);
-        let mut future_record: FutureRecord<'_, [u8], [u8]> =
-            FutureRecord::to(&record.topic).headers(headers);
-        if let Some(payload) = &record.payload {
-            future_record = future_record.payload(&payload[..]);
-        }
-        if let Some(key) = &record.key {
-            future_record = future_record.key(&key[..]);
-        }
-        if let Some(partition) = record.partition {
-            future_record = future_record.partition(partition);
-        }
-        if let Some(timestamp) = record.timestamp {
-            future_record = future_record.timestamp(timestamp);
-        }
-        let mut backoff = Duration::from_micros(200);
-        loop {
-            match self.producer.send_result(future_record) {
-                Ok(inner) => {
-                    return Ok(KafkaDelivery {
-                        topic: Arc::clone(&record.topic),
-                        inner,
-                    })
-                }
-                // librdkafka's queue is full: wait for deliveries to drain it, then retry.
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                    future_record = returned;
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(50));
-                }
-                Err((err, _)) => return Err(publish_error(&record.topic, &err)),
-            }
-        }
+        send(&self.producer, &record).await
     }
 
     async fn flush(&self, timeout: Duration) -> Result<(), PublishError> {

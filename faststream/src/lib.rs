@@ -100,10 +100,11 @@ pub use faststream_core::{
     policy, publisher, pull, reply, router, seek, Ack, AckPolicy, AppHealth, Backoff, Batch,
     BatchFailed, BoxError, Broker, CommitTiming, Delivered, DeliveryPolicy, Error, ErrorClass,
     ErrorPolicy, Exhausted, Extension, Extraction, FromMessage, FromMessageParts, Handler, Header,
-    HeaderName, Headers, HealthProbe, IntoReply, IntoSubscriber, Key, Message, Meta, OffsetReset,
-    Publish, PublishError, Publisher, PublisherConfig, Pull, Pulled, RebalanceHooks, Record,
-    Registry, Reply, Response, Result, Route, Router, RunningApp, StartFrom, StartupOptions, State,
-    SubscriberConfig, SubscriberHealth, SubscriberState, TopicPartition,
+    HeaderName, Headers, HealthProbe, IntoReply, IntoSubscriber, IsolationLevel, Key, Message,
+    Meta, OffsetReset, Publish, PublishError, Publisher, PublisherConfig, Pull, Pulled,
+    RebalanceHooks, Record, Registry, Reply, Response, Result, Route, Router, RunningApp,
+    StartFrom, StartupOptions, State, SubscriberConfig, SubscriberHealth, SubscriberState,
+    TopicPartition,
 };
 
 /// tower, whose `Layer` and `Service` traits middlewares implement (the version the runtime

@@ -22,12 +22,14 @@ mod budget;
 mod headers;
 mod queue;
 mod start;
+mod transaction;
 mod workers;
 
 pub use budget::{BufferBudget, Held};
 pub use headers::{outgoing_headers, OutgoingHeaders};
 pub use queue::{partition_queue, QueueReceiver, QueueSender, TryRecvError, TrySendError};
 pub use start::StartPosition;
+pub use transaction::{OpenTransaction, Transaction};
 pub use workers::WorkerSet;
 
 pub use crate::message::record::{Delivered, Record};
@@ -245,6 +247,35 @@ pub trait Broker: Send + Sync + 'static {
     /// Waits until every record handed to the producer was acknowledged, or `timeout` passed.
     fn flush(&self, timeout: Duration) -> impl Future<Output = Result<()>> + Send {
         async move { Ok(self.publisher()?.flush(timeout).await?) }
+    }
+
+    /// Begins a transaction outside handlers: records published through it are visible to
+    /// `read_committed` readers all at once when it commits, and never if it aborts (see
+    /// [`Transaction`]). The broker runs one transaction at a time: this waits while another
+    /// is open. Backends without transactions answer an error.
+    fn begin_transaction(&self) -> impl Future<Output = Result<Transaction>> + Send {
+        async move { Err(crate::Error::config_msg("this broker has no transactions")) }
+    }
+
+    /// Publishes `records` in one transaction: all of them, or (on an error) none. Where each
+    /// landed, in order.
+    fn publish_transaction(
+        &self,
+        records: impl IntoIterator<Item = Record>,
+    ) -> impl Future<Output = Result<Vec<Delivered>>> + Send {
+        // Collected first, so the caller's iterator need not be `Send`.
+        let records: Vec<Record> = records.into_iter().collect();
+        async move {
+            let mut tx = self.begin_transaction().await?;
+            for record in records {
+                if let Err(err) = tx.publish_record(record).await {
+                    // Whether the abort works or not, the refusal is the error to report.
+                    let _ = tx.abort().await;
+                    return Err(err);
+                }
+            }
+            tx.commit().await
+        }
     }
 
     /// [`Broker::request`], with the reply's payload decoded into `T` by FastStream's rules

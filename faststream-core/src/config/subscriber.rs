@@ -41,6 +41,35 @@ impl OffsetReset {
 
 pub use crate::message::seek::StartFrom;
 
+/// Which records of transactions a subscriber reads (Kafka's `isolation.level`).
+///
+/// Downstream of a producer that writes in transactions (an exactly-once app, or
+/// [`Broker::begin_transaction`](crate::Broker::begin_transaction)), `ReadCommitted` is what
+/// makes the transaction all or nothing for the reader: it sees a transaction's records only
+/// once it committed, never those of an aborted one, and nothing behind a transaction still
+/// open (the partition's last stable offset). Records written outside transactions are read
+/// alike in both levels, only later behind an open transaction with `ReadCommitted`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IsolationLevel {
+    /// Committed records only, up to the last stable offset (librdkafka's default, and so
+    /// the default here).
+    #[default]
+    ReadCommitted,
+    /// Every record as written, including those of open and aborted transactions (the Java
+    /// client's default).
+    ReadUncommitted,
+}
+
+impl IsolationLevel {
+    /// The librdkafka / Kafka spelling.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            IsolationLevel::ReadCommitted => "read_committed",
+            IsolationLevel::ReadUncommitted => "read_uncommitted",
+        }
+    }
+}
+
 /// A topic a subscriber's return value is published to.
 #[derive(Debug, Clone)]
 pub struct PublisherConfig {
@@ -202,6 +231,8 @@ pub struct SubscriberBackend {
     pub group_id: Option<String>,
     /// Start position without a committed offset; the broker's default when `None`.
     pub auto_offset_reset: Option<OffsetReset>,
+    /// Which records of transactions it reads; the broker's default when `None`.
+    pub isolation_level: Option<IsolationLevel>,
     /// Extra consumer properties for this subscriber (librdkafka names for Kafka).
     pub properties: Vec<(String, String)>,
     /// Explicit partitions to read, without joining the group's rebalancing (the group id
@@ -288,6 +319,7 @@ impl SubscriberConfig {
                 topics: topics.into_iter().map(Into::into).collect(),
                 group_id: None,
                 auto_offset_reset: None,
+                isolation_level: None,
                 properties: Vec::new(),
                 assignment: Vec::new(),
                 start_from: StartFrom::Committed,
@@ -576,6 +608,13 @@ impl SubscriberConfig {
     /// Sets where to start without a committed offset.
     pub fn auto_offset_reset(mut self, reset: OffsetReset) -> Self {
         self.backend.auto_offset_reset = Some(reset);
+        self
+    }
+
+    /// Sets which records of transactions it reads (see [`IsolationLevel`]); the broker's
+    /// default otherwise (`ReadCommitted` unless the broker says else).
+    pub fn isolation_level(mut self, level: IsolationLevel) -> Self {
+        self.backend.isolation_level = Some(level);
         self
     }
 

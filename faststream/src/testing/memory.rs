@@ -8,6 +8,7 @@ use faststream_core::broker::{
     outgoing_headers, partition_queue, BufferBudget, Held, OffsetStore, PartitionWorkers,
     QueueSender, SubscribeOptions, Subscription, WorkerSet,
 };
+use faststream_core::broker::{OpenTransaction, Transaction};
 use faststream_core::message::CORRELATION_ID_LEN;
 use faststream_core::pattern::TopicPattern;
 use faststream_core::seek::{Seek, SeekPartitions, Sought};
@@ -15,7 +16,7 @@ use faststream_core::{
     Delivered, Error, Headers, Message, OffsetReset, PublishError, Record, Result,
     SubscriberConfig, TopicPartition,
 };
-use faststream_core::{RebalanceHooks, StartFrom};
+use faststream_core::{IsolationLevel, RebalanceHooks, StartFrom};
 use futures::future::BoxFuture;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -42,13 +43,94 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// One partition's log.
 #[derive(Default)]
 pub(crate) struct PartitionLog {
-    records: Mutex<Vec<Message>>,
+    records: Mutex<Vec<Stored>>,
+    /// Woken by an append, and by the end of a transaction with records here.
     appended: Notify,
 }
 
 impl PartitionLog {
     fn len(&self) -> i64 {
         lock(&self.records).len() as i64
+    }
+}
+
+/// A log entry: a record, with the transaction it belongs to, or a transaction's end marker
+/// (Kafka's control record: it takes an offset and is never delivered).
+struct Stored {
+    message: Message,
+    written: Written,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Written {
+    Plain,
+    InTransaction(u64),
+    Marker,
+}
+
+/// Where a transaction stands.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TxnState {
+    Open,
+    Committed,
+    Aborted,
+}
+
+/// Every transaction's state, looked up by the readers of the logs.
+#[derive(Default)]
+struct Transactions {
+    states: Mutex<HashMap<u64, TxnState>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+/// What a reader at `isolation` does with one entry.
+enum Visibility {
+    Deliver,
+    Skip,
+    /// An open transaction's record under `read_committed`: the last stable offset; nothing
+    /// from here on is delivered until it ends.
+    Wait,
+}
+
+impl Transactions {
+    fn visibility(&self, written: Written, isolation: IsolationLevel) -> Visibility {
+        let id = match written {
+            Written::Plain => return Visibility::Deliver,
+            Written::Marker => return Visibility::Skip,
+            Written::InTransaction(id) => id,
+        };
+        if isolation == IsolationLevel::ReadUncommitted {
+            return Visibility::Deliver;
+        }
+        match lock(&self.states).get(&id) {
+            Some(TxnState::Committed) => Visibility::Deliver,
+            Some(TxnState::Aborted) => Visibility::Skip,
+            Some(TxnState::Open) | None => Visibility::Wait,
+        }
+    }
+
+    /// The entries of `log` from `from` a reader at `isolation` can read now (at most
+    /// `limit` of them, stopping at the last stable offset), each with its offset: `None`
+    /// for one it skips.
+    fn readable(
+        &self,
+        log: &PartitionLog,
+        from: i64,
+        isolation: IsolationLevel,
+        limit: usize,
+    ) -> Vec<(i64, Option<Message>)> {
+        let records = lock(&log.records);
+        let from = (from.max(0) as usize).min(records.len());
+        let mut out = Vec::new();
+        for (index, stored) in records[from..].iter().enumerate().take(limit) {
+            let offset = (from + index) as i64;
+            match self.visibility(stored.written, isolation) {
+                Visibility::Deliver => out.push((offset, Some(stored.message.clone()))),
+                Visibility::Skip => out.push((offset, None)),
+                Visibility::Wait => break,
+            }
+        }
+        out
     }
 }
 
@@ -76,6 +158,9 @@ pub(crate) struct Cluster {
     default_partitions: i32,
     default_reset: OffsetReset,
     next_member: std::sync::atomic::AtomicU64,
+    transactions: Arc<Transactions>,
+    /// Held by the open transaction: one at a time, as on a Kafka broker handle.
+    transaction_turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Cluster {
@@ -86,6 +171,8 @@ impl Cluster {
             default_partitions: default_partitions.max(1),
             default_reset,
             next_member: Default::default(),
+            transactions: Arc::default(),
+            transaction_turn: Arc::default(),
         }
     }
 
@@ -127,7 +214,8 @@ impl Cluster {
             .clone()
     }
 
-    /// Everything written to `topic` so far, partition by partition, each in offset order.
+    /// What a `read_committed` reader finds in `topic` now, partition by partition, each in
+    /// offset order (as the real mode's reader reads it).
     pub(crate) fn records(&self, topic: &str) -> Vec<Message> {
         let logs = match lock(&self.topics).get(topic) {
             Some(topic) => topic.partitions.clone(),
@@ -135,9 +223,63 @@ impl Cluster {
         };
         let mut out = Vec::new();
         for log in logs {
-            out.extend(lock(&log.records).iter().cloned());
+            let readable =
+                self.transactions
+                    .readable(&log, 0, IsolationLevel::ReadCommitted, usize::MAX);
+            out.extend(readable.into_iter().filter_map(|(_, message)| message));
         }
         out
+    }
+
+    /// Begins a transaction (waiting while another is open): its records are appended as
+    /// they are sent, visible to `read_committed` readers once it commits.
+    pub(crate) async fn begin_transaction(self: &Arc<Self>) -> Transaction {
+        let turn = Arc::clone(&self.transaction_turn).lock_owned().await;
+        let id = self
+            .transactions
+            .next
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        lock(&self.transactions.states).insert(id, TxnState::Open);
+        Transaction::new(Box::new(MemoryTransaction {
+            cluster: Arc::clone(self),
+            id,
+            sent: Vec::new(),
+            _turn: turn,
+        }))
+    }
+
+    /// Ends transaction `id`: its state, then a marker in every partition it wrote to, whose
+    /// readers are woken.
+    fn end_transaction(&self, id: u64, sent: &[Delivered], state: TxnState) {
+        lock(&self.transactions.states).insert(id, state);
+        let mut touched: Vec<(Arc<str>, i32)> = sent
+            .iter()
+            .map(|d| (Arc::clone(&d.topic), d.partition))
+            .collect();
+        touched.sort();
+        touched.dedup();
+        for (topic, partition) in touched {
+            let log = Arc::clone(&self.partitions(&topic)[partition as usize]);
+            {
+                let mut records = lock(&log.records);
+                let offset = records.len() as i64;
+                records.push(Stored {
+                    message: Message {
+                        topic: Arc::clone(&topic),
+                        partition,
+                        offset,
+                        timestamp: Some(now_ms()),
+                        key: None,
+                        payload: Bytes::new(),
+                        headers: Headers::new(),
+                        batch: None,
+                        extensions: Default::default(),
+                    },
+                    written: Written::Marker,
+                });
+            }
+            log.appended.notify_waiters();
+        }
     }
 
     /// Publishes `record` as a request, as the Kafka broker does (a new correlation id,
@@ -183,6 +325,10 @@ impl Cluster {
     /// Appends `record` the way the Kafka publisher writes it: `content-type` first, then
     /// `correlation_id` (a new uuid4 when unset), then the record's headers.
     pub(crate) fn append(&self, record: Record) -> Result<Delivered, PublishError> {
+        self.append_as(record, Written::Plain)
+    }
+
+    fn append_as(&self, record: Record, written: Written) -> Result<Delivered, PublishError> {
         let refuse = |message: String| PublishError {
             topic: record.topic.to_string(),
             message,
@@ -210,25 +356,28 @@ impl Cluster {
             (Arc::clone(&topic.partitions[partition as usize]), partition)
         };
         let mut fresh_id = [0_u8; CORRELATION_ID_LEN];
-        let written = outgoing_headers(&record, &mut fresh_id);
-        let mut headers = Headers::with_capacity(written.len());
-        for (name, value) in written {
+        let outgoing = outgoing_headers(&record, &mut fresh_id);
+        let mut headers = Headers::with_capacity(outgoing.len());
+        for (name, value) in outgoing {
             headers.append(name, Bytes::copy_from_slice(value));
         }
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
         let offset = {
             let mut records = lock(&log.records);
             let offset = records.len() as i64;
-            records.push(Message {
-                topic: Arc::clone(&record.topic),
-                partition,
-                offset,
-                timestamp: Some(timestamp),
-                key: record.key,
-                payload: record.payload.unwrap_or_default(),
-                headers,
-                batch: None,
-                extensions: Default::default(),
+            records.push(Stored {
+                message: Message {
+                    topic: Arc::clone(&record.topic),
+                    partition,
+                    offset,
+                    timestamp: Some(timestamp),
+                    key: record.key,
+                    payload: record.payload.unwrap_or_default(),
+                    headers,
+                    batch: None,
+                    extensions: Default::default(),
+                },
+                written,
             });
             offset
         };
@@ -273,6 +422,7 @@ impl Cluster {
                 .backend
                 .auto_offset_reset
                 .unwrap_or(self.default_reset),
+            isolation: config.backend.isolation_level.unwrap_or_default(),
             hooks: config.backend.rebalance.clone(),
             owned: Mutex::default(),
         });
@@ -402,7 +552,7 @@ impl Cluster {
             .resolve(|millis| {
                 let first = records
                     .iter()
-                    .position(|m| m.timestamp.is_some_and(|t| t >= millis))?;
+                    .position(|s| s.message.timestamp.is_some_and(|t| t >= millis))?;
                 Some(first as i64)
             })
             .within(0, records.len() as i64)
@@ -427,7 +577,13 @@ impl Cluster {
         let offsets: Arc<dyn OffsetStore> = Arc::new(GroupOffsets(Arc::clone(group)));
         let worker = Arc::clone(&member.workers).spawn(tp.clone(), rx, offsets, token.clone());
         let budget = Arc::clone(member.workers.buffer());
-        let feeder = tokio::spawn(feed(log, start, tx, token.clone(), budget));
+        let from = FeedFrom {
+            log,
+            position: start,
+            isolation: member.isolation,
+            transactions: Arc::clone(&self.transactions),
+        };
+        let feeder = tokio::spawn(feed(from, tx, token.clone(), budget));
         Feed {
             token,
             worker,
@@ -445,37 +601,46 @@ fn now_ms() -> i64 {
 
 /// Sends the log's records from `position` on to the worker, waiting for new ones, until
 /// `stop` fires or the worker is gone.
-async fn feed(
+/// What a partition feeder reads: its log, where, and how.
+struct FeedFrom {
     log: Arc<PartitionLog>,
-    mut position: i64,
+    position: i64,
+    isolation: IsolationLevel,
+    transactions: Arc<Transactions>,
+}
+
+/// Sends the log's records from `from.position` on to the worker (those its isolation level
+/// lets it read), waiting for new ones, until `stop` fires or the worker is gone.
+async fn feed(
+    mut from: FeedFrom,
     tx: QueueSender,
     stop: CancellationToken,
     budget: Arc<BufferBudget>,
 ) {
     loop {
-        let appended = log.appended.notified();
+        let appended = from.log.appended.notified();
         tokio::pin!(appended);
         appended.as_mut().enable();
-        let batch: Vec<Message> = {
-            let records = lock(&log.records);
-            let from = (position.max(0) as usize).min(records.len());
-            records[from..].iter().take(FEED_AHEAD).cloned().collect()
-        };
+        let batch =
+            from.transactions
+                .readable(&from.log, from.position, from.isolation, FEED_AHEAD);
         if batch.is_empty() {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = appended => continue,
             }
         }
-        for message in batch {
-            // Held like the Kafka consumer holds it: the worker releases it once finished, and
-            // a record not handed over (a stop) is released.
-            let held = Held::new(&budget, message);
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                sent = held.send(&tx) => if !sent { return },
+        for (offset, message) in batch {
+            if let Some(message) = message {
+                // Held like the Kafka consumer holds it: the worker releases it once finished,
+                // and a record not handed over (a stop) is released.
+                let held = Held::new(&budget, message);
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    sent = held.send(&tx) => if !sent { return },
+                }
             }
-            position += 1;
+            from.position = offset + 1;
         }
     }
 }
@@ -508,6 +673,8 @@ struct Member {
     workers: Arc<dyn PartitionWorkers>,
     stop: CancellationToken,
     reset: OffsetReset,
+    /// Which records of transactions it reads.
+    isolation: IsolationLevel,
     hooks: RebalanceHooks,
     owned: Mutex<HashMap<TopicPartition, Feed>>,
 }
@@ -627,6 +794,40 @@ impl SeekPartitions for MemorySeeker {
                 .await
                 .map_err(|err| Error::config("the seek's task failed", err))?
         })
+    }
+}
+
+/// An open in-memory transaction: its records are in the logs already, hidden from
+/// `read_committed` readers until it ends.
+struct MemoryTransaction {
+    cluster: Arc<Cluster>,
+    id: u64,
+    sent: Vec<Delivered>,
+    /// One transaction at a time.
+    _turn: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl OpenTransaction for MemoryTransaction {
+    fn send(&mut self, record: Record) -> BoxFuture<'_, Result<(), PublishError>> {
+        let sent = self
+            .cluster
+            .append_as(record, Written::InTransaction(self.id));
+        Box::pin(async move {
+            self.sent.push(sent?);
+            Ok(())
+        })
+    }
+
+    fn commit(self: Box<Self>) -> BoxFuture<'static, Result<Vec<Delivered>>> {
+        self.cluster
+            .end_transaction(self.id, &self.sent, TxnState::Committed);
+        Box::pin(async move { Ok(self.sent) })
+    }
+
+    fn abort(self: Box<Self>) -> BoxFuture<'static, Result<()>> {
+        self.cluster
+            .end_transaction(self.id, &self.sent, TxnState::Aborted);
+        Box::pin(async { Ok(()) })
     }
 }
 

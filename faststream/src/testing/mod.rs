@@ -740,6 +740,14 @@ impl Broker for TestBroker {
     }
 
     /// In memory, the reply topic is `faststream-test-replies`; on Kafka, the Kafka broker's.
+    async fn begin_transaction(&self) -> Result<faststream_core::broker::Transaction> {
+        match &*self.backend {
+            Backend::Memory(cluster) => Ok(cluster.begin_transaction().await),
+            #[cfg(feature = "kafka")]
+            Backend::Real(real) => real.kafka.begin_transaction().await,
+        }
+    }
+
     async fn request(&self, record: Record, timeout: Duration) -> Result<Message> {
         match &*self.backend {
             Backend::Memory(cluster) => cluster.request(record, timeout).await,

@@ -1,0 +1,166 @@
+//! Transactions outside handlers: one transactional producer per broker handle, one
+//! transaction at a time.
+
+use crate::context::KafkaContext;
+use crate::producer::{send, KafkaDelivery};
+use faststream_core::broker::{OpenTransaction, Transaction};
+use faststream_core::{Delivered, Error, ErrorClass, PublishError, Record, Result};
+use futures::future::BoxFuture;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::ClientConfig;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+/// How long `init_transactions`, a commit or an abort may take.
+const TRANSACTION_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The broker handle's transactional producer, created (and its transactional id registered
+/// with the coordinator) by the first transaction, and again after it was fenced. The lock is
+/// held by the open transaction.
+pub(crate) type TransactionalSlot = Arc<Mutex<Option<FutureProducer<KafkaContext>>>>;
+
+/// Begins a transaction on `slot`'s producer, creating it from `config` first when needed.
+pub(crate) async fn begin(
+    slot: &TransactionalSlot,
+    config: ClientConfig,
+    context: KafkaContext,
+) -> Result<Transaction> {
+    let mut producer_slot = Arc::clone(slot).lock_owned().await;
+    if producer_slot.is_none() {
+        let producer: FutureProducer<KafkaContext> = config
+            .create_with_context(context)
+            .map_err(|err| crate::error::config("cannot create the transactional producer", err))?;
+        let init = producer.clone();
+        // Fences an earlier producer with the same id and aborts its open transaction.
+        blocking("cannot initialize transactions", move || {
+            init.init_transactions(TRANSACTION_CALL_TIMEOUT)
+        })
+        .await?;
+        *producer_slot = Some(producer);
+    }
+    let producer = producer_slot
+        .as_ref()
+        .cloned()
+        .ok_or_else(|| Error::config_msg("the transactional producer is gone"))?;
+    if let Err(err) = producer.begin_transaction() {
+        forget_if_fatal(&mut producer_slot, &err);
+        return Err(crate::error::broker("cannot begin a transaction", err));
+    }
+    Ok(Transaction::new(Box::new(KafkaTransaction {
+        producer,
+        slot: producer_slot,
+        deliveries: Vec::new(),
+    })))
+}
+
+/// An open transaction: the producer's lock, and the deliveries the commit awaits.
+struct KafkaTransaction {
+    producer: FutureProducer<KafkaContext>,
+    slot: OwnedMutexGuard<Option<FutureProducer<KafkaContext>>>,
+    deliveries: Vec<KafkaDelivery>,
+}
+
+impl OpenTransaction for KafkaTransaction {
+    fn send(&mut self, record: Record) -> BoxFuture<'_, Result<(), PublishError>> {
+        Box::pin(async move {
+            let delivery = send(&self.producer, &record).await?;
+            self.deliveries.push(delivery);
+            Ok(())
+        })
+    }
+
+    fn commit(mut self: Box<Self>) -> BoxFuture<'static, Result<Vec<Delivered>>> {
+        Box::pin(async move {
+            let mut delivered = Vec::with_capacity(self.deliveries.len());
+            let mut refused = None;
+            for delivery in std::mem::take(&mut self.deliveries) {
+                match delivery.await {
+                    Ok(landed) => delivered.push(landed),
+                    Err(err) => {
+                        refused.get_or_insert(err);
+                    }
+                }
+            }
+            if let Some(refused) = refused {
+                // A producer in a fatal state (fenced by a newer one with its id) purges what it
+                // holds: that state is the error to report, not the purge.
+                let fatal = self.producer.client().fatal_error();
+                // Whether the abort works or not (a fenced producer cannot abort either; it
+                // is forgotten), the refusal is the error to report.
+                if let Err(err) = self.abort_now().await {
+                    tracing::warn!("aborting the transaction after a refused record failed: {err}");
+                }
+                return Err(match fatal {
+                    Some((_, reason)) => Error::broker_msg(
+                        format!("the transaction failed: its producer is unusable: {reason}"),
+                        ErrorClass::Fatal,
+                    ),
+                    None => refused.into(),
+                });
+            }
+            let producer = self.producer.clone();
+            let committed = blocking("cannot commit the transaction", move || {
+                producer.commit_transaction(TRANSACTION_CALL_TIMEOUT)
+            })
+            .await;
+            if let Err(err) = committed {
+                // An abortable failure leaves the transaction to abort; after a fatal one the
+                // abort fails too, and the producer is forgotten.
+                if let Err(abort) = self.abort_now().await {
+                    tracing::warn!("aborting the transaction after a failed commit failed: {abort}");
+                }
+                return Err(err);
+            }
+            Ok(delivered)
+        })
+    }
+
+    fn abort(self: Box<Self>) -> BoxFuture<'static, Result<()>> {
+        Box::pin(async move { self.abort_now().await })
+    }
+}
+
+impl KafkaTransaction {
+    /// Aborts, forgetting the producer when it is fenced or otherwise unusable, so the next
+    /// transaction creates a new one.
+    async fn abort_now(mut self: Box<Self>) -> Result<()> {
+        let Some(producer) = self.slot.as_ref().cloned() else {
+            return Ok(());
+        };
+        let aborted = blocking("cannot abort the transaction", move || {
+            producer.abort_transaction(TRANSACTION_CALL_TIMEOUT)
+        })
+        .await;
+        if let Err(Error::Broker {
+            class: ErrorClass::Fatal,
+            ..
+        }) = &aborted
+        {
+            *self.slot = None;
+        }
+        aborted
+    }
+}
+
+/// Runs a blocking librdkafka transaction call off the runtime's threads.
+async fn blocking(
+    context: &'static str,
+    call: impl FnOnce() -> Result<(), KafkaError> + Send + 'static,
+) -> Result<()> {
+    match tokio::task::spawn_blocking(call).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) => Err(crate::error::broker(context, err)),
+        Err(join) => Err(Error::broker(context, ErrorClass::Fatal, join)),
+    }
+}
+
+/// A fatal error leaves the producer unusable (fenced by a newer one with the same id, or in
+/// a fatal state): the next transaction creates a new one.
+fn forget_if_fatal(slot: &mut Option<FutureProducer<KafkaContext>>, err: &KafkaError) {
+    if crate::classify(err) == ErrorClass::Fatal {
+        tracing::error!("transactional producer unusable ({err}); a new one is created for the next transaction");
+        *slot = None;
+    }
+}
