@@ -28,6 +28,7 @@
 //! ```
 #![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]
 
+mod admin;
 mod config;
 mod consumer;
 mod context;
@@ -47,7 +48,9 @@ pub use security::{OAuthToken, SaslMechanism, Secret, Security, Tls, TokenProvid
 
 use config::BrokerSettings;
 use faststream_asyncapi::{DescribeServer, ServerInfo};
-use faststream_core::broker::{PartitionWorkers, ReplayReport, SubscribeOptions, Subscription};
+use faststream_core::broker::{
+    PartitionWorkers, ReplayReport, RetryTopic, SubscribeOptions, Subscription,
+};
 use faststream_core::{
     Broker, Error, ErrorClass, OffsetReset, Publish, Record, Result, SubscriberConfig,
 };
@@ -348,6 +351,10 @@ impl Broker for KafkaBroker {
     /// [`reply_topic`](KafkaBroker::reply_topic), started by the first request.
     async fn request(&self, record: Record, timeout: Duration) -> Result<faststream_core::Message> {
         self.request_within(record, timeout).await
+    }
+
+    async fn create_retry_topics(&self, topics: &[RetryTopic]) -> Result<()> {
+        admin::create_retry_topics(&self.settings, topics).await
     }
 
     async fn replay_dead_letters(&self, topic: &str, dry_run: bool) -> Result<ReplayReport> {

@@ -3,8 +3,9 @@
 
 use crate::broker::{Record, DLT_ORIGINAL_TOPIC};
 use crate::error::BoxError;
-use crate::message::{Headers, Message, CORRELATION_ID};
+use crate::message::{Message, CORRELATION_ID};
 use crate::policy::error_type;
+use crate::runtime::retry_topic::{kept_headers, Provenance};
 use std::sync::Arc;
 
 /// Why and where a message goes to its dead-letter topic.
@@ -29,17 +30,14 @@ impl DeadLetter<'_> {
     }
 
     /// The dead letter of one record: its key, payload and headers (the correlation id kept),
-    /// plus where it came from and why it failed, in `dlt-*` headers.
+    /// plus where it came from and why it failed, in `dlt-*` headers. A record of a retry
+    /// topic names the position it was first read at, its retry headers dropped.
     pub(crate) fn record(&self, message: &Message) -> Record {
-        let mut headers = Headers::with_capacity(message.headers.len() + 8);
-        for (name, value) in message.headers.iter() {
-            if name != CORRELATION_ID {
-                headers.append(name, value.clone());
-            }
-        }
-        headers.insert(DLT_ORIGINAL_TOPIC, message.topic.to_string());
-        headers.insert("dlt-original-partition", message.partition.to_string());
-        headers.insert("dlt-original-offset", message.offset.to_string());
+        let mut headers = kept_headers(message, 8);
+        let origin = Provenance::of(message);
+        headers.insert(DLT_ORIGINAL_TOPIC, origin.topic.into_owned());
+        headers.insert("dlt-original-partition", origin.partition.into_owned());
+        headers.insert("dlt-original-offset", origin.offset.into_owned());
         if let Some(timestamp) = message.timestamp {
             headers.insert("dlt-original-timestamp", timestamp.to_string());
         }

@@ -22,6 +22,7 @@ use crate::middleware::{name_timeout, BoxPublishService, CatchPanicLayer, TraceL
 use crate::policy::{CommitTiming, Decision, DeliveryPolicy, ErrorPolicy, Exhausted};
 use crate::runtime::dead_letter::DeadLetter;
 use crate::runtime::fan_out::{fan_out, Destinations};
+use crate::runtime::retry_topic::{retry_record, Provenance};
 use crate::runtime::progress::{
     CommitMode, FailedHead, PartitionProgress, PendingAck, Ticket, STORE_DELAY, STORE_EVERY,
 };
@@ -758,9 +759,23 @@ where
         ticket: Ticket,
         mut ack: PendingAck<P::Delivery>,
     ) {
-        let outcome = match (&self.policy.exhausted, &message) {
-            (Exhausted::DeadLetter { .. }, Some(message)) => {
-                match self.policy.dead_letter_topic(&message.topic) {
+        // A record of a retry topic was delivered before: count its earlier attempts too.
+        let (delivery, origin_topic) = match &message {
+            Some(message) => {
+                let origin = Provenance::of(message);
+                (origin.delivery, Some(origin.topic.into_owned()))
+            }
+            None => (1, None),
+        };
+        let attempts = attempts + delivery - 1;
+        let next_retry = self.policy.next_retry_topic(delivery, error);
+        let outcome = match (next_retry, &self.policy.exhausted, &message, origin_topic) {
+            (Some(delay), _, Some(message), Some(origin)) => {
+                self.send_to_retry_topic(&origin, message, delay, attempts, &mut ack)
+                    .await
+            }
+            (None, Exhausted::DeadLetter { .. }, Some(message), Some(origin)) => {
+                match self.policy.dead_letter_topic(&origin) {
                     Some(topic) => {
                         self.send_dead_letters(&topic, message, error, attempts, &mut ack)
                             .await
@@ -768,7 +783,7 @@ where
                     None => Final::Settled,
                 }
             }
-            (Exhausted::Stop, Some(_)) => Final::Halt,
+            (None, Exhausted::Stop, Some(_), _) => Final::Halt,
             _ => Final::Settled,
         };
         match (outcome, message) {
@@ -809,6 +824,43 @@ where
         tracing::warn!(
             subscriber = %self.config.name,
             "message {} sent to dead-letter topic `{topic}` after {attempts} attempt(s)",
+            message.position(),
+        );
+        ack.must_deliver();
+        Final::Settled
+    }
+
+    /// Republishes `message` (first read from `origin`) to its retry topic of `delay`, due
+    /// then; `ack` must see it acknowledged before its offset counts, or the partition halts
+    /// (the same rule as a dead letter). The partition goes on at once.
+    async fn send_to_retry_topic(
+        &mut self,
+        origin: &str,
+        message: &Message,
+        delay: Duration,
+        attempts: u32,
+        ack: &mut PendingAck<P::Delivery>,
+    ) -> Final {
+        let group = self.config.effective_group_id();
+        let topic = self.policy.retry_topic(origin, group, delay);
+        match self
+            .publisher
+            .enqueue(retry_record(message, &topic, delay))
+            .await
+        {
+            Ok(delivery) => ack.track(delivery),
+            Err(err) => {
+                tracing::error!(
+                    subscriber = %self.config.name,
+                    "message {} could not be sent to retry topic `{topic}`: {err}",
+                    message.position(),
+                );
+                return Final::Halt;
+            }
+        }
+        tracing::warn!(
+            subscriber = %self.config.name,
+            "message {} sent to retry topic `{topic}` after {attempts} attempt(s), due in {delay:?}",
             message.position(),
         );
         ack.must_deliver();
