@@ -32,6 +32,7 @@ mod admin;
 mod config;
 mod consumer;
 mod context;
+mod due_gate;
 mod error;
 mod producer;
 mod replay;

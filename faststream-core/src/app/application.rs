@@ -720,7 +720,12 @@ impl<B: Broker> RunningApp<B> {
         tracing::info!(
             "subscriber `{}` consuming {:?} as group `{}` ({delivery})",
             config.name,
-            config.backend.topics.iter().chain(&config.backend.retry_topics).collect::<Vec<_>>(),
+            config
+                .backend
+                .topics
+                .iter()
+                .chain(&config.backend.retry_topics)
+                .collect::<Vec<_>>(),
             config.effective_group_id(),
         );
         let subscription = self

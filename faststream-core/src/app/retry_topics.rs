@@ -99,6 +99,9 @@ mod tests {
         assert!(needed(&config, &ErrorPolicy::retry(3)).unwrap().is_empty());
         let batch = config.batch(10, Duration::from_millis(5));
         let err = needed(&batch, &policy).unwrap_err().to_string();
-        assert!(err.contains("not supported with a batch subscriber"), "{err}");
+        assert!(
+            err.contains("not supported with a batch subscriber"),
+            "{err}"
+        );
     }
 }

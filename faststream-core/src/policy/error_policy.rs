@@ -482,14 +482,23 @@ mod tests {
             Decision::Exhausted,
             "one attempt per delivery: no in-partition retry"
         );
-        assert_eq!(policy.next_retry_topic(1, &handler_error()), Some(delays[0]));
-        assert_eq!(policy.next_retry_topic(2, &handler_error()), Some(delays[1]));
+        assert_eq!(
+            policy.next_retry_topic(1, &handler_error()),
+            Some(delays[0])
+        );
+        assert_eq!(
+            policy.next_retry_topic(2, &handler_error()),
+            Some(delays[1])
+        );
         assert_eq!(policy.next_retry_topic(3, &handler_error()), None, "last");
         let permanent: BoxError = Box::new(Permanent::new("no such user"));
         assert_eq!(policy.next_retry_topic(1, &permanent), None);
         let rejected: BoxError = Box::new(Rejected);
         assert_eq!(policy.next_retry_topic(1, &rejected), None);
-        assert_eq!(ErrorPolicy::retry(3).next_retry_topic(1, &handler_error()), None);
+        assert_eq!(
+            ErrorPolicy::retry(3).next_retry_topic(1, &handler_error()),
+            None
+        );
         let twice = ErrorPolicy::retry_topics([delays[0], delays[0], delays[1]]);
         assert_eq!(
             twice.retry_topic_names("orders", "billing"),

@@ -133,7 +133,10 @@ mod tests {
         again.offset = 7;
         again.headers = first.headers.clone();
         let origin = Provenance::of(&again);
-        assert_eq!((&*origin.topic, &*origin.offset, origin.delivery), ("orders", "41", 2));
+        assert_eq!(
+            (&*origin.topic, &*origin.offset, origin.delivery),
+            ("orders", "41", 2)
+        );
         let second = retry_record(&again, "orders-g-retry-2000", Duration::ZERO);
         assert_eq!(header(&second, RETRY_ATTEMPT), Some("3"));
         assert_eq!(header(&second, RETRY_ORIGINAL_TOPIC), Some("orders"));

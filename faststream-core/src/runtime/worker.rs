@@ -22,10 +22,10 @@ use crate::middleware::{name_timeout, BoxPublishService, CatchPanicLayer, TraceL
 use crate::policy::{CommitTiming, Decision, DeliveryPolicy, ErrorPolicy, Exhausted};
 use crate::runtime::dead_letter::DeadLetter;
 use crate::runtime::fan_out::{fan_out, Destinations};
-use crate::runtime::retry_topic::{retry_record, Provenance};
 use crate::runtime::progress::{
     CommitMode, FailedHead, PartitionProgress, PendingAck, Ticket, STORE_DELAY, STORE_EVERY,
 };
+use crate::runtime::retry_topic::{retry_record, Provenance};
 use crate::runtime::stats::{PartitionStats, SubscriberStats};
 use bytes::Bytes;
 use futures::FutureExt;

@@ -718,7 +718,10 @@ impl Broker for TestBroker {
     }
 
     #[cfg_attr(not(feature = "kafka"), allow(unused_variables))]
-    async fn create_retry_topics(&self, topics: &[faststream_core::broker::RetryTopic]) -> Result<()> {
+    async fn create_retry_topics(
+        &self,
+        topics: &[faststream_core::broker::RetryTopic],
+    ) -> Result<()> {
         match &*self.backend {
             Backend::Memory(cluster) => cluster.create_retry_topics(topics),
             #[cfg(feature = "kafka")]
