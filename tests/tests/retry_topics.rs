@@ -247,3 +247,40 @@ both_modes!(
     the_input_offset_waits_for_the_retry_record_ack_on_kafka,
     commit_after_ack
 );
+
+/// A record waiting in its retry topic when the app stops still waits for its due time in
+/// the next app of the group: the partition assigned anew is held again (the paused state is
+/// rebuilt from the record, not kept in memory), and the record is handled once, when due.
+async fn held_across_restarts(broker: TestBroker) {
+    let (input, group) = (unique("rt-restart"), unique("rt-g"));
+    broker.create_topic(&input, 1).await.unwrap();
+    let delay = Duration::from_secs(2);
+    let policy = ErrorPolicy::retry_topics([delay]).then_skip();
+    let log = Log::default();
+    let first = TestBroker::start(app(broker.clone(), &input, &group, policy.clone(), &log))
+        .await
+        .unwrap();
+    first.publish(13, input.as_str()).await.unwrap();
+    let retry_topic = format!("{input}-{group}-retry-2000");
+    first.published(retry_topic.as_str()).wait_for(1).await;
+    first.shutdown().await.unwrap();
+    let second = TestBroker::start(app(broker.clone(), &input, &group, policy, &log))
+        .await
+        .unwrap();
+    wait_for(WAIT, "13 retried", || seen(&log).len() >= 2).await;
+    let calls = seen(&log);
+    assert_eq!(calls.len(), 2, "handled once in each app: {calls:?}");
+    assert_eq!(calls[1].delivery, 2);
+    let gap = calls[1].at - calls[0].at;
+    assert!(
+        gap >= delay && gap <= delay + Duration::from_secs(1),
+        "the retry came {gap:?} after the first attempt, its delay is {delay:?}"
+    );
+    second.shutdown().await.unwrap();
+    assert_eq!(broker.committed(&group, &retry_topic, 0).await, Some(1));
+}
+both_modes!(
+    a_waiting_record_is_held_again_after_a_restart_in_memory,
+    a_waiting_record_is_held_again_after_a_restart_on_kafka,
+    held_across_restarts
+);
