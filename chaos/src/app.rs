@@ -92,7 +92,11 @@ pub async fn run(bootstrap: &str, args: AppArgs) -> Result<(), BoxError> {
             })
         })
     } else {
-        let delays = args.retry_topics_ms.iter().copied().map(Duration::from_millis);
+        let delays = args
+            .retry_topics_ms
+            .iter()
+            .copied()
+            .map(Duration::from_millis);
         Some(ErrorPolicy::retry_topics(delays))
     };
     if let Some(policy) = policy {

@@ -16,7 +16,9 @@
 //! - the order headers are written in on publish: [`outgoing_headers`];
 //! - the queue from the backend to each partition worker: [`partition_queue`];
 //! - the memory budget held around each record from fetch until its worker has it: [`Held`],
-//!   releasing on drop what was not handed over.
+//!   releasing on drop what was not handed over;
+//! - retry topics: a retry record's headers and when it is due ([`retry`]), the
+//!   [`RetryTopic`]s the app asks a backend to create ([`Broker::create_retry_topics`]).
 
 mod budget;
 mod headers;

@@ -6,6 +6,8 @@
 //! keeps polling), and after the last attempt sends it to a dead-letter topic, skips it, or
 //! stops its partition. Errors that cannot get better by retrying go straight to that final
 //! outcome: decode and extraction errors, and errors the handler wraps in [`Permanent`].
+//! [`ErrorPolicy::retry_topics`] retries without blocking the partition instead: through retry
+//! topics the app reads itself, each record waiting there until its delay passed.
 //!
 //! FastStream's ack policies are presets of this (see [`ErrorPolicy::preset`]). Each
 //! subscriber resolves its failure handling once, at start: the most specific level (the
