@@ -3,10 +3,9 @@
 
 use crate::broker::{Record, DLT_ORIGINAL_TOPIC};
 use crate::error::BoxError;
-use crate::message::{Message, CORRELATION_ID};
+use crate::message::Message;
 use crate::policy::error_type;
-use crate::runtime::retry_topic::{kept_headers, Provenance};
-use std::sync::Arc;
+use crate::runtime::retry_topic::{copy_to, kept_headers, Provenance};
 
 /// Why and where a message goes to its dead-letter topic.
 pub(crate) struct DeadLetter<'a> {
@@ -45,23 +44,14 @@ impl DeadLetter<'_> {
         headers.insert("dlt-exception-type", error_type(self.error));
         headers.insert("dlt-exception-message", self.error.to_string());
         headers.insert("dlt-attempts", self.attempts.to_string());
-        Record {
-            topic: Arc::from(self.topic),
-            payload: Some(message.payload.clone()),
-            key: message.key.clone(),
-            // The original `content-type` travels with the other headers.
-            content_type: None,
-            correlation_id: message.headers.get(CORRELATION_ID).cloned(),
-            headers,
-            partition: None,
-            timestamp: None,
-        }
+        copy_to(message, self.topic, headers)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::CORRELATION_ID;
 
     fn failed(offset: i64) -> Message {
         let mut message = Message::new("orders", format!("{{\"n\":{offset}}}"));

@@ -58,6 +58,23 @@ pub(crate) fn kept_headers(message: &Message, room: usize) -> Headers {
     headers
 }
 
+/// `message` copied to `topic` with `headers` (built from [`kept_headers`]): its key, payload
+/// and correlation id (its `content-type` travels with the headers). The producer's clock
+/// stamps it unless the caller keeps the original timestamp.
+pub(crate) fn copy_to(message: &Message, topic: &str, headers: Headers) -> Record {
+    Record {
+        topic: Arc::from(topic),
+        payload: Some(message.payload.clone()),
+        key: message.key.clone(),
+        content_type: None,
+        correlation_id: message.headers.get(CORRELATION_ID).cloned(),
+        headers,
+        // By key, as the source topic's partitioner placed it.
+        partition: None,
+        timestamp: None,
+    }
+}
+
 /// The record `message` becomes on the retry topic `topic`, due `delay` from now: its key,
 /// payload, headers, correlation id and timestamp, plus the next attempt's number, its due
 /// time and the original position.
@@ -65,23 +82,17 @@ pub(crate) fn retry_record(message: &Message, topic: &str, delay: Duration) -> R
     let origin = Provenance::of(message);
     let mut headers = kept_headers(message, 5);
     headers.insert(RETRY_ATTEMPT, (origin.delivery + 1).to_string());
-    let due_at = now_ms().saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
+    // One millisecond more: the clock's milliseconds are rounded down, and a retry must
+    // never come before its delay has passed.
+    let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+    let due_at = now_ms().saturating_add(delay_ms).saturating_add(1);
     headers.insert(RETRY_DUE_AT, due_at.to_string());
     headers.insert(RETRY_ORIGINAL_TOPIC, origin.topic.into_owned());
     headers.insert(RETRY_ORIGINAL_PARTITION, origin.partition.into_owned());
     headers.insert(RETRY_ORIGINAL_OFFSET, origin.offset.into_owned());
     Record {
-        topic: Arc::from(topic),
-        payload: Some(message.payload.clone()),
-        key: message.key.clone(),
-        // The original `content-type` travels with the other headers.
-        content_type: None,
-        correlation_id: message.headers.get(CORRELATION_ID).cloned(),
-        headers,
-        // By key, as the source topic's partitioner placed it (the topics have as many
-        // partitions).
-        partition: None,
         timestamp: message.timestamp,
+        ..copy_to(message, topic, headers)
     }
 }
 
@@ -121,7 +132,7 @@ mod tests {
         assert_eq!(header(&record, RETRY_ORIGINAL_PARTITION), Some("2"));
         assert_eq!(header(&record, RETRY_ORIGINAL_OFFSET), Some("41"));
         let due = parse_due_at(record.headers.get(RETRY_DUE_AT).unwrap()).unwrap();
-        assert!(due >= before + 1000 && due <= now_ms() + 1000, "{due}");
+        assert!(due > before + 1000 && due <= now_ms() + 1001, "{due}");
     }
 
     #[test]

@@ -802,30 +802,51 @@ where
         attempts: u32,
         ack: &mut PendingAck<P::Delivery>,
     ) -> Final {
+        // (The letter borrows the config while the worker publishes.)
+        let config = Arc::clone(&self.config);
         let letter = DeadLetter {
             topic,
-            group: self.config.effective_group_id(),
+            group: config.effective_group_id(),
             error,
             attempts,
         };
-        for (record, dead) in message.records().iter().zip(letter.records(message)) {
-            match self.publisher.enqueue(dead).await {
+        let records = message.records().iter().zip(letter.records(message));
+        let outcome = self
+            .send_for_outcome("dead-letter topic", topic, records, ack)
+            .await;
+        if matches!(outcome, Final::Settled) {
+            tracing::warn!(
+                subscriber = %self.config.name,
+                "message {} sent to dead-letter topic `{topic}` after {attempts} attempt(s)",
+                message.position(),
+            );
+        }
+        outcome
+    }
+
+    /// Enqueues the records a failed message becomes on `topic` (its dead-letter or retry
+    /// topic, named by `what`), each with the record it comes from; `ack` must see them
+    /// acknowledged, or the partition halts.
+    async fn send_for_outcome<'m>(
+        &mut self,
+        what: &str,
+        topic: &str,
+        records: impl Iterator<Item = (&'m Message, Record)> + Send,
+        ack: &mut PendingAck<P::Delivery>,
+    ) -> Final {
+        for (from, record) in records {
+            match self.publisher.enqueue(record).await {
                 Ok(delivery) => ack.track(delivery),
                 Err(err) => {
                     tracing::error!(
                         subscriber = %self.config.name,
-                        "message {} could not be sent to dead-letter topic `{topic}`: {err}",
-                        record.position(),
+                        "message {} could not be sent to {what} `{topic}`: {err}",
+                        from.position(),
                     );
                     return Final::Halt;
                 }
             }
         }
-        tracing::warn!(
-            subscriber = %self.config.name,
-            "message {} sent to dead-letter topic `{topic}` after {attempts} attempt(s)",
-            message.position(),
-        );
         ack.must_deliver();
         Final::Settled
     }
@@ -843,28 +864,23 @@ where
     ) -> Final {
         let group = self.config.effective_group_id();
         let topic = self.policy.retry_topic(origin, group, delay);
-        match self
-            .publisher
-            .enqueue(retry_record(message, &topic, delay))
-            .await
-        {
-            Ok(delivery) => ack.track(delivery),
-            Err(err) => {
-                tracing::error!(
-                    subscriber = %self.config.name,
-                    "message {} could not be sent to retry topic `{topic}`: {err}",
-                    message.position(),
-                );
-                return Final::Halt;
-            }
+        let record = retry_record(message, &topic, delay);
+        let outcome = self
+            .send_for_outcome(
+                "retry topic",
+                &topic,
+                std::iter::once((message, record)),
+                ack,
+            )
+            .await;
+        if matches!(outcome, Final::Settled) {
+            tracing::warn!(
+                subscriber = %self.config.name,
+                "message {} sent to retry topic `{topic}` after {attempts} attempt(s), due in {delay:?}",
+                message.position(),
+            );
         }
-        tracing::warn!(
-            subscriber = %self.config.name,
-            "message {} sent to retry topic `{topic}` after {attempts} attempt(s), due in {delay:?}",
-            message.position(),
-        );
-        ack.must_deliver();
-        Final::Settled
+        outcome
     }
 
     /// Stops the partition at `message`: nothing from it on is handled or committed.
