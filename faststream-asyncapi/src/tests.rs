@@ -432,21 +432,16 @@ fn retry_topics_are_subscribed_and_publisher_channels_of_the_payload() {
         }
         assert!(channels["in-topic-dlt:Publisher"].is_object(), "{version}");
         assert!(assert_refs_resolve(&doc) >= 3, "{version}");
+        if version == AsyncApiVersion::V3_0_0 {
+            let operations = &doc["operations"];
+            let action = |name: &str| operations[name]["action"].clone();
+            assert_eq!(
+                action("in-topic-billing-retry-1000:HandleMsgSubscribe"),
+                "receive"
+            );
+            assert_eq!(action("in-topic-billing-retry-1000:Publisher"), "send");
+        }
     }
-    let doc = document(
-        &AppInfo::default(),
-        &server(),
-        &[Arc::new(sub)],
-        AsyncApiVersion::V3_0_0,
-    );
-    assert_eq!(
-        doc["operations"]["in-topic-billing-retry-1000:HandleMsgSubscribe"]["action"],
-        "receive"
-    );
-    assert_eq!(
-        doc["operations"]["in-topic-billing-retry-1000:Publisher"]["action"],
-        "send"
-    );
 }
 
 #[test]

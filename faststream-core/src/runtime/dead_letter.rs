@@ -51,19 +51,7 @@ impl DeadLetter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::CORRELATION_ID;
-
-    fn failed(offset: i64) -> Message {
-        let mut message = Message::new("orders", format!("{{\"n\":{offset}}}"));
-        message.partition = 2;
-        message.offset = offset;
-        message.timestamp = Some(1_700_000_000_000);
-        message.key = Some("k".into());
-        message.headers.append("content-type", "application/json");
-        message.headers.append(CORRELATION_ID, "c-1");
-        message.headers.append("trace", "t");
-        message
-    }
+    use crate::runtime::retry_topic::tests::failed;
 
     #[test]
     fn a_dead_letter_keeps_the_record_and_names_its_origin_and_failure() {

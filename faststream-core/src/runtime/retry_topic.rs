@@ -97,14 +97,16 @@ pub(crate) fn retry_record(message: &Message, topic: &str, delay: Duration) -> R
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::broker::retry::parse_due_at;
 
-    fn failed() -> Message {
-        let mut message = Message::new("orders", "{\"n\":1}");
+    /// A failed record of `orders`[2] at `offset`, with a key, a timestamp and headers (its
+    /// content type, correlation id and a `trace`).
+    pub(crate) fn failed(offset: i64) -> Message {
+        let mut message = Message::new("orders", format!("{{\"n\":{offset}}}"));
         message.partition = 2;
-        message.offset = 41;
+        message.offset = offset;
         message.timestamp = Some(1_700_000_000_000);
         message.key = Some("k".into());
         message.headers.append("content-type", "application/json");
@@ -120,7 +122,7 @@ mod tests {
     #[test]
     fn a_retry_record_keeps_the_record_and_names_its_origin_and_due_time() {
         let before = now_ms();
-        let record = retry_record(&failed(), "orders-g-retry-1000", Duration::from_secs(1));
+        let record = retry_record(&failed(41), "orders-g-retry-1000", Duration::from_secs(1));
         assert_eq!(&*record.topic, "orders-g-retry-1000");
         assert_eq!(record.key.as_deref(), Some(&b"k"[..]));
         assert_eq!(record.timestamp, Some(1_700_000_000_000));
@@ -137,7 +139,7 @@ mod tests {
 
     #[test]
     fn a_second_retry_keeps_the_original_position_and_counts_on() {
-        let first = retry_record(&failed(), "orders-g-retry-1000", Duration::ZERO);
+        let first = retry_record(&failed(41), "orders-g-retry-1000", Duration::ZERO);
         // As read back from the retry topic.
         let mut again = Message::new("orders-g-retry-1000", "{\"n\":1}");
         again.partition = 0;
