@@ -248,7 +248,6 @@ impl Shared {
                     }
                     return;
                 }
-                Admit::Duplicate => return,
             },
         };
         let message = Held::new(&self.budget, message);

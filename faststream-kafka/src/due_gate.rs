@@ -2,8 +2,9 @@
 //!
 //! A record of a retry topic carries the time it is due (`retry-due-at`). When the head of
 //! such a partition is not due, the consumer keeps it here and pauses the partition:
-//! librdkafka fetches nothing more for it (and drops what it prefetched, to fetch it again
-//! from the record after the kept one on resume). A deadline in the poll loop resumes the
+//! librdkafka fetches nothing more for it: a pause drops what it prefetched (its op version
+//! bump) and sets the next fetch to the record after the last one `poll` returned
+//! (`rd_kafka_toppar_pause_resume`), so on resume it goes on right after the kept records. A deadline in the poll loop resumes the
 //! partition once the head is due, and the kept records go to the worker in order. So the
 //! worker never sleeps, and nothing polls the partition meanwhile. A partition assigned anew
 //! (after a rebalance) starts with an empty gate: its first record not due pauses it again.
@@ -21,8 +22,6 @@ pub(crate) struct DueGate {
     kept: VecDeque<Message>,
     /// When the head is due: the partition is paused until then.
     resume_at: Option<Instant>,
-    /// The offset after the last record taken, so a record fetched twice is let through once.
-    next_offset: Option<i64>,
 }
 
 /// What becomes of a record at the gate.
@@ -31,17 +30,11 @@ pub(crate) enum Admit {
     Pass(Message),
     /// Kept until due; `pause` when the partition must be paused now.
     Kept { pause: bool },
-    /// Already taken once: dropped.
-    Duplicate,
 }
 
 impl DueGate {
     /// Lets `message` through, or keeps it until it is due (with everything after it).
     pub(crate) fn admit(&mut self, message: Message) -> Admit {
-        if self.next_offset.is_some_and(|next| message.offset < next) {
-            return Admit::Duplicate;
-        }
-        self.next_offset = Some(message.offset + 1);
         if !self.kept.is_empty() {
             self.kept.push_back(message);
             return Admit::Kept { pause: false };
@@ -110,7 +103,6 @@ mod tests {
             matches!(gate.admit(due_in(2, 0)), Admit::Kept { pause: false }),
             "behind the kept head, in order"
         );
-        assert!(matches!(gate.admit(due_in(1, 200)), Admit::Duplicate));
         assert!(gate.is_holding());
         let mut due = Vec::new();
         gate.release_due(Instant::now(), &mut due);
