@@ -284,3 +284,31 @@ both_modes!(
     a_waiting_record_is_held_again_after_a_restart_on_kafka,
     held_across_restarts
 );
+
+/// Two groups read one topic, each with retry topics: a record failing in one group is retried
+/// only there (its retry topics are named by the group); the other group sees it once.
+async fn groups_apart(broker: TestBroker) {
+    let input = unique("rt-groups");
+    let (failing, fine) = (unique("rt-g"), unique("rt-g"));
+    broker.create_topic(&input, 1).await.unwrap();
+    let log = Log::default();
+    let policy = || ErrorPolicy::retry_topics([Duration::from_secs(1)]).then_skip();
+    let app = app(broker, &input, &failing, policy(), &log).subscriber(
+        SubscriberConfig::new("fine", [input.as_str()])
+            .group_id(fine.as_str())
+            .error_policy(policy()),
+        |_n: i64| async {},
+    );
+    let test = TestBroker::start(app).await.unwrap();
+    test.publish(13, input.as_str()).await.unwrap();
+    wait_for(WAIT, "13 retried in its group", || seen(&log).len() >= 2).await;
+    test.calls("fine").assert_called_once_with(13).await;
+    let others = format!("{input}-{fine}-retry-1000");
+    test.published(others.as_str()).assert_count(0).await;
+    test.shutdown().await.unwrap();
+}
+both_modes!(
+    two_groups_never_retry_each_others_failures_in_memory,
+    two_groups_never_retry_each_others_failures_on_kafka,
+    groups_apart
+);

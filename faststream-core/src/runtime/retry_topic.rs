@@ -30,11 +30,7 @@ impl<'a> Provenance<'a> {
                 topic,
                 partition: original(RETRY_ORIGINAL_PARTITION).unwrap_or_default(),
                 offset: original(RETRY_ORIGINAL_OFFSET).unwrap_or_default(),
-                delivery: message
-                    .headers
-                    .get_str(RETRY_ATTEMPT)
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(1),
+                delivery: delivery_of(message),
             },
             None => Self {
                 topic: Cow::Borrowed(&message.topic),
@@ -44,6 +40,20 @@ impl<'a> Provenance<'a> {
             },
         }
     }
+}
+
+/// Which delivery of its record `message` is: a retry record's `retry-attempt`, 1 for an
+/// original.
+pub(crate) fn delivery_of(message: &Message) -> u32 {
+    if !message.headers.contains(RETRY_ORIGINAL_TOPIC) {
+        return 1;
+    }
+    message
+        .headers
+        .get_str(RETRY_ATTEMPT)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
+        .max(1)
 }
 
 /// The headers of `message` a record derived from it keeps: all but its correlation id (the

@@ -25,7 +25,7 @@ use crate::runtime::fan_out::{fan_out, Destinations};
 use crate::runtime::progress::{
     CommitMode, FailedHead, PartitionProgress, PendingAck, Ticket, STORE_DELAY, STORE_EVERY,
 };
-use crate::runtime::retry_topic::{retry_record, Provenance};
+use crate::runtime::retry_topic::{delivery_of, retry_record, Provenance};
 use crate::runtime::stats::{PartitionStats, SubscriberStats};
 use bytes::Bytes;
 use futures::FutureExt;
@@ -616,7 +616,9 @@ where
                 })
             }
             Decision::Exhausted => {
-                self.log_failed(&position, key, attempt, &error);
+                // A record of a retry topic counts its earlier deliveries' attempts too.
+                let earlier = kept.as_ref().map_or(0, |m| delivery_of(m) - 1);
+                self.log_failed(&position, key, attempt + earlier, &error);
                 self.exhausted(kept, &error, attempt, ticket, ack).await;
                 None
             }
