@@ -9,6 +9,8 @@
 //! worker is behind), the thread fetches nothing new until workers catch up, pausing any
 //! partition whose worker made no progress for a while (a stuck handler), and it keeps serving
 //! rebalances meanwhile.
+//! A retry topic's partition is also paused while its head record is not due, and resumed at
+//! the due time (see `due_gate`); no backlog or budget rule resumes it before.
 //! Rebalances run on the same thread (librdkafka calls them from `poll`): on revoke, the
 //! revoked partitions' workers finish what they hold, store their offsets, and those offsets
 //! are committed synchronously before the revoke completes.
