@@ -123,8 +123,9 @@ struct Shared {
     failure: OnceLock<String>,
     /// The subscriber's retry topics, whose partitions go through a [`DueGate`].
     retry_topics: Vec<String>,
-    /// Some retry partition is held until due (set with the partitions' lock held).
-    holding: AtomicBool,
+    /// A retry partition was paused until due since the poll loop last looked (its deadline
+    /// may come before the ones the loop knows).
+    paused_until_due: AtomicBool,
     health: Arc<ClientHealth>,
 }
 
@@ -246,7 +247,7 @@ impl Shared {
                 Admit::Kept { pause } => {
                     if pause {
                         slot.paused |= set_paused(consumer, &slot.topic, partition, true);
-                        self.holding.store(true, Ordering::Relaxed);
+                        self.paused_until_due.store(true, Ordering::Relaxed);
                     }
                     return;
                 }
@@ -367,7 +368,6 @@ impl Shared {
                 None => {}
             }
         }
-        self.holding.store(next.is_some(), Ordering::Relaxed);
         next
     }
 
@@ -740,7 +740,7 @@ pub(crate) fn subscribe(
         behind: AtomicBool::new(false),
         failure: OnceLock::new(),
         retry_topics: config.backend.retry_topics.clone(),
-        holding: AtomicBool::new(false),
+        paused_until_due: AtomicBool::new(false),
         health,
         hooks: config.backend.rebalance.clone(),
         name: config.name.clone(),
@@ -871,6 +871,8 @@ fn poll_loop(consumer: &Arc<KafkaConsumer>, shared: &Shared) {
     // nothing came, or after a few records, not after every one (looking takes each queue's
     // lock, and a partition resumed a few records later loses nothing).
     let mut unchecked = 0_u32;
+    // When the earliest retry partition held until due is due.
+    let mut next_due: Option<Instant> = None;
     while !shared.stop.is_cancelled() {
         shared.enforce_budget(consumer);
         if unchecked == 0 || unchecked >= CHECK_EVERY {
@@ -889,12 +891,13 @@ fn poll_loop(consumer: &Arc<KafkaConsumer>, shared: &Shared) {
             // Only needed while every worker is behind: no clock read per record otherwise.
             last_poll = Instant::now();
         }
-        // A retry partition held until due is resumed at its deadline.
-        let next_due = if shared.holding.load(Ordering::Relaxed) {
-            shared.release_due(consumer)
-        } else {
-            None
-        };
+        // Retry partitions held until due are resumed at their deadline (the clock is read
+        // only while one is held).
+        let paused_anew = shared.paused_until_due.load(Ordering::Relaxed);
+        if paused_anew || next_due.is_some_and(|at| at <= Instant::now()) {
+            shared.paused_until_due.store(false, Ordering::Relaxed);
+            next_due = shared.release_due(consumer);
+        }
         // With records waiting, come back quickly to resume partitions that caught up.
         let timeout = if waiting > 0 {
             Duration::from_millis(1)
