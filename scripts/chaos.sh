@@ -5,12 +5,12 @@
 # their end and counts records in, out, lost and duplicated. One table row per scenario, exit
 # code 1 if any scenario fails.
 #
-#   scripts/chaos.sh                 all 7 scenarios, N records each (default 100000)
+#   scripts/chaos.sh                 all 8 scenarios, N records each (default 100000)
 #   scripts/chaos.sh --quick         small N, scenarios 1 2 3 5 6 (the CI variant)
 #   scripts/chaos.sh --only 3        one scenario (repeat or comma-separate for more)
 #   scripts/chaos.sh --count 20000   another N
 #
-# Scenarios 1, 2, 4, 5, 6 use the broker on 127.0.0.1:9092 (started with kafka-local.sh
+# Scenarios 1, 2, 4, 5, 6, 8 use the broker on 127.0.0.1:9092 (started with kafka-local.sh
 # when none answers, and stopped again). Scenarios 3 and 7 kill brokers, so they run their
 # own: a single node on 39092 (controller 39093; CHAOS_SINGLE_PORT) and a 3-node cluster on
 # 29092-29094 (controllers 29192-29194; CHAOS_CLUSTER_PORT); the
@@ -35,7 +35,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 if [ ${#only[@]} -eq 0 ]; then
-  if [ "$quick" = 1 ]; then only=(1 2 3 5 6); else only=(1 2 3 4 5 6 7); fi
+  if [ "$quick" = 1 ]; then only=(1 2 3 5 6); else only=(1 2 3 4 5 6 7 8); fi
 fi
 # Handler work per record: long enough that a run can be interrupted mid-stream.
 delay_us="${CHAOS_DELAY_US:-$([ "$quick" = 1 ] && echo 4000 || echo 1000)}"
@@ -343,6 +343,38 @@ scenario_7() {
   [ "$before" -lt "$count" ] || { log "scenario 7: the kill came after the end"; ok=0; }
   row "7. 3 brokers (RF 3, min ISR 2), leader kill -9" "$v" "killed node $leader (leader of output[0]); output resumed $(elapsed "$killed_at" "$resumed") s later" $ok
   cluster stop
+}
+
+scenario_8() {
+  fresh s8
+  topics $shared 4 1 && tool $shared fill --topic "$in" --count "$count" --poison-every 100 || return 1
+  # The app's retry topics (it creates them): poison records wait 2 s, then 4 s, then go to
+  # the dead letters; the kills come while some wait.
+  local retry1="$in-$group-retry-2000" retry2="$in-$group-retry-4000"
+  local waiting=() ok=1 k w
+  for k in 1 2 3; do
+    start_app $shared s8-app --retry-topics-ms 2000,4000 --then dlt
+    wait_out $shared $((count * k / 5)) || return 1
+    # Records that entered the retry topics and have not reached the dead letters yet.
+    w=$(( $(tool $shared count --topic "$retry1") - $(tool $shared count --topic "$dlt") ))
+    kill9_app "$app_pid"
+    mid_stream $shared || { log "scenario 8: kill $k came after the end"; ok=0; }
+    [ "$w" -gt 0 ] || { log "scenario 8: kill $k came with no record waiting in a retry topic"; ok=0; }
+    waiting+=("$w")
+  done
+  start_app $shared s8-app --retry-topics-ms 2000,4000 --then dlt
+  # Input, then each retry topic committed to its end: every retry record acknowledged before
+  # its input was committed, so the next topic's end is final once the one before is done.
+  wait_done $shared || return 1
+  for t in "$retry1" "$retry2"; do
+    tool $shared wait-committed --group "$group" --topic "$t" --timeout "$(drain_timeout)" || return 1
+  done
+  stop_app "$app_pid"
+  local v; v="$(verify $shared --dlt "$dlt" --dlt-attempts 3 --poison-every 100)"
+  local poison=$(( (count + 50) / 100 ))
+  [ "$(field "$v" lost)" = 0 ] && [ "$(field "$v" unexpected)" = 0 ] && [ "$(field "$v" dlt_bad)" = 0 ] &&
+    [ "$(field "$v" dlt)" -ge "$poison" ] || ok=0
+  row "8. kill -9 x3 while records wait in retry topics (1% poison, retry 2 s, 4 s, DLT)" "$v" "waiting at each kill: $(IFS=/; echo "${waiting[*]}"); $(field "$v" dlt) dead letters, $(field "$v" dlt_bad) with wrong or missing headers" $ok
 }
 
 started="$(now)"

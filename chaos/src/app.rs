@@ -33,6 +33,10 @@ pub struct AppArgs {
     /// First retry delay in milliseconds (doubling, at most 10 times this).
     #[arg(long, default_value_t = 20)]
     backoff_ms: u64,
+    /// Retries without blocking instead of `--attempts`: through retry topics with these
+    /// delays in milliseconds (comma-separated), one attempt per delivery, then `--then`.
+    #[arg(long, value_delimiter = ',')]
+    retry_topics_ms: Vec<u64>,
     /// Work per record, in microseconds, so a run lasts long enough to be interrupted.
     #[arg(long, default_value_t = 0)]
     delay_us: u64,
@@ -79,12 +83,23 @@ pub async fn run(bootstrap: &str, args: AppArgs) -> Result<(), BoxError> {
     let mut config = SubscriberConfig::new("chaos", [args.input.as_str()])
         .group_id(args.group.as_str())
         .publish_to(args.output.as_str());
-    if let Some(attempts) = args.attempts {
-        let initial = Duration::from_millis(args.backoff_ms);
-        let policy = ErrorPolicy::retry(attempts).backoff(Backoff {
-            initial,
-            max: initial * 10,
-        });
+    let policy = if args.retry_topics_ms.is_empty() {
+        args.attempts.map(|attempts| {
+            let initial = Duration::from_millis(args.backoff_ms);
+            ErrorPolicy::retry(attempts).backoff(Backoff {
+                initial,
+                max: initial * 10,
+            })
+        })
+    } else {
+        let delays = args
+            .retry_topics_ms
+            .iter()
+            .copied()
+            .map(Duration::from_millis);
+        Some(ErrorPolicy::retry_topics(delays))
+    };
+    if let Some(policy) = policy {
         config = config.error_policy(match args.then {
             Then::Dlt => policy.then_dead_letter(),
             Then::Stop => policy.then_stop(),

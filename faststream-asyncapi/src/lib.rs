@@ -511,6 +511,12 @@ pub fn document_with_publishers(
         for publisher in dead_letter_publishers(sub) {
             builder.publisher(&publisher);
         }
+        if let Some((reader, publishers)) = retry_topic_channels(sub) {
+            builder.subscriber(&reader);
+            for publisher in &publishers {
+                builder.publisher(publisher);
+            }
+        }
     }
     builder.finish(info, server)
 }
@@ -541,6 +547,44 @@ fn dead_letter_publishers(sub: &SubscriberConfig) -> Vec<PublisherConfig> {
             publisher
         })
         .collect()
+}
+
+/// The retry topics of a subscriber with `ErrorPolicy::retry_topics` (as resolved from its
+/// own, its routers' and its app's policies): read by the subscriber itself (its handler and
+/// group, so the same subscribe operation on those channels) and written by it, with the
+/// original payload.
+fn retry_topic_channels(
+    sub: &SubscriberConfig,
+) -> Option<(SubscriberConfig, Vec<PublisherConfig>)> {
+    let policy = sub.delivery_policy().failure;
+    if policy.retry_topics.is_empty() || sub.backend.pattern.is_some() {
+        return None;
+    }
+    let group = sub.effective_group_id();
+    let topics: Vec<String> = sub
+        .backend
+        .topics
+        .iter()
+        .flat_map(|topic| policy.retry_topic_names(topic, group))
+        .collect();
+    let description = format!(
+        "Retries of `{}`: its failed messages, with their original key, payload and headers          plus `retry-*` headers (attempt, due time, original topic, partition and offset),          each read again once due.",
+        sub.name
+    );
+    let mut reader = sub.clone();
+    reader.backend.topics = topics.clone();
+    reader.docs.title = None;
+    reader.docs.description = Some(description.clone());
+    let publishers = topics
+        .iter()
+        .map(|topic| {
+            let mut publisher =
+                PublisherConfig::new(topic.as_str()).description(description.clone());
+            publisher.schema = sub.docs.payload_schema;
+            publisher
+        })
+        .collect();
+    Some((reader, publishers))
 }
 
 /// The document as YAML.

@@ -400,6 +400,51 @@ fn dead_letter_topics_are_publisher_channels_of_the_payload() {
 }
 
 #[test]
+fn retry_topics_are_subscribed_and_publisher_channels_of_the_payload() {
+    let delays = [1, 10].map(std::time::Duration::from_secs);
+    let mut sub = SubscriberConfig::new("handle_msg", ["in-topic"])
+        .group_id("billing")
+        .error_policy(faststream_core::ErrorPolicy::retry_topics(delays).then_dead_letter());
+    sub.docs.payload_schema = Some(HandleMsgPayload::json_schema);
+    for version in [AsyncApiVersion::V3_0_0, AsyncApiVersion::V2_6_0] {
+        let doc = document(
+            &AppInfo::default(),
+            &server(),
+            &[Arc::new(sub.clone())],
+            version,
+        );
+        let channels = &doc["channels"];
+        for topic in [
+            "in-topic-billing-retry-1000",
+            "in-topic-billing-retry-10000",
+        ] {
+            let read = match version {
+                AsyncApiVersion::V3_0_0 => &channels[format!("{topic}:HandleMsg")]["address"],
+                AsyncApiVersion::V2_6_0 => {
+                    &channels[format!("{topic}:HandleMsg")]["subscribe"]["operationId"]
+                }
+            };
+            assert!(!read.is_null(), "{version}: {topic} subscribed: {channels}");
+            assert!(
+                channels[format!("{topic}:Publisher")].is_object(),
+                "{version}: {topic} published to: {channels}"
+            );
+        }
+        assert!(channels["in-topic-dlt:Publisher"].is_object(), "{version}");
+        assert!(assert_refs_resolve(&doc) >= 3, "{version}");
+        if version == AsyncApiVersion::V3_0_0 {
+            let operations = &doc["operations"];
+            let action = |name: &str| operations[name]["action"].clone();
+            assert_eq!(
+                action("in-topic-billing-retry-1000:HandleMsgSubscribe"),
+                "receive"
+            );
+            assert_eq!(action("in-topic-billing-retry-1000:Publisher"), "send");
+        }
+    }
+}
+
+#[test]
 fn filtered_subscribers_list_each_payload_as_one_of() {
     let sub = SubscriberConfig::new("events", ["events"])
         .payload_one_of([(|g| g.subschema_for::<User>()) as SchemaFn, |g| {

@@ -9,12 +9,15 @@
 //! worker is behind), the thread fetches nothing new until workers catch up, pausing any
 //! partition whose worker made no progress for a while (a stuck handler), and it keeps serving
 //! rebalances meanwhile.
+//! A retry topic's partition is also paused while its head record is not due, and resumed at
+//! the due time (see `due_gate`); no backlog or budget rule resumes it before.
 //! Rebalances run on the same thread (librdkafka calls them from `poll`): on revoke, the
 //! revoked partitions' workers finish what they hold, store their offsets, and those offsets
 //! are committed synchronously before the revoke completes.
 
 use crate::config::BrokerSettings;
 use crate::context::{classify, ClientHealth, ErrorClass, KafkaContext, Stats};
+use crate::due_gate::{Admit, DueGate};
 use bytes::Bytes;
 use faststream_core::broker::{
     partition_queue, BufferBudget, Held, OffsetStore, PartitionHealth, PartitionWorkers,
@@ -82,6 +85,16 @@ struct Slot {
     taken: u64,
     /// Records after the last stored offset, from librdkafka's statistics.
     lag: Option<i64>,
+    /// A retry topic's partition: held paused while its head record is not due.
+    due: Option<DueGate>,
+}
+
+impl Slot {
+    /// Whether it is paused until its head record is due (no backlog or budget rule may
+    /// resume it).
+    fn held_until_due(&self) -> bool {
+        self.due.as_ref().is_some_and(DueGate::is_holding)
+    }
 }
 
 #[derive(Default)]
@@ -116,6 +129,11 @@ struct Shared {
     behind: AtomicBool,
     /// Why the consumer can no longer consume.
     failure: OnceLock<String>,
+    /// The subscriber's retry topics, whose partitions go through a [`DueGate`].
+    retry_topics: Vec<String>,
+    /// A retry partition was paused until due since the poll loop last looked (its deadline
+    /// may come before the ones the loop knows).
+    paused_until_due: AtomicBool,
     health: Arc<ClientHealth>,
     /// Seeks asked for, done by the polling thread between two polls (it owns the partitions'
     /// workers, and a rebalance never runs in between); `None` once the thread ended.
@@ -151,7 +169,6 @@ impl Shared {
         });
         let task = Arc::clone(&self.workers).spawn(tp, messages, offsets, stop.clone());
         Slot {
-            topic,
             queue,
             stop,
             task,
@@ -160,6 +177,12 @@ impl Shared {
             stalled_since: None,
             taken: 0,
             lag: None,
+            due: self
+                .retry_topics
+                .iter()
+                .any(|t| **t == *topic)
+                .then(DueGate::default),
+            topic,
         }
     }
 
@@ -396,7 +419,21 @@ impl Shared {
         if slot.resume_from.load(Ordering::Relaxed) < 0 {
             slot.resume_from.store(record.offset(), Ordering::Release);
         }
-        let message = Held::new(&self.budget, to_message(&slot.topic, record));
+        let message = to_message(&slot.topic, record);
+        let message = match slot.due.as_mut() {
+            None => message,
+            Some(gate) => match gate.admit(message) {
+                Admit::Pass(message) => message,
+                Admit::Kept { pause } => {
+                    if pause {
+                        slot.paused |= set_paused(consumer, &slot.topic, partition, true);
+                        self.paused_until_due.store(true, Ordering::Relaxed);
+                    }
+                    return;
+                }
+            },
+        };
+        let message = Held::new(&self.budget, message);
         match message.try_send(&slot.queue) {
             Ok(queued) if queued > AT_HAND => {
                 self.behind.store(true, Ordering::Relaxed);
@@ -437,7 +474,7 @@ impl Shared {
                 slot.stalled_since.get_or_insert_with(Instant::now);
             }
             slot.taken = taken;
-            if backlog == 0 && slot.paused && !over_budget {
+            if backlog == 0 && slot.paused && !over_budget && !slot.held_until_due() {
                 slot.paused = !set_paused(consumer, &slot.topic, *partition, false);
             }
             backlogged += backlog;
@@ -479,11 +516,39 @@ impl Shared {
             parts.over_budget = false;
             self.over_budget.store(false, Ordering::Relaxed);
             for (partition, slot) in parts.by_topic.values_mut().flat_map(|s| s.iter_mut()) {
-                if slot.paused && slot.queue.progress().0 <= AT_HAND {
+                if slot.paused && slot.queue.progress().0 <= AT_HAND && !slot.held_until_due() {
                     slot.paused = !set_paused(consumer, &slot.topic, *partition, false);
                 }
             }
         }
+    }
+
+    /// Hands the records of held retry partitions that came due to their workers, and resumes
+    /// the partitions left with nothing to wait for. Returns the next deadline, if any
+    /// partition is still held.
+    fn release_due(&self, consumer: &KafkaConsumer) -> Option<Instant> {
+        let now = Instant::now();
+        let mut parts = self.partitions();
+        let over_budget = parts.over_budget;
+        let (mut next, mut due) = (None::<Instant>, Vec::new());
+        for (partition, slot) in parts.by_topic.values_mut().flat_map(|s| s.iter_mut()) {
+            let Some(gate) = slot.due.as_mut() else {
+                continue;
+            };
+            gate.release_due(now, &mut due);
+            for message in due.drain(..) {
+                // The queue is unbounded; a gone worker is replaced by the next dispatch.
+                drop(Held::new(&self.budget, message).try_send(&slot.queue));
+            }
+            match gate.resume_at() {
+                Some(at) => next = Some(next.map_or(at, |n| n.min(at))),
+                None if slot.paused && !over_budget => {
+                    slot.paused = !set_paused(consumer, &slot.topic, *partition, false);
+                }
+                None => {}
+            }
+        }
+        next
     }
 
     /// What the subscription reports for health.
@@ -880,6 +945,8 @@ pub(crate) fn subscribe(
         over_budget: AtomicBool::new(false),
         behind: AtomicBool::new(false),
         failure: OnceLock::new(),
+        retry_topics: config.backend.retry_topics.clone(),
+        paused_until_due: AtomicBool::new(false),
         health,
         seeks: Mutex::new(Some(Vec::new())),
         seek_pending: AtomicBool::new(false),
@@ -908,7 +975,13 @@ pub(crate) fn subscribe(
     let consumer = Arc::new(consumer);
     let _ = shared.consumer.set(Arc::downgrade(&consumer));
     if config.backend.assignment.is_empty() {
-        let topics: Vec<&str> = config.backend.topics.iter().map(String::as_str).collect();
+        let topics: Vec<&str> = config
+            .backend
+            .topics
+            .iter()
+            .chain(&config.backend.retry_topics)
+            .map(String::as_str)
+            .collect();
         consumer.subscribe(&topics).map_err(|err| {
             crate::error::broker(
                 format!("cannot subscribe `{}` to {topics:?}", config.name),
@@ -1006,6 +1079,8 @@ fn poll_loop(consumer: &Arc<KafkaConsumer>, shared: &Shared) {
     // nothing came, or after a few records, not after every one (looking takes each queue's
     // lock, and a partition resumed a few records later loses nothing).
     let mut unchecked = 0_u32;
+    // When the earliest retry partition held until due is due.
+    let mut next_due: Option<Instant> = None;
     while !shared.stop.is_cancelled() {
         if shared.seek_pending.load(Ordering::Relaxed) {
             shared.run_seeks(consumer);
@@ -1027,11 +1102,21 @@ fn poll_loop(consumer: &Arc<KafkaConsumer>, shared: &Shared) {
             // Only needed while every worker is behind: no clock read per record otherwise.
             last_poll = Instant::now();
         }
+        // Retry partitions held until due are resumed at their deadline (the clock is read
+        // only while one is held).
+        let paused_anew = shared.paused_until_due.load(Ordering::Relaxed);
+        if paused_anew || next_due.is_some_and(|at| at <= Instant::now()) {
+            shared.paused_until_due.store(false, Ordering::Relaxed);
+            next_due = shared.release_due(consumer);
+        }
         // With records waiting, come back quickly to resume partitions that caught up.
         let timeout = if waiting > 0 {
             Duration::from_millis(1)
         } else {
-            POLL_INTERVAL
+            next_due.map_or(POLL_INTERVAL, |at| {
+                at.saturating_duration_since(Instant::now())
+                    .clamp(Duration::from_millis(1), POLL_INTERVAL)
+            })
         };
         match consumer.poll(timeout) {
             None => unchecked = 0,

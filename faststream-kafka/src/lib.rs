@@ -28,9 +28,11 @@
 //! ```
 #![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]
 
+mod admin;
 mod config;
 mod consumer;
 mod context;
+mod due_gate;
 mod error;
 mod producer;
 mod replay;
@@ -48,8 +50,9 @@ pub use security::{OAuthToken, SaslMechanism, Secret, Security, Tls, TokenProvid
 
 use config::BrokerSettings;
 use faststream_asyncapi::{DescribeServer, ServerInfo};
-use faststream_core::broker::Transaction;
-use faststream_core::broker::{PartitionWorkers, ReplayReport, SubscribeOptions, Subscription};
+use faststream_core::broker::{
+    PartitionWorkers, ReplayReport, RetryTopic, SubscribeOptions, Subscription, Transaction,
+};
 use faststream_core::{
     Broker, Error, ErrorClass, IsolationLevel, OffsetReset, Publish, Record, Result,
     SubscriberConfig,
@@ -390,6 +393,10 @@ impl Broker for KafkaBroker {
 
     async fn request(&self, record: Record, timeout: Duration) -> Result<faststream_core::Message> {
         self.request_within(record, timeout).await
+    }
+
+    async fn create_retry_topics(&self, topics: &[RetryTopic]) -> Result<()> {
+        admin::create_retry_topics(&self.settings, topics).await
     }
 
     async fn replay_dead_letters(&self, topic: &str, dry_run: bool) -> Result<ReplayReport> {

@@ -1,26 +1,21 @@
 //! Request/reply on Kafka: one reply topic per broker handle, read by one thread that every
 //! request shares; a reply finds its request by correlation id.
 
+use crate::admin::{self, SETUP_TIMEOUT};
 use crate::config::BrokerSettings;
 use crate::consumer::to_message;
 use crate::context::KafkaContext;
 use crate::error;
 use faststream_core::message::CORRELATION_ID;
 use faststream_core::{Error, ErrorClass, Message, Result};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers as _, Message as _};
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
-
-/// How long setting up the reply topic may take.
-const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Requests waiting for their reply, by correlation id.
 type Pending = Mutex<HashMap<String, oneshot::Sender<Message>>>;
@@ -43,7 +38,7 @@ impl ReplyReader {
     /// starts reading it from its current end, and returns once reading is set up, so no
     /// reply to a request sent afterwards can be missed.
     pub(crate) async fn start(settings: &BrokerSettings, topic: String) -> Result<Self> {
-        create_if_missing(settings, &topic).await?;
+        admin::create_reply_topic(settings, &topic).await?;
         let context = settings.context();
         let consumer: BaseConsumer<KafkaContext> = settings
             .reader_config()
@@ -95,41 +90,6 @@ fn lock(pending: &Pending) -> std::sync::MutexGuard<'_, HashMap<String, oneshot:
     pending
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-async fn create_if_missing(settings: &BrokerSettings, topic: &str) -> Result<()> {
-    let context = settings.context();
-    let admin: AdminClient<KafkaContext> = settings
-        .admin_config()
-        .create_with_context(context.clone())
-        .map_err(|err| error::config("cannot create an admin client", err))?;
-    // Nothing polls an admin client's main queue, where librdkafka asks for OAuth tokens.
-    let admin = tokio::task::spawn_blocking(move || {
-        context.prime_oauth_token(admin.inner());
-        admin
-    })
-    .await
-    .map_err(|err| error::task_failed("admin client set-up failed", err))?;
-    let new = NewTopic::new(topic, 1, TopicReplication::Fixed(-1));
-    let results = admin
-        .create_topics(
-            [&new],
-            &AdminOptions::new().operation_timeout(Some(SETUP_TIMEOUT)),
-        )
-        .await
-        .map_err(|err| error::broker(format!("cannot create the reply topic `{topic}`"), err))?;
-    for result in results {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((_, code)) => {
-                return Err(error::broker(
-                    format!("cannot create the reply topic `{topic}`"),
-                    KafkaError::AdminOp(code),
-                ))
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Assigns every partition of `topic` at its current end.

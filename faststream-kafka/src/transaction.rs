@@ -109,7 +109,9 @@ impl OpenTransaction for KafkaTransaction {
                 // An abortable failure leaves the transaction to abort; after a fatal one the
                 // abort fails too, and the producer is forgotten.
                 if let Err(abort) = self.abort_now().await {
-                    tracing::warn!("aborting the transaction after a failed commit failed: {abort}");
+                    tracing::warn!(
+                        "aborting the transaction after a failed commit failed: {abort}"
+                    );
                 }
                 return Err(err);
             }

@@ -48,7 +48,19 @@ fn apps() -> Vec<(&'static str, FastStream<KafkaBroker>)> {
             showcase::app(KafkaBroker::new("localhost:9092")),
         ),
         ("routing", routing::app(KafkaBroker::new("localhost:9092"))),
+        ("retries", retries_app()),
     ]
+}
+
+/// The quickstart plus a subscriber retrying through retry topics, then dead-lettering.
+fn retries_app() -> FastStream<KafkaBroker> {
+    let delays = [1, 60].map(std::time::Duration::from_secs);
+    quickstart_with_info().subscriber(
+        faststream::SubscriberConfig::new("charge", ["payments"])
+            .group_id("billing")
+            .error_policy(faststream::ErrorPolicy::retry_topics(delays).then_dead_letter()),
+        |amount: i64| async move { amount },
+    )
 }
 
 /// The quickstart with the `info` fields the 2.6.0 rules recommend (contact, license,
@@ -205,6 +217,31 @@ fn routing_document_shows_prefixed_names_and_filtered_payloads() {
             {"$ref": "#/components/schemas/Refund"},
             {"$ref": "#/components/schemas/Order"},
         ])
+    );
+}
+
+#[test]
+fn retry_topics_are_documented_as_read_and_written() {
+    let doc = retries_app().asyncapi(AsyncApiVersion::V3_0_0);
+    let channels = &doc["channels"];
+    for topic in [
+        "payments-billing-retry-1000",
+        "payments-billing-retry-60000",
+    ] {
+        assert_eq!(
+            channels[format!("{topic}:Charge")]["address"],
+            topic,
+            "{channels}"
+        );
+        assert_eq!(channels[format!("{topic}:Publisher")]["address"], topic);
+        assert_eq!(
+            doc["operations"][format!("{topic}:ChargeSubscribe")]["action"],
+            "receive"
+        );
+    }
+    assert_eq!(
+        channels["payments-dlt:Publisher"]["address"],
+        "payments-dlt"
     );
 }
 

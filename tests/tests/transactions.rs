@@ -221,14 +221,22 @@ async fn a_fenced_transactional_producer_is_replaced_on_kafka() {
     assert_eq!(err.class(), faststream::ErrorClass::Fatal, "{err}");
     assert!(err.to_string().contains("fenced"), "{err}");
     first.publish_transaction([record("a3")]).await.unwrap();
-    first.publish(json!({"n": "end"}), topic.as_str()).await.unwrap();
+    first
+        .publish(json!({"n": "end"}), topic.as_str())
+        .await
+        .unwrap();
     let read: Vec<String> = collect(&topic, 4, std::time::Duration::from_secs(20))
         .into_iter()
         .map(|o| o.payload)
         .collect();
     assert_eq!(
         read,
-        [r#"{"n":"a1"}"#, r#"{"n":"b1"}"#, r#"{"n":"a3"}"#, r#"{"n":"end"}"#],
+        [
+            r#"{"n":"a1"}"#,
+            r#"{"n":"b1"}"#,
+            r#"{"n":"a3"}"#,
+            r#"{"n":"end"}"#
+        ],
         "a2 never visible"
     );
 }

@@ -1,6 +1,7 @@
 //! The application: subscribers, shared state, lifecycle hooks, graceful shutdown.
 
 use crate::app::publisher::{Publisher, SendFn};
+use crate::app::retry_topics;
 use crate::app::router::Router;
 use crate::broker::{Broker, Publish, Record, SubscribeOptions, Subscription};
 use crate::config::options::StartupOptions;
@@ -715,6 +716,7 @@ impl<B: Broker> RunningApp<B> {
             stats,
             seeker,
         } = built;
+        let config = retry_topics::prepare(&self.live.broker, config, &delivery.failure).await?;
         let stop = template.stop.child_token();
         let options = SubscribeOptions {
             stop: stop.clone(),
@@ -723,7 +725,12 @@ impl<B: Broker> RunningApp<B> {
         tracing::info!(
             "subscriber `{}` consuming {:?} as group `{}` ({delivery})",
             config.name,
-            config.backend.topics,
+            config
+                .backend
+                .topics
+                .iter()
+                .chain(&config.backend.retry_topics)
+                .collect::<Vec<_>>(),
             config.effective_group_id(),
         );
         let subscription = self

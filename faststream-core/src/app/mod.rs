@@ -6,6 +6,7 @@
 mod application;
 pub mod publisher;
 pub mod pull;
+mod retry_topics;
 pub mod router;
 
 pub use application::{

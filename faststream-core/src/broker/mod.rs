@@ -16,11 +16,14 @@
 //! - the order headers are written in on publish: [`outgoing_headers`];
 //! - the queue from the backend to each partition worker: [`partition_queue`];
 //! - the memory budget held around each record from fetch until its worker has it: [`Held`],
-//!   releasing on drop what was not handed over.
+//!   releasing on drop what was not handed over;
+//! - retry topics: a retry record's headers and when it is due ([`retry`]), the
+//!   [`RetryTopic`]s the app asks a backend to create ([`Broker::create_retry_topics`]).
 
 mod budget;
 mod headers;
 mod queue;
+pub mod retry;
 mod start;
 mod transaction;
 mod workers;
@@ -28,6 +31,7 @@ mod workers;
 pub use budget::{BufferBudget, Held};
 pub use headers::{outgoing_headers, OutgoingHeaders};
 pub use queue::{partition_queue, QueueReceiver, QueueSender, TryRecvError, TrySendError};
+pub use retry::RetryTopic;
 pub use start::StartPosition;
 pub use transaction::{OpenTransaction, Transaction};
 pub use workers::WorkerSet;
@@ -308,6 +312,23 @@ pub trait Broker: Send + Sync + 'static {
             Err(crate::Error::config_msg(format!(
                 "this broker cannot send requests (to `{}`)",
                 record.topic
+            )))
+        }
+    }
+
+    /// Creates the retry topics of a subscriber with
+    /// [`ErrorPolicy::retry_topics`](crate::ErrorPolicy::retry_topics) where they are missing:
+    /// each with as many partitions as its source topic and a retention of
+    /// [`RetryTopic::retention`]. Called by the app before the subscriber starts. Backends
+    /// without topic administration answer an error.
+    fn create_retry_topics(
+        &self,
+        topics: &[RetryTopic],
+    ) -> impl Future<Output = Result<()>> + Send {
+        let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
+        async move {
+            Err(crate::Error::config_msg(format!(
+                "this broker cannot create the retry topics {names:?}"
             )))
         }
     }

@@ -248,6 +248,11 @@ pub struct SubscriberBackend {
     pub batch: Option<BatchConfig>,
     /// Callbacks on partition assignment and revocation.
     pub rebalance: RebalanceHooks,
+    /// Retry topics consumed besides `topics`, each partition held back (paused) until its
+    /// head record is due (its [`retry-due-at`](crate::broker::retry::RETRY_DUE_AT) header).
+    /// Filled by the app when the subscriber starts, from its
+    /// [`ErrorPolicy::retry_topics`]; empty otherwise.
+    pub retry_topics: Vec<String>,
 }
 
 /// How a subscriber's messages are handled and acknowledged
@@ -326,6 +331,7 @@ impl SubscriberConfig {
                 pattern: None,
                 batch: None,
                 rebalance: RebalanceHooks::default(),
+                retry_topics: Vec::new(),
             },
             delivery: SubscriberDelivery {
                 ack_policy: None,

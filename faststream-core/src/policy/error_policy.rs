@@ -6,6 +6,8 @@
 //! keeps polling), and after the last attempt sends it to a dead-letter topic, skips it, or
 //! stops its partition. Errors that cannot get better by retrying go straight to that final
 //! outcome: decode and extraction errors, and errors the handler wraps in [`Permanent`].
+//! [`ErrorPolicy::retry_topics`] retries without blocking the partition instead: through retry
+//! topics the app reads itself, each record waiting there until its delay passed.
 //!
 //! FastStream's ack policies are presets of this (see [`ErrorPolicy::preset`]). Each
 //! subscriber resolves its failure handling once, at start: the most specific level (the
@@ -37,6 +39,9 @@ pub struct ErrorPolicy {
     pub jitter: bool,
     /// What happens after the last attempt, and at once for errors that are not retried.
     pub exhausted: Exhausted,
+    /// Delays of the retry topics a failed message goes through, in order, before its final
+    /// outcome (see [`ErrorPolicy::retry_topics`]); empty: none.
+    pub retry_topics: Vec<Duration>,
     /// Only a nack through the `Ack` extractor is retried (the `Manual` preset): other
     /// errors go to the final outcome at once.
     only_nacks: bool,
@@ -76,8 +81,74 @@ impl ErrorPolicy {
             backoff: Backoff::default(),
             jitter: true,
             exhausted: Exhausted::Skip,
+            retry_topics: Vec::new(),
             only_nacks: false,
         }
+    }
+
+    /// Retries without blocking the partition: a failed message is republished to the retry
+    /// topic of the first delay, `{topic}-{group}-retry-{delay in ms}` (see
+    /// [`ErrorPolicy::retry_topic`]), and its partition goes on at once. The app creates and
+    /// consumes those topics itself, with the same handler, group and policy; a record there
+    /// waits (its partition paused) until its delay passed, then runs again, and on failure
+    /// moves to the next delay's topic. After the last one, the final outcome applies: choose
+    /// it with `then_*` (skip by default).
+    ///
+    /// Each delivery is one attempt: in-partition retries would hold up the records behind
+    /// it, which is what retry topics avoid. Errors that are not retried (decode errors,
+    /// [`Permanent`]) take the final outcome at once. Not for batch subscribers, topic
+    /// patterns or explicit partitions (the subscriber does not start).
+    ///
+    /// ```
+    /// use faststream_core::{ErrorPolicy, SubscriberConfig};
+    /// use std::time::Duration;
+    ///
+    /// let delays = [1, 10, 60].map(Duration::from_secs);
+    /// let config = SubscriberConfig::new("orders", ["orders"])
+    ///     .group_id("billing")
+    ///     .error_policy(ErrorPolicy::retry_topics(delays).then_dead_letter());
+    /// let policy = config.delivery_policy().failure;
+    /// assert_eq!(
+    ///     policy.retry_topic("orders", "billing", Duration::from_secs(10)),
+    ///     "orders-billing-retry-10000"
+    /// );
+    /// ```
+    pub fn retry_topics(delays: impl IntoIterator<Item = Duration>) -> Self {
+        Self {
+            jitter: false,
+            retry_topics: delays.into_iter().collect(),
+            ..Self::retry(1)
+        }
+    }
+
+    /// The retry topic of `delay` for records of `topic` failed in `group`:
+    /// `{topic}-{group}-retry-{delay in ms}`. Named by the group, so two groups reading one
+    /// topic never run each other's failures again.
+    pub fn retry_topic(&self, topic: &str, group: &str, delay: Duration) -> String {
+        format!("{topic}-{group}-retry-{}", delay.as_millis())
+    }
+
+    /// The retry topics of records of `topic` failed in `group`, one per distinct delay.
+    pub fn retry_topic_names(&self, topic: &str, group: &str) -> Vec<String> {
+        let mut names: Vec<String> = Vec::with_capacity(self.retry_topics.len());
+        for delay in &self.retry_topics {
+            let name = self.retry_topic(topic, group, *delay);
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names
+    }
+
+    /// The delay of the retry topic a message on its `delivery`-th delivery (1 for the
+    /// original) moves to after failing with `error`; `None` when it takes the final outcome
+    /// (no retry topic left, or an error that is not retried).
+    pub(crate) fn next_retry_topic(&self, delivery: u32, error: &BoxError) -> Option<Duration> {
+        if error.is::<Rejected>() || !is_retriable(error) {
+            return None;
+        }
+        let index = usize::try_from(delivery.max(1) - 1).ok()?;
+        self.retry_topics.get(index).copied()
     }
 
     /// Retries until the message succeeds (errors that are not retriable still go to the
@@ -169,7 +240,10 @@ impl ErrorPolicy {
     /// Whether a failure may need the message again (a retry, a dead letter), so the worker
     /// keeps a copy of each message until it is done.
     pub(crate) fn needs_message(&self) -> bool {
-        self.max_attempts != Some(1) || self.exhausted != Exhausted::Skip || self.only_nacks
+        self.max_attempts != Some(1)
+            || self.exhausted != Exhausted::Skip
+            || self.only_nacks
+            || !self.retry_topics.is_empty()
     }
 
     /// What to do after attempt number `attempt` failed with `error`.
@@ -213,6 +287,11 @@ impl ErrorPolicy {
 ///     ErrorPolicy::retry(3).jitter(false).then_dead_letter_to("failed").to_string(),
 ///     "up to 3 attempts (backoff 100ms to 10s), then dead letter to failed"
 /// );
+/// let delays = [1, 10].map(std::time::Duration::from_secs);
+/// assert_eq!(
+///     ErrorPolicy::retry_topics(delays).then_dead_letter().to_string(),
+///     "1 attempt, then retry topics after 1s, 10s, then dead letter to {topic}-dlt"
+/// );
 /// ```
 impl std::fmt::Display for ErrorPolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -229,6 +308,13 @@ impl std::fmt::Display for ErrorPolicy {
                 " (backoff {:?} to {:?}{jitter})",
                 self.backoff.initial, self.backoff.max
             )?;
+        }
+        if !self.retry_topics.is_empty() {
+            f.write_str(", then retry topics after")?;
+            for (index, delay) in self.retry_topics.iter().enumerate() {
+                let comma = if index == 0 { "" } else { "," };
+                write!(f, "{comma} {delay:?}")?;
+            }
         }
         match &self.exhausted {
             Exhausted::Skip => f.write_str(", then skip"),
@@ -386,6 +472,40 @@ mod tests {
             let full = policy.backoff.delay(attempt);
             assert!(delay >= full / 2 && delay <= full, "{delay:?} of {full:?}");
         }
+    }
+
+    #[test]
+    fn retry_topics_take_each_delay_in_turn_then_the_final_outcome() {
+        let delays = [1, 2].map(Duration::from_secs);
+        let policy = ErrorPolicy::retry_topics(delays).then_dead_letter();
+        assert!(policy.needs_message());
+        assert_eq!(
+            policy.decide(1, &handler_error()),
+            Decision::Exhausted,
+            "one attempt per delivery: no in-partition retry"
+        );
+        assert_eq!(
+            policy.next_retry_topic(1, &handler_error()),
+            Some(delays[0])
+        );
+        assert_eq!(
+            policy.next_retry_topic(2, &handler_error()),
+            Some(delays[1])
+        );
+        assert_eq!(policy.next_retry_topic(3, &handler_error()), None, "last");
+        let permanent: BoxError = Box::new(Permanent::new("no such user"));
+        assert_eq!(policy.next_retry_topic(1, &permanent), None);
+        let rejected: BoxError = Box::new(Rejected);
+        assert_eq!(policy.next_retry_topic(1, &rejected), None);
+        assert_eq!(
+            ErrorPolicy::retry(3).next_retry_topic(1, &handler_error()),
+            None
+        );
+        let twice = ErrorPolicy::retry_topics([delays[0], delays[0], delays[1]]);
+        assert_eq!(
+            twice.retry_topic_names("orders", "billing"),
+            ["orders-billing-retry-1000", "orders-billing-retry-2000"]
+        );
     }
 
     #[test]

@@ -3,9 +3,9 @@
 
 use crate::broker::{Record, DLT_ORIGINAL_TOPIC};
 use crate::error::BoxError;
-use crate::message::{Headers, Message, CORRELATION_ID};
+use crate::message::Message;
 use crate::policy::error_type;
-use std::sync::Arc;
+use crate::runtime::retry_topic::{copy_to, kept_headers, Provenance};
 
 /// Why and where a message goes to its dead-letter topic.
 pub(crate) struct DeadLetter<'a> {
@@ -29,17 +29,14 @@ impl DeadLetter<'_> {
     }
 
     /// The dead letter of one record: its key, payload and headers (the correlation id kept),
-    /// plus where it came from and why it failed, in `dlt-*` headers.
+    /// plus where it came from and why it failed, in `dlt-*` headers. A record of a retry
+    /// topic names the position it was first read at, its retry headers dropped.
     pub(crate) fn record(&self, message: &Message) -> Record {
-        let mut headers = Headers::with_capacity(message.headers.len() + 8);
-        for (name, value) in message.headers.iter() {
-            if name != CORRELATION_ID {
-                headers.append(name, value.clone());
-            }
-        }
-        headers.insert(DLT_ORIGINAL_TOPIC, message.topic.to_string());
-        headers.insert("dlt-original-partition", message.partition.to_string());
-        headers.insert("dlt-original-offset", message.offset.to_string());
+        let mut headers = kept_headers(message, 8);
+        let origin = Provenance::of(message);
+        headers.insert(DLT_ORIGINAL_TOPIC, origin.topic.into_owned());
+        headers.insert("dlt-original-partition", origin.partition.into_owned());
+        headers.insert("dlt-original-offset", origin.offset.into_owned());
         if let Some(timestamp) = message.timestamp {
             headers.insert("dlt-original-timestamp", timestamp.to_string());
         }
@@ -47,35 +44,14 @@ impl DeadLetter<'_> {
         headers.insert("dlt-exception-type", error_type(self.error));
         headers.insert("dlt-exception-message", self.error.to_string());
         headers.insert("dlt-attempts", self.attempts.to_string());
-        Record {
-            topic: Arc::from(self.topic),
-            payload: Some(message.payload.clone()),
-            key: message.key.clone(),
-            // The original `content-type` travels with the other headers.
-            content_type: None,
-            correlation_id: message.headers.get(CORRELATION_ID).cloned(),
-            headers,
-            partition: None,
-            timestamp: None,
-        }
+        copy_to(message, self.topic, headers)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn failed(offset: i64) -> Message {
-        let mut message = Message::new("orders", format!("{{\"n\":{offset}}}"));
-        message.partition = 2;
-        message.offset = offset;
-        message.timestamp = Some(1_700_000_000_000);
-        message.key = Some("k".into());
-        message.headers.append("content-type", "application/json");
-        message.headers.append(CORRELATION_ID, "c-1");
-        message.headers.append("trace", "t");
-        message
-    }
+    use crate::runtime::retry_topic::tests::failed;
 
     #[test]
     fn a_dead_letter_keeps_the_record_and_names_its_origin_and_failure() {

@@ -9,5 +9,6 @@ mod dead_letter;
 pub(crate) mod factory;
 mod fan_out;
 pub(crate) mod progress;
+mod retry_topic;
 pub(crate) mod stats;
 pub(crate) mod worker;

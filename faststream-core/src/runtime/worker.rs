@@ -25,6 +25,7 @@ use crate::runtime::fan_out::{fan_out, Destinations};
 use crate::runtime::progress::{
     CommitMode, FailedHead, PartitionProgress, PendingAck, Ticket, STORE_DELAY, STORE_EVERY,
 };
+use crate::runtime::retry_topic::{delivery_of, retry_record, Provenance};
 use crate::runtime::stats::{PartitionStats, SubscriberStats};
 use bytes::Bytes;
 use futures::FutureExt;
@@ -620,7 +621,9 @@ where
                 })
             }
             Decision::Exhausted => {
-                self.log_failed(&position, key, attempt, &error);
+                // A record of a retry topic counts its earlier deliveries' attempts too.
+                let earlier = kept.as_ref().map_or(0, |m| delivery_of(m) - 1);
+                self.log_failed(&position, key, attempt + earlier, &error);
                 self.exhausted(kept, &error, attempt, ticket, ack).await;
                 None
             }
@@ -763,9 +766,23 @@ where
         ticket: Ticket,
         mut ack: PendingAck<P::Delivery>,
     ) {
-        let outcome = match (&self.policy.exhausted, &message) {
-            (Exhausted::DeadLetter { .. }, Some(message)) => {
-                match self.policy.dead_letter_topic(&message.topic) {
+        // A record of a retry topic was delivered before: count its earlier attempts too.
+        let (delivery, origin_topic) = match &message {
+            Some(message) => {
+                let origin = Provenance::of(message);
+                (origin.delivery, Some(origin.topic.into_owned()))
+            }
+            None => (1, None),
+        };
+        let attempts = attempts + delivery - 1;
+        let next_retry = self.policy.next_retry_topic(delivery, error);
+        let outcome = match (next_retry, &self.policy.exhausted, &message, origin_topic) {
+            (Some(delay), _, Some(message), Some(origin)) => {
+                self.send_to_retry_topic(&origin, message, delay, attempts, &mut ack)
+                    .await
+            }
+            (None, Exhausted::DeadLetter { .. }, Some(message), Some(origin)) => {
+                match self.policy.dead_letter_topic(&origin) {
                     Some(topic) => {
                         self.send_dead_letters(&topic, message, error, attempts, &mut ack)
                             .await
@@ -773,7 +790,7 @@ where
                     None => Final::Settled,
                 }
             }
-            (Exhausted::Stop, Some(_)) => Final::Halt,
+            (None, Exhausted::Stop, Some(_), _) => Final::Halt,
             _ => Final::Settled,
         };
         match (outcome, message) {
@@ -792,32 +809,85 @@ where
         attempts: u32,
         ack: &mut PendingAck<P::Delivery>,
     ) -> Final {
+        // (The letter borrows the config while the worker publishes.)
+        let config = Arc::clone(&self.config);
         let letter = DeadLetter {
             topic,
-            group: self.config.effective_group_id(),
+            group: config.effective_group_id(),
             error,
             attempts,
         };
-        for (record, dead) in message.records().iter().zip(letter.records(message)) {
-            match self.publisher.enqueue(dead).await {
+        let records = message.records().iter().zip(letter.records(message));
+        let outcome = self
+            .send_for_outcome("dead-letter topic", topic, records, ack)
+            .await;
+        if matches!(outcome, Final::Settled) {
+            tracing::warn!(
+                subscriber = %self.config.name,
+                "message {} sent to dead-letter topic `{topic}` after {attempts} attempt(s)",
+                message.position(),
+            );
+        }
+        outcome
+    }
+
+    /// Enqueues the records a failed message becomes on `topic` (its dead-letter or retry
+    /// topic, named by `what`), each with the record it comes from; `ack` must see them
+    /// acknowledged, or the partition halts.
+    async fn send_for_outcome<'m>(
+        &mut self,
+        what: &str,
+        topic: &str,
+        records: impl Iterator<Item = (&'m Message, Record)> + Send,
+        ack: &mut PendingAck<P::Delivery>,
+    ) -> Final {
+        for (from, record) in records {
+            match self.publisher.enqueue(record).await {
                 Ok(delivery) => ack.track(delivery),
                 Err(err) => {
                     tracing::error!(
                         subscriber = %self.config.name,
-                        "message {} could not be sent to dead-letter topic `{topic}`: {err}",
-                        record.position(),
+                        "message {} could not be sent to {what} `{topic}`: {err}",
+                        from.position(),
                     );
                     return Final::Halt;
                 }
             }
         }
-        tracing::warn!(
-            subscriber = %self.config.name,
-            "message {} sent to dead-letter topic `{topic}` after {attempts} attempt(s)",
-            message.position(),
-        );
         ack.must_deliver();
         Final::Settled
+    }
+
+    /// Republishes `message` (first read from `origin`) to its retry topic of `delay`, due
+    /// then; `ack` must see it acknowledged before its offset counts, or the partition halts
+    /// (the same rule as a dead letter). The partition goes on at once.
+    async fn send_to_retry_topic(
+        &mut self,
+        origin: &str,
+        message: &Message,
+        delay: Duration,
+        attempts: u32,
+        ack: &mut PendingAck<P::Delivery>,
+    ) -> Final {
+        let group = self.config.effective_group_id();
+        let topic = self.policy.retry_topic(origin, group, delay);
+        let record = retry_record(message, &topic, delay);
+        let outcome = self
+            .send_for_outcome(
+                "retry topic",
+                &topic,
+                std::iter::once((message, record)),
+                ack,
+            )
+            .await;
+        if matches!(outcome, Final::Settled) {
+            tracing::warn!(
+                subscriber = %self.config.name,
+                "message {} sent to retry topic `{topic}` after {attempts} attempt(s), due in {delay:?}",
+                message.position(),
+            );
+        }
+        outcome
     }
 
     /// Stops the partition at `message`: nothing from it on is handled or committed.

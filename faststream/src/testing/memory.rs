@@ -4,9 +4,10 @@
 
 use super::partitioner::partition_for_key;
 use bytes::Bytes;
+use faststream_core::broker::retry::not_due_for;
 use faststream_core::broker::{
     outgoing_headers, partition_queue, BufferBudget, Held, OffsetStore, PartitionWorkers,
-    QueueSender, SubscribeOptions, Subscription, WorkerSet,
+    QueueSender, RetryTopic, SubscribeOptions, Subscription, WorkerSet,
 };
 use faststream_core::broker::{OpenTransaction, Transaction};
 use faststream_core::message::CORRELATION_ID_LEN;
@@ -202,6 +203,16 @@ impl Cluster {
                 Ok(())
             }
         }
+    }
+
+    /// Creates each retry topic with its source topic's partition count (retention is not
+    /// modelled).
+    pub(crate) fn create_retry_topics(&self, topics: &[RetryTopic]) -> Result<()> {
+        for topic in topics {
+            let partitions = self.partitions(&topic.source).len() as i32;
+            self.create_topic(&topic.name, partitions)?;
+        }
+        Ok(())
     }
 
     /// The partitions of `name`, creating it with the default count when it does not exist.
@@ -404,8 +415,15 @@ impl Cluster {
         workers: Arc<dyn PartitionWorkers>,
         options: SubscribeOptions,
     ) -> Result<Box<dyn Subscription>> {
+        let topics: Vec<String> = config
+            .backend
+            .topics
+            .iter()
+            .chain(&config.backend.retry_topics)
+            .cloned()
+            .collect();
         if config.backend.pattern.is_none() {
-            for topic in &config.backend.topics {
+            for topic in &topics {
                 self.partitions(topic);
             }
         }
@@ -414,7 +432,8 @@ impl Cluster {
             id: self
                 .next_member
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            topics: config.backend.topics.clone(),
+            topics,
+            retry_topics: config.backend.retry_topics.clone(),
             pattern: config.backend.pattern.clone(),
             workers,
             stop: options.stop.clone(),
@@ -577,11 +596,17 @@ impl Cluster {
         let offsets: Arc<dyn OffsetStore> = Arc::new(GroupOffsets(Arc::clone(group)));
         let worker = Arc::clone(&member.workers).spawn(tp.clone(), rx, offsets, token.clone());
         let budget = Arc::clone(member.workers.buffer());
+        let gate = if member.retry_topics.iter().any(|t| *t == *tp.topic) {
+            Gate::UntilDue
+        } else {
+            Gate::Open
+        };
         let from = FeedFrom {
             log,
             position: start,
             isolation: member.isolation,
             transactions: Arc::clone(&self.transactions),
+            gate,
         };
         let feeder = tokio::spawn(feed(from, tx, token.clone(), budget));
         Feed {
@@ -599,14 +624,23 @@ fn now_ms() -> i64 {
         .unwrap_or_default()
 }
 
-/// Sends the log's records from `position` on to the worker, waiting for new ones, until
-/// `stop` fires or the worker is gone.
+/// Whether a partition's feeder holds records back until they are due.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    Open,
+    /// A retry topic's partition: its head record is fed once its `retry-due-at` passed, the
+    /// partition "paused" (nothing fetched) until then, as the Kafka consumer pauses it.
+    UntilDue,
+}
+
 /// What a partition feeder reads: its log, where, and how.
 struct FeedFrom {
     log: Arc<PartitionLog>,
     position: i64,
     isolation: IsolationLevel,
     transactions: Arc<Transactions>,
+    /// Whether it holds records back until they are due.
+    gate: Gate,
 }
 
 /// Sends the log's records from `from.position` on to the worker (those its isolation level
@@ -632,6 +666,15 @@ async fn feed(
         }
         for (offset, message) in batch {
             if let Some(message) = message {
+                if let Some(wait) = (from.gate == Gate::UntilDue)
+                    .then(|| not_due_for(&message.headers))
+                    .flatten()
+                {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                }
                 // Held like the Kafka consumer holds it: the worker releases it once finished,
                 // and a record not handed over (a stop) is released.
                 let held = Held::new(&budget, message);
@@ -667,7 +710,10 @@ impl OffsetStore for GroupOffsets {
 /// One subscription in a group.
 struct Member {
     id: u64,
+    /// The topics it reads, its retry topics included.
     topics: Vec<String>,
+    /// Its retry topics: each partition is fed only as its head record comes due.
+    retry_topics: Vec<String>,
     /// A pattern subscriber reads the topics matching it when the group rebalances.
     pattern: Option<Arc<TopicPattern>>,
     workers: Arc<dyn PartitionWorkers>,

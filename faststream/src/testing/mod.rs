@@ -757,6 +757,17 @@ impl Broker for TestBroker {
     }
 
     #[cfg_attr(not(feature = "kafka"), allow(unused_variables))]
+    async fn create_retry_topics(
+        &self,
+        topics: &[faststream_core::broker::RetryTopic],
+    ) -> Result<()> {
+        match &*self.backend {
+            Backend::Memory(cluster) => cluster.create_retry_topics(topics),
+            #[cfg(feature = "kafka")]
+            Backend::Real(real) => real.kafka.create_retry_topics(topics).await,
+        }
+    }
+
     async fn ping(&self, timeout: Duration) -> Result<()> {
         match &*self.backend {
             Backend::Memory(_) => Ok(()),
