@@ -18,6 +18,9 @@ pub(crate) enum CliError {
     /// Scaffolding failed.
     #[error("{0}")]
     Scaffold(String),
+    /// `faststream import` failed.
+    #[error("{0}")]
+    Import(String),
     /// Watching files failed.
     #[error("cannot watch the sources: {0}")]
     Watch(#[from] notify::Error),

@@ -10,6 +10,7 @@
 
 mod build;
 mod error;
+mod import;
 mod scaffold;
 mod supervise;
 
@@ -39,6 +40,8 @@ enum Command {
     Docs(DocsCommand),
     /// Create a new faststream project in directory NAME.
     New(NewArgs),
+    /// Generate a Rust crate from a Python FastStream service's AsyncAPI document.
+    Import(import::ImportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -153,6 +156,7 @@ async fn dispatch(command: Command) -> Result<u8, CliError> {
                 supervise::run_once(&app.executable, &args).await
             }
         },
+        Command::Import(import) => import::run(import).await,
         Command::New(new) => {
             scaffold::create(&new.name, !new.local_target)?;
             Ok(0)
