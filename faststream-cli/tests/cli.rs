@@ -4,6 +4,9 @@
 //!
 //! The app under test is `tests/src/bin/cli_app.rs` (built once with cargo).
 
+#[path = "cli/import.rs"]
+mod import;
+
 use faststream_integration_tests::{
     bootstrap, collect, create_topic, produce, records_in, unique, Input,
 };

@@ -299,6 +299,107 @@ pub fn logs() -> LogCapture {
         .clone()
 }
 
+/// Creates `name` with `partitions` partitions unless it exists (for the fixed topics of the
+/// Python apps the import tests translate), and waits until it is usable.
+pub async fn ensure_topic(name: &str, partitions: i32) {
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .expect("probe");
+    let exists = probe
+        .fetch_metadata(Some(name), Duration::from_secs(5))
+        .ok()
+        .and_then(|m| {
+            m.topics()
+                .first()
+                .map(|t| t.error().is_none() && !t.partitions().is_empty())
+        })
+        .unwrap_or(false);
+    if !exists {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap())
+            .create()
+            .expect("admin client");
+        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        let results = admin
+            .create_topics(
+                [&topic],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(20))),
+            )
+            .await
+            .expect("create_topics request");
+        for result in results {
+            // Another test binary (or engineer) may have created it meanwhile.
+            if let Err((_, code)) = result {
+                assert_eq!(
+                    code,
+                    rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists,
+                    "creating {name}"
+                );
+            }
+        }
+    }
+    wait_until(Duration::from_secs(20), "topic metadata", || {
+        probe
+            .fetch_metadata(Some(name), Duration::from_secs(2))
+            .ok()
+            .and_then(|m| {
+                m.topics()
+                    .first()
+                    .map(|t| !t.partitions().is_empty() && t.error().is_none())
+            })
+            .unwrap_or(false)
+    });
+}
+
+/// The Python of a venv with FastStream 0.7.8 from PyPI (`faststream[kafka,otel,cli]`, the
+/// OpenTelemetry SDK), in `target/python-interop/venv`, created and installed on first use.
+/// Test binaries running at once take turns through a lock file, so one of them installs.
+pub fn python() -> &'static std::path::PathBuf {
+    static PYTHON: OnceLock<std::path::PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        use std::process::Command;
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root")
+            .join("target/python-interop");
+        std::fs::create_dir_all(&root).expect("target/python-interop");
+        let lock = std::fs::File::create(root.join(".lock")).expect("lock file");
+        // SAFETY: flock(2) on a descriptor we own; released when `lock` is dropped.
+        let locked = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
+        assert_eq!(locked, 0, "locking the venv");
+        let venv = root.join("venv");
+        let python = venv.join("bin/python");
+        if !python.exists() {
+            let status = Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .expect("python3");
+            assert!(status.success(), "creating the venv failed");
+        }
+        // Named after what it holds: a venv from before the CLI extra gets it added.
+        let marker = venv.join(".installed-otel-cli");
+        if !marker.exists() {
+            let status = Command::new(&python)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "-q",
+                    "faststream[kafka,otel,cli]==0.7.8",
+                    "opentelemetry-sdk==1.45.2",
+                ])
+                .status()
+                .expect("pip");
+            assert!(status.success(), "installing FastStream from PyPI failed");
+            std::fs::write(&marker, "ok").expect("marker");
+        }
+        drop(lock);
+        python
+    })
+}
+
 /// Sum of the high watermarks (records written) over `topic`'s `partitions`.
 pub fn records_in(topic: &str, partitions: i32) -> i64 {
     let consumer: BaseConsumer = ClientConfig::new()
