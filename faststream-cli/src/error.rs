@@ -12,9 +12,9 @@ pub(crate) enum CliError {
     /// Building the app failed or gave no usable binary.
     #[error("{0}")]
     Build(String),
-    /// Serving a spec file failed.
+    /// A command run by the facade's CLI code failed (`docs serve FILE`, `publish`...).
     #[error(transparent)]
-    Docs(#[from] faststream::cli::CliError),
+    Command(#[from] faststream::cli::CliError),
     /// Scaffolding failed.
     #[error("{0}")]
     Scaffold(String),

@@ -243,7 +243,13 @@ fn every_command_has_help() {
         &["docs", "gen", "--help"],
         &["docs", "serve", "--help"],
     ];
-    for args in shared.into_iter().chain([&["new", "--help"][..]]) {
+    let tool_only: [&[&str]; 4] = [
+        &["new", "--help"],
+        &["import", "--help"],
+        &["publish", "--help"],
+        &["request", "--help"],
+    ];
+    for args in shared.into_iter().chain(tool_only) {
         assert_help("faststream", &mut faststream(), args);
     }
     for args in shared.into_iter().chain([&["publish", "--help"][..]]) {
@@ -499,6 +505,103 @@ async fn publish_reaches_kafka_with_key_and_header() {
     assert_eq!(records[0].headers["content-type"], "application/json");
     assert_eq!(records[1].payload, "plain text");
     assert_eq!(records[1].headers["content-type"], "text/plain");
+}
+
+/// `faststream publish` on any cluster, without an app: over SASL_SSL with SCRAM-SHA-512 and
+/// the local CA (the password from the environment), read back on the plain listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faststream_publish_reaches_a_secured_cluster() {
+    use faststream_integration_tests::secure;
+    let topic = unique("cli-secure-publish");
+    create_topic(&topic, 1).await;
+    let out = run(faststream()
+        .args([
+            "publish",
+            &topic,
+            r#"{"n": 1}"#,
+            "--key",
+            "k",
+            "--header",
+            "via=cli",
+        ])
+        .args([
+            "-b",
+            &secure::sasl_ssl(),
+            "--sasl-mechanism",
+            "SCRAM-SHA-512",
+        ])
+        .args(["--sasl-username", secure::USER, "--ssl-ca-file"])
+        .arg(secure::ca_file())
+        .args(["-X", "client.id=faststream-cli-test"])
+        .env("KAFKA_SASL_PASSWORD", secure::PASSWORD));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "partition 0 offset 0");
+    let records = tokio::task::spawn_blocking(move || collect(&topic, 1, Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].payload, r#"{"n":1}"#);
+    assert_eq!(records[0].key.as_deref(), Some("k"));
+    assert_eq!(records[0].headers["via"], "cli");
+    assert_eq!(records[0].headers["content-type"], "application/json");
+}
+
+/// A wrong password fails within seconds, with one line naming the cause, and exit code 1.
+#[test]
+fn faststream_publish_with_a_wrong_password_says_so() {
+    use faststream_integration_tests::secure;
+    let started = Instant::now();
+    let out = run(faststream()
+        .args(["publish", "never-written", "x"])
+        .args(["-b", &secure::sasl_plaintext(), "--sasl-mechanism", "PLAIN"])
+        .args(["--sasl-username", secure::USER, "--sasl-password", "wrong"]));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("error:") && stderr.contains("uthentication"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    let out = run(faststream().args(["publish", "t", "x", "--sasl-username", "a"]));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a user without a mechanism is a usage error"
+    );
+}
+
+/// `faststream request` over SASL_PLAINTEXT (PLAIN): a subscriber answers through `reply_to`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faststream_request_prints_the_reply_over_sasl() {
+    use faststream_integration_tests::secure;
+    let topic = unique("cli-secure-request");
+    create_topic(&topic, 1).await;
+    let responder = faststream::FastStream::new(faststream::kafka::KafkaBroker::new(bootstrap()))
+        .subscriber(
+            faststream::SubscriberConfig::new("triple", [topic.as_str()])
+                .group_id(unique("g").as_str()),
+            |n: i64| async move { n * 3 },
+        )
+        .start()
+        .await
+        .expect("responder starts");
+    let topic_arg = topic.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        run(faststream()
+            .args(["request", &topic_arg, "14", "--rpc-timeout", "60"])
+            .args(["--bootstrap-servers", &secure::sasl_plaintext()])
+            .args(["--sasl-mechanism", "PLAIN", "--sasl-username", secure::USER])
+            .args(["--sasl-password", secure::PASSWORD]))
+    })
+    .await
+    .expect("join");
+    responder.shutdown().await.expect("shutdown");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "42");
 }
 
 #[test]

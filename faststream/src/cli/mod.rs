@@ -22,7 +22,14 @@
 //! publishes one message and prints `partition N offset M`.
 
 pub use crate::asyncapi::AsyncApiVersion;
+#[cfg(feature = "kafka")]
+pub use broker::{
+    BadBrokerOptions, BrokerArgs, SaslOption, BOOTSTRAP_SERVERS_ENV, SASL_PASSWORD_ENV,
+};
 pub use faststream_core::options::{BadExtraOption, OptionValue, StartupOptions, WORKER_ID_ENV};
+
+#[cfg(feature = "kafka")]
+mod broker;
 
 use crate::asyncapi::serve::ServeError;
 use crate::asyncapi::DescribeServer;
@@ -94,6 +101,10 @@ pub enum CliError {
     /// Other I/O.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// Broker options that do not make a broker (`faststream publish`).
+    #[cfg(feature = "kafka")]
+    #[error(transparent)]
+    BrokerOptions(#[from] BadBrokerOptions),
     /// The OTLP exporter (`run --otel`) could not be set up.
     #[cfg(feature = "otlp")]
     #[error(transparent)]
@@ -498,6 +509,36 @@ pub async fn serve_file(path: &Path, host: &str, port: u16) -> Result<(), CliErr
     serve_until_signal(&document, host, port).await
 }
 
+/// `publish` (and `publish --rpc`, the `request` of the `faststream` command): sends the
+/// record through `broker` and prints where it landed (`partition N offset M`), or the reply's
+/// payload.
+pub async fn publish_with<B: Broker>(broker: &B, publish: &PublishArgs) -> Result<(), CliError> {
+    let record = publish.record()?;
+    broker.ping(PING_TIMEOUT).await?;
+    if publish.rpc {
+        let timeout = Duration::try_from_secs_f64(publish.rpc_timeout.max(0.0))
+            .unwrap_or(Duration::from_secs(30));
+        let reply = broker.request(record, timeout).await?;
+        println!("{}", String::from_utf8_lossy(&reply.payload));
+        return Ok(());
+    }
+    let publisher = broker.publisher()?;
+    let delivery = publisher
+        .enqueue(record)
+        .await
+        .map_err(faststream_core::Error::from)?;
+    let delivered = delivery.await.map_err(faststream_core::Error::from)?;
+    println!(
+        "partition {} offset {}",
+        delivered.partition, delivered.offset
+    );
+    publisher
+        .flush(Duration::from_secs(5))
+        .await
+        .map_err(faststream_core::Error::from)?;
+    Ok(())
+}
+
 /// Installs what `run`'s options ask for: the access log, the metrics (unless the app has its
 /// own), OTLP tracing.
 fn observe_run<B: Broker>(
@@ -632,36 +673,7 @@ impl<B: Broker + DescribeServer> FastStream<B> {
                 }
                 Ok(())
             }
-            AppCommand::Publish(publish) if publish.rpc => {
-                let record = publish.record()?;
-                let broker = self.broker();
-                broker.ping(PING_TIMEOUT).await?;
-                let timeout = Duration::try_from_secs_f64(publish.rpc_timeout.max(0.0))
-                    .unwrap_or(Duration::from_secs(30));
-                let reply = broker.request(record, timeout).await?;
-                println!("{}", String::from_utf8_lossy(&reply.payload));
-                Ok(())
-            }
-            AppCommand::Publish(publish) => {
-                let record = publish.record()?;
-                let broker = self.broker();
-                broker.ping(PING_TIMEOUT).await?;
-                let publisher = broker.publisher()?;
-                let delivery = publisher
-                    .enqueue(record)
-                    .await
-                    .map_err(faststream_core::Error::from)?;
-                let delivered = delivery.await.map_err(faststream_core::Error::from)?;
-                println!(
-                    "partition {} offset {}",
-                    delivered.partition, delivered.offset
-                );
-                publisher
-                    .flush(Duration::from_secs(5))
-                    .await
-                    .map_err(faststream_core::Error::from)?;
-                Ok(())
-            }
+            AppCommand::Publish(publish) => publish_with(self.broker(), &publish).await,
         }
     }
 
