@@ -75,7 +75,7 @@ struct RunArgs {
 
 #[derive(Debug, Subcommand)]
 enum DocsCommand {
-    /// Write the app's AsyncAPI document to a file and print where.
+    /// Write the app's AsyncAPI document (or convert a JSON/YAML spec FILE) and print where.
     Gen {
         #[command(flatten)]
         target: Target,
@@ -155,6 +155,12 @@ async fn dispatch(command: Command) -> Result<u8, CliError> {
             .await
         }
         Command::Docs(DocsCommand::Gen { target, gen }) => {
+            if let Some(file) = &gen.file {
+                // A spec file needs no app.
+                let path = faststream::cli::convert_file(file, &gen)?;
+                println!("AsyncAPI document written to {}", path.display());
+                return Ok(0);
+            }
             let app = build::build(&target).await?;
             let args = gen.to_args(&gen.asyncapi_version.to_string());
             supervise::run_once(&app.executable, &args).await

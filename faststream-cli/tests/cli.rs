@@ -315,6 +315,40 @@ fn docs_gen_writes_json_yaml_and_out() {
         .env("CLI_IN", &channel));
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(std::fs::read_to_string(&file).unwrap().contains(&channel));
+
+    // From a file, no app: YAML to JSON and JSON to YAML, the document unchanged.
+    let json_file = dir.join("from-yaml.json");
+    let out = run(faststream()
+        .args(["docs", "gen"])
+        .arg(&file)
+        .arg("--out")
+        .arg(&json_file));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("from-yaml.json"));
+    let from_yaml: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_file).unwrap()).unwrap();
+    assert!(from_yaml["channels"].to_string().contains(&channel));
+    let yaml_file = dir.join("again.yaml");
+    let out = run(Command::new(app())
+        .args(["docs", "gen", "--yaml", "--out"])
+        .arg(&yaml_file)
+        .arg(&json_file));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let again: serde_json::Value =
+        serde_norway::from_str(&std::fs::read_to_string(&yaml_file).unwrap()).unwrap();
+    assert_eq!(
+        again, from_yaml,
+        "the app's docs gen FILE converts, not its own document"
+    );
+    let out = run(faststream()
+        .args(["docs", "gen"])
+        .arg(dir.join("missing.yaml")));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("cannot read"),
+        "{}",
+        text(&out.stderr)
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 

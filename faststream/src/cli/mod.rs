@@ -236,6 +236,10 @@ pub struct GenArgs {
     /// AsyncAPI version: 3.0.0 or 2.6.0.
     #[arg(long, value_name = "VERSION", default_value = "3.0.0", value_parser = parse_version)]
     pub asyncapi_version: AsyncApiVersion,
+    /// Write this JSON or YAML document instead of the app's (as it is, in JSON, or YAML with
+    /// --yaml: e.g. a Python FastStream service's document, converted).
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
 }
 
 impl GenArgs {
@@ -440,6 +444,13 @@ where
     AppCli::from_arg_matches(&matches).map_err(|e| e.format(&mut command))
 }
 
+/// `docs gen FILE`: reads a JSON or YAML document and writes it as `docs gen` does (JSON, or
+/// YAML with `--yaml`); returns the path written.
+pub fn convert_file(path: &Path, args: &GenArgs) -> Result<PathBuf, CliError> {
+    let document = read_document(path)?;
+    write_document(&document, args)
+}
+
 /// Writes the document as `docs gen` does; returns the path written.
 pub fn write_document(document: &serde_json::Value, args: &GenArgs) -> Result<PathBuf, CliError> {
     let path = args.out.clone().unwrap_or_else(|| {
@@ -631,8 +642,10 @@ impl<B: Broker + DescribeServer> FastStream<B> {
                 Ok(())
             }
             AppCommand::Docs(DocsCommand::Gen(gen)) => {
-                let document = self.asyncapi_document(gen.asyncapi_version);
-                let path = write_document(&document, &gen)?;
+                let path = match &gen.file {
+                    Some(file) => convert_file(file, &gen)?,
+                    None => write_document(&self.asyncapi_document(gen.asyncapi_version), &gen)?,
+                };
                 println!("AsyncAPI document written to {}", path.display());
                 Ok(())
             }
