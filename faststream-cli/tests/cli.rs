@@ -8,7 +8,7 @@
 mod import;
 
 use faststream_integration_tests::{
-    bootstrap, collect, create_topic, produce, records_in, unique, Input,
+    bootstrap, collect, create_topic, produce, records_in, unique, wait_until, Input,
 };
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -761,6 +761,110 @@ async fn two_workers_both_consume_and_a_killed_one_restarts() {
     supervisor.signal(libc::SIGTERM);
     let status = supervisor.wait(Duration::from_secs(60));
     assert!(status.success(), "{status}");
+}
+
+/// The user ids in `output`'s greetings, by greeting text prefix (`Hello`, `Hi`).
+fn greetings(output: &str) -> Vec<(String, i64)> {
+    collect(output, usize::MAX, Duration::from_secs(2))
+        .iter()
+        .filter_map(|r| {
+            let json: serde_json::Value = serde_json::from_str(&r.payload).ok()?;
+            let text = json["text"].as_str()?;
+            Some((
+                text.split(',').next()?.to_owned(),
+                json["user_id"].as_i64()?,
+            ))
+        })
+        .collect()
+}
+
+async fn greet_users(input: &str, ids: std::ops::Range<i64>) {
+    let inputs = ids.map(|id| Input::new(format!(r#"{{"user": "u{id}", "user_id": {id}}}"#)));
+    produce(input, inputs).await;
+}
+
+/// `faststream run --reload` end to end: a new project runs on Kafka; its handler is edited
+/// while messages keep coming; the app is rebuilt and restarted, the new handler answers what
+/// comes after, and no message is lost across the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_rebuilds_and_restarts_on_an_edit_and_loses_nothing() {
+    let (input, output, group) = (unique("cli-r-in"), unique("cli-r-out"), unique("cli-r"));
+    create_topic(&input, 1).await;
+    create_topic(&output, 1).await;
+    let dir = temp_dir("reload");
+    let out = run(faststream().args(["new", "reload_demo"]).current_dir(&dir));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let project = dir.join("reload_demo");
+    let lib = project.join("src/lib.rs");
+    let source = std::fs::read_to_string(&lib).unwrap();
+    let source = source
+        .replace(
+            r#"#[subscriber("users")]"#,
+            &format!(r#"#[subscriber("{input}", group_id = "{group}")]"#),
+        )
+        .replace(
+            r#"#[publisher("greetings")]"#,
+            &format!(r#"#[publisher("{output}")]"#),
+        );
+    std::fs::write(&lib, &source).unwrap();
+
+    let building = cargo_builds();
+    let mut app = Running::start(
+        faststream()
+            .args(["run", "--reload"])
+            .current_dir(&project)
+            .env("CARGO_TARGET_DIR", target_dir())
+            .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap()),
+    );
+    app.wait_for_lines("partitions assigned", 1, Duration::from_secs(300));
+    greet_users(&input, 1..6).await;
+    let topic = output.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_until(Duration::from_secs(60), "five greetings", || {
+            greetings(&topic).len() >= 5
+        })
+    })
+    .await
+    .unwrap();
+
+    // The edit; messages keep coming while the app rebuilds and restarts.
+    std::fs::write(
+        &lib,
+        source.replace(r#"format!("Hello, {user}!")"#, r#"format!("Hi, {user}!")"#),
+    )
+    .unwrap();
+    greet_users(&input, 6..11).await;
+    app.wait_for_lines("faststream: restarted the app", 1, Duration::from_secs(300));
+    app.wait_for_lines("partitions assigned", 2, Duration::from_secs(120));
+    drop(building);
+    greet_users(&input, 11..16).await;
+    let topic = output.clone();
+    let answered = tokio::task::spawn_blocking(move || {
+        let mut answered = Vec::new();
+        wait_until(Duration::from_secs(60), "every user greeted", || {
+            answered = greetings(&topic);
+            (1..16).all(|id| answered.iter().any(|(_, user)| *user == id))
+        });
+        answered
+    })
+    .await
+    .unwrap();
+    for id in 1..6 {
+        assert!(
+            answered.contains(&("Hello".to_owned(), id)),
+            "{id}: {answered:?}"
+        );
+    }
+    for id in 11..16 {
+        assert!(
+            answered.contains(&("Hi".to_owned(), id)),
+            "{id}: {answered:?}"
+        );
+    }
+    assert_eq!(app.occurrences("sources changed, rebuilding"), 1);
+    app.signal(libc::SIGTERM);
+    assert!(app.wait(Duration::from_secs(60)).success());
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
