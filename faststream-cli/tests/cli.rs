@@ -786,11 +786,13 @@ async fn greet_users(input: &str, ids: std::ops::Range<i64>) {
 /// `faststream run --reload` end to end: a new project runs on Kafka; its handler is edited
 /// while messages keep coming; the app is rebuilt and restarted, the new handler answers what
 /// comes after, and no message is lost across the restart.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reload_rebuilds_and_restarts_on_an_edit_and_loses_nothing() {
+#[test]
+fn reload_rebuilds_and_restarts_on_an_edit_and_loses_nothing() {
+    // Synchronous: it holds the cargo-builds lock while `faststream run` builds.
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let (input, output, group) = (unique("cli-r-in"), unique("cli-r-out"), unique("cli-r"));
-    create_topic(&input, 1).await;
-    create_topic(&output, 1).await;
+    runtime.block_on(create_topic(&input, 1));
+    runtime.block_on(create_topic(&output, 1));
     let dir = temp_dir("reload");
     let out = run(faststream().args(["new", "reload_demo"]).current_dir(&dir));
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -817,15 +819,10 @@ async fn reload_rebuilds_and_restarts_on_an_edit_and_loses_nothing() {
             .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap()),
     );
     app.wait_for_lines("partitions assigned", 1, Duration::from_secs(300));
-    greet_users(&input, 1..6).await;
-    let topic = output.clone();
-    tokio::task::spawn_blocking(move || {
-        wait_until(Duration::from_secs(60), "five greetings", || {
-            greetings(&topic).len() >= 5
-        })
-    })
-    .await
-    .unwrap();
+    runtime.block_on(greet_users(&input, 1..6));
+    wait_until(Duration::from_secs(60), "five greetings", || {
+        greetings(&output).len() >= 5
+    });
 
     // The edit; messages keep coming while the app rebuilds and restarts.
     std::fs::write(
@@ -833,22 +830,16 @@ async fn reload_rebuilds_and_restarts_on_an_edit_and_loses_nothing() {
         source.replace(r#"format!("Hello, {user}!")"#, r#"format!("Hi, {user}!")"#),
     )
     .unwrap();
-    greet_users(&input, 6..11).await;
+    runtime.block_on(greet_users(&input, 6..11));
     app.wait_for_lines("faststream: restarted the app", 1, Duration::from_secs(300));
     app.wait_for_lines("partitions assigned", 2, Duration::from_secs(120));
     drop(building);
-    greet_users(&input, 11..16).await;
-    let topic = output.clone();
-    let answered = tokio::task::spawn_blocking(move || {
-        let mut answered = Vec::new();
-        wait_until(Duration::from_secs(60), "every user greeted", || {
-            answered = greetings(&topic);
-            (1..16).all(|id| answered.iter().any(|(_, user)| *user == id))
-        });
-        answered
-    })
-    .await
-    .unwrap();
+    runtime.block_on(greet_users(&input, 11..16));
+    let mut answered = Vec::new();
+    wait_until(Duration::from_secs(60), "every user greeted", || {
+        answered = greetings(&output);
+        (1..16).all(|id| answered.iter().any(|(_, user)| *user == id))
+    });
     for id in 1..6 {
         assert!(
             answered.contains(&("Hello".to_owned(), id)),
