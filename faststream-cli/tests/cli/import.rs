@@ -393,3 +393,63 @@ async fn python_faststream_feeds_the_imported_services_on_kafka() {
         assert!(service.wait(Duration::from_secs(30)).success());
     }
 }
+
+/// `faststream import` from the URL of a running Python `faststream docs serve` (the document
+/// embedded in its page), without `--app`: the defaults used are in the generated README.
+#[test]
+fn import_from_a_python_docs_server_names_the_defaults_it_used() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+        .to_string();
+    let _server = Running::start(
+        Command::new(python().with_file_name("faststream"))
+            .args(["docs", "serve", "seed:app", "--port", &port])
+            .current_dir(apps_dir()),
+    );
+    let address = format!("127.0.0.1:{port}");
+    faststream_integration_tests::wait_until(Duration::from_secs(60), "docs server", || {
+        std::net::TcpStream::connect(&address).is_ok()
+    });
+    let dir = temp_dir("import-url").join("from_url");
+    let out = run(faststream()
+        .args(["import", &format!("http://{address}"), "--out"])
+        .arg(&dir)
+        .arg("--local-target"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lib = std::fs::read_to_string(dir.join("src/lib.rs")).unwrap();
+    assert!(
+        lib.contains(r#"#[subscriber("import-seed-in", group_id = "handle_msg")]"#)
+            && lib.contains(r#"#[publisher("import-seed-out")]"#)
+            && lib.contains("pub async fn handle_msg(user: String, user_id: i64) -> String"),
+        "{lib}"
+    );
+    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    assert!(
+        readme.contains("Group ids: the document has none")
+            && readme.contains("with one subscriber, every publisher is taken as its `@publisher`"),
+        "{readme}"
+    );
+    for file in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "tests/handlers.rs",
+        "src/main.rs",
+        ".gitignore",
+    ] {
+        assert!(dir.join(file).is_file(), "{file}");
+    }
+    assert!(!dir.join(".cargo/config.toml").exists(), "--local-target");
+    // Imported again, nothing changes, so nothing is written (and cargo rebuilds nothing).
+    let again = run(faststream()
+        .args(["import", &format!("http://{address}"), "--out"])
+        .arg(&dir)
+        .arg("--local-target"));
+    assert!(
+        text(&again.stdout).contains(": 0 of 8 files written"),
+        "{}",
+        text(&again.stdout)
+    );
+    let _ = std::fs::remove_dir_all(dir.parent().expect("temp dir"));
+}
