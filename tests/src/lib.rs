@@ -32,6 +32,16 @@ pub async fn create_topic(name: &str, partitions: i32) {
 /// Creates `name` with `partitions` partitions and topic `configs` (e.g. `max.message.bytes`),
 /// and waits until it is usable.
 pub async fn create_topic_with(name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    create(name, partitions, configs, false).await;
+}
+
+/// Creates `name` with `partitions` partitions unless it exists (for the fixed topics of the
+/// Python apps the import tests translate), and waits until it is usable.
+pub async fn ensure_topic(name: &str, partitions: i32) {
+    create(name, partitions, &[], true).await;
+}
+
+async fn create(name: &str, partitions: i32, configs: &[(&str, &str)], existing_ok: bool) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
         .create()
@@ -48,7 +58,12 @@ pub async fn create_topic_with(name: &str, partitions: i32, configs: &[(&str, &s
         .await
         .expect("create_topics request");
     for result in results {
-        result.expect("topic created");
+        match result {
+            Ok(_) => {}
+            // An earlier run, another test binary or another engineer created it.
+            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) if existing_ok => {}
+            Err((topic, code)) => panic!("topic {topic} not created: {code}"),
+        }
     }
     // Wait until metadata shows every partition with a leader.
     let probe: BaseConsumer = ClientConfig::new()
@@ -60,9 +75,10 @@ pub async fn create_topic_with(name: &str, partitions: i32, configs: &[(&str, &s
             .fetch_metadata(Some(name), Duration::from_secs(2))
             .ok()
             .and_then(|m| {
-                m.topics()
-                    .first()
-                    .map(|t| t.partitions().len() as i32 == partitions && t.error().is_none())
+                m.topics().first().map(|t| {
+                    let count = t.partitions().len() as i32;
+                    t.error().is_none() && (count == partitions || existing_ok && count > 0)
+                })
             })
             .unwrap_or(false)
     });
@@ -297,59 +313,6 @@ pub fn logs() -> LogCapture {
             capture
         })
         .clone()
-}
-
-/// Creates `name` with `partitions` partitions unless it exists (for the fixed topics of the
-/// Python apps the import tests translate), and waits until it is usable.
-pub async fn ensure_topic(name: &str, partitions: i32) {
-    let probe: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .create()
-        .expect("probe");
-    let exists = probe
-        .fetch_metadata(Some(name), Duration::from_secs(5))
-        .ok()
-        .and_then(|m| {
-            m.topics()
-                .first()
-                .map(|t| t.error().is_none() && !t.partitions().is_empty())
-        })
-        .unwrap_or(false);
-    if !exists {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap())
-            .create()
-            .expect("admin client");
-        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-        let results = admin
-            .create_topics(
-                [&topic],
-                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(20))),
-            )
-            .await
-            .expect("create_topics request");
-        for result in results {
-            // Another test binary (or engineer) may have created it meanwhile.
-            if let Err((_, code)) = result {
-                assert_eq!(
-                    code,
-                    rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists,
-                    "creating {name}"
-                );
-            }
-        }
-    }
-    wait_until(Duration::from_secs(20), "topic metadata", || {
-        probe
-            .fetch_metadata(Some(name), Duration::from_secs(2))
-            .ok()
-            .and_then(|m| {
-                m.topics()
-                    .first()
-                    .map(|t| !t.partitions().is_empty() && t.error().is_none())
-            })
-            .unwrap_or(false)
-    });
 }
 
 /// The Python of a venv with FastStream 0.7.8 from PyPI (`faststream[kafka,otel,cli]`, the
