@@ -147,6 +147,26 @@ fn operation_payload(
     })
 }
 
+/// A return type's schema (pydantic's `TypeAdapter(...).json_schema()`) as the document
+/// would hold it: its `$defs` moved into `schemas`, and a model the document already has (same
+/// title) referred to rather than repeated.
+fn into_components(mut schema: Value, schemas: &mut Map<String, Value>) -> Value {
+    if let Some(Value::Object(definitions)) = schema.as_object_mut().and_then(|s| s.remove("$defs"))
+    {
+        for (name, definition) in definitions {
+            schemas.entry(name).or_insert(definition);
+        }
+    }
+    match schema.get("title").and_then(Value::as_str) {
+        Some(title) if schema.get("properties").is_some() => {
+            let title = title.to_owned();
+            schemas.entry(title.clone()).or_insert(schema);
+            serde_json::json!({ "$ref": format!("{SCHEMAS}{}", title.replace('~', "~0").replace('/', "~1")) })
+        }
+        _ => schema,
+    }
+}
+
 impl Contract {
     /// Reads an AsyncAPI 3.0.0 document (as `faststream docs gen` writes it).
     pub(crate) fn from_document(document: &Value) -> Result<Self, ContractError> {
@@ -303,7 +323,10 @@ impl Contract {
                 }
             }
             if handler.publishes.is_empty() {
-                handler.reply_schema = python.returns.clone();
+                handler.reply_schema = python
+                    .returns
+                    .clone()
+                    .map(|schema| into_components(schema, &mut self.schemas));
             }
         }
         let mut index = 0;
@@ -408,6 +431,23 @@ mod tests {
         );
         assert_eq!(handler.reply_schema, Some(json!({"type": "integer"})));
         assert!(contract.defaults_used.is_empty());
+    }
+
+    #[test]
+    fn a_model_returned_as_a_reply_refers_to_the_documents_schema() {
+        let mut schemas = Map::new();
+        let reply = into_components(
+            json!({"title": "Answer", "type": "object", "properties": {"part": {"$ref": "#/components/schemas/Part"}},
+                   "$defs": {"Part": {"type": "string"}}}),
+            &mut schemas,
+        );
+        assert_eq!(reply, json!({"$ref": "#/components/schemas/Answer"}));
+        assert_eq!(schemas["Part"], json!({"type": "string"}));
+        assert!(schemas["Answer"].get("$defs").is_none());
+        assert_eq!(
+            into_components(json!({"type": "integer"}), &mut schemas),
+            json!({"type": "integer"})
+        );
     }
 
     #[test]

@@ -444,7 +444,7 @@ fn cargo_toml(options: &Options, uses: Uses) -> String {
         extra.push_str("uuid = { version = \"1\", features = [\"serde\"] }\n");
     }
     if uses.regress {
-        extra.push_str("regress = \"0.10\"\n");
+        extra.push_str("regress = \"0.11\"\n");
     }
     let schemars = if schemars_features.is_empty() {
         "\"0.8\"".to_owned()
