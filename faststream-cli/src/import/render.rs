@@ -116,6 +116,34 @@ fn params(
     vec![(name, rust)]
 }
 
+/// The Rust type of a published payload: the named type of the schema `name` (or the one it
+/// refers to), else the plain type of `schema`.
+fn payload_type(name: &str, schema: &Value, types: &mut Types) -> String {
+    let named = schema_ref(schema)
+        .or_else(|| (!is_synthesized(name)).then(|| name.to_owned()))
+        .and_then(|n| types.named.get(&n).cloned());
+    named.unwrap_or_else(|| types.rust_type(schema, name))
+}
+
+/// The publishers no subscriber owns: `(topic, Rust payload type)`.
+fn loose_publishers(contract: &Contract, types: &mut Types) -> Vec<(String, String)> {
+    contract
+        .loose_publishers
+        .iter()
+        .map(|publication| {
+            let schema = contract
+                .schemas
+                .get(&publication.payload)
+                .cloned()
+                .unwrap_or(Value::Null);
+            (
+                publication.topic.clone(),
+                payload_type(&publication.payload, &schema, types),
+            )
+        })
+        .collect()
+}
+
 fn plan(contract: &Contract, types: &mut Types) -> Vec<Plan> {
     let mut used = std::collections::BTreeSet::new();
     let mut plans = Vec::new();
@@ -149,13 +177,7 @@ fn plan(contract: &Contract, types: &mut Types) -> Vec<Plan> {
                 .map(|s| (format!("the reply of {}", handler.function), s)),
         };
         let output = output_schema.map(|(name, schema)| {
-            let rust = match schema_ref(&schema).and_then(|n| types.named.get(&n).cloned()) {
-                Some(rust) => rust,
-                None if !is_synthesized(&name) && types.named.contains_key(&name) => {
-                    types.named[&name].clone()
-                }
-                None => types.rust_type(&schema, &name),
-            };
+            let rust = payload_type(&name, &schema, types);
             let value = example(&schema, &contract.schemas, "");
             (rust, value)
         });
@@ -189,10 +211,11 @@ fn body(plan: &Plan) -> (String, String) {
                 .join(", ")
         ),
     };
-    let todo = "    // The Python handler's logic goes here. Until then: the example output.\n";
     let Some((rust, value)) = &plan.output else {
+        let todo = "    // The Python handler's logic goes here.\n";
         return ("".into(), format!("{todo}{unused}"));
     };
+    let todo = "    // The Python handler's logic goes here. Until then: the example output.\n";
     let plain = match (rust.as_str(), value) {
         ("String", Value::String(text)) => Some(format!("{}.to_owned()", literal(text))),
         ("i64" | "u64" | "i32" | "u32", Value::Number(n)) => Some(n.to_string()),
@@ -255,7 +278,12 @@ fn subscriber_attribute(handler: &Handler) -> String {
     format!("#[subscriber({})]", args.join(", "))
 }
 
-fn lib_rs(contract: &Contract, plans: &[Plan], options: &Options) -> String {
+fn lib_rs(
+    contract: &Contract,
+    plans: &[Plan],
+    loose: &[(String, String)],
+    options: &Options,
+) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -324,17 +352,19 @@ fn lib_rs(contract: &Contract, plans: &[Plan], options: &Options) -> String {
             params.join(", ")
         );
     }
-    if !contract.loose_publishers.is_empty() {
+    if !loose.is_empty() {
         out.push_str(
             "\n/// The app's publishers the document does not tie to a subscriber, as publisher\n\
              /// objects (`publisher.publish(&value).await`).\n\
              pub fn publishers() -> Vec<faststream::Publisher> {\n    vec![\n",
         );
-        for publication in &contract.loose_publishers {
+        for (topic, rust) in loose {
+            // Documented with its payload's schema, as the Python publisher was.
             let _ = writeln!(
                 out,
-                "        faststream::Publisher::to({}),",
-                literal(&publication.topic)
+                "        faststream::Publisher::to({})\n            \
+                 .describe(|c| c.schema(faststream::filter::schema_of::<{rust}>)),",
+                literal(topic)
             );
         }
         out.push_str("    ]\n}\n");
@@ -348,7 +378,7 @@ fn lib_rs(contract: &Contract, plans: &[Plan], options: &Options) -> String {
          /// The app on any broker: Kafka in `main`, the in-memory `TestBroker` in tests.\n\
          pub fn app_on<B: Broker>(broker: B) -> FastStream<B> {\n",
     );
-    if contract.loose_publishers.is_empty() {
+    if loose.is_empty() {
         out.push_str("    FastStream::new(broker)");
     } else {
         out.push_str("    let mut app = FastStream::new(broker);\n    for publisher in publishers() {\n        app = app.with_publisher(&publisher);\n    }\n    app");
@@ -577,6 +607,7 @@ pub(crate) fn files(
 ) -> (Vec<(String, String)>, Vec<String>) {
     let mut types = Types::new(&contract.schemas);
     let plans = plan(contract, &mut types);
+    let loose = loose_publishers(contract, &mut types);
     let (types_code, uses) = types.code();
     let krate = options.package.replace('-', "_");
     let types_rs = format!(
@@ -594,7 +625,7 @@ pub(crate) fn files(
         ("src/types.rs".to_owned(), rustfmt(types_rs)),
         (
             "src/lib.rs".to_owned(),
-            rustfmt(lib_rs(contract, &plans, options)),
+            rustfmt(lib_rs(contract, &plans, &loose, options)),
         ),
         ("src/main.rs".to_owned(), MAIN_RS.replace("{krate}", &krate)),
         (

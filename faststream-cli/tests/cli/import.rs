@@ -1,7 +1,8 @@
 //! `faststream import` on five real Python FastStream apps (`tests/python/import_apps`: the
 //! seed example, a router with a prefix, nested and optional pydantic models, a batch
 //! subscriber, request/reply), with FastStream 0.7.8 from PyPI (the venv of the interop
-//! tests): each app's `faststream docs gen` document is imported with `--app`, the five crates
+//! tests), and a sixth of two subscribers imported without `--app`: each app's `faststream
+//! docs gen` document is imported, the crates
 //! are built and tested as one cargo workspace (in `target/import-e2e`, into the workspace's
 //! target dir: the dependencies, librdkafka among them, are compiled once, and an unchanged
 //! import rewrites no file, so a second run rebuilds nothing), and then:
@@ -14,8 +15,12 @@ use super::*;
 use faststream_integration_tests::{bootstrap, ensure_topic, python};
 use serde_json::{json, Map, Value};
 
-/// The apps, each `tests/python/import_apps/{app}.py` with its `app`.
+/// The apps imported with `--app`, each `tests/python/import_apps/{app}.py` with its `app`.
 const APPS: [&str; 5] = ["seed", "router", "models", "batch", "rpc"];
+
+/// The app imported without `--app` (two subscribers and a publisher the document does not
+/// tie to either): the defaults' path, built, tested and documented like the others.
+const WITHOUT_APP: &str = "multi";
 
 /// The topics the apps use (fixed: the generated crates must not change between runs, or
 /// every run would rebuild them; the Kafka check tells its records apart by correlation id).
@@ -88,30 +93,36 @@ fn generated() -> &'static Generated {
         let python = python();
         let docs = generated_dir().join("python-docs");
         std::fs::create_dir_all(&docs).expect("docs dir");
-        for app in APPS {
+        let all = APPS.iter().chain([&WITHOUT_APP]);
+        for app in all.clone().copied() {
             let out = run(Command::new(python.with_file_name("faststream"))
                 .args(["docs", "gen", &format!("{app}:app"), "--out"])
                 .arg(docs.join(format!("{app}.json")))
                 .current_dir(apps_dir()));
             assert!(out.status.success(), "docs gen {app}: {}", text(&out.stderr));
-            let out = run(faststream()
+            let mut import = faststream();
+            import
                 .arg("import")
                 .arg(docs.join(format!("{app}.json")))
                 .arg("--out")
                 .arg(generated_dir().join(format!("imported-{app}")))
-                .args(["--app", &format!("{app}:app"), "--python"])
-                .arg(python)
-                .arg("--app-dir")
-                .arg(apps_dir())
-                .arg("--in-workspace"));
+                .arg("--in-workspace");
+            if app != WITHOUT_APP {
+                import
+                    .args(["--app", &format!("{app}:app"), "--python"])
+                    .arg(python)
+                    .arg("--app-dir")
+                    .arg(apps_dir());
+            }
+            let out = run(&mut import);
             let stdout = text(&out.stdout);
             assert!(out.status.success(), "import {app}: {}", text(&out.stderr));
             assert!(
-                stdout.contains("Imported 1 subscribers") && !stdout.contains("not translated"),
+                stdout.contains("Imported ") && !stdout.contains("not translated"),
                 "{stdout}"
             );
         }
-        let members: Vec<String> = APPS.iter().map(|a| format!("\"imported-{a}\"")).collect();
+        let members: Vec<String> = all.map(|a| format!("\"imported-{a}\"")).collect();
         write_if_changed(
             &generated_dir().join("Cargo.toml"),
             &format!(
@@ -166,7 +177,15 @@ fn binary(app: &str) -> PathBuf {
 #[test]
 fn imported_apps_build_and_each_handler_test_passes() {
     let generated = generated();
-    let handlers = ["handle_msg", "register", "bill", "count_events", "square"];
+    let handlers = [
+        "handle_msg",
+        "register",
+        "bill",
+        "count_events",
+        "square",
+        "on_shipment",
+        "on_cancellation",
+    ];
     for handler in handlers {
         let line = format!("test {handler}_handles_the_schema_example ... ok");
         assert!(
@@ -182,6 +201,18 @@ fn imported_apps_build_and_each_handler_test_passes() {
         .filter_map(|l| l.split_once(' ')?.0.parse::<usize>().ok())
         .sum();
     assert_eq!(passed, handlers.len(), "{}", generated.cargo_test);
+    // Without `--app`, a publisher of an app with several subscribers is a publisher object,
+    // and the README says so.
+    let lib = std::fs::read_to_string(generated_dir().join("imported-multi/src/lib.rs")).unwrap();
+    assert!(
+        lib.contains(r#"faststream::Publisher::to("import-multi-notices")"#),
+        "{lib}"
+    );
+    let readme = std::fs::read_to_string(generated_dir().join("imported-multi/README.md")).unwrap();
+    assert!(
+        readme.contains("each publisher is a `Publisher` object"),
+        "{readme}"
+    );
     // The generated code: one `#[subscriber]` with the Python group, the batch settings and
     // the publisher the Python handler had (compared with rustfmt's line breaks taken out).
     let source = |file: &str| {
@@ -292,7 +323,7 @@ fn operations(document: &Value) -> Vec<(String, String, String, String)> {
 #[test]
 fn imported_apps_document_the_python_apps_channels_operations_and_payloads() {
     generated();
-    for app in APPS {
+    for app in APPS.iter().chain([&WITHOUT_APP]) {
         let python_doc: Value = serde_json::from_str(
             &std::fs::read_to_string(generated_dir().join(format!("python-docs/{app}.json")))
                 .unwrap(),
