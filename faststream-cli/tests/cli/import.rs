@@ -85,6 +85,40 @@ struct Generated {
     cargo_test: String,
 }
 
+/// Writes `app`'s document with Python FastStream's `docs gen` into `docs`, and imports it.
+fn import_app(app: &str, python: &Path, docs: &Path) {
+    let out = run(Command::new(python.with_file_name("faststream"))
+        .args(["docs", "gen", &format!("{app}:app"), "--out"])
+        .arg(docs.join(format!("{app}.json")))
+        .current_dir(apps_dir()));
+    assert!(
+        out.status.success(),
+        "docs gen {app}: {}",
+        text(&out.stderr)
+    );
+    let mut import = faststream();
+    import
+        .arg("import")
+        .arg(docs.join(format!("{app}.json")))
+        .arg("--out")
+        .arg(generated_dir().join(format!("imported-{app}")))
+        .arg("--in-workspace");
+    if app != WITHOUT_APP {
+        import
+            .args(["--app", &format!("{app}:app"), "--python"])
+            .arg(python)
+            .arg("--app-dir")
+            .arg(apps_dir());
+    }
+    let out = run(&mut import);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "import {app}: {}", text(&out.stderr));
+    assert!(
+        stdout.contains("Imported ") && !stdout.contains("not translated"),
+        "{stdout}"
+    );
+}
+
 /// Generates the Python documents, imports them, and builds and tests the generated
 /// workspace, once for the tests below.
 fn generated() -> &'static Generated {
@@ -94,34 +128,13 @@ fn generated() -> &'static Generated {
         let docs = generated_dir().join("python-docs");
         std::fs::create_dir_all(&docs).expect("docs dir");
         let all = APPS.iter().chain([&WITHOUT_APP]);
-        for app in all.clone().copied() {
-            let out = run(Command::new(python.with_file_name("faststream"))
-                .args(["docs", "gen", &format!("{app}:app"), "--out"])
-                .arg(docs.join(format!("{app}.json")))
-                .current_dir(apps_dir()));
-            assert!(out.status.success(), "docs gen {app}: {}", text(&out.stderr));
-            let mut import = faststream();
-            import
-                .arg("import")
-                .arg(docs.join(format!("{app}.json")))
-                .arg("--out")
-                .arg(generated_dir().join(format!("imported-{app}")))
-                .arg("--in-workspace");
-            if app != WITHOUT_APP {
-                import
-                    .args(["--app", &format!("{app}:app"), "--python"])
-                    .arg(python)
-                    .arg("--app-dir")
-                    .arg(apps_dir());
+        // Each app's document and import at once: most of the time is Python starting.
+        std::thread::scope(|scope| {
+            for app in all.clone().copied() {
+                let docs = &docs;
+                scope.spawn(move || import_app(app, python, docs));
             }
-            let out = run(&mut import);
-            let stdout = text(&out.stdout);
-            assert!(out.status.success(), "import {app}: {}", text(&out.stderr));
-            assert!(
-                stdout.contains("Imported ") && !stdout.contains("not translated"),
-                "{stdout}"
-            );
-        }
+        });
         let members: Vec<String> = all.map(|a| format!("\"imported-{a}\"")).collect();
         write_if_changed(
             &generated_dir().join("Cargo.toml"),
