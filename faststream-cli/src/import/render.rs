@@ -636,3 +636,80 @@ pub(crate) fn files(
     ];
     (files, untranslated)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn contract(payload_schema: Value) -> Contract {
+        let document = json!({
+            "asyncapi": "3.0.0",
+            "info": {"title": "Shop"},
+            "channels": {"in:Take": {"address": "in"}},
+            "operations": {"in:TakeSubscribe": {"action": "receive",
+                "channel": {"$ref": "#/channels/in:Take"},
+                "messages": [{"$ref": "#/components/messages/m"}]}},
+            "components": {
+                "messages": {"m": {"payload": {"$ref": "#/components/schemas/Odd"}}},
+                "schemas": {"Odd": payload_schema}
+            }
+        });
+        Contract::from_document(&document).unwrap()
+    }
+
+    fn options() -> Options {
+        Options {
+            package: "shop".into(),
+            faststream_dep: "\"0.1.0\"".into(),
+            own_workspace: true,
+            source: "shop.json".into(),
+            app: None,
+        }
+    }
+
+    fn file<'a>(files: &'a [(String, String)], name: &str) -> &'a str {
+        &files.iter().find(|(path, _)| path == name).unwrap().1
+    }
+
+    #[test]
+    fn an_untranslated_schema_is_any_json_and_named_in_the_readme() {
+        let (files, untranslated) = files(
+            &contract(json!({"$ref": "elsewhere.json#/Odd"})),
+            &options(),
+        );
+        assert_eq!(untranslated.len(), 1, "{untranslated:?}");
+        let lib = file(&files, "src/lib.rs");
+        assert!(
+            lib.contains("pub async fn take(odd: serde_json::Value)"),
+            "{lib}"
+        );
+        let readme = file(&files, "README.md");
+        assert!(readme.contains("- `Odd`: "), "{readme}");
+        assert!(
+            readme.contains("Group ids: the document has none"),
+            "{readme}"
+        );
+    }
+
+    #[test]
+    fn a_translated_schema_is_its_type_and_the_crate_is_a_workspace_of_its_own() {
+        let (files, untranslated) = files(
+            &contract(
+                json!({"type": "object", "properties": {"id": {"type": "string", "format": "uuid"}}}),
+            ),
+            &options(),
+        );
+        assert!(untranslated.is_empty(), "{untranslated:?}");
+        assert!(file(&files, "src/lib.rs").contains("pub async fn take(odd: Odd)"));
+        let manifest = file(&files, "Cargo.toml");
+        assert!(
+            manifest.contains("uuid = {")
+                && manifest.contains("\"uuid1\"")
+                && manifest.contains("[workspace]"),
+            "{manifest}"
+        );
+        assert!(file(&files, "tests/handlers.rs")
+            .contains("async fn take_handles_the_schema_example()"));
+    }
+}

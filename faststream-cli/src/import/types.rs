@@ -266,10 +266,19 @@ impl Types {
         match rust_type_of(&mut self.space, schema) {
             Ok(rust) => rust,
             Err(reason) => {
-                self.untranslated.push(Untranslated {
-                    schema: used_in.to_owned(),
-                    reason,
-                });
+                let mut refers_to = BTreeSet::new();
+                references(schema, &mut refers_to);
+                // A schema that uses one already listed (and left out) is that one's failure.
+                let listed = self
+                    .untranslated
+                    .iter()
+                    .any(|u| refers_to.contains(&u.schema));
+                if !listed {
+                    self.untranslated.push(Untranslated {
+                        schema: used_in.to_owned(),
+                        reason,
+                    });
+                }
                 ANY_JSON.to_owned()
             }
         }
