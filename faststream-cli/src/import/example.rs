@@ -81,28 +81,34 @@ fn build(schema: &Value, schemas: &Map<String, Value>, hint: &str, depth: usize)
             Value::Array(vec![item; usize::try_from(count).unwrap_or(1)])
         }
         Some("string") => string(object, hint),
-        Some("integer") => {
-            let minimum = bound(object, "minimum", "exclusiveMinimum", 1.0);
-            json!(minimum.max(1.0).ceil() as i64)
-        }
-        Some("number") => json!(bound(object, "minimum", "exclusiveMinimum", 0.5).max(1.5)),
+        Some("integer") => json!(number(object, 1.0, 1.0) as i64),
+        Some("number") => json!(number(object, 1.5, f64::EPSILON)),
         Some("boolean") => json!(true),
         _ => Value::Null,
     }
 }
 
-/// The lower bound of a number, or `fallback`.
-fn bound(object: &Map<String, Value>, inclusive: &str, exclusive: &str, fallback: f64) -> f64 {
-    object
-        .get(inclusive)
-        .and_then(Value::as_f64)
-        .or_else(|| {
-            object
-                .get(exclusive)
-                .and_then(Value::as_f64)
-                .map(|b| b + 1.0)
-        })
-        .unwrap_or(fallback)
+/// A number within the schema's bounds: `preferred` when it is, else the middle of the
+/// bounds, else the one bound moved inwards by `step` (1 for integers).
+fn number(object: &Map<String, Value>, preferred: f64, step: f64) -> f64 {
+    let get = |key: &str| object.get(key).and_then(Value::as_f64);
+    let low = get("minimum").or_else(|| get("exclusiveMinimum").map(|b| b + step));
+    let high = get("maximum").or_else(|| get("exclusiveMaximum").map(|b| b - step));
+    let value = match (low, high) {
+        (Some(low), Some(high)) if !(low..=high).contains(&preferred) => low + (high - low) / 2.0,
+        (Some(low), None) if preferred < low => low,
+        (None, Some(high)) if preferred > high => high,
+        _ => preferred,
+    };
+    if step >= 1.0 {
+        // An integer still within the bounds.
+        match low {
+            Some(low) if value.floor() < low => value.ceil(),
+            _ => value.floor(),
+        }
+    } else {
+        value
+    }
 }
 
 fn string(object: &Map<String, Value>, hint: &str) -> Value {
@@ -117,12 +123,48 @@ fn string(object: &Map<String, Value>, hint: &str) -> Value {
         _ if hint.is_empty() => "text".to_owned(),
         _ => hint.to_owned(),
     };
-    let min = object.get("minLength").and_then(Value::as_u64).unwrap_or(0);
-    let min = usize::try_from(min).unwrap_or(0);
-    if text.chars().count() < min {
-        return json!(format!("{text}{}", "x".repeat(min - text.chars().count())));
+    let length = |key: &str| {
+        object
+            .get(key)
+            .and_then(Value::as_u64)
+            .and_then(|n| usize::try_from(n).ok())
+    };
+    let (min, max) = (length("minLength").unwrap_or(0), length("maxLength"));
+    let mut text: String = text.chars().take(max.unwrap_or(usize::MAX)).collect();
+    while text.chars().count() < min {
+        text.push('x');
     }
-    json!(text)
+    match object.get("pattern").and_then(Value::as_str) {
+        Some(pattern) => json!(matching(pattern, &text, min, max).unwrap_or(text)),
+        None => json!(text),
+    }
+}
+
+/// A string matching `pattern` (ECMA regex, read by the `regex` crate): `preferred` if it
+/// does, else the first of a few plain candidates (digits, letters, both, of the lengths the
+/// schema allows) that does; `None` when none does (the example then misses the pattern, and
+/// the generated test shows it).
+fn matching(pattern: &str, preferred: &str, min: usize, max: Option<usize>) -> Option<String> {
+    let regex = regex::Regex::new(pattern).ok()?;
+    if regex.is_match(preferred) {
+        return Some(preferred.to_owned());
+    }
+    let shortest = min.max(1);
+    let lengths = shortest..=max.unwrap_or(32).clamp(shortest, 32);
+    let alphabets = [
+        "0123456789",
+        "abcdefghij",
+        "ABCDEFGHIJ",
+        "a1b2c3d4e5",
+        "A1B2C3D4E5",
+    ];
+    lengths
+        .flat_map(|n| {
+            alphabets
+                .iter()
+                .map(move |alphabet| alphabet.chars().cycle().take(n).collect::<String>())
+        })
+        .find(|candidate| regex.is_match(candidate))
 }
 
 #[cfg(test)]
@@ -160,6 +202,21 @@ mod tests {
             })
         );
         assert_eq!(example(&json!({"examples": [7]}), schemas, ""), json!(7));
+        let bounded = |schema: Value| example(&schema, schemas, "");
+        let number = json!({"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1});
+        assert_eq!(bounded(number), json!(0.5));
+        let negative = json!({"type": "integer", "minimum": -5, "maximum": -1});
+        assert_eq!(bounded(negative), json!(-3));
+        let above = json!({"type": "integer", "exclusiveMinimum": 10});
+        assert_eq!(bounded(above), json!(11));
+        let digits = json!({"type": "string", "pattern": "^[0-9]{4}$"});
+        assert_eq!(bounded(digits), json!("0123"));
+        let code = json!({"type": "string", "pattern": "^[A-Z][0-9][A-Z][0-9]$"});
+        assert_eq!(bounded(code), json!("A1B2"));
+        assert_eq!(
+            bounded(json!({"type": "string", "maxLength": 3})),
+            json!("tex")
+        );
         assert_eq!(example(&json!({"type": "integer"}), schemas, ""), json!(1));
     }
 

@@ -78,9 +78,9 @@ pub(crate) async fn run(args: ImportArgs) -> Result<u8, CliError> {
             .unwrap_or_default()
             .to_owned(),
     };
-    if !crate::scaffold::valid_name(&package) {
+    if !crate::scaffold::valid_name(&package) || render::is_keyword(&package.replace('-', "_")) {
         return Err(CliError::Usage(format!(
-            "`{package}` is not a valid package name (a letter, then letters, digits, `-` or `_`): choose one with --name"
+            "`{package}` is not a valid package name (a letter, then letters, digits, `-` or `_`; not a Rust keyword): choose one with --name"
         )));
     }
     let document = source::read(&args.source).await.map_err(failed)?;

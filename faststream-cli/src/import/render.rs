@@ -46,6 +46,11 @@ const KEYWORDS: &[&str] = &[
     "override", "priv", "typeof", "unsized", "virtual", "yield", "try", "gen",
 ];
 
+/// Whether `name` is a Rust keyword (so no parameter, function or crate name).
+pub(crate) fn is_keyword(name: &str) -> bool {
+    KEYWORDS.contains(&name)
+}
+
 /// Whether `name` can be a Rust parameter or function name as it is.
 fn is_identifier(name: &str) -> bool {
     let mut chars = name.chars();
@@ -53,7 +58,7 @@ fn is_identifier(name: &str) -> bool {
         .next()
         .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !KEYWORDS.contains(&name)
+        && !is_keyword(name)
 }
 
 /// The parameters for a payload schema: the fields of an object FastStream made of a
