@@ -46,6 +46,7 @@ enum Command {
     /// Publish one message to any Kafka cluster and print where it landed.
     Publish(PublishCommand),
     /// Send a request (with `reply_to` and a correlation id) and print the reply's payload.
+    #[command(mut_arg("rpc", |arg| arg.hide(true)))]
     Request(PublishCommand),
 }
 
