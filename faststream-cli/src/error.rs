@@ -12,12 +12,15 @@ pub(crate) enum CliError {
     /// Building the app failed or gave no usable binary.
     #[error("{0}")]
     Build(String),
-    /// Serving a spec file failed.
+    /// A command run by the facade's CLI code failed (`docs serve FILE`, `publish`...).
     #[error(transparent)]
-    Docs(#[from] faststream::cli::CliError),
+    Command(#[from] faststream::cli::CliError),
     /// Scaffolding failed.
     #[error("{0}")]
     Scaffold(String),
+    /// `faststream import` failed.
+    #[error("{0}")]
+    Import(String),
     /// Watching files failed.
     #[error("cannot watch the sources: {0}")]
     Watch(#[from] notify::Error),

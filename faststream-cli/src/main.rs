@@ -1,22 +1,24 @@
 //! `faststream`: runs a faststream-rs app (several workers, reload on change), writes or
-//! serves its AsyncAPI docs, and scaffolds new projects.
+//! serves its AsyncAPI docs, scaffolds new projects, imports a Python FastStream service as a
+//! Rust crate, and publishes or requests on any Kafka cluster.
 //!
 //! The app itself does the work of `docs gen` / `docs serve`: this command builds it with
-//! cargo and runs it with those arguments (every app has them through `FastStream::cli`).
-//!
-//! It depends on the facade's `cli` feature only (argument types, the docs server), never on
-//! a broker backend: it talks to Kafka only through the apps it runs.
+//! cargo and runs it with those arguments (every app has them through `FastStream::cli`); a
+//! spec file needs no app. `publish` and `request` need no app either: the broker options
+//! (`faststream::cli::BrokerArgs`: servers, TLS, SASL) make a `KafkaBroker`, and the facade's
+//! `publish_with` sends the record, as an app's own `publish` command does.
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 mod build;
 mod error;
+mod import;
 mod scaffold;
 mod supervise;
 
 use build::Target;
 use clap::{Args, Parser, Subcommand};
 use error::CliError;
-use faststream::cli::{GenArgs, ServeArgs};
+use faststream::cli::{BrokerArgs, GenArgs, PublishArgs, ServeArgs};
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
@@ -39,6 +41,21 @@ enum Command {
     Docs(DocsCommand),
     /// Create a new faststream project in directory NAME.
     New(NewArgs),
+    /// Generate a Rust crate from a Python FastStream service's AsyncAPI document.
+    Import(import::ImportArgs),
+    /// Publish one message to any Kafka cluster and print where it landed.
+    Publish(PublishCommand),
+    /// Send a request (with `reply_to` and a correlation id) and print the reply's payload.
+    #[command(mut_arg("rpc", |arg| arg.hide(true)))]
+    Request(PublishCommand),
+}
+
+#[derive(Debug, Args)]
+struct PublishCommand {
+    #[command(flatten)]
+    message: PublishArgs,
+    #[command(flatten)]
+    broker: BrokerArgs,
 }
 
 #[derive(Debug, Args)]
@@ -59,7 +76,7 @@ struct RunArgs {
 
 #[derive(Debug, Subcommand)]
 enum DocsCommand {
-    /// Write the app's AsyncAPI document to a file and print where.
+    /// Write the app's AsyncAPI document (or convert a JSON/YAML spec FILE) and print where.
     Gen {
         #[command(flatten)]
         target: Target,
@@ -107,6 +124,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// `publish` and `request`: the record through a broker made of the options.
+async fn publish(command: PublishCommand) -> Result<u8, CliError> {
+    let broker = command
+        .broker
+        .broker()
+        .map_err(faststream::cli::CliError::from)?;
+    faststream::cli::publish_with(&broker, &command.message).await?;
+    Ok(0)
+}
+
 async fn dispatch(command: Command) -> Result<u8, CliError> {
     match command {
         Command::Run(run) => {
@@ -129,6 +156,12 @@ async fn dispatch(command: Command) -> Result<u8, CliError> {
             .await
         }
         Command::Docs(DocsCommand::Gen { target, gen }) => {
+            if let Some(file) = &gen.file {
+                // A spec file needs no app.
+                let path = faststream::cli::convert_file(file, &gen)?;
+                println!("AsyncAPI document written to {}", path.display());
+                return Ok(0);
+            }
             let app = build::build(&target).await?;
             let args = gen.to_args(&gen.asyncapi_version.to_string());
             supervise::run_once(&app.executable, &args).await
@@ -153,6 +186,12 @@ async fn dispatch(command: Command) -> Result<u8, CliError> {
                 supervise::run_once(&app.executable, &args).await
             }
         },
+        Command::Import(import) => import::run(import).await,
+        Command::Publish(command) => publish(command).await,
+        Command::Request(mut command) => {
+            command.message.rpc = true;
+            publish(command).await
+        }
         Command::New(new) => {
             scaffold::create(&new.name, !new.local_target)?;
             Ok(0)

@@ -5,23 +5,35 @@ use std::path::{Path, PathBuf};
 
 /// This checkout's root, when `faststream` runs from a build of it (then new projects depend
 /// on its `faststream` crate by path, and reuse its `Cargo.lock`, so they build offline).
-fn checkout() -> Option<PathBuf> {
+pub(crate) fn checkout() -> Option<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?;
     root.join("faststream/Cargo.toml")
         .is_file()
         .then(|| root.to_owned())
 }
 
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphabetic())
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
+/// The `faststream` dependency of a new project: this checkout's crate by path when the
+/// command runs from a build of it, else the released version.
+pub(crate) fn faststream_dependency() -> String {
+    match checkout() {
+        Some(root) => format!(
+            "{{ path = {:?} }}",
+            root.join("faststream").display().to_string()
+        ),
+        None => format!("\"{}\"", env!("CARGO_PKG_VERSION")),
+    }
+}
+
 /// The target directory the projects created on this machine share:
 /// `$XDG_CACHE_HOME/faststream-rs/target`, or `~/.cache/faststream-rs/target` (where the
 /// local Kafka's jars are cached too). `None` when neither variable is set to an absolute path.
-fn shared_target_dir() -> Option<PathBuf> {
+pub(crate) fn shared_target_dir() -> Option<PathBuf> {
     let absolute = |var: &str| {
         std::env::var_os(var)
             .map(PathBuf::from)
@@ -34,17 +46,17 @@ fn shared_target_dir() -> Option<PathBuf> {
 
 /// The project's `.cargo/config.toml`: its builds go to the shared target directory, so the
 /// dependencies (librdkafka's C build among them) compile once per machine, not per project.
-fn cargo_config(target_dir: &Path) -> Option<String> {
+pub(crate) fn cargo_config(target_dir: &Path) -> Option<String> {
     // A TOML basic string: only `"` and `\` need escaping in a path.
     let path = target_dir
         .to_str()?
         .replace('\\', "\\\\")
         .replace('"', "\\\"");
     Some(format!(
-        r#"# Written by `faststream new`: the projects it creates on this machine build into one
-# shared target directory, so their dependencies (librdkafka, tokio, ...) compile once rather
-# than once per project. Delete this file (or use `faststream new --local-target`) for a
-# target/ of the project's own. Ignored by git: the path is this machine's.
+        r#"# Written by `faststream new` or `faststream import`: the projects they create on this
+# machine build into one shared target directory, so their dependencies (librdkafka, tokio, ...) compile once rather
+# than once per project. Delete this file (or use `--local-target`) for a target/ of the
+# project's own. Ignored by git: the path is this machine's.
 [build]
 target-dir = "{path}"
 "#
@@ -73,13 +85,7 @@ pub(crate) fn create(name: &str, shared_target: bool) -> Result<(), CliError> {
     }
     let krate = package.replace('-', "_");
     let root = checkout();
-    let faststream_dep = match &root {
-        Some(root) => format!(
-            "{{ path = {:?} }}",
-            root.join("faststream").display().to_string()
-        ),
-        None => format!("\"{}\"", env!("CARGO_PKG_VERSION")),
-    };
+    let faststream_dep = faststream_dependency();
     let mut files: Vec<(&str, String)> = vec![
         ("Cargo.toml", cargo_toml(&package, &faststream_dep)),
         ("src/lib.rs", LIB_RS.replace("{package}", &package)),
@@ -250,7 +256,7 @@ async fn greets_the_user() {
 "#;
 
 /// The `faststream` dependency with the `testing` feature added.
-fn with_testing_feature(dep: &str) -> String {
+pub(crate) fn with_testing_feature(dep: &str) -> String {
     match dep.strip_suffix('}') {
         Some(table) => format!("{}, features = [\"testing\"] }}", table.trim_end()),
         None => format!("{{ version = {dep}, features = [\"testing\"] }}"),

@@ -4,8 +4,11 @@
 //!
 //! The app under test is `tests/src/bin/cli_app.rs` (built once with cargo).
 
+#[path = "cli/import.rs"]
+mod import;
+
 use faststream_integration_tests::{
-    bootstrap, collect, create_topic, produce, records_in, unique, Input,
+    bootstrap, collect, create_topic, produce, records_in, unique, wait_until, Input,
 };
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -240,7 +243,13 @@ fn every_command_has_help() {
         &["docs", "gen", "--help"],
         &["docs", "serve", "--help"],
     ];
-    for args in shared.into_iter().chain([&["new", "--help"][..]]) {
+    let tool_only: [&[&str]; 4] = [
+        &["new", "--help"],
+        &["import", "--help"],
+        &["publish", "--help"],
+        &["request", "--help"],
+    ];
+    for args in shared.into_iter().chain(tool_only) {
         assert_help("faststream", &mut faststream(), args);
     }
     for args in shared.into_iter().chain([&["publish", "--help"][..]]) {
@@ -306,6 +315,40 @@ fn docs_gen_writes_json_yaml_and_out() {
         .env("CLI_IN", &channel));
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(std::fs::read_to_string(&file).unwrap().contains(&channel));
+
+    // From a file, no app: YAML to JSON and JSON to YAML, the document unchanged.
+    let json_file = dir.join("from-yaml.json");
+    let out = run(faststream()
+        .args(["docs", "gen"])
+        .arg(&file)
+        .arg("--out")
+        .arg(&json_file));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("from-yaml.json"));
+    let from_yaml: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_file).unwrap()).unwrap();
+    assert!(from_yaml["channels"].to_string().contains(&channel));
+    let yaml_file = dir.join("again.yaml");
+    let out = run(Command::new(app())
+        .args(["docs", "gen", "--yaml", "--out"])
+        .arg(&yaml_file)
+        .arg(&json_file));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let again: serde_json::Value =
+        serde_norway::from_str(&std::fs::read_to_string(&yaml_file).unwrap()).unwrap();
+    assert_eq!(
+        again, from_yaml,
+        "the app's docs gen FILE converts, not its own document"
+    );
+    let out = run(faststream()
+        .args(["docs", "gen"])
+        .arg(dir.join("missing.yaml")));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("cannot read"),
+        "{}",
+        text(&out.stderr)
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -498,6 +541,103 @@ async fn publish_reaches_kafka_with_key_and_header() {
     assert_eq!(records[1].headers["content-type"], "text/plain");
 }
 
+/// `faststream publish` on any cluster, without an app: over SASL_SSL with SCRAM-SHA-512 and
+/// the local CA (the password from the environment), read back on the plain listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faststream_publish_reaches_a_secured_cluster() {
+    use faststream_integration_tests::secure;
+    let topic = unique("cli-secure-publish");
+    create_topic(&topic, 1).await;
+    let out = run(faststream()
+        .args([
+            "publish",
+            &topic,
+            r#"{"n": 1}"#,
+            "--key",
+            "k",
+            "--header",
+            "via=cli",
+        ])
+        .args([
+            "-b",
+            &secure::sasl_ssl(),
+            "--sasl-mechanism",
+            "SCRAM-SHA-512",
+        ])
+        .args(["--sasl-username", secure::USER, "--ssl-ca-file"])
+        .arg(secure::ca_file())
+        .args(["-X", "client.id=faststream-cli-test"])
+        .env("KAFKA_SASL_PASSWORD", secure::PASSWORD));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "partition 0 offset 0");
+    let records = tokio::task::spawn_blocking(move || collect(&topic, 1, Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].payload, r#"{"n":1}"#);
+    assert_eq!(records[0].key.as_deref(), Some("k"));
+    assert_eq!(records[0].headers["via"], "cli");
+    assert_eq!(records[0].headers["content-type"], "application/json");
+}
+
+/// A wrong password fails within seconds, with one line naming the cause, and exit code 1.
+#[test]
+fn faststream_publish_with_a_wrong_password_says_so() {
+    use faststream_integration_tests::secure;
+    let started = Instant::now();
+    let out = run(faststream()
+        .args(["publish", "never-written", "x"])
+        .args(["-b", &secure::sasl_plaintext(), "--sasl-mechanism", "PLAIN"])
+        .args(["--sasl-username", secure::USER, "--sasl-password", "wrong"]));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("error:") && stderr.contains("uthentication"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    let out = run(faststream().args(["publish", "t", "x", "--sasl-username", "a"]));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a user without a mechanism is a usage error"
+    );
+}
+
+/// `faststream request` over SASL_PLAINTEXT (PLAIN): a subscriber answers through `reply_to`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faststream_request_prints_the_reply_over_sasl() {
+    use faststream_integration_tests::secure;
+    let topic = unique("cli-secure-request");
+    create_topic(&topic, 1).await;
+    let responder = faststream::FastStream::new(faststream::kafka::KafkaBroker::new(bootstrap()))
+        .subscriber(
+            faststream::SubscriberConfig::new("triple", [topic.as_str()])
+                .group_id(unique("g").as_str()),
+            |n: i64| async move { n * 3 },
+        )
+        .start()
+        .await
+        .expect("responder starts");
+    let topic_arg = topic.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        run(faststream()
+            .args(["request", &topic_arg, "14", "--rpc-timeout", "60"])
+            .args(["--bootstrap-servers", &secure::sasl_plaintext()])
+            .args(["--sasl-mechanism", "PLAIN", "--sasl-username", secure::USER])
+            .args(["--sasl-password", secure::PASSWORD]))
+    })
+    .await
+    .expect("join");
+    responder.shutdown().await.expect("shutdown");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "42");
+}
+
 #[test]
 fn unreachable_broker_is_named() {
     for args in [&["publish", "some-topic", "hi"][..], &["run"]] {
@@ -621,6 +761,101 @@ async fn two_workers_both_consume_and_a_killed_one_restarts() {
     supervisor.signal(libc::SIGTERM);
     let status = supervisor.wait(Duration::from_secs(60));
     assert!(status.success(), "{status}");
+}
+
+/// The user ids in `output`'s greetings, by greeting text prefix (`Hello`, `Hi`).
+fn greetings(output: &str) -> Vec<(String, i64)> {
+    collect(output, usize::MAX, Duration::from_secs(2))
+        .iter()
+        .filter_map(|r| {
+            let json: serde_json::Value = serde_json::from_str(&r.payload).ok()?;
+            let text = json["text"].as_str()?;
+            Some((
+                text.split(',').next()?.to_owned(),
+                json["user_id"].as_i64()?,
+            ))
+        })
+        .collect()
+}
+
+async fn greet_users(input: &str, ids: std::ops::Range<i64>) {
+    let inputs = ids.map(|id| Input::new(format!(r#"{{"user": "u{id}", "user_id": {id}}}"#)));
+    produce(input, inputs).await;
+}
+
+/// `faststream run --reload` end to end: a new project runs on Kafka; its handler is edited
+/// while messages keep coming; the app is rebuilt and restarted, the new handler answers what
+/// comes after, and no message is lost across the restart.
+#[test]
+fn reload_rebuilds_and_restarts_on_an_edit_and_loses_nothing() {
+    // Synchronous: it holds the cargo-builds lock while `faststream run` builds.
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (input, output, group) = (unique("cli-r-in"), unique("cli-r-out"), unique("cli-r"));
+    runtime.block_on(create_topic(&input, 1));
+    runtime.block_on(create_topic(&output, 1));
+    let dir = temp_dir("reload");
+    let out = run(faststream().args(["new", "reload_demo"]).current_dir(&dir));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let project = dir.join("reload_demo");
+    let lib = project.join("src/lib.rs");
+    let source = std::fs::read_to_string(&lib).unwrap();
+    let source = source
+        .replace(
+            r#"#[subscriber("users")]"#,
+            &format!(r#"#[subscriber("{input}", group_id = "{group}")]"#),
+        )
+        .replace(
+            r#"#[publisher("greetings")]"#,
+            &format!(r#"#[publisher("{output}")]"#),
+        );
+    std::fs::write(&lib, &source).unwrap();
+
+    let building = cargo_builds();
+    let mut app = Running::start(
+        faststream()
+            .args(["run", "--reload"])
+            .current_dir(&project)
+            .env("CARGO_TARGET_DIR", target_dir())
+            .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap()),
+    );
+    app.wait_for_lines("partitions assigned", 1, Duration::from_secs(300));
+    runtime.block_on(greet_users(&input, 1..6));
+    wait_until(Duration::from_secs(60), "five greetings", || {
+        greetings(&output).len() >= 5
+    });
+
+    // The edit; messages keep coming while the app rebuilds and restarts.
+    std::fs::write(
+        &lib,
+        source.replace(r#"format!("Hello, {user}!")"#, r#"format!("Hi, {user}!")"#),
+    )
+    .unwrap();
+    runtime.block_on(greet_users(&input, 6..11));
+    app.wait_for_lines("faststream: restarted the app", 1, Duration::from_secs(300));
+    app.wait_for_lines("partitions assigned", 2, Duration::from_secs(120));
+    drop(building);
+    runtime.block_on(greet_users(&input, 11..16));
+    let mut answered = Vec::new();
+    wait_until(Duration::from_secs(60), "every user greeted", || {
+        answered = greetings(&output);
+        (1..16).all(|id| answered.iter().any(|(_, user)| *user == id))
+    });
+    for id in 1..6 {
+        assert!(
+            answered.contains(&("Hello".to_owned(), id)),
+            "{id}: {answered:?}"
+        );
+    }
+    for id in 11..16 {
+        assert!(
+            answered.contains(&("Hi".to_owned(), id)),
+            "{id}: {answered:?}"
+        );
+    }
+    assert_eq!(app.occurrences("sources changed, rebuilding"), 1);
+    app.signal(libc::SIGTERM);
+    assert!(app.wait(Duration::from_secs(60)).success());
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]

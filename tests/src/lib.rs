@@ -32,6 +32,16 @@ pub async fn create_topic(name: &str, partitions: i32) {
 /// Creates `name` with `partitions` partitions and topic `configs` (e.g. `max.message.bytes`),
 /// and waits until it is usable.
 pub async fn create_topic_with(name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    create(name, partitions, configs, false).await;
+}
+
+/// Creates `name` with `partitions` partitions unless it exists (for the fixed topics of the
+/// Python apps the import tests translate), and waits until it is usable.
+pub async fn ensure_topic(name: &str, partitions: i32) {
+    create(name, partitions, &[], true).await;
+}
+
+async fn create(name: &str, partitions: i32, configs: &[(&str, &str)], existing_ok: bool) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
         .create()
@@ -48,7 +58,12 @@ pub async fn create_topic_with(name: &str, partitions: i32, configs: &[(&str, &s
         .await
         .expect("create_topics request");
     for result in results {
-        result.expect("topic created");
+        match result {
+            Ok(_) => {}
+            // An earlier run, another test binary or another engineer created it.
+            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) if existing_ok => {}
+            Err((topic, code)) => panic!("topic {topic} not created: {code}"),
+        }
     }
     // Wait until metadata shows every partition with a leader.
     let probe: BaseConsumer = ClientConfig::new()
@@ -60,9 +75,10 @@ pub async fn create_topic_with(name: &str, partitions: i32, configs: &[(&str, &s
             .fetch_metadata(Some(name), Duration::from_secs(2))
             .ok()
             .and_then(|m| {
-                m.topics()
-                    .first()
-                    .map(|t| t.partitions().len() as i32 == partitions && t.error().is_none())
+                m.topics().first().map(|t| {
+                    let count = t.partitions().len() as i32;
+                    t.error().is_none() && (count == partitions || existing_ok && count > 0)
+                })
             })
             .unwrap_or(false)
     });
@@ -297,6 +313,54 @@ pub fn logs() -> LogCapture {
             capture
         })
         .clone()
+}
+
+/// The Python of a venv with FastStream 0.7.8 from PyPI (`faststream[kafka,otel,cli]`, the
+/// OpenTelemetry SDK), in `target/python-interop/venv`, created and installed on first use.
+/// Test binaries running at once take turns through a lock file, so one of them installs.
+pub fn python() -> &'static std::path::PathBuf {
+    static PYTHON: OnceLock<std::path::PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        use std::process::Command;
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root")
+            .join("target/python-interop");
+        std::fs::create_dir_all(&root).expect("target/python-interop");
+        let lock = std::fs::File::create(root.join(".lock")).expect("lock file");
+        // SAFETY: flock(2) on a descriptor we own; released when `lock` is dropped.
+        let locked = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
+        assert_eq!(locked, 0, "locking the venv");
+        let venv = root.join("venv");
+        let python = venv.join("bin/python");
+        if !python.exists() {
+            let status = Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .expect("python3");
+            assert!(status.success(), "creating the venv failed");
+        }
+        // Named after what it holds: a venv from before the CLI extra gets it added.
+        let marker = venv.join(".installed-otel-cli");
+        if !marker.exists() {
+            let status = Command::new(&python)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "-q",
+                    "faststream[kafka,otel,cli]==0.7.8",
+                    "opentelemetry-sdk==1.45.2",
+                ])
+                .status()
+                .expect("pip");
+            assert!(status.success(), "installing FastStream from PyPI failed");
+            std::fs::write(&marker, "ok").expect("marker");
+        }
+        drop(lock);
+        python
+    })
 }
 
 /// Sum of the high watermarks (records written) over `topic`'s `partitions`.

@@ -241,3 +241,36 @@ both_modes!(
     a_batch_publisher_sends_each_element_on_kafka,
     batch_publisher
 );
+
+// ---------------------------------------------------------------------------------------
+// What a batch handler publishes carries its first record's correlation id, as FastStream's
+// batch parser takes the batch's headers from its first record.
+
+async fn batch_correlation(broker: TestBroker) {
+    let topic = unique("bt-cid");
+    let out = format!("{topic}-out");
+    broker.create_topic(&topic, 1).await.unwrap();
+    let records = [("first", 1), ("second", 2)].map(|(id, n)| {
+        Record::encode(topic.as_str(), &n)
+            .unwrap()
+            .partition(0)
+            .correlation_id(id)
+    });
+    broker.publish_batch(records).await.unwrap();
+    let app = FastStream::new(broker.clone()).subscriber(
+        SubscriberConfig::new("count", [topic.as_str()])
+            .group_id(unique("bt-cid-g"))
+            .batch(10, Duration::from_millis(500))
+            .publish_to(out.as_str()),
+        |values: Vec<i64>| async move { values.len() as i64 },
+    );
+    let test = TestBroker::start(app).await.unwrap();
+    let published = test.published(out.as_str()).assert_one(2).await;
+    assert_eq!(published.correlation_id(), Some("first"));
+    test.shutdown().await.unwrap();
+}
+both_modes!(
+    a_batch_output_keeps_the_first_records_correlation_id_in_memory,
+    a_batch_output_keeps_the_first_records_correlation_id_on_kafka,
+    batch_correlation
+);

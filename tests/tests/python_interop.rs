@@ -1,5 +1,6 @@
 //! Across languages on a real Kafka broker, with Python FastStream (0.7.8 and the
-//! OpenTelemetry SDK, from PyPI into `target/python-interop/venv` on first use): Python answers
+//! OpenTelemetry SDK, from PyPI into `target/python-interop/venv` on first use, by the helpers'
+//! `python()`): Python answers
 //! a faststream-rs request, a faststream-rs subscriber answers a Python request through
 //! `reply_to`, and one OpenTelemetry trace crosses a Python service traced by FastStream's own
 //! middleware.
@@ -10,7 +11,6 @@ use faststream_integration_tests::*;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 fn workspace() -> PathBuf {
@@ -18,41 +18,6 @@ fn workspace() -> PathBuf {
         .parent()
         .expect("workspace root")
         .to_owned()
-}
-
-/// The venv's python with FastStream installed (once per machine).
-fn python() -> &'static PathBuf {
-    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let venv = workspace().join("target/python-interop/venv");
-        let python = venv.join("bin/python");
-        if !python.exists() {
-            let status = Command::new("python3")
-                .args(["-m", "venv"])
-                .arg(&venv)
-                .status()
-                .expect("python3");
-            assert!(status.success(), "creating the venv failed");
-        }
-        // Named after what it holds: a venv from before the OpenTelemetry SDK gets it added.
-        let marker = venv.join(".installed-otel");
-        if !marker.exists() {
-            let status = Command::new(&python)
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "-q",
-                    "faststream[kafka,otel]==0.7.8",
-                    "opentelemetry-sdk==1.45.2",
-                ])
-                .status()
-                .expect("pip");
-            assert!(status.success(), "installing FastStream from PyPI failed");
-            std::fs::write(&marker, "ok").expect("marker");
-        }
-        python
-    })
 }
 
 fn script() -> PathBuf {

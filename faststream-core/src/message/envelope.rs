@@ -183,8 +183,10 @@ impl Deref for Batch {
 impl Message {
     /// One message standing for a batch of `records` of one partition (in offset order):
     /// its topic and partition are theirs, its offset and timestamp the last record's (where
-    /// the batch's progress is counted), its payload, key and headers empty. `None` when
-    /// `records` is empty.
+    /// the batch's progress is counted), its headers the first record's (as FastStream's batch
+    /// parser takes them: the batch's correlation id and `reply_to` are its first record's, so
+    /// what the handler publishes carries that correlation id), its payload and key empty.
+    /// `None` when `records` is empty.
     ///
     /// ```
     /// use faststream_core::Message;
@@ -198,6 +200,8 @@ impl Message {
     /// assert_eq!(batch.batch.as_ref().map(|b| b.len()), Some(3));
     /// ```
     pub fn batch_of(records: Vec<Message>) -> Option<Message> {
+        let first = records.first()?;
+        let headers = first.headers.clone();
         let last = records.last()?;
         Some(Message {
             topic: Arc::clone(&last.topic),
@@ -206,7 +210,7 @@ impl Message {
             timestamp: last.timestamp,
             key: None,
             payload: bytes::Bytes::new(),
-            headers: Headers::new(),
+            headers,
             batch: Some(Batch(records.into())),
             extensions: Extensions::new(),
         })

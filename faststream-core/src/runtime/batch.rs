@@ -176,4 +176,14 @@ mod tests {
         assert_eq!(offsets(&rest), [4]);
         assert!(batch.batch.as_ref().unwrap().rest_from(2).is_none());
     }
+
+    #[test]
+    fn a_batch_takes_its_first_records_correlation_id_as_faststream_does() {
+        let mut first = record(3);
+        first.headers.insert("correlation_id", "c-3");
+        let mut second = record(4);
+        second.headers.insert("correlation_id", "c-4");
+        let batch = Message::batch_of(vec![first, second]).unwrap();
+        assert_eq!(batch.correlation_id(), Some("c-3"));
+    }
 }

@@ -22,7 +22,14 @@
 //! publishes one message and prints `partition N offset M`.
 
 pub use crate::asyncapi::AsyncApiVersion;
+#[cfg(feature = "kafka")]
+pub use broker::{
+    BadBrokerOptions, BrokerArgs, SaslOption, BOOTSTRAP_SERVERS_ENV, SASL_PASSWORD_ENV,
+};
 pub use faststream_core::options::{BadExtraOption, OptionValue, StartupOptions, WORKER_ID_ENV};
+
+#[cfg(feature = "kafka")]
+mod broker;
 
 use crate::asyncapi::serve::ServeError;
 use crate::asyncapi::DescribeServer;
@@ -94,6 +101,10 @@ pub enum CliError {
     /// Other I/O.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// Broker options that do not make a broker (`faststream publish`).
+    #[cfg(feature = "kafka")]
+    #[error(transparent)]
+    BrokerOptions(#[from] BadBrokerOptions),
     /// The OTLP exporter (`run --otel`) could not be set up.
     #[cfg(feature = "otlp")]
     #[error(transparent)]
@@ -225,6 +236,10 @@ pub struct GenArgs {
     /// AsyncAPI version: 3.0.0 or 2.6.0.
     #[arg(long, value_name = "VERSION", default_value = "3.0.0", value_parser = parse_version)]
     pub asyncapi_version: AsyncApiVersion,
+    /// Write this JSON or YAML document instead of the app's (as it is, in JSON, or YAML with
+    /// --yaml: e.g. a Python FastStream service's document, converted).
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
 }
 
 impl GenArgs {
@@ -429,6 +444,13 @@ where
     AppCli::from_arg_matches(&matches).map_err(|e| e.format(&mut command))
 }
 
+/// `docs gen FILE`: reads a JSON or YAML document and writes it as `docs gen` does (JSON, or
+/// YAML with `--yaml`); returns the path written.
+pub fn convert_file(path: &Path, args: &GenArgs) -> Result<PathBuf, CliError> {
+    let document = read_document(path)?;
+    write_document(&document, args)
+}
+
 /// Writes the document as `docs gen` does; returns the path written.
 pub fn write_document(document: &serde_json::Value, args: &GenArgs) -> Result<PathBuf, CliError> {
     let path = args.out.clone().unwrap_or_else(|| {
@@ -496,6 +518,36 @@ pub fn read_document(path: &Path) -> Result<serde_json::Value, CliError> {
 pub async fn serve_file(path: &Path, host: &str, port: u16) -> Result<(), CliError> {
     let document = read_document(path)?;
     serve_until_signal(&document, host, port).await
+}
+
+/// `publish` (and `publish --rpc`, the `request` of the `faststream` command): sends the
+/// record through `broker` and prints where it landed (`partition N offset M`), or the reply's
+/// payload.
+pub async fn publish_with<B: Broker>(broker: &B, publish: &PublishArgs) -> Result<(), CliError> {
+    let record = publish.record()?;
+    broker.ping(PING_TIMEOUT).await?;
+    if publish.rpc {
+        let timeout = Duration::try_from_secs_f64(publish.rpc_timeout.max(0.0))
+            .unwrap_or(Duration::from_secs(30));
+        let reply = broker.request(record, timeout).await?;
+        println!("{}", String::from_utf8_lossy(&reply.payload));
+        return Ok(());
+    }
+    let publisher = broker.publisher()?;
+    let delivery = publisher
+        .enqueue(record)
+        .await
+        .map_err(faststream_core::Error::from)?;
+    let delivered = delivery.await.map_err(faststream_core::Error::from)?;
+    println!(
+        "partition {} offset {}",
+        delivered.partition, delivered.offset
+    );
+    publisher
+        .flush(Duration::from_secs(5))
+        .await
+        .map_err(faststream_core::Error::from)?;
+    Ok(())
 }
 
 /// Installs what `run`'s options ask for: the access log, the metrics (unless the app has its
@@ -590,8 +642,10 @@ impl<B: Broker + DescribeServer> FastStream<B> {
                 Ok(())
             }
             AppCommand::Docs(DocsCommand::Gen(gen)) => {
-                let document = self.asyncapi_document(gen.asyncapi_version);
-                let path = write_document(&document, &gen)?;
+                let path = match &gen.file {
+                    Some(file) => convert_file(file, &gen)?,
+                    None => write_document(&self.asyncapi_document(gen.asyncapi_version), &gen)?,
+                };
                 println!("AsyncAPI document written to {}", path.display());
                 Ok(())
             }
@@ -632,36 +686,7 @@ impl<B: Broker + DescribeServer> FastStream<B> {
                 }
                 Ok(())
             }
-            AppCommand::Publish(publish) if publish.rpc => {
-                let record = publish.record()?;
-                let broker = self.broker();
-                broker.ping(PING_TIMEOUT).await?;
-                let timeout = Duration::try_from_secs_f64(publish.rpc_timeout.max(0.0))
-                    .unwrap_or(Duration::from_secs(30));
-                let reply = broker.request(record, timeout).await?;
-                println!("{}", String::from_utf8_lossy(&reply.payload));
-                Ok(())
-            }
-            AppCommand::Publish(publish) => {
-                let record = publish.record()?;
-                let broker = self.broker();
-                broker.ping(PING_TIMEOUT).await?;
-                let publisher = broker.publisher()?;
-                let delivery = publisher
-                    .enqueue(record)
-                    .await
-                    .map_err(faststream_core::Error::from)?;
-                let delivered = delivery.await.map_err(faststream_core::Error::from)?;
-                println!(
-                    "partition {} offset {}",
-                    delivered.partition, delivered.offset
-                );
-                publisher
-                    .flush(Duration::from_secs(5))
-                    .await
-                    .map_err(faststream_core::Error::from)?;
-                Ok(())
-            }
+            AppCommand::Publish(publish) => publish_with(self.broker(), &publish).await,
         }
     }
 
