@@ -13,6 +13,7 @@ use crate::error::BoxError;
 use crate::handler::pattern::TopicPattern;
 use crate::handler::reply::Reply;
 use crate::handler::service::BoxMessageService;
+use crate::message::codec::{Codec, CodecRef};
 use crate::message::{Message, TopicPartition};
 use crate::policy::{DeliveryPolicy, ErrorPolicy, PolicyLevel};
 use tower::util::BoxCloneService;
@@ -57,6 +58,10 @@ pub struct PublisherConfig {
     /// A batch publisher: a returned sequence (`Vec<T>`, a tuple...) is published element by
     /// element, each its own record, instead of as one JSON array.
     pub batch: bool,
+    /// The payload codec of a [`Publisher`](crate::Publisher) object (FastStream's
+    /// `encoder`); JSON when `None`. A subscriber's return value is encoded once, with the
+    /// subscriber's codec ([`SubscriberConfig::codec`]), for all its publishers.
+    pub codec: Option<CodecRef>,
 }
 
 impl PublisherConfig {
@@ -69,7 +74,14 @@ impl PublisherConfig {
             include_in_schema: true,
             schema: None,
             batch: false,
+            codec: None,
         }
+    }
+
+    /// Sets the payload codec of a [`Publisher`](crate::Publisher) object.
+    pub fn codec(mut self, codec: impl Codec) -> Self {
+        self.codec = Some(std::sync::Arc::new(codec));
+        self
     }
 
     /// Makes it a batch publisher (FastStream's `publisher(..., batch=True)`): a handler
@@ -190,6 +202,45 @@ pub struct SubscriberConfig {
     pub delivery: SubscriberDelivery,
     /// What the AsyncAPI document says about it.
     pub docs: SubscriberDocs,
+    /// Its payload codec, and its routers' and app's.
+    pub codec: SubscriberCodec,
+}
+
+/// The payload codec of a subscriber ([`SubscriberConfig::codec`]): its payloads decode, and
+/// its return values encode, with the most specific one set: its own, else its routers'
+/// (innermost first), else the app's, else FastStream's JSON (see [`crate::codec::seam`]).
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct SubscriberCodec {
+    /// The subscriber's own.
+    pub own: Option<CodecRef>,
+    /// The innermost router's that sets one.
+    router: Option<CodecRef>,
+    /// The app's.
+    app: Option<CodecRef>,
+}
+
+impl SubscriberCodec {
+    /// The codec in effect; `None` is JSON.
+    pub fn effective(&self) -> Option<&CodecRef> {
+        self.own
+            .as_ref()
+            .or(self.router.as_ref())
+            .or(self.app.as_ref())
+    }
+
+    /// A router's codec, unless an inner router set one (routers are applied inside out).
+    pub(crate) fn inherit_router(&mut self, codec: Option<&CodecRef>) {
+        if self.router.is_none() {
+            self.router = codec.cloned();
+        }
+    }
+
+    /// The app's codec (replacing an earlier one: the app's setters apply to subscribers
+    /// added before them too).
+    pub(crate) fn inherit_app(&mut self, codec: Option<&CodecRef>) {
+        self.app = codec.cloned();
+    }
 }
 
 /// What the backend sees of a subscriber ([`SubscriberConfig::backend`]).
@@ -315,7 +366,30 @@ impl SubscriberConfig {
                 payload_schema: None,
                 payload_one_of: Vec::new(),
             },
+            codec: SubscriberCodec::default(),
         }
+    }
+
+    /// Sets the subscriber's payload codec (FastStream's `decoder`/`encoder`): its payloads
+    /// decode with it unless the record's `content-type` says otherwise, and its return values
+    /// encode with it (see [`crate::codec::seam`]). Routers and the app set defaults.
+    ///
+    /// ```
+    /// use faststream_core::codec::{Codec, DecodeTarget};
+    /// use faststream_core::error::{DecodeError, EncodeError};
+    /// # #[derive(Debug)] struct MyFormat;
+    /// # impl Codec for MyFormat {
+    /// #     fn name(&self) -> &'static str { "mine" }
+    /// #     fn content_type(&self) -> &'static str { "application/x-mine" }
+    /// #     fn decode<'de>(&self, _: &'de [u8], _: &mut dyn DecodeTarget<'de>) -> Result<(), DecodeError> { unimplemented!() }
+    /// #     fn encode(&self, _: &dyn erased_serde::Serialize) -> Result<Vec<u8>, EncodeError> { unimplemented!() }
+    /// # }
+    /// let config = faststream_core::SubscriberConfig::new("orders", ["orders"]).codec(MyFormat);
+    /// assert_eq!(config.codec.effective().unwrap().content_type(), "application/x-mine");
+    /// ```
+    pub fn codec(mut self, codec: impl Codec) -> Self {
+        self.codec.own = Some(Arc::new(codec));
+        self
     }
 
     /// Makes it a batch subscriber (FastStream's `batch=True`): the handler gets each

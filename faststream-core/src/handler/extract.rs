@@ -75,7 +75,7 @@
 use super::pattern::{Path, TopicPattern};
 use super::seeker::Seeker;
 pub use super::teardown::{Outcome, Teardown};
-use crate::message::codec::{self, DecodeError};
+use crate::message::codec::{self, CodecRef, DecodeError, DecodeFailure};
 use crate::message::{Batch, Headers, Message};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
@@ -96,6 +96,10 @@ pub enum ExtractError {
     /// The payload did not decode into the parameter's type.
     #[error("cannot decode payload: {0}")]
     Payload(DecodeError),
+    /// The payload's codec cannot decode it for now (a schema registry out of reach): not
+    /// bad data, so retrying may help ([`ExtractError::is_transient`]).
+    #[error("cannot decode payload yet: {0}")]
+    PayloadUnavailable(String),
     /// The key did not decode into the parameter's type.
     #[error("cannot decode key: {0}")]
     Key(DecodeError),
@@ -144,6 +148,13 @@ pub enum ExtractError {
 }
 
 impl ExtractError {
+    /// Whether retrying may help: the payload's codec could not reach what it needs
+    /// ([`ExtractError::PayloadUnavailable`]). Every other extraction error is the message's
+    /// own and fails the same way again.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ExtractError::PayloadUnavailable(_))
+    }
+
     /// The start-time error for a parameter of type `T` that this subscriber cannot give.
     pub fn unavailable<T: ?Sized>(problem: &'static str, fix: &'static str) -> Self {
         ExtractError::Unavailable {
@@ -347,6 +358,7 @@ pub struct MessageContext<'a> {
     pattern: Option<&'a TopicPattern>,
     teardown: Option<&'a OnceCell<Teardown>>,
     seeker: Option<&'a Seeker>,
+    codec: Option<&'a CodecRef>,
 }
 
 impl<'a> MessageContext<'a> {
@@ -358,7 +370,20 @@ impl<'a> MessageContext<'a> {
             pattern: None,
             teardown: None,
             seeker: None,
+            codec: None,
         }
+    }
+
+    /// The same context where payloads decode, and return values encode, with `codec`
+    /// (`None`: FastStream's JSON).
+    pub fn with_codec(mut self, codec: Option<&'a CodecRef>) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// The subscriber's payload codec, when it has one.
+    pub fn codec(&self) -> Option<&'a CodecRef> {
+        self.codec
     }
 
     /// The same context where the [`Seeker`] extractor moves `seeker`'s subscriber.
@@ -529,8 +554,47 @@ impl<T: FromMessageParts> FromMessage<via::Parts> for T {
 
 /// The payload: every deserializable type.
 impl<T: DeserializeOwned + Send + 'static> FromMessage for T {
+    fn from_message(message: &Message, cx: &MessageContext<'_>) -> Extraction<Self> {
+        decode_payload(message, cx, |value| value)
+    }
+}
+
+/// Decodes the payload with the subscriber's codec (JSON without one, allocation-free), after
+/// what the codec must do first ([`Codec::prepare`](crate::codec::Codec::prepare)).
+fn decode_payload<T: DeserializeOwned + Send + 'static, U: Send + 'static>(
+    message: &Message,
+    cx: &MessageContext<'_>,
+    wrap: fn(T) -> U,
+) -> Extraction<U> {
+    let Some(codec) = cx.codec() else {
+        return codec::decode_message(message)
+            .map(wrap)
+            .map_err(ExtractError::Payload)
+            .into();
+    };
+    let Some(ready) = codec.prepare(message) else {
+        return codec::decode_message_with(message, Some(&**codec))
+            .map(wrap)
+            .map_err(ExtractError::Payload)
+            .into();
+    };
+    let (codec, message) = (Arc::clone(codec), message.clone());
+    Extraction::pending(async move {
+        ready.await.map_err(|failure| match failure {
+            DecodeFailure::Invalid(error) => ExtractError::Payload(error),
+            DecodeFailure::Unavailable(why) => ExtractError::PayloadUnavailable(why),
+        })?;
+        codec::decode_message_with(&message, Some(&*codec))
+            .map(wrap)
+            .map_err(ExtractError::Payload)
+    })
+}
+
+/// A `prost` message as the payload (see [`codec::Proto`]).
+#[cfg(feature = "protobuf")]
+impl<T: prost::Message + Default + Send + 'static> FromMessage for codec::Proto<T> {
     fn from_message(message: &Message, _cx: &MessageContext<'_>) -> Extraction<Self> {
-        codec::decode_message(message)
+        codec::Proto::decode(&message.payload)
             .map_err(ExtractError::Payload)
             .into()
     }
@@ -875,7 +939,7 @@ pub mod param_probe {
     };
     pub use crate::handler::reply::schema_probe::Probe;
     use crate::handler::schema::SchemaFn;
-    use crate::message::codec::{self, DecodeError};
+    use crate::message::codec::DecodeError;
     use crate::message::Message;
     use schemars::gen::SchemaGenerator;
     use schemars::schema::{InstanceType, Metadata, ObjectValidation, Schema, SchemaObject};
@@ -1310,11 +1374,8 @@ pub mod param_probe {
     pub struct Payload<T>(pub T);
 
     impl<T: DeserializeOwned + Send + 'static> FromMessage for Payload<T> {
-        fn from_message(message: &Message, _cx: &MessageContext<'_>) -> Extraction<Self> {
-            codec::decode_message(message)
-                .map(Payload)
-                .map_err(ExtractError::Payload)
-                .into()
+        fn from_message(message: &Message, cx: &MessageContext<'_>) -> Extraction<Self> {
+            super::decode_payload(message, cx, Payload)
         }
     }
 }

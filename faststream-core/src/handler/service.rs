@@ -8,6 +8,7 @@ use super::reply::Reply;
 use super::seeker::Seeker;
 use super::teardown::{Outcome, Teardown};
 use crate::error::{BoxError, Nacked, Rejected};
+use crate::message::codec::CodecRef;
 use crate::message::Message;
 use futures::future::BoxFuture;
 use std::cell::OnceCell;
@@ -52,6 +53,7 @@ pub struct HandlerService<H, T> {
     pattern: Option<Arc<TopicPattern>>,
     seeker: Option<Seeker>,
     tracker: Option<TaskTracker>,
+    codec: Option<CodecRef>,
     _marker: PhantomData<fn() -> T>,
 }
 
@@ -64,6 +66,7 @@ impl<H: Clone, T> Clone for HandlerService<H, T> {
             pattern: self.pattern.clone(),
             seeker: self.seeker.clone(),
             tracker: self.tracker.clone(),
+            codec: self.codec.clone(),
             _marker: PhantomData,
         }
     }
@@ -87,6 +90,7 @@ impl<H, T> HandlerService<H, T> {
             pattern: None,
             seeker: None,
             tracker: None,
+            codec: None,
             _marker: PhantomData,
         }
     }
@@ -95,6 +99,12 @@ impl<H, T> HandlerService<H, T> {
     /// `pattern`.
     pub fn with_pattern(mut self, pattern: Option<Arc<TopicPattern>>) -> Self {
         self.pattern = pattern;
+        self
+    }
+
+    /// The payload codec its handlers decode and encode with (`None`: FastStream's JSON).
+    pub fn with_codec(mut self, codec: Option<CodecRef>) -> Self {
+        self.codec = codec;
         self
     }
 
@@ -130,6 +140,7 @@ where
         let cx = MessageContext::new(&self.state, slot.as_ref())
             .with_pattern(self.pattern.as_deref())
             .with_seeker(self.seeker.as_ref())
+            .with_codec(self.codec.as_ref())
             .with_teardown(&teardown);
         let call = self.handler.call(&message, &cx);
         let teardown = teardown.into_inner();
