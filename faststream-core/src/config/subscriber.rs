@@ -58,9 +58,9 @@ pub struct PublisherConfig {
     /// A batch publisher: a returned sequence (`Vec<T>`, a tuple...) is published element by
     /// element, each its own record, instead of as one JSON array.
     pub batch: bool,
-    /// The payload codec of a [`Publisher`](crate::Publisher) object (FastStream's
-    /// `encoder`); JSON when `None`. A subscriber's return value is encoded once, with the
-    /// subscriber's codec ([`SubscriberConfig::codec`]), for all its publishers.
+    /// The payload codec (FastStream's `encoder`); `None` inherits (a subscriber's, else
+    /// JSON). A subscriber's return value is encoded once for all its publishers, with the
+    /// codec of its first publisher that sets one ([`SubscriberConfig::reply_codec`]).
     pub codec: Option<CodecRef>,
 }
 
@@ -78,7 +78,7 @@ impl PublisherConfig {
         }
     }
 
-    /// Sets the payload codec of a [`Publisher`](crate::Publisher) object.
+    /// Sets the payload codec of what is published here (see [`PublisherConfig::codec`]).
     pub fn codec(mut self, codec: impl Codec) -> Self {
         self.codec = Some(std::sync::Arc::new(codec));
         self
@@ -390,6 +390,16 @@ impl SubscriberConfig {
     pub fn codec(mut self, codec: impl Codec) -> Self {
         self.codec.own = Some(Arc::new(codec));
         self
+    }
+
+    /// The codec its return value is encoded with: its first publisher's that sets one (an
+    /// Avro reply has a schema of its own), else its own codec ([`SubscriberCodec::effective`]);
+    /// `None` is JSON.
+    pub fn reply_codec(&self) -> Option<&CodecRef> {
+        self.publishers
+            .iter()
+            .find_map(|publisher| publisher.codec.as_ref())
+            .or(self.codec.effective())
     }
 
     /// Makes it a batch subscriber (FastStream's `batch=True`): the handler gets each

@@ -237,10 +237,10 @@ macro_rules! impl_handler {
                 if $($part.is_ready() &&)* $last.is_ready() {
                     return Ok(HandlerCall::running(
                         (self)($($part.into_ready()?,)* $last.into_ready()?),
-                        cx.codec().cloned(),
+                        cx.reply_codec().cloned(),
                     ));
                 }
-                Ok(HandlerCall::waiting(self.clone(), ($($part,)* $last,), cx.codec().cloned()))
+                Ok(HandlerCall::waiting(self.clone(), ($($part,)* $last,), cx.reply_codec().cloned()))
             }
         }
     };
@@ -266,7 +266,7 @@ where
         _message: &Message,
         cx: &MessageContext<'_>,
     ) -> Result<Self::Future, ExtractError> {
-        Ok(HandlerCall::running((self)(), cx.codec().cloned()))
+        Ok(HandlerCall::running((self)(), cx.reply_codec().cloned()))
     }
 }
 

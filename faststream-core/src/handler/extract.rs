@@ -359,6 +359,7 @@ pub struct MessageContext<'a> {
     teardown: Option<&'a OnceCell<Teardown>>,
     seeker: Option<&'a Seeker>,
     codec: Option<&'a CodecRef>,
+    reply_codec: Option<&'a CodecRef>,
 }
 
 impl<'a> MessageContext<'a> {
@@ -371,19 +372,30 @@ impl<'a> MessageContext<'a> {
             teardown: None,
             seeker: None,
             codec: None,
+            reply_codec: None,
         }
     }
 
-    /// The same context where payloads decode, and return values encode, with `codec`
-    /// (`None`: FastStream's JSON).
-    pub fn with_codec(mut self, codec: Option<&'a CodecRef>) -> Self {
-        self.codec = codec;
+    /// The same context where payloads decode with `decode` and return values encode with
+    /// `reply` (`None`: FastStream's JSON).
+    pub fn with_codecs(
+        mut self,
+        decode: Option<&'a CodecRef>,
+        reply: Option<&'a CodecRef>,
+    ) -> Self {
+        self.codec = decode;
+        self.reply_codec = reply;
         self
     }
 
     /// The subscriber's payload codec, when it has one.
     pub fn codec(&self) -> Option<&'a CodecRef> {
         self.codec
+    }
+
+    /// The codec the handler's return value is encoded with, when not JSON.
+    pub fn reply_codec(&self) -> Option<&'a CodecRef> {
+        self.reply_codec
     }
 
     /// The same context where the [`Seeker`] extractor moves `seeker`'s subscriber.

@@ -54,6 +54,7 @@ pub struct HandlerService<H, T> {
     seeker: Option<Seeker>,
     tracker: Option<TaskTracker>,
     codec: Option<CodecRef>,
+    reply_codec: Option<CodecRef>,
     _marker: PhantomData<fn() -> T>,
 }
 
@@ -67,6 +68,7 @@ impl<H: Clone, T> Clone for HandlerService<H, T> {
             seeker: self.seeker.clone(),
             tracker: self.tracker.clone(),
             codec: self.codec.clone(),
+            reply_codec: self.reply_codec.clone(),
             _marker: PhantomData,
         }
     }
@@ -91,6 +93,7 @@ impl<H, T> HandlerService<H, T> {
             seeker: None,
             tracker: None,
             codec: None,
+            reply_codec: None,
             _marker: PhantomData,
         }
     }
@@ -102,9 +105,11 @@ impl<H, T> HandlerService<H, T> {
         self
     }
 
-    /// The payload codec its handlers decode and encode with (`None`: FastStream's JSON).
-    pub fn with_codec(mut self, codec: Option<CodecRef>) -> Self {
-        self.codec = codec;
+    /// The payload codecs its handlers decode with and encode their return values with
+    /// (`None`: FastStream's JSON).
+    pub fn with_codecs(mut self, decode: Option<CodecRef>, reply: Option<CodecRef>) -> Self {
+        self.codec = decode;
+        self.reply_codec = reply;
         self
     }
 
@@ -140,7 +145,7 @@ where
         let cx = MessageContext::new(&self.state, slot.as_ref())
             .with_pattern(self.pattern.as_deref())
             .with_seeker(self.seeker.as_ref())
-            .with_codec(self.codec.as_ref())
+            .with_codecs(self.codec.as_ref(), self.reply_codec.as_ref())
             .with_teardown(&teardown);
         let call = self.handler.call(&message, &cx);
         let teardown = teardown.into_inner();
