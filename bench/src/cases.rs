@@ -6,6 +6,7 @@
 
 use crate::kafka::{metadata_client, now_us, records_in, Event};
 use crate::measure::{quantile, CaseResult, Mark};
+use faststream::codec::MessagePack;
 use faststream::kafka::KafkaBroker;
 use faststream::{Broker, FastStream, Headers, Key, Meta, Record, State, SubscriberConfig};
 use futures::FutureExt;
@@ -219,6 +220,24 @@ pub async fn fs_drain_extract(args: &CaseArgs) -> Result<CaseResult, String> {
             SubscriberConfig::new("drain_extract", [args.topic.as_str()])
                 .group_id(format!("bench-{}", uuid::Uuid::new_v4().simple())),
             drain_extract_handler,
+        );
+    drain_until_done(app, &progress).await
+}
+
+/// faststream drain of MessagePack records: [`fs_drain`] with the subscriber's codec set to
+/// MessagePack (the records carry no content type, as a producer of another stack writes them).
+pub async fn fs_drain_msgpack(args: &CaseArgs) -> Result<CaseResult, String> {
+    let progress = Progress::new(args.messages);
+    let app = FastStream::new(fs_broker(args))
+        .with_state(Arc::clone(&progress))
+        .subscriber(
+            SubscriberConfig::new("drain_msgpack", [args.topic.as_str()])
+                .group_id(format!("bench-{}", uuid::Uuid::new_v4().simple()))
+                .codec(MessagePack),
+            |progress: State<Arc<Progress>>, event: Event| async move {
+                std::hint::black_box(event.seq);
+                progress.record();
+            },
         );
     drain_until_done(app, &progress).await
 }
