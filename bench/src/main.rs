@@ -19,9 +19,7 @@ use cases::CaseArgs;
 use clap::Parser;
 use cli::{Cli, Sub};
 use measure::CaseResult;
-use rows::{
-    own_case, Row, BATCH_ROW, EXTRACT_ROW, METRICS_ROW, MSGPACK_ROW, MT_ROW, TRACING_ROW,
-};
+use rows::{own_case, Row, BATCH_ROW, EXTRACT_ROW, METRICS_ROW, MSGPACK_ROW, MT_ROW, TRACING_ROW};
 
 /// Counts heap allocations (see `measure::CountingAlloc`) for the allocations-per-record column.
 #[global_allocator]
@@ -109,7 +107,11 @@ fn orchestrate(cli: &Cli) -> Result<(), String> {
     eprintln!("bench: {bytes} payload bytes ({bytes_per_msg:.0} per record)");
     // The same events in MessagePack, for the codec's drain row.
     let msgpack_input = format!("bench-in-msgpack-{id}");
-    runtime.block_on(kafka::create_topic(&cli.bootstrap, &msgpack_input, cli.partitions))?;
+    runtime.block_on(kafka::create_topic(
+        &cli.bootstrap,
+        &msgpack_input,
+        cli.partitions,
+    ))?;
     let msgpack_bytes =
         kafka::prefill_msgpack(&cli.bootstrap, &msgpack_input, cli.partitions, cli.messages)?;
     let msgpack_bytes_per_msg = msgpack_bytes as f64 / cli.messages as f64;

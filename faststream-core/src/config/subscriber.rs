@@ -13,7 +13,7 @@ use crate::error::BoxError;
 use crate::handler::pattern::TopicPattern;
 use crate::handler::reply::Reply;
 use crate::handler::service::BoxMessageService;
-use crate::message::codec::{Codec, CodecRef};
+use crate::message::codec::{Codec, CodecRef, FormatSchema};
 use crate::message::{Message, TopicPartition};
 use crate::policy::{DeliveryPolicy, ErrorPolicy, PolicyLevel};
 use tower::util::BoxCloneService;
@@ -62,6 +62,9 @@ pub struct PublisherConfig {
     /// JSON). A subscriber's return value is encoded once for all its publishers, with the
     /// codec of its first publisher that sets one ([`SubscriberConfig::reply_codec`]).
     pub codec: Option<CodecRef>,
+    /// The payload's schema in a format of its own, for the AsyncAPI document (default: the
+    /// codec's, else the JSON Schema of [`PublisherConfig::schema`]).
+    pub payload_format: Option<FormatSchema>,
 }
 
 impl PublisherConfig {
@@ -75,7 +78,15 @@ impl PublisherConfig {
             schema: None,
             batch: false,
             codec: None,
+            payload_format: None,
         }
+    }
+
+    /// Documents the payload with a schema of its own format (a `.proto` file for
+    /// [`Proto`](crate::codec::Proto) records) in the AsyncAPI document.
+    pub fn payload_format(mut self, format: FormatSchema) -> Self {
+        self.payload_format = Some(format);
+        self
     }
 
     /// Sets the payload codec of what is published here (see [`PublisherConfig::codec`]).
@@ -323,6 +334,9 @@ pub struct SubscriberDocs {
     /// [`Filtered`](crate::filter::Filtered) handler): documented as a `oneOf`. Used when
     /// `payload_schema` is `None`.
     pub payload_one_of: Vec<SchemaFn>,
+    /// The payload's schema in a format of its own (default: the codec's, else the JSON
+    /// Schema above).
+    pub payload_format: Option<FormatSchema>,
 }
 
 impl SubscriberConfig {
@@ -365,6 +379,7 @@ impl SubscriberConfig {
                 include_in_schema: true,
                 payload_schema: None,
                 payload_one_of: Vec::new(),
+                payload_format: None,
             },
             codec: SubscriberCodec::default(),
         }
@@ -389,6 +404,20 @@ impl SubscriberConfig {
     /// ```
     pub fn codec(mut self, codec: impl Codec) -> Self {
         self.codec.own = Some(Arc::new(codec));
+        self
+    }
+
+    /// Documents the payload with a schema of its own format (a `.proto` file for
+    /// [`Proto`](crate::codec::Proto) payloads) in the AsyncAPI document.
+    ///
+    /// ```
+    /// use faststream_core::{codec::FormatSchema, SubscriberConfig};
+    /// let config = SubscriberConfig::new("pong", ["pings"])
+    ///     .payload_format(FormatSchema::protobuf("syntax = \"proto3\"; message Ping { uint64 seq = 1; }"));
+    /// assert!(config.docs.payload_format.is_some());
+    /// ```
+    pub fn payload_format(mut self, format: FormatSchema) -> Self {
+        self.docs.payload_format = Some(format);
         self
     }
 

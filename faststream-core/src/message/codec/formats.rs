@@ -13,6 +13,9 @@ use crate::error::{DecodeError, EncodeError};
 pub const APPLICATION_MSGPACK: &str = "application/msgpack";
 /// Content type of CBOR payloads (RFC 8949).
 pub const APPLICATION_CBOR: &str = "application/cbor";
+/// Content type of Protobuf payloads: `application/protobuf`, registered with IANA
+/// (`application/x-protobuf`, its deprecated alias, is recognised on decode too).
+pub const APPLICATION_PROTOBUF: &str = "application/protobuf";
 /// Content type of Avro payloads: `avro/binary`, the Avro specification's name for
 /// binary-encoded Avro over HTTP. `application/avro` is recognised on decode too.
 pub const AVRO_BINARY: &str = "avro/binary";
@@ -243,6 +246,7 @@ impl Codec for Avro {
 
     fn schema(&self) -> Option<super::seam::FormatSchema> {
         Some(super::seam::FormatSchema {
+            content_type: AVRO_BINARY,
             schema_format: "application/vnd.apache.avro;version=1.9.0",
             schema: serde_json::to_value(&*self.schema).ok()?,
         })

@@ -31,9 +31,9 @@ pub use formats::Avro;
 pub use formats::Cbor;
 #[cfg(feature = "msgpack")]
 pub use formats::MessagePack;
-pub use formats::{APPLICATION_CBOR, APPLICATION_MSGPACK, AVRO_BINARY};
+pub use formats::{APPLICATION_CBOR, APPLICATION_MSGPACK, APPLICATION_PROTOBUF, AVRO_BINARY};
 #[cfg(feature = "protobuf")]
-pub use protobuf::{Proto, APPLICATION_PROTOBUF};
+pub use protobuf::Proto;
 pub use seam::{
     decode_by, deserialize_into, Codec, CodecRef, DecodeFailure, DecodeTarget, FormatSchema,
 };

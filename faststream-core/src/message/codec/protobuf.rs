@@ -1,14 +1,11 @@
 //! Protocol Buffers payloads: `prost` messages, wrapped in [`Proto`] as a handler parameter,
 //! a return value or a record.
 
+use super::formats::APPLICATION_PROTOBUF;
 use crate::error::DecodeError;
 use crate::message::record::Record;
 use bytes::Bytes;
 use std::sync::Arc;
-
-/// Content type of Protobuf payloads: `application/protobuf`, registered with IANA
-/// (`application/x-protobuf`, its deprecated alias, is recognised on decode too).
-pub const APPLICATION_PROTOBUF: &str = "application/protobuf";
 
 /// A `prost` message as a payload: a handler parameter `Proto<T>` decodes it, a returned
 /// `Proto<T>` publishes it with `content-type: application/protobuf`, and

@@ -126,13 +126,37 @@ pub trait Codec: Send + Sync + fmt::Debug + 'static {
     }
 }
 
-/// A schema in a format of its own, for AsyncAPI's multi-format schema object.
+/// A payload schema in a format of its own (Avro, Protobuf), for AsyncAPI's multi-format
+/// schema object: a [`Codec::schema`], or given to
+/// [`SubscriberConfig::payload_format`](crate::SubscriberConfig::payload_format) and
+/// [`PublisherConfig::payload_format`](crate::PublisherConfig::payload_format).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FormatSchema {
+    /// The records' `content-type`.
+    pub content_type: &'static str,
     /// AsyncAPI's `schemaFormat` (`application/vnd.apache.avro;version=1.9.0`...).
     pub schema_format: &'static str,
     /// The schema itself: a JSON document (Avro) or a string (a `.proto` file).
     pub schema: serde_json::Value,
+}
+
+impl FormatSchema {
+    /// A Protobuf payload described by a `.proto` file's text (its messages and their
+    /// fields), as [`Proto`](crate::codec::Proto) records carry it.
+    ///
+    /// ```
+    /// use faststream_core::codec::FormatSchema;
+    /// let schema = FormatSchema::protobuf("syntax = \"proto3\"; message Ping { uint64 seq = 1; }");
+    /// assert_eq!(schema.schema_format, "application/vnd.google.protobuf;version=3");
+    /// assert_eq!(schema.content_type, "application/protobuf");
+    /// ```
+    pub fn protobuf(proto: &str) -> Self {
+        Self {
+            content_type: super::formats::APPLICATION_PROTOBUF,
+            schema_format: "application/vnd.google.protobuf;version=3",
+            schema: serde_json::Value::String(proto.to_owned()),
+        }
+    }
 }
 
 /// Why a codec could not get ready to decode a record.
