@@ -1415,6 +1415,74 @@ mod tests {
         const NAME: &'static str = "trace";
     }
 
+    /// A codec that must get ready first, as a schema registry's does when the record's
+    /// schema id is not cached: its `prepare` answers with the payload's first byte.
+    #[derive(Debug)]
+    struct FetchFirst;
+
+    impl crate::codec::Codec for FetchFirst {
+        fn name(&self) -> &'static str {
+            "fetch-first"
+        }
+        fn content_type(&self) -> &'static str {
+            "application/x-fetch-first"
+        }
+        fn decode<'de>(
+            &self,
+            payload: &'de [u8],
+            target: &mut dyn crate::codec::DecodeTarget<'de>,
+        ) -> Result<(), DecodeError> {
+            let json = &payload[1..];
+            crate::codec::deserialize_into(target, &mut serde_json::Deserializer::from_slice(json))
+        }
+        fn encode(&self, _: &dyn erased_serde::Serialize) -> Result<Vec<u8>, codec::EncodeError> {
+            Err(codec::EncodeError("decode only".into()))
+        }
+        fn prepare(
+            &self,
+            message: &Message,
+        ) -> Option<futures::future::BoxFuture<'static, Result<(), DecodeFailure>>> {
+            let first = message.payload.first().copied();
+            Some(Box::pin(async move {
+                tokio::task::yield_now().await;
+                match first {
+                    Some(b'+') => Ok(()),
+                    Some(b'?') => Err(DecodeFailure::Unavailable("registry refused".into())),
+                    _ => Err(DecodeFailure::Invalid(DecodeError {
+                        path: ".".into(),
+                        message: "unknown schema id".into(),
+                    })),
+                }
+            }))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_codec_that_must_prepare_decodes_after_waiting_and_says_when_to_retry() {
+        let state = AppState::default();
+        let codec: CodecRef = Arc::new(FetchFirst);
+        let cx = cx(&state).with_codecs(Some(&codec), None);
+        let ready = <i64 as FromMessage>::from_message(&Message::new("t", "+42"), &cx);
+        assert!(!ready.is_ready(), "waits for the codec");
+        assert_eq!(ready.await.unwrap(), 42);
+        let outage = <i64 as FromMessage>::from_message(&Message::new("t", "?42"), &cx)
+            .await
+            .unwrap_err();
+        assert!(outage.is_transient(), "an outage is retried: {outage}");
+        assert_eq!(
+            outage.to_string(),
+            "cannot decode payload yet: registry refused"
+        );
+        let unknown = <i64 as FromMessage>::from_message(&Message::new("t", "!42"), &cx)
+            .await
+            .unwrap_err();
+        assert!(
+            !unknown.is_transient(),
+            "bad data is not retried: {unknown}"
+        );
+        assert!(matches!(unknown, ExtractError::Payload(_)), "{unknown}");
+    }
+
     #[test]
     fn headers_by_name_required_and_optional() {
         let state = AppState::default();

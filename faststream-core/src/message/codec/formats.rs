@@ -2,36 +2,41 @@
 //! Avro (`avro`). Protobuf is typed by `prost` rather than serde: see
 //! [`Proto`](crate::codec::Proto).
 
+#[cfg(any(feature = "msgpack", feature = "avro"))]
+use super::media::media_type;
+#[cfg(feature = "cbor")]
+use super::media::APPLICATION_CBOR;
+#[cfg(feature = "msgpack")]
+use super::media::APPLICATION_MSGPACK;
+#[cfg(feature = "avro")]
+use super::media::AVRO_BINARY;
 #[cfg(any(feature = "msgpack", feature = "cbor", feature = "avro"))]
 use super::seam::{deserialize_into, Codec, DecodeTarget};
 #[cfg(any(feature = "msgpack", feature = "cbor", feature = "avro"))]
 use crate::error::{DecodeError, EncodeError};
 
-/// Content type of MessagePack payloads: `application/msgpack`, the name MessagePack's HTTP
-/// users and libraries write (FastStream writes none for it). `application/vnd.msgpack` and
-/// `application/x-msgpack` are recognised on decode too.
-pub const APPLICATION_MSGPACK: &str = "application/msgpack";
-/// Content type of CBOR payloads (RFC 8949).
-pub const APPLICATION_CBOR: &str = "application/cbor";
-/// Content type of Protobuf payloads: `application/protobuf`, registered with IANA
-/// (`application/x-protobuf`, its deprecated alias, is recognised on decode too).
-pub const APPLICATION_PROTOBUF: &str = "application/protobuf";
-/// Content type of Avro payloads: `avro/binary`, the Avro specification's name for
-/// binary-encoded Avro over HTTP. `application/avro` is recognised on decode too.
-pub const AVRO_BINARY: &str = "avro/binary";
-
 /// The codec a `content-type` names for certain, among those compiled in that need no
 /// configuration (Avro needs a schema, so it is only ever configured).
-pub(super) fn known(media_type: &str) -> Option<&'static dyn super::Codec> {
-    match media_type {
-        #[cfg(feature = "msgpack")]
-        "application/msgpack" | "application/vnd.msgpack" | "application/x-msgpack" => {
-            Some(&MessagePack)
-        }
-        #[cfg(feature = "cbor")]
-        APPLICATION_CBOR => Some(&Cbor),
-        _ => None,
+pub(super) fn known(media: &str) -> Option<&'static dyn super::Codec> {
+    #[cfg(feature = "msgpack")]
+    if is_msgpack(media) {
+        return Some(&MessagePack);
     }
+    #[cfg(feature = "cbor")]
+    if media == APPLICATION_CBOR {
+        return Some(&Cbor);
+    }
+    let _ = media;
+    None
+}
+
+/// Whether a media type is MessagePack's, under any of the names in use.
+#[cfg(feature = "msgpack")]
+fn is_msgpack(media: &str) -> bool {
+    matches!(
+        media,
+        APPLICATION_MSGPACK | "application/vnd.msgpack" | "application/x-msgpack"
+    )
 }
 
 #[cfg(any(feature = "msgpack", feature = "cbor", feature = "avro"))]
@@ -76,12 +81,7 @@ impl Codec for MessagePack {
     }
 
     fn claims(&self, content_type: Option<&str>, _payload: &[u8]) -> bool {
-        content_type.is_some_and(|ct| {
-            matches!(
-                super::seam::media_type(ct),
-                "application/msgpack" | "application/vnd.msgpack" | "application/x-msgpack"
-            )
-        })
+        content_type.is_some_and(|ct| is_msgpack(media_type(ct)))
     }
 
     fn decode<'de>(
@@ -210,12 +210,7 @@ impl Codec for Avro {
     }
 
     fn claims(&self, content_type: Option<&str>, _payload: &[u8]) -> bool {
-        content_type.is_some_and(|ct| {
-            matches!(
-                super::seam::media_type(ct),
-                AVRO_BINARY | "application/avro"
-            )
-        })
+        content_type.is_some_and(|ct| matches!(media_type(ct), AVRO_BINARY | "application/avro"))
     }
 
     fn decode<'de>(

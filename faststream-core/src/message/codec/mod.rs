@@ -19,6 +19,7 @@ use serde::ser::{self, Impossible, Serialize};
 use std::fmt;
 
 mod formats;
+mod media;
 #[cfg(feature = "protobuf")]
 mod protobuf;
 pub mod seam;
@@ -31,7 +32,7 @@ pub use formats::Avro;
 pub use formats::Cbor;
 #[cfg(feature = "msgpack")]
 pub use formats::MessagePack;
-pub use formats::{APPLICATION_CBOR, APPLICATION_MSGPACK, APPLICATION_PROTOBUF, AVRO_BINARY};
+pub use media::{APPLICATION_CBOR, APPLICATION_MSGPACK, APPLICATION_PROTOBUF, AVRO_BINARY};
 #[cfg(feature = "protobuf")]
 pub use protobuf::Proto;
 pub use seam::{
@@ -121,7 +122,7 @@ fn route<'c>(
     if let Some(codec) = configured.filter(|c| c.claims(Some(content_type), payload)) {
         return Route::Codec(codec);
     }
-    if let Some(codec) = formats::known(seam::media_type(content_type)) {
+    if let Some(codec) = formats::known(media::media_type(content_type)) {
         return Route::Codec(codec);
     }
     configured.map_or(builtin, Route::Codec)

@@ -1,7 +1,7 @@
 //! Protocol Buffers payloads: `prost` messages, wrapped in [`Proto`] as a handler parameter,
 //! a return value or a record.
 
-use super::formats::APPLICATION_PROTOBUF;
+use super::media::APPLICATION_PROTOBUF;
 use crate::error::DecodeError;
 use crate::message::record::Record;
 use bytes::Bytes;

@@ -98,7 +98,7 @@ pub trait Codec: Send + Sync + fmt::Debug + 'static {
     /// its content type equals [`Codec::content_type`] (parameters such as `;charset` aside).
     fn claims(&self, content_type: Option<&str>, payload: &[u8]) -> bool {
         let _ = payload;
-        content_type.is_some_and(|ct| media_type(ct) == self.content_type())
+        content_type.is_some_and(|ct| super::media::media_type(ct) == self.content_type())
     }
 
     /// Decodes `payload` into `target`: hands [`deserialize_into`] the format's deserializer.
@@ -152,7 +152,7 @@ impl FormatSchema {
     /// ```
     pub fn protobuf(proto: &str) -> Self {
         Self {
-            content_type: super::formats::APPLICATION_PROTOBUF,
+            content_type: super::media::APPLICATION_PROTOBUF,
             schema_format: "application/vnd.google.protobuf;version=3",
             schema: serde_json::Value::String(proto.to_owned()),
         }
@@ -168,14 +168,6 @@ pub enum DecodeFailure {
     /// What decoding needs is unreachable for now (a registry outage): try again later.
     #[error("{0}")]
     Unavailable(String),
-}
-
-/// The media type of a `content-type` value, without parameters (`; charset=utf-8`).
-pub(crate) fn media_type(content_type: &str) -> &str {
-    content_type
-        .split_once(';')
-        .map_or(content_type, |(media, _)| media)
-        .trim()
 }
 
 /// Where a codec's deserializer delivers: the typed value a handler asked for.
