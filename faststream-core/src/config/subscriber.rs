@@ -83,7 +83,7 @@ impl PublisherConfig {
     }
 
     /// Documents the payload with a schema of its own format (a `.proto` file for
-    /// [`Proto`](crate::codec::Proto) records) in the AsyncAPI document.
+    /// `codec::Proto` (feature `protobuf`) records) in the AsyncAPI document.
     pub fn payload_format(mut self, format: FormatSchema) -> Self {
         self.payload_format = Some(format);
         self
@@ -408,7 +408,7 @@ impl SubscriberConfig {
     }
 
     /// Documents the payload with a schema of its own format (a `.proto` file for
-    /// [`Proto`](crate::codec::Proto) payloads) in the AsyncAPI document.
+    /// `codec::Proto` (feature `protobuf`) payloads) in the AsyncAPI document.
     ///
     /// ```
     /// use faststream_core::{codec::FormatSchema, SubscriberConfig};

@@ -1,6 +1,6 @@
 //! The serde codecs shipped behind cargo features: MessagePack (`msgpack`), CBOR (`cbor`) and
 //! Avro (`avro`). Protobuf is typed by `prost` rather than serde: see
-//! [`Proto`](crate::codec::Proto).
+//! `codec::Proto` (feature `protobuf`).
 
 #[cfg(any(feature = "msgpack", feature = "avro"))]
 use super::media::media_type;

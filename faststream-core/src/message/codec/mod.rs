@@ -14,6 +14,8 @@
 pub use crate::error::{DecodeError, EncodeError};
 use crate::message::{Message, CONTENT_TYPE};
 use bytes::Bytes;
+/// The type-erased serde traits [`Codec::encode`] takes, for codecs of your own.
+pub use erased_serde;
 use serde::de::{self, DeserializeOwned, Visitor};
 use serde::ser::{self, Impossible, Serialize};
 use std::fmt;
@@ -924,16 +926,9 @@ mod tests {
     #[test]
     fn a_batch_of_a_number_and_text_reads_as_values() {
         // FastStream's rule: `publish_batch(1, "hi")` into `list[Any]` gives `[1, "hi"]`.
-        let records: Vec<Message> = [encode(&1).unwrap(), encode(&"hi").unwrap()]
+        let records: Vec<Message> = [body_of(&1, None), body_of(&"hi", None)]
             .into_iter()
-            .map(|encoded| {
-                let Encoded::Body {
-                    payload,
-                    content_type,
-                } = encoded
-                else {
-                    unreachable!("both have a body")
-                };
+            .map(|(payload, content_type)| {
                 let mut message = Message::new("t", payload);
                 message.headers.insert(CONTENT_TYPE, content_type);
                 message
@@ -943,7 +938,21 @@ mod tests {
         assert_eq!(values, [serde_json::json!(1), serde_json::json!("hi")]);
     }
 
-    /// A codec that is JSON under its own content type, failing `prepare`-free.
+    /// The body of an encoded value, which the tests know has one.
+    fn body_of<T: Serialize + ?Sized>(
+        value: &T,
+        codec: Option<&dyn Codec>,
+    ) -> (Bytes, &'static str) {
+        match encode_with(value, codec).unwrap() {
+            Encoded::Body {
+                payload,
+                content_type,
+            } => (payload, content_type),
+            other => panic!("no body: {other:?}"),
+        }
+    }
+
+    /// A codec that is JSON behind a `V`, under its own content type.
     #[derive(Debug)]
     struct Vendor;
 
@@ -1042,13 +1051,7 @@ mod tests {
             user_id: 3,
             nick: Some("jo".into()),
         };
-        let Encoded::Body {
-            payload,
-            content_type,
-        } = encode_with(&user, Some(&MessagePack)).unwrap()
-        else {
-            unreachable!()
-        };
+        let (payload, content_type) = body_of(&user, Some(&MessagePack));
         assert_eq!(content_type, APPLICATION_MSGPACK);
         // Known by its content type even without configuration.
         assert_eq!(decode::<User>(&payload, Some(content_type)).unwrap(), user);
@@ -1070,9 +1073,7 @@ mod tests {
             user_id: -3,
             nick: None,
         };
-        let Encoded::Body { payload, .. } = encode_with(&user, Some(&Cbor)).unwrap() else {
-            unreachable!()
-        };
+        let (payload, _) = body_of(&user, Some(&Cbor));
         assert_eq!(
             decode::<User>(&payload, Some(APPLICATION_CBOR)).unwrap(),
             user
@@ -1096,13 +1097,7 @@ mod tests {
             user_id: 9,
             nick: Some("jo".into()),
         };
-        let Encoded::Body {
-            payload,
-            content_type,
-        } = encode_with(&user, Some(&avro)).unwrap()
-        else {
-            unreachable!()
-        };
+        let (payload, content_type) = body_of(&user, Some(&avro));
         assert_eq!(content_type, AVRO_BINARY);
         assert_eq!(
             decode_with::<User>(&payload, None, Some(&avro)).unwrap(),

@@ -65,7 +65,7 @@ pub type CodecRef = Arc<dyn Codec>;
 /// A codec over a serde format library is a few lines:
 ///
 /// ```
-/// use faststream_core::codec::{deserialize_into, Codec, DecodeTarget};
+/// use faststream_core::codec::{deserialize_into, erased_serde, Codec, DecodeTarget};
 /// use faststream_core::error::{DecodeError, EncodeError};
 ///
 /// /// JSON again, under a content type of its own.
@@ -142,7 +142,7 @@ pub struct FormatSchema {
 
 impl FormatSchema {
     /// A Protobuf payload described by a `.proto` file's text (its messages and their
-    /// fields), as [`Proto`](crate::codec::Proto) records carry it.
+    /// fields), as `codec::Proto` (feature `protobuf`) records carry it.
     ///
     /// ```
     /// use faststream_core::codec::FormatSchema;
