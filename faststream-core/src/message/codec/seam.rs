@@ -39,15 +39,21 @@
 //!   first. The extractor awaits that future before [`Codec::decode`] runs, so the handler
 //!   still gets a typed value.
 //! - **An outage is not bad data**: the future fails with [`DecodeFailure::Unavailable`]
-//!   (a refused connection, a 5xx, a timeout), which reaches the error policy as a transient
-//!   extraction error (`ExtractError::PayloadUnavailable`, see
-//!   `ExtractError::is_transient`) to pause and retry; an unknown id (404) or a writer schema
-//!   that does not resolve fails with [`DecodeFailure::Invalid`]: a decode error, handled by
-//!   the error policy like a malformed JSON payload, never retried.
-//! - **Keys as well as values**: a codec decodes bytes, so the same value can decode
-//!   `Key<T>`; the key codec will be its own setting next to this one.
-//! - **Encoding** writes the magic byte, the id the registry gave (auto-registered, latest,
-//!   or fixed), the indexes and the body, from [`Codec::encode`].
+//!   (a refused connection, a 5xx, a timeout), which the extractor turns into
+//!   `ExtractError::PayloadUnavailable`, the one extraction error whose
+//!   `ExtractError::is_transient` is true. An unknown id (404) or a writer schema that does
+//!   not resolve fails with [`DecodeFailure::Invalid`]: `ExtractError::Payload`, a decode
+//!   error handled by the error policy like a malformed JSON payload. What the next step adds
+//!   there: the error policy's `is_retriable` consulting `is_transient` (today it counts every
+//!   extraction error as permanent), and the partition paused, not dead-lettered, while it
+//!   retries.
+//! - **Keys as well as values**: a codec decodes bytes into any serde type, so the same trait
+//!   decodes `Key<T>`; the next step adds the key codec as a setting beside this one (keys
+//!   decode as JSON/text today).
+//! - **Encoding** stays synchronous: the registry codec writes the magic byte, the schema id,
+//!   the indexes and the body from [`Codec::encode`], with an id resolved before the first
+//!   publish (auto-registered, latest, or fixed) and cached. Resolving it at start is a
+//!   provided trait method with a default, which adds to the seam without reshaping it.
 
 use crate::error::{DecodeError, EncodeError};
 use crate::message::Message;
