@@ -255,6 +255,9 @@ async fn protobuf(broker: TestBroker) {
         },
     );
     let test = TestBroker::start(app).await.unwrap();
+    let logs = faststream_integration_tests::logs();
+    let garbage = Record::new(input.as_str(), &b"\xff\xff"[..]).partition(0);
+    test.publish_record(garbage).await.unwrap();
     let ping = Ping {
         seq: 41,
         from: "ann".into(),
@@ -275,10 +278,53 @@ async fn protobuf(broker: TestBroker) {
             from: "pong to ann".into()
         }
     );
+    let lines = logs.lines_with(&format!(
+        "{input}[0]@0 failed: cannot decode payload: protobuf: "
+    ));
+    assert_eq!(
+        lines.len(),
+        1,
+        "one error line for the bad record: {lines:?}"
+    );
     test.shutdown().await.unwrap();
 }
 both_modes!(
     protobuf_messages_round_trip_in_memory,
     protobuf_messages_round_trip_on_kafka,
     protobuf
+);
+
+// ---------------------------------------------------------------------------------------
+// A publisher object with a codec: what it publishes is in that format, with its content type.
+
+async fn publisher_object(broker: TestBroker) {
+    let topic = unique("cd-audit");
+    broker.create_topic(&topic, 1).await.unwrap();
+    let audit = faststream::Publisher::to(topic.as_str()).codec(MessagePack);
+    let app = FastStream::new(broker.clone()).with_publisher(&audit);
+    let test = TestBroker::start(app).await.unwrap();
+    let order = Order {
+        id: 3,
+        item: "cup".into(),
+        note: None,
+    };
+    audit.publish(&order).await.unwrap();
+    audit.publish("plain text").await.unwrap();
+    let out = test.published(topic.as_str()).wait_for(2).await;
+    assert_eq!(
+        out[0].headers.get_str("content-type"),
+        Some(codec::APPLICATION_MSGPACK)
+    );
+    assert_eq!(
+        codec::decode_by::<Order>(&MessagePack, &out[0].payload).unwrap(),
+        order
+    );
+    assert_eq!(out[1].headers.get_str("content-type"), Some("text/plain"));
+    assert_eq!(&out[1].payload[..], b"plain text");
+    test.shutdown().await.unwrap();
+}
+both_modes!(
+    a_publisher_object_publishes_with_its_codec_in_memory,
+    a_publisher_object_publishes_with_its_codec_on_kafka,
+    publisher_object
 );
