@@ -6,6 +6,7 @@
 
 use crate::kafka::{metadata_client, now_us, records_in, Event};
 use crate::measure::{quantile, CaseResult, Mark};
+use faststream::codec::MessagePack;
 use faststream::kafka::KafkaBroker;
 use faststream::{Broker, FastStream, Headers, Key, Meta, Record, State, SubscriberConfig};
 use futures::FutureExt;
@@ -168,12 +169,22 @@ async fn drain_until_done(
 
 /// faststream drain: a subscriber taking the same `Event`.
 pub async fn fs_drain(args: &CaseArgs) -> Result<CaseResult, String> {
+    drain_events(args, drain_config(args, "drain")).await
+}
+
+/// A drain subscriber on the case's topic, in a group of its own.
+fn drain_config(args: &CaseArgs, name: &str) -> SubscriberConfig {
+    SubscriberConfig::new(name, [args.topic.as_str()])
+        .group_id(format!("bench-{}", uuid::Uuid::new_v4().simple()))
+}
+
+/// Drains with `config`'s subscriber taking each record as an `Event`.
+async fn drain_events(args: &CaseArgs, config: SubscriberConfig) -> Result<CaseResult, String> {
     let progress = Progress::new(args.messages);
     let app = FastStream::new(fs_broker(args))
         .with_state(Arc::clone(&progress))
         .subscriber(
-            SubscriberConfig::new("drain", [args.topic.as_str()])
-                .group_id(format!("bench-{}", uuid::Uuid::new_v4().simple())),
+            config,
             |progress: State<Arc<Progress>>, event: Event| async move {
                 std::hint::black_box(event.seq);
                 progress.record();
@@ -221,6 +232,12 @@ pub async fn fs_drain_extract(args: &CaseArgs) -> Result<CaseResult, String> {
             drain_extract_handler,
         );
     drain_until_done(app, &progress).await
+}
+
+/// faststream drain of MessagePack records: [`fs_drain`] with the subscriber's codec set to
+/// MessagePack (the records carry no content type, as a producer of another stack writes them).
+pub async fn fs_drain_msgpack(args: &CaseArgs) -> Result<CaseResult, String> {
+    drain_events(args, drain_config(args, "drain_msgpack").codec(MessagePack)).await
 }
 
 /// Records per batch in the batch-drain row.

@@ -85,6 +85,19 @@ pub fn prefill(bootstrap: &str, topic: &str, partitions: i32, count: u64) -> Res
     })
 }
 
+/// [`prefill`] with the same events in MessagePack (maps with field names, as the
+/// `MessagePack` codec writes them), for the MessagePack drain row.
+pub fn prefill_msgpack(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    count: u64,
+) -> Result<u64, String> {
+    prefill_with(bootstrap, topic, partitions, count, |seq| {
+        rmp_serde::to_vec_named(&Event::new(seq, 0)).map_err(|e| e.to_string())
+    })
+}
+
 /// [`prefill`] with the payload of record `seq` made by `payload` (the sweep pads records).
 pub fn prefill_with(
     bootstrap: &str,

@@ -19,7 +19,7 @@ use cases::CaseArgs;
 use clap::Parser;
 use cli::{Cli, Sub};
 use measure::CaseResult;
-use rows::{own_case, Row, BATCH_ROW, EXTRACT_ROW, METRICS_ROW, MT_ROW, TRACING_ROW};
+use rows::{own_case, Row, BATCH_ROW, EXTRACT_ROW, METRICS_ROW, MSGPACK_ROW, MT_ROW, TRACING_ROW};
 
 /// Counts heap allocations (see `measure::CountingAlloc`) for the allocations-per-record column.
 #[global_allocator]
@@ -76,6 +76,7 @@ fn run_case(name: &str, args: &CaseArgs) -> Result<CaseResult, String> {
             "fs-drain" => cases::fs_drain(args).await,
             "fs-drain-batch" => cases::fs_drain_batch(args).await,
             "fs-drain-extract" => cases::fs_drain_extract(args).await,
+            "fs-drain-msgpack" => cases::fs_drain_msgpack(args).await,
             "raw-pipeline" => cases::raw_pipeline(args, true).await,
             "raw-pipeline-mt" => raw_mt::raw_pipeline_mt(args).await,
             "raw-pipeline-bare" => cases::raw_pipeline(args, false).await,
@@ -104,6 +105,16 @@ fn orchestrate(cli: &Cli) -> Result<(), String> {
     let bytes = kafka::prefill(&cli.bootstrap, &input, cli.partitions, cli.messages)?;
     let bytes_per_msg = bytes as f64 / cli.messages as f64;
     eprintln!("bench: {bytes} payload bytes ({bytes_per_msg:.0} per record)");
+    // The same events in MessagePack, for the codec's drain row.
+    let msgpack_input = format!("bench-in-msgpack-{id}");
+    runtime.block_on(kafka::create_topic(
+        &cli.bootstrap,
+        &msgpack_input,
+        cli.partitions,
+    ))?;
+    let msgpack_bytes =
+        kafka::prefill_msgpack(&cli.bootstrap, &msgpack_input, cli.partitions, cli.messages)?;
+    let msgpack_bytes_per_msg = msgpack_bytes as f64 / cli.messages as f64;
 
     let mut rows: Vec<Row> = Vec::new();
     let row = |rows: &mut Vec<Row>, section: &'static str, name: &str| -> usize {
@@ -128,6 +139,7 @@ fn orchestrate(cli: &Cli) -> Result<(), String> {
             ("drain", "fs-drain", "faststream-rs"),
             ("drain", "fs-drain-batch", BATCH_ROW),
             ("drain", "fs-drain-extract", EXTRACT_ROW),
+            ("drain", "fs-drain-msgpack", MSGPACK_ROW),
             ("pipeline", "raw-pipeline-mt", MT_ROW),
             ("pipeline", "raw-pipeline-bare", "raw rdkafka, payload only"),
             ("pipeline", "raw-pipeline", "raw rdkafka"),
@@ -137,8 +149,16 @@ fn orchestrate(cli: &Cli) -> Result<(), String> {
         ] {
             let output = kafka::output_topic(&runtime, &cli.bootstrap, section, cli.partitions)?;
             eprintln!("bench: run {run}/{} {section} {label}", cli.runs);
-            let result = own_case(cli, case, &input, &output, cli.messages, 0, 0)?;
+            let source = if label == MSGPACK_ROW {
+                &msgpack_input
+            } else {
+                &input
+            };
+            let result = own_case(cli, case, source, &output, cli.messages, 0, 0)?;
             let i = row(&mut rows, section, label);
+            if label == MSGPACK_ROW {
+                rows[i].payload_bytes_per_msg = msgpack_bytes_per_msg;
+            }
             rows[i].results.push(result);
         }
         if cli.peers {
@@ -259,7 +279,7 @@ fn render(cli: &Cli, rows: &[Row], idle: &CaseResult) -> String {
                 "faststream-rs" | BATCH_ROW => raw
                     .map(|r| format!("{:.2} of raw", rate / r))
                     .unwrap_or_default(),
-                EXTRACT_ROW | METRICS_ROW | TRACING_ROW => ours
+                EXTRACT_ROW | MSGPACK_ROW | METRICS_ROW | TRACING_ROW => ours
                     .map(|o| format!("{:.2} of faststream-rs", rate / o))
                     .unwrap_or_default(),
                 _ => ours

@@ -120,6 +120,8 @@ pub(crate) const BATCH_ROW: &str = "faststream-rs, batches of 500 (`Vec<Event>`)
 /// The drain row whose handler takes four extractors before the payload.
 pub(crate) const EXTRACT_ROW: &str =
     "faststream-rs, 4 extractors (`Key`, `Headers`, `Meta`, `State`) + payload";
+/// The drain row whose records are MessagePack, decoded by the subscriber's codec.
+pub(crate) const MSGPACK_ROW: &str = "faststream-rs, MessagePack codec (`Event`)";
 /// The pipeline's baseline: the multi-threaded raw rdkafka pipeline (`raw_mt`).
 pub(crate) const MT_ROW: &str = "raw rdkafka, multi-threaded";
 /// The pipeline row with FastStream's Prometheus metrics recorded.

@@ -38,6 +38,7 @@ pub mod page;
 #[cfg(feature = "serve")]
 pub mod serve;
 
+use faststream_core::codec::{CodecRef, FormatSchema};
 use faststream_core::subscriber::{PublisherConfig, SchemaFn, SubscriberConfig};
 use schemars::gen::{SchemaGenerator, SchemaSettings};
 use serde_json::{json, Map, Value};
@@ -501,20 +502,20 @@ pub fn document_with_publishers(
 ) -> Value {
     let mut builder = Builder::new(version, !server.hosts.is_empty());
     for publisher in publishers.iter().filter(|p| p.include_in_schema) {
-        builder.publisher(publisher);
+        builder.publisher(publisher, None);
     }
     for sub in subscribers.iter().filter(|s| s.docs.include_in_schema) {
         builder.subscriber(sub);
         for publisher in sub.publishers.iter().filter(|p| p.include_in_schema) {
-            builder.publisher(publisher);
+            builder.publisher(publisher, sub.reply_codec());
         }
         for publisher in dead_letter_publishers(sub) {
-            builder.publisher(&publisher);
+            builder.publisher(&publisher, None);
         }
         if let Some((reader, publishers)) = retry_topic_channels(sub) {
             builder.subscriber(&reader);
             for publisher in &publishers {
-                builder.publisher(publisher);
+                builder.publisher(publisher, None);
             }
         }
     }
@@ -544,6 +545,8 @@ fn dead_letter_publishers(sub: &SubscriberConfig) -> Vec<PublisherConfig> {
                 sub.name
             ));
             publisher.schema = sub.docs.payload_schema;
+            publisher.payload_format = sub.docs.payload_format.clone();
+            publisher.codec = sub.codec.effective().cloned();
             publisher
         })
         .collect()
@@ -695,7 +698,7 @@ impl Builder {
         reference(SCHEMAS_PATH, name)
     }
 
-    fn message(&mut self, name: &str, payload: Value) -> Value {
+    fn message(&mut self, name: &str, payload: Value, encoding: &Encoding) -> Value {
         let mut message = json!({
             "title": name,
             "name": name,
@@ -705,7 +708,22 @@ impl Builder {
         if self.version == AsyncApiVersion::V2_6_0 {
             message["messageId"] = json!(name);
         }
-        if self.payload_is_text(&message["payload"]) {
+        match (&encoding.format, self.version) {
+            // A schema of its own format: AsyncAPI 3's multi-format schema object, or 2.6's
+            // message-level `schemaFormat` over the schema itself.
+            (Some(format), AsyncApiVersion::V3_0_0) => {
+                message["payload"] =
+                    json!({ "schemaFormat": format.schema_format, "schema": format.schema });
+            }
+            (Some(format), AsyncApiVersion::V2_6_0) => {
+                message["schemaFormat"] = json!(format.schema_format);
+                message["payload"] = format.schema.clone();
+            }
+            (None, _) => {}
+        }
+        if let Some(content_type) = encoding.content_type {
+            message["contentType"] = json!(content_type);
+        } else if self.payload_is_text(&message["payload"]) {
             message["contentType"] = json!("text/plain");
         }
         self.messages.insert(name.to_owned(), message);
@@ -788,9 +806,12 @@ impl Builder {
     }
 
     fn subscriber(&mut self, sub: &SubscriberConfig) {
+        let encoding = Encoding::of(sub.docs.payload_format.as_ref(), sub.codec.effective());
         let handler = camel_case(&sub.name);
         let payload_name = format!("{handler}:Message:Payload");
         let payload = match (sub.docs.payload_schema, sub.docs.payload_one_of.as_slice()) {
+            // The format's own schema takes the JSON Schema's place (see `message`).
+            _ if encoding.format.is_some() => Value::Null,
             (None, alternatives) if !alternatives.is_empty() => {
                 self.payload_one_of(alternatives, &payload_name)
             }
@@ -812,8 +833,11 @@ impl Builder {
             let bindings = Self::operation_bindings(sub.effective_group_id());
             match self.version {
                 AsyncApiVersion::V3_0_0 => {
-                    let message =
-                        self.message(&format!("{channel_name}:SubscribeMessage"), payload.clone());
+                    let message = self.message(
+                        &format!("{channel_name}:SubscribeMessage"),
+                        payload.clone(),
+                        &encoding,
+                    );
                     let channel = self.channel(
                         topic,
                         sub.docs.title.as_deref(),
@@ -836,7 +860,11 @@ impl Builder {
                         .insert(format!("{channel_name}Subscribe"), operation);
                 }
                 AsyncApiVersion::V2_6_0 => {
-                    let message = self.message(&format!("{channel_name}:Message"), payload.clone());
+                    let message = self.message(
+                        &format!("{channel_name}:Message"),
+                        payload.clone(),
+                        &encoding,
+                    );
                     let mut channel = self.channel(
                         topic,
                         sub.docs.title.as_deref(),
@@ -859,7 +887,13 @@ impl Builder {
         }
     }
 
-    fn publisher(&mut self, publisher: &PublisherConfig) {
+    /// A publisher channel; `inherited` is the codec it publishes with when it sets none
+    /// itself (a subscriber's reply codec).
+    fn publisher(&mut self, publisher: &PublisherConfig, inherited: Option<&CodecRef>) {
+        let encoding = Encoding::of(
+            publisher.payload_format.as_ref(),
+            publisher.codec.as_ref().or(inherited),
+        );
         let topic: &str = &publisher.topic;
         let channel_name = publisher
             .title
@@ -869,8 +903,11 @@ impl Builder {
             // Several subscribers publish to this topic: documented once.
             return;
         }
-        let payload = self.payload(publisher.schema, &format!("{channel_name}:Message:Payload"));
-        let message = self.message(&format!("{channel_name}:Message"), payload);
+        let payload = match encoding.format {
+            Some(_) => Value::Null,
+            None => self.payload(publisher.schema, &format!("{channel_name}:Message:Payload")),
+        };
+        let message = self.message(&format!("{channel_name}:Message"), payload, &encoding);
         let description = publisher.description.as_deref();
         match self.version {
             AsyncApiVersion::V3_0_0 => {
@@ -966,6 +1003,28 @@ impl Builder {
             doc.insert("components".into(), Value::Object(components));
         }
         Value::Object(doc)
+    }
+}
+
+/// How a channel's messages are encoded, as the document says it: their content type and, for
+/// formats with schemas of their own, that schema.
+struct Encoding {
+    content_type: Option<&'static str>,
+    format: Option<FormatSchema>,
+}
+
+impl Encoding {
+    /// From a schema given in the configuration, else the codec's: JSON when neither.
+    fn of(given: Option<&FormatSchema>, codec: Option<&CodecRef>) -> Self {
+        let format = given.cloned().or_else(|| codec.and_then(|c| c.schema()));
+        let content_type = format
+            .as_ref()
+            .map(|f| f.content_type)
+            .or_else(|| codec.map(|c| c.content_type()));
+        Self {
+            content_type,
+            format,
+        }
     }
 }
 

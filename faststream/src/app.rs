@@ -182,6 +182,12 @@ impl<B: Broker> FastStream<B> {
         self.runtime(|app| app.error_policy(policy))
     }
 
+    /// The payload codec of every subscriber that sets none, neither itself nor through a
+    /// router (default: FastStream's JSON); see [`crate::codec::seam`].
+    pub fn codec(self, codec: impl faststream_core::codec::Codec) -> Self {
+        self.runtime(|app| app.codec(codec))
+    }
+
     /// How long a rebalance waits for the in-flight work of revoked partitions before it
     /// cancels it (default: the graceful timeout). That work's messages stay uncommitted and
     /// go to the partitions' new owner.

@@ -42,6 +42,10 @@
 //! - `testing` (feature `testing`, off by default): `TestBroker`, the in-memory broker for
 //!   tests, with waiting assertions on what was published and what handlers were called, and a
 //!   real-Kafka mode for the same test bodies.
+//! - [`codec`]: payload formats besides FastStream's JSON/text/bytes, set per app, router,
+//!   subscriber or publisher: `MessagePack` (feature `msgpack`), `Cbor` (`cbor`), `Avro`
+//!   (`avro`) and `Proto<T>` for prost messages (`protobuf`), all off by default, or your own
+//!   [`codec::Codec`].
 //!
 //! The facade is where the pieces meet: it depends on the runtime (`faststream-core`), the
 //! macros, the AsyncAPI tooling and the Kafka backend; none of them depends on it.

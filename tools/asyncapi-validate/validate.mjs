@@ -1,10 +1,13 @@
 #!/usr/bin/env node
 // Validates AsyncAPI documents (JSON or YAML) with the official @asyncapi/parser and its
-// default rules. Prints every diagnostic with its severity and a summary line per file:
+// default rules, with the official Avro and Protobuf schema parsers registered (messages of
+// those formats carry their own schemas). Prints every diagnostic with its severity and a summary line per file:
 //   <file>: 0 errors, 0 warnings (N infos, M hints)
 // Exits 1 when any file has an error or a warning (or cannot be read), 2 on bad usage.
 import { readFile } from "node:fs/promises";
 import { Parser } from "@asyncapi/parser";
+import { AvroSchemaParser } from "@asyncapi/avro-schema-parser";
+import { ProtoBuffSchemaParser } from "@asyncapi/protobuf-schema-parser";
 
 const SEVERITY = ["error", "warning", "info", "hint"];
 
@@ -14,7 +17,7 @@ if (files.length === 0) {
   process.exit(2);
 }
 
-const parser = new Parser();
+const parser = new Parser({ schemaParsers: [AvroSchemaParser(), ProtoBuffSchemaParser()] });
 let failed = false;
 for (const file of files) {
   let text;

@@ -13,6 +13,7 @@ use crate::handler::extract::AppState;
 use crate::handler::Handler;
 use crate::handler::Seeker;
 use crate::health::AppHealth;
+use crate::message::codec::{Codec, CodecRef};
 use crate::message::seek::{Seek, Sought};
 use crate::middleware::{BoxPublishService, PublishLayer};
 use crate::policy::{AckPolicy, ErrorPolicy, PolicyLevel};
@@ -104,6 +105,8 @@ pub struct App<B: Broker> {
     publish_layers: Vec<PublishLayer<DeliveryOf<B>>>,
     /// The default policies of every subscriber (the least specific level).
     policies: PolicyLevel,
+    /// The payload codec of every subscriber that sets none (nor a router for it).
+    codec: Option<CodecRef>,
     publishers: Vec<Publisher>,
     stuck_after: Duration,
 }
@@ -146,6 +149,7 @@ impl<B: Broker> App<B> {
             layers: Vec::new(),
             publish_layers: Vec::new(),
             policies: PolicyLevel::default(),
+            codec: None,
             publishers: Vec::new(),
             stuck_after: DEFAULT_STUCK_AFTER,
         }
@@ -158,6 +162,7 @@ impl<B: Broker> App<B> {
         build: SubscriberFactory<B::Publisher>,
     ) {
         config.inherit_app_policies(&self.policies);
+        config.codec.inherit_app(self.codec.as_ref());
         self.configs.push(Arc::new(config));
         self.subscribers.push(build);
     }
@@ -188,6 +193,18 @@ impl<B: Broker> App<B> {
     pub fn ack_policy(mut self, policy: AckPolicy) -> Self {
         self.policies.ack_policy = Some(policy);
         self.inherit_policies();
+        self
+    }
+
+    /// The payload codec of every subscriber that sets none, neither itself nor through a
+    /// router (default: FastStream's JSON), added before or after this call (see
+    /// [`SubscriberConfig::codec`]).
+    pub fn codec(mut self, codec: impl Codec) -> Self {
+        let codec: CodecRef = Arc::new(codec);
+        for config in &mut self.configs {
+            Arc::make_mut(config).codec.inherit_app(Some(&codec));
+        }
+        self.codec = Some(codec);
         self
     }
 
@@ -487,6 +504,7 @@ impl<B: Broker> App<B> {
             cx: None,
             options: None,
             policies: self.policies.clone(),
+            codec: self.codec.clone(),
         };
         let cx = StartContext {
             state: Arc::new(std::mem::take(&mut self.state)),
@@ -609,6 +627,8 @@ pub struct RunningApp<B: Broker> {
     options: Option<SubscribeOptions>,
     /// The app's default policies, for subscribers added while running.
     policies: PolicyLevel,
+    /// The app's payload codec, for subscribers added while running.
+    codec: Option<CodecRef>,
     hooks: Hooks,
     /// The root of every consumer's and partition worker's stop signal.
     shutdown: CancellationToken,
@@ -773,6 +793,7 @@ impl<B: Broker> RunningApp<B> {
             return Err(Error::config_msg("the app is not running"));
         };
         config.inherit_app_policies(&self.policies);
+        config.codec.inherit_app(self.codec.as_ref());
         config.describe_handler(&handler);
         let built = subscriber_workers(Arc::new(config), handler, cx)?;
         self.start_subscription(built).await

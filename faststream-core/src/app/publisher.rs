@@ -23,6 +23,7 @@
 
 use crate::config::subscriber::PublisherConfig;
 use crate::error::{Error, PublishError, Result};
+use crate::message::codec::Codec;
 use crate::message::record::{Delivered, Record};
 use crate::message::Headers;
 use bytes::Bytes;
@@ -119,11 +120,20 @@ impl Publisher {
         &self.spec.config.topic
     }
 
-    /// Publishes `value` (encoded by FastStream's rules) with the defaults, and waits for the
-    /// broker's acknowledgement.
+    /// Publishes `value` (encoded by FastStream's rules, or with its codec) with the
+    /// defaults, and waits for the broker's acknowledgement.
     pub async fn publish<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<Delivered> {
-        let record = Record::encode(std::sync::Arc::clone(&self.spec.config.topic), value)?;
+        let config = &self.spec.config;
+        let record =
+            Record::encode_with(Arc::clone(&config.topic), value, config.codec.as_deref())?;
         self.publish_record(record).await
+    }
+
+    /// Encodes what [`Publisher::publish`] publishes with `codec` instead of JSON (FastStream's
+    /// `encoder`), and says so in the AsyncAPI document.
+    pub fn codec(mut self, codec: impl Codec) -> Self {
+        self.spec_mut().config.codec = Some(Arc::new(codec));
+        self
     }
 
     /// Publishes `record` to this publisher's topic, filling in the defaults it does not set.

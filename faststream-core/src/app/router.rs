@@ -49,6 +49,7 @@ use crate::config::subscriber::{
     HandlerLayer, IntoSubscriber, MessageLayer, Registry, SubscriberConfig,
 };
 use crate::handler::Handler;
+use crate::message::codec::{Codec, CodecRef};
 use crate::policy::{AckPolicy, ErrorPolicy, PolicyLevel};
 use crate::runtime::factory::{factory, SubscriberFactory};
 use std::marker::PhantomData;
@@ -65,6 +66,7 @@ pub struct Router<B: Broker> {
     publishers: Vec<Publisher>,
     layers: Vec<HandlerLayer>,
     policies: PolicyLevel,
+    codec: Option<CodecRef>,
 }
 
 impl<B: Broker> std::fmt::Debug for Router<B> {
@@ -76,6 +78,7 @@ impl<B: Broker> std::fmt::Debug for Router<B> {
             .field("publishers", &self.publishers)
             .field("layers", &self.layers.len())
             .field("policies", &self.policies)
+            .field("codec", &self.codec)
             .finish()
     }
 }
@@ -106,6 +109,7 @@ impl<B: Broker> Router<B> {
             publishers: Vec::new(),
             layers: Vec::new(),
             policies: PolicyLevel::default(),
+            codec: None,
         }
     }
 
@@ -210,6 +214,13 @@ impl<B: Broker> Router<B> {
         self
     }
 
+    /// The payload codec of its subscribers that set none (nor an inner router for them);
+    /// wins over the app's (see [`SubscriberConfig::codec`]).
+    pub fn codec(mut self, codec: impl Codec) -> Self {
+        self.codec = Some(std::sync::Arc::new(codec));
+        self
+    }
+
     /// Its subscribers with its prefix, layers and policies applied, and its publishers.
     pub(crate) fn into_parts(self) -> (Vec<RouteEntry<B::Publisher>>, Vec<Publisher>) {
         let Router {
@@ -218,6 +229,7 @@ impl<B: Broker> Router<B> {
             publishers,
             layers,
             policies,
+            codec,
         } = self;
         let routes = routes
             .into_iter()
@@ -230,6 +242,7 @@ impl<B: Broker> Router<B> {
                 // Kept as a level of its own, not copied into the subscriber's fields: the
                 // subscriber's ack policy must still beat this router's error policy.
                 config.inherit_router_policies(&policies);
+                config.codec.inherit_router(codec.as_ref());
                 (config, build)
             })
             .collect();

@@ -13,6 +13,7 @@ use crate::error::BoxError;
 use crate::handler::pattern::TopicPattern;
 use crate::handler::reply::Reply;
 use crate::handler::service::BoxMessageService;
+use crate::message::codec::{Codec, CodecRef, FormatSchema};
 use crate::message::{Message, TopicPartition};
 use crate::policy::{DeliveryPolicy, ErrorPolicy, PolicyLevel};
 use tower::util::BoxCloneService;
@@ -86,6 +87,13 @@ pub struct PublisherConfig {
     /// A batch publisher: a returned sequence (`Vec<T>`, a tuple...) is published element by
     /// element, each its own record, instead of as one JSON array.
     pub batch: bool,
+    /// The payload codec (FastStream's `encoder`); `None` inherits (a subscriber's, else
+    /// JSON). A subscriber's return value is encoded once for all its publishers, with the
+    /// codec of its first publisher that sets one ([`SubscriberConfig::reply_codec`]).
+    pub codec: Option<CodecRef>,
+    /// The payload's schema in a format of its own, for the AsyncAPI document (default: the
+    /// codec's, else the JSON Schema of [`PublisherConfig::schema`]).
+    pub payload_format: Option<FormatSchema>,
 }
 
 impl PublisherConfig {
@@ -98,7 +106,22 @@ impl PublisherConfig {
             include_in_schema: true,
             schema: None,
             batch: false,
+            codec: None,
+            payload_format: None,
         }
+    }
+
+    /// Documents the payload with a schema of its own format (a `.proto` file for
+    /// `codec::Proto` (feature `protobuf`) records) in the AsyncAPI document.
+    pub fn payload_format(mut self, format: FormatSchema) -> Self {
+        self.payload_format = Some(format);
+        self
+    }
+
+    /// Sets the payload codec of what is published here (see [`PublisherConfig::codec`]).
+    pub fn codec(mut self, codec: impl Codec) -> Self {
+        self.codec = Some(std::sync::Arc::new(codec));
+        self
     }
 
     /// Makes it a batch publisher (FastStream's `publisher(..., batch=True)`): a handler
@@ -219,6 +242,45 @@ pub struct SubscriberConfig {
     pub delivery: SubscriberDelivery,
     /// What the AsyncAPI document says about it.
     pub docs: SubscriberDocs,
+    /// Its payload codec, and its routers' and app's.
+    pub codec: SubscriberCodec,
+}
+
+/// The payload codec of a subscriber ([`SubscriberConfig::codec`]): its payloads decode, and
+/// its return values encode, with the most specific one set: its own, else its routers'
+/// (innermost first), else the app's, else FastStream's JSON (see [`crate::codec::seam`]).
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct SubscriberCodec {
+    /// The subscriber's own.
+    pub own: Option<CodecRef>,
+    /// The innermost router's that sets one.
+    router: Option<CodecRef>,
+    /// The app's.
+    app: Option<CodecRef>,
+}
+
+impl SubscriberCodec {
+    /// The codec in effect; `None` is JSON.
+    pub fn effective(&self) -> Option<&CodecRef> {
+        self.own
+            .as_ref()
+            .or(self.router.as_ref())
+            .or(self.app.as_ref())
+    }
+
+    /// A router's codec, unless an inner router set one (routers are applied inside out).
+    pub(crate) fn inherit_router(&mut self, codec: Option<&CodecRef>) {
+        if self.router.is_none() {
+            self.router = codec.cloned();
+        }
+    }
+
+    /// The app's codec (replacing an earlier one: the app's setters apply to subscribers
+    /// added before them too).
+    pub(crate) fn inherit_app(&mut self, codec: Option<&CodecRef>) {
+        self.app = codec.cloned();
+    }
 }
 
 /// What the backend sees of a subscriber ([`SubscriberConfig::backend`]).
@@ -308,6 +370,9 @@ pub struct SubscriberDocs {
     /// [`Filtered`](crate::filter::Filtered) handler): documented as a `oneOf`. Used when
     /// `payload_schema` is `None`.
     pub payload_one_of: Vec<SchemaFn>,
+    /// The payload's schema in a format of its own (default: the codec's, else the JSON
+    /// Schema above).
+    pub payload_format: Option<FormatSchema>,
 }
 
 impl SubscriberConfig {
@@ -352,8 +417,56 @@ impl SubscriberConfig {
                 include_in_schema: true,
                 payload_schema: None,
                 payload_one_of: Vec::new(),
+                payload_format: None,
             },
+            codec: SubscriberCodec::default(),
         }
+    }
+
+    /// Sets the subscriber's payload codec (FastStream's `decoder`/`encoder`): its payloads
+    /// decode with it unless the record's `content-type` says otherwise, and its return values
+    /// encode with it (see [`crate::codec::seam`]). Routers and the app set defaults.
+    ///
+    /// ```
+    /// use faststream_core::codec::{Codec, DecodeTarget};
+    /// use faststream_core::error::{DecodeError, EncodeError};
+    /// # #[derive(Debug)] struct MyFormat;
+    /// # impl Codec for MyFormat {
+    /// #     fn name(&self) -> &'static str { "mine" }
+    /// #     fn content_type(&self) -> &'static str { "application/x-mine" }
+    /// #     fn decode<'de>(&self, _: &'de [u8], _: &mut dyn DecodeTarget<'de>) -> Result<(), DecodeError> { unimplemented!() }
+    /// #     fn encode(&self, _: &dyn erased_serde::Serialize) -> Result<Vec<u8>, EncodeError> { unimplemented!() }
+    /// # }
+    /// let config = faststream_core::SubscriberConfig::new("orders", ["orders"]).codec(MyFormat);
+    /// assert_eq!(config.codec.effective().unwrap().content_type(), "application/x-mine");
+    /// ```
+    pub fn codec(mut self, codec: impl Codec) -> Self {
+        self.codec.own = Some(Arc::new(codec));
+        self
+    }
+
+    /// Documents the payload with a schema of its own format (a `.proto` file for
+    /// `codec::Proto` (feature `protobuf`) payloads) in the AsyncAPI document.
+    ///
+    /// ```
+    /// use faststream_core::{codec::FormatSchema, SubscriberConfig};
+    /// let config = SubscriberConfig::new("pong", ["pings"])
+    ///     .payload_format(FormatSchema::protobuf("syntax = \"proto3\"; message Ping { uint64 seq = 1; }"));
+    /// assert!(config.docs.payload_format.is_some());
+    /// ```
+    pub fn payload_format(mut self, format: FormatSchema) -> Self {
+        self.docs.payload_format = Some(format);
+        self
+    }
+
+    /// The codec its return value is encoded with: its first publisher's that sets one (an
+    /// Avro reply has a schema of its own), else its own codec ([`SubscriberCodec::effective`]);
+    /// `None` is JSON.
+    pub fn reply_codec(&self) -> Option<&CodecRef> {
+        self.publishers
+            .iter()
+            .find_map(|publisher| publisher.codec.as_ref())
+            .or(self.codec.effective())
     }
 
     /// Makes it a batch subscriber (FastStream's `batch=True`): the handler gets each

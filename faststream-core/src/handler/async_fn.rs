@@ -5,6 +5,7 @@ use crate::handler::extract::{
     CheckContext, ExtractError, Extraction, FromMessage, FromMessageParts, MessageContext,
 };
 use crate::handler::reply::{IntoReply, Reply};
+use crate::message::codec::CodecRef;
 use crate::message::Message;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -89,13 +90,15 @@ pin_project_lite::pin_project! {
         /// a dependency that waits gets here (and it allocated already), and the common
         /// future stays as small as the function's own.
         Extracting {
-            waiting: Option<Box<(F, E)>>,
+            waiting: Option<Box<(F, E, Option<CodecRef>)>>,
             marker: PhantomData<fn() -> M>,
         },
-        /// The function's future.
+        /// The function's future; its output is encoded with the subscriber's codec (`None`
+        /// for JSON: nothing cloned per call).
         Running {
             #[pin]
             future: Fut,
+            codec: Option<CodecRef>,
             marker: PhantomData<fn() -> M>,
         },
     }
@@ -104,17 +107,18 @@ pin_project_lite::pin_project! {
 impl<F, E, Fut, M> HandlerCall<F, E, Fut, M> {
     /// The call of a function whose parameters were all extracted without waiting.
     #[inline]
-    fn running(future: Fut) -> Self {
+    fn running(future: Fut, codec: Option<CodecRef>) -> Self {
         HandlerCall::Running {
             future,
+            codec,
             marker: PhantomData,
         }
     }
 
     /// The call of `handler` once `extractions` finish.
-    fn waiting(handler: F, extractions: E) -> Self {
+    fn waiting(handler: F, extractions: E, codec: Option<CodecRef>) -> Self {
         HandlerCall::Extracting {
-            waiting: Some(Box::new((handler, extractions))),
+            waiting: Some(Box::new((handler, extractions, codec))),
             marker: PhantomData,
         }
     }
@@ -132,8 +136,9 @@ where
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Reply> {
         loop {
             match self.as_mut().project() {
-                HandlerCallProj::Running { future, .. } => {
-                    return future.poll(cx).map(IntoReply::into_reply);
+                HandlerCallProj::Running { future, codec, .. } => {
+                    let codec = codec.as_deref();
+                    return future.poll(cx).map(|output| output.into_reply_with(codec));
                 }
                 HandlerCallProj::Extracting { waiting, .. } => {
                     let Some(mut state) = waiting.take() else {
@@ -148,9 +153,11 @@ where
                         }
                         Poll::Ready(settled) => settled,
                     };
-                    let (handler, extractions) = *state;
+                    let (handler, extractions, codec) = *state;
                     match settled.and_then(|()| extractions.into_values()) {
-                        Ok(values) => self.set(HandlerCall::running(handler.call_with(values))),
+                        Ok(values) => {
+                            self.set(HandlerCall::running(handler.call_with(values), codec))
+                        }
                         Err(error) => return Poll::Ready(Reply::Failed(Box::new(error))),
                     }
                 }
@@ -228,9 +235,12 @@ macro_rules! impl_handler {
                 // Nothing waits (the framework's extractors never do): call the function now,
                 // each value moved once; the first rejection, in parameter order, is the error.
                 if $($part.is_ready() &&)* $last.is_ready() {
-                    return Ok(HandlerCall::running((self)($($part.into_ready()?,)* $last.into_ready()?)));
+                    return Ok(HandlerCall::running(
+                        (self)($($part.into_ready()?,)* $last.into_ready()?),
+                        cx.reply_codec().cloned(),
+                    ));
                 }
-                Ok(HandlerCall::waiting(self.clone(), ($($part,)* $last,)))
+                Ok(HandlerCall::waiting(self.clone(), ($($part,)* $last,), cx.reply_codec().cloned()))
             }
         }
     };
@@ -254,9 +264,9 @@ where
     fn call(
         &self,
         _message: &Message,
-        _cx: &MessageContext<'_>,
+        cx: &MessageContext<'_>,
     ) -> Result<Self::Future, ExtractError> {
-        Ok(HandlerCall::running((self)()))
+        Ok(HandlerCall::running((self)(), cx.reply_codec().cloned()))
     }
 }
 

@@ -75,7 +75,7 @@
 use super::pattern::{Path, TopicPattern};
 use super::seeker::Seeker;
 pub use super::teardown::{Outcome, Teardown};
-use crate::message::codec::{self, DecodeError};
+use crate::message::codec::{self, CodecRef, DecodeError, DecodeFailure};
 use crate::message::{Batch, Headers, Message};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
@@ -96,6 +96,10 @@ pub enum ExtractError {
     /// The payload did not decode into the parameter's type.
     #[error("cannot decode payload: {0}")]
     Payload(DecodeError),
+    /// The payload's codec cannot decode it for now (a schema registry out of reach): not
+    /// bad data, so retrying may help ([`ExtractError::is_transient`]).
+    #[error("cannot decode payload yet: {0}")]
+    PayloadUnavailable(String),
     /// The key did not decode into the parameter's type.
     #[error("cannot decode key: {0}")]
     Key(DecodeError),
@@ -144,6 +148,13 @@ pub enum ExtractError {
 }
 
 impl ExtractError {
+    /// Whether retrying may help: the payload's codec could not reach what it needs
+    /// ([`ExtractError::PayloadUnavailable`]). Every other extraction error is the message's
+    /// own and fails the same way again.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ExtractError::PayloadUnavailable(_))
+    }
+
     /// The start-time error for a parameter of type `T` that this subscriber cannot give.
     pub fn unavailable<T: ?Sized>(problem: &'static str, fix: &'static str) -> Self {
         ExtractError::Unavailable {
@@ -347,6 +358,8 @@ pub struct MessageContext<'a> {
     pattern: Option<&'a TopicPattern>,
     teardown: Option<&'a OnceCell<Teardown>>,
     seeker: Option<&'a Seeker>,
+    codec: Option<&'a CodecRef>,
+    reply_codec: Option<&'a CodecRef>,
 }
 
 impl<'a> MessageContext<'a> {
@@ -358,7 +371,31 @@ impl<'a> MessageContext<'a> {
             pattern: None,
             teardown: None,
             seeker: None,
+            codec: None,
+            reply_codec: None,
         }
+    }
+
+    /// The same context where payloads decode with `decode` and return values encode with
+    /// `reply` (`None`: FastStream's JSON).
+    pub fn with_codecs(
+        mut self,
+        decode: Option<&'a CodecRef>,
+        reply: Option<&'a CodecRef>,
+    ) -> Self {
+        self.codec = decode;
+        self.reply_codec = reply;
+        self
+    }
+
+    /// The subscriber's payload codec, when it has one.
+    pub fn codec(&self) -> Option<&'a CodecRef> {
+        self.codec
+    }
+
+    /// The codec the handler's return value is encoded with, when not JSON.
+    pub fn reply_codec(&self) -> Option<&'a CodecRef> {
+        self.reply_codec
     }
 
     /// The same context where the [`Seeker`] extractor moves `seeker`'s subscriber.
@@ -529,8 +566,47 @@ impl<T: FromMessageParts> FromMessage<via::Parts> for T {
 
 /// The payload: every deserializable type.
 impl<T: DeserializeOwned + Send + 'static> FromMessage for T {
+    fn from_message(message: &Message, cx: &MessageContext<'_>) -> Extraction<Self> {
+        decode_payload(message, cx, |value| value)
+    }
+}
+
+/// Decodes the payload with the subscriber's codec (JSON without one, allocation-free), after
+/// what the codec must do first ([`Codec::prepare`](crate::codec::Codec::prepare)).
+fn decode_payload<T: DeserializeOwned + Send + 'static, U: Send + 'static>(
+    message: &Message,
+    cx: &MessageContext<'_>,
+    wrap: fn(T) -> U,
+) -> Extraction<U> {
+    let Some(codec) = cx.codec() else {
+        return codec::decode_message(message)
+            .map(wrap)
+            .map_err(ExtractError::Payload)
+            .into();
+    };
+    let Some(ready) = codec.prepare(message) else {
+        return codec::decode_message_with(message, Some(&**codec))
+            .map(wrap)
+            .map_err(ExtractError::Payload)
+            .into();
+    };
+    let (codec, message) = (Arc::clone(codec), message.clone());
+    Extraction::pending(async move {
+        ready.await.map_err(|failure| match failure {
+            DecodeFailure::Invalid(error) => ExtractError::Payload(error),
+            DecodeFailure::Unavailable(why) => ExtractError::PayloadUnavailable(why),
+        })?;
+        codec::decode_message_with(&message, Some(&*codec))
+            .map(wrap)
+            .map_err(ExtractError::Payload)
+    })
+}
+
+/// A `prost` message as the payload (see [`codec::Proto`]).
+#[cfg(feature = "protobuf")]
+impl<T: prost::Message + Default + Send + 'static> FromMessage for codec::Proto<T> {
     fn from_message(message: &Message, _cx: &MessageContext<'_>) -> Extraction<Self> {
-        codec::decode_message(message)
+        codec::Proto::decode(&message.payload)
             .map_err(ExtractError::Payload)
             .into()
     }
@@ -875,7 +951,7 @@ pub mod param_probe {
     };
     pub use crate::handler::reply::schema_probe::Probe;
     use crate::handler::schema::SchemaFn;
-    use crate::message::codec::{self, DecodeError};
+    use crate::message::codec::DecodeError;
     use crate::message::Message;
     use schemars::gen::SchemaGenerator;
     use schemars::schema::{InstanceType, Metadata, ObjectValidation, Schema, SchemaObject};
@@ -1310,11 +1386,8 @@ pub mod param_probe {
     pub struct Payload<T>(pub T);
 
     impl<T: DeserializeOwned + Send + 'static> FromMessage for Payload<T> {
-        fn from_message(message: &Message, _cx: &MessageContext<'_>) -> Extraction<Self> {
-            codec::decode_message(message)
-                .map(Payload)
-                .map_err(ExtractError::Payload)
-                .into()
+        fn from_message(message: &Message, cx: &MessageContext<'_>) -> Extraction<Self> {
+            super::decode_payload(message, cx, Payload)
         }
     }
 }
@@ -1340,6 +1413,74 @@ mod tests {
     struct Trace;
     impl HeaderName for Trace {
         const NAME: &'static str = "trace";
+    }
+
+    /// A codec that must get ready first, as a schema registry's does when the record's
+    /// schema id is not cached: its `prepare` answers with the payload's first byte.
+    #[derive(Debug)]
+    struct FetchFirst;
+
+    impl crate::codec::Codec for FetchFirst {
+        fn name(&self) -> &'static str {
+            "fetch-first"
+        }
+        fn content_type(&self) -> &'static str {
+            "application/x-fetch-first"
+        }
+        fn decode<'de>(
+            &self,
+            payload: &'de [u8],
+            target: &mut dyn crate::codec::DecodeTarget<'de>,
+        ) -> Result<(), DecodeError> {
+            let json = &payload[1..];
+            crate::codec::deserialize_into(target, &mut serde_json::Deserializer::from_slice(json))
+        }
+        fn encode(&self, _: &dyn erased_serde::Serialize) -> Result<Vec<u8>, codec::EncodeError> {
+            Err(codec::EncodeError("decode only".into()))
+        }
+        fn prepare(
+            &self,
+            message: &Message,
+        ) -> Option<futures::future::BoxFuture<'static, Result<(), DecodeFailure>>> {
+            let first = message.payload.first().copied();
+            Some(Box::pin(async move {
+                tokio::task::yield_now().await;
+                match first {
+                    Some(b'+') => Ok(()),
+                    Some(b'?') => Err(DecodeFailure::Unavailable("registry refused".into())),
+                    _ => Err(DecodeFailure::Invalid(DecodeError {
+                        path: ".".into(),
+                        message: "unknown schema id".into(),
+                    })),
+                }
+            }))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_codec_that_must_prepare_decodes_after_waiting_and_says_when_to_retry() {
+        let state = AppState::default();
+        let codec: CodecRef = Arc::new(FetchFirst);
+        let cx = cx(&state).with_codecs(Some(&codec), None);
+        let ready = <i64 as FromMessage>::from_message(&Message::new("t", "+42"), &cx);
+        assert!(!ready.is_ready(), "waits for the codec");
+        assert_eq!(ready.await.unwrap(), 42);
+        let outage = <i64 as FromMessage>::from_message(&Message::new("t", "?42"), &cx)
+            .await
+            .unwrap_err();
+        assert!(outage.is_transient(), "an outage is retried: {outage}");
+        assert_eq!(
+            outage.to_string(),
+            "cannot decode payload yet: registry refused"
+        );
+        let unknown = <i64 as FromMessage>::from_message(&Message::new("t", "!42"), &cx)
+            .await
+            .unwrap_err();
+        assert!(
+            !unknown.is_transient(),
+            "bad data is not retried: {unknown}"
+        );
+        assert!(matches!(unknown, ExtractError::Payload(_)), "{unknown}");
     }
 
     #[test]

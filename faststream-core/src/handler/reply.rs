@@ -1,7 +1,7 @@
 //! What a handler returns, turned into something to publish (or an error).
 
 use crate::error::BoxError;
-use crate::message::codec::{self, Encoded};
+use crate::message::codec::{self, Codec, Encoded};
 use crate::message::Headers;
 use bytes::Bytes;
 use serde::Serialize;
@@ -148,6 +148,17 @@ impl<T> Response<T> {
 pub trait IntoReply<M> {
     /// Converts the value.
     fn into_reply(self) -> Reply;
+
+    /// Converts the value, structured bodies encoded with the subscriber's `codec` (JSON when
+    /// `None`; text, bytes and nothing stay as [`IntoReply::into_reply`] makes them). The
+    /// default ignores the codec, for replies that encode themselves.
+    fn into_reply_with(self, codec: Option<&dyn Codec>) -> Reply
+    where
+        Self: Sized,
+    {
+        let _ = codec;
+        self.into_reply()
+    }
 }
 
 #[doc(hidden)]
@@ -165,6 +176,10 @@ pub struct ViaBoxedResult<M>(std::marker::PhantomData<M>);
 
 impl<T: Serialize + 'static> IntoReply<ViaSerialize> for T {
     fn into_reply(self) -> Reply {
+        self.into_reply_with(None)
+    }
+
+    fn into_reply_with(self, codec: Option<&dyn Codec>) -> Reply {
         // The most common reply, a `String`, moves into the payload instead of being copied
         // through serde (which only lends it out as `&str`).
         let mut value = Some(self);
@@ -180,7 +195,7 @@ impl<T: Serialize + 'static> IntoReply<ViaSerialize> for T {
         let Some(value) = value else {
             return Reply::Nothing;
         };
-        match codec::encode(&value) {
+        match codec::encode_with(&value, codec) {
             Ok(encoded) => Outgoing::from_encoded(encoded),
             Err(err) => Reply::Failed(Box::new(err)),
         }
@@ -189,7 +204,11 @@ impl<T: Serialize + 'static> IntoReply<ViaSerialize> for T {
 
 impl<T: Serialize + 'static> IntoReply<ViaResponse> for Response<T> {
     fn into_reply(self) -> Reply {
-        let mut reply = self.body.into_reply();
+        self.into_reply_with(None)
+    }
+
+    fn into_reply_with(self, codec: Option<&dyn Codec>) -> Reply {
+        let mut reply = self.body.into_reply_with(codec);
         if let Reply::Publish(out) = &mut reply {
             out.key = self.key;
             out.headers = self.headers;
@@ -207,8 +226,12 @@ where
     E: std::error::Error + Send + Sync + 'static,
 {
     fn into_reply(self) -> Reply {
+        self.into_reply_with(None)
+    }
+
+    fn into_reply_with(self, codec: Option<&dyn Codec>) -> Reply {
         match self {
-            Ok(value) => value.into_reply(),
+            Ok(value) => value.into_reply_with(codec),
             Err(err) => Reply::Failed(Box::new(err)),
         }
     }
@@ -219,10 +242,29 @@ where
     T: IntoReply<M>,
 {
     fn into_reply(self) -> Reply {
+        self.into_reply_with(None)
+    }
+
+    fn into_reply_with(self, codec: Option<&dyn Codec>) -> Reply {
         match self {
-            Ok(value) => value.into_reply(),
+            Ok(value) => value.into_reply_with(codec),
             Err(err) => Reply::Failed(err),
         }
+    }
+}
+
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum ViaProto {}
+
+/// A `prost` message, published with `content-type: application/protobuf`.
+#[cfg(feature = "protobuf")]
+impl<T: prost::Message + 'static> IntoReply<ViaProto> for codec::Proto<T> {
+    fn into_reply(self) -> Reply {
+        Outgoing::from_encoded(Encoded::Body {
+            payload: self.encode(),
+            content_type: codec::APPLICATION_PROTOBUF,
+        })
     }
 }
 

@@ -8,6 +8,7 @@ use super::reply::Reply;
 use super::seeker::Seeker;
 use super::teardown::{Outcome, Teardown};
 use crate::error::{BoxError, Nacked, Rejected};
+use crate::message::codec::CodecRef;
 use crate::message::Message;
 use futures::future::BoxFuture;
 use std::cell::OnceCell;
@@ -52,6 +53,8 @@ pub struct HandlerService<H, T> {
     pattern: Option<Arc<TopicPattern>>,
     seeker: Option<Seeker>,
     tracker: Option<TaskTracker>,
+    codec: Option<CodecRef>,
+    reply_codec: Option<CodecRef>,
     _marker: PhantomData<fn() -> T>,
 }
 
@@ -64,6 +67,8 @@ impl<H: Clone, T> Clone for HandlerService<H, T> {
             pattern: self.pattern.clone(),
             seeker: self.seeker.clone(),
             tracker: self.tracker.clone(),
+            codec: self.codec.clone(),
+            reply_codec: self.reply_codec.clone(),
             _marker: PhantomData,
         }
     }
@@ -87,6 +92,8 @@ impl<H, T> HandlerService<H, T> {
             pattern: None,
             seeker: None,
             tracker: None,
+            codec: None,
+            reply_codec: None,
             _marker: PhantomData,
         }
     }
@@ -95,6 +102,14 @@ impl<H, T> HandlerService<H, T> {
     /// `pattern`.
     pub fn with_pattern(mut self, pattern: Option<Arc<TopicPattern>>) -> Self {
         self.pattern = pattern;
+        self
+    }
+
+    /// The payload codecs its handlers decode with and encode their return values with
+    /// (`None`: FastStream's JSON).
+    pub fn with_codecs(mut self, decode: Option<CodecRef>, reply: Option<CodecRef>) -> Self {
+        self.codec = decode;
+        self.reply_codec = reply;
         self
     }
 
@@ -130,6 +145,7 @@ where
         let cx = MessageContext::new(&self.state, slot.as_ref())
             .with_pattern(self.pattern.as_deref())
             .with_seeker(self.seeker.as_ref())
+            .with_codecs(self.codec.as_ref(), self.reply_codec.as_ref())
             .with_teardown(&teardown);
         let call = self.handler.call(&message, &cx);
         let teardown = teardown.into_inner();

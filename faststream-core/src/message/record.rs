@@ -1,6 +1,7 @@
 //! What is published: a [`Record`] going to the producer, and where it landed ([`Delivered`]).
 
 use crate::error::Result;
+use crate::message::codec::{self, Codec, EncodeError, Encoded};
 use crate::message::Headers;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -54,21 +55,36 @@ impl Record {
         topic: impl Into<Arc<str>>,
         value: &T,
     ) -> Result<Self> {
+        Self::encode_with(topic, value, None)
+    }
+
+    /// A record whose payload is `value` encoded with `codec` (JSON when `None`; text, bytes
+    /// and nothing as [`Record::encode`] makes them), with the codec's `content-type`.
+    ///
+    /// ```
+    /// # #[cfg(feature = "msgpack")] {
+    /// use faststream_core::{codec::MessagePack, Record};
+    /// let record = Record::encode_with("users", &serde_json::json!({"id": 1}), Some(&MessagePack)).unwrap();
+    /// assert_eq!(record.content_type, Some("application/msgpack"));
+    /// # }
+    /// ```
+    pub fn encode_with<T: serde::Serialize + ?Sized>(
+        topic: impl Into<Arc<str>>,
+        value: &T,
+        codec: Option<&dyn Codec>,
+    ) -> Result<Self> {
         let mut record = Self::new(topic, Bytes::new());
-        match crate::message::codec::encode(value)? {
-            crate::message::codec::Encoded::Body {
+        match codec::encode_with(value, codec)? {
+            Encoded::Body {
                 payload,
                 content_type,
             } => {
                 record.payload = Some(payload);
                 record.content_type = Some(content_type);
             }
-            crate::message::codec::Encoded::Nothing => record.payload = None,
-            crate::message::codec::Encoded::Failed(message) => {
-                return Err(crate::message::codec::EncodeError(format!(
-                    "cannot publish an Err value: {message}"
-                ))
-                .into())
+            Encoded::Nothing => record.payload = None,
+            Encoded::Failed(message) => {
+                return Err(EncodeError(format!("cannot publish an Err value: {message}")).into())
             }
         }
         Ok(record)

@@ -118,6 +118,10 @@ where
     let handler = HandlerService::new(handler, Arc::clone(&cx.state), manual_ack)
         .with_pattern(config.backend.pattern.clone())
         .with_seeker(seeker.clone())
+        .with_codecs(
+            config.codec.effective().cloned(),
+            config.reply_codec().cloned(),
+        )
         .with_tracker(cx.tracker.clone());
     let timeout = config.delivery.handler_timeout;
     let core = ServiceBuilder::new()

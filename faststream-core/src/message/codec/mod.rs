@@ -1,17 +1,45 @@
-//! Payload encoding and decoding, wire-compatible with FastStream.
+//! Payload encoding and decoding, wire-compatible with FastStream, and the seam for other
+//! formats ([`Codec`]).
 //!
 //! Decoding: JSON for typed payloads; `String` takes the raw UTF-8 text of a `text/plain`
-//! (or unquoted) payload; `bytes::Bytes` takes the raw bytes; `Option<T>` is `None` for an empty
-//! payload (a tombstone). Encoding: `String`/`&str` go out raw as `text/plain`, `bytes::Bytes`
-//! raw as `application/octet-stream`, `()` and `None` publish nothing, everything else is JSON
-//! with `content-type: application/json`.
+//! (or unquoted) payload, and so does any type that takes whatever comes (`serde_json::Value`):
+//! a `text/plain` record is its text; `bytes::Bytes` takes the raw bytes; `Option<T>` is `None`
+//! for an empty payload (a tombstone). Encoding: `String`/`&str` go out raw as `text/plain`,
+//! `bytes::Bytes` raw as `application/octet-stream`, `()` and `None` publish nothing,
+//! everything else is JSON with `content-type: application/json`.
+//!
+//! A configured [`Codec`] (MessagePack, CBOR, Avro behind features, or your own) takes the
+//! place of JSON: see [`seam`] for how a record's codec is chosen and what it costs.
 
 pub use crate::error::{DecodeError, EncodeError};
 use crate::message::{Message, CONTENT_TYPE};
 use bytes::Bytes;
+/// The type-erased serde traits [`Codec::encode`] takes, for codecs of your own.
+pub use erased_serde;
 use serde::de::{self, DeserializeOwned, Visitor};
 use serde::ser::{self, Impossible, Serialize};
 use std::fmt;
+
+mod formats;
+mod media;
+#[cfg(feature = "protobuf")]
+mod protobuf;
+pub mod seam;
+#[cfg(any(feature = "cbor", feature = "avro"))]
+mod tree;
+
+#[cfg(feature = "avro")]
+pub use formats::Avro;
+#[cfg(feature = "cbor")]
+pub use formats::Cbor;
+#[cfg(feature = "msgpack")]
+pub use formats::MessagePack;
+pub use media::{APPLICATION_CBOR, APPLICATION_MSGPACK, APPLICATION_PROTOBUF, AVRO_BINARY};
+#[cfg(feature = "protobuf")]
+pub use protobuf::Proto;
+pub use seam::{
+    decode_by, deserialize_into, Codec, CodecRef, DecodeFailure, DecodeTarget, FormatSchema,
+};
 
 /// Content type FastStream writes for JSON payloads.
 pub const APPLICATION_JSON: &str = "application/json";
@@ -40,19 +68,97 @@ pub fn decode<T: DeserializeOwned>(
     payload: &[u8],
     content_type: Option<&str>,
 ) -> Result<T, DecodeError> {
-    let raw_text = content_type.is_some_and(|ct| ct.starts_with(TEXT_PLAIN));
-    decode_from(
-        || PayloadDeserializer { payload, raw_text },
-        payload.is_empty(),
-    )
+    decode_with(payload, content_type, None)
+}
+
+/// Decodes `payload` into `T` with the codec the record and the configuration choose (see
+/// [`seam`]): `codec` is the configured one, `None` for FastStream's JSON.
+///
+/// ```
+/// use faststream_core::codec::decode_with;
+/// let value: serde_json::Value = decode_with(b"hi", Some("text/plain"), None).unwrap();
+/// assert_eq!(value, "hi");
+/// ```
+pub fn decode_with<T: DeserializeOwned>(
+    payload: &[u8],
+    content_type: Option<&str>,
+    codec: Option<&dyn Codec>,
+) -> Result<T, DecodeError> {
+    match route(content_type, payload, codec) {
+        Route::Builtin { raw_text } => decode_from(
+            || Ok(PayloadDeserializer { payload, raw_text }),
+            payload.is_empty(),
+        ),
+        Route::Codec(codec) => decode_off_the_json_path(codec, payload),
+    }
+}
+
+/// [`decode_by`], kept out of line: the JSON path it sits beside stays as small, and as
+/// inlined, as before the seam existed.
+#[cold]
+#[inline(never)]
+fn decode_off_the_json_path<T: DeserializeOwned>(
+    codec: &dyn Codec,
+    payload: &[u8],
+) -> Result<T, DecodeError> {
+    decode_by(codec, payload)
+}
+
+/// How one record decodes.
+enum Route<'c> {
+    /// FastStream's rules: JSON, or the raw text of a `text/plain` record.
+    Builtin { raw_text: bool },
+    /// A codec's.
+    Codec(&'c dyn Codec),
+}
+
+/// Chooses a record's decoding (the rules are in [`seam`]'s docs). The default path (no
+/// codec configured, a JSON or text record) is two prefix comparisons.
+fn route<'c>(
+    content_type: Option<&str>,
+    payload: &[u8],
+    configured: Option<&'c dyn Codec>,
+) -> Route<'c> {
+    let builtin = Route::Builtin { raw_text: false };
+    let Some(content_type) = content_type else {
+        return match configured {
+            Some(codec) if !payload.is_empty() => Route::Codec(codec),
+            _ => builtin,
+        };
+    };
+    if content_type.starts_with(TEXT_PLAIN) {
+        return Route::Builtin { raw_text: true };
+    }
+    if content_type.starts_with(APPLICATION_JSON) || payload.is_empty() {
+        return builtin;
+    }
+    if let Some(codec) = configured.filter(|c| c.claims(Some(content_type), payload)) {
+        return Route::Codec(codec);
+    }
+    if let Some(codec) = formats::known(media::media_type(content_type)) {
+        return Route::Codec(codec);
+    }
+    configured.map_or(builtin, Route::Codec)
 }
 
 /// Decodes a message's payload into `T`: [`decode`] for one record, [`decode_batch`] for a
 /// batch subscriber's delivery.
 pub fn decode_message<T: DeserializeOwned>(message: &Message) -> Result<T, DecodeError> {
+    decode_message_with(message, None)
+}
+
+/// [`decode_message`] with a configured codec (see [`decode_with`]).
+pub fn decode_message_with<T: DeserializeOwned>(
+    message: &Message,
+    codec: Option<&dyn Codec>,
+) -> Result<T, DecodeError> {
     match &message.batch {
-        Some(batch) => decode_batch(batch),
-        None => decode(&message.payload, message.headers.get_str(CONTENT_TYPE)),
+        Some(batch) => decode_batch_with(batch, codec),
+        None => decode_with(
+            &message.payload,
+            message.headers.get_str(CONTENT_TYPE),
+            codec,
+        ),
     }
 }
 
@@ -71,20 +177,31 @@ pub fn decode_message<T: DeserializeOwned>(message: &Message) -> Result<T, Decod
 /// assert_eq!(err.path, "[0]");
 /// ```
 pub fn decode_batch<T: DeserializeOwned>(records: &[Message]) -> Result<T, DecodeError> {
-    decode_from(|| BatchDeserializer { records }, false)
+    decode_batch_with(records, None)
+}
+
+/// [`decode_batch`] with a configured codec: each record decodes as [`decode_with`] says.
+pub fn decode_batch_with<T: DeserializeOwned>(
+    records: &[Message],
+    codec: Option<&dyn Codec>,
+) -> Result<T, DecodeError> {
+    decode_from(|| Ok(BatchDeserializer { records, codec }), false)
 }
 
 /// Decodes with `make()`'s deserializer; on failure decodes again with path tracking to say
 /// where it failed (the fast path pays nothing for it).
-fn decode_from<'de, T, D>(make: impl Fn() -> D, empty: bool) -> Result<T, DecodeError>
+fn decode_from<'de, T, D>(
+    make: impl Fn() -> Result<D, DecodeError>,
+    empty: bool,
+) -> Result<T, DecodeError>
 where
     T: DeserializeOwned,
     D: de::Deserializer<'de, Error = serde_json::Error>,
 {
-    if let Ok(value) = T::deserialize(make()) {
+    if let Ok(value) = T::deserialize(make()?) {
         return Ok(value);
     }
-    match serde_path_to_error::deserialize(make()) {
+    match serde_path_to_error::deserialize(make()?) {
         Ok(value) => Ok(value),
         Err(err) => {
             let path = err.path().to_string();
@@ -100,16 +217,18 @@ where
 }
 
 /// Deserializer over a batch of records: a sequence whose elements are the records' payloads.
-struct BatchDeserializer<'de> {
+struct BatchDeserializer<'de, 'c> {
     records: &'de [Message],
+    codec: Option<&'c dyn Codec>,
 }
 
-impl<'de> de::Deserializer<'de> for BatchDeserializer<'de> {
+impl<'de> de::Deserializer<'de> for BatchDeserializer<'de, '_> {
     type Error = serde_json::Error;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
         visitor.visit_seq(RecordSeq {
             records: self.records.iter(),
+            codec: self.codec,
         })
     }
 
@@ -132,11 +251,12 @@ impl<'de> de::Deserializer<'de> for BatchDeserializer<'de> {
 }
 
 /// The records of a batch, one sequence element each.
-struct RecordSeq<'de> {
+struct RecordSeq<'de, 'c> {
     records: std::slice::Iter<'de, Message>,
+    codec: Option<&'c dyn Codec>,
 }
 
-impl<'de> de::SeqAccess<'de> for RecordSeq<'de> {
+impl<'de> de::SeqAccess<'de> for RecordSeq<'de, '_> {
     type Error = serde_json::Error;
 
     fn next_element_seed<S: de::DeserializeSeed<'de>>(
@@ -146,20 +266,33 @@ impl<'de> de::SeqAccess<'de> for RecordSeq<'de> {
         let Some(record) = self.records.next() else {
             return Ok(None);
         };
-        let raw_text = record
-            .headers
-            .get_str(CONTENT_TYPE)
-            .is_some_and(|ct| ct.starts_with(TEXT_PLAIN));
-        let payload = PayloadDeserializer {
-            payload: &record.payload,
-            raw_text,
-        };
-        seed.deserialize(payload).map(Some).map_err(|err| {
+        let located = |err: &dyn fmt::Display| {
             de::Error::custom(format_args!(
                 "record {}[{}]@{}: {err}",
                 record.topic, record.partition, record.offset
             ))
-        })
+        };
+        let payload = &record.payload[..];
+        match route(record.headers.get_str(CONTENT_TYPE), payload, self.codec) {
+            Route::Builtin { raw_text } => seed
+                .deserialize(PayloadDeserializer { payload, raw_text })
+                .map(Some)
+                .map_err(|err| located(&err)),
+            Route::Codec(codec) => {
+                let mut target = seam::Seeded {
+                    payload,
+                    seed: Some(seed),
+                    value: None,
+                };
+                codec
+                    .decode(payload, &mut target)
+                    .map_err(|err| located(&format_args!("{}: {}", codec.name(), err.message)))?;
+                match target.value {
+                    Some(value) => Ok(Some(value)),
+                    None => Err(located(&"the codec decoded nothing")),
+                }
+            }
+        }
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -238,7 +371,6 @@ impl<'de> de::Deserializer<'de> for PayloadDeserializer<'de> {
     type Error = serde_json::Error;
 
     forward_to_json!(
-        deserialize_any,
         deserialize_bool,
         deserialize_i8,
         deserialize_i16,
@@ -257,8 +389,23 @@ impl<'de> de::Deserializer<'de> for PayloadDeserializer<'de> {
         deserialize_seq,
         deserialize_map,
         deserialize_identifier,
-        deserialize_ignored_any,
     );
+
+    /// A self-describing type (`serde_json::Value`) takes a `text/plain` record as its text,
+    /// as FastStream's handler gets it; anything else is JSON.
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        if self.raw_text {
+            return self.deserialize_str(visitor);
+        }
+        self.json(|json| de::Deserializer::deserialize_any(json, visitor))
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        if self.raw_text {
+            return visitor.visit_unit();
+        }
+        self.json(|json| de::Deserializer::deserialize_ignored_any(json, visitor))
+    }
 
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
         if self.looks_like_json_string() {
@@ -406,7 +553,24 @@ pub enum Encoded {
 /// assert_eq!(json, Encoded::Body { payload: r#"{"a":1}"#.into(), content_type: "application/json" });
 /// ```
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Encoded, EncodeError> {
-    match value.serialize(TopLevelProbe) {
+    encode_with(value, None)
+}
+
+/// Encodes a value by FastStream's rules, structured values with `codec` (JSON when `None`):
+/// text, bytes and nothing stay what [`encode`] makes of them under every codec.
+///
+/// ```
+/// use faststream_core::codec::{encode_with, Encoded};
+/// assert_eq!(
+///     encode_with(&"hi", None).unwrap(),
+///     Encoded::Body { payload: "hi".into(), content_type: "text/plain" }
+/// );
+/// ```
+pub fn encode_with<T: Serialize + ?Sized>(
+    value: &T,
+    codec: Option<&dyn Codec>,
+) -> Result<Encoded, EncodeError> {
+    match value.serialize(TopLevelProbe { codec }) {
         Ok(Probed::Nothing) => Ok(Encoded::Nothing),
         Ok(Probed::Text(text)) => Ok(Encoded::Body {
             payload: Bytes::from(text),
@@ -416,19 +580,34 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Encoded, EncodeError> 
             payload: Bytes::from(bytes),
             content_type: OCTET_STREAM,
         }),
-        Ok(Probed::Json(json)) => Ok(Encoded::Body {
-            payload: Bytes::from(json),
-            content_type: APPLICATION_JSON,
+        Ok(Probed::Structured(payload, content_type)) => Ok(Encoded::Body {
+            payload: Bytes::from(payload),
+            content_type,
         }),
         Ok(Probed::Failed(message)) => Ok(Encoded::Failed(message)),
         Err(ProbeError::Json) => {
-            let json = serde_json::to_vec(value).map_err(|e| EncodeError(e.to_string()))?;
+            let (payload, content_type) = encode_structured(value, codec)?;
             Ok(Encoded::Body {
-                payload: Bytes::from(json),
-                content_type: APPLICATION_JSON,
+                payload: Bytes::from(payload),
+                content_type,
             })
         }
         Err(ProbeError::Custom(message)) => Err(EncodeError(message)),
+    }
+}
+
+/// A structured value's bytes and content type: JSON, or the codec's.
+fn encode_structured<T: Serialize + ?Sized>(
+    value: &T,
+    codec: Option<&dyn Codec>,
+) -> Result<(Vec<u8>, &'static str), EncodeError> {
+    match codec {
+        None => serde_json::to_vec(value)
+            .map(|json| (json, APPLICATION_JSON))
+            .map_err(|e| EncodeError(e.to_string())),
+        Some(codec) => codec
+            .encode(&seam::Lend(value))
+            .map(|payload| (payload, codec.content_type())),
     }
 }
 
@@ -437,7 +616,7 @@ enum Probed {
     Nothing,
     Text(String),
     Binary(Vec<u8>),
-    Json(Vec<u8>),
+    Structured(Vec<u8>, &'static str),
     Failed(String),
 }
 
@@ -467,7 +646,11 @@ impl ser::Error for ProbeError {
 
 /// Looks only at the top of a value: text, bytes, nothing, `Result::Err`, or "plain JSON".
 /// Compound values return at once, so probing costs one call before serde_json runs.
-struct TopLevelProbe;
+#[derive(Clone, Copy)]
+struct TopLevelProbe<'c> {
+    /// Encodes a `Result::Ok`'s structured value.
+    codec: Option<&'c dyn Codec>,
+}
 
 macro_rules! probe_is_json {
     ($($method:ident($($arg:ty),*)),* $(,)?) => {$(
@@ -475,7 +658,7 @@ macro_rules! probe_is_json {
     )*};
 }
 
-impl ser::Serializer for TopLevelProbe {
+impl ser::Serializer for TopLevelProbe<'_> {
     type Ok = Probed;
     type Error = ProbeError;
     type SerializeSeq = Impossible<Probed, ProbeError>;
@@ -542,14 +725,14 @@ impl ser::Serializer for TopLevelProbe {
     ) -> Result<Probed, ProbeError> {
         // serde writes `Result` as the enum `Result { Ok(T), Err(E) }`.
         match (name, variant) {
-            ("Result", "Ok") => match value.serialize(TopLevelProbe) {
-                Err(ProbeError::Json) => serde_json::to_vec(value)
-                    .map(Probed::Json)
-                    .map_err(|e| ProbeError::Custom(e.to_string())),
+            ("Result", "Ok") => match value.serialize(self) {
+                Err(ProbeError::Json) => encode_structured(value, self.codec)
+                    .map(|(payload, content_type)| Probed::Structured(payload, content_type))
+                    .map_err(|e| ProbeError::Custom(e.0)),
                 other => other,
             },
             ("Result", "Err") => {
-                let message = match value.serialize(TopLevelProbe) {
+                let message = match value.serialize(self) {
                     Ok(Probed::Text(text)) => text,
                     _ => serde_json::to_string(value)
                         .map_err(|e| ProbeError::Custom(e.to_string()))?,
@@ -727,5 +910,204 @@ mod tests {
         );
         let err: Result<String, String> = Err("boom".into());
         assert_eq!(encode(&err).unwrap(), Encoded::Failed("boom".into()));
+    }
+
+    #[test]
+    fn text_plain_is_text_for_self_describing_types() {
+        let value: serde_json::Value = decode(b"hi", Some("text/plain")).unwrap();
+        assert_eq!(value, serde_json::json!("hi"));
+        let value: serde_json::Value = decode(b"42", Some("text/plain; charset=utf-8")).unwrap();
+        assert_eq!(value, serde_json::json!("42"), "text stays text");
+        assert_eq!(decode::<i64>(b"42", Some("text/plain")).unwrap(), 42);
+        let value: serde_json::Value = decode(b"42", None).unwrap();
+        assert_eq!(value, serde_json::json!(42), "no content type: JSON");
+    }
+
+    #[test]
+    fn a_batch_of_a_number_and_text_reads_as_values() {
+        // FastStream's rule: `publish_batch(1, "hi")` into `list[Any]` gives `[1, "hi"]`.
+        let records: Vec<Message> = [body_of(&1, None), body_of(&"hi", None)]
+            .into_iter()
+            .map(|(payload, content_type)| {
+                let mut message = Message::new("t", payload);
+                message.headers.insert(CONTENT_TYPE, content_type);
+                message
+            })
+            .collect();
+        let values: Vec<serde_json::Value> = decode_batch(&records).unwrap();
+        assert_eq!(values, [serde_json::json!(1), serde_json::json!("hi")]);
+    }
+
+    /// The body of an encoded value, which the tests know has one.
+    fn body_of<T: Serialize + ?Sized>(
+        value: &T,
+        codec: Option<&dyn Codec>,
+    ) -> (Bytes, &'static str) {
+        match encode_with(value, codec).unwrap() {
+            Encoded::Body {
+                payload,
+                content_type,
+            } => (payload, content_type),
+            other => panic!("no body: {other:?}"),
+        }
+    }
+
+    /// A codec that is JSON behind a `V`, under its own content type.
+    #[derive(Debug)]
+    struct Vendor;
+
+    impl Codec for Vendor {
+        fn name(&self) -> &'static str {
+            "vendor"
+        }
+        fn content_type(&self) -> &'static str {
+            "application/x-vendor"
+        }
+        fn decode<'de>(
+            &self,
+            payload: &'de [u8],
+            target: &mut dyn DecodeTarget<'de>,
+        ) -> Result<(), DecodeError> {
+            let json = payload.strip_prefix(b"V").ok_or_else(|| DecodeError {
+                path: ".".into(),
+                message: "no V in front".into(),
+            })?;
+            deserialize_into(target, &mut serde_json::Deserializer::from_slice(json))
+        }
+        fn encode(&self, value: &dyn erased_serde::Serialize) -> Result<Vec<u8>, EncodeError> {
+            let mut out = b"V".to_vec();
+            serde_json::to_writer(&mut out, value).map_err(|e| EncodeError(e.to_string()))?;
+            Ok(out)
+        }
+    }
+
+    #[test]
+    fn a_configured_codec_encodes_structures_but_not_text_bytes_or_nothing() {
+        let codec: Option<&dyn Codec> = Some(&Vendor);
+        assert_eq!(
+            encode_with(&serde_json::json!({"a": 1}), codec).unwrap(),
+            Encoded::Body {
+                payload: r#"V{"a":1}"#.into(),
+                content_type: "application/x-vendor"
+            }
+        );
+        let ok: Result<Vec<i32>, String> = Ok(vec![1]);
+        assert_eq!(
+            encode_with(&ok, codec).unwrap(),
+            Encoded::Body {
+                payload: "V[1]".into(),
+                content_type: "application/x-vendor"
+            }
+        );
+        assert_eq!(
+            encode_with(&"hi", codec).unwrap(),
+            Encoded::Body {
+                payload: "hi".into(),
+                content_type: TEXT_PLAIN
+            }
+        );
+        assert_eq!(encode_with(&(), codec).unwrap(), Encoded::Nothing);
+    }
+
+    #[test]
+    fn the_record_chooses_before_the_configuration() {
+        let codec: Option<&dyn Codec> = Some(&Vendor);
+        let user = br#"{"user":"J","user_id":1,"nick":null}"#;
+        // No content type: the configured codec.
+        let err = decode_with::<User>(user, None, codec).unwrap_err();
+        assert_eq!(err.message, "vendor: no V in front");
+        // JSON and text records are FastStream's, whatever is configured.
+        let decoded: User = decode_with(user, Some(APPLICATION_JSON), codec).unwrap();
+        assert_eq!(decoded.user_id, 1);
+        let text: serde_json::Value = decode_with(b"hi", Some(TEXT_PLAIN), codec).unwrap();
+        assert_eq!(text, "hi");
+        // The codec's own content type, an unknown one: the codec.
+        for content_type in ["application/x-vendor", "application/x-unknown"] {
+            let n: i64 = decode_with(b"V7", Some(content_type), codec).unwrap();
+            assert_eq!(n, 7);
+        }
+        // A tombstone never reaches the codec; bytes are the raw payload.
+        assert_eq!(decode_with::<Option<User>>(b"", None, codec).unwrap(), None);
+        let raw: Bytes = decode_with(b"\x00\x01", None, codec).unwrap();
+        assert_eq!(&raw[..], b"\x00\x01");
+    }
+
+    #[test]
+    fn codec_errors_name_the_codec_and_the_path() {
+        let err = decode_by::<User>(&Vendor, br#"V{"user":"J","user_id":"x"}"#).unwrap_err();
+        assert_eq!(err.path, "user_id");
+        assert!(
+            err.message.starts_with("vendor: invalid type"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[cfg(feature = "msgpack")]
+    #[test]
+    fn messagepack_round_trips_typed_values_in_single_and_batch_reads() {
+        let user = User {
+            user: "J".into(),
+            user_id: 3,
+            nick: Some("jo".into()),
+        };
+        let (payload, content_type) = body_of(&user, Some(&MessagePack));
+        assert_eq!(content_type, APPLICATION_MSGPACK);
+        // Known by its content type even without configuration.
+        assert_eq!(decode::<User>(&payload, Some(content_type)).unwrap(), user);
+        let mut message = Message::new("t", payload.clone());
+        message.headers.insert(CONTENT_TYPE, content_type);
+        let batch: Vec<User> = decode_batch(std::slice::from_ref(&message)).unwrap();
+        assert_eq!(batch, [user]);
+        let err = decode_by::<User>(&MessagePack, &payload[..payload.len() - 1]).unwrap_err();
+        assert!(err.message.starts_with("msgpack: "), "{}", err.message);
+        let err = decode_by::<i64>(&MessagePack, &payload).unwrap_err();
+        assert_eq!(err.message, "msgpack: wrong msgpack marker FixMap(3)");
+    }
+
+    #[cfg(feature = "cbor")]
+    #[test]
+    fn cbor_round_trips_typed_values() {
+        let user = User {
+            user: "J".into(),
+            user_id: -3,
+            nick: None,
+        };
+        let (payload, _) = body_of(&user, Some(&Cbor));
+        assert_eq!(
+            decode::<User>(&payload, Some(APPLICATION_CBOR)).unwrap(),
+            user
+        );
+        let err = decode_by::<User>(&Cbor, &[0xa1, 0x64]).unwrap_err();
+        assert!(err.message.starts_with("cbor: "), "{}", err.message);
+    }
+
+    #[cfg(feature = "avro")]
+    #[test]
+    fn avro_round_trips_with_a_given_schema_and_rejects_what_does_not_fit() {
+        let avro = Avro::parse(
+            r#"{"type":"record","name":"User","fields":[
+                {"name":"user","type":"string"},
+                {"name":"user_id","type":"long"},
+                {"name":"nick","type":["null","string"],"default":null}]}"#,
+        )
+        .unwrap();
+        let user = User {
+            user: "J".into(),
+            user_id: 9,
+            nick: Some("jo".into()),
+        };
+        let (payload, content_type) = body_of(&user, Some(&avro));
+        assert_eq!(content_type, AVRO_BINARY);
+        assert_eq!(
+            decode_with::<User>(&payload, None, Some(&avro)).unwrap(),
+            user
+        );
+        let err = decode_by::<User>(&avro, &payload[..2]).unwrap_err();
+        assert!(err.message.starts_with("avro: "), "{}", err.message);
+        assert!(
+            encode_with(&7, Some(&avro)).is_err(),
+            "7 is not a User record"
+        );
     }
 }

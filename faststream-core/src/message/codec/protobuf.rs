@@ -1,0 +1,55 @@
+//! Protocol Buffers payloads: `prost` messages, wrapped in [`Proto`] as a handler parameter,
+//! a return value or a record.
+
+use super::media::APPLICATION_PROTOBUF;
+use crate::error::DecodeError;
+use crate::message::record::Record;
+use bytes::Bytes;
+use std::sync::Arc;
+
+/// A `prost` message as a payload: a handler parameter `Proto<T>` decodes it, a returned
+/// `Proto<T>` publishes it with `content-type: application/protobuf`, and
+/// [`Proto::record`] makes a record of it. Protobuf is typed by `prost::Message`, not serde,
+/// so it is this wrapper rather than a [`Codec`](super::Codec).
+///
+/// ```
+/// use faststream_core::codec::Proto;
+/// #[derive(Clone, PartialEq, prost::Message)]
+/// struct Order {
+///     #[prost(uint64, tag = "1")]
+///     id: u64,
+///     #[prost(string, tag = "2")]
+///     item: String,
+/// }
+/// let order = Order { id: 7, item: "tea".into() };
+/// let record = Proto(order.clone()).record("orders");
+/// assert_eq!(record.content_type, Some("application/protobuf"));
+/// let back = Proto::<Order>::decode(record.payload.as_deref().unwrap()).unwrap();
+/// assert_eq!(back.0, order);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Proto<T>(pub T);
+
+impl<T: prost::Message + Default> Proto<T> {
+    /// Decodes a payload; an error names the field prost stopped at.
+    pub fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
+        T::decode(payload).map(Proto).map_err(|err| DecodeError {
+            path: ".".into(),
+            message: format!("protobuf: {err}"),
+        })
+    }
+}
+
+impl<T: prost::Message> Proto<T> {
+    /// The encoded message.
+    pub fn encode(&self) -> Bytes {
+        Bytes::from(self.0.encode_to_vec())
+    }
+
+    /// A record for `topic` with this message as its payload.
+    pub fn record(&self, topic: impl Into<Arc<str>>) -> Record {
+        let mut record = Record::new(topic, self.encode());
+        record.content_type = Some(APPLICATION_PROTOBUF);
+        record
+    }
+}
