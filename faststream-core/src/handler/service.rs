@@ -115,7 +115,15 @@ where
     }
 
     fn call(&mut self, message: Message) -> Self::Future {
-        let slot = self.manual_ack.then(|| Arc::new(AckSlot::default()));
+        // The partition worker gives each record a slot it can be decided through after the
+        // handler returned; without one (a handler called elsewhere) undecided means acked.
+        let slot = self.manual_ack.then(|| {
+            message
+                .extensions
+                .get::<Arc<AckSlot>>()
+                .cloned()
+                .unwrap_or_default()
+        });
         let teardown = OnceCell::new();
         let cx = MessageContext::new(&self.state, slot.as_ref())
             .with_pattern(self.pattern.as_deref())
