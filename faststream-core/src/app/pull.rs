@@ -30,7 +30,7 @@ use crate::message::Message;
 use futures::Stream;
 use serde::de::DeserializeOwned;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::Weak;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -321,7 +321,10 @@ impl<B: Broker> RunningApp<B> {
             let items = items.clone();
             // Under `AckPolicy::Manual` the puller's ack decides the record's slot (a pull
             // handler returning undecided would leave it uncommitted).
-            let slot = message.extensions.remove::<Arc<AckSlot>>();
+            let slot = message
+                .extensions
+                .remove::<Weak<AckSlot>>()
+                .and_then(|slot| slot.upgrade());
             async move {
                 let (done, decided) = oneshot::channel();
                 let handoff = Handoff {

@@ -13,7 +13,7 @@ use std::cell::OnceCell;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use tokio_util::task::TaskTracker;
 use tower::util::BoxCloneService;
@@ -116,12 +116,13 @@ where
 
     fn call(&mut self, message: Message) -> Self::Future {
         // The partition worker gives each record a slot it can be decided through after the
-        // handler returned; without one (a handler called elsewhere) undecided means acked.
+        // handler returned (weakly: a layer keeping the message must not keep its slot
+        // alive); without one (a handler called elsewhere) undecided means acked.
         let slot = self.manual_ack.then(|| {
             message
                 .extensions
-                .get::<Arc<AckSlot>>()
-                .cloned()
+                .get::<Weak<AckSlot>>()
+                .and_then(Weak::upgrade)
                 .unwrap_or_default()
         });
         let teardown = OnceCell::new();

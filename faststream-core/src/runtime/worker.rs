@@ -22,6 +22,7 @@ use crate::middleware::{name_timeout, BoxPublishService, CatchPanicLayer, TraceL
 use crate::policy::{CommitTiming, Decision, DeliveryPolicy, ErrorPolicy, Exhausted};
 use crate::runtime::dead_letter::DeadLetter;
 use crate::runtime::fan_out::{fan_out, Destinations};
+use crate::runtime::lanes::{lane_queue_capacity, lane_reports, Lane, LaneRouter};
 use crate::runtime::late_ack::LateAcks;
 use crate::runtime::progress::{
     CommitMode, FailedHead, PartitionProgress, PendingAck, Ticket, STORE_DELAY, STORE_EVERY,
@@ -103,6 +104,12 @@ where
                 pattern.template()
             )));
         }
+    }
+    if config.delivery.lanes > 1 && config.backend.batch.is_some() {
+        return Err(Error::config_msg(format!(
+            "subscriber `{}` cannot start: a batch subscriber cannot have lanes (a batch is a run of consecutive records of a partition; lanes would split it by key): remove `lanes` or `batch`",
+            config.name
+        )));
     }
     // Resolved here, once: everything below (the `Ack` extractor, the tracker's commit mode,
     // the failure handling, the start line) follows this one value.
@@ -229,31 +236,11 @@ where
         offsets: Arc<dyn OffsetStore>,
         stop: CancellationToken,
     ) -> JoinHandle<()> {
-        let (service, publisher) = self
-            .template
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
+        if self.config.delivery.lanes > 1 {
+            return self.spawn_lanes(partition, messages, offsets, stop);
+        }
         let stats = self.stats.partition();
-        let offsets = Arc::new(NotedOffsets {
-            inner: offsets,
-            stats: Arc::clone(&stats),
-        });
-        let worker = PartitionWorker {
-            config: Arc::clone(&self.config),
-            policy: self.delivery.failure.clone(),
-            service,
-            publisher,
-            progress: PartitionProgress::new(
-                partition,
-                offsets,
-                Arc::clone(&self.stats.buffer),
-                commit_mode(self.delivery.commit),
-            ),
-            stats,
-            stop: stop.clone(),
-            late: (self.delivery.commit == CommitTiming::ByHandler).then(LateAcks::new),
-        };
+        let worker = self.worker(partition, offsets, stats, stop.clone());
         // A batch subscriber's records reach the worker grouped: one message per batch.
         let messages = match self.config.backend.batch {
             Some(batch) => {
@@ -271,6 +258,80 @@ where
             None => messages,
         };
         self.tracker.spawn_on(worker.run(messages), &self.runtime)
+    }
+}
+
+impl<S, P> SubscriberRuntime<S, P>
+where
+    S: MessageService + Clone + Send + 'static,
+    P: Publish,
+{
+    /// A worker of `partition` with its own clone of the pipeline, storing finished offsets
+    /// into `offsets` and counting into `stats`.
+    fn worker(
+        &self,
+        partition: TopicPartition,
+        offsets: Arc<dyn OffsetStore>,
+        stats: Arc<PartitionStats>,
+        stop: CancellationToken,
+    ) -> PartitionWorker<S, P> {
+        let (service, publisher) = self
+            .template
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        let offsets = Arc::new(NotedOffsets {
+            inner: offsets,
+            stats: Arc::clone(&stats),
+        });
+        PartitionWorker {
+            config: Arc::clone(&self.config),
+            policy: self.delivery.failure.clone(),
+            service,
+            publisher,
+            progress: PartitionProgress::new(
+                partition,
+                offsets,
+                Arc::clone(&self.stats.buffer),
+                commit_mode(self.delivery.commit),
+            ),
+            stats,
+            stop,
+            late: (self.delivery.commit == CommitTiming::ByHandler).then(LateAcks::new),
+        }
+    }
+
+    /// A partition with lanes: a worker per lane, over the records of its keys, behind a
+    /// [`LaneRouter`] that commits for them all (see [`crate::runtime::lanes`]).
+    fn spawn_lanes(
+        &self,
+        partition: TopicPartition,
+        messages: QueueReceiver,
+        offsets: Arc<dyn OffsetStore>,
+        stop: CancellationToken,
+    ) -> JoinHandle<()> {
+        let delivery = &self.config.delivery;
+        let capacity = lane_queue_capacity(delivery.max_pending_per_partition, delivery.lanes);
+        let (stores, reports) = lane_reports(delivery.lanes);
+        let lanes = stores
+            .into_iter()
+            .enumerate()
+            .map(|(index, store)| {
+                let (queue, records) = partition_queue(capacity);
+                let stats = self.stats.lane(&partition, index);
+                let worker = self.worker(
+                    partition.clone(),
+                    Arc::new(store),
+                    stats,
+                    stop.child_token(),
+                );
+                let task = self.tracker.spawn_on(worker.run(records), &self.runtime);
+                Lane { queue, task }
+            })
+            .collect();
+        let buffer = Arc::clone(&self.stats.buffer);
+        let router = LaneRouter::new(partition, lanes, reports, offsets, buffer, stop);
+        self.tracker.spawn_on(router.run(messages), &self.runtime)
     }
 }
 
@@ -601,7 +662,8 @@ where
             Some(late) => {
                 let (id, slot) = late.slot(&origin.partition, origin.offset);
                 let mut message = message;
-                message.extensions.insert(Arc::clone(&slot));
+                // Held here until the handler returned; the handler's `Ack`s hold it after.
+                message.extensions.insert(Arc::downgrade(&slot));
                 let outcome = self.call(message).await;
                 decided_by_handler(outcome, &slot, id)
             }

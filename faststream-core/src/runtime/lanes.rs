@@ -1,0 +1,276 @@
+//! Key-ordered lanes inside a partition ([`SubscriberConfig::lanes`]).
+//!
+//! A partition with lanes has a router in front of `n` lane workers. The router takes the
+//! partition's records in offset order, gives each an entry in the partition's one progress
+//! tracker and hands it to the lane of its key's hash; each lane is a partition worker of its
+//! own (handler, publishes, error policy, retries, dead letters, a manual ack), over the
+//! records of its keys, in order. A lane reports how far it finished through a [`LaneReport`]
+//! (its worker's offset store); the router decides the tracker entries up to there, so the
+//! partition's watermark, the only offset handed to the backend, never passes a record some
+//! lane has not finished.
+//!
+//! [`SubscriberConfig::lanes`]: crate::config::subscriber::SubscriberConfig::lanes
+
+use crate::broker::{BufferBudget, OffsetStore, QueueReceiver, QueueSender, TrySendError};
+use crate::error::PublishError;
+use crate::message::{Message, TopicPartition};
+use crate::runtime::progress::{
+    CommitMode, PartitionProgress, PendingAck, Ticket, STORE_DELAY, STORE_EVERY,
+};
+use std::collections::VecDeque;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// The lane a record goes to: a hash of its key, so one key always lands in one lane;
+/// keyless records all go to lane 0.
+pub(crate) fn lane_of(message: &Message, lanes: usize) -> usize {
+    let Some(key) = &message.key else {
+        return 0;
+    };
+    // SipHash with fixed keys: the same lane for a key in every run and every process.
+    let mut hasher = std::hash::DefaultHasher::new();
+    key.hash(&mut hasher);
+    // (The remainder is below `lanes`, a `usize`.)
+    (hasher.finish() % lanes as u64) as usize
+}
+
+/// How many records wait in each lane's queue: the subscriber's per-partition allowance,
+/// shared among its lanes.
+pub(crate) fn lane_queue_capacity(max_pending_per_partition: usize, lanes: usize) -> usize {
+    (max_pending_per_partition / lanes.max(1)).max(1)
+}
+
+/// What a lane worker finished, reported to its router: `(lane, offset)`, every record of
+/// the lane up to `offset` is finished.
+type Finished = (usize, i64);
+
+/// A lane worker's offset store: instead of the backend, its router hears how far the lane
+/// finished.
+pub(crate) struct LaneReport {
+    lane: usize,
+    to: mpsc::UnboundedSender<Finished>,
+}
+
+impl OffsetStore for LaneReport {
+    fn store(&self, _partition: &TopicPartition, offset: i64) {
+        // The router is gone only once the partition stopped: nothing more is committed.
+        let _ = self.to.send((self.lane, offset));
+    }
+}
+
+/// One report store per lane, and the router's end.
+pub(crate) fn lane_reports(lanes: usize) -> (Vec<LaneReport>, mpsc::UnboundedReceiver<Finished>) {
+    let (to, from) = mpsc::unbounded_channel();
+    let stores = (0..lanes)
+        .map(|lane| LaneReport {
+            lane,
+            to: to.clone(),
+        })
+        .collect();
+    (stores, from)
+}
+
+/// A running lane: its queue and its worker's task.
+pub(crate) struct Lane {
+    pub(crate) queue: QueueSender,
+    pub(crate) task: JoinHandle<()>,
+}
+
+/// Nothing is published at the router's level: its entries finish when a lane reports them.
+type NoDelivery = std::future::Ready<Result<(), PublishError>>;
+
+/// A record the router could not hand over yet: its lane's queue is full.
+struct Held {
+    lane: usize,
+    message: Message,
+}
+
+/// Spreads one partition's records over its lanes and commits for them.
+pub(crate) struct LaneRouter {
+    partition: TopicPartition,
+    lanes: Vec<Lane>,
+    /// Per lane, the offsets it was given and their tracker entries, oldest first: what it
+    /// has not reported finished yet.
+    unfinished: Vec<VecDeque<(i64, Ticket)>>,
+    progress: PartitionProgress<NoDelivery>,
+    reports: mpsc::UnboundedReceiver<Finished>,
+    stop: CancellationToken,
+}
+
+impl LaneRouter {
+    /// The router of `partition` over `lanes` (whose workers report into `reports`), storing
+    /// the partition's watermark into `offsets`.
+    pub(crate) fn new(
+        partition: TopicPartition,
+        lanes: Vec<Lane>,
+        reports: mpsc::UnboundedReceiver<Finished>,
+        offsets: Arc<dyn OffsetStore>,
+        budget: Arc<BufferBudget>,
+        stop: CancellationToken,
+    ) -> Self {
+        Self {
+            unfinished: lanes.iter().map(|_| VecDeque::new()).collect(),
+            progress: PartitionProgress::new(
+                partition.clone(),
+                offsets,
+                budget,
+                CommitMode::AfterHandling,
+            ),
+            partition,
+            lanes,
+            reports,
+            stop,
+        }
+    }
+
+    /// Records handed to lanes and not finished yet, across every lane: zero means every
+    /// lane is idle (the barrier a transaction's commit needs).
+    #[cfg_attr(not(test), allow(dead_code))] // the seam issue 18's barrier plugs into
+    pub(crate) fn in_flight(&self) -> usize {
+        self.progress.in_flight()
+    }
+
+    pub(crate) async fn run(mut self, mut messages: QueueReceiver) {
+        let mut held: Option<Held> = None;
+        let store_timer = tokio::time::sleep(STORE_DELAY);
+        tokio::pin!(store_timer);
+        let mut store_armed = false;
+        loop {
+            let waiting_lane = held.as_ref().map(|h| &self.lanes[h.lane].queue);
+            tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => break,
+                Some(finished) = self.reports.recv() => self.lane_finished(finished),
+                () = &mut store_timer, if store_armed => {
+                    store_armed = false;
+                    self.progress.store();
+                }
+                () = room(waiting_lane), if held.is_some() => {
+                    if let Some(Held { lane, message }) = held.take() {
+                        held = self.hand_over(lane, message);
+                    }
+                }
+                next = messages.recv(), if held.is_none() => match next {
+                    Some(message) => held = self.route(message),
+                    None => break,
+                },
+            }
+            if self.progress.unstored() >= STORE_EVERY {
+                self.progress.store();
+            } else if self.progress.unstored() > 0 && !store_armed {
+                store_timer.as_mut().reset(Instant::now() + STORE_DELAY);
+                store_armed = true;
+            }
+        }
+        if let Some(Held { message, .. }) = held {
+            self.progress.release_undispatched(message.held_bytes());
+        }
+        self.finish(messages).await;
+    }
+
+    /// Gives `message` its tracker entry and hands it to its lane; returns it when the lane's
+    /// queue is full.
+    fn route(&mut self, message: Message) -> Option<Held> {
+        let lane = lane_of(&message, self.lanes.len());
+        // The router's entry holds no bytes: the lane's own entry counts them.
+        let ticket = self.progress.dispatch(message.offset, 0);
+        self.unfinished[lane].push_back((message.offset, ticket));
+        self.hand_over(lane, message)
+    }
+
+    fn hand_over(&mut self, lane: usize, message: Message) -> Option<Held> {
+        match self.lanes[lane].queue.try_send(message) {
+            Ok(_) => None,
+            Err(TrySendError::Full(message)) => Some(Held { lane, message }),
+            Err(TrySendError::Closed(message)) => {
+                // The lane stopped (the partition is stopping): the record stays unfinished.
+                self.progress.release_undispatched(message.held_bytes());
+                None
+            }
+        }
+    }
+
+    /// Lane `lane` finished its records up to `offset`: their entries are decided.
+    fn lane_finished(&mut self, (lane, offset): Finished) {
+        let Some(unfinished) = self.unfinished.get_mut(lane) else {
+            return;
+        };
+        while let Some(&(next, ticket)) = unfinished.front() {
+            if next > offset {
+                break;
+            }
+            unfinished.pop_front();
+            self.progress
+                .decide(ticket, PendingAck::new(&self.partition, next));
+        }
+        self.progress.collect_ready();
+    }
+
+    /// Stops the lanes (a stop signal reaches them through their own tokens; the end of the
+    /// partition's records through their queues), waits for them to finish and report, and
+    /// stores the partition's last watermark. What is left in the partition's queue leaves
+    /// the memory budget.
+    async fn finish(mut self, mut messages: QueueReceiver) {
+        let tasks: Vec<JoinHandle<()>> = self.lanes.drain(..).map(|lane| lane.task).collect();
+        for task in tasks {
+            // A lane that panicked reported what it finished before.
+            let _ = task.await;
+        }
+        while let Ok(finished) = self.reports.try_recv() {
+            self.lane_finished(finished);
+        }
+        self.progress.store();
+        messages.close();
+        while let Ok(message) = messages.try_recv() {
+            self.progress.release_undispatched(message.held_bytes());
+        }
+    }
+}
+
+/// Waits for room in `queue` (never, without one).
+async fn room(queue: Option<&QueueSender>) {
+    match queue {
+        Some(queue) => queue.room().await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keyed(key: &str) -> Message {
+        let mut message = Message::new("in", "x");
+        message.key = Some(bytes::Bytes::copy_from_slice(key.as_bytes()));
+        message
+    }
+
+    #[test]
+    fn one_key_one_lane_and_keys_spread_over_every_lane() {
+        let lanes = 16;
+        let mut used = vec![0_usize; lanes];
+        for n in 0..10_000 {
+            let message = keyed(&format!("key-{n}"));
+            let lane = lane_of(&message, lanes);
+            assert_eq!(
+                lane,
+                lane_of(&message, lanes),
+                "the same key, the same lane"
+            );
+            used[lane] += 1;
+        }
+        assert!(
+            used.iter().all(|&n| n > 10_000 / lanes / 2),
+            "every lane gets about its share: {used:?}"
+        );
+        assert_eq!(
+            lane_of(&Message::new("in", "x"), lanes),
+            0,
+            "keyless: lane 0"
+        );
+    }
+}
