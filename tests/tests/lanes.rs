@@ -124,6 +124,9 @@ both_modes!(
 // The committed offset never passes a record a lane has not finished, while other lanes
 // finish the records after it; health shows the held lane's wait.
 
+/// Values handled, and the gate the held record waits at.
+type Gated = (Arc<Mutex<Vec<i64>>>, Arc<Semaphore>);
+
 async fn commit_below_unfinished_lane(broker: TestBroker) {
     let topic = unique("lanes-gap");
     let group = unique("lanes-gap-g");
@@ -139,7 +142,7 @@ async fn commit_below_unfinished_lane(broker: TestBroker) {
             SubscriberConfig::new("gapped", [topic.as_str()])
                 .group_id(group.as_str())
                 .lanes(4),
-            |state: State<(Arc<Mutex<Vec<i64>>>, Arc<Semaphore>)>, n: i64| async move {
+            |state: State<Gated>, n: i64| async move {
                 let (handled, gate) = &*state.0;
                 if n < 0 {
                     gate.acquire().await.unwrap().forget();
@@ -188,6 +191,7 @@ both_modes!(
 // again after a restart, and an `Ack` moved into another task decides it there.
 
 type Kept = Arc<Mutex<Vec<Ack>>>;
+type Calls = Arc<Mutex<Vec<i64>>>;
 
 async fn manual_undecided(broker: TestBroker) {
     logs();
@@ -195,7 +199,7 @@ async fn manual_undecided(broker: TestBroker) {
     let group = unique("manual-late-g");
     broker.create_topic(&topic, 1).await.unwrap();
     write(&broker, &topic, &[("a".into(), 1), ("b".into(), 2)]).await;
-    let calls: Arc<Mutex<Vec<i64>>> = Arc::default();
+    let calls: Calls = Arc::default();
     let kept: Kept = Arc::default();
     let subscriber = || {
         SubscriberConfig::new("manual", [topic.as_str()])
@@ -209,7 +213,7 @@ async fn manual_undecided(broker: TestBroker) {
         .with_state((Arc::clone(&calls), Arc::clone(&kept)))
         .subscriber(
             subscriber(),
-            |ack: Ack, state: State<(Arc<Mutex<Vec<i64>>>, Kept)>, n: i64| async move {
+            |ack: Ack, state: State<(Calls, Kept)>, n: i64| async move {
                 let (calls, kept) = &*state.0;
                 calls.lock().unwrap().push(n);
                 if n == 1 {
@@ -243,7 +247,7 @@ async fn manual_undecided(broker: TestBroker) {
         .with_state(Arc::clone(&calls))
         .subscriber(
             subscriber(),
-            |ack: Ack, calls: State<Arc<Mutex<Vec<i64>>>>, n: i64| async move {
+            |ack: Ack, calls: State<Calls>, n: i64| async move {
                 calls.lock().unwrap().push(n);
                 tokio::spawn(async move {
                     tokio::time::sleep(Duration::from_millis(100)).await;

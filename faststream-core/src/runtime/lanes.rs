@@ -242,6 +242,62 @@ async fn room(queue: Option<&QueueSender>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::partition_queue;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Stored(Mutex<Vec<i64>>);
+
+    impl OffsetStore for Stored {
+        fn store(&self, _partition: &TopicPartition, offset: i64) {
+            self.0.lock().unwrap().push(offset);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_watermark_passes_only_records_every_lane_finished() {
+        let stored = Arc::new(Stored::default());
+        let (queues, receivers): (Vec<_>, Vec<_>) = (0..2).map(|_| partition_queue(8)).unzip();
+        let lanes = queues
+            .into_iter()
+            .map(|queue| Lane {
+                queue,
+                task: tokio::spawn(async {}),
+            })
+            .collect();
+        let (_stores, reports) = lane_reports(2);
+        let mut router = LaneRouter::new(
+            TopicPartition::new("in", 0),
+            lanes,
+            reports,
+            stored.clone(),
+            Arc::new(BufferBudget::new(1 << 20)),
+            CancellationToken::new(),
+        );
+        // Offsets 0..6, keys spread over both lanes.
+        let mut lane_of_offset = Vec::new();
+        for offset in 0..6 {
+            let mut message = keyed(&format!("k{offset}"));
+            message.offset = offset;
+            lane_of_offset.push(lane_of(&message, 2));
+            assert!(router.route(message).is_none(), "room in the lane");
+        }
+        assert!(lane_of_offset.contains(&0) && lane_of_offset.contains(&1));
+        assert_eq!(router.in_flight(), 6);
+        // The lane of offset 0 has finished nothing; the other lane finishes everything.
+        let other = 1 - lane_of_offset[0];
+        router.lane_finished((other, 5));
+        router.progress.store();
+        assert!(
+            stored.0.lock().unwrap().is_empty(),
+            "offset 0 is unfinished"
+        );
+        router.lane_finished((lane_of_offset[0], 5));
+        router.progress.store();
+        assert_eq!(*stored.0.lock().unwrap(), [5]);
+        assert_eq!(router.in_flight(), 0, "every lane idle");
+        drop(receivers);
+    }
 
     fn keyed(key: &str) -> Message {
         let mut message = Message::new("in", "x");

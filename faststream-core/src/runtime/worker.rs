@@ -377,7 +377,7 @@ enum Turn<D> {
     RetryDue,
     Next(Message),
     /// A manual-ack record decided after its handler returned.
-    Decided(Undecided<D>, AckDecision),
+    Decided(Box<Undecided<D>>, AckDecision),
 }
 
 /// The event loop's two timers, one each for the whole loop and re-armed rather than created
@@ -514,7 +514,9 @@ where
             _ = self.stop.cancelled() => Turn::Stop,
             () = timers.store.as_mut(), if store_armed => Turn::StoreDue,
             Some(_) = self.progress.next_ack(), if self.progress.in_flight() > 0 => Turn::Acked,
-            (held, decision) = next_decided(&mut self.late), if undecided => Turn::Decided(held, decision),
+            (held, decision) = next_decided(&mut self.late), if undecided => {
+                Turn::Decided(Box::new(held), decision)
+            }
             () = timers.retry.as_mut(), if !waiting.is_empty() => Turn::RetryDue,
             next = messages.recv(), if take_next => next.map_or(Turn::Stop, Turn::Next),
         }
@@ -525,7 +527,7 @@ where
     /// said so; its `Ack` dropped, its entry stays undecided, so it is never committed here.
     async fn decided_late(
         &mut self,
-        held: Undecided<P::Delivery>,
+        held: Box<Undecided<P::Delivery>>,
         decision: AckDecision,
         waiting: &mut Waiting,
     ) {
@@ -535,7 +537,7 @@ where
             origin,
             kept,
             ack,
-        } = held;
+        } = *held;
         let error: BoxError = match decision {
             AckDecision::Ack => return self.handled(ticket, kept, attempt, ack),
             AckDecision::Undecided => return,
