@@ -298,6 +298,7 @@ where
             stats,
             stop,
             late: (self.delivery.commit == CommitTiming::ByHandler).then(LateAcks::new),
+            store_every: STORE_EVERY,
         }
     }
 
@@ -319,12 +320,13 @@ where
             .map(|(index, store)| {
                 let (queue, records) = partition_queue(capacity);
                 let stats = self.stats.lane(&partition, index);
-                let worker = self.worker(
+                let mut worker = self.worker(
                     partition.clone(),
                     Arc::new(store),
                     stats,
                     stop.child_token(),
                 );
+                worker.store_every = 1;
                 let task = self.tracker.spawn_on(worker.run(records), &self.runtime);
                 Lane { queue, task }
             })
@@ -345,6 +347,9 @@ struct PartitionWorker<S, P: Publish> {
     stop: CancellationToken,
     /// Manual-ack records their handler returned without deciding (`AckPolicy::Manual` only).
     late: Option<LateAcks<Undecided<P::Delivery>>>,
+    /// Finished messages after which the watermark is handed on at once: [`STORE_EVERY`] for
+    /// the backend, 1 for a lane's router (a channel send), which moves its window with it.
+    store_every: u32,
 }
 
 /// A manual-ack record whose handler returned undecided: its tracker entry stays undecided
@@ -637,7 +642,7 @@ where
     /// Hands the watermark to the backend in batches: after a run of messages, or a moment
     /// after the last change (the backend commits once a second anyway).
     fn store_in_batches(&mut self, timers: &mut Timers) {
-        if self.progress.unstored() >= STORE_EVERY {
+        if self.progress.unstored() >= self.store_every {
             self.progress.store();
         } else if self.progress.unstored() > 0 && timers.store_state == StoreTimer::Idle {
             timers.store.as_mut().reset(Instant::now() + STORE_DELAY);
