@@ -9,9 +9,6 @@ use crate::kafka::{self, Event};
 use crate::measure::CaseResult;
 use crate::rows::{own_case_in, Row};
 use faststream::{FastStream, State, SubscriberConfig};
-use rdkafka::config::ClientConfig;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,43 +48,21 @@ pub(crate) async fn fs_lanes(args: &CaseArgs, lanes: usize) -> Result<CaseResult
     drain_until_done(app, &progress).await
 }
 
-/// Writes `count` records to partition 0 of `topic`, record `seq` keyed `key(seq)`.
-fn prefill_keyed(
+/// Writes `count` records to the one partition of `topic`, record `seq` keyed `key(seq)`.
+fn prefill(
     bootstrap: &str,
     topic: &str,
     count: u64,
     key: impl Fn(u64) -> String,
 ) -> Result<u64, String> {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("linger.ms", "20")
-        .set("compression.type", "none")
-        .create()
-        .map_err(|e| e.to_string())?;
-    let mut bytes = 0;
-    for seq in 0..count {
-        let payload = serde_json::to_vec(&Event::new(seq, 0)).map_err(|e| e.to_string())?;
-        bytes += payload.len() as u64;
-        let key = key(seq);
-        let mut record: BaseRecord<'_, str, [u8]> = BaseRecord::to(topic)
-            .payload(&payload[..])
-            .key(key.as_str())
-            .partition(0);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err((err, _)) => return Err(err.to_string()),
-            }
-        }
-    }
-    producer
-        .flush(Duration::from_secs(60))
-        .map_err(|e| e.to_string())?;
-    Ok(bytes)
+    kafka::prefill_keyed(
+        bootstrap,
+        topic,
+        1,
+        count,
+        |seq| serde_json::to_vec(&Event::new(seq, 0)).map_err(|e| e.to_string()),
+        |seq| Some(key(seq)),
+    )
 }
 
 /// Measures every row `runs` times (the rows taking turns within a run) and prints the table.
@@ -103,10 +78,10 @@ pub(crate) fn run(cli: &Cli, records: u64, runs: usize) -> Result<(), String> {
         runtime.block_on(kafka::create_topic(&cli.bootstrap, topic, 1))?;
     }
     eprintln!("bench: writing {records} records with distinct keys to {uniform}, and to {skewed} half on one key");
-    let bytes = prefill_keyed(&cli.bootstrap, &uniform, records, |seq| {
+    let bytes = prefill(&cli.bootstrap, &uniform, records, |seq| {
         format!("key-{seq}")
     })?;
-    prefill_keyed(&cli.bootstrap, &skewed, records, |seq| {
+    prefill(&cli.bootstrap, &skewed, records, |seq| {
         if seq % 2 == 0 {
             "hot".to_owned()
         } else {
