@@ -59,7 +59,7 @@ impl Gauge {
 
 // ---------------------------------------------------------------------------------------
 // Records with the same key keep their order under lanes, whatever each call takes; records
-// of different keys run at once.
+// of different keys run at once, as many as `max_concurrency` allows.
 
 type Seen = Arc<Mutex<HashMap<String, Vec<i64>>>>;
 
@@ -80,7 +80,8 @@ async fn per_key_order(broker: TestBroker) {
         .subscriber(
             SubscriberConfig::new("ordered", [topic.as_str()])
                 .group_id(group.as_str())
-                .lanes(8),
+                .lanes(8)
+                .max_concurrency(4),
             |key: Key<String>, state: State<(Seen, Arc<Gauge>)>, n: i64| async move {
                 let (seen, gauge) = &*state.0;
                 gauge.enter();
@@ -109,9 +110,11 @@ async fn per_key_order(broker: TestBroker) {
     for (key, values) in seen.iter() {
         assert_eq!(*values, (0..per_key).collect::<Vec<_>>(), "order of {key}");
     }
+    let peak = gauge.peak.load(Ordering::SeqCst);
+    assert!(peak > 1, "lanes run records of different keys at once");
     assert!(
-        gauge.peak.load(Ordering::SeqCst) > 1,
-        "lanes run records of different keys at once"
+        peak <= 4,
+        "max_concurrency bounds the lanes: {peak} at once"
     );
 }
 both_modes!(
@@ -268,4 +271,71 @@ both_modes!(
     manual_undecided_is_not_committed_in_memory,
     manual_undecided_is_not_committed_on_kafka,
     manual_undecided
+);
+
+// ---------------------------------------------------------------------------------------
+// A failing record retries inside its lane: the other lanes go on meanwhile; once exhausted
+// it is dead-lettered alone, and everything is committed.
+
+type Events = Arc<Mutex<Vec<String>>>;
+
+async fn retry_inside_its_lane(broker: TestBroker) {
+    let topic = unique("lanes-retry");
+    let dead = format!("{topic}-dlt");
+    let group = unique("lanes-retry-g");
+    broker.create_topic(&topic, 1).await.unwrap();
+    broker.create_topic(&dead, 1).await.unwrap();
+    // The poison record first: without lanes, nothing after it runs before its retry.
+    let mut records = vec![("poison".to_owned(), -1)];
+    records.extend((0..20).map(|n| (format!("k{n}"), n)));
+    write(&broker, &topic, &records).await;
+    let events: Events = Arc::default();
+    let app = FastStream::new(broker.clone())
+        .with_state(Arc::clone(&events))
+        .subscriber(
+            SubscriberConfig::new("retried", [topic.as_str()])
+                .group_id(group.as_str())
+                .lanes(4)
+                .error_policy(
+                    faststream::ErrorPolicy::retry(2)
+                        .backoff(faststream::Backoff {
+                            initial: Duration::from_millis(800),
+                            max: Duration::from_millis(800),
+                        })
+                        .then_dead_letter(),
+                ),
+            |events: State<Events>, n: i64| async move {
+                if n < 0 {
+                    events.lock().unwrap().push("attempt".into());
+                    return Err(std::io::Error::other("poison"));
+                }
+                events.lock().unwrap().push(format!("done {n}"));
+                Ok(())
+            },
+        );
+    let test = TestBroker::start(app).await.unwrap();
+    let letter = test.published(dead.as_str()).assert_one(-1).await;
+    assert_eq!(letter.headers.get_str("dlt-original-offset"), Some("0"));
+    assert_eq!(letter.headers.get_str("dlt-attempts"), Some("2"));
+    committed_reaches(&broker, &group, &topic, records.len() as i64).await;
+    test.shutdown().await.unwrap();
+    let events = events.lock().unwrap().clone();
+    let attempts: Vec<usize> = (0..events.len())
+        .filter(|&i| events[i] == "attempt")
+        .collect();
+    assert_eq!(attempts.len(), 2, "{events:?}");
+    let between = events[attempts[0]..attempts[1]]
+        .iter()
+        .filter(|e| e.starts_with("done"))
+        .count();
+    assert!(
+        between >= 10,
+        "the other lanes ran while the poison record waited for its retry: {events:?}"
+    );
+    assert_eq!(events.len(), 22, "every other record once: {events:?}");
+}
+both_modes!(
+    a_retry_waits_inside_its_lane_in_memory,
+    a_retry_waits_inside_its_lane_on_kafka,
+    retry_inside_its_lane
 );
