@@ -324,12 +324,13 @@ async fn retry_inside_its_lane(broker: TestBroker) {
         .filter(|&i| events[i] == "attempt")
         .collect();
     assert_eq!(attempts.len(), 2, "{events:?}");
-    let between = events[attempts[0]..attempts[1]]
+    // Without lanes nothing after the poison record runs before its second attempt.
+    let before_retry = events[..attempts[1]]
         .iter()
         .filter(|e| e.starts_with("done"))
         .count();
     assert!(
-        between >= 10,
+        before_retry >= 10,
         "the other lanes ran while the poison record waited for its retry: {events:?}"
     );
     assert_eq!(events.len(), 22, "every other record once: {events:?}");
@@ -338,4 +339,68 @@ both_modes!(
     a_retry_waits_inside_its_lane_in_memory,
     a_retry_waits_inside_its_lane_on_kafka,
     retry_inside_its_lane
+);
+
+// ---------------------------------------------------------------------------------------
+// A stop that leaves one lane's record unfinished commits below it, naming in the commit's
+// metadata the records the other lanes finished above it: after a restart every record has
+// run exactly once.
+
+async fn restart_skips_finished(broker: TestBroker) {
+    let topic = unique("lanes-resume");
+    let group = unique("lanes-resume-g");
+    broker.create_topic(&topic, 1).await.unwrap();
+    let mut records = vec![("held".to_owned(), -1)];
+    records.extend((0..30).map(|n| (format!("other-{n}"), n)));
+    write(&broker, &topic, &records).await;
+    let handled: Arc<Mutex<Vec<i64>>> = Arc::default();
+    let app = |hold: bool| {
+        FastStream::new(broker.clone())
+            .graceful_timeout(Duration::from_millis(500))
+            .with_state(Arc::clone(&handled))
+            .subscriber(
+                SubscriberConfig::new("resumed", [topic.as_str()])
+                    .group_id(group.as_str())
+                    .lanes(4),
+                move |handled: State<Arc<Mutex<Vec<i64>>>>, n: i64| async move {
+                    if n < 0 && hold {
+                        // Never finishes: cancelled at the graceful timeout.
+                        std::future::pending::<()>().await;
+                    }
+                    handled.lock().unwrap().push(n);
+                },
+            )
+    };
+    let test = TestBroker::start(app(true)).await.unwrap();
+    wait_for(WAIT, "records of other lanes", || {
+        handled.lock().unwrap().len() >= 15
+    })
+    .await;
+    // Past Kafka's auto-commit interval: the metadata is committed.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    test.shutdown().await.unwrap();
+    let first = handled.lock().unwrap().clone();
+    let committed = broker.committed(&group, &topic, 0).await;
+    assert!(
+        committed.is_none_or(|next| next <= 0),
+        "committed {committed:?} past the unfinished record at offset 0"
+    );
+
+    let test = TestBroker::start(app(false)).await.unwrap();
+    committed_reaches(&broker, &group, &topic, records.len() as i64).await;
+    test.shutdown().await.unwrap();
+    let all = handled.lock().unwrap().clone();
+    let second = &all[first.len()..];
+    assert!(second.contains(&-1), "the unfinished record ran again");
+    let again: Vec<&i64> = second.iter().filter(|n| first.contains(n)).collect();
+    assert!(
+        again.is_empty(),
+        "records finished before the restart ran again: {again:?} (first run {first:?})"
+    );
+    assert_eq!(all.len(), records.len(), "every record exactly once");
+}
+both_modes!(
+    a_restart_skips_what_other_lanes_finished_in_memory,
+    a_restart_skips_what_other_lanes_finished_on_kafka,
+    restart_skips_finished
 );

@@ -17,7 +17,7 @@ use crate::message::{Message, TopicPartition};
 use crate::runtime::progress::{
     CommitMode, PartitionProgress, PendingAck, Ticket, STORE_DELAY, STORE_EVERY,
 };
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -82,10 +82,71 @@ pub(crate) fn lane_reports(lanes: usize) -> (Vec<LaneReport>, mpsc::UnboundedRec
     (stores, from)
 }
 
+/// How the commit's metadata names the records finished above the committed offset:
+/// `{METADATA_PREFIX}{committed}:{d1},{d2},...`, each `d` an offset minus the committed one.
+const METADATA_PREFIX: &str = "faststream-lanes/1:";
+
+/// Kafka keeps at most 4096 bytes of metadata per committed offset (the broker's
+/// `offset.metadata.max.bytes`); a longer list is cut (those records simply run again).
+const METADATA_MAX: usize = 4000;
+
+/// The commit metadata naming `finished` (offsets above `next`, the committed offset).
+fn encode_finished(next: i64, finished: impl Iterator<Item = i64>) -> String {
+    use std::fmt::Write;
+    let mut metadata = format!("{METADATA_PREFIX}{next}:");
+    let mut first = true;
+    for offset in finished {
+        if metadata.len() > METADATA_MAX {
+            break;
+        }
+        let _ = write!(
+            metadata,
+            "{}{}",
+            if first { "" } else { "," },
+            offset - next
+        );
+        first = false;
+    }
+    metadata
+}
+
+/// Records a previous owner finished above the committed offset, read from the commit's
+/// metadata: skipped when they come again.
+#[derive(Debug, PartialEq, Eq)]
+struct Resume {
+    /// The committed offset the metadata was stored with: the first record must be this one.
+    next: i64,
+    finished: HashSet<i64>,
+}
+
+impl Resume {
+    fn parse(metadata: &str) -> Option<Self> {
+        let (next, deltas) = metadata.strip_prefix(METADATA_PREFIX)?.split_once(':')?;
+        let next: i64 = next.parse().ok()?;
+        let finished = deltas
+            .split(',')
+            .filter(|delta| !delta.is_empty())
+            .map(|delta| delta.parse::<i64>().ok().map(|delta| next + delta))
+            .collect::<Option<HashSet<i64>>>()?;
+        (!finished.is_empty()).then_some(Self { next, finished })
+    }
+}
+
 /// A running lane: its queue and its worker's task.
 pub(crate) struct Lane {
     pub(crate) queue: QueueSender,
-    pub(crate) task: JoinHandle<()>,
+    pub(crate) task: LaneTask,
+}
+
+/// A lane worker's task, aborted when dropped: a router aborted at the end of the graceful or
+/// rebalance timeout takes its lanes (and their handlers still running) with it, as a plain
+/// partition worker's abort takes its handler.
+pub(crate) struct LaneTask(pub(crate) JoinHandle<()>);
+
+impl Drop for LaneTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Nothing is published at the router's level: its entries finish when a lane reports them.
@@ -105,10 +166,16 @@ pub(crate) struct LaneRouter {
     /// has not reported finished yet.
     unfinished: Vec<VecDeque<(i64, Ticket)>>,
     progress: PartitionProgress<NoDelivery>,
+    /// Where the partition's watermark goes, with the finished records above it as metadata.
+    offsets: Arc<dyn OffsetStore>,
     reports: mpsc::UnboundedReceiver<Finished>,
     stop: CancellationToken,
     /// At most this many records between the oldest unfinished one and the newest handed out.
     window: usize,
+    /// Records finished above the watermark changed since the last store.
+    finished_changed: bool,
+    /// What a previous owner finished above the committed offset, until those records passed.
+    resume: Option<Resume>,
 }
 
 impl LaneRouter {
@@ -126,10 +193,13 @@ impl LaneRouter {
             unfinished: lanes.iter().map(|_| VecDeque::new()).collect(),
             progress: PartitionProgress::new(
                 partition.clone(),
-                offsets,
+                Arc::clone(&offsets),
                 budget,
                 CommitMode::AfterHandling,
             ),
+            offsets,
+            finished_changed: false,
+            resume: None,
             partition,
             window: lanes.len() * WINDOW_PER_LANE,
             lanes,
@@ -145,6 +215,7 @@ impl LaneRouter {
     }
 
     pub(crate) async fn run(mut self, mut messages: QueueReceiver) {
+        self.resume = self.read_resume().await;
         let mut held: Option<Held> = None;
         let store_timer = tokio::time::sleep(STORE_DELAY);
         tokio::pin!(store_timer);
@@ -157,7 +228,7 @@ impl LaneRouter {
                 Some(finished) = self.reports.recv() => self.lane_finished(finished),
                 () = &mut store_timer, if store_armed => {
                     store_armed = false;
-                    self.progress.store();
+                    self.store();
                 }
                 () = room(waiting_lane), if held.is_some() => {
                     if let Some(Held { lane, message }) = held.take() {
@@ -170,8 +241,8 @@ impl LaneRouter {
                 },
             }
             if self.progress.unstored() >= STORE_EVERY {
-                self.progress.store();
-            } else if self.progress.unstored() > 0 && !store_armed {
+                self.store();
+            } else if (self.progress.unstored() > 0 || self.finished_changed) && !store_armed {
                 store_timer.as_mut().reset(Instant::now() + STORE_DELAY);
                 store_armed = true;
             }
@@ -185,6 +256,12 @@ impl LaneRouter {
     /// Gives `message` its tracker entry and hands it to its lane; returns it when the lane's
     /// queue is full.
     fn route(&mut self, message: Message) -> Option<Held> {
+        if self.progress.watermark().is_none() {
+            self.progress.resumes_at(message.offset);
+        }
+        if self.resume.is_some() && self.finished_before(&message) {
+            return None;
+        }
         let lane = lane_of(&message, self.lanes.len());
         // The router's entry holds no bytes: the lane's own entry counts them.
         let ticket = self.progress.dispatch(message.offset, 0);
@@ -204,6 +281,70 @@ impl LaneRouter {
         }
     }
 
+    /// Reads what a previous owner finished above the committed offset (a round trip to the
+    /// broker, off the runtime's threads).
+    async fn read_resume(&self) -> Option<Resume> {
+        let offsets = Arc::clone(&self.offsets);
+        let partition = self.partition.clone();
+        let metadata = tokio::task::spawn_blocking(move || offsets.committed_metadata(&partition))
+            .await
+            .ok()??;
+        let resume = Resume::parse(&metadata)?;
+        tracing::info!(
+            "{}: {} records above the committed offset {} were finished by its previous owner (commit metadata): they are skipped",
+            self.partition,
+            resume.finished.len(),
+            resume.next,
+        );
+        Some(resume)
+    }
+
+    /// Whether a previous owner finished `message` (see [`Resume`]): then its entry finishes
+    /// at once and it is not handled again. Metadata of another starting point is dropped.
+    fn finished_before(&mut self, message: &Message) -> bool {
+        let Some(resume) = &mut self.resume else {
+            return false;
+        };
+        if message.offset < resume.next {
+            self.resume = None;
+            return false;
+        }
+        if !resume.finished.remove(&message.offset) {
+            return false;
+        }
+        if resume.finished.is_empty() {
+            self.resume = None;
+        }
+        let ticket = self.progress.dispatch(message.offset, 0);
+        self.progress
+            .decide(ticket, PendingAck::new(&self.partition, message.offset));
+        self.progress.release_undispatched(message.held_bytes());
+        self.progress.collect_ready();
+        self.finished_changed = true;
+        true
+    }
+
+    /// Hands the watermark on, with the records finished above it as the commit's metadata,
+    /// when either changed.
+    fn store(&mut self) {
+        let moved = self.progress.committable().is_some();
+        if !moved && !self.finished_changed {
+            return;
+        }
+        self.finished_changed = false;
+        let Some(done) = self.progress.watermark() else {
+            return;
+        };
+        let mut finished = self.progress.finished_above().peekable();
+        if finished.peek().is_none() {
+            self.offsets.store(&self.partition, done);
+            return;
+        }
+        let metadata = encode_finished(done + 1, finished);
+        self.offsets
+            .store_with_metadata(&self.partition, done, &metadata);
+    }
+
     /// Lane `lane` finished its records up to `offset`: their entries are decided.
     fn lane_finished(&mut self, (lane, offset): Finished) {
         let Some(unfinished) = self.unfinished.get_mut(lane) else {
@@ -218,6 +359,7 @@ impl LaneRouter {
                 .decide(ticket, PendingAck::new(&self.partition, next));
         }
         self.progress.collect_ready();
+        self.finished_changed = true;
     }
 
     /// Stops the lanes (a stop signal reaches them through their own tokens; the end of the
@@ -225,15 +367,15 @@ impl LaneRouter {
     /// stores the partition's last watermark. What is left in the partition's queue leaves
     /// the memory budget.
     async fn finish(mut self, mut messages: QueueReceiver) {
-        let tasks: Vec<JoinHandle<()>> = self.lanes.drain(..).map(|lane| lane.task).collect();
-        for task in tasks {
+        let tasks: Vec<LaneTask> = self.lanes.drain(..).map(|lane| lane.task).collect();
+        for mut task in tasks {
             // A lane that panicked reported what it finished before.
-            let _ = task.await;
+            let _ = (&mut task.0).await;
         }
         while let Ok(finished) = self.reports.try_recv() {
             self.lane_finished(finished);
         }
-        self.progress.store();
+        self.store();
         messages.close();
         while let Ok(message) = messages.try_recv() {
             self.progress.release_undispatched(message.held_bytes());
@@ -255,12 +397,20 @@ mod tests {
     use crate::broker::partition_queue;
     use std::sync::Mutex;
 
+    /// Each store: the offset, and the metadata stored with it.
     #[derive(Default)]
-    struct Stored(Mutex<Vec<i64>>);
+    struct Stored(Mutex<Vec<(i64, Option<String>)>>);
 
     impl OffsetStore for Stored {
         fn store(&self, _partition: &TopicPartition, offset: i64) {
-            self.0.lock().unwrap().push(offset);
+            self.0.lock().unwrap().push((offset, None));
+        }
+
+        fn store_with_metadata(&self, _partition: &TopicPartition, offset: i64, metadata: &str) {
+            self.0
+                .lock()
+                .unwrap()
+                .push((offset, Some(metadata.to_owned())));
         }
     }
 
@@ -272,7 +422,7 @@ mod tests {
             .into_iter()
             .map(|queue| Lane {
                 queue,
-                task: tokio::spawn(async {}),
+                task: LaneTask(tokio::spawn(async {})),
             })
             .collect();
         let (_stores, reports) = lane_reports(2);
@@ -297,14 +447,21 @@ mod tests {
         // The lane of offset 0 has finished nothing; the other lane finishes everything.
         let other = 1 - lane_of_offset[0];
         router.lane_finished((other, 5));
-        router.progress.store();
-        assert!(
-            stored.0.lock().unwrap().is_empty(),
-            "offset 0 is unfinished"
+        router.store();
+        let (offset, metadata) = stored.0.lock().unwrap().last().cloned().unwrap();
+        assert_eq!(offset, -1, "offset 0 is unfinished: nothing past it");
+        let resume = Resume::parse(&metadata.unwrap()).unwrap();
+        let by_other: HashSet<i64> = (0..6)
+            .filter(|&o| lane_of_offset[o as usize] == other)
+            .collect();
+        assert_eq!(
+            (resume.next, resume.finished),
+            (0, by_other),
+            "the other lane's records"
         );
         router.lane_finished((lane_of_offset[0], 5));
-        router.progress.store();
-        assert_eq!(*stored.0.lock().unwrap(), [5]);
+        router.store();
+        assert_eq!(stored.0.lock().unwrap().last(), Some(&(5, None)));
         assert_eq!(router.in_flight(), 0, "every lane idle");
         drop(receivers);
     }
@@ -313,6 +470,46 @@ mod tests {
         let mut message = Message::new("in", "x");
         message.key = Some(bytes::Bytes::copy_from_slice(key.as_bytes()));
         message
+    }
+
+    #[tokio::test]
+    async fn records_finished_before_a_restart_are_skipped() {
+        let stored = Arc::new(Stored::default());
+        let (queue, mut records) = partition_queue(8);
+        let lanes = vec![Lane {
+            queue,
+            task: LaneTask(tokio::spawn(async {})),
+        }];
+        let (_stores, reports) = lane_reports(1);
+        let mut router = LaneRouter::new(
+            TopicPartition::new("in", 0),
+            lanes,
+            reports,
+            stored.clone(),
+            Arc::new(BufferBudget::new(1 << 20)),
+            CancellationToken::new(),
+        );
+        router.resume = Resume::parse(&encode_finished(10, [12, 13].into_iter()));
+        for offset in 10..15 {
+            let mut message = keyed("k");
+            message.offset = offset;
+            assert!(router.route(message).is_none());
+        }
+        let handed: Vec<i64> = std::iter::from_fn(|| records.try_recv().ok())
+            .map(|m| m.offset)
+            .collect();
+        assert_eq!(handed, [10, 11, 14], "12 and 13 were finished before");
+        assert!(router.resume.is_none(), "every skipped record passed");
+        router.lane_finished((0, 14));
+        router.store();
+        assert_eq!(stored.0.lock().unwrap().last(), Some(&(14, None)));
+        // Metadata stored with a later committed offset names nothing here: dropped at once.
+        router.resume = Resume::parse(&encode_finished(20, [22].into_iter()));
+        let mut message = keyed("k");
+        message.offset = 15;
+        assert!(router.route(message).is_none());
+        assert!(router.resume.is_none());
+        assert_eq!(records.try_recv().map(|m| m.offset).ok(), Some(15));
     }
 
     #[test]

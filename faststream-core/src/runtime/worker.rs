@@ -22,7 +22,7 @@ use crate::middleware::{name_timeout, BoxPublishService, CatchPanicLayer, TraceL
 use crate::policy::{CommitTiming, Decision, DeliveryPolicy, ErrorPolicy, Exhausted};
 use crate::runtime::dead_letter::DeadLetter;
 use crate::runtime::fan_out::{fan_out, Destinations};
-use crate::runtime::lanes::{lane_queue_capacity, lane_reports, Lane, LaneRouter};
+use crate::runtime::lanes::{lane_queue_capacity, lane_reports, Lane, LaneRouter, LaneTask};
 use crate::runtime::late_ack::LateAcks;
 use crate::runtime::progress::{
     CommitMode, FailedHead, PartitionProgress, PendingAck, Ticket, STORE_DELAY, STORE_EVERY,
@@ -327,7 +327,7 @@ where
                     stop.child_token(),
                 );
                 worker.store_every = 1;
-                let task = self.tracker.spawn_on(worker.run(records), &self.runtime);
+                let task = LaneTask(self.tracker.spawn_on(worker.run(records), &self.runtime));
                 Lane { queue, task }
             })
             .collect();
