@@ -258,6 +258,14 @@ impl LaneRouter {
     fn route(&mut self, message: Message) -> Option<Held> {
         if self.progress.watermark().is_none() {
             self.progress.resumes_at(message.offset);
+            // Metadata committed with another offset than where this owner starts is stale.
+            if self
+                .resume
+                .as_ref()
+                .is_some_and(|r| r.next != message.offset)
+            {
+                self.resume = None;
+            }
         }
         if self.resume.is_some() && self.finished_before(&message) {
             return None;
