@@ -426,22 +426,7 @@ mod tests {
     async fn the_watermark_passes_only_records_every_lane_finished() {
         let stored = Arc::new(Stored::default());
         let (queues, receivers): (Vec<_>, Vec<_>) = (0..2).map(|_| partition_queue(8)).unzip();
-        let lanes = queues
-            .into_iter()
-            .map(|queue| Lane {
-                queue,
-                task: LaneTask(tokio::spawn(async {})),
-            })
-            .collect();
-        let (_stores, reports) = lane_reports(2);
-        let mut router = LaneRouter::new(
-            TopicPartition::new("in", 0),
-            lanes,
-            reports,
-            stored.clone(),
-            Arc::new(BufferBudget::new(1 << 20)),
-            CancellationToken::new(),
-        );
+        let mut router = router_over(queues, &stored);
         // Offsets 0..6, keys spread over both lanes.
         let mut lane_of_offset = Vec::new();
         for offset in 0..6 {
@@ -474,6 +459,27 @@ mod tests {
         drop(receivers);
     }
 
+    /// A router of partition `in`[0] over lanes fed by `queues` (their workers do nothing:
+    /// the tests report for them), storing into `stored`.
+    fn router_over(queues: Vec<QueueSender>, stored: &Arc<Stored>) -> LaneRouter {
+        let lanes: Vec<Lane> = queues
+            .into_iter()
+            .map(|queue| Lane {
+                queue,
+                task: LaneTask(tokio::spawn(async {})),
+            })
+            .collect();
+        let (_stores, reports) = lane_reports(lanes.len());
+        LaneRouter::new(
+            TopicPartition::new("in", 0),
+            lanes,
+            reports,
+            Arc::clone(stored) as Arc<dyn OffsetStore>,
+            Arc::new(BufferBudget::new(1 << 20)),
+            CancellationToken::new(),
+        )
+    }
+
     fn keyed(key: &str) -> Message {
         let mut message = Message::new("in", "x");
         message.key = Some(bytes::Bytes::copy_from_slice(key.as_bytes()));
@@ -484,19 +490,7 @@ mod tests {
     async fn records_finished_before_a_restart_are_skipped() {
         let stored = Arc::new(Stored::default());
         let (queue, mut records) = partition_queue(8);
-        let lanes = vec![Lane {
-            queue,
-            task: LaneTask(tokio::spawn(async {})),
-        }];
-        let (_stores, reports) = lane_reports(1);
-        let mut router = LaneRouter::new(
-            TopicPartition::new("in", 0),
-            lanes,
-            reports,
-            stored.clone(),
-            Arc::new(BufferBudget::new(1 << 20)),
-            CancellationToken::new(),
-        );
+        let mut router = router_over(vec![queue], &stored);
         router.resume = Resume::parse(&encode_finished(10, [12, 13].into_iter()));
         for offset in 10..15 {
             let mut message = keyed("k");
