@@ -234,10 +234,15 @@ async fn manual_undecided(broker: TestBroker) {
         None,
         "the undecided record holds the watermark"
     );
-    let waited = test.running().unwrap().health().subscribers[0].oldest_in_flight;
+    let health = test.running().unwrap().health();
+    let waited = health.subscribers[0].oldest_in_flight;
     assert!(
         waited >= Duration::from_secs(1),
         "health shows the wait: {waited:?}"
+    );
+    assert!(
+        health.subscribers[0].buffered_bytes > 0,
+        "the memory budget counts the undecided record"
     );
     test.shutdown().await.unwrap();
     assert_eq!(broker.committed(&group, &topic, 0).await, None);
