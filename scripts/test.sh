@@ -166,7 +166,7 @@ finish tools
 extras() {
   echo "== benchmark smoke run (tiny N, no peers: keeps the benchmark from rotting)"
   BENCH_PROFILE=debug scripts/bench.sh --messages 2000 --runs 1 --rates 200 --latency-seconds 1 --rpc-requests 100
-  echo "== chaos quick (app kill -9 and SIGTERM, broker outage, poison records, refused publish; RELIABILITY.md)"
+  echo "== chaos quick (app kill -9 and SIGTERM, broker outage, poison records, refused publish, kill -9 with lanes; RELIABILITY.md)"
   scripts/chaos.sh --quick
   echo "== quickstart demo"
   scripts/quickstart.sh | tee "$logs/quickstart-output.log"

@@ -107,7 +107,7 @@ pub fn raw_drain(args: &CaseArgs) -> Result<CaseResult, String> {
 }
 
 /// Counts handled records and wakes the case when the last one arrived.
-struct Progress {
+pub(crate) struct Progress {
     target: u64,
     seen: AtomicU64,
     start: OnceLock<Mark>,
@@ -115,7 +115,7 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(target: u64) -> Arc<Self> {
+    pub(crate) fn new(target: u64) -> Arc<Self> {
         Arc::new(Self {
             target,
             seen: AtomicU64::new(0),
@@ -124,7 +124,7 @@ impl Progress {
         })
     }
 
-    fn record(&self) {
+    pub(crate) fn record(&self) {
         self.record_many(1);
     }
 
@@ -137,7 +137,7 @@ impl Progress {
     }
 }
 
-fn fs_broker(args: &CaseArgs) -> KafkaBroker {
+pub(crate) fn fs_broker(args: &CaseArgs) -> KafkaBroker {
     let mut broker = KafkaBroker::new(args.bootstrap.clone());
     // The cost gate runs cases under valgrind, about 50 times slower: work that follows the
     // clock (statistics every second, the background commit every second) would be counted
@@ -152,7 +152,7 @@ fn fs_broker(args: &CaseArgs) -> KafkaBroker {
 }
 
 /// Runs a drain app until its subscriber has seen every record, and measures from the first.
-async fn drain_until_done(
+pub(crate) async fn drain_until_done(
     app: FastStream<KafkaBroker>,
     progress: &Progress,
 ) -> Result<CaseResult, String> {

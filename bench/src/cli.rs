@@ -75,6 +75,16 @@ pub(crate) enum Sub {
         #[arg(long, default_value_t = 2)]
         repeat: usize,
     },
+    /// The lanes table: one partition, a handler awaiting 2 ms, distinct keys, with
+    /// `lanes = 1, 4, 16, 64`, the plain subscriber, and skewed keys (see `lanes.rs`).
+    Lanes {
+        /// Records per topic (each with its own key; the skewed topic has half on one key).
+        #[arg(long, default_value_t = 10_000)]
+        records: u64,
+        /// Repetitions of every row.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// Runs one measured case in this process (used by the orchestrator).
     #[command(hide = true)]
     Case {

@@ -104,7 +104,19 @@ pub fn prefill_with(
     topic: &str,
     partitions: i32,
     count: u64,
+    payload: impl FnMut(u64) -> Result<Vec<u8>, String>,
+) -> Result<u64, String> {
+    prefill_keyed(bootstrap, topic, partitions, count, payload, |_| None)
+}
+
+/// [`prefill_with`], record `seq` keyed `key(seq)` (the lanes table's distinct and skewed keys).
+pub fn prefill_keyed(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    count: u64,
     mut payload: impl FnMut(u64) -> Result<Vec<u8>, String>,
+    key: impl Fn(u64) -> Option<String>,
 ) -> Result<u64, String> {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -119,9 +131,13 @@ pub fn prefill_with(
         let payload = payload(seq)?;
         bytes += payload.len() as u64;
         let partition = (seq % partitions as u64) as i32;
-        let mut record: BaseRecord<'_, (), [u8]> = BaseRecord::to(topic)
+        let key = key(seq);
+        let mut record: BaseRecord<'_, str, [u8]> = BaseRecord::to(topic)
             .payload(&payload[..])
             .partition(partition);
+        if let Some(key) = &key {
+            record = record.key(key.as_str());
+        }
         loop {
             match producer.send(record) {
                 Ok(()) => break,

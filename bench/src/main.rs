@@ -9,6 +9,7 @@ mod cases;
 mod cli;
 mod gate;
 mod kafka;
+mod lanes;
 mod measure;
 mod peers;
 mod raw_mt;
@@ -56,6 +57,7 @@ fn main() {
             large,
             repeat,
         }) => gate::run(&cli.bootstrap, *small, *large, *repeat, cli.partitions),
+        Some(Sub::Lanes { records, runs }) => lanes::run(&cli, *records, *runs),
         None => orchestrate(&cli),
     };
     if let Err(err) = outcome {
@@ -87,7 +89,10 @@ fn run_case(name: &str, args: &CaseArgs) -> Result<CaseResult, String> {
             "fs-latency" => cases::fs_latency(args).await,
             "fs-rpc" => cases::fs_rpc(args).await,
             "fs-idle" => cases::fs_idle(args).await,
-            other => Err(format!("unknown case {other}")),
+            other => match other.strip_prefix("fs-lanes-").map(str::parse::<usize>) {
+                Some(Ok(lanes)) => lanes::fs_lanes(args, lanes).await,
+                _ => Err(format!("unknown case {other}")),
+            },
         }
     })
 }

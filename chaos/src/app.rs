@@ -52,6 +52,10 @@ pub struct AppArgs {
     /// batches under it so only a record that is too large by itself is refused.
     #[arg(long)]
     batch_bytes: Option<u64>,
+    /// Key-ordered lanes per partition (`SubscriberConfig::lanes`); 1 handles each
+    /// partition's records one after another.
+    #[arg(long, default_value_t = 1)]
+    lanes: usize,
 }
 
 /// The handler's settings, shared as state.
@@ -82,7 +86,8 @@ async fn handle(
 pub async fn run(bootstrap: &str, args: AppArgs) -> Result<(), BoxError> {
     let mut config = SubscriberConfig::new("chaos", [args.input.as_str()])
         .group_id(args.group.as_str())
-        .publish_to(args.output.as_str());
+        .publish_to(args.output.as_str())
+        .lanes(args.lanes);
     let policy = if args.retry_topics_ms.is_empty() {
         args.attempts.map(|attempts| {
             let initial = Duration::from_millis(args.backoff_ms);

@@ -67,8 +67,25 @@ pub struct SubscriberHealth {
     /// Bytes of consumed records held in memory (queued, being handled, or waiting for
     /// their publishes), bounded by [`crate::SubscriberConfig::max_buffer_bytes`].
     pub buffered_bytes: usize,
+    /// Its partitions' lanes (a subscriber with [`crate::SubscriberConfig::lanes`] above 1;
+    /// empty otherwise).
+    pub lanes: Vec<LaneHealth>,
     /// Why it failed, when it did.
     pub failure: Option<String>,
+}
+
+/// One lane of a partition ([`crate::SubscriberConfig::lanes`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LaneHealth {
+    /// The partition's topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The lane's index, 0-based.
+    pub lane: usize,
+    /// How long the lane's oldest unfinished record has gone without the lane finishing it.
+    #[serde(serialize_with = "seconds")]
+    pub oldest_in_flight: Duration,
 }
 
 /// Whether the backend's connection to the broker is up.
@@ -166,6 +183,7 @@ mod tests {
                 partitions: vec![],
                 lag: 0,
                 oldest_in_flight: in_flight,
+                lanes: vec![],
                 buffered_bytes: 0,
                 failure: None,
             }],

@@ -86,7 +86,7 @@ pub use handler::extract::{
 };
 pub use handler::reply::{IntoReply, Reply, Response};
 pub use handler::Handler;
-pub use health::{AppHealth, SubscriberHealth, SubscriberState};
+pub use health::{AppHealth, LaneHealth, SubscriberHealth, SubscriberState};
 pub use message::{Headers, Message, TopicPartition};
 pub use policy::{AckPolicy, Backoff, CommitTiming, DeliveryPolicy, ErrorPolicy, Exhausted};
 

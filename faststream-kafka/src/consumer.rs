@@ -754,6 +754,43 @@ impl OffsetStore for KafkaOffsets {
             tracing::debug!(%partition, offset, "offset not stored: {err}");
         }
     }
+
+    fn store_with_metadata(&self, partition: &TopicPartition, offset: i64, metadata: &str) {
+        let Some(consumer) = self.consumer.upgrade() else {
+            return;
+        };
+        self.resume_from.store(offset + 1, Ordering::Release);
+        let mut list = TopicPartitionList::new();
+        let stored = list
+            .add_partition_offset(
+                &partition.topic,
+                partition.partition,
+                Offset::Offset(offset + 1),
+            )
+            .and_then(|()| {
+                if let Some(mut element) =
+                    list.find_partition(&partition.topic, partition.partition)
+                {
+                    element.set_metadata(metadata);
+                }
+                consumer.store_offsets(&list)
+            });
+        if let Err(err) = stored {
+            tracing::debug!(%partition, offset, "offset not stored: {err}");
+        }
+    }
+
+    fn committed_metadata(&self, partition: &TopicPartition) -> Option<String> {
+        let consumer = self.consumer.upgrade()?;
+        let mut list = TopicPartitionList::new();
+        list.add_partition(&partition.topic, partition.partition);
+        let committed = consumer
+            .committed_offsets(list, Duration::from_secs(5))
+            .map_err(|err| tracing::debug!(%partition, "committed metadata not read: {err}"))
+            .ok()?;
+        let element = committed.find_partition(&partition.topic, partition.partition)?;
+        Some(element.metadata().to_owned()).filter(|metadata| !metadata.is_empty())
+    }
 }
 
 /// The rdkafka context: turns rebalances into worker starts and stops.

@@ -498,6 +498,9 @@ fn config(sub: &Subscriber) -> TokenStream {
     if let Some(limit) = &sub.max_concurrency {
         setters.push(quote!(__config = __config.max_concurrency(#limit);));
     }
+    if let Some(lanes) = &sub.lanes {
+        setters.push(quote!(__config = __config.lanes(#lanes);));
+    }
     if let Some(title) = &sub.title {
         setters.push(quote!(__config = __config.title(#title);));
     }

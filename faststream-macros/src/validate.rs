@@ -46,6 +46,7 @@ const SUBSCRIBER_KEYS: &[(&str, Kind)] = &[
     ("batch", Kind::Bool),
     ("max_records", Kind::Int),
     ("batch_timeout_ms", Kind::Millis),
+    ("lanes", Kind::Int),
 ];
 
 /// Keys accepted by `#[publisher]`.
@@ -112,6 +113,8 @@ pub(crate) struct Subscriber {
     pub(crate) auto_offset_reset: Option<Ident>,
     /// `max_concurrency = N`.
     pub(crate) max_concurrency: Option<LitInt>,
+    /// `lanes = N`: key-ordered lanes per partition.
+    pub(crate) lanes: Option<LitInt>,
     /// `title = "..."`.
     pub(crate) title: Option<LitStr>,
     /// `description = "..."`, else the doc comment.
@@ -266,6 +269,13 @@ pub(crate) fn subscriber(args: AttrArgs, mut func: ItemFn) -> syn::Result<Subscr
         _ => None,
     });
     let batch = batch_spec(&args.options, &mut options, &mut errors);
+    let lanes = options.remove("lanes").and_then(as_int);
+    if let (Some(lanes), Some(_)) = (&lanes, &batch) {
+        errors.push(
+            lanes.span(),
+            "a batch subscriber cannot have `lanes`: a batch is a run of consecutive records of a partition, which lanes would split by key",
+        );
+    }
 
     // Stacked attributes: publishers are consumed, a second subscriber is an error.
     let mut publishers = Vec::new();
@@ -331,6 +341,7 @@ pub(crate) fn subscriber(args: AttrArgs, mut func: ItemFn) -> syn::Result<Subscr
             Value::Int(i) => Some(i),
             _ => None,
         }),
+        lanes,
         title: options.remove("title").and_then(|v| as_str(&v).cloned()),
         description,
         include_in_schema: options.remove("include_in_schema").and_then(as_bool),

@@ -188,7 +188,8 @@ pub mod asyncapi {
 /// ```
 ///
 /// Keys: `group_id`, `ack_policy` (`ack_after`, `nack_on_error`, `ack_first`, `manual`, `reject_on_error`),
-/// `auto_offset_reset` (`earliest`, `latest`), `max_concurrency`, `title`, `description`,
+/// `auto_offset_reset` (`earliest`, `latest`), `max_concurrency`, `lanes` (key-ordered lanes
+/// per partition, [`SubscriberConfig::lanes`]), `title`, `description`,
 /// `include_in_schema`, `no_reply` (ignore an incoming `reply_to`), `pattern`, `batch`,
 /// `max_records`, `batch_timeout_ms`.
 pub use faststream_macros::subscriber;

@@ -25,10 +25,12 @@ use crate::broker::Broker;
 use crate::config::subscriber::SubscriberConfig;
 use crate::error::Nacked;
 use crate::error::Result;
+use crate::handler::extract::{Ack, AckSlot};
 use crate::message::Message;
 use futures::Stream;
 use serde::de::DeserializeOwned;
 use std::pin::Pin;
+use std::sync::Weak;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -315,8 +317,14 @@ impl<B: Broker> RunningApp<B> {
         // would only hold messages nobody asked for yet.
         let (items, received) = mpsc::channel::<Handoff<T>>(1);
         let name = config.name.clone();
-        let handler = move |message: Message, value: T| {
+        let handler = move |mut message: Message, value: T| {
             let items = items.clone();
+            // Under `AckPolicy::Manual` the puller's ack decides the record's slot (a pull
+            // handler returning undecided would leave it uncommitted).
+            let slot = message
+                .extensions
+                .remove::<Weak<AckSlot>>()
+                .and_then(|slot| slot.upgrade());
             async move {
                 let (done, decided) = oneshot::channel();
                 let handoff = Handoff {
@@ -329,7 +337,12 @@ impl<B: Broker> RunningApp<B> {
                     Err(_) => None,
                 };
                 match decision {
-                    Some(Settle::Ack) => Ok(()),
+                    Some(Settle::Ack) => {
+                        if let Some(slot) = &slot {
+                            Ack::of(slot).ack();
+                        }
+                        Ok(())
+                    }
                     Some(Settle::Nack) => Err(Nacked),
                     // The puller is gone before it got the message: leave the call unfinished
                     // so the message is never committed; stopping the subscription cancels it.

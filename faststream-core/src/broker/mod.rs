@@ -90,6 +90,22 @@ pub trait Publish: Clone + Send + Sync + 'static {
 pub trait OffsetStore: Send + Sync {
     /// Everything in `partition` up to `offset` (inclusive) was processed.
     fn store(&self, partition: &TopicPartition, offset: i64);
+
+    /// [`store`](OffsetStore::store), with `metadata` committed alongside (Kafka's offset
+    /// commit metadata): a partition with lanes names there the records above `offset` it
+    /// already finished, so that a restart skips them. A backend without metadata stores the
+    /// offset alone.
+    fn store_with_metadata(&self, partition: &TopicPartition, offset: i64, metadata: &str) {
+        let _ = metadata;
+        self.store(partition, offset);
+    }
+
+    /// The metadata committed with `partition`'s committed offset, if any. Read once when a
+    /// partition with lanes starts; it may block for a round trip to the broker.
+    fn committed_metadata(&self, partition: &TopicPartition) -> Option<String> {
+        let _ = partition;
+        None
+    }
 }
 
 /// Spawns the runtime's worker for one assigned partition.

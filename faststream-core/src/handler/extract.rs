@@ -836,7 +836,9 @@ impl<T: Clone + Send + Sync + 'static> FromMessageParts for Extension<T> {
 /// The decision a handler took under `AckPolicy::Manual`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AckDecision {
-    /// Nothing said: treated as an ack once the handler returns.
+    /// Nothing said (yet). Once the handler returned, its record stays uncommitted until an
+    /// [`Ack`] it kept decides it; an `Ack` dropped undecided leaves it uncommitted for good
+    /// (it comes again after a restart or a rebalance).
     Undecided,
     /// Processed: commit the offset.
     Ack,
@@ -846,37 +848,138 @@ pub enum AckDecision {
     Reject,
 }
 
-/// Shared slot a manual-ack handler writes its decision into.
+const UNDECIDED: u8 = 0;
+const ACK: u8 = 1;
+const NACK: u8 = 2;
+const REJECT: u8 = 3;
+/// The handler returned undecided; a decision now goes to the partition worker.
+const WAITING: u8 = 4;
+
+/// A decision taken after the handler returned, sent to the partition worker: the record's
+/// id there and the decision ([`AckDecision::Undecided`]: its last `Ack` was dropped).
+pub(crate) type LateDecision = (u64, AckDecision);
+
+/// Where a slot's late decision goes, and the record it names in its warning.
+#[derive(Debug)]
+pub(crate) struct LateAck {
+    pub(crate) id: u64,
+    pub(crate) to: tokio::sync::mpsc::UnboundedSender<LateDecision>,
+    pub(crate) partition: crate::message::TopicPartition,
+    pub(crate) offset: i64,
+}
+
+/// Shared slot a manual-ack handler writes its decision into. The partition worker gives
+/// each record its own; the [`Ack`] handles are clones of it.
 #[derive(Debug, Default)]
-pub struct AckSlot(AtomicU8);
+pub struct AckSlot {
+    state: AtomicU8,
+    /// Set by the partition worker: a slot that can be decided after its handler returned.
+    late: Option<LateAck>,
+}
 
 impl AckSlot {
+    /// A slot whose decisions after the handler returned reach the worker through `late`.
+    pub(crate) fn deferrable(late: LateAck) -> Self {
+        Self {
+            state: AtomicU8::new(UNDECIDED),
+            late: Some(late),
+        }
+    }
+
     /// The decision so far.
     pub fn decision(&self) -> AckDecision {
-        match self.0.load(Ordering::Acquire) {
-            1 => AckDecision::Ack,
-            2 => AckDecision::Nack,
-            3 => AckDecision::Reject,
-            _ => AckDecision::Undecided,
-        }
+        decision_of(self.state.load(Ordering::Acquire))
     }
 
     fn set(&self, decision: AckDecision) {
         let code = match decision {
-            AckDecision::Undecided => 0,
-            AckDecision::Ack => 1,
-            AckDecision::Nack => 2,
-            AckDecision::Reject => 3,
+            AckDecision::Undecided => UNDECIDED,
+            AckDecision::Ack => ACK,
+            AckDecision::Nack => NACK,
+            AckDecision::Reject => REJECT,
         };
-        self.0.store(code, Ordering::Release);
+        if self.state.swap(code, Ordering::AcqRel) == WAITING {
+            self.send_late(decision);
+        }
+    }
+
+    /// Called by the worker once the handler returned: the decision taken so far, or
+    /// `Undecided`, after which the next decision is sent to the worker as a [`LateDecision`].
+    /// Only a slot made [`AckSlot::deferrable`] waits: another reads as decided-by-default.
+    pub(crate) fn wait_for_decision(&self) -> AckDecision {
+        if self.late.is_none() {
+            return self.decision();
+        }
+        match self
+            .state
+            .compare_exchange(UNDECIDED, WAITING, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => AckDecision::Undecided,
+            Err(code) => decision_of(code),
+        }
+    }
+
+    fn send_late(&self, decision: AckDecision) {
+        if let Some(late) = &self.late {
+            // The worker is gone (shutdown, revoke): the record stays uncommitted anyway.
+            let _ = late.to.send((late.id, decision));
+        }
     }
 }
 
-/// Manual acknowledgement, for subscribers with `AckPolicy::Manual`. The last call wins.
+fn decision_of(code: u8) -> AckDecision {
+    match code {
+        ACK => AckDecision::Ack,
+        NACK => AckDecision::Nack,
+        REJECT => AckDecision::Reject,
+        _ => AckDecision::Undecided,
+    }
+}
+
+impl Drop for AckSlot {
+    fn drop(&mut self) {
+        if *self.state.get_mut() != WAITING {
+            return;
+        }
+        if let Some(late) = &self.late {
+            tracing::warn!(
+                "message {}@{}: its `Ack` was dropped undecided; the record stays uncommitted and comes again after a restart or rebalance",
+                late.partition,
+                late.offset,
+            );
+        }
+        self.send_late(AckDecision::Undecided);
+    }
+}
+
+/// Manual acknowledgement, for subscribers with `AckPolicy::Manual`. Until the handler
+/// returns, the last call wins; after it returned, the first call decides.
+///
+/// A handler that returns without deciding leaves its record uncommitted: the partition's
+/// committed offset stays below it. The `Ack` is `Send + 'static`, so it can be moved into
+/// another task and decided later, e.g. once a database batch is flushed. Dropped undecided,
+/// its record stays uncommitted (one warning line) and comes again after a restart.
+///
+/// ```
+/// use faststream_core::Ack;
+///
+/// async fn store(ack: Ack, order: String) {
+///     // Decided later, by another task: the offset is committed once it acks.
+///     tokio::spawn(async move {
+///         let _ = order; // write it somewhere
+///         ack.ack();
+///     });
+/// }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Ack(Arc<AckSlot>);
 
 impl Ack {
+    /// The handle of `slot` (handlers get theirs by extraction).
+    pub(crate) fn of(slot: &Arc<AckSlot>) -> Self {
+        Ack(Arc::clone(slot))
+    }
+
     /// The message is processed; its offset may be committed.
     pub fn ack(&self) {
         self.0.set(AckDecision::Ack);

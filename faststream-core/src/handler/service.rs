@@ -15,7 +15,7 @@ use std::cell::OnceCell;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use tokio_util::task::TaskTracker;
 use tower::util::BoxCloneService;
@@ -140,7 +140,16 @@ where
     }
 
     fn call(&mut self, message: Message) -> Self::Future {
-        let slot = self.manual_ack.then(|| Arc::new(AckSlot::default()));
+        // The partition worker gives each record a slot it can be decided through after the
+        // handler returned (weakly: a layer keeping the message must not keep its slot
+        // alive); without one (a handler called elsewhere) undecided means acked.
+        let slot = self.manual_ack.then(|| {
+            message
+                .extensions
+                .get::<Weak<AckSlot>>()
+                .and_then(Weak::upgrade)
+                .unwrap_or_default()
+        });
         let teardown = OnceCell::new();
         let cx = MessageContext::new(&self.state, slot.as_ref())
             .with_pattern(self.pattern.as_deref())

@@ -17,8 +17,10 @@ pub enum AckPolicy {
     NackOnError,
     /// At-most-once: the offset is stored before the handler runs.
     AckFirst,
-    /// The handler decides through the `Ack` extractor (ack, nack, reject); undecided counts
-    /// as ack once the handler returns.
+    /// The handler decides through the `Ack` extractor (ack, nack, reject), before it returns
+    /// or later from another task. No decision means not committed: the partition's
+    /// committed offset holds at the first undecided record, and an `Ack` dropped undecided
+    /// leaves its record uncommitted, to come again after a restart or rebalance.
     Manual,
     /// A failing handler's message is rejected: logged and committed, never retried (on Kafka
     /// the same outcome as `AckAfter`; kept for FastStream's vocabulary).
@@ -67,8 +69,8 @@ pub enum CommitTiming {
     /// As soon as the message is taken for handling, before its handler runs
     /// (at-most-once; `AckFirst`).
     BeforeHandler,
-    /// When the handler decides through the `Ack` extractor; undecided counts as an ack once
-    /// it returns (`Manual`).
+    /// When the handler decides through the `Ack` extractor, during or after its call;
+    /// undecided is never committed (`Manual`).
     ByHandler,
 }
 

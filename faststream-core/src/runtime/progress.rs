@@ -337,6 +337,28 @@ where
         self.done
     }
 
+    /// The last offset before which every message finished, whether taken or not.
+    pub(crate) fn watermark(&self) -> Option<i64> {
+        self.done
+    }
+
+    /// The partition resumes at `next_offset` (its first message, before any is dispatched):
+    /// its predecessor counts as finished, so the watermark has a value from the start.
+    pub(crate) fn resumes_at(&mut self, next_offset: i64) {
+        if self.queue.is_empty() && self.done.is_none() {
+            self.done = Some(next_offset - 1);
+        }
+    }
+
+    /// The offsets above the watermark that finished out of order: decided, nothing left to
+    /// publish, waiting only for an earlier entry.
+    pub(crate) fn finished_above(&self) -> impl Iterator<Item = i64> + '_ {
+        self.queue.iter().filter_map(|entry| match &entry.state {
+            EntryState::Publishing(ack) if ack.is_done() => Some(entry.offset),
+            _ => None,
+        })
+    }
+
     /// Hands the watermark to the backend if it moved.
     pub(crate) fn store(&mut self) {
         if let Some(offset) = self.committable() {

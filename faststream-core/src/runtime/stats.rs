@@ -2,7 +2,8 @@
 //! health is reported.
 
 use crate::broker::BufferBudget;
-use crate::health::{SubscriberHealth, SubscriberState, SubscriptionHealth};
+use crate::health::{LaneHealth, SubscriberHealth, SubscriberState, SubscriptionHealth};
+use crate::message::TopicPartition;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -20,6 +21,8 @@ pub(crate) struct PartitionStats {
     retrying: AtomicBool,
     halted: AtomicBool,
     base: Instant,
+    /// The partition and lane index of a lane's worker (`None`: a whole partition's).
+    lane: Option<(TopicPartition, usize)>,
 }
 
 impl PartitionStats {
@@ -87,6 +90,15 @@ impl SubscriberStats {
 
     /// Counters for a newly spawned partition worker.
     pub(crate) fn partition(&self) -> Arc<PartitionStats> {
+        self.register(None)
+    }
+
+    /// Counters for the worker of lane `index` of `partition`.
+    pub(crate) fn lane(&self, partition: &TopicPartition, index: usize) -> Arc<PartitionStats> {
+        self.register(Some((partition.clone(), index)))
+    }
+
+    fn register(&self, lane: Option<(TopicPartition, usize)>) -> Arc<PartitionStats> {
         let stats = Arc::new(PartitionStats {
             taken: AtomicI64::new(-1),
             done: AtomicI64::new(-1),
@@ -94,6 +106,7 @@ impl SubscriberStats {
             retrying: AtomicBool::new(false),
             halted: AtomicBool::new(false),
             base: Instant::now(),
+            lane,
         });
         let mut all = self
             .partitions
@@ -120,6 +133,19 @@ impl SubscriberStats {
             .map(|p| p.stalled_for())
             .max()
             .unwrap_or_default();
+        let mut lanes: Vec<LaneHealth> = live
+            .iter()
+            .filter_map(|p| {
+                let (partition, lane) = p.lane.as_ref()?;
+                Some(LaneHealth {
+                    topic: partition.topic.to_string(),
+                    partition: partition.partition,
+                    lane: *lane,
+                    oldest_in_flight: p.stalled_for(),
+                })
+            })
+            .collect();
+        lanes.sort_by(|a, b| (&a.topic, a.partition, a.lane).cmp(&(&b.topic, b.partition, b.lane)));
         let state = if backend.failure.is_some() {
             SubscriberState::Failed
         } else if halted {
@@ -137,6 +163,7 @@ impl SubscriberStats {
             lag: backend.partitions.iter().filter_map(|p| p.lag).sum(),
             partitions: backend.partitions,
             oldest_in_flight,
+            lanes,
             buffered_bytes: self.buffer.held(),
             failure: backend.failure,
         }

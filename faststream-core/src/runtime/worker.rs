@@ -12,8 +12,8 @@ use crate::broker::{
     partition_queue, BufferBudget, OffsetStore, PartitionWorkers, Publish, QueueReceiver, Record,
 };
 use crate::config::subscriber::{HandlerLayer, SubscriberConfig};
-use crate::error::{BatchFailed, BoxError, Error, Nacked, PublishError};
-use crate::handler::extract::{AppState, CheckContext};
+use crate::error::{BatchFailed, BoxError, Error, Nacked, PublishError, Rejected};
+use crate::handler::extract::{AckDecision, AppState, CheckContext};
 use crate::handler::reply::{Outgoing, Reply};
 use crate::handler::service::{HandlerService, MessageService};
 use crate::handler::{Handler, Seeker};
@@ -22,6 +22,8 @@ use crate::middleware::{name_timeout, BoxPublishService, CatchPanicLayer, TraceL
 use crate::policy::{CommitTiming, Decision, DeliveryPolicy, ErrorPolicy, Exhausted};
 use crate::runtime::dead_letter::DeadLetter;
 use crate::runtime::fan_out::{fan_out, Destinations};
+use crate::runtime::lanes::{lane_queue_capacity, lane_reports, Lane, LaneRouter, LaneTask};
+use crate::runtime::late_ack::LateAcks;
 use crate::runtime::progress::{
     CommitMode, FailedHead, PartitionProgress, PendingAck, Ticket, STORE_DELAY, STORE_EVERY,
 };
@@ -103,6 +105,12 @@ where
                 pattern.template()
             )));
         }
+    }
+    if config.delivery.lanes > 1 && config.backend.batch.is_some() {
+        return Err(Error::config_msg(format!(
+            "subscriber `{}` cannot start: a batch subscriber cannot have lanes (a batch is a run of consecutive records of a partition; lanes would split it by key): remove `lanes` or `batch`",
+            config.name
+        )));
     }
     // Resolved here, once: everything below (the `Ack` extractor, the tracker's commit mode,
     // the failure handling, the start line) follows this one value.
@@ -238,30 +246,11 @@ where
         offsets: Arc<dyn OffsetStore>,
         stop: CancellationToken,
     ) -> JoinHandle<()> {
-        let (service, publisher) = self
-            .template
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
+        if self.config.delivery.lanes > 1 {
+            return self.spawn_lanes(partition, messages, offsets, stop);
+        }
         let stats = self.stats.partition();
-        let offsets = Arc::new(NotedOffsets {
-            inner: offsets,
-            stats: Arc::clone(&stats),
-        });
-        let worker = PartitionWorker {
-            config: Arc::clone(&self.config),
-            policy: self.delivery.failure.clone(),
-            service,
-            publisher,
-            progress: PartitionProgress::new(
-                partition,
-                offsets,
-                Arc::clone(&self.stats.buffer),
-                commit_mode(self.delivery.commit),
-            ),
-            stats,
-            stop: stop.clone(),
-        };
+        let worker = self.worker(partition, offsets, stats, stop.clone());
         // A batch subscriber's records reach the worker grouped: one message per batch.
         let messages = match self.config.backend.batch {
             Some(batch) => {
@@ -282,6 +271,82 @@ where
     }
 }
 
+impl<S, P> SubscriberRuntime<S, P>
+where
+    S: MessageService + Clone + Send + 'static,
+    P: Publish,
+{
+    /// A worker of `partition` with its own clone of the pipeline, storing finished offsets
+    /// into `offsets` and counting into `stats`.
+    fn worker(
+        &self,
+        partition: TopicPartition,
+        offsets: Arc<dyn OffsetStore>,
+        stats: Arc<PartitionStats>,
+        stop: CancellationToken,
+    ) -> PartitionWorker<S, P> {
+        let (service, publisher) = self
+            .template
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        let offsets = Arc::new(NotedOffsets {
+            inner: offsets,
+            stats: Arc::clone(&stats),
+        });
+        PartitionWorker {
+            config: Arc::clone(&self.config),
+            policy: self.delivery.failure.clone(),
+            service,
+            publisher,
+            progress: PartitionProgress::new(
+                partition,
+                offsets,
+                Arc::clone(&self.stats.buffer),
+                commit_mode(self.delivery.commit),
+            ),
+            stats,
+            stop,
+            late: (self.delivery.commit == CommitTiming::ByHandler).then(LateAcks::new),
+            store_every: STORE_EVERY,
+        }
+    }
+
+    /// A partition with lanes: a worker per lane, over the records of its keys, behind a
+    /// [`LaneRouter`] that commits for them all (see [`crate::runtime::lanes`]).
+    fn spawn_lanes(
+        &self,
+        partition: TopicPartition,
+        messages: QueueReceiver,
+        offsets: Arc<dyn OffsetStore>,
+        stop: CancellationToken,
+    ) -> JoinHandle<()> {
+        let delivery = &self.config.delivery;
+        let capacity = lane_queue_capacity(delivery.max_pending_per_partition, delivery.lanes);
+        let (stores, reports) = lane_reports(delivery.lanes);
+        let lanes = stores
+            .into_iter()
+            .enumerate()
+            .map(|(index, store)| {
+                let (queue, records) = partition_queue(capacity);
+                let stats = self.stats.lane(&partition, index);
+                let mut worker = self.worker(
+                    partition.clone(),
+                    Arc::new(store),
+                    stats,
+                    stop.child_token(),
+                );
+                worker.store_every = 1;
+                let task = LaneTask(self.tracker.spawn_on(worker.run(records), &self.runtime));
+                Lane { queue, task }
+            })
+            .collect();
+        let buffer = Arc::clone(&self.stats.buffer);
+        let router = LaneRouter::new(partition, lanes, reports, offsets, buffer, stop);
+        self.tracker.spawn_on(router.run(messages), &self.runtime)
+    }
+}
+
 struct PartitionWorker<S, P: Publish> {
     config: Arc<SubscriberConfig>,
     policy: ErrorPolicy,
@@ -290,6 +355,21 @@ struct PartitionWorker<S, P: Publish> {
     progress: PartitionProgress<P::Delivery>,
     stats: Arc<PartitionStats>,
     stop: CancellationToken,
+    /// Manual-ack records their handler returned without deciding (`AckPolicy::Manual` only).
+    late: Option<LateAcks<Undecided<P::Delivery>>>,
+    /// Finished messages after which the watermark is handed on at once: [`STORE_EVERY`] for
+    /// the backend, 1 for a lane's router (a channel send), which moves its window with it.
+    store_every: u32,
+}
+
+/// A manual-ack record whose handler returned undecided: its tracker entry stays undecided
+/// (nothing after it is committed) until its `Ack` decides.
+struct Undecided<D> {
+    ticket: Ticket,
+    attempt: u32,
+    origin: Origin,
+    kept: Option<Message>,
+    ack: PendingAck<D>,
 }
 
 /// A message to run again once its backoff has passed. Its entry in the progress tracker
@@ -305,12 +385,14 @@ struct Redelivery {
 type Waiting = VecDeque<Redelivery>;
 
 /// What woke the worker's event loop.
-enum Turn {
+enum Turn<D> {
     Stop,
     StoreDue,
     Acked,
     RetryDue,
     Next(Message),
+    /// A manual-ack record decided after its handler returned.
+    Decided(Box<Undecided<D>>, AckDecision),
 }
 
 /// The event loop's two timers, one each for the whole loop and re-armed rather than created
@@ -412,6 +494,9 @@ where
                 Turn::Acked => {}
                 Turn::RetryDue => self.retry_front(&mut waiting).await,
                 Turn::Next(message) => self.take(message, &mut messages, &mut waiting).await,
+                Turn::Decided(held, decision) => {
+                    self.decided_late(held, decision, &mut waiting).await;
+                }
             }
             self.after_turn(&mut waiting).await;
             timers.follow_front(&waiting, front_before);
@@ -435,17 +520,69 @@ where
         messages: &mut QueueReceiver,
         timers: &mut Timers,
         waiting: &Waiting,
-    ) -> Turn {
+    ) -> Turn<P::Delivery> {
         let store_armed = timers.store_state == StoreTimer::Armed;
         let take_next = waiting.is_empty() && self.has_room();
+        let undecided = self.late.as_ref().is_some_and(|late| late.len() > 0);
         tokio::select! {
             biased;
             _ = self.stop.cancelled() => Turn::Stop,
             () = timers.store.as_mut(), if store_armed => Turn::StoreDue,
             Some(_) = self.progress.next_ack(), if self.progress.in_flight() > 0 => Turn::Acked,
+            (held, decision) = next_decided(&mut self.late), if undecided => {
+                Turn::Decided(Box::new(held), decision)
+            }
             () = timers.retry.as_mut(), if !waiting.is_empty() => Turn::RetryDue,
             next = messages.recv(), if take_next => next.map_or(Turn::Stop, Turn::Next),
         }
+    }
+
+    /// A manual-ack record decided after its handler returned: acked, it finishes as a
+    /// handled record; nacked or rejected, the error policy applies as if the handler had
+    /// said so; its `Ack` dropped, its entry stays undecided, so it is never committed here.
+    async fn decided_late(
+        &mut self,
+        held: Box<Undecided<P::Delivery>>,
+        decision: AckDecision,
+        waiting: &mut Waiting,
+    ) {
+        let Undecided {
+            ticket,
+            attempt,
+            origin,
+            kept,
+            ack,
+        } = *held;
+        let error: BoxError = match decision {
+            AckDecision::Ack => return self.handled(ticket, kept, attempt, ack),
+            AckDecision::Undecided => return,
+            AckDecision::Nack => Box::new(Nacked),
+            AckDecision::Reject => Box::new(Rejected),
+        };
+        let failure = Failure {
+            error,
+            attempt,
+            ticket,
+            kept,
+        };
+        if let Some(later) = self.failed(failure, &origin, ack).await {
+            waiting.push_back(later);
+        }
+    }
+
+    /// A message handled without error: its entry is decided, waiting for `ack`'s publishes.
+    fn handled(
+        &mut self,
+        ticket: Ticket,
+        kept: Option<Message>,
+        attempt: u32,
+        mut ack: PendingAck<P::Delivery>,
+    ) {
+        if let Some(message) = kept.filter(|_| !ack.is_done()) {
+            // A refused publish of this reply runs the error policy on the message.
+            ack.retain(message, attempt);
+        }
+        self.progress.decide(ticket, ack);
     }
 
     fn has_room(&self) -> bool {
@@ -515,7 +652,7 @@ where
     /// Hands the watermark to the backend in batches: after a run of messages, or a moment
     /// after the last change (the backend commits once a second anyway).
     fn store_in_batches(&mut self, timers: &mut Timers) {
-        if self.progress.unstored() >= STORE_EVERY {
+        if self.progress.unstored() >= self.store_every {
             self.progress.store();
         } else if self.progress.unstored() > 0 && timers.store_state == StoreTimer::Idle {
             timers.store.as_mut().reset(Instant::now() + STORE_DELAY);
@@ -537,7 +674,17 @@ where
         let kept =
             (self.policy.needs_message() || message.batch.is_some()).then(|| message.clone());
         let origin = Origin::of(&message);
-        let outcome = self.call(message).await;
+        let (outcome, undecided) = match &mut self.late {
+            None => (self.call(message).await, None),
+            Some(late) => {
+                let (id, slot) = late.slot(&origin.partition, origin.offset);
+                let mut message = message;
+                // Held here until the handler returned; the handler's `Ack`s hold it after.
+                message.extensions.insert(Arc::downgrade(&slot));
+                let outcome = self.call(message).await;
+                decided_by_handler(outcome, &slot, id)
+            }
+        };
         let mut ack = PendingAck::new(&origin.partition, origin.offset);
         let error: Option<BoxError> = match outcome {
             Ok(Reply::Nothing) => None,
@@ -549,11 +696,19 @@ where
             Ok(Reply::Failed(err)) | Err(err) => Some(err),
         };
         let Some(error) = error else {
-            if let Some(message) = kept.filter(|_| !ack.is_done()) {
-                // A refused publish of this reply runs the error policy on the message.
-                ack.retain(message, attempt);
+            match (undecided, &mut self.late) {
+                (Some(id), Some(late)) => late.wait(
+                    id,
+                    Undecided {
+                        ticket,
+                        attempt,
+                        origin,
+                        kept,
+                        ack,
+                    },
+                ),
+                _ => self.handled(ticket, kept, attempt, ack),
             }
-            self.progress.decide(ticket, ack);
             return None;
         };
         let failure = Failure {
@@ -960,8 +1115,35 @@ where
     }
 }
 
+/// The next manual-ack record decided late (never, without a manual ack policy).
+async fn next_decided<D>(late: &mut Option<LateAcks<Undecided<D>>>) -> (Undecided<D>, AckDecision) {
+    match late {
+        Some(late) => late.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A manual-ack handler's call as the worker takes it: a decision the slot got after the
+/// handler's future read it (from another task) still counts; a handler that returned
+/// without deciding leaves its record waiting under `id` (the second value).
+fn decided_by_handler(
+    outcome: Result<Reply, BoxError>,
+    slot: &crate::handler::extract::AckSlot,
+    id: u64,
+) -> (Result<Reply, BoxError>, Option<u64>) {
+    if matches!(outcome, Err(_) | Ok(Reply::Failed(_))) {
+        return (outcome, None);
+    }
+    match slot.wait_for_decision() {
+        AckDecision::Undecided => (outcome, Some(id)),
+        AckDecision::Ack => (outcome, None),
+        AckDecision::Nack => (Err(Box::new(Nacked)), None),
+        AckDecision::Reject => (Err(Box::new(Rejected)), None),
+    }
+}
+
 /// When the tracker counts an offset as finished, for the subscriber's commit timing (a
-/// manual ack decides inside the handler, so it counts once the handler is done).
+/// manual ack's entry is decided when its `Ack` decides: see [`LateAcks`]).
 fn commit_mode(commit: CommitTiming) -> CommitMode {
     match commit {
         CommitTiming::BeforeHandler => CommitMode::BeforeHandling,

@@ -694,6 +694,8 @@ struct Group {
     members: Mutex<Vec<Arc<Member>>>,
     /// The next offset to read, per partition (Kafka's committed offset).
     committed: Mutex<HashMap<TopicPartition, i64>>,
+    /// The metadata committed with it, where a commit had some.
+    metadata: Mutex<HashMap<TopicPartition, String>>,
     /// Serializes joins, leaves and rebalances.
     rebalancing: tokio::sync::Mutex<()>,
 }
@@ -704,6 +706,17 @@ struct GroupOffsets(Arc<Group>);
 impl OffsetStore for GroupOffsets {
     fn store(&self, partition: &TopicPartition, offset: i64) {
         lock(&self.0.committed).insert(partition.clone(), offset + 1);
+        // As on Kafka: a commit without metadata replaces the metadata with none.
+        lock(&self.0.metadata).remove(partition);
+    }
+
+    fn store_with_metadata(&self, partition: &TopicPartition, offset: i64, metadata: &str) {
+        lock(&self.0.committed).insert(partition.clone(), offset + 1);
+        lock(&self.0.metadata).insert(partition.clone(), metadata.to_owned());
+    }
+
+    fn committed_metadata(&self, partition: &TopicPartition) -> Option<String> {
+        lock(&self.0.metadata).get(partition).cloned()
     }
 }
 
