@@ -335,3 +335,89 @@ both_modes!(
     a_seek_right_after_the_start_replays_on_kafka,
     a_seek_right_after_the_start_replays
 );
+
+async fn a_seek_drops_the_work_of_every_lane(broker: TestBroker) {
+    let (topic, group) = (unique("seek-lanes"), unique("seek-g"));
+    broker.create_topic(&topic, 1).await.unwrap();
+    // Twelve records over four keys in four lanes (by key hash: two keys may share one).
+    for i in 0..12_i64 {
+        let record = Record::encode(topic.as_str(), &i)
+            .unwrap()
+            .partition(0)
+            .key(format!("k{}", i % 4));
+        broker.publish_record(record).await.unwrap();
+    }
+    let dropped = Arc::new(AtomicBool::new(false));
+    let handler = stuck_on_two(Arc::clone(&dropped));
+    let app = FastStream::new(broker.clone()).subscriber(
+        SubscriberConfig::new("laned", [topic.as_str()])
+            .group_id(&group)
+            .lanes(4),
+        move |n: i64| handler(n),
+    );
+    let mut test = TestBroker::start(app).await.unwrap();
+    let calls = test.calls("laned");
+    // Record 2 sticks; its lane holds its key's later records (6 and 10) behind it.
+    wait_for(
+        Duration::from_secs(10),
+        "records 0 and 1, and record 2 stuck",
+        || {
+            let all = calls.all();
+            all.iter()
+                .filter(|c| c.message.offset < 2 && c.outcome.is_some())
+                .count()
+                == 2
+                && all.iter().any(|c| c.message.offset == 2)
+        },
+    )
+    .await;
+    committed_reaches(&broker, &group, &topic, 0, 2).await;
+    let sought = test
+        .seek("laned", Seek::all(StartFrom::Offset(12)))
+        .await
+        .unwrap();
+    assert_eq!(sought[0].offset, 12);
+    wait_for(Duration::from_secs(10), "the stuck handler dropped", || {
+        dropped.load(Ordering::SeqCst)
+    })
+    .await;
+    committed_reaches(&broker, &group, &topic, 0, 12).await;
+    // What comes after the seek runs, in every lane.
+    for i in 12..16_i64 {
+        let record = Record::encode(topic.as_str(), &i)
+            .unwrap()
+            .partition(0)
+            .key(format!("k{}", i % 4));
+        broker.publish_record(record).await.unwrap();
+    }
+    wait_for(Duration::from_secs(10), "records 12..16", || {
+        calls
+            .all()
+            .iter()
+            .filter(|c| c.message.offset >= 12 && c.outcome.is_some())
+            .count()
+            == 4
+    })
+    .await;
+    let after = calls.all();
+    let mut late: Vec<i64> = after
+        .iter()
+        .filter(|c| c.message.offset >= 12)
+        .map(|c| c.json().as_i64().unwrap())
+        .collect();
+    late.sort_unstable();
+    assert_eq!(late, [12, 13, 14, 15]);
+    assert!(
+        after
+            .iter()
+            .all(|c| ![6, 10].contains(&c.json().as_i64().unwrap())),
+        "k2's records behind the stuck one were dropped with its lane"
+    );
+    committed_reaches(&broker, &group, &topic, 0, 16).await;
+    test.shutdown().await.unwrap();
+}
+both_modes!(
+    a_seek_drops_the_work_of_every_lane_in_memory,
+    a_seek_drops_the_work_of_every_lane_on_kafka,
+    a_seek_drops_the_work_of_every_lane
+);
