@@ -756,7 +756,6 @@ impl Broker for TestBroker {
         }
     }
 
-    #[cfg_attr(not(feature = "kafka"), allow(unused_variables))]
     async fn create_retry_topics(
         &self,
         topics: &[faststream_core::broker::RetryTopic],
@@ -768,6 +767,7 @@ impl Broker for TestBroker {
         }
     }
 
+    #[cfg_attr(not(feature = "kafka"), allow(unused_variables))]
     async fn ping(&self, timeout: Duration) -> Result<()> {
         match &*self.backend {
             Backend::Memory(_) => Ok(()),
