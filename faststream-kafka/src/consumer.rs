@@ -342,14 +342,19 @@ impl Shared {
         // Once it ended it stores nothing more, so the position stored below stays.
         let _ = self.runtime.block_on(old.task);
         self.release_queued(&old.queue);
-        let fresh = self.spawn_slot(Arc::clone(topic), number, offset);
+        // Committed at once (with no metadata: what a lanes partition finished above its old
+        // position means nothing at the new one), and stored, so the background commit that
+        // follows does not put the old position back.
         let moved = consumer
             .seek(topic, number, Offset::Offset(offset), SEEK_TIMEOUT)
             .and_then(|()| {
                 let mut tpl = TopicPartitionList::new();
                 tpl.add_partition_offset(topic, number, Offset::Offset(offset))?;
+                consumer.commit(&tpl, CommitMode::Sync)?;
                 consumer.store_offsets(&tpl)
             });
+        // After the commit: a fresh worker with lanes reads the committed metadata as it starts.
+        let fresh = self.spawn_slot(Arc::clone(topic), number, offset);
         // The fresh worker has nothing queued: fetch for it (unless the budget holds every
         // partition paused; it resumes them).
         let mut parts = self.partitions();

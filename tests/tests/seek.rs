@@ -421,3 +421,62 @@ both_modes!(
     a_seek_drops_the_work_of_every_lane_on_kafka,
     a_seek_drops_the_work_of_every_lane
 );
+
+async fn a_seek_to_the_committed_offset_replays_what_lanes_finished_above_it(broker: TestBroker) {
+    let (topic, group) = (unique("seek-lanes-back"), unique("seek-g"));
+    broker.create_topic(&topic, 1).await.unwrap();
+    for i in 0..8_i64 {
+        let record = Record::encode(topic.as_str(), &i)
+            .unwrap()
+            .partition(0)
+            .key(format!("k{i}"));
+        broker.publish_record(record).await.unwrap();
+    }
+    // Record 2 sticks the first time only; its lane's window lets other lanes finish records
+    // above it, which the commit's metadata names.
+    let stuck_once = Arc::new(AtomicBool::new(false));
+    let app = FastStream::new(broker.clone()).subscriber(
+        SubscriberConfig::new("laned", [topic.as_str()])
+            .group_id(&group)
+            .lanes(4),
+        move |n: i64| {
+            let stuck_once = Arc::clone(&stuck_once);
+            async move {
+                if n == 2 && !stuck_once.swap(true, Ordering::SeqCst) {
+                    std::future::pending::<()>().await;
+                }
+            }
+        },
+    );
+    let mut test = TestBroker::start(app).await.unwrap();
+    let calls = test.calls("laned");
+    wait_for(Duration::from_secs(10), "a record above 2 finished", || {
+        calls
+            .all()
+            .iter()
+            .any(|c| c.message.offset > 2 && c.outcome.is_some())
+    })
+    .await;
+    committed_reaches(&broker, &group, &topic, 0, 2).await;
+    let before = calls.all().len();
+    test.seek("laned", Seek::all(StartFrom::Offset(2)))
+        .await
+        .unwrap();
+    // Everything from 2 runs again, also what lanes had finished above it before the seek.
+    wait_for(Duration::from_secs(10), "records 2..8 again", || {
+        let again: std::collections::BTreeSet<i64> = calls.all()[before..]
+            .iter()
+            .filter(|c| c.outcome.is_some())
+            .map(|c| c.message.offset)
+            .collect();
+        again == (2..8).collect()
+    })
+    .await;
+    committed_reaches(&broker, &group, &topic, 0, 8).await;
+    test.shutdown().await.unwrap();
+}
+both_modes!(
+    a_seek_to_the_committed_offset_replays_what_lanes_finished_above_it_in_memory,
+    a_seek_to_the_committed_offset_replays_what_lanes_finished_above_it_on_kafka,
+    a_seek_to_the_committed_offset_replays_what_lanes_finished_above_it
+);

@@ -827,9 +827,9 @@ impl<B: Broker> RunningApp<B> {
     /// timestamp, the beginning or the end, for one partition, a topic's or all of them
     /// (see [`Seek`]). Each partition's in-flight work is dropped, not committed; the next
     /// record its handler gets is the one sought, and the sought offset becomes its
-    /// committed position (stored now, committed with the consumer's next commit). Returns
-    /// where each partition reads from now. Seeking a partition the subscriber does not own
-    /// (never assigned, or revoked) is [`Error::NotOwned`], and nothing moves.
+    /// committed position at once. Returns where each partition reads from now. Seeking a
+    /// partition the subscriber does not own (never assigned, or revoked) is
+    /// [`Error::NotOwned`], and nothing moves.
     ///
     /// ```no_run
     /// # async fn replay(running: &faststream_core::RunningApp<impl faststream_core::Broker>) -> faststream_core::Result<()> {

@@ -838,6 +838,8 @@ impl SeekPartitions for MemorySeeker {
                 let _ = feed.feeder.await;
                 let _ = feed.worker.await;
                 lock(&group.committed).insert(target.partition.clone(), target.offset);
+                // As on Kafka: the seek's commit carries no metadata.
+                lock(&group.metadata).remove(&target.partition);
                 let fresh = cluster.start_feed_at(
                     &group,
                     &member,
