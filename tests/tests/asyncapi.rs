@@ -367,6 +367,13 @@ fn docs_pages_render_in_headless_chromium() {
                 "order_id",
                 "Routing example",
             ],
+            "retries" => &[
+                "in-topic:HandleMsg",
+                "payments:Charge",
+                "payments-billing-retry-1000:Charge",
+                "payments-billing-retry-60000:Publisher",
+                "payments-dlt:Publisher",
+            ],
             _ => &[
                 "orders:BillOrder",
                 "invoices:Publisher",
