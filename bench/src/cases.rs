@@ -173,7 +173,7 @@ pub async fn fs_drain(args: &CaseArgs) -> Result<CaseResult, String> {
 }
 
 /// A drain subscriber on the case's topic, in a group of its own.
-fn drain_config(args: &CaseArgs, name: &str) -> SubscriberConfig {
+pub(crate) fn drain_config(args: &CaseArgs, name: &str) -> SubscriberConfig {
     SubscriberConfig::new(name, [args.topic.as_str()])
         .group_id(format!("bench-{}", uuid::Uuid::new_v4().simple()))
 }

@@ -3,12 +3,12 @@
 //! next to the plain subscriber (no `lanes` setting) with the same handler, plus a skewed-key
 //! row (half the records on one key).
 
-use crate::cases::{drain_until_done, fs_broker, CaseArgs, Progress};
+use crate::cases::{drain_config, drain_until_done, fs_broker, CaseArgs, Progress};
 use crate::cli::Cli;
 use crate::kafka::{self, Event};
 use crate::measure::CaseResult;
 use crate::rows::{own_case_in, Row};
-use faststream::{FastStream, State, SubscriberConfig};
+use faststream::{FastStream, State};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,8 +30,7 @@ const ROWS: [(usize, bool, &str); 7] = [
 /// The case: `fs-lanes-N` handles the topic with `lanes = N` (`N = 0`: without the setting).
 pub(crate) async fn fs_lanes(args: &CaseArgs, lanes: usize) -> Result<CaseResult, String> {
     let progress = Progress::new(args.messages);
-    let mut config = SubscriberConfig::new("lanes", [args.topic.as_str()])
-        .group_id(format!("bench-{}", uuid::Uuid::new_v4().simple()));
+    let mut config = drain_config(args, "lanes");
     if lanes > 0 {
         config = config.lanes(lanes);
     }
