@@ -34,6 +34,7 @@ mod consumer;
 mod context;
 mod due_gate;
 mod error;
+mod member;
 mod producer;
 mod replay;
 mod request;
@@ -51,7 +52,8 @@ pub use security::{OAuthToken, SaslMechanism, Secret, Security, Tls, TokenProvid
 use config::BrokerSettings;
 use faststream_asyncapi::{DescribeServer, ServerInfo};
 use faststream_core::broker::{
-    PartitionWorkers, ReplayReport, RetryTopic, SubscribeOptions, Subscription, Transaction,
+    ExactlyOnce, PartitionWorkers, ReplayReport, RetryTopic, SubscribeOptions, Subscription,
+    Transaction,
 };
 use faststream_core::{
     Broker, Error, ErrorClass, IsolationLevel, OffsetReset, Publish, Record, Result,
@@ -78,6 +80,9 @@ pub struct KafkaBroker {
     replies: Arc<tokio::sync::OnceCell<request::ReplyReader>>,
     /// The producer of `begin_transaction`, created by the first transaction.
     transactions: transaction::TransactionalSlot,
+    /// Exactly-once members created as the app starts, each taken by its subscriber's
+    /// `subscribe` (which binds its consumer to it).
+    members: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<member::KafkaMember>>>>,
 }
 
 impl std::fmt::Debug for KafkaBroker {
@@ -99,6 +104,7 @@ impl KafkaBroker {
             health: Arc::default(),
             replies: Arc::new(tokio::sync::OnceCell::new()),
             transactions: Arc::default(),
+            members: Arc::default(),
         }
     }
 
@@ -133,6 +139,20 @@ impl KafkaBroker {
     /// wait.
     pub fn transactional_id(mut self, id: impl Into<String>) -> Self {
         self.settings_mut().transactional_id = Some(id.into());
+        self
+    }
+
+    /// The instance part of the transactional ids of this handle's exactly-once subscribers
+    /// (`{group}-{subscriber}-{instance}`, see [`SubscriberConfig::exactly_once`]). Default:
+    /// `FASTSTREAM_INSTANCE_ID`, else the host name. It must stay the same across restarts
+    /// (a restarted instance then aborts what its predecessor left open at once) and differ
+    /// between instances running at once (two with one id fence each other).
+    ///
+    /// ```
+    /// let broker = faststream_kafka::KafkaBroker::new("localhost:9092").instance_id("billing-2");
+    /// ```
+    pub fn instance_id(mut self, id: impl Into<String>) -> Self {
+        self.settings_mut().instance_id = Some(id.into());
         self
     }
 
@@ -362,13 +382,42 @@ impl Broker for KafkaBroker {
         workers: Arc<dyn PartitionWorkers>,
         options: SubscribeOptions,
     ) -> Result<Box<dyn Subscription>> {
+        let member = self
+            .members
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&config.name);
         consumer::subscribe(
             &self.settings,
             config,
             workers,
             options,
             Arc::clone(&self.health),
+            member,
         )
+    }
+
+    /// One transactional producer per exactly-once subscriber (see the `member` module docs
+    /// for its `transactional.id`).
+    async fn exactly_once(&self, config: &SubscriberConfig) -> Result<ExactlyOnce<KafkaPublisher>> {
+        let group = config.effective_group_id();
+        let instance = member::instance_id(self.settings.instance_id.as_deref());
+        let id = if group == config.name {
+            format!("{group}-{instance}")
+        } else {
+            format!("{group}-{}-{instance}", config.name)
+        };
+        let producer_config = self.settings.transactional_producer_config(&id);
+        let (member, publisher) =
+            member::KafkaMember::start(id, producer_config, self.settings.context()).await?;
+        self.members
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(config.name.clone(), Arc::clone(&member));
+        Ok(ExactlyOnce {
+            publisher,
+            transactions: member,
+        })
     }
 
     /// Concurrent requests of this handle share one reply reader on its
@@ -392,6 +441,7 @@ impl Broker for KafkaBroker {
     }
 
     async fn request(&self, record: Record, timeout: Duration) -> Result<faststream_core::Message> {
+        faststream_core::broker::refuse_request()?;
         self.request_within(record, timeout).await
     }
 
