@@ -156,6 +156,34 @@ impl KafkaBroker {
         self
     }
 
+    /// The `transactional.id` of the exactly-once subscriber `config` on this handle:
+    /// `{group}-{subscriber}-{instance}`, the subscriber's name left out when it is the
+    /// group's (see [`KafkaBroker::instance_id`]).
+    pub fn member_transactional_id(&self, config: &SubscriberConfig) -> String {
+        let group = config.effective_group_id();
+        let instance = member::instance_id(self.settings.instance_id.as_deref());
+        if group == config.name {
+            format!("{group}-{instance}")
+        } else {
+            format!("{group}-{}-{instance}", config.name)
+        }
+    }
+
+    /// Starts a transactional producer with `transactional_id` and registers it
+    /// (`init_transactions`), as a second instance with that id would: the producer that had
+    /// the id is fenced and its open transaction aborted. For tests of fencing.
+    pub async fn fence(&self, transactional_id: &str) -> Result<()> {
+        let producer: FutureProducer<context::KafkaContext> = self
+            .settings
+            .transactional_producer_config(transactional_id)
+            .create_with_context(self.settings.context())
+            .map_err(|err| error::config("cannot create the fencing producer", err))?;
+        transaction::blocking("cannot initialize transactions", move || {
+            producer.init_transactions(Duration::from_secs(30))
+        })
+        .await
+    }
+
     /// The topic replies to this handle's [`request`](Broker::request)s go to (created with
     /// one partition when missing). Default: `faststream-replies-{uuid}`, new for each handle,
     /// so two instances never read each other's replies.
@@ -400,13 +428,7 @@ impl Broker for KafkaBroker {
     /// One transactional producer per exactly-once subscriber (see the `member` module docs
     /// for its `transactional.id`).
     async fn exactly_once(&self, config: &SubscriberConfig) -> Result<ExactlyOnce<KafkaPublisher>> {
-        let group = config.effective_group_id();
-        let instance = member::instance_id(self.settings.instance_id.as_deref());
-        let id = if group == config.name {
-            format!("{group}-{instance}")
-        } else {
-            format!("{group}-{}-{instance}", config.name)
-        };
+        let id = self.member_transactional_id(config);
         let producer_config = self.settings.transactional_producer_config(&id);
         let (member, publisher) =
             member::KafkaMember::start(id, producer_config, self.settings.context()).await?;

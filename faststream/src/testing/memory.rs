@@ -225,7 +225,7 @@ impl Cluster {
         self: &Arc<Self>,
         config: &SubscriberConfig,
     ) -> Result<Arc<MemoryMember>> {
-        let id = format!("{}-{}-memory", config.effective_group_id(), config.name);
+        let id = member_transactional_id(config);
         let epoch = self.init_producer(&id);
         let open = self.open_for(&id, epoch).ok_or_else(|| {
             Error::config_msg(format!("transactional id `{id}` was fenced as it started"))
@@ -953,6 +953,11 @@ impl SeekPartitions for MemorySeeker {
                 .map_err(|err| Error::config("the seek's task failed", err))?
         })
     }
+}
+
+/// The transactional id of `config`'s member in memory.
+pub(crate) fn member_transactional_id(config: &SubscriberConfig) -> String {
+    format!("{}-{}-memory", config.effective_group_id(), config.name)
 }
 
 /// An exactly-once subscriber's group member in memory: one producer epoch of a

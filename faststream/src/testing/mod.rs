@@ -296,6 +296,29 @@ impl TestBroker {
         }
     }
 
+    /// The `transactional.id` the exactly-once subscriber `config` gets from this broker.
+    pub fn transactional_id(&self, config: &SubscriberConfig) -> String {
+        match &*self.backend {
+            Backend::Memory(_) => memory::member_transactional_id(config),
+            #[cfg(feature = "kafka")]
+            Backend::Real(real) => real.kafka.member_transactional_id(config),
+        }
+    }
+
+    /// Starts a producer with `transactional_id` (Kafka's `init_transactions`), as a second
+    /// instance with the same id would: it fences the producer that had the id, whose open
+    /// transaction is aborted and whose next commit fails.
+    pub async fn fence(&self, transactional_id: &str) -> Result<()> {
+        match &*self.backend {
+            Backend::Memory(cluster) => {
+                cluster.init_producer(transactional_id);
+                Ok(())
+            }
+            #[cfg(feature = "kafka")]
+            Backend::Real(real) => real.kafka.fence(transactional_id).await,
+        }
+    }
+
     /// Every record of `topic` now, partition by partition in offset order.
     pub async fn records(&self, topic: &str) -> Vec<Message> {
         match &*self.backend {
