@@ -98,7 +98,6 @@ impl KafkaMember {
     pub(crate) fn bind(&self, group: GroupMetadataSource) {
         let _ = self.group.set(group);
     }
-
 }
 
 impl MemberProducer {
@@ -169,8 +168,12 @@ impl MemberTransactions for KafkaMember {
             };
             let mut list = TopicPartitionList::new();
             for (partition, next) in &offsets {
-                list.add_partition_offset(&partition.topic, partition.partition, Offset::Offset(*next))
-                    .map_err(|err| crate::error::broker("cannot list the offsets", err))?;
+                list.add_partition_offset(
+                    &partition.topic,
+                    partition.partition,
+                    Offset::Offset(*next),
+                )
+                .map_err(|err| crate::error::broker("cannot list the offsets", err))?;
             }
             let committed = tokio::task::spawn_blocking(move || {
                 producer.send_offsets_to_transaction(&list, &group, CALL_TIMEOUT)?;
@@ -208,9 +211,13 @@ async fn fresh_producer(
     config: &ClientConfig,
     context: &KafkaContext,
 ) -> Result<FutureProducer<KafkaContext>> {
-    let producer: FutureProducer<KafkaContext> = config
-        .create_with_context(context.clone())
-        .map_err(|err| crate::error::config(format!("cannot create the transactional producer `{id}`"), err))?;
+    let producer: FutureProducer<KafkaContext> =
+        config.create_with_context(context.clone()).map_err(|err| {
+            crate::error::config(
+                format!("cannot create the transactional producer `{id}`"),
+                err,
+            )
+        })?;
     let init = producer.clone();
     blocking("cannot initialize transactions", move || {
         // Fences an earlier producer with the same id and aborts its open transaction.

@@ -36,7 +36,8 @@ async fn wait_outputs(broker: &TestBroker, topic: &str, n: usize) -> Vec<String>
 }
 
 async fn publish_numbers(broker: &TestBroker, topic: &str, numbers: std::ops::Range<usize>) {
-    let records = numbers.map(|n| Record::new(topic.to_owned(), format!("{n}")).key(format!("k{n}")));
+    let records =
+        numbers.map(|n| Record::new(topic.to_owned(), format!("{n}")).key(format!("k{n}")));
     broker.publish_batch(records).await.unwrap();
 }
 
@@ -45,7 +46,11 @@ fn expected(numbers: std::ops::Range<usize>) -> Vec<String> {
 }
 
 fn sorted(mut values: Vec<String>) -> Vec<String> {
-    values.sort_by_key(|v| v.trim_start_matches("out-").parse::<usize>().unwrap_or(usize::MAX));
+    values.sort_by_key(|v| {
+        v.trim_start_matches("out-")
+            .parse::<usize>()
+            .unwrap_or(usize::MAX)
+    });
     values
 }
 
@@ -68,7 +73,10 @@ async fn outputs_commit_with_their_offsets(broker: TestBroker) {
     assert_eq!(seen, expected(0..30), "each output once, in order");
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while broker.committed(&group, &input, 0).await != Some(30) {
-        assert!(tokio::time::Instant::now() < deadline, "the offset commits with the outputs");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the offset commits with the outputs"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     test.shutdown().await.unwrap();
@@ -93,11 +101,15 @@ async fn a_retry_waits_between_transactions(broker: TestBroker) {
         SubscriberConfig::new("eos-retry", [input.as_str()])
             .group_id(unique("eos-g"))
             .exactly_once(true)
-            .error_policy(ErrorPolicy::retry(3).then_skip())
-            .backoff(faststream::Backoff {
-                initial: Duration::from_millis(1500),
-                max: Duration::from_millis(1500),
-            })
+            .error_policy(
+                ErrorPolicy::retry(3)
+                    .backoff(faststream::Backoff {
+                        initial: Duration::from_millis(1500),
+                        max: Duration::from_millis(1500),
+                    })
+                    .jitter(false)
+                    .then_skip(),
+            )
             .publish_to(output.as_str()),
         move |n: String| {
             let failures = Arc::clone(&failures);
@@ -121,7 +133,11 @@ async fn a_retry_waits_between_transactions(broker: TestBroker) {
     );
     let all = wait_outputs(&broker, &output, 10).await;
     assert_eq!(all, expected(0..10), "each output once, in order");
-    assert_eq!(seen_failures.load(Ordering::SeqCst), 3, "two failures, then the success");
+    assert_eq!(
+        seen_failures.load(Ordering::SeqCst),
+        3,
+        "two failures, then the success"
+    );
     test.shutdown().await.unwrap();
 }
 both_modes!(
@@ -134,7 +150,11 @@ both_modes!(
 /// transaction is aborted, its records are handled again after a rewind, on a new producer;
 /// a `read_committed` reader sees each output once.
 async fn a_fenced_producer_is_replaced_and_nothing_is_seen_twice(broker: TestBroker) {
-    let (input, output, group) = (unique("eos-fence-in"), unique("eos-fence-out"), unique("eos-g"));
+    let (input, output, group) = (
+        unique("eos-fence-in"),
+        unique("eos-fence-out"),
+        unique("eos-g"),
+    );
     broker.create_topic(&input, 1).await.unwrap();
     broker.create_topic(&output, 1).await.unwrap();
     let config = SubscriberConfig::new("eos-fence", [input.as_str()])
@@ -148,7 +168,11 @@ async fn a_fenced_producer_is_replaced_and_nothing_is_seen_twice(broker: TestBro
     let held = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (handler_gate, handler_calls) = (Arc::clone(&gate), Arc::clone(&calls));
     let app = FastStream::new(broker.clone()).subscriber(config, move |n: String| {
-        let (gate, calls, held) = (Arc::clone(&handler_gate), Arc::clone(&handler_calls), Arc::clone(&held));
+        let (gate, calls, held) = (
+            Arc::clone(&handler_gate),
+            Arc::clone(&handler_calls),
+            Arc::clone(&held),
+        );
         async move {
             calls.fetch_add(1, Ordering::SeqCst);
             // Held the first time only: its second run goes through.
@@ -162,11 +186,18 @@ async fn a_fenced_producer_is_replaced_and_nothing_is_seen_twice(broker: TestBro
     publish_numbers(&broker, &input, 0..10).await;
     assert_eq!(wait_outputs(&broker, &output, 10).await, expected(0..10));
     publish_numbers(&broker, &input, 10..20).await;
-    wait_for(PATIENCE, "record 10 in its handler", || calls.load(Ordering::SeqCst) >= 11).await;
+    wait_for(PATIENCE, "record 10 in its handler", || {
+        calls.load(Ordering::SeqCst) >= 11
+    })
+    .await;
     broker.fence(&transactional_id).await.unwrap();
     gate.add_permits(1);
     let all = wait_outputs(&broker, &output, 20).await;
-    assert_eq!(all, expected(0..20), "each output once, whatever was aborted");
+    assert_eq!(
+        all,
+        expected(0..20),
+        "each output once, whatever was aborted"
+    );
     wait_for(PATIENCE, "the aborted record handled again", || {
         calls.load(Ordering::SeqCst) >= 21
     })
@@ -175,7 +206,11 @@ async fn a_fenced_producer_is_replaced_and_nothing_is_seen_twice(broker: TestBro
     publish_numbers(&broker, &input, 20..25).await;
     assert_eq!(wait_outputs(&broker, &output, 25).await, expected(0..25));
     test.shutdown().await.unwrap();
-    assert_eq!(committed_outputs(&broker, &output).await.len(), 25, "nothing more after the stop");
+    assert_eq!(
+        committed_outputs(&broker, &output).await.len(),
+        25,
+        "nothing more after the stop"
+    );
 }
 both_modes!(
     a_fenced_producer_is_replaced_and_nothing_is_seen_twice_in_memory,
@@ -198,7 +233,8 @@ async fn a_revoke_commits_the_open_transaction_first(broker: TestBroker) {
     broker.create_topic(&output, 1).await.unwrap();
     let handler = |n: String| async move { format!("out-{n}") };
     let first = TestBroker::start(
-        FastStream::new(broker.clone()).subscriber(member("eos-a", &input, &output, &group), handler),
+        FastStream::new(broker.clone())
+            .subscriber(member("eos-a", &input, &output, &group), handler),
     )
     .await
     .unwrap();
@@ -206,18 +242,27 @@ async fn a_revoke_commits_the_open_transaction_first(broker: TestBroker) {
     wait_outputs(&broker, &output, 40).await;
     // A second member joins: partitions move while the first has work in flight.
     let second: TestApp = TestBroker::start(
-        FastStream::new(broker.clone()).subscriber(member("eos-b", &input, &output, &group), handler),
+        FastStream::new(broker.clone())
+            .subscriber(member("eos-b", &input, &output, &group), handler),
     )
     .await
     .unwrap();
     publish_numbers(&broker, &input, 100..200).await;
     let seen = wait_outputs(&broker, &output, 200).await;
-    assert_eq!(sorted(seen.clone()), expected(0..200), "each output once across the rebalance");
+    assert_eq!(
+        sorted(seen.clone()),
+        expected(0..200),
+        "each output once across the rebalance"
+    );
     // The first leaves: its partitions move to the second.
     first.shutdown().await.unwrap();
     publish_numbers(&broker, &input, 200..260).await;
     let seen = wait_outputs(&broker, &output, 260).await;
-    assert_eq!(sorted(seen), expected(0..260), "each output once after the leave");
+    assert_eq!(
+        sorted(seen),
+        expected(0..260),
+        "each output once after the leave"
+    );
     second.shutdown().await.unwrap();
 }
 both_modes!(
@@ -273,10 +318,17 @@ async fn manual_ack_and_lanes_are_refused() {
     let broker = TestBroker::new();
     for (config, why) in [
         (
-            SubscriberConfig::new("eos-manual", ["t"]).exactly_once(true).ack_policy(faststream::AckPolicy::Manual),
+            SubscriberConfig::new("eos-manual", ["t"])
+                .exactly_once(true)
+                .ack_policy(faststream::AckPolicy::Manual),
             "cannot acknowledge by hand",
         ),
-        (SubscriberConfig::new("eos-lanes", ["t"]).exactly_once(true).lanes(4), "cannot have lanes"),
+        (
+            SubscriberConfig::new("eos-lanes", ["t"])
+                .exactly_once(true)
+                .lanes(4),
+            "cannot have lanes",
+        ),
     ] {
         let app = FastStream::new(broker.clone()).subscriber(config, |_n: String| async move {});
         let err = TestBroker::start(app).await.unwrap_err().to_string();

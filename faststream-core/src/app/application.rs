@@ -744,7 +744,12 @@ impl<B: Broker> RunningApp<B> {
         };
         let exactly_once = transactions
             .as_ref()
-            .map(|t| format!("; exactly-once, transactional id `{}`", t.transactional_id()))
+            .map(|t| {
+                format!(
+                    "; exactly-once, transactional id `{}`",
+                    t.transactional_id()
+                )
+            })
             .unwrap_or_default();
         tracing::info!(
             "subscriber `{}` consuming {:?} as group `{}` ({delivery}{exactly_once})",

@@ -56,7 +56,10 @@ tokio::task_local! {
 }
 
 /// Runs `call` as an exactly-once handler of `subscriber` (see [`refuse_request`]).
-pub(crate) async fn in_transaction<F: std::future::Future>(subscriber: Arc<str>, call: F) -> F::Output {
+pub(crate) async fn in_transaction<F: std::future::Future>(
+    subscriber: Arc<str>,
+    call: F,
+) -> F::Output {
     IN_TRANSACTION.scope(subscriber, call).await
 }
 
@@ -65,11 +68,10 @@ pub(crate) async fn in_transaction<F: std::future::Future>(subscriber: Arc<str>,
 /// to `read_committed` readers until this handler's transaction commits, which waits for the
 /// handler. Backends call this first in [`Broker::request`](crate::Broker::request).
 pub fn refuse_request() -> Result<()> {
-    match IN_TRANSACTION.try_with(|name| Arc::clone(name)) {
+    match IN_TRANSACTION.try_with(Arc::clone) {
         Ok(subscriber) => Err(Error::config_msg(format!(
             "request() from the exactly-once subscriber `{subscriber}` is refused: the request is written in the handler's transaction, invisible until it commits, and it commits only after the handler returned, so the reply could never come; publish the request as an output and handle the reply in a subscriber"
         ))),
         Err(_) => Ok(()),
     }
 }
-

@@ -172,7 +172,8 @@ impl Coordinator {
         let turn = Arc::clone(&self.turn).lock_owned().await;
         let epoch = self.close_gate();
         self.wait_quiesced(epoch).await;
-        self.dispatched_since_barrier.store(false, Ordering::Relaxed);
+        self.dispatched_since_barrier
+            .store(false, Ordering::Relaxed);
         let offsets: Vec<(TopicPartition, i64)> = {
             let state = self.state();
             let mut offsets: Vec<_> = state
@@ -272,10 +273,14 @@ impl Coordinator {
         });
         for (partition, offset, result) in futures::future::join_all(seeks).await {
             match result {
-                Ok(_) => tracing::info!(subscriber = %self.subscriber, "{partition} rewound to {offset} after the abort"),
+                Ok(_) => {
+                    tracing::info!(subscriber = %self.subscriber, "{partition} rewound to {offset} after the abort")
+                }
                 // Revoked meanwhile (its new owner starts at the committed offset), or the
                 // subscriber stopped.
-                Err(err) => tracing::debug!(subscriber = %self.subscriber, "{partition} not rewound: {err}"),
+                Err(err) => {
+                    tracing::debug!(subscriber = %self.subscriber, "{partition} not rewound: {err}")
+                }
             }
         }
     }
@@ -402,7 +407,9 @@ impl TransactionGate {
                     .or_insert(offset);
             }
         }
-        state.workers.insert(self.id, (self.partition.clone(), epoch));
+        state
+            .workers
+            .insert(self.id, (self.partition.clone(), epoch));
         drop(state);
         self.coordinator.changed.notify_waiters();
     }

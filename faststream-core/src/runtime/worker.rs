@@ -8,6 +8,7 @@
 //! worker's event loop, so acknowledgements and offset stores of the work before it keep
 //! moving meanwhile.
 
+use crate::broker::in_transaction;
 use crate::broker::{
     partition_queue, BufferBudget, MemberTransactions, OffsetStore, PartitionWorkers, Publish,
     QueueReceiver, Record,
@@ -19,10 +20,11 @@ use crate::handler::reply::{Outgoing, Reply};
 use crate::handler::service::{HandlerService, MessageService};
 use crate::handler::{Handler, Seeker};
 use crate::message::{Batch, Message, TopicPartition, CORRELATION_ID};
-use crate::middleware::{name_timeout, BoxPublishService, CatchPanicLayer, PublishLayer, TraceLayer};
+use crate::middleware::{
+    name_timeout, BoxPublishService, CatchPanicLayer, PublishLayer, TraceLayer,
+};
 use crate::policy::{CommitTiming, Decision, DeliveryPolicy, ErrorPolicy, Exhausted};
 use crate::runtime::dead_letter::DeadLetter;
-use crate::broker::in_transaction;
 use crate::runtime::exactly_once::{Coordinator, TransactionGate};
 use crate::runtime::fan_out::{fan_out, Destinations};
 use crate::runtime::lanes::{lane_queue_capacity, lane_reports, Lane, LaneRouter, LaneTask};
@@ -324,7 +326,9 @@ where
         &self.stats.buffer
     }
 
-    fn commit_open_transaction(&self) -> Option<futures::future::BoxFuture<'static, Result<(), Error>>> {
+    fn commit_open_transaction(
+        &self,
+    ) -> Option<futures::future::BoxFuture<'static, Result<(), Error>>> {
         let coordinator = Arc::clone(self.coordinator.as_ref()?);
         Some(Box::pin(async move { coordinator.commit_now().await }))
     }
@@ -382,7 +386,10 @@ where
             .clone();
         // Exactly-once: the watermarks wait for the member's transaction, not the backend.
         let (offsets, transaction) = match &self.coordinator {
-            Some(coordinator) => (coordinator.offsets(), Some(coordinator.join(partition.clone()))),
+            Some(coordinator) => (
+                coordinator.offsets(),
+                Some(coordinator.join(partition.clone())),
+            ),
             None => (offsets, None),
         };
         let offsets = Arc::new(NotedOffsets {
@@ -623,7 +630,10 @@ where
         waiting: &Waiting,
     ) -> Turn<P::Delivery> {
         let store_armed = timers.store_state == StoreTimer::Armed;
-        let open = self.transaction.as_ref().is_none_or(TransactionGate::is_open);
+        let open = self
+            .transaction
+            .as_ref()
+            .is_none_or(TransactionGate::is_open);
         let take_next = open && waiting.is_empty() && self.has_room();
         let undecided = self.late.as_ref().is_some_and(|late| late.len() > 0);
         let gated = self.transaction.is_some();
@@ -719,7 +729,11 @@ where
             if !waiting.is_empty() || !self.has_room() || self.stop.is_cancelled() {
                 break;
             }
-            if self.transaction.as_ref().is_some_and(|gate| !gate.is_open()) {
+            if self
+                .transaction
+                .as_ref()
+                .is_some_and(|gate| !gate.is_open())
+            {
                 break;
             }
             let Ok(message) = messages.try_recv() else {
@@ -846,7 +860,11 @@ where
     /// handler runs between turns, so the worker waits for its publishes' acknowledgements,
     /// stores its watermark and reports; then it takes nothing until the gate opens.
     async fn at_barrier(&mut self) {
-        if !self.transaction.as_ref().is_some_and(TransactionGate::barrier_waiting) {
+        if !self
+            .transaction
+            .as_ref()
+            .is_some_and(TransactionGate::barrier_waiting)
+        {
             return;
         }
         self.progress.finish().await;

@@ -997,7 +997,9 @@ impl MemoryMember {
         let sent = std::mem::take(&mut open.sent);
         let fenced = {
             let producers = lock(&self.cluster.producers);
-            producers.get(&self.id).is_none_or(|p| p.epoch != open.epoch)
+            producers
+                .get(&self.id)
+                .is_none_or(|p| p.epoch != open.epoch)
         };
         if fenced {
             // Its transaction was aborted by the fencing producer's init.
@@ -1006,7 +1008,10 @@ impl MemoryMember {
                 .end_transaction(open.id, &sent, TxnState::Aborted);
             open.epoch = self.cluster.init_producer(&self.id);
             open.id = self.cluster.open_for(&self.id, open.epoch).ok_or_else(|| {
-                Error::broker_msg("the new transactional producer was fenced at once", faststream_core::ErrorClass::Fatal)
+                Error::broker_msg(
+                    "the new transactional producer was fenced at once",
+                    faststream_core::ErrorClass::Fatal,
+                )
             })?;
             return Err(Error::broker_msg(
                 format!("transactional id `{}`: the producer was fenced and replaced; the transaction is aborted", self.id),
@@ -1023,7 +1028,10 @@ impl MemoryMember {
             }
         }
         open.id = self.cluster.open_for(&self.id, open.epoch).ok_or_else(|| {
-            Error::broker_msg("the transactional producer was fenced", faststream_core::ErrorClass::Abortable)
+            Error::broker_msg(
+                "the transactional producer was fenced",
+                faststream_core::ErrorClass::Abortable,
+            )
         })?;
         Ok(())
     }
