@@ -78,7 +78,7 @@ pub use broker::{Broker, Delivered, Publish, Record};
 pub use config::options::StartupOptions;
 pub use config::subscriber::{
     IntoSubscriber, IsolationLevel, OffsetReset, PartitionsCallback, PublisherConfig,
-    RebalanceHooks, Registry, StartFrom, SubscriberCodec, SubscriberConfig,
+    RebalanceHooks, Registry, StartFrom, SubscriberCodec, SubscriberConfig, TransactionCommits,
 };
 pub use error::{BoxError, Error, ErrorClass, PublishError, Result};
 pub use handler::extract::{

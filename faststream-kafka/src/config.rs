@@ -28,6 +28,9 @@ pub(crate) struct BrokerSettings {
     pub(crate) consumer: Vec<(String, String)>,
     /// The topic replies to this handle's requests go to; `None`: `faststream-replies-{uuid}`.
     pub(crate) reply_topic: Option<String>,
+    /// The instance part of exactly-once members' transactional ids; `None`: from the
+    /// environment (see `member::instance_id`).
+    pub(crate) instance_id: Option<String>,
 }
 
 impl BrokerSettings {
@@ -40,6 +43,7 @@ impl BrokerSettings {
             transactional_id: None,
             security: None,
             reply_topic: None,
+            instance_id: None,
             common: Vec::new(),
             producer: Vec::new(),
             consumer: Vec::new(),
@@ -124,6 +128,11 @@ impl BrokerSettings {
                     .unwrap_or(self.isolation_level)
                     .as_str(),
             );
+        if sub.delivery.exactly_once.is_some() {
+            // Offsets commit with the member's transactions only: the consumer never commits
+            // (its own commit of an older stored offset would move the group back).
+            config.set("enable.auto.commit", "false");
+        }
         for (key, value) in self
             .common
             .iter()

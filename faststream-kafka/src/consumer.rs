@@ -18,6 +18,7 @@
 use crate::config::BrokerSettings;
 use crate::context::{classify, ClientHealth, ErrorClass, KafkaContext, Stats};
 use crate::due_gate::{Admit, DueGate};
+use crate::member::KafkaMember;
 use bytes::Bytes;
 use faststream_core::broker::{
     partition_queue, BufferBudget, Held, OffsetStore, PartitionHealth, PartitionWorkers,
@@ -140,6 +141,9 @@ struct Shared {
     seeks: Mutex<Option<Vec<SeekOrder>>>,
     /// Mirrors `!seeks.is_empty()` for the lock-free check in the poll loop.
     seek_pending: AtomicBool,
+    /// An exactly-once subscriber: offsets commit with its member's transactions, never
+    /// from this consumer.
+    exactly_once: bool,
 }
 
 /// A seek waiting for the polling thread, and where its answer goes.
@@ -345,9 +349,14 @@ impl Shared {
         // Committed at once (with no metadata: what a lanes partition finished above its old
         // position means nothing at the new one), and stored, so the background commit that
         // follows does not put the old position back.
+        // Exactly-once: the position commits with the next transaction that handles a record
+        // of the partition, and an abort's rewind must not commit at all.
         let moved = consumer
             .seek(topic, number, Offset::Offset(offset), SEEK_TIMEOUT)
             .and_then(|()| {
+                if self.exactly_once {
+                    return Ok(());
+                }
                 let mut tpl = TopicPartitionList::new();
                 tpl.add_partition_offset(topic, number, Offset::Offset(offset))?;
                 consumer.commit(&tpl, CommitMode::Sync)?;
@@ -680,6 +689,22 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// Commits what the stopped workers finished: the offsets they stored, or for an
+    /// exactly-once subscriber its member's open transaction, at a barrier over the workers
+    /// still running. Called from the polling thread (a rebalance callback or the stop).
+    fn settle(&self, consumer: &KafkaConsumer) {
+        match self.workers.commit_open_transaction() {
+            None => commit_sync(consumer, &self.name),
+            Some(commit) => {
+                if let Err(err) = self.runtime.block_on(commit) {
+                    tracing::warn!(subscriber = %self.name, "{err}");
+                }
+            }
+        }
+    }
+}
+
 fn set_paused(consumer: &KafkaConsumer, topic: &str, partition: i32, pause: bool) -> bool {
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition(topic, partition);
@@ -865,7 +890,7 @@ impl ConsumerContext for SubscriberContext {
                     self.shared.rebalance_timeout
                 };
                 let stopped = self.shared.stop_partitions(Some(tpl), timeout);
-                commit_sync(consumer, &self.shared.name);
+                self.shared.settle(consumer);
                 self.shared.hooks.revoked(&stopped);
             }
             Rebalance::Assign(_) => {}
@@ -875,7 +900,7 @@ impl ConsumerContext for SubscriberContext {
                 let stopped = self
                     .shared
                     .stop_partitions(None, self.shared.rebalance_timeout);
-                commit_sync(consumer, &self.shared.name);
+                self.shared.settle(consumer);
                 self.shared.hooks.revoked(&stopped);
             }
         }
@@ -979,9 +1004,17 @@ pub(crate) fn subscribe(
     workers: Arc<dyn PartitionWorkers>,
     options: SubscribeOptions,
     health: Arc<ClientHealth>,
+    member: Option<Arc<KafkaMember>>,
 ) -> Result<Box<dyn Subscription>> {
     let stop = options.stop.child_token();
+    if config.delivery.exactly_once.is_some() && member.is_none() {
+        return Err(Error::config_msg(format!(
+            "subscriber `{}` is exactly-once but the broker made no transactional producer for it (`Broker::exactly_once` was not called)",
+            config.name
+        )));
+    }
     let shared = Arc::new(Shared {
+        exactly_once: member.is_some(),
         budget: Arc::clone(workers.buffer()),
         joined: AtomicBool::new(false),
         over_budget: AtomicBool::new(false),
@@ -1016,6 +1049,10 @@ pub(crate) fn subscribe(
         })?;
     let consumer = Arc::new(consumer);
     let _ = shared.consumer.set(Arc::downgrade(&consumer));
+    if let Some(member) = member {
+        let weak = Arc::downgrade(&consumer);
+        member.bind(Box::new(move || weak.upgrade()?.group_metadata()));
+    }
     if config.backend.assignment.is_empty() {
         let topics: Vec<&str> = config
             .backend
@@ -1178,7 +1215,7 @@ fn poll_loop(consumer: &Arc<KafkaConsumer>, shared: &Shared) {
     drop(lock(&shared.seeks).take());
     // Graceful stop: workers finish what they hold, then commit what they finished.
     let stopped = shared.stop_partitions(None, shared.graceful_timeout);
-    commit_sync(consumer, &shared.name);
+    shared.settle(consumer);
     shared.hooks.revoked(&stopped);
     consumer.unsubscribe();
 }

@@ -34,6 +34,7 @@ mod consumer;
 mod context;
 mod due_gate;
 mod error;
+mod member;
 mod producer;
 mod replay;
 mod request;
@@ -51,7 +52,8 @@ pub use security::{OAuthToken, SaslMechanism, Secret, Security, Tls, TokenProvid
 use config::BrokerSettings;
 use faststream_asyncapi::{DescribeServer, ServerInfo};
 use faststream_core::broker::{
-    PartitionWorkers, ReplayReport, RetryTopic, SubscribeOptions, Subscription, Transaction,
+    ExactlyOnce, PartitionWorkers, ReplayReport, RetryTopic, SubscribeOptions, Subscription,
+    Transaction,
 };
 use faststream_core::{
     Broker, Error, ErrorClass, IsolationLevel, OffsetReset, Publish, Record, Result,
@@ -78,6 +80,9 @@ pub struct KafkaBroker {
     replies: Arc<tokio::sync::OnceCell<request::ReplyReader>>,
     /// The producer of `begin_transaction`, created by the first transaction.
     transactions: transaction::TransactionalSlot,
+    /// Exactly-once members created as the app starts, each taken by its subscriber's
+    /// `subscribe` (which binds its consumer to it).
+    members: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<member::KafkaMember>>>>,
 }
 
 impl std::fmt::Debug for KafkaBroker {
@@ -99,6 +104,7 @@ impl KafkaBroker {
             health: Arc::default(),
             replies: Arc::new(tokio::sync::OnceCell::new()),
             transactions: Arc::default(),
+            members: Arc::default(),
         }
     }
 
@@ -134,6 +140,48 @@ impl KafkaBroker {
     pub fn transactional_id(mut self, id: impl Into<String>) -> Self {
         self.settings_mut().transactional_id = Some(id.into());
         self
+    }
+
+    /// The instance part of the transactional ids of this handle's exactly-once subscribers
+    /// (`{group}-{subscriber}-{instance}`, see [`SubscriberConfig::exactly_once`]). Default:
+    /// `FASTSTREAM_INSTANCE_ID`, else the host name. It must stay the same across restarts
+    /// (a restarted instance then aborts what its predecessor left open at once) and differ
+    /// between instances running at once (two with one id fence each other).
+    ///
+    /// ```
+    /// let broker = faststream_kafka::KafkaBroker::new("localhost:9092").instance_id("billing-2");
+    /// ```
+    pub fn instance_id(mut self, id: impl Into<String>) -> Self {
+        self.settings_mut().instance_id = Some(id.into());
+        self
+    }
+
+    /// The `transactional.id` of the exactly-once subscriber `config` on this handle:
+    /// `{group}-{subscriber}-{instance}`, the subscriber's name left out when it is the
+    /// group's (see [`KafkaBroker::instance_id`]).
+    pub fn member_transactional_id(&self, config: &SubscriberConfig) -> String {
+        let group = config.effective_group_id();
+        let instance = member::instance_id(self.settings.instance_id.as_deref());
+        if group == config.name {
+            format!("{group}-{instance}")
+        } else {
+            format!("{group}-{}-{instance}", config.name)
+        }
+    }
+
+    /// Starts a transactional producer with `transactional_id` and registers it
+    /// (`init_transactions`), as a second instance with that id would: the producer that had
+    /// the id is fenced and its open transaction aborted. For tests of fencing.
+    pub async fn fence(&self, transactional_id: &str) -> Result<()> {
+        let producer: FutureProducer<context::KafkaContext> = self
+            .settings
+            .transactional_producer_config(transactional_id)
+            .create_with_context(self.settings.context())
+            .map_err(|err| error::config("cannot create the fencing producer", err))?;
+        transaction::blocking("cannot initialize transactions", move || {
+            producer.init_transactions(Duration::from_secs(30))
+        })
+        .await
     }
 
     /// The topic replies to this handle's [`request`](Broker::request)s go to (created with
@@ -362,13 +410,36 @@ impl Broker for KafkaBroker {
         workers: Arc<dyn PartitionWorkers>,
         options: SubscribeOptions,
     ) -> Result<Box<dyn Subscription>> {
+        let member = self
+            .members
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&config.name);
         consumer::subscribe(
             &self.settings,
             config,
             workers,
             options,
             Arc::clone(&self.health),
+            member,
         )
+    }
+
+    /// One transactional producer per exactly-once subscriber (see the `member` module docs
+    /// for its `transactional.id`).
+    async fn exactly_once(&self, config: &SubscriberConfig) -> Result<ExactlyOnce<KafkaPublisher>> {
+        let id = self.member_transactional_id(config);
+        let producer_config = self.settings.transactional_producer_config(&id);
+        let (member, publisher) =
+            member::KafkaMember::start(id, producer_config, self.settings.context()).await?;
+        self.members
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(config.name.clone(), Arc::clone(&member));
+        Ok(ExactlyOnce {
+            publisher,
+            transactions: member,
+        })
     }
 
     /// Concurrent requests of this handle share one reply reader on its
@@ -392,6 +463,7 @@ impl Broker for KafkaBroker {
     }
 
     async fn request(&self, record: Record, timeout: Duration) -> Result<faststream_core::Message> {
+        faststream_core::broker::refuse_request()?;
         self.request_within(record, timeout).await
     }
 

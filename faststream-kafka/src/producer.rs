@@ -19,6 +19,9 @@ use std::time::Duration;
 pub struct KafkaPublisher {
     producer: FutureProducer<KafkaContext>,
     context: KafkaContext,
+    /// An exactly-once member's publisher: the member's current transactional producer
+    /// (replaced when fenced), read for each record.
+    member: Option<crate::member::ProducerCell>,
 }
 
 impl std::fmt::Debug for KafkaPublisher {
@@ -29,7 +32,25 @@ impl std::fmt::Debug for KafkaPublisher {
 
 impl KafkaPublisher {
     pub(crate) fn new(producer: FutureProducer<KafkaContext>, context: KafkaContext) -> Self {
-        Self { producer, context }
+        Self {
+            producer,
+            context,
+            member: None,
+        }
+    }
+
+    /// The publisher of an exactly-once member: writes into the open transaction of the
+    /// member's current producer (`producer` is the first one).
+    pub(crate) fn transactional(
+        producer: FutureProducer<KafkaContext>,
+        context: KafkaContext,
+        member: crate::member::ProducerCell,
+    ) -> Self {
+        Self {
+            producer,
+            context,
+            member: Some(member),
+        }
     }
 
     /// The underlying rdkafka producer, for anything the framework does not wrap.
@@ -148,7 +169,16 @@ impl Publish for KafkaPublisher {
     type Delivery = KafkaDelivery;
 
     async fn enqueue(&self, record: Record) -> Result<KafkaDelivery, PublishError> {
-        send(&self.producer, &record).await
+        match &self.member {
+            None => send(&self.producer, &record).await,
+            Some(member) => {
+                let current = member
+                    .read()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .clone();
+                send(&current, &record).await
+            }
+        }
     }
 
     async fn flush(&self, timeout: Duration) -> Result<(), PublishError> {

@@ -147,7 +147,7 @@ impl KafkaTransaction {
 }
 
 /// Runs a blocking librdkafka transaction call off the runtime's threads.
-async fn blocking(
+pub(crate) async fn blocking(
     context: &'static str,
     call: impl FnOnce() -> Result<(), KafkaError> + Send + 'static,
 ) -> Result<()> {

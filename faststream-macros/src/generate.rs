@@ -501,6 +501,14 @@ fn config(sub: &Subscriber) -> TokenStream {
     if let Some(lanes) = &sub.lanes {
         setters.push(quote!(__config = __config.lanes(#lanes);));
     }
+    if let Some(exactly_once) = &sub.exactly_once {
+        setters.push(match &exactly_once.interval_ms {
+            None => quote!(__config = __config.exactly_once(true);),
+            Some(ms) => quote!(__config = __config.transactions(
+                ::faststream::TransactionCommits::every(::std::time::Duration::from_millis(#ms))
+            );),
+        });
+    }
     if let Some(title) = &sub.title {
         setters.push(quote!(__config = __config.title(#title);));
     }

@@ -47,6 +47,8 @@ const SUBSCRIBER_KEYS: &[(&str, Kind)] = &[
     ("max_records", Kind::Int),
     ("batch_timeout_ms", Kind::Millis),
     ("lanes", Kind::Int),
+    ("exactly_once", Kind::Bool),
+    ("commit_interval_ms", Kind::Millis),
 ];
 
 /// Keys accepted by `#[publisher]`.
@@ -115,6 +117,8 @@ pub(crate) struct Subscriber {
     pub(crate) max_concurrency: Option<LitInt>,
     /// `lanes = N`: key-ordered lanes per partition.
     pub(crate) lanes: Option<LitInt>,
+    /// `exactly_once = true`, with `commit_interval_ms = N` when given.
+    pub(crate) exactly_once: Option<ExactlyOnceSpec>,
     /// `title = "..."`.
     pub(crate) title: Option<LitStr>,
     /// `description = "..."`, else the doc comment.
@@ -277,6 +281,25 @@ pub(crate) fn subscriber(args: AttrArgs, mut func: ItemFn) -> syn::Result<Subscr
         );
     }
 
+    let exactly_once = exactly_once_spec(&args.options, &mut options, &mut errors);
+    if let (Some(lanes), Some(_)) = (&lanes, &exactly_once) {
+        errors.push(
+            lanes.span(),
+            "an exactly-once subscriber cannot have `lanes` yet: remove `lanes` or `exactly_once`",
+        );
+    }
+    if exactly_once.is_some() {
+        if let Some(manual) = args.options.iter().find(|o| {
+            o.key.unraw() == "ack_policy"
+                && matches!(&o.value, Expr::Lit(ExprLit { lit: Lit::Str(v), .. }) if v.value() == "manual")
+        }) {
+            errors.push_spanned(
+                &manual.value,
+                "an exactly-once subscriber cannot acknowledge by hand: a record acknowledged after its handler returned would let the outputs of the records after it commit before its offset",
+            );
+        }
+    }
+
     // Stacked attributes: publishers are consumed, a second subscriber is an error.
     let mut publishers = Vec::new();
     let mut kept = Vec::with_capacity(func.attrs.len());
@@ -342,6 +365,7 @@ pub(crate) fn subscriber(args: AttrArgs, mut func: ItemFn) -> syn::Result<Subscr
             _ => None,
         }),
         lanes,
+        exactly_once,
         title: options.remove("title").and_then(|v| as_str(&v).cloned()),
         description,
         include_in_schema: options.remove("include_in_schema").and_then(as_bool),
@@ -418,6 +442,37 @@ fn batch_spec(
         max_records,
         timeout_ms,
     })
+}
+
+/// `exactly_once = true` and its commit interval.
+pub(crate) struct ExactlyOnceSpec {
+    /// `commit_interval_ms = N`.
+    pub(crate) interval_ms: Option<LitInt>,
+}
+
+fn exactly_once_spec(
+    written: &[KeyValue],
+    options: &mut std::collections::HashMap<&'static str, Value>,
+    errors: &mut Errors,
+) -> Option<ExactlyOnceSpec> {
+    let on = options
+        .remove("exactly_once")
+        .and_then(as_bool)
+        .is_some_and(|b| b.value);
+    let interval_ms = options.remove("commit_interval_ms").and_then(as_int);
+    if !on {
+        if let Some(key) = written
+            .iter()
+            .map(|o| &o.key)
+            .find(|k| k.unraw() == "commit_interval_ms")
+        {
+            errors.push(
+                key.span(),
+                "`commit_interval_ms` only applies to an exactly-once subscriber: add `exactly_once = true`",
+            );
+        }
+    }
+    on.then_some(ExactlyOnceSpec { interval_ms })
 }
 
 fn check_topics(topics: &[Topic], errors: &mut Errors) {

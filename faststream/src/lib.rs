@@ -108,7 +108,7 @@ pub use faststream_core::{
     Meta, OffsetReset, Publish, PublishError, Publisher, PublisherConfig, Pull, Pulled,
     RebalanceHooks, Record, Registry, Reply, Response, Result, Route, Router, RunningApp,
     StartFrom, StartupOptions, State, SubscriberConfig, SubscriberHealth, SubscriberState,
-    TopicPartition,
+    TopicPartition, TransactionCommits,
 };
 
 /// tower, whose `Layer` and `Service` traits middlewares implement (the version the runtime

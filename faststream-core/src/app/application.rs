@@ -26,7 +26,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower::util::BoxCloneService;
 use tower::{Layer, Service};
 
 /// How long shutdown waits, after the graceful timeout, for consumers to commit and leave their
@@ -508,9 +507,11 @@ impl<B: Broker> App<B> {
         };
         let cx = StartContext {
             state: Arc::new(std::mem::take(&mut self.state)),
-            publisher: publish_path(publisher, &self.publish_layers),
+            publisher: PublishPath::new(publisher, &self.publish_layers),
+            publish_layers: std::mem::take(&mut self.publish_layers),
             layers: std::mem::take(&mut self.layers),
             tracker: running.tracker.clone(),
+            transactions: None,
         };
         for declared in &self.publishers {
             let path = std::sync::Mutex::new(cx.publisher.clone());
@@ -537,7 +538,8 @@ impl<B: Broker> App<B> {
         let mut built = Vec::with_capacity(self.subscribers.len());
         let factories = std::mem::take(&mut self.subscribers);
         for (config, factory) in self.configs.iter().zip(factories) {
-            built.push(factory(Arc::clone(config), &cx)?);
+            let own = exactly_once_context(&running.live.broker, config, &cx).await?;
+            built.push(factory(Arc::clone(config), own.as_ref().unwrap_or(&cx))?);
         }
         running.options = Some(options);
         for subscriber in built {
@@ -582,21 +584,18 @@ where
     Box::new(move || Box::pin(async move { hook().await.into_result() }))
 }
 
-/// The publish pipeline: the publisher itself, or the publisher wrapped in the app's publish
-/// layers (the first added outermost).
-fn publish_path<P: Publish>(publisher: P, layers: &[PublishLayer<P::Delivery>]) -> PublishPath<P> {
-    if layers.is_empty() {
-        return PublishPath::Direct(publisher);
+/// An exactly-once subscriber's own start context: its member's transactional publisher,
+/// from the broker. `None` for the other subscribers.
+async fn exactly_once_context<B: Broker>(
+    broker: &B,
+    config: &SubscriberConfig,
+    cx: &StartContext<B::Publisher>,
+) -> Result<Option<StartContext<B::Publisher>>> {
+    if config.delivery.exactly_once.is_none() {
+        return Ok(None);
     }
-    let base = tower::service_fn(move |record: Record| {
-        let publisher = publisher.clone();
-        async move { publisher.enqueue(record).await }
-    });
-    let mut service: BoxPublishService<P::Delivery> = BoxCloneService::new(base);
-    for layer in layers.iter().rev() {
-        service = layer.apply(service);
-    }
-    PublishPath::Layered(service)
+    let member = broker.exactly_once(config).await?;
+    Ok(Some(cx.exactly_once(member.publisher, member.transactions)))
 }
 
 /// Waits for SIGINT (Ctrl-C) or SIGTERM; returns which.
@@ -735,6 +734,7 @@ impl<B: Broker> RunningApp<B> {
             workers,
             stats,
             seeker,
+            transactions,
         } = built;
         let config = retry_topics::prepare(&self.live.broker, config, &delivery.failure).await?;
         let stop = template.stop.child_token();
@@ -742,8 +742,17 @@ impl<B: Broker> RunningApp<B> {
             stop: stop.clone(),
             ..template.clone()
         };
+        let exactly_once = transactions
+            .as_ref()
+            .map(|t| {
+                format!(
+                    "; exactly-once, transactional id `{}`",
+                    t.transactional_id()
+                )
+            })
+            .unwrap_or_default();
         tracing::info!(
-            "subscriber `{}` consuming {:?} as group `{}` ({delivery})",
+            "subscriber `{}` consuming {:?} as group `{}` ({delivery}{exactly_once})",
             config.name,
             config
                 .backend
@@ -759,6 +768,9 @@ impl<B: Broker> RunningApp<B> {
             .subscribe(Arc::clone(&config), workers, options)
             .await?;
         seeker.bind(subscription.seeker());
+        if let Some(coordinator) = transactions {
+            self.tracker.spawn(coordinator.run(stop.clone()));
+        }
         lock(&self.live.subscriptions).push(Started {
             seeker,
             config,
@@ -795,7 +807,8 @@ impl<B: Broker> RunningApp<B> {
         config.inherit_app_policies(&self.policies);
         config.codec.inherit_app(self.codec.as_ref());
         config.describe_handler(&handler);
-        let built = subscriber_workers(Arc::new(config), handler, cx)?;
+        let own = exactly_once_context(&self.live.broker, &config, cx).await?;
+        let built = subscriber_workers(Arc::new(config), handler, own.as_ref().unwrap_or(cx))?;
         self.start_subscription(built).await
     }
 

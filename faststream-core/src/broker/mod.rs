@@ -21,6 +21,7 @@
 //!   [`RetryTopic`]s the app asks a backend to create ([`Broker::create_retry_topics`]).
 
 mod budget;
+mod exactly_once;
 mod headers;
 mod queue;
 pub mod retry;
@@ -29,6 +30,8 @@ mod transaction;
 mod workers;
 
 pub use budget::{BufferBudget, Held};
+pub(crate) use exactly_once::in_transaction;
+pub use exactly_once::{refuse_request, ExactlyOnce, MemberTransactions};
 pub use headers::{outgoing_headers, OutgoingHeaders};
 pub use queue::{partition_queue, QueueReceiver, QueueSender, TryRecvError, TrySendError};
 pub use retry::RetryTopic;
@@ -123,6 +126,15 @@ pub trait PartitionWorkers: Send + Sync {
     /// The subscriber's memory budget: the backend holds each record's bytes against it and
     /// stops fetching while it is full.
     fn buffer(&self) -> &Arc<BufferBudget>;
+
+    /// An exactly-once subscriber's commit before a revoke completes, and at its stop: once
+    /// the workers of the partitions going away finished (they stored their watermarks), the
+    /// open transaction is committed at a barrier over the other workers, with every
+    /// partition's watermark; or, if that fails, aborted and its partitions rewound. `None`
+    /// for every other subscriber: the backend commits its stored offsets itself.
+    fn commit_open_transaction(&self) -> Option<BoxFuture<'static, Result<()>>> {
+        None
+    }
 }
 
 /// How a subscription is stopped, handed to [`Broker::subscribe`].
@@ -275,6 +287,23 @@ pub trait Broker: Send + Sync + 'static {
     /// is open. Backends without transactions answer an error.
     fn begin_transaction(&self) -> impl Future<Output = Result<Transaction>> + Send {
         async move { Err(crate::Error::config_msg("this broker has no transactions")) }
+    }
+
+    /// The transactional producer of the exactly-once subscriber `config`
+    /// ([`SubscriberConfig::exactly_once`]): one per group member. The app calls this once
+    /// per such subscriber as it starts, before [`Broker::subscribe`], which then binds the
+    /// member's consumer to it (Kafka: its group metadata, for the offsets each transaction
+    /// commits). Backends without transactions answer an error.
+    fn exactly_once(
+        &self,
+        config: &SubscriberConfig,
+    ) -> impl Future<Output = Result<ExactlyOnce<Self::Publisher>>> + Send {
+        let name = config.name.clone();
+        async move {
+            Err(crate::Error::config_msg(format!(
+                "subscriber `{name}` cannot be exactly-once: this broker has no transactions"
+            )))
+        }
     }
 
     /// Publishes `records` in one transaction: all of them, or (on an error) none. Where each

@@ -8,6 +8,7 @@
 
 pub(crate) mod batch;
 mod dead_letter;
+pub(crate) mod exactly_once;
 pub(crate) mod factory;
 mod fan_out;
 mod lanes;

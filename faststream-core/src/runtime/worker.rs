@@ -8,8 +8,10 @@
 //! worker's event loop, so acknowledgements and offset stores of the work before it keep
 //! moving meanwhile.
 
+use crate::broker::in_transaction;
 use crate::broker::{
-    partition_queue, BufferBudget, OffsetStore, PartitionWorkers, Publish, QueueReceiver, Record,
+    partition_queue, BufferBudget, MemberTransactions, OffsetStore, PartitionWorkers, Publish,
+    QueueReceiver, Record,
 };
 use crate::config::subscriber::{HandlerLayer, SubscriberConfig};
 use crate::error::{BatchFailed, BoxError, Error, Nacked, PublishError, Rejected};
@@ -18,9 +20,12 @@ use crate::handler::reply::{Outgoing, Reply};
 use crate::handler::service::{HandlerService, MessageService};
 use crate::handler::{Handler, Seeker};
 use crate::message::{Batch, Message, TopicPartition, CORRELATION_ID};
-use crate::middleware::{name_timeout, BoxPublishService, CatchPanicLayer, TraceLayer};
+use crate::middleware::{
+    name_timeout, BoxPublishService, CatchPanicLayer, PublishLayer, TraceLayer,
+};
 use crate::policy::{CommitTiming, Decision, DeliveryPolicy, ErrorPolicy, Exhausted};
 use crate::runtime::dead_letter::DeadLetter;
+use crate::runtime::exactly_once::{Coordinator, TransactionGate};
 use crate::runtime::fan_out::{fan_out, Destinations};
 use crate::runtime::lanes::{lane_queue_capacity, lane_reports, Lane, LaneRouter, LaneTask};
 use crate::runtime::late_ack::LateAcks;
@@ -65,6 +70,23 @@ impl<P: Publish> Clone for PublishPath<P> {
 }
 
 impl<P: Publish> PublishPath<P> {
+    /// The publish pipeline: the publisher itself, or the publisher wrapped in the app's
+    /// publish layers (the first added outermost).
+    pub(crate) fn new(publisher: P, layers: &[PublishLayer<P::Delivery>]) -> Self {
+        if layers.is_empty() {
+            return Self::Direct(publisher);
+        }
+        let base = tower::service_fn(move |record: Record| {
+            let publisher = publisher.clone();
+            async move { publisher.enqueue(record).await }
+        });
+        let mut service: BoxPublishService<P::Delivery> = BoxCloneService::new(base);
+        for layer in layers.iter().rev() {
+            service = layer.apply(service);
+        }
+        Self::Layered(service)
+    }
+
     /// Hands `record` to the producer through the pipeline; the delivery tracks the ack.
     pub(crate) async fn enqueue(&mut self, record: Record) -> Result<P::Delivery, PublishError> {
         match self {
@@ -81,8 +103,30 @@ impl<P: Publish> PublishPath<P> {
 pub(crate) struct StartContext<P: Publish> {
     pub(crate) state: Arc<AppState>,
     pub(crate) publisher: PublishPath<P>,
+    /// The app's publish layers, for the publish path of an exactly-once subscriber.
+    pub(crate) publish_layers: Vec<PublishLayer<P::Delivery>>,
     pub(crate) layers: Vec<HandlerLayer>,
     pub(crate) tracker: TaskTracker,
+    /// An exactly-once subscriber's member transactions (its `publisher` writes into them).
+    pub(crate) transactions: Option<Arc<dyn MemberTransactions>>,
+}
+
+impl<P: Publish> StartContext<P> {
+    /// The context of an exactly-once subscriber: its member's transactional `publisher`.
+    pub(crate) fn exactly_once(
+        &self,
+        publisher: P,
+        transactions: Arc<dyn MemberTransactions>,
+    ) -> Self {
+        Self {
+            state: Arc::clone(&self.state),
+            publisher: PublishPath::new(publisher, &self.publish_layers),
+            publish_layers: self.publish_layers.clone(),
+            layers: self.layers.clone(),
+            tracker: self.tracker.clone(),
+            transactions: Some(transactions),
+        }
+    }
 }
 
 /// Builds a subscriber's handler pipeline (see [`crate::middleware`] for the order of its
@@ -97,6 +141,7 @@ where
     T: Send + 'static,
     P: Publish,
 {
+    let seeker = Seeker::unbound(&config.name);
     if let Some(pattern) = &config.backend.pattern {
         if let Some(err) = pattern.error() {
             return Err(Error::config_msg(format!(
@@ -116,13 +161,13 @@ where
     // the failure handling, the start line) follows this one value.
     let delivery = config.delivery_policy();
     let manual_ack = delivery.commit == CommitTiming::ByHandler;
+    let coordinator = exactly_once_coordinator(&config, manual_ack, cx, &seeker)?;
     let offered = CheckContext::new(&cx.state)
         .with_manual_ack(manual_ack)
         .with_batch(config.backend.batch.is_some())
         .with_pattern(config.backend.pattern.as_deref());
     H::check(&offered)
         .map_err(|err| Error::config(format!("subscriber `{}` cannot start", config.name), err))?;
-    let seeker = Seeker::unbound(&config.name);
     let handler = HandlerService::new(handler, Arc::clone(&cx.state), manual_ack)
         .with_pattern(config.backend.pattern.clone())
         .with_seeker(seeker.clone())
@@ -147,7 +192,7 @@ where
     let user_layers: Vec<&HandlerLayer> = cx.layers.iter().chain(&config.delivery.layers).collect();
     if user_layers.is_empty() {
         let service = trace.layer(core);
-        Ok(SubscriberRuntime::new(config, delivery, service, cx).into_built(seeker))
+        Ok(SubscriberRuntime::new(config, delivery, service, cx, coordinator).into_built(seeker))
     } else {
         // Innermost first: the first layer added ends up outermost.
         let mut service = BoxCloneService::new(core);
@@ -155,8 +200,43 @@ where
             service = layer.apply(&config, service);
         }
         let service = trace.layer(service);
-        Ok(SubscriberRuntime::new(config, delivery, service, cx).into_built(seeker))
+        Ok(SubscriberRuntime::new(config, delivery, service, cx, coordinator).into_built(seeker))
     }
+}
+
+/// The transaction coordinator of an exactly-once subscriber, refusing what exactly-once
+/// cannot keep: a record acknowledged by hand after its handler returned, or lanes, would let
+/// the outputs of records past the committed offset into a commit.
+fn exactly_once_coordinator<P: Publish>(
+    config: &SubscriberConfig,
+    manual_ack: bool,
+    cx: &StartContext<P>,
+    seeker: &Seeker,
+) -> Result<Option<Arc<Coordinator>>, Error> {
+    let Some(commits) = config.delivery.exactly_once else {
+        return Ok(None);
+    };
+    let refuse = |why: &str| {
+        Error::config_msg(format!(
+            "subscriber `{}` cannot start: an exactly-once subscriber {why}",
+            config.name
+        ))
+    };
+    if manual_ack {
+        return Err(refuse("cannot acknowledge by hand (`AckPolicy::Manual`): a record acknowledged after its handler returned lets the outputs of the records after it commit before its offset"));
+    }
+    if config.delivery.lanes > 1 {
+        return Err(refuse("cannot have lanes yet: remove `lanes`"));
+    }
+    let transactions = cx.transactions.clone().ok_or_else(|| {
+        refuse("needs its broker's transactional producer, and the app has none for it")
+    })?;
+    Ok(Some(Coordinator::new(
+        &config.name,
+        transactions,
+        commits,
+        seeker.clone(),
+    )))
 }
 
 /// A subscriber ready to start: its config, the runtime that spawns its partition workers,
@@ -169,6 +249,8 @@ pub(crate) struct BuiltSubscriber {
     pub(crate) stats: Arc<SubscriberStats>,
     /// Its handlers' [`Seeker`], bound to the subscription once it started.
     pub(crate) seeker: Seeker,
+    /// An exactly-once subscriber's transaction commits: the app runs their timer.
+    pub(crate) transactions: Option<Arc<Coordinator>>,
 }
 
 /// One subscriber's handler pipeline, config and publisher: spawns a [`PartitionWorker`] per
@@ -181,6 +263,8 @@ struct SubscriberRuntime<S, P: Publish> {
     template: Mutex<(S, PublishPath<P>)>,
     tracker: TaskTracker,
     runtime: tokio::runtime::Handle,
+    /// Exactly-once only: where workers' watermarks go, and their barrier.
+    coordinator: Option<Arc<Coordinator>>,
 }
 
 impl<S, P: Publish> SubscriberRuntime<S, P> {
@@ -189,8 +273,10 @@ impl<S, P: Publish> SubscriberRuntime<S, P> {
         delivery: DeliveryPolicy,
         service: S,
         cx: &StartContext<P>,
+        coordinator: Option<Arc<Coordinator>>,
     ) -> Self {
         Self {
+            coordinator,
             stats: Arc::new(SubscriberStats::new(config.delivery.max_buffer_bytes)),
             config,
             delivery,
@@ -209,6 +295,7 @@ where
     fn into_built(self, seeker: Seeker) -> BuiltSubscriber {
         BuiltSubscriber {
             seeker,
+            transactions: self.coordinator.clone(),
             config: Arc::clone(&self.config),
             delivery: self.delivery.clone(),
             stats: Arc::clone(&self.stats),
@@ -237,6 +324,13 @@ where
 {
     fn buffer(&self) -> &Arc<BufferBudget> {
         &self.stats.buffer
+    }
+
+    fn commit_open_transaction(
+        &self,
+    ) -> Option<futures::future::BoxFuture<'static, Result<(), Error>>> {
+        let coordinator = Arc::clone(self.coordinator.as_ref()?);
+        Some(Box::pin(async move { coordinator.commit_now().await }))
     }
 
     fn spawn(
@@ -290,6 +384,14 @@ where
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone();
+        // Exactly-once: the watermarks wait for the member's transaction, not the backend.
+        let (offsets, transaction) = match &self.coordinator {
+            Some(coordinator) => (
+                coordinator.offsets(),
+                Some(coordinator.join(partition.clone())),
+            ),
+            None => (offsets, None),
+        };
         let offsets = Arc::new(NotedOffsets {
             inner: offsets,
             stats: Arc::clone(&stats),
@@ -309,6 +411,7 @@ where
             stop,
             late: (self.delivery.commit == CommitTiming::ByHandler).then(LateAcks::new),
             store_every: STORE_EVERY,
+            transaction,
         }
     }
 
@@ -360,6 +463,8 @@ struct PartitionWorker<S, P: Publish> {
     /// Finished messages after which the watermark is handed on at once: [`STORE_EVERY`] for
     /// the backend, 1 for a lane's router (a channel send), which moves its window with it.
     store_every: u32,
+    /// Exactly-once only: the member's commit barrier.
+    transaction: Option<TransactionGate>,
 }
 
 /// A manual-ack record whose handler returned undecided: its tracker entry stays undecided
@@ -393,6 +498,8 @@ enum Turn<D> {
     Next(Message),
     /// A manual-ack record decided after its handler returned.
     Decided(Box<Undecided<D>>, AckDecision),
+    /// The exactly-once barrier closed or opened.
+    Gate,
 }
 
 /// The event loop's two timers, one each for the whole loop and re-armed rather than created
@@ -497,6 +604,7 @@ where
                 Turn::Decided(held, decision) => {
                     self.decided_late(held, decision, &mut waiting).await;
                 }
+                Turn::Gate => self.at_barrier().await,
             }
             self.after_turn(&mut waiting).await;
             timers.follow_front(&waiting, front_before);
@@ -522,17 +630,23 @@ where
         waiting: &Waiting,
     ) -> Turn<P::Delivery> {
         let store_armed = timers.store_state == StoreTimer::Armed;
-        let take_next = waiting.is_empty() && self.has_room();
+        let open = self
+            .transaction
+            .as_ref()
+            .is_none_or(TransactionGate::is_open);
+        let take_next = open && waiting.is_empty() && self.has_room();
         let undecided = self.late.as_ref().is_some_and(|late| late.len() > 0);
+        let gated = self.transaction.is_some();
         tokio::select! {
             biased;
             _ = self.stop.cancelled() => Turn::Stop,
+            () = gate_moved(&mut self.transaction), if gated => Turn::Gate,
             () = timers.store.as_mut(), if store_armed => Turn::StoreDue,
             Some(_) = self.progress.next_ack(), if self.progress.in_flight() > 0 => Turn::Acked,
             (held, decision) = next_decided(&mut self.late), if undecided => {
                 Turn::Decided(Box::new(held), decision)
             }
-            () = timers.retry.as_mut(), if !waiting.is_empty() => Turn::RetryDue,
+            () = timers.retry.as_mut(), if open && !waiting.is_empty() => Turn::RetryDue,
             next = messages.recv(), if take_next => next.map_or(Turn::Stop, Turn::Next),
         }
     }
@@ -615,6 +729,13 @@ where
             if !waiting.is_empty() || !self.has_room() || self.stop.is_cancelled() {
                 break;
             }
+            if self
+                .transaction
+                .as_ref()
+                .is_some_and(|gate| !gate.is_open())
+            {
+                break;
+            }
             let Ok(message) = messages.try_recv() else {
                 break;
             };
@@ -625,6 +746,9 @@ where
     /// A message's first attempt: its entry in the tracker, then its handling.
     async fn dispatch(&mut self, message: Message, waiting: &mut Waiting) {
         self.stats.took(message.offset);
+        if let Some(gate) = &mut self.transaction {
+            gate.dispatched(message.offset);
+        }
         let ticket = self.progress.dispatch(message.offset, message.held_bytes());
         if let Some(later) = self.process(message, 1, ticket).await {
             waiting.push_back(later);
@@ -724,7 +848,29 @@ where
     async fn call(&mut self, message: Message) -> Result<Reply, BoxError> {
         std::future::poll_fn(|cx| self.service.poll_ready(cx)).await?;
         let call = self.service.call(message);
+        if self.transaction.is_some() {
+            // Marks the handler as exactly-once (a `request()` from it is refused).
+            let call = in_transaction(Arc::from(self.config.name.as_str()), call);
+            return self.finish_call(std::pin::pin!(call)).await;
+        }
         self.finish_call(std::pin::pin!(call)).await
+    }
+
+    /// The exactly-once barrier moved. Closed for a commit this worker has not reached: no
+    /// handler runs between turns, so the worker waits for its publishes' acknowledgements,
+    /// stores its watermark and reports; then it takes nothing until the gate opens.
+    async fn at_barrier(&mut self) {
+        if !self
+            .transaction
+            .as_ref()
+            .is_some_and(TransactionGate::barrier_waiting)
+        {
+            return;
+        }
+        self.progress.finish().await;
+        if let Some(gate) = &mut self.transaction {
+            gate.reached();
+        }
     }
 
     /// Applies the error policy to a failed message: skip it, run it again later, or its
@@ -1155,6 +1301,14 @@ fn commit_mode(commit: CommitTiming) -> CommitMode {
 /// stop signal again through `select!` (a stop is still checked before each of them).
 const FAST_PATH_BATCH: usize = 64;
 
+/// Resolves when an exactly-once worker's barrier gate moved; never without one.
+async fn gate_moved(gate: &mut Option<TransactionGate>) {
+    match gate {
+        Some(gate) => gate.moved().await,
+        None => std::future::pending().await,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1268,8 +1422,10 @@ mod tests {
         StartContext {
             state: Arc::new(state),
             publisher: PublishPath::Direct(publisher),
+            publish_layers: Vec::new(),
             layers: Vec::new(),
             tracker: TaskTracker::new(),
+            transactions: None,
         }
     }
 

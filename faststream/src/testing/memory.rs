@@ -9,7 +9,7 @@ use faststream_core::broker::{
     outgoing_headers, partition_queue, BufferBudget, Held, OffsetStore, PartitionWorkers,
     QueueSender, RetryTopic, SubscribeOptions, Subscription, WorkerSet,
 };
-use faststream_core::broker::{OpenTransaction, Transaction};
+use faststream_core::broker::{MemberTransactions, OpenTransaction, Transaction};
 use faststream_core::message::CORRELATION_ID_LEN;
 use faststream_core::pattern::TopicPattern;
 use faststream_core::seek::{Seek, SeekPartitions, Sought};
@@ -162,6 +162,16 @@ pub(crate) struct Cluster {
     transactions: Arc<Transactions>,
     /// Held by the open transaction: one at a time, as on a Kafka broker handle.
     transaction_turn: Arc<tokio::sync::Mutex<()>>,
+    /// Per transactional id: the epoch of its newest producer, and that producer's open
+    /// transaction (Kafka's transaction coordinator, which fences older producers).
+    producers: Mutex<HashMap<String, ProducerEpoch>>,
+}
+
+/// The newest producer of a transactional id.
+#[derive(Clone, Copy, Default)]
+struct ProducerEpoch {
+    epoch: u64,
+    open: Option<u64>,
 }
 
 impl Cluster {
@@ -174,7 +184,62 @@ impl Cluster {
             next_member: Default::default(),
             transactions: Arc::default(),
             transaction_turn: Arc::default(),
+            producers: Mutex::default(),
         }
+    }
+
+    /// Registers a producer of `transactional_id` (Kafka's `init_transactions`): it fences
+    /// every older producer of that id and aborts the transaction one left open. Its epoch.
+    pub(crate) fn init_producer(&self, transactional_id: &str) -> u64 {
+        let previous = {
+            let mut producers = lock(&self.producers);
+            let entry = producers.entry(transactional_id.to_owned()).or_default();
+            entry.epoch += 1;
+            entry.open.take()
+        };
+        if let Some(open) = previous {
+            self.end_transaction(open, &[], TxnState::Aborted);
+        }
+        lock(&self.producers)[transactional_id].epoch
+    }
+
+    /// Opens a transaction for producer `epoch` of `transactional_id`; `None` when it was
+    /// fenced.
+    fn open_for(&self, transactional_id: &str, epoch: u64) -> Option<u64> {
+        let mut producers = lock(&self.producers);
+        let entry = producers.get_mut(transactional_id)?;
+        if entry.epoch != epoch {
+            return None;
+        }
+        let id = self
+            .transactions
+            .next
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        lock(&self.transactions.states).insert(id, TxnState::Open);
+        entry.open = Some(id);
+        Some(id)
+    }
+
+    /// Starts an exactly-once member of `config`'s group (see [`MemoryMember`]).
+    pub(crate) fn exactly_once(
+        self: &Arc<Self>,
+        config: &SubscriberConfig,
+    ) -> Result<Arc<MemoryMember>> {
+        let id = member_transactional_id(config);
+        let epoch = self.init_producer(&id);
+        let open = self.open_for(&id, epoch).ok_or_else(|| {
+            Error::config_msg(format!("transactional id `{id}` was fenced as it started"))
+        })?;
+        Ok(Arc::new(MemoryMember {
+            cluster: Arc::clone(self),
+            group: self.group(config.effective_group_id()),
+            id,
+            open: Mutex::new(MemberTransaction {
+                epoch,
+                id: open,
+                sent: Vec::new(),
+            }),
+        }))
     }
 
     /// Partitions of a topic created on first use.
@@ -263,6 +328,15 @@ impl Cluster {
     /// readers are woken.
     fn end_transaction(&self, id: u64, sent: &[Delivered], state: TxnState) {
         lock(&self.transactions.states).insert(id, state);
+        if state == TxnState::Aborted {
+            // Readers parked at the last stable offset of this transaction's partitions that
+            // were not named (the fenced producer's list is gone) are woken too.
+            for topic in lock(&self.topics).values() {
+                for log in &topic.partitions {
+                    log.appended.notify_waiters();
+                }
+            }
+        }
         let mut touched: Vec<(Arc<str>, i32)> = sent
             .iter()
             .map(|d| (Arc::clone(&d.topic), d.partition))
@@ -444,6 +518,7 @@ impl Cluster {
             isolation: config.backend.isolation_level.unwrap_or_default(),
             hooks: config.backend.rebalance.clone(),
             owned: Mutex::default(),
+            exactly_once: config.delivery.exactly_once.is_some(),
         });
         if config.backend.assignment.is_empty() {
             let _rebalancing = group.rebalancing.lock().await;
@@ -533,8 +608,12 @@ impl Cluster {
             moved.push((member, moving));
         }
         stop_feeds(revoked, timeout).await;
-        // As on Kafka: a revoke callback runs once that work is committed.
+        // As on Kafka: a revoke callback runs once that work is committed (an exactly-once
+        // member commits its open transaction first, before any new owner starts).
         for (member, moving) in moved {
+            if !moving.is_empty() {
+                member.settle().await;
+            }
             member.hooks.revoked(&moving);
         }
         for member in active {
@@ -736,6 +815,20 @@ struct Member {
     isolation: IsolationLevel,
     hooks: RebalanceHooks,
     owned: Mutex<HashMap<TopicPartition, Feed>>,
+    /// Offsets commit with its transactions, never from a seek.
+    exactly_once: bool,
+}
+
+impl Member {
+    /// After some of its workers stopped: an exactly-once member commits its open
+    /// transaction (the others' workers committed as they stored).
+    async fn settle(&self) {
+        if let Some(commit) = self.workers.commit_open_transaction() {
+            if let Err(err) = commit.await {
+                tracing::warn!("{err}");
+            }
+        }
+    }
 }
 
 /// An owned partition: its feeder task and the runtime's worker.
@@ -781,6 +874,7 @@ impl Subscription for MemorySubscription {
             let (partitions, feeds): (Vec<TopicPartition>, Vec<Feed>) =
                 lock(&self.member.owned).drain().unzip();
             stop_feeds(feeds, self.options.graceful_timeout).await;
+            self.member.settle().await;
             self.member.hooks.revoked(&partitions);
             lock(&self.group.members).retain(|m| m.id != self.member.id);
             // The members left (of other apps on this broker) take over.
@@ -837,9 +931,12 @@ impl SeekPartitions for MemorySeeker {
                 // Once ended they store nothing more, so the commit below stays.
                 let _ = feed.feeder.await;
                 let _ = feed.worker.await;
-                lock(&group.committed).insert(target.partition.clone(), target.offset);
-                // As on Kafka: the seek's commit carries no metadata.
-                lock(&group.metadata).remove(&target.partition);
+                // As on Kafka: the seek's commit carries no metadata; an exactly-once member's
+                // position commits with its next transaction instead.
+                if !member.exactly_once {
+                    lock(&group.committed).insert(target.partition.clone(), target.offset);
+                    lock(&group.metadata).remove(&target.partition);
+                }
                 let fresh = cluster.start_feed_at(
                     &group,
                     &member,
@@ -855,6 +952,104 @@ impl SeekPartitions for MemorySeeker {
                 .await
                 .map_err(|err| Error::config("the seek's task failed", err))?
         })
+    }
+}
+
+/// The transactional id of `config`'s member in memory.
+pub(crate) fn member_transactional_id(config: &SubscriberConfig) -> String {
+    format!("{}-{}-memory", config.effective_group_id(), config.name)
+}
+
+/// An exactly-once subscriber's group member in memory: one producer epoch of a
+/// transactional id, whose transactions commit the member's outputs together with its offsets
+/// in the group, as Kafka's `send_offsets_to_transaction` does.
+pub(crate) struct MemoryMember {
+    cluster: Arc<Cluster>,
+    group: Arc<Group>,
+    id: String,
+    open: Mutex<MemberTransaction>,
+}
+
+/// A member's open transaction.
+struct MemberTransaction {
+    /// Its producer's epoch: older than the id's newest once fenced.
+    epoch: u64,
+    id: u64,
+    sent: Vec<Delivered>,
+}
+
+impl MemoryMember {
+    /// Appends `record` in the open transaction.
+    pub(crate) fn send(&self, record: Record) -> Result<Delivered, PublishError> {
+        let mut open = lock(&self.open);
+        let sent = self
+            .cluster
+            .append_as(record, Written::InTransaction(open.id))?;
+        open.sent.push(sent.clone());
+        Ok(sent)
+    }
+
+    /// Ends the open transaction as `state`, committing `offsets` with it, and opens the
+    /// next; a fenced producer is replaced (the replacement fences the intruder in turn, as a
+    /// recreated Kafka producer does).
+    fn end(&self, state: TxnState, offsets: Vec<(TopicPartition, i64)>) -> Result<()> {
+        let mut open = lock(&self.open);
+        let sent = std::mem::take(&mut open.sent);
+        let fenced = {
+            let producers = lock(&self.cluster.producers);
+            producers
+                .get(&self.id)
+                .is_none_or(|p| p.epoch != open.epoch)
+        };
+        if fenced {
+            // Its transaction was aborted by the fencing producer's init.
+            tracing::error!(transactional_id = %self.id, "the transactional producer is fenced (another producer with its id started); creating a new producer, the transaction's partitions are rewound");
+            self.cluster
+                .end_transaction(open.id, &sent, TxnState::Aborted);
+            open.epoch = self.cluster.init_producer(&self.id);
+            open.id = self.cluster.open_for(&self.id, open.epoch).ok_or_else(|| {
+                Error::broker_msg(
+                    "the new transactional producer was fenced at once",
+                    faststream_core::ErrorClass::Fatal,
+                )
+            })?;
+            return Err(Error::broker_msg(
+                format!("transactional id `{}`: the producer was fenced and replaced; the transaction is aborted", self.id),
+                faststream_core::ErrorClass::Abortable,
+            ));
+        }
+        self.cluster.end_transaction(open.id, &sent, state);
+        if state == TxnState::Committed {
+            let mut committed = lock(&self.group.committed);
+            let mut metadata = lock(&self.group.metadata);
+            for (partition, next) in offsets {
+                metadata.remove(&partition);
+                committed.insert(partition, next);
+            }
+        }
+        open.id = self.cluster.open_for(&self.id, open.epoch).ok_or_else(|| {
+            Error::broker_msg(
+                "the transactional producer was fenced",
+                faststream_core::ErrorClass::Abortable,
+            )
+        })?;
+        Ok(())
+    }
+}
+
+impl MemberTransactions for MemoryMember {
+    fn commit(&self, offsets: Vec<(TopicPartition, i64)>) -> BoxFuture<'static, Result<()>> {
+        let result = self.end(TxnState::Committed, offsets);
+        Box::pin(async move { result })
+    }
+
+    fn abort(&self) -> BoxFuture<'static, Result<()>> {
+        let result = self.end(TxnState::Aborted, Vec::new());
+        Box::pin(async move { result })
+    }
+
+    fn id(&self) -> String {
+        self.id.clone()
     }
 }
 

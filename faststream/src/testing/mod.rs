@@ -296,6 +296,29 @@ impl TestBroker {
         }
     }
 
+    /// The `transactional.id` the exactly-once subscriber `config` gets from this broker.
+    pub fn transactional_id(&self, config: &SubscriberConfig) -> String {
+        match &*self.backend {
+            Backend::Memory(_) => memory::member_transactional_id(config),
+            #[cfg(feature = "kafka")]
+            Backend::Real(real) => real.kafka.member_transactional_id(config),
+        }
+    }
+
+    /// Starts a producer with `transactional_id` (Kafka's `init_transactions`), as a second
+    /// instance with the same id would: it fences the producer that had the id, whose open
+    /// transaction is aborted and whose next commit fails.
+    pub async fn fence(&self, transactional_id: &str) -> Result<()> {
+        match &*self.backend {
+            Backend::Memory(cluster) => {
+                cluster.init_producer(transactional_id);
+                Ok(())
+            }
+            #[cfg(feature = "kafka")]
+            Backend::Real(real) => real.kafka.fence(transactional_id).await,
+        }
+    }
+
     /// Every record of `topic` now, partition by partition in offset order.
     pub async fn records(&self, topic: &str) -> Vec<Message> {
         match &*self.backend {
@@ -657,9 +680,13 @@ impl std::fmt::Debug for TestPublisher {
     }
 }
 
-/// Appends records to the in-memory logs.
+/// Appends records to the in-memory logs (an exactly-once member's: in its open
+/// transaction).
 #[derive(Clone)]
-pub struct MemoryPublisher(Arc<Cluster>);
+pub struct MemoryPublisher {
+    cluster: Arc<Cluster>,
+    member: Option<Arc<memory::MemoryMember>>,
+}
 
 impl std::fmt::Debug for MemoryPublisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -695,8 +722,12 @@ impl Publish for TestPublisher {
 
     async fn enqueue(&self, record: Record) -> std::result::Result<TestDelivery, PublishError> {
         match self {
-            Self::Memory(MemoryPublisher(cluster)) => {
-                Ok(TestDelivery::Memory(Some(cluster.append(record))))
+            Self::Memory(MemoryPublisher { cluster, member }) => {
+                let appended = match member {
+                    None => cluster.append(record),
+                    Some(member) => member.send(record),
+                };
+                Ok(TestDelivery::Memory(Some(appended)))
             }
             #[cfg(feature = "kafka")]
             Self::Kafka(publisher) => publisher.enqueue(record).await.map(TestDelivery::Kafka),
@@ -718,9 +749,10 @@ impl Broker for TestBroker {
 
     fn publisher(&self) -> Result<TestPublisher> {
         match &*self.backend {
-            Backend::Memory(cluster) => {
-                Ok(TestPublisher::Memory(MemoryPublisher(Arc::clone(cluster))))
-            }
+            Backend::Memory(cluster) => Ok(TestPublisher::Memory(MemoryPublisher {
+                cluster: Arc::clone(cluster),
+                member: None,
+            })),
             #[cfg(feature = "kafka")]
             Backend::Real(real) => Ok(TestPublisher::Kafka(real.kafka.publisher()?)),
         }
@@ -748,7 +780,35 @@ impl Broker for TestBroker {
         }
     }
 
+    /// In memory, the transactional id is `{group}-{subscriber}-memory`.
+    async fn exactly_once(
+        &self,
+        config: &SubscriberConfig,
+    ) -> Result<faststream_core::broker::ExactlyOnce<TestPublisher>> {
+        match &*self.backend {
+            Backend::Memory(cluster) => {
+                let member = cluster.exactly_once(config)?;
+                Ok(faststream_core::broker::ExactlyOnce {
+                    publisher: TestPublisher::Memory(MemoryPublisher {
+                        cluster: Arc::clone(cluster),
+                        member: Some(Arc::clone(&member)),
+                    }),
+                    transactions: member,
+                })
+            }
+            #[cfg(feature = "kafka")]
+            Backend::Real(real) => {
+                let member = real.kafka.exactly_once(config).await?;
+                Ok(faststream_core::broker::ExactlyOnce {
+                    publisher: TestPublisher::Kafka(member.publisher),
+                    transactions: member.transactions,
+                })
+            }
+        }
+    }
+
     async fn request(&self, record: Record, timeout: Duration) -> Result<Message> {
+        faststream_core::broker::refuse_request()?;
         match &*self.backend {
             Backend::Memory(cluster) => cluster.request(record, timeout).await,
             #[cfg(feature = "kafka")]

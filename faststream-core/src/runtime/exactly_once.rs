@@ -1,0 +1,429 @@
+//! An exactly-once subscriber's transactions: when its group member commits, and the
+//! barrier that makes the commit exact.
+//!
+//! Every partition worker of the member publishes into one open transaction (the backend's
+//! [`MemberTransactions`]). A commit must carry, for each partition, the offset after the
+//! last record whose outputs are in the transaction, and no output of a record past it.
+//! So the [`Coordinator`] commits only at a barrier:
+//! 1. it closes the gate: workers take no new record and run no redelivery;
+//! 2. it waits until every worker finished its handler and its publishes were acknowledged,
+//!    and stored its watermark here ([`TransactionalOffsets`]);
+//! 3. it commits the transaction with those watermarks;
+//! 4. it opens the gate.
+//!
+//! A commit that fails (the backend aborted the transaction) rewinds every partition that
+//! handled anything since the last commit to where that commit left it, through the
+//! subscriber's [`Seeker`]: the records run again, and their earlier outputs were never
+//! visible. The gate stays closed until the rewind is done.
+//!
+//! Commits come every [`TransactionCommits::interval`] or sooner after
+//! [`TransactionCommits::max_records`], from [`Coordinator::run`]; and from the backend before
+//! a revoke completes and at the stop ([`Coordinator::commit_now`]).
+
+use crate::broker::{MemberTransactions, OffsetStore};
+use crate::config::subscriber::TransactionCommits;
+use crate::error::{Error, Result};
+use crate::handler::Seeker;
+use crate::message::seek::{Seek, StartFrom};
+use crate::message::TopicPartition;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::{watch, Notify};
+use tokio_util::sync::CancellationToken;
+
+/// Where the barrier stands, as workers see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Phase {
+    /// The number of the last barrier.
+    pub(crate) epoch: u64,
+    /// Workers must not start a handler.
+    pub(crate) closed: bool,
+}
+
+/// One member's transaction commits (see the module docs).
+pub(crate) struct Coordinator {
+    subscriber: String,
+    transactions: Arc<dyn MemberTransactions>,
+    commits: TransactionCommits,
+    /// Rewinds the member's partitions after an abort.
+    seeker: Seeker,
+    state: Mutex<State>,
+    gate: watch::Sender<Phase>,
+    /// A worker quiesced or left.
+    changed: Notify,
+    /// `max_records` were handled since the last commit.
+    due: Notify,
+    /// A worker took a record since the last barrier.
+    dispatched_since_barrier: AtomicBool,
+    /// One commit (with its rewind) at a time.
+    turn: Arc<tokio::sync::Mutex<()>>,
+}
+
+#[derive(Default)]
+struct State {
+    next_worker: u64,
+    /// Registered workers: the partition of each, and the last barrier it reached.
+    workers: HashMap<u64, (TopicPartition, u64)>,
+    /// Watermarks stored since the last commit: the next offset to read, per partition.
+    pending: HashMap<TopicPartition, i64>,
+    /// What this member committed last, per partition it still owns (a partition that left
+    /// and came back may have been committed further by another member).
+    committed: HashMap<TopicPartition, i64>,
+    /// The first record each partition handled since the last commit, for partitions this
+    /// member has not committed yet: where an abort rewinds them to.
+    first_since_commit: HashMap<TopicPartition, i64>,
+    /// About how many records were handled since the last commit.
+    records: usize,
+}
+
+impl Coordinator {
+    pub(crate) fn new(
+        subscriber: &str,
+        transactions: Arc<dyn MemberTransactions>,
+        commits: TransactionCommits,
+        seeker: Seeker,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            subscriber: subscriber.to_owned(),
+            transactions,
+            commits,
+            seeker,
+            state: Mutex::default(),
+            gate: watch::Sender::new(Phase {
+                epoch: 0,
+                closed: false,
+            }),
+            changed: Notify::new(),
+            due: Notify::new(),
+            dispatched_since_barrier: AtomicBool::new(false),
+            turn: Arc::default(),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The member's transactional id.
+    pub(crate) fn transactional_id(&self) -> String {
+        self.transactions.id()
+    }
+
+    /// Registers a new partition worker. It has nothing in flight, so it counts as having
+    /// reached the current barrier.
+    pub(crate) fn join(self: &Arc<Self>, partition: TopicPartition) -> TransactionGate {
+        let phase = *self.gate.borrow();
+        let mut state = self.state();
+        let id = state.next_worker;
+        state.next_worker += 1;
+        state.workers.insert(id, (partition.clone(), phase.epoch));
+        drop(state);
+        TransactionGate {
+            coordinator: Arc::clone(self),
+            id,
+            partition,
+            phase: self.gate.subscribe(),
+            reached: phase.epoch,
+            first_dispatched: None,
+        }
+    }
+
+    /// The offset store of a worker of `partition`: its watermarks wait here for the commit.
+    pub(crate) fn offsets(self: &Arc<Self>) -> Arc<dyn OffsetStore> {
+        Arc::new(TransactionalOffsets(Arc::clone(self)))
+    }
+
+    /// Commits every `interval`, or sooner once `max_records` were handled, until `stop`.
+    pub(crate) async fn run(self: Arc<Self>, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(self.commits.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+                () = self.due.notified() => {}
+            }
+            let idle = {
+                let state = self.state();
+                state.pending.is_empty() && state.first_since_commit.is_empty()
+            };
+            if idle && !self.anything_dispatched() {
+                continue;
+            }
+            if let Err(err) = self.commit_now().await {
+                tracing::warn!(subscriber = %self.subscriber, "{err}");
+            }
+        }
+    }
+
+    /// Whether a worker dispatched a record it has not reported at a barrier yet. Read
+    /// without a barrier; a record dispatched just after it is committed next time.
+    fn anything_dispatched(&self) -> bool {
+        self.dispatched_since_barrier.load(Ordering::Relaxed)
+    }
+
+    /// Commits the open transaction at a barrier (see the module docs). On a failure the
+    /// transaction was aborted: the partitions are rewound (in the background when called
+    /// from outside the runtime) before workers run again, and the error is returned.
+    pub(crate) async fn commit_now(self: &Arc<Self>) -> Result<()> {
+        let turn = Arc::clone(&self.turn).lock_owned().await;
+        let epoch = self.close_gate();
+        self.wait_quiesced(epoch).await;
+        self.dispatched_since_barrier
+            .store(false, Ordering::Relaxed);
+        let offsets: Vec<(TopicPartition, i64)> = {
+            let state = self.state();
+            let mut offsets: Vec<_> = state
+                .pending
+                .iter()
+                .map(|(partition, next)| (partition.clone(), *next))
+                .collect();
+            offsets.sort_by(|a, b| (&a.0.topic, a.0.partition).cmp(&(&b.0.topic, b.0.partition)));
+            offsets
+        };
+        let result = if offsets.is_empty() {
+            Ok(())
+        } else {
+            self.transactions.commit(offsets.clone()).await
+        };
+        match result {
+            Ok(()) => {
+                let mut state = self.state();
+                state.pending.clear();
+                state.records = 0;
+                for (partition, next) in offsets {
+                    // A partition whose head record waits for a retry stays where it was.
+                    state.first_since_commit.remove(&partition);
+                    if state.owns(&partition) {
+                        state.committed.insert(partition, next);
+                    }
+                }
+                drop(state);
+                self.open_gate();
+                drop(turn);
+                Ok(())
+            }
+            Err(err) => {
+                let targets = self.rewind_targets();
+                tracing::error!(
+                    subscriber = %self.subscriber,
+                    transactional_id = %self.transactions.id(),
+                    "transaction commit failed, the transaction is aborted: {err}; rewinding {} partition(s) to their last committed offsets, whose records are handled again",
+                    targets.len()
+                );
+                let this = Arc::clone(self);
+                // Seeks are done by the backend's consumer, which may be the caller (a revoke):
+                // the rewind must not be awaited here.
+                tokio::spawn(async move {
+                    this.rewind(targets).await;
+                    this.open_gate();
+                    drop(turn);
+                });
+                Err(Error::broker_msg(
+                    format!(
+                        "subscriber `{}`: the transaction was aborted and its partitions rewound: {err}",
+                        self.subscriber
+                    ),
+                    crate::ErrorClass::Abortable,
+                ))
+            }
+        }
+    }
+
+    /// Where each partition handled since the last commit goes back to after an abort: its
+    /// last commit by this member, or the first record it handled since.
+    fn rewind_targets(&self) -> Vec<(TopicPartition, i64)> {
+        let mut state = self.state();
+        let mut touched: Vec<TopicPartition> = state
+            .pending
+            .keys()
+            .chain(state.first_since_commit.keys())
+            .cloned()
+            .collect();
+        touched.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        touched.dedup();
+        let targets = touched
+            .into_iter()
+            .filter_map(|partition| {
+                let to = state
+                    .committed
+                    .get(&partition)
+                    .or_else(|| state.first_since_commit.get(&partition))
+                    .copied()?;
+                Some((partition, to))
+            })
+            .collect();
+        state.pending.clear();
+        state.first_since_commit.clear();
+        state.records = 0;
+        targets
+    }
+
+    async fn rewind(&self, targets: Vec<(TopicPartition, i64)>) {
+        let seeks = targets.into_iter().map(|(partition, offset)| {
+            let seek = Seek::partition(
+                Arc::clone(&partition.topic),
+                partition.partition,
+                StartFrom::Offset(offset),
+            );
+            async move { (partition, offset, self.seeker.seek(seek).await) }
+        });
+        for (partition, offset, result) in futures::future::join_all(seeks).await {
+            match result {
+                Ok(_) => {
+                    tracing::info!(subscriber = %self.subscriber, "{partition} rewound to {offset} after the abort")
+                }
+                // Revoked meanwhile (its new owner starts at the committed offset), or the
+                // subscriber stopped.
+                Err(err) => {
+                    tracing::debug!(subscriber = %self.subscriber, "{partition} not rewound: {err}")
+                }
+            }
+        }
+    }
+
+    fn close_gate(&self) -> u64 {
+        let mut epoch = 0;
+        self.gate.send_modify(|phase| {
+            phase.epoch += 1;
+            phase.closed = true;
+            epoch = phase.epoch;
+        });
+        epoch
+    }
+
+    fn open_gate(&self) {
+        self.gate.send_modify(|phase| phase.closed = false);
+    }
+
+    /// Waits until every registered worker reached barrier `epoch` (or left).
+    async fn wait_quiesced(&self, epoch: u64) {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self
+                .state()
+                .workers
+                .values()
+                .all(|(_, reached)| *reached >= epoch)
+            {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    fn stored(&self, partition: &TopicPartition, offset: i64) {
+        // Stored from the worker's task: never under the barrier's wait.
+        let mut state = self.state();
+        let next = offset + 1;
+        let before = state
+            .pending
+            .get(partition)
+            .or_else(|| state.committed.get(partition))
+            .copied();
+        state.records += before.map_or(1, |before| (next - before).max(0) as usize);
+        state.pending.insert(partition.clone(), next);
+        let due = state.records >= self.commits.max_records;
+        drop(state);
+        if due {
+            self.due.notify_one();
+        }
+    }
+}
+
+impl State {
+    fn owns(&self, partition: &TopicPartition) -> bool {
+        self.workers.values().any(|(owned, _)| owned == partition)
+    }
+}
+
+/// A worker's watermarks, kept for the member's next commit.
+struct TransactionalOffsets(Arc<Coordinator>);
+
+impl OffsetStore for TransactionalOffsets {
+    fn store(&self, partition: &TopicPartition, offset: i64) {
+        self.0.stored(partition, offset);
+    }
+}
+
+/// A partition worker's side of the barrier.
+pub(crate) struct TransactionGate {
+    coordinator: Arc<Coordinator>,
+    id: u64,
+    partition: TopicPartition,
+    phase: watch::Receiver<Phase>,
+    /// The last barrier this worker reached.
+    reached: u64,
+    /// The first record dispatched since the last barrier.
+    first_dispatched: Option<i64>,
+}
+
+impl TransactionGate {
+    /// Whether the worker may start a handler now.
+    pub(crate) fn is_open(&self) -> bool {
+        !self.phase.borrow().closed
+    }
+
+    /// Resolves when the gate moved (closed for a barrier, or opened).
+    pub(crate) async fn moved(&mut self) {
+        if self.phase.changed().await.is_err() {
+            // The coordinator is gone: nothing will move again.
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Whether a barrier waits for this worker.
+    pub(crate) fn barrier_waiting(&self) -> bool {
+        let phase = *self.phase.borrow();
+        phase.closed && phase.epoch > self.reached
+    }
+
+    /// Notes a record taken for handling.
+    pub(crate) fn dispatched(&mut self, offset: i64) {
+        if self.first_dispatched.is_none() {
+            self.first_dispatched = Some(offset);
+            self.coordinator
+                .dispatched_since_barrier
+                .store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Reports that this worker reached the barrier: no handler runs, every publish was
+    /// acknowledged and the watermark stored.
+    pub(crate) fn reached(&mut self) {
+        let epoch = self.phase.borrow().epoch;
+        self.reached = epoch;
+        let mut state = self.coordinator.state();
+        if let Some(offset) = self.first_dispatched.take() {
+            if !state.committed.contains_key(&self.partition) {
+                state
+                    .first_since_commit
+                    .entry(self.partition.clone())
+                    .or_insert(offset);
+            }
+        }
+        state
+            .workers
+            .insert(self.id, (self.partition.clone(), epoch));
+        drop(state);
+        self.coordinator.changed.notify_waiters();
+    }
+}
+
+impl Drop for TransactionGate {
+    fn drop(&mut self) {
+        let mut state = self.coordinator.state();
+        state.workers.remove(&self.id);
+        if !state.owns(&self.partition) {
+            // Revoked, or sought: where it is committed is the backend's to know from now on.
+            state.committed.remove(&self.partition);
+        }
+        drop(state);
+        self.coordinator.changed.notify_waiters();
+    }
+}

@@ -1,0 +1,229 @@
+//! An exactly-once subscriber's group member: one transactional producer, whose
+//! transactions carry the member's outputs and, through `send_offsets_to_transaction` with
+//! the consumer's group metadata (KIP-447), its input offsets.
+//!
+//! The `transactional.id` is `{group}-{subscriber}-{instance}` (the subscriber's name is left
+//! out when it is the group's name), stable across restarts: a restarted instance's
+//! `init_transactions` fences its dead predecessor and aborts the transaction it left open at
+//! once, so `read_committed` readers do not wait for the 15 s `transaction.timeout.ms`. The
+//! instance id is [`KafkaBroker::instance_id`](crate::KafkaBroker::instance_id), else
+//! `FASTSTREAM_INSTANCE_ID`, else the host name. Two instances running at once with the same
+//! id fence each other: give each its own.
+//!
+//! A fenced producer (fatal in librdkafka: another producer with the same id started) is
+//! replaced by a new one, once, with a log line; the coordinator rewinds the partitions of
+//! the lost transaction.
+
+use crate::context::KafkaContext;
+use crate::producer::KafkaPublisher;
+use crate::transaction::blocking;
+use faststream_core::broker::MemberTransactions;
+use faststream_core::{Error, ErrorClass, Result, TopicPartition};
+use futures::future::BoxFuture;
+use rdkafka::consumer::ConsumerGroupMetadata;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
+
+/// How long `init_transactions`, sending offsets, a commit or an abort may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Reads the member's consumer's group metadata (its generation changes with each rebalance).
+pub(crate) type GroupMetadataSource = Box<dyn Fn() -> Option<ConsumerGroupMetadata> + Send + Sync>;
+
+/// The member's current transactional producer, replaced when fenced. Its publisher reads it
+/// for each record.
+pub(crate) type ProducerCell = Arc<RwLock<FutureProducer<KafkaContext>>>;
+
+/// The instance part of a member's transactional id.
+pub(crate) fn instance_id(configured: Option<&str>) -> String {
+    if let Some(id) = configured {
+        return id.to_owned();
+    }
+    if let Ok(id) = std::env::var("FASTSTREAM_INSTANCE_ID") {
+        if !id.trim().is_empty() {
+            return id.trim().to_owned();
+        }
+    }
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "instance".to_owned())
+}
+
+/// One exactly-once subscriber's transactions on Kafka.
+pub(crate) struct KafkaMember {
+    producer: MemberProducer,
+    /// Set by the subscription once its consumer exists.
+    group: OnceLock<GroupMetadataSource>,
+}
+
+/// The member's producer and what replacing it takes.
+#[derive(Clone)]
+struct MemberProducer {
+    id: String,
+    config: ClientConfig,
+    context: KafkaContext,
+    cell: ProducerCell,
+}
+
+impl KafkaMember {
+    /// Creates the member's producer, registers its id (fencing a predecessor and aborting
+    /// its open transaction) and opens the first transaction.
+    pub(crate) async fn start(
+        id: String,
+        config: ClientConfig,
+        context: KafkaContext,
+    ) -> Result<(Arc<Self>, KafkaPublisher)> {
+        let producer = fresh_producer(&id, &config, &context).await?;
+        let cell: ProducerCell = Arc::new(RwLock::new(producer.clone()));
+        let publisher = KafkaPublisher::transactional(producer, context.clone(), Arc::clone(&cell));
+        let member = Arc::new(Self {
+            producer: MemberProducer {
+                id,
+                config,
+                context,
+                cell,
+            },
+            group: OnceLock::new(),
+        });
+        Ok((member, publisher))
+    }
+
+    /// Gives the member its consumer's group metadata.
+    pub(crate) fn bind(&self, group: GroupMetadataSource) {
+        let _ = self.group.set(group);
+    }
+}
+
+impl MemberProducer {
+    fn current(&self) -> FutureProducer<KafkaContext> {
+        self.cell
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// After a failed commit: aborts and opens the next transaction, or replaces a fenced
+    /// producer.
+    async fn recover(self, failure: KafkaError) -> Error {
+        let producer = self.current();
+        let fatal = producer.client().fatal_error();
+        if fatal.is_none() && crate::classify(&failure) != ErrorClass::Fatal {
+            let aborted = blocking("cannot abort the transaction", move || {
+                producer.abort_transaction(CALL_TIMEOUT)?;
+                producer.begin_transaction()
+            })
+            .await;
+            if let Err(err) = aborted {
+                tracing::error!(transactional_id = %self.id, "{err}; replacing the producer");
+                return self.replace(failure.to_string()).await;
+            }
+            return crate::error::broker("the transaction commit failed", failure);
+        }
+        let reason = fatal.map_or_else(|| failure.to_string(), |(_, reason)| reason);
+        self.replace(reason).await
+    }
+
+    /// Replaces a producer that is unusable (fenced by a newer one with its id, or fatal).
+    async fn replace(self, reason: String) -> Error {
+        tracing::error!(
+            transactional_id = %self.id,
+            "the transactional producer is unusable ({reason}): another instance with this transactional id may have started (give each instance its own FASTSTREAM_INSTANCE_ID); creating a new producer, the transaction's partitions are rewound"
+        );
+        match fresh_producer(&self.id, &self.config, &self.context).await {
+            Ok(fresh) => {
+                *self
+                    .cell
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = fresh;
+                Error::broker_msg(
+                    format!("the transactional producer was replaced: {reason}"),
+                    ErrorClass::Abortable,
+                )
+            }
+            Err(err) => Error::broker_msg(
+                format!("the transactional producer is unusable ({reason}) and a new one cannot start: {err}"),
+                ErrorClass::Fatal,
+            ),
+        }
+    }
+}
+
+impl MemberTransactions for KafkaMember {
+    fn commit(&self, offsets: Vec<(TopicPartition, i64)>) -> BoxFuture<'static, Result<()>> {
+        let member = self.producer.clone();
+        let producer = member.current();
+        let group = self.group.get().and_then(|source| source());
+        Box::pin(async move {
+            let Some(group) = group else {
+                return Err(Error::broker_msg(
+                    "cannot commit the transaction: the consumer has no group metadata",
+                    ErrorClass::Abortable,
+                ));
+            };
+            let mut list = TopicPartitionList::new();
+            for (partition, next) in &offsets {
+                list.add_partition_offset(
+                    &partition.topic,
+                    partition.partition,
+                    Offset::Offset(*next),
+                )
+                .map_err(|err| crate::error::broker("cannot list the offsets", err))?;
+            }
+            let committed = tokio::task::spawn_blocking(move || {
+                producer.send_offsets_to_transaction(&list, &group, CALL_TIMEOUT)?;
+                producer.commit_transaction(CALL_TIMEOUT)?;
+                producer.begin_transaction()
+            })
+            .await
+            .map_err(|join| Error::broker("the commit task failed", ErrorClass::Fatal, join))?;
+            match committed {
+                Ok(()) => Ok(()),
+                Err(err) => Err(member.recover(err).await),
+            }
+        })
+    }
+
+    fn abort(&self) -> BoxFuture<'static, Result<()>> {
+        let producer = self.producer.current();
+        Box::pin(async move {
+            blocking("cannot abort the transaction", move || {
+                producer.abort_transaction(CALL_TIMEOUT)?;
+                producer.begin_transaction()
+            })
+            .await
+        })
+    }
+
+    fn id(&self) -> String {
+        self.producer.id.clone()
+    }
+}
+
+/// Creates a transactional producer, registers its id and opens its first transaction.
+async fn fresh_producer(
+    id: &str,
+    config: &ClientConfig,
+    context: &KafkaContext,
+) -> Result<FutureProducer<KafkaContext>> {
+    let producer: FutureProducer<KafkaContext> =
+        config.create_with_context(context.clone()).map_err(|err| {
+            crate::error::config(
+                format!("cannot create the transactional producer `{id}`"),
+                err,
+            )
+        })?;
+    let init = producer.clone();
+    blocking("cannot initialize transactions", move || {
+        // Fences an earlier producer with the same id and aborts its open transaction.
+        init.init_transactions(CALL_TIMEOUT)?;
+        init.begin_transaction()
+    })
+    .await?;
+    Ok(producer)
+}

@@ -1,0 +1,337 @@
+//! Exactly-once subscribers (`SubscriberConfig::exactly_once`): outputs and input offsets
+//! commit in one transaction, at a barrier. Each body runs on the in-memory broker and on
+//! Kafka; what is asserted is what a `read_committed` reader sees (`TestBroker::records`):
+//! every output once, whatever aborted.
+
+use faststream::testing::{TestApp, TestBroker};
+use faststream::{Broker, ErrorPolicy, FastStream, Record, SubscriberConfig};
+use faststream_integration_tests::{both_modes, unique, wait_for};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// The payloads a `read_committed` reader finds in `topic`, as text, in partition order.
+async fn committed_outputs(broker: &TestBroker, topic: &str) -> Vec<String> {
+    broker
+        .records(topic)
+        .await
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+        .collect()
+}
+
+/// Waits until a `read_committed` reader finds `n` records in `topic`; they are returned.
+async fn wait_outputs(broker: &TestBroker, topic: &str, n: usize) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let seen = committed_outputs(broker, topic).await;
+        if seen.len() >= n || tokio::time::Instant::now() > deadline {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn publish_numbers(broker: &TestBroker, topic: &str, numbers: std::ops::Range<usize>) {
+    let records =
+        numbers.map(|n| Record::new(topic.to_owned(), format!("{n}")).key(format!("k{n}")));
+    broker.publish_batch(records).await.unwrap();
+}
+
+fn expected(numbers: std::ops::Range<usize>) -> Vec<String> {
+    numbers.map(|n| format!("out-{n}")).collect()
+}
+
+fn sorted(mut values: Vec<String>) -> Vec<String> {
+    values.sort_by_key(|v| {
+        v.trim_start_matches("out-")
+            .parse::<usize>()
+            .unwrap_or(usize::MAX)
+    });
+    values
+}
+
+/// The outputs and the offsets commit together: each output once, the group's committed
+/// offset at the end of the input.
+async fn outputs_commit_with_their_offsets(broker: TestBroker) {
+    let (input, output, group) = (unique("eos-in"), unique("eos-out"), unique("eos-g"));
+    broker.create_topic(&input, 1).await.unwrap();
+    broker.create_topic(&output, 1).await.unwrap();
+    let app = FastStream::new(broker.clone()).subscriber(
+        SubscriberConfig::new("eos", [input.as_str()])
+            .group_id(group.as_str())
+            .exactly_once(true)
+            .publish_to(output.as_str()),
+        |n: String| async move { format!("out-{n}") },
+    );
+    let test = TestBroker::start(app).await.unwrap();
+    publish_numbers(&broker, &input, 0..30).await;
+    let seen = wait_outputs(&broker, &output, 30).await;
+    assert_eq!(seen, expected(0..30), "each output once, in order");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while broker.committed(&group, &input, 0).await != Some(30) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the offset commits with the outputs"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    test.shutdown().await.unwrap();
+    assert_eq!(committed_outputs(&broker, &output).await, expected(0..30));
+}
+both_modes!(
+    outputs_commit_with_their_offsets_in_memory,
+    outputs_commit_with_their_offsets_on_kafka,
+    outputs_commit_with_their_offsets
+);
+
+/// A handler error runs the error policy inside the partition: the failing record waits for
+/// its backoff *between* transactions (the outputs before it commit meanwhile), then succeeds;
+/// every output is seen once.
+async fn a_retry_waits_between_transactions(broker: TestBroker) {
+    let (input, output) = (unique("eos-retry-in"), unique("eos-retry-out"));
+    broker.create_topic(&input, 1).await.unwrap();
+    broker.create_topic(&output, 1).await.unwrap();
+    let failures = Arc::new(AtomicUsize::new(0));
+    let seen_failures = Arc::clone(&failures);
+    let app = FastStream::new(broker.clone()).subscriber(
+        SubscriberConfig::new("eos-retry", [input.as_str()])
+            .group_id(unique("eos-g"))
+            .exactly_once(true)
+            .error_policy(
+                ErrorPolicy::retry(3)
+                    .backoff(faststream::Backoff {
+                        initial: Duration::from_millis(1500),
+                        max: Duration::from_millis(1500),
+                    })
+                    .jitter(false)
+                    .then_skip(),
+            )
+            .publish_to(output.as_str()),
+        move |n: String| {
+            let failures = Arc::clone(&failures);
+            async move {
+                // Record 5 fails twice, then succeeds.
+                if n == "5" && failures.fetch_add(1, Ordering::SeqCst) < 2 {
+                    return Err(faststream::Error::config_msg("not yet"));
+                }
+                Ok(format!("out-{n}"))
+            }
+        },
+    );
+    let test = TestBroker::start(app).await.unwrap();
+    publish_numbers(&broker, &input, 0..10).await;
+    // While record 5 waits for its retry, the outputs before it are committed.
+    let before = wait_outputs(&broker, &output, 5).await;
+    assert_eq!(before, expected(0..5));
+    assert!(
+        seen_failures.load(Ordering::SeqCst) < 3,
+        "the first outputs committed while record 5 was still failing"
+    );
+    let all = wait_outputs(&broker, &output, 10).await;
+    assert_eq!(all, expected(0..10), "each output once, in order");
+    assert_eq!(
+        seen_failures.load(Ordering::SeqCst),
+        3,
+        "two failures, then the success"
+    );
+    test.shutdown().await.unwrap();
+}
+both_modes!(
+    a_retry_waits_between_transactions_in_memory,
+    a_retry_waits_between_transactions_on_kafka,
+    a_retry_waits_between_transactions
+);
+
+/// A fenced producer (another producer with its transactional id started) cannot commit: its
+/// transaction is aborted, its records are handled again after a rewind, on a new producer;
+/// a `read_committed` reader sees each output once.
+async fn a_fenced_producer_is_replaced_and_nothing_is_seen_twice(broker: TestBroker) {
+    let (input, output, group) = (
+        unique("eos-fence-in"),
+        unique("eos-fence-out"),
+        unique("eos-g"),
+    );
+    broker.create_topic(&input, 1).await.unwrap();
+    broker.create_topic(&output, 1).await.unwrap();
+    let config = SubscriberConfig::new("eos-fence", [input.as_str()])
+        .group_id(group.as_str())
+        .exactly_once(true)
+        .publish_to(output.as_str());
+    let transactional_id = broker.transactional_id(&config);
+    // Records 10.. wait here until the producer was fenced.
+    let gate = Arc::new(Semaphore::new(0));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let held = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (handler_gate, handler_calls) = (Arc::clone(&gate), Arc::clone(&calls));
+    let app = FastStream::new(broker.clone()).subscriber(config, move |n: String| {
+        let (gate, calls, held) = (
+            Arc::clone(&handler_gate),
+            Arc::clone(&handler_calls),
+            Arc::clone(&held),
+        );
+        async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            // Held the first time only: its second run goes through.
+            if n == "10" && !held.swap(true, Ordering::SeqCst) {
+                drop(gate.acquire().await);
+            }
+            format!("out-{n}")
+        }
+    });
+    let test = TestBroker::start(app).await.unwrap();
+    publish_numbers(&broker, &input, 0..10).await;
+    assert_eq!(wait_outputs(&broker, &output, 10).await, expected(0..10));
+    publish_numbers(&broker, &input, 10..20).await;
+    wait_for(PATIENCE, "record 10 in its handler", || {
+        calls.load(Ordering::SeqCst) >= 11
+    })
+    .await;
+    broker.fence(&transactional_id).await.unwrap();
+    gate.add_permits(1);
+    let all = wait_outputs(&broker, &output, 20).await;
+    assert_eq!(
+        all,
+        expected(0..20),
+        "each output once, whatever was aborted"
+    );
+    wait_for(PATIENCE, "the aborted record handled again", || {
+        calls.load(Ordering::SeqCst) >= 21
+    })
+    .await;
+    // Still running on its new producer.
+    publish_numbers(&broker, &input, 20..25).await;
+    assert_eq!(wait_outputs(&broker, &output, 25).await, expected(0..25));
+    test.shutdown().await.unwrap();
+    assert_eq!(
+        committed_outputs(&broker, &output).await.len(),
+        25,
+        "nothing more after the stop"
+    );
+}
+both_modes!(
+    a_fenced_producer_is_replaced_and_nothing_is_seen_twice_in_memory,
+    a_fenced_producer_is_replaced_and_nothing_is_seen_twice_on_kafka,
+    a_fenced_producer_is_replaced_and_nothing_is_seen_twice
+);
+
+fn member(name: &str, input: &str, output: &str, group: &str) -> SubscriberConfig {
+    SubscriberConfig::new(name, [input])
+        .group_id(group)
+        .exactly_once(true)
+        .publish_to(output)
+}
+
+/// A revoke commits the open transaction before the partitions move: with two members
+/// joining and leaving mid-stream, every output is seen once.
+async fn a_revoke_commits_the_open_transaction_first(broker: TestBroker) {
+    let (input, output, group) = (unique("eos-rb-in"), unique("eos-rb-out"), unique("eos-g"));
+    broker.create_topic(&input, 4).await.unwrap();
+    broker.create_topic(&output, 1).await.unwrap();
+    let handler = |n: String| async move { format!("out-{n}") };
+    let first = TestBroker::start(
+        FastStream::new(broker.clone())
+            .subscriber(member("eos-a", &input, &output, &group), handler),
+    )
+    .await
+    .unwrap();
+    publish_numbers(&broker, &input, 0..100).await;
+    wait_outputs(&broker, &output, 40).await;
+    // A second member joins: partitions move while the first has work in flight.
+    let second: TestApp = TestBroker::start(
+        FastStream::new(broker.clone())
+            .subscriber(member("eos-b", &input, &output, &group), handler),
+    )
+    .await
+    .unwrap();
+    publish_numbers(&broker, &input, 100..200).await;
+    let seen = wait_outputs(&broker, &output, 200).await;
+    assert_eq!(
+        sorted(seen.clone()),
+        expected(0..200),
+        "each output once across the rebalance"
+    );
+    // The first leaves: its partitions move to the second.
+    first.shutdown().await.unwrap();
+    publish_numbers(&broker, &input, 200..260).await;
+    let seen = wait_outputs(&broker, &output, 260).await;
+    assert_eq!(
+        sorted(seen),
+        expected(0..260),
+        "each output once after the leave"
+    );
+    second.shutdown().await.unwrap();
+}
+both_modes!(
+    a_revoke_commits_the_open_transaction_first_in_memory,
+    a_revoke_commits_the_open_transaction_first_on_kafka,
+    a_revoke_commits_the_open_transaction_first
+);
+
+/// `request()` from an exactly-once handler is refused: its request would stay invisible
+/// until the handler's own transaction committed.
+async fn a_request_inside_is_refused(broker: TestBroker) {
+    let (input, output) = (unique("eos-req-in"), unique("eos-req-out"));
+    broker.create_topic(&input, 1).await.unwrap();
+    broker.create_topic(&output, 1).await.unwrap();
+    let client = broker.clone();
+    let app = FastStream::new(broker.clone()).subscriber(
+        SubscriberConfig::new("eos-req", [input.as_str()])
+            .group_id(unique("eos-g"))
+            .exactly_once(true)
+            .publish_to(output.as_str()),
+        move |n: String| {
+            let client = client.clone();
+            async move {
+                let asked = client
+                    .request(Record::new("eos-nobody-answers", n), Duration::from_secs(1))
+                    .await;
+                match asked {
+                    Ok(_) => "answered".to_owned(),
+                    Err(err) => err.to_string(),
+                }
+            }
+        },
+    );
+    let test = TestBroker::start(app).await.unwrap();
+    publish_numbers(&broker, &input, 0..1).await;
+    let seen = wait_outputs(&broker, &output, 1).await;
+    assert_eq!(seen.len(), 1);
+    assert!(
+        seen[0].contains("request() from the exactly-once subscriber `eos-req` is refused"),
+        "{seen:?}"
+    );
+    test.shutdown().await.unwrap();
+}
+both_modes!(
+    a_request_inside_is_refused_in_memory,
+    a_request_inside_is_refused_on_kafka,
+    a_request_inside_is_refused
+);
+
+/// What exactly-once cannot keep is refused at start: manual acknowledgement and lanes.
+#[tokio::test]
+async fn manual_ack_and_lanes_are_refused() {
+    let broker = TestBroker::new();
+    for (config, why) in [
+        (
+            SubscriberConfig::new("eos-manual", ["t"])
+                .exactly_once(true)
+                .ack_policy(faststream::AckPolicy::Manual),
+            "cannot acknowledge by hand",
+        ),
+        (
+            SubscriberConfig::new("eos-lanes", ["t"])
+                .exactly_once(true)
+                .lanes(4),
+            "cannot have lanes",
+        ),
+    ] {
+        let app = FastStream::new(broker.clone()).subscriber(config, |_n: String| async move {});
+        let err = TestBroker::start(app).await.unwrap_err().to_string();
+        assert!(err.contains(why), "{err}");
+    }
+}
