@@ -243,36 +243,34 @@ fn expect_startup_failure(env: &[(&str, String)], causes: &[&str]) {
     );
 }
 
-#[test]
-fn a_wrong_password_ends_startup_with_one_error_line() {
+/// Runs the app with `mechanism` on `bootstrap` (and the `tls` settings) as alice with a wrong
+/// password, and expects one error line naming the refusal and the mechanism.
+fn expect_wrong_password_refused(mechanism: &str, bootstrap: String, tls: &[(&str, String)]) {
+    let mut env = vec![
+        ("SECURE_BOOTSTRAP", bootstrap),
+        ("SECURE_MECHANISM", mechanism.to_owned()),
+        ("SECURE_USER", USER.to_owned()),
+        ("SECURE_PASSWORD", "wrong-secret".to_owned()),
+    ];
+    env.extend_from_slice(tls);
     expect_startup_failure(
-        &[
-            ("SECURE_BOOTSTRAP", secure::sasl_ssl()),
-            ("SECURE_MECHANISM", "SCRAM-SHA-512".into()),
-            ("SECURE_USER", USER.into()),
-            ("SECURE_PASSWORD", "wrong-secret".into()),
-            ("SECURE_TLS", "1".into()),
-            ("SECURE_CA", secure::ca_file().display().to_string()),
-        ],
-        &["authentication failed", "invalid credentials"],
+        &env,
+        &["authentication failed", "invalid credentials", mechanism],
     );
 }
 
 #[test]
+fn a_wrong_password_ends_startup_with_one_error_line() {
+    let tls = [
+        ("SECURE_TLS", "1".to_owned()),
+        ("SECURE_CA", secure::ca_file().display().to_string()),
+    ];
+    expect_wrong_password_refused("SCRAM-SHA-512", secure::sasl_ssl(), &tls);
+}
+
+#[test]
 fn a_wrong_scram_sha_256_password_ends_startup_with_one_error_line() {
-    expect_startup_failure(
-        &[
-            ("SECURE_BOOTSTRAP", secure::kerberos()),
-            ("SECURE_MECHANISM", "SCRAM-SHA-256".into()),
-            ("SECURE_USER", USER.into()),
-            ("SECURE_PASSWORD", "wrong-secret".into()),
-        ],
-        &[
-            "authentication failed",
-            "invalid credentials",
-            "SCRAM-SHA-256",
-        ],
-    );
+    expect_wrong_password_refused("SCRAM-SHA-256", secure::kerberos(), &[]);
 }
 
 /// A Kerberos client's environment for a child process: the script's KDC (`KRB5_CONFIG`) and a
