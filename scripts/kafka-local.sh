@@ -156,7 +156,7 @@ PROPS
 pid_alive() { [ -f "$home/kafka.pid" ] && kill -0 "$(cat "$home/kafka.pid")" 2>/dev/null; }
 
 start() {
-  if port_open; then log "something already answers on $host:$port"; check_secure; return 0; fi
+  if port_open; then log "something already answers on $host:$port"; ensure_kdc; check_secure; return 0; fi
   install
   mkdir -p "$home/logs"
   local format_args=() jvm_args=()

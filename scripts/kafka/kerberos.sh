@@ -90,7 +90,11 @@ kdc_alive() { [ -f "$1/kdc.pid" ] && kill -0 "$(cat "$1/kdc.pid")" 2>/dev/null; 
 kdc_start() {
   local krb="$1" port
   port="$(sed -n 's/^ *kdc_tcp_listen = 127.0.0.1:\([0-9]*\)$/\1/p' "$krb/kdc.conf")"
-  if kdc_alive "$krb" && open_on "$port"; then return 0; fi
+  if kdc_alive "$krb"; then
+    if open_on "$port"; then return 0; fi
+    # It runs on the port of an earlier kdc.conf (KAFKA_KDC_PORT changed).
+    kdc_stop "$krb"
+  fi
   if open_on "$port"; then log "something else answers on the KDC's port $port (KAFKA_KDC_PORT)"; exit 1; fi
   log "starting the Kerberos KDC of $kerberos_realm on 127.0.0.1:$port"
   KRB5_CONFIG="$krb/krb5.conf" KRB5_KDC_PROFILE="$krb/kdc.conf" \
