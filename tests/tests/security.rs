@@ -294,6 +294,18 @@ impl Kerberos {
         ]
     }
 
+    /// The app's settings for GSSAPI on the Kerberos listener, asking for `service`'s ticket,
+    /// in this environment (the credentials are the caller's to add).
+    fn app_env(&self, service: &str) -> Vec<(&'static str, String)> {
+        let mut env = self.env();
+        env.extend([
+            ("SECURE_BOOTSTRAP", secure::kerberos()),
+            ("SECURE_MECHANISM", "GSSAPI".to_owned()),
+            ("SECURE_KERBEROS_SERVICE", service.to_owned()),
+        ]);
+        env
+    }
+
     /// Runs MIT's `program` (`kinit`, `klist`) with `args` in this environment: its stdout, or
     /// a panic with its stderr.
     fn run(&self, program: &str, args: &[&str]) -> String {
@@ -338,12 +350,7 @@ async fn seed_over_gssapi(kerberos: &Kerberos, login: &[(&str, String)]) {
         ],
     )
     .await;
-    let mut env = kerberos.env();
-    env.extend([
-        ("SECURE_BOOTSTRAP", secure::kerberos()),
-        ("SECURE_MECHANISM", "GSSAPI".into()),
-        ("SECURE_KERBEROS_SERVICE", secure::KERBEROS_SERVICE.into()),
-    ]);
+    let mut env = kerberos.app_env(secure::KERBEROS_SERVICE);
     env.extend(login.iter().cloned());
     let log = std::env::temp_dir().join(unique("secure-app-gssapi.log"));
     let app = KillOnDrop(
@@ -373,11 +380,10 @@ async fn seed_over_gssapi(kerberos: &Kerberos, login: &[(&str, String)]) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn seed_example_over_gssapi_logging_in_from_a_keytab() {
-    let kerberos = Kerberos::new();
-    // librdkafka logs in with `kinit -t KEYTAB -k PRINCIPAL` into the cache.
-    let login = [
+/// The app's settings to log in as alice from her keytab: librdkafka runs
+/// `kinit -t KEYTAB -k PRINCIPAL` into the credential cache.
+fn keytab_login() -> [(&'static str, String); 2] {
+    [
         (
             "SECURE_KERBEROS_PRINCIPAL",
             secure::KERBEROS_PRINCIPAL.to_owned(),
@@ -386,8 +392,12 @@ async fn seed_example_over_gssapi_logging_in_from_a_keytab() {
             "SECURE_KERBEROS_KEYTAB",
             secure::client_keytab().display().to_string(),
         ),
-    ];
-    seed_over_gssapi(&kerberos, &login).await;
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_example_over_gssapi_logging_in_from_a_keytab() {
+    seed_over_gssapi(&Kerberos::new(), &keytab_login()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -407,17 +417,27 @@ async fn seed_example_over_gssapi_with_a_ticket_from_kinit() {
 fn gssapi_without_a_kerberos_ticket_ends_startup_with_one_error_line() {
     // An empty credential cache and no keytab: the client has nothing to authenticate with.
     let kerberos = Kerberos::new();
-    let mut env = kerberos.env();
-    env.extend([
-        ("SECURE_BOOTSTRAP", secure::kerberos()),
-        ("SECURE_MECHANISM", "GSSAPI".into()),
-    ]);
     expect_startup_failure(
-        &env,
+        &kerberos.app_env(secure::KERBEROS_SERVICE),
         &[
             "authentication failed",
             "GSSAPI Error",
             "No Kerberos credentials available",
+        ],
+    );
+}
+
+#[test]
+fn a_service_name_the_kdc_does_not_know_ends_startup_with_one_error_line() {
+    // Logged in, but asking for the ticket of a service the broker is not.
+    let kerberos = Kerberos::new();
+    let mut env = kerberos.app_env("kafka-wrong");
+    env.extend(keytab_login());
+    expect_startup_failure(
+        &env,
+        &[
+            "authentication failed",
+            "kafka-wrong/127.0.0.1@FASTSTREAM.TEST not found in Kerberos database",
         ],
     );
 }
