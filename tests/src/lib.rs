@@ -484,7 +484,8 @@ pub mod secure {
         assert!(
             path.is_file(),
             "no {} (FASTSTREAM_KAFKA_HOME, FASTSTREAM_TEST_KAFKA_CA): start the broker with \
-             scripts/kafka-local.sh, which generates it",
+             scripts/kafka-local.sh, which generates it (a broker an older script started: \
+             `scripts/kafka-local.sh stop && scripts/kafka-local.sh start`)",
             path.display()
         );
         path

@@ -297,12 +297,13 @@ impl Kerberos {
     /// The app's settings for GSSAPI on the Kerberos listener, asking for `service`'s ticket,
     /// in this environment (the credentials are the caller's to add).
     fn app_env(&self, service: &str) -> Vec<(&'static str, String)> {
-        let mut env = self.env();
-        env.extend([
+        // The listener first: a broker without it fails here, saying how to restart it.
+        let mut env = vec![
             ("SECURE_BOOTSTRAP", secure::kerberos()),
             ("SECURE_MECHANISM", "GSSAPI".to_owned()),
             ("SECURE_KERBEROS_SERVICE", service.to_owned()),
-        ]);
+        ];
+        env.extend(self.env());
         env
     }
 
