@@ -747,7 +747,13 @@ where
     async fn dispatch(&mut self, message: Message, waiting: &mut Waiting) {
         self.stats.took(message.offset);
         if let Some(gate) = &mut self.transaction {
-            gate.dispatched(message.offset);
+            // A batch counts at its last offset; an abort rewinds to its first.
+            gate.dispatched(
+                message
+                    .batch
+                    .as_ref()
+                    .map_or(message.offset, |b| b.first_offset()),
+            );
         }
         let ticket = self.progress.dispatch(message.offset, message.held_bytes());
         if let Some(later) = self.process(message, 1, ticket).await {
