@@ -17,8 +17,8 @@
 use crate::context::KafkaContext;
 use crate::producer::KafkaPublisher;
 use crate::transaction::blocking;
-use faststream_core::broker::MemberTransactions;
-use faststream_core::{Error, ErrorClass, Result, TopicPartition};
+use faststream_core::broker::{MemberTransactions, TransactionOffset};
+use faststream_core::{Error, ErrorClass, Result};
 use futures::future::BoxFuture;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::KafkaError;
@@ -155,7 +155,7 @@ impl MemberProducer {
 }
 
 impl MemberTransactions for KafkaMember {
-    fn commit(&self, offsets: Vec<(TopicPartition, i64)>) -> BoxFuture<'static, Result<()>> {
+    fn commit(&self, offsets: Vec<TransactionOffset>) -> BoxFuture<'static, Result<()>> {
         let member = self.producer.clone();
         let producer = member.current();
         let group = self.group.get().and_then(|source| source());
@@ -166,15 +166,8 @@ impl MemberTransactions for KafkaMember {
                     ErrorClass::Abortable,
                 ));
             };
-            let mut list = TopicPartitionList::new();
-            for (partition, next) in &offsets {
-                list.add_partition_offset(
-                    &partition.topic,
-                    partition.partition,
-                    Offset::Offset(*next),
-                )
+            let list = offset_list(&offsets)
                 .map_err(|err| crate::error::broker("cannot list the offsets", err))?;
-            }
             let committed = tokio::task::spawn_blocking(move || {
                 producer.send_offsets_to_transaction(&list, &group, CALL_TIMEOUT)?;
                 producer.commit_transaction(CALL_TIMEOUT)?;
@@ -203,6 +196,22 @@ impl MemberTransactions for KafkaMember {
     fn id(&self) -> String {
         self.producer.id.clone()
     }
+}
+
+/// The offsets (with their metadata: a partition with lanes names the records it finished
+/// above its offset) as librdkafka's list.
+fn offset_list(offsets: &[TransactionOffset]) -> Result<TopicPartitionList, KafkaError> {
+    let mut list = TopicPartitionList::new();
+    for offset in offsets {
+        let (topic, partition) = (&offset.partition.topic, offset.partition.partition);
+        list.add_partition_offset(topic, partition, Offset::Offset(offset.next))?;
+        if let (Some(metadata), Some(mut element)) =
+            (&offset.metadata, list.find_partition(topic, partition))
+        {
+            element.set_metadata(metadata);
+        }
+    }
+    Ok(list)
 }
 
 /// Creates a transactional producer, registers its id and opens its first transaction.

@@ -282,12 +282,6 @@ pub(crate) fn subscriber(args: AttrArgs, mut func: ItemFn) -> syn::Result<Subscr
     }
 
     let exactly_once = exactly_once_spec(&args.options, &mut options, &mut errors);
-    if let (Some(lanes), Some(_)) = (&lanes, &exactly_once) {
-        errors.push(
-            lanes.span(),
-            "an exactly-once subscriber cannot have `lanes` yet: remove `lanes` or `exactly_once`",
-        );
-    }
     if exactly_once.is_some() {
         if let Some(manual) = args.options.iter().find(|o| {
             o.key.unraw() == "ack_policy"

@@ -312,26 +312,63 @@ both_modes!(
     a_request_inside_is_refused
 );
 
-/// What exactly-once cannot keep is refused at start: manual acknowledgement and lanes.
+/// What exactly-once cannot keep is refused at start: manual acknowledgement.
 #[tokio::test]
-async fn manual_ack_and_lanes_are_refused() {
+async fn manual_ack_is_refused() {
     let broker = TestBroker::new();
-    for (config, why) in [
-        (
-            SubscriberConfig::new("eos-manual", ["t"])
-                .exactly_once(true)
-                .ack_policy(faststream::AckPolicy::Manual),
-            "cannot acknowledge by hand",
-        ),
-        (
-            SubscriberConfig::new("eos-lanes", ["t"])
-                .exactly_once(true)
-                .lanes(4),
-            "cannot have lanes",
-        ),
-    ] {
-        let app = FastStream::new(broker.clone()).subscriber(config, |_n: String| async move {});
-        let err = TestBroker::start(app).await.unwrap_err().to_string();
-        assert!(err.contains(why), "{err}");
-    }
+    let config = SubscriberConfig::new("eos-manual", ["t"])
+        .exactly_once(true)
+        .ack_policy(faststream::AckPolicy::Manual);
+    let app = FastStream::new(broker.clone()).subscriber(config, |_n: String| async move {});
+    let err = TestBroker::start(app).await.unwrap_err().to_string();
+    assert!(err.contains("cannot acknowledge by hand"), "{err}");
 }
+
+/// With lanes, every lane reaches the barrier before its router reports the partition's
+/// watermark (with the records finished above it as the commit's metadata): each output once,
+/// through an abort (a fence) too.
+async fn lanes_commit_at_the_barrier(broker: TestBroker) {
+    let (input, output, group) = (
+        unique("eos-lanes-in"),
+        unique("eos-lanes-out"),
+        unique("eos-g"),
+    );
+    broker.create_topic(&input, 2).await.unwrap();
+    broker.create_topic(&output, 1).await.unwrap();
+    let config = SubscriberConfig::new("eos-lanes", [input.as_str()])
+        .group_id(group.as_str())
+        .transactions(faststream::TransactionCommits::every(
+            Duration::from_millis(20),
+        ))
+        .lanes(8)
+        .publish_to(output.as_str());
+    let transactional_id = broker.transactional_id(&config);
+    let app = FastStream::new(broker.clone()).subscriber(config, |n: String| async move {
+        // Lanes run concurrently: some finish ahead of others.
+        let n: u64 = n.parse().unwrap_or_default();
+        tokio::time::sleep(Duration::from_millis(n % 7)).await;
+        format!("out-{n}")
+    });
+    let test = TestBroker::start(app).await.unwrap();
+    publish_numbers(&broker, &input, 0..200).await;
+    wait_outputs(&broker, &output, 100).await;
+    broker.fence(&transactional_id).await.unwrap();
+    publish_numbers(&broker, &input, 200..300).await;
+    let seen = wait_outputs(&broker, &output, 300).await;
+    assert_eq!(sorted(seen), expected(0..300), "each output once");
+    test.shutdown().await.unwrap();
+    assert_eq!(committed_outputs(&broker, &output).await.len(), 300);
+    let mut committed = 0;
+    for partition in 0..2 {
+        committed += broker
+            .committed(&group, &input, partition)
+            .await
+            .unwrap_or_default();
+    }
+    assert_eq!(committed, 300, "both partitions committed to their ends");
+}
+both_modes!(
+    lanes_commit_at_the_barrier_in_memory,
+    lanes_commit_at_the_barrier_on_kafka,
+    lanes_commit_at_the_barrier
+);

@@ -21,7 +21,7 @@ pub trait MemberTransactions: Send + Sync {
     /// as the group's committed offsets, all or nothing, then opens the next transaction.
     /// On an error nothing of the transaction is visible (the backend aborted it) and the
     /// next transaction is open, on a new producer if the old one was fenced.
-    fn commit(&self, offsets: Vec<(TopicPartition, i64)>) -> BoxFuture<'static, Result<()>>;
+    fn commit(&self, offsets: Vec<TransactionOffset>) -> BoxFuture<'static, Result<()>>;
 
     /// Aborts the open transaction (nothing it wrote is ever visible to `read_committed`
     /// readers) and opens the next.
@@ -29,6 +29,18 @@ pub trait MemberTransactions: Send + Sync {
 
     /// The transactional id, for the start line and logs.
     fn id(&self) -> String;
+}
+
+/// One partition's offset in a transaction's commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionOffset {
+    /// The partition.
+    pub partition: TopicPartition,
+    /// The next offset to read: every record before it is done.
+    pub next: i64,
+    /// The commit's metadata (a partition with lanes names the records it finished above
+    /// `next`, see [`OffsetStore::store_with_metadata`](super::OffsetStore::store_with_metadata)).
+    pub metadata: Option<String>,
 }
 
 /// What [`Broker::exactly_once`](super::Broker::exactly_once) gives an exactly-once

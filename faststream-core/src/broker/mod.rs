@@ -31,7 +31,7 @@ mod workers;
 
 pub use budget::{BufferBudget, Held};
 pub(crate) use exactly_once::in_transaction;
-pub use exactly_once::{refuse_request, ExactlyOnce, MemberTransactions};
+pub use exactly_once::{refuse_request, ExactlyOnce, MemberTransactions, TransactionOffset};
 pub use headers::{outgoing_headers, OutgoingHeaders};
 pub use queue::{partition_queue, QueueReceiver, QueueSender, TryRecvError, TrySendError};
 pub use retry::RetryTopic;

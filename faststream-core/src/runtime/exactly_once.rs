@@ -20,7 +20,7 @@
 //! [`TransactionCommits::max_records`], from [`Coordinator::run`]; and from the backend before
 //! a revoke completes and at the stop ([`Coordinator::commit_now`]).
 
-use crate::broker::{MemberTransactions, OffsetStore};
+use crate::broker::{MemberTransactions, OffsetStore, TransactionOffset};
 use crate::config::subscriber::TransactionCommits;
 use crate::error::{Error, Result};
 use crate::handler::Seeker;
@@ -65,8 +65,9 @@ struct State {
     next_worker: u64,
     /// Registered workers: the partition of each, and the last barrier it reached.
     workers: HashMap<u64, (TopicPartition, u64)>,
-    /// Watermarks stored since the last commit: the next offset to read, per partition.
-    pending: HashMap<TopicPartition, i64>,
+    /// Watermarks stored since the last commit: the next offset to read, per partition,
+    /// with the metadata to commit with it.
+    pending: HashMap<TopicPartition, (i64, Option<String>)>,
     /// What this member committed last, per partition it still owns (a partition that left
     /// and came back may have been committed further by another member).
     committed: HashMap<TopicPartition, i64>,
@@ -123,17 +124,34 @@ impl Coordinator {
         drop(state);
         TransactionGate {
             coordinator: Arc::clone(self),
-            id,
-            partition,
+            participant: Participant::Member { id, partition },
             phase: self.gate.subscribe(),
             reached: phase.epoch,
             first_dispatched: None,
         }
     }
 
-    /// The offset store of a worker of `partition`: its watermarks wait here for the commit.
-    pub(crate) fn offsets(self: &Arc<Self>) -> Arc<dyn OffsetStore> {
-        Arc::new(TransactionalOffsets(Arc::clone(self)))
+    /// The gate of a lane worker: the coordinator does not wait for it, its partition's
+    /// router does, hearing through `report` (called with the barrier's number) that the lane
+    /// reached it after its last watermark.
+    pub(crate) fn lane_gate(self: &Arc<Self>, report: LaneReached) -> TransactionGate {
+        let phase = *self.gate.borrow();
+        TransactionGate {
+            coordinator: Arc::clone(self),
+            participant: Participant::Lane(report),
+            phase: self.gate.subscribe(),
+            reached: phase.epoch,
+            first_dispatched: None,
+        }
+    }
+
+    /// The offset store of a worker (or lane router): its watermarks wait here for the
+    /// commit; the metadata committed before is read from `backend`.
+    pub(crate) fn offsets(self: &Arc<Self>, backend: Arc<dyn OffsetStore>) -> Arc<dyn OffsetStore> {
+        Arc::new(TransactionalOffsets {
+            coordinator: Arc::clone(self),
+            backend,
+        })
     }
 
     /// Commits every `interval`, or sooner once `max_records` were handled, until `stop`.
@@ -174,14 +192,21 @@ impl Coordinator {
         self.wait_quiesced(epoch).await;
         self.dispatched_since_barrier
             .store(false, Ordering::Relaxed);
-        let offsets: Vec<(TopicPartition, i64)> = {
+        let offsets: Vec<TransactionOffset> = {
             let state = self.state();
             let mut offsets: Vec<_> = state
                 .pending
                 .iter()
-                .map(|(partition, next)| (partition.clone(), *next))
+                .map(|(partition, (next, metadata))| TransactionOffset {
+                    partition: partition.clone(),
+                    next: *next,
+                    metadata: metadata.clone(),
+                })
                 .collect();
-            offsets.sort_by(|a, b| (&a.0.topic, a.0.partition).cmp(&(&b.0.topic, b.0.partition)));
+            offsets.sort_by(|a, b| {
+                (&a.partition.topic, a.partition.partition)
+                    .cmp(&(&b.partition.topic, b.partition.partition))
+            });
             offsets
         };
         let result = if offsets.is_empty() {
@@ -194,11 +219,11 @@ impl Coordinator {
                 let mut state = self.state();
                 state.pending.clear();
                 state.records = 0;
-                for (partition, next) in offsets {
+                for offset in offsets {
                     // A partition whose head record waits for a retry stays where it was.
-                    state.first_since_commit.remove(&partition);
-                    if state.owns(&partition) {
-                        state.committed.insert(partition, next);
+                    state.first_since_commit.remove(&offset.partition);
+                    if state.owns(&offset.partition) {
+                        state.committed.insert(offset.partition, offset.next);
                     }
                 }
                 drop(state);
@@ -317,17 +342,19 @@ impl Coordinator {
         }
     }
 
-    fn stored(&self, partition: &TopicPartition, offset: i64) {
-        // Stored from the worker's task: never under the barrier's wait.
+    fn stored(&self, partition: &TopicPartition, offset: i64, metadata: Option<&str>) {
         let mut state = self.state();
         let next = offset + 1;
         let before = state
             .pending
             .get(partition)
+            .map(|(next, _)| next)
             .or_else(|| state.committed.get(partition))
             .copied();
         state.records += before.map_or(1, |before| (next - before).max(0) as usize);
-        state.pending.insert(partition.clone(), next);
+        state
+            .pending
+            .insert(partition.clone(), (next, metadata.map(str::to_owned)));
         let due = state.records >= self.commits.max_records;
         drop(state);
         if due {
@@ -343,19 +370,41 @@ impl State {
 }
 
 /// A worker's watermarks, kept for the member's next commit.
-struct TransactionalOffsets(Arc<Coordinator>);
+struct TransactionalOffsets {
+    coordinator: Arc<Coordinator>,
+    /// The backend's store of the partition: what was committed before.
+    backend: Arc<dyn OffsetStore>,
+}
 
 impl OffsetStore for TransactionalOffsets {
     fn store(&self, partition: &TopicPartition, offset: i64) {
-        self.0.stored(partition, offset);
+        self.coordinator.stored(partition, offset, None);
     }
+
+    fn store_with_metadata(&self, partition: &TopicPartition, offset: i64, metadata: &str) {
+        self.coordinator.stored(partition, offset, Some(metadata));
+    }
+
+    fn committed_metadata(&self, partition: &TopicPartition) -> Option<String> {
+        self.backend.committed_metadata(partition)
+    }
+}
+
+/// Tells a lane's router that the lane reached a barrier (its number).
+pub(crate) type LaneReached = Box<dyn Fn(u64) + Send + Sync>;
+
+/// Who waits for a gate to reach a barrier.
+enum Participant {
+    /// The coordinator: a partition worker, or a partition's lane router.
+    Member { id: u64, partition: TopicPartition },
+    /// A lane worker's router.
+    Lane(LaneReached),
 }
 
 /// A partition worker's side of the barrier.
 pub(crate) struct TransactionGate {
     coordinator: Arc<Coordinator>,
-    id: u64,
-    partition: TopicPartition,
+    participant: Participant,
     phase: watch::Receiver<Phase>,
     /// The last barrier this worker reached.
     reached: u64,
@@ -383,9 +432,15 @@ impl TransactionGate {
         phase.closed && phase.epoch > self.reached
     }
 
-    /// Notes a record taken for handling.
+    /// The last barrier's number.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.phase.borrow().epoch
+    }
+
+    /// Notes a record taken for handling (a lane's router notes its partition's records).
     pub(crate) fn dispatched(&mut self, offset: i64) {
-        if self.first_dispatched.is_none() {
+        if self.first_dispatched.is_none() && matches!(self.participant, Participant::Member { .. })
+        {
             self.first_dispatched = Some(offset);
             self.coordinator
                 .dispatched_since_barrier
@@ -398,18 +453,20 @@ impl TransactionGate {
     pub(crate) fn reached(&mut self) {
         let epoch = self.phase.borrow().epoch;
         self.reached = epoch;
+        let (id, partition) = match &self.participant {
+            Participant::Member { id, partition } => (*id, partition),
+            Participant::Lane(report) => return report(epoch),
+        };
         let mut state = self.coordinator.state();
         if let Some(offset) = self.first_dispatched.take() {
-            if !state.committed.contains_key(&self.partition) {
+            if !state.committed.contains_key(partition) {
                 state
                     .first_since_commit
-                    .entry(self.partition.clone())
+                    .entry(partition.clone())
                     .or_insert(offset);
             }
         }
-        state
-            .workers
-            .insert(self.id, (self.partition.clone(), epoch));
+        state.workers.insert(id, (partition.clone(), epoch));
         drop(state);
         self.coordinator.changed.notify_waiters();
     }
@@ -417,13 +474,25 @@ impl TransactionGate {
 
 impl Drop for TransactionGate {
     fn drop(&mut self) {
+        let Participant::Member { id, partition } = &self.participant else {
+            return;
+        };
         let mut state = self.coordinator.state();
-        state.workers.remove(&self.id);
-        if !state.owns(&self.partition) {
+        state.workers.remove(id);
+        if !state.owns(partition) {
             // Revoked, or sought: where it is committed is the backend's to know from now on.
-            state.committed.remove(&self.partition);
+            state.committed.remove(partition);
         }
         drop(state);
         self.coordinator.changed.notify_waiters();
+    }
+}
+
+/// Resolves when an exactly-once worker's (or router's) barrier gate moved; never without
+/// one.
+pub(crate) async fn gate_moved(gate: &mut Option<TransactionGate>) {
+    match gate {
+        Some(gate) => gate.moved().await,
+        None => std::future::pending().await,
     }
 }

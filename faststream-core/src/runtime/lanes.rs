@@ -14,6 +14,7 @@
 use crate::broker::{BufferBudget, OffsetStore, QueueReceiver, QueueSender, TrySendError};
 use crate::error::PublishError;
 use crate::message::{Message, TopicPartition};
+use crate::runtime::exactly_once::{gate_moved, LaneReached, TransactionGate};
 use crate::runtime::progress::{
     CommitMode, PartitionProgress, PendingAck, Ticket, STORE_DELAY, STORE_EVERY,
 };
@@ -52,26 +53,42 @@ pub(crate) fn lane_queue_capacity(max_pending_per_partition: usize, lanes: usize
 /// 4 fell short of 12x, 2 to about 2x.
 const WINDOW_PER_LANE: usize = 8;
 
-/// What a lane worker finished, reported to its router: `(lane, offset)`, every record of
-/// the lane up to `offset` is finished.
-type Finished = (usize, i64);
+/// What a lane worker tells its router.
+pub(crate) enum LaneEvent {
+    /// `(lane, offset)`: every record of the lane up to `offset` is finished.
+    Finished(usize, i64),
+    /// `(lane, barrier)`: the lane reached an exactly-once barrier, after its last
+    /// `Finished` (see [`crate::runtime::exactly_once`]).
+    Reached(usize, u64),
+}
 
 /// A lane worker's offset store: instead of the backend, its router hears how far the lane
 /// finished.
 pub(crate) struct LaneReport {
     lane: usize,
-    to: mpsc::UnboundedSender<Finished>,
+    to: mpsc::UnboundedSender<LaneEvent>,
 }
 
 impl OffsetStore for LaneReport {
     fn store(&self, _partition: &TopicPartition, offset: i64) {
         // The router is gone only once the partition stopped: nothing more is committed.
-        let _ = self.to.send((self.lane, offset));
+        let _ = self.to.send(LaneEvent::Finished(self.lane, offset));
+    }
+}
+
+impl LaneReport {
+    /// How the lane's exactly-once gate tells the router it reached a barrier: through the
+    /// same channel as its watermarks, so the router has them all by then.
+    pub(crate) fn barrier_report(&self) -> LaneReached {
+        let (lane, to) = (self.lane, self.to.clone());
+        Box::new(move |barrier| {
+            let _ = to.send(LaneEvent::Reached(lane, barrier));
+        })
     }
 }
 
 /// One report store per lane, and the router's end.
-pub(crate) fn lane_reports(lanes: usize) -> (Vec<LaneReport>, mpsc::UnboundedReceiver<Finished>) {
+pub(crate) fn lane_reports(lanes: usize) -> (Vec<LaneReport>, mpsc::UnboundedReceiver<LaneEvent>) {
     let (to, from) = mpsc::unbounded_channel();
     let stores = (0..lanes)
         .map(|lane| LaneReport {
@@ -168,7 +185,7 @@ pub(crate) struct LaneRouter {
     progress: PartitionProgress<NoDelivery>,
     /// Where the partition's watermark goes, with the finished records above it as metadata.
     offsets: Arc<dyn OffsetStore>,
-    reports: mpsc::UnboundedReceiver<Finished>,
+    reports: mpsc::UnboundedReceiver<LaneEvent>,
     stop: CancellationToken,
     /// At most this many records between the oldest unfinished one and the newest handed out.
     window: usize,
@@ -176,6 +193,11 @@ pub(crate) struct LaneRouter {
     finished_changed: bool,
     /// What a previous owner finished above the committed offset, until those records passed.
     resume: Option<Resume>,
+    /// Exactly-once only: the member's commit barrier, which this router reaches once every
+    /// lane did and their watermarks are stored.
+    transaction: Option<TransactionGate>,
+    /// The last barrier each lane reached.
+    lanes_reached: Vec<u64>,
 }
 
 impl LaneRouter {
@@ -184,7 +206,7 @@ impl LaneRouter {
     pub(crate) fn new(
         partition: TopicPartition,
         lanes: Vec<Lane>,
-        reports: mpsc::UnboundedReceiver<Finished>,
+        reports: mpsc::UnboundedReceiver<LaneEvent>,
         offsets: Arc<dyn OffsetStore>,
         budget: Arc<BufferBudget>,
         stop: CancellationToken,
@@ -200,6 +222,8 @@ impl LaneRouter {
             offsets,
             finished_changed: false,
             resume: None,
+            transaction: None,
+            lanes_reached: vec![0; lanes.len()],
             partition,
             window: lanes.len() * WINDOW_PER_LANE,
             lanes,
@@ -208,8 +232,15 @@ impl LaneRouter {
         }
     }
 
-    /// Records handed to lanes and not finished yet, across every lane: zero means every
-    /// lane is idle (the barrier a transaction's commit needs).
+    /// An exactly-once member's router: it takes part in the member's commit barrier.
+    pub(crate) fn with_transaction(mut self, transaction: Option<TransactionGate>) -> Self {
+        self.lanes_reached =
+            vec![transaction.as_ref().map_or(0, TransactionGate::epoch); self.lanes.len()];
+        self.transaction = transaction;
+        self
+    }
+
+    /// Records handed to lanes and not finished yet, across every lane.
     pub(crate) fn in_flight(&self) -> usize {
         self.progress.in_flight()
     }
@@ -220,12 +251,14 @@ impl LaneRouter {
         let store_timer = tokio::time::sleep(STORE_DELAY);
         tokio::pin!(store_timer);
         let mut store_armed = false;
+        let gated = self.transaction.is_some();
         loop {
             let waiting_lane = held.as_ref().map(|h| &self.lanes[h.lane].queue);
             tokio::select! {
                 biased;
                 _ = self.stop.cancelled() => break,
-                Some(finished) = self.reports.recv() => self.lane_finished(finished),
+                () = gate_moved(&mut self.transaction), if gated => self.at_barrier().await,
+                Some(event) = self.reports.recv() => self.lane_event(event),
                 () = &mut store_timer, if store_armed => {
                     store_armed = false;
                     self.store();
@@ -256,6 +289,9 @@ impl LaneRouter {
     /// Gives `message` its tracker entry and hands it to its lane; returns it when the lane's
     /// queue is full.
     fn route(&mut self, message: Message) -> Option<Held> {
+        if let Some(gate) = &mut self.transaction {
+            gate.dispatched(message.offset);
+        }
         if self.progress.watermark().is_none() {
             self.progress.resumes_at(message.offset);
             // Metadata committed with another offset than where this owner starts is stale.
@@ -353,8 +389,48 @@ impl LaneRouter {
             .store_with_metadata(&self.partition, done, &metadata);
     }
 
+    fn lane_event(&mut self, event: LaneEvent) {
+        match event {
+            LaneEvent::Finished(lane, offset) => self.lane_finished(lane, offset),
+            LaneEvent::Reached(lane, barrier) => {
+                if let Some(reached) = self.lanes_reached.get_mut(lane) {
+                    *reached = barrier;
+                }
+            }
+        }
+    }
+
+    /// The member's commit barrier moved. Closed for a commit this router has not reached:
+    /// it waits until every lane reached it (each lane's last watermark arrives before),
+    /// stores the partition's watermark with the records finished above it, and reports.
+    async fn at_barrier(&mut self) {
+        let Some(barrier) = self
+            .transaction
+            .as_ref()
+            .filter(|gate| gate.barrier_waiting())
+            .map(TransactionGate::epoch)
+        else {
+            return;
+        };
+        while self.lanes_reached.iter().any(|reached| *reached < barrier) {
+            tokio::select! {
+                biased;
+                // Its gate leaves with it: the coordinator stops waiting for it.
+                _ = self.stop.cancelled() => return,
+                event = self.reports.recv() => match event {
+                    Some(event) => self.lane_event(event),
+                    None => return,
+                },
+            }
+        }
+        self.store();
+        if let Some(gate) = &mut self.transaction {
+            gate.reached();
+        }
+    }
+
     /// Lane `lane` finished its records up to `offset`: their entries are decided.
-    fn lane_finished(&mut self, (lane, offset): Finished) {
+    fn lane_finished(&mut self, lane: usize, offset: i64) {
         let Some(unfinished) = self.unfinished.get_mut(lane) else {
             return;
         };
@@ -380,8 +456,8 @@ impl LaneRouter {
             // A lane that panicked reported what it finished before.
             let _ = (&mut task.0).await;
         }
-        while let Ok(finished) = self.reports.try_recv() {
-            self.lane_finished(finished);
+        while let Ok(event) = self.reports.try_recv() {
+            self.lane_event(event);
         }
         self.store();
         messages.close();
@@ -439,7 +515,7 @@ mod tests {
         assert_eq!(router.in_flight(), 6);
         // The lane of offset 0 has finished nothing; the other lane finishes everything.
         let other = 1 - lane_of_offset[0];
-        router.lane_finished((other, 5));
+        router.lane_finished(other, 5);
         router.store();
         let (offset, metadata) = stored.0.lock().unwrap().last().cloned().unwrap();
         assert_eq!(offset, -1, "offset 0 is unfinished: nothing past it");
@@ -452,7 +528,7 @@ mod tests {
             (0, by_other),
             "the other lane's records"
         );
-        router.lane_finished((lane_of_offset[0], 5));
+        router.lane_finished(lane_of_offset[0], 5);
         router.store();
         assert_eq!(stored.0.lock().unwrap().last(), Some(&(5, None)));
         assert_eq!(router.in_flight(), 0, "every lane idle");
@@ -502,7 +578,7 @@ mod tests {
             .collect();
         assert_eq!(handed, [10, 11, 14], "12 and 13 were finished before");
         assert!(router.resume.is_none(), "every skipped record passed");
-        router.lane_finished((0, 14));
+        router.lane_finished(0, 14);
         router.store();
         assert_eq!(stored.0.lock().unwrap().last(), Some(&(14, None)));
         // Metadata stored with a later committed offset names nothing here: dropped at once.

@@ -25,7 +25,7 @@ use crate::middleware::{
 };
 use crate::policy::{CommitTiming, Decision, DeliveryPolicy, ErrorPolicy, Exhausted};
 use crate::runtime::dead_letter::DeadLetter;
-use crate::runtime::exactly_once::{Coordinator, TransactionGate};
+use crate::runtime::exactly_once::{gate_moved, Coordinator, TransactionGate};
 use crate::runtime::fan_out::{fan_out, Destinations};
 use crate::runtime::lanes::{lane_queue_capacity, lane_reports, Lane, LaneRouter, LaneTask};
 use crate::runtime::late_ack::LateAcks;
@@ -225,9 +225,6 @@ fn exactly_once_coordinator<P: Publish>(
     if manual_ack {
         return Err(refuse("cannot acknowledge by hand (`AckPolicy::Manual`): a record acknowledged after its handler returned lets the outputs of the records after it commit before its offset"));
     }
-    if config.delivery.lanes > 1 {
-        return Err(refuse("cannot have lanes yet: remove `lanes`"));
-    }
     let transactions = cx.transactions.clone().ok_or_else(|| {
         refuse("needs its broker's transactional producer, and the app has none for it")
     })?;
@@ -344,7 +341,8 @@ where
             return self.spawn_lanes(partition, messages, offsets, stop);
         }
         let stats = self.stats.partition();
-        let worker = self.worker(partition, offsets, stats, stop.clone());
+        let (offsets, transaction) = self.transactional(&partition, offsets);
+        let worker = self.worker(partition, offsets, stats, stop.clone(), transaction);
         // A batch subscriber's records reach the worker grouped: one message per batch.
         let messages = match self.config.backend.batch {
             Some(batch) => {
@@ -370,6 +368,22 @@ where
     S: MessageService + Clone + Send + 'static,
     P: Publish,
 {
+    /// Where the worker (or lane router) of `partition` stores its watermarks, and its part
+    /// in the commit barrier: exactly-once, the member's transaction instead of `offsets`.
+    fn transactional(
+        &self,
+        partition: &TopicPartition,
+        offsets: Arc<dyn OffsetStore>,
+    ) -> (Arc<dyn OffsetStore>, Option<TransactionGate>) {
+        match &self.coordinator {
+            Some(coordinator) => (
+                coordinator.offsets(offsets),
+                Some(coordinator.join(partition.clone())),
+            ),
+            None => (offsets, None),
+        }
+    }
+
     /// A worker of `partition` with its own clone of the pipeline, storing finished offsets
     /// into `offsets` and counting into `stats`.
     fn worker(
@@ -378,20 +392,13 @@ where
         offsets: Arc<dyn OffsetStore>,
         stats: Arc<PartitionStats>,
         stop: CancellationToken,
+        transaction: Option<TransactionGate>,
     ) -> PartitionWorker<S, P> {
         let (service, publisher) = self
             .template
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone();
-        // Exactly-once: the watermarks wait for the member's transaction, not the backend.
-        let (offsets, transaction) = match &self.coordinator {
-            Some(coordinator) => (
-                coordinator.offsets(),
-                Some(coordinator.join(partition.clone())),
-            ),
-            None => (offsets, None),
-        };
         let offsets = Arc::new(NotedOffsets {
             inner: offsets,
             stats: Arc::clone(&stats),
@@ -433,11 +440,17 @@ where
             .map(|(index, store)| {
                 let (queue, records) = partition_queue(capacity);
                 let stats = self.stats.lane(&partition, index);
+                // Exactly-once: the router waits for its lanes at the barrier.
+                let transaction = self
+                    .coordinator
+                    .as_ref()
+                    .map(|coordinator| coordinator.lane_gate(store.barrier_report()));
                 let mut worker = self.worker(
                     partition.clone(),
                     Arc::new(store),
                     stats,
                     stop.child_token(),
+                    transaction,
                 );
                 worker.store_every = 1;
                 let task = LaneTask(self.tracker.spawn_on(worker.run(records), &self.runtime));
@@ -445,7 +458,9 @@ where
             })
             .collect();
         let buffer = Arc::clone(&self.stats.buffer);
-        let router = LaneRouter::new(partition, lanes, reports, offsets, buffer, stop);
+        let (offsets, transaction) = self.transactional(&partition, offsets);
+        let router = LaneRouter::new(partition, lanes, reports, offsets, buffer, stop)
+            .with_transaction(transaction);
         self.tracker.spawn_on(router.run(messages), &self.runtime)
     }
 }
@@ -1306,14 +1321,6 @@ fn commit_mode(commit: CommitTiming) -> CommitMode {
 /// Messages handled straight from the queue before the worker looks at acks, timers and the
 /// stop signal again through `select!` (a stop is still checked before each of them).
 const FAST_PATH_BATCH: usize = 64;
-
-/// Resolves when an exactly-once worker's barrier gate moved; never without one.
-async fn gate_moved(gate: &mut Option<TransactionGate>) {
-    match gate {
-        Some(gate) => gate.moved().await,
-        None => std::future::pending().await,
-    }
-}
 
 #[cfg(test)]
 mod tests {

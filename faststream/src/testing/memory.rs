@@ -9,7 +9,9 @@ use faststream_core::broker::{
     outgoing_headers, partition_queue, BufferBudget, Held, OffsetStore, PartitionWorkers,
     QueueSender, RetryTopic, SubscribeOptions, Subscription, WorkerSet,
 };
-use faststream_core::broker::{MemberTransactions, OpenTransaction, Transaction};
+use faststream_core::broker::{
+    MemberTransactions, OpenTransaction, Transaction, TransactionOffset,
+};
 use faststream_core::message::CORRELATION_ID_LEN;
 use faststream_core::pattern::TopicPattern;
 use faststream_core::seek::{Seek, SeekPartitions, Sought};
@@ -992,7 +994,7 @@ impl MemoryMember {
     /// Ends the open transaction as `state`, committing `offsets` with it, and opens the
     /// next; a fenced producer is replaced (the replacement fences the intruder in turn, as a
     /// recreated Kafka producer does).
-    fn end(&self, state: TxnState, offsets: Vec<(TopicPartition, i64)>) -> Result<()> {
+    fn end(&self, state: TxnState, offsets: Vec<TransactionOffset>) -> Result<()> {
         let mut open = lock(&self.open);
         let sent = std::mem::take(&mut open.sent);
         let fenced = {
@@ -1022,9 +1024,12 @@ impl MemoryMember {
         if state == TxnState::Committed {
             let mut committed = lock(&self.group.committed);
             let mut metadata = lock(&self.group.metadata);
-            for (partition, next) in offsets {
-                metadata.remove(&partition);
-                committed.insert(partition, next);
+            for offset in offsets {
+                match offset.metadata {
+                    Some(kept) => metadata.insert(offset.partition.clone(), kept),
+                    None => metadata.remove(&offset.partition),
+                };
+                committed.insert(offset.partition, offset.next);
             }
         }
         open.id = self.cluster.open_for(&self.id, open.epoch).ok_or_else(|| {
@@ -1038,7 +1043,7 @@ impl MemoryMember {
 }
 
 impl MemberTransactions for MemoryMember {
-    fn commit(&self, offsets: Vec<(TopicPartition, i64)>) -> BoxFuture<'static, Result<()>> {
+    fn commit(&self, offsets: Vec<TransactionOffset>) -> BoxFuture<'static, Result<()>> {
         let result = self.end(TxnState::Committed, offsets);
         Box::pin(async move { result })
     }

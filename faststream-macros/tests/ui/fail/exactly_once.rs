@@ -1,9 +1,5 @@
 use faststream::subscriber;
 
-// Lanes would let the outputs of records past the committed offset into a commit.
-#[subscriber("orders", exactly_once = true, lanes = 4)]
-async fn eos_lanes(_order: String) {}
-
 // A record acknowledged after its handler returned: the same.
 #[subscriber("orders", exactly_once = true, ack_policy = "manual")]
 async fn eos_manual(_order: String) {}
