@@ -372,3 +372,69 @@ both_modes!(
     lanes_commit_at_the_barrier_on_kafka,
     lanes_commit_at_the_barrier
 );
+
+/// A dead letter joins the transaction: the poison record's dead letter and the other
+/// outputs are each seen once, through an abort (a fence after the dead letter was written).
+async fn a_dead_letter_joins_the_transaction(broker: TestBroker) {
+    let (input, output, group) = (unique("eos-dl-in"), unique("eos-dl-out"), unique("eos-g"));
+    let dead = format!("{input}-dlt");
+    for topic in [&input, &output, &dead] {
+        broker.create_topic(topic, 1).await.unwrap();
+    }
+    // Long enough that nothing commits before the fence: the dead letter is in the
+    // transaction the fence aborts.
+    let config = SubscriberConfig::new("eos-dl", [input.as_str()])
+        .group_id(group.as_str())
+        .transactions(faststream::TransactionCommits::every(Duration::from_secs(
+            2,
+        )))
+        .error_policy(
+            ErrorPolicy::retry(2)
+                .backoff(faststream_integration_tests::fast_backoff())
+                .then_dead_letter(),
+        )
+        .publish_to(output.as_str());
+    let transactional_id = broker.transactional_id(&config);
+    let gate = Arc::new(Semaphore::new(0));
+    let held = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (handler_gate, handler_held) = (Arc::clone(&gate), Arc::clone(&held));
+    let app = FastStream::new(broker.clone()).subscriber(config, move |n: String| {
+        let (gate, held) = (Arc::clone(&handler_gate), Arc::clone(&handler_held));
+        async move {
+            if n == "3" {
+                return Err(faststream::Error::config_msg("poison"));
+            }
+            // Record 5 waits (once) until the producer was fenced: the transaction holding
+            // the dead letter of record 3 and the outputs before 5 is then aborted.
+            if n == "5" && !held.swap(true, Ordering::SeqCst) {
+                drop(gate.acquire().await);
+            }
+            Ok(format!("out-{n}"))
+        }
+    });
+    let test = TestBroker::start(app).await.unwrap();
+    publish_numbers(&broker, &input, 0..8).await;
+    // The dead letter is written (uncommitted) before record 5 runs.
+    wait_for(PATIENCE, "record 5 in its handler", || {
+        held.load(Ordering::SeqCst)
+    })
+    .await;
+    broker.fence(&transactional_id).await.unwrap();
+    gate.add_permits(1);
+    let outputs = wait_outputs(&broker, &output, 7).await;
+    let want: Vec<String> = [0, 1, 2, 4, 5, 6, 7]
+        .iter()
+        .map(|n| format!("out-{n}"))
+        .collect();
+    assert_eq!(outputs, want, "each output once");
+    let dead_letters = wait_outputs(&broker, &dead, 1).await;
+    assert_eq!(dead_letters, ["3"], "the dead letter once");
+    test.shutdown().await.unwrap();
+    assert_eq!(committed_outputs(&broker, &dead).await.len(), 1);
+    assert_eq!(broker.committed(&group, &input, 0).await, Some(8));
+}
+both_modes!(
+    a_dead_letter_joins_the_transaction_in_memory,
+    a_dead_letter_joins_the_transaction_on_kafka,
+    a_dead_letter_joins_the_transaction
+);

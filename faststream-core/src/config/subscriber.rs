@@ -838,7 +838,8 @@ impl SubscriberConfig {
     /// its transaction aborts), and publishes a handler makes through a broker handle of its
     /// own (use the return value or `#[publisher]`). [`Broker::request`](crate::Broker::request)
     /// inside such a handler is refused: its reply could not be read before the commit.
-    /// Manual acknowledgement and lanes are refused at start. Readers downstream must use
+    /// Manual acknowledgement is refused at start. With [`lanes`](Self::lanes), every lane
+    /// reaches the barrier before its partition's watermark is taken. Readers downstream must use
     /// [`IsolationLevel::ReadCommitted`] (the default).
     ///
     /// ```

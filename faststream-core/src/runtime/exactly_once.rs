@@ -156,7 +156,8 @@ impl Coordinator {
 
     /// Commits every `interval`, or sooner once `max_records` were handled, until `stop`.
     pub(crate) async fn run(self: Arc<Self>, stop: CancellationToken) {
-        let mut tick = tokio::time::interval(self.commits.interval);
+        let first = tokio::time::Instant::now() + self.commits.interval;
+        let mut tick = tokio::time::interval_at(first, self.commits.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {

@@ -205,8 +205,8 @@ where
 }
 
 /// The transaction coordinator of an exactly-once subscriber, refusing what exactly-once
-/// cannot keep: a record acknowledged by hand after its handler returned, or lanes, would let
-/// the outputs of records past the committed offset into a commit.
+/// cannot keep: a record acknowledged by hand after its handler returned would let the
+/// outputs of the records after it into a commit before its offset.
 fn exactly_once_coordinator<P: Publish>(
     config: &SubscriberConfig,
     manual_ack: bool,
