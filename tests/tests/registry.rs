@@ -1,0 +1,583 @@
+//! The schema registry codecs against a real registry (Apicurio Registry 3 with Confluent's
+//! API, `scripts/registry-local.sh`, started by `scripts/test.sh`) and the local Kafka: Avro
+//! and JSON Schema round trips, keys, subject strategies, one request per schema id, Avro
+//! schema resolution both ways, an unknown schema id dead-lettered, and an outage waited out.
+
+use apache_avro::AvroSchema;
+use faststream::codec::{decode_by, Codec};
+use faststream::extract::Key;
+use faststream::kafka::KafkaBroker;
+use faststream::registry::{PublishMode, RegistryCodec, SchemaRegistry, SubjectStrategy};
+use faststream::testing::TestBroker;
+use faststream::{
+    Backoff, Broker, ErrorPolicy, FastStream, PublisherConfig, Record, State, SubscriberConfig,
+};
+use faststream_integration_tests::*;
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The registry the tests use (`FASTSTREAM_TEST_REGISTRY`, default the local one), checked
+/// to answer: a test fails saying how to start it rather than skipping.
+async fn registry() -> SchemaRegistry {
+    let url = std::env::var("FASTSTREAM_TEST_REGISTRY")
+        .unwrap_or_else(|_| "http://127.0.0.1:8081/apis/ccompat/v7".to_owned());
+    let registry = SchemaRegistry::new(url.as_str()).expect("registry client");
+    // A fresh client per test, so that its request count is the test's own; this probe is
+    // on a client of its own too.
+    let probe = SchemaRegistry::new(url.as_str()).expect("registry client");
+    if let Err(err) = probe.latest("faststream-probe-none").await {
+        assert!(
+            !err.is_outage(),
+            "no schema registry answers at {url} ({err}): start it with `scripts/registry-local.sh start` (scripts/test.sh does)"
+        );
+    }
+    registry
+}
+
+fn quick(attempts: u32) -> ErrorPolicy {
+    ErrorPolicy::retry(attempts).backoff(Backoff {
+        initial: Duration::from_millis(20),
+        max: Duration::from_millis(100),
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema, schemars::JsonSchema)]
+struct Order {
+    id: i64,
+    item: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
+struct Invoice {
+    order_id: i64,
+    total: f64,
+}
+
+/// Order's next version: a field added with a default (a backward and forward compatible
+/// change).
+mod v2 {
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub(super) struct Order {
+        pub(super) id: i64,
+        pub(super) item: String,
+        pub(super) note: Option<String>,
+    }
+
+    pub(super) const SCHEMA: &str = r#"{"type":"record","name":"Order","fields":[
+        {"name":"id","type":"long"},{"name":"item","type":"string"},
+        {"name":"note","type":["null","string"],"default":null}]}"#;
+}
+
+type Seen<T> = Arc<Mutex<Vec<T>>>;
+
+// ---------------------------------------------------------------------------------------
+// Avro through the registry, in both modes: Order decoded from the registry's framing,
+// the Invoice reply framed with its own auto-registered schema.
+
+async fn avro_round_trip(broker: TestBroker) {
+    let registry = registry().await;
+    let (input, output) = (unique("sr-avro-in"), unique("sr-avro-out"));
+    broker.create_topic(&input, 1).await.unwrap();
+    broker.create_topic(&output, 1).await.unwrap();
+    let writer = RegistryCodec::avro_of::<Order>(&registry)
+        .publishing(&input, PublishMode::AutoRegister)
+        .await
+        .expect("Order's schema registered");
+    let reply = RegistryCodec::avro_of::<Invoice>(&registry)
+        .publishing(&output, PublishMode::AutoRegister)
+        .await
+        .expect("Invoice's schema registered");
+    let app = FastStream::new(broker.clone()).subscriber(
+        SubscriberConfig::new("bill", [input.as_str()])
+            .group_id(unique("sr-avro-g"))
+            .codec(RegistryCodec::avro_of::<Order>(&registry))
+            .publisher(PublisherConfig::new(output.as_str()).codec(reply)),
+        |order: Order| async move {
+            Invoice {
+                order_id: order.id,
+                total: 2.5 * order.item.len() as f64,
+            }
+        },
+    );
+    let test = TestBroker::start(app).await.unwrap();
+    let order = Order {
+        id: 7,
+        item: "tea".into(),
+    };
+    test.publish_record(Record::encode_with(input.as_str(), &order, Some(&writer)).unwrap())
+        .await
+        .unwrap();
+    test.published(output.as_str()).wait_for(1).await;
+    let out = test.records(&output).await;
+    let invoice_id = registry
+        .latest(&format!("{output}-value"))
+        .await
+        .unwrap()
+        .id;
+    assert_eq!(out[0].payload[0], 0, "magic byte");
+    assert_eq!(out[0].payload[1..5], invoice_id.to_be_bytes(), "schema id");
+    let read = RegistryCodec::avro_of::<Invoice>(&registry);
+    assert_eq!(
+        decode_by::<Invoice>(&read, &out[0].payload).unwrap(),
+        Invoice {
+            order_id: 7,
+            total: 7.5
+        }
+    );
+    test.calls("bill").assert_called(1).await;
+    test.shutdown().await.unwrap();
+}
+both_modes!(
+    avro_round_trips_through_the_registry_in_memory,
+    avro_round_trips_through_the_registry_on_kafka,
+    avro_round_trip
+);
+
+// ---------------------------------------------------------------------------------------
+// JSON Schema through the registry: Order's schemars schema registered as JSON, the body
+// plain JSON after the framing (what Python's JSONSerializer writes and reads).
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_schema_round_trips_through_the_registry_on_kafka() {
+    let registry = registry().await;
+    let topic = unique("sr-json");
+    create_topic(&topic, 1).await;
+    let writer = RegistryCodec::json_of::<Order>(&registry)
+        .publishing(&topic, PublishMode::AutoRegister)
+        .await
+        .expect("Order's JSON Schema registered");
+    let registered = registry.latest(&format!("{topic}-value")).await.unwrap();
+    assert_eq!(
+        registered.schema_type,
+        faststream::registry::SchemaType::Json
+    );
+    assert!(
+        registered.schema.contains("\"item\""),
+        "{}",
+        registered.schema
+    );
+    let seen: Seen<Order> = Arc::default();
+    let running = FastStream::new(KafkaBroker::new(bootstrap()))
+        .with_state(Arc::clone(&seen))
+        .subscriber(
+            SubscriberConfig::new("orders", [topic.as_str()])
+                .group_id(unique("sr-json-g"))
+                .codec(RegistryCodec::json(&registry)),
+            |seen: State<Seen<Order>>, order: Order| async move {
+                seen.lock().unwrap().push(order);
+            },
+        )
+        .start()
+        .await
+        .unwrap();
+    let order = Order {
+        id: 3,
+        item: "pen".into(),
+    };
+    let record = Record::encode_with(topic.as_str(), &order, Some(&writer)).unwrap();
+    let payload = record.payload.clone().unwrap();
+    assert_eq!(payload[0], 0, "magic byte");
+    assert_eq!(payload[1..5], registered.id.to_be_bytes(), "schema id");
+    assert_eq!(&payload[5..], br#"{"id":3,"item":"pen"}"#);
+    running.broker().publish_record(record).await.unwrap();
+    wait_for(WAIT, "the order decoded", || {
+        seen.lock().unwrap().len() == 1
+    })
+    .await;
+    assert_eq!(seen.lock().unwrap()[0], order);
+    running.shutdown().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// Keys: an Avro key under `{topic}-key`, decoded by the subscriber's key codec.
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
+struct CustomerKey {
+    customer: String,
+    region: i32,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_decode_with_a_registry_key_codec_on_kafka() {
+    let registry = registry().await;
+    let topic = unique("sr-key");
+    create_topic(&topic, 1).await;
+    let keys = RegistryCodec::avro_of::<CustomerKey>(&registry)
+        .for_keys()
+        .publishing(&topic, PublishMode::AutoRegister)
+        .await
+        .unwrap();
+    let values = RegistryCodec::avro_of::<Order>(&registry)
+        .publishing(&topic, PublishMode::AutoRegister)
+        .await
+        .unwrap();
+    let key_id = registry.latest(&format!("{topic}-key")).await.unwrap().id;
+    let value_id = registry.latest(&format!("{topic}-value")).await.unwrap().id;
+    assert_ne!(
+        key_id, value_id,
+        "keys and values have subjects of their own"
+    );
+    let seen: Seen<(CustomerKey, Order)> = Arc::default();
+    let running =
+        FastStream::new(KafkaBroker::new(bootstrap()))
+            .with_state(Arc::clone(&seen))
+            .subscriber(
+                SubscriberConfig::new("keyed", [topic.as_str()])
+                    .group_id(unique("sr-key-g"))
+                    .codec(RegistryCodec::avro_of::<Order>(&registry))
+                    .key_codec(RegistryCodec::avro_of::<CustomerKey>(&registry).for_keys()),
+                |seen: State<Seen<(CustomerKey, Order)>>,
+                 Key(key): Key<CustomerKey>,
+                 order: Order| async move {
+                    seen.lock().unwrap().push((key, order));
+                },
+            )
+            .start()
+            .await
+            .unwrap();
+    let key = CustomerKey {
+        customer: "ann".into(),
+        region: 4,
+    };
+    let order = Order {
+        id: 1,
+        item: "cup".into(),
+    };
+    let key_bytes = keys.encode(&key).unwrap();
+    assert_eq!(key_bytes[1..5], key_id.to_be_bytes());
+    let record = Record::encode_with(topic.as_str(), &order, Some(&values))
+        .unwrap()
+        .key(key_bytes);
+    running.broker().publish_record(record).await.unwrap();
+    wait_for(WAIT, "the keyed order decoded", || {
+        seen.lock().unwrap().len() == 1
+    })
+    .await;
+    assert_eq!(seen.lock().unwrap()[0], (key, order));
+    running.shutdown().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// Subject strategies: where auto-registration puts a schema.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subject_strategies_name_the_registered_subjects() {
+    let registry = registry().await;
+    let topic = unique("sr-subject");
+    // A record name of its own, so the RecordName subject is this test's.
+    let name = unique("Rec").replace('-', "_");
+    let schema = apache_avro::Schema::parse_str(&format!(
+        r#"{{"type":"record","name":"{name}","namespace":"shop","fields":[{{"name":"id","type":"long"}}]}}"#
+    ))
+    .unwrap();
+    let codec = |strategy| {
+        RegistryCodec::avro(&registry)
+            .reader_schema(schema.clone())
+            .subject_strategy(strategy)
+    };
+    let expected = [
+        (SubjectStrategy::TopicName, format!("{topic}-value")),
+        (SubjectStrategy::RecordName, format!("shop.{name}")),
+        (
+            SubjectStrategy::TopicRecordName,
+            format!("{topic}-shop.{name}"),
+        ),
+    ];
+    for (strategy, subject) in expected {
+        assert_eq!(codec(strategy).subject(&topic).unwrap(), subject);
+        let writer = codec(strategy)
+            .publishing(&topic, PublishMode::AutoRegister)
+            .await
+            .unwrap();
+        let registered = registry.latest(&subject).await.expect("registered there");
+        let framed = writer
+            .encode(&serde_json::json!({"id": 5}))
+            .expect("encodes");
+        assert_eq!(framed[1..5], registered.id.to_be_bytes(), "{strategy:?}");
+    }
+    // A fixed id and the latest version write with the id registered.
+    let subject = format!("{topic}-value");
+    let id = registry.latest(&subject).await.unwrap().id;
+    for mode in [PublishMode::Id(id), PublishMode::Latest] {
+        let writer = codec(SubjectStrategy::TopicName)
+            .publishing(&topic, mode)
+            .await
+            .unwrap();
+        let framed = writer.encode(&serde_json::json!({"id": 5})).unwrap();
+        assert_eq!(framed[1..5], id.to_be_bytes(), "{mode:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The cache, and Avro's schema resolution both ways: records written with v1 and v2 of one
+// subject over two partitions, read by a v2 reader and a v1 reader; each reader's client asks
+// the registry once per schema id, however many records carry it.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_schema_id_is_fetched_once_and_v1_and_v2_resolve_both_ways() {
+    let writers = registry().await;
+    let topic = unique("sr-versions");
+    create_topic(&topic, 2).await;
+    let v1 = RegistryCodec::avro_of::<Order>(&writers)
+        .publishing(&topic, PublishMode::AutoRegister)
+        .await
+        .unwrap();
+    let v2_schema = apache_avro::Schema::parse_str(v2::SCHEMA).unwrap();
+    let v2 = RegistryCodec::avro(&writers)
+        .reader_schema(v2_schema.clone())
+        .publishing(&topic, PublishMode::AutoRegister)
+        .await
+        .unwrap();
+    let mut records = Vec::new();
+    for i in 0..40_i64 {
+        let partition = (i % 2) as i32;
+        let record = if i % 4 < 2 {
+            Record::encode_with(
+                topic.as_str(),
+                &Order {
+                    id: i,
+                    item: format!("v1-{i}"),
+                },
+                Some(&v1),
+            )
+        } else {
+            let order = v2::Order {
+                id: i,
+                item: format!("v2-{i}"),
+                note: Some("fragile".into()),
+            };
+            Record::encode_with(topic.as_str(), &order, Some(&v2))
+        };
+        records.push(record.unwrap().partition(partition));
+    }
+    let broker = KafkaBroker::new(bootstrap());
+    broker.publish_batch(records).await.unwrap();
+    let (as_v1, as_v2) = (registry().await, registry().await);
+    let seen_v1: Seen<Order> = Arc::default();
+    let seen_v2: Seen<v2::Order> = Arc::default();
+    let running = FastStream::new(broker)
+        .with_state((Arc::clone(&seen_v1), Arc::clone(&seen_v2)))
+        .subscriber(
+            SubscriberConfig::new("as_v1", [topic.as_str()])
+                .group_id(unique("sr-v1-g"))
+                .codec(RegistryCodec::avro_of::<Order>(&as_v1)),
+            |seen: State<(Seen<Order>, Seen<v2::Order>)>, order: Order| async move {
+                seen.0 .0.lock().unwrap().push(order);
+            },
+        )
+        .subscriber(
+            SubscriberConfig::new("as_v2", [topic.as_str()])
+                .group_id(unique("sr-v2-g"))
+                .codec(RegistryCodec::avro(&as_v2).reader_schema(v2_schema)),
+            |seen: State<(Seen<Order>, Seen<v2::Order>)>, order: v2::Order| async move {
+                seen.0 .1.lock().unwrap().push(order);
+            },
+        )
+        .start()
+        .await
+        .unwrap();
+    wait_for(WAIT, "both readers got all 40 records", || {
+        seen_v1.lock().unwrap().len() == 40 && seen_v2.lock().unwrap().len() == 40
+    })
+    .await;
+    running.shutdown().await.unwrap();
+    let mut read_v1 = seen_v1.lock().unwrap().clone();
+    read_v1.sort_by_key(|o| o.id);
+    for order in &read_v1 {
+        let version = if order.id % 4 < 2 { "v1" } else { "v2" };
+        assert_eq!(
+            order.item,
+            format!("{version}-{}", order.id),
+            "v2 read as v1 drops note"
+        );
+    }
+    let mut read_v2 = seen_v2.lock().unwrap().clone();
+    read_v2.sort_by_key(|o| o.id);
+    for order in &read_v2 {
+        let note = (order.id % 4 >= 2).then(|| "fragile".to_owned());
+        assert_eq!(
+            order.note, note,
+            "v1 read as v2 takes the default: {order:?}"
+        );
+    }
+    assert_eq!(
+        as_v1.requests(),
+        2,
+        "one request per schema id (two ids, 40 records)"
+    );
+    assert_eq!(
+        as_v2.requests(),
+        2,
+        "one request per schema id (two ids, 40 records)"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Bad data: an id the registry does not know (404) and a writer schema that does not
+// resolve to the reader's are decode errors: dead-lettered at once, never retried.
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
+struct Unrelated {
+    colour: String,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_schema_id_and_an_incompatible_writer_are_dead_lettered_without_retries() {
+    let registry = registry().await;
+    let topic = unique("sr-bad");
+    let dead = format!("{topic}-dlt");
+    create_topic(&topic, 1).await;
+    create_topic(&dead, 1).await;
+    let good = RegistryCodec::avro_of::<Order>(&registry)
+        .publishing(&topic, PublishMode::AutoRegister)
+        .await
+        .unwrap();
+    let unrelated = RegistryCodec::avro_of::<Unrelated>(&registry)
+        .publishing(&unique("sr-bad-other"), PublishMode::AutoRegister)
+        .await
+        .unwrap();
+    let order = Order {
+        id: 9,
+        item: "ok".into(),
+    };
+    let unknown_id = [0u8, 0x7f, 0xff, 0xff, 0xf0, 2, 0x61];
+    let incompatible = unrelated
+        .encode(&Unrelated {
+            colour: "red".into(),
+        })
+        .unwrap();
+    produce(
+        &topic,
+        [
+            Input::new(unknown_id.to_vec()),
+            Input::new(incompatible),
+            Input::new(good.encode(&order).unwrap()),
+        ],
+    )
+    .await;
+    let group = unique("sr-bad-g");
+    let seen: Seen<Order> = Arc::default();
+    let running = FastStream::new(KafkaBroker::new(bootstrap()))
+        .with_state(Arc::clone(&seen))
+        .subscriber(
+            SubscriberConfig::new("strict", [topic.as_str()])
+                .group_id(group.as_str())
+                .codec(RegistryCodec::avro_of::<Order>(&registry))
+                .error_policy(quick(3).then_dead_letter()),
+            |seen: State<Seen<Order>>, order: Order| async move {
+                seen.lock().unwrap().push(order);
+            },
+        )
+        .start()
+        .await
+        .unwrap();
+    let dead_letters = collect(&dead, 2, WAIT);
+    wait_for(WAIT, "every offset committed", || {
+        committed(&group, &topic, 1) == [3]
+    })
+    .await;
+    running.shutdown().await.unwrap();
+    assert_eq!(*seen.lock().unwrap(), [order]);
+    assert_eq!(dead_letters.len(), 2);
+    for (letter, offset) in dead_letters.iter().zip(["0", "1"]) {
+        let header = |name: &str| letter.headers.get(name).map(String::as_str);
+        assert_eq!(header("dlt-original-offset"), Some(offset));
+        assert_eq!(header("dlt-exception-type"), Some("DecodeError"));
+        assert_eq!(header("dlt-attempts"), Some("1"), "never retried");
+    }
+    let message = |i: usize| dead_letters[i].headers["dlt-exception-message"].clone();
+    assert!(message(0).contains("2147483632"), "{}", message(0));
+    assert!(message(1).contains("schema id"), "{}", message(1));
+}
+
+// ---------------------------------------------------------------------------------------
+// An outage: the subscriber's registry refuses connections (a port nothing listens on),
+// then answers (a forwarder to the real registry starts there). The record waits, its
+// partition paused, and is handled once the registry answers: nothing dead-lettered, nothing
+// committed before it was handled.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_pauses_and_retries_and_dead_letters_nothing() {
+    let real = registry().await;
+    let topic = unique("sr-outage");
+    let dead = format!("{topic}-dlt");
+    create_topic(&topic, 1).await;
+    create_topic(&dead, 1).await;
+    let writer = RegistryCodec::avro_of::<Order>(&real)
+        .publishing(&topic, PublishMode::AutoRegister)
+        .await
+        .unwrap();
+    // A free port: bound, then released; the subscriber's registry is there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let down = SchemaRegistry::builder(format!("http://127.0.0.1:{port}/apis/ccompat/v7"))
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let order = Order {
+        id: 11,
+        item: "late".into(),
+    };
+    produce(&topic, [Input::new(writer.encode(&order).unwrap())]).await;
+    let group = unique("sr-outage-g");
+    let seen: Seen<Order> = Arc::default();
+    let running = FastStream::new(KafkaBroker::new(bootstrap()))
+        .with_state(Arc::clone(&seen))
+        .subscriber(
+            SubscriberConfig::new("patient", [topic.as_str()])
+                .group_id(group.as_str())
+                .codec(RegistryCodec::avro_of::<Order>(&down))
+                .error_policy(quick(2).then_dead_letter()),
+            |seen: State<Seen<Order>>, order: Order| async move {
+                seen.lock().unwrap().push(order);
+            },
+        )
+        .start()
+        .await
+        .unwrap();
+    wait_for(WAIT, "three refused fetches (the record waiting)", || {
+        down.requests() >= 3
+    })
+    .await;
+    assert!(seen.lock().unwrap().is_empty(), "not handled while down");
+    assert_eq!(
+        committed(&group, &topic, 1),
+        [-1],
+        "nothing committed while down"
+    );
+    assert_eq!(records_in(&dead, 1), 0, "an outage is never dead-lettered");
+    // The registry answers on that port from now on.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let forwarder = tokio::spawn(async move {
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect("127.0.0.1:8081").await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    wait_for(WAIT, "the record handled once the registry answers", || {
+        seen.lock().unwrap().len() == 1
+    })
+    .await;
+    wait_for(WAIT, "its offset committed", || {
+        committed(&group, &topic, 1) == [1]
+    })
+    .await;
+    running.shutdown().await.unwrap();
+    forwarder.abort();
+    assert_eq!(*seen.lock().unwrap(), [order]);
+    assert_eq!(records_in(&dead, 1), 0, "an outage is never dead-lettered");
+}
