@@ -1,7 +1,8 @@
 //! The schema registry codecs against a real registry (Apicurio Registry 3 with Confluent's
 //! API, `scripts/registry-local.sh`, started by `scripts/test.sh`) and the local Kafka: Avro
 //! and JSON Schema round trips, keys, subject strategies, one request per schema id, Avro
-//! schema resolution both ways, an unknown schema id dead-lettered, and an outage waited out.
+//! schema resolution both ways, an unknown schema id dead-lettered, an outage waited out, and
+//! Python's official serializers (confluent-kafka) both ways.
 
 use apache_avro::AvroSchema;
 use faststream::codec::{decode_by, Codec};
@@ -580,4 +581,113 @@ async fn an_outage_pauses_and_retries_and_dead_letters_nothing() {
     forwarder.abort();
     assert_eq!(*seen.lock().unwrap(), [order]);
     assert_eq!(records_in(&dead, 1), 0, "an outage is never dead-lettered");
+}
+
+// ---------------------------------------------------------------------------------------
+// Python's official serializers (confluent-kafka from PyPI: AvroSerializer, JSONSerializer
+// and their deserializers) on the same Kafka and registry, both directions.
+
+fn python_orders() -> Vec<Order> {
+    [(1, "tea"), (2, "cake"), (3, "jam")]
+        .map(|(id, item)| Order {
+            id,
+            item: item.into(),
+        })
+        .to_vec()
+}
+
+/// Runs `tests/python/registry_interop.py` with `args`; its standard output when it succeeds.
+async fn python_serializers(args: Vec<String>) -> String {
+    tokio::task::spawn_blocking(move || {
+        let python = python_with_registry_serializers();
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/registry_interop.py");
+        let output = std::process::Command::new(python)
+            .arg(script)
+            .args(&args)
+            .output()
+            .expect("python");
+        assert!(
+            output.status.success(),
+            "registry_interop.py {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    })
+    .await
+    .expect("python task")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_serializers_write_what_a_rust_handler_decodes() {
+    let registry = registry().await;
+    for form in ["avro", "json"] {
+        let topic = unique(&format!("sr-py-in-{form}"));
+        create_topic(&topic, 1).await;
+        let out = python_serializers(
+            ["produce", &bootstrap(), registry.url(), &topic, form]
+                .map(String::from)
+                .to_vec(),
+        )
+        .await;
+        assert_eq!(out.trim(), "done");
+        let codec = match form {
+            "avro" => RegistryCodec::avro_of::<Order>(&registry),
+            _ => RegistryCodec::json(&registry),
+        };
+        let seen: Seen<Order> = Arc::default();
+        let running = FastStream::new(KafkaBroker::new(bootstrap()))
+            .with_state(Arc::clone(&seen))
+            .subscriber(
+                SubscriberConfig::new("from_python", [topic.as_str()])
+                    .group_id(unique("sr-py-in-g"))
+                    .codec(codec),
+                |seen: State<Seen<Order>>, order: Order| async move {
+                    seen.lock().unwrap().push(order);
+                },
+            )
+            .start()
+            .await
+            .unwrap();
+        wait_for(WAIT, "Python's three orders decoded", || {
+            seen.lock().unwrap().len() == 3
+        })
+        .await;
+        running.shutdown().await.unwrap();
+        assert_eq!(*seen.lock().unwrap(), python_orders(), "{form}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_deserializers_read_what_a_rust_app_wrote() {
+    let registry = registry().await;
+    for form in ["avro", "json"] {
+        let topic = unique(&format!("sr-py-out-{form}"));
+        create_topic(&topic, 1).await;
+        let codec = match form {
+            "avro" => RegistryCodec::avro_of::<Order>(&registry),
+            _ => RegistryCodec::json_of::<Order>(&registry),
+        };
+        let writer = codec
+            .publishing(&topic, PublishMode::AutoRegister)
+            .await
+            .unwrap();
+        let broker = KafkaBroker::new(bootstrap());
+        let records = python_orders()
+            .iter()
+            .map(|order| Record::encode_with(topic.as_str(), order, Some(&writer)).unwrap())
+            .collect::<Vec<_>>();
+        broker.publish_batch(records).await.unwrap();
+        let out = python_serializers(
+            ["consume", &bootstrap(), registry.url(), &topic, form, "3"]
+                .map(String::from)
+                .to_vec(),
+        )
+        .await;
+        let read: Vec<Order> = out
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("a JSON line"))
+            .collect();
+        assert_eq!(read, python_orders(), "{form}");
+    }
 }
