@@ -11,7 +11,8 @@ use faststream::kafka::KafkaBroker;
 use faststream::registry::{PublishMode, RegistryCodec, SchemaRegistry, SubjectStrategy};
 use faststream::testing::TestBroker;
 use faststream::{
-    Backoff, Broker, ErrorPolicy, FastStream, PublisherConfig, Record, State, SubscriberConfig,
+    Backoff, Broker, ErrorPolicy, FastStream, PublisherConfig, Record, RunningApp, State,
+    SubscriberConfig,
 };
 use faststream_integration_tests::*;
 use serde::{Deserialize, Serialize};
@@ -73,6 +74,33 @@ mod v2 {
 }
 
 type Seen<T> = Arc<Mutex<Vec<T>>>;
+
+/// Starts an app on Kafka whose subscriber `name` decodes `topic`'s records with `codec`
+/// into `Order`s under `policy`, and collects them.
+async fn collect_orders(
+    name: &str,
+    topic: &str,
+    group: &str,
+    codec: RegistryCodec,
+    policy: ErrorPolicy,
+) -> (RunningApp<KafkaBroker>, Seen<Order>) {
+    let seen: Seen<Order> = Arc::default();
+    let running = FastStream::new(KafkaBroker::new(bootstrap()))
+        .with_state(Arc::clone(&seen))
+        .subscriber(
+            SubscriberConfig::new(name, [topic])
+                .group_id(group)
+                .codec(codec)
+                .error_policy(policy),
+            |seen: State<Seen<Order>>, order: Order| async move {
+                seen.lock().unwrap().push(order);
+            },
+        )
+        .start()
+        .await
+        .expect("the app starts");
+    (running, seen)
+}
 
 // ---------------------------------------------------------------------------------------
 // Avro through the registry, in both modes: Order decoded from the registry's framing,
@@ -160,20 +188,14 @@ async fn json_schema_round_trips_through_the_registry_on_kafka() {
         "{}",
         registered.schema
     );
-    let seen: Seen<Order> = Arc::default();
-    let running = FastStream::new(KafkaBroker::new(bootstrap()))
-        .with_state(Arc::clone(&seen))
-        .subscriber(
-            SubscriberConfig::new("orders", [topic.as_str()])
-                .group_id(unique("sr-json-g"))
-                .codec(RegistryCodec::json(&registry)),
-            |seen: State<Seen<Order>>, order: Order| async move {
-                seen.lock().unwrap().push(order);
-            },
-        )
-        .start()
-        .await
-        .unwrap();
+    let (running, seen) = collect_orders(
+        "orders",
+        &topic,
+        &unique("sr-json-g"),
+        RegistryCodec::json(&registry),
+        ErrorPolicy::default(),
+    )
+    .await;
     let order = Order {
         id: 3,
         item: "pen".into(),
@@ -460,21 +482,14 @@ async fn an_unknown_schema_id_and_an_incompatible_writer_are_dead_lettered_witho
     )
     .await;
     let group = unique("sr-bad-g");
-    let seen: Seen<Order> = Arc::default();
-    let running = FastStream::new(KafkaBroker::new(bootstrap()))
-        .with_state(Arc::clone(&seen))
-        .subscriber(
-            SubscriberConfig::new("strict", [topic.as_str()])
-                .group_id(group.as_str())
-                .codec(RegistryCodec::avro_of::<Order>(&registry))
-                .error_policy(quick(3).then_dead_letter()),
-            |seen: State<Seen<Order>>, order: Order| async move {
-                seen.lock().unwrap().push(order);
-            },
-        )
-        .start()
-        .await
-        .unwrap();
+    let (running, seen) = collect_orders(
+        "strict",
+        &topic,
+        &group,
+        RegistryCodec::avro_of::<Order>(&registry),
+        quick(3).then_dead_letter(),
+    )
+    .await;
     let dead_letters = collect(&dead, 2, WAIT);
     wait_for(WAIT, "every offset committed", || {
         committed(&group, &topic, 1) == [3]
@@ -527,21 +542,14 @@ async fn an_outage_pauses_and_retries_and_dead_letters_nothing() {
     };
     produce(&topic, [Input::new(writer.encode(&order).unwrap())]).await;
     let group = unique("sr-outage-g");
-    let seen: Seen<Order> = Arc::default();
-    let running = FastStream::new(KafkaBroker::new(bootstrap()))
-        .with_state(Arc::clone(&seen))
-        .subscriber(
-            SubscriberConfig::new("patient", [topic.as_str()])
-                .group_id(group.as_str())
-                .codec(RegistryCodec::avro_of::<Order>(&down))
-                .error_policy(quick(2).then_dead_letter()),
-            |seen: State<Seen<Order>>, order: Order| async move {
-                seen.lock().unwrap().push(order);
-            },
-        )
-        .start()
-        .await
-        .unwrap();
+    let (running, seen) = collect_orders(
+        "patient",
+        &topic,
+        &group,
+        RegistryCodec::avro_of::<Order>(&down),
+        quick(2).then_dead_letter(),
+    )
+    .await;
     wait_for(WAIT, "three refused fetches (the record waiting)", || {
         down.requests() >= 3
     })
@@ -635,20 +643,14 @@ async fn python_serializers_write_what_a_rust_handler_decodes() {
             "avro" => RegistryCodec::avro_of::<Order>(&registry),
             _ => RegistryCodec::json(&registry),
         };
-        let seen: Seen<Order> = Arc::default();
-        let running = FastStream::new(KafkaBroker::new(bootstrap()))
-            .with_state(Arc::clone(&seen))
-            .subscriber(
-                SubscriberConfig::new("from_python", [topic.as_str()])
-                    .group_id(unique("sr-py-in-g"))
-                    .codec(codec),
-                |seen: State<Seen<Order>>, order: Order| async move {
-                    seen.lock().unwrap().push(order);
-                },
-            )
-            .start()
-            .await
-            .unwrap();
+        let (running, seen) = collect_orders(
+            "from_python",
+            &topic,
+            &unique("sr-py-in-g"),
+            codec,
+            ErrorPolicy::default(),
+        )
+        .await;
         wait_for(WAIT, "Python's three orders decoded", || {
             seen.lock().unwrap().len() == 3
         })
