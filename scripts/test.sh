@@ -75,12 +75,15 @@ else
   background kafka scripts/kafka-local.sh prune
 fi
 
-# The schema registry (Apicurio, Confluent's API on 8081) for tests/tests/registry.rs: installed
+# The schema registry (Apicurio, Confluent's API on 8081, TLS on 8444) for tests/tests/registry.rs: installed
 # from Maven Central on first use and started beside the main line, like the broker.
 if ! (exec 3<>/dev/tcp/127.0.0.1/8081) 2>/dev/null; then
   started_registry=1
   background registry scripts/registry-local.sh start
 else
+  # Reuses the running registry; its CA (for the TLS test) is where it was started from.
+  FASTSTREAM_REGISTRY_HOME="$(scripts/registry-local.sh home)"
+  export FASTSTREAM_REGISTRY_HOME
   background registry scripts/registry-local.sh ensure
 fi
 

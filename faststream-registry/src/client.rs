@@ -510,6 +510,49 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn basic_auth_goes_in_a_header_and_the_password_never_in_an_error() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/apis/ccompat/v7", listener.local_addr().unwrap());
+        // A listener that records the request and refuses the credentials.
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = vec![0; 4096];
+            let read = socket.read(&mut request).await.unwrap();
+            let body = r#"{"error_code":40101,"message":"bad credentials"}"#;
+            let answer = format!(
+                "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            socket.write_all(answer.as_bytes()).await.unwrap();
+            String::from_utf8_lossy(&request[..read]).into_owned()
+        });
+        let registry = SchemaRegistry::builder(url)
+            .basic_auth("user", "s3cret")
+            .build()
+            .unwrap();
+        let err = registry.schema_by_id(3).await.unwrap_err();
+        let request = server.await.unwrap().to_ascii_lowercase();
+        assert!(
+            request.starts_with("get /apis/ccompat/v7/schemas/ids/3 "),
+            "{request}"
+        );
+        // base64("user:s3cret")
+        assert!(
+            request.contains("authorization: basic dxnlcjpzm2nyzxq="),
+            "{request}"
+        );
+        assert!(
+            err.is_outage(),
+            "refused credentials are fixed by configuration, not by dead-lettering: {err}"
+        );
+        for shown in [err.to_string(), format!("{err:?}"), format!("{registry:?}")] {
+            assert!(!shown.contains("s3cret"), "{shown}");
+        }
+        assert!(err.to_string().contains("401"), "{err}");
+    }
+
+    #[tokio::test]
     async fn a_refused_connection_is_an_outage() {
         // Port 1 on the loopback: nothing listens there.
         let registry = SchemaRegistry::builder("http://127.0.0.1:1")

@@ -693,3 +693,61 @@ async fn python_deserializers_read_what_a_rust_app_wrote() {
         assert_eq!(read, python_orders(), "{form}");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// TLS: the registry's HTTPS port, its certificate signed by the script's test CA.
+
+/// The CA of the local registry's certificate (`FASTSTREAM_TEST_REGISTRY_CA`, default
+/// `FASTSTREAM_REGISTRY_HOME/tls/ca.pem`, itself `target/registry-local` by default).
+fn registry_ca() -> Vec<u8> {
+    let path = std::env::var_os("FASTSTREAM_TEST_REGISTRY_CA")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("FASTSTREAM_REGISTRY_HOME")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| {
+                    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                        .join("../target/registry-local")
+                })
+                .join("tls/ca.pem")
+        });
+    std::fs::read(&path).unwrap_or_else(|err| {
+        panic!(
+            "no registry CA at {} ({err}; FASTSTREAM_TEST_REGISTRY_CA): scripts/registry-local.sh start generates it (`scripts/registry-local.sh home` names the running registry's folder)",
+            path.display()
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_the_registry_trusts_a_private_ca() {
+    let plain = registry().await;
+    let url = std::env::var("FASTSTREAM_TEST_REGISTRY_TLS")
+        .unwrap_or_else(|_| "https://127.0.0.1:8444/apis/ccompat/v7".to_owned());
+    let trusting = SchemaRegistry::builder(url.as_str())
+        .ca_pem(registry_ca())
+        .build()
+        .unwrap();
+    let topic = unique("sr-tls");
+    let writer = RegistryCodec::avro_of::<Order>(&trusting)
+        .publishing(&topic, PublishMode::AutoRegister)
+        .await
+        .unwrap_or_else(|err| panic!("registering over TLS at {url}: {err}"));
+    let order = Order {
+        id: 4,
+        item: "ink".into(),
+    };
+    let framed = writer.encode(&order).unwrap();
+    let id = plain.latest(&format!("{topic}-value")).await.unwrap().id;
+    assert_eq!(
+        framed[1..5],
+        id.to_be_bytes(),
+        "the same registry over HTTP and HTTPS"
+    );
+    let untrusting = SchemaRegistry::new(url.as_str()).unwrap();
+    let err = untrusting.schema_by_id(id).await.unwrap_err();
+    assert!(
+        err.is_outage(),
+        "an untrusted certificate is not the record's fault: {err}"
+    );
+}
