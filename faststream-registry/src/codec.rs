@@ -388,3 +388,66 @@ fn decode_error(message: impl Into<String>) -> DecodeError {
         message: message.into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(
+        Debug, serde::Serialize, serde::Deserialize, apache_avro::AvroSchema, schemars::JsonSchema,
+    )]
+    struct Order {
+        id: i64,
+    }
+
+    fn offline() -> SchemaRegistry {
+        SchemaRegistry::new("http://127.0.0.1:1").unwrap()
+    }
+
+    #[test]
+    fn framed_records_are_claimed_with_their_content_type_or_none() {
+        let codec = RegistryCodec::avro_of::<Order>(&offline());
+        let framed = wire::frame(7, &[2]);
+        assert!(codec.claims(None, &framed));
+        assert!(codec.claims(Some(REGISTRY_AVRO), &framed));
+        assert!(!codec.claims(Some("application/msgpack"), &framed));
+        assert!(!codec.claims(None, b"{\"id\":1}"), "not framed");
+        assert!(codec.may_wait(), "a registry can be down");
+    }
+
+    #[test]
+    fn an_unfetched_id_must_be_prepared_and_an_unframed_record_is_a_decode_error() {
+        let codec = RegistryCodec::avro_of::<Order>(&offline());
+        assert!(
+            codec.prepare(&wire::frame(7, &[2])).is_some(),
+            "fetch first"
+        );
+        assert!(
+            codec.prepare(b"{}").is_none(),
+            "nothing to fetch: decoding says why"
+        );
+        let err = faststream_core::codec::decode_by::<Order>(&codec, b"{}").unwrap_err();
+        assert!(err.message.contains("wire format"), "{}", err.message);
+        let err =
+            faststream_core::codec::decode_by::<Order>(&codec, &wire::frame(7, &[2])).unwrap_err();
+        assert!(err.message.contains("schema id 7"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_codec_that_was_not_given_a_subject_only_decodes() {
+        let codec = RegistryCodec::json(&offline());
+        let err = codec.encode(&Order { id: 1 }).unwrap_err();
+        assert!(err.0.contains("publishing(topic, mode)"), "{}", err.0);
+        let strategy =
+            RegistryCodec::json(&offline()).subject_strategy(SubjectStrategy::RecordName);
+        assert!(
+            strategy.subject("orders").is_err(),
+            "RecordName needs a schema"
+        );
+        let named = RegistryCodec::json_of::<Order>(&offline())
+            .subject_strategy(SubjectStrategy::RecordName);
+        assert_eq!(named.subject("orders").unwrap(), "Order");
+        let key = RegistryCodec::avro_of::<Order>(&offline()).for_keys();
+        assert_eq!(key.subject("orders").unwrap(), "orders-key");
+    }
+}

@@ -751,3 +751,54 @@ async fn tls_to_the_registry_trusts_a_private_ca() {
         "an untrusted certificate is not the record's fault: {err}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// A batch subscriber: every record of a batch fetched before the batch decodes, in both
+// modes.
+
+async fn batch_of_registry_records(broker: TestBroker) {
+    let writers = registry().await;
+    let topic = unique("sr-batch");
+    broker.create_topic(&topic, 1).await.unwrap();
+    let writer = RegistryCodec::avro_of::<Order>(&writers)
+        .publishing(&topic, PublishMode::AutoRegister)
+        .await
+        .unwrap();
+    let orders: Vec<Order> = (0..6)
+        .map(|id| Order {
+            id,
+            item: format!("item-{id}"),
+        })
+        .collect();
+    let records = orders
+        .iter()
+        .map(|o| Record::encode_with(topic.as_str(), o, Some(&writer)).unwrap())
+        .collect::<Vec<_>>();
+    broker.publish_batch(records).await.unwrap();
+    let reader = registry().await;
+    let seen: Seen<Order> = Arc::default();
+    let app = FastStream::new(broker.clone())
+        .with_state(Arc::clone(&seen))
+        .subscriber(
+            SubscriberConfig::new("batched", [topic.as_str()])
+                .group_id(unique("sr-batch-g"))
+                .batch(10, Duration::from_millis(300))
+                .codec(RegistryCodec::avro_of::<Order>(&reader)),
+            |seen: State<Seen<Order>>, batch: Vec<Order>| async move {
+                seen.lock().unwrap().extend(batch);
+            },
+        );
+    let test = TestBroker::start(app).await.unwrap();
+    wait_for(WAIT, "the six orders decoded in batches", || {
+        seen.lock().unwrap().len() == 6
+    })
+    .await;
+    test.shutdown().await.unwrap();
+    assert_eq!(*seen.lock().unwrap(), orders);
+    assert_eq!(reader.requests(), 1, "one schema id, one request");
+}
+both_modes!(
+    a_batch_of_registry_records_decodes_in_memory,
+    a_batch_of_registry_records_decodes_on_kafka,
+    batch_of_registry_records
+);
