@@ -159,7 +159,7 @@ cargo clippy -p faststream --features otlp -- -D warnings
 step "cargo doc (no broken or private intra-doc links; every feature but vendored)"
 # Not --all-features: that would build the vendored C libraries in this target dir as well.
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet --features \
-  faststream/testing,faststream/metrics,faststream/otlp,faststream-kafka/test-hooks,faststream-observe/otlp,faststream-observe/metrics,faststream-asyncapi/serve
+  faststream/testing,faststream/metrics,faststream/otlp,faststream/registry,faststream-kafka/test-hooks,faststream-observe/otlp,faststream-observe/metrics,faststream-asyncapi/serve
 
 # Everything the runs below build, built first and one after another (cargo's lock on the
 # target dir serializes builds anyway): then, while the tests run, the scripts' own cargo
