@@ -52,9 +52,12 @@ install() {
   command -v mvn >/dev/null || { log "Maven (mvn) is required to fetch Apicurio Registry $version from Maven Central"; exit 1; }
   log "fetching Apicurio Registry $version (about 150 MB) from Maven Central into $cache"
   rm -rf "$cache" && mkdir -p "$cache"
-  # dependency:copy of the one artifact needs no pom; the download stays in ~/.m2 too.
-  mvn -B -q org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy \
-    -Dartifact="io.apicurio:apicurio-registry-app:$version:tar.gz:all" -DoutputDirectory="$cache"
+  # dependency:copy of the one artifact needs no pom; the download stays in ~/.m2 too. Tried
+  # twice: scripts/test.sh installs Kafka beside it, and two Mavens filling a fresh ~/.m2 with
+  # the same plugin at once can trip over each other.
+  local copy=(mvn -B -q org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy
+    -Dartifact="io.apicurio:apicurio-registry-app:$version:tar.gz:all" -DoutputDirectory="$cache")
+  "${copy[@]}" || { log "Maven failed; trying once more"; sleep 5; "${copy[@]}"; }
   tar -xzf "$cache/apicurio-registry-app-$version-all.tar.gz" -C "$cache"
   rm -f "$cache/apicurio-registry-app-$version-all.tar.gz"
   ls "$cache/quarkus-run.jar" >/dev/null
