@@ -18,6 +18,8 @@ use std::time::Instant;
 pub const REGISTRY_AVRO: &str = "application/vnd.confluent.avro";
 /// The `content-type` written with JSON records in the registry's wire format.
 pub const REGISTRY_JSON: &str = "application/vnd.confluent.json";
+/// The `content-type` written with Protobuf records in the registry's wire format.
+pub const REGISTRY_PROTOBUF: &str = "application/vnd.confluent.protobuf";
 
 /// Which schema a publishing codec writes with ([`RegistryCodec::publishing`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +68,12 @@ enum Format {
     },
     /// JSON Schema; `schema` is what auto-registration registers.
     Json { schema: Option<serde_json::Value> },
+    /// Protobuf, for `Proto<T>` parameters and return values: `proto` (a `.proto` file's
+    /// text) is what auto-registration registers, `indexes` where the message is in it.
+    Protobuf {
+        proto: Option<String>,
+        indexes: Vec<i32>,
+    },
 }
 
 /// Where a codec publishes: its subject, mode, and the schema it writes with now.
@@ -116,6 +124,37 @@ impl RegistryCodec {
         Self::with_format(registry, Format::Json { schema })
     }
 
+    /// Protobuf records for `codec::Proto<T>` parameters and return values (prost
+    /// messages): the frame (schema id and message indexes) is checked and taken off before
+    /// prost decodes, and put on when a `Proto<T>` is published through this codec.
+    pub fn protobuf(registry: &SchemaRegistry) -> Self {
+        Self::with_format(
+            registry,
+            Format::Protobuf {
+                proto: None,
+                indexes: vec![0],
+            },
+        )
+    }
+
+    /// The `.proto` file (its text) publishing registers, for a Protobuf codec.
+    pub fn proto_schema(mut self, proto: impl Into<String>) -> Self {
+        if let Format::Protobuf { proto: own, .. } = &mut self.format {
+            *own = Some(proto.into());
+        }
+        self
+    }
+
+    /// Where the published message is in its `.proto` file, for a Protobuf codec: `[0]` (the
+    /// default) is its first top-level message, `[1, 0]` the first message nested in the
+    /// second.
+    pub fn message_indexes(mut self, indexes: &[i32]) -> Self {
+        if let Format::Protobuf { indexes: own, .. } = &mut self.format {
+            *own = indexes.to_vec();
+        }
+        self
+    }
+
     fn with_format(registry: &SchemaRegistry, format: Format) -> Self {
         Self {
             registry: registry.clone(),
@@ -153,6 +192,7 @@ impl RegistryCodec {
                 _ => None,
             },
             Format::Json { schema } => schema.as_ref()?["title"].as_str().map(str::to_owned),
+            Format::Protobuf { .. } => None,
         }
     }
 
@@ -203,7 +243,7 @@ impl RegistryCodec {
     fn own_schema(&self) -> Result<(SchemaType, String), RegistryError> {
         let missing = || {
             RegistryError::Invalid(
-                "auto-registration needs the codec's own schema (avro_of, reader_schema, json_of)"
+                "auto-registration needs the codec's own schema (avro_of, reader_schema, json_of, proto_schema)"
                     .into(),
             )
         };
@@ -218,20 +258,51 @@ impl RegistryCodec {
                 let schema = schema.as_ref().ok_or_else(missing)?;
                 Ok((SchemaType::Json, schema.to_string()))
             }
+            Format::Protobuf { proto, .. } => {
+                let proto = proto.as_ref().ok_or_else(missing)?;
+                Ok((SchemaType::Protobuf, proto.clone()))
+            }
+        }
+    }
+
+    /// The registry's name for the codec's format.
+    fn schema_type(&self) -> SchemaType {
+        match self.format {
+            Format::Avro { .. } => SchemaType::Avro,
+            Format::Json { .. } => SchemaType::Json,
+            Format::Protobuf { .. } => SchemaType::Protobuf,
         }
     }
 
     /// Fails when `schema` is not of the codec's format.
     fn check_writer(&self, schema: &RegisteredSchema) -> Result<(), RegistryError> {
-        match (&self.format, schema.schema_type) {
-            (Format::Avro { .. }, _) => schema.avro().map(|_| ()).map_err(RegistryError::Invalid),
-            (Format::Json { .. }, SchemaType::Json) => Ok(()),
-            (Format::Json { .. }, other) => Err(RegistryError::Invalid(format!(
-                "schema {} is {}, not JSON",
-                schema.id,
-                other.as_str()
-            ))),
+        match &self.format {
+            Format::Avro { .. } => schema.avro().map(|_| ()).map_err(RegistryError::Invalid),
+            _ => same_type(schema, self.schema_type()).map_err(RegistryError::Invalid),
         }
+    }
+
+    /// The schema of a framed payload's id, fetched by [`Codec::prepare`], and the rest.
+    fn fetched<'p>(
+        &self,
+        payload: &'p [u8],
+    ) -> Result<(Arc<RegisteredSchema>, &'p [u8]), DecodeError> {
+        let (id, body) = wire::split(payload)?;
+        let schema = self.registry.cached(id).ok_or_else(|| {
+            decode_error(format!("schema id {id} was not fetched from the registry"))
+        })?;
+        Ok((schema, body))
+    }
+
+    /// The schema publishing writes with now; an error for a codec that only decodes.
+    fn writer_schema(&self) -> Result<Arc<RegisteredSchema>, EncodeError> {
+        let writer = self.writer.as_ref().ok_or_else(|| {
+            EncodeError(format!(
+                "{}: this codec only decodes; `publishing(topic, mode).await` sets where it publishes",
+                self.name()
+            ))
+        })?;
+        Ok(self.current(writer))
     }
 
     /// The schema encoding writes with now. Under [`PublishMode::Latest`], a look-up older
@@ -281,6 +352,7 @@ impl Codec for RegistryCodec {
         match self.format {
             Format::Avro { .. } => "registry-avro",
             Format::Json { .. } => "registry-json",
+            Format::Protobuf { .. } => "registry-protobuf",
         }
     }
 
@@ -288,6 +360,7 @@ impl Codec for RegistryCodec {
         match self.format {
             Format::Avro { .. } => REGISTRY_AVRO,
             Format::Json { .. } => REGISTRY_JSON,
+            Format::Protobuf { .. } => REGISTRY_PROTOBUF,
         }
     }
 
@@ -303,38 +376,50 @@ impl Codec for RegistryCodec {
         payload: &'de [u8],
         target: &mut dyn DecodeTarget<'de>,
     ) -> Result<(), DecodeError> {
-        let (id, body) = wire::split(payload)?;
-        let schema = self.registry.cached(id).ok_or_else(|| {
-            decode_error(format!("schema id {id} was not fetched from the registry"))
-        })?;
+        let (schema, body) = self.fetched(payload)?;
         match &self.format {
             Format::Avro { reader } => {
                 let writer = schema.avro().map_err(decode_error)?;
-                decode_avro_datum(writer, reader.as_deref(), body, target)
-                    .map_err(|err| decode_error(format!("schema id {id}: {}", err.message)))
+                decode_avro_datum(writer, reader.as_deref(), body, target).map_err(|err| {
+                    decode_error(format!("schema id {}: {}", schema.id, err.message))
+                })
             }
             Format::Json { .. } => {
-                if schema.schema_type != SchemaType::Json {
-                    return Err(decode_error(format!(
-                        "schema id {id} is {}, not JSON",
-                        schema.schema_type.as_str()
-                    )));
-                }
+                same_type(&schema, SchemaType::Json).map_err(decode_error)?;
                 let mut json = serde_json::Deserializer::from_slice(body);
                 deserialize_into(target, &mut json)?;
                 json.end().map_err(|e| decode_error(e.to_string()))
             }
+            Format::Protobuf { .. } => Err(decode_error(
+                "Protobuf records decode into `codec::Proto<T>` parameters (prost messages)",
+            )),
         }
     }
 
+    /// A Protobuf record's message bytes: the schema id (of a Protobuf schema) and the
+    /// message indexes taken off.
+    fn body<'p>(&self, payload: &'p [u8]) -> Result<&'p [u8], DecodeError> {
+        let (schema, rest) = self.fetched(payload)?;
+        same_type(&schema, SchemaType::Protobuf).map_err(decode_error)?;
+        let (_indexes, body) = wire::read_indexes(rest)?;
+        Ok(body)
+    }
+
+    /// A `Proto<T>`'s bytes framed with the schema id and the message indexes.
+    fn frame(&self, body: &[u8]) -> Option<Result<Vec<u8>, EncodeError>> {
+        let Format::Protobuf { indexes, .. } = &self.format else {
+            return None;
+        };
+        Some(self.writer_schema().map(|schema| {
+            let mut framed = wire::frame(schema.id, &[]);
+            wire::write_indexes(&mut framed, indexes);
+            framed.extend_from_slice(body);
+            framed
+        }))
+    }
+
     fn encode(&self, value: &dyn erased_serde::Serialize) -> Result<Vec<u8>, EncodeError> {
-        let writer = self.writer.as_ref().ok_or_else(|| {
-            EncodeError(format!(
-                "{}: this codec only decodes; `publishing(topic, mode).await` sets where it publishes",
-                self.name()
-            ))
-        })?;
-        let schema = self.current(writer);
+        let schema = self.writer_schema()?;
         let body = match &self.format {
             Format::Avro { .. } => {
                 let avro = schema.avro().map_err(EncodeError)?;
@@ -342,6 +427,11 @@ impl Codec for RegistryCodec {
             }
             Format::Json { .. } => serde_json::to_vec(value)
                 .map_err(|e| EncodeError(format!("{}: {e}", self.name())))?,
+            Format::Protobuf { .. } => {
+                return Err(EncodeError(
+                    "registry-protobuf: publish a `codec::Proto<T>` (a prost message)".into(),
+                ))
+            }
         };
         Ok(wire::frame(schema.id, &body))
     }
@@ -377,9 +467,28 @@ impl Codec for RegistryCodec {
                 schema_format: "application/vnd.apache.avro;version=1.9.0",
                 schema: serde_json::to_value(&**reader).ok()?,
             }),
+            Format::Protobuf {
+                proto: Some(proto), ..
+            } => Some(FormatSchema {
+                content_type: REGISTRY_PROTOBUF,
+                ..FormatSchema::protobuf(proto)
+            }),
             _ => None,
         }
     }
+}
+
+/// Fails, saying so, when `schema` is not of type `expected`.
+fn same_type(schema: &RegisteredSchema, expected: SchemaType) -> Result<(), String> {
+    if schema.schema_type == expected {
+        return Ok(());
+    }
+    Err(format!(
+        "schema id {} is {}, not {}",
+        schema.id,
+        schema.schema_type.as_str(),
+        expected.as_str()
+    ))
 }
 
 fn decode_error(message: impl Into<String>) -> DecodeError {

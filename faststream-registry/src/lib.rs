@@ -6,8 +6,9 @@
 //!   password never in `Debug` output or logs. Schemas by id are cached for the life of the
 //!   process, and each id is fetched once (concurrent asks share the request); a subject's
 //!   latest version is cached for a time to live.
-//! - [`RegistryCodec`]: Avro (apache-avro, with writer/reader schema resolution) and JSON
-//!   Schema payloads or keys in the registry's [`wire`] format, a `faststream_core` `Codec`:
+//! - [`RegistryCodec`]: Avro (apache-avro, with writer/reader schema resolution), JSON
+//!   Schema, and Protobuf (for `codec::Proto<T>` prost messages) payloads or keys in the
+//!   registry's [`wire`] format, a `faststream_core` `Codec`:
 //!   set it on a subscriber, router or app (`.codec(..)`), as a key codec
 //!   (`SubscriberConfig::key_codec`), or on a publisher. Subjects follow a
 //!   [`SubjectStrategy`]; publishing registers the codec's schema, uses the subject's latest
@@ -27,5 +28,5 @@ mod subject;
 pub mod wire;
 
 pub use client::{RegisteredSchema, RegistryBuilder, RegistryError, SchemaRegistry, SchemaType};
-pub use codec::{PublishMode, RegistryCodec, REGISTRY_AVRO, REGISTRY_JSON};
+pub use codec::{PublishMode, RegistryCodec, REGISTRY_AVRO, REGISTRY_JSON, REGISTRY_PROTOBUF};
 pub use subject::SubjectStrategy;

@@ -802,3 +802,96 @@ both_modes!(
     a_batch_of_registry_records_decodes_on_kafka,
     batch_of_registry_records
 );
+
+// ---------------------------------------------------------------------------------------
+// Protobuf through the registry, in both modes: a `Proto<Ping>` parameter decoded from the
+// frame (schema id, message indexes `[0]` as one byte), a `Proto<Pong>` reply framed with
+// its own registered `.proto`.
+
+mod proto {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct Ping {
+        #[prost(uint64, tag = "1")]
+        pub(super) seq: u64,
+        #[prost(string, tag = "2")]
+        pub(super) from: String,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct Pong {
+        #[prost(uint64, tag = "1")]
+        pub(super) seq: u64,
+    }
+
+    pub(super) const PING: &str =
+        "syntax = \"proto3\";\npackage shop;\n\nmessage Ping {\n  uint64 seq = 1;\n  string from = 2;\n}\n";
+    pub(super) const PONG: &str =
+        "syntax = \"proto3\";\npackage shop;\n\nmessage Pong {\n  uint64 seq = 1;\n}\n";
+}
+
+async fn protobuf_round_trip(broker: TestBroker) {
+    use faststream::codec::Proto;
+    let writers = registry().await;
+    let (input, output) = (unique("sr-proto-in"), unique("sr-proto-out"));
+    broker.create_topic(&input, 1).await.unwrap();
+    broker.create_topic(&output, 1).await.unwrap();
+    let writer = RegistryCodec::protobuf(&writers)
+        .proto_schema(proto::PING)
+        .publishing(&input, PublishMode::AutoRegister)
+        .await
+        .expect("Ping's .proto registered");
+    let reply = RegistryCodec::protobuf(&writers)
+        .proto_schema(proto::PONG)
+        .publishing(&output, PublishMode::AutoRegister)
+        .await
+        .expect("Pong's .proto registered");
+    let reader = registry().await;
+    let app = FastStream::new(broker.clone()).subscriber(
+        SubscriberConfig::new("pong", [input.as_str()])
+            .group_id(unique("sr-proto-g"))
+            .codec(RegistryCodec::protobuf(&reader))
+            .publisher(PublisherConfig::new(output.as_str()).codec(reply)),
+        |ping: Proto<proto::Ping>| async move {
+            assert_eq!(ping.0.from, "rust");
+            Proto(proto::Pong {
+                seq: ping.0.seq + 1,
+            })
+        },
+    );
+    let test = TestBroker::start(app).await.unwrap();
+    let ping = Proto(proto::Ping {
+        seq: 7,
+        from: "rust".into(),
+    });
+    let record = ping.record_with(input.as_str(), &writer).unwrap();
+    let ping_id = writers.latest(&format!("{input}-value")).await.unwrap().id;
+    let framed = record.payload.clone().unwrap();
+    let expected_head: Vec<u8> = [0]
+        .into_iter()
+        .chain(ping_id.to_be_bytes())
+        .chain([0])
+        .collect();
+    assert_eq!(
+        framed[..6],
+        expected_head[..],
+        "magic byte, Ping's id, indexes [0]"
+    );
+    test.publish_record(record).await.unwrap();
+    test.published(output.as_str()).wait_for(1).await;
+    let out = test.records(&output).await;
+    let pong_id = writers.latest(&format!("{output}-value")).await.unwrap().id;
+    let payload = &out[0].payload;
+    assert_eq!(payload[0], 0, "magic byte");
+    assert_eq!(payload[1..5], pong_id.to_be_bytes(), "Pong's schema id");
+    assert_eq!(payload[5], 0, "message indexes [0]: one zero byte");
+    let pong = <proto::Pong as prost::Message>::decode(&payload[6..]).unwrap();
+    assert_eq!(pong, proto::Pong { seq: 8 });
+    test.calls("pong").assert_called(1).await;
+    test.shutdown().await.unwrap();
+    assert_eq!(reader.requests(), 1, "Ping's schema fetched once");
+}
+both_modes!(
+    protobuf_round_trips_through_the_registry_in_memory,
+    protobuf_round_trips_through_the_registry_on_kafka,
+    protobuf_round_trip
+);

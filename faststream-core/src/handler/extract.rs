@@ -634,13 +634,29 @@ fn prepare_failed(
     }
 }
 
-/// A `prost` message as the payload (see [`codec::Proto`]).
+/// A `prost` message as the payload (see [`codec::Proto`]); under a codec that frames its
+/// payloads (a schema registry's), the message inside the frame, once the codec is ready.
 #[cfg(feature = "protobuf")]
 impl<T: prost::Message + Default + Send + 'static> FromMessage for codec::Proto<T> {
-    fn from_message(message: &Message, _cx: &MessageContext<'_>) -> Extraction<Self> {
-        codec::Proto::decode(&message.payload)
-            .map_err(ExtractError::Payload)
-            .into()
+    fn from_message(message: &Message, cx: &MessageContext<'_>) -> Extraction<Self> {
+        let decode = |codec: Option<&dyn codec::Codec>, payload: &[u8]| {
+            let body = match codec {
+                Some(codec) => codec.body(payload).map_err(ExtractError::Payload)?,
+                None => payload,
+            };
+            codec::Proto::decode(body).map_err(ExtractError::Payload)
+        };
+        let codec = cx.codec();
+        let Some(ready) = codec.and_then(|codec| codec.prepare(&message.payload)) else {
+            return decode(codec.map(|c| &**c), &message.payload).into();
+        };
+        let (codec, payload) = (codec.map(Arc::clone), message.payload.clone());
+        Extraction::pending(async move {
+            ready
+                .await
+                .map_err(|failure| prepare_failed(failure, ExtractError::Payload))?;
+            decode(codec.as_deref(), &payload)
+        })
     }
 }
 

@@ -124,6 +124,20 @@ pub trait Codec: Send + Sync + fmt::Debug + 'static {
         None
     }
 
+    /// The format's own bytes inside a payload this codec frames (a schema registry's magic
+    /// byte, schema id and Protobuf message indexes taken off): what a `codec::Proto<T>`
+    /// parameter decodes, after [`Codec::prepare`]. The payload itself by default.
+    fn body<'p>(&self, payload: &'p [u8]) -> Result<&'p [u8], DecodeError> {
+        Ok(payload)
+    }
+
+    /// The payload that frames `body`, the format's own bytes (a `codec::Proto<T>`'s), as
+    /// this codec publishes it; `None` (the default) publishes the body as it is.
+    fn frame(&self, body: &[u8]) -> Option<Result<Vec<u8>, EncodeError>> {
+        let _ = body;
+        None
+    }
+
     /// Whether [`Codec::prepare`] can fail with [`DecodeFailure::Unavailable`] (it fetches
     /// from outside the process). Its subscribers then keep each message until it is done, so
     /// that one waiting out an outage can run again; `false` by default.
