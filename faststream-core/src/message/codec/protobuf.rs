@@ -11,7 +11,8 @@ use std::sync::Arc;
 /// A `prost` message as a payload: a handler parameter `Proto<T>` decodes it, a returned
 /// `Proto<T>` publishes it with `content-type: application/protobuf`, and
 /// [`Proto::record`] makes a record of it. Protobuf is typed by `prost::Message`, not serde,
-/// so it is this wrapper rather than a [`Codec`](super::Codec).
+/// so it is this wrapper rather than a [`Codec`]; a codec that frames payloads (a schema
+/// registry's) frames and unframes it ([`Codec::frame`], [`Codec::body`]).
 ///
 /// ```
 /// use faststream_core::codec::Proto;

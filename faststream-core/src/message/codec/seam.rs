@@ -54,6 +54,9 @@
 //! - **Encoding** stays synchronous: the registry codec writes the magic byte, the schema id
 //!   and the body from [`Codec::encode`], with an id resolved before the first publish
 //!   (auto-registered, latest, or fixed) and cached.
+//! - **Protobuf**, typed by prost rather than serde (`codec::Proto<T>`), goes through
+//!   [`Codec::body`] (the message inside the frame, for a `Proto<T>` parameter) and
+//!   [`Codec::frame`] (the frame around a published `Proto<T>`).
 
 use crate::error::{DecodeError, EncodeError};
 use futures::future::BoxFuture;
