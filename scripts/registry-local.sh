@@ -29,11 +29,12 @@ set -euo pipefail
 log() { echo "registry-local: $*" >&2; }
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo="$(cd "$here/.." && pwd)"
+# repo, host, open_on and stop_pid, shared with the Kafka scripts (its Kafka variables are
+# set anew below).
+source "$here/kafka/common.sh"
 version="${APICURIO_VERSION:-3.3.3}"
 cache="${FASTSTREAM_REGISTRY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/faststream-rs/apicurio-$version}"
 home="${FASTSTREAM_REGISTRY_HOME:-$repo/target/registry-local}"
-host=127.0.0.1
 port="${REGISTRY_PORT:-8081}"
 management_port="${REGISTRY_MANAGEMENT_PORT:-9001}"
 tls_port="${REGISTRY_TLS_PORT:-8444}"
@@ -43,7 +44,7 @@ api="http://$host:$port/apis/ccompat/v7"
 # another checkout finds its CA (`home`).
 pointer="$(dirname "$cache")/registry-$port.home"
 
-port_open() { (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; }
+port_open() { open_on "$port"; }
 # Whether the Confluent API answers (not just the port: Quarkus opens it before it is ready).
 api_ready() { curl -fsS -o /dev/null --max-time 2 "$api/subjects" 2>/dev/null; }
 
@@ -145,10 +146,7 @@ start() {
 
 stop() {
   if ! pid_alive; then log "no registry started by this script is running"; rm -f "$home/registry.pid"; return 0; fi
-  local pid; pid="$(cat "$home/registry.pid")"
-  kill "$pid" 2>/dev/null || true
-  for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-  if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid" 2>/dev/null || true; fi
+  stop_pid "$(cat "$home/registry.pid")"
   rm -f "$home/registry.pid"
   log "stopped"
 }
