@@ -895,3 +895,55 @@ both_modes!(
     protobuf_round_trips_through_the_registry_on_kafka,
     protobuf_round_trip
 );
+
+// ---------------------------------------------------------------------------------------
+// "Latest" is cached for the registry's `latest_ttl`: a newer version is not looked up
+// before it passed, and is used once it did.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_latest_publisher_looks_the_subject_up_again_after_its_ttl() {
+    let plain = registry().await;
+    let topic = unique("sr-latest");
+    let subject = format!("{topic}-value");
+    RegistryCodec::avro_of::<Order>(&plain)
+        .publishing(&topic, PublishMode::AutoRegister)
+        .await
+        .unwrap();
+    let first = plain.latest(&subject).await.unwrap().id;
+    let ttl = Duration::from_millis(500);
+    let latest = SchemaRegistry::builder(plain.url())
+        .latest_ttl(ttl)
+        .build()
+        .unwrap();
+    let writer = RegistryCodec::avro(&latest)
+        .publishing(&topic, PublishMode::Latest)
+        .await
+        .unwrap();
+    let order = serde_json::json!({"id": 1, "item": "a", "note": null});
+    let written_id = |framed: Vec<u8>| u32::from_be_bytes(framed[1..5].try_into().unwrap());
+    assert_eq!(written_id(writer.encode(&order).unwrap()), first);
+    // Version 2 of the subject, registered by someone else.
+    RegistryCodec::avro(&plain)
+        .reader_schema(apache_avro::Schema::parse_str(v2::SCHEMA).unwrap())
+        .publishing(&topic, PublishMode::AutoRegister)
+        .await
+        .unwrap();
+    let second = SchemaRegistry::new(plain.url())
+        .unwrap()
+        .latest(&subject)
+        .await
+        .unwrap()
+        .id;
+    assert_ne!(first, second, "a second version");
+    let requests = latest.requests();
+    assert_eq!(
+        written_id(writer.encode(&order).unwrap()),
+        first,
+        "within the TTL: the cached version, no request"
+    );
+    assert_eq!(latest.requests(), requests);
+    wait_for(WAIT, "the newer version used after the TTL", || {
+        written_id(writer.encode(&order).unwrap()) == second
+    })
+    .await;
+}
