@@ -2,7 +2,7 @@
 //! API, `scripts/registry-local.sh`, started by `scripts/test.sh`) and the local Kafka: Avro
 //! and JSON Schema round trips, keys, subject strategies, one request per schema id, Avro
 //! schema resolution both ways, an unknown schema id dead-lettered, an outage waited out, and
-//! Python's official serializers (confluent-kafka) both ways.
+//! Python's official serializers (confluent-kafka: Avro, JSON Schema, Protobuf) both ways.
 
 use apache_avro::AvroSchema;
 use faststream::codec::{decode_by, Codec};
@@ -946,4 +946,83 @@ async fn a_latest_publisher_looks_the_subject_up_again_after_its_ttl() {
         written_id(writer.encode(&order).unwrap()) == second
     })
     .await;
+}
+
+/// Python's `ProtobufSerializer` writes pings a `Proto<Ping>` handler decodes (its schema
+/// registered as Python registers it, a base64 descriptor), and its `ProtobufDeserializer`
+/// reads the pings a Rust app framed with its registered `.proto`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_protobuf_serializers_both_ways() {
+    use faststream::codec::Proto;
+    let registry = registry().await;
+    let pings: Vec<proto::Ping> = (1..=3)
+        .map(|seq| proto::Ping {
+            seq,
+            from: "py".into(),
+        })
+        .collect();
+    // Python -> Rust.
+    let topic = unique("sr-py-in-protobuf");
+    create_topic(&topic, 1).await;
+    let args = ["produce", &bootstrap(), registry.url(), &topic, "protobuf"];
+    let out = python_serializers(args.map(String::from).to_vec()).await;
+    assert_eq!(out.trim(), "done");
+    let seen: Seen<proto::Ping> = Arc::default();
+    let running = FastStream::new(KafkaBroker::new(bootstrap()))
+        .with_state(Arc::clone(&seen))
+        .subscriber(
+            SubscriberConfig::new("pings_from_python", [topic.as_str()])
+                .group_id(unique("sr-py-proto-g"))
+                .codec(RegistryCodec::protobuf(&registry)),
+            |seen: State<Seen<proto::Ping>>, ping: Proto<proto::Ping>| async move {
+                seen.lock().unwrap().push(ping.0);
+            },
+        )
+        .start()
+        .await
+        .unwrap();
+    wait_for(WAIT, "Python's three pings decoded", || {
+        seen.lock().unwrap().len() == 3
+    })
+    .await;
+    running.shutdown().await.unwrap();
+    assert_eq!(*seen.lock().unwrap(), pings);
+    // Rust -> Python.
+    let topic = unique("sr-py-out-protobuf");
+    create_topic(&topic, 1).await;
+    let writer = RegistryCodec::protobuf(&registry)
+        .proto_schema(proto::PING)
+        .publishing(&topic, PublishMode::AutoRegister)
+        .await
+        .unwrap();
+    let records = pings
+        .iter()
+        .map(|ping| {
+            Proto(ping.clone())
+                .record_with(topic.as_str(), &writer)
+                .unwrap()
+        })
+        .collect::<Vec<_>>();
+    KafkaBroker::new(bootstrap())
+        .publish_batch(records)
+        .await
+        .unwrap();
+    let args = [
+        "consume",
+        &bootstrap(),
+        registry.url(),
+        &topic,
+        "protobuf",
+        "3",
+    ];
+    let out = python_serializers(args.map(String::from).to_vec()).await;
+    let read: Vec<serde_json::Value> = out
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    let expected: Vec<serde_json::Value> = pings
+        .iter()
+        .map(|p| serde_json::json!({"seq": p.seq, "from": p.from}))
+        .collect();
+    assert_eq!(read, expected);
 }
