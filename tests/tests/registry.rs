@@ -561,7 +561,14 @@ async fn an_outage_pauses_and_retries_and_dead_letters_nothing() {
         "nothing committed while down"
     );
     assert_eq!(records_in(&dead, 1), 0, "an outage is never dead-lettered");
-    // The registry answers on that port from now on.
+    // The registry answers on that port from now on: a forwarder to the real one's address.
+    let real_addr = real
+        .url()
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .expect("host:port")
+        .to_owned();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .unwrap();
@@ -570,8 +577,9 @@ async fn an_outage_pauses_and_retries_and_dead_letters_nothing() {
             let Ok((mut inbound, _)) = listener.accept().await else {
                 return;
             };
+            let real_addr = real_addr.clone();
             tokio::spawn(async move {
-                if let Ok(mut outbound) = tokio::net::TcpStream::connect("127.0.0.1:8081").await {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(real_addr).await {
                     let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                 }
             });
