@@ -363,6 +363,36 @@ pub fn python() -> &'static std::path::PathBuf {
     })
 }
 
+/// The Python of [`python`]'s venv with Confluent's schema registry serializers added
+/// (`confluent-kafka[avro,json,protobuf,schemaregistry]` from PyPI), installed on first use
+/// under the same lock.
+pub fn python_with_registry_serializers() -> &'static std::path::PathBuf {
+    static PYTHON: OnceLock<std::path::PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let python = python();
+        let venv = python.parent().and_then(|bin| bin.parent()).expect("venv");
+        let lock = std::fs::File::create(venv.join("../.lock")).expect("lock file");
+        // SAFETY: flock(2) on a descriptor we own; released when `lock` is dropped.
+        let locked = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
+        assert_eq!(locked, 0, "locking the venv");
+        let marker = venv.join(".installed-registry-serializers-protobuf");
+        if !marker.exists() {
+            let status = std::process::Command::new(python)
+                .args(["-m", "pip", "install", "-q"])
+                .arg("confluent-kafka[avro,json,protobuf,schemaregistry]==2.16.1")
+                .status()
+                .expect("pip");
+            assert!(
+                status.success(),
+                "installing confluent-kafka from PyPI failed"
+            );
+            std::fs::write(&marker, "ok").expect("marker");
+        }
+        drop(lock);
+        python.clone()
+    })
+}
+
 /// Sum of the high watermarks (records written) over `topic`'s `partitions`.
 pub fn records_in(topic: &str, partitions: i32) -> i64 {
     let consumer: BaseConsumer = ClientConfig::new()
