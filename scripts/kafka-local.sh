@@ -18,16 +18,20 @@
 #
 # Secured listeners (on by default; KAFKA_SECURE=0 leaves only PLAINTEXT), for the security
 # tests: SSL on 9094, SASL_SSL with SCRAM-SHA-512 on 9095, SASL_PLAINTEXT with PLAIN and
-# OAUTHBEARER (unsecured JWTs, test only) on 9096. A CA, the broker's certificate (for
-# 127.0.0.1 and localhost) and a client certificate are generated with openssl into
-# $FASTSTREAM_KAFKA_HOME/tls (CA: tls/ca.pem). Users: SCRAM-SHA-512 `alice`/`alice-secret`
-# (created when the storage is formatted), PLAIN `alice`/`alice-secret` and `bob`/`bob-secret`.
+# OAUTHBEARER (unsecured JWTs, test only) on 9096, and SASL_PLAINTEXT with GSSAPI (Kerberos)
+# and SCRAM-SHA-256 on 9097. A CA, the broker's certificate (for 127.0.0.1 and localhost) and
+# a client certificate are generated with openssl into $FASTSTREAM_KAFKA_HOME/tls (CA:
+# tls/ca.pem). Users: SCRAM-SHA-512 and SCRAM-SHA-256 `alice`/`alice-secret` (created when the
+# storage is formatted), PLAIN `alice`/`alice-secret` and `bob`/`bob-secret`, and the Kerberos
+# principal `alice@FASTSTREAM.TEST` (keytab $FASTSTREAM_KAFKA_HOME/kerberos/alice.keytab, client
+# configuration kerberos/krb5.conf) of a test-only MIT KDC on 127.0.0.1:9088 that `start`
+# starts before the broker and `stop` stops after it (scripts/kafka/kerberos.sh).
 #
 # Environment: KAFKA_VERSION (4.1.1), FASTSTREAM_KAFKA_CACHE (jar cache),
 # FASTSTREAM_KAFKA_HOME (data, logs, pid; default target/kafka-local in the repo),
 # KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), KAFKA_SSL_PORT (9094),
-# KAFKA_SASL_SSL_PORT (9095), KAFKA_SASL_PLAINTEXT_PORT (9096), KAFKA_SECURE (1),
-# KAFKA_PRUNE_MINUTES (60).
+# KAFKA_SASL_SSL_PORT (9095), KAFKA_SASL_PLAINTEXT_PORT (9096), KAFKA_KERBEROS_PORT (9097),
+# KAFKA_KDC_PORT (9088), KAFKA_SECURE (1), KAFKA_PRUNE_MINUTES (60).
 set -euo pipefail
 
 log() { echo "kafka-local: $*" >&2; }
@@ -35,14 +39,22 @@ log() { echo "kafka-local: $*" >&2; }
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # repo, version, cache, libs, host, and the helpers both Kafka scripts use.
 source "$here/kafka/common.sh"
+# The test KDC: kdc_prepare, kdc_start, kdc_stop, kerberos_listener_properties.
+source "$here/kafka/kerberos.sh"
 home="${FASTSTREAM_KAFKA_HOME:-$repo/target/kafka-local}"
 port="${KAFKA_PORT:-9092}"
 controller_port="${KAFKA_CONTROLLER_PORT:-9093}"
 ssl_port="${KAFKA_SSL_PORT:-9094}"
 sasl_ssl_port="${KAFKA_SASL_SSL_PORT:-9095}"
 sasl_plain_port="${KAFKA_SASL_PLAINTEXT_PORT:-9096}"
+kerberos_port="${KAFKA_KERBEROS_PORT:-9097}"
+kdc_port="${KAFKA_KDC_PORT:-9088}"
 secure="${KAFKA_SECURE:-1}"
 tls="$home/tls"
+krb="$home/kerberos"
+# The SCRAM credentials the storage is formatted with (see `start`).
+scram_users=("SCRAM-SHA-512=[name=alice,password=alice-secret]"
+  "SCRAM-SHA-256=[name=alice,password=alice-secret]")
 # Test-only secrets of the local broker (the security tests use the same defaults).
 store_pass="faststream-test"
 cluster_id="5L6g3nShT-eMCtK--X86sw"
@@ -50,7 +62,13 @@ cluster_id="5L6g3nShT-eMCtK--X86sw"
 pointer="$(dirname "$cache")/broker-$port.home"
 
 port_open() { open_on "$port"; }
-secure_open() { open_on "$ssl_port" && open_on "$sasl_ssl_port" && open_on "$sasl_plain_port"; }
+secured_ports() { echo "$ssl_port" "$sasl_ssl_port" "$sasl_plain_port" "$kerberos_port"; }
+# The secured ports nothing answers on, e.g. `9097` for a broker an older script started.
+closed_secured_ports() {
+  local p
+  for p in $(secured_ports); do open_on "$p" || echo "$p"; done
+}
+secure_open() { [ -z "$(closed_secured_ports)" ]; }
 
 install() {
   if [ -f "$libs/.complete" ]; then return 0; fi
@@ -95,9 +113,10 @@ write_config() {
   local advertised="PLAINTEXT://$host:$port"
   local protocols="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
   if [ "$secure" = 1 ]; then
-    listeners="$listeners,SSL://$host:$ssl_port,SASL_SSL://$host:$sasl_ssl_port,SASL_PLAINTEXT://$host:$sasl_plain_port"
-    advertised="$advertised,SSL://$host:$ssl_port,SASL_SSL://$host:$sasl_ssl_port,SASL_PLAINTEXT://$host:$sasl_plain_port"
-    protocols="$protocols,SSL:SSL,SASL_SSL:SASL_SSL,SASL_PLAINTEXT:SASL_PLAINTEXT"
+    local secured="SSL://$host:$ssl_port,SASL_SSL://$host:$sasl_ssl_port,SASL_PLAINTEXT://$host:$sasl_plain_port,KERBEROS://$host:$kerberos_port"
+    listeners="$listeners,$secured"
+    advertised="$advertised,$secured"
+    protocols="$protocols,SSL:SSL,SASL_SSL:SASL_SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,KERBEROS:SASL_PLAINTEXT"
   fi
   cat > "$home/server.properties" <<PROPS
 process.roles=broker,controller
@@ -126,6 +145,9 @@ listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.se
 listener.name.sasl_plaintext.sasl.enabled.mechanisms=PLAIN,OAUTHBEARER
 listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_alice="alice-secret" user_bob="bob-secret";
 listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub="broker";
+listener.name.kerberos.sasl.enabled.mechanisms=GSSAPI,SCRAM-SHA-256
+listener.name.kerberos.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+$(kerberos_listener_properties kerberos "$krb")
 PROPS
   fi
   write_log4j2 "$home"
@@ -134,25 +156,32 @@ PROPS
 pid_alive() { [ -f "$home/kafka.pid" ] && kill -0 "$(cat "$home/kafka.pid")" 2>/dev/null; }
 
 start() {
-  if port_open; then log "something already answers on $host:$port"; check_secure; return 0; fi
+  if port_open; then log "something already answers on $host:$port"; ensure_kdc; check_secure; return 0; fi
   install
   mkdir -p "$home/logs"
-  local format_args=()
+  local format_args=() jvm_args=()
   if [ "$secure" = 1 ]; then
     make_certificates
-    # SCRAM users are created when the storage is formatted: storage formatted without them
-    # (an earlier start with KAFKA_SECURE=0) is formatted again.
-    if [ -f "$home/data/meta.properties" ] && [ ! -f "$home/data/.scram-users" ]; then
+    # The broker logs in to the KDC from its keytab when it starts.
+    kdc_prepare "$krb" "$kdc_port"
+    kdc_start "$krb"
+    jvm_args=("-Djava.security.krb5.conf=$krb/krb5.conf")
+    # SCRAM users are created when the storage is formatted: storage formatted without these
+    # (an earlier start with KAFKA_SECURE=0, or by a script with fewer users) is formatted
+    # again. .scram-users lists the users it was formatted with.
+    local users; users="$(printf '%s\n' "${scram_users[@]}")"
+    if [ -f "$home/data/meta.properties" ] \
+      && [ "$(cat "$home/data/.scram-users" 2>/dev/null)" != "$users" ]; then
       log "re-formatting $home/data to add the SCRAM users"
       rm -rf "$home/data"
     fi
-    format_args=(--add-scram "SCRAM-SHA-512=[name=alice,password=alice-secret]")
+    for user in "${scram_users[@]}"; do format_args+=(--add-scram "$user"); done
   fi
   write_config
   format_storage "$home" "$cluster_id" "${format_args[@]}"
-  if [ "$secure" = 1 ]; then touch "$home/data/.scram-users"; fi
-  log "starting Kafka $version on $host:$port$([ "$secure" = 1 ] && echo ", SSL $ssl_port, SASL_SSL $sasl_ssl_port, SASL_PLAINTEXT $sasl_plain_port") (files in $home)"
-  launch_node "$home" 768m -XX:+ExplicitGCInvokesConcurrent
+  if [ "$secure" = 1 ]; then echo "$users" > "$home/data/.scram-users"; fi
+  log "starting Kafka $version on $host:$port$([ "$secure" = 1 ] && echo ", SSL $ssl_port, SASL_SSL $sasl_ssl_port, SASL_PLAINTEXT $sasl_plain_port, Kerberos $kerberos_port") (files in $home)"
+  launch_node "$home" 768m -XX:+ExplicitGCInvokesConcurrent "${jvm_args[@]}"
   # Lets another checkout that reuses this broker find its certificates (`home`).
   mkdir -p "$(dirname "$pointer")" && echo "$home" > "$pointer"
   for _ in $(seq 1 240); do
@@ -171,26 +200,41 @@ start() {
 
 # Says so when a broker answers on the plaintext port without the secured listeners.
 check_secure() {
-  if [ "$secure" = 1 ] && ! secure_open; then
-    log "WARNING: the broker on $host:$port has no secured listeners on $ssl_port/$sasl_ssl_port/$sasl_plain_port;"
+  local closed; closed="$(closed_secured_ports | tr '\n' ' ')"
+  if [ "$secure" = 1 ] && [ -n "$closed" ]; then
+    log "WARNING: the broker on $host:$port has no secured listener on ${closed% };"
     log "  the security tests will fail. Restart it: scripts/kafka-local.sh stop && scripts/kafka-local.sh start"
   fi
 }
 
+# Starts the KDC of the running broker (its home's kerberos/) again if it is not running, so
+# that Kerberos clients get tickets: the broker itself needs it only when it starts.
+ensure_kdc() {
+  local running_krb; running_krb="$(running_home)/kerberos"
+  if [ "$secure" = 1 ] && [ -f "$running_krb/.complete" ]; then kdc_start "$running_krb"; fi
+}
+
 stop() {
-  if ! pid_alive; then log "no broker started by this script is running"; rm -f "$home/kafka.pid"; return 0; fi
-  stop_pid "$(cat "$home/kafka.pid")"
-  rm -f "$home/kafka.pid"
-  log "stopped"
+  if ! pid_alive; then
+    log "no broker started by this script is running"
+    rm -f "$home/kafka.pid"
+  else
+    stop_pid "$(cat "$home/kafka.pid")"
+    rm -f "$home/kafka.pid"
+    log "stopped"
+  fi
+  kdc_stop "$krb"
 }
 
 status() {
   if port_open; then echo "kafka: answering on $host:$port"; else echo "kafka: nothing on $host:$port"; fi
   if [ "$secure" = 1 ]; then
-    for p in "$ssl_port" "$sasl_ssl_port" "$sasl_plain_port"; do
+    for p in $(secured_ports); do
       if open_on "$p"; then echo "secured listener: answering on $host:$p"; else echo "secured listener: nothing on $host:$p"; fi
     done
     echo "CA: $tls/ca.pem"
+    if open_on "$kdc_port"; then echo "KDC: answering on $host:$kdc_port"; else echo "KDC: nothing on $host:$kdc_port"; fi
+    echo "Kerberos: KRB5_CONFIG=$krb/krb5.conf, client keytab $krb/alice.keytab"
   fi
   if pid_alive; then echo "pid: $(cat "$home/kafka.pid") (started by this script)"; fi
   echo "jars: $libs $([ -f "$libs/.complete" ] && echo installed || echo 'not installed')"
@@ -240,7 +284,7 @@ prune() {
 case "${1:-}" in
   install) install ;;
   start) start ;;
-  ensure) if port_open; then log "reusing the broker on $host:$port"; check_secure; else start; fi ;;
+  ensure) if port_open; then log "reusing the broker on $host:$port"; ensure_kdc; check_secure; else start; fi ;;
   stop) stop ;;
   status) status ;;
   home) running_home ;;

@@ -10,13 +10,16 @@
 #   cold build compiles none of them (the `vendored` cargo feature builds them from source).
 # - libsasl2-modules-gssapi-mit: Cyrus SASL's GSSAPI mechanism on MIT Kerberos, loaded at run
 #   time when a client uses `sasl.mechanism=GSSAPI` (building needs no Kerberos headers).
+# - krb5-kdc, krb5-admin-server (kdb5_util, kadmin.local) and krb5-user (kinit, klist): the
+#   local broker's test-only Kerberos KDC (scripts/kafka/kerberos.sh) and the GSSAPI tests'
+#   client side; librdkafka runs `kinit` to log in from a keytab.
 # - perl with its core modules: the `vendored` feature's OpenSSL build (CI builds it).
 # - openssl: generates the local broker's test CA and certificates.
 # - valgrind: the cost gate of .ci/run counts instructions per record with callgrind.
 set -euo pipefail
 
 packages=(make g++ pkg-config libssl-dev libsasl2-dev zlib1g-dev libzstd-dev
-  libsasl2-modules-gssapi-mit perl openssl valgrind)
+  libsasl2-modules-gssapi-mit krb5-kdc krb5-admin-server krb5-user perl openssl valgrind)
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
   # Not Debian: say what is needed rather than guess another package manager's names.

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: starts a local Apache Kafka when none answers on
 # 127.0.0.1:9092 (installing it from Maven Central on first use; with its secured listeners
-# on 9094-9096 for the security tests), checks formatting and lints, runs every unit, doc, UI
-# and integration test against the real broker, the benchmark smoke run, the quick chaos suite
-# and the quickstart demo, the cost gate (instructions and allocations per record against raw
-# rdkafka, in a release build), and builds the quickstart with the `vendored` feature. A
-# broker this script started is stopped at the end.
+# on 9094-9096 for the security tests) and a schema registry (Apicurio, scripts/registry-local.sh)
+# on 8081, checks formatting and lints, runs every unit, doc, UI and integration test against
+# the real broker, the benchmark smoke run, the quick chaos suite and the quickstart demo, the
+# cost gate (instructions and allocations per record against raw rdkafka, in a release build),
+# and builds the quickstart with the `vendored` feature. A broker or registry this script
+# started is stopped at the end.
 #
 # What does not depend on the main line runs beside it, each with a log in
 # $CARGO_TARGET_DIR/ci/ (printed when it fails): the broker's start (or the pruning of old
@@ -50,10 +51,12 @@ finish() {
 }
 
 started_kafka=0
+started_registry=0
 cleanup() {
   # Background jobs still running when the run fails would outlive it.
   for pid in "${job_pid[@]}"; do kill "$pid" 2>/dev/null || true; done
   if [ "$started_kafka" = 1 ]; then scripts/kafka-local.sh stop; fi
+  if [ "$started_registry" = 1 ]; then scripts/registry-local.sh stop; fi
 }
 trap cleanup EXIT
 
@@ -70,6 +73,18 @@ else
   export FASTSTREAM_KAFKA_HOME
   # Deletes the topics earlier runs left (idle for an hour), so the broker's data stays small.
   background kafka scripts/kafka-local.sh prune
+fi
+
+# The schema registry (Apicurio, Confluent's API on 8081, TLS on 8444) for tests/tests/registry.rs: installed
+# from Maven Central on first use and started beside the main line, like the broker.
+if ! (exec 3<>/dev/tcp/127.0.0.1/8081) 2>/dev/null; then
+  started_registry=1
+  background registry scripts/registry-local.sh start
+else
+  # Reuses the running registry; its CA (for the TLS test) is where it was started from.
+  FASTSTREAM_REGISTRY_HOME="$(scripts/registry-local.sh home)"
+  export FASTSTREAM_REGISTRY_HOME
+  background registry scripts/registry-local.sh ensure
 fi
 
 # Chromium (Debian) for the docs page test, @asyncapi/parser (npm) for the validator.
@@ -144,7 +159,7 @@ cargo clippy -p faststream --features otlp -- -D warnings
 step "cargo doc (no broken or private intra-doc links; every feature but vendored)"
 # Not --all-features: that would build the vendored C libraries in this target dir as well.
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet --features \
-  faststream/testing,faststream/metrics,faststream/otlp,faststream-kafka/test-hooks,faststream-observe/otlp,faststream-observe/metrics,faststream-asyncapi/serve
+  faststream/testing,faststream/metrics,faststream/otlp,faststream/registry,faststream-kafka/test-hooks,faststream-observe/otlp,faststream-observe/metrics,faststream-asyncapi/serve
 
 # Everything the runs below build, built first and one after another (cargo's lock on the
 # target dir serializes builds anyway): then, while the tests run, the scripts' own cargo
@@ -158,8 +173,9 @@ cargo test --quiet -p faststream-integration-tests --test testing --no-run
 # Last, so that the binaries in target/debug are the workspace build's when the tests start.
 cargo test --quiet --workspace --no-run
 
-step "waiting for the broker and the tools"
+step "waiting for the broker, the registry and the tools"
 finish kafka
+finish registry
 finish tools
 
 # One after another (they share the broker and print tables), beside the tests.

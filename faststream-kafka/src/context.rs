@@ -227,8 +227,10 @@ impl ClientContext for KafkaContext {
     const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
 
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        // A connection failure (`FAIL`) during a startup check is the check's to report, once.
-        let level = if fac == "FAIL" && self.quiet() {
+        // A connection failure (`FAIL`) during a startup check is the check's to report, once;
+        // so is Cyrus SASL's own line on a failed GSSAPI handshake (`LIBSASL`), whose cause the
+        // failure repeats.
+        let level = if matches!(fac, "FAIL" | "LIBSASL") && self.quiet() {
             RDKafkaLogLevel::Debug
         } else {
             level

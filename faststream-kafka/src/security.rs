@@ -434,7 +434,9 @@ impl Security {
     /// SASL `GSSAPI` (Kerberos) for the brokers' `service_name` (usually `kafka`), with the
     /// ticket already in the Kerberos credential cache (`kinit` run outside the app, or a
     /// sidecar that renews it); [`Security::kerberos_keytab`] logs in from a keytab instead.
-    /// The Kerberos configuration comes from the usual place (`/etc/krb5.conf`, `KRB5_CONFIG`).
+    /// The Kerberos configuration and the credential cache come from the usual places
+    /// (`/etc/krb5.conf` or `KRB5_CONFIG`; `KRB5CCNAME`), and the brokers' principals are
+    /// `service_name/HOST@REALM`, HOST as each broker advertises itself.
     pub fn gssapi(service_name: impl Into<String>) -> Self {
         Self {
             auth: Auth::Gssapi {

@@ -46,6 +46,8 @@
 //!   subscriber or publisher: `MessagePack` (feature `msgpack`), `Cbor` (`cbor`), `Avro`
 //!   (`avro`) and `Proto<T>` for prost messages (`protobuf`), all off by default, or your own
 //!   [`codec::Codec`].
+//! - `registry` (feature `registry`, off by default): a Confluent-compatible schema registry
+//!   client and its Avro and JSON Schema codecs (the `faststream-registry` crate).
 //!
 //! The facade is where the pieces meet: it depends on the runtime (`faststream-core`), the
 //! macros, the AsyncAPI tooling and the Kafka backend; none of them depends on it.
@@ -220,6 +222,12 @@ pub use schemars::JsonSchema;
 #[cfg(feature = "kafka")]
 pub mod kafka {
     pub use faststream_kafka::*;
+}
+
+/// A Confluent-compatible schema registry client and its codecs (`faststream-registry`).
+#[cfg(feature = "registry")]
+pub mod registry {
+    pub use faststream_registry::*;
 }
 
 #[doc(hidden)]

@@ -363,6 +363,36 @@ pub fn python() -> &'static std::path::PathBuf {
     })
 }
 
+/// The Python of [`python`]'s venv with Confluent's schema registry serializers added
+/// (`confluent-kafka[avro,json,protobuf,schemaregistry]` from PyPI), installed on first use
+/// under the same lock.
+pub fn python_with_registry_serializers() -> &'static std::path::PathBuf {
+    static PYTHON: OnceLock<std::path::PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let python = python();
+        let venv = python.parent().and_then(|bin| bin.parent()).expect("venv");
+        let lock = std::fs::File::create(venv.join("../.lock")).expect("lock file");
+        // SAFETY: flock(2) on a descriptor we own; released when `lock` is dropped.
+        let locked = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
+        assert_eq!(locked, 0, "locking the venv");
+        let marker = venv.join(".installed-registry-serializers-protobuf");
+        if !marker.exists() {
+            let status = std::process::Command::new(python)
+                .args(["-m", "pip", "install", "-q"])
+                .arg("confluent-kafka[avro,json,protobuf,schemaregistry]==2.16.1")
+                .status()
+                .expect("pip");
+            assert!(
+                status.success(),
+                "installing confluent-kafka from PyPI failed"
+            );
+            std::fs::write(&marker, "ok").expect("marker");
+        }
+        drop(lock);
+        python.clone()
+    })
+}
+
 /// Sum of the high watermarks (records written) over `topic`'s `partitions`.
 pub fn records_in(topic: &str, partitions: i32) -> i64 {
     let consumer: BaseConsumer = ClientConfig::new()
@@ -392,6 +422,17 @@ pub fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String)>
     Some((status, body))
 }
 
+/// A child process (an app under test) killed and reaped when dropped, so that a failing test
+/// leaves none behind.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The local broker's secured listeners (started by `scripts/kafka-local.sh`), for the
 /// security tests. Addresses come from environment variables whose defaults match the script.
 pub mod secure {
@@ -411,8 +452,9 @@ pub mod secure {
         assert!(
             reachable,
             "no {what} listener answers on {addr} ({var}): the local broker was started without \
-             its secured listeners. Restart it with `scripts/kafka-local.sh stop && \
-             scripts/kafka-local.sh start` (KAFKA_SECURE=1 is the default), or point {var} at one"
+             it (KAFKA_SECURE=0, or by an older scripts/kafka-local.sh). Restart it with \
+             `scripts/kafka-local.sh stop && scripts/kafka-local.sh start` (KAFKA_SECURE=1 is the \
+             default), or point {var} at one"
         );
         addr
     }
@@ -442,33 +484,70 @@ pub mod secure {
         )
     }
 
-    /// Where the script put its CA and certificates: `FASTSTREAM_KAFKA_HOME/tls`, default
-    /// `target/kafka-local/tls` in the repository.
-    pub fn tls_dir() -> PathBuf {
-        let home = std::env::var_os("FASTSTREAM_KAFKA_HOME")
+    /// The SASL_PLAINTEXT listener with GSSAPI (Kerberos) and SCRAM-SHA-256
+    /// (`FASTSTREAM_TEST_KAFKA_KERBEROS`, default `127.0.0.1:9097`).
+    pub fn kerberos() -> String {
+        listener(
+            "FASTSTREAM_TEST_KAFKA_KERBEROS",
+            "127.0.0.1:9097",
+            "Kerberos (GSSAPI and SCRAM-SHA-256)",
+        )
+    }
+
+    /// The files of the broker the script started: `FASTSTREAM_KAFKA_HOME`, default
+    /// `target/kafka-local` in the repository.
+    fn home() -> PathBuf {
+        std::env::var_os("FASTSTREAM_KAFKA_HOME")
             .map(PathBuf::from)
             .unwrap_or_else(|| {
                 PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/kafka-local")
-            });
-        home.join("tls")
+            })
     }
 
-    /// The CA that signed the broker's certificate (`FASTSTREAM_TEST_KAFKA_CA`, default
-    /// `tls_dir()/ca.pem`).
-    pub fn ca_file() -> PathBuf {
-        let path = std::env::var_os("FASTSTREAM_TEST_KAFKA_CA")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| tls_dir().join("ca.pem"));
+    /// Where the script put its CA and certificates: `home()/tls`.
+    pub fn tls_dir() -> PathBuf {
+        home().join("tls")
+    }
+
+    /// `path`, a file the script generates; panics, saying how to make it, when it is missing.
+    fn generated(path: PathBuf) -> PathBuf {
         assert!(
             path.is_file(),
-            "no CA certificate at {} (FASTSTREAM_TEST_KAFKA_CA): start the broker with \
-             scripts/kafka-local.sh, which generates it",
+            "no {} (FASTSTREAM_KAFKA_HOME, FASTSTREAM_TEST_KAFKA_CA): start the broker with \
+             scripts/kafka-local.sh, which generates it (a broker an older script started: \
+             `scripts/kafka-local.sh stop && scripts/kafka-local.sh start`)",
             path.display()
         );
         path
     }
 
-    /// The SCRAM-SHA-512 and PLAIN user the script creates.
+    /// The Kerberos client configuration of the script's KDC (`home()/kerberos/krb5.conf`), for
+    /// `KRB5_CONFIG`.
+    pub fn krb5_conf() -> PathBuf {
+        generated(home().join("kerberos/krb5.conf"))
+    }
+
+    /// The keytab of [`KERBEROS_PRINCIPAL`] (`home()/kerberos/alice.keytab`).
+    pub fn client_keytab() -> PathBuf {
+        generated(home().join("kerberos/alice.keytab"))
+    }
+
+    /// The client principal the script's KDC knows.
+    pub const KERBEROS_PRINCIPAL: &str = "alice@FASTSTREAM.TEST";
+    /// The Kerberos service name of the broker (its principal is `kafka/127.0.0.1@...`).
+    pub const KERBEROS_SERVICE: &str = "kafka";
+
+    /// The CA that signed the broker's certificate (`FASTSTREAM_TEST_KAFKA_CA`, default
+    /// `tls_dir()/ca.pem`).
+    pub fn ca_file() -> PathBuf {
+        generated(
+            std::env::var_os("FASTSTREAM_TEST_KAFKA_CA")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| tls_dir().join("ca.pem")),
+        )
+    }
+
+    /// The SCRAM-SHA-512, SCRAM-SHA-256 and PLAIN user the script creates.
     pub const USER: &str = "alice";
     /// Its password.
     pub const PASSWORD: &str = "alice-secret";

@@ -545,3 +545,39 @@ fn avro_and_protobuf_messages_carry_their_schema_format() {
         assert!(stdout.contains(&line), "no `{line}` in:\n{stdout}");
     }
 }
+
+/// A schema registry codec documents its messages as Avro with the reader's schema, under
+/// the registry's content type; the official parser accepts the document.
+#[test]
+fn registry_avro_messages_carry_their_schema_format() {
+    use faststream::registry::{RegistryCodec, SchemaRegistry, REGISTRY_AVRO};
+    use faststream::SubscriberConfig;
+    // Documenting an app asks the registry nothing: no registry needs to answer here.
+    let registry = SchemaRegistry::new("http://127.0.0.1:8081/apis/ccompat/v7").unwrap();
+    let app = FastStream::new(KafkaBroker::new("localhost:9092"))
+        .title("registry")
+        .description("Orders in Avro through a schema registry.")
+        .subscriber(
+            SubscriberConfig::new("store_order", ["orders"])
+                .description("Orders in Avro, framed with their schema id.")
+                .codec(RegistryCodec::avro_of::<AvroOrder>(&registry)),
+            |order: AvroOrder| async move {
+                let _ = order;
+            },
+        );
+    let v3 = app.asyncapi(AsyncApiVersion::V3_0_0);
+    let order = &v3["components"]["messages"]["orders:StoreOrder:SubscribeMessage"];
+    assert_eq!(order["contentType"], REGISTRY_AVRO);
+    assert_eq!(
+        order["payload"]["schemaFormat"],
+        "application/vnd.apache.avro;version=1.9.0"
+    );
+    assert_eq!(order["payload"]["schema"]["name"], "AvroOrder");
+    let path = out_dir().join("registry-3.0.0.json");
+    app.write_asyncapi(&path, AsyncApiVersion::V3_0_0, false)
+        .expect("write the document");
+    let (ok, stdout) = validate(std::slice::from_ref(&path));
+    assert!(ok, "validation failed:\n{stdout}");
+    let line = format!("{}: 0 errors, 0 warnings", path.display());
+    assert!(stdout.contains(&line), "no `{line}` in:\n{stdout}");
+}

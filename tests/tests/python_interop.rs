@@ -10,7 +10,7 @@ use faststream::{Broker, FastStream, Record, SubscriberConfig};
 use faststream_integration_tests::*;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 fn workspace() -> PathBuf {
@@ -22,16 +22,6 @@ fn workspace() -> PathBuf {
 
 fn script() -> PathBuf {
     workspace().join("tests/python/interop.py")
-}
-
-/// Kills the child process when the test ends, however it ends.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

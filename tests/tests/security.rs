@@ -1,13 +1,15 @@
 //! Secured clusters on the real broker: the seed example through each secured listener of
-//! `scripts/kafka-local.sh` (SSL, SASL_SSL with SCRAM-SHA-512, SASL_PLAINTEXT with PLAIN and
-//! with OAUTHBEARER), startup failures that end the process with one error line naming the
-//! cause, and every compression codec round-tripping.
+//! `scripts/kafka-local.sh` (SSL, SASL_SSL with SCRAM-SHA-512, SASL_PLAINTEXT with PLAIN, with
+//! OAUTHBEARER, with SCRAM-SHA-256 and with GSSAPI against the script's MIT Kerberos KDC),
+//! startup failures that end the process with one error line naming the cause, and every
+//! compression codec round-tripping.
 
 use faststream::kafka::{KafkaBroker, OAuthToken, Security, Tls};
 use faststream::SubscriberConfig;
 use faststream::{publisher, subscriber, Broker, FastStream, IntoSubscriber, Record, Registry};
 use faststream_integration_tests::secure::{self, PASSWORD, USER};
 use faststream_integration_tests::*;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -118,6 +120,14 @@ async fn seed_example_over_sasl_plaintext_with_plain() {
     seed_through(broker, "sec-plain").await;
 }
 
+/// SCRAM-SHA-256 is accepted where a listener enables it (the Kerberos listener does; the
+/// SASL_SSL one refuses it, below).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_example_over_sasl_plaintext_with_scram_sha_256() {
+    let broker = KafkaBroker::new(secure::kerberos()).security(Security::scram256(USER, PASSWORD));
+    seed_through(broker, "sec-scram256").await;
+}
+
 /// RFC 4648 base64url without padding, as JWTs use.
 fn base64url(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -168,25 +178,33 @@ async fn seed_example_over_sasl_plaintext_with_oauthbearer_tokens_from_a_provide
     assert!(calls >= 4, "the token provider was called {calls} times");
 }
 
+/// The `secure_app` binary (the seed example) consuming `input` and publishing to `output`,
+/// configured by `env`, its logs at their default level.
+fn secure_app(input: &str, output: &str, env: &[(&str, String)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_secure_app"));
+    command
+        .env("APP_IN", input)
+        .env("APP_OUT", output)
+        .env("APP_GROUP", unique("sec-app-g"))
+        .env_remove("FASTSTREAM_LOG")
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command
+}
+
 /// Runs the `secure_app` binary with `env` and expects it to fail at startup: exit code 1
 /// within 30 s, and exactly one error line, which contains every one of `causes`.
 fn expect_startup_failure(env: &[(&str, String)], causes: &[&str]) {
     let started = Instant::now();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_secure_app"));
-    command
-        .env("APP_IN", unique("sec-fail-in"))
-        .env("APP_OUT", unique("sec-fail-out"))
-        .env("APP_GROUP", unique("sec-fail-g"))
-        .env_remove("FASTSTREAM_LOG")
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
+    let mut child = secure_app(&unique("sec-fail-in"), &unique("sec-fail-out"), env)
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let mut child = command.spawn().expect("secure_app starts");
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("secure_app starts");
     let deadline = started + Duration::from_secs(30);
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait") {
@@ -225,18 +243,203 @@ fn expect_startup_failure(env: &[(&str, String)], causes: &[&str]) {
     );
 }
 
+/// Runs the app with `mechanism` on `bootstrap` (and the `tls` settings) as alice with a wrong
+/// password, and expects one error line naming the refusal and the mechanism.
+fn expect_wrong_password_refused(mechanism: &str, bootstrap: String, tls: &[(&str, String)]) {
+    let mut env = vec![
+        ("SECURE_BOOTSTRAP", bootstrap),
+        ("SECURE_MECHANISM", mechanism.to_owned()),
+        ("SECURE_USER", USER.to_owned()),
+        ("SECURE_PASSWORD", "wrong-secret".to_owned()),
+    ];
+    env.extend_from_slice(tls);
+    expect_startup_failure(
+        &env,
+        &["authentication failed", "invalid credentials", mechanism],
+    );
+}
+
 #[test]
 fn a_wrong_password_ends_startup_with_one_error_line() {
-    expect_startup_failure(
-        &[
-            ("SECURE_BOOTSTRAP", secure::sasl_ssl()),
-            ("SECURE_MECHANISM", "SCRAM-SHA-512".into()),
-            ("SECURE_USER", USER.into()),
-            ("SECURE_PASSWORD", "wrong-secret".into()),
-            ("SECURE_TLS", "1".into()),
-            ("SECURE_CA", secure::ca_file().display().to_string()),
+    let tls = [
+        ("SECURE_TLS", "1".to_owned()),
+        ("SECURE_CA", secure::ca_file().display().to_string()),
+    ];
+    expect_wrong_password_refused("SCRAM-SHA-512", secure::sasl_ssl(), &tls);
+}
+
+#[test]
+fn a_wrong_scram_sha_256_password_ends_startup_with_one_error_line() {
+    expect_wrong_password_refused("SCRAM-SHA-256", secure::kerberos(), &[]);
+}
+
+/// A Kerberos client's environment for a child process: the script's KDC (`KRB5_CONFIG`) and a
+/// credential cache of its own (`KRB5CCNAME`, removed on drop), so that tests running at the
+/// same time never share tickets.
+struct Kerberos {
+    cache: PathBuf,
+}
+
+impl Kerberos {
+    fn new() -> Self {
+        Self {
+            cache: std::env::temp_dir().join(unique("faststream-krb5cc")),
+        }
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("KRB5_CONFIG", secure::krb5_conf().display().to_string()),
+            ("KRB5CCNAME", format!("FILE:{}", self.cache.display())),
+        ]
+    }
+
+    /// The app's settings for GSSAPI on the Kerberos listener, asking for `service`'s ticket,
+    /// in this environment (the credentials are the caller's to add).
+    fn app_env(&self, service: &str) -> Vec<(&'static str, String)> {
+        // The listener first: a broker without it fails here, saying how to restart it.
+        let mut env = vec![
+            ("SECURE_BOOTSTRAP", secure::kerberos()),
+            ("SECURE_MECHANISM", "GSSAPI".to_owned()),
+            ("SECURE_KERBEROS_SERVICE", service.to_owned()),
+        ];
+        env.extend(self.env());
+        env
+    }
+
+    /// Runs MIT's `program` (`kinit`, `klist`) with `args` in this environment: its stdout, or
+    /// a panic with its stderr.
+    fn run(&self, program: &str, args: &[&str]) -> String {
+        let output = Command::new(program)
+            .args(args)
+            .envs(self.env())
+            .output()
+            .unwrap_or_else(|err| panic!("{program} (MIT Kerberos' krb5-user) runs: {err}"));
+        assert!(
+            output.status.success(),
+            "{program} {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// The principals of the tickets in the credential cache.
+    fn tickets(&self) -> String {
+        self.run("klist", &[])
+    }
+}
+
+impl Drop for Kerberos {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.cache);
+    }
+}
+
+/// The seed example (`secure_app`) with GSSAPI on the Kerberos listener, `login` saying where
+/// its Kerberos credentials come from: two users published before it starts come out
+/// registered, which its consumer and its producer did through the listener; the credential
+/// cache then holds the broker's service ticket.
+async fn seed_over_gssapi(kerberos: &Kerberos, login: &[(&str, String)]) {
+    let (input, output) = (unique("sec-gssapi-in"), unique("sec-gssapi-out"));
+    create_topic(&input, 1).await;
+    create_topic(&output, 1).await;
+    produce(
+        &input,
+        [
+            Input::new(r#"{"user": "John", "user_id": 1}"#),
+            Input::new(r#"{"user": "Ann", "user_id": 2}"#),
         ],
-        &["authentication failed", "invalid credentials"],
+    )
+    .await;
+    let mut env = kerberos.app_env(secure::KERBEROS_SERVICE);
+    env.extend(login.iter().cloned());
+    let log = std::env::temp_dir().join(unique("secure-app-gssapi.log"));
+    let app = KillOnDrop(
+        secure_app(&input, &output, &env)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("secure_app starts"),
+    );
+    let out = collect(&output, 2, Duration::from_secs(60));
+    drop(app);
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    let payloads: Vec<&str> = out.iter().map(|o| o.payload.as_str()).collect();
+    assert_eq!(
+        payloads,
+        ["User: 1 - John registered", "User: 2 - Ann registered"],
+        "the app's log:\n{logged}"
+    );
+    let tickets = kerberos.tickets();
+    assert!(
+        tickets.contains(&format!(
+            "{}/127.0.0.1@FASTSTREAM.TEST",
+            secure::KERBEROS_SERVICE
+        )),
+        "the broker's service ticket is in the cache: {tickets}"
+    );
+}
+
+/// The app's settings to log in as alice from her keytab: librdkafka runs
+/// `kinit -t KEYTAB -k PRINCIPAL` into the credential cache.
+fn keytab_login() -> [(&'static str, String); 2] {
+    [
+        (
+            "SECURE_KERBEROS_PRINCIPAL",
+            secure::KERBEROS_PRINCIPAL.to_owned(),
+        ),
+        (
+            "SECURE_KERBEROS_KEYTAB",
+            secure::client_keytab().display().to_string(),
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_example_over_gssapi_logging_in_from_a_keytab() {
+    seed_over_gssapi(&Kerberos::new(), &keytab_login()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_example_over_gssapi_with_a_ticket_from_kinit() {
+    let kerberos = Kerberos::new();
+    // The ticket comes from a `kinit` outside the app, as a sidecar would get it.
+    let keytab = secure::client_keytab().display().to_string();
+    kerberos.run("kinit", &["-k", "-t", &keytab, secure::KERBEROS_PRINCIPAL]);
+    assert!(
+        !kerberos.tickets().contains("kafka/"),
+        "no service ticket yet"
+    );
+    seed_over_gssapi(&kerberos, &[]).await;
+}
+
+#[test]
+fn gssapi_without_a_kerberos_ticket_ends_startup_with_one_error_line() {
+    // An empty credential cache and no keytab: the client has nothing to authenticate with.
+    let kerberos = Kerberos::new();
+    expect_startup_failure(
+        &kerberos.app_env(secure::KERBEROS_SERVICE),
+        &[
+            "authentication failed",
+            "GSSAPI Error",
+            "No Kerberos credentials available",
+        ],
+    );
+}
+
+#[test]
+fn a_service_name_the_kdc_does_not_know_ends_startup_with_one_error_line() {
+    // Logged in, but asking for the ticket of a service the broker is not.
+    let kerberos = Kerberos::new();
+    let mut env = kerberos.app_env("kafka-wrong");
+    env.extend(keytab_login());
+    expect_startup_failure(
+        &env,
+        &[
+            "authentication failed",
+            "kafka-wrong/127.0.0.1@FASTSTREAM.TEST not found in Kerberos database",
+        ],
     );
 }
 

@@ -258,6 +258,9 @@ pub struct SubscriberCodec {
     router: Option<CodecRef>,
     /// The app's.
     app: Option<CodecRef>,
+    /// The codec its records' keys decode with ([`SubscriberConfig::key_codec`]); `None`:
+    /// keys decode as JSON or text, as payloads do without a codec.
+    pub key: Option<CodecRef>,
 }
 
 impl SubscriberCodec {
@@ -267,6 +270,16 @@ impl SubscriberCodec {
             .as_ref()
             .or(self.router.as_ref())
             .or(self.app.as_ref())
+    }
+
+    /// Whether decoding may have to wait for something outside the process (a schema
+    /// registry): its payload or key codec says so ([`Codec::may_wait`]), and the error
+    /// policy then keeps each message to run it again after an outage.
+    pub fn may_wait(&self) -> bool {
+        self.effective()
+            .into_iter()
+            .chain(&self.key)
+            .any(|codec| codec.may_wait())
     }
 
     /// A router's codec, unless an inner router set one (routers are applied inside out).
@@ -501,6 +514,26 @@ impl SubscriberConfig {
     /// ```
     pub fn payload_format(mut self, format: FormatSchema) -> Self {
         self.docs.payload_format = Some(format);
+        self
+    }
+
+    /// Sets the codec its records' keys decode with (`Key<T>` parameters), e.g. a schema
+    /// registry's key codec; without one, keys decode as JSON or text.
+    ///
+    /// ```
+    /// use faststream_core::codec::{Codec, DecodeTarget};
+    /// # #[derive(Debug)] struct MyFormat;
+    /// # impl Codec for MyFormat {
+    /// #     fn name(&self) -> &'static str { "mine" }
+    /// #     fn content_type(&self) -> &'static str { "application/x-mine" }
+    /// #     fn decode<'de>(&self, _: &'de [u8], _: &mut dyn DecodeTarget<'de>) -> Result<(), faststream_core::codec::DecodeError> { unimplemented!() }
+    /// #     fn encode(&self, _: &dyn faststream_core::codec::erased_serde::Serialize) -> Result<Vec<u8>, faststream_core::codec::EncodeError> { unimplemented!() }
+    /// # }
+    /// let config = faststream_core::SubscriberConfig::new("orders", ["orders"]).key_codec(MyFormat);
+    /// assert_eq!(config.codec.key.unwrap().name(), "mine");
+    /// ```
+    pub fn key_codec(mut self, codec: impl Codec) -> Self {
+        self.codec.key = Some(Arc::new(codec));
         self
     }
 

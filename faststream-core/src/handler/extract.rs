@@ -360,6 +360,7 @@ pub struct MessageContext<'a> {
     seeker: Option<&'a Seeker>,
     codec: Option<&'a CodecRef>,
     reply_codec: Option<&'a CodecRef>,
+    key_codec: Option<&'a CodecRef>,
 }
 
 impl<'a> MessageContext<'a> {
@@ -373,6 +374,7 @@ impl<'a> MessageContext<'a> {
             seeker: None,
             codec: None,
             reply_codec: None,
+            key_codec: None,
         }
     }
 
@@ -396,6 +398,17 @@ impl<'a> MessageContext<'a> {
     /// The codec the handler's return value is encoded with, when not JSON.
     pub fn reply_codec(&self) -> Option<&'a CodecRef> {
         self.reply_codec
+    }
+
+    /// The same context where record keys decode with `codec` (`None`: JSON or text).
+    pub fn with_key_codec(mut self, codec: Option<&'a CodecRef>) -> Self {
+        self.key_codec = codec;
+        self
+    }
+
+    /// The subscriber's key codec, when it has one.
+    pub fn key_codec(&self) -> Option<&'a CodecRef> {
+        self.key_codec
     }
 
     /// The same context where the [`Seeker`] extractor moves `seeker`'s subscriber.
@@ -584,31 +597,66 @@ fn decode_payload<T: DeserializeOwned + Send + 'static, U: Send + 'static>(
             .map_err(ExtractError::Payload)
             .into();
     };
-    let Some(ready) = codec.prepare(message) else {
+    let ready: Vec<_> = match &message.batch {
+        Some(batch) => batch
+            .iter()
+            .filter_map(|record| codec.prepare(&record.payload))
+            .collect(),
+        None => codec.prepare(&message.payload).into_iter().collect(),
+    };
+    if ready.is_empty() {
         return codec::decode_message_with(message, Some(&**codec))
             .map(wrap)
             .map_err(ExtractError::Payload)
             .into();
-    };
+    }
     let (codec, message) = (Arc::clone(codec), message.clone());
     Extraction::pending(async move {
-        ready.await.map_err(|failure| match failure {
-            DecodeFailure::Invalid(error) => ExtractError::Payload(error),
-            DecodeFailure::Unavailable(why) => ExtractError::PayloadUnavailable(why),
-        })?;
+        futures::future::try_join_all(ready)
+            .await
+            .map_err(|failure| prepare_failed(failure, ExtractError::Payload))?;
         codec::decode_message_with(&message, Some(&*codec))
             .map(wrap)
             .map_err(ExtractError::Payload)
     })
 }
 
-/// A `prost` message as the payload (see [`codec::Proto`]).
+/// What a codec's failed [`Codec::prepare`](crate::codec::Codec::prepare) means for the
+/// handler: bad data (`invalid`: a payload or key decode error) or an outage, which the error
+/// policy waits out.
+fn prepare_failed(
+    failure: DecodeFailure,
+    invalid: fn(DecodeError) -> ExtractError,
+) -> ExtractError {
+    match failure {
+        DecodeFailure::Invalid(error) => invalid(error),
+        DecodeFailure::Unavailable(why) => ExtractError::PayloadUnavailable(why),
+    }
+}
+
+/// A `prost` message as the payload (see [`codec::Proto`]); under a codec that frames its
+/// payloads (a schema registry's), the message inside the frame, once the codec is ready.
 #[cfg(feature = "protobuf")]
 impl<T: prost::Message + Default + Send + 'static> FromMessage for codec::Proto<T> {
-    fn from_message(message: &Message, _cx: &MessageContext<'_>) -> Extraction<Self> {
-        codec::Proto::decode(&message.payload)
-            .map_err(ExtractError::Payload)
-            .into()
+    fn from_message(message: &Message, cx: &MessageContext<'_>) -> Extraction<Self> {
+        let decode = |codec: Option<&dyn codec::Codec>, payload: &[u8]| {
+            let body = match codec {
+                Some(codec) => codec.body(payload).map_err(ExtractError::Payload)?,
+                None => payload,
+            };
+            codec::Proto::decode(body).map_err(ExtractError::Payload)
+        };
+        let codec = cx.codec();
+        let Some(ready) = codec.and_then(|codec| codec.prepare(&message.payload)) else {
+            return decode(codec.map(|c| &**c), &message.payload).into();
+        };
+        let (codec, payload) = (codec.map(Arc::clone), message.payload.clone());
+        Extraction::pending(async move {
+            ready
+                .await
+                .map_err(|failure| prepare_failed(failure, ExtractError::Payload))?;
+            decode(codec.as_deref(), &payload)
+        })
     }
 }
 
@@ -695,19 +743,36 @@ impl FromMessageParts for Headers {
 }
 
 /// The record key, decoded like a payload: `Key<String>` (text), `Key<Bytes>` (the default,
-/// raw), `Key<Option<String>>` (absent key is `None`), or any JSON type.
+/// raw), `Key<Option<String>>` (absent key is `None`), or any JSON type; or with the
+/// subscriber's key codec ([`SubscriberConfig::key_codec`](crate::SubscriberConfig::key_codec)),
+/// e.g. a schema registry's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Key<T = Bytes>(pub T);
 
 impl<T: DeserializeOwned + Send + 'static> FromMessageParts for Key<T> {
-    fn from_message_parts(message: &Message, _cx: &MessageContext<'_>) -> Extraction<Self> {
-        match message.key.as_deref() {
-            Some(raw) => codec::decode(raw, None),
-            None => codec::decode_absent(),
-        }
-        .map(Key)
-        .map_err(ExtractError::Key)
-        .into()
+    fn from_message_parts(message: &Message, cx: &MessageContext<'_>) -> Extraction<Self> {
+        let Some(raw) = message.key.as_ref() else {
+            return codec::decode_absent()
+                .map(Key)
+                .map_err(ExtractError::Key)
+                .into();
+        };
+        let codec = cx.key_codec();
+        let decode = |raw: &[u8], codec: Option<&dyn codec::Codec>| {
+            codec::decode_with(raw, None, codec)
+                .map(Key)
+                .map_err(ExtractError::Key)
+        };
+        let Some(ready) = codec.and_then(|codec| codec.prepare(raw)) else {
+            return decode(raw, codec.map(|c| &**c)).into();
+        };
+        let (codec, raw) = (codec.map(Arc::clone), raw.clone());
+        Extraction::pending(async move {
+            ready
+                .await
+                .map_err(|failure| prepare_failed(failure, ExtractError::Key))?;
+            decode(&raw, codec.as_deref())
+        })
     }
 }
 
@@ -1543,9 +1608,9 @@ mod tests {
         }
         fn prepare(
             &self,
-            message: &Message,
+            payload: &[u8],
         ) -> Option<futures::future::BoxFuture<'static, Result<(), DecodeFailure>>> {
-            let first = message.payload.first().copied();
+            let first = payload.first().copied();
             Some(Box::pin(async move {
                 tokio::task::yield_now().await;
                 match first {
@@ -1584,6 +1649,38 @@ mod tests {
             "bad data is not retried: {unknown}"
         );
         assert!(matches!(unknown, ExtractError::Payload(_)), "{unknown}");
+    }
+
+    #[tokio::test]
+    async fn a_key_codec_decodes_keys_after_waiting_and_says_when_to_retry() {
+        let state = AppState::default();
+        let codec: CodecRef = Arc::new(FetchFirst);
+        let cx = cx(&state).with_key_codec(Some(&codec));
+        let keyed = |key: &'static str| {
+            let mut message = Message::new("t", "{}");
+            message.key = Some(Bytes::from_static(key.as_bytes()));
+            message
+        };
+        let ready = parts_pending::<Key<i64>>(&keyed("+7"), &cx);
+        assert!(!ready.is_ready(), "waits for the codec");
+        assert_eq!(ready.await.unwrap().0, 7);
+        let outage = parts_pending::<Key<i64>>(&keyed("?7"), &cx)
+            .await
+            .unwrap_err();
+        assert!(outage.is_transient(), "{outage}");
+        let unknown = parts_pending::<Key<i64>>(&keyed("!7"), &cx)
+            .await
+            .unwrap_err();
+        assert!(matches!(unknown, ExtractError::Key(_)), "{unknown}");
+        let absent = parts_pending::<Key<Option<i64>>>(&Message::new("t", "{}"), &cx);
+        assert_eq!(absent.await.unwrap().0, None);
+    }
+
+    fn parts_pending<T: FromMessageParts>(
+        message: &Message,
+        cx: &MessageContext<'_>,
+    ) -> Extraction<T> {
+        T::from_message_parts(message, cx)
     }
 
     #[test]

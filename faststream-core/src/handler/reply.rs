@@ -261,10 +261,18 @@ pub enum ViaProto {}
 #[cfg(feature = "protobuf")]
 impl<T: prost::Message + 'static> IntoReply<ViaProto> for codec::Proto<T> {
     fn into_reply(self) -> Reply {
-        Outgoing::from_encoded(Encoded::Body {
-            payload: self.encode(),
-            content_type: codec::APPLICATION_PROTOBUF,
-        })
+        self.into_reply_with(None)
+    }
+
+    /// Framed by a codec that frames (a schema registry's), else the message as it is.
+    fn into_reply_with(self, codec: Option<&dyn Codec>) -> Reply {
+        match self.encode_with(codec) {
+            Ok((payload, content_type)) => Outgoing::from_encoded(Encoded::Body {
+                payload,
+                content_type,
+            }),
+            Err(err) => Reply::Failed(Box::new(err)),
+        }
     }
 }
 

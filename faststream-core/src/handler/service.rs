@@ -55,6 +55,7 @@ pub struct HandlerService<H, T> {
     tracker: Option<TaskTracker>,
     codec: Option<CodecRef>,
     reply_codec: Option<CodecRef>,
+    key_codec: Option<CodecRef>,
     _marker: PhantomData<fn() -> T>,
 }
 
@@ -69,6 +70,7 @@ impl<H: Clone, T> Clone for HandlerService<H, T> {
             tracker: self.tracker.clone(),
             codec: self.codec.clone(),
             reply_codec: self.reply_codec.clone(),
+            key_codec: self.key_codec.clone(),
             _marker: PhantomData,
         }
     }
@@ -94,6 +96,7 @@ impl<H, T> HandlerService<H, T> {
             tracker: None,
             codec: None,
             reply_codec: None,
+            key_codec: None,
             _marker: PhantomData,
         }
     }
@@ -110,6 +113,12 @@ impl<H, T> HandlerService<H, T> {
     pub fn with_codecs(mut self, decode: Option<CodecRef>, reply: Option<CodecRef>) -> Self {
         self.codec = decode;
         self.reply_codec = reply;
+        self
+    }
+
+    /// The codec its handlers' `Key<T>` parameters decode with (`None`: JSON or text).
+    pub fn with_key_codec(mut self, codec: Option<CodecRef>) -> Self {
+        self.key_codec = codec;
         self
     }
 
@@ -155,6 +164,7 @@ where
             .with_pattern(self.pattern.as_deref())
             .with_seeker(self.seeker.as_ref())
             .with_codecs(self.codec.as_ref(), self.reply_codec.as_ref())
+            .with_key_codec(self.key_codec.as_ref())
             .with_teardown(&teardown);
         let call = self.handler.call(&message, &cx);
         let teardown = teardown.into_inner();

@@ -6,6 +6,10 @@
 //! keeps polling), and after the last attempt sends it to a dead-letter topic, skips it, or
 //! stops its partition. Errors that cannot get better by retrying go straight to that final
 //! outcome: decode and extraction errors, and errors the handler wraps in [`Permanent`].
+//! An outage of something a record needs before it can decode (a schema registry out of
+//! reach: [`is_outage`]) is neither: the record waits, its partition paused, and runs again
+//! every [`OUTAGE_RETRY`] until it decodes, without counting an attempt, and never reaches the
+//! final outcome (an outage is not bad data, so it is never dead-lettered or skipped).
 //! [`ErrorPolicy::retry_topics`] retries without blocking the partition instead: through retry
 //! topics the app reads itself, each record waiting there until its delay passed.
 //!
@@ -45,7 +49,14 @@ pub struct ErrorPolicy {
     /// Only a nack through the `Ack` extractor is retried (the `Manual` preset): other
     /// errors go to the final outcome at once.
     only_nacks: bool,
+    /// Its subscriber decodes with a codec that can meet an outage ([`is_outage`]), so every
+    /// message is kept until it is done, to run it again.
+    outages: bool,
 }
+
+/// How long a record waits before it runs again after an outage ([`is_outage`]); jittered
+/// between half and all of it, so the partitions waiting on one registry do not ask together.
+pub const OUTAGE_RETRY: Duration = Duration::from_secs(1);
 
 /// The final outcome of a message that failed for good.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +94,7 @@ impl ErrorPolicy {
             exhausted: Exhausted::Skip,
             retry_topics: Vec::new(),
             only_nacks: false,
+            outages: false,
         }
     }
 
@@ -237,10 +249,19 @@ impl ErrorPolicy {
         }
     }
 
-    /// Whether a failure may need the message again (a retry, a dead letter), so the worker
-    /// keeps a copy of each message until it is done.
+    /// The same policy for a subscriber whose codec can meet an outage
+    /// ([`Codec::may_wait`](crate::codec::Codec::may_wait)): its messages are kept until they
+    /// are done, so that one waiting out an outage can run again.
+    pub(crate) fn expecting_outages(mut self, outages: bool) -> Self {
+        self.outages = outages;
+        self
+    }
+
+    /// Whether a failure may need the message again (a retry, a dead letter, an outage), so
+    /// the worker keeps a copy of each message until it is done.
     pub(crate) fn needs_message(&self) -> bool {
-        self.max_attempts != Some(1)
+        self.outages
+            || self.max_attempts != Some(1)
             || self.exhausted != Exhausted::Skip
             || self.only_nacks
             || !self.retry_topics.is_empty()
@@ -250,6 +271,9 @@ impl ErrorPolicy {
     pub(crate) fn decide(&self, attempt: u32, error: &BoxError) -> Decision {
         if error.is::<Rejected>() {
             return Decision::Reject;
+        }
+        if is_outage(error) {
+            return Decision::Wait(jittered(OUTAGE_RETRY));
         }
         let retriable = if self.only_nacks {
             error.is::<Nacked>()
@@ -270,11 +294,15 @@ impl ErrorPolicy {
         if !self.jitter || full.is_zero() {
             return full;
         }
-        // Equal jitter: half the delay, plus a random part of the other half.
-        let half = full / 2;
-        let random = (uuid::Uuid::new_v4().as_u128() % 1_000_000) as u32;
-        half + half.mul_f64(f64::from(random) / 1_000_000.0)
+        jittered(full)
     }
+}
+
+/// Equal jitter: half of `full`, plus a random part of the other half.
+fn jittered(full: Duration) -> Duration {
+    let half = full / 2;
+    let random = (uuid::Uuid::new_v4().as_u128() % 1_000_000) as u32;
+    half + half.mul_f64(f64::from(random) / 1_000_000.0)
 }
 
 /// One line for logs, e.g. `up to 3 attempts (backoff 100ms to 10s, jittered), then dead
@@ -334,6 +362,8 @@ impl std::fmt::Display for ErrorPolicy {
 pub(crate) enum Decision {
     /// Run it again after this delay.
     Retry(Duration),
+    /// Run it again after this delay, as the same attempt: it met an outage ([`is_outage`]).
+    Wait(Duration),
     /// Apply [`ErrorPolicy::exhausted`].
     Exhausted,
     /// Rejected through the `Ack` extractor: skip it, never dead-letter it.
@@ -378,12 +408,21 @@ impl Transient {
 }
 
 /// Whether retrying may help: not for decode and extraction errors or [`Permanent`] ones,
-/// unless wrapped in [`Transient`].
+/// unless wrapped in [`Transient`]; always for an outage ([`is_outage`]).
 pub fn is_retriable(error: &BoxError) -> bool {
-    if error.is::<Transient>() {
+    if error.is::<Transient>() || is_outage(error) {
         return true;
     }
     !(error.is::<ExtractError>() || error.is::<Permanent>())
+}
+
+/// Whether `error` is an outage of something the message needs before it can be handled (a
+/// schema registry out of reach: an extraction error whose
+/// [`ExtractError::is_transient`] is true), rather than a fault of the message or the handler.
+pub fn is_outage(error: &BoxError) -> bool {
+    error
+        .downcast_ref::<ExtractError>()
+        .is_some_and(ExtractError::is_transient)
 }
 
 /// A short, stable name for the kind of `error`, for the `dlt-exception-type` header and
@@ -393,6 +432,7 @@ pub fn error_type(error: &BoxError) -> &'static str {
     if let Some(extract) = error.downcast_ref::<ExtractError>() {
         return match extract {
             ExtractError::Payload(_) => "DecodeError",
+            ExtractError::PayloadUnavailable(_) => "PayloadUnavailable",
             ExtractError::Key(_) => "KeyDecodeError",
             ExtractError::MissingHeader(_) => "MissingHeader",
             ExtractError::BadHeader { .. } => "BadHeader",
@@ -460,6 +500,39 @@ mod tests {
             policy.decide(40, &handler_error()),
             Decision::Retry(_)
         ));
+    }
+
+    #[test]
+    fn an_outage_waits_without_counting_an_attempt_and_never_reaches_the_final_outcome() {
+        let outage: BoxError = Box::new(ExtractError::PayloadUnavailable("registry down".into()));
+        assert!(is_outage(&outage) && is_retriable(&outage));
+        for policy in [
+            ErrorPolicy::retry(1).then_dead_letter(),
+            ErrorPolicy::retry(3).then_dead_letter(),
+            ErrorPolicy::preset(AckPolicy::Manual, Backoff::default()),
+        ] {
+            for attempt in [1, 3, 50] {
+                let Decision::Wait(delay) = policy.decide(attempt, &outage) else {
+                    panic!("{policy}: an outage at attempt {attempt} must wait")
+                };
+                assert!(
+                    delay >= OUTAGE_RETRY / 2 && delay <= OUTAGE_RETRY,
+                    "{delay:?}"
+                );
+            }
+        }
+        let plain = ErrorPolicy::default();
+        assert!(!plain.needs_message());
+        assert!(
+            plain.expecting_outages(true).needs_message(),
+            "a message waiting out an outage is kept to run again"
+        );
+        let bad: BoxError = Box::new(ExtractError::Payload(DecodeError {
+            path: ".".into(),
+            message: "unknown schema id 7".into(),
+        }));
+        assert!(!is_outage(&bad));
+        assert_eq!(ErrorPolicy::retry(3).decide(1, &bad), Decision::Exhausted);
     }
 
     #[test]

@@ -159,7 +159,8 @@ where
     }
     // Resolved here, once: everything below (the `Ack` extractor, the tracker's commit mode,
     // the failure handling, the start line) follows this one value.
-    let delivery = config.delivery_policy();
+    let mut delivery = config.delivery_policy();
+    delivery.failure = delivery.failure.expecting_outages(config.codec.may_wait());
     let manual_ack = delivery.commit == CommitTiming::ByHandler;
     let coordinator = exactly_once_coordinator(&config, manual_ack, cx, &seeker)?;
     let offered = CheckContext::new(&cx.state)
@@ -175,6 +176,7 @@ where
             config.codec.effective().cloned(),
             config.reply_codec().cloned(),
         )
+        .with_key_codec(config.codec.key.clone())
         .with_tracker(cx.tracker.clone());
     let timeout = config.delivery.handler_timeout;
     let core = ServiceBuilder::new()
@@ -930,15 +932,19 @@ where
                 self.progress.decide(ticket, ack);
                 None
             }
-            Decision::Retry(delay) => {
-                if !error.is::<Nacked>() {
+            decision @ (Decision::Retry(delay) | Decision::Wait(delay)) => {
+                let waits = matches!(decision, Decision::Wait(_));
+                if waits {
+                    self.log_waiting(&position, delay, &error);
+                } else if !error.is::<Nacked>() {
                     self.log_failed(&position, key, attempt, &error);
                 }
                 let Some(message) = kept else {
                     self.progress.decide(ticket, ack);
                     return None;
                 };
-                let attempt = attempt + 1;
+                // Waiting out an outage is not an attempt.
+                let attempt = if waits { attempt } else { attempt + 1 };
                 Some(Redelivery {
                     message,
                     attempt,
@@ -968,6 +974,13 @@ where
             key = ?key,
             attempt,
             "message {position} failed: {error}",
+        );
+    }
+
+    fn log_waiting(&self, position: &str, delay: Duration, error: &BoxError) {
+        tracing::warn!(
+            subscriber = %self.config.name,
+            "message {position} waits {delay:?} and runs again, its partition paused: {error}",
         );
     }
 
@@ -1008,9 +1021,12 @@ where
                 batch.last_offset(),
             );
         }
-        if let Decision::Retry(delay) = decision {
+        if let Decision::Retry(delay) | Decision::Wait(delay) = decision {
             let message = batch.rest_from(index)?;
-            let attempt = attempt + 1;
+            let attempt = match decision {
+                Decision::Wait(_) => attempt,
+                _ => attempt + 1,
+            };
             return Some(Redelivery {
                 message,
                 attempt,
@@ -1066,7 +1082,7 @@ where
         } = failed;
         let error: BoxError = Box::new(error);
         match self.policy.decide(attempt, &error) {
-            Decision::Retry(delay) => Some(Redelivery {
+            Decision::Retry(delay) | Decision::Wait(delay) => Some(Redelivery {
                 message,
                 attempt: attempt + 1,
                 delay,

@@ -2,9 +2,16 @@
 //! startup failures (bad credentials, untrusted CA, wrong mechanism): consumes `APP_IN` as
 //! group `APP_GROUP` and publishes `User: {user_id} - {user} registered` to `APP_OUT`.
 //!
+//! It also runs the GSSAPI (Kerberos) round trip: Kerberos' settings (`KRB5_CONFIG`, the
+//! credential cache `KRB5CCNAME`) are the process's environment, which a test sets for a child
+//! process only.
+//!
 //! `SECURE_BOOTSTRAP` (servers), `SECURE_MECHANISM` (`PLAIN`, `SCRAM-SHA-256`,
-//! `SCRAM-SHA-512`; unset: no SASL), `SECURE_USER`, `SECURE_PASSWORD`, `SECURE_TLS=1` (TLS),
-//! `SECURE_CA` (a CA file; unset: the system's trust store).
+//! `SCRAM-SHA-512`, `GSSAPI`; unset: no SASL), `SECURE_USER`, `SECURE_PASSWORD` (PLAIN and
+//! SCRAM), `SECURE_KERBEROS_SERVICE` (GSSAPI: the brokers' service name, default `kafka`),
+//! `SECURE_KERBEROS_PRINCIPAL` and `SECURE_KERBEROS_KEYTAB` (GSSAPI: log in from this keytab;
+//! unset: the ticket in the credential cache), `SECURE_TLS=1` (TLS), `SECURE_CA` (a CA file;
+//! unset: the system's trust store).
 use faststream::kafka::{KafkaBroker, Security, Tls};
 use faststream::{FastStream, SubscriberConfig};
 
@@ -20,6 +27,17 @@ fn security() -> Security {
         Some("PLAIN") => Security::plain(user, password),
         Some("SCRAM-SHA-256") => Security::scram256(user, password),
         Some("SCRAM-SHA-512") => Security::scram512(user, password),
+        Some("GSSAPI") => {
+            let gssapi =
+                Security::gssapi(var("SECURE_KERBEROS_SERVICE").unwrap_or_else(|| "kafka".into()));
+            match (
+                var("SECURE_KERBEROS_PRINCIPAL"),
+                var("SECURE_KERBEROS_KEYTAB"),
+            ) {
+                (Some(principal), Some(keytab)) => gssapi.kerberos_keytab(principal, keytab),
+                _ => gssapi,
+            }
+        }
         Some(other) => {
             eprintln!("error: unknown SECURE_MECHANISM {other}");
             std::process::exit(2)

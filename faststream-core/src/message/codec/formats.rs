@@ -218,25 +218,11 @@ impl Codec for Avro {
         payload: &'de [u8],
         target: &mut dyn DecodeTarget<'de>,
     ) -> Result<(), DecodeError> {
-        let mut reader = payload;
-        let value =
-            apache_avro::from_avro_datum(&self.schema, &mut reader, None).map_err(decode_error)?;
-        if !reader.is_empty() {
-            return Err(decode_error(format_args!(
-                "{} trailing bytes after the datum",
-                reader.len()
-            )));
-        }
-        // apache-avro's deserializer is private: its value becomes a tree the target reads.
-        let tree: super::tree::Tree = apache_avro::from_value(&value).map_err(decode_error)?;
-        deserialize_into(target, tree)
+        decode_avro_datum(&self.schema, None, payload, target)
     }
 
     fn encode(&self, value: &dyn erased_serde::Serialize) -> Result<Vec<u8>, EncodeError> {
-        let value = apache_avro::to_value(value)
-            .and_then(|v| v.resolve(&self.schema))
-            .map_err(|e| encode_error(self.name(), e))?;
-        apache_avro::to_avro_datum(&self.schema, value).map_err(|e| encode_error(self.name(), e))
+        encode_avro_datum(&self.schema, value)
     }
 
     fn schema(&self) -> Option<super::seam::FormatSchema> {
@@ -246,4 +232,40 @@ impl Codec for Avro {
             schema: serde_json::to_value(&*self.schema).ok()?,
         })
     }
+}
+
+/// Decodes one Avro datum (the whole of `payload`) written with `writer` into `target`,
+/// resolved to `reader` first when given (Avro's schema resolution: fields added with
+/// defaults, removed, promoted). What [`Avro`] and a schema registry's Avro codec decode with.
+#[cfg(feature = "avro")]
+pub fn decode_avro_datum<'de>(
+    writer: &apache_avro::Schema,
+    reader: Option<&apache_avro::Schema>,
+    payload: &[u8],
+    target: &mut dyn DecodeTarget<'de>,
+) -> Result<(), DecodeError> {
+    let mut rest = payload;
+    let value = apache_avro::from_avro_datum(writer, &mut rest, reader).map_err(decode_error)?;
+    if !rest.is_empty() {
+        return Err(decode_error(format_args!(
+            "{} trailing bytes after the datum",
+            rest.len()
+        )));
+    }
+    // apache-avro's deserializer is private: its value becomes a tree the target reads.
+    let tree: super::tree::Tree = apache_avro::from_value(&value).map_err(decode_error)?;
+    deserialize_into(target, tree)
+}
+
+/// Encodes `value` as one Avro datum of `schema` (the value resolved to the schema first, so
+/// a Rust `i32` fills a `long`). What [`Avro`] and a schema registry's Avro codec encode with.
+#[cfg(feature = "avro")]
+pub fn encode_avro_datum(
+    schema: &apache_avro::Schema,
+    value: &dyn erased_serde::Serialize,
+) -> Result<Vec<u8>, EncodeError> {
+    let value = apache_avro::to_value(value)
+        .and_then(|v| v.resolve(schema))
+        .map_err(|e| encode_error("avro", e))?;
+    apache_avro::to_avro_datum(schema, value).map_err(|e| encode_error("avro", e))
 }

@@ -28,12 +28,12 @@ pub mod seam;
 #[cfg(any(feature = "cbor", feature = "avro"))]
 mod tree;
 
-#[cfg(feature = "avro")]
-pub use formats::Avro;
 #[cfg(feature = "cbor")]
 pub use formats::Cbor;
 #[cfg(feature = "msgpack")]
 pub use formats::MessagePack;
+#[cfg(feature = "avro")]
+pub use formats::{decode_avro_datum, encode_avro_datum, Avro};
 pub use media::{APPLICATION_CBOR, APPLICATION_MSGPACK, APPLICATION_PROTOBUF, AVRO_BINARY};
 #[cfg(feature = "protobuf")]
 pub use protobuf::Proto;

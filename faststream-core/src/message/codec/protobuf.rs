@@ -2,7 +2,8 @@
 //! a return value or a record.
 
 use super::media::APPLICATION_PROTOBUF;
-use crate::error::DecodeError;
+use super::seam::Codec;
+use crate::error::{DecodeError, EncodeError};
 use crate::message::record::Record;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -10,7 +11,8 @@ use std::sync::Arc;
 /// A `prost` message as a payload: a handler parameter `Proto<T>` decodes it, a returned
 /// `Proto<T>` publishes it with `content-type: application/protobuf`, and
 /// [`Proto::record`] makes a record of it. Protobuf is typed by `prost::Message`, not serde,
-/// so it is this wrapper rather than a [`Codec`](super::Codec).
+/// so it is this wrapper rather than a [`Codec`]; a codec that frames payloads (a schema
+/// registry's) frames and unframes it ([`Codec::frame`], [`Codec::body`]).
 ///
 /// ```
 /// use faststream_core::codec::Proto;
@@ -51,5 +53,31 @@ impl<T: prost::Message> Proto<T> {
         let mut record = Record::new(topic, self.encode());
         record.content_type = Some(APPLICATION_PROTOBUF);
         record
+    }
+
+    /// The payload and content type of this message as `codec` publishes it: framed by a
+    /// codec that frames (a schema registry's, see [`Codec::frame`]), else as it is.
+    pub fn encode_with(
+        &self,
+        codec: Option<&dyn Codec>,
+    ) -> Result<(Bytes, &'static str), EncodeError> {
+        let body = self.0.encode_to_vec();
+        match codec.and_then(|codec| Some((codec.frame(&body)?, codec.content_type()))) {
+            Some((framed, content_type)) => Ok((Bytes::from(framed?), content_type)),
+            None => Ok((Bytes::from(body), APPLICATION_PROTOBUF)),
+        }
+    }
+
+    /// A record for `topic` with this message as `codec` publishes it (see
+    /// [`Proto::encode_with`]).
+    pub fn record_with(
+        &self,
+        topic: impl Into<Arc<str>>,
+        codec: &dyn Codec,
+    ) -> Result<Record, EncodeError> {
+        let (payload, content_type) = self.encode_with(Some(codec))?;
+        let mut record = Record::new(topic, payload);
+        record.content_type = Some(content_type);
+        Ok(record)
     }
 }

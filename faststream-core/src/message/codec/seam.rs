@@ -25,38 +25,40 @@
 //! A configured codec costs one dynamic call per record, and serde's calls through
 //! [`erased_serde`] (one dynamic call per value visited).
 //!
-//! # How a schema registry plugs in (the next step)
+//! # How a schema registry plugs in
 //!
-//! A Confluent-compatible registry codec is a [`Codec`] like the others, wrapping a format:
+//! `faststream-registry` (the facade's `faststream::registry`, feature `registry`) is a
+//! Confluent-compatible registry codec, a [`Codec`] like the others, wrapping a format:
 //!
 //! - **Recognised from the record**: Confluent's serializers write no `content-type`, so its
 //!   [`Codec::claims`] looks at the payload: magic byte `0x00`, then a 4-byte big-endian
 //!   schema id (then, for Protobuf, the message indexes: a zig-zag varint count and the
 //!   indexes, `[0]` as the single byte `0`).
 //! - **Schemas fetched by id, asynchronously, cached for the process**: [`Codec::prepare`]
-//!   returns `None` when the record's schema id is cached (the usual case: decoding stays
-//!   synchronous and allocation-free in the seam), or a future that fetches it into the cache
-//!   first. The extractor awaits that future before [`Codec::decode`] runs, so the handler
-//!   still gets a typed value.
+//!   (given the payload, or the key under a key codec) returns `None` when the schema id is
+//!   cached (the usual case: decoding stays synchronous and allocation-free in the seam), or
+//!   a future that fetches it into the cache first. The extractor awaits that future before
+//!   [`Codec::decode`] runs, so the handler still gets a typed value.
 //! - **An outage is not bad data**: the future fails with [`DecodeFailure::Unavailable`]
 //!   (a refused connection, a 5xx, a timeout), which the extractor turns into
 //!   `ExtractError::PayloadUnavailable`, the one extraction error whose
-//!   `ExtractError::is_transient` is true. An unknown id (404) or a writer schema that does
-//!   not resolve fails with [`DecodeFailure::Invalid`]: `ExtractError::Payload`, a decode
-//!   error handled by the error policy like a malformed JSON payload. What the next step adds
-//!   there: the error policy's `is_retriable` consulting `is_transient` (today it counts every
-//!   extraction error as permanent), and the partition paused, not dead-lettered, while it
-//!   retries.
+//!   `ExtractError::is_transient` is true: the error policy makes the record wait (its
+//!   partition paused) and run again, without counting an attempt and never dead-lettering
+//!   it (`policy::is_outage`). A codec that can meet an outage says so ([`Codec::may_wait`]),
+//!   so that its subscribers keep each message to run it again. An unknown id (404) or a
+//!   writer schema that does not resolve fails with [`DecodeFailure::Invalid`]:
+//!   `ExtractError::Payload`, a decode error handled by the error policy like a malformed
+//!   JSON payload.
 //! - **Keys as well as values**: a codec decodes bytes into any serde type, so the same trait
-//!   decodes `Key<T>`; the next step adds the key codec as a setting beside this one (keys
-//!   decode as JSON/text today).
-//! - **Encoding** stays synchronous: the registry codec writes the magic byte, the schema id,
-//!   the indexes and the body from [`Codec::encode`], with an id resolved before the first
-//!   publish (auto-registered, latest, or fixed) and cached. Resolving it at start is a
-//!   provided trait method with a default, which adds to the seam without reshaping it.
+//!   decodes `Key<T>` under `SubscriberConfig::key_codec`.
+//! - **Encoding** stays synchronous: the registry codec writes the magic byte, the schema id
+//!   and the body from [`Codec::encode`], with an id resolved before the first publish
+//!   (auto-registered, latest, or fixed) and cached.
+//! - **Protobuf**, typed by prost rather than serde (`codec::Proto<T>`), goes through
+//!   [`Codec::body`] (the message inside the frame, for a `Proto<T>` parameter) and
+//!   [`Codec::frame`] (the frame around a published `Proto<T>`).
 
 use crate::error::{DecodeError, EncodeError};
-use crate::message::Message;
 use futures::future::BoxFuture;
 use serde::de::{self, DeserializeOwned, DeserializeSeed, Visitor};
 use std::fmt;
@@ -117,12 +119,33 @@ pub trait Codec: Send + Sync + fmt::Debug + 'static {
     /// Encodes `value` (a structured value: text, bytes and nothing never get here).
     fn encode(&self, value: &dyn erased_serde::Serialize) -> Result<Vec<u8>, EncodeError>;
 
-    /// What must happen before `message` can be decoded, when something must (a schema
-    /// fetched by id): `None` (the default) decodes now. The handler's call waits for the
-    /// future, then decodes.
-    fn prepare(&self, message: &Message) -> Option<BoxFuture<'static, Result<(), DecodeFailure>>> {
-        let _ = message;
+    /// What must happen before `payload` (a record's payload, or its key under a key codec)
+    /// can be decoded, when something must (a schema fetched by id): `None` (the default)
+    /// decodes now. The handler's call waits for the future, then decodes.
+    fn prepare(&self, payload: &[u8]) -> Option<BoxFuture<'static, Result<(), DecodeFailure>>> {
+        let _ = payload;
         None
+    }
+
+    /// The format's own bytes inside a payload this codec frames (a schema registry's magic
+    /// byte, schema id and Protobuf message indexes taken off): what a `codec::Proto<T>`
+    /// parameter decodes, after [`Codec::prepare`]. The payload itself by default.
+    fn body<'p>(&self, payload: &'p [u8]) -> Result<&'p [u8], DecodeError> {
+        Ok(payload)
+    }
+
+    /// The payload that frames `body`, the format's own bytes (a `codec::Proto<T>`'s), as
+    /// this codec publishes it; `None` (the default) publishes the body as it is.
+    fn frame(&self, body: &[u8]) -> Option<Result<Vec<u8>, EncodeError>> {
+        let _ = body;
+        None
+    }
+
+    /// Whether [`Codec::prepare`] can fail with [`DecodeFailure::Unavailable`] (it fetches
+    /// from outside the process). Its subscribers then keep each message until it is done, so
+    /// that one waiting out an outage can run again; `false` by default.
+    fn may_wait(&self) -> bool {
+        false
     }
 
     /// The payload schema the AsyncAPI document shows for this format, when it is not the
