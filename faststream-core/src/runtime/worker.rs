@@ -1665,7 +1665,10 @@ mod tests {
 
     /// The member's transactions, recording each commit's offsets.
     #[derive(Default)]
-    struct RecordedCommits(Mutex<Vec<Vec<(i64, Option<String>)>>>);
+    struct RecordedCommits(Mutex<Vec<Commit>>);
+
+    /// One commit's offsets: per partition, the next offset and its metadata.
+    type Commit = Vec<(i64, Option<String>)>;
 
     impl MemberTransactions for RecordedCommits {
         fn commit(
