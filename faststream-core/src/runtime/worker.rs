@@ -1662,4 +1662,98 @@ mod tests {
             );
         }
     }
+
+    /// The member's transactions, recording each commit's offsets.
+    #[derive(Default)]
+    struct RecordedCommits(Mutex<Vec<Commit>>);
+
+    /// One commit's offsets: per partition, the next offset and its metadata.
+    type Commit = Vec<(i64, Option<String>)>;
+
+    impl MemberTransactions for RecordedCommits {
+        fn commit(
+            &self,
+            offsets: Vec<crate::broker::TransactionOffset>,
+        ) -> futures::future::BoxFuture<'static, Result<(), Error>> {
+            self.0
+                .lock()
+                .unwrap()
+                .push(offsets.into_iter().map(|o| (o.next, o.metadata)).collect());
+            Box::pin(async { Ok(()) })
+        }
+        fn abort(&self) -> futures::future::BoxFuture<'static, Result<(), Error>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn id(&self) -> String {
+            "recorded".into()
+        }
+    }
+
+    #[tokio::test]
+    async fn an_exactly_once_commit_waits_for_the_handler_in_flight_and_its_publishes() {
+        let publisher = ManualPublisher::default();
+        let commits = Arc::new(RecordedCommits::default());
+        let mut cx = context(publisher.clone(), AppState::default());
+        cx.transactions = Some(Arc::clone(&commits) as Arc<dyn MemberTransactions>);
+        let release = Arc::new(tokio::sync::Semaphore::new(0));
+        let handler_release = Arc::clone(&release);
+        let config = Arc::new(
+            SubscriberConfig::new("eos", ["in"])
+                .exactly_once(true)
+                .publish_to("out"),
+        );
+        let built = subscriber_workers(
+            config,
+            move |n: i64| {
+                let release = Arc::clone(&handler_release);
+                async move {
+                    if n == 1 {
+                        drop(release.acquire().await);
+                    }
+                    n * 10
+                }
+            },
+            &cx,
+        )
+        .expect("handler needs are met");
+        let coordinator = built.transactions.clone().expect("exactly-once");
+        let (_offsets, tx, stop, task) = spawn_on_partition_0(built.workers);
+        tx.send(message(0, 0)).await.unwrap();
+        tx.send(message(1, 0)).await.unwrap();
+        tx.send(message(2, 0)).await.unwrap();
+        settle().await;
+        // Record 0 is handled (its output waits for its ack); record 1's handler is running.
+        let commit = tokio::spawn({
+            let coordinator = Arc::clone(&coordinator);
+            async move { coordinator.commit_now().await }
+        });
+        settle().await;
+        assert!(
+            !commit.is_finished(),
+            "the commit waits for the handler in flight"
+        );
+        release.add_permits(1);
+        settle().await;
+        assert!(
+            !commit.is_finished(),
+            "and for the publishes' acknowledgements"
+        );
+        assert_eq!(
+            publisher.sent.lock().unwrap().len(),
+            2,
+            "the outputs of records 0 and 1; record 2 is not started during the barrier"
+        );
+        for (_, ack) in publisher.sent.lock().unwrap().drain(..) {
+            ack.send(true).unwrap();
+        }
+        commit.await.unwrap().unwrap();
+        assert_eq!(
+            commits.0.lock().unwrap().clone(),
+            [vec![(2, None)]],
+            "records 0 and 1, with their outputs, and nothing past them"
+        );
+        // Record 2's output is never acknowledged here: the worker would wait for it.
+        stop.cancel();
+        task.abort();
+    }
 }

@@ -76,10 +76,15 @@
 //!   group's subscriptions; offsets stored by the runtime are the group's committed offsets, so
 //!   a subscription that restarts in the same group resumes after them; `auto_offset_reset`;
 //! - order per partition, the runtime's partition workers fed through the same channel as on
-//!   Kafka, so every ack policy, retry and middleware behaves the same.
+//!   Kafka, so every ack policy, retry and middleware behaves the same;
+//! - transactions: records of an open transaction are held back from `read_committed`
+//!   readers (the last stable offset), those of an aborted one never delivered to them, end
+//!   markers take offsets; an exactly-once subscriber's offsets commit with its transaction,
+//!   and a producer whose transactional id another one registered ([`TestBroker::fence`]) is
+//!   fenced.
 //!
-//! What it does not model: replication, retention, transactions, consumer lag, fetch sizes,
-//! and time spent in network round trips.
+//! What it does not model: replication, retention, consumer lag, fetch sizes, zombie fencing
+//! by group generation (KIP-447), and time spent in network round trips.
 mod memory;
 mod partitioner;
 mod payload;
