@@ -22,6 +22,11 @@ begin=$(date +%s)
 # librdkafka links, perl (the vendored OpenSSL build) and openssl (the broker's certificates).
 scripts/system-deps.sh
 
+# Incremental compilation writes each workspace crate's query cache as it builds it: work that
+# only pays back on a rebuild after an edit, which a test run does not do. (A `cargo build`
+# after this script rebuilds the workspace's own crates once, to make that cache.)
+export CARGO_INCREMENTAL=0
+
 target="${CARGO_TARGET_DIR:-target}"
 logs="$target/ci"
 mkdir -p "$logs"
