@@ -70,16 +70,30 @@ struct Counted {
     instructions: u64,
 }
 
+/// How much the gate runs: records of its two topics, callgrind runs per case, partitions.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sizes {
+    pub(crate) small: u64,
+    pub(crate) large: u64,
+    pub(crate) repeat: usize,
+    pub(crate) partitions: i32,
+}
+
 /// Runs the gate: prints a table of the measured figures against their limits, and returns an
-/// error naming every limit that was passed.
+/// error naming every limit that was passed. The callgrind profiles go to `keep_profiles` when
+/// given (and stay), else to a temporary directory deleted at the end.
 pub(crate) fn run(
     bootstrap: &str,
-    small: u64,
-    large: u64,
-    repeat: usize,
-    partitions: i32,
+    sizes: Sizes,
+    keep_profiles: Option<&Path>,
 ) -> Result<(), String> {
-    let repeat = repeat.max(1);
+    let Sizes {
+        small,
+        large,
+        partitions,
+        ..
+    } = sizes;
+    let repeat = sizes.repeat.max(1);
     if small == 0 || large <= small {
         return Err(format!(
             "gate: need 0 < small < large records (got {small} and {large})"
@@ -96,7 +110,10 @@ pub(crate) fn run(
         kafka::prefill(bootstrap, &topic, partitions, records)?;
         inputs.push((records, topic));
     }
-    let out_dir = std::env::temp_dir().join(format!("faststream-gate-{id}"));
+    let out_dir = match keep_profiles {
+        Some(dir) => dir.to_owned(),
+        None => std::env::temp_dir().join(format!("faststream-gate-{id}")),
+    };
     std::fs::create_dir_all(&out_dir).map_err(|e| format!("gate: {}: {e}", out_dir.display()))?;
 
     let cost = |case: &str, pipeline: bool| -> Result<Cost, String> {
@@ -130,8 +147,10 @@ pub(crate) fn run(
     let fs_drain = cost("fs-drain", false)?;
     let raw_pipeline = cost("raw-pipeline", true)?;
     let fs_pipeline = cost("fs-pipeline", true)?;
-    // Best effort: the profiles are only needed while the gate runs.
-    let _ = std::fs::remove_dir_all(&out_dir);
+    if keep_profiles.is_none() {
+        // Best effort: the profiles are only needed while the gate runs.
+        let _ = std::fs::remove_dir_all(&out_dir);
+    }
 
     println!(
         "cost gate: instructions (callgrind, fewest of {repeat} runs) and allocations per record, {small} and {large} records, {partitions} partitions"
