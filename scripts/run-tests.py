@@ -7,7 +7,10 @@ builds them all with `cargo test --workspace --no-run --message-format=json`, th
 binaries (and `cargo test --workspace --doc`) at most --jobs at a time, slowest first, each
 as cargo would: in its package's directory, with cargo's CARGO_* variables.
 
-Each binary's output goes to target/test-logs/<package>-<target>.log; a failing binary's
+The integration tests are one binary (tests/tests/harness.rs) whose modules run as separate
+jobs, each in its own process as when they were binaries (see `Job.per_module`).
+
+Each job's output goes to target/test-logs/<package>-<target or module>.log; a failing job's
 output is printed in full. Exit code 1 when any binary fails (all run: no fail-fast), or when
 the build fails (cargo's exit code).
 
@@ -27,6 +30,10 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+# Test binaries that hold many former binaries as modules (tests/tests/harness.rs): each module
+# runs as a job of its own (see `Job.per_module`).
+SPLIT = ["faststream-integration-tests/harness"]
 
 # Binaries known to take longest (seconds on a 2-core machine), started first so that the
 # pool does not end waiting on one of them. Others run in build order after these.
@@ -91,6 +98,7 @@ def main() -> int:
                   str(target_dir / "debug" / "deps"),
                   *filter(None, os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep))]
     os.environ["LD_LIBRARY_PATH"] = os.pathsep.join(dylib_path)
+    binaries = [job for binary in binaries for job in binary.per_module()]
 
     doc = Job(None, "doc-tests", None, command=[cargo, "test", "--workspace", "--doc", *args.cargo_args], cwd=root)
     jobs = binaries + [doc]
@@ -122,7 +130,7 @@ def main() -> int:
 
 
 class Job:
-    """One test binary (or the doc tests' cargo command) and how to run it."""
+    """One test binary (or a module of one, or the doc tests' cargo command) and how to run it."""
 
     def __init__(self, package, target, executable, command=None, cwd=None):
         self.package = package
@@ -133,6 +141,29 @@ class Job:
         else:
             self.command = command
             self.cwd = cwd
+
+    def per_module(self) -> list:
+        """A binary of SPLIT as one job per top-level module of its tests (each module was a
+        binary of its own once, and keeps its process and its log: `<package>/<module>`),
+        any other as itself. The tests outside a module run as `<package>/<target>`."""
+        if self.package is None or self.key not in SPLIT:
+            return [self]
+        listed = subprocess.run([*self.command, "--list", "--format", "terse"], cwd=self.cwd,
+                                env=self.env(os.environ.get("CARGO", "cargo")), check=True,
+                                stdout=subprocess.PIPE, text=True).stdout
+        groups: dict = {}
+        for line in listed.splitlines():
+            if not line.endswith(": test"):
+                continue
+            name = line[: -len(": test")]
+            module = name.split("::", 1)[0] if "::" in name else self.key.split("/", 1)[1]
+            groups.setdefault(module, []).append(name)
+        jobs = []
+        for module, names in groups.items():
+            job = Job(self.package, module, self.command[0])
+            job.command = [self.command[0], "--exact", *names]
+            jobs.append(job)
+        return jobs
 
     def env(self, cargo: str) -> dict:
         """The variables cargo sets when it runs a test binary itself."""

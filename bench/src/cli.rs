@@ -74,6 +74,10 @@ pub(crate) enum Sub {
         /// Callgrind runs per case and size; the fewest instructions count.
         #[arg(long, default_value_t = 2)]
         repeat: usize,
+        /// Keep the callgrind profiles in this directory (for `callgrind_annotate`), named
+        /// `CASE-RECORDS-RUN.callgrind`; by default they are deleted with the run.
+        #[arg(long)]
+        keep_profiles: Option<std::path::PathBuf>,
     },
     /// The lanes table: one partition, a handler awaiting 2 ms, distinct keys, with
     /// `lanes = 1, 4, 16, 64`, the plain subscriber, and skewed keys (see `lanes.rs`).

@@ -56,7 +56,17 @@ fn main() {
             small,
             large,
             repeat,
-        }) => gate::run(&cli.bootstrap, *small, *large, *repeat, cli.partitions),
+            keep_profiles,
+        }) => gate::run(
+            &cli.bootstrap,
+            gate::Sizes {
+                small: *small,
+                large: *large,
+                repeat: *repeat,
+                partitions: cli.partitions,
+            },
+            keep_profiles.as_deref(),
+        ),
         Some(Sub::Lanes { records, runs }) => lanes::run(&cli, *records, *runs),
         None => orchestrate(&cli),
     };

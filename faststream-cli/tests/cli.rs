@@ -51,17 +51,21 @@ fn cargo() -> Command {
     command
 }
 
-/// The test app, built once.
+/// The test app, built once: with the features `cargo test --workspace` resolves (the
+/// workspace's, dev-dependencies included, which an example asks for), so after that build
+/// this one is a no-op; `-p` or `--bin` alone resolves others and rebuilds the crates they
+/// change.
 fn app() -> &'static Path {
     static APP: OnceLock<PathBuf> = OnceLock::new();
     APP.get_or_init(|| {
         let status = cargo()
             .args([
                 "build",
-                "-p",
-                "faststream-integration-tests",
+                "--workspace",
                 "--bin",
                 "cli_app",
+                "--example",
+                "quickstart",
             ])
             .status()
             .expect("cargo");

@@ -149,6 +149,7 @@ impl<'b> Held<'b> {
     }
 
     /// Takes the record out without releasing its bytes: whoever gets it now answers for them.
+    #[inline]
     fn hand_over(mut self) -> Message {
         self.message.take().expect("a held record has its message")
     }

@@ -586,17 +586,30 @@ impl<T: DeserializeOwned + Send + 'static> FromMessage for T {
 
 /// Decodes the payload with the subscriber's codec (JSON without one, allocation-free), after
 /// what the codec must do first ([`Codec::prepare`](crate::codec::Codec::prepare)).
+// Inlined into the handler's call, with the configured codec's path out of line: a subscriber
+// without a codec pays nothing for the seam.
+#[inline]
 fn decode_payload<T: DeserializeOwned + Send + 'static, U: Send + 'static>(
     message: &Message,
     cx: &MessageContext<'_>,
     wrap: fn(T) -> U,
 ) -> Extraction<U> {
-    let Some(codec) = cx.codec() else {
-        return codec::decode_message(message)
+    match cx.codec() {
+        None => codec::decode_message(message)
             .map(wrap)
             .map_err(ExtractError::Payload)
-            .into();
-    };
+            .into(),
+        Some(codec) => decode_with_codec(message, codec, wrap),
+    }
+}
+
+/// [`decode_payload`] with a configured codec.
+#[inline(never)]
+fn decode_with_codec<T: DeserializeOwned + Send + 'static, U: Send + 'static>(
+    message: &Message,
+    codec: &CodecRef,
+    wrap: fn(T) -> U,
+) -> Extraction<U> {
     let ready: Vec<_> = match &message.batch {
         Some(batch) => batch
             .iter()
