@@ -178,7 +178,9 @@ kill_three_times() {
     fi
     kill9_app "$app_pid"; killed_at="$(date +%s.%N)"
     mid_stream $shared || { log "scenario $name: kill $k came after the end"; ok=0; }
-    kills+=("$(tool $shared count --topic "$out")")
+    # Exactly-once: how far the input was committed (with its outputs); else the output's
+    # records.
+    if [ "$exactly" = 1 ]; then kills+=("$(committed_sum $shared)"); else kills+=("$(tool $shared count --topic "$out")"); fi
     # A read_committed reader starting at the output's end: how long until the restarted app's
     # output is visible again (an open transaction of the killed app holds the end back).
     tool $shared wait-visible --topic "$out" --since "$killed_at" --timeout 60 >"$run_dir/$name-visible" &
@@ -196,7 +198,7 @@ kill_three_times() {
   if [ "$exactly" = 1 ]; then
     [ "$(field "$v" dup)" = 0 ] || ok=0
     local s; for s in "${visible[@]}"; do awk -v s="$s" 'BEGIN { exit !(s != "" && s <= 20) }' || ok=0; done
-    row "$label" "$v" "killed at out=$(IFS=/; echo "${kills[*]}") (end offsets); $seen; $(aborted_line $shared)$extra" $ok
+    row "$label" "$v" "killed at committed in=$(IFS=/; echo "${kills[*]}"); $seen; $(aborted_line $shared)$extra" $ok
   else
     row "$label" "$v" "killed at out=$(IFS=/; echo "${kills[*]}"); ${rate} records/s, duplicates ${per_kill} s of work per kill; $seen$extra" $ok
   fi
