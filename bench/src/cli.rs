@@ -90,7 +90,7 @@ pub(crate) enum Sub {
     /// latency a `read_committed` reader sees (see `eos.rs`).
     Eos {
         /// Records pre-filled for the throughput rows.
-        #[arg(long, default_value_t = 200_000)]
+        #[arg(long, default_value_t = 1_000_000)]
         records: u64,
         /// Repetitions of every row.
         #[arg(long, default_value_t = 3)]
