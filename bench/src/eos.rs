@@ -208,7 +208,7 @@ async fn raw_pipeline(args: &CaseArgs, interval: Duration) -> Result<CaseResult,
                                 back,
                             )) => {
                                 record = back;
-                                std::thread::sleep(Duration::from_micros(200));
+                                producer.poll(Duration::from_micros(200));
                             }
                             Err((err, _)) => return Err(err.to_string()),
                         }
@@ -426,10 +426,6 @@ fn render(cli: &Cli, settings: &Settings, rows: &[Row], latency: &[Row]) -> Stri
     let at_least_once = rows.first().map(Row::median_rate);
     for row in rows {
         let rate = row.median_rate();
-        let rates = row.rates();
-        let allocations = row
-            .allocations_per_record()
-            .map_or_else(|| "-".to_owned(), |a| format!("{a:.2}"));
         let vs_alo = at_least_once.map_or_else(String::new, |a| format!("{:.2}", rate / a));
         let hand_written = row
             .name
@@ -438,11 +434,11 @@ fn render(cli: &Cli, settings: &Settings, rows: &[Row], latency: &[Row]) -> Stri
             .map_or_else(String::new, |h| format!("{:.2}", rate / h));
         let _ = writeln!(
             out,
-            "| {} | {rate:.0} | {:.0}-{:.0} | {:.2} | {allocations} | {vs_alo} | {hand_written} |",
+            "| {} | {} | {:.2} | {} | {vs_alo} | {hand_written} |",
             row.name,
-            rates.first().copied().unwrap_or(0.0),
-            rates.last().copied().unwrap_or(0.0),
+            row.rate_cells(),
             row.cpu_us_per_record(),
+            row.allocations_cell(),
         );
     }
     let at_100 = rate_of("exactly-once, faststream-rs, commit every 100 ms");

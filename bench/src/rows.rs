@@ -109,6 +109,23 @@ impl Row {
         values.sort_by(|a, b| a.total_cmp(b));
         Some(median(&values)).filter(|m| !m.is_nan())
     }
+
+    /// The `msg/s (median) | spread (min-max msg/s)` cells.
+    pub(crate) fn rate_cells(&self) -> String {
+        let rates = self.rates();
+        format!(
+            "{:.0} | {:.0}-{:.0}",
+            self.median_rate(),
+            rates.first().copied().unwrap_or(0.0),
+            rates.last().copied().unwrap_or(0.0)
+        )
+    }
+
+    /// The `allocs/record` cell: `-` where a run did not count them.
+    pub(crate) fn allocations_cell(&self) -> String {
+        self.allocations_per_record()
+            .map_or_else(|| "-".to_owned(), |a| format!("{a:.2}"))
+    }
 }
 
 pub(crate) fn median(sorted: &[f64]) -> f64 {
