@@ -27,6 +27,28 @@ fn script() -> PathBuf {
     workspace().join("tests/python/interop.py")
 }
 
+/// Runs `interop.py` with `args` to its end (at most 120 s) and returns what it printed;
+/// fails with what it printed on stderr when it fails.
+async fn run_script(args: &[&str]) -> String {
+    let python = tokio::task::spawn_blocking(python).await.expect("venv");
+    let mut command = Command::new(python);
+    command.arg(script()).args(args);
+    let output = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::task::spawn_blocking(move || command.output()),
+    )
+    .await
+    .expect("the Python script finishes within 120 s")
+    .expect("join")
+    .expect("python");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 /// Kills the child process when the test ends, however it ends.
 struct KillOnDrop(Child);
 
@@ -88,27 +110,9 @@ async fn a_rust_subscriber_answers_a_python_faststream_request() {
         .start()
         .await
         .expect("responder starts");
-    let python = tokio::task::spawn_blocking(python).await.expect("venv");
-    let mut command = Command::new(python);
-    command
-        .arg(script())
-        .args(["request", &bootstrap(), &topic, &replies, "21"]);
-    let output = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::task::spawn_blocking(move || command.output()),
-    )
-    .await
-    .expect("the Python request finishes within 120 s")
-    .expect("join")
-    .expect("python");
+    let stdout = run_script(&["request", &bootstrap(), &topic, &replies, "21"]).await;
     responder.shutdown().await.expect("shutdown");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
     // FastStream logs to stdout too: the answer is the one line that is just the payload.
-    let stdout = String::from_utf8_lossy(&output.stdout);
     let answers: Vec<&str> = stdout
         .lines()
         .map(str::trim)
@@ -338,26 +342,8 @@ async fn python_faststream_reads_committed_exactly_once_output() {
     let inputs: Vec<Input> = (1..=5).map(|n: i64| Input::new(n.to_string())).collect();
     produce(&input, inputs).await;
 
-    let python = tokio::task::spawn_blocking(python).await.expect("venv");
-    let mut command = Command::new(python);
-    command
-        .arg(script())
-        .args(["isolation", &bootstrap(), &output, "50"]);
-    let finished = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::task::spawn_blocking(move || command.output()),
-    )
-    .await
-    .expect("the Python readers finish within 120 s")
-    .expect("join")
-    .expect("python");
+    let stdout = run_script(&["isolation", &bootstrap(), &output, "50"]).await;
     running.shutdown().await.expect("shutdown");
-    assert!(
-        finished.status.success(),
-        "{}",
-        String::from_utf8_lossy(&finished.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&finished.stdout);
     let read = |level: &str| -> Vec<String> {
         stdout
             .lines()
