@@ -5,13 +5,14 @@
 # their end and counts records in, out, lost and duplicated. One table row per scenario, exit
 # code 1 if any scenario fails.
 #
-#   scripts/chaos.sh                 all 9 scenarios, N records each (default 100000)
-#   scripts/chaos.sh --quick         small N, scenarios 1 2 3 5 6 9 (the CI variant)
+#   scripts/chaos.sh                 all 13 scenarios, N records each (default 100000)
+#   scripts/chaos.sh --quick         small N, scenarios 1 2 3 5 6 9 10 (the CI variant)
 #   scripts/chaos.sh --only 3        one scenario (repeat or comma-separate for more)
 #   scripts/chaos.sh --count 20000   another N
 #
-# Scenarios 1, 2, 4, 5, 6, 8 use the broker on 127.0.0.1:9092 (started with kafka-local.sh
-# when none answers, and stopped again). Scenarios 3 and 7 kill brokers, so they run their
+# Scenarios 10-13 run the app exactly-once and verify with a read_committed reader.
+# Scenarios 1, 2, 4, 5, 6, 8, 10, 11, 12 use the broker on 127.0.0.1:9092 (started with kafka-local.sh
+# when none answers, and stopped again). Scenarios 3, 7 and 13 kill brokers, so they run their
 # own: a single node on 39092 (controller 39093; CHAOS_SINGLE_PORT) and a 3-node cluster on
 # 29092-29094 (controllers 29192-29194; CHAOS_CLUSTER_PORT); the
 # broker on 9092 is never stopped. Each scenario uses fresh uuid-named topics and groups.
@@ -29,13 +30,13 @@ while [ $# -gt 0 ]; do
     --quick) quick=1; count=4000 ;;
     --only) only+=(${2//,/ }); shift ;;
     --count) count="$2"; shift ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "chaos: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
 done
 if [ ${#only[@]} -eq 0 ]; then
-  if [ "$quick" = 1 ]; then only=(1 2 3 5 6 9); else only=(1 2 3 4 5 6 7 8 9); fi
+  if [ "$quick" = 1 ]; then only=(1 2 3 5 6 9 10); else only=(1 2 3 4 5 6 7 8 9 10 11 12 13); fi
 fi
 # Handler work per record: long enough that a run can be interrupted mid-stream.
 delay_us="${CHAOS_DELAY_US:-$([ "$quick" = 1 ] && echo 4000 || echo 1000)}"
@@ -151,16 +152,22 @@ verify() { local b="$1"; shift; tool "$b" verify --input "$in" --output "$out" -
 mid_stream() { local c; c="$(committed_sum "$1")"; [ -n "$c" ] && [ "$c" -lt "$count" ]; }
 
 # kill_three_times NAME LABEL EXTRA APP_ARGS...: the app killed with SIGKILL three times
-# mid-stream, then run to the end; 0 lost.
+# mid-stream, restarted after each kill, then run to the end; 0 lost. With --exactly-once in
+# APP_ARGS also 0 duplicated, and after each kill new output visible to a read_committed
+# reader within 20 s.
 kill_three_times() {
   local name="$1" label="$2" extra="$3"; shift 3
+  local exactly=0; [[ " $* " == *" --exactly-once "* ]] && exactly=1
   fresh "$name"
   topics $shared 4 1 && tool $shared fill --topic "$in" --count "$count" || return 1
-  local kills=() ok=1 rate=0
+  local kills=() visible=() ok=1 rate=0 k killed_at reader
+  start_app $shared "$name-app" "$@"
   for k in 1 2 3; do
-    start_app $shared "$name-app" "$@"
-    # Each kill waits for fresh progress: output grows by a fifth of N per round.
-    wait_out $shared $((count * k / 5)) || return 1
+    # Each kill waits for fresh progress: output grows by a fifth of N per round, and by a
+    # tenth of N at least since the restart.
+    local target=$((count * k / 5))
+    [ "$k" -gt 1 ] && [ $((kills[-1] + count / 10)) -gt "$target" ] && target=$((kills[-1] + count / 10))
+    wait_out $shared "$target" || return 1
     if [ "$k" = 1 ]; then
       # The app's rate over one second before the first kill: the duplicates compare as
       # seconds of work.
@@ -169,17 +176,39 @@ kill_three_times() {
       c1="$(tool $shared count --topic "$out")"; t1="$(now)"
       rate="$(awk -v a="$c0" -v b="$c1" -v s="$t0" -v e="$t1" 'BEGIN { printf "%.0f", (b - a) / (e - s) }')"
     fi
-    kill9_app "$app_pid"
+    kill9_app "$app_pid"; killed_at="$(date +%s.%N)"
     mid_stream $shared || { log "scenario $name: kill $k came after the end"; ok=0; }
-    kills+=("$(tool $shared count --topic "$out")")
+    # Exactly-once: how far the input was committed (with its outputs); else the output's
+    # records.
+    if [ "$exactly" = 1 ]; then kills+=("$(committed_sum $shared)"); else kills+=("$(tool $shared count --topic "$out")"); fi
+    # A read_committed reader starting at the output's end: how long until the restarted app's
+    # output is visible again (an open transaction of the killed app holds the end back).
+    tool $shared wait-visible --topic "$out" --since "$killed_at" --timeout 60 >"$run_dir/$name-visible" &
+    reader=$!
+    start_app $shared "$name-app" "$@"
+    wait "$reader" || { log "scenario $name: no new output after kill $k"; ok=0; }
+    visible+=("$(cat "$run_dir/$name-visible")")
   done
-  start_app $shared "$name-app" "$@"
   wait_done $shared || return 1
   stop_app "$app_pid"
   local v; v="$(verify $shared)"
   [ "$(field "$v" lost)" = 0 ] && [ "$(field "$v" unexpected)" = 0 ] || ok=0
   local per_kill; per_kill="$(awk -v d="$(field "$v" dup)" -v r="$rate" 'BEGIN { if (r > 0) printf "%.2f", d / 3 / r; else print "?" }')"
-  row "$label" "$v" "killed at out=$(IFS=/; echo "${kills[*]}"); ${rate} records/s, duplicates ${per_kill} s of work per kill$extra" $ok
+  local seen="new output visible $(IFS=/; echo "${visible[*]}") s after each kill"
+  if [ "$exactly" = 1 ]; then
+    [ "$(field "$v" dup)" = 0 ] || ok=0
+    local s; for s in "${visible[@]}"; do awk -v s="$s" 'BEGIN { exit !(s != "" && s <= 20) }' || ok=0; done
+    row "$label" "$v" "killed at committed in=$(IFS=/; echo "${kills[*]}"); $seen; $(aborted_line $shared)$extra" $ok
+  else
+    row "$label" "$v" "killed at out=$(IFS=/; echo "${kills[*]}"); ${rate} records/s, duplicates ${per_kill} s of work per kill; $seen$extra" $ok
+  fi
+}
+
+# aborted_line BOOTSTRAP: what a read_uncommitted reader finds in the output besides the
+# committed records: the aborted transactions' records, which a read_committed reader skips.
+aborted_line() {
+  local u; u="$(verify "$1" --read-uncommitted)"
+  echo "a read_uncommitted reader sees $(field "$u" out) records, $(field "$u" dup) duplicated (aborted transactions)"
 }
 
 scenario_1() { kill_three_times s1 "1. kill -9 app x3, restart" ""; }
@@ -194,22 +223,27 @@ scenario_9() {
     "; lanes = 16, handler work ${delay_us} us" --lanes 16
 }
 
-scenario_2() {
-  fresh s2
+# sigterm_restart NAME LABEL APP_ARGS...: SIGTERM mid-stream, then a restart; 0 lost,
+# 0 duplicated, exit code 0 both times.
+sigterm_restart() {
+  local name="$1" label="$2"; shift 2
+  fresh "$name"
   topics $shared 4 1 && tool $shared fill --topic "$in" --count "$count" || return 1
   local ok=1 code1 code2
-  start_app $shared s2-app
+  start_app $shared "$name-app" "$@"
   wait_out $shared $((count / 3)) || return 1
   stop_app "$app_pid"; code1=$?
-  mid_stream $shared || { log "scenario 2: SIGTERM came after the end"; ok=0; }
-  start_app $shared s2-app
+  mid_stream $shared || { log "scenario $name: SIGTERM came after the end"; ok=0; }
+  start_app $shared "$name-app" "$@"
   wait_done $shared || return 1
   stop_app "$app_pid"; code2=$?
   local v; v="$(verify $shared)"
   [ "$(field "$v" lost)" = 0 ] && [ "$(field "$v" dup)" = 0 ] && [ "$(field "$v" unexpected)" = 0 ] &&
     [ "$code1" = 0 ] && [ "$code2" = 0 ] || ok=0
-  row "2. SIGTERM app, restart" "$v" "exit codes $code1, $code2" $ok
+  row "$label" "$v" "exit codes $code1, $code2" $ok
 }
+
+scenario_2() { sigterm_restart s2 "2. SIGTERM app, restart"; }
 
 single_broker() {
   FASTSTREAM_KAFKA_HOME="$single_home" KAFKA_PORT="$single_port" KAFKA_CONTROLLER_PORT=$((single_port + 1)) KAFKA_SECURE=0 \
@@ -345,29 +379,41 @@ cluster() {
     2>>"$run_dir/kafka-cluster.log"
 }
 
-scenario_7() {
+# leader_kill NAME LABEL APP_ARGS...: on the 3-node cluster, the broker leading output
+# partition 0 killed with SIGKILL mid-stream; 0 lost (with --exactly-once also 0 duplicated).
+leader_kill() {
+  local name="$1" label="$2"; shift 2
+  local exactly=0; [[ " $* " == *" --exactly-once "* ]] && exactly=1
   cluster start || return 1
   local b; b="$(cluster bootstrap)"
-  fresh s7
+  fresh "$name"
   topics "$b" 3 3 && tool "$b" fill --topic "$in" --count "$count" || return 1
   local ok=1
   # librdkafka's default session timeout (45 s): a broker failure is no reason to leave the group.
-  start_app "$b" s7-app --session-timeout-ms 45000
+  start_app "$b" "$name-app" --session-timeout-ms 45000 "$@"
   wait_out "$b" $((count / 4)) || return 1
   local leader; leader="$(tool "$b" leader --topic "$out" --partition 0)"
-  cluster kill9 "$leader" || return 1
   local killed_at before; killed_at="$(now)"
+  cluster kill9 "$leader" || return 1
   before="$(tool "$b" count --topic "$out")"
-  wait_out "$b" $((before + 1)) || return 1
-  local resumed; resumed="$(now)"
+  # New output after the kill: visible to a read_committed reader (end offsets alone would
+  # count an exactly-once app's aborted records too).
+  local visible; visible="$(tool "$b" wait-visible --topic "$out" --since "$killed_at" --timeout "$(drain_timeout)")" || return 1
   wait_done "$b" || return 1
   stop_app "$app_pid"
   local v; v="$(verify "$b")"
   [ "$(field "$v" lost)" = 0 ] && [ "$(field "$v" unexpected)" = 0 ] || ok=0
-  [ "$before" -lt "$count" ] || { log "scenario 7: the kill came after the end"; ok=0; }
-  row "7. 3 brokers (RF 3, min ISR 2), leader kill -9" "$v" "killed node $leader (leader of output[0]); output resumed $(elapsed "$killed_at" "$resumed") s later" $ok
+  [ "$before" -lt "$count" ] || { log "scenario $name: the kill came after the end"; ok=0; }
+  local extra="killed node $leader (leader of output[0]); output resumed $visible s later"
+  if [ "$exactly" = 1 ]; then
+    [ "$(field "$v" dup)" = 0 ] || ok=0
+    extra="$extra; $(aborted_line "$b")"
+  fi
+  row "$label" "$v" "$extra" $ok
   cluster stop
 }
+
+scenario_7() { leader_kill s7 "7. 3 brokers (RF 3, min ISR 2), leader kill -9"; }
 
 scenario_8() {
   fresh s8
@@ -399,6 +445,59 @@ scenario_8() {
   [ "$(field "$v" lost)" = 0 ] && [ "$(field "$v" unexpected)" = 0 ] && [ "$(field "$v" dlt_bad)" = 0 ] &&
     [ "$(field "$v" dlt)" -ge "$poison" ] || ok=0
   row "8. kill -9 x3 while records wait in retry topics (1% poison, retry 2 s, 4 s, DLT)" "$v" "waiting at each kill: $(IFS=/; echo "${waiting[*]}"); $(field "$v" dlt) dead letters, $(field "$v" dlt_bad) with wrong or missing headers" $ok
+}
+
+# Scenarios 10-13: the exactly-once app (--exactly-once: outputs and input offsets in one
+# transaction every 100 ms), each instance with its own FASTSTREAM_INSTANCE_ID (the
+# transactional id is {group}-{instance}); a read_committed reader must find every input
+# record's output once: 0 lost, 0 duplicated.
+eo=(--exactly-once --commit-interval-ms 100)
+
+scenario_10() {
+  FASTSTREAM_INSTANCE_ID=solo kill_three_times s10 "10. exactly-once: kill -9 app x3, restart" "" "${eo[@]}"
+}
+
+scenario_11() {
+  FASTSTREAM_INSTANCE_ID=solo sigterm_restart s11 "11. exactly-once: SIGTERM app, restart" "${eo[@]}"
+}
+
+# Scenario 12: three exactly-once instances: two run, a third joins (its rebalance commits the
+# open transactions before the revoke), one is killed with SIGKILL and restarted under its
+# instance id (fencing the dead one and aborting its open transaction), one leaves gracefully.
+scenario_12() {
+  fresh s12
+  topics $shared 6 1 && tool $shared fill --topic "$in" --count "$count" || return 1
+  local a b c ok=1 code killed_at reader at=()
+  FASTSTREAM_INSTANCE_ID=a start_app $shared s12-app-a "${eo[@]}"; a=$app_pid
+  FASTSTREAM_INSTANCE_ID=b start_app $shared s12-app-b "${eo[@]}"; b=$app_pid
+  wait_out $shared $((count / 5)) || return 1
+  at+=("join at in=$(committed_sum $shared)")
+  FASTSTREAM_INSTANCE_ID=c start_app $shared s12-app-c "${eo[@]}"; c=$app_pid
+  wait_assigned s12-app-c 1 || return 1
+  wait_out $shared $((count * 2 / 5)) || return 1
+  at+=("kill -9 of a at in=$(committed_sum $shared)")
+  kill9_app "$a"; killed_at="$(now)"
+  tool $shared wait-visible --topic "$out" --since "$killed_at" --timeout 60 >"$run_dir/s12-visible" &
+  reader=$!
+  FASTSTREAM_INSTANCE_ID=a start_app $shared s12-app-a "${eo[@]}"; a=$app_pid
+  wait "$reader" || { log "scenario 12: no new output after the kill"; ok=0; }
+  wait_out $shared $((count * 3 / 5)) || return 1
+  at+=("leave of b at in=$(committed_sum $shared)")
+  stop_app "$b"; code=$?
+  mid_stream $shared || { log "scenario 12: the leave came after the end"; ok=0; }
+  wait_done $shared || return 1
+  stop_app "$a"; stop_app "$c"
+  local v; v="$(verify $shared)"
+  [ "$(field "$v" lost)" = 0 ] && [ "$(field "$v" dup)" = 0 ] && [ "$(field "$v" unexpected)" = 0 ] &&
+    [ "$code" = 0 ] || ok=0
+  local seen; seen="$(cat "$run_dir/s12-visible")"
+  awk -v s="$seen" 'BEGIN { exit !(s != "" && s <= 20) }' || ok=0
+  row "12. exactly-once: 3 instances, join, kill -9 + restart, graceful leave" "$v" \
+    "$(IFS=,; echo "${at[*]}"); new output visible $seen s after the kill; leaver's exit code $code; $(aborted_line $shared)" $ok
+}
+
+scenario_13() {
+  FASTSTREAM_INSTANCE_ID=solo leader_kill s13 "13. exactly-once: 3 brokers (RF 3, min ISR 2), leader kill -9" "${eo[@]}"
 }
 
 started="$(now)"

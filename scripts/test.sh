@@ -186,7 +186,9 @@ finish tools
 extras() {
   echo "== benchmark smoke run (tiny N, no peers: keeps the benchmark from rotting)"
   BENCH_PROFILE=debug scripts/bench.sh --messages 2000 --runs 1 --rates 200 --latency-seconds 1 --rpc-requests 100
-  echo "== chaos quick (app kill -9 and SIGTERM, broker outage, poison records, refused publish, kill -9 with lanes; RELIABILITY.md)"
+  echo "== exactly-once benchmark smoke run (faststream-bench eos, tiny N, about 8 s: keeps it from rotting; BENCHMARKS.md)"
+  BENCH_PROFILE=debug scripts/bench.sh eos --records 2000 --runs 1 --intervals 100 --rate 200 --latency-seconds 1
+  echo "== chaos quick (app kill -9 and SIGTERM, broker outage, poison records, refused publish, kill -9 with lanes, exactly-once kill -9; RELIABILITY.md)"
   scripts/chaos.sh --quick
   echo "== quickstart demo"
   scripts/quickstart.sh | tee "$logs/quickstart-output.log"

@@ -432,10 +432,7 @@ pub async fn fs_pipeline(args: &CaseArgs, observe: Observe) -> Result<CaseResult
             SubscriberConfig::new("pipeline", [args.topic.as_str()])
                 .group_id(format!("bench-{}", uuid::Uuid::new_v4().simple()))
                 .publish_to(args.output.as_str()),
-            |start: State<Arc<OnceLock<Mark>>>, event: Event| async move {
-                start.get_or_init(Mark::now);
-                greeting(&event)
-            },
+            pipeline_step,
         )
         .start()
         .await
@@ -450,6 +447,12 @@ pub async fn fs_pipeline(args: &CaseArgs, observe: Observe) -> Result<CaseResult
         let _ = provider.shutdown();
     }
     Ok(result)
+}
+
+/// The pipelines' handler: marks the first record, formats the greeting it publishes.
+pub(crate) async fn pipeline_step(start: State<Arc<OnceLock<Mark>>>, event: Event) -> String {
+    start.get_or_init(Mark::now);
+    greeting(&event)
 }
 
 /// Extra client properties for the latency cases from the environment variable `var`
@@ -648,6 +651,16 @@ pub async fn raw_latency(args: &CaseArgs) -> Result<CaseResult, String> {
     consumer
         .subscribe(&[&args.topic])
         .map_err(|e| e.to_string())?;
+    latency_through(args, consumer).await
+}
+
+/// Publishes paced `Event`s to the case's topic (after a warm-up) and returns the latencies
+/// `consumer` sees: it reads them (or records carrying the same `Event`s) from whatever topic
+/// it subscribed to, on a thread of its own.
+pub(crate) async fn latency_through(
+    args: &CaseArgs,
+    consumer: BaseConsumer,
+) -> Result<CaseResult, String> {
     let total = args.rate * args.seconds;
     let warmed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let receiver = std::thread::spawn({

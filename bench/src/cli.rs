@@ -89,6 +89,26 @@ pub(crate) enum Sub {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// The exactly-once table: the exactly-once pipeline, the at-least-once one and a
+    /// hand-written transactional rdkafka one, at each commit interval, and the end-to-end
+    /// latency a `read_committed` reader sees (see `eos.rs`).
+    Eos {
+        /// Records pre-filled for the throughput rows.
+        #[arg(long, default_value_t = 1_000_000)]
+        records: u64,
+        /// Repetitions of every row.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Commit intervals in milliseconds.
+        #[arg(long, value_delimiter = ',', default_values_t = [10_u64, 100, 1000])]
+        intervals: Vec<u64>,
+        /// Records per second of the latency rows.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        /// Seconds of traffic per latency row.
+        #[arg(long, default_value_t = 5)]
+        latency_seconds: u64,
+    },
     /// Runs one measured case in this process (used by the orchestrator).
     #[command(hide = true)]
     Case {

@@ -128,19 +128,16 @@ fn render(records: u64, runs: usize, rows: &[Row]) -> String {
         .find(|r| r.name == "lanes = 1")
         .map(Row::median_rate);
     for row in rows {
-        let rate = row.median_rate();
-        let rates = row.rates();
-        let allocations = row
-            .allocations_per_record()
-            .map_or_else(|| "-".to_owned(), |a| format!("{a:.2}"));
-        let ratio = one.map_or_else(String::new, |one| format!("{:.1}x", rate / one));
+        let ratio = one.map_or_else(String::new, |one| {
+            format!("{:.1}x", row.median_rate() / one)
+        });
         let _ = writeln!(
             out,
-            "| {} | {rate:.0} | {:.0}-{:.0} | {:.2} | {allocations} | {ratio} |",
+            "| {} | {} | {:.2} | {} | {ratio} |",
             row.name,
-            rates.first().copied().unwrap_or(0.0),
-            rates.last().copied().unwrap_or(0.0),
+            row.rate_cells(),
             row.cpu_us_per_record(),
+            row.allocations_cell(),
         );
     }
     out

@@ -7,6 +7,7 @@
 
 mod cases;
 mod cli;
+mod eos;
 mod gate;
 mod kafka;
 mod lanes;
@@ -68,6 +69,22 @@ fn main() {
             keep_profiles.as_deref(),
         ),
         Some(Sub::Lanes { records, runs }) => lanes::run(&cli, *records, *runs),
+        Some(Sub::Eos {
+            records,
+            runs,
+            intervals,
+            rate,
+            latency_seconds,
+        }) => eos::run(
+            &cli,
+            &eos::Settings {
+                records: *records,
+                runs: *runs,
+                intervals: intervals.clone(),
+                rate: *rate,
+                seconds: *latency_seconds,
+            },
+        ),
         None => orchestrate(&cli),
     };
     if let Err(err) = outcome {
@@ -101,7 +118,10 @@ fn run_case(name: &str, args: &CaseArgs) -> Result<CaseResult, String> {
             "fs-idle" => cases::fs_idle(args).await,
             other => match other.strip_prefix("fs-lanes-").map(str::parse::<usize>) {
                 Some(Ok(lanes)) => lanes::fs_lanes(args, lanes).await,
-                _ => Err(format!("unknown case {other}")),
+                _ => match eos::Case::parse(other) {
+                    Some(case) => case.run(args).await,
+                    None => Err(format!("unknown case {other}")),
+                },
             },
         }
     })
@@ -324,23 +344,7 @@ fn render(cli: &Cli, rows: &[Row], idle: &CaseResult) -> String {
     );
     let _ = writeln!(out, "|---|---:|---:|---:|---:|");
     for row in rows.iter().filter(|r| r.section.starts_with("latency")) {
-        let pick = |i: usize| row.median_of(|r| r.latency_ms.map_or(f64::NAN, |l| l[i]));
-        let mut p99: Vec<f64> = row
-            .results
-            .iter()
-            .filter_map(|r| r.latency_ms.map(|l| l[1]))
-            .collect();
-        p99.sort_by(|a, b| a.total_cmp(b));
-        let _ = writeln!(
-            out,
-            "| {} | {:.2} | {:.2} | {:.2} | {:.2}-{:.2} |",
-            row.name,
-            pick(0),
-            pick(1),
-            pick(2),
-            p99.first().copied().unwrap_or(f64::NAN),
-            p99.last().copied().unwrap_or(f64::NAN)
-        );
+        let _ = writeln!(out, "{}", rows::latency_line(row));
     }
     if let Some(row) = rows.iter().find(|r| r.section == "rpc") {
         let pick = |i: usize| row.median_of(|r| r.latency_ms.map_or(f64::NAN, |l| l[i]));

@@ -109,6 +109,23 @@ impl Row {
         values.sort_by(|a, b| a.total_cmp(b));
         Some(median(&values)).filter(|m| !m.is_nan())
     }
+
+    /// The `msg/s (median) | spread (min-max msg/s)` cells.
+    pub(crate) fn rate_cells(&self) -> String {
+        let rates = self.rates();
+        format!(
+            "{:.0} | {:.0}-{:.0}",
+            self.median_rate(),
+            rates.first().copied().unwrap_or(0.0),
+            rates.last().copied().unwrap_or(0.0)
+        )
+    }
+
+    /// The `allocs/record` cell: `-` where a run did not count them.
+    pub(crate) fn allocations_cell(&self) -> String {
+        self.allocations_per_record()
+            .map_or_else(|| "-".to_owned(), |a| format!("{a:.2}"))
+    }
 }
 
 pub(crate) fn median(sorted: &[f64]) -> f64 {
@@ -128,3 +145,24 @@ pub(crate) const MT_ROW: &str = "raw rdkafka, multi-threaded";
 pub(crate) const METRICS_ROW: &str = "faststream-rs, metrics enabled";
 /// The pipeline row with OpenTelemetry spans recorded.
 pub(crate) const TRACING_ROW: &str = "faststream-rs, tracing enabled";
+
+/// A latency table's line for `row`: `| name | p50 | p99 | p99.9 | min-max of p99 |`, the
+/// percentiles the medians over the runs.
+pub(crate) fn latency_line(row: &Row) -> String {
+    let pick = |i: usize| row.median_of(|r| r.latency_ms.map_or(f64::NAN, |l| l[i]));
+    let mut p99: Vec<f64> = row
+        .results
+        .iter()
+        .filter_map(|r| r.latency_ms.map(|l| l[1]))
+        .collect();
+    p99.sort_by(|a, b| a.total_cmp(b));
+    format!(
+        "| {} | {:.2} | {:.2} | {:.2} | {:.2}-{:.2} |",
+        row.name,
+        pick(0),
+        pick(1),
+        pick(2),
+        p99.first().copied().unwrap_or(f64::NAN),
+        p99.last().copied().unwrap_or(f64::NAN)
+    )
+}

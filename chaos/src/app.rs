@@ -1,9 +1,13 @@
 //! The app under test: a plain faststream app reading the input topic and publishing each
-//! record's sequence number to the output topic, under a configurable error policy.
+//! record's sequence number to the output topic, under a configurable error policy,
+//! at-least-once or exactly-once.
 
 use crate::error::BoxError;
 use faststream::kafka::KafkaBroker;
-use faststream::{Backoff, ErrorPolicy, FastStream, Message, Response, State, SubscriberConfig};
+use faststream::{
+    Backoff, ErrorPolicy, FastStream, Message, Response, State, SubscriberConfig,
+    TransactionCommits,
+};
 use std::time::Duration;
 
 /// What happens after the last attempt.
@@ -56,6 +60,14 @@ pub struct AppArgs {
     /// partition's records one after another.
     #[arg(long, default_value_t = 1)]
     lanes: usize,
+    /// Exactly-once (`SubscriberConfig::transactions`): outputs and input offsets commit in
+    /// one transaction every `--commit-interval-ms`. The transactional id's instance part comes
+    /// from `FASTSTREAM_INSTANCE_ID`.
+    #[arg(long)]
+    exactly_once: bool,
+    /// The exactly-once commit interval in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    commit_interval_ms: u64,
 }
 
 /// The handler's settings, shared as state.
@@ -88,6 +100,10 @@ pub async fn run(bootstrap: &str, args: AppArgs) -> Result<(), BoxError> {
         .group_id(args.group.as_str())
         .publish_to(args.output.as_str())
         .lanes(args.lanes);
+    if args.exactly_once {
+        let interval = Duration::from_millis(args.commit_interval_ms);
+        config = config.transactions(TransactionCommits::every(interval));
+    }
     let policy = if args.retry_topics_ms.is_empty() {
         args.attempts.map(|attempts| {
             let initial = Duration::from_millis(args.backoff_ms);
@@ -115,7 +131,7 @@ pub async fn run(bootstrap: &str, args: AppArgs) -> Result<(), BoxError> {
         delay: Duration::from_micros(args.delay_us),
         big_bytes: args.big_bytes,
     };
-    tracing::info!(input = %args.input, output = %args.output, group = %args.group, "chaos app starting");
+    tracing::info!(input = %args.input, output = %args.output, group = %args.group, exactly_once = args.exactly_once, "chaos app starting");
     let broker = KafkaBroker::new(bootstrap)
         .consumer_set("session.timeout.ms", args.session_timeout_ms.to_string())
         .consumer_set(

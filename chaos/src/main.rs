@@ -99,7 +99,19 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         partition: i32,
     },
-    /// Reads the output (and dead-letter) topic to its end and prints
+    /// Waits until a `read_committed` reader starting at the topic's end reads a new record,
+    /// and prints the seconds it took since `--since` (e.g. the moment the app was killed).
+    WaitVisible {
+        #[arg(long)]
+        topic: String,
+        /// Seconds since the epoch the wait is measured from (default: now).
+        #[arg(long)]
+        since: Option<f64>,
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Reads the output (and dead-letter) topic to its end as a `read_committed` reader and
+    /// prints
     /// `in= out= distinct= lost= dup= dlt= dlt_bad= unexpected=`.
     Verify(tools::VerifyArgs),
 }
@@ -187,6 +199,11 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             println!("{}", tools::leader(bootstrap, &topic, partition)?);
             Ok(())
         }
+        Command::WaitVisible {
+            topic,
+            since,
+            timeout,
+        } => tools::wait_visible(bootstrap, &topic, since, Duration::from_secs(timeout)).await,
         Command::Verify(args) => tools::verify(bootstrap, args).await,
     }
 }

@@ -4,11 +4,13 @@
 use crate::error::BoxError;
 use crate::marks::{Kind, Marks};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers as _, Message as _};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -47,7 +49,10 @@ pub async fn wait_until(
     }
 }
 
-fn partition_count(client: &BaseConsumer, topic: &str) -> Result<i32, BoxError> {
+fn partition_count<C: ConsumerContext>(
+    client: &BaseConsumer<C>,
+    topic: &str,
+) -> Result<i32, BoxError> {
     let metadata = client.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
     let entry = metadata
         .topics()
@@ -182,9 +187,51 @@ struct Read {
     headers: HashMap<String, String>,
 }
 
-/// Reads every partition of `topic` from the beginning up to the end offsets seen at the start.
-async fn read_all(bootstrap: &str, topic: &str) -> Result<Vec<Read>, BoxError> {
-    let client = consumer(bootstrap, "chaos-verify")?;
+/// A reader that reports reaching a partition's end (transaction markers take offsets no
+/// record is read at). `read_committed` sees only committed transactions (and every
+/// non-transactional record), as a consumer downstream of an exactly-once app must; with
+/// `false` it sees the records of aborted and open transactions too.
+fn reader(
+    bootstrap: &str,
+    group: &str,
+    read_committed: bool,
+) -> Result<BaseConsumer<ReaderContext>, BoxError> {
+    let isolation = if read_committed {
+        "read_committed"
+    } else {
+        "read_uncommitted"
+    };
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", isolation)
+        .set("enable.partition.eof", "true")
+        .create_with_context(ReaderContext)?)
+}
+
+/// A reader's client context: reaching a partition's end is what the reader waits for, not
+/// an error worth a log line.
+struct ReaderContext;
+
+impl ClientContext for ReaderContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::Global(RDKafkaErrorCode::PartitionEOF)) {
+            tracing::error!("librdkafka: {error}: {reason}");
+        }
+    }
+}
+
+impl ConsumerContext for ReaderContext {}
+
+/// Reads every partition of `topic` from the beginning up to the end offsets seen at the start
+/// (see [`reader`] for `read_committed`).
+async fn read_all(
+    bootstrap: &str,
+    topic: &str,
+    read_committed: bool,
+) -> Result<Vec<Read>, BoxError> {
+    let client = reader(bootstrap, "chaos-verify", read_committed)?;
     let mut ends = Vec::new();
     wait_until(Duration::from_secs(60), "end offsets", || {
         ends = end_offsets(bootstrap, topic)?;
@@ -197,9 +244,18 @@ async fn read_all(bootstrap: &str, topic: &str) -> Result<Vec<Read>, BoxError> {
     }
     client.assign(&tpl)?;
     let mut next: Vec<i64> = vec![0; ends.len()];
+    // Partitions whose end the reader reported: past the last stable offset nothing more is
+    // readable, and the last record may sit below the end offset (a commit marker after it).
+    let mut at_end = vec![false; ends.len()];
     let mut out = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(300);
-    while next.iter().zip(&ends).any(|(n, e)| n < e) {
+    let unfinished = |next: &[i64], at_end: &[bool]| {
+        next.iter()
+            .zip(&ends)
+            .zip(at_end)
+            .any(|((n, e), done)| n < e && !done)
+    };
+    while unfinished(&next, &at_end) {
         if Instant::now() > deadline {
             return Err(format!("timed out reading {topic}: at {next:?} of {ends:?}").into());
         }
@@ -210,6 +266,12 @@ async fn read_all(bootstrap: &str, topic: &str) -> Result<Vec<Read>, BoxError> {
         // until the deadline.
         let message = match result {
             Ok(message) => message,
+            Err(KafkaError::PartitionEOF(partition)) => {
+                if let Some(done) = at_end.get_mut(partition as usize) {
+                    *done = true;
+                }
+                continue;
+            }
             Err(err) => {
                 tracing::debug!(topic, "read error: {err}");
                 continue;
@@ -256,6 +318,10 @@ pub struct VerifyArgs {
     /// Expected `dlt-attempts` of poison records (big ones: any).
     #[arg(long)]
     dlt_attempts: Option<u32>,
+    /// Reads as a `read_uncommitted` reader: the records of aborted transactions count too
+    /// (an exactly-once scenario shows with it what its aborted transactions held).
+    #[arg(long)]
+    read_uncommitted: bool,
     #[command(flatten)]
     marks: Marks,
 }
@@ -310,11 +376,13 @@ fn dlt_problems(read: &Read, seq: u64, args: &VerifyArgs, partitions: u64) -> Ve
 }
 
 /// Compares output and dead letters with what the input held, prints one `key=value` line.
+/// Read `read_committed` unless `read_uncommitted` is asked for.
 pub async fn verify(bootstrap: &str, args: VerifyArgs) -> Result<(), BoxError> {
     let partitions = end_offsets(bootstrap, &args.input)?.len() as u64;
-    let output = read_all(bootstrap, &args.output).await?;
+    let committed = !args.read_uncommitted;
+    let output = read_all(bootstrap, &args.output, committed).await?;
     let dead = match &args.dlt {
-        Some(topic) => read_all(bootstrap, topic).await?,
+        Some(topic) => read_all(bootstrap, topic, committed).await?,
         None => Vec::new(),
     };
     let mut seen_out = HashSet::new();
@@ -375,4 +443,44 @@ pub async fn verify(bootstrap: &str, args: VerifyArgs) -> Result<(), BoxError> {
         dead.len(),
     );
     Ok(())
+}
+
+/// Waits until a `read_committed` reader that starts at the end of `topic` (its last stable
+/// offset: an open transaction holds it back) reads a record; prints the seconds since
+/// `since` (seconds since the epoch, e.g. when the app was killed) or since the start.
+pub async fn wait_visible(
+    bootstrap: &str,
+    topic: &str,
+    since: Option<f64>,
+    timeout: Duration,
+) -> Result<(), BoxError> {
+    let started = since.unwrap_or_else(epoch_seconds);
+    let client = reader(bootstrap, "chaos-visible", true)?;
+    let partitions = partition_count(&client, topic)?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::End)?;
+    }
+    client.assign(&tpl)?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        if Instant::now() > deadline {
+            return Err(format!("no new record visible in {topic} within {timeout:?}").into());
+        }
+        match client.poll(Duration::from_millis(50)) {
+            Some(Ok(_)) => break,
+            Some(Err(err)) if !matches!(err, KafkaError::PartitionEOF(_)) => {
+                tracing::debug!(topic, "read error: {err}");
+            }
+            _ => {}
+        }
+    }
+    println!("{:.1}", epoch_seconds() - started);
+    Ok(())
+}
+
+fn epoch_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }

@@ -15,7 +15,7 @@
 //! the lost transaction.
 
 use crate::context::KafkaContext;
-use crate::producer::KafkaPublisher;
+use crate::producer::{KafkaPublisher, ProducerCell};
 use crate::transaction::blocking;
 use faststream_core::broker::{MemberTransactions, TransactionOffset};
 use faststream_core::{Error, ErrorClass, Result};
@@ -32,10 +32,6 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Reads the member's consumer's group metadata (its generation changes with each rebalance).
 pub(crate) type GroupMetadataSource = Box<dyn Fn() -> Option<ConsumerGroupMetadata> + Send + Sync>;
-
-/// The member's current transactional producer, replaced when fenced. Its publisher reads it
-/// for each record.
-pub(crate) type ProducerCell = Arc<RwLock<FutureProducer<KafkaContext>>>;
 
 /// The instance part of a member's transactional id.
 pub(crate) fn instance_id(configured: Option<&str>) -> String {

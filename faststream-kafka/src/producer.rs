@@ -14,6 +14,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+/// An exactly-once member's current transactional producer, replaced when fenced (see the
+/// `member` module). Its publisher reads it for each record.
+pub(crate) type ProducerCell = Arc<std::sync::RwLock<FutureProducer<KafkaContext>>>;
+
 /// Publishes records through one shared, idempotent rdkafka producer.
 #[derive(Clone)]
 pub struct KafkaPublisher {
@@ -21,7 +25,7 @@ pub struct KafkaPublisher {
     context: KafkaContext,
     /// An exactly-once member's publisher: the member's current transactional producer
     /// (replaced when fenced), read for each record.
-    member: Option<crate::member::ProducerCell>,
+    member: Option<ProducerCell>,
 }
 
 impl std::fmt::Debug for KafkaPublisher {
@@ -44,7 +48,7 @@ impl KafkaPublisher {
     pub(crate) fn transactional(
         producer: FutureProducer<KafkaContext>,
         context: KafkaContext,
-        member: crate::member::ProducerCell,
+        member: ProducerCell,
     ) -> Self {
         Self {
             producer,

@@ -13,6 +13,12 @@ tests/tests/python_interop.rs).
         A FastStream subscriber on IN_TOPIC, traced by FastStream's KafkaTelemetryMiddleware,
         publishing "py:{body}" to OUT_TOPIC; prints "ready" once consuming and, as each span
         ends, "span NAME|TRACE_ID|SPAN_ID|PARENT_SPAN_ID" (hex, "-" for no parent).
+
+    interop.py isolation BOOTSTRAP TOPIC LAST
+        Two FastStream subscribers reading TOPIC from its start, one with aiokafka's
+        isolation_level="read_committed" and one with "read_uncommitted", printing
+        "read_committed BODY" and "read_uncommitted BODY" for each record; exits once both
+        have read the body LAST.
 """
 
 import asyncio
@@ -96,6 +102,40 @@ async def traced(bootstrap: str, in_topic: str, out_topic: str, group: str) -> N
         await asyncio.Event().wait()
 
 
+async def isolation(bootstrap: str, topic: str, last: str) -> None:
+    broker = KafkaBroker(bootstrap)
+    done = {level: asyncio.Event() for level in ("read_committed", "read_uncommitted")}
+
+    def seen(level: str, body: Any) -> None:
+        print(f"{level} {body}", flush=True)
+        if str(body) == last:
+            done[level].set()
+
+    @broker.subscriber(
+        topic,
+        group_id=f"interop-committed-{uuid.uuid4()}",
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
+    async def read_committed(body: Any) -> None:
+        seen("read_committed", body)
+
+    @broker.subscriber(
+        topic,
+        group_id=f"interop-uncommitted-{uuid.uuid4()}",
+        auto_offset_reset="earliest",
+        isolation_level="read_uncommitted",
+    )
+    async def read_uncommitted(body: Any) -> None:
+        seen("read_uncommitted", body)
+
+    async with broker:
+        await broker.start()
+        await asyncio.wait_for(
+            asyncio.gather(*(event.wait() for event in done.values())), timeout=60
+        )
+
+
 def main() -> None:
     command, *args = sys.argv[1:]
     if command == "respond":
@@ -104,6 +144,8 @@ def main() -> None:
         asyncio.run(request(*args))
     elif command == "traced":
         asyncio.run(traced(*args))
+    elif command == "isolation":
+        asyncio.run(isolation(*args))
     else:
         raise SystemExit(f"unknown command {command}")
 

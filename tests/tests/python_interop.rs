@@ -2,12 +2,15 @@
 //! OpenTelemetry SDK, from PyPI into `target/python-interop/venv` on first use, by the helpers'
 //! `python()`): Python answers
 //! a faststream-rs request, a faststream-rs subscriber answers a Python request through
-//! `reply_to`, and one OpenTelemetry trace crosses a Python service traced by FastStream's own
-//! middleware.
+//! `reply_to`, one OpenTelemetry trace crosses a Python service traced by FastStream's own
+//! middleware, and a Python consumer with aiokafka's `isolation_level="read_committed"` reads
+//! an exactly-once app's output without what the app aborted.
 
 use faststream::kafka::KafkaBroker;
 use faststream::{Broker, FastStream, Record, SubscriberConfig};
 use faststream_integration_tests::*;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -22,6 +25,28 @@ fn workspace() -> PathBuf {
 
 fn script() -> PathBuf {
     workspace().join("tests/python/interop.py")
+}
+
+/// Runs `interop.py` with `args` to its end (at most 120 s) and returns what it printed;
+/// fails with what it printed on stderr when it fails.
+async fn run_script(args: &[&str]) -> String {
+    let python = tokio::task::spawn_blocking(python).await.expect("venv");
+    let mut command = Command::new(python);
+    command.arg(script()).args(args);
+    let output = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::task::spawn_blocking(move || command.output()),
+    )
+    .await
+    .expect("the Python script finishes within 120 s")
+    .expect("join")
+    .expect("python");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,27 +100,9 @@ async fn a_rust_subscriber_answers_a_python_faststream_request() {
         .start()
         .await
         .expect("responder starts");
-    let python = tokio::task::spawn_blocking(python).await.expect("venv");
-    let mut command = Command::new(python);
-    command
-        .arg(script())
-        .args(["request", &bootstrap(), &topic, &replies, "21"]);
-    let output = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::task::spawn_blocking(move || command.output()),
-    )
-    .await
-    .expect("the Python request finishes within 120 s")
-    .expect("join")
-    .expect("python");
+    let stdout = run_script(&["request", &bootstrap(), &topic, &replies, "21"]).await;
     responder.shutdown().await.expect("shutdown");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
     // FastStream logs to stdout too: the answer is the one line that is just the payload.
-    let stdout = String::from_utf8_lossy(&output.stdout);
     let answers: Vec<&str> = stdout
         .lines()
         .map(str::trim)
@@ -276,5 +283,73 @@ async fn one_trace_crosses_python_faststream_both_ways() {
         process_from_python.parent_span_id,
         send_to_python.span_context.span_id(),
         "the Rust consumer span's parent is what the Python record carried"
+    );
+}
+
+/// Downstream of a faststream-rs exactly-once app, a Python FastStream consumer with
+/// aiokafka's `isolation_level="read_committed"` reads each output once and nothing of the
+/// transaction the app aborted; a `read_uncommitted` one reads the aborted record too (the
+/// record is there: what hides it is the isolation level).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_faststream_reads_committed_exactly_once_output() {
+    let (input, output) = (unique("eo-py-in"), unique("eo-py-out"));
+    create_topic(&input, 1).await;
+    create_topic(&output, 1).await;
+    logs();
+    let broker = KafkaBroker::new(bootstrap()).instance_id(unique("py"));
+    let running = FastStream::new(broker.clone())
+        .subscriber(
+            SubscriberConfig::new("tenfold", [input.as_str()])
+                .group_id(unique("g").as_str())
+                .publish_to(output.as_str())
+                .exactly_once(true),
+            |n: i64| async move { n * 10 },
+        )
+        .start()
+        .await
+        .expect("app starts");
+    // First on the output: a transaction the app aborts, once its record is in the log (an
+    // abort drops what is still queued). The high watermark counts it; the end offset a
+    // read_committed client is told stops before the open transaction.
+    let mut aborted = broker.begin_transaction().await.expect("transaction");
+    aborted.publish(-1, output.as_str()).await.expect("publish");
+    let watermarks: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("isolation.level", "read_uncommitted")
+        .create()
+        .expect("watermark reader");
+    wait_for(
+        Duration::from_secs(10),
+        "the record to abort in the log",
+        || {
+            watermarks
+                .fetch_watermarks(&output, 0, Duration::from_secs(5))
+                .is_ok_and(|(_, high)| high >= 1)
+        },
+    )
+    .await;
+    aborted.abort().await.expect("abort");
+    let inputs: Vec<Input> = (1..=5).map(|n: i64| Input::new(n.to_string())).collect();
+    produce(&input, inputs).await;
+
+    let stdout = run_script(&["isolation", &bootstrap(), &output, "50"]).await;
+    running.shutdown().await.expect("shutdown");
+    let read = |level: &str| -> Vec<String> {
+        stdout
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix(level))
+            .filter_map(|rest| rest.strip_prefix(' '))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(
+        read("read_committed"),
+        ["10", "20", "30", "40", "50"],
+        "{stdout}"
+    );
+    assert_eq!(
+        read("read_uncommitted"),
+        ["-1", "10", "20", "30", "40", "50"],
+        "{stdout}"
     );
 }
