@@ -43,7 +43,7 @@ pub(crate) struct Phase {
 
 /// One member's transaction commits (see the module docs).
 pub(crate) struct Coordinator {
-    subscriber: String,
+    subscriber: Arc<str>,
     transactions: Arc<dyn MemberTransactions>,
     commits: TransactionCommits,
     /// Rewinds the member's partitions after an abort.
@@ -86,7 +86,7 @@ impl Coordinator {
         seeker: Seeker,
     ) -> Arc<Self> {
         Arc::new(Self {
-            subscriber: subscriber.to_owned(),
+            subscriber: Arc::from(subscriber),
             transactions,
             commits,
             seeker,
@@ -414,6 +414,11 @@ pub(crate) struct TransactionGate {
 }
 
 impl TransactionGate {
+    /// The subscriber's name (for the marker its handlers run under).
+    pub(crate) fn subscriber(&self) -> Arc<str> {
+        Arc::clone(&self.coordinator.subscriber)
+    }
+
     /// Whether the worker may start a handler now.
     pub(crate) fn is_open(&self) -> bool {
         !self.phase.borrow().closed

@@ -873,9 +873,9 @@ where
     async fn call(&mut self, message: Message) -> Result<Reply, BoxError> {
         std::future::poll_fn(|cx| self.service.poll_ready(cx)).await?;
         let call = self.service.call(message);
-        if self.transaction.is_some() {
+        if let Some(gate) = &self.transaction {
             // Marks the handler as exactly-once (a `request()` from it is refused).
-            let call = in_transaction(Arc::from(self.config.name.as_str()), call);
+            let call = in_transaction(gate.subscriber(), call);
             return self.finish_call(std::pin::pin!(call)).await;
         }
         self.finish_call(std::pin::pin!(call)).await
