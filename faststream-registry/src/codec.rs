@@ -6,7 +6,7 @@ use crate::subject::SubjectStrategy;
 use crate::wire;
 use faststream_core::codec::{
     decode_avro_datum, deserialize_into, encode_avro_datum, erased_serde, Codec, DecodeError,
-    DecodeFailure, DecodeTarget, EncodeError, FormatSchema,
+    DecodeFailure, DecodeTarget, EncodeError, FormatSchema, SchemaCheck,
 };
 use futures::future::BoxFuture;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -456,6 +456,21 @@ impl Codec for RegistryCodec {
 
     fn may_wait(&self) -> bool {
         true
+    }
+
+    /// The codec's own schema (`avro_of`, `json_of`, `proto_schema`) against its subject's
+    /// latest version (the publishing subject, else `topic`'s under the strategy); `None`
+    /// for a codec that reads any writer schema and has none of its own.
+    fn check_schema(&self, topic: &str) -> Option<BoxFuture<'static, Result<SchemaCheck, String>>> {
+        let (schema_type, schema) = self.own_schema().ok()?;
+        let subject = match &self.writer {
+            Some(writer) => Ok(writer.subject.clone()),
+            None => self.subject(topic).map_err(|e| e.to_string()),
+        };
+        let registry = self.registry.clone();
+        Some(Box::pin(async move {
+            crate::check::check(&registry, subject?, schema_type, schema).await
+        }))
     }
 
     fn schema(&self) -> Option<FormatSchema> {

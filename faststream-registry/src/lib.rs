@@ -22,11 +22,14 @@
 //! The crate sits beside the Kafka backend, on `faststream-core` only: the core stays free of
 //! HTTP clients, and any backend (the in-memory `TestBroker` too) decodes registry records.
 
+mod check;
 mod client;
 mod codec;
 mod subject;
 pub mod wire;
 
-pub use client::{RegisteredSchema, RegistryBuilder, RegistryError, SchemaRegistry, SchemaType};
+pub use client::{
+    Compatibility, RegisteredSchema, RegistryBuilder, RegistryError, SchemaRegistry, SchemaType,
+};
 pub use codec::{PublishMode, RegistryCodec, REGISTRY_AVRO, REGISTRY_JSON, REGISTRY_PROTOBUF};
 pub use subject::SubjectStrategy;

@@ -39,6 +39,7 @@ pub use media::{APPLICATION_CBOR, APPLICATION_MSGPACK, APPLICATION_PROTOBUF, AVR
 pub use protobuf::Proto;
 pub use seam::{
     decode_by, deserialize_into, Codec, CodecRef, DecodeFailure, DecodeTarget, FormatSchema,
+    SchemaCheck,
 };
 
 /// Content type FastStream writes for JSON payloads.
