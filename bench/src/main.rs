@@ -7,6 +7,7 @@
 
 mod cases;
 mod cli;
+mod codecs;
 mod gate;
 mod kafka;
 mod lanes;
@@ -58,6 +59,7 @@ fn main() {
             repeat,
         }) => gate::run(&cli.bootstrap, *small, *large, *repeat, cli.partitions),
         Some(Sub::Lanes { records, runs }) => lanes::run(&cli, *records, *runs),
+        Some(Sub::Codecs { records, runs }) => codecs::run(&cli, *records, *runs),
         None => orchestrate(&cli),
     };
     if let Err(err) = outcome {
@@ -79,6 +81,7 @@ fn run_case(name: &str, args: &CaseArgs) -> Result<CaseResult, String> {
             "fs-drain-batch" => cases::fs_drain_batch(args).await,
             "fs-drain-extract" => cases::fs_drain_extract(args).await,
             "fs-drain-msgpack" => cases::fs_drain_msgpack(args).await,
+            "fs-drain-registry-avro" => codecs::fs_drain_registry_avro(args).await,
             "raw-pipeline" => cases::raw_pipeline(args, true).await,
             "raw-pipeline-mt" => raw_mt::raw_pipeline_mt(args).await,
             "raw-pipeline-bare" => cases::raw_pipeline(args, false).await,
