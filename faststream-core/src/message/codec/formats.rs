@@ -245,7 +245,20 @@ pub fn decode_avro_datum<'de>(
     target: &mut dyn DecodeTarget<'de>,
 ) -> Result<(), DecodeError> {
     let mut rest = payload;
-    let value = apache_avro::from_avro_datum(writer, &mut rest, reader).map_err(decode_error)?;
+    // `from_avro_datum` collects the writer's named types into a map on every call, which
+    // only a schema that refers to one by name needs.
+    let value = if refers_by_name(writer) {
+        apache_avro::from_avro_datum(writer, &mut rest, reader)
+    } else {
+        apache_avro::from_avro_datum_reader_schemata(
+            writer,
+            Vec::new(),
+            &mut rest,
+            reader,
+            Vec::new(),
+        )
+    }
+    .map_err(decode_error)?;
     if !rest.is_empty() {
         return Err(decode_error(format_args!(
             "{} trailing bytes after the datum",
@@ -254,6 +267,20 @@ pub fn decode_avro_datum<'de>(
     }
     // apache-avro's deserializer is private: its value becomes a tree the target reads.
     deserialize_into(target, avro_tree(value)?)
+}
+
+/// Whether `schema` refers to a named type by its name somewhere (`Schema::Ref`).
+#[cfg(feature = "avro")]
+fn refers_by_name(schema: &apache_avro::Schema) -> bool {
+    use apache_avro::Schema;
+    match schema {
+        Schema::Ref { .. } => true,
+        Schema::Array(array) => refers_by_name(&array.items),
+        Schema::Map(map) => refers_by_name(&map.types),
+        Schema::Union(union) => union.variants().iter().any(refers_by_name),
+        Schema::Record(record) => record.fields.iter().any(|f| refers_by_name(&f.schema)),
+        _ => false,
+    }
 }
 
 /// The tree of an Avro value, as apache-avro's deserializer visits it, with its strings and
