@@ -179,7 +179,10 @@ pub(crate) fn drain_config(args: &CaseArgs, name: &str) -> SubscriberConfig {
 }
 
 /// Drains with `config`'s subscriber taking each record as an `Event`.
-async fn drain_events(args: &CaseArgs, config: SubscriberConfig) -> Result<CaseResult, String> {
+pub(crate) async fn drain_events(
+    args: &CaseArgs,
+    config: SubscriberConfig,
+) -> Result<CaseResult, String> {
     let progress = Progress::new(args.messages);
     let app = FastStream::new(fs_broker(args))
         .with_state(Arc::clone(&progress))

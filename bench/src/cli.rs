@@ -109,6 +109,17 @@ pub(crate) enum Sub {
         #[arg(long, default_value_t = 5)]
         latency_seconds: u64,
     },
+    /// The codecs table: drains of the same events as JSON, MessagePack and registry Avro
+    /// (Confluent's wire format, schema ids cached) beside raw rdkafka, with the registry's
+    /// request count (see `codecs.rs`; needs `scripts/registry-local.sh ensure`).
+    Codecs {
+        /// Records per topic.
+        #[arg(long, default_value_t = 300_000)]
+        records: u64,
+        /// Repetitions of every row.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// Runs one measured case in this process (used by the orchestrator).
     #[command(hide = true)]
     Case {

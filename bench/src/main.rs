@@ -7,6 +7,7 @@
 
 mod cases;
 mod cli;
+mod codecs;
 mod eos;
 mod gate;
 mod kafka;
@@ -85,6 +86,7 @@ fn main() {
                 seconds: *latency_seconds,
             },
         ),
+        Some(Sub::Codecs { records, runs }) => codecs::run(&cli, *records, *runs),
         None => orchestrate(&cli),
     };
     if let Err(err) = outcome {
@@ -106,6 +108,7 @@ fn run_case(name: &str, args: &CaseArgs) -> Result<CaseResult, String> {
             "fs-drain-batch" => cases::fs_drain_batch(args).await,
             "fs-drain-extract" => cases::fs_drain_extract(args).await,
             "fs-drain-msgpack" => cases::fs_drain_msgpack(args).await,
+            "fs-drain-registry-avro" => codecs::fs_drain_registry_avro(args).await,
             "raw-pipeline" => cases::raw_pipeline(args, true).await,
             "raw-pipeline-mt" => raw_mt::raw_pipeline_mt(args).await,
             "raw-pipeline-bare" => cases::raw_pipeline(args, false).await,

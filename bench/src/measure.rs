@@ -108,6 +108,7 @@ impl Mark {
             latency_ms: None,
             allocations: Some(allocations),
             process_allocations: Some(process_allocations),
+            registry_requests: None,
         }
     }
 }
@@ -134,6 +135,9 @@ pub struct CaseResult {
     /// before its first handled one count too (the measured section misses those).
     #[serde(default)]
     pub process_allocations: Option<u64>,
+    /// HTTP requests to the schema registry (the registry Avro drain of `codecs.rs`).
+    #[serde(default)]
+    pub registry_requests: Option<u64>,
 }
 
 /// Runs a child process and parses the result line it prints last.

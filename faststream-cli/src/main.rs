@@ -39,6 +39,9 @@ enum Command {
     /// AsyncAPI documentation of the app (or of a spec file).
     #[command(subcommand)]
     Docs(DocsCommand),
+    /// The app's payload schemas against the schema registry.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
     /// Create a new faststream project in directory NAME.
     New(NewArgs),
     /// Generate a Rust crate from a Python FastStream service's AsyncAPI document.
@@ -89,6 +92,17 @@ enum DocsCommand {
         target: Target,
         #[command(flatten)]
         serve: ServeArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SchemaCommand {
+    /// Build the app and run `APP schema check`: each registry codec's schema against its
+    /// subject's latest version, under the subject's compatibility level (exit 1 when one
+    /// breaks it).
+    Check {
+        #[command(flatten)]
+        target: Target,
     },
 }
 
@@ -186,6 +200,11 @@ async fn dispatch(command: Command) -> Result<u8, CliError> {
                 supervise::run_once(&app.executable, &args).await
             }
         },
+        Command::Schema(SchemaCommand::Check { target }) => {
+            let app = build::build(&target).await?;
+            let args = ["schema".to_owned(), "check".to_owned()];
+            supervise::run_once(&app.executable, &args).await
+        }
         Command::Import(import) => import::run(import).await,
         Command::Publish(command) => publish(command).await,
         Command::Request(mut command) => {

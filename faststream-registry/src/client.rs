@@ -381,6 +381,65 @@ impl SchemaRegistry {
         Ok(body.id)
     }
 
+    /// The registry's own verdict on `schema` as the next version of `subject`, under the
+    /// subject's compatibility level (`POST /compatibility/subjects/{subject}/versions/latest
+    /// ?verbose=true`): whether it is compatible, and the registry's messages (Confluent's
+    /// name the field; Apicurio sends none).
+    pub async fn check_compatibility(
+        &self,
+        subject: &str,
+        schema_type: SchemaType,
+        schema: &str,
+    ) -> Result<Compatibility, RegistryError> {
+        let mut body = serde_json::json!({ "schema": schema });
+        if schema_type != SchemaType::Avro {
+            body["schemaType"] = schema_type.as_str().into();
+        }
+        let request = self
+            .request(
+                reqwest::Method::POST,
+                &format!(
+                    "/compatibility/subjects/{}/versions/latest?verbose=true",
+                    encode_path(subject)
+                ),
+            )
+            .header(reqwest::header::CONTENT_TYPE, MEDIA_TYPE)
+            .body(body.to_string());
+        let what = format!("the compatibility check of subject `{subject}`");
+        self.send(request, &what).await
+    }
+
+    /// The compatibility level that holds for `subject` (its own, else the registry's
+    /// default): `BACKWARD`, `FULL_TRANSITIVE`, `NONE`...
+    pub async fn compatibility_level(&self, subject: &str) -> Result<String, RegistryError> {
+        let body: ConfigBody = self
+            .get(
+                &format!("/config/{}?defaultToGlobal=true", encode_path(subject)),
+                &format!("the compatibility level of subject `{subject}`"),
+            )
+            .await?;
+        Ok(body.compatibility_level)
+    }
+
+    /// Sets `subject`'s compatibility level (`BACKWARD`, `FULL_TRANSITIVE`, `NONE`...):
+    /// Apicurio enforces compatibility only on subjects that have one.
+    pub async fn set_compatibility_level(
+        &self,
+        subject: &str,
+        level: &str,
+    ) -> Result<(), RegistryError> {
+        let request = self
+            .request(
+                reqwest::Method::PUT,
+                &format!("/config/{}", encode_path(subject)),
+            )
+            .header(reqwest::header::CONTENT_TYPE, MEDIA_TYPE)
+            .body(serde_json::json!({ "compatibility": level }).to_string());
+        let what = format!("setting the compatibility level of subject `{subject}`");
+        let _: serde_json::Value = self.send(request, &what).await?;
+        Ok(())
+    }
+
     /// Puts a schema learnt from another answer into the by-id cache.
     fn remember(&self, id: u32, schema_type: SchemaType, schema: String) -> Arc<RegisteredSchema> {
         let mut by_id = self.inner.by_id.write().unwrap_or_else(|e| e.into_inner());
@@ -482,6 +541,22 @@ struct VersionBody {
 #[derive(serde::Deserialize)]
 struct IdBody {
     id: u32,
+}
+
+/// The registry's verdict on a schema ([`SchemaRegistry::check_compatibility`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct Compatibility {
+    /// Whether the schema may be the subject's next version.
+    pub is_compatible: bool,
+    /// Why not, in the registry's words (empty when it gives none).
+    #[serde(default)]
+    pub messages: Vec<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct ConfigBody {
+    #[serde(rename = "compatibilityLevel")]
+    compatibility_level: String,
 }
 
 #[derive(serde::Deserialize)]

@@ -6,9 +6,10 @@ use crate::subject::SubjectStrategy;
 use crate::wire;
 use faststream_core::codec::{
     decode_avro_datum, deserialize_into, encode_avro_datum, erased_serde, Codec, DecodeError,
-    DecodeFailure, DecodeTarget, EncodeError, FormatSchema,
+    DecodeFailure, DecodeTarget, EncodeError, FormatSchema, SchemaCheck,
 };
 use futures::future::BoxFuture;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
@@ -58,6 +59,10 @@ pub struct RegistryCodec {
     strategy: SubjectStrategy,
     key: bool,
     writer: Option<Writer>,
+    /// Per writer schema id, whether it is the Avro reader schema itself: its records then
+    /// decode without resolution, which apache-avro would otherwise run on every record
+    /// (a walk of both schemas, allocating).
+    resolves: RwLock<HashMap<u32, bool>>,
 }
 
 #[derive(Debug)]
@@ -162,6 +167,7 @@ impl RegistryCodec {
             strategy: SubjectStrategy::default(),
             key: false,
             writer: None,
+            resolves: RwLock::default(),
         }
     }
 
@@ -282,6 +288,30 @@ impl RegistryCodec {
         }
     }
 
+    /// Whether records of writer schema `id` must be resolved to `reader`: unless it is the
+    /// same schema (Avro's parsing canonical form), worked out once per id.
+    fn needs_resolution(
+        &self,
+        id: u32,
+        writer: &apache_avro::Schema,
+        reader: &apache_avro::Schema,
+    ) -> bool {
+        if let Some(known) = self
+            .resolves
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+        {
+            return *known;
+        }
+        let needed = writer != reader;
+        self.resolves
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, needed);
+        needed
+    }
+
     /// The schema of a framed payload's id, fetched by [`Codec::prepare`], and the rest.
     fn fetched<'p>(
         &self,
@@ -380,7 +410,10 @@ impl Codec for RegistryCodec {
         match &self.format {
             Format::Avro { reader } => {
                 let writer = schema.avro().map_err(decode_error)?;
-                decode_avro_datum(writer, reader.as_deref(), body, target).map_err(|err| {
+                let reader = reader
+                    .as_deref()
+                    .filter(|reader| self.needs_resolution(schema.id, writer, reader));
+                decode_avro_datum(writer, reader, body, target).map_err(|err| {
                     decode_error(format!("schema id {}: {}", schema.id, err.message))
                 })
             }
@@ -456,6 +489,21 @@ impl Codec for RegistryCodec {
 
     fn may_wait(&self) -> bool {
         true
+    }
+
+    /// The codec's own schema (`avro_of`, `json_of`, `proto_schema`) against its subject's
+    /// latest version (the publishing subject, else `topic`'s under the strategy); `None`
+    /// for a codec that reads any writer schema and has none of its own.
+    fn check_schema(&self, topic: &str) -> Option<BoxFuture<'static, Result<SchemaCheck, String>>> {
+        let (schema_type, schema) = self.own_schema().ok()?;
+        let subject = match &self.writer {
+            Some(writer) => Ok(writer.subject.clone()),
+            None => self.subject(topic).map_err(|e| e.to_string()),
+        };
+        let registry = self.registry.clone();
+        Some(Box::pin(async move {
+            crate::check::check(&registry, subject?, schema_type, schema).await
+        }))
     }
 
     fn schema(&self) -> Option<FormatSchema> {

@@ -13,6 +13,11 @@
 //!   (`SubscriberConfig::key_codec`), or on a publisher. Subjects follow a
 //!   [`SubjectStrategy`]; publishing registers the codec's schema, uses the subject's latest
 //!   version, or a fixed id ([`PublishMode`]).
+//! - **`schema check`**: [`Codec::check_schema`](faststream_core::codec::Codec::check_schema)
+//!   of a codec with a schema of its own asks the registry whether it may be its subject's
+//!   next version under the subject's compatibility level
+//!   ([`SchemaRegistry::check_compatibility`]), and names the breaking field from the two
+//!   schemas when the registry does not.
 //! - **Failures**: an unknown schema id (404) or a writer schema that does not resolve to the
 //!   reader's is a decode error, handled by the subscriber's error policy (dead-lettered
 //!   under `retry(n).then_dead_letter()`, never retried). An outage (a refused connection, a
@@ -22,11 +27,14 @@
 //! The crate sits beside the Kafka backend, on `faststream-core` only: the core stays free of
 //! HTTP clients, and any backend (the in-memory `TestBroker` too) decodes registry records.
 
+mod check;
 mod client;
 mod codec;
 mod subject;
 pub mod wire;
 
-pub use client::{RegisteredSchema, RegistryBuilder, RegistryError, SchemaRegistry, SchemaType};
+pub use client::{
+    Compatibility, RegisteredSchema, RegistryBuilder, RegistryError, SchemaRegistry, SchemaType,
+};
 pub use codec::{PublishMode, RegistryCodec, REGISTRY_AVRO, REGISTRY_JSON, REGISTRY_PROTOBUF};
 pub use subject::SubjectStrategy;

@@ -1034,3 +1034,117 @@ async fn python_protobuf_serializers_both_ways() {
         .collect();
     assert_eq!(read, expected);
 }
+
+// ---------------------------------------------------------------------------------------
+// `schema check`: the app's registry schemas against the subjects' latest versions, under
+// the compatibility level set on each subject (Apicurio enforces none otherwise).
+
+/// Order with a field added without a default: records of v1 lack it (breaks BACKWARD).
+const ORDER_WITH_QTY: &str = r#"{"type":"record","name":"Order","fields":[
+    {"name":"id","type":"long"},{"name":"item","type":"string"},{"name":"qty","type":"int"}]}"#;
+
+/// An app whose subscriber reads `topic` with `codec`.
+fn app_reading(topic: &str, codec: RegistryCodec) -> FastStream<TestBroker> {
+    FastStream::new(TestBroker::new()).subscriber(
+        SubscriberConfig::new("check", [topic]).codec(codec),
+        |_: Order| async {},
+    )
+}
+
+/// `APP schema check`'s lines for `app`, and whether the command succeeded.
+async fn schema_check(app: FastStream<TestBroker>) -> (Vec<String>, Vec<String>, bool) {
+    let report = faststream::cli::check_schemas(app.subscribers()).await;
+    let passed = app.cli_from(["app", "schema", "check"]).await;
+    if let Err(err) = &passed {
+        assert_eq!(err.exit_code(), 1, "{err}");
+    }
+    (report.checked, report.problems, passed.is_ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_check_passes_a_compatible_change_and_names_a_breaking_field() {
+    let registry = registry().await;
+    let topic = unique("sr-check");
+    let subject = format!("{topic}-value");
+    let v1 = serde_json::to_string(&Order::get_schema()).unwrap();
+    registry
+        .register(&subject, faststream::registry::SchemaType::Avro, &v1)
+        .await
+        .unwrap();
+    registry
+        .set_compatibility_level(&subject, "BACKWARD")
+        .await
+        .unwrap();
+
+    // The same schema, and v2 (a field added with a default): compatible.
+    for reader in [v1.as_str(), v2::SCHEMA] {
+        let schema = apache_avro::Schema::parse_str(reader).unwrap();
+        let codec = RegistryCodec::avro(&registry).reader_schema(schema);
+        let (checked, problems, passed) = schema_check(app_reading(&topic, codec)).await;
+        assert_eq!(
+            checked,
+            [format!(
+                "ok: subject `{subject}` (payloads of subscriber `check`, topic `{topic}`) under BACKWARD"
+            )]
+        );
+        assert!(problems.is_empty() && passed, "{problems:?}");
+    }
+
+    // A field added without a default: the check fails and names it.
+    let schema = apache_avro::Schema::parse_str(ORDER_WITH_QTY).unwrap();
+    let codec = RegistryCodec::avro(&registry).reader_schema(schema.clone());
+    let (checked, problems, passed) = schema_check(app_reading(&topic, codec)).await;
+    assert!(checked.is_empty() && !passed);
+    assert_eq!(
+        problems,
+        [format!(
+            "subject `{subject}` (payloads of subscriber `check`, topic `{topic}`) under BACKWARD: field `qty` is new and has no default: records of the latest version lack it"
+        )]
+    );
+    // Under NONE the registry lets it through.
+    registry
+        .set_compatibility_level(&subject, "NONE")
+        .await
+        .unwrap();
+    let codec = RegistryCodec::avro(&registry).reader_schema(schema);
+    let (_, problems, passed) = schema_check(app_reading(&topic, codec)).await;
+    assert!(problems.is_empty() && passed, "{problems:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_check_names_a_json_schema_field_and_a_missing_subject() {
+    let registry = registry().await;
+    let topic = unique("sr-check-json");
+    let subject = format!("{topic}-value");
+    // The latest version requires `id` only; Order's JSON Schema requires `item` too.
+    let latest = r#"{"title":"Order","type":"object","properties":{"id":{"type":"integer"},"item":{"type":"string"}},"required":["id"]}"#;
+    registry
+        .register(&subject, faststream::registry::SchemaType::Json, latest)
+        .await
+        .unwrap();
+    registry
+        .set_compatibility_level(&subject, "FULL")
+        .await
+        .unwrap();
+    let missing = unique("sr-check-none");
+    let app = FastStream::new(TestBroker::new()).subscriber(
+        SubscriberConfig::new("check", [topic.as_str()])
+            .codec(RegistryCodec::json_of::<Order>(&registry))
+            .publisher(PublisherConfig::new(missing.as_str())),
+        |order: Order| async move { order },
+    );
+    let (checked, problems, passed) = schema_check(app).await;
+    assert!(checked.is_empty() && !passed, "{checked:?}");
+    assert_eq!(
+        problems,
+        [
+            format!(
+                "subject `{subject}` (payloads of subscriber `check`, topic `{topic}`) under FULL: field `item` is required now: records of the latest version may lack it"
+            ),
+            format!(
+                "publisher of subscriber `check`, topic `{missing}`: subject `{missing}-value` is not in the schema registry at {}",
+                registry.url()
+            ),
+        ]
+    );
+}

@@ -1,5 +1,5 @@
 //! The command line every app gets with [`FastStream::cli`]: `run` (the default), `docs gen`,
-//! `docs serve` and `publish`.
+//! `docs serve`, `publish`, `dlt replay` and `schema check`.
 //!
 //! ```no_run
 //! use faststream::kafka::KafkaBroker;
@@ -30,6 +30,9 @@ pub use faststream_core::options::{BadExtraOption, OptionValue, StartupOptions, 
 
 #[cfg(feature = "kafka")]
 mod broker;
+mod schema;
+
+pub use schema::{check_schemas, SchemaReport};
 
 use crate::asyncapi::serve::ServeError;
 use crate::asyncapi::DescribeServer;
@@ -101,6 +104,9 @@ pub enum CliError {
     /// Other I/O.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// `schema check` found problems (each printed on its own line).
+    #[error("schema check failed: {0} problem(s)")]
+    SchemaCheck(usize),
     /// Broker options that do not make a broker (`faststream publish`).
     #[cfg(feature = "kafka")]
     #[error(transparent)]
@@ -148,6 +154,18 @@ pub enum AppCommand {
     /// Dead-letter topics of the app's error policies.
     #[command(subcommand)]
     Dlt(DltCommand),
+    /// The app's payload schemas and the schema registry.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
+}
+
+/// `schema` commands.
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum SchemaCommand {
+    /// Check every registry codec's schema (payloads, keys, publishers) against its
+    /// subject's latest version under the subject's compatibility level; exit 1 with a line
+    /// per breaking field, missing subject or unreachable registry.
+    Check,
 }
 
 /// `dlt` commands.
@@ -373,7 +391,7 @@ fn parse_access_level(text: &str) -> Result<crate::observe::Level, String> {
         .map_err(|_| "expected error, warn, info, debug or trace".to_owned())
 }
 
-const COMMANDS: &[&str] = &["run", "docs", "publish", "dlt", "help"];
+const COMMANDS: &[&str] = &["run", "docs", "publish", "dlt", "schema", "help"];
 /// `run`'s own options (each takes a value); any other option goes to the startup hooks.
 const RUN_OPTIONS: &[&str] = &[
     "--log-level",
@@ -687,6 +705,22 @@ impl<B: Broker + DescribeServer> FastStream<B> {
                 Ok(())
             }
             AppCommand::Publish(publish) => publish_with(self.broker(), &publish).await,
+            AppCommand::Schema(SchemaCommand::Check) => {
+                let report = check_schemas(self.subscribers()).await;
+                for line in &report.checked {
+                    println!("{line}");
+                }
+                for line in &report.problems {
+                    eprintln!("error: {line}");
+                }
+                if !report.problems.is_empty() {
+                    return Err(CliError::SchemaCheck(report.problems.len()));
+                }
+                if report.checked.is_empty() {
+                    println!("no registry schema to check");
+                }
+                Ok(())
+            }
         }
     }
 

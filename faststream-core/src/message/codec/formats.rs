@@ -245,7 +245,20 @@ pub fn decode_avro_datum<'de>(
     target: &mut dyn DecodeTarget<'de>,
 ) -> Result<(), DecodeError> {
     let mut rest = payload;
-    let value = apache_avro::from_avro_datum(writer, &mut rest, reader).map_err(decode_error)?;
+    // `from_avro_datum` collects the writer's named types into a map on every call, which
+    // only a schema that refers to one by name needs.
+    let value = if refers_by_name(writer) {
+        apache_avro::from_avro_datum(writer, &mut rest, reader)
+    } else {
+        apache_avro::from_avro_datum_reader_schemata(
+            writer,
+            Vec::new(),
+            &mut rest,
+            reader,
+            Vec::new(),
+        )
+    }
+    .map_err(decode_error)?;
     if !rest.is_empty() {
         return Err(decode_error(format_args!(
             "{} trailing bytes after the datum",
@@ -253,8 +266,65 @@ pub fn decode_avro_datum<'de>(
         )));
     }
     // apache-avro's deserializer is private: its value becomes a tree the target reads.
-    let tree: super::tree::Tree = apache_avro::from_value(&value).map_err(decode_error)?;
-    deserialize_into(target, tree)
+    deserialize_into(target, avro_tree(value)?)
+}
+
+/// Whether `schema` refers to a named type by its name somewhere (`Schema::Ref`).
+#[cfg(feature = "avro")]
+fn refers_by_name(schema: &apache_avro::Schema) -> bool {
+    use apache_avro::Schema;
+    match schema {
+        Schema::Ref { .. } => true,
+        Schema::Array(array) => refers_by_name(&array.items),
+        Schema::Map(map) => refers_by_name(&map.types),
+        Schema::Union(union) => union.variants().iter().any(refers_by_name),
+        Schema::Record(record) => record.fields.iter().any(|f| refers_by_name(&f.schema)),
+        _ => false,
+    }
+}
+
+/// The tree of an Avro value, as apache-avro's deserializer visits it, with its strings and
+/// byte buffers moved rather than copied (`apache_avro::from_value` copies each, the field
+/// names of every record included).
+#[cfg(feature = "avro")]
+fn avro_tree(value: apache_avro::types::Value) -> Result<super::tree::Tree, DecodeError> {
+    use super::tree::Tree;
+    use apache_avro::types::Value;
+    Ok(match value {
+        Value::Null => Tree::Unit,
+        Value::Boolean(b) => Tree::Bool(b),
+        Value::Int(i) | Value::Date(i) | Value::TimeMillis(i) => Tree::I64(i.into()),
+        Value::Long(i)
+        | Value::TimeMicros(i)
+        | Value::TimestampMillis(i)
+        | Value::TimestampMicros(i)
+        | Value::TimestampNanos(i)
+        | Value::LocalTimestampMillis(i)
+        | Value::LocalTimestampMicros(i)
+        | Value::LocalTimestampNanos(i) => Tree::I64(i),
+        Value::Float(f) => Tree::F64(f.into()),
+        Value::Double(d) => Tree::F64(d),
+        Value::String(s) | Value::Enum(_, s) => Tree::String(s),
+        Value::Bytes(bytes) | Value::Fixed(_, bytes) => Tree::Bytes(bytes),
+        Value::Union(_, inner) => avro_tree(*inner)?,
+        Value::Array(items) => {
+            Tree::Seq(items.into_iter().map(avro_tree).collect::<Result<_, _>>()?)
+        }
+        Value::Record(fields) => Tree::Map(
+            fields
+                .into_iter()
+                .map(|(name, value)| Ok((Tree::String(name), avro_tree(value)?)))
+                .collect::<Result<_, DecodeError>>()?,
+        ),
+        Value::Map(entries) => Tree::Map(
+            entries
+                .into_iter()
+                .map(|(key, value)| Ok((Tree::String(key), avro_tree(value)?)))
+                .collect::<Result<_, DecodeError>>()?,
+        ),
+        // Decimals, durations and uuids as apache-avro's deserializer presents them.
+        other => apache_avro::from_value(&other).map_err(decode_error)?,
+    })
 }
 
 /// Encodes `value` as one Avro datum of `schema` (the value resolved to the schema first, so

@@ -39,6 +39,7 @@ pub use media::{APPLICATION_CBOR, APPLICATION_MSGPACK, APPLICATION_PROTOBUF, AVR
 pub use protobuf::Proto;
 pub use seam::{
     decode_by, deserialize_into, Codec, CodecRef, DecodeFailure, DecodeTarget, FormatSchema,
+    SchemaCheck,
 };
 
 /// Content type FastStream writes for JSON payloads.
@@ -1109,5 +1110,32 @@ mod tests {
             encode_with(&7, Some(&avro)).is_err(),
             "7 is not a User record"
         );
+    }
+
+    #[cfg(feature = "avro")]
+    #[test]
+    fn avro_schemas_that_name_a_type_twice_decode() {
+        #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+        struct Point {
+            x: i64,
+        }
+        #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+        struct Line {
+            from: Point,
+            to: Point,
+        }
+        // `to` refers to `Point` by name (a `Schema::Ref`), which the decoder must resolve.
+        let avro = Avro::parse(
+            r#"{"type":"record","name":"Line","fields":[
+                {"name":"from","type":{"type":"record","name":"Point","fields":[{"name":"x","type":"long"}]}},
+                {"name":"to","type":"Point"}]}"#,
+        )
+        .unwrap();
+        let line = Line {
+            from: Point { x: 1 },
+            to: Point { x: 2 },
+        };
+        let (payload, _) = body_of(&line, Some(&avro));
+        assert_eq!(decode_by::<Line>(&avro, &payload).unwrap(), line);
     }
 }

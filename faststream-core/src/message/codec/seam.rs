@@ -153,6 +153,26 @@ pub trait Codec: Send + Sync + fmt::Debug + 'static {
     fn schema(&self) -> Option<FormatSchema> {
         None
     }
+
+    /// Checks this codec's schema for records on `topic` against what governs it outside the
+    /// process (a schema registry's latest version of the subject, under the subject's
+    /// compatibility level): what `schema check` runs before a deploy. `None` (the default):
+    /// nothing outside governs the format, or the codec has no schema of its own to check.
+    fn check_schema(&self, topic: &str) -> Option<BoxFuture<'static, Result<SchemaCheck, String>>> {
+        let _ = topic;
+        None
+    }
+}
+
+/// What [`Codec::check_schema`] found: where the schema is governed, and what breaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaCheck {
+    /// Where the schema is governed (a registry subject, e.g. `orders-value`).
+    pub subject: String,
+    /// The subject's compatibility level (`BACKWARD`...), when the registry says.
+    pub level: Option<String>,
+    /// One line per incompatibility, naming the field; empty when compatible.
+    pub problems: Vec<String>,
 }
 
 /// A payload schema in a format of its own (Avro, Protobuf), for AsyncAPI's multi-format
