@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: starts a local Apache Kafka when none answers on
 # 127.0.0.1:9092 (installing it from Maven Central on first use; with its secured listeners
-# on 9094-9096 for the security tests) and a schema registry (Apicurio, scripts/registry-local.sh)
+# on 9094-9097 and a local Kerberos KDC on 9088 for the security tests) and a schema registry (Apicurio, scripts/registry-local.sh)
 # on 8081, checks formatting and lints, runs every unit, doc, UI and integration test against
 # the real broker, the benchmark smoke run, the quick chaos suite and the quickstart demo, the
 # cost gate (instructions and allocations per record against raw rdkafka, in a release build),
