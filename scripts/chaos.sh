@@ -13,7 +13,9 @@
 # Scenarios 10-13 run the app exactly-once and verify with a read_committed reader.
 # Scenarios 1, 2, 4, 5, 6, 8, 10, 11, 12 use the broker on 127.0.0.1:9092 (started with kafka-local.sh
 # when none answers, and stopped again). Scenarios 3, 7 and 13 kill brokers, so they run their
-# own: a single node on 39092 (controller 39093; CHAOS_SINGLE_PORT) and a 3-node cluster on
+# own: a single node on 19092 (controller 19093; CHAOS_SINGLE_PORT; below Linux's ephemeral
+# port range 32768-60999, where a client connection's local end can hold the port: 39092 made
+# scenario 3's broker fail to bind once) and a 3-node cluster on
 # 29092-29094 (controllers 29192-29194; CHAOS_CLUSTER_PORT); the
 # broker on 9092 is never stopped. Each scenario uses fresh uuid-named topics and groups.
 # Logs: target/chaos/<run>/. Environment: CHAOS_DELAY_US (handler work per record),
@@ -46,7 +48,7 @@ run_dir="$repo/target/chaos/$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$run_dir"
 table="$run_dir/table.md"
 shared=127.0.0.1:9092
-single_port="${CHAOS_SINGLE_PORT:-39092}"
+single_port="${CHAOS_SINGLE_PORT:-19092}"
 single=127.0.0.1:$single_port
 cluster_port="${CHAOS_CLUSTER_PORT:-29092}"
 single_home="$run_dir/kafka-single"
