@@ -5,13 +5,21 @@
 # their end and counts records in, out, lost and duplicated. One table row per scenario, exit
 # code 1 if any scenario fails.
 #
-#   scripts/chaos.sh                 all 13 scenarios, N records each (default 100000)
+#   scripts/chaos.sh                 all 14 scenarios, N records each (default 100000)
 #   scripts/chaos.sh --quick         small N, scenarios 1 2 3 5 6 9 10 (the CI variant)
+#   scripts/chaos.sh --quick-part 1  the quick run's first half (1 2 5 6), or 2 (3 9 10): CI
+#                                    runs both at once, each half about half the wall time
 #   scripts/chaos.sh --only 3        one scenario (repeat or comma-separate for more)
 #   scripts/chaos.sh --count 20000   another N
 #
 # Scenarios 10-13 run the app exactly-once and verify with a read_committed reader.
-# Scenarios 1, 2, 4, 5, 6, 8, 10, 11, 12 use the broker on 127.0.0.1:9092 (started with kafka-local.sh
+# Scenario 14 runs the app on Avro through a schema registry and stops the registry for 10 s:
+# its own Apicurio Registry (scripts/registry-local.sh, KafkaSQL storage on the broker on 9092,
+# so schemas survive the restart) on 127.0.0.1:18081, TLS 18082, management 18083
+# (CHAOS_REGISTRY_PORT; the tests' registry on 8081 is never touched). It takes 2-3 minutes
+# whatever N (two registry starts of 20-40 s each on a loaded machine, and the outage), so
+# --quick leaves it out.
+# Scenarios 1, 2, 4, 5, 6, 8, 10, 11, 12, 14 use the broker on 127.0.0.1:9092 (started with kafka-local.sh
 # when none answers, and stopped again). Scenarios 3, 7 and 13 kill brokers, so they run their
 # own: a single node on 19092 (controller 19093; CHAOS_SINGLE_PORT; below Linux's ephemeral
 # port range 32768-60999, where a client connection's local end can hold the port: 39092 made
@@ -26,25 +34,36 @@ repo="$(pwd)"
 
 count=100000
 quick=0
+part=""
 only=()
+# The quick run, in two halves of about the same wall time (the broker outage of scenario 3
+# alone is as long as 1, 2, 5 and 6 together).
+quick_parts=("1 2 5 6" "3 9 10")
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1; count=4000 ;;
+    --quick-part) quick=1; count=4000; part="$2"; shift ;;
     --only) only+=(${2//,/ }); shift ;;
     --count) count="$2"; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "chaos: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
 done
 if [ ${#only[@]} -eq 0 ]; then
-  if [ "$quick" = 1 ]; then only=(1 2 3 5 6 9 10); else only=(1 2 3 4 5 6 7 8 9 10 11 12 13); fi
+  case "$quick:$part" in
+    1:) only=(${quick_parts[0]} ${quick_parts[1]}) ;;
+    1:1 | 1:2) only=(${quick_parts[$((part - 1))]}) ;;
+    1:*) echo "chaos: --quick-part is 1 or 2" >&2; exit 2 ;;
+    *) only=(1 2 3 4 5 6 7 8 9 10 11 12 13 14) ;;
+  esac
 fi
 # Handler work per record: long enough that a run can be interrupted mid-stream.
 delay_us="${CHAOS_DELAY_US:-$([ "$quick" = 1 ] && echo 4000 || echo 1000)}"
 profile="${CHAOS_PROFILE:-debug}"
 target_dir="${CARGO_TARGET_DIR:-$repo/target}"
-run_dir="$repo/target/chaos/$(date -u +%Y%m%dT%H%M%SZ)"
+# The pid tells apart two runs started in the same second (CI runs the two quick halves at once).
+run_dir="$repo/target/chaos/$(date -u +%Y%m%dT%H%M%SZ)-$$"
 mkdir -p "$run_dir"
 table="$run_dir/table.md"
 shared=127.0.0.1:9092
@@ -53,6 +72,9 @@ single=127.0.0.1:$single_port
 cluster_port="${CHAOS_CLUSTER_PORT:-29092}"
 single_home="$run_dir/kafka-single"
 cluster_home="$run_dir/kafka-cluster"
+# Scenario 14's schema registry: its own ports (the tests use 8081, 8444 and 9001).
+registry_port="${CHAOS_REGISTRY_PORT:-18081}"
+registry_home="$run_dir/registry"
 started_shared=0
 app_pids=()
 failed=0
@@ -71,6 +93,7 @@ cleanup() {
   if [ -d "$cluster_home" ]; then
     KAFKA_CLUSTER_HOME="$cluster_home" KAFKA_CLUSTER_PORT="$cluster_port" scripts/kafka-cluster.sh stop >/dev/null 2>&1
   fi
+  if [ -f "$registry_home/registry.pid" ]; then chaos_registry stop >/dev/null 2>&1; fi
   if [ "$started_shared" = 1 ]; then scripts/kafka-local.sh stop; fi
   # Broker data of the scenario brokers is disposable; logs stay.
   rm -rf "$single_home/data" "$cluster_home"/node*/data
@@ -500,6 +523,78 @@ scenario_12() {
 
 scenario_13() {
   FASTSTREAM_INSTANCE_ID=solo leader_kill s13 "13. exactly-once: 3 brokers (RF 3, min ISR 2), leader kill -9" "${eo[@]}"
+}
+
+# chaos_registry start|stop: scenario 14's Apicurio Registry on $registry_port (TLS and
+# management on the next two ports), its schemas in the Kafka journal topic $journal on the
+# shared broker, so they survive a restart.
+chaos_registry() {
+  FASTSTREAM_REGISTRY_HOME="$registry_home" REGISTRY_PORT="$registry_port" \
+    REGISTRY_TLS_PORT=$((registry_port + 1)) REGISTRY_MANAGEMENT_PORT=$((registry_port + 2)) \
+    REGISTRY_STORAGE=kafkasql REGISTRY_KAFKASQL_BOOTSTRAP=$shared REGISTRY_KAFKASQL_TOPIC="${journal:-}" \
+    scripts/registry-local.sh "$1" 2>>"$run_dir/registry.log"
+}
+
+# Scenario 14: the app reads Avro through the schema registry (RegistryCodec) and publishes
+# each record on; the registry is stopped mid-stream for 10 s and started again. The input
+# carries three schema ids: the first quarter v1 and v2 (cached by the app before the stop),
+# the rest v2 and v3, written while the registry is down by a producer that knows their ids
+# (as one that cached them keeps writing): v3 is an id the app has never seen, so it must ask
+# the registry for it during the outage. Its records wait, their partitions paused, and run
+# again once the registry answers: 0 lost, 0 dead letters (under 3 attempts then DLT), the app
+# up throughout, and its log shows the waits.
+scenario_14() {
+  local p
+  for p in "$registry_port" $((registry_port + 1)) $((registry_port + 2)); do
+    if port_taken "$p"; then log "scenario 14: port $p is taken; set CHAOS_REGISTRY_PORT"; return 1; fi
+  done
+  fresh s14
+  local journal="$in-registry" url="http://127.0.0.1:$registry_port/apis/ccompat/v7" partitions=4
+  chaos_registry start || return 1
+  topics $shared $partitions 1 || return 1
+  local ids; ids="$(tool $shared register --registry "$url" --subject "$in-value")" || return 1
+  local first=$((count / 4)) ok=1 pid alive="app stayed up"
+  tool $shared fill --topic "$in" --count "$first" --avro "v1=$(field "$ids" v1),v2=$(field "$ids" v2)" || return 1
+  start_app $shared s14-app --registry "$url" --attempts 3 --then dlt --backoff-ms 5; pid=$app_pid
+  wait_out $shared $((count / 5)) || return 1
+  chaos_registry stop || return 1
+  local stopped; stopped="$(now)"
+  local stopped_at; stopped_at="$(tool $shared count --topic "$out")"
+  tool $shared fill --topic "$in" --from "$first" --count "$count" \
+    --avro "v2=$(field "$ids" v2),v3=$(field "$ids" v3)" || return 1
+  # The outage itself (10 s from the stop), not a synchronisation.
+  sleep "$(awk -v s="$stopped" -v n="$(now)" 'BEGIN { d = 10 - (n - s); print (d > 0 ? d : 0) }')"
+  kill -0 "$pid" 2>/dev/null || { log "scenario 14: the app died during the outage"; alive="app died"; ok=0; }
+  local before; before="$(tool $shared count --topic "$out")"
+  local restart; restart="$(now)"
+  chaos_registry start || return 1
+  local up; up="$(now)"
+  # Records waited for the registry: output grows again once it answers (not fatal, so that
+  # an app that dead-lettered them still gets its row).
+  local resumed="$up" resumed_in="never"
+  if tool $shared wait-count --topic "$out" --at-least $((before + 1)) --timeout 60; then
+    resumed="$(now)"; resumed_in="$(elapsed "$up" "$resumed") s"
+  else
+    log "scenario 14: no new output within 60 s of the registry's restart"; ok=0
+  fi
+  wait_done $shared || return 1
+  kill -0 "$pid" 2>/dev/null || { log "scenario 14: the app is gone"; alive="app died"; ok=0; }
+  stop_app "$pid"
+  chaos_registry stop
+  local v; v="$(verify $shared --dlt "$dlt")"
+  # The outage was hit: records waited for the registry (the worker's wait line).
+  local wait_lines waits waited_on
+  wait_lines="$(grep "and runs again, its partition paused" "$run_dir/s14-app.log")"
+  waits="$(grep -c . <<<"$wait_lines")"
+  waited_on="$(grep -o "$in\[[0-9]*\]" <<<"$wait_lines" | sort -u | wc -l)"
+  [ "$waits" -gt 0 ] || { log "scenario 14: no record waited for the registry: the outage was not hit"; ok=0; }
+  # About one wait a second per partition (each jittered between 0.5 and 1 s), not a loop.
+  local waited; waited="$(elapsed "$stopped" "$resumed")"
+  awk -v w="$waits" -v p="$partitions" -v s="$waited" 'BEGIN { exit !(w <= p * 2 * (s + 2)) }' ||
+    { log "scenario 14: $waits waits in $waited s: more than 2 a second per partition"; ok=0; }
+  [ "$before" -lt "$count" ] || { log "scenario 14: the outage came after the end"; ok=0; }
+  [ "$(field "$v" lost)" = 0 ] && [ "$(field "$v" unexpected)" = 0 ] && [ "$(field "$v" dlt)" = 0 ] || ok=0
+  row "14. registry stopped 10 s, restarted" "$v" "stopped at out=$stopped_at, restarted at out=$before; down $(elapsed "$stopped" "$up") s (10 s stopped, $(elapsed "$restart" "$up") s starting); $waits waits for the registry on $waited_on partitions in $waited s; output resumed $resumed_in after it answered; $alive" $ok
 }
 
 started="$(now)"

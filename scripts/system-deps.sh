@@ -2,12 +2,13 @@
 # Installs the Debian packages the build and the local broker need when they are missing.
 # Idempotent: a no-op (no apt-get at all) on a machine that has them all.
 #
-# - make, g++ and pkg-config: rdkafka-sys builds librdkafka from source with its configure
-#   script and make (a C library, plus its C++ wrapper, which `make libs` also builds).
+# - cmake, make, g++ and pkg-config: rdkafka-sys builds librdkafka from source with CMake (a C
+#   library, plus its C++ wrapper, which the build also compiles), at -O0 in debug builds.
 #   Debian's librdkafka-dev cannot be used: bookworm ships 2.0.2, rdkafka-sys 4.10 needs 2.12.1.
-# - libssl-dev, libsasl2-dev, zlib1g-dev, libzstd-dev: the system's OpenSSL (TLS, SCRAM,
-#   OAUTHBEARER), Cyrus SASL (GSSAPI), zlib and zstd that librdkafka links by default, so a
-#   cold build compiles none of them (the `vendored` cargo feature builds them from source).
+# - libssl-dev, libcurl4-openssl-dev, libsasl2-dev, zlib1g-dev, libzstd-dev: the system's
+#   OpenSSL (TLS, SCRAM, OAUTHBEARER), libcurl (OAUTHBEARER's OIDC token requests; librdkafka's
+#   CMake build needs it), Cyrus SASL (GSSAPI), zlib and zstd that librdkafka links by default,
+#   so a cold build compiles none of them (the `vendored` cargo feature builds them from source).
 # - libsasl2-modules-gssapi-mit: Cyrus SASL's GSSAPI mechanism on MIT Kerberos, loaded at run
 #   time when a client uses `sasl.mechanism=GSSAPI` (building needs no Kerberos headers).
 # - krb5-kdc, krb5-admin-server (kdb5_util, kadmin.local) and krb5-user (kinit, klist): the
@@ -18,7 +19,7 @@
 # - valgrind: the cost gate of .ci/run counts instructions per record with callgrind.
 set -euo pipefail
 
-packages=(make g++ pkg-config libssl-dev libsasl2-dev zlib1g-dev libzstd-dev
+packages=(cmake make g++ pkg-config libssl-dev libcurl4-openssl-dev libsasl2-dev zlib1g-dev libzstd-dev
   libsasl2-modules-gssapi-mit krb5-kdc krb5-admin-server krb5-user perl openssl valgrind)
 
 if ! command -v dpkg-query >/dev/null 2>&1; then

@@ -30,6 +30,28 @@ export CARGO_INCREMENTAL=0
 
 target="${CARGO_TARGET_DIR:-target}"
 logs="$target/ci"
+
+# This workspace's crates: cleaned from target dirs kept across runs and checkouts (below and
+# .ci/run's), because cargo's fingerprints of path crates built from another checkout could
+# pass for fresh. The dependencies' artifacts are what such a dir is kept for.
+own_crates=(-p faststream -p faststream-core -p faststream-macros -p faststream-asyncapi
+  -p faststream-observe -p faststream-kafka -p faststream-registry)
+workspace_crates=("${own_crates[@]}" -p faststream-integration-tests -p faststream-examples
+  -p faststream-cli -p faststream-bench -p faststream-chaos)
+case "$(realpath -m "$target")/" in
+  "$(pwd)"/*) ;;
+  *)
+    # A target dir outside this checkout (.ci/run's kept one): last run's logs go, and so does
+    # the whole dir once it outgrows FASTSTREAM_KEPT_TARGET_MAX_GB (default 40; dependencies
+    # that Cargo.lock no longer names pile up in it).
+    rm -rf "$logs" "$target/test-logs"
+    if [ -d "$target" ] && [ "$(du -s --block-size=1G "$target" | cut -f1)" -gt "${FASTSTREAM_KEPT_TARGET_MAX_GB:-40}" ]; then
+      echo "test.sh: $target is over ${FASTSTREAM_KEPT_TARGET_MAX_GB:-40} GB: emptied"
+      rm -rf "$target"
+    fi
+    cargo clean --quiet "${workspace_crates[@]}"
+    ;;
+esac
 mkdir -p "$logs"
 
 step() { echo; echo "==== $* ($(date -u +%H:%M:%S), $(($(date +%s) - begin)) s)"; }
@@ -113,9 +135,6 @@ background tools tools
 # librdkafka) takes minutes of CPU, which a fresh target dir would pay on every run.
 # This workspace's own crates are cleaned first: cargo's fingerprints of path crates built
 # from another checkout could pass for fresh.
-# This workspace's library crates, cleaned from the kept target dirs below.
-own_crates=(-p faststream -p faststream-core -p faststream-macros -p faststream-asyncapi
-  -p faststream-observe -p faststream-kafka)
 vendored_target="${FASTSTREAM_VENDORED_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/faststream-rs/vendored-target}"
 vendored() {
   cargo clean --quiet --target-dir "$vendored_target" "${own_crates[@]}" -p faststream-examples
@@ -173,7 +192,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet --features \
 step "builds: the benchmark, chaos tool and quickstart, then the test binaries"
 cargo build --quiet -p faststream-bench
 cargo build --quiet -p faststream-chaos
-cargo build --quiet -p faststream-examples --example quickstart --example quickstart_client
+cargo build --quiet -p faststream-examples --no-default-features --example quickstart --example quickstart_client
 # Last, so that the binaries in target/debug are the workspace build's when the tests start.
 cargo test --quiet --workspace --no-run
 
@@ -182,20 +201,22 @@ finish kafka
 finish registry
 finish tools
 
-# One after another (they share the broker and print tables), beside the tests.
-extras() {
+# Beside the tests, on the same broker: the benchmark smoke runs and the quickstart one after
+# another (they print tables), and the two halves of chaos quick at once (their apps mostly
+# sleep: the handler's work per record is a timer), each with its own log.
+smokes() {
   echo "== benchmark smoke run (tiny N, no peers: keeps the benchmark from rotting)"
   BENCH_PROFILE=debug scripts/bench.sh --messages 2000 --runs 1 --rates 200 --latency-seconds 1 --rpc-requests 100
   echo "== exactly-once benchmark smoke run (faststream-bench eos, tiny N, about 8 s: keeps it from rotting; BENCHMARKS.md)"
   BENCH_PROFILE=debug scripts/bench.sh eos --records 2000 --runs 1 --intervals 100 --rate 200 --latency-seconds 1
-  echo "== chaos quick (app kill -9 and SIGTERM, broker outage, poison records, refused publish, kill -9 with lanes, exactly-once kill -9; RELIABILITY.md)"
-  scripts/chaos.sh --quick
   echo "== quickstart demo"
   scripts/quickstart.sh | tee "$logs/quickstart-output.log"
   grep -q "received from out-topic: User: 1 - John registered" "$logs/quickstart-output.log"
 }
-step "benchmark smoke run, chaos quick and quickstart, beside the tests"
-background extras extras
+step "benchmark smoke run, quickstart, and chaos quick (app kill -9 and SIGTERM, broker outage, poison records, refused publish, kill -9 with lanes, exactly-once kill -9; RELIABILITY.md), beside the tests"
+background smokes smokes
+background chaos_1 scripts/chaos.sh --quick-part 1
+background chaos_2 scripts/chaos.sh --quick-part 2
 
 step "tests (unit, doc, UI and integration tests against Kafka at 127.0.0.1:9092; binaries in parallel)"
 scripts/run-tests.py
@@ -204,9 +225,13 @@ step "TestBroker's one-switch test on Kafka (FASTSTREAM_TEST_REAL=1)"
 # `--workspace`, not `-p`: features resolved as for the build above, so nothing is rebuilt.
 FASTSTREAM_TEST_REAL=1 cargo test --workspace --test harness -- --exact testing::seed_example_from_env
 
-step "waiting for the benchmark smoke run, chaos quick and quickstart"
-finish extras
-tail -n 40 "$logs/extras.log"
+step "waiting for the benchmark smoke run, the quickstart and chaos quick"
+finish smokes
+tail -n 30 "$logs/smokes.log"
+finish chaos_1
+finish chaos_2
+# The two halves' tables.
+grep -h '^|' "$logs/chaos_1.log" "$logs/chaos_2.log"
 
 step "waiting for the cost gate"
 finish cost_gate

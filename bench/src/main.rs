@@ -5,6 +5,7 @@
 //! is repeated `--runs` times, and is reported as the median with the min-max spread.
 //! Claims are ratios between rows of the same run, never absolute numbers across runs.
 
+mod callgrind;
 mod cases;
 mod cli;
 mod codecs;

@@ -93,8 +93,11 @@ impl Mark {
         }
     }
 
-    /// The section from this mark to now, as a result line.
+    /// The section from this mark to now, as a result line. Under callgrind it first dumps
+    /// the instructions counted so far (the cost gate's cases zeroed them when their
+    /// partitions were assigned), so that shutdown is left out.
     pub fn finish(&self, messages: u64) -> CaseResult {
+        crate::callgrind::dump_stats();
         // Read the counters before anything here allocates (reading /proc does).
         let process_allocations = allocations();
         let allocations = process_allocations - self.allocations;

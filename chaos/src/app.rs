@@ -1,9 +1,11 @@
 //! The app under test: a plain faststream app reading the input topic and publishing each
 //! record's sequence number to the output topic, under a configurable error policy,
-//! at-least-once or exactly-once.
+//! at-least-once or exactly-once; its input text, or Avro through the schema registry.
 
+use crate::avro::{self, ChaosRecord};
 use crate::error::BoxError;
 use faststream::kafka::KafkaBroker;
+use faststream::registry::{RegistryCodec, SchemaRegistry};
 use faststream::{
     Backoff, ErrorPolicy, FastStream, Message, Response, State, SubscriberConfig,
     TransactionCommits,
@@ -68,6 +70,10 @@ pub struct AppArgs {
     /// The exactly-once commit interval in milliseconds.
     #[arg(long, default_value_t = 100)]
     commit_interval_ms: u64,
+    /// Avro input in the registry's wire format, decoded by `RegistryCodec` with the schema
+    /// registry at this URL (Confluent's API); without it the input is text.
+    #[arg(long)]
+    registry: Option<String>,
 }
 
 /// The handler's settings, shared as state.
@@ -76,17 +82,25 @@ struct Settings {
     big_bytes: usize,
 }
 
+type Reply = Result<Response<String>, faststream::middleware::BoxError>;
+
 /// Input `"{seq}"` gives output `"{seq}"` keyed by seq; `"{seq}:poison"` fails;
 /// `"{seq}:big"` gives `"{seq}:xxxx..."` of `big_bytes` bytes.
-async fn handle(
-    message: Message,
-    settings: State<Settings>,
-) -> Result<Response<String>, faststream::middleware::BoxError> {
+async fn handle(message: Message, settings: State<Settings>) -> Reply {
+    let text = std::str::from_utf8(&message.payload)?;
+    let (seq, tag) = text.split_once(':').unwrap_or((text, ""));
+    respond(seq, tag, &settings).await
+}
+
+/// [`handle`] for an Avro record: its `seq` and `tag` fields.
+async fn handle_avro(settings: State<Settings>, record: ChaosRecord) -> Reply {
+    respond(&record.seq.to_string(), &record.tag, &settings).await
+}
+
+async fn respond(seq: &str, tag: &str, settings: &Settings) -> Reply {
     if !settings.delay.is_zero() {
         tokio::time::sleep(settings.delay).await;
     }
-    let text = std::str::from_utf8(&message.payload)?;
-    let (seq, tag) = text.split_once(':').unwrap_or((text, ""));
     let body = match tag {
         "poison" => return Err(format!("poison record {seq}").into()),
         "big" => format!("{seq}:{}", "x".repeat(settings.big_bytes)),
@@ -142,11 +156,16 @@ pub async fn run(bootstrap: &str, args: AppArgs) -> Result<(), BoxError> {
         Some(bytes) => broker.producer_set("batch.size", bytes.to_string()),
         None => broker,
     };
-    FastStream::new(broker)
-        .with_state(settings)
-        .subscriber(config, handle)
-        .run()
-        .await?;
+    let app = FastStream::new(broker).with_state(settings);
+    let app = match &args.registry {
+        Some(url) => {
+            let registry = SchemaRegistry::new(url.as_str())?;
+            let codec = RegistryCodec::avro(&registry).reader_schema(avro::reader_schema()?);
+            app.subscriber(config.codec(codec), handle_avro)
+        }
+        None => app.subscriber(config, handle),
+    };
+    app.run().await?;
     tracing::info!("chaos app stopped cleanly");
     Ok(())
 }

@@ -5,9 +5,11 @@
 //! Every record carries its sequence number as text: `"{seq}"`, `"{seq}:poison"` (the app's
 //! handler fails on it) or `"{seq}:big"` (the app's output is larger than the output topic
 //! accepts). The same rule (`kind`) decides which records are special when filling and when
-//! verifying, so the verifier knows what to expect without reading the input.
+//! verifying, so the verifier knows what to expect without reading the input. Scenario 14's
+//! records carry the same in Avro, in the schema registry's wire format (`avro`).
 
 mod app;
+mod avro;
 mod error;
 mod marks;
 mod tools;
@@ -45,15 +47,30 @@ enum Command {
         #[arg(long = "config")]
         configs: Vec<String>,
     },
-    /// Produces records 0..count round-robin over the topic's partitions (seq % partitions),
-    /// so record `seq` sits at offset `seq / partitions`.
+    /// Produces records from..count round-robin over the topic's partitions (seq % partitions),
+    /// so record `seq` sits at offset `seq / partitions` (a second fill continues the first).
     Fill {
         #[arg(long)]
         topic: String,
+        /// The first sequence number.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
         #[arg(long)]
         count: u64,
+        /// Avro in the registry's wire format, with these schema versions and ids in turn
+        /// (`v1=7,v2=8`, as `register` prints them) instead of text.
+        #[arg(long)]
+        avro: Option<avro::Writers>,
         #[command(flatten)]
         marks: Marks,
+    },
+    /// Registers the Avro record's versions under a subject of the schema registry at
+    /// `--registry` (Confluent's API) and prints `v1=ID v2=ID v3=ID`.
+    Register {
+        #[arg(long)]
+        registry: String,
+        #[arg(long)]
+        subject: String,
     },
     /// Runs the app under test until SIGTERM/SIGINT: input -> output with the same sequence
     /// number, under the given error policy.
@@ -140,9 +157,12 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
         }
         Command::Fill {
             topic,
+            from,
             count,
+            avro,
             marks,
-        } => tools::fill(bootstrap, &topic, count, marks).await,
+        } => tools::fill(bootstrap, &topic, from, count, marks, avro.as_ref()).await,
+        Command::Register { registry, subject } => avro::register(&registry, &subject).await,
         Command::App(args) => app::run(bootstrap, args).await,
         Command::Count { topic } => {
             // Retried: right after a broker dies, partitions it led have no leader for a while.

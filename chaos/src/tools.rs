@@ -1,6 +1,7 @@
 //! Plain rdkafka clients (independent of the framework under test): topic creation, filling,
 //! offsets, leaders, and reading topics to their end for verification.
 
+use crate::avro::Writers;
 use crate::error::BoxError;
 use crate::marks::{Kind, Marks};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -96,9 +97,17 @@ pub async fn create_topic(
     .await
 }
 
-/// Produces records `0..count` with an idempotent producer (acks=all), record `seq` to
-/// partition `seq % partitions`.
-pub async fn fill(bootstrap: &str, topic: &str, count: u64, marks: Marks) -> Result<(), BoxError> {
+/// Produces records `from..count` with an idempotent producer (acks=all), record `seq` to
+/// partition `seq % partitions` (at offset `seq / partitions` when the topic was filled from
+/// 0); as text, or as Avro in the registry's wire format with `avro`.
+pub async fn fill(
+    bootstrap: &str,
+    topic: &str,
+    from: u64,
+    count: u64,
+    marks: Marks,
+    avro: Option<&Writers>,
+) -> Result<(), BoxError> {
     let partitions = partition_count(&consumer(bootstrap, "chaos-probe")?, topic)? as u64;
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -108,15 +117,20 @@ pub async fn fill(bootstrap: &str, topic: &str, count: u64, marks: Marks) -> Res
         .create()?;
     let started = Instant::now();
     // Bounded batches keep the number of pending deliveries (and memory) small.
-    let mut seq = 0;
+    let mut seq = from;
     while seq < count {
         let end = (seq + 10_000).min(count);
         let mut pending = Vec::with_capacity((end - seq) as usize);
         for s in seq..end {
-            let payload = match marks.kind(s) {
-                Kind::Good => s.to_string(),
-                Kind::Poison => format!("{s}:poison"),
-                Kind::Big => format!("{s}:big"),
+            let tag = match marks.kind(s) {
+                Kind::Good => "",
+                Kind::Poison => "poison",
+                Kind::Big => "big",
+            };
+            let payload = match avro {
+                Some(writers) => writers.encode(s / partitions, s, tag)?,
+                None if tag.is_empty() => s.to_string().into_bytes(),
+                None => format!("{s}:{tag}").into_bytes(),
             };
             let key = s.to_string();
             let record = FutureRecord::to(topic)
@@ -137,7 +151,7 @@ pub async fn fill(bootstrap: &str, topic: &str, count: u64, marks: Marks) -> Res
         }
         seq = end;
     }
-    tracing::info!(topic, count, elapsed = ?started.elapsed(), "filled");
+    tracing::info!(topic, from, count, elapsed = ?started.elapsed(), "filled");
     Ok(())
 }
 
@@ -375,6 +389,14 @@ fn dlt_problems(read: &Read, seq: u64, args: &VerifyArgs, partitions: u64) -> Ve
     problems
 }
 
+/// The sequence number of a dead letter whose payload is not text (an Avro record), from the
+/// partition and offset its headers name: `fill` put record `seq` at partition
+/// `seq % partitions`, offset `seq / partitions`.
+fn seq_from_origin(read: &Read, partitions: u64) -> Option<u64> {
+    let header = |name: &str| read.headers.get(name)?.parse::<u64>().ok();
+    Some(header("dlt-original-offset")? * partitions + header("dlt-original-partition")?)
+}
+
 /// Compares output and dead letters with what the input held, prints one `key=value` line.
 /// Read `read_committed` unless `read_uncommitted` is asked for.
 pub async fn verify(bootstrap: &str, args: VerifyArgs) -> Result<(), BoxError> {
@@ -399,7 +421,8 @@ pub async fn verify(bootstrap: &str, args: VerifyArgs) -> Result<(), BoxError> {
         }
     }
     for read in &dead {
-        let Some(seq) = read.seq.filter(|s| *s < args.count) else {
+        let seq = read.seq.or_else(|| seq_from_origin(read, partitions));
+        let Some(seq) = seq.filter(|s| *s < args.count) else {
             unexpected += 1;
             continue;
         };

@@ -40,7 +40,7 @@ pub mod serve;
 
 use faststream_core::codec::{CodecRef, FormatSchema};
 use faststream_core::subscriber::{PublisherConfig, SchemaFn, SubscriberConfig};
-use schemars::gen::{SchemaGenerator, SchemaSettings};
+use schemars::r#gen::{SchemaGenerator, SchemaSettings};
 use serde_json::{json, Map, Value};
 use std::fmt;
 use std::path::{Path, PathBuf};

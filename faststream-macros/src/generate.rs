@@ -161,7 +161,7 @@ pub(crate) fn subscriber(sub: &Subscriber) -> TokenStream {
                     ::std::vec![#(#fields),*]
                 }
                 fn __object(
-                    __generator: &mut ::faststream::__private::schemars::gen::SchemaGenerator,
+                    __generator: &mut ::faststream::__private::schemars::r#gen::SchemaGenerator,
                 ) -> ::faststream::__private::schemars::schema::Schema {
                     #pp::object_schema(#title, &__fields(), __generator)
                 }
@@ -175,7 +175,7 @@ pub(crate) fn subscriber(sub: &Subscriber) -> TokenStream {
                 #[doc(hidden)]
                 fn __faststream_payload_schema() -> ::core::option::Option<
                     fn(
-                        &mut ::faststream::__private::schemars::gen::SchemaGenerator,
+                        &mut ::faststream::__private::schemars::r#gen::SchemaGenerator,
                     ) -> ::faststream::__private::schemars::schema::Schema,
                 > {
                     #schema

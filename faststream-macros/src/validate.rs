@@ -498,7 +498,8 @@ fn check_pattern(template: &LitStr, errors: &mut Errors) -> bool {
         return false;
     }
     if text.starts_with('^') {
-        return match regex::Regex::new(&text) {
+        // The parser the regex crate runs first: its errors are the ones `Regex::new` gives.
+        return match regex_syntax::Parser::new().parse(&text) {
             Ok(_) => true,
             Err(err) => {
                 errors.push(

@@ -58,10 +58,10 @@ impl AccessLog {
 
 /// Emits `$message` at the runtime `$level` with the message's fields.
 macro_rules! access_event {
-    ($level:expr, $place:expr, $($rest:tt)+) => {{
+    ($level:expr_2021, $place:expr_2021, $($rest:tt)+) => {{
         let place: &Place = $place;
         macro_rules! at {
-            ($lvl:expr) => {
+            ($lvl:expr_2021) => {
                 tracing::event!(
                     target: "faststream::access",
                     $lvl,

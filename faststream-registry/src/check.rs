@@ -3,7 +3,7 @@
 //! names no field (Apicurio's verbose answer is a bare `is_compatible`), the breaking fields
 //! are found here by reading the two schemas the way the level says records will be read.
 
-use crate::client::{RegistryError, SchemaRegistry, SchemaType};
+use crate::client::{RegistryError, SchemaReference, SchemaRegistry, SchemaType};
 use apache_avro::error::CompatibilityError;
 use apache_avro::schema_compatibility::SchemaCompatibility;
 use apache_avro::Schema;
@@ -16,6 +16,7 @@ pub(crate) async fn check(
     subject: String,
     schema_type: SchemaType,
     schema: String,
+    references: &[SchemaReference],
 ) -> Result<SchemaCheck, String> {
     // The compatibility endpoint answers "compatible" for a subject it does not hold
     // (Apicurio), so the latest version is asked for first.
@@ -34,7 +35,7 @@ pub(crate) async fn check(
         .await
         .map_err(|e| e.to_string())?;
     let verdict = registry
-        .check_compatibility(&subject, schema_type, &schema)
+        .check_compatibility(&subject, schema_type, &schema, references)
         .await
         .map_err(|e| e.to_string())?;
     let mut problems = Vec::new();

@@ -2,6 +2,7 @@
 //! `/apis/ccompat/v7` and Redpanda serve it), with its caches: schemas by id for the life of
 //! the process, latest versions for a time to live, registrations by subject and schema.
 
+use faststream_core::codec::AvroReader;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -99,21 +100,35 @@ pub struct RegisteredSchema {
     pub schema_type: SchemaType,
     /// Its text (Avro's JSON, a JSON Schema, a `.proto` file).
     pub schema: String,
-    avro: OnceLock<Result<apache_avro::Schema, String>>,
+    /// The schemas it imports (Confluent's schema references: a `.proto` file's imports).
+    pub references: Vec<SchemaReference>,
+    avro: OnceLock<Result<AvroReader, String>>,
 }
 
 impl RegisteredSchema {
-    fn new(id: u32, schema_type: SchemaType, schema: String) -> Self {
+    fn new(
+        id: u32,
+        schema_type: SchemaType,
+        schema: String,
+        references: Vec<SchemaReference>,
+    ) -> Self {
         Self {
             id,
             schema_type,
             schema,
+            references,
             avro: OnceLock::new(),
         }
     }
 
     /// The Avro schema, parsed once; an error when it is not Avro or does not parse.
     pub fn avro(&self) -> Result<&apache_avro::Schema, String> {
+        self.avro_reader().map(AvroReader::schema)
+    }
+
+    /// The Avro schema made ready to read datums with, once; an error when it is not Avro or
+    /// does not parse.
+    pub fn avro_reader(&self) -> Result<&AvroReader, String> {
         if self.schema_type != SchemaType::Avro {
             return Err(format!(
                 "schema {} is {}, not AVRO",
@@ -124,6 +139,7 @@ impl RegisteredSchema {
         self.avro
             .get_or_init(|| {
                 apache_avro::Schema::parse_str(&self.schema)
+                    .map(AvroReader::new)
                     .map_err(|e| format!("schema {} does not parse as Avro: {e}", self.id))
             })
             .as_ref()
@@ -303,6 +319,7 @@ impl SchemaRegistry {
                 id,
                 schema_type,
                 body.schema,
+                body.references,
             )))
         })
         .await
@@ -321,7 +338,7 @@ impl SchemaRegistry {
             )
             .await?;
         let schema_type = SchemaType::parse(body.schema_type.as_deref())?;
-        let schema = self.remember(body.id, schema_type, body.schema);
+        let schema = self.remember(body.id, schema_type, body.schema, body.references);
         let mut latest = self.inner.latest.write().unwrap_or_else(|e| e.into_inner());
         latest.insert(
             subject.to_owned(),
@@ -349,6 +366,19 @@ impl SchemaRegistry {
         schema_type: SchemaType,
         schema: &str,
     ) -> Result<u32, RegistryError> {
+        self.register_with_references(subject, schema_type, schema, &[])
+            .await
+    }
+
+    /// [`SchemaRegistry::register`] for a schema that imports others (a `.proto` file's
+    /// imports): each as a [`SchemaReference`] to a version registered under its own subject.
+    pub async fn register_with_references(
+        &self,
+        subject: &str,
+        schema_type: SchemaType,
+        schema: &str,
+        references: &[SchemaReference],
+    ) -> Result<u32, RegistryError> {
         let key = (subject.to_owned(), schema.to_owned());
         if let Some(id) = self
             .inner
@@ -359,26 +389,43 @@ impl SchemaRegistry {
         {
             return Ok(*id);
         }
-        let mut request = serde_json::json!({ "schema": schema });
-        if schema_type != SchemaType::Avro {
-            request["schemaType"] = schema_type.as_str().into();
-        }
-        let what = format!("registering a schema under subject `{subject}`");
-        let response = self
-            .request(
-                reqwest::Method::POST,
+        let body: IdBody = self
+            .post_schema(
                 &format!("/subjects/{}/versions", encode_path(subject)),
+                &format!("registering a schema under subject `{subject}`"),
+                schema_type,
+                schema,
+                references,
             )
-            .header(reqwest::header::CONTENT_TYPE, MEDIA_TYPE)
-            .body(request.to_string());
-        let body: IdBody = self.send(response, &what).await?;
-        self.remember(body.id, schema_type, schema.to_owned());
+            .await?;
+        self.remember(body.id, schema_type, schema.to_owned(), references.to_vec());
         self.inner
             .registered
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(key, body.id);
         Ok(body.id)
+    }
+
+    /// The version number `schema` has under `subject` (`POST /subjects/{subject}`), which a
+    /// [`SchemaReference`] to it names.
+    pub async fn version_of(
+        &self,
+        subject: &str,
+        schema_type: SchemaType,
+        schema: &str,
+        references: &[SchemaReference],
+    ) -> Result<u32, RegistryError> {
+        let body: VersionBody = self
+            .post_schema(
+                &format!("/subjects/{}", encode_path(subject)),
+                &format!("the version of a schema under subject `{subject}`"),
+                schema_type,
+                schema,
+                references,
+            )
+            .await?;
+        Ok(body.version)
     }
 
     /// The registry's own verdict on `schema` as the next version of `subject`, under the
@@ -390,23 +437,19 @@ impl SchemaRegistry {
         subject: &str,
         schema_type: SchemaType,
         schema: &str,
+        references: &[SchemaReference],
     ) -> Result<Compatibility, RegistryError> {
-        let mut body = serde_json::json!({ "schema": schema });
-        if schema_type != SchemaType::Avro {
-            body["schemaType"] = schema_type.as_str().into();
-        }
-        let request = self
-            .request(
-                reqwest::Method::POST,
-                &format!(
-                    "/compatibility/subjects/{}/versions/latest?verbose=true",
-                    encode_path(subject)
-                ),
-            )
-            .header(reqwest::header::CONTENT_TYPE, MEDIA_TYPE)
-            .body(body.to_string());
-        let what = format!("the compatibility check of subject `{subject}`");
-        self.send(request, &what).await
+        self.post_schema(
+            &format!(
+                "/compatibility/subjects/{}/versions/latest?verbose=true",
+                encode_path(subject)
+            ),
+            &format!("the compatibility check of subject `{subject}`"),
+            schema_type,
+            schema,
+            references,
+        )
+        .await
     }
 
     /// The compatibility level that holds for `subject` (its own, else the registry's
@@ -441,13 +484,19 @@ impl SchemaRegistry {
     }
 
     /// Puts a schema learnt from another answer into the by-id cache.
-    fn remember(&self, id: u32, schema_type: SchemaType, schema: String) -> Arc<RegisteredSchema> {
+    fn remember(
+        &self,
+        id: u32,
+        schema_type: SchemaType,
+        schema: String,
+        references: Vec<SchemaReference>,
+    ) -> Arc<RegisteredSchema> {
         let mut by_id = self.inner.by_id.write().unwrap_or_else(|e| e.into_inner());
         let cell = by_id.entry(id).or_default();
         if let Some(known) = cell.get() {
             return Arc::clone(known);
         }
-        let schema = Arc::new(RegisteredSchema::new(id, schema_type, schema));
+        let schema = Arc::new(RegisteredSchema::new(id, schema_type, schema, references));
         // A fetch of the same id racing this one sets the same schema.
         let _ = cell.set(Arc::clone(&schema));
         schema
@@ -472,6 +521,30 @@ impl SchemaRegistry {
     ) -> Result<T, RegistryError> {
         self.send(self.request(reqwest::Method::GET, path), what)
             .await
+    }
+
+    /// POSTs a schema to `path`: `schemaType` unless Avro (the default), `references` when
+    /// it has any.
+    async fn post_schema<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        what: &str,
+        schema_type: SchemaType,
+        schema: &str,
+        references: &[SchemaReference],
+    ) -> Result<T, RegistryError> {
+        let mut body = serde_json::json!({ "schema": schema });
+        if schema_type != SchemaType::Avro {
+            body["schemaType"] = schema_type.as_str().into();
+        }
+        if !references.is_empty() {
+            body["references"] = serde_json::json!(references);
+        }
+        let request = self
+            .request(reqwest::Method::POST, path)
+            .header(reqwest::header::CONTENT_TYPE, MEDIA_TYPE)
+            .body(body.to_string());
+        self.send(request, what).await
     }
 
     async fn send<T: serde::de::DeserializeOwned>(
@@ -528,14 +601,32 @@ struct SchemaBody {
     schema: String,
     #[serde(rename = "schemaType")]
     schema_type: Option<String>,
+    #[serde(default)]
+    references: Vec<SchemaReference>,
+}
+
+/// A schema another one imports (Confluent's schema references): `name` as the importing
+/// schema spells it (a `.proto` import path), found at `version` of `subject`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SchemaReference {
+    /// The import's name in the importing schema.
+    pub name: String,
+    /// The subject it is registered under.
+    pub subject: String,
+    /// Its version there.
+    pub version: u32,
 }
 
 #[derive(serde::Deserialize)]
 struct VersionBody {
     id: u32,
+    #[serde(default)]
+    version: u32,
     schema: String,
     #[serde(rename = "schemaType")]
     schema_type: Option<String>,
+    #[serde(default)]
+    references: Vec<SchemaReference>,
 }
 
 #[derive(serde::Deserialize)]

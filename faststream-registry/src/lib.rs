@@ -7,7 +7,9 @@
 //!   process, and each id is fetched once (concurrent asks share the request); a subject's
 //!   latest version is cached for a time to live.
 //! - [`RegistryCodec`]: Avro (apache-avro, with writer/reader schema resolution), JSON
-//!   Schema, and Protobuf (for `codec::Proto<T>` prost messages) payloads or keys in the
+//!   Schema, and Protobuf (for `codec::Proto<T>` prost messages; with feature
+//!   `protobuf-reflect`, the schema and message indexes from the message's descriptor,
+//!   `RegistryCodec::protobuf_of`) payloads or keys in the
 //!   registry's [`wire`] format, a `faststream_core` `Codec`:
 //!   set it on a subscriber, router or app (`.codec(..)`), as a key codec
 //!   (`SubscriberConfig::key_codec`), or on a publisher. Subjects follow a
@@ -30,11 +32,19 @@
 mod check;
 mod client;
 mod codec;
+mod protobuf;
+#[cfg(feature = "protobuf-reflect")]
+mod reflect;
 mod subject;
 pub mod wire;
 
 pub use client::{
-    Compatibility, RegisteredSchema, RegistryBuilder, RegistryError, SchemaRegistry, SchemaType,
+    Compatibility, RegisteredSchema, RegistryBuilder, RegistryError, SchemaReference,
+    SchemaRegistry, SchemaType,
 };
 pub use codec::{PublishMode, RegistryCodec, REGISTRY_AVRO, REGISTRY_JSON, REGISTRY_PROTOBUF};
+/// prost-reflect, whose `ReflectMessage` types [`RegistryCodec::protobuf_of`] takes (this
+/// version, for its derive and build integration).
+#[cfg(feature = "protobuf-reflect")]
+pub use prost_reflect;
 pub use subject::SubjectStrategy;

@@ -47,7 +47,9 @@
 //!   (`avro`) and `Proto<T>` for prost messages (`protobuf`), all off by default, or your own
 //!   [`codec::Codec`].
 //! - `registry` (feature `registry`, off by default): a Confluent-compatible schema registry
-//!   client and its Avro and JSON Schema codecs (the `faststream-registry` crate).
+//!   client and its Avro, JSON Schema and Protobuf codecs (the `faststream-registry`
+//!   crate); with feature `protobuf-reflect`, Protobuf schemas derived from the message
+//!   type's descriptor (`RegistryCodec::protobuf_of`).
 //!
 //! The facade is where the pieces meet: it depends on the runtime (`faststream-core`), the
 //! macros, the AsyncAPI tooling and the Kafka backend; none of them depends on it.
@@ -79,7 +81,7 @@
 //!
 //! use faststream::schemars::schema::Schema;
 //! let schema_fn = on_message::config().docs.payload_schema.expect("a payload schema");
-//! let mut generator = faststream::schemars::gen::SchemaGenerator::default();
+//! let mut generator = faststream::schemars::r#gen::SchemaGenerator::default();
 //! let Schema::Object(reference) = schema_fn(&mut generator) else { panic!() };
 //! assert_eq!(reference.reference.as_deref(), Some("#/definitions/Message"));
 //! let Schema::Object(message) = &generator.definitions()["Message"] else { panic!() };

@@ -18,7 +18,7 @@ mod showcase;
 #[path = "../../examples/routing.rs"]
 mod routing;
 
-use faststream::asyncapi::AsyncApiVersion;
+use faststream::asyncapi::{AsyncApiVersion, Contact, License, Tag};
 use faststream::kafka::KafkaBroker;
 use faststream::FastStream;
 use std::path::{Path, PathBuf};
@@ -67,16 +67,19 @@ fn retries_app() -> FastStream<KafkaBroker> {
 /// description, tags): the bare quickstart's 2.6.0 document gets exactly those four warnings
 /// (see `bare_quickstart_2_6_only_misses_recommended_info`).
 fn quickstart_with_info() -> FastStream<KafkaBroker> {
-    use faststream::asyncapi::{Contact, License, Tag};
-    quickstart::app(KafkaBroker::new("localhost:9092"))
+    with_info(quickstart::app(KafkaBroker::new("localhost:9092")))
         .description("FastStream's seed example.")
-        .contact(
-            Contact::new("faststream-rs")
-                .url("https://example.invalid/faststream-rs")
-                .email("maintainers@example.invalid"),
-        )
-        .license(License::new("MIT OR Apache-2.0"))
         .tag(Tag::new("quickstart"))
+}
+
+/// `app` with the contact and license the 2.6.0 rules recommend.
+fn with_info(app: FastStream<KafkaBroker>) -> FastStream<KafkaBroker> {
+    app.contact(
+        Contact::new("faststream-rs")
+            .url("https://example.invalid/faststream-rs")
+            .email("maintainers@example.invalid"),
+    )
+    .license(License::new("MIT OR Apache-2.0"))
 }
 
 fn validator() -> PathBuf {
@@ -100,8 +103,27 @@ fn validator() -> PathBuf {
 
 /// Runs the validator: (success, stdout).
 fn validate(paths: &[PathBuf]) -> (bool, String) {
+    validate_with(&[], paths)
+}
+
+/// Validates `paths` with the validator's `flags` and asserts each has 0 errors and 0
+/// warnings; returns the validator's output.
+fn assert_accepted(flags: &[&str], paths: &[PathBuf]) -> String {
+    let (ok, stdout) = validate_with(flags, paths);
+    assert!(ok, "validation failed:\n{stdout}");
+    for path in paths {
+        let line = format!("{}: 0 errors, 0 warnings", path.display());
+        assert!(stdout.contains(&line), "no `{line}` in:\n{stdout}");
+    }
+    stdout
+}
+
+/// [`validate`] with the validator's `flags` (`--payloads`: each message's payload as the
+/// parser read it).
+fn validate_with(flags: &[&str], paths: &[PathBuf]) -> (bool, String) {
     let output = Command::new("node")
         .arg(validator())
+        .args(flags)
         .args(paths)
         .output()
         .expect("node (Node.js) is needed to validate AsyncAPI documents");
@@ -249,12 +271,7 @@ fn retry_topics_are_documented_as_read_and_written() {
 #[test]
 fn documents_pass_the_official_asyncapi_parser() {
     let paths = write_documents();
-    let (ok, stdout) = validate(&paths);
-    assert!(ok, "validation failed:\n{stdout}");
-    for path in &paths {
-        let line = format!("{}: 0 errors, 0 warnings", path.display());
-        assert!(stdout.contains(&line), "no `{line}` in:\n{stdout}");
-    }
+    assert_accepted(&[], &paths);
 }
 
 #[test]
@@ -452,16 +469,9 @@ fn codecs_app() -> FastStream<KafkaBroker> {
     let audit = Publisher::to("audit")
         .codec(MessagePack)
         .describe(|c| c.description("Audit trail, in MessagePack."));
-    use faststream::asyncapi::{Contact, License, Tag};
-    FastStream::new(KafkaBroker::new("localhost:9092"))
+    with_info(FastStream::new(KafkaBroker::new("localhost:9092")))
         .title("codecs")
         .description("Payload formats.")
-        .contact(
-            Contact::new("faststream-rs")
-                .url("https://example.invalid/faststream-rs")
-                .email("maintainers@example.invalid"),
-        )
-        .license(License::new("MIT OR Apache-2.0"))
         .tag(Tag::new("codecs"))
         .with_publisher(&audit)
         .codec(Avro::of::<AvroOrder>())
@@ -538,12 +548,7 @@ fn avro_and_protobuf_messages_carry_their_schema_format() {
             paths.push(path);
         }
     }
-    let (ok, stdout) = validate(&paths);
-    assert!(ok, "validation failed:\n{stdout}");
-    for path in &paths {
-        let line = format!("{}: 0 errors, 0 warnings", path.display());
-        assert!(stdout.contains(&line), "no `{line}` in:\n{stdout}");
-    }
+    assert_accepted(&[], &paths);
 }
 
 /// A schema registry codec documents its messages as Avro with the reader's schema, under
@@ -576,8 +581,107 @@ fn registry_avro_messages_carry_their_schema_format() {
     let path = out_dir().join("registry-3.0.0.json");
     app.write_asyncapi(&path, AsyncApiVersion::V3_0_0, false)
         .expect("write the document");
-    let (ok, stdout) = validate(std::slice::from_ref(&path));
-    assert!(ok, "validation failed:\n{stdout}");
-    let line = format!("{}: 0 errors, 0 warnings", path.display());
-    assert!(stdout.contains(&line), "no `{line}` in:\n{stdout}");
+    assert_accepted(&[], std::slice::from_ref(&path));
+}
+
+/// A `.proto` file with several messages, the published one second and used by the first.
+const TWO_MESSAGES: &str = r#"syntax = "proto3";
+package shop.v1;
+message Order { int64 id = 1; Line line = 2; }
+message Line { string sku = 1; uint32 quantity = 2; }
+"#;
+
+/// Registry Protobuf codecs document the message on the wire alone, as the official parser
+/// takes it: `protobuf_of` for a message that imports a project file (Ping) and for a
+/// nested one (Envelope.Pong), and `proto_schema` with a text of two messages and the second
+/// one's indexes. 0 errors, 0 warnings, and each payload is that message with its fields.
+#[test]
+fn registry_protobuf_messages_document_their_message_alone() {
+    use faststream::codec::Proto;
+    use faststream::registry::{RegistryCodec, SchemaRegistry, REGISTRY_PROTOBUF};
+    use faststream::SubscriberConfig;
+    use faststream_integration_tests::reflected::shop::v1::{envelope::Pong, Ping};
+    // Documenting an app asks the registry nothing: no registry needs to answer here.
+    let registry = SchemaRegistry::new("http://127.0.0.1:8081/apis/ccompat/v7").unwrap();
+    let codecs = [
+        (
+            "ping",
+            "pings",
+            "Pings, whose file imports common.proto.",
+            RegistryCodec::protobuf_of::<Ping>(&registry).unwrap(),
+        ),
+        (
+            "pong",
+            "pongs",
+            "Pongs, nested in Envelope.",
+            RegistryCodec::protobuf_of::<Pong>(&registry).unwrap(),
+        ),
+        (
+            "line",
+            "lines",
+            "Lines, the second message of their file.",
+            RegistryCodec::protobuf(&registry)
+                .proto_schema(TWO_MESSAGES)
+                .message_indexes(&[1]),
+        ),
+    ];
+    let app = with_info(FastStream::new(KafkaBroker::new("localhost:9092")))
+        .title("registry-protobuf")
+        .description("Protobuf messages through a schema registry.")
+        .tag(Tag::new("protobuf"));
+    // The codec's schema is the payload's, whichever prost type the handler takes.
+    let app = codecs
+        .into_iter()
+        .fold(app, |app, (name, topic, description, codec)| {
+            app.subscriber(
+                SubscriberConfig::new(name, [topic])
+                    .description(description)
+                    .codec(codec),
+                |ping: Proto<Ping>| async move {
+                    let _ = ping;
+                },
+            )
+        });
+    let v3 = app.asyncapi(AsyncApiVersion::V3_0_0);
+    let messages = &v3["components"]["messages"];
+    let ping = &messages["pings:Ping:SubscribeMessage"];
+    assert_eq!(ping["contentType"], REGISTRY_PROTOBUF);
+    assert_eq!(
+        ping["payload"]["schemaFormat"],
+        "application/vnd.google.protobuf;version=3"
+    );
+    let text = ping["payload"]["schema"].as_str().expect("a .proto text");
+    assert!(!text.contains("import"), "self-contained: {text}");
+    let mut lines = text.lines().map(str::trim);
+    assert!(lines.any(|line| line == "// @RootNode"), "{text}");
+    assert_eq!(lines.next(), Some("message Ping {"), "the root: {text}");
+    assert_eq!(text.matches("@RootNode").count(), 1, "{text}");
+
+    let dir = out_dir();
+    let mut paths = Vec::new();
+    for version in [AsyncApiVersion::V3_0_0, AsyncApiVersion::V2_6_0] {
+        let path = dir.join(format!("registry-protobuf-{version}.yaml"));
+        app.write_asyncapi(&path, version, true)
+            .expect("write the document");
+        paths.push(path);
+    }
+    let stdout = assert_accepted(&["--payloads"], &paths);
+    for path in &paths {
+        let prefix = format!("{}: payload ", path.display());
+        let mut read: Vec<&str> = stdout
+            .lines()
+            .filter_map(|line| line.strip_prefix(&prefix))
+            .filter_map(|line| line.rsplit_once(": ").map(|(_, payload)| payload))
+            .collect();
+        read.sort_unstable();
+        assert_eq!(
+            read,
+            [
+                "Line {sku, quantity}",
+                "Ping {seq, from, origin, sent_at}",
+                "Pong {seq, notes}"
+            ],
+            "each message alone, with its fields:\n{stdout}"
+        );
+    }
 }

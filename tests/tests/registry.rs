@@ -439,8 +439,9 @@ async fn each_schema_id_is_fetched_once_and_v1_and_v2_resolve_both_ways() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Bad data: an id the registry does not know (404) and a writer schema that does not
-// resolve to the reader's are decode errors: dead-lettered at once, never retried.
+// Bad data: an id the registry does not know (404), a writer schema that does not resolve
+// to the reader's, and a datum cut short (its schema the reader's: the direct decoder's
+// error) are decode errors: dead-lettered at once, never retried.
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
 struct Unrelated {
@@ -448,7 +449,7 @@ struct Unrelated {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unknown_schema_id_and_an_incompatible_writer_are_dead_lettered_without_retries() {
+async fn an_unknown_id_an_incompatible_writer_and_a_truncated_datum_are_dead_lettered_at_once() {
     let registry = registry().await;
     let topic = unique("sr-bad");
     let dead = format!("{topic}-dlt");
@@ -472,12 +473,15 @@ async fn an_unknown_schema_id_and_an_incompatible_writer_are_dead_lettered_witho
             colour: "red".into(),
         })
         .unwrap();
+    let written = good.encode(&order).unwrap();
+    let truncated = written[..written.len() - 1].to_vec();
     produce(
         &topic,
         [
             Input::new(unknown_id.to_vec()),
             Input::new(incompatible),
-            Input::new(good.encode(&order).unwrap()),
+            Input::new(truncated),
+            Input::new(written),
         ],
     )
     .await;
@@ -490,15 +494,15 @@ async fn an_unknown_schema_id_and_an_incompatible_writer_are_dead_lettered_witho
         quick(3).then_dead_letter(),
     )
     .await;
-    let dead_letters = collect(&dead, 2, WAIT);
+    let dead_letters = collect(&dead, 3, WAIT);
     wait_for(WAIT, "every offset committed", || {
-        committed(&group, &topic, 1) == [3]
+        committed(&group, &topic, 1) == [4]
     })
     .await;
     running.shutdown().await.unwrap();
     assert_eq!(*seen.lock().unwrap(), [order]);
-    assert_eq!(dead_letters.len(), 2);
-    for (letter, offset) in dead_letters.iter().zip(["0", "1"]) {
+    assert_eq!(dead_letters.len(), 3);
+    for (letter, offset) in dead_letters.iter().zip(["0", "1", "2"]) {
         let header = |name: &str| letter.headers.get(name).map(String::as_str);
         assert_eq!(header("dlt-original-offset"), Some(offset));
         assert_eq!(header("dlt-exception-type"), Some("DecodeError"));
@@ -507,6 +511,8 @@ async fn an_unknown_schema_id_and_an_incompatible_writer_are_dead_lettered_witho
     let message = |i: usize| dead_letters[i].headers["dlt-exception-message"].clone();
     assert!(message(0).contains("2147483632"), "{}", message(0));
     assert!(message(1).contains("schema id"), "{}", message(1));
+    assert!(message(2).contains("schema id"), "{}", message(2));
+    assert_ne!(message(2), message(1), "the direct decoder's own error");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -550,10 +556,18 @@ async fn an_outage_pauses_and_retries_and_dead_letters_nothing() {
         quick(2).then_dead_letter(),
     )
     .await;
-    wait_for(WAIT, "three refused fetches (the record waiting)", || {
-        down.requests() >= 3
+    wait_for(WAIT, "the first refused fetch", || down.requests() >= 1).await;
+    let first = std::time::Instant::now();
+    wait_for(WAIT, "four refused fetches (the record waiting)", || {
+        down.requests() >= 4
     })
     .await;
+    // Each run waits 0.5-1 s before the next (not a run per turn of the worker's loop).
+    assert!(
+        first.elapsed() >= Duration::from_millis(1400),
+        "three more fetches {:?} after the first",
+        first.elapsed()
+    );
     assert!(seen.lock().unwrap().is_empty(), "not handled while down");
     assert_eq!(
         committed(&group, &topic, 1),
@@ -1011,6 +1025,21 @@ async fn python_protobuf_serializers_both_ways() {
                 .unwrap()
         })
         .collect::<Vec<_>>();
+    let expected: Vec<_> = pings.iter().map(|p| (p.seq, p.from.clone())).collect();
+    assert_eq!(
+        python_reads_pings(&registry, &topic, records).await,
+        expected
+    );
+}
+
+/// Publishes `records` (framed pings) to `topic` on Kafka, and the `(seq, from)` of each as
+/// Python's `ProtobufDeserializer` read it.
+async fn python_reads_pings(
+    registry: &SchemaRegistry,
+    topic: &str,
+    records: Vec<Record>,
+) -> Vec<(u64, String)> {
+    let count = records.len().to_string();
     KafkaBroker::new(bootstrap())
         .publish_batch(records)
         .await
@@ -1019,20 +1048,18 @@ async fn python_protobuf_serializers_both_ways() {
         "consume",
         &bootstrap(),
         registry.url(),
-        &topic,
+        topic,
         "protobuf",
-        "3",
+        &count,
     ];
     let out = python_serializers(args.map(String::from).to_vec()).await;
-    let read: Vec<serde_json::Value> = out
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("a JSON line"))
-        .collect();
-    let expected: Vec<serde_json::Value> = pings
-        .iter()
-        .map(|p| serde_json::json!({"seq": p.seq, "from": p.from}))
-        .collect();
-    assert_eq!(read, expected);
+    out.lines()
+        .map(|line| {
+            let ping: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            let seq = ping["seq"].as_u64().expect("seq");
+            (seq, ping["from"].as_str().expect("from").to_owned())
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1146,5 +1173,190 @@ async fn schema_check_names_a_json_schema_field_and_a_missing_subject() {
                 registry.url()
             ),
         ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Protobuf schemas from the message type's descriptor (`RegistryCodec::protobuf_of`, the
+// types of tests/proto generated by build.rs with prost-reflect): the message's file
+// registered as `.proto` text with its import as a schema reference, a nested message's
+// indexes on the wire, and Python's ProtobufDeserializer reading what it wrote.
+
+mod reflected {
+    pub(super) use faststream_integration_tests::reflected::shop::v1::{
+        envelope::Pong, Origin, Ping,
+    };
+
+    /// pings.proto as `protobuf_of` registers it (types named relative to the package, or
+    /// fully qualified outside it; the well-known import is no reference, the registry
+    /// knows it).
+    pub(super) const PINGS_PROTO: &str = r#"syntax = "proto3";
+package shop.v1;
+import "shop/v1/common.proto";
+import "google/protobuf/timestamp.proto";
+message Ping {
+  uint64 seq = 1;
+  string from = 2;
+  Origin origin = 3;
+  .google.protobuf.Timestamp sent_at = 4;
+}
+message Envelope {
+  oneof body {
+    Ping ping = 1;
+    Envelope.Pong pong = 2;
+  }
+  message Pong {
+    uint64 seq = 1;
+    map<string, string> notes = 2;
+  }
+}
+"#;
+
+    /// common.proto, registered under its import path as the reference.
+    pub(super) const COMMON_PROTO: &str = r#"syntax = "proto3";
+package shop.v1;
+enum Origin {
+  ORIGIN_UNSPECIFIED = 0;
+  ORIGIN_RUST = 1;
+  ORIGIN_PYTHON = 2;
+}
+"#;
+}
+
+async fn reflected_protobuf_round_trip(broker: TestBroker) {
+    use faststream::codec::Proto;
+    use faststream::registry::{SchemaReference, SchemaType};
+    use reflected::{Origin, Ping, Pong};
+    let writers = registry().await;
+    let (input, output) = (unique("sr-reflect-in"), unique("sr-reflect-out"));
+    broker.create_topic(&input, 1).await.unwrap();
+    broker.create_topic(&output, 1).await.unwrap();
+    let writer = RegistryCodec::protobuf_of::<Ping>(&writers)
+        .expect("Ping's file renders")
+        .publishing(&input, PublishMode::AutoRegister)
+        .await
+        .expect("Ping's file registered with its import");
+    let reply = RegistryCodec::protobuf_of::<Pong>(&writers)
+        .expect("Pong's file renders")
+        .publishing(&output, PublishMode::AutoRegister)
+        .await
+        .expect("Pong's file registered");
+    let reader = registry().await;
+    let app = FastStream::new(broker.clone()).subscriber(
+        SubscriberConfig::new("pong", [input.as_str()])
+            .group_id(unique("sr-reflect-g"))
+            .codec(RegistryCodec::protobuf(&reader))
+            .publisher(PublisherConfig::new(output.as_str()).codec(reply)),
+        |ping: Proto<Ping>| async move {
+            let notes = [
+                ("from".to_owned(), ping.0.from.clone()),
+                (
+                    "origin".to_owned(),
+                    ping.0.origin().as_str_name().to_owned(),
+                ),
+            ];
+            Proto(Pong {
+                seq: ping.0.seq + 1,
+                notes: notes.into_iter().collect(),
+            })
+        },
+    );
+    let test = TestBroker::start(app).await.unwrap();
+    let ping = Ping {
+        seq: 7,
+        from: "rust".into(),
+        origin: Origin::Rust.into(),
+        sent_at: Some(prost_types::Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 5,
+        }),
+    };
+    let record = Proto(ping).record_with(input.as_str(), &writer).unwrap();
+    assert_eq!(
+        record.payload.as_deref().map(|p| p[5]),
+        Some(0),
+        "Ping, the first message of its file: indexes [0] as one zero byte"
+    );
+    test.publish_record(record).await.unwrap();
+    test.published(output.as_str()).wait_for(1).await;
+    let out = test.records(&output).await;
+
+    // What the registry holds, read back by a client of its own.
+    let fresh = SchemaRegistry::new(writers.url()).unwrap();
+    let ping_schema = fresh.latest(&format!("{input}-value")).await.unwrap();
+    let pong_schema = fresh.latest(&format!("{output}-value")).await.unwrap();
+    assert_eq!(ping_schema.schema_type, SchemaType::Protobuf);
+    assert_eq!(ping_schema.schema, reflected::PINGS_PROTO);
+    assert_eq!(pong_schema.schema, reflected::PINGS_PROTO, "Pong's file");
+    let common = "shop/v1/common.proto";
+    let common_version = fresh
+        .version_of(common, SchemaType::Protobuf, reflected::COMMON_PROTO, &[])
+        .await
+        .expect("common.proto registered under its import path");
+    let reference = SchemaReference {
+        name: common.into(),
+        subject: common.into(),
+        version: common_version,
+    };
+    for schema in [&ping_schema, &pong_schema] {
+        assert_eq!(schema.references, std::slice::from_ref(&reference));
+    }
+
+    // Pong, nested in the file's second message: indexes [1, 0].
+    let payload = &out[0].payload;
+    assert_eq!(payload[0], 0, "magic byte");
+    assert_eq!(
+        payload[1..5],
+        pong_schema.id.to_be_bytes(),
+        "Pong's schema id"
+    );
+    assert_eq!(
+        payload[5..8],
+        [4, 2, 0],
+        "indexes [1, 0]: their count 2, then 1 and 0, as zig-zag varints"
+    );
+    let pong = <Pong as prost::Message>::decode(&payload[8..]).unwrap();
+    assert_eq!(pong.seq, 8);
+    assert_eq!(pong.notes["from"], "rust");
+    assert_eq!(pong.notes["origin"], "ORIGIN_RUST");
+    test.calls("pong").assert_called(1).await;
+    test.shutdown().await.unwrap();
+}
+both_modes!(
+    a_reflect_derived_protobuf_schema_round_trips_in_memory,
+    a_reflect_derived_protobuf_schema_round_trips_on_kafka,
+    reflected_protobuf_round_trip
+);
+
+/// Python's `ProtobufDeserializer` (its shop.Ping has Ping's first two fields) reads the
+/// pings a `protobuf_of::<Ping>()` codec framed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_reads_what_a_reflect_derived_protobuf_codec_wrote() {
+    use faststream::codec::Proto;
+    use reflected::Ping;
+    let registry = registry().await;
+    let topic = unique("sr-py-out-reflect");
+    create_topic(&topic, 1).await;
+    let writer = RegistryCodec::protobuf_of::<Ping>(&registry)
+        .unwrap()
+        .publishing(&topic, PublishMode::AutoRegister)
+        .await
+        .unwrap();
+    let records = (1..=3)
+        .map(|seq| {
+            let ping = Ping {
+                seq,
+                from: "rust".into(),
+                ..Ping::default()
+            };
+            Proto(ping).record_with(topic.as_str(), &writer).unwrap()
+        })
+        .collect::<Vec<_>>();
+    let read = python_reads_pings(&registry, &topic, records).await;
+    assert_eq!(
+        read,
+        (1..=3)
+            .map(|seq| (seq, "rust".to_owned()))
+            .collect::<Vec<_>>()
     );
 }

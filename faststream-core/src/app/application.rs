@@ -880,7 +880,7 @@ impl<B: Broker> RunningApp<B> {
 
     /// Resolves with the cause when the backend hit an error it cannot recover from (see
     /// [`Broker::fatal_error`]).
-    pub fn fatal_error(&self) -> impl Future<Output = String> + Send + 'static {
+    pub fn fatal_error(&self) -> impl Future<Output = String> + Send + 'static + use<B> {
         let fatal = self.live.broker.fatal_error();
         let live = Arc::clone(&self.live);
         async move {

@@ -1134,7 +1134,7 @@ pub mod param_probe {
     use crate::handler::schema::SchemaFn;
     use crate::message::codec::DecodeError;
     use crate::message::Message;
-    use schemars::gen::SchemaGenerator;
+    use schemars::r#gen::SchemaGenerator;
     use schemars::schema::{InstanceType, Metadata, ObjectValidation, Schema, SchemaObject};
     use schemars::JsonSchema;
     use serde::de::{self, DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
@@ -1798,7 +1798,7 @@ mod tests {
         }
 
         fn json(schema: Option<SchemaFn>) -> Option<serde_json::Value> {
-            let mut generator = schemars::gen::SchemaGenerator::default();
+            let mut generator = schemars::r#gen::SchemaGenerator::default();
             schema.map(|f| serde_json::to_value(f(&mut generator)).unwrap())
         }
 
@@ -1821,7 +1821,9 @@ mod tests {
 
         #[test]
         fn object_of_the_payload_fields() {
-            fn object(generator: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+            fn object(
+                generator: &mut schemars::r#gen::SchemaGenerator,
+            ) -> schemars::schema::Schema {
                 object_schema("T", &fields(), generator)
             }
             fn fields() -> Vec<Field> {

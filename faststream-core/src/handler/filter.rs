@@ -93,7 +93,7 @@ where
 
 /// The schema of `T`, as a [`SchemaFn`].
 pub fn schema_of<T: schemars::JsonSchema>(
-    generator: &mut schemars::gen::SchemaGenerator,
+    generator: &mut schemars::r#gen::SchemaGenerator,
 ) -> schemars::schema::Schema {
     generator.subschema_for::<T>()
 }

@@ -299,7 +299,7 @@ impl<T: prost::Message + 'static> IntoReply<ViaProto> for codec::Proto<T> {
 pub mod schema_probe {
     use super::Response;
     use crate::handler::schema::SchemaFn;
-    use schemars::gen::SchemaGenerator;
+    use schemars::r#gen::SchemaGenerator;
     use schemars::JsonSchema;
     use std::marker::PhantomData;
 

@@ -2,4 +2,4 @@
 //! carries them on subscriber and publisher configurations.
 
 /// Writes the JSON schema of a payload type.
-pub type SchemaFn = fn(&mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema;
+pub type SchemaFn = fn(&mut schemars::r#gen::SchemaGenerator) -> schemars::schema::Schema;

@@ -295,11 +295,15 @@ impl<F: Future<Output = Reply>> Future for HandlerFuture<F> {
                     let decision = slot
                         .as_ref()
                         .map_or(AckDecision::Undecided, |s| s.decision());
-                    let result = match (decision, reply) {
-                        (AckDecision::Nack, _) => Err(Box::new(Nacked) as BoxError),
-                        (AckDecision::Reject, _) => Err(Box::new(Rejected) as BoxError),
-                        (_, Reply::Failed(err)) => Err(err),
-                        (_, reply) => Ok(reply),
+                    let result = match decision {
+                        AckDecision::Nack => Err(Box::new(Nacked) as BoxError),
+                        AckDecision::Reject => Err(Box::new(Rejected) as BoxError),
+                        // Not a `match` on a tuple of both: that copied the reply (a large
+                        // enum) once more per record.
+                        _ => match reply {
+                            Reply::Failed(err) => Err(err),
+                            reply => Ok(reply),
+                        },
                     };
                     match teardown.take() {
                         None => return Poll::Ready(result),

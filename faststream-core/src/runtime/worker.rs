@@ -179,22 +179,41 @@ where
         .with_key_codec(config.codec.key.clone())
         .with_tracker(cx.tracker.clone());
     let timeout = config.delivery.handler_timeout;
+    let max_concurrency = config.delivery.max_concurrency;
+    if timeout.is_none() && max_concurrency.is_none() {
+        // Without either limit the handler is not wrapped in an `Either` per optional layer:
+        // each was a move of the message and of the call's future per record.
+        let core = CatchPanicLayer.layer(handler);
+        return Ok(with_layers(config, delivery, core, cx, coordinator, seeker));
+    }
     let core = ServiceBuilder::new()
         .layer(CatchPanicLayer)
-        .option_layer(
-            config
-                .delivery
-                .max_concurrency
-                .map(GlobalConcurrencyLimitLayer::new),
-        )
+        .option_layer(max_concurrency.map(GlobalConcurrencyLimitLayer::new))
         .option_layer(timeout.map(|limit| MapErrLayer::new(name_timeout(limit))))
         .option_layer(timeout.map(TimeoutLayer::new))
         .service(handler);
+    Ok(with_layers(config, delivery, core, cx, coordinator, seeker))
+}
+
+/// The runtime of a subscriber whose handler pipeline is `core`, wrapped in the app's and the
+/// subscriber's layers, and in tracing outermost.
+fn with_layers<S, P>(
+    config: Arc<SubscriberConfig>,
+    delivery: DeliveryPolicy,
+    core: S,
+    cx: &StartContext<P>,
+    coordinator: Option<Arc<Coordinator>>,
+    seeker: Seeker,
+) -> BuiltSubscriber
+where
+    S: MessageService + Clone + Send + 'static,
+    P: Publish,
+{
     let trace = TraceLayer::new(config.name.as_str());
     let user_layers: Vec<&HandlerLayer> = cx.layers.iter().chain(&config.delivery.layers).collect();
     if user_layers.is_empty() {
         let service = trace.layer(core);
-        Ok(SubscriberRuntime::new(config, delivery, service, cx, coordinator).into_built(seeker))
+        SubscriberRuntime::new(config, delivery, service, cx, coordinator).into_built(seeker)
     } else {
         // Innermost first: the first layer added ends up outermost.
         let mut service = BoxCloneService::new(core);
@@ -202,7 +221,7 @@ where
             service = layer.apply(&config, service);
         }
         let service = trace.layer(service);
-        Ok(SubscriberRuntime::new(config, delivery, service, cx, coordinator).into_built(seeker))
+        SubscriberRuntime::new(config, delivery, service, cx, coordinator).into_built(seeker)
     }
 }
 
@@ -542,7 +561,8 @@ impl Timers {
         }
     }
 
-    /// Re-arms the retry timer when a different redelivery came to the front.
+    /// Re-arms the retry timer when a different redelivery came to the front (`before` is
+    /// `None` after the front ran: it may wait again).
     fn follow_front(&mut self, waiting: &Waiting, before: Option<(i64, u32)>) {
         if front_of(waiting) == before {
             return;
@@ -608,7 +628,7 @@ where
         let mut timers = Timers::new();
         let mut waiting = Waiting::new();
         loop {
-            let front_before = front_of(&waiting);
+            let mut front_before = front_of(&waiting);
             match self.next_turn(&mut messages, &mut timers, &waiting).await {
                 Turn::Stop => break,
                 Turn::StoreDue => {
@@ -616,7 +636,12 @@ where
                     self.progress.store();
                 }
                 Turn::Acked => {}
-                Turn::RetryDue => self.retry_front(&mut waiting).await,
+                Turn::RetryDue => {
+                    self.retry_front(&mut waiting).await;
+                    // The front ran: if it waits again its timer is re-armed, even when it
+                    // looks the same (waiting out an outage counts no attempt).
+                    front_before = None;
+                }
                 Turn::Next(message) => self.take(message, &mut messages, &mut waiting).await,
                 Turn::Decided(held, decision) => {
                     self.decided_late(held, decision, &mut waiting).await;
@@ -827,9 +852,22 @@ where
             message.extensions.insert(Arc::downgrade(&slot));
             (id, slot)
         });
-        // One call site: with two (one per ack mode) the call was not inlined, and every
-        // record paid a move of the message and the call's future for the manual ack.
-        let outcome = self.call(message).await;
+        // The plain call is written out here, at one site: each `async fn` level between the
+        // worker and the service moved the message in and the reply (a large enum) out once
+        // more per record, and a second call site kept the call from being inlined.
+        let outcome = match self.transaction.as_ref().map(TransactionGate::subscriber) {
+            Some(subscriber) => self.call_in_transaction(message, subscriber).await,
+            None => match std::future::poll_fn(|cx| self.service.poll_ready(cx)).await {
+                Err(err) => Err(err),
+                Ok(()) => {
+                    let mut call = std::pin::pin!(self.service.call(message));
+                    match call.as_mut().now_or_never() {
+                        Some(outcome) => outcome,
+                        None => self.finish_call(call).await,
+                    }
+                }
+            },
+        };
         let (outcome, undecided) = match late_slot {
             None => (outcome, None),
             Some((id, slot)) => decided_by_handler(outcome, &slot, id),
@@ -869,16 +907,19 @@ where
         self.failed(failure, &origin, ack).await
     }
 
-    /// Calls the handler pipeline on `message`.
-    async fn call(&mut self, message: Message) -> Result<Reply, BoxError> {
+    /// Calls the handler pipeline on `message` as the exactly-once `subscriber` (a
+    /// `request()` from the handler is refused).
+    async fn call_in_transaction(
+        &mut self,
+        message: Message,
+        subscriber: Arc<str>,
+    ) -> Result<Reply, BoxError> {
         std::future::poll_fn(|cx| self.service.poll_ready(cx)).await?;
-        let call = self.service.call(message);
-        if let Some(gate) = &self.transaction {
-            // Marks the handler as exactly-once (a `request()` from it is refused).
-            let call = in_transaction(gate.subscriber(), call);
-            return self.finish_call(std::pin::pin!(call)).await;
+        let mut call = std::pin::pin!(in_transaction(subscriber, self.service.call(message)));
+        match call.as_mut().now_or_never() {
+            Some(outcome) => outcome,
+            None => self.finish_call(call).await,
         }
-        self.finish_call(std::pin::pin!(call)).await
     }
 
     /// The exactly-once barrier moved. Closed for a commit this worker has not reached: no
@@ -1250,16 +1291,14 @@ where
         self.stats.set_halted();
     }
 
-    /// Waits for a handler call. One that is not done at once is waiting on something (I/O, a
-    /// timer): meanwhile the acknowledgements of earlier messages are taken and the watermark
-    /// is stored, so a slow or stuck handler holds back only its own offset.
+    /// Waits for a handler call that was not done at once (its callers try that first): it
+    /// is waiting on something (I/O, a timer), so meanwhile the acknowledgements of earlier
+    /// messages are taken and the watermark is stored, and a slow or stuck handler holds back
+    /// only its own offset.
     async fn finish_call<F>(&mut self, mut call: Pin<&mut F>) -> Result<Reply, BoxError>
     where
         F: std::future::Future<Output = Result<Reply, BoxError>>,
     {
-        if let Some(outcome) = call.as_mut().now_or_never() {
-            return outcome;
-        }
         self.progress.collect_ready();
         self.progress.store();
         let store_timer = tokio::time::sleep(STORE_DELAY);
@@ -1610,6 +1649,36 @@ mod tests {
         stop.cancel();
         task.await.unwrap();
         assert_eq!(offsets.0.lock().unwrap().last(), Some(&1));
+    }
+
+    #[tokio::test]
+    async fn a_message_waiting_out_an_outage_runs_again_about_once_a_second() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let mut state = AppState::default();
+        state.insert(Arc::clone(&calls));
+        // NackOnError keeps the message to run it again, as a codec that may wait does.
+        let config = SubscriberConfig::new("outage", ["in"]).ack_policy(AckPolicy::NackOnError);
+        let runtime = subscriber_workers(
+            Arc::new(config),
+            |calls: crate::State<Arc<AtomicUsize>>, _n: i64| async move {
+                calls.fetch_add(1, AtomicOrdering::SeqCst);
+                Err::<(), _>(crate::handler::extract::ExtractError::PayloadUnavailable(
+                    "registry down".into(),
+                ))
+            },
+            &context(ManualPublisher::default(), state),
+        )
+        .expect("handler needs are met");
+        let (offsets, tx, stop, task) = spawn_on_partition_0(runtime.workers);
+        tx.send(message(0, 0)).await.unwrap();
+        // Each wait is jittered between half of OUTAGE_RETRY (1 s) and all of it: in 1.6 s
+        // the first run and one to three more, never a run per turn of the event loop.
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        let runs = calls.load(AtomicOrdering::SeqCst);
+        assert!((2..=4).contains(&runs), "{runs} runs in 1.6 s");
+        stop.cancel();
+        task.await.unwrap();
+        assert!(offsets.0.lock().unwrap().is_empty(), "never committed");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -659,10 +659,10 @@ impl<B: Broker + DescribeServer> FastStream<B> {
                 outcome?;
                 Ok(())
             }
-            AppCommand::Docs(DocsCommand::Gen(gen)) => {
-                let path = match &gen.file {
-                    Some(file) => convert_file(file, &gen)?,
-                    None => write_document(&self.asyncapi_document(gen.asyncapi_version), &gen)?,
+            AppCommand::Docs(DocsCommand::Gen(docs)) => {
+                let path = match &docs.file {
+                    Some(file) => convert_file(file, &docs)?,
+                    None => write_document(&self.asyncapi_document(docs.asyncapi_version), &docs)?,
                 };
                 println!("AsyncAPI document written to {}", path.display());
                 Ok(())

@@ -27,6 +27,41 @@ struct Reader {
     records: Vec<Message>,
 }
 
+impl Reader {
+    /// Each partition's low and high watermarks now: what "every record now" must reach.
+    fn ends(&self, topic: &str) -> Vec<(i32, i64, i64)> {
+        let Ok(assignment) = self.consumer.assignment() else {
+            return Vec::new();
+        };
+        assignment
+            .elements_for_topic(topic)
+            .iter()
+            .filter_map(|element| {
+                let partition = element.partition();
+                self.consumer
+                    .fetch_watermarks(topic, partition, Duration::from_secs(5))
+                    .ok()
+                    .map(|(low, high)| (partition, low, high))
+            })
+            .collect()
+    }
+
+    /// Whether the reader's position reached every partition's high watermark (the position
+    /// also passes transaction markers, which are not records).
+    fn caught_up(&self, topic: &str, ends: &[(i32, i64, i64)]) -> bool {
+        let Ok(position) = self.consumer.position() else {
+            return false;
+        };
+        ends.iter().all(|&(partition, low, high)| {
+            high <= low
+                || matches!(
+                    position.find_partition(topic, partition).map(|p| p.offset()),
+                    Some(Offset::Offset(next)) if next >= high
+                )
+        })
+    }
+}
+
 fn client(servers: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", servers);
@@ -179,8 +214,15 @@ impl Real {
                 _ => return Vec::new(),
             };
             let mut reader = reader.lock().unwrap_or_else(|p| p.into_inner());
+            // Read up to the high watermarks taken now, so that a reader's first look (before
+            // its first fetch answered) does not end at two empty polls; a deadline for what
+            // cannot be read yet (an open transaction's records, under read_committed).
+            let ends = reader.ends(&topic);
+            let deadline = std::time::Instant::now() + Duration::from_secs(3);
             let mut idle = 0;
-            while idle < 2 {
+            while idle < 2
+                || (!reader.caught_up(&topic, &ends) && std::time::Instant::now() < deadline)
+            {
                 match reader.consumer.poll(Duration::from_millis(20)) {
                     Some(Ok(m)) => {
                         idle = 0;

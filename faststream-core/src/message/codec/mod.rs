@@ -20,6 +20,8 @@ use serde::de::{self, DeserializeOwned, Visitor};
 use serde::ser::{self, Impossible, Serialize};
 use std::fmt;
 
+#[cfg(feature = "avro")]
+mod avro;
 mod formats;
 mod media;
 #[cfg(feature = "protobuf")]
@@ -28,12 +30,12 @@ pub mod seam;
 #[cfg(any(feature = "cbor", feature = "avro"))]
 mod tree;
 
+#[cfg(feature = "avro")]
+pub use avro::{encode_avro_datum, Avro, AvroReader};
 #[cfg(feature = "cbor")]
 pub use formats::Cbor;
 #[cfg(feature = "msgpack")]
 pub use formats::MessagePack;
-#[cfg(feature = "avro")]
-pub use formats::{decode_avro_datum, encode_avro_datum, Avro};
 pub use media::{APPLICATION_CBOR, APPLICATION_MSGPACK, APPLICATION_PROTOBUF, AVRO_BINARY};
 #[cfg(feature = "protobuf")]
 pub use protobuf::Proto;
