@@ -186,7 +186,15 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             .await
         }
         Command::Committed { group, topic } => {
-            let committed = tools::committed(bootstrap, &group, &topic)?;
+            // A broker starved by a loaded machine can time a request out (a cold `.ci/run`
+            // saw two 10 s metadata timeouts in a row): retried, as the waits retry, rather
+            // than reported as no commit at all.
+            let mut committed = Vec::new();
+            tools::wait_until(Duration::from_secs(60), "committed offsets", || {
+                committed = tools::committed(bootstrap, &group, &topic)?;
+                Ok(true)
+            })
+            .await?;
             let sum: i64 = committed.iter().filter(|o| **o > 0).sum();
             let list: Vec<String> = committed.iter().map(i64::to_string).collect();
             println!("{sum} {}", list.join(","));
