@@ -50,16 +50,37 @@ unsafe impl GlobalAlloc for CountingAlloc {
     }
 }
 
-/// CPU seconds (user + system) this process used so far.
-pub fn cpu_seconds() -> f64 {
+/// This process's resource usage so far (every thread's).
+fn usage() -> libc::rusage {
     // SAFETY: getrusage writes into the zeroed struct we pass; RUSAGE_SELF is always valid.
-    let usage = unsafe {
+    unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();
         libc::getrusage(libc::RUSAGE_SELF, &mut usage);
         usage
-    };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    }
+}
+
+fn secs(t: libc::timeval) -> f64 {
+    t.tv_sec as f64 + t.tv_usec as f64 / 1e6
+}
+
+/// CPU seconds (user + system) this process used so far.
+pub fn cpu_seconds() -> f64 {
+    let usage = usage();
     secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// User and system CPU seconds and voluntary and involuntary context switches so far, for
+/// `BENCH_RUSAGE=1`'s breakdown: where CPU time goes that instruction counts do not show
+/// (system calls, threads parking and waking).
+fn rusage_breakdown() -> [f64; 4] {
+    let usage = usage();
+    [
+        secs(usage.ru_utime),
+        secs(usage.ru_stime),
+        usage.ru_nvcsw as f64,
+        usage.ru_nivcsw as f64,
+    ]
 }
 
 /// A `/proc/self/status` field in KiB (`VmHWM` peak resident, `VmRSS` current resident).
@@ -81,6 +102,7 @@ pub struct Mark {
     wall: Instant,
     cpu: f64,
     allocations: u64,
+    breakdown: Option<[f64; 4]>,
 }
 
 impl Mark {
@@ -90,6 +112,7 @@ impl Mark {
             wall: Instant::now(),
             cpu: cpu_seconds(),
             allocations: allocations(),
+            breakdown: std::env::var_os("BENCH_RUSAGE").map(|_| rusage_breakdown()),
         }
     }
 
@@ -103,6 +126,18 @@ impl Mark {
         let allocations = process_allocations - self.allocations;
         let seconds = self.wall.elapsed().as_secs_f64();
         let cpu_seconds = cpu_seconds() - self.cpu;
+        if let Some(start) = self.breakdown {
+            let end = rusage_breakdown();
+            let per_record =
+                |i: usize, scale: f64| (end[i] - start[i]) * scale / messages.max(1) as f64;
+            eprintln!(
+                "bench: rusage per record: user {:.3} µs, system {:.3} µs, {:.4} voluntary and {:.4} involuntary context switches",
+                per_record(0, 1e6),
+                per_record(1, 1e6),
+                per_record(2, 1.0),
+                per_record(3, 1.0)
+            );
+        }
         CaseResult {
             messages,
             seconds,
@@ -159,6 +194,12 @@ pub fn run_child(mut command: Command, what: &str) -> Result<CaseResult, String>
                 .collect::<Vec<_>>()
                 .join("\n")
         ));
+    }
+    // `BENCH_RUSAGE=1`'s breakdown, which the case printed to its stderr.
+    for line in String::from_utf8_lossy(&output.stderr).lines() {
+        if line.starts_with("bench: rusage") {
+            eprintln!("{line} ({what})");
+        }
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
     let line = stdout
