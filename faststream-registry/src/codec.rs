@@ -62,8 +62,9 @@ pub struct RegistryCodec {
     writer: Option<Writer>,
     /// Per writer schema id, whether it is the Avro reader schema itself: its records then
     /// decode straight into the target type, without resolution (apache-avro's walk of both
-    /// schemas into its own value, allocating on every record).
-    resolves: RwLock<HashMap<u32, bool>>,
+    /// schemas into its own value, allocating on every record); why its records cannot be
+    /// read, when the reader schema cannot read it.
+    resolves: RwLock<HashMap<u32, Result<bool, String>>>,
 }
 
 #[derive(Debug)]
@@ -367,26 +368,36 @@ impl RegistryCodec {
     }
 
     /// Whether records of writer schema `id` must be resolved to `reader`: unless it is the
-    /// same schema (Avro's parsing canonical form), worked out once per id.
+    /// same schema (Avro's parsing canonical form), worked out once per id. Why not, when
+    /// Avro's resolution rules do not let `reader` read `writer` (a field without a default
+    /// added, a type changed other than by promotion): apache-avro's resolution would still
+    /// narrow a `long` into an `int`, silently.
     fn needs_resolution(
         &self,
         id: u32,
-        writer: &apache_avro::Schema,
-        reader: &apache_avro::Schema,
-    ) -> bool {
+        writer: &AvroReader,
+        reader: &AvroReader,
+    ) -> Result<bool, String> {
         if let Some(known) = self
             .resolves
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(&id)
         {
-            return *known;
+            return known.clone();
         }
-        let needed = writer != reader;
+        let needed = if writer.schema() == reader.schema() {
+            Ok(false)
+        } else {
+            reader
+                .can_read(writer)
+                .map(|()| true)
+                .map_err(|why| format!("the reader schema cannot read it: {why}"))
+        };
         self.resolves
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id, needed);
+            .insert(id, needed.clone());
         needed
     }
 
@@ -489,12 +500,12 @@ impl Codec for RegistryCodec {
             Format::Avro { reader } => {
                 let writer = schema.avro_reader().map_err(decode_error)?;
                 match reader.as_deref() {
-                    Some(reader)
-                        if self.needs_resolution(schema.id, writer.schema(), reader.schema()) =>
-                    {
-                        reader.decode_resolved(writer, body, target)
-                    }
-                    _ => writer.decode(body, target),
+                    Some(reader) => match self.needs_resolution(schema.id, writer, reader) {
+                        Ok(true) => reader.decode_resolved(writer, body, target),
+                        Ok(false) => writer.decode(body, target),
+                        Err(why) => Err(decode_error(why)),
+                    },
+                    None => writer.decode(body, target),
                 }
                 .map_err(|err| decode_error(format!("schema id {}: {}", schema.id, err.message)))
             }

@@ -176,7 +176,7 @@ impl AvroReader {
         let schema = self
             .datum()
             .map_err(|e| decode_error(format_args!("the schema is not supported: {e}")))?;
-        let mut state = serde_avro_fast::de::DeserializerState::from_slice(payload, schema);
+        let mut state = bounded(schema, payload);
         deserialize_into(target, state.deserializer())?;
         let mut rest = state.into_reader();
         trailing(rest.fill_buf().map_or(0, |rest| rest.len()))
@@ -184,13 +184,24 @@ impl AvroReader {
 
     /// Decodes one datum (the whole of `payload`) written with `writer` into `target`,
     /// resolved to this schema first (Avro's schema resolution: fields added with defaults,
-    /// removed, promoted). A datum that does not resolve is a decode error.
+    /// removed, promoted). A datum that does not resolve is a decode error. The caller checks
+    /// that this schema can read `writer`'s ([`AvroReader::can_read`]): apache-avro's
+    /// resolution also narrows a `long` into an `int`, which Avro does not allow.
     pub fn decode_resolved<'de>(
         &self,
         writer: &AvroReader,
         payload: &[u8],
         target: &mut dyn DecodeTarget<'de>,
     ) -> Result<(), DecodeError> {
+        // apache-avro's decoder reserves room for as many items as a count in the datum
+        // claims and recurses without a limit: a few hostile bytes could abort the process
+        // (memory, or the stack). The direct decoder walks the datum with the writer's schema
+        // first, under its limits: every count backed by bytes, at most 64 levels deep.
+        if let Ok(schema) = writer.datum() {
+            let mut state = bounded(schema, payload);
+            <Walk as serde::Deserialize>::deserialize(state.deserializer())
+                .map_err(decode_error)?;
+        }
         let mut rest = payload;
         let value = if writer.refers_by_name {
             apache_avro::from_avro_datum(&writer.schema, &mut rest, Some(&self.schema))
@@ -207,6 +218,101 @@ impl AvroReader {
         trailing(rest.len())?;
         // apache-avro's deserializer is private: its value becomes a tree the target reads.
         deserialize_into(target, avro_tree(value)?)
+    }
+}
+
+impl AvroReader {
+    /// Whether a datum written with `writer`'s schema can be read with this one under Avro's
+    /// schema resolution rules; why not, when it cannot.
+    pub fn can_read(&self, writer: &AvroReader) -> Result<(), String> {
+        apache_avro::schema_compatibility::SchemaCompatibility::can_read(
+            &writer.schema,
+            &self.schema,
+        )
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// Items of one array or map that take no bytes (nulls, empty records) a datum may hold
+/// beyond one per byte of it.
+const FREE_ITEMS: usize = 1024;
+
+/// The direct decoder over `payload`, with at most as many items in one array or map as the
+/// payload has bytes (or [`FREE_ITEMS`], if more). An item of a byte or more cannot be more;
+/// a longer run of items of no bytes is refused rather than run through: the crate's own
+/// limit, a billion items, would let a record of a few bytes hold a worker for minutes or
+/// fill the memory.
+fn bounded<'s, 'p>(
+    schema: &'s serde_avro_fast::Schema,
+    payload: &'p [u8],
+) -> serde_avro_fast::de::DeserializerState<'s, serde_avro_fast::de::read::SliceRead<'p>> {
+    let mut config = serde_avro_fast::de::DeserializerConfig::new(schema);
+    config.max_seq_size = payload.len().max(FREE_ITEMS);
+    serde_avro_fast::de::DeserializerState::with_config(
+        serde_avro_fast::de::read::SliceRead::new(payload),
+        config,
+    )
+}
+
+/// Reads every value of a datum and keeps nothing. Not `serde::de::IgnoredAny`, which may skip
+/// a block of an array by its byte size without reading the counts inside it.
+struct Walk;
+
+impl<'de> serde::Deserialize<'de> for Walk {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(Walk)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Walk {
+    type Value = Walk;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an Avro datum")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Walk, E> {
+        Ok(Walk)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Walk, E> {
+        Ok(Walk)
+    }
+    fn visit_i128<E>(self, _: i128) -> Result<Walk, E> {
+        Ok(Walk)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Walk, E> {
+        Ok(Walk)
+    }
+    fn visit_u128<E>(self, _: u128) -> Result<Walk, E> {
+        Ok(Walk)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Walk, E> {
+        Ok(Walk)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Walk, E> {
+        Ok(Walk)
+    }
+    fn visit_bytes<E>(self, _: &[u8]) -> Result<Walk, E> {
+        Ok(Walk)
+    }
+    fn visit_none<E>(self) -> Result<Walk, E> {
+        Ok(Walk)
+    }
+    fn visit_unit<E>(self) -> Result<Walk, E> {
+        Ok(Walk)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, inner: D) -> Result<Walk, D::Error> {
+        <Walk as serde::Deserialize>::deserialize(inner)
+    }
+    fn visit_newtype_struct<D: serde::Deserializer<'de>>(self, inner: D) -> Result<Walk, D::Error> {
+        <Walk as serde::Deserialize>::deserialize(inner)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut items: A) -> Result<Walk, A::Error> {
+        while items.next_element::<Walk>()?.is_some() {}
+        Ok(Walk)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut entries: A) -> Result<Walk, A::Error> {
+        while entries.next_entry::<Walk, Walk>()?.is_some() {}
+        Ok(Walk)
     }
 }
 
@@ -639,11 +745,19 @@ mod tests {
         // Without resolution, the v1 datum is short of v2's fields.
         let mut target = Target::<Order>(None);
         assert!(v2.decode(&payload, &mut target).is_err());
-        // v2 written, v1 read: the note is dropped, the long fits the int.
+        assert_eq!(v2.can_read(&v1), Ok(()));
+        // v2 written, v1 read: a long cannot be read as an int (apache-avro's resolution
+        // would narrow it, 2^32 + 4 read as 4), so the pair is refused.
+        assert!(v1.can_read(&v2).is_err());
+        // A v2 whose id stays an int: the note is dropped.
+        let v2_int = r#"{"type":"record","name":"Order","fields":[{"name":"id","type":"int"},
+            {"name":"note","type":"string","default":"none"}]}"#;
+        let v2_int = AvroReader::new(apache_avro::Schema::parse_str(v2_int).unwrap());
+        assert_eq!(v1.can_read(&v2_int), Ok(()));
         let payload = apache_avro::to_avro_datum(
-            v2.schema(),
+            v2_int.schema(),
             Value::Record(vec![
-                ("id".into(), Value::Long(4)),
+                ("id".into(), Value::Int(4)),
                 ("note".into(), Value::String("n".into())),
             ]),
         )
@@ -653,7 +767,73 @@ mod tests {
             id: i32,
         }
         let mut target = Target(None);
-        v1.decode_resolved(&v2, &payload, &mut target).unwrap();
+        v1.decode_resolved(&v2_int, &payload, &mut target).unwrap();
         assert_eq!(target.0, Some(OrderV1 { id: 4 }));
+    }
+
+    /// A zig-zag varint of `n`.
+    fn varint(n: i64) -> Vec<u8> {
+        let mut z = ((n << 1) ^ (n >> 63)) as u64;
+        let mut out = Vec::new();
+        loop {
+            let byte = (z & 0x7f) as u8;
+            z >>= 7;
+            if z == 0 {
+                out.push(byte);
+                return out;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+
+    #[test]
+    fn hostile_counts_and_depths_are_decode_errors_not_aborts() {
+        let reader =
+            |schema: &str| AvroReader::new(apache_avro::Schema::parse_str(schema).unwrap());
+        // A block claiming half a billion ints, in 5 bytes: resolving it (int to long) made
+        // apache-avro reserve 28 GB and abort the process.
+        let ints = reader(r#"{"type":"array","items":"int"}"#);
+        let longs = reader(r#"{"type":"array","items":"long"}"#);
+        assert_eq!(longs.can_read(&ints), Ok(()));
+        let claim = varint(500_000_000);
+        let err = longs
+            .decode_resolved(&ints, &claim, &mut Target::<serde_json::Value>(None))
+            .unwrap_err();
+        assert!(err.message.contains("max sequence size"), "{}", err.message);
+        // The same for a map.
+        let map_ints = reader(r#"{"type":"map","values":"int"}"#);
+        let map_longs = reader(r#"{"type":"map","values":"long"}"#);
+        let err = map_longs
+            .decode_resolved(&map_ints, &claim, &mut Target::<serde_json::Value>(None))
+            .unwrap_err();
+        assert!(err.message.contains("max sequence size"), "{}", err.message);
+        // Nulls take no bytes: a billion of them in 5 bytes held a worker for minutes.
+        let nulls = reader(r#"{"type":"array","items":"null"}"#);
+        let mut claim = varint(1_000_000_000);
+        claim.push(0);
+        let err = nulls
+            .decode(&claim, &mut Target::<serde_json::Value>(None))
+            .unwrap_err();
+        assert!(err.message.contains("max sequence size"), "{}", err.message);
+        // Up to `FREE_ITEMS` of them are read.
+        let mut many = varint(FREE_ITEMS as i64);
+        many.push(0);
+        let mut target = Target::<Vec<()>>(None);
+        nulls.decode(&many, &mut target).unwrap();
+        assert_eq!(target.0.map(|v| v.len()), Some(FREE_ITEMS));
+        let mut more = varint(FREE_ITEMS as i64 + 1);
+        more.push(0);
+        assert!(nulls.decode(&more, &mut Target::<Vec<()>>(None)).is_err());
+        // A recursive record nested 100,000 deep overflowed apache-avro's stack.
+        let list = r#"{"type":"record","name":"N","fields":[{"name":"next","type":["null","N"]}]}"#;
+        let [list, list_again] = [list, list].map(reader);
+        let deep = vec![2; 100_000];
+        for result in [
+            list.decode(&deep, &mut Target::<serde_json::Value>(None)),
+            list_again.decode_resolved(&list, &deep, &mut Target::<serde_json::Value>(None)),
+        ] {
+            let err = result.unwrap_err();
+            assert!(err.message.contains("recursivity limit"), "{}", err.message);
+        }
     }
 }
