@@ -409,4 +409,88 @@ message Holder {
         assert_eq!(indexes("shop.Order.Line.Discount"), [0, 0, 0]);
         assert_eq!(indexes("shop.common.Audit"), [1]);
     }
+
+    #[test]
+    fn a_range_a_text_cannot_hold_is_an_error_not_a_panic() {
+        use prost_reflect::prost_types::descriptor_proto::ReservedRange;
+        use prost_reflect::prost_types::{DescriptorProto, FileDescriptorProto, FileDescriptorSet};
+        // A hand-built descriptor whose reserved range has no end (read as 0): the range
+        // was rendered as `5 to end - 1`, an overflow.
+        let file = FileDescriptorProto {
+            name: Some("bad.proto".into()),
+            package: Some("bad".into()),
+            syntax: Some("proto3".into()),
+            message_type: vec![DescriptorProto {
+                name: Some("Bad".into()),
+                reserved_range: vec![ReservedRange {
+                    start: Some(5),
+                    end: None,
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let pool = DescriptorPool::from_file_descriptor_set(FileDescriptorSet { file: vec![file] })
+            .expect("prost-reflect takes it");
+        let err = match proto_file(&pool.get_file_by_name("bad.proto").unwrap()) {
+            Err(err) => err,
+            Ok(rendered) => panic!("rendered as:\n{}", rendered.text),
+        };
+        assert!(err.contains("empty reserved range"), "{err}");
+    }
+
+    #[test]
+    fn large_float_defaults_compile_back() {
+        const BIG: &str = r#"
+            syntax = "proto2";
+            package big;
+            message Big {
+              optional double large = 1 [default = 1e30];
+              optional float small = 2 [default = -2.5];
+              optional double none = 3 [default = -inf];
+            }
+        "#;
+        let source = || vec![("big.proto".to_owned(), BIG.to_owned())];
+        let pool = compile(source(), &["big.proto"]);
+        let file = pool.get_file_by_name("big.proto").unwrap();
+        let rendered = proto_file(&file).expect("renders");
+        let again = compile(
+            vec![("big.proto".to_owned(), rendered.text.clone())],
+            &["big.proto"],
+        );
+        let fields = |pool: &DescriptorPool| -> Vec<_> {
+            let message = pool.get_message_by_name("big.Big").unwrap();
+            message
+                .fields()
+                .map(|f| f.field_descriptor_proto().default_value.clone())
+                .collect()
+        };
+        assert_eq!(fields(&again), fields(&pool), "{}", rendered.text);
+    }
+
+    #[test]
+    fn a_document_of_proto2_and_proto3_types_together_is_refused() {
+        const OLD: &str = r#"
+            syntax = "proto2";
+            package mix;
+            message Old { required int32 a = 1; }
+        "#;
+        const NEW: &str = r#"
+            syntax = "proto3";
+            package mix;
+            import "mix/old.proto";
+            message New { Old old = 1; }
+        "#;
+        let pool = compile(
+            vec![
+                ("mix/old.proto".to_owned(), OLD.to_owned()),
+                ("mix/new.proto".to_owned(), NEW.to_owned()),
+            ],
+            &["mix/new.proto"],
+        );
+        let err = document(&pool.get_message_by_name("mix.New").unwrap()).unwrap_err();
+        assert!(err.contains("another syntax"), "{err}");
+        // Each alone renders.
+        document(&pool.get_message_by_name("mix.Old").unwrap()).expect("proto2 alone");
+    }
 }

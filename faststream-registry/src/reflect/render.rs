@@ -78,6 +78,20 @@ const ROOT_NODE: &str = "// @RootNode";
 /// the wire format.
 pub(crate) fn render_document(root: &MessageDescriptor) -> Result<String, String> {
     let declarations = used_declarations(root);
+    // One text has one syntax, and each type's fields are written in its own file's: types
+    // from proto2 and proto3 files together would not compile (labels, `required`,
+    // defaults), so such a message is not rendered alone.
+    let syntax = root.parent_file().syntax();
+    if let Some(other) = declarations
+        .iter()
+        .find(|declaration| declaration.file().syntax() != syntax)
+    {
+        return Err(format!(
+            "`{}` uses types of a file of another syntax ({})",
+            root.full_name(),
+            other.file().name()
+        ));
+    }
     let package_of = |declaration: &Declaration| declaration.file().package_name().to_owned();
     let common = declarations
         .iter()
@@ -365,15 +379,16 @@ impl<'a> Context<'a> {
             self.enumeration(out, &enumeration);
         }
         for range in message.extension_ranges() {
-            out.line(&format!(
-                "extensions {};",
-                range_text(range.start, range.end - 1)
-            ));
+            let last = last_of(message, "extension", range.start, range.end)?;
+            out.line(&format!("extensions {};", range_text(range.start, last)));
         }
-        let reserved: Vec<String> = message
+        let reserved = message
             .reserved_ranges()
-            .map(|range| range_text(range.start, range.end - 1))
-            .collect();
+            .map(|range| {
+                let last = last_of(message, "reserved", range.start, range.end)?;
+                Ok(range_text(range.start, last))
+            })
+            .collect::<Result<Vec<String>, String>>()?;
         reserved_line(out, &reserved, message.reserved_names());
         // A document leaves extensions out: they extend types it may not hold.
         let extensions = message
@@ -636,6 +651,12 @@ fn field_options(
             prost_reflect::prost_types::field_descriptor_proto::Type::Bytes => {
                 format!("\"{default}\"")
             }
+            // A float written as a whole number (`1e30` is held as "1000...0") would be an
+            // integer literal too large to compile back.
+            prost_reflect::prost_types::field_descriptor_proto::Type::Float
+            | prost_reflect::prost_types::field_descriptor_proto::Type::Double => default
+                .parse::<f64>()
+                .map_or_else(|_| default.clone(), float),
             _ => default.clone(),
         };
         all.push(format!("default = {literal}"));
@@ -773,6 +794,19 @@ fn escape_byte(out: &mut String, byte: u8) {
 }
 
 /// `a` or `a to b`.
+/// The last number of a descriptor's half-open range `start..end` of `message`; an error for
+/// an empty range (a descriptor built by hand can hold one: `end` unset reads as 0).
+fn last_of(message: &MessageDescriptor, what: &str, start: u32, end: u32) -> Result<u32, String> {
+    end.checked_sub(1)
+        .filter(|last| *last >= start)
+        .ok_or_else(|| {
+            format!(
+                "message `{}` has an empty {what} range ({start} to {end}, end exclusive)",
+                message.full_name()
+            )
+        })
+}
+
 fn range_text<T: PartialEq + std::fmt::Display>(start: T, end: T) -> String {
     if start == end {
         start.to_string()
