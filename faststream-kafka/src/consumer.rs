@@ -98,9 +98,36 @@ impl Slot {
     }
 }
 
+/// A topic name as the partition map's key, looked up by its bytes: the fetch loop takes a
+/// record's topic from librdkafka as bytes ([`topic_bytes`]), without the UTF-8 check of
+/// `Message::topic` on every record (Kafka topic names are ASCII).
+#[derive(Clone, PartialEq, Eq)]
+struct TopicKey(Arc<str>);
+
+impl std::hash::Hash for TopicKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // As `[u8]` hashes, so that lookups by bytes find it (`Borrow` below).
+        self.0.as_bytes().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for TopicKey {
+    fn borrow(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+/// The name of the topic `record` was read from, as librdkafka holds it.
+fn topic_bytes<'a>(record: &'a BorrowedMessage<'_>) -> &'a [u8] {
+    // SAFETY: the topic handle of a message stays valid while the message does, and
+    // `rd_kafka_topic_name` returns its NUL-terminated name, owned by that handle.
+    unsafe { std::ffi::CStr::from_ptr(rdkafka::bindings::rd_kafka_topic_name(record.topic_ptr())) }
+        .to_bytes()
+}
+
 #[derive(Default)]
 struct Partitions {
-    by_topic: FxHashMap<Arc<str>, FxHashMap<i32, Slot>>,
+    by_topic: FxHashMap<TopicKey, FxHashMap<i32, Slot>>,
     /// The memory budget is full: every partition is paused until it drains to half.
     over_budget: bool,
 }
@@ -259,7 +286,7 @@ impl Shared {
             .flat_map(|(topic, slots)| {
                 slots
                     .keys()
-                    .map(|partition| TopicPartition::new(Arc::clone(topic), *partition))
+                    .map(|partition| TopicPartition::new(Arc::clone(&topic.0), *partition))
             })
             .collect();
         owned.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
@@ -336,7 +363,7 @@ impl Shared {
         let Some(old) = self
             .partitions()
             .by_topic
-            .get_mut(&**topic)
+            .get_mut(topic.as_bytes())
             .and_then(|slots| slots.remove(&number))
         else {
             return Ok(());
@@ -371,7 +398,7 @@ impl Shared {
             old.paused && !(parts.over_budget || set_paused(consumer, topic, number, false));
         parts
             .by_topic
-            .entry(Arc::clone(topic))
+            .entry(TopicKey(Arc::clone(topic)))
             .or_default()
             .insert(number, Slot { paused, ..fresh });
         drop(parts);
@@ -399,11 +426,14 @@ impl Shared {
         for element in tpl.elements() {
             let topic = element.topic();
             let partition = element.partition();
-            let topic_arc = match parts.by_topic.get_key_value(topic) {
-                Some((t, _)) => Arc::clone(t),
+            let topic_arc = match parts.by_topic.get_key_value(topic.as_bytes()) {
+                Some((t, _)) => Arc::clone(&t.0),
                 None => Arc::<str>::from(topic),
             };
-            let slots = parts.by_topic.entry(Arc::clone(&topic_arc)).or_default();
+            let slots = parts
+                .by_topic
+                .entry(TopicKey(Arc::clone(&topic_arc)))
+                .or_default();
             if let std::collections::hash_map::Entry::Vacant(vacant) = slots.entry(partition) {
                 vacant.insert(self.spawn_slot(topic_arc, partition, -1));
             }
@@ -417,7 +447,7 @@ impl Shared {
         let partition = record.partition();
         let Some(slot) = parts
             .by_topic
-            .get_mut(record.topic())
+            .get_mut(topic_bytes(record))
             .and_then(|s| s.get_mut(&partition))
         else {
             // librdkafka only delivers assigned partitions; a record of any other is not ours to
@@ -573,7 +603,7 @@ impl Shared {
             .iter()
             .flat_map(|(topic, slots)| {
                 slots.iter().map(|(partition, slot)| PartitionHealth {
-                    topic: topic.to_string(),
+                    topic: topic.0.to_string(),
                     partition: *partition,
                     lag: slot.lag,
                 })
@@ -591,7 +621,7 @@ impl Shared {
     fn note_stats(&self, stats: &Stats) {
         let mut parts = self.partitions();
         for (topic, slots) in parts.by_topic.iter_mut() {
-            let Some(topic_stats) = stats.topics.get(&**topic) else {
+            let Some(topic_stats) = stats.topics.get(&*topic.0) else {
                 continue;
             };
             for p in topic_stats.partitions.values() {
@@ -642,14 +672,14 @@ impl Shared {
             match which {
                 None => {
                     for (topic, slots) in parts.by_topic.drain() {
-                        taken.extend(slots.into_iter().map(|(p, s)| (Arc::clone(&topic), p, s)));
+                        taken.extend(slots.into_iter().map(|(p, s)| (Arc::clone(&topic.0), p, s)));
                     }
                 }
                 Some(tpl) => {
                     for element in tpl.elements() {
                         if let Some(slot) = parts
                             .by_topic
-                            .get_mut(element.topic())
+                            .get_mut(element.topic().as_bytes())
                             .and_then(|slots| slots.remove(&element.partition()))
                         {
                             taken.push((Arc::clone(&slot.topic), element.partition(), slot));
