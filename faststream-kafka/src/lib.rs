@@ -45,7 +45,7 @@ mod transaction;
 
 pub use context::KafkaContext;
 pub use error::classify;
-pub use producer::{KafkaDelivery, KafkaPublisher};
+pub use producer::{DeliverySlot, KafkaDelivery, KafkaProducer, KafkaPublisher};
 pub use rdkafka;
 pub use security::{OAuthToken, SaslMechanism, Secret, Security, Tls, TokenProvider};
 
@@ -59,7 +59,7 @@ use faststream_core::{
     Broker, Error, ErrorClass, IsolationLevel, OffsetReset, Publish, Record, Result,
     SubscriberConfig,
 };
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::Producer;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -173,7 +173,7 @@ impl KafkaBroker {
     /// (`init_transactions`), as a second instance with that id would: the producer that had
     /// the id is fenced and its open transaction aborted. For tests of fencing.
     pub async fn fence(&self, transactional_id: &str) -> Result<()> {
-        let producer: FutureProducer<context::KafkaContext> = self
+        let producer: KafkaProducer = self
             .settings
             .transactional_producer_config(transactional_id)
             .create_with_context(self.settings.context())
@@ -256,7 +256,7 @@ impl KafkaBroker {
             .settings
             .context()
             .with_health(Arc::clone(&self.health));
-        let producer: FutureProducer<KafkaContext> = self
+        let producer: KafkaProducer = self
             .settings
             .producer_config()
             .create_with_context(context.clone())

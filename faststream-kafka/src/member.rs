@@ -15,14 +15,14 @@
 //! the lost transaction.
 
 use crate::context::KafkaContext;
-use crate::producer::{KafkaPublisher, ProducerCell};
+use crate::producer::{KafkaProducer, KafkaPublisher, ProducerCell};
 use crate::transaction::blocking;
 use faststream_core::broker::{MemberTransactions, TransactionOffset};
 use faststream_core::{Error, ErrorClass, Result};
 use futures::future::BoxFuture;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::Producer;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
@@ -97,7 +97,7 @@ impl KafkaMember {
 }
 
 impl MemberProducer {
-    fn current(&self) -> FutureProducer<KafkaContext> {
+    fn current(&self) -> KafkaProducer {
         self.cell
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -215,14 +215,13 @@ async fn fresh_producer(
     id: &str,
     config: &ClientConfig,
     context: &KafkaContext,
-) -> Result<FutureProducer<KafkaContext>> {
-    let producer: FutureProducer<KafkaContext> =
-        config.create_with_context(context.clone()).map_err(|err| {
-            crate::error::config(
-                format!("cannot create the transactional producer `{id}`"),
-                err,
-            )
-        })?;
+) -> Result<KafkaProducer> {
+    let producer: KafkaProducer = config.create_with_context(context.clone()).map_err(|err| {
+        crate::error::config(
+            format!("cannot create the transactional producer `{id}`"),
+            err,
+        )
+    })?;
     let init = producer.clone();
     blocking("cannot initialize transactions", move || {
         // Fences an earlier producer with the same id and aborts its open transaction.

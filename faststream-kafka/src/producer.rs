@@ -1,27 +1,99 @@
 //! The shared producer: many sends in flight, each tracked by a [`KafkaDelivery`].
+//!
+//! librdkafka's delivery report of a send goes to the send's [`DeliverySlot`] (the record's
+//! opaque, one reference-counted allocation), which the [`KafkaDelivery`] future reads. That
+//! is rdkafka's `FutureProducer` without its per-send oneshot channel and boxed sender, the
+//! two allocations and the channel's bookkeeping it spends on every record.
 
 use crate::context::KafkaContext;
 use faststream_core::broker::outgoing_headers;
 use faststream_core::message::CORRELATION_ID_LEN;
 use faststream_core::{Delivered, Publish, PublishError, Record};
-use futures::channel::oneshot;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::message::{Header, Message as _, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
+
+/// The producer publishers send through: librdkafka's, with a thread of its own serving the
+/// delivery reports into each send's [`DeliverySlot`].
+pub type KafkaProducer = ThreadedProducer<KafkaContext>;
 
 /// An exactly-once member's current transactional producer, replaced when fenced (see the
 /// `member` module). Its publisher reads it for each record.
-pub(crate) type ProducerCell = Arc<std::sync::RwLock<FutureProducer<KafkaContext>>>;
+pub(crate) type ProducerCell = Arc<std::sync::RwLock<KafkaProducer>>;
+
+/// Where librdkafka's delivery report of one send goes: the producer's polling thread fills
+/// it, and the send's [`KafkaDelivery`] takes it. A record sent through
+/// [`KafkaPublisher::producer`] directly carries one as its opaque
+/// (`BaseRecord::with_opaque_to(topic, Arc::default())`).
+#[derive(Debug, Default)]
+pub struct DeliverySlot(Mutex<Report>);
+
+/// What a [`DeliverySlot`] holds.
+#[derive(Debug, Default)]
+enum Report {
+    /// No report yet, and no task waiting for it.
+    #[default]
+    Pending,
+    /// No report yet; the waker of the task waiting for it.
+    Waiting(Waker),
+    /// Where the record landed (partition, offset), or why it did not.
+    Arrived(Result<(i32, i64), KafkaError>),
+    /// Taken by the delivery future.
+    Taken,
+}
+
+impl DeliverySlot {
+    fn report(&self) -> std::sync::MutexGuard<'_, Report> {
+        // A poisoned lock only means a panic elsewhere; the report stays consistent.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Stores the report and wakes the task waiting for it.
+    fn arrive(&self, outcome: Result<(i32, i64), KafkaError>) {
+        let waiting = std::mem::replace(&mut *self.report(), Report::Arrived(outcome));
+        if let Report::Waiting(waker) = waiting {
+            waker.wake();
+        }
+    }
+
+    /// The report, or `None` (noting `cx`'s waker) while it has not arrived.
+    fn take(&self, cx: &Context<'_>) -> Option<Result<(i32, i64), KafkaError>> {
+        let mut report = self.report();
+        match std::mem::replace(&mut *report, Report::Taken) {
+            Report::Arrived(outcome) => Some(outcome),
+            Report::Waiting(waker) if waker.will_wake(cx.waker()) => {
+                *report = Report::Waiting(waker);
+                None
+            }
+            Report::Pending | Report::Waiting(_) => {
+                *report = Report::Waiting(cx.waker().clone());
+                None
+            }
+            Report::Taken => Some(Err(KafkaError::Canceled)),
+        }
+    }
+}
+
+impl ProducerContext for KafkaContext {
+    type DeliveryOpaque = Arc<DeliverySlot>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, slot: Arc<DeliverySlot>) {
+        slot.arrive(match result {
+            Ok(message) => Ok((message.partition(), message.offset())),
+            Err((err, _)) => Err(err.clone()),
+        });
+    }
+}
 
 /// Publishes records through one shared, idempotent rdkafka producer.
 #[derive(Clone)]
 pub struct KafkaPublisher {
-    producer: FutureProducer<KafkaContext>,
+    producer: KafkaProducer,
     context: KafkaContext,
     /// An exactly-once member's publisher: the member's current transactional producer
     /// (replaced when fenced), read for each record.
@@ -35,7 +107,7 @@ impl std::fmt::Debug for KafkaPublisher {
 }
 
 impl KafkaPublisher {
-    pub(crate) fn new(producer: FutureProducer<KafkaContext>, context: KafkaContext) -> Self {
+    pub(crate) fn new(producer: KafkaProducer, context: KafkaContext) -> Self {
         Self {
             producer,
             context,
@@ -46,7 +118,7 @@ impl KafkaPublisher {
     /// The publisher of an exactly-once member: writes into the open transaction of the
     /// member's current producer (`producer` is the first one).
     pub(crate) fn transactional(
-        producer: FutureProducer<KafkaContext>,
+        producer: KafkaProducer,
         context: KafkaContext,
         member: ProducerCell,
     ) -> Self {
@@ -58,7 +130,7 @@ impl KafkaPublisher {
     }
 
     /// The underlying rdkafka producer, for anything the framework does not wrap.
-    pub fn producer(&self) -> &FutureProducer<KafkaContext> {
+    pub fn producer(&self) -> &KafkaProducer {
         &self.producer
     }
 
@@ -72,7 +144,7 @@ impl KafkaPublisher {
 #[must_use = "a delivery does nothing unless awaited; drop it to publish fire-and-forget"]
 pub struct KafkaDelivery {
     topic: Arc<str>,
-    inner: DeliveryFuture,
+    slot: Arc<DeliverySlot>,
 }
 
 impl std::fmt::Debug for KafkaDelivery {
@@ -86,23 +158,21 @@ impl std::fmt::Debug for KafkaDelivery {
 impl Future for KafkaDelivery {
     type Output = Result<Delivered, PublishError>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let outcome = match Pin::new(&mut self.inner).poll(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(outcome) => outcome,
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(outcome) = self.slot.take(cx) else {
+            return Poll::Pending;
         };
-        let topic = Arc::clone(&self.topic);
         Poll::Ready(match outcome {
-            Ok(Ok(delivery)) => Ok(Delivered {
-                topic,
-                partition: delivery.partition,
-                offset: delivery.offset,
+            Ok((partition, offset)) => Ok(Delivered {
+                topic: Arc::clone(&self.topic),
+                partition,
+                offset,
             }),
-            Ok(Err((err, _message))) => Err(publish_error(&topic, &err)),
-            Err(oneshot::Canceled) => Err(PublishError {
-                topic: topic.to_string(),
-                message: "the producer was closed before the record was acknowledged".into(),
+            Err(KafkaError::Canceled) => Err(PublishError {
+                topic: self.topic.to_string(),
+                message: "the delivery was awaited again after it completed".into(),
             }),
+            Err(err) => Err(publish_error(&self.topic, &err)),
         })
     }
 }
@@ -131,36 +201,37 @@ fn headers_of(record: &Record) -> OwnedHeaders {
 /// Hands `record` to `producer`, waiting only while librdkafka's queue is full; the returned
 /// delivery tracks its acknowledgement.
 pub(crate) async fn send(
-    producer: &FutureProducer<KafkaContext>,
+    producer: &KafkaProducer,
     record: &Record,
 ) -> Result<KafkaDelivery, PublishError> {
+    let slot = Arc::new(DeliverySlot::default());
     let headers = headers_of(record);
-    let mut future_record: FutureRecord<'_, [u8], [u8]> =
-        FutureRecord::to(&record.topic).headers(headers);
+    let mut base_record: BaseRecord<'_, [u8], [u8], Arc<DeliverySlot>> =
+        BaseRecord::with_opaque_to(&record.topic, Arc::clone(&slot)).headers(headers);
     if let Some(payload) = &record.payload {
-        future_record = future_record.payload(&payload[..]);
+        base_record = base_record.payload(&payload[..]);
     }
     if let Some(key) = &record.key {
-        future_record = future_record.key(&key[..]);
+        base_record = base_record.key(&key[..]);
     }
     if let Some(partition) = record.partition {
-        future_record = future_record.partition(partition);
+        base_record = base_record.partition(partition);
     }
     if let Some(timestamp) = record.timestamp {
-        future_record = future_record.timestamp(timestamp);
+        base_record = base_record.timestamp(timestamp);
     }
     let mut backoff = Duration::from_micros(200);
     loop {
-        match producer.send_result(future_record) {
-            Ok(inner) => {
+        match producer.send(base_record) {
+            Ok(()) => {
                 return Ok(KafkaDelivery {
                     topic: Arc::clone(&record.topic),
-                    inner,
+                    slot,
                 })
             }
             // librdkafka's queue is full: wait for deliveries to drain it, then retry.
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                future_record = returned;
+                base_record = returned;
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_millis(50));
             }
@@ -197,5 +268,92 @@ impl Publish for KafkaPublisher {
                 topic: String::new(),
                 message: format!("flush did not complete: {err}"),
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    /// Counts its wake-ups.
+    #[derive(Default)]
+    struct Wakes(AtomicUsize);
+
+    impl Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn delivery(slot: &Arc<DeliverySlot>) -> KafkaDelivery {
+        KafkaDelivery {
+            topic: Arc::from("orders"),
+            slot: Arc::clone(slot),
+        }
+    }
+
+    #[test]
+    fn a_report_after_the_first_poll_wakes_the_waiting_task_once() {
+        let slot = Arc::new(DeliverySlot::default());
+        let mut delivery = delivery(&slot);
+        let wakes = Arc::new(Wakes::default());
+        let waker = Waker::from(Arc::clone(&wakes));
+        let mut cx = Context::from_waker(&waker);
+        assert!(Pin::new(&mut delivery).poll(&mut cx).is_pending());
+        assert!(Pin::new(&mut delivery).poll(&mut cx).is_pending());
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 0);
+        slot.arrive(Ok((3, 41)));
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+        let Poll::Ready(Ok(delivered)) = Pin::new(&mut delivery).poll(&mut cx) else {
+            panic!("the delivery did not complete");
+        };
+        assert_eq!(
+            delivered,
+            Delivered {
+                topic: Arc::from("orders"),
+                partition: 3,
+                offset: 41
+            }
+        );
+        // Awaited again after it completed: an error, not a hang or a panic.
+        let Poll::Ready(Err(again)) = Pin::new(&mut delivery).poll(&mut cx) else {
+            panic!("a second poll did not answer");
+        };
+        assert!(again.message.contains("after it completed"), "{again:?}");
+    }
+
+    #[test]
+    fn a_report_before_the_first_poll_is_ready_at_once_and_a_refusal_names_the_topic() {
+        let slot = Arc::new(DeliverySlot::default());
+        slot.arrive(Err(KafkaError::MessageProduction(
+            RDKafkaErrorCode::MessageSizeTooLarge,
+        )));
+        let mut delivery = delivery(&slot);
+        let waker = Waker::from(Arc::new(Wakes::default()));
+        let Poll::Ready(Err(refused)) =
+            Pin::new(&mut delivery).poll(&mut Context::from_waker(&waker))
+        else {
+            panic!("the refusal was not reported");
+        };
+        assert_eq!(refused.topic, "orders");
+        assert!(refused.message.contains("too large"), "{refused:?}");
+    }
+
+    #[test]
+    fn a_new_waker_replaces_the_one_noted_before() {
+        let slot = Arc::new(DeliverySlot::default());
+        let mut delivery = delivery(&slot);
+        let (first, second) = (Arc::new(Wakes::default()), Arc::new(Wakes::default()));
+        for wakes in [&first, &second] {
+            let waker = Waker::from(Arc::clone(wakes));
+            assert!(Pin::new(&mut delivery)
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending());
+        }
+        slot.arrive(Ok((0, 0)));
+        assert_eq!(first.0.load(Ordering::SeqCst), 0);
+        assert_eq!(second.0.load(Ordering::SeqCst), 1);
     }
 }

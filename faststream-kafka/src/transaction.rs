@@ -2,12 +2,12 @@
 //! transaction at a time.
 
 use crate::context::KafkaContext;
-use crate::producer::{send, KafkaDelivery};
+use crate::producer::{send, KafkaDelivery, KafkaProducer};
 use faststream_core::broker::{OpenTransaction, Transaction};
 use faststream_core::{Delivered, Error, ErrorClass, PublishError, Record, Result};
 use futures::future::BoxFuture;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::Producer;
 use rdkafka::ClientConfig;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +19,7 @@ const TRANSACTION_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// The broker handle's transactional producer, created (and its transactional id registered
 /// with the coordinator) by the first transaction, and again after it was fenced. The lock is
 /// held by the open transaction.
-pub(crate) type TransactionalSlot = Arc<Mutex<Option<FutureProducer<KafkaContext>>>>;
+pub(crate) type TransactionalSlot = Arc<Mutex<Option<KafkaProducer>>>;
 
 /// Begins a transaction on `slot`'s producer, creating it from `config` first when needed.
 pub(crate) async fn begin(
@@ -29,7 +29,7 @@ pub(crate) async fn begin(
 ) -> Result<Transaction> {
     let mut producer_slot = Arc::clone(slot).lock_owned().await;
     if producer_slot.is_none() {
-        let producer: FutureProducer<KafkaContext> = config
+        let producer: KafkaProducer = config
             .create_with_context(context)
             .map_err(|err| crate::error::config("cannot create the transactional producer", err))?;
         let init = producer.clone();
@@ -57,8 +57,8 @@ pub(crate) async fn begin(
 
 /// An open transaction: the producer's lock, and the deliveries the commit awaits.
 struct KafkaTransaction {
-    producer: FutureProducer<KafkaContext>,
-    slot: OwnedMutexGuard<Option<FutureProducer<KafkaContext>>>,
+    producer: KafkaProducer,
+    slot: OwnedMutexGuard<Option<KafkaProducer>>,
     deliveries: Vec<KafkaDelivery>,
 }
 
@@ -160,7 +160,7 @@ pub(crate) async fn blocking(
 
 /// A fatal error leaves the producer unusable (fenced by a newer one with the same id, or in
 /// a fatal state): the next transaction creates a new one.
-fn forget_if_fatal(slot: &mut Option<FutureProducer<KafkaContext>>, err: &KafkaError) {
+fn forget_if_fatal(slot: &mut Option<KafkaProducer>, err: &KafkaError) {
     if crate::classify(err) == ErrorClass::Fatal {
         tracing::error!("transactional producer unusable ({err}); a new one is created for the next transaction");
         *slot = None;
