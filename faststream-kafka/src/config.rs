@@ -4,11 +4,13 @@ use crate::context::KafkaContext;
 use crate::security::{RedactedProperties, SaslMechanism, Security};
 use faststream_asyncapi::{SecurityScheme, ServerInfo};
 use faststream_core::{IsolationLevel, OffsetReset, SubscriberConfig};
+use rdkafka::ClientConfig;
 
 /// `transaction.timeout.ms` of transactional producers (see
 /// [`BrokerSettings::transactional_producer_config`]).
 pub(crate) const TRANSACTION_TIMEOUT_MS: &str = "15000";
-use rdkafka::ClientConfig;
+/// Consumers' `fetch.queue.backoff.ms` (see [`BrokerSettings::consumer_config`]).
+const FETCH_QUEUE_BACKOFF_MS: &str = "10";
 
 /// Settings shared by the broker's producer and consumers.
 #[derive(Clone)]
@@ -116,6 +118,13 @@ impl BrokerSettings {
             .set("auto.commit.interval.ms", "1000")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
+            // When the workers fall behind, the fetch loop stops taking records and
+            // librdkafka's queue fills to `queued.min.messages`; librdkafka then postpones
+            // every partition's next fetch by this long (1 s by default), so a backlog that
+            // drains in 0.1 s left the subscriber idle for the rest of the second (seen as a
+            // 0.6 s stall in the middle of the pipeline benchmark). 10 ms re-checks the queue
+            // often enough to never starve a worker, at a cost of one look per partition.
+            .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS)
             // Lag for health comes from librdkafka's statistics.
             .set("statistics.interval.ms", crate::context::STATS_INTERVAL_MS)
             // As the Java client does: subscribing creates a missing topic when the broker allows.
@@ -264,6 +273,13 @@ mod tests {
         assert_eq!(config.get("auto.offset.reset"), Some("earliest"));
         assert_eq!(config.get("session.timeout.ms"), Some("6000"));
         assert_eq!(config.get("auto.commit.interval.ms"), Some("250"));
+        // Not librdkafka's 1 s: a full fetch queue would otherwise idle a caught-up worker.
+        assert_eq!(config.get("fetch.queue.backoff.ms"), Some("10"));
+        let sub = sub.property("fetch.queue.backoff.ms", "500");
+        assert_eq!(
+            settings.consumer_config(&sub).get("fetch.queue.backoff.ms"),
+            Some("500")
+        );
     }
 
     /// `KafkaBroker::set` is for "the producer and every consumer": it must win over the

@@ -28,8 +28,8 @@ pub(crate) type ProducerCell = Arc<std::sync::RwLock<KafkaProducer>>;
 
 /// Where librdkafka's delivery report of one send goes: the producer's polling thread fills
 /// it, and the send's [`KafkaDelivery`] takes it. A record sent through
-/// [`KafkaPublisher::producer`] directly carries one as its opaque
-/// (`BaseRecord::with_opaque_to(topic, Arc::default())`).
+/// [`KafkaPublisher::producer`] directly carries one as its opaque (see
+/// [`KafkaDelivery::new`]).
 #[derive(Debug, Default)]
 pub struct DeliverySlot(Mutex<Report>);
 
@@ -145,6 +145,33 @@ impl KafkaPublisher {
 pub struct KafkaDelivery {
     topic: Arc<str>,
     slot: Arc<DeliverySlot>,
+}
+
+impl KafkaDelivery {
+    /// The acknowledgement of a record sent through [`KafkaPublisher::producer`] with `slot`
+    /// as its opaque.
+    ///
+    /// ```no_run
+    /// # async fn publish(publisher: &faststream_kafka::KafkaPublisher) -> Result<(), Box<dyn std::error::Error>> {
+    /// use faststream_kafka::rdkafka::producer::BaseRecord;
+    /// use faststream_kafka::{DeliverySlot, KafkaDelivery};
+    /// use std::sync::Arc;
+    ///
+    /// let slot = Arc::new(DeliverySlot::default());
+    /// let record = BaseRecord::with_opaque_to("audit", Arc::clone(&slot))
+    ///     .key("user-1")
+    ///     .payload("signed in");
+    /// publisher.producer().send(record).map_err(|(err, _)| err)?;
+    /// let delivered = KafkaDelivery::new("audit", slot).await?;
+    /// println!("at offset {}", delivered.offset);
+    /// # Ok(()) }
+    /// ```
+    pub fn new(topic: impl Into<Arc<str>>, slot: Arc<DeliverySlot>) -> Self {
+        Self {
+            topic: topic.into(),
+            slot,
+        }
+    }
 }
 
 impl std::fmt::Debug for KafkaDelivery {
