@@ -59,12 +59,14 @@ pub(crate) const DRAIN_ALLOCATIONS: Limit = Limit {
 };
 
 /// Pipeline: heap allocations per record that faststream-rs adds to raw rdkafka's. Measured
-/// 1.99-2.01: the raw pipeline's own count moves by a few hundredths with the clock (its
-/// delivery futures' wake-ups), hence the wider margin.
+/// 1.99-2.01 with rdkafka's `FutureProducer` (a oneshot channel and a boxed sender per send);
+/// 0.91-1.00 since the producer reports deliveries into one `DeliverySlot` per send. The raw
+/// pipeline's own count moves by up to a tenth with the clock (its delivery futures'
+/// wake-ups: 8.01-8.09 per record), hence the wider margin.
 pub(crate) const PIPELINE_ALLOCATIONS: Limit = Limit {
     what: "pipeline: allocations per record over raw rdkafka",
     target: 2.0,
-    limit: 2.05,
+    limit: 1.05,
 };
 
 /// One case's cost per record, from two runs of different sizes.

@@ -68,7 +68,9 @@ use std::time::Duration;
 /// Any librdkafka property can be passed through with [`KafkaBroker::set`] (producer and
 /// consumers), [`KafkaBroker::producer_set`] or [`KafkaBroker::consumer_set`]. Defaults:
 /// client id `faststream`, idempotent producer with `linger.ms=5`, consumers with
-/// `auto.offset.reset=earliest` and offsets committed in the background after processing.
+/// `auto.offset.reset=earliest`, offsets committed in the background after processing, and
+/// `fetch.queue.backoff.ms=10` (librdkafka's 1 s left a caught-up subscriber idle for up to a
+/// second after its queue had been full).
 /// A subscriber's consumer group is its `group_id`, or the handler's name when unset.
 #[derive(Clone)]
 pub struct KafkaBroker {
