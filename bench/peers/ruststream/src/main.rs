@@ -252,7 +252,10 @@ fn unique_group() -> String {
 }
 
 fn broker(args: &Args) -> KafkaBroker {
-    KafkaBroker::new([args.bootstrap.clone()])
+    // The consumers' fetch backoff that faststream-rs and the raw rdkafka rows use (librdkafka's
+    // default of 1 s idles a reader whose queue was full; see BENCHMARKS.md). The producer
+    // ignores the property.
+    KafkaBroker::new([args.bootstrap.clone()]).config("fetch.queue.backoff.ms", "10")
 }
 
 fn source(args: &Args) -> KafkaTopic {
