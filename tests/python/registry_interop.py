@@ -65,7 +65,9 @@ def ping(values):
 
 def main() -> None:
     command, bootstrap, url, topic, form = sys.argv[1:6]
-    registry = SchemaRegistryClient({"url": url})
+    # A request whose answer never comes is given up after 20 s and retried (the client's
+    # default waits forever: once a registration hung a test run for over ten minutes).
+    registry = SchemaRegistryClient({"url": url, "timeout": 20})
     if command == "produce":
         records = ORDERS
         if form == "avro":

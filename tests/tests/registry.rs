@@ -627,25 +627,63 @@ fn python_orders() -> Vec<Order> {
 }
 
 /// Runs `tests/python/registry_interop.py` with `args`; its standard output when it succeeds.
+/// The script is killed, and the test fails, when it runs longer than `PYTHON_TIMEOUT`: a
+/// registry request that never got its answer once held `.ci/run` for more than ten minutes.
 async fn python_serializers(args: Vec<String>) -> String {
     tokio::task::spawn_blocking(move || {
         let python = python_with_registry_serializers();
         let script =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/registry_interop.py");
-        let output = std::process::Command::new(python)
+        let mut child = std::process::Command::new(python)
             .arg(script)
             .args(&args)
-            .output()
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .expect("python");
-        assert!(
-            output.status.success(),
-            "registry_interop.py {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        // Read both pipes while waiting, so a full pipe never blocks the script.
+        let stdout = child.stdout.take().map(read_all);
+        let stderr = child.stderr.take().map(read_all);
+        let deadline = std::time::Instant::now() + PYTHON_TIMEOUT;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for python") {
+                break Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let joined = |pipe: Option<std::thread::JoinHandle<String>>| {
+            pipe.map(|p| p.join().unwrap_or_default())
+                .unwrap_or_default()
+        };
+        let (stdout, stderr) = (joined(stdout), joined(stderr));
+        match status {
+            Some(status) if status.success() => stdout,
+            Some(status) => panic!("registry_interop.py {args:?} failed ({status}): {stderr}"),
+            None => panic!(
+                "registry_interop.py {args:?} did not finish within {PYTHON_TIMEOUT:?}: {stderr}"
+            ),
+        }
     })
     .await
     .expect("python task")
+}
+
+/// How long one run of `registry_interop.py` may take (its registry client gives up on a
+/// request after 20 s and retries).
+const PYTHON_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Reads a child's pipe to its end on a thread of its own.
+fn read_all(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = pipe.read_to_string(&mut text);
+        text
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
