@@ -101,7 +101,7 @@ impl Slot {
 /// A topic name as the partition map's key, looked up by its bytes: the fetch loop takes a
 /// record's topic from librdkafka as bytes ([`topic_bytes`]), without the UTF-8 check of
 /// `Message::topic` on every record (Kafka topic names are ASCII).
-#[derive(Clone, PartialEq, Eq)]
+#[derive(PartialEq, Eq)]
 struct TopicKey(Arc<str>);
 
 impl std::hash::Hash for TopicKey {

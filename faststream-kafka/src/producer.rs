@@ -61,20 +61,21 @@ impl DeliverySlot {
         }
     }
 
-    /// The report, or `None` (noting `cx`'s waker) while it has not arrived.
-    fn take(&self, cx: &Context<'_>) -> Option<Result<(i32, i64), KafkaError>> {
+    /// The report; `Pending` (noting `cx`'s waker) while it has not arrived, and `None` once
+    /// it was taken before.
+    fn take(&self, cx: &Context<'_>) -> Poll<Option<Result<(i32, i64), KafkaError>>> {
         let mut report = self.report();
         match std::mem::replace(&mut *report, Report::Taken) {
-            Report::Arrived(outcome) => Some(outcome),
+            Report::Arrived(outcome) => Poll::Ready(Some(outcome)),
             Report::Waiting(waker) if waker.will_wake(cx.waker()) => {
                 *report = Report::Waiting(waker);
-                None
+                Poll::Pending
             }
             Report::Pending | Report::Waiting(_) => {
                 *report = Report::Waiting(cx.waker().clone());
-                None
+                Poll::Pending
             }
-            Report::Taken => Some(Err(KafkaError::Canceled)),
+            Report::Taken => Poll::Ready(None),
         }
     }
 }
@@ -186,20 +187,17 @@ impl Future for KafkaDelivery {
     type Output = Result<Delivered, PublishError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Some(outcome) = self.slot.take(cx) else {
-            return Poll::Pending;
-        };
-        Poll::Ready(match outcome {
-            Ok((partition, offset)) => Ok(Delivered {
+        self.slot.take(cx).map(|outcome| match outcome {
+            Some(Ok((partition, offset))) => Ok(Delivered {
                 topic: Arc::clone(&self.topic),
                 partition,
                 offset,
             }),
-            Err(KafkaError::Canceled) => Err(PublishError {
+            Some(Err(err)) => Err(publish_error(&self.topic, &err)),
+            None => Err(PublishError {
                 topic: self.topic.to_string(),
                 message: "the delivery was awaited again after it completed".into(),
             }),
-            Err(err) => Err(publish_error(&self.topic, &err)),
         })
     }
 }
@@ -250,12 +248,7 @@ pub(crate) async fn send(
     let mut backoff = Duration::from_micros(200);
     loop {
         match producer.send(base_record) {
-            Ok(()) => {
-                return Ok(KafkaDelivery {
-                    topic: Arc::clone(&record.topic),
-                    slot,
-                })
-            }
+            Ok(()) => return Ok(KafkaDelivery::new(Arc::clone(&record.topic), slot)),
             // librdkafka's queue is full: wait for deliveries to drain it, then retry.
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
                 base_record = returned;
