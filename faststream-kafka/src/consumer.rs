@@ -19,7 +19,7 @@ use crate::config::BrokerSettings;
 use crate::context::{classify, ClientHealth, ErrorClass, KafkaContext, Stats};
 use crate::due_gate::{Admit, DueGate};
 use crate::member::KafkaMember;
-use bytes::Bytes;
+use crate::record_bytes::RecordBytes;
 use faststream_core::broker::{
     partition_queue, BufferBudget, Held, OffsetStore, PartitionHealth, PartitionWorkers,
     QueueSender, StartPosition, SubscribeOptions, Subscription, SubscriptionHealth, TrySendError,
@@ -88,6 +88,8 @@ struct Slot {
     lag: Option<i64>,
     /// A retry topic's partition: held paused while its head record is not due.
     due: Option<DueGate>,
+    /// Where the partition's records are copied to out of librdkafka's buffers.
+    bytes: RecordBytes,
 }
 
 impl Slot {
@@ -213,6 +215,7 @@ impl Shared {
                 .iter()
                 .any(|t| **t == *topic)
                 .then(DueGate::default),
+            bytes: RecordBytes::shared(),
             topic,
         }
     }
@@ -463,7 +466,7 @@ impl Shared {
         if slot.resume_from.load(Ordering::Relaxed) < 0 {
             slot.resume_from.store(record.offset(), Ordering::Release);
         }
-        let message = to_message(&slot.topic, record);
+        let message = to_message(&slot.topic, record, &mut slot.bytes);
         let message = match slot.due.as_mut() {
             None => message,
             Some(gate) => match gate.admit(message) {
@@ -757,16 +760,15 @@ fn set_paused(consumer: &KafkaConsumer, topic: &str, partition: i32, pause: bool
     }
 }
 
-pub(crate) fn to_message(topic: &Arc<str>, record: &BorrowedMessage<'_>) -> Message {
+pub(crate) fn to_message(
+    topic: &Arc<str>,
+    record: &BorrowedMessage<'_>,
+    bytes: &mut RecordBytes,
+) -> Message {
     let headers = match record.headers() {
         Some(raw) => raw
             .iter()
-            .map(|h| {
-                (
-                    h.key.to_owned(),
-                    Bytes::copy_from_slice(h.value.unwrap_or_default()),
-                )
-            })
+            .map(|h| (h.key.to_owned(), bytes.copy(h.value.unwrap_or_default())))
             .collect(),
         None => Headers::new(),
     };
@@ -775,10 +777,10 @@ pub(crate) fn to_message(topic: &Arc<str>, record: &BorrowedMessage<'_>) -> Mess
         partition: record.partition(),
         offset: record.offset(),
         timestamp: record.timestamp().to_millis(),
-        key: record.key().map(Bytes::copy_from_slice),
+        key: record.key().map(|key| bytes.copy(key)),
         payload: record
             .payload()
-            .map(Bytes::copy_from_slice)
+            .map(|payload| bytes.copy(payload))
             .unwrap_or_default(),
         headers,
         batch: None,

@@ -36,6 +36,7 @@ mod due_gate;
 mod error;
 mod member;
 mod producer;
+mod record_bytes;
 mod replay;
 mod request;
 pub mod security;

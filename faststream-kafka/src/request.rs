@@ -6,6 +6,7 @@ use crate::config::BrokerSettings;
 use crate::consumer::to_message;
 use crate::context::KafkaContext;
 use crate::error;
+use crate::record_bytes::RecordBytes;
 use faststream_core::message::CORRELATION_ID;
 use faststream_core::{Error, ErrorClass, Message, Result};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -163,7 +164,9 @@ fn read_replies(
                 let waiter = id.as_deref().and_then(|id| lock(pending).remove(id));
                 match waiter {
                     // The requester may have given up meanwhile: nothing to do then.
-                    Some(waiter) => drop(waiter.send(to_message(topic, &record))),
+                    Some(waiter) => {
+                        drop(waiter.send(to_message(topic, &record, &mut RecordBytes::detached())))
+                    }
                     None => tracing::debug!(
                         "reply {topic}[{}]@{} matches no waiting request ({id:?})",
                         record.partition(),

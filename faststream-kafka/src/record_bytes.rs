@@ -1,0 +1,118 @@
+//! Copies of records' bytes out of librdkafka's fetch buffers.
+//!
+//! A record handed to a worker outlives the librdkafka message it was read from, so its
+//! payload, key and header values are copied. One allocation per copied field would be the
+//! fetch loop's largest allocation cost, and a cross-thread one: the fetch thread allocates,
+//! the partition's worker frees, so neither thread's allocator cache is reused. Small fields
+//! are instead copied into one shared chunk per partition and handed out as slices of it
+//! (`Bytes` sharing the chunk by a reference count): one allocation per chunk, not per record.
+//!
+//! The price is memory: a chunk is freed when the last record copied into it is dropped, so a
+//! payload a handler keeps (in a cache, say) keeps its whole chunk, at most [`CHUNK`] bytes,
+//! alive. Fields larger than [`LARGEST_SHARED`] get their own allocation, as do the records
+//! of a [`RecordBytes::detached`] copier (for replies a caller keeps).
+
+use bytes::{Bytes, BytesMut};
+
+/// The size of one shared chunk.
+pub(crate) const CHUNK: usize = 32 * 1024;
+
+/// Fields longer than this are copied into an allocation of their own: a chunk holds at least
+/// sixteen of the fields it shares.
+pub(crate) const LARGEST_SHARED: usize = CHUNK / 16;
+
+/// Copies record fields, into shared chunks or each on its own (see the module docs).
+#[derive(Debug)]
+pub(crate) struct RecordBytes {
+    /// The unfilled rest of the current chunk.
+    chunk: BytesMut,
+    /// Fields up to this length are copied into the chunk; 0 copies each on its own.
+    largest_shared: usize,
+}
+
+impl RecordBytes {
+    /// A copier for one partition's fetched records, sharing chunks.
+    pub(crate) fn shared() -> Self {
+        Self {
+            chunk: BytesMut::new(),
+            largest_shared: LARGEST_SHARED,
+        }
+    }
+
+    /// A copier that gives every field its own allocation (nothing kept beyond the record).
+    pub(crate) fn detached() -> Self {
+        Self {
+            chunk: BytesMut::new(),
+            largest_shared: 0,
+        }
+    }
+
+    /// An owned copy of `bytes`.
+    pub(crate) fn copy(&mut self, bytes: &[u8]) -> Bytes {
+        if bytes.is_empty() {
+            return Bytes::new();
+        }
+        if bytes.len() > self.largest_shared {
+            return Bytes::copy_from_slice(bytes);
+        }
+        if self.chunk.capacity() - self.chunk.len() < bytes.len() {
+            // The old chunk lives on in the records already copied into it.
+            self.chunk = BytesMut::with_capacity(CHUNK);
+        }
+        self.chunk.extend_from_slice(bytes);
+        self.chunk.split().freeze()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_fields_share_one_chunk_and_keep_their_contents() {
+        let mut copier = RecordBytes::shared();
+        let first = copier.copy(b"first record");
+        let second = copier.copy(b"second");
+        assert_eq!(first, Bytes::from_static(b"first record"));
+        assert_eq!(second, Bytes::from_static(b"second"));
+        // Adjacent slices of one buffer.
+        assert_eq!(first.as_ptr().wrapping_add(first.len()), second.as_ptr());
+    }
+
+    #[test]
+    fn a_full_chunk_is_replaced_and_the_old_one_outlives_it() {
+        let mut copier = RecordBytes::shared();
+        let field = vec![7_u8; LARGEST_SHARED];
+        let copies: Vec<Bytes> = (0..CHUNK / LARGEST_SHARED + 1)
+            .map(|_| copier.copy(&field))
+            .collect();
+        assert!(copies.iter().all(|c| c[..] == field[..]));
+        let last = &copies[copies.len() - 1];
+        let before = &copies[copies.len() - 2];
+        assert_ne!(before.as_ptr().wrapping_add(before.len()), last.as_ptr());
+        drop(copier);
+        assert!(copies.iter().all(|c| c[..] == field[..]));
+    }
+
+    #[test]
+    fn large_fields_and_detached_copies_get_their_own_allocation() {
+        let mut shared = RecordBytes::shared();
+        let large = vec![1_u8; LARGEST_SHARED + 1];
+        let a = shared.copy(&large);
+        let b = shared.copy(b"small");
+        assert_eq!(&a[..], &large[..]);
+        assert_eq!(&b[..], b"small");
+        let mut detached = RecordBytes::detached();
+        let c = detached.copy(b"one");
+        let d = detached.copy(b"two");
+        assert_eq!((&c[..], &d[..]), (&b"one"[..], &b"two"[..]));
+        assert_ne!(c.as_ptr().wrapping_add(c.len()), d.as_ptr());
+    }
+
+    #[test]
+    fn empty_fields_allocate_nothing() {
+        let mut copier = RecordBytes::shared();
+        assert!(copier.copy(b"").is_empty());
+        assert_eq!(copier.chunk.capacity(), 0);
+    }
+}
