@@ -766,10 +766,13 @@ pub(crate) fn to_message(
     bytes: &mut RecordBytes,
 ) -> Message {
     let headers = match record.headers() {
-        Some(raw) => raw
-            .iter()
-            .map(|h| (h.key.to_owned(), bytes.copy(h.value.unwrap_or_default())))
-            .collect(),
+        Some(raw) => {
+            let mut headers = Headers::with_capacity(raw.count());
+            for header in raw.iter() {
+                headers.append_read(header.key, bytes.copy(header.value.unwrap_or_default()));
+            }
+            headers
+        }
         None => Headers::new(),
     };
     Message {

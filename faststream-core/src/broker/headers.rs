@@ -3,6 +3,7 @@
 use crate::message::record::Record;
 use crate::message::{write_correlation_id, CONTENT_TYPE, CORRELATION_ID, CORRELATION_ID_LEN};
 use bytes::Bytes;
+use std::borrow::Cow;
 
 /// The headers `record` is published with, in wire order: `content-type` (when the record has
 /// one), then `correlation_id` (the record's own, else a new uuid4 written into `fresh_id`),
@@ -52,7 +53,7 @@ pub fn outgoing_headers<'a>(
 pub struct OutgoingHeaders<'a> {
     content_type: Option<&'static str>,
     correlation_id: Option<&'a [u8]>,
-    rest: std::slice::Iter<'a, (String, Bytes)>,
+    rest: std::slice::Iter<'a, (Cow<'static, str>, Bytes)>,
 }
 
 impl<'a> Iterator for OutgoingHeaders<'a> {
@@ -68,7 +69,7 @@ impl<'a> Iterator for OutgoingHeaders<'a> {
         }
         self.rest
             .next()
-            .map(|(name, value)| (name.as_str(), &value[..]))
+            .map(|(name, value)| (name.as_ref(), &value[..]))
     }
 
     #[inline]

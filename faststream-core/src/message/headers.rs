@@ -1,6 +1,7 @@
 //! Record headers in wire order, and the header names FastStream writes.
 
 use bytes::Bytes;
+use std::borrow::Cow;
 
 /// Header carrying the id that ties a reply (or any derived message) to its origin.
 pub const CORRELATION_ID: &str = "correlation_id";
@@ -8,6 +9,16 @@ pub const CORRELATION_ID: &str = "correlation_id";
 pub const REPLY_TO: &str = "reply_to";
 /// Header naming the payload's encoding, as FastStream writes it.
 pub const CONTENT_TYPE: &str = "content-type";
+
+/// Header names nearly every record read carries: FastStream's own and the W3C trace
+/// context. [`Headers::append_read`] stores these without allocating.
+const COMMON_NAMES: [&str; 5] = [
+    CONTENT_TYPE,
+    CORRELATION_ID,
+    REPLY_TO,
+    "traceparent",
+    "tracestate",
+];
 
 /// Length of a correlation id as FastStream writes it (a hyphenated uuid).
 pub const CORRELATION_ID_LEN: usize = uuid::fmt::Hyphenated::LENGTH;
@@ -39,7 +50,8 @@ pub fn write_correlation_id(buf: &mut [u8; CORRELATION_ID_LEN]) -> &[u8] {
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Headers {
-    entries: Vec<(String, Bytes)>,
+    /// A common name is borrowed (see [`Headers::append_read`]), any other owned.
+    entries: Vec<(Cow<'static, str>, Bytes)>,
 }
 
 impl Headers {
@@ -57,14 +69,34 @@ impl Headers {
 
     /// Appends a header; an existing one with the same name is kept (Kafka semantics).
     pub fn append(&mut self, name: impl Into<String>, value: impl Into<Bytes>) {
-        self.entries.push((name.into(), value.into()));
+        self.entries.push((Cow::Owned(name.into()), value.into()));
+    }
+
+    /// Appends a header read from a record: a name FastStream writes on every record
+    /// (`content-type`, `correlation_id`, `reply_to`) or a W3C trace context one is stored
+    /// without a copy; any other name is copied.
+    ///
+    /// ```
+    /// use faststream_core::Headers;
+    /// let mut headers = Headers::new();
+    /// headers.append_read("content-type", "application/json".into());
+    /// headers.append_read("x-tenant", "acme".into());
+    /// assert_eq!(headers.get_str("content-type"), Some("application/json"));
+    /// assert_eq!(headers.get_str("x-tenant"), Some("acme"));
+    /// ```
+    pub fn append_read(&mut self, name: &str, value: Bytes) {
+        let name = match COMMON_NAMES.iter().find(|common| **common == name) {
+            Some(common) => Cow::Borrowed(*common),
+            None => Cow::Owned(name.to_owned()),
+        };
+        self.entries.push((name, value));
     }
 
     /// Sets a header, replacing every existing header of that name.
     pub fn insert(&mut self, name: impl Into<String>, value: impl Into<Bytes>) {
         let name = name.into();
         self.entries.retain(|(n, _)| *n != name);
-        self.entries.push((name, value.into()));
+        self.entries.push((Cow::Owned(name), value.into()));
     }
 
     /// The last value of the header `name`, as bytes.
@@ -88,11 +120,11 @@ impl Headers {
 
     /// All headers in wire order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Bytes)> {
-        self.entries.iter().map(|(n, v)| (n.as_str(), v))
+        self.entries.iter().map(|(n, v)| (n.as_ref(), v))
     }
 
     /// All headers in wire order, as a slice (for iterators that must be named).
-    pub(crate) fn entries(&self) -> &[(String, Bytes)] {
+    pub(crate) fn entries(&self) -> &[(Cow<'static, str>, Bytes)] {
         &self.entries
     }
 
@@ -112,8 +144,48 @@ impl<N: Into<String>, V: Into<Bytes>> FromIterator<(N, V)> for Headers {
         Self {
             entries: iter
                 .into_iter()
-                .map(|(n, v)| (n.into(), v.into()))
+                .map(|(n, v)| (Cow::Owned(n.into()), v.into()))
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn common_names_read_from_a_record_are_not_copied() {
+        let mut headers = Headers::new();
+        headers.append_read(CONTENT_TYPE, Bytes::from_static(b"application/json"));
+        headers.append_read("traceparent", Bytes::from_static(b"00-ab-cd-01"));
+        headers.append_read("x-tenant", Bytes::from_static(b"acme"));
+        let borrowed: Vec<bool> = headers
+            .entries()
+            .iter()
+            .map(|(name, _)| matches!(name, Cow::Borrowed(_)))
+            .collect();
+        assert_eq!(borrowed, [true, true, false]);
+        let read: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (n, &v[..])).collect();
+        assert_eq!(
+            read,
+            [
+                ("content-type", &b"application/json"[..]),
+                ("traceparent", &b"00-ab-cd-01"[..]),
+                ("x-tenant", &b"acme"[..]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_read_header_equals_an_appended_one() {
+        let mut read = Headers::new();
+        read.append_read(CORRELATION_ID, Bytes::from_static(b"id-1"));
+        let mut appended = Headers::new();
+        appended.append(CORRELATION_ID, "id-1");
+        assert_eq!(read, appended);
+        read.insert(CORRELATION_ID, "id-2");
+        assert_eq!(read.get_str(CORRELATION_ID), Some("id-2"));
+        assert_eq!(read.len(), 1);
     }
 }
