@@ -45,13 +45,18 @@ use faststream_core::{
 use opentelemetry::context::FutureExt as _;
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
-use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt, TraceFlags, Tracer};
+use opentelemetry::trace::{
+    Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
+    TraceState, Tracer,
+};
 use opentelemetry::{Context as OtelContext, KeyValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use std::fmt::Write as _;
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::str::FromStr as _;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::task::{Context, Poll};
 
 /// The header keys the W3C trace context uses.
@@ -62,6 +67,12 @@ const TRACEPARENT_LEN: usize = 55;
 
 /// Partitions whose `messaging.destination.partition.id` string is made once per process.
 const SHARED_PARTITION_IDS: usize = 512;
+
+/// Topics whose span names are made once per process (see [`SpanNames`]).
+const SHARED_SPAN_NAMES: usize = 1024;
+
+/// Lowercase hex digits, for writing ids without the formatting machinery.
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Spans for an app's handled and published messages, from one tracer. Cloning shares it.
 #[derive(Clone)]
@@ -122,40 +133,157 @@ impl Otel {
             .publish_layer(self.send_layer())
     }
 
-    /// The context carried in `headers`, if any.
+    /// The context carried in `headers`, if any: what `TraceContextPropagator` extracts. The
+    /// canonical version-00 `traceparent` (what every W3C propagator writes, this one's and
+    /// Python's) is read here; anything else goes to the propagator, which accepts more forms.
+    /// The propagator's split into a `Vec` and its radix parses were a sixth of what tracing
+    /// added per record (issue 21's tracing profile).
     fn extract(&self, headers: &Headers) -> Option<OtelContext> {
-        headers.contains(TRACE_HEADERS[0]).then(|| {
+        let parent = headers.get(TRACE_HEADERS[0])?;
+        let canonical = parse_traceparent(parent).and_then(|(trace_id, span_id, flags)| {
+            let state = headers
+                .get_str(TRACE_HEADERS[1])
+                .map(|state| TraceState::from_str(state).unwrap_or_default())
+                .unwrap_or_default();
+            let context = SpanContext::new(trace_id, span_id, flags, true, state);
+            context
+                .is_valid()
+                .then(|| OtelContext::new().with_remote_span_context(context))
+        });
+        Some(canonical.unwrap_or_else(|| {
             self.propagator
                 .extract_with_context(&OtelContext::new(), &HeaderReader(headers))
-        })
+        }))
     }
 
     /// Writes the context of `cx`'s span into `headers`, replacing what was there: what
     /// `TraceContextPropagator::inject_context` writes (a version-00 `traceparent` with the
     /// sampled flag, and `tracestate`, left out when empty as the W3C spec allows and Python's
-    /// propagator does), formatted into a value of its exact length. The propagator's
-    /// `format!` grew its string three times per record, and a value with spare capacity
-    /// costs one more allocation as `Bytes` (issue 21's tracing profile).
+    /// propagator does), its hex written here: the propagator's `format!` was a fifth of what
+    /// tracing added per record (issue 21's tracing profile).
     fn inject(&self, cx: &OtelContext, headers: &mut Headers) {
         let span = cx.span();
         let context = span.span_context();
         if !context.is_valid() {
             return;
         }
-        let mut parent = String::with_capacity(TRACEPARENT_LEN);
-        // Writing into a `String` cannot fail.
-        let _ = write!(
-            parent,
-            "00-{}-{}-{:02x}",
-            context.trace_id(),
-            context.span_id(),
-            context.trace_flags() & TraceFlags::SAMPLED
-        );
-        headers.insert(TRACE_HEADERS[0], parent);
+        headers.insert_static(TRACE_HEADERS[0], traceparent(context).to_vec());
         let state = context.trace_state().header();
         if !state.is_empty() {
-            headers.insert(TRACE_HEADERS[1], state);
+            headers.insert_static(TRACE_HEADERS[1], state);
         }
+    }
+}
+
+/// The version-00 `traceparent` of `context`: `00-{trace id}-{span id}-{flags}`, in lowercase
+/// hex, with only the sampled flag passed on.
+fn traceparent(context: &SpanContext) -> [u8; TRACEPARENT_LEN] {
+    let mut value = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    write_hex(&context.trace_id().to_bytes(), &mut value[3..35]);
+    write_hex(&context.span_id().to_bytes(), &mut value[36..52]);
+    let flags = context.trace_flags() & TraceFlags::SAMPLED;
+    write_hex(&[flags.to_u8()], &mut value[53..]);
+    value
+}
+
+/// The ids and flags (only the sampled one) of a canonical version-00 `traceparent`: 55 bytes,
+/// lowercase hex. `None` for any other value, valid or not.
+fn parse_traceparent(value: &[u8]) -> Option<(TraceId, SpanId, TraceFlags)> {
+    if value.len() != TRACEPARENT_LEN
+        || !value.starts_with(b"00-")
+        || value[35] != b'-'
+        || value[52] != b'-'
+    {
+        return None;
+    }
+    let trace_id = TraceId::from_bytes(read_hex(&value[3..35])?);
+    let span_id = SpanId::from_bytes(read_hex(&value[36..52])?);
+    let [flags] = read_hex(&value[53..])?;
+    Some((
+        trace_id,
+        span_id,
+        TraceFlags::new(flags) & TraceFlags::SAMPLED,
+    ))
+}
+
+/// `bytes` in lowercase hex, into `out` (twice as long).
+fn write_hex(bytes: &[u8], out: &mut [u8]) {
+    for (byte, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0x0f)];
+    }
+}
+
+/// The `N` bytes that `hex` (`2 * N` lowercase hex digits) spells; `None` past a non-digit.
+fn read_hex<const N: usize>(hex: &[u8]) -> Option<[u8; N]> {
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut bytes = [0; N];
+    for (byte, pair) in bytes.iter_mut().zip(hex.chunks_exact(2)) {
+        *byte = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    Some(bytes)
+}
+
+/// Span names of one operation, `"{operation} {topic}"`, made once per topic. The SDK keeps a
+/// name as `Cow<'static, str>`, so a name made per span was a `format!` and an allocation per
+/// message; these are leaked instead, for the first [`SHARED_SPAN_NAMES`] topics (a pattern
+/// subscriber matching ever new topics gets the rest made per span). Each service also keeps
+/// its last name, found by the topic's pointer: a partition's records share one topic `Arc`.
+struct SpanNames {
+    operation: &'static str,
+    shared: OnceLock<RwLock<HashMap<Box<str>, &'static str>>>,
+}
+
+static PROCESS_NAMES: SpanNames = SpanNames::new("process");
+static SEND_NAMES: SpanNames = SpanNames::new("send");
+
+impl SpanNames {
+    const fn new(operation: &'static str) -> Self {
+        Self {
+            operation,
+            shared: OnceLock::new(),
+        }
+    }
+
+    /// The name of a span on `topic`, from `last` when it names the same topic `Arc`.
+    fn of(
+        &self,
+        topic: &Arc<str>,
+        last: &mut Option<(Arc<str>, &'static str)>,
+    ) -> Cow<'static, str> {
+        if let Some((last_topic, name)) = last {
+            if Arc::ptr_eq(last_topic, topic) {
+                return Cow::Borrowed(*name);
+            }
+        }
+        match self.shared_name(topic) {
+            Some(name) => {
+                *last = Some((Arc::clone(topic), name));
+                Cow::Borrowed(name)
+            }
+            None => Cow::Owned(format!("{} {topic}", self.operation)),
+        }
+    }
+
+    fn shared_name(&self, topic: &str) -> Option<&'static str> {
+        let shared = self.shared.get_or_init(RwLock::default);
+        if let Some(name) = shared.read().ok()?.get(topic) {
+            return Some(name);
+        }
+        let mut names = shared.write().ok()?;
+        if let Some(name) = names.get(topic) {
+            return Some(name);
+        }
+        if names.len() >= SHARED_SPAN_NAMES {
+            return None;
+        }
+        let name: &'static str = Box::leak(format!("{} {topic}", self.operation).into_boxed_str());
+        names.insert(topic.into(), name);
+        Some(name)
     }
 }
 
@@ -215,6 +343,7 @@ impl<S> tower::Layer<S> for ProcessSpanLayer {
             inner,
             otel: self.otel.clone(),
             group: Arc::clone(&self.group),
+            last_name: None,
         }
     }
 }
@@ -225,6 +354,8 @@ pub struct ProcessSpan<S> {
     inner: S,
     otel: Otel,
     group: Arc<str>,
+    /// The last span name and its topic (see [`SpanNames`]).
+    last_name: Option<(Arc<str>, &'static str)>,
 }
 
 impl<S> tower::Service<Message> for ProcessSpan<S>
@@ -255,7 +386,7 @@ where
         let mut span = self
             .otel
             .tracer
-            .span_builder(format!("process {}", message.topic))
+            .span_builder(PROCESS_NAMES.of(&message.topic, &mut self.last_name))
             .with_kind(SpanKind::Consumer)
             .with_attributes(attributes)
             .start_with_context(&*self.otel.tracer, &parent);
@@ -368,6 +499,7 @@ impl<S> tower::Layer<S> for SendSpanLayer {
         SendSpan {
             inner,
             otel: self.otel.clone(),
+            last_name: None,
         }
     }
 }
@@ -377,6 +509,8 @@ impl<S> tower::Layer<S> for SendSpanLayer {
 pub struct SendSpan<S> {
     inner: S,
     otel: Otel,
+    /// The last span name and its topic (see [`SpanNames`]).
+    last_name: Option<(Arc<str>, &'static str)>,
 }
 
 impl<S> tower::Service<Record> for SendSpan<S>
@@ -407,7 +541,7 @@ where
         let mut span = self
             .otel
             .tracer
-            .span_builder(format!("send {}", record.topic))
+            .span_builder(SEND_NAMES.of(&record.topic, &mut self.last_name))
             .with_kind(SpanKind::Producer)
             .with_attributes(attributes)
             .start_with_context(&*self.otel.tracer, &parent);
@@ -661,6 +795,120 @@ mod sampling_tests {
         let mut headers = Headers::new();
         otel.inject(&OtelContext::new(), &mut headers);
         assert!(headers.get("traceparent").is_none());
+    }
+
+    /// What the SDK's propagator extracts from `traceparent` (and `tracestate`).
+    fn sdk_extract(traceparent: &str, tracestate: Option<&str>) -> SpanContext {
+        let mut headers = Headers::new();
+        headers.append("traceparent", traceparent.to_owned());
+        if let Some(state) = tracestate {
+            headers.append("tracestate", state.to_owned());
+        }
+        TraceContextPropagator::new()
+            .extract_with_context(&OtelContext::new(), &HeaderReader(&headers))
+            .span()
+            .span_context()
+            .clone()
+    }
+
+    #[test]
+    fn extract_reads_what_the_w3c_propagator_reads() {
+        let otel = Otel::new(SdkTracerProvider::builder().build().tracer("t"));
+        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let span = "00f067aa0ba902b7";
+        let mut values: Vec<String> = ["00", "01", "02", "03", "09", "ff", "0A", "qw", "0"]
+            .iter()
+            .map(|flags| format!("00-{trace}-{span}-{flags}"))
+            .collect();
+        values.extend(
+            [
+                // Canonical but invalid ids; other versions; extra and missing parts; upper
+                // case; bad digits; wrong lengths; whitespace.
+                "00-00000000000000000000000000000000-0000000000000000-01",
+                "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+                "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-09-",
+                "02-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-09-XYZxsf09",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+                "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-01",
+                "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
+                "00-4bf92f3577b34da6a3ce929d0e0e47-00f067aa0ba902b7-01",
+                " 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 ",
+                "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                "",
+            ]
+            .map(str::to_owned),
+        );
+        for value in &values {
+            for state in [None, Some("vendor=value,other=x"), Some("not a state")] {
+                let expected = sdk_extract(value, state);
+                let mut headers = Headers::new();
+                headers.append("traceparent", value.clone());
+                if let Some(state) = state {
+                    headers.append("tracestate", state);
+                }
+                let extracted = otel.extract(&headers).expect("a traceparent is there");
+                assert_eq!(
+                    *extracted.span().span_context(),
+                    expected,
+                    "{value:?} with {state:?}"
+                );
+                assert_eq!(
+                    extracted.has_active_span(),
+                    expected.is_valid(),
+                    "{value:?}"
+                );
+            }
+        }
+        assert!(otel.extract(&Headers::new()).is_none());
+    }
+
+    #[test]
+    fn an_injected_context_is_extracted_unchanged() {
+        let otel = Otel::new(SdkTracerProvider::builder().build().tracer("t"));
+        let state = TraceState::from_key_value([("vendor", "value")]).unwrap();
+        for (trace, span, flags) in [
+            (u128::MAX, u64::MAX, TraceFlags::SAMPLED),
+            (1, 1, TraceFlags::default()),
+            (
+                0x0123_4567_89ab_cdef_fedc_ba98_7654_3210,
+                0x0f1e_2d3c_4b5a_6978,
+                TraceFlags::SAMPLED,
+            ),
+        ] {
+            let context = SpanContext::new(
+                TraceId::from(trace),
+                SpanId::from(span),
+                flags,
+                true,
+                state.clone(),
+            );
+            let mut headers = Headers::new();
+            otel.inject(
+                &OtelContext::new().with_remote_span_context(context.clone()),
+                &mut headers,
+            );
+            let extracted = otel.extract(&headers).expect("injected");
+            assert_eq!(*extracted.span().span_context(), context);
+        }
+    }
+
+    #[test]
+    fn span_names_are_made_once_per_topic() {
+        let names = SpanNames::new("process");
+        let (orders, payments) = (Arc::<str>::from("orders"), Arc::<str>::from("payments"));
+        let mut last = None;
+        let first = names.of(&orders, &mut last);
+        assert_eq!(first, "process orders");
+        assert!(matches!(first, Cow::Borrowed(_)));
+        // The same topic again, by another `Arc`: the name made the first time.
+        let again = names.of(&Arc::from("orders"), &mut None);
+        assert_eq!(again.as_ptr(), first.as_ptr());
+        assert_eq!(names.of(&payments, &mut last), "process payments");
+        assert_eq!(names.of(&orders, &mut last), "process orders");
+        assert_eq!(SEND_NAMES.of(&orders, &mut None), "send orders");
     }
 
     #[test]

@@ -99,6 +99,21 @@ impl Headers {
         self.entries.push((Cow::Owned(name), value.into()));
     }
 
+    /// [`Headers::insert`] for a name known at compile time: the name is not copied.
+    ///
+    /// ```
+    /// use faststream_core::Headers;
+    /// let mut headers = Headers::new();
+    /// headers.append("traceparent", "old");
+    /// headers.insert_static("traceparent", "new");
+    /// assert_eq!(headers.get_str("traceparent"), Some("new"));
+    /// assert_eq!(headers.len(), 1);
+    /// ```
+    pub fn insert_static(&mut self, name: &'static str, value: impl Into<Bytes>) {
+        self.entries.retain(|(n, _)| n != name);
+        self.entries.push((Cow::Borrowed(name), value.into()));
+    }
+
     /// The last value of the header `name`, as bytes.
     pub fn get(&self, name: &str) -> Option<&Bytes> {
         self.entries
