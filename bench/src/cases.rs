@@ -423,6 +423,9 @@ pub enum Observe {
     /// OpenTelemetry `process` and `send` spans, batched to an exporter that drops them
     /// (the SDK's whole cost without the network).
     Tracing,
+    /// [`Observe::Tracing`] with 1 % of traces sampled (parent-based, by trace id ratio): what
+    /// the otel module's docs advise for high-rate topics.
+    TracingSampled,
 }
 
 /// An exporter that drops every batch.
@@ -454,8 +457,16 @@ pub async fn fs_pipeline(args: &CaseArgs, observe: Observe) -> Result<CaseResult
             app = app.metrics(&recorded);
             metrics = Some(recorded);
         }
-        Observe::Tracing => {
+        Observe::Tracing | Observe::TracingSampled => {
+            use opentelemetry_sdk::trace::Sampler;
+            let sampler = match observe {
+                Observe::TracingSampled => {
+                    Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(0.01)))
+                }
+                _ => Sampler::AlwaysOn,
+            };
             let spans = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+                .with_sampler(sampler)
                 .with_batch_exporter(DiscardSpans)
                 .build();
             app = app.otel(&faststream::observe::otel::Otel::new(spans.tracer("bench")));

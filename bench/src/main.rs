@@ -23,7 +23,10 @@ use cases::CaseArgs;
 use clap::Parser;
 use cli::{Cli, Sub};
 use measure::CaseResult;
-use rows::{own_case, Row, BATCH_ROW, EXTRACT_ROW, METRICS_ROW, MSGPACK_ROW, MT_ROW, TRACING_ROW};
+use rows::{
+    own_case, Row, BATCH_ROW, EXTRACT_ROW, METRICS_ROW, MSGPACK_ROW, MT_ROW, SAMPLED_TRACING_ROW,
+    TRACING_ROW,
+};
 
 /// Counts heap allocations (see `measure::CountingAlloc`) for the allocations-per-record column.
 #[global_allocator]
@@ -116,6 +119,9 @@ fn run_case(name: &str, args: &CaseArgs) -> Result<CaseResult, String> {
             "fs-pipeline" => cases::fs_pipeline(args, cases::Observe::Nothing).await,
             "fs-pipeline-metrics" => cases::fs_pipeline(args, cases::Observe::Metrics).await,
             "fs-pipeline-tracing" => cases::fs_pipeline(args, cases::Observe::Tracing).await,
+            "fs-pipeline-tracing-sampled" => {
+                cases::fs_pipeline(args, cases::Observe::TracingSampled).await
+            }
             "raw-latency" => cases::raw_latency(args).await,
             "fs-latency" => cases::fs_latency(args).await,
             "fs-rpc" => cases::fs_rpc(args).await,
@@ -185,6 +191,11 @@ fn orchestrate(cli: &Cli) -> Result<(), String> {
             ("pipeline", "fs-pipeline", "faststream-rs"),
             ("pipeline", "fs-pipeline-metrics", METRICS_ROW),
             ("pipeline", "fs-pipeline-tracing", TRACING_ROW),
+            (
+                "pipeline",
+                "fs-pipeline-tracing-sampled",
+                SAMPLED_TRACING_ROW,
+            ),
         ] {
             let output = kafka::output_topic(&runtime, &cli.bootstrap, section, cli.partitions)?;
             eprintln!("bench: run {run}/{} {section} {label}", cli.runs);
@@ -318,7 +329,7 @@ fn render(cli: &Cli, rows: &[Row], idle: &CaseResult) -> String {
                 "faststream-rs" | BATCH_ROW => raw
                     .map(|r| format!("{:.2} of raw", rate / r))
                     .unwrap_or_default(),
-                EXTRACT_ROW | MSGPACK_ROW | METRICS_ROW | TRACING_ROW => ours
+                EXTRACT_ROW | MSGPACK_ROW | METRICS_ROW | TRACING_ROW | SAMPLED_TRACING_ROW => ours
                     .map(|o| format!("{:.2} of faststream-rs", rate / o))
                     .unwrap_or_default(),
                 _ => ours

@@ -145,6 +145,8 @@ pub(crate) const MT_ROW: &str = "raw rdkafka, multi-threaded";
 pub(crate) const METRICS_ROW: &str = "faststream-rs, metrics enabled";
 /// The pipeline row with OpenTelemetry spans recorded.
 pub(crate) const TRACING_ROW: &str = "faststream-rs, tracing enabled";
+/// The pipeline row with OpenTelemetry spans for 1 % of the traces.
+pub(crate) const SAMPLED_TRACING_ROW: &str = "faststream-rs, tracing, 1 % sampled";
 
 /// A latency table's line for `row`: `| name | p50 | p99 | p99.9 | min-max of p99 |`, the
 /// percentiles the medians over the runs.
