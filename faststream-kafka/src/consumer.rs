@@ -498,6 +498,14 @@ impl Shared {
         }
     }
 
+    /// Lets every partition's record copier go of its current chunk (see [`RecordBytes`]).
+    fn release_record_chunks(&self) {
+        let mut parts = self.partitions();
+        for slot in parts.by_topic.values_mut().flat_map(FxHashMap::values_mut) {
+            slot.bytes.release();
+        }
+    }
+
     /// Looks at every partition's backlog: notes workers that took nothing since the last
     /// look, and resumes paused partitions whose workers caught up. Returns the records in
     /// backlogs: in all, and in those of partitions that are not paused.
@@ -1195,6 +1203,8 @@ fn poll_loop(consumer: &Arc<KafkaConsumer>, shared: &Shared) {
     let mut unchecked = 0_u32;
     // When the earliest retry partition held until due is due.
     let mut next_due: Option<Instant> = None;
+    // Whether records came since the partitions' record chunks were last released.
+    let mut read_since_release = false;
     while !shared.stop.is_cancelled() {
         if shared.seek_pending.load(Ordering::Relaxed) {
             shared.run_seeks(consumer);
@@ -1233,10 +1243,17 @@ fn poll_loop(consumer: &Arc<KafkaConsumer>, shared: &Shared) {
             })
         };
         match consumer.poll(timeout) {
-            None => unchecked = 0,
+            None => {
+                unchecked = 0;
+                // Caught up: no partition keeps the unfilled rest of its chunk meanwhile.
+                if std::mem::take(&mut read_since_release) {
+                    shared.release_record_chunks();
+                }
+            }
             Some(Ok(record)) => {
                 shared.dispatch(consumer, &record);
                 unchecked += 1;
+                read_since_release = true;
             }
             Some(Err(err)) => match classify(&err, &err.to_string()) {
                 ErrorClass::Fatal(cause) => shared.fail(cause),

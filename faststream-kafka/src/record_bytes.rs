@@ -7,15 +7,18 @@
 //! are instead copied into one shared chunk per partition and handed out as slices of it
 //! (`Bytes` sharing the chunk by a reference count): one allocation per chunk, not per record.
 //!
-//! The price is memory: a chunk is freed when the last record copied into it is dropped, so a
-//! payload a handler keeps (in a cache, say) keeps its whole chunk, at most [`CHUNK`] bytes,
-//! alive. Fields larger than [`LARGEST_SHARED`] get their own allocation, as do the records
-//! of a [`RecordBytes::detached`] copier (for replies a caller keeps).
+//! The price is memory the subscriber's byte budget does not count: a chunk is freed when the
+//! last record copied into it is dropped, so a payload a handler keeps (in a cache, say) keeps
+//! its whole chunk, at most [`CHUNK`] bytes, alive; and each partition being read holds the
+//! unfilled rest of its current chunk until the fetch loop catches up
+//! ([`RecordBytes::release`]). Fields larger than [`LARGEST_SHARED`] get their own
+//! allocation, as do the records of a [`RecordBytes::detached`] copier (for replies a caller
+//! keeps).
 
 use bytes::{Bytes, BytesMut};
 
 /// The size of one shared chunk.
-pub(crate) const CHUNK: usize = 32 * 1024;
+pub(crate) const CHUNK: usize = 16 * 1024;
 
 /// Fields longer than this are copied into an allocation of their own: a chunk holds at least
 /// sixteen of the fields it shares.
@@ -45,6 +48,12 @@ impl RecordBytes {
             chunk: BytesMut::new(),
             largest_shared: 0,
         }
+    }
+
+    /// Lets go of the current chunk (it is freed once the records copied into it are): for a
+    /// partition with nothing more to read now, whose chunk would otherwise stay allocated.
+    pub(crate) fn release(&mut self) {
+        self.chunk = BytesMut::new();
     }
 
     /// An owned copy of `bytes`.
@@ -99,6 +108,7 @@ mod tests {
         let mut shared = RecordBytes::shared();
         let large = vec![1_u8; LARGEST_SHARED + 1];
         let a = shared.copy(&large);
+        assert_eq!(shared.chunk.capacity(), 0, "no chunk for a large field");
         let b = shared.copy(b"small");
         assert_eq!(&a[..], &large[..]);
         assert_eq!(&b[..], b"small");
@@ -107,6 +117,17 @@ mod tests {
         let d = detached.copy(b"two");
         assert_eq!((&c[..], &d[..]), (&b"one"[..], &b"two"[..]));
         assert_ne!(c.as_ptr().wrapping_add(c.len()), d.as_ptr());
+    }
+
+    #[test]
+    fn a_released_chunk_lives_on_in_its_records_only() {
+        let mut copier = RecordBytes::shared();
+        let before = copier.copy(b"before");
+        copier.release();
+        assert_eq!(copier.chunk.capacity(), 0);
+        let after = copier.copy(b"after");
+        assert_eq!((&before[..], &after[..]), (&b"before"[..], &b"after"[..]));
+        assert_ne!(before.as_ptr().wrapping_add(before.len()), after.as_ptr());
     }
 
     #[test]
