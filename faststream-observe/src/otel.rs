@@ -159,8 +159,9 @@ impl Otel {
     /// Writes the context of `cx`'s span into `headers`, replacing what was there: what
     /// `TraceContextPropagator::inject_context` writes (a version-00 `traceparent` with the
     /// sampled flag, and `tracestate`, left out when empty as the W3C spec allows and Python's
-    /// propagator does), its hex written here: the propagator's `format!` was a fifth of what
-    /// tracing added per record (issue 21's tracing profile).
+    /// propagator does; a `tracestate` already there is then removed, as it belonged to another
+    /// context), its hex written here: the propagator's `format!` was a fifth of what tracing
+    /// added per record (issue 21's tracing profile).
     fn inject(&self, cx: &OtelContext, headers: &mut Headers) {
         let span = cx.span();
         let context = span.span_context();
@@ -169,7 +170,9 @@ impl Otel {
         }
         headers.insert_static(TRACE_HEADERS[0], traceparent(context).to_vec());
         let state = context.trace_state().header();
-        if !state.is_empty() {
+        if state.is_empty() {
+            headers.remove(TRACE_HEADERS[1]);
+        } else {
             headers.insert_static(TRACE_HEADERS[1], state);
         }
     }
@@ -822,8 +825,25 @@ mod sampling_tests {
             .collect();
         values.extend(
             [
+                // The SDK's own extraction cases (`trace_context.rs`), valid and invalid.
+                "02-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                "02-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-09",
+                "02-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-08",
+                "0000-00000000000000000000000000000000-0000000000000000-01",
+                "00-ab00000000000000000000000000000000-cd00000000000000-01",
+                "00-ab000000000000000000000000000000-cd0000000000000000-01",
+                "00-ab000000000000000000000000000000-cd00000000000000-0100",
+                "qw-00000000000000000000000000000000-0000000000000000-01",
+                "00-qw000000000000000000000000000000-cd00000000000000-01",
+                "00-ab000000000000000000000000000000-qw00000000000000-01",
+                "00-ab000000000000000000000000000000-cd00000000000000-qw",
+                "A0-00000000000000000000000000000000-0000000000000000-01",
+                "00-AB000000000000000000000000000000-cd00000000000000-01",
+                "00-ab000000000000000000000000000000-CD00000000000000-01",
+                "00-ab000000000000000000000000000000-cd00000000000000-A1",
                 // Canonical but invalid ids; other versions; extra and missing parts; upper
-                // case; bad digits; wrong lengths; whitespace.
+                // case; bad digits; wrong lengths; misplaced dashes; whitespace.
+                "00-ab00000000000000000000000000000000-cd000000000000-01",
                 "00-00000000000000000000000000000000-0000000000000000-01",
                 "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
                 "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
@@ -863,6 +883,63 @@ mod sampling_tests {
             }
         }
         assert!(otel.extract(&Headers::new()).is_none());
+        // The canonical form is read here, not by the SDK.
+        assert!(parse_traceparent(format!("00-{trace}-{span}-01").as_bytes()).is_some());
+        assert!(
+            parse_traceparent(b"00-ab00000000000000000000000000000000-cd000000000000-01").is_none()
+        );
+    }
+
+    #[test]
+    fn traceparent_is_what_the_w3c_propagator_writes_for_any_flags() {
+        use opentelemetry::propagation::Injector;
+        use std::collections::HashMap;
+
+        struct Map(HashMap<String, String>);
+        impl Injector for Map {
+            fn set(&mut self, key: &str, value: String) {
+                self.0.insert(key.to_owned(), value);
+            }
+        }
+        for flags in [0x00, 0x01, 0x02, 0x03, 0x80, 0xff] {
+            let context = SpanContext::new(
+                TraceId::from(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736),
+                SpanId::from(0x00f0_67aa_0ba9_02b7),
+                TraceFlags::new(flags),
+                false,
+                TraceState::default(),
+            );
+            let mut expected = Map(HashMap::new());
+            TraceContextPropagator::new().inject_context(
+                &OtelContext::new().with_remote_span_context(context.clone()),
+                &mut expected,
+            );
+            assert_eq!(
+                std::str::from_utf8(&traceparent(&context)).ok(),
+                expected.0.get("traceparent").map(String::as_str),
+                "flags {flags:#x}"
+            );
+        }
+    }
+
+    #[test]
+    fn inject_removes_a_tracestate_of_another_context() {
+        let otel = Otel::new(SdkTracerProvider::builder().build().tracer("t"));
+        let context = SpanContext::new(
+            TraceId::from(7),
+            SpanId::from(9),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::default(),
+        );
+        let mut headers = Headers::new();
+        headers.append("tracestate", "stale=1");
+        otel.inject(
+            &OtelContext::new().with_remote_span_context(context),
+            &mut headers,
+        );
+        assert!(headers.get("tracestate").is_none());
+        assert!(headers.get("traceparent").is_some());
     }
 
     #[test]

@@ -114,6 +114,18 @@ impl Headers {
         self.entries.push((Cow::Borrowed(name), value.into()));
     }
 
+    /// Removes every header named `name`.
+    ///
+    /// ```
+    /// use faststream_core::Headers;
+    /// let mut headers: Headers = [("a", "1"), ("b", "2"), ("a", "3")].into_iter().collect();
+    /// headers.remove("a");
+    /// assert_eq!(headers.iter().map(|(n, _)| n).collect::<Vec<_>>(), ["b"]);
+    /// ```
+    pub fn remove(&mut self, name: &str) {
+        self.entries.retain(|(n, _)| n != name);
+    }
+
     /// The last value of the header `name`, as bytes.
     pub fn get(&self, name: &str) -> Option<&Bytes> {
         self.entries
