@@ -748,18 +748,18 @@ mod sampling_tests {
         assert!(headers.get("tracestate").is_none(), "no empty tracestate");
     }
 
+    /// What the SDK's propagator injects, by header name.
+    struct Map(std::collections::HashMap<String, String>);
+
+    impl opentelemetry::propagation::Injector for Map {
+        fn set(&mut self, key: &str, value: String) {
+            self.0.insert(key.to_owned(), value);
+        }
+    }
+
     #[test]
     fn inject_writes_what_the_w3c_propagator_writes() {
-        use opentelemetry::propagation::Injector;
-        use opentelemetry::trace::{SpanContext, SpanId, TraceId, TraceState};
         use std::collections::HashMap;
-
-        struct Map(HashMap<String, String>);
-        impl Injector for Map {
-            fn set(&mut self, key: &str, value: String) {
-                self.0.insert(key.to_owned(), value);
-            }
-        }
 
         let otel = Otel::new(SdkTracerProvider::builder().build().tracer("t"));
         let state = TraceState::from_key_value([("vendor", "value")]).unwrap();
@@ -892,15 +892,8 @@ mod sampling_tests {
 
     #[test]
     fn traceparent_is_what_the_w3c_propagator_writes_for_any_flags() {
-        use opentelemetry::propagation::Injector;
         use std::collections::HashMap;
 
-        struct Map(HashMap<String, String>);
-        impl Injector for Map {
-            fn set(&mut self, key: &str, value: String) {
-                self.0.insert(key.to_owned(), value);
-            }
-        }
         for flags in [0x00, 0x01, 0x02, 0x03, 0x80, 0xff] {
             let context = SpanContext::new(
                 TraceId::from(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736),
