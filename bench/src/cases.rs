@@ -13,7 +13,7 @@ use futures::FutureExt;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Message as _, OwnedHeaders};
+use rdkafka::message::{Header, Headers as _, Message as _, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::ClientContext;
 use std::collections::{HashMap, VecDeque};
@@ -110,6 +110,17 @@ pub(crate) fn counted_from_assignment(config: SubscriberConfig) -> SubscriberCon
 
 /// Raw drain: one `BaseConsumer` polled in a tight loop, each record decoded into `Event`.
 pub fn raw_drain(args: &CaseArgs) -> Result<CaseResult, String> {
+    raw_drain_reading(args, false)
+}
+
+/// Raw rdkafka's drain that also reads each record's `content-type` header, as a consumer of
+/// FastStream's records must to pick the decoder: what librdkafka's header parsing costs
+/// (`case raw-drain-headers`; not a row of the table, a measurement for the profile).
+pub fn raw_drain_headers(args: &CaseArgs) -> Result<CaseResult, String> {
+    raw_drain_reading(args, true)
+}
+
+fn raw_drain_reading(args: &CaseArgs, read_headers: bool) -> Result<CaseResult, String> {
     let consumer: BaseConsumer<CountFromAssignment> = consumer_config(args)
         .set("enable.auto.commit", "false")
         .create_with_context(CountFromAssignment)
@@ -123,6 +134,16 @@ pub fn raw_drain(args: &CaseArgs) -> Result<CaseResult, String> {
     while seen < args.messages {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(message)) => {
+                if read_headers {
+                    let content_type = message.headers().and_then(|headers| {
+                        headers
+                            .iter()
+                            .filter(|h| h.key == "content-type")
+                            .last()
+                            .and_then(|h| h.value)
+                    });
+                    std::hint::black_box(content_type);
+                }
                 let event: Event = serde_json::from_slice(message.payload().unwrap_or_default())
                     .map_err(|e| e.to_string())?;
                 checksum = checksum.wrapping_add(event.seq);

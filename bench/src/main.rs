@@ -108,6 +108,7 @@ fn run_case(name: &str, args: &CaseArgs) -> Result<CaseResult, String> {
     runtime.block_on(async {
         match name {
             "raw-drain" => cases::raw_drain(args),
+            "raw-drain-headers" => cases::raw_drain_headers(args),
             "fs-drain" => cases::fs_drain(args).await,
             "fs-drain-batch" => cases::fs_drain_batch(args).await,
             "fs-drain-extract" => cases::fs_drain_extract(args).await,
