@@ -1448,7 +1448,27 @@ mod tests {
         m
     }
 
-    /// Lets the worker run, and its delayed offset store happen.
+    /// Waits until `done` holds, letting the worker run (the offset store is delayed by
+    /// `STORE_DELAY`, and a loaded machine may delay anything more); panics naming `what`
+    /// after 10 s.
+    async fn eventually(what: &str, done: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not within 10 s: {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// The offsets stored so far.
+    fn stored(offsets: &RecordedOffsets) -> Vec<i64> {
+        offsets.0.lock().unwrap().clone()
+    }
+
+    /// Lets the worker run, and its delayed offset store happen (for asserting that something
+    /// did not happen; what must happen is waited for with [`eventually`]).
     async fn settle() {
         for _ in 0..20 {
             tokio::task::yield_now().await;
@@ -1530,7 +1550,10 @@ mod tests {
         for offset in 0..3 {
             tx.send(message(offset, 0)).await.unwrap();
         }
-        settle().await;
+        eventually("three publishes", || {
+            publisher.sent.lock().unwrap().len() >= 3
+        })
+        .await;
         assert_eq!(
             publisher.sent.lock().unwrap().len(),
             3,
@@ -1553,10 +1576,10 @@ mod tests {
             "offset 2 done but 0 and 1 are not: nothing stored"
         );
         first.send(true).unwrap();
-        settle().await;
+        eventually("offset 0 stored", || !stored(&offsets).is_empty()).await;
         assert_eq!(*offsets.0.lock().unwrap(), [0]);
         second.send(true).unwrap();
-        settle().await;
+        eventually("offset 2 stored", || stored(&offsets).len() > 1).await;
         assert_eq!(*offsets.0.lock().unwrap(), [0, 2]);
         stop.cancel();
         task.await.unwrap();
@@ -1573,7 +1596,10 @@ mod tests {
         } = echo_worker();
         tx.send(message(0, 0)).await.unwrap();
         tx.send(message(1, 0)).await.unwrap();
-        settle().await;
+        eventually("two publishes", || {
+            publisher.sent.lock().unwrap().len() >= 2
+        })
+        .await;
         let acks: Vec<_> = publisher
             .sent
             .lock()
@@ -1643,7 +1669,7 @@ mod tests {
             "2 failed once and now sleeps its hour-long backoff"
         );
         // The store timer still runs during the backoff: 0 and 1 are stored, not held back.
-        settle().await;
+        eventually("offset 1 stored", || stored(&offsets).last() >= Some(&1)).await;
         assert_eq!(offsets.0.lock().unwrap().last(), Some(&1));
         // A stop during the backoff leaves 2 (and 3) uncommitted.
         stop.cancel();
@@ -1804,6 +1830,10 @@ mod tests {
             "the commit waits for the handler in flight"
         );
         release.add_permits(1);
+        eventually("record 1's output", || {
+            publisher.sent.lock().unwrap().len() >= 2
+        })
+        .await;
         settle().await;
         assert!(
             !commit.is_finished(),
