@@ -95,7 +95,7 @@ impl Headers {
     /// Sets a header, replacing every existing header of that name.
     pub fn insert(&mut self, name: impl Into<String>, value: impl Into<Bytes>) {
         let name = name.into();
-        self.entries.retain(|(n, _)| *n != name);
+        self.remove(&name);
         self.entries.push((Cow::Owned(name), value.into()));
     }
 
@@ -110,7 +110,7 @@ impl Headers {
     /// assert_eq!(headers.len(), 1);
     /// ```
     pub fn insert_static(&mut self, name: &'static str, value: impl Into<Bytes>) {
-        self.entries.retain(|(n, _)| n != name);
+        self.remove(name);
         self.entries.push((Cow::Borrowed(name), value.into()));
     }
 
