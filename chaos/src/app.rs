@@ -156,6 +156,12 @@ pub async fn run(bootstrap: &str, args: AppArgs) -> Result<(), BoxError> {
         Some(bytes) => broker.producer_set("batch.size", bytes.to_string()),
         None => broker,
     };
+    // librdkafka's own debug contexts (e.g. `cgrp,fetch,msg`) for chasing a stall: its
+    // lines reach the app's log through `tracing` at debug level.
+    let broker = match std::env::var("CHAOS_LIBRDKAFKA_DEBUG") {
+        Ok(contexts) if !contexts.trim().is_empty() => broker.set("debug", contexts.trim()),
+        _ => broker,
+    };
     let app = FastStream::new(broker).with_state(settings);
     let app = match &args.registry {
         Some(url) => {
