@@ -222,9 +222,11 @@ kill_three_times() {
     fi
     kill9_app "$app_pid"; killed_at="$(date +%s.%N)"
     mid_stream $shared || { log "scenario $name: kill $k came after the end"; ok=0; }
+    local t_mid; t_mid="$(now)"
     # Exactly-once: how far the input was committed (with its outputs); else the output's
     # records.
     if [ "$exactly" = 1 ]; then kills+=("$(committed_sum $shared)"); else kills+=("$(tool $shared count --topic "$out")"); fi
+    log "scenario $name: kill $k: suite's reads took $(elapsed "$killed_at" "$t_mid") s and $(elapsed "$t_mid" "$(now)") s"
     # A read_committed reader starting at the output's end: how long until the restarted app's
     # output is visible again (an open transaction of the killed app holds the end back).
     tool $shared wait-visible --topic "$out" --since "$killed_at" --timeout 60 >"$run_dir/$name-visible" &
