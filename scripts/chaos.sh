@@ -89,10 +89,11 @@ elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 # subscriber started (after an exactly-once subscriber's producer registered its id), its
 # partitions assigned. Says which step a slow restart waited in.
 restart_steps() {
-  local log_file="$1" from="$2" killed_at="$3" out="" step label pattern line stamp
+  local log_file="$1" from="$2" killed_at="$3" out="" step label pattern line stamp restarted
+  restarted="$(tail -n +"$((from + 1))" "$log_file" | sed 's/\x1b\[[0-9;]*m//g')"
   for step in "up:chaos app starting" "subscriber:consuming \[" "assigned:partitions assigned"; do
     label="${step%%:*}"; pattern="${step#*:}"
-    line="$(tail -n +"$((from + 1))" "$log_file" | sed 's/\x1b\[[0-9;]*m//g' | grep -m1 -- "$pattern")"
+    line="$(grep -m1 -- "$pattern" <<<"$restarted")"
     if stamp="$(date -d "${line%% *}" +%s.%N 2>/dev/null)" && [ -n "$line" ]; then
       out+="$label $(elapsed "$killed_at" "$stamp"), "
     else
@@ -193,7 +194,9 @@ row() {
 verify() { local b="$1"; shift; tool "$b" verify --input "$in" --output "$out" --count "$count" --group "$group" "$@"; }
 
 # The app is mid-stream when its group has committed less than the whole input.
-mid_stream() { local c; c="$(committed_sum "$1")"; [ -n "$c" ] && [ "$c" -lt "$count" ]; }
+mid_stream() { before_end "$(committed_sum "$1")"; }
+# before_end COMMITTED: whether a committed sum is short of the whole input.
+before_end() { [ -n "$1" ] && [ "$1" -lt "$count" ]; }
 
 # kill_three_times NAME LABEL EXTRA APP_ARGS...: the app killed with SIGKILL three times
 # mid-stream, restarted after each kill, then run to the end; 0 lost. With --exactly-once in
@@ -221,12 +224,12 @@ kill_three_times() {
       rate="$(awk -v a="$c0" -v b="$c1" -v s="$t0" -v e="$t1" 'BEGIN { printf "%.0f", (b - a) / (e - s) }')"
     fi
     kill9_app "$app_pid"; killed_at="$(date +%s.%N)"
-    mid_stream $shared || { log "scenario $name: kill $k came after the end"; ok=0; }
-    local t_mid; t_mid="$(now)"
-    # Exactly-once: how far the input was committed (with its outputs); else the output's
-    # records.
-    if [ "$exactly" = 1 ]; then kills+=("$(committed_sum $shared)"); else kills+=("$(tool $shared count --topic "$out")"); fi
-    log "scenario $name: kill $k: suite's reads took $(elapsed "$killed_at" "$t_mid") s and $(elapsed "$t_mid" "$(now)") s"
+    # How far the input was committed: the kill must come before the end. Exactly-once: it is
+    # also how far the outputs got (with the input); else the output's records say that.
+    local committed; committed="$(committed_sum $shared)"
+    before_end "$committed" || { log "scenario $name: kill $k came after the end"; ok=0; }
+    if [ "$exactly" = 1 ]; then kills+=("$committed"); else kills+=("$(tool $shared count --topic "$out")"); fi
+    log "scenario $name: kill $k: suite's reads took $(elapsed "$killed_at" "$(now)") s"
     # A read_committed reader starting at the output's end: how long until the restarted app's
     # output is visible again (an open transaction of the killed app holds the end back).
     tool $shared wait-visible --topic "$out" --since "$killed_at" --timeout 60 >"$run_dir/$name-visible" &
