@@ -43,10 +43,9 @@ use faststream_core::{
     App, Broker, Headers, Message, PublishError, Record, Reply, SubscriberConfig,
 };
 use opentelemetry::context::FutureExt as _;
-use opentelemetry::global::BoxedTracer;
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{
-    Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
+    SpanBuilder, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
     TraceState, Tracer,
 };
 use opentelemetry::{Context as OtelContext, KeyValue};
@@ -71,14 +70,61 @@ const SHARED_PARTITION_IDS: usize = 512;
 /// Topics whose span names are made once per process (see [`SpanNames`]).
 const SHARED_SPAN_NAMES: usize = 1024;
 
-/// Lowercase hex digits, for writing ids without the formatting machinery.
-const HEX: &[u8; 16] = b"0123456789abcdef";
+/// Each byte's two lowercase hex digits, for writing ids without the formatting machinery: a
+/// lookup per byte rather than two shifts and two bounds-checked lookups.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut pairs = [[0; 2]; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        pairs[byte] = [DIGITS[byte >> 4], DIGITS[byte & 0x0f]];
+        byte += 1;
+    }
+    pairs
+};
+
+/// Marks a byte that is no lowercase hex digit in [`HEX_VALUES`].
+const NOT_HEX: u8 = 0xff;
+
+/// Each byte's value as a lowercase hex digit, or [`NOT_HEX`].
+const HEX_VALUES: [u8; 256] = {
+    let mut values = [NOT_HEX; 256];
+    let mut digit = 0;
+    while digit < 16 {
+        values[b"0123456789abcdef"[digit] as usize] = digit as u8;
+        digit += 1;
+    }
+    values
+};
 
 /// Spans for an app's handled and published messages, from one tracer. Cloning shares it.
 #[derive(Clone)]
 pub struct Otel {
-    tracer: Arc<BoxedTracer>,
+    tracer: Arc<dyn StartSpan>,
     propagator: Arc<TraceContextPropagator>,
+}
+
+/// Starts a span and returns the context holding it: the one thing these layers ask of a
+/// tracer, object-safe so that `Otel` needs no type parameter.
+///
+/// The context keeps the tracer's own span type. The SDK's `BoxedTracer` would box every
+/// span once more, on top of the box the context puts it in: an allocation per span, two per
+/// record of a pipeline (issue 21's tracing profile).
+trait StartSpan: Send + Sync {
+    fn start(&self, builder: SpanBuilder, parent: &OtelContext) -> OtelContext;
+}
+
+/// A [`StartSpan`] for any tracer whose spans may cross threads.
+struct TracerOf<T>(T);
+
+impl<T> StartSpan for TracerOf<T>
+where
+    T: Tracer + Send + Sync,
+    T::Span: Send + Sync + 'static,
+{
+    fn start(&self, builder: SpanBuilder, parent: &OtelContext) -> OtelContext {
+        parent.with_span(self.0.build_with_context(builder, parent))
+    }
 }
 
 impl std::fmt::Debug for Otel {
@@ -96,7 +142,7 @@ impl Otel {
         T::Span: Send + Sync + 'static,
     {
         Self {
-            tracer: Arc::new(BoxedTracer::new(Box::new(tracer))),
+            tracer: Arc::new(TracerOf(tracer)),
             propagator: Arc::new(TraceContextPropagator::new()),
         }
     }
@@ -105,7 +151,7 @@ impl Otel {
     /// The tracer is taken when this is called: install the provider first.
     pub fn global() -> Self {
         Self {
-            tracer: Arc::new(opentelemetry::global::tracer("faststream")),
+            tracer: Arc::new(TracerOf(opentelemetry::global::tracer("faststream"))),
             propagator: Arc::new(TraceContextPropagator::new()),
         }
     }
@@ -212,23 +258,25 @@ fn parse_traceparent(value: &[u8]) -> Option<(TraceId, SpanId, TraceFlags)> {
 /// `bytes` in lowercase hex, into `out` (twice as long).
 fn write_hex(bytes: &[u8], out: &mut [u8]) {
     for (byte, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
-        pair[0] = HEX[usize::from(byte >> 4)];
-        pair[1] = HEX[usize::from(byte & 0x0f)];
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(*byte)]);
     }
 }
 
-/// The `N` bytes that `hex` (`2 * N` lowercase hex digits) spells; `None` past a non-digit.
+/// The `N` bytes that `hex` (`2 * N` lowercase hex digits) spells; `None` when any is not a
+/// digit (checked once, after the loop, so the loop does not branch per digit).
 fn read_hex<const N: usize>(hex: &[u8]) -> Option<[u8; N]> {
-    let digit = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
     let mut bytes = [0; N];
+    let mut seen = 0;
     for (byte, pair) in bytes.iter_mut().zip(hex.chunks_exact(2)) {
-        *byte = digit(pair[0])? << 4 | digit(pair[1])?;
+        let (high, low) = (
+            HEX_VALUES[usize::from(pair[0])],
+            HEX_VALUES[usize::from(pair[1])],
+        );
+        seen |= high | low;
+        *byte = high << 4 | low;
     }
-    Some(bytes)
+    // Only NOT_HEX has a bit above the low four.
+    (seen & 0xf0 == 0).then_some(bytes)
 }
 
 /// Span names of one operation, `"{operation} {topic}"`, made once per topic. The SDK keeps a
@@ -386,13 +434,11 @@ where
             KeyValue::new("messaging.operation.type", "process"),
             KeyValue::new("messaging.destination.name", Arc::clone(&message.topic)),
         ]);
-        let mut span = self
-            .otel
-            .tracer
-            .span_builder(PROCESS_NAMES.of(&message.topic, &mut self.last_name))
+        let builder = SpanBuilder::from_name(PROCESS_NAMES.of(&message.topic, &mut self.last_name))
             .with_kind(SpanKind::Consumer)
-            .with_attributes(attributes)
-            .start_with_context(&*self.otel.tracer, &parent);
+            .with_attributes(attributes);
+        let cx = self.otel.tracer.start(builder, &parent);
+        let span = cx.span();
         if span.is_recording() {
             span.set_attributes([
                 partition_id(message.partition),
@@ -413,7 +459,6 @@ where
                 ));
             }
         }
-        let cx = parent.with_span(span);
         let call = {
             let _attached = cx.clone().attach();
             self.inner.call(message)
@@ -541,13 +586,11 @@ where
             KeyValue::new("messaging.operation.type", "send"),
             KeyValue::new("messaging.destination.name", Arc::clone(&record.topic)),
         ]);
-        let mut span = self
-            .otel
-            .tracer
-            .span_builder(SEND_NAMES.of(&record.topic, &mut self.last_name))
+        let builder = SpanBuilder::from_name(SEND_NAMES.of(&record.topic, &mut self.last_name))
             .with_kind(SpanKind::Producer)
-            .with_attributes(attributes)
-            .start_with_context(&*self.otel.tracer, &parent);
+            .with_attributes(attributes);
+        let cx = self.otel.tracer.start(builder, &parent);
+        let span = cx.span();
         if span.is_recording() {
             if let Some(partition) = record.partition {
                 span.set_attribute(partition_id(partition));
@@ -572,7 +615,6 @@ where
                 ));
             }
         }
-        let cx = parent.with_span(span);
         self.otel.inject(&cx, &mut record.headers);
         SendSpanFuture {
             inner: self.inner.call(record),

@@ -94,9 +94,7 @@ impl Headers {
 
     /// Sets a header, replacing every existing header of that name.
     pub fn insert(&mut self, name: impl Into<String>, value: impl Into<Bytes>) {
-        let name = name.into();
-        self.remove(&name);
-        self.entries.push((Cow::Owned(name), value.into()));
+        self.set(Cow::Owned(name.into()), value.into());
     }
 
     /// [`Headers::insert`] for a name known at compile time: the name is not copied.
@@ -110,8 +108,23 @@ impl Headers {
     /// assert_eq!(headers.len(), 1);
     /// ```
     pub fn insert_static(&mut self, name: &'static str, value: impl Into<Bytes>) {
-        self.remove(name);
-        self.entries.push((Cow::Borrowed(name), value.into()));
+        self.set(Cow::Borrowed(name), value.into());
+    }
+
+    /// Removes every header named `name` and appends `name: value`. A header set again (a
+    /// trace context rewritten at each hop) is usually the only one of its name and the last:
+    /// it is then replaced where it is, which ends the same, without a pass that moves
+    /// entries.
+    fn set(&mut self, name: Cow<'static, str>, value: Bytes) {
+        let first = self.entries.iter().position(|(n, _)| *n == name);
+        match first {
+            Some(index) if index + 1 == self.entries.len() => self.entries[index] = (name, value),
+            Some(_) => {
+                self.remove(&name);
+                self.entries.push((name, value));
+            }
+            None => self.entries.push((name, value)),
+        }
     }
 
     /// Removes every header named `name`.
@@ -123,7 +136,10 @@ impl Headers {
     /// assert_eq!(headers.iter().map(|(n, _)| n).collect::<Vec<_>>(), ["b"]);
     /// ```
     pub fn remove(&mut self, name: &str) {
-        self.entries.retain(|(n, _)| n != name);
+        // Most removals find nothing: a scan, not a retaining pass, for those.
+        if self.contains(name) {
+            self.entries.retain(|(n, _)| n != name);
+        }
     }
 
     /// The last value of the header `name`, as bytes.
@@ -202,6 +218,37 @@ mod tests {
                 ("x-tenant", &b"acme"[..]),
             ]
         );
+    }
+
+    #[test]
+    fn setting_a_header_again_ends_as_removing_it_and_appending() {
+        let pairs = |h: &Headers| -> Vec<(String, Vec<u8>)> {
+            h.iter().map(|(n, v)| (n.to_owned(), v.to_vec())).collect()
+        };
+        // The last and only one of its name: replaced where it is.
+        let mut last: Headers = [("a", "1"), ("t", "old")].into_iter().collect();
+        last.insert_static("t", "new");
+        assert_eq!(
+            pairs(&last),
+            [("a".into(), b"1".to_vec()), ("t".into(), b"new".to_vec())]
+        );
+        // Not last, or repeated: every one removed, the new one appended.
+        let mut inner: Headers = [("t", "old"), ("a", "1")].into_iter().collect();
+        inner.insert("t", "new");
+        assert_eq!(
+            pairs(&inner),
+            [("a".into(), b"1".to_vec()), ("t".into(), b"new".to_vec())]
+        );
+        let mut repeated: Headers = [("t", "1"), ("a", "2"), ("t", "3")].into_iter().collect();
+        repeated.insert_static("t", "new");
+        assert_eq!(
+            pairs(&repeated),
+            [("a".into(), b"2".to_vec()), ("t".into(), b"new".to_vec())]
+        );
+        let mut absent = Headers::new();
+        absent.remove("t");
+        absent.insert("t", "new");
+        assert_eq!(pairs(&absent), [("t".into(), b"new".to_vec())]);
     }
 
     #[test]
