@@ -111,6 +111,36 @@ impl Headers {
         self.set(Cow::Borrowed(name), value.into());
     }
 
+    /// [`Headers::insert_static`] with a copy of `value`, written over the memory of the value
+    /// it replaces when it can (the same length, and held nowhere else): a header rewritten
+    /// at each hop, such as the trace context, then costs no allocation.
+    ///
+    /// ```
+    /// use faststream_core::Headers;
+    /// let mut headers = Headers::new();
+    /// headers.insert_static_copy("traceparent", b"00-aa-01");
+    /// headers.insert_static_copy("traceparent", b"00-bb-01");
+    /// assert_eq!(headers.get_str("traceparent"), Some("00-bb-01"));
+    /// assert_eq!(headers.len(), 1);
+    /// ```
+    pub fn insert_static_copy(&mut self, name: &'static str, value: &[u8]) {
+        let first = self.entries.iter().position(|(n, _)| n == name);
+        if let Some(index) = first.filter(|index| index + 1 == self.entries.len()) {
+            let old = &mut self.entries[index].1;
+            if old.len() == value.len() {
+                match std::mem::take(old).try_into_mut() {
+                    Ok(mut unshared) => {
+                        unshared.copy_from_slice(value);
+                        *old = unshared.freeze();
+                        return;
+                    }
+                    Err(shared) => *old = shared,
+                }
+            }
+        }
+        self.set(Cow::Borrowed(name), Bytes::copy_from_slice(value));
+    }
+
     /// Removes every header named `name` and appends `name: value`. A header set again (a
     /// trace context rewritten at each hop) is usually the only one of its name and the last:
     /// it is then replaced where it is, which ends the same, without a pass that moves
@@ -249,6 +279,29 @@ mod tests {
         absent.remove("t");
         absent.insert("t", "new");
         assert_eq!(pairs(&absent), [("t".into(), b"new".to_vec())]);
+    }
+
+    #[test]
+    fn a_copied_value_reuses_the_memory_it_replaces_only_when_nothing_else_holds_it() {
+        let mut headers = Headers::new();
+        headers.insert_static_copy("t", b"first");
+        let before = headers.get("t").map(|v| v.as_ptr());
+        headers.insert_static_copy("t", b"again");
+        assert_eq!(headers.get("t").map(|v| v.as_ptr()), before, "written over");
+        assert_eq!(headers.get_str("t"), Some("again"));
+        let kept = headers.get("t").cloned();
+        headers.insert_static_copy("t", b"third");
+        assert_eq!(
+            kept.as_deref(),
+            Some(&b"again"[..]),
+            "a value held elsewhere is left alone"
+        );
+        assert_eq!(headers.get_str("t"), Some("third"));
+        headers.insert_static_copy("t", b"longer value");
+        headers.append("x", "1");
+        headers.insert_static_copy("t", b"short");
+        let all: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (n, &v[..])).collect();
+        assert_eq!(all, [("x", &b"1"[..]), ("t", b"short")]);
     }
 
     #[test]
