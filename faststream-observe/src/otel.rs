@@ -8,7 +8,12 @@
 //!   span's context in its `traceparent`/`tracestate` headers.
 //! - A reply published for a handled message is a child of that message's `process` span: the
 //!   handler layer writes the `process` span's context into the reply's headers, and the
-//!   publish layer starts `send` under the context it finds there. Records published from
+//!   publish layer starts `send` under the context it finds there. When the reply is sent
+//!   on the thread its handler ran on (the usual case), that is the `process` span's own
+//!   context, kept by the thread for that one send: the `send` span's parent is then local
+//!   (`parent_span_is_remote` false, and a parent-based sampler applies its local-parent
+//!   rule); otherwise the context parsed from the reply's `traceparent` (a remote parent).
+//!   Either way the ids are the same. Records published from
 //!   inside a handler by other means (a [`Publisher`](faststream_core::Publisher)) are
 //!   children of the span current there, which is the `process` span.
 //!
@@ -109,7 +114,8 @@ pub struct Otel {
 ///
 /// The context keeps the tracer's own span type. The SDK's `BoxedTracer` would box every
 /// span once more, on top of the box the context puts it in: an allocation per span, two per
-/// record of a pipeline (issue 21's tracing profile).
+/// record of a pipeline (issue 21's tracing profile). That holds for [`Otel::new`]; the
+/// global provider's tracer ([`Otel::global`]) is a `BoxedTracer` itself.
 trait StartSpan: Send + Sync {
     fn start(&self, builder: SpanBuilder, parent: &OtelContext) -> OtelContext;
 }
@@ -186,9 +192,6 @@ impl Otel {
     /// added per record (issue 21's tracing profile).
     fn extract(&self, headers: &Headers) -> Option<OtelContext> {
         let parent = headers.get(TRACE_HEADERS[0])?;
-        if let Some(reply_parent) = ReplyParent::of(parent, headers) {
-            return Some(reply_parent);
-        }
         let canonical = parse_traceparent(parent).and_then(|(trace_id, span_id, flags)| {
             let state = headers
                 .get_str(TRACE_HEADERS[1])
@@ -211,6 +214,7 @@ impl Otel {
     /// propagator does; a `tracestate` already there is then removed, as it belonged to another
     /// context), its hex written here: the propagator's `format!` was a fifth of what tracing
     /// added per record (issue 21's tracing profile).
+    ///
     /// Returns the `traceparent` written, when the context has no trace state (`None` when
     /// it has one, or is not valid).
     fn inject(&self, cx: &OtelContext, headers: &mut Headers) -> Option<[u8; TRACEPARENT_LEN]> {
@@ -248,7 +252,9 @@ thread_local! {
 /// (local) parent without parsing the header and building a remote context: that round trip
 /// was a tenth of what tracing added per replying record (issue 21's tracing profile). A
 /// `traceparent` that does not match (another thread, another message, a trace state) is
-/// parsed as before.
+/// parsed as before. The first send that matches takes the context out (the records a
+/// fan-out publishes after it parse theirs), so a thread keeps a span, and through it the
+/// tracer provider, only until its reply is sent or the next reply is written.
 struct ReplyParent {
     traceparent: [u8; TRACEPARENT_LEN],
     context: OtelContext,
@@ -267,17 +273,21 @@ impl ReplyParent {
         drop(previous);
     }
 
-    /// The context kept for `traceparent`, when `headers` carry no `tracestate`.
-    fn of(traceparent: &[u8], headers: &Headers) -> Option<OtelContext> {
+    /// Takes the context kept for the `traceparent` in `headers`, when they carry no
+    /// `tracestate`.
+    fn take(headers: &Headers) -> Option<OtelContext> {
+        let traceparent = headers.get(TRACE_HEADERS[0])?;
         if headers.contains(TRACE_HEADERS[1]) {
             return None;
         }
-        REPLY_PARENT.with(|slot| {
-            slot.borrow()
-                .as_ref()
-                .filter(|kept| kept.traceparent[..] == *traceparent)
-                .map(|kept| kept.context.clone())
-        })
+        let kept = REPLY_PARENT.with(|slot| {
+            let mut slot = slot.borrow_mut();
+            match slot.as_ref() {
+                Some(kept) if kept.traceparent[..] == traceparent[..] => slot.take(),
+                _ => None,
+            }
+        })?;
+        Some(kept.context)
     }
 }
 
@@ -637,9 +647,8 @@ where
     fn call(&mut self, mut record: Record) -> Self::Future {
         // A reply carries the context of the message it answers; anything else is a child
         // of the span current where it is published.
-        let parent = self
-            .otel
-            .extract(&record.headers)
+        let parent = ReplyParent::take(&record.headers)
+            .or_else(|| self.otel.extract(&record.headers))
             .unwrap_or_else(OtelContext::current);
         let mut attributes = Vec::with_capacity(8);
         attributes.extend([
@@ -842,8 +851,8 @@ mod sampling_tests {
     }
 
     /// A reply's `send` span is its `process` span's child, whether the `process` span's
-    /// context is still kept by the thread (the same thread, right after) or the reply's
-    /// `traceparent` is parsed (another thread).
+    /// context is still kept by the thread (the same thread, right after: a local parent) or
+    /// the reply's `traceparent` is parsed (another thread, or a second send: a remote one).
     #[tokio::test]
     async fn a_reply_send_span_is_the_child_of_its_process_span() {
         let (provider, exporter) = provider(Sampler::AlwaysOn);
@@ -869,17 +878,22 @@ mod sampling_tests {
         })
         .join()
         .unwrap();
+        // Taken by the first send: a second one on this thread parses the header.
+        send(headers.clone()).await;
         let spans = exporter.get_finished_spans().unwrap();
         let process = spans.iter().find(|s| s.name == "process in").unwrap();
         let sends: Vec<_> = spans.iter().filter(|s| s.name == "send out").collect();
-        assert_eq!(sends.len(), 2);
-        for send in sends {
+        assert_eq!(sends.len(), 3);
+        for send in &sends {
             assert_eq!(
                 send.span_context.trace_id(),
                 process.span_context.trace_id()
             );
             assert_eq!(send.parent_span_id, process.span_context.span_id());
         }
+        // In the order they ended: the kept context (a local parent), then two parsed.
+        let remote: Vec<bool> = sends.iter().map(|s| s.parent_span_is_remote).collect();
+        assert_eq!(remote, [false, true, true]);
     }
 
     #[tokio::test]

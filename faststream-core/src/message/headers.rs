@@ -112,8 +112,9 @@ impl Headers {
     }
 
     /// [`Headers::insert_static`] with a copy of `value`, written over the memory of the value
-    /// it replaces when it can (the same length, and held nowhere else): a header rewritten
-    /// at each hop, such as the trace context, then costs no allocation.
+    /// it replaces when it can (that header is the only one of its name and the last, its
+    /// value has the same length and is held nowhere else): a header rewritten at each hop,
+    /// such as the trace context, then costs no allocation.
     ///
     /// ```
     /// use faststream_core::Headers;
