@@ -235,7 +235,7 @@ grep -h '^|' "$logs/chaos_1.log" "$logs/chaos_2.log"
 
 step "waiting for the cost gate"
 finish cost_gate
-tail -n 14 "$logs/cost_gate.log"
+tail -n 16 "$logs/cost_gate.log"
 
 step "waiting for the vendored build"
 finish vendored

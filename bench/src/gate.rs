@@ -25,13 +25,14 @@ use std::process::Command;
 
 /// The limits the gate holds the framework to.
 ///
-/// `target` is the issue's goal; `limit` is where the gate fails today: the figure measured
+/// `target` is the issue's goal (`None` for a limit that only holds a cut made); `limit` is
+/// where the gate fails today: the figure measured
 /// when it was last lowered, plus a margin for valgrind and compiler versions. Lower `limit`
 /// whenever the measured figure drops; never raise it to let a change through.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limit {
     pub(crate) what: &'static str,
-    pub(crate) target: f64,
+    pub(crate) target: Option<f64>,
     pub(crate) limit: f64,
 }
 
@@ -48,7 +49,7 @@ pub(crate) struct Limit {
 /// 1.72 plus 0.04.
 pub(crate) const DRAIN_INSTRUCTIONS: Limit = Limit {
     what: "drain: instructions per record, faststream-rs / raw rdkafka",
-    target: 1.3,
+    target: Some(1.3),
     limit: 1.76,
 };
 
@@ -58,7 +59,7 @@ pub(crate) const DRAIN_INSTRUCTIONS: Limit = Limit {
 /// 16 KiB chunks (two allocations per chunk of about 150 of the gate's records).
 pub(crate) const DRAIN_ALLOCATIONS: Limit = Limit {
     what: "drain: allocations per record over raw rdkafka",
-    target: 1.0,
+    target: Some(1.0),
     limit: 0.03,
 };
 
@@ -70,8 +71,21 @@ pub(crate) const DRAIN_ALLOCATIONS: Limit = Limit {
 /// wider margin.
 pub(crate) const PIPELINE_ALLOCATIONS: Limit = Limit {
     what: "pipeline: allocations per record over raw rdkafka",
-    target: 2.0,
+    target: Some(2.0),
     limit: 0.10,
+};
+
+/// The pipeline with OpenTelemetry tracing on (every span recorded, the SDK's batch processor
+/// over an exporter that drops the spans): heap allocations per record over the plain
+/// pipeline's. Two spans per record, their contexts, attribute lists and the trace context
+/// header. 16.0 before issue 21's last tracing cuts (the SDK's `BoxedTracer` boxing each span
+/// twice, a remote context parsed back from the traceparent a reply's process span had just
+/// written), 12.0-12.01 since (2026-12-07). Deterministic but for the plain pipeline's 8.01-8.02,
+/// hence the margin.
+pub(crate) const TRACING_ALLOCATIONS: Limit = Limit {
+    what: "pipeline with tracing: allocations per record over the plain pipeline",
+    target: None,
+    limit: 12.10,
 };
 
 /// One case's cost per record, from two runs of different sizes.
@@ -181,6 +195,7 @@ pub(crate) fn run(
     let fs_drain = cost("fs-drain", false)?;
     let raw_pipeline = cost("raw-pipeline", true)?;
     let fs_pipeline = cost("fs-pipeline", true)?;
+    let fs_tracing = cost("fs-pipeline-tracing", true)?;
     if keep_profiles.is_none() {
         // Best effort: the profiles are only needed while the gate runs.
         let _ = std::fs::remove_dir_all(&out_dir);
@@ -197,6 +212,7 @@ pub(crate) fn run(
         ("drain, faststream-rs", fs_drain),
         ("pipeline, raw rdkafka (one thread)", raw_pipeline),
         ("pipeline, faststream-rs", fs_pipeline),
+        ("pipeline, faststream-rs, tracing on", fs_tracing),
     ] {
         let instructions = c
             .instructions
@@ -220,14 +236,21 @@ pub(crate) fn run(
             PIPELINE_ALLOCATIONS,
             fs_pipeline.allocations - raw_pipeline.allocations,
         ),
+        (
+            TRACING_ALLOCATIONS,
+            fs_tracing.allocations - fs_pipeline.allocations,
+        ),
     ];
     println!("| limit | measured | gate fails above | target |");
     println!("|---|---:|---:|---:|");
     let mut failed = Vec::new();
     for (limit, measured) in checks {
+        let target = limit
+            .target
+            .map_or_else(|| "-".to_owned(), |t| format!("{t:.2}"));
         println!(
-            "| {} | {measured:.2} | {:.2} | {:.2} |",
-            limit.what, limit.limit, limit.target
+            "| {} | {measured:.2} | {:.2} | {target} |",
+            limit.what, limit.limit
         );
         if measured > limit.limit {
             failed.push(format!(
