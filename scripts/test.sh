@@ -4,7 +4,8 @@
 # on 9094-9097 and a local Kerberos KDC on 9088 for the security tests) and a schema registry (Apicurio, scripts/registry-local.sh)
 # on 8081, checks formatting and lints, runs every unit, doc, UI and integration test against
 # the real broker, the benchmark smoke run, the quick chaos suite and the quickstart demo, the
-# cost gate (instructions and allocations per record against raw rdkafka, in a release build),
+# cost gate (instructions and allocations per record against raw rdkafka, and the traced
+# pipeline's allocations against the plain one's, in a release build),
 # and builds the quickstart with the `vendored` feature. A broker or registry this script
 # started is stopped at the end.
 #
@@ -144,9 +145,10 @@ vendored() {
 background vendored vendored
 
 # The cost gate (BENCHMARKS.md, "Where the CPU per record goes"): instructions per record under
-# callgrind and allocations per record, faststream-rs against raw rdkafka, which only mean
-# something in a release build. That build has its own target dir, kept across runs like the
-# vendored one (FASTSTREAM_RELEASE_TARGET_DIR, default ~/.cache/faststream-rs/release-target):
+# callgrind and allocations per record, faststream-rs against raw rdkafka (and with tracing on
+# against without), which only mean something in a release build. That build has its own
+# target dir, kept across runs like the vendored one (FASTSTREAM_RELEASE_TARGET_DIR, default
+# ~/.cache/faststream-rs/release-target):
 # a cold release build of every dependency is minutes of CPU, the workspace's own crates a
 # minute. They are cleaned first, for the same reason as above. It runs once the broker
 # answers (the build takes longer than the broker's start).
