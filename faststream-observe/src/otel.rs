@@ -72,6 +72,9 @@ const TRACEPARENT_LEN: usize = 55;
 /// Partitions whose `messaging.destination.partition.id` string is made once per process.
 const SHARED_PARTITION_IDS: usize = 512;
 
+/// Room for the attributes a span of these layers may get (a `process` span up to nine).
+const SPAN_ATTRIBUTES: usize = 10;
+
 /// Topics whose span names are made once per process (see [`SpanNames`]).
 const SHARED_SPAN_NAMES: usize = 1024;
 
@@ -183,6 +186,31 @@ impl Otel {
         let process = self.clone();
         app.layer_for(move |config: &SubscriberConfig| process.process_layer(config))
             .publish_layer(self.send_layer())
+    }
+
+    /// Starts the `{operation} {topic}` span of `names` under `parent` and returns the context
+    /// holding it (`last_name`: the calling service's last span name, see [`SpanNames`]). What
+    /// a sampler may look at is given at the start; the rest only to a span that records, so a
+    /// sampled-out message costs little more than its context.
+    fn start_span(
+        &self,
+        names: &SpanNames,
+        kind: SpanKind,
+        topic: &Arc<str>,
+        last_name: &mut Option<(Arc<str>, &'static str)>,
+        parent: &OtelContext,
+    ) -> OtelContext {
+        // Room for the attributes a recording span is given after the start.
+        let mut attributes = Vec::with_capacity(SPAN_ATTRIBUTES);
+        attributes.extend([
+            KeyValue::new("messaging.system", "kafka"),
+            KeyValue::new("messaging.operation.type", names.operation),
+            KeyValue::new("messaging.destination.name", Arc::clone(topic)),
+        ]);
+        let builder = SpanBuilder::from_name(names.of(topic, last_name))
+            .with_kind(kind)
+            .with_attributes(attributes);
+        self.tracer.start(builder, parent)
     }
 
     /// The context carried in `headers`, if any: what `TraceContextPropagator` extracts. The
@@ -493,18 +521,13 @@ where
             .otel
             .extract(&message.headers)
             .unwrap_or_else(OtelContext::current);
-        // What a sampler may look at is given at the start; the rest only to a span that
-        // records, so a sampled-out message costs little more than its context.
-        let mut attributes = Vec::with_capacity(10);
-        attributes.extend([
-            KeyValue::new("messaging.system", "kafka"),
-            KeyValue::new("messaging.operation.type", "process"),
-            KeyValue::new("messaging.destination.name", Arc::clone(&message.topic)),
-        ]);
-        let builder = SpanBuilder::from_name(PROCESS_NAMES.of(&message.topic, &mut self.last_name))
-            .with_kind(SpanKind::Consumer)
-            .with_attributes(attributes);
-        let cx = self.otel.tracer.start(builder, &parent);
+        let cx = self.otel.start_span(
+            &PROCESS_NAMES,
+            SpanKind::Consumer,
+            &message.topic,
+            &mut self.last_name,
+            &parent,
+        );
         let span = cx.span();
         if span.is_recording() {
             span.set_attributes([
@@ -650,16 +673,13 @@ where
         let parent = ReplyParent::take(&record.headers)
             .or_else(|| self.otel.extract(&record.headers))
             .unwrap_or_else(OtelContext::current);
-        let mut attributes = Vec::with_capacity(8);
-        attributes.extend([
-            KeyValue::new("messaging.system", "kafka"),
-            KeyValue::new("messaging.operation.type", "send"),
-            KeyValue::new("messaging.destination.name", Arc::clone(&record.topic)),
-        ]);
-        let builder = SpanBuilder::from_name(SEND_NAMES.of(&record.topic, &mut self.last_name))
-            .with_kind(SpanKind::Producer)
-            .with_attributes(attributes);
-        let cx = self.otel.tracer.start(builder, &parent);
+        let cx = self.otel.start_span(
+            &SEND_NAMES,
+            SpanKind::Producer,
+            &record.topic,
+            &mut self.last_name,
+            &parent,
+        );
         let span = cx.span();
         if span.is_recording() {
             if let Some(partition) = record.partition {
