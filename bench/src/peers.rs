@@ -5,6 +5,7 @@
 
 use crate::cli::Cli;
 use crate::measure::{run_child, CaseResult};
+use crate::rows::RUSTSTREAM_TRACKED_ROW;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -158,9 +159,16 @@ pub(crate) fn run_all(
         }
     }
     let binary = ruststream_binary()?;
-    for section in ["drain", "pipeline"] {
+    // Its drain at its default (`Commit::Auto`: each offset stored as its record is handed
+    // over, at-most-once), and at the guarantee the faststream-rs drain gives (`Commit::Tracked`:
+    // stored after the handler's ack). Its pipeline is always `Tracked`.
+    for (section, commit, label) in [
+        ("drain", "auto", "RustStream"),
+        ("drain", "tracked", RUSTSTREAM_TRACKED_ROW),
+        ("pipeline", "tracked", "RustStream"),
+    ] {
         let output = crate::kafka::output_topic(runtime, &cli.bootstrap, section, cli.partitions)?;
-        eprintln!("bench: run {run}/{} {section} RustStream", cli.runs);
+        eprintln!("bench: run {run}/{} {section} {label}", cli.runs);
         let mut command = Command::new(&binary);
         command
             .args([
@@ -178,17 +186,11 @@ pub(crate) fn run_all(
                 &cli.partitions.to_string(),
                 "--messages",
                 &cli.messages.to_string(),
+                "--commit",
+                commit,
             ]);
-        let result = run_child(command, &format!("RustStream {section}"))?;
-        record(
-            if section == "drain" {
-                "drain"
-            } else {
-                "pipeline"
-            },
-            "RustStream",
-            result,
-        );
+        let result = run_child(command, &format!("{label} {section}"))?;
+        record(section, label, result);
     }
     Ok(())
 }

@@ -141,6 +141,9 @@ pub(crate) const EXTRACT_ROW: &str =
 pub(crate) const MSGPACK_ROW: &str = "faststream-rs, MessagePack codec (`Event`)";
 /// The pipeline's baseline: the multi-threaded raw rdkafka pipeline (`raw_mt`).
 pub(crate) const MT_ROW: &str = "raw rdkafka, multi-threaded";
+/// RustStream's drain at the faststream-rs drain's guarantee: offsets stored after the
+/// handler's ack (`Commit::Tracked`), where its default stores them on hand-over.
+pub(crate) const RUSTSTREAM_TRACKED_ROW: &str = "RustStream, `Commit::Tracked` (at-least-once)";
 /// The pipeline row with FastStream's Prometheus metrics recorded.
 pub(crate) const METRICS_ROW: &str = "faststream-rs, metrics enabled";
 /// The pipeline row with OpenTelemetry spans recorded.

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! ruststream-peer --case drain|pipeline --bootstrap HOST:PORT --topic IN --output OUT \
-//!     --partitions P --messages N [--workers W (pipeline only)]
+//!     --partitions P --messages N [--workers W (pipeline only)] [--commit auto|tracked]
 //! ruststream-peer --prefill --bootstrap HOST:PORT --topic IN [--output OUT] \
 //!     --partitions P --messages N
 //! ```
@@ -62,6 +62,10 @@ struct Args {
     partitions: i32,
     messages: u64,
     workers: NonZeroUsize,
+    /// The drain's commit mode: RustStream's default `Commit::Auto` stores each offset as its
+    /// record is handed over (at-most-once); `Commit::Tracked` stores it after the handler's
+    /// ack (at-least-once, as faststream-rs). The pipeline is always `Tracked`.
+    tracked_drain: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -72,6 +76,7 @@ fn parse_args() -> Result<Args, String> {
     let mut partitions = None;
     let mut messages = None;
     let mut workers = NonZeroUsize::new(DEFAULT_PIPELINE_WORKERS).ok_or("zero default")?;
+    let mut tracked_drain = false;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         if flag == "--prefill" {
@@ -94,6 +99,13 @@ fn parse_args() -> Result<Args, String> {
             "--partitions" => partitions = Some(value.parse().map_err(|e| bad(&e))?),
             "--messages" => messages = Some(value.parse().map_err(|e| bad(&e))?),
             "--workers" => workers = value.parse().map_err(|e| bad(&e))?,
+            "--commit" => {
+                tracked_drain = match value.as_str() {
+                    "auto" => false,
+                    "tracked" => true,
+                    other => return Err(format!("unknown commit mode {other}")),
+                };
+            }
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -109,6 +121,7 @@ fn parse_args() -> Result<Args, String> {
         partitions: partitions.ok_or("--partitions is required")?,
         messages: messages.ok_or("--messages is required")?,
         workers,
+        tracked_drain,
     })
 }
 
@@ -267,7 +280,12 @@ fn source(args: &Args) -> KafkaTopic {
 }
 
 fn drain_app(args: &Args, progress: &Arc<Progress>) -> impl App {
-    let sub = subscriber(source(args), Drain(Arc::clone(progress))).build();
+    let source = if args.tracked_drain {
+        source(args).commit(Commit::Tracked)
+    } else {
+        source(args)
+    };
+    let sub = subscriber(source, Drain(Arc::clone(progress))).build();
     RustStream::new(AppInfo::new("ruststream-peer-drain", "0.1.0"))
         .with_broker(broker(args), |b| {
             b.include(sub);
