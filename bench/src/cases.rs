@@ -453,8 +453,8 @@ pub enum Observe {
 /// Spans the batch processor queues for its export thread. The SDK's default
 /// (`OTEL_BSP_MAX_QUEUE_SIZE`, 2,048) overflowed at this benchmark's rates, and the spans that
 /// did not fit were dropped: 8-16 % of them in 300,000-record runs, so the row measured less
-/// than tracing every message. 16,384 was enough there; this leaves room (about 25 MB more
-/// resident at the most).
+/// than tracing every message. 16,384 was enough there; this leaves room (23-40 MB more
+/// resident than the default in those runs).
 const SPAN_QUEUE: usize = 65_536;
 
 /// An exporter that drops every batch, counting the spans it was given.

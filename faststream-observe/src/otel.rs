@@ -31,7 +31,7 @@
 //!
 //! The SDK's batch span processor drops the spans that do not fit its queue
 //! (`OTEL_BSP_MAX_QUEUE_SIZE`, 2,048 spans by default), logging only the first drop. Tracing
-//! every message of a pipeline at about 250,000 records/s (two spans each), the benchmark lost
+//! every message of a pipeline at 190,000-270,000 records/s (two spans each), the benchmark lost
 //! 8-16 % of its spans that way; a queue of 16,384 kept every one. Raise it
 //! (`BatchConfigBuilder::with_max_queue_size`, or the variable) or sample.
 //!
