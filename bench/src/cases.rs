@@ -135,14 +135,7 @@ fn raw_drain_reading(args: &CaseArgs, read_headers: bool) -> Result<CaseResult, 
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(message)) => {
                 if read_headers {
-                    let content_type = message.headers().and_then(|headers| {
-                        headers
-                            .iter()
-                            .filter(|h| h.key == "content-type")
-                            .last()
-                            .and_then(|h| h.value)
-                    });
-                    std::hint::black_box(content_type);
+                    std::hint::black_box(content_type(&message));
                 }
                 let event: Event = serde_json::from_slice(message.payload().unwrap_or_default())
                     .map_err(|e| e.to_string())?;
@@ -156,6 +149,88 @@ fn raw_drain_reading(args: &CaseArgs, read_headers: bool) -> Result<CaseResult, 
     }
     std::hint::black_box(checksum);
     Ok(start.ok_or("no records")?.finish(seen))
+}
+
+/// The record's last `content-type` header: what a consumer of FastStream's records reads to
+/// pick the decoder.
+fn content_type(message: &impl rdkafka::message::Message) -> Option<&[u8]> {
+    message.headers().and_then(|headers| {
+        headers
+            .iter()
+            .filter(|h| h.key == "content-type")
+            .last()
+            .and_then(|h| h.value)
+    })
+}
+
+/// Raw rdkafka's drain with each partition read by a tokio task of its own from its own
+/// librdkafka queue (`split_partition_queue`), the shape of the multi-threaded raw pipeline:
+/// what reading the partitions in parallel costs against one polling loop. With
+/// `read_headers`, each record's `content-type` is read too. `case raw-drain-split` and
+/// `raw-drain-split-headers`: measurements for issue 21's notes, not rows of the table.
+pub async fn raw_drain_split(args: &CaseArgs, read_headers: bool) -> Result<CaseResult, String> {
+    use futures::StreamExt as _;
+    let consumer: Arc<rdkafka::consumer::StreamConsumer<CountFromAssignment>> = Arc::new(
+        consumer_config(args)
+            .set("enable.auto.commit", "false")
+            .create_with_context(CountFromAssignment)
+            .map_err(|e| e.to_string())?,
+    );
+    consumer
+        .subscribe(&[&args.topic])
+        .map_err(|e| e.to_string())?;
+    let progress = Progress::new(args.messages);
+    let mut tasks = tokio::task::JoinSet::new();
+    // Every partition is split before the main queue is first polled, so that none of their
+    // records is delivered through it.
+    for partition in 0..args.partitions {
+        let queue = consumer
+            .split_partition_queue(&args.topic, partition)
+            .ok_or_else(|| format!("cannot split partition {partition}"))?;
+        let progress = Arc::clone(&progress);
+        tasks.spawn(async move {
+            let mut stream = queue.stream();
+            while let Some(message) = stream.next().await {
+                let message = message.map_err(|e| e.to_string())?;
+                if read_headers {
+                    std::hint::black_box(content_type(&message));
+                }
+                let event: Event = serde_json::from_slice(message.payload().unwrap_or_default())
+                    .map_err(|e| e.to_string())?;
+                std::hint::black_box(event.seq);
+                progress.record();
+            }
+            Ok(())
+        });
+    }
+    // The main queue serves the group's events; a record arriving there is a failure.
+    tasks.spawn({
+        let consumer = Arc::clone(&consumer);
+        async move {
+            let message = consumer.recv().await.map_err(|e| e.to_string())?;
+            Err(format!(
+                "a record of partition {} reached the main queue",
+                message.partition()
+            ))
+        }
+    });
+    tokio::select! {
+        () = progress.done.notified() => {}
+        Some(ended) = tasks.join_next() => {
+            return Err(match ended {
+                Ok(Err(err)) => err,
+                Ok(Ok(())) => "a partition task ended".to_owned(),
+                Err(err) => err.to_string(),
+            });
+        }
+    }
+    let result = progress
+        .start
+        .get()
+        .ok_or("no records")?
+        .finish(args.messages);
+    tasks.abort_all();
+    Ok(result)
 }
 
 /// Counts handled records and wakes the case when the last one arrived.
@@ -458,7 +533,7 @@ pub enum Observe {
 const SPAN_QUEUE: usize = 65_536;
 
 /// An exporter that drops every batch, counting the spans it was given.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct DiscardSpans(Arc<std::sync::atomic::AtomicU64>);
 
 impl opentelemetry_sdk::trace::SpanExporter for DiscardSpans {

@@ -109,6 +109,8 @@ fn run_case(name: &str, args: &CaseArgs) -> Result<CaseResult, String> {
         match name {
             "raw-drain" => cases::raw_drain(args),
             "raw-drain-headers" => cases::raw_drain_headers(args),
+            "raw-drain-split" => cases::raw_drain_split(args, false).await,
+            "raw-drain-split-headers" => cases::raw_drain_split(args, true).await,
             "fs-drain" => cases::fs_drain(args).await,
             "fs-drain-batch" => cases::fs_drain_batch(args).await,
             "fs-drain-extract" => cases::fs_drain_extract(args).await,
