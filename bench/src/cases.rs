@@ -203,17 +203,7 @@ pub async fn raw_drain_split(args: &CaseArgs, read_headers: bool) -> Result<Case
             Ok(())
         });
     }
-    // The main queue serves the group's events; a record arriving there is a failure.
-    tasks.spawn({
-        let consumer = Arc::clone(&consumer);
-        async move {
-            let message = consumer.recv().await.map_err(|e| e.to_string())?;
-            Err(format!(
-                "a record of partition {} reached the main queue",
-                message.partition()
-            ))
-        }
-    });
+    tasks.spawn(crate::raw_mt::serve_main_queue(Arc::clone(&consumer)));
     tokio::select! {
         () = progress.done.notified() => {}
         Some(ended) = tasks.join_next() => {
