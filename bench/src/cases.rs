@@ -606,11 +606,11 @@ pub async fn fs_pipeline(args: &CaseArgs, observe: Observe) -> Result<CaseResult
             "bench: the exporter was given {exported} spans for {} records",
             args.messages
         );
-        // A `process` and a `send` span per record.
-        if observe == Observe::Tracing && exported != 2 * args.messages {
+        // A `process` and a `send` span per record (more if a record ran twice).
+        if observe == Observe::Tracing && exported < 2 * args.messages {
             return Err(format!(
-                "the exporter was given {exported} spans, not 2 per record ({}): the batch \
-                 processor dropped some",
+                "the exporter was given {exported} spans, fewer than 2 per record ({}): the \
+                 batch processor dropped some",
                 2 * args.messages
             ));
         }
