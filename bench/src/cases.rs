@@ -203,7 +203,7 @@ pub async fn raw_drain_split(args: &CaseArgs, read_headers: bool) -> Result<Case
             Ok(())
         });
     }
-    tasks.spawn(crate::raw_mt::serve_main_queue(Arc::clone(&consumer)));
+    tasks.spawn(crate::kafka::serve_main_queue(Arc::clone(&consumer)));
     tokio::select! {
         () = progress.done.notified() => {}
         Some(ended) = tasks.join_next() => {

@@ -3,9 +3,11 @@
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message as _;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The benchmark's record: about 100 bytes of JSON.
@@ -183,4 +185,17 @@ pub fn ping(bootstrap: &str) -> Result<(), String> {
         .fetch_metadata(None, Duration::from_secs(10))
         .map(|_| ())
         .map_err(|e| format!("cannot reach Kafka at {bootstrap}: {e}"))
+}
+
+/// Polls a consumer's main queue, which serves the group's events (rebalances, commits) once
+/// every partition was split from it: a record arriving there is of a partition that was not
+/// split, which the cases' topics do not have, and fails the case.
+pub(crate) async fn serve_main_queue<C: ConsumerContext + 'static>(
+    consumer: Arc<StreamConsumer<C>>,
+) -> Result<(), String> {
+    let message = consumer.recv().await.map_err(|e| e.to_string())?;
+    Err(format!(
+        "a record of partition {} reached the main queue",
+        message.partition()
+    ))
 }

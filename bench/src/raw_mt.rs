@@ -22,9 +22,7 @@ use crate::kafka::Event;
 use crate::measure::{CaseResult, Mark};
 use futures::StreamExt;
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
-use rdkafka::consumer::{
-    CommitMode, Consumer, ConsumerContext, DefaultConsumerContext, StreamConsumer,
-};
+use rdkafka::consumer::{CommitMode, Consumer, DefaultConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message as _;
 use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
@@ -128,19 +126,6 @@ impl ProducerContext for Deliveries {
         self.0
             .acknowledged(opaque >> OFFSET_BITS, (opaque & OFFSET_MASK) as i64);
     }
-}
-
-/// Polls a consumer's main queue, which serves the group's events (rebalances, commits) once
-/// every partition was split from it: a record arriving there is of a partition that was not
-/// split, which the cases' topics do not have, and fails the case.
-pub(crate) async fn serve_main_queue<C: ConsumerContext + 'static>(
-    consumer: Arc<StreamConsumer<C>>,
-) -> Result<(), String> {
-    let message = consumer.recv().await.map_err(|e| e.to_string())?;
-    Err(format!(
-        "a record of partition {} reached the main queue",
-        message.partition()
-    ))
 }
 
 /// Hands the storable offsets to librdkafka every 10 ms (its auto-commit commits them).
@@ -247,7 +232,7 @@ pub async fn raw_pipeline_mt(args: &CaseArgs) -> Result<CaseResult, String> {
             partition as usize,
         ));
     }
-    tasks.spawn(serve_main_queue(Arc::clone(&consumer)));
+    tasks.spawn(crate::kafka::serve_main_queue(Arc::clone(&consumer)));
     tasks.spawn(store_offsets(
         Arc::clone(&consumer),
         Arc::clone(&tracks),
