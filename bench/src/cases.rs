@@ -206,13 +206,7 @@ pub async fn raw_drain_split(args: &CaseArgs, read_headers: bool) -> Result<Case
     tasks.spawn(crate::kafka::serve_main_queue(Arc::clone(&consumer)));
     tokio::select! {
         () = progress.done.notified() => {}
-        Some(ended) = tasks.join_next() => {
-            return Err(match ended {
-                Ok(Err(err)) => err,
-                Ok(Ok(())) => "a partition task ended".to_owned(),
-                Err(err) => err.to_string(),
-            });
-        }
+        Some(ended) = tasks.join_next() => return Err(crate::kafka::why_ended(ended)),
     }
     let result = progress
         .start

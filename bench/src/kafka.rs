@@ -199,3 +199,13 @@ pub(crate) async fn serve_main_queue<C: ConsumerContext + 'static>(
         message.partition()
     ))
 }
+
+/// Why a task of a case's task set ended before the case did: a partition's or the main
+/// queue's task never ends while the case runs.
+pub(crate) fn why_ended(ended: Result<Result<(), String>, tokio::task::JoinError>) -> String {
+    match ended {
+        Ok(Err(err)) => err,
+        Ok(Ok(())) => "a partition task ended".to_owned(),
+        Err(err) => err.to_string(),
+    }
+}

@@ -240,13 +240,7 @@ pub async fn raw_pipeline_mt(args: &CaseArgs) -> Result<CaseResult, String> {
     ));
     tokio::select! {
         waited = wait_for_output(args) => waited?,
-        Some(ended) = tasks.join_next() => {
-            return Err(match ended {
-                Ok(Err(err)) => err,
-                Ok(Ok(())) => "a partition task ended".to_owned(),
-                Err(err) => err.to_string(),
-            });
-        }
+        Some(ended) = tasks.join_next() => return Err(crate::kafka::why_ended(ended)),
     }
     let result = start.get().ok_or("no records")?.finish(args.messages);
     if tracks.failed.load(Ordering::Acquire) {

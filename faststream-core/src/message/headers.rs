@@ -125,7 +125,7 @@ impl Headers {
     /// assert_eq!(headers.len(), 1);
     /// ```
     pub fn insert_static_copy(&mut self, name: &'static str, value: &[u8]) {
-        let first = self.entries.iter().position(|(n, _)| n == name);
+        let first = self.position(name);
         if let Some(index) = first.filter(|index| index + 1 == self.entries.len()) {
             let old = &mut self.entries[index].1;
             if old.len() == value.len() {
@@ -139,7 +139,7 @@ impl Headers {
                 }
             }
         }
-        self.set(Cow::Borrowed(name), Bytes::copy_from_slice(value));
+        self.set_found(first, Cow::Borrowed(name), Bytes::copy_from_slice(value));
     }
 
     /// Removes every header named `name` and appends `name: value`. A header set again (a
@@ -147,15 +147,24 @@ impl Headers {
     /// it is then replaced where it is, which ends the same, without a pass that moves
     /// entries.
     fn set(&mut self, name: Cow<'static, str>, value: Bytes) {
-        let first = self.entries.iter().position(|(n, _)| *n == name);
+        self.set_found(self.position(&name), name, value);
+    }
+
+    /// [`Headers::set`] once the first header named `name` was looked for (`first`).
+    fn set_found(&mut self, first: Option<usize>, name: Cow<'static, str>, value: Bytes) {
         match first {
             Some(index) if index + 1 == self.entries.len() => self.entries[index] = (name, value),
             Some(_) => {
-                self.remove(&name);
+                self.entries.retain(|(n, _)| *n != name);
                 self.entries.push((name, value));
             }
             None => self.entries.push((name, value)),
         }
+    }
+
+    /// Where the first header named `name` is.
+    fn position(&self, name: &str) -> Option<usize> {
+        self.entries.iter().position(|(n, _)| n == name)
     }
 
     /// Removes every header named `name`.
