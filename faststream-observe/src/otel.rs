@@ -54,6 +54,7 @@ use faststream_core::{
     App, Broker, Headers, Message, PublishError, Record, Reply, SubscriberConfig,
 };
 use opentelemetry::context::FutureExt as _;
+use opentelemetry::global::ObjectSafeSpan;
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{
     SpanBuilder, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
@@ -118,16 +119,25 @@ pub struct Otel {
     propagator: Arc<TraceContextPropagator>,
 }
 
-/// Starts a span and returns the context holding it: the one thing these layers ask of a
-/// tracer, object-safe so that `Otel` needs no type parameter.
+/// Starts a span: the one thing these layers ask of a tracer, object-safe so that `Otel`
+/// needs no type parameter.
 ///
-/// The context keeps the tracer's own span type. The SDK's `BoxedTracer` would box every
-/// span once more, on top of the box the context puts it in: an allocation per span, two per
-/// record of a pipeline (issue 21's tracing profile). That holds for [`Otel::new`]; the
-/// global provider's tracer ([`Otel::global`]) is a `BoxedTracer` itself.
+/// The span keeps the tracer's own type. The SDK's `BoxedTracer` would box every span once
+/// more: an allocation per span, two per record of a pipeline (issue 21's tracing profile).
+/// That holds for [`Otel::new`]; the global provider's tracer ([`Otel::global`]) is a
+/// `BoxedTracer` itself.
 trait StartSpan: Send + Sync {
+    /// A span the handler runs in, in the context that holds it (the context boxes it and
+    /// shares it behind a lock).
     fn start(&self, builder: SpanBuilder, parent: &OtelContext) -> OtelContext;
+
+    /// A span that never becomes current (a `send` span), in one box: no context, so no
+    /// shared copy and no lock, which were an allocation and two locked calls per record.
+    fn start_detached(&self, builder: SpanBuilder, parent: &OtelContext) -> DetachedSpan;
 }
+
+/// A span held by one owner only (see [`StartSpan::start_detached`]).
+type DetachedSpan = Box<dyn ObjectSafeSpan + Send + Sync>;
 
 /// A [`StartSpan`] for any tracer whose spans may cross threads.
 struct TracerOf<T>(T);
@@ -139,6 +149,10 @@ where
 {
     fn start(&self, builder: SpanBuilder, parent: &OtelContext) -> OtelContext {
         parent.with_span(self.0.build_with_context(builder, parent))
+    }
+
+    fn start_detached(&self, builder: SpanBuilder, parent: &OtelContext) -> DetachedSpan {
+        Box::new(self.0.build_with_context(builder, parent))
     }
 }
 
@@ -194,18 +208,21 @@ impl Otel {
             .publish_layer(self.send_layer())
     }
 
-    /// Starts the `{operation} {topic}` span of `names` under `parent` and returns the context
-    /// holding it (`last_name`: the calling service's last span name, see [`SpanNames`]). What
-    /// a sampler may look at is given at the start; the rest only to a span that records, so a
+    /// The `{operation} {topic}` span of `names` with the attributes every such span has and
+    /// `known` (`last_name`: the calling service's last span name, see [`SpanNames`]).
+    ///
+    /// Attributes that cost no allocation are given at the start, where a sampler may look at
+    /// them too; each set on a started span took the context's lock and two dynamic calls, a
+    /// twelfth of what tracing added per record (issue 21's tracing profile). Those that
+    /// allocate (the key, the conversation id) are given only to a span that records, so a
     /// sampled-out message costs little more than its context.
-    fn start_span(
-        &self,
+    fn span_builder(
         names: &SpanNames,
         kind: SpanKind,
         topic: &Arc<str>,
         last_name: &mut Option<(Arc<str>, &'static str)>,
-        parent: &OtelContext,
-    ) -> OtelContext {
+        known: impl IntoIterator<Item = KeyValue>,
+    ) -> SpanBuilder {
         // Room for the attributes a recording span is given after the start.
         let mut attributes = Vec::with_capacity(SPAN_ATTRIBUTES);
         attributes.extend([
@@ -213,10 +230,10 @@ impl Otel {
             KeyValue::new("messaging.operation.type", names.operation),
             KeyValue::new("messaging.destination.name", Arc::clone(topic)),
         ]);
-        let builder = SpanBuilder::from_name(names.of(topic, last_name))
+        attributes.extend(known);
+        SpanBuilder::from_name(names.of(topic, last_name))
             .with_kind(kind)
-            .with_attributes(attributes);
-        self.tracer.start(builder, parent)
+            .with_attributes(attributes)
     }
 
     /// The context carried in `headers`, if any: what `TraceContextPropagator` extracts. The
@@ -251,9 +268,11 @@ impl Otel {
     ///
     /// Returns the `traceparent` written, when the context has no trace state (`None` when
     /// it has one, or is not valid).
-    fn inject(&self, cx: &OtelContext, headers: &mut Headers) -> Option<[u8; TRACEPARENT_LEN]> {
-        let span = cx.span();
-        let context = span.span_context();
+    fn inject(
+        &self,
+        context: &SpanContext,
+        headers: &mut Headers,
+    ) -> Option<[u8; TRACEPARENT_LEN]> {
         if !context.is_valid() {
             return None;
         }
@@ -467,17 +486,23 @@ impl Extractor for HeaderReader<'_> {
     }
 }
 
-/// `error.type` and an error status on the span of `cx`.
-fn fail(cx: &OtelContext, kind: &'static str, description: String) {
-    let span = cx.span();
-    span.set_attribute(KeyValue::new("error.type", kind));
-    span.set_status(Status::error(description));
-}
-
 /// The `messaging.kafka.message.key` attribute, when the key is text.
 fn key_attribute(key: Option<&[u8]>) -> Option<KeyValue> {
     key.and_then(|key| std::str::from_utf8(key).ok())
         .map(|key| KeyValue::new("messaging.kafka.message.key", key.to_owned()))
+}
+
+/// The `messaging.message.conversation_id` attribute.
+fn conversation_id(id: &str) -> KeyValue {
+    KeyValue::new("messaging.message.conversation_id", id.to_owned())
+}
+
+/// The `messaging.message.body.size` attribute.
+fn body_size(payload: &[u8]) -> KeyValue {
+    KeyValue::new(
+        "messaging.message.body.size",
+        i64::try_from(payload.len()).unwrap_or(i64::MAX),
+    )
 }
 
 /// Starts a `process {topic}` span per message of one subscriber; see [`Otel`].
@@ -527,32 +552,25 @@ where
             .otel
             .extract(&message.headers)
             .unwrap_or_else(OtelContext::current);
-        let cx = self.otel.start_span(
+        let builder = Otel::span_builder(
             &PROCESS_NAMES,
             SpanKind::Consumer,
             &message.topic,
             &mut self.last_name,
-            &parent,
-        );
-        let span = cx.span();
-        if span.is_recording() {
-            span.set_attributes([
+            [
                 partition_id(message.partition),
                 KeyValue::new("messaging.consumer.group.name", Arc::clone(&self.group)),
                 KeyValue::new("messaging.kafka.offset", message.offset),
-                KeyValue::new(
-                    "messaging.message.body.size",
-                    i64::try_from(message.payload.len()).unwrap_or(i64::MAX),
-                ),
-            ]);
-            if let Some(key) = key_attribute(message.key.as_deref()) {
-                span.set_attribute(key);
-            }
-            if let Some(id) = message.headers.get_str(CORRELATION_ID) {
-                span.set_attribute(KeyValue::new(
-                    "messaging.message.conversation_id",
-                    id.to_owned(),
-                ));
+                body_size(&message.payload),
+            ],
+        );
+        let cx = self.otel.tracer.start(builder, &parent);
+        let span = cx.span();
+        if span.is_recording() {
+            let key = key_attribute(message.key.as_deref());
+            let id = message.headers.get_str(CORRELATION_ID).map(conversation_id);
+            if key.is_some() || id.is_some() {
+                span.set_attributes(key.into_iter().chain(id));
             }
         }
         let call = {
@@ -597,14 +615,19 @@ where
                 // The reply is published after this span ends: it carries the span's context
                 // so its `send` span is this one's child.
                 Ok(Reply::Publish(out)) => {
-                    if let Some(parent) = this.otel.inject(&cx, &mut out.headers) {
+                    let span = cx.span();
+                    if let Some(parent) = this.otel.inject(span.span_context(), &mut out.headers) {
                         ReplyParent::remember(parent, &cx);
                     }
                 }
                 Ok(Reply::Nothing) => {}
                 // A nack or reject is a failed processing too (`error.type` `Nacked`,
                 // `Rejected`).
-                Ok(Reply::Failed(err)) | Err(err) => fail(&cx, failure_type(err), err.to_string()),
+                Ok(Reply::Failed(err)) | Err(err) => {
+                    let span = cx.span();
+                    span.set_attribute(KeyValue::new("error.type", failure_type(err)));
+                    span.set_status(Status::error(err.to_string()));
+                }
             }
             cx.span().end();
         }
@@ -679,18 +702,19 @@ where
         let parent = ReplyParent::take(&record.headers)
             .or_else(|| self.otel.extract(&record.headers))
             .unwrap_or_else(OtelContext::current);
-        let cx = self.otel.start_span(
+        let known = [
+            record.partition.map(partition_id),
+            record.payload.as_deref().map(body_size),
+        ];
+        let builder = Otel::span_builder(
             &SEND_NAMES,
             SpanKind::Producer,
             &record.topic,
             &mut self.last_name,
-            &parent,
+            known.into_iter().flatten(),
         );
-        let span = cx.span();
+        let mut span = self.otel.tracer.start_detached(builder, &parent);
         if span.is_recording() {
-            if let Some(partition) = record.partition {
-                span.set_attribute(partition_id(partition));
-            }
             if let Some(key) = key_attribute(record.key.as_deref()) {
                 span.set_attribute(key);
             }
@@ -699,22 +723,13 @@ where
                 .as_deref()
                 .and_then(|id| std::str::from_utf8(id).ok())
             {
-                span.set_attribute(KeyValue::new(
-                    "messaging.message.conversation_id",
-                    id.to_owned(),
-                ));
-            }
-            if let Some(payload) = &record.payload {
-                span.set_attribute(KeyValue::new(
-                    "messaging.message.body.size",
-                    i64::try_from(payload.len()).unwrap_or(i64::MAX),
-                ));
+                span.set_attribute(conversation_id(id));
             }
         }
-        self.otel.inject(&cx, &mut record.headers);
+        self.otel.inject(span.span_context(), &mut record.headers);
         SendSpanFuture {
             inner: self.inner.call(record),
-            cx: Some(cx),
+            span: Some(span),
         }
     }
 }
@@ -724,7 +739,9 @@ pin_project_lite::pin_project! {
     pub struct SendSpanFuture<F> {
         #[pin]
         inner: F,
-        cx: Option<OtelContext>,
+        // Ended when the record was handed over, or else when dropped (an SDK span ends when
+        // dropped).
+        span: Option<DetachedSpan>,
     }
 }
 
@@ -743,11 +760,12 @@ where
     fn poll(self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let outcome = std::task::ready!(this.inner.poll(task));
-        if let Some(cx) = this.cx.take() {
+        if let Some(mut span) = this.span.take() {
             if let Err(err) = &outcome {
-                fail(&cx, "PublishError", err.to_string());
+                span.set_attribute(KeyValue::new("error.type", "PublishError"));
+                span.set_status(Status::error(err.to_string()));
             }
-            cx.span().end();
+            span.end();
         }
         Poll::Ready(outcome)
     }
@@ -961,11 +979,11 @@ mod sampling_tests {
                 true,
                 state,
             );
-            let cx = OtelContext::new().with_remote_span_context(context);
+            let cx = OtelContext::new().with_remote_span_context(context.clone());
             let mut expected = Map(HashMap::new());
             TraceContextPropagator::new().inject_context(&cx, &mut expected);
             let mut headers = Headers::new();
-            otel.inject(&cx, &mut headers);
+            otel.inject(&context, &mut headers);
             let traceparent = headers.get_str("traceparent").expect("traceparent");
             assert_eq!(
                 Some(traceparent),
@@ -980,7 +998,7 @@ mod sampling_tests {
         }
         // An invalid context writes nothing.
         let mut headers = Headers::new();
-        otel.inject(&OtelContext::new(), &mut headers);
+        otel.inject(&SpanContext::empty_context(), &mut headers);
         assert!(headers.get("traceparent").is_none());
     }
 
@@ -1111,10 +1129,7 @@ mod sampling_tests {
         );
         let mut headers = Headers::new();
         headers.append("tracestate", "stale=1");
-        otel.inject(
-            &OtelContext::new().with_remote_span_context(context),
-            &mut headers,
-        );
+        otel.inject(&context, &mut headers);
         assert!(headers.get("tracestate").is_none());
         assert!(headers.get("traceparent").is_some());
     }
@@ -1140,10 +1155,7 @@ mod sampling_tests {
                 state.clone(),
             );
             let mut headers = Headers::new();
-            otel.inject(
-                &OtelContext::new().with_remote_span_context(context.clone()),
-                &mut headers,
-            );
+            otel.inject(&context, &mut headers);
             let extracted = otel.extract(&headers).expect("injected");
             assert_eq!(*extracted.span().span_context(), context);
         }
