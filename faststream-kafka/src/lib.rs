@@ -35,6 +35,7 @@ mod context;
 mod due_gate;
 mod error;
 mod member;
+mod produce;
 mod producer;
 mod record_bytes;
 mod replay;

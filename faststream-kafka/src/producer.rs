@@ -6,6 +6,7 @@
 //! two allocations and the channel's bookkeeping it spends on every record.
 
 use crate::context::KafkaContext;
+use crate::produce::{produce, TopicHandles};
 use faststream_core::broker::outgoing_headers;
 use faststream_core::message::CORRELATION_ID_LEN;
 use faststream_core::{Delivered, Publish, PublishError, Record};
@@ -95,6 +96,9 @@ impl ProducerContext for KafkaContext {
 #[derive(Clone)]
 pub struct KafkaPublisher {
     producer: KafkaProducer,
+    /// librdkafka's handles of the topics `producer` sends to (none for an exactly-once
+    /// member, whose producer is replaced when fenced: it sends through rdkafka's path).
+    topics: Option<Arc<TopicHandles>>,
     context: KafkaContext,
     /// An exactly-once member's publisher: the member's current transactional producer
     /// (replaced when fenced), read for each record.
@@ -110,6 +114,7 @@ impl std::fmt::Debug for KafkaPublisher {
 impl KafkaPublisher {
     pub(crate) fn new(producer: KafkaProducer, context: KafkaContext) -> Self {
         Self {
+            topics: Some(Arc::new(TopicHandles::new(producer.clone()))),
             producer,
             context,
             member: None,
@@ -125,6 +130,7 @@ impl KafkaPublisher {
     ) -> Self {
         Self {
             producer,
+            topics: None,
             context,
             member: Some(member),
         }
@@ -209,7 +215,7 @@ fn publish_error(topic: &str, err: &KafkaError) -> PublishError {
     }
 }
 
-/// The record's headers in the kit's wire order, built into librdkafka's list once.
+/// The record's headers in the kit's wire order, built into rdkafka's list once.
 fn headers_of(record: &Record) -> OwnedHeaders {
     // A fresh id is formatted on the stack: librdkafka copies header values anyway.
     let mut fresh_id = [0_u8; CORRELATION_ID_LEN];
@@ -224,40 +230,67 @@ fn headers_of(record: &Record) -> OwnedHeaders {
 }
 
 /// Hands `record` to `producer`, waiting only while librdkafka's queue is full; the returned
-/// delivery tracks its acknowledgement.
+/// delivery tracks its acknowledgement. With `topics` (`producer`'s topic handles) the record
+/// goes to librdkafka with its topic's handle (see the `produce` module); otherwise, or for a
+/// topic without a handle, through rdkafka's `send`.
 pub(crate) async fn send(
     producer: &KafkaProducer,
+    topics: Option<&TopicHandles>,
     record: &Record,
 ) -> Result<KafkaDelivery, PublishError> {
     let slot = Arc::new(DeliverySlot::default());
-    let headers = headers_of(record);
-    let mut base_record: BaseRecord<'_, [u8], [u8], Arc<DeliverySlot>> =
-        BaseRecord::with_opaque_to(&record.topic, Arc::clone(&slot)).headers(headers);
-    if let Some(payload) = &record.payload {
-        base_record = base_record.payload(&payload[..]);
-    }
-    if let Some(key) = &record.key {
-        base_record = base_record.key(&key[..]);
-    }
-    if let Some(partition) = record.partition {
-        base_record = base_record.partition(partition);
-    }
-    if let Some(timestamp) = record.timestamp {
-        base_record = base_record.timestamp(timestamp);
-    }
+    // rdkafka's record, made only for a record that takes rdkafka's path, and kept for its
+    // retries.
+    let mut through_rdkafka = None;
     let mut backoff = Duration::from_micros(200);
     loop {
-        match producer.send(base_record) {
-            Ok(()) => return Ok(KafkaDelivery::new(Arc::clone(&record.topic), slot)),
+        let refused = match topics.and_then(|topics| produce(topics, record, &slot)) {
+            Some(outcome) => outcome.err().map(KafkaError::MessageProduction),
+            None => {
+                let base = through_rdkafka
+                    .take()
+                    .unwrap_or_else(|| base_record(record, &slot));
+                match producer.send(base) {
+                    Ok(()) => None,
+                    Err((err, returned)) => {
+                        through_rdkafka = Some(returned);
+                        Some(err)
+                    }
+                }
+            }
+        };
+        match refused {
+            None => return Ok(KafkaDelivery::new(Arc::clone(&record.topic), slot)),
             // librdkafka's queue is full: wait for deliveries to drain it, then retry.
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                base_record = returned;
+            Some(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_millis(50));
             }
-            Err((err, _)) => return Err(publish_error(&record.topic, &err)),
+            Some(err) => return Err(publish_error(&record.topic, &err)),
         }
     }
+}
+
+/// `record` as rdkafka's, its delivery report going to `slot`.
+fn base_record<'a>(
+    record: &'a Record,
+    slot: &Arc<DeliverySlot>,
+) -> BaseRecord<'a, [u8], [u8], Arc<DeliverySlot>> {
+    let mut base =
+        BaseRecord::with_opaque_to(&record.topic, Arc::clone(slot)).headers(headers_of(record));
+    if let Some(payload) = &record.payload {
+        base = base.payload(&payload[..]);
+    }
+    if let Some(key) = &record.key {
+        base = base.key(&key[..]);
+    }
+    if let Some(partition) = record.partition {
+        base = base.partition(partition);
+    }
+    if let Some(timestamp) = record.timestamp {
+        base = base.timestamp(timestamp);
+    }
+    base
 }
 
 impl Publish for KafkaPublisher {
@@ -265,13 +298,13 @@ impl Publish for KafkaPublisher {
 
     async fn enqueue(&self, record: Record) -> Result<KafkaDelivery, PublishError> {
         match &self.member {
-            None => send(&self.producer, &record).await,
+            None => send(&self.producer, self.topics.as_deref(), &record).await,
             Some(member) => {
                 let current = member
                     .read()
                     .unwrap_or_else(|poisoned| poisoned.into_inner())
                     .clone();
-                send(&current, &record).await
+                send(&current, None, &record).await
             }
         }
     }
