@@ -76,8 +76,11 @@ impl<P: Publish> PublishPath<P> {
         if layers.is_empty() {
             return Self::Direct(publisher);
         }
+        // Shared behind one `Arc`: the call's future owns its publisher, and a backend's
+        // publisher may be several reference counts to clone (Kafka's is five or more).
+        let publisher = Arc::new(publisher);
         let base = tower::service_fn(move |record: Record| {
-            let publisher = publisher.clone();
+            let publisher = Arc::clone(&publisher);
             async move { publisher.enqueue(record).await }
         });
         let mut service: BoxPublishService<P::Delivery> = BoxCloneService::new(base);
