@@ -11,18 +11,25 @@
 //! waits for the topics' references): [`TopicHandles`] holds a clone of the producer, so the
 //! producer lives until the handles are gone.
 
-use crate::producer::{DeliverySlot, KafkaProducer};
+use crate::context::KafkaContext;
 use faststream_core::broker::outgoing_headers;
 use faststream_core::message::CORRELATION_ID_LEN;
 use faststream_core::Record;
 use rdkafka::bindings as native;
-use rdkafka::producer::Producer as _;
+use rdkafka::producer::{Producer as _, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::util::IntoOpaque as _;
+use rdkafka::util::IntoOpaque;
 use rustc_hash::FxHashMap;
 use std::ffi::{c_void, CString};
 use std::ptr::NonNull;
 use std::sync::{Arc, PoisonError, RwLock};
+
+/// The producer publishers send through: librdkafka's, with a thread of its own serving the
+/// delivery reports into each send's `DeliverySlot`.
+pub type KafkaProducer = ThreadedProducer<KafkaContext>;
+
+/// What a record carries to its delivery report (the producer's `DeliverySlot`).
+type DeliveryOpaque = <KafkaContext as ProducerContext>::DeliveryOpaque;
 
 /// Topics a producer keeps handles of; records to further topics take rdkafka's own path
 /// (a pattern of ever new topics must not grow this without bound).
@@ -160,19 +167,19 @@ fn memory(bytes: Option<&[u8]>) -> native::rd_kafka_vu_s__bindgen_ty_1 {
     }
 }
 
-/// Hands `record` to librdkafka with its topic's handle, its delivery report going to `slot`;
-/// `None` when the topic has no handle (send it through rdkafka's path instead). librdkafka
-/// copies payload, key and headers before this returns.
+/// Hands `record` to librdkafka with its topic's handle, its delivery report going to
+/// `report`; `None` when the topic has no handle (send it through rdkafka's path instead).
+/// librdkafka copies payload, key and headers before this returns.
 pub(crate) fn produce(
     topics: &TopicHandles,
     record: &Record,
-    slot: &Arc<DeliverySlot>,
+    report: &DeliveryOpaque,
 ) -> Option<Result<(), RDKafkaErrorCode>> {
     use native::rd_kafka_vtype_t as V;
     use native::rd_kafka_vu_s__bindgen_ty_1 as U;
     let topic = topics.handle(&record.topic)?;
     let headers = NativeHeaders::of(record);
-    let opaque = Arc::clone(slot).into_ptr();
+    let opaque = report.clone().into_ptr();
     let fields = [
         field(
             V::RD_KAFKA_VTYPE_RKT,
@@ -231,6 +238,6 @@ pub(crate) fn produce(
     };
     // SAFETY: librdkafka refused the record, so the opaque made above was not taken: it is
     // turned back into the reference it was made from, once. The headers stayed ours and drop.
-    drop(unsafe { <Arc<DeliverySlot> as rdkafka::util::IntoOpaque>::from_ptr(opaque) });
+    drop(unsafe { DeliveryOpaque::from_ptr(opaque) });
     Some(Err(code.into()))
 }

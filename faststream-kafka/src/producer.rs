@@ -6,22 +6,19 @@
 //! two allocations and the channel's bookkeeping it spends on every record.
 
 use crate::context::KafkaContext;
+pub use crate::produce::KafkaProducer;
 use crate::produce::{produce, TopicHandles};
 use faststream_core::broker::outgoing_headers;
 use faststream_core::message::CORRELATION_ID_LEN;
 use faststream_core::{Delivered, Publish, PublishError, Record};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message as _, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
-
-/// The producer publishers send through: librdkafka's, with a thread of its own serving the
-/// delivery reports into each send's [`DeliverySlot`].
-pub type KafkaProducer = ThreadedProducer<KafkaContext>;
 
 /// An exactly-once member's current transactional producer, replaced when fenced (see the
 /// `member` module). Its publisher reads it for each record.
