@@ -270,11 +270,7 @@ impl Otel {
     ///
     /// Returns the `traceparent` written, when the context has no trace state (`None` when
     /// it has one, or is not valid).
-    fn inject(
-        &self,
-        context: &SpanContext,
-        headers: &mut Headers,
-    ) -> Option<[u8; TRACEPARENT_LEN]> {
+    fn inject(context: &SpanContext, headers: &mut Headers) -> Option<[u8; TRACEPARENT_LEN]> {
         if !context.is_valid() {
             return None;
         }
@@ -582,7 +578,6 @@ where
         ProcessSpanFuture {
             inner: call.with_context(cx.clone()),
             span: SpanGuard(Some(cx)),
-            otel: self.otel.clone(),
         }
     }
 }
@@ -593,7 +588,6 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: opentelemetry::context::WithContext<F>,
         span: SpanGuard,
-        otel: Otel,
     }
 }
 
@@ -618,7 +612,7 @@ where
                 // so its `send` span is this one's child.
                 Ok(Reply::Publish(out)) => {
                     let span = cx.span();
-                    if let Some(parent) = this.otel.inject(span.span_context(), &mut out.headers) {
+                    if let Some(parent) = Otel::inject(span.span_context(), &mut out.headers) {
                         ReplyParent::remember(parent, &cx);
                     }
                 }
@@ -728,7 +722,7 @@ where
                 span.set_attribute(conversation_id(id));
             }
         }
-        self.otel.inject(span.span_context(), &mut record.headers);
+        Otel::inject(span.span_context(), &mut record.headers);
         SendSpanFuture {
             inner: self.inner.call(record),
             span: Some(span),
@@ -965,7 +959,6 @@ mod sampling_tests {
     fn inject_writes_what_the_w3c_propagator_writes() {
         use std::collections::HashMap;
 
-        let otel = Otel::new(SdkTracerProvider::builder().build().tracer("t"));
         let state = TraceState::from_key_value([("vendor", "value")]).unwrap();
         // Sampled and not (the other flag bits are not passed on), with and without a
         // trace state.
@@ -985,7 +978,7 @@ mod sampling_tests {
             let mut expected = Map(HashMap::new());
             TraceContextPropagator::new().inject_context(&cx, &mut expected);
             let mut headers = Headers::new();
-            otel.inject(&context, &mut headers);
+            Otel::inject(&context, &mut headers);
             let traceparent = headers.get_str("traceparent").expect("traceparent");
             assert_eq!(
                 Some(traceparent),
@@ -1000,7 +993,7 @@ mod sampling_tests {
         }
         // An invalid context writes nothing.
         let mut headers = Headers::new();
-        otel.inject(&SpanContext::empty_context(), &mut headers);
+        Otel::inject(&SpanContext::empty_context(), &mut headers);
         assert!(headers.get("traceparent").is_none());
     }
 
@@ -1121,7 +1114,6 @@ mod sampling_tests {
 
     #[test]
     fn inject_removes_a_tracestate_of_another_context() {
-        let otel = Otel::new(SdkTracerProvider::builder().build().tracer("t"));
         let context = SpanContext::new(
             TraceId::from(7),
             SpanId::from(9),
@@ -1131,7 +1123,7 @@ mod sampling_tests {
         );
         let mut headers = Headers::new();
         headers.append("tracestate", "stale=1");
-        otel.inject(&context, &mut headers);
+        Otel::inject(&context, &mut headers);
         assert!(headers.get("tracestate").is_none());
         assert!(headers.get("traceparent").is_some());
     }
@@ -1157,7 +1149,7 @@ mod sampling_tests {
                 state.clone(),
             );
             let mut headers = Headers::new();
-            otel.inject(&context, &mut headers);
+            Otel::inject(&context, &mut headers);
             let extracted = otel.extract(&headers).expect("injected");
             assert_eq!(*extracted.span().span_context(), context);
         }

@@ -93,13 +93,14 @@ struct Blocks {
     spare: Option<VecDeque<Message>>,
 }
 
+// `push_back` and `pop_front` are inlined, so that a record moves once into its block and
+// once out: as calls, it moved through their arguments and return values too (issue 21's
+// profile).
 impl Blocks {
     fn len(&self) -> usize {
         self.len
     }
 
-    // Inlined, so that the record moves once into its block and once out: as a call, it
-    // moved through the arguments and return value too (issue 21's profile).
     #[inline(always)]
     fn push_back(&mut self, message: Message) {
         match self.blocks.back_mut() {
@@ -118,8 +119,6 @@ impl Blocks {
         self.len += 1;
     }
 
-    // Inlined, so that the record moves once into its block and once out: as a call, it
-    // moved through the arguments and return value too (issue 21's profile).
     #[inline(always)]
     fn pop_front(&mut self) -> Option<Message> {
         let first = self.blocks.front_mut()?;
