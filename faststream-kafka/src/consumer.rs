@@ -18,6 +18,7 @@
 use crate::config::BrokerSettings;
 use crate::context::{classify, ClientHealth, ErrorClass, KafkaContext, Stats};
 use crate::due_gate::{Admit, DueGate};
+use crate::fetched_headers;
 use crate::member::KafkaMember;
 use crate::record_bytes::RecordBytes;
 use faststream_core::broker::{
@@ -26,13 +27,11 @@ use faststream_core::broker::{
     WorkerSet,
 };
 use faststream_core::seek::{Seek, SeekPartitions, Sought};
-use faststream_core::{
-    Error, Headers, Message, Result, StartFrom, SubscriberConfig, TopicPartition,
-};
+use faststream_core::{Error, Message, Result, StartFrom, SubscriberConfig, TopicPartition};
 use futures::future::BoxFuture;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Headers as _, Message as _};
+use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -773,16 +772,7 @@ pub(crate) fn to_message(
     record: &BorrowedMessage<'_>,
     bytes: &mut RecordBytes,
 ) -> Message {
-    let headers = match record.headers() {
-        Some(raw) => {
-            let mut headers = Headers::with_capacity(raw.count());
-            for header in raw.iter() {
-                headers.append_read(header.key, bytes.copy(header.value.unwrap_or_default()));
-            }
-            headers
-        }
-        None => Headers::new(),
-    };
+    let headers = fetched_headers::read(record, bytes);
     Message {
         topic: Arc::clone(topic),
         partition: record.partition(),

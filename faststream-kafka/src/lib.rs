@@ -34,6 +34,7 @@ mod consumer;
 mod context;
 mod due_gate;
 mod error;
+mod fetched_headers;
 mod member;
 mod produce;
 mod producer;

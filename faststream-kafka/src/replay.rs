@@ -3,13 +3,15 @@
 use crate::config::BrokerSettings;
 use crate::context::KafkaContext;
 use crate::error;
+use crate::fetched_headers;
 use crate::producer::KafkaPublisher;
+use crate::record_bytes::RecordBytes;
 use bytes::Bytes;
 use faststream_core::broker::{ReplayReport, DLT_HEADER_PREFIX, DLT_ORIGINAL_TOPIC};
 use faststream_core::message::CORRELATION_ID;
 use faststream_core::{Error, ErrorClass, Headers, Publish, Record, Result};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers as _, Message as _};
+use rdkafka::message::Message as _;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -79,16 +81,13 @@ pub(crate) async fn replay(
         let mut original = None;
         let mut correlation_id = None;
         let mut headers = Headers::new();
-        if let Some(raw) = record.headers() {
-            for header in raw.iter() {
-                let value = Bytes::copy_from_slice(header.value.unwrap_or_default());
-                if header.key == DLT_ORIGINAL_TOPIC {
-                    original = String::from_utf8(value.to_vec()).ok();
-                } else if header.key == CORRELATION_ID {
-                    correlation_id = Some(value);
-                } else if !header.key.starts_with(DLT_HEADER_PREFIX) {
-                    headers.append(header.key, value);
-                }
+        for (name, value) in fetched_headers::read(&record, &mut RecordBytes::detached()).iter() {
+            if name == DLT_ORIGINAL_TOPIC {
+                original = String::from_utf8(value.to_vec()).ok();
+            } else if name == CORRELATION_ID {
+                correlation_id = Some(value.clone());
+            } else if !name.starts_with(DLT_HEADER_PREFIX) {
+                headers.append(name, value.clone());
             }
         }
         let Some(original) = original.filter(|t| !t.is_empty()) else {

@@ -10,7 +10,7 @@ use crate::record_bytes::RecordBytes;
 use faststream_core::message::CORRELATION_ID;
 use faststream_core::{Error, ErrorClass, Message, Result};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers as _, Message as _};
+use rdkafka::message::Message as _;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -152,21 +152,12 @@ fn read_replies(
             None => {}
             Some(Err(err)) => tracing::warn!("reading replies from `{topic}`: {err}"),
             Some(Ok(record)) => {
-                let id = record.headers().and_then(|headers| {
-                    headers
-                        .iter()
-                        .filter(|h| h.key == CORRELATION_ID)
-                        .last()
-                        .and_then(|h| h.value)
-                        .and_then(|v| std::str::from_utf8(v).ok())
-                        .map(str::to_owned)
-                });
+                let reply = to_message(topic, &record, &mut RecordBytes::detached());
+                let id = reply.headers.get_str(CORRELATION_ID).map(str::to_owned);
                 let waiter = id.as_deref().and_then(|id| lock(pending).remove(id));
                 match waiter {
                     // The requester may have given up meanwhile: nothing to do then.
-                    Some(waiter) => {
-                        drop(waiter.send(to_message(topic, &record, &mut RecordBytes::detached())))
-                    }
+                    Some(waiter) => drop(waiter.send(reply)),
                     None => tracing::debug!(
                         "reply {topic}[{}]@{} matches no waiting request ({id:?})",
                         record.partition(),

@@ -799,3 +799,103 @@ async fn missing_or_bad_headers_are_logged_and_skipped() {
         "{lines:#?}"
     );
 }
+
+/// A record's headers as a handler sees them: names and values, in order.
+type SeenHeaders = Vec<(String, Vec<u8>)>;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetched_headers_arrive_as_written_and_a_bad_name_does_not_stop_the_partition() {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::FutureRecord;
+    let input = unique("fh-in");
+    let group = unique("g");
+    create_topic(&input, 1).await;
+    let seen: Log<(i64, SeenHeaders)> = Arc::default();
+    let app =
+        FastStream::new(broker())
+            .with_state(Arc::clone(&seen))
+            .subscriber(
+                SubscriberConfig::new("headers", [input.as_str()]).group_id(group.as_str()),
+                |meta: Meta,
+                 headers: Headers,
+                 seen: State<Log<(i64, SeenHeaders)>>,
+                 _body: String| async move {
+                    let headers = headers
+                        .iter()
+                        .map(|(name, value)| (name.to_owned(), value.to_vec()))
+                        .collect();
+                    seen.lock().unwrap().push((meta.offset, headers));
+                },
+            )
+            .start()
+            .await
+            .expect("app starts");
+    let long = vec![b'x'; 5000];
+    let header = |key, value| Header { key, value };
+    let written = OwnedHeaders::new()
+        .insert(header("content-type", Some(&b"text/plain"[..])))
+        .insert(header("x-dup", Some(&b"1"[..])))
+        .insert(header("x-null", None))
+        .insert(header("x-empty", Some(&b""[..])))
+        .insert(header("x-dup", Some(&b"2"[..])))
+        .insert(header("x-long", Some(&long[..])))
+        .insert(header("ключ", Some(&b"v"[..])));
+    let bad_name = OwnedHeaders::new().insert(header("x-before", Some(&b"ok"[..])));
+    let bad = b"bad\xffname";
+    // SAFETY: the list is live and writable; librdkafka copies the name and value.
+    let added = unsafe {
+        rdkafka::bindings::rd_kafka_header_add(
+            std::ptr::from_ref(bad_name.as_borrowed()).cast_mut().cast(),
+            bad.as_ptr().cast(),
+            bad.len() as isize,
+            b"v".as_ptr().cast(),
+            1,
+        )
+    };
+    assert_eq!(
+        added,
+        rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+    );
+    let producer = raw_producer();
+    for headers in [None, Some(written), Some(bad_name), None] {
+        let mut record = FutureRecord::<(), str>::to(&input).payload("body");
+        if let Some(headers) = headers {
+            record = record.headers(headers);
+        }
+        producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .expect("acknowledged");
+    }
+    wait_for(WAIT, "offsets committed", || {
+        committed(&group, &input, 1) == vec![4]
+    })
+    .await;
+    app.shutdown().await.expect("shutdown");
+    let text = |pairs: &[(&str, &[u8])]| -> SeenHeaders {
+        pairs
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), v.to_vec()))
+            .collect()
+    };
+    let expected = vec![
+        (0, vec![]),
+        (
+            1,
+            text(&[
+                ("content-type", b"text/plain"),
+                ("x-dup", b"1"),
+                ("x-null", b""),
+                ("x-empty", b""),
+                ("x-dup", b"2"),
+                ("x-long", &long),
+                ("ключ", b"v"),
+            ]),
+        ),
+        (2, text(&[("x-before", b"ok"), ("bad\u{fffd}name", b"v")])),
+        (3, vec![]),
+    ];
+    assert_eq!(*seen.lock().unwrap(), expected);
+    let lines = logs().lines_with(&format!("{input}[0]@2: a header name is not UTF-8"));
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+}
