@@ -479,8 +479,7 @@ impl Shared {
                 }
             },
         };
-        let message = Held::new(&self.budget, message);
-        match message.try_send(&slot.queue) {
+        match Held::try_send_new(&self.budget, message, &slot.queue) {
             Ok(queued) if queued > AT_HAND => {
                 self.behind.store(true, Ordering::Relaxed);
                 if queued - AT_HAND >= PAUSE_BACKLOG && !slot.paused {
