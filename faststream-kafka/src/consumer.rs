@@ -1194,15 +1194,21 @@ fn poll_loop(consumer: &Arc<KafkaConsumer>, shared: &Shared) {
     let mut next_due: Option<Instant> = None;
     // Whether records came since the partitions' record chunks were last released.
     let mut read_since_release = false;
-    while !shared.stop.is_cancelled() {
+    loop {
+        if unchecked == 0 || unchecked >= CHECK_EVERY {
+            // The stop is looked at with the partitions, not before every record (reading it
+            // takes the token's lock): a stop dispatches at most `CHECK_EVERY` records more,
+            // which the stopping workers release unhandled.
+            if shared.stop.is_cancelled() {
+                break;
+            }
+            (waiting, flowing) = shared.check_backlogs(consumer);
+            unchecked = 0;
+        }
         if shared.seek_pending.load(Ordering::Relaxed) {
             shared.run_seeks(consumer);
         }
         shared.enforce_budget(consumer);
-        if unchecked == 0 || unchecked >= CHECK_EVERY {
-            (waiting, flowing) = shared.check_backlogs(consumer);
-            unchecked = 0;
-        }
         if flowing >= TOTAL_BACKLOG {
             if last_poll.elapsed() < POLL_INTERVAL {
                 // Every worker is behind: let them catch up instead of fetching more (but poll
@@ -1244,12 +1250,16 @@ fn poll_loop(consumer: &Arc<KafkaConsumer>, shared: &Shared) {
                 unchecked += 1;
                 read_since_release = true;
             }
-            Some(Err(err)) => match classify(&err, &err.to_string()) {
-                ErrorClass::Fatal(cause) => shared.fail(cause),
-                // The client context already logged this event once (rdkafka hands every
-                // error event to both).
-                _ => tracing::debug!(subscriber = %shared.name, "consumer error: {err}"),
-            },
+            Some(Err(err)) => {
+                // Errors that come back to back must not keep the stop from being seen.
+                unchecked = 0;
+                match classify(&err, &err.to_string()) {
+                    ErrorClass::Fatal(cause) => shared.fail(cause),
+                    // The client context already logged this event once (rdkafka hands every
+                    // error event to both).
+                    _ => tracing::debug!(subscriber = %shared.name, "consumer error: {err}"),
+                }
+            }
         }
     }
     // Seeks asked for from now on answer that the subscriber stopped.
