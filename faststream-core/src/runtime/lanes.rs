@@ -361,7 +361,7 @@ impl LaneRouter {
         }
         let ticket = self.progress.dispatch(message.offset, 0);
         self.progress
-            .decide(ticket, PendingAck::new(&self.partition, message.offset));
+            .decide(ticket, PendingAck::new(message.offset));
         self.progress.release_undispatched(message.held_bytes());
         self.progress.collect_ready();
         self.finished_changed = true;
@@ -439,8 +439,7 @@ impl LaneRouter {
                 break;
             }
             unfinished.pop_front();
-            self.progress
-                .decide(ticket, PendingAck::new(&self.partition, next));
+            self.progress.decide(ticket, PendingAck::new(next));
         }
         self.progress.collect_ready();
         self.finished_changed = true;

@@ -236,6 +236,11 @@ where
         self.failed.take()
     }
 
+    /// The partition whose messages this tracks.
+    pub(crate) fn partition(&self) -> &TopicPartition {
+        &self.partition
+    }
+
     /// Whether the partition reached a point nothing may be committed past.
     pub(crate) fn is_halted(&self) -> bool {
         self.flow == Flow::Halted
@@ -262,7 +267,14 @@ where
         let Poll::Ready(refused) = Pin::new(&mut *ack).poll(cx) else {
             return Poll::Pending;
         };
-        if let Some(error) = refused {
+        for error in &refused {
+            tracing::error!(
+                "publish for message {}@{} was not acknowledged: {error}",
+                self.partition,
+                ack.offset,
+            );
+        }
+        if let Some(error) = refused.into_iter().next() {
             match std::mem::replace(&mut ack.on_refused, OnRefused::CountDone) {
                 OnRefused::RunPolicy { message, attempt } => {
                     front.state = EntryState::Undecided;
@@ -270,7 +282,7 @@ where
                     self.failed = Some(FailedHead {
                         message: *message,
                         attempt,
-                        error: *error,
+                        error,
                         ticket,
                     });
                     return Poll::Ready(Some(HeadEvent::Failed));
@@ -400,30 +412,27 @@ enum OnRefused {
     Halt,
 }
 
-/// The publishes of a decided message, waiting to be acknowledged. Resolves to the first
-/// refusal, if any; every refusal is logged here.
+/// The publishes of a decided message, waiting to be acknowledged. Resolves to the refusals,
+/// if any, which the tracker logs: it knows the partition, so each message's entry does not
+/// hold its topic (a reference count taken and dropped per message, issue 21's profile).
 pub(crate) struct PendingAck<D> {
-    topic: Arc<str>,
-    partition: i32,
     offset: i64,
     // The first delivery inline, so the common one-publisher case does not allocate.
     first: Option<D>,
     rest: Vec<D>,
-    /// The first refusal (boxed: rare, and entries stay small).
-    refused: Option<Box<PublishError>>,
+    /// Every refusal, in the order they came (allocated only when one does).
+    refused: Vec<PublishError>,
     on_refused: OnRefused,
 }
 
 impl<D> PendingAck<D> {
-    /// The message at `offset` of `partition`, with nothing published yet.
-    pub(crate) fn new(partition: &TopicPartition, offset: i64) -> Self {
+    /// The message at `offset` of the tracker's partition, with nothing published yet.
+    pub(crate) fn new(offset: i64) -> Self {
         Self {
-            topic: Arc::clone(&partition.topic),
-            partition: partition.partition,
             offset,
             first: None,
             rest: Vec::new(),
-            refused: None,
+            refused: Vec::new(),
             on_refused: OnRefused::CountDone,
         }
     }
@@ -464,13 +473,7 @@ impl<D> PendingAck<D> {
 
     fn record_outcome<T>(&mut self, outcome: Result<T, PublishError>) {
         if let Err(err) = outcome {
-            tracing::error!(
-                "publish for message {}[{}]@{} was not acknowledged: {err}",
-                self.topic,
-                self.partition,
-                self.offset,
-            );
-            self.refused.get_or_insert_with(|| Box::new(err));
+            self.refused.push(err);
         }
     }
 }
@@ -479,7 +482,7 @@ impl<D, T> Future for PendingAck<D>
 where
     D: Future<Output = Result<T, PublishError>> + Unpin,
 {
-    type Output = Option<Box<PublishError>>;
+    type Output = Vec<PublishError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
@@ -503,7 +506,7 @@ where
             }
         }
         if this.rest.is_empty() {
-            Poll::Ready(this.refused.take())
+            Poll::Ready(std::mem::take(&mut this.refused))
         } else {
             Poll::Pending
         }
@@ -557,7 +560,7 @@ mod tests {
     }
 
     fn ack(offset: i64) -> PendingAck<Delivery> {
-        PendingAck::new(&TopicPartition::new("in", 0), offset)
+        PendingAck::new(offset)
     }
 
     /// An ack waiting for one publish, and the switch that settles it.

@@ -590,9 +590,9 @@ struct Failure {
 }
 
 /// Where a message came from and what its reply inherits, taken before the handler consumes
-/// the message.
+/// the message. Its partition is the worker's (`PartitionProgress::partition`): not taken
+/// per message, which cost a reference count on the topic (issue 21's profile).
 struct Origin {
-    partition: TopicPartition,
     offset: i64,
     key: Option<Bytes>,
     correlation_id: Option<Bytes>,
@@ -602,10 +602,6 @@ struct Origin {
 impl Origin {
     fn of(message: &Message) -> Self {
         Self {
-            partition: TopicPartition {
-                topic: Arc::clone(&message.topic),
-                partition: message.partition,
-            },
             offset: message.offset,
             key: message.key.clone(),
             correlation_id: message.headers.get(CORRELATION_ID).cloned(),
@@ -850,7 +846,7 @@ where
             (self.policy.needs_message() || message.batch.is_some()).then(|| message.clone());
         let origin = Origin::of(&message);
         let late_slot = self.late.as_mut().map(|late| {
-            let (id, slot) = late.slot(&origin.partition, origin.offset);
+            let (id, slot) = late.slot(self.progress.partition(), origin.offset);
             // Held here until the handler returned; the handler's `Ack`s hold it after.
             message.extensions.insert(Arc::downgrade(&slot));
             (id, slot)
@@ -873,7 +869,7 @@ where
         };
         let undecided =
             late_slot.and_then(|(id, slot)| decided_by_handler(&mut outcome, &slot, id));
-        let mut ack = PendingAck::new(&origin.partition, origin.offset);
+        let mut ack = PendingAck::new(origin.offset);
         let error: Option<BoxError> = match outcome {
             Ok(Reply::Nothing) => None,
             Ok(Reply::Publish(out)) => self
@@ -967,7 +963,7 @@ where
         };
         let position = match &kept {
             Some(message) => message.position().to_string(),
-            None => format!("{}@{}", origin.partition, origin.offset),
+            None => format!("{}@{}", self.progress.partition(), origin.offset),
         };
         let key = origin.key.as_deref().map(String::from_utf8_lossy);
         match self.policy.decide(attempt, &error) {
@@ -1049,7 +1045,6 @@ where
         let index = failed.index.min(batch.len() - 1);
         let error = failed.source;
         let record = &batch[index];
-        let tp = TopicPartition::new(Arc::clone(&record.topic), record.partition);
         let ticket = self.finish_records_before(&batch, index, ticket);
         // The attempt count is the batch head's: a record after it fails for the first time.
         let attempt = if index == 0 { attempt } else { 1 };
@@ -1082,7 +1077,7 @@ where
         let rest_ticket = self
             .progress
             .split(ticket, record.offset, record.held_bytes());
-        let ack = PendingAck::new(&tp, record.offset);
+        let ack = PendingAck::new(record.offset);
         if matches!(decision, Decision::Reject) {
             self.log_rejected(&record.position());
             self.progress.decide(ticket, ack);
@@ -1109,9 +1104,7 @@ where
         let Some(rest) = self.progress.split(ticket, done.offset, bytes) else {
             return ticket;
         };
-        let tp = TopicPartition::new(Arc::clone(&done.topic), done.partition);
-        self.progress
-            .decide(ticket, PendingAck::new(&tp, done.offset));
+        self.progress.decide(ticket, PendingAck::new(done.offset));
         rest
     }
 
@@ -1133,8 +1126,7 @@ where
                 ticket,
             }),
             Decision::Exhausted | Decision::Reject => {
-                let tp = TopicPartition::new(Arc::clone(&message.topic), message.partition);
-                let ack = PendingAck::new(&tp, message.offset);
+                let ack = PendingAck::new(message.offset);
                 self.exhausted(Some(message), &error, attempt, ticket, ack)
                     .await;
                 None
