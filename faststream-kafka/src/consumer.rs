@@ -193,6 +193,10 @@ impl Shared {
         // Unbounded: this consumer bounds it by pausing the partition (see the module docs).
         let (queue, messages) = partition_queue(usize::MAX);
         let stop = self.stop.child_token();
+        // Each partition's records share a name of its own: every record takes and drops a
+        // reference to it, on the fetch thread and the partition's worker, and one name shared
+        // by all of a topic's partitions had every worker's thread change the same count.
+        let topic: Arc<str> = Arc::from(&*topic);
         let tp = TopicPartition::new(Arc::clone(&topic), partition);
         let resume_from = Arc::new(AtomicI64::new(resume_from));
         let offsets = Arc::new(KafkaOffsets {
