@@ -443,6 +443,7 @@ where
             late: (self.delivery.commit == CommitTiming::ByHandler).then(LateAcks::new),
             store_every: STORE_EVERY,
             transaction,
+            waited: false,
         }
     }
 
@@ -504,6 +505,8 @@ struct PartitionWorker<S, P: Publish> {
     store_every: u32,
     /// Exactly-once only: the member's commit barrier.
     transaction: Option<TransactionGate>,
+    /// A handler call had to wait since the stop signal was last looked at.
+    waited: bool,
 }
 
 /// A manual-ack record whose handler returned undecided: its tracker entry stays undecided
@@ -758,7 +761,7 @@ where
     }
 
     /// Takes `message`, then what is already queued behind it without going back through
-    /// `select!` for each (a stop is still checked before each of them).
+    /// `select!` for each (the stop signal is still looked at: see below).
     async fn take(
         &mut self,
         message: Message,
@@ -766,8 +769,15 @@ where
         waiting: &mut Waiting,
     ) {
         self.dispatch(message, waiting).await;
-        for _ in 0..FAST_PATH_BATCH {
-            if !waiting.is_empty() || !self.has_room() || self.stop.is_cancelled() {
+        for taken in 1..=FAST_PATH_BATCH {
+            if !waiting.is_empty() || !self.has_room() {
+                break;
+            }
+            // Reading the stop signal takes its lock, so it is read before a record only when
+            // a call had to wait since, or every few records: calls that finish at once take
+            // microseconds, so a stop still starts at most `STOP_LOOK_EVERY` more of them.
+            let look = std::mem::take(&mut self.waited) || taken % STOP_LOOK_EVERY == 0;
+            if look && self.stop.is_cancelled() {
                 break;
             }
             if self
@@ -950,6 +960,8 @@ where
             ticket,
             kept,
         } = failure;
+        // Backoffs, dead letters and retry topics may wait: the stop is looked at next.
+        self.waited = true;
         let error = match error.downcast::<BatchFailed>() {
             // (A batch whose output was refused fails as a whole: messages dispatched after
             // it hold entries behind its own, which cannot be split then.)
@@ -1292,6 +1304,7 @@ where
     where
         F: std::future::Future<Output = Result<Reply, BoxError>>,
     {
+        self.waited = true;
         self.progress.collect_ready();
         self.progress.store();
         let store_timer = tokio::time::sleep(STORE_DELAY);
@@ -1326,7 +1339,16 @@ where
             reply_to,
         };
         for record in fan_out(out, destinations, origin.correlation_id.clone()) {
-            ack.track(self.publisher.enqueue(record).await?);
+            let mut enqueue = std::pin::pin!(self.publisher.enqueue(record));
+            let delivery = match enqueue.as_mut().now_or_never() {
+                Some(delivery) => delivery,
+                None => {
+                    // The producer's queue is full: this can take a while.
+                    self.waited = true;
+                    enqueue.await
+                }
+            };
+            ack.track(delivery?);
         }
         Ok(())
     }
@@ -1377,8 +1399,12 @@ fn commit_mode(commit: CommitTiming) -> CommitMode {
 }
 
 /// Messages handled straight from the queue before the worker looks at acks, timers and the
-/// stop signal again through `select!` (a stop is still checked before each of them).
+/// stop signal again through `select!` (a stop is still looked at during the run).
 const FAST_PATH_BATCH: usize = 64;
+
+/// Records a fast-path run takes, at most, between two reads of the stop signal while its
+/// handler calls finish at once (see [`PartitionWorker::take`]).
+const STOP_LOOK_EVERY: usize = 8;
 
 #[cfg(test)]
 mod tests {
