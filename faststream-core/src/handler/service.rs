@@ -168,6 +168,9 @@ where
             .with_teardown(&teardown);
         let call = self.handler.call(&message, &cx);
         let teardown = teardown.into_inner();
+        // Only a call with teardown steps may need the tracker (when dropped unfinished): a
+        // clone per message changed the reference count every worker shares.
+        let tracker = teardown.as_ref().and_then(|_| self.tracker.clone());
         let state = match call {
             Ok(call) => FutureState::Running {
                 call,
@@ -184,10 +187,7 @@ where
                 }
             }
         };
-        HandlerFuture {
-            state,
-            tracker: self.tracker.clone(),
-        }
+        HandlerFuture { state, tracker }
     }
 }
 
