@@ -196,6 +196,11 @@ fn parse_native(
 /// that is not UTF-8 is read lossily, and a malformed header section gives no headers; each
 /// is logged once, naming the record.
 pub(crate) fn read(record: &BorrowedMessage<'_>, bytes: &mut RecordBytes) -> Headers {
+    let direct = section(record);
+    if matches!(direct, Some([] | [0])) {
+        // No headers (a zero count): the common case, answered before any set-up.
+        return Headers::new();
+    }
     let mut headers = Headers::new();
     let mut bad_name = None;
     let mut add = |count: usize, name: &[u8], value: Option<&[u8]>| {
@@ -208,7 +213,7 @@ pub(crate) fn read(record: &BorrowedMessage<'_>, bytes: &mut RecordBytes) -> Hea
         }
         headers.append_read(&name, bytes.copy(value.unwrap_or_default()));
     };
-    let parsed = match section(record) {
+    let parsed = match direct {
         Some(section) => parse_section(section, &mut add),
         None => parse_native(record, &mut add),
     };
