@@ -163,7 +163,7 @@ pub struct QueueSender {
 impl QueueSender {
     /// Queues `message` if there is room now, and returns how many records are queued with
     /// it; gives it back when the queue is full or its receiver is gone.
-    #[inline]
+    #[inline(always)]
     // The message comes back unboxed, like `mpsc::Sender::try_send`'s: boxing would allocate.
     #[allow(clippy::result_large_err)]
     pub fn try_send(&self, message: Message) -> Result<usize, TrySendError<Message>> {
@@ -281,7 +281,7 @@ impl QueueReceiver {
     }
 
     /// The next record if one is queued.
-    #[inline]
+    #[inline(always)]
     pub fn try_recv(&mut self) -> Result<Message, TryRecvError> {
         // Popped straight into the result, under the lock: each move of a record out of a
         // block of its own was a `memcpy` per record (issue 21's profile).
