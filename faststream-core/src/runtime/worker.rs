@@ -505,7 +505,8 @@ struct PartitionWorker<S, P: Publish> {
     store_every: u32,
     /// Exactly-once only: the member's commit barrier.
     transaction: Option<TransactionGate>,
-    /// A handler call had to wait since the stop signal was last looked at.
+    /// Something had to wait (a handler call, a full producer queue, the error policy) since
+    /// the fast path last looked at the stop signal.
     waited: bool,
 }
 
