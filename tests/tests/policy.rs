@@ -204,6 +204,11 @@ async fn a_refused_output_publish_is_retried_then_dead_lettered() {
     assert_eq!(header("dlt-exception-type"), Some("PublishRefused"));
     assert_eq!(header("dlt-attempts"), Some("2"));
     assert_eq!(header("dlt-original-offset"), Some("1"));
+    // Each refusal is logged once, naming the input record (the partition's tracker logs it).
+    let refused = logs().lines_with(&format!(
+        "publish for message {input}[0]@1 was not acknowledged"
+    ));
+    assert_eq!(refused.len(), 2, "{refused:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
