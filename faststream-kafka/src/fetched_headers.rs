@@ -192,6 +192,22 @@ fn parse_native(
     Ok(())
 }
 
+/// Appends one header, its value copied by `bytes` (a null value as empty); returns the name
+/// as read when it is not UTF-8.
+fn append(
+    headers: &mut Headers,
+    bytes: &mut RecordBytes,
+    name: &[u8],
+    value: Option<&[u8]>,
+) -> Option<String> {
+    let name = String::from_utf8_lossy(name);
+    headers.append_read(&name, bytes.copy(value.unwrap_or_default()));
+    match name {
+        Cow::Owned(lossy) => Some(lossy),
+        Cow::Borrowed(_) => None,
+    }
+}
+
 /// `record`'s headers, their values copied by `bytes` (a null value reads as empty). A name
 /// that is not UTF-8 is read lossily, and a malformed header section gives no headers; each
 /// is logged once, naming the record.
@@ -207,11 +223,9 @@ pub(crate) fn read(record: &BorrowedMessage<'_>, bytes: &mut RecordBytes) -> Hea
         if headers.is_empty() {
             headers = Headers::with_capacity(count);
         }
-        let name = String::from_utf8_lossy(name);
-        if let Cow::Owned(lossy) = &name {
-            bad_name.get_or_insert_with(|| lossy.clone());
+        if let Some(lossy) = append(&mut headers, bytes, name, value) {
+            bad_name.get_or_insert(lossy);
         }
-        headers.append_read(&name, bytes.copy(value.unwrap_or_default()));
     };
     let parsed = match direct {
         Some(section) => parse_section(section, &mut add),
@@ -235,16 +249,13 @@ pub(crate) fn read(record: &BorrowedMessage<'_>, bytes: &mut RecordBytes) -> Hea
         );
     }
     #[cfg(debug_assertions)]
-    if section(record).is_some() {
+    if direct.is_some() {
         // Tests run debug builds: every record they read checks the direct reading against
         // librdkafka's own parse.
         let mut native = Headers::new();
         let mut detached = RecordBytes::detached();
         if parse_native(record, |_, name, value| {
-            native.append_read(
-                &String::from_utf8_lossy(name),
-                detached.copy(value.unwrap_or_default()),
-            );
+            append(&mut native, &mut detached, name, value);
         })
         .is_ok()
             // librdkafka's names end at a NUL byte; these are read whole.
