@@ -184,7 +184,8 @@ impl Error {
     /// A [`Broker`](Error::Broker) error has the class its backend gave it; configuration,
     /// fatal and hook errors are [`Fatal`](ErrorClass::Fatal); a payload that cannot be
     /// decoded or encoded is [`Abortable`](ErrorClass::Abortable); a publish that failed
-    /// (after the client's own retries), a request that timed out and an interrupted or
+    /// (after the client's own retries) has the class its backend gave it
+    /// ([`PublishError::class`]); a request that timed out and an interrupted or
     /// timed-out I/O call are [`Retriable`](ErrorClass::Retriable), other I/O errors
     /// [`Fatal`](ErrorClass::Fatal).
     pub fn class(&self) -> ErrorClass {
@@ -192,7 +193,8 @@ impl Error {
             Self::Broker { class, .. } => *class,
             Self::Config { .. } | Self::Fatal { .. } | Self::Hook { .. } => ErrorClass::Fatal,
             Self::Decode(_) | Self::Encode(_) | Self::NotOwned { .. } => ErrorClass::Abortable,
-            Self::Publish(_) | Self::RequestTimeout { .. } => ErrorClass::Retriable,
+            Self::Publish(publish) => publish.class,
+            Self::RequestTimeout { .. } => ErrorClass::Retriable,
             Self::Io(err) => match err.kind() {
                 std::io::ErrorKind::Interrupted
                 | std::io::ErrorKind::WouldBlock
@@ -236,6 +238,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Publishing a record failed: it was not accepted, or the broker did not acknowledge it.
+///
+/// ```
+/// use faststream_core::{ErrorClass, PublishError};
+///
+/// let refused = PublishError::new("orders", "the record is too large");
+/// assert_eq!(refused.class, ErrorClass::Retriable);
+/// let fenced = PublishError::new("orders", "fenced").with_class(ErrorClass::Fatal);
+/// assert!(fenced.to_string().starts_with("publishing to `orders` failed"));
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("publishing to `{topic}` failed: {message}")]
 pub struct PublishError {
@@ -243,6 +254,31 @@ pub struct PublishError {
     pub topic: String,
     /// The broker client's description of the failure.
     pub message: String,
+    /// How the client classed the failure: [`Fatal`](ErrorClass::Fatal) when the producer
+    /// is unusable (fenced by a newer one with its transactional id),
+    /// [`Abortable`](ErrorClass::Abortable) when the record is refused for good (too large,
+    /// invalid), [`Retriable`](ErrorClass::Retriable) otherwise. An exactly-once subscriber
+    /// aborts its transaction at once on a fatal one, and on any refused delivery inside it,
+    /// rather than retrying into a transaction that cannot commit.
+    pub class: ErrorClass,
+}
+
+impl PublishError {
+    /// A refused publish to `topic`, of class [`Retriable`](ErrorClass::Retriable).
+    pub fn new(topic: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            topic: topic.into(),
+            message: message.into(),
+            class: ErrorClass::Retriable,
+        }
+    }
+
+    /// The same failure, of class `class`.
+    #[must_use]
+    pub fn with_class(mut self, class: ErrorClass) -> Self {
+        self.class = class;
+        self
+    }
 }
 
 /// A payload that could not be decoded into the handler's type.

@@ -117,16 +117,48 @@ impl MemberProducer {
             .await;
             if let Err(err) = aborted {
                 tracing::error!(transactional_id = %self.id, "{err}; replacing the producer");
-                return self.replace(failure.to_string()).await;
+                return self.replaced(failure.to_string()).await;
             }
             return crate::error::broker("the transaction commit failed", failure);
         }
         let reason = fatal.map_or_else(|| failure.to_string(), |(_, reason)| reason);
-        self.replace(reason).await
+        self.replaced(reason).await
+    }
+
+    /// Aborts the open transaction and opens the next; a producer that cannot abort (fenced,
+    /// or fatal) is replaced, whose start aborts what the old one left open.
+    async fn abort(self) -> Result<()> {
+        let producer = self.current();
+        if let Some((_, reason)) = producer.client().fatal_error() {
+            return self.replace(&reason).await;
+        }
+        let aborted = blocking("cannot abort the transaction", move || {
+            producer.abort_transaction(CALL_TIMEOUT)?;
+            producer.begin_transaction()
+        })
+        .await;
+        match aborted {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                tracing::error!(transactional_id = %self.id, "{err}; replacing the producer");
+                self.replace(&err.to_string()).await
+            }
+        }
+    }
+
+    /// Replaces an unusable producer; the error a failed commit reports then.
+    async fn replaced(self, reason: String) -> Error {
+        match self.replace(&reason).await {
+            Ok(()) => Error::broker_msg(
+                format!("the transactional producer was replaced: {reason}"),
+                ErrorClass::Abortable,
+            ),
+            Err(err) => err,
+        }
     }
 
     /// Replaces a producer that is unusable (fenced by a newer one with its id, or fatal).
-    async fn replace(self, reason: String) -> Error {
+    async fn replace(&self, reason: &str) -> Result<()> {
         tracing::error!(
             transactional_id = %self.id,
             "the transactional producer is unusable ({reason}): another instance with this transactional id may have started (give each instance its own FASTSTREAM_INSTANCE_ID); creating a new producer, the transaction's partitions are rewound"
@@ -137,15 +169,12 @@ impl MemberProducer {
                     .cell
                     .write()
                     .unwrap_or_else(|poisoned| poisoned.into_inner()) = fresh;
-                Error::broker_msg(
-                    format!("the transactional producer was replaced: {reason}"),
-                    ErrorClass::Abortable,
-                )
+                Ok(())
             }
-            Err(err) => Error::broker_msg(
+            Err(err) => Err(Error::broker_msg(
                 format!("the transactional producer is unusable ({reason}) and a new one cannot start: {err}"),
                 ErrorClass::Fatal,
-            ),
+            )),
         }
     }
 }
@@ -179,14 +208,7 @@ impl MemberTransactions for KafkaMember {
     }
 
     fn abort(&self) -> BoxFuture<'static, Result<()>> {
-        let producer = self.producer.current();
-        Box::pin(async move {
-            blocking("cannot abort the transaction", move || {
-                producer.abort_transaction(CALL_TIMEOUT)?;
-                producer.begin_transaction()
-            })
-            .await
-        })
+        Box::pin(self.producer.clone().abort())
     }
 
     fn id(&self) -> String {

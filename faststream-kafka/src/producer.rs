@@ -197,19 +197,16 @@ impl Future for KafkaDelivery {
                 offset,
             }),
             Some(Err(err)) => Err(publish_error(&self.topic, &err)),
-            None => Err(PublishError {
-                topic: self.topic.to_string(),
-                message: "the delivery was awaited again after it completed".into(),
-            }),
+            None => Err(PublishError::new(
+                self.topic.to_string(),
+                "the delivery was awaited again after it completed",
+            )),
         })
     }
 }
 
 fn publish_error(topic: &str, err: &KafkaError) -> PublishError {
-    PublishError {
-        topic: topic.to_owned(),
-        message: err.to_string(),
-    }
+    PublishError::new(topic, err.to_string()).with_class(crate::classify(err))
 }
 
 /// The record's headers in the kit's wire order, built into rdkafka's list once.
@@ -310,13 +307,10 @@ impl Publish for KafkaPublisher {
         let producer = self.producer.clone();
         tokio::task::spawn_blocking(move || producer.flush(timeout))
             .await
-            .map_err(|err| PublishError {
-                topic: String::new(),
-                message: format!("flush task failed: {err}"),
-            })?
-            .map_err(|err| PublishError {
-                topic: String::new(),
-                message: format!("flush did not complete: {err}"),
+            .map_err(|err| PublishError::new("", format!("flush task failed: {err}")))?
+            .map_err(|err| {
+                PublishError::new("", format!("flush did not complete: {err}"))
+                    .with_class(crate::classify(&err))
             })
     }
 }

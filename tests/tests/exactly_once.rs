@@ -438,3 +438,152 @@ both_modes!(
     a_dead_letter_joins_the_transaction_on_kafka,
     a_dead_letter_joins_the_transaction
 );
+
+/// A publish the member's fenced producer refuses (in flight when the fence lands, or sent
+/// after it) does not run the error policy: retrying into a transaction that cannot commit,
+/// then dead-lettering into it, halted the partition before. The transaction is aborted and
+/// the records run again on a new producer: each output once, no dead letter.
+async fn a_publish_refused_by_a_fenced_producer_aborts_at_once(broker: TestBroker) {
+    let (input, output, group) = (
+        unique("eos-refused-in"),
+        unique("eos-refused-out"),
+        unique("eos-g"),
+    );
+    let dead = format!("{input}-dlt");
+    for topic in [&input, &output, &dead] {
+        broker.create_topic(topic, 1).await.unwrap();
+    }
+    let config = SubscriberConfig::new("eos-refused", [input.as_str()])
+        .group_id(group.as_str())
+        .transactions(faststream::TransactionCommits::every(Duration::from_secs(
+            1,
+        )))
+        .error_policy(
+            ErrorPolicy::retry(2)
+                .backoff(faststream_integration_tests::fast_backoff())
+                .then_dead_letter(),
+        )
+        .publish_to(output.as_str());
+    let transactional_id = broker.transactional_id(&config);
+    let gate = Arc::new(Semaphore::new(0));
+    let first_calls = Arc::new(AtomicUsize::new(0));
+    let (handler_gate, handler_calls) = (Arc::clone(&gate), Arc::clone(&first_calls));
+    let app = FastStream::new(broker.clone()).subscriber(config, move |n: String| {
+        let (gate, calls) = (Arc::clone(&handler_gate), Arc::clone(&handler_calls));
+        async move {
+            // Record 0 waits (once) until the producer was fenced: its output is the first
+            // publish after the fence.
+            if n == "0" && calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                drop(gate.acquire().await);
+            }
+            format!("out-{n}")
+        }
+    });
+    let test = TestBroker::start(app).await.unwrap();
+    publish_numbers(&broker, &input, 0..5).await;
+    wait_for(PATIENCE, "record 0 in its handler", || {
+        first_calls.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    broker.fence(&transactional_id).await.unwrap();
+    gate.add_permits(1);
+    assert_eq!(
+        wait_outputs(&broker, &output, 5).await,
+        expected(0..5),
+        "each output once"
+    );
+    assert_eq!(first_calls.load(Ordering::SeqCst), 2, "record 0 ran again");
+    test.shutdown().await.unwrap();
+    assert_eq!(
+        committed_outputs(&broker, &dead).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(broker.committed(&group, &input, 0).await, Some(5));
+}
+both_modes!(
+    a_publish_refused_by_a_fenced_producer_aborts_at_once_in_memory,
+    a_publish_refused_by_a_fenced_producer_aborts_at_once_on_kafka,
+    a_publish_refused_by_a_fenced_producer_aborts_at_once
+);
+
+/// An output the broker refuses (over the topic's `max.message.bytes`) dooms its
+/// transaction, which is aborted; the record's attempt counts across the abort, so after
+/// `retry(2)` its dead letter goes into the next transaction rather than the record aborting
+/// every transaction forever, and the records after it commit once. (Kafka only: the
+/// in-memory broker has no size limit.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_the_broker_refuses_is_dead_lettered_in_the_next_transaction_on_kafka() {
+    let broker = faststream_integration_tests::on_kafka();
+    let (input, output, group) = (unique("eos-big-in"), unique("eos-big-out"), unique("eos-g"));
+    let dead = format!("{input}-dlt");
+    faststream_integration_tests::create_topic(&input, 1).await;
+    faststream_integration_tests::create_topic_with(&output, 1, &[("max.message.bytes", "2000")])
+        .await;
+    faststream_integration_tests::create_topic(&dead, 1).await;
+    let config = SubscriberConfig::new("eos-big", [input.as_str()])
+        .group_id(group.as_str())
+        .transactions(faststream::TransactionCommits::every(
+            Duration::from_millis(500),
+        ))
+        .error_policy(
+            ErrorPolicy::retry(2)
+                .backoff(faststream_integration_tests::fast_backoff())
+                .then_dead_letter(),
+        )
+        .publish_to(output.as_str());
+    let big_calls = Arc::new(AtomicUsize::new(0));
+    let handler_calls = Arc::clone(&big_calls);
+    let app = FastStream::new(broker.clone()).subscriber(config, move |size: usize| {
+        let calls = Arc::clone(&handler_calls);
+        async move {
+            if size > 2000 {
+                calls.fetch_add(1, Ordering::SeqCst);
+            }
+            "x".repeat(size)
+        }
+    });
+    let test = TestBroker::start(app).await.unwrap();
+    // The refused record goes first, alone: the broker refuses the whole produce request
+    // holding a record over the limit, so outputs sent with it would be refused too.
+    let publish = |sizes: &[&'static str]| {
+        let records: Vec<Record> = sizes
+            .iter()
+            .map(|size| Record::new(input.clone(), *size).key("k"))
+            .collect();
+        broker.publish_batch(records)
+    };
+    publish(&["5000"]).await.unwrap();
+    let dead_letters = wait_outputs(&broker, &dead, 1).await;
+    assert_eq!(
+        dead_letters,
+        ["5000"],
+        "the refused record's dead letter, once"
+    );
+    publish(&["10", "20"]).await.unwrap();
+    let sizes: Vec<usize> = wait_outputs(&broker, &output, 2)
+        .await
+        .iter()
+        .map(String::len)
+        .collect();
+    assert_eq!(sizes, [10, 20], "the outputs around it, once");
+    test.shutdown().await.unwrap();
+    assert_eq!(
+        big_calls.load(Ordering::SeqCst),
+        2,
+        "its two attempts, across the abort"
+    );
+    let letter = &broker.records(&dead).await[0];
+    let header = |name: &str| {
+        letter
+            .headers
+            .get(name)
+            .map(|value| String::from_utf8_lossy(value).into_owned())
+    };
+    assert_eq!(header("dlt-attempts").as_deref(), Some("2"));
+    assert_eq!(
+        header("dlt-exception-type").as_deref(),
+        Some("PublishRefused")
+    );
+    assert_eq!(committed_outputs(&broker, &output).await.len(), 2);
+    assert_eq!(broker.committed(&group, &input, 0).await, Some(3));
+}

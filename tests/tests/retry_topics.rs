@@ -200,10 +200,7 @@ where
         if !record.topic.contains("-retry-") {
             return futures::future::Either::Left(self.0.call(record));
         }
-        let refused = PublishError {
-            topic: record.topic.to_string(),
-            message: "refused by the test".into(),
-        };
+        let refused = PublishError::new(record.topic.to_string(), "refused by the test");
         futures::future::Either::Right(futures::future::ready(Ok(TestDelivery::Memory(Some(Err(
             refused,
         ))))))

@@ -24,7 +24,7 @@ pub trait MemberTransactions: Send + Sync {
     fn commit(&self, offsets: Vec<TransactionOffset>) -> BoxFuture<'static, Result<()>>;
 
     /// Aborts the open transaction (nothing it wrote is ever visible to `read_committed`
-    /// readers) and opens the next.
+    /// readers) and opens the next, on a new producer if the old one was fenced.
     fn abort(&self) -> BoxFuture<'static, Result<()>>;
 
     /// The transactional id, for the start line and logs.

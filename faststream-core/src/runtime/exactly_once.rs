@@ -16,19 +16,28 @@
 //! subscriber's [`Seeker`]: the records run again, and their earlier outputs were never
 //! visible. The gate stays closed until the rewind is done.
 //!
+//! A publish refused inside the transaction (its producer fenced, or a record the broker
+//! will not take) dooms it: the worker [`dooms`](TransactionGate::doom) it, every worker
+//! stops taking records, and the coordinator aborts at once and rewinds the same way. The
+//! record that doomed it is carried over the rewind when its own publish was refused: it
+//! counts the attempt, so an output the broker never takes reaches the record's final
+//! outcome (a dead letter) in the next transaction, rather than aborting forever.
+//!
 //! Commits come every [`TransactionCommits::interval`] or sooner after
 //! [`TransactionCommits::max_records`], from [`Coordinator::run`]; and from the backend before
 //! a revoke completes and at the stop ([`Coordinator::commit_now`]).
 
 use crate::broker::{MemberTransactions, OffsetStore, TransactionOffset};
 use crate::config::subscriber::TransactionCommits;
-use crate::error::{Error, Result};
+use crate::error::{BoxError, Error, ErrorClass, PublishError, Result};
 use crate::handler::Seeker;
 use crate::message::seek::{Seek, StartFrom};
 use crate::message::TopicPartition;
+use crate::policy::{Decision, ErrorPolicy};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
@@ -39,6 +48,23 @@ pub(crate) struct Phase {
     pub(crate) epoch: u64,
     /// Workers must not start a handler.
     pub(crate) closed: bool,
+    /// A publish was refused inside the open transaction: it cannot commit, and is aborted
+    /// at the next barrier. Workers take nothing new meanwhile.
+    pub(crate) doomed: bool,
+}
+
+/// What happens to the record that doomed a transaction when it comes again after the
+/// rewind.
+pub(crate) enum Carried {
+    /// It runs again as attempt `attempt`, after `delay`.
+    RunAgain { attempt: u32, delay: Duration },
+    /// Its policy gave up after `attempts`: its final outcome applies without running it
+    /// (`reject`: it is skipped).
+    Final {
+        attempts: u32,
+        error: BoxError,
+        reject: bool,
+    },
 }
 
 /// One member's transaction commits (see the module docs).
@@ -56,6 +82,8 @@ pub(crate) struct Coordinator {
     due: Notify,
     /// A worker took a record since the last barrier.
     dispatched_since_barrier: AtomicBool,
+    /// Some record doomed a transaction and was not claimed yet (read for each record).
+    carrying: AtomicBool,
     /// One commit (with its rewind) at a time.
     turn: Arc<tokio::sync::Mutex<()>>,
 }
@@ -71,11 +99,14 @@ struct State {
     /// What this member committed last, per partition it still owns (a partition that left
     /// and came back may have been committed further by another member).
     committed: HashMap<TopicPartition, i64>,
-    /// The first record each partition handled since the last commit, for partitions this
-    /// member has not committed yet: where an abort rewinds them to.
+    /// The first record each partition handled since the last commit: where an abort
+    /// rewinds a partition this member has not committed yet.
     first_since_commit: HashMap<TopicPartition, i64>,
     /// About how many records were handled since the last commit.
     records: usize,
+    /// Per partition, the record that doomed an aborted transaction (its offset), until it
+    /// comes again.
+    carried: HashMap<TopicPartition, (i64, Carried)>,
 }
 
 impl Coordinator {
@@ -94,10 +125,12 @@ impl Coordinator {
             gate: watch::Sender::new(Phase {
                 epoch: 0,
                 closed: false,
+                doomed: false,
             }),
             changed: Notify::new(),
             due: Notify::new(),
             dispatched_since_barrier: AtomicBool::new(false),
+            carrying: AtomicBool::new(false),
             turn: Arc::default(),
         })
     }
@@ -169,7 +202,7 @@ impl Coordinator {
                 let state = self.state();
                 state.pending.is_empty() && state.first_since_commit.is_empty()
             };
-            if idle && !self.anything_dispatched() {
+            if idle && !self.anything_dispatched() && !self.gate.borrow().doomed {
                 continue;
             }
             if let Err(err) = self.commit_now().await {
@@ -210,7 +243,11 @@ impl Coordinator {
             });
             offsets
         };
-        let result = if offsets.is_empty() {
+        // (Read after the barrier: no handler runs, every publish was answered.)
+        let doomed = self.gate.borrow().doomed;
+        let result = if doomed {
+            Err(self.abort_doomed().await)
+        } else if offsets.is_empty() {
             Ok(())
         } else {
             self.transactions.commit(offsets.clone()).await
@@ -227,6 +264,13 @@ impl Coordinator {
                         state.committed.insert(offset.partition, offset.next);
                     }
                 }
+                // A carried record that will not come again (its partition moved past it).
+                let State {
+                    carried, committed, ..
+                } = &mut *state;
+                carried.retain(|partition, (offset, _)| {
+                    committed.get(partition).is_none_or(|next| *offset >= *next)
+                });
                 drop(state);
                 self.open_gate();
                 drop(turn);
@@ -245,6 +289,8 @@ impl Coordinator {
                 // the rewind must not be awaited here.
                 tokio::spawn(async move {
                     this.rewind(targets).await;
+                    // The aborted transaction took its doom with it.
+                    this.gate.send_modify(|phase| phase.doomed = false);
                     this.open_gate();
                     drop(turn);
                 });
@@ -253,10 +299,51 @@ impl Coordinator {
                         "subscriber `{}`: the transaction was aborted and its partitions rewound: {err}",
                         self.subscriber
                     ),
-                    crate::ErrorClass::Abortable,
+                    ErrorClass::Abortable,
                 ))
             }
         }
+    }
+
+    /// Aborts a doomed transaction (see [`TransactionGate::doom`]); the error the commit
+    /// reports.
+    async fn abort_doomed(&self) -> Error {
+        if let Err(err) = self.transactions.abort().await {
+            tracing::warn!(subscriber = %self.subscriber, "aborting the doomed transaction: {err}");
+        }
+        Error::broker_msg(
+            "a publish was refused inside the transaction",
+            ErrorClass::Abortable,
+        )
+    }
+
+    /// Dooms the open transaction: workers take nothing new, and the next barrier, at once,
+    /// aborts it. `carried`: the record that doomed it, in its partition, and what it does
+    /// when it comes again.
+    fn doom(&self, carried: Option<(TopicPartition, i64, Carried)>) {
+        if let Some((partition, offset, carried)) = carried {
+            self.state().carried.insert(partition, (offset, carried));
+            self.carrying.store(true, Ordering::Relaxed);
+        }
+        self.gate
+            .send_if_modified(|phase| !std::mem::replace(&mut phase.doomed, true));
+        self.due.notify_one();
+    }
+
+    /// Takes what the record at `offset` of `partition` carried over an abort, if it doomed
+    /// the transaction.
+    fn claim(&self, partition: &TopicPartition, offset: i64) -> Option<Carried> {
+        if !self.carrying.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut state = self.state();
+        if state.carried.get(partition)?.0 != offset {
+            return None;
+        }
+        let (_, carried) = state.carried.remove(partition)?;
+        self.carrying
+            .store(!state.carried.is_empty(), Ordering::Relaxed);
+        Some(carried)
     }
 
     /// Where each partition handled since the last commit goes back to after an abort: its
@@ -421,7 +508,27 @@ impl TransactionGate {
 
     /// Whether the worker may start a handler now.
     pub(crate) fn is_open(&self) -> bool {
-        !self.phase.borrow().closed
+        let phase = self.phase.borrow();
+        !phase.closed && !phase.doomed
+    }
+
+    /// Whether a refused publish doomed the open transaction (it is aborted at the next
+    /// barrier, and this worker's partition rewound).
+    pub(crate) fn is_doomed(&self) -> bool {
+        self.phase.borrow().doomed
+    }
+
+    /// A publish refused inside the open transaction (its producer fenced, or a record the
+    /// broker refused) dooms it: nothing of it may commit. `carried`: the record whose own
+    /// publish was refused, in `partition`, and what it does after the rewind.
+    pub(crate) fn doom(&self, partition: &TopicPartition, carried: Option<(i64, Carried)>) {
+        self.coordinator
+            .doom(carried.map(|(offset, carried)| (partition.clone(), offset, carried)));
+    }
+
+    /// What the record at `offset` of `partition` carried over an abort it caused.
+    pub(crate) fn claim(&self, partition: &TopicPartition, offset: i64) -> Option<Carried> {
+        self.coordinator.claim(partition, offset)
     }
 
     /// Resolves when the gate moved (closed for a barrier, or opened).
@@ -465,12 +572,12 @@ impl TransactionGate {
         };
         let mut state = self.coordinator.state();
         if let Some(offset) = self.first_dispatched.take() {
-            if !state.committed.contains_key(partition) {
-                state
-                    .first_since_commit
-                    .entry(partition.clone())
-                    .or_insert(offset);
-            }
+            // (Noted for a partition committed before too: it marks it as touched, so an
+            // abort rewinds it even when it stored nothing since.)
+            state
+                .first_since_commit
+                .entry(partition.clone())
+                .or_insert(offset);
         }
         state.workers.insert(id, (partition.clone(), epoch));
         drop(state);
@@ -492,6 +599,58 @@ impl Drop for TransactionGate {
         drop(state);
         self.coordinator.changed.notify_waiters();
     }
+}
+
+/// The refused publish `error` is, or comes from (a handler's own publish returned with
+/// `?`, as the framework's [`Error`] or wrapped in another error).
+fn refused_publish<'e>(error: &'e (dyn std::error::Error + 'static)) -> Option<&'e PublishError> {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(refused) = error.downcast_ref::<PublishError>() {
+            return Some(refused);
+        }
+        if let Some(Error::Publish(refused)) = error.downcast_ref::<Error>() {
+            return Some(refused);
+        }
+        next = error.source();
+    }
+    None
+}
+
+/// Whether `error` is a publish refused because the producer is unusable (fenced, or
+/// fatal): its open transaction cannot commit. (A record refused as it is sent, e.g. too
+/// large for the client, leaves the transaction intact: the error policy runs in it.)
+pub(crate) fn dooms_transaction(error: &(dyn std::error::Error + 'static)) -> bool {
+    refused_publish(error).is_some_and(|refused| refused.class == ErrorClass::Fatal)
+}
+
+/// What a record whose delivery the broker refused for good inside the transaction
+/// ([`Abortable`](ErrorClass::Abortable), e.g. too large for the topic) carries over the
+/// abort: the attempt it made counts, as its policy decides. Nothing for any other refusal
+/// (a fenced producer, a record purged by the abort): that is no fault of the record, which
+/// runs again from its first attempt.
+pub(crate) fn carried_over(policy: &ErrorPolicy, attempt: u32, error: BoxError) -> Option<Carried> {
+    if refused_publish(&*error)?.class != ErrorClass::Abortable {
+        return None;
+    }
+    Some(match policy.decide(attempt, &error) {
+        Decision::Retry(delay) => Carried::RunAgain {
+            attempt: attempt + 1,
+            delay,
+        },
+        // Waiting out an outage is not an attempt.
+        Decision::Wait(delay) => Carried::RunAgain { attempt, delay },
+        Decision::Exhausted => Carried::Final {
+            attempts: attempt,
+            error,
+            reject: false,
+        },
+        Decision::Reject => Carried::Final {
+            attempts: attempt,
+            error,
+            reject: true,
+        },
+    })
 }
 
 /// Resolves when an exactly-once worker's (or router's) barrier gate moved; never without

@@ -83,8 +83,22 @@ pub(crate) struct PartitionProgress<D> {
     /// A decided message whose publish the broker refused, taken by the worker to apply its
     /// policy. Its entry is undecided again until the worker decides it anew.
     failed: Option<FailedHead>,
+    /// Exactly-once: the front entry's publish refused inside the open transaction, which
+    /// then cannot commit (see [`PartitionProgress::in_transaction`]).
+    doomed: Option<DoomedHead>,
+    /// The partition's publishes go into the member's open transaction.
+    in_transaction: bool,
     flow: Flow,
     budget: Arc<BufferBudget>,
+}
+
+/// A message whose publish was refused inside the open transaction, in a way that dooms
+/// it: the worker has it aborted, and its entry stays undecided until the rewind.
+pub(crate) struct DoomedHead {
+    pub(crate) offset: i64,
+    /// The message and the attempt that published, when its policy retained it.
+    pub(crate) retained: Option<(Message, u32)>,
+    pub(crate) error: PublishError,
 }
 
 /// A handled message whose output the broker finally refused: the worker runs its error
@@ -105,6 +119,8 @@ pub(crate) enum HeadEvent {
     /// A publish that had to succeed (a dead letter) was refused: nothing after it may be
     /// committed.
     Halted,
+    /// Its publish was refused inside the transaction: see [`PartitionProgress::take_doomed`].
+    Doomed,
 }
 
 impl<D, T> PartitionProgress<D>
@@ -126,9 +142,20 @@ where
             done: None,
             unstored: 0,
             failed: None,
+            doomed: None,
+            in_transaction: false,
             flow: Flow::Running,
             budget,
         }
+    }
+
+    /// Makes every refused publish leave its entry undecided and go to the worker as a
+    /// [`DoomedHead`], instead of to the message's error policy or a halt: a transaction
+    /// holding a refused record cannot commit (Kafka fails its commit), so it is aborted and
+    /// the partition rewound, and nothing of it may be committed or retried in it.
+    pub(crate) fn in_transaction(mut self) -> Self {
+        self.in_transaction = true;
+        self
     }
 
     /// Registers a message taken for handling, at `offset` and holding `bytes` of the budget.
@@ -226,6 +253,7 @@ where
         let held: usize = self.queue.drain(..).map(|entry| entry.bytes).sum();
         self.budget.release(held);
         self.failed = None;
+        self.doomed = None;
         self.flow = Flow::Running;
         self.done = next_offset.map(|next| next - 1);
         self.unstored = u32::from(next_offset.is_some());
@@ -234,6 +262,11 @@ where
     /// The failed head to run the error policy on, if one failed.
     pub(crate) fn take_failed(&mut self) -> Option<FailedHead> {
         self.failed.take()
+    }
+
+    /// The head whose refused publish doomed the open transaction, if one did.
+    pub(crate) fn take_doomed(&mut self) -> Option<DoomedHead> {
+        self.doomed.take()
     }
 
     /// The partition whose messages this tracks.
@@ -275,7 +308,21 @@ where
             );
         }
         if let Some(error) = refused.into_iter().next() {
-            match std::mem::replace(&mut ack.on_refused, OnRefused::CountDone) {
+            let on_refused = std::mem::replace(&mut ack.on_refused, OnRefused::CountDone);
+            if self.in_transaction {
+                let retained = match on_refused {
+                    OnRefused::RunPolicy { message, attempt } => Some((*message, attempt)),
+                    _ => None,
+                };
+                self.doomed = Some(DoomedHead {
+                    offset: ack.offset,
+                    retained,
+                    error,
+                });
+                front.state = EntryState::Undecided;
+                return Poll::Ready(Some(HeadEvent::Doomed));
+            }
+            match on_refused {
                 OnRefused::RunPolicy { message, attempt } => {
                     front.state = EntryState::Undecided;
                     let ticket = Ticket(self.front_ticket);
@@ -528,10 +575,7 @@ mod tests {
         fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
             Pin::new(&mut self.0).poll(cx).map(|acked| match acked {
                 Ok(true) => Ok(()),
-                _ => Err(PublishError {
-                    topic: "out".into(),
-                    message: "refused".into(),
-                }),
+                _ => Err(PublishError::new("out", "refused")),
             })
         }
     }

@@ -25,12 +25,15 @@ use crate::middleware::{
 };
 use crate::policy::{CommitTiming, Decision, DeliveryPolicy, ErrorPolicy, Exhausted};
 use crate::runtime::dead_letter::DeadLetter;
-use crate::runtime::exactly_once::{gate_moved, Coordinator, TransactionGate};
+use crate::runtime::exactly_once::{
+    carried_over, dooms_transaction, gate_moved, Carried, Coordinator, TransactionGate,
+};
 use crate::runtime::fan_out::{fan_out, Destinations};
 use crate::runtime::lanes::{lane_queue_capacity, lane_reports, Lane, LaneRouter, LaneTask};
 use crate::runtime::late_ack::LateAcks;
 use crate::runtime::progress::{
-    CommitMode, FailedHead, PartitionProgress, PendingAck, Ticket, STORE_DELAY, STORE_EVERY,
+    CommitMode, DoomedHead, FailedHead, PartitionProgress, PendingAck, Ticket, STORE_DELAY,
+    STORE_EVERY,
 };
 use crate::runtime::retry_topic::{delivery_of, retry_record, Provenance};
 use crate::runtime::stats::{PartitionStats, SubscriberStats};
@@ -427,17 +430,21 @@ where
             inner: offsets,
             stats: Arc::clone(&stats),
         });
+        let progress = PartitionProgress::new(
+            partition,
+            offsets,
+            Arc::clone(&self.stats.buffer),
+            commit_mode(self.delivery.commit),
+        );
         PartitionWorker {
             config: Arc::clone(&self.config),
             policy: self.delivery.failure.clone(),
             service,
             publisher,
-            progress: PartitionProgress::new(
-                partition,
-                offsets,
-                Arc::clone(&self.stats.buffer),
-                commit_mode(self.delivery.commit),
-            ),
+            progress: match transaction {
+                Some(_) => progress.in_transaction(),
+                None => progress,
+            },
             stats,
             stop,
             late: (self.delivery.commit == CommitTiming::ByHandler).then(LateAcks::new),
@@ -620,6 +627,9 @@ enum Final {
     Settled,
     /// The partition stops at it.
     Halt,
+    /// Exactly-once: its dead letter was refused inside the transaction, which is aborted;
+    /// it runs again after the rewind.
+    Doomed,
 }
 
 impl<S, P> PartitionWorker<S, P>
@@ -774,7 +784,11 @@ where
             // Entered, then processed here rather than in an `async fn` of its own: that
             // moved each record into one more future (issue 21's profile).
             let ticket = self.enter(&message);
-            if let Some(later) = self.process(message, 1, ticket).await {
+            let later = match self.carried(&message) {
+                None => self.process(message, 1, ticket).await,
+                Some(carried) => self.resume_carried(message, ticket, carried).await,
+            };
+            if let Some(later) = later {
                 waiting.push_back(later);
             }
             taken += 1;
@@ -802,6 +816,84 @@ where
         }
     }
 
+    /// Exactly-once: what `message` carried over the abort it caused, if it did.
+    fn carried(&self, message: &Message) -> Option<Carried> {
+        let gate = self.transaction.as_ref()?;
+        gate.claim(self.progress.partition(), message.offset)
+    }
+
+    /// A record that doomed the transaction comes again after the rewind: it runs again
+    /// after its backoff, or takes its final outcome without running.
+    async fn resume_carried(
+        &mut self,
+        message: Message,
+        ticket: Ticket,
+        carried: Carried,
+    ) -> Option<Redelivery> {
+        match carried {
+            Carried::RunAgain { attempt, delay } => Some(Redelivery {
+                message,
+                attempt,
+                delay,
+                ticket,
+            }),
+            Carried::Final { reject: true, .. } => {
+                self.log_rejected(&message.position());
+                self.progress
+                    .decide(ticket, PendingAck::new(message.offset));
+                None
+            }
+            Carried::Final {
+                attempts, error, ..
+            } => {
+                let ack = PendingAck::new(message.offset);
+                self.exhausted(Some(message), &error, attempts, ticket, ack)
+                    .await;
+                None
+            }
+        }
+    }
+
+    /// Exactly-once: a publish refused inside the open transaction, for the message at
+    /// `offset` (`retained` with its attempt when the broker refused its delivery), dooms
+    /// the transaction (see [`TransactionGate::doom`]). Its entry stays undecided: the rewind
+    /// comes before anything is committed or retried. While the transaction is doomed, other
+    /// failures wait for the rewind the same way.
+    fn doom_transaction(
+        &mut self,
+        offset: i64,
+        retained: Option<(&Message, u32)>,
+        error: BoxError,
+    ) {
+        let Some(gate) = &self.transaction else {
+            return;
+        };
+        if gate.is_doomed() {
+            tracing::debug!(subscriber = %self.config.name, "message {}@{offset} failed while the transaction is aborted: {error}", self.progress.partition());
+            return;
+        }
+        let position = match retained {
+            Some((message, _)) => message.position().to_string(),
+            None => format!("{}@{offset}", self.progress.partition()),
+        };
+        tracing::error!(
+            subscriber = %self.config.name,
+            "message {position}: {error}; its transaction cannot commit and is aborted, and the records since the last commit run again",
+        );
+        let carried = retained
+            .and_then(|(_, attempt)| carried_over(&self.policy, attempt, error))
+            .map(|carried| (offset, carried));
+        gate.doom(self.progress.partition(), carried);
+        self.waited = true;
+    }
+
+    /// Whether `error` must doom this worker's transaction rather than run the policy.
+    fn aborts_transaction(&self, error: &(dyn std::error::Error + 'static)) -> bool {
+        self.transaction
+            .as_ref()
+            .is_some_and(|gate| gate.is_doomed() || dooms_transaction(error))
+    }
+
     /// A message's first attempt: its entry in the tracker, whose ticket its processing
     /// decides.
     fn enter(&mut self, message: &Message) -> Ticket {
@@ -823,6 +915,7 @@ where
     /// what waits once the partition halted.
     async fn after_turn(&mut self, waiting: &mut Waiting) {
         self.progress.collect_ready();
+        self.take_doomed();
         if let Some(failed) = self.progress.take_failed() {
             if let Some(later) = self.refused(failed).await {
                 waiting.push_front(later);
@@ -857,9 +950,11 @@ where
         ticket: Ticket,
     ) -> Option<Redelivery> {
         // Only policies that may need the message again keep a copy of it (a batch's copy is
-        // cheap, and a failure naming one of its records needs it).
+        // cheap, and a failure naming one of its records needs it; exactly-once, a refused
+        // output carries its attempt over the abort).
         let kept =
-            (self.policy.needs_message() || message.batch.is_some()).then(|| message.clone());
+            (self.policy.needs_message() || message.batch.is_some() || self.transaction.is_some())
+                .then(|| message.clone());
         let origin = Origin::of(&message);
         let late_slot = self.late.as_mut().map(|late| {
             let (id, slot) = late.slot(self.progress.partition(), origin.offset);
@@ -947,8 +1042,27 @@ where
             return;
         }
         self.progress.finish().await;
+        // A publish refused in this transaction dooms it before the barrier commits.
+        self.take_doomed();
         if let Some(gate) = &mut self.transaction {
             gate.reached();
+        }
+    }
+
+    /// Dooms the transaction for a head whose publish was refused inside it.
+    fn take_doomed(&mut self) {
+        if let Some(DoomedHead {
+            offset,
+            retained,
+            error,
+        }) = self.progress.take_doomed()
+        {
+            // (A batch is not carried over: it may come again cut differently.)
+            let retained = retained
+                .as_ref()
+                .filter(|(message, _)| message.batch.is_none())
+                .map(|(message, attempt)| (message, *attempt));
+            self.doom_transaction(offset, retained, Box::new(error));
         }
     }
 
@@ -968,6 +1082,10 @@ where
         } = failure;
         // Backoffs, dead letters and retry topics may wait: the stop is looked at next.
         self.waited = true;
+        if self.aborts_transaction(&*error) {
+            self.doom_transaction(origin.offset, None, error);
+            return None;
+        }
         let error = match error.downcast::<BatchFailed>() {
             // (A batch whose output was refused fails as a whole: messages dispatched after
             // it hold entries behind its own, which cannot be split then.)
@@ -1191,6 +1309,8 @@ where
         };
         match (outcome, message) {
             (Final::Halt, Some(message)) => self.halt(&message, ticket),
+            // Its entry stays undecided until the rewind.
+            (Final::Doomed, _) => {}
             _ => self.progress.decide(ticket, ack),
         }
     }
@@ -1240,6 +1360,11 @@ where
         for (from, record) in records {
             match self.publisher.enqueue(record).await {
                 Ok(delivery) => ack.track(delivery),
+                Err(err) if self.aborts_transaction(&err) => {
+                    let error = format!("it could not be sent to {what} `{topic}`: {err}");
+                    self.doom_transaction(from.offset, None, error.into());
+                    return Final::Doomed;
+                }
                 Err(err) => {
                     tracing::error!(
                         subscriber = %self.config.name,
@@ -1444,10 +1569,7 @@ mod tests {
                     partition: 0,
                     offset: 0,
                 }),
-                _ => Err(PublishError {
-                    topic: self.1.to_string(),
-                    message: "refused".into(),
-                }),
+                _ => Err(PublishError::new(self.1.to_string(), "refused")),
             })
         }
     }
@@ -1793,9 +1915,9 @@ mod tests {
         }
     }
 
-    /// The member's transactions, recording each commit's offsets.
+    /// The member's transactions, recording each commit's offsets, and counting aborts.
     #[derive(Default)]
-    struct RecordedCommits(Mutex<Vec<Commit>>);
+    struct RecordedCommits(Mutex<Vec<Commit>>, AtomicUsize);
 
     /// One commit's offsets: per partition, the next offset and its metadata.
     type Commit = Vec<(i64, Option<String>)>;
@@ -1812,6 +1934,7 @@ mod tests {
             Box::pin(async { Ok(()) })
         }
         fn abort(&self) -> futures::future::BoxFuture<'static, Result<(), Error>> {
+            self.1.fetch_add(1, AtomicOrdering::SeqCst);
             Box::pin(async { Ok(()) })
         }
         fn id(&self) -> String {
@@ -1889,5 +2012,57 @@ mod tests {
         // Record 2's output is never acknowledged here: the worker would wait for it.
         stop.cancel();
         task.abort();
+    }
+
+    /// A delivery refused inside the transaction dooms it: the handler does not run again
+    /// into it (the policy would retry), and the next barrier aborts instead of committing.
+    #[tokio::test]
+    async fn a_refused_output_dooms_the_transaction_which_aborts_instead_of_retrying() {
+        let publisher = ManualPublisher::default();
+        let commits = Arc::new(RecordedCommits::default());
+        let mut cx = context(publisher.clone(), AppState::default());
+        cx.transactions = Some(Arc::clone(&commits) as Arc<dyn MemberTransactions>);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let handler_calls = Arc::clone(&calls);
+        let config = Arc::new(
+            SubscriberConfig::new("eos", ["in"])
+                .exactly_once(true)
+                .error_policy(ErrorPolicy::retry(3).backoff(crate::policy::Backoff {
+                    initial: Duration::from_millis(1),
+                    max: Duration::from_millis(1),
+                }))
+                .publish_to("out"),
+        );
+        let built = subscriber_workers(
+            config,
+            move |n: i64| {
+                handler_calls.fetch_add(1, AtomicOrdering::SeqCst);
+                async move { n * 10 }
+            },
+            &cx,
+        )
+        .expect("handler needs are met");
+        let coordinator = built.transactions.clone().expect("exactly-once");
+        let (_offsets, tx, _stop, _task) = spawn_on_partition_0(built.workers);
+        tx.send(message(0, 0)).await.unwrap();
+        tx.send(message(1, 0)).await.unwrap();
+        eventually("both outputs", || publisher.sent.lock().unwrap().len() == 2).await;
+        let mut sent = std::mem::take(&mut *publisher.sent.lock().unwrap());
+        let (_, refused) = sent.pop().unwrap();
+        let (_, acked) = sent.pop().unwrap();
+        acked.send(true).unwrap();
+        refused.send(false).unwrap();
+        settle().await;
+        let outcome = tokio::time::timeout(Duration::from_secs(10), coordinator.commit_now())
+            .await
+            .expect("the barrier is reached");
+        assert!(outcome.is_err(), "the doomed transaction is not committed");
+        assert_eq!(commits.1.load(AtomicOrdering::SeqCst), 1, "it is aborted");
+        assert!(commits.0.lock().unwrap().is_empty(), "nothing committed");
+        assert_eq!(calls.load(AtomicOrdering::SeqCst), 2, "no retry into it");
+        assert!(
+            publisher.sent.lock().unwrap().is_empty(),
+            "nothing more sent"
+        );
     }
 }

@@ -416,10 +416,7 @@ impl Cluster {
     }
 
     fn append_as(&self, record: Record, written: Written) -> Result<Delivered, PublishError> {
-        let refuse = |message: String| PublishError {
-            topic: record.topic.to_string(),
-            message,
-        };
+        let refuse = |message: String| PublishError::new(record.topic.to_string(), message);
         let (log, partition) = {
             let mut topics = lock(&self.topics);
             let topic = topics
@@ -981,14 +978,32 @@ struct MemberTransaction {
 }
 
 impl MemoryMember {
-    /// Appends `record` in the open transaction.
+    /// Appends `record` in the open transaction; refused once the producer was fenced (a
+    /// fenced Kafka producer is fatal: it sends nothing more).
     pub(crate) fn send(&self, record: Record) -> Result<Delivered, PublishError> {
         let mut open = lock(&self.open);
+        if self.is_fenced(&open) {
+            return Err(PublishError::new(
+                record.topic.to_string(),
+                format!(
+                    "transactional id `{}`: the producer was fenced by a newer one with its id",
+                    self.id
+                ),
+            )
+            .with_class(faststream_core::ErrorClass::Fatal));
+        }
         let sent = self
             .cluster
             .append_as(record, Written::InTransaction(open.id))?;
         open.sent.push(sent.clone());
         Ok(sent)
+    }
+
+    /// Whether a newer producer of the id started since `open`'s.
+    fn is_fenced(&self, open: &MemberTransaction) -> bool {
+        lock(&self.cluster.producers)
+            .get(&self.id)
+            .is_none_or(|p| p.epoch != open.epoch)
     }
 
     /// Ends the open transaction as `state`, committing `offsets` with it, and opens the
@@ -997,13 +1012,7 @@ impl MemoryMember {
     fn end(&self, state: TxnState, offsets: Vec<TransactionOffset>) -> Result<()> {
         let mut open = lock(&self.open);
         let sent = std::mem::take(&mut open.sent);
-        let fenced = {
-            let producers = lock(&self.cluster.producers);
-            producers
-                .get(&self.id)
-                .is_none_or(|p| p.epoch != open.epoch)
-        };
-        if fenced {
+        if self.is_fenced(&open) {
             // Its transaction was aborted by the fencing producer's init.
             tracing::error!(transactional_id = %self.id, "the transactional producer is fenced (another producer with its id started); creating a new producer, the transaction's partitions are rewound");
             self.cluster
