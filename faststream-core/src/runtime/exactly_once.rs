@@ -264,13 +264,19 @@ impl Coordinator {
                         state.committed.insert(offset.partition, offset.next);
                     }
                 }
-                // A carried record that will not come again (its partition moved past it).
+                // A carried record that will not come again here (its partition moved past
+                // it, or to another member) is forgotten.
                 let State {
-                    carried, committed, ..
+                    carried,
+                    committed,
+                    workers,
+                    ..
                 } = &mut *state;
                 carried.retain(|partition, (offset, _)| {
-                    committed.get(partition).is_none_or(|next| *offset >= *next)
+                    workers.values().any(|(owned, _)| owned == partition)
+                        && committed.get(partition).is_none_or(|next| *offset >= *next)
                 });
+                self.carrying.store(!carried.is_empty(), Ordering::Relaxed);
                 drop(state);
                 self.open_gate();
                 drop(turn);
