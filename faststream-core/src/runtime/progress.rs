@@ -92,12 +92,12 @@ pub(crate) struct PartitionProgress<D> {
     budget: Arc<BufferBudget>,
 }
 
-/// A message whose publish was refused inside the open transaction, in a way that dooms
-/// it: the worker has it aborted, and its entry stays undecided until the rewind.
+/// A message whose publish was refused inside the open transaction, which that dooms: the
+/// worker has it aborted, and its entry stays undecided until the rewind.
 pub(crate) struct DoomedHead {
     pub(crate) offset: i64,
-    /// The message and the attempt that published, when its policy retained it.
-    pub(crate) retained: Option<(Message, u32)>,
+    /// The attempt that published (not for a batch, nor a dead letter's record).
+    pub(crate) attempt: Option<u32>,
     pub(crate) error: PublishError,
 }
 
@@ -310,13 +310,16 @@ where
         if let Some(error) = refused.into_iter().next() {
             let on_refused = std::mem::replace(&mut ack.on_refused, OnRefused::CountDone);
             if self.in_transaction {
-                let retained = match on_refused {
-                    OnRefused::RunPolicy { message, attempt } => Some((*message, attempt)),
+                let attempt = match on_refused {
+                    OnRefused::RunPolicy { message, attempt } if message.batch.is_none() => {
+                        Some(attempt)
+                    }
+                    OnRefused::Attempt(attempt) => Some(attempt),
                     _ => None,
                 };
                 self.doomed = Some(DoomedHead {
                     offset: ack.offset,
-                    retained,
+                    attempt,
                     error,
                 });
                 front.state = EntryState::Undecided;
@@ -339,7 +342,7 @@ where
                     self.halt(ticket);
                     return Poll::Ready(Some(HeadEvent::Halted));
                 }
-                OnRefused::CountDone => {}
+                OnRefused::CountDone | OnRefused::Attempt(_) => {}
             }
         }
         self.finish_front();
@@ -457,6 +460,10 @@ enum OnRefused {
     RunPolicy { message: Box<Message>, attempt: u32 },
     /// The partition stops there (a dead letter that did not land).
     Halt,
+    /// Counted as finished like `CountDone`; inside a transaction, the attempt that
+    /// published, which a refusal carries over the abort (see
+    /// [`PartitionProgress::in_transaction`]).
+    Attempt(u32),
 }
 
 /// The publishes of a decided message, waiting to be acknowledged. Resolves to the refusals,
@@ -490,6 +497,12 @@ impl<D> PendingAck<D> {
             message: Box::new(message),
             attempt,
         };
+    }
+
+    /// Notes the attempt that published, for a refusal inside a transaction (see
+    /// [`PartitionProgress::in_transaction`]); the message is not kept.
+    pub(crate) fn note_attempt(&mut self, attempt: u32) {
+        self.on_refused = OnRefused::Attempt(attempt);
     }
 
     /// Drops a retained message: its refusal must not run the policy again.

@@ -747,9 +747,12 @@ where
         attempt: u32,
         mut ack: PendingAck<P::Delivery>,
     ) {
-        if let Some(message) = kept.filter(|_| !ack.is_done()) {
+        match kept.filter(|_| !ack.is_done()) {
             // A refused publish of this reply runs the error policy on the message.
-            ack.retain(message, attempt);
+            Some(message) => ack.retain(message, attempt),
+            // Exactly-once, a refusal carries the attempt over the abort.
+            None if self.transaction.is_some() => ack.note_attempt(attempt),
+            None => {}
         }
         self.progress.decide(ticket, ack);
     }
@@ -855,16 +858,11 @@ where
     }
 
     /// Exactly-once: a publish refused inside the open transaction, for the message at
-    /// `offset` (`retained` with its attempt when the broker refused its delivery), dooms
-    /// the transaction (see [`TransactionGate::doom`]). Its entry stays undecided: the rewind
-    /// comes before anything is committed or retried. While the transaction is doomed, other
-    /// failures wait for the rewind the same way.
-    fn doom_transaction(
-        &mut self,
-        offset: i64,
-        retained: Option<(&Message, u32)>,
-        error: BoxError,
-    ) {
+    /// `offset` (with the `attempt` that published, when the broker refused its delivery),
+    /// dooms the transaction (see [`TransactionGate::doom`]). Its entry stays undecided: the
+    /// rewind comes before anything is committed or retried. While the transaction is
+    /// doomed, other failures wait for the rewind the same way.
+    fn doom_transaction(&mut self, offset: i64, attempt: Option<u32>, error: BoxError) {
         let Some(gate) = &self.transaction else {
             return;
         };
@@ -872,16 +870,13 @@ where
             tracing::debug!(subscriber = %self.config.name, "message {}@{offset} failed while the transaction is aborted: {error}", self.progress.partition());
             return;
         }
-        let position = match retained {
-            Some((message, _)) => message.position().to_string(),
-            None => format!("{}@{offset}", self.progress.partition()),
-        };
         tracing::error!(
             subscriber = %self.config.name,
-            "message {position}: {error}; its transaction cannot commit and is aborted, and the records since the last commit run again",
+            "message {}@{offset}: {error}; its transaction cannot commit and is aborted, and the records since the last commit run again",
+            self.progress.partition(),
         );
-        let carried = retained
-            .and_then(|(_, attempt)| carried_over(&self.policy, attempt, error))
+        let carried = attempt
+            .and_then(|attempt| carried_over(&self.policy, attempt, error))
             .map(|carried| (offset, carried));
         gate.doom(self.progress.partition(), carried);
         self.waited = true;
@@ -950,11 +945,9 @@ where
         ticket: Ticket,
     ) -> Option<Redelivery> {
         // Only policies that may need the message again keep a copy of it (a batch's copy is
-        // cheap, and a failure naming one of its records needs it; exactly-once, a refused
-        // output carries its attempt over the abort).
+        // cheap, and a failure naming one of its records needs it).
         let kept =
-            (self.policy.needs_message() || message.batch.is_some() || self.transaction.is_some())
-                .then(|| message.clone());
+            (self.policy.needs_message() || message.batch.is_some()).then(|| message.clone());
         let origin = Origin::of(&message);
         let late_slot = self.late.as_mut().map(|late| {
             let (id, slot) = late.slot(self.progress.partition(), origin.offset);
@@ -1053,16 +1046,11 @@ where
     fn take_doomed(&mut self) {
         if let Some(DoomedHead {
             offset,
-            retained,
+            attempt,
             error,
         }) = self.progress.take_doomed()
         {
-            // (A batch is not carried over: it may come again cut differently.)
-            let retained = retained
-                .as_ref()
-                .filter(|(message, _)| message.batch.is_none())
-                .map(|(message, attempt)| (message, *attempt));
-            self.doom_transaction(offset, retained, Box::new(error));
+            self.doom_transaction(offset, attempt, Box::new(error));
         }
     }
 
