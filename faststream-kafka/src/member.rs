@@ -30,6 +30,10 @@ use std::time::Duration;
 /// How long `init_transactions`, sending offsets, a commit or an abort may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a commit (sending the offsets, then committing: each within [`CALL_TIMEOUT`])
+/// may take before the member gives up on it as hung (see [`within`]).
+const COMMIT_DEADLINE: Duration = Duration::from_secs(65);
+
 /// Reads the member's consumer's group metadata (its generation changes with each rebalance).
 pub(crate) type GroupMetadataSource = Box<dyn Fn() -> Option<ConsumerGroupMetadata> + Send + Sync>;
 
@@ -110,13 +114,9 @@ impl MemberProducer {
         let producer = self.current();
         let fatal = producer.client().fatal_error();
         if fatal.is_none() && crate::classify(&failure) != ErrorClass::Fatal {
-            let aborted = blocking("cannot abort the transaction", move || {
-                producer.abort_transaction(CALL_TIMEOUT)?;
-                producer.begin_transaction()
-            })
-            .await;
-            if let Err(err) = aborted {
-                tracing::error!(transactional_id = %self.id, "{err}; replacing the producer");
+            let aborted = abort_and_begin(producer).await;
+            if let Err(reason) = aborted {
+                tracing::error!(transactional_id = %self.id, "cannot abort the transaction: {reason}; replacing the producer");
                 return self.replaced(failure.to_string()).await;
             }
             return crate::error::broker("the transaction commit failed", failure);
@@ -132,16 +132,12 @@ impl MemberProducer {
         if let Some((_, reason)) = producer.client().fatal_error() {
             return self.replace(&reason).await;
         }
-        let aborted = blocking("cannot abort the transaction", move || {
-            producer.abort_transaction(CALL_TIMEOUT)?;
-            producer.begin_transaction()
-        })
-        .await;
+        let aborted = abort_and_begin(producer).await;
         match aborted {
             Ok(()) => Ok(()),
-            Err(err) => {
-                tracing::error!(transactional_id = %self.id, "{err}; replacing the producer");
-                self.replace(&err.to_string()).await
+            Err(reason) => {
+                tracing::error!(transactional_id = %self.id, "cannot abort the transaction: {reason}; replacing the producer");
+                self.replace(&reason).await
             }
         }
     }
@@ -161,7 +157,7 @@ impl MemberProducer {
     async fn replace(&self, reason: &str) -> Result<()> {
         tracing::error!(
             transactional_id = %self.id,
-            "the transactional producer is unusable ({reason}): another instance with this transactional id may have started (give each instance its own FASTSTREAM_INSTANCE_ID); creating a new producer, the transaction's partitions are rewound"
+            "the transactional producer is unusable ({reason}); creating a new producer (it fences the old one), the transaction's partitions are rewound. If it was fenced, another instance with this transactional id may have started: give each instance its own FASTSTREAM_INSTANCE_ID"
         );
         match fresh_producer(&self.id, &self.config, &self.context).await {
             Ok(fresh) => {
@@ -193,16 +189,24 @@ impl MemberTransactions for KafkaMember {
             };
             let list = offset_list(&offsets)
                 .map_err(|err| crate::error::broker("cannot list the offsets", err))?;
-            let committed = tokio::task::spawn_blocking(move || {
-                producer.send_offsets_to_transaction(&list, &group, CALL_TIMEOUT)?;
-                producer.commit_transaction(CALL_TIMEOUT)?;
-                producer.begin_transaction()
-            })
-            .await
-            .map_err(|join| Error::broker("the commit task failed", ErrorClass::Fatal, join))?;
+            let committed = tokio::time::timeout(
+                COMMIT_DEADLINE,
+                tokio::task::spawn_blocking(move || {
+                    producer.send_offsets_to_transaction(&list, &group, CALL_TIMEOUT)?;
+                    producer.commit_transaction(CALL_TIMEOUT)?;
+                    producer.begin_transaction()
+                }),
+            )
+            .await;
             match committed {
-                Ok(()) => Ok(()),
-                Err(err) => Err(member.recover(err).await),
+                Ok(Ok(Ok(()))) => Ok(()),
+                Ok(Ok(Err(err))) => Err(member.recover(err).await),
+                Ok(Err(join)) => Err(Error::broker(
+                    "the commit task failed",
+                    ErrorClass::Fatal,
+                    join,
+                )),
+                Err(_) => Err(member.replaced(hung(COMMIT_DEADLINE)).await),
             }
         })
     }
@@ -214,6 +218,38 @@ impl MemberTransactions for KafkaMember {
     fn id(&self) -> String {
         self.producer.id.clone()
     }
+}
+
+/// Runs a blocking transactional call, giving up on it after `deadline`; the error's text
+/// when it failed or hung (see [`hung`]).
+async fn within(
+    deadline: Duration,
+    call: impl FnOnce() -> Result<(), KafkaError> + Send + 'static,
+) -> Result<(), String> {
+    match tokio::time::timeout(deadline, tokio::task::spawn_blocking(call)).await {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(err))) => Err(err.to_string()),
+        Ok(Err(join)) => Err(format!("the call's task failed: {join}")),
+        Err(_) => Err(hung(deadline)),
+    }
+}
+
+/// Aborts `producer`'s open transaction and opens the next (see [`within`]).
+async fn abort_and_begin(producer: KafkaProducer) -> Result<(), String> {
+    within(CALL_TIMEOUT + Duration::from_secs(5), move || {
+        producer.abort_transaction(CALL_TIMEOUT)?;
+        producer.begin_transaction()
+    })
+    .await
+}
+
+/// Why a transactional call that did not return within `deadline` counts as hung:
+/// librdkafka can ignore its own timeout there (`send_offsets_to_transaction` waits forever
+/// for a group coordinator that went down, confluentinc/librdkafka#5456 and #5511, seen in
+/// chaos scenario 13). Its thread stays blocked; the producer is replaced, and the new one's
+/// start fences it, so nothing the old one does later can commit.
+fn hung(deadline: Duration) -> String {
+    format!("a transactional call did not return within {deadline:?} (librdkafka can wait past its timeout for a coordinator that went down)")
 }
 
 /// The offsets (with their metadata: a partition with lanes names the records it finished
