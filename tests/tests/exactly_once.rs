@@ -587,3 +587,31 @@ async fn an_output_the_broker_refuses_is_dead_lettered_in_the_next_transaction_o
     assert_eq!(committed_outputs(&broker, &output).await.len(), 2);
     assert_eq!(broker.committed(&group, &input, 0).await, Some(3));
 }
+
+/// `max_records` commits sooner than the interval: five records with a 600 s interval are
+/// committed once five were handled (the count starts at the first record a partition
+/// handled, also before its first commit).
+async fn max_records_commits_before_the_interval(broker: TestBroker) {
+    let (input, output, group) = (unique("eos-max-in"), unique("eos-max-out"), unique("eos-g"));
+    broker.create_topic(&input, 1).await.unwrap();
+    broker.create_topic(&output, 1).await.unwrap();
+    let app = FastStream::new(broker.clone()).subscriber(
+        SubscriberConfig::new("eos-max", [input.as_str()])
+            .group_id(group.as_str())
+            .transactions(
+                faststream::TransactionCommits::every(Duration::from_secs(600)).max_records(5),
+            )
+            .publish_to(output.as_str()),
+        |n: String| async move { format!("out-{n}") },
+    );
+    let test = TestBroker::start(app).await.unwrap();
+    publish_numbers(&broker, &input, 0..5).await;
+    assert_eq!(wait_outputs(&broker, &output, 5).await, expected(0..5));
+    assert_eq!(broker.committed(&group, &input, 0).await, Some(5));
+    test.shutdown().await.unwrap();
+}
+both_modes!(
+    max_records_commits_before_the_interval_in_memory,
+    max_records_commits_before_the_interval_on_kafka,
+    max_records_commits_before_the_interval
+);

@@ -160,7 +160,7 @@ impl Coordinator {
             participant: Participant::Member { id, partition },
             phase: self.gate.subscribe(),
             reached: phase.epoch,
-            first_dispatched: None,
+            noted_since_barrier: false,
         }
     }
 
@@ -174,7 +174,7 @@ impl Coordinator {
             participant: Participant::Lane(report),
             phase: self.gate.subscribe(),
             reached: phase.epoch,
-            first_dispatched: None,
+            noted_since_barrier: false,
         }
     }
 
@@ -439,11 +439,14 @@ impl Coordinator {
     fn stored(&self, partition: &TopicPartition, offset: i64, metadata: Option<&str>) {
         let mut state = self.state();
         let next = offset + 1;
+        // Counted from the last watermark stored, else the last commit, else the first record
+        // handled since.
         let before = state
             .pending
             .get(partition)
             .map(|(next, _)| next)
             .or_else(|| state.committed.get(partition))
+            .or_else(|| state.first_since_commit.get(partition))
             .copied();
         state.records += before.map_or(1, |before| (next - before).max(0) as usize);
         state
@@ -502,8 +505,8 @@ pub(crate) struct TransactionGate {
     phase: watch::Receiver<Phase>,
     /// The last barrier this worker reached.
     reached: u64,
-    /// The first record dispatched since the last barrier.
-    first_dispatched: Option<i64>,
+    /// A record was dispatched since the last barrier (and its partition noted).
+    noted_since_barrier: bool,
 }
 
 impl TransactionGate {
@@ -558,13 +561,25 @@ impl TransactionGate {
 
     /// Notes a record taken for handling (a lane's router notes its partition's records).
     pub(crate) fn dispatched(&mut self, offset: i64) {
-        if self.first_dispatched.is_none() && matches!(self.participant, Participant::Member { .. })
-        {
-            self.first_dispatched = Some(offset);
-            self.coordinator
-                .dispatched_since_barrier
-                .store(true, Ordering::Relaxed);
+        if self.noted_since_barrier {
+            return;
         }
+        let Participant::Member { partition, .. } = &self.participant else {
+            return;
+        };
+        self.noted_since_barrier = true;
+        // Noted at once (the lock once per barrier), so the count of records towards
+        // `max_records` starts at the first one (see `Coordinator::stored`); noted for a
+        // partition committed before too: it marks it as touched, so an abort rewinds it even
+        // when it stored nothing since.
+        self.coordinator
+            .state()
+            .first_since_commit
+            .entry(partition.clone())
+            .or_insert(offset);
+        self.coordinator
+            .dispatched_since_barrier
+            .store(true, Ordering::Relaxed);
     }
 
     /// Reports that this worker reached the barrier: no handler runs, every publish was
@@ -576,15 +591,8 @@ impl TransactionGate {
             Participant::Member { id, partition } => (*id, partition),
             Participant::Lane(report) => return report(epoch),
         };
+        self.noted_since_barrier = false;
         let mut state = self.coordinator.state();
-        if let Some(offset) = self.first_dispatched.take() {
-            // (Noted for a partition committed before too: it marks it as touched, so an
-            // abort rewinds it even when it stored nothing since.)
-            state
-                .first_since_commit
-                .entry(partition.clone())
-                .or_insert(offset);
-        }
         state.workers.insert(id, (partition.clone(), epoch));
         drop(state);
         self.coordinator.changed.notify_waiters();
