@@ -5,7 +5,7 @@
 # their end and counts records in, out, lost and duplicated. One table row per scenario, exit
 # code 1 if any scenario fails.
 #
-#   scripts/chaos.sh                 all 14 scenarios, N records each (default 100000)
+#   scripts/chaos.sh                 all 15 scenarios, N records each (default 100000)
 #   scripts/chaos.sh --quick         small N, scenarios 1 2 3 5 6 9 10 (the CI variant)
 #   scripts/chaos.sh --quick-part 1  the quick run's first half (1 2 5 6), or 2 (3 9 10): CI
 #                                    runs both at once, each half about half the wall time
@@ -56,7 +56,7 @@ if [ ${#only[@]} -eq 0 ]; then
     1:) only=(${quick_parts[0]} ${quick_parts[1]}) ;;
     1:1 | 1:2) only=(${quick_parts[$((part - 1))]}) ;;
     1:*) echo "chaos: --quick-part is 1 or 2" >&2; exit 2 ;;
-    *) only=(1 2 3 4 5 6 7 8 9 10 11 12 13 14) ;;
+    *) only=(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15) ;;
   esac
 fi
 # Handler work per record: long enough that a run can be interrupted mid-stream.
@@ -437,10 +437,11 @@ cluster() {
     2>>"$run_dir/kafka-cluster.log"
 }
 
-# leader_kill NAME LABEL APP_ARGS...: on the 3-node cluster, the broker leading output
-# partition 0 killed with SIGKILL mid-stream; 0 lost (with --exactly-once also 0 duplicated).
+# leader_kill NAME LABEL VICTIM APP_ARGS...: on the 3-node cluster, a broker killed with
+# SIGKILL mid-stream: VICTIM `output` is the one leading output partition 0, `group` the one
+# coordinating the app's consumer group; 0 lost (with --exactly-once also 0 duplicated).
 leader_kill() {
-  local name="$1" label="$2"; shift 2
+  local name="$1" label="$2" victim="$3"; shift 3
   local exactly=0; [[ " $* " == *" --exactly-once "* ]] && exactly=1
   cluster start || return 1
   local b; b="$(cluster bootstrap)"
@@ -450,7 +451,12 @@ leader_kill() {
   # librdkafka's default session timeout (45 s): a broker failure is no reason to leave the group.
   start_app "$b" "$name-app" --session-timeout-ms 45000 "$@"
   wait_out "$b" $((count / 4)) || return 1
-  local leader; leader="$(tool "$b" leader --topic "$out" --partition 0)"
+  local leader what
+  case "$victim" in
+    output) leader="$(tool "$b" leader --topic "$out" --partition 0)"; what="leader of output[0]" ;;
+    group) leader="$(tool "$b" group-coordinator --group "$group")"; what="coordinator of the app's group" ;;
+  esac
+  [ -n "$leader" ] || return 1
   local killed_at before; killed_at="$(now)"
   cluster kill9 "$leader" || return 1
   before="$(tool "$b" count --topic "$out")"
@@ -462,7 +468,7 @@ leader_kill() {
   local v; v="$(verify "$b")"
   [ "$(field "$v" lost)" = 0 ] && [ "$(field "$v" unexpected)" = 0 ] || ok=0
   [ "$before" -lt "$count" ] || { log "scenario $name: the kill came after the end"; ok=0; }
-  local extra="killed node $leader (leader of output[0]); output resumed $visible s later"
+  local extra="killed node $leader ($what); output resumed $visible s later"
   if [ "$exactly" = 1 ]; then
     [ "$(field "$v" dup)" = 0 ] || ok=0
     extra="$extra; $(aborted_line "$b")"
@@ -471,7 +477,7 @@ leader_kill() {
   cluster stop
 }
 
-scenario_7() { leader_kill s7 "7. 3 brokers (RF 3, min ISR 2), leader kill -9"; }
+scenario_7() { leader_kill s7 "7. 3 brokers (RF 3, min ISR 2), leader kill -9" output; }
 
 scenario_8() {
   fresh s8
@@ -555,7 +561,15 @@ scenario_12() {
 }
 
 scenario_13() {
-  FASTSTREAM_INSTANCE_ID=solo leader_kill s13 "13. exactly-once: 3 brokers (RF 3, min ISR 2), leader kill -9" "${eo[@]}"
+  FASTSTREAM_INSTANCE_ID=solo leader_kill s13 "13. exactly-once: 3 brokers (RF 3, min ISR 2), leader kill -9" output "${eo[@]}"
+}
+
+# Scenario 15: the exactly-once app on the 3-node cluster, the broker coordinating its
+# consumer group killed with SIGKILL mid-stream: its commits send their offsets to that
+# coordinator, and librdkafka can wait for a dead one forever (confluentinc/librdkafka#5456):
+# the member gives up on a hung commit, replaces its producer and rewinds.
+scenario_15() {
+  FASTSTREAM_INSTANCE_ID=solo leader_kill s15 "15. exactly-once: 3 brokers, group coordinator kill -9" group "${eo[@]}"
 }
 
 # chaos_registry start|stop: scenario 14's Apicurio Registry on $registry_port (TLS and

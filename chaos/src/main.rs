@@ -116,6 +116,11 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         partition: i32,
     },
+    /// Prints the broker id coordinating a consumer group.
+    GroupCoordinator {
+        #[arg(long)]
+        group: String,
+    },
     /// Waits until a `read_committed` reader starting at the topic's end reads a new record,
     /// and prints the seconds it took since `--since` (e.g. the moment the app was killed).
     WaitVisible {
@@ -225,6 +230,10 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
         }
         Command::Leader { topic, partition } => {
             println!("{}", tools::leader(bootstrap, &topic, partition)?);
+            Ok(())
+        }
+        Command::GroupCoordinator { group } => {
+            println!("{}", tools::group_coordinator(bootstrap, &group)?);
             Ok(())
         }
         Command::WaitVisible {

@@ -202,6 +202,26 @@ pub fn leader(bootstrap: &str, topic: &str, partition: i32) -> Result<i32, BoxEr
         .ok_or_else(|| format!("no leader known for {topic}[{partition}]").into())
 }
 
+/// The broker id coordinating consumer group `group`: the leader of the partition of
+/// `__consumer_offsets` Kafka assigns the group to (`abs(group.hashCode()) % partitions`, Java's
+/// `String.hashCode` over the UTF-16 code units).
+pub fn group_coordinator(bootstrap: &str, group: &str) -> Result<i32, BoxError> {
+    const OFFSETS: &str = "__consumer_offsets";
+    let client = consumer(bootstrap, "chaos-probe")?;
+    let metadata = client.fetch_metadata(Some(OFFSETS), METADATA_TIMEOUT)?;
+    let partitions = metadata
+        .topics()
+        .first()
+        .map(|t| t.partitions().len())
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("`{OFFSETS}` has no partitions yet"))?;
+    let hash = group.encode_utf16().fold(0_i32, |hash, unit| {
+        hash.wrapping_mul(31).wrapping_add(i32::from(unit))
+    });
+    let partition = ((hash & 0x7fff_ffff) as usize % partitions) as i32;
+    leader(bootstrap, OFFSETS, partition)
+}
+
 /// One record read back: its sequence number and headers.
 struct Read {
     seq: Option<u64>,
