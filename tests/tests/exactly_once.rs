@@ -373,27 +373,38 @@ both_modes!(
     lanes_commit_at_the_barrier
 );
 
-/// A dead letter joins the transaction: the poison record's dead letter and the other
-/// outputs are each seen once, through an abort (a fence after the dead letter was written).
-async fn a_dead_letter_joins_the_transaction(broker: TestBroker) {
-    let (input, output, group) = (unique("eos-dl-in"), unique("eos-dl-out"), unique("eos-g"));
+/// An exactly-once member `name` of `group` reading `input` into `output`, committing every
+/// `every`, retrying twice then dead-lettering to `{input}-dlt`; the three topics are created.
+async fn dead_lettering_member(
+    broker: &TestBroker,
+    name: &str,
+    [input, output, group]: [&String; 3],
+    every: Duration,
+) -> SubscriberConfig {
     let dead = format!("{input}-dlt");
-    for topic in [&input, &output, &dead] {
+    for topic in [input, output, &dead] {
         broker.create_topic(topic, 1).await.unwrap();
     }
-    // Long enough that nothing commits before the fence: the dead letter is in the
-    // transaction the fence aborts.
-    let config = SubscriberConfig::new("eos-dl", [input.as_str()])
+    SubscriberConfig::new(name, [input.as_str()])
         .group_id(group.as_str())
-        .transactions(faststream::TransactionCommits::every(Duration::from_secs(
-            2,
-        )))
+        .transactions(faststream::TransactionCommits::every(every))
         .error_policy(
             ErrorPolicy::retry(2)
                 .backoff(faststream_integration_tests::fast_backoff())
                 .then_dead_letter(),
         )
-        .publish_to(output.as_str());
+        .publish_to(output.as_str())
+}
+
+/// A dead letter joins the transaction: the poison record's dead letter and the other
+/// outputs are each seen once, through an abort (a fence after the dead letter was written).
+async fn a_dead_letter_joins_the_transaction(broker: TestBroker) {
+    let (input, output, group) = (unique("eos-dl-in"), unique("eos-dl-out"), unique("eos-g"));
+    let dead = format!("{input}-dlt");
+    // Long enough that nothing commits before the fence: the dead letter is in the
+    // transaction the fence aborts.
+    let every = Duration::from_secs(2);
+    let config = dead_lettering_member(&broker, "eos-dl", [&input, &output, &group], every).await;
     let transactional_id = broker.transactional_id(&config);
     let gate = Arc::new(Semaphore::new(0));
     let held = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -450,20 +461,9 @@ async fn a_publish_refused_by_a_fenced_producer_aborts_at_once(broker: TestBroke
         unique("eos-g"),
     );
     let dead = format!("{input}-dlt");
-    for topic in [&input, &output, &dead] {
-        broker.create_topic(topic, 1).await.unwrap();
-    }
-    let config = SubscriberConfig::new("eos-refused", [input.as_str()])
-        .group_id(group.as_str())
-        .transactions(faststream::TransactionCommits::every(Duration::from_secs(
-            1,
-        )))
-        .error_policy(
-            ErrorPolicy::retry(2)
-                .backoff(faststream_integration_tests::fast_backoff())
-                .then_dead_letter(),
-        )
-        .publish_to(output.as_str());
+    let every = Duration::from_secs(1);
+    let config =
+        dead_lettering_member(&broker, "eos-refused", [&input, &output, &group], every).await;
     let transactional_id = broker.transactional_id(&config);
     let gate = Arc::new(Semaphore::new(0));
     let first_calls = Arc::new(AtomicUsize::new(0));

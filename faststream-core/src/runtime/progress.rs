@@ -92,8 +92,8 @@ pub(crate) struct PartitionProgress<D> {
     budget: Arc<BufferBudget>,
 }
 
-/// A message whose publish was refused inside the open transaction, which that dooms: the
-/// worker has it aborted, and its entry stays undecided until the rewind.
+/// A message whose publish was refused inside the open transaction, which then cannot
+/// commit: the worker has it aborted, and the entry stays undecided until the rewind.
 pub(crate) struct DoomedHead {
     pub(crate) offset: i64,
     /// The attempt that published (not for a batch, nor a dead letter's record).

@@ -627,8 +627,8 @@ enum Final {
     Settled,
     /// The partition stops at it.
     Halt,
-    /// Exactly-once: its dead letter was refused inside the transaction, which is aborted;
-    /// it runs again after the rewind.
+    /// Exactly-once: its dead letter (or retry-topic record) was refused by a fenced
+    /// producer; the transaction is aborted and the message runs again after the rewind.
     Doomed,
 }
 
