@@ -388,10 +388,10 @@ impl Coordinator {
         futures::future::join_all(seeks).await;
     }
 
-    /// Rewinds `partition` to `offset`, trying again while the seek fails for a reason that
-    /// passes (a broker down): a partition left where it was would skip the records of the
-    /// aborted transaction (chaos scenario 15 lost 38 that way when a seek's metadata query
-    /// failed). The gate stays closed meanwhile.
+    /// Rewinds `partition` to `offset`, trying again while the seek fails for any reason but
+    /// the partition being gone or the subscriber stopped: a partition left where it was would
+    /// skip the records of the aborted transaction (chaos scenario 15 lost 38 that way when a
+    /// seek's metadata query failed on a dead broker). The gate stays closed meanwhile.
     async fn rewind_partition(&self, partition: TopicPartition, offset: i64) {
         let mut backoff = Duration::from_millis(200);
         loop {
@@ -405,16 +405,16 @@ impl Coordinator {
                     tracing::info!(subscriber = %self.subscriber, "{partition} rewound to {offset} after the abort");
                     return;
                 }
-                Err(err) if err.class() == ErrorClass::Retriable => {
+                // Revoked meanwhile (its new owner starts at the committed offset), or the
+                // subscriber stopped (or cannot seek at all).
+                Err(err @ (Error::NotOwned { .. } | Error::Config { .. })) => {
+                    tracing::debug!(subscriber = %self.subscriber, "{partition} not rewound: {err}");
+                    return;
+                }
+                Err(err) => {
                     tracing::warn!(subscriber = %self.subscriber, "{partition} not rewound to {offset} yet: {err}; trying again in {backoff:?}");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-                // Revoked meanwhile (its new owner starts at the committed offset), or the
-                // subscriber stopped.
-                Err(err) => {
-                    tracing::debug!(subscriber = %self.subscriber, "{partition} not rewound: {err}");
-                    return;
                 }
             }
         }
