@@ -615,3 +615,60 @@ both_modes!(
     max_records_commits_before_the_interval_on_kafka,
     max_records_commits_before_the_interval
 );
+
+/// A dead letter the broker refuses for good (over its topic's `max.message.bytes`) dooms the
+/// transaction like any refused record; the record then stops its partition when it comes
+/// again after the abort, as a dead letter that cannot land does outside a transaction,
+/// rather than aborting every transaction. (Kafka only: the in-memory broker has no size
+/// limit.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_the_broker_refuses_stops_the_partition_on_kafka() {
+    let logs = faststream_integration_tests::logs();
+    let broker = faststream_integration_tests::on_kafka();
+    let (input, output, group) = (
+        unique("eos-dlt-big-in"),
+        unique("eos-dlt-big-out"),
+        unique("eos-g"),
+    );
+    let dead = format!("{input}-dlt");
+    faststream_integration_tests::create_topic(&input, 1).await;
+    faststream_integration_tests::create_topic(&output, 1).await;
+    faststream_integration_tests::create_topic_with(&dead, 1, &[("max.message.bytes", "2000")])
+        .await;
+    let config = SubscriberConfig::new("eos-dlt-big", [input.as_str()])
+        .group_id(group.as_str())
+        .transactions(faststream::TransactionCommits::every(
+            Duration::from_millis(500),
+        ))
+        .error_policy(ErrorPolicy::retry(1).then_dead_letter())
+        .publish_to(output.as_str());
+    let app = FastStream::new(broker.clone()).subscriber(config, |text: String| async move {
+        if text.len() > 2000 {
+            return Err(faststream::Error::config_msg("too big to handle"));
+        }
+        Ok(format!("out-{text}"))
+    });
+    let test = TestBroker::start(app).await.unwrap();
+    // Alone first, so that its output commits before the poison record's abort.
+    broker
+        .publish_batch([Record::new(input.clone(), "a").key("k")])
+        .await
+        .unwrap();
+    assert_eq!(wait_outputs(&broker, &output, 1).await, ["out-a"]);
+    let rest = [
+        Record::new(input.clone(), "b".repeat(3000)).key("k"),
+        Record::new(input.clone(), "c").key("k"),
+    ];
+    broker.publish_batch(rest).await.unwrap();
+    let stopped = format!("consumption of {input}[0] stopped at offset 1");
+    wait_for(
+        PATIENCE,
+        "the partition stopped at the refused record",
+        || !logs.lines_with(&stopped).is_empty(),
+    )
+    .await;
+    test.shutdown().await.unwrap();
+    assert_eq!(broker.committed(&group, &input, 0).await, Some(1));
+    assert_eq!(committed_outputs(&broker, &output).await, ["out-a"]);
+    assert!(committed_outputs(&broker, &dead).await.is_empty());
+}

@@ -65,6 +65,9 @@ pub(crate) enum Carried {
         error: BoxError,
         reject: bool,
     },
+    /// Its dead letter (or retry-topic record) was refused for good: the partition stops at
+    /// it, as it does outside a transaction.
+    Halt,
 }
 
 /// One member's transaction commits (see the module docs).
@@ -681,6 +684,13 @@ pub(crate) fn carried_over(policy: &ErrorPolicy, attempt: u32, error: BoxError) 
             reject: true,
         },
     })
+}
+
+/// What a record whose dead letter (or retry-topic record) the broker refused for good
+/// inside the transaction carries over the abort: the partition stops at it when it comes
+/// again, rather than the record aborting every transaction. Nothing for any other refusal.
+pub(crate) fn halted_over(error: &BoxError) -> Option<Carried> {
+    (refused_publish(&**error)?.class == ErrorClass::Abortable).then_some(Carried::Halt)
 }
 
 /// Resolves when an exactly-once worker's (or router's) barrier gate moved; never without

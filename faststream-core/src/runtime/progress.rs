@@ -98,6 +98,8 @@ pub(crate) struct DoomedHead {
     pub(crate) offset: i64,
     /// The attempt that published (not for a batch, nor a dead letter's record).
     pub(crate) attempt: Option<u32>,
+    /// The refused record had to land (a dead letter or a retry-topic record).
+    pub(crate) must_deliver: bool,
     pub(crate) error: PublishError,
 }
 
@@ -310,6 +312,7 @@ where
         if let Some(error) = refused.into_iter().next() {
             let on_refused = std::mem::replace(&mut ack.on_refused, OnRefused::CountDone);
             if self.in_transaction {
+                let must_deliver = matches!(on_refused, OnRefused::Halt);
                 let attempt = match on_refused {
                     OnRefused::RunPolicy { message, attempt } if message.batch.is_none() => {
                         Some(attempt)
@@ -320,6 +323,7 @@ where
                 self.doomed = Some(DoomedHead {
                     offset: ack.offset,
                     attempt,
+                    must_deliver,
                     error,
                 });
                 front.state = EntryState::Undecided;

@@ -26,7 +26,7 @@ use crate::middleware::{
 use crate::policy::{CommitTiming, Decision, DeliveryPolicy, ErrorPolicy, Exhausted};
 use crate::runtime::dead_letter::DeadLetter;
 use crate::runtime::exactly_once::{
-    carried_over, dooms_transaction, gate_moved, Carried, Coordinator, TransactionGate,
+    carried_over, dooms_transaction, gate_moved, halted_over, Carried, Coordinator, TransactionGate,
 };
 use crate::runtime::fan_out::{fan_out, Destinations};
 use crate::runtime::lanes::{lane_queue_capacity, lane_reports, Lane, LaneRouter, LaneTask};
@@ -846,6 +846,10 @@ where
                     .decide(ticket, PendingAck::new(message.offset));
                 None
             }
+            Carried::Halt => {
+                self.halt(&message, ticket);
+                None
+            }
             Carried::Final {
                 attempts, error, ..
             } => {
@@ -862,7 +866,15 @@ where
     /// dooms the transaction (see [`TransactionGate::doom`]). Its entry stays undecided: the
     /// rewind comes before anything is committed or retried. While the transaction is
     /// doomed, other failures wait for the rewind the same way.
-    fn doom_transaction(&mut self, offset: i64, attempt: Option<u32>, error: BoxError) {
+    /// `must_deliver`: the broker refused the message's dead letter (or retry-topic record),
+    /// which carries a halt over the abort.
+    fn doom_transaction(
+        &mut self,
+        offset: i64,
+        attempt: Option<u32>,
+        must_deliver: bool,
+        error: BoxError,
+    ) {
         let Some(gate) = &self.transaction else {
             return;
         };
@@ -875,9 +887,12 @@ where
             "message {}@{offset}: {error}; its transaction cannot commit and is aborted, and the records since the last commit run again",
             self.progress.partition(),
         );
-        let carried = attempt
-            .and_then(|attempt| carried_over(&self.policy, attempt, error))
-            .map(|carried| (offset, carried));
+        let carried = if must_deliver {
+            halted_over(&error)
+        } else {
+            attempt.and_then(|attempt| carried_over(&self.policy, attempt, error))
+        };
+        let carried = carried.map(|carried| (offset, carried));
         gate.doom(self.progress.partition(), carried);
         self.waited = true;
     }
@@ -1047,10 +1062,11 @@ where
         if let Some(DoomedHead {
             offset,
             attempt,
+            must_deliver,
             error,
         }) = self.progress.take_doomed()
         {
-            self.doom_transaction(offset, attempt, Box::new(error));
+            self.doom_transaction(offset, attempt, must_deliver, Box::new(error));
         }
     }
 
@@ -1071,7 +1087,7 @@ where
         // Backoffs, dead letters and retry topics may wait: the stop is looked at next.
         self.waited = true;
         if self.aborts_transaction(&*error) {
-            self.doom_transaction(origin.offset, None, error);
+            self.doom_transaction(origin.offset, None, false, error);
             return None;
         }
         let error = match error.downcast::<BatchFailed>() {
@@ -1350,7 +1366,7 @@ where
                 Ok(delivery) => ack.track(delivery),
                 Err(err) if self.aborts_transaction(&err) => {
                     let error = format!("it could not be sent to {what} `{topic}`: {err}");
-                    self.doom_transaction(from.offset, None, error.into());
+                    self.doom_transaction(from.offset, None, false, error.into());
                     return Final::Doomed;
                 }
                 Err(err) => {
