@@ -189,24 +189,16 @@ impl MemberTransactions for KafkaMember {
             };
             let list = offset_list(&offsets)
                 .map_err(|err| crate::error::broker("cannot list the offsets", err))?;
-            let committed = tokio::time::timeout(
-                COMMIT_DEADLINE,
-                tokio::task::spawn_blocking(move || {
-                    producer.send_offsets_to_transaction(&list, &group, CALL_TIMEOUT)?;
-                    producer.commit_transaction(CALL_TIMEOUT)?;
-                    producer.begin_transaction()
-                }),
-            )
+            let committed = within(COMMIT_DEADLINE, move || {
+                producer.send_offsets_to_transaction(&list, &group, CALL_TIMEOUT)?;
+                producer.commit_transaction(CALL_TIMEOUT)?;
+                producer.begin_transaction()
+            })
             .await;
             match committed {
-                Ok(Ok(Ok(()))) => Ok(()),
-                Ok(Ok(Err(err))) => Err(member.recover(err).await),
-                Ok(Err(join)) => Err(Error::broker(
-                    "the commit task failed",
-                    ErrorClass::Fatal,
-                    join,
-                )),
-                Err(_) => Err(member.replaced(hung(COMMIT_DEADLINE)).await),
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(err)) => Err(member.recover(err).await),
+                Err(reason) => Err(member.replaced(reason).await),
             }
         })
     }
@@ -220,16 +212,25 @@ impl MemberTransactions for KafkaMember {
     }
 }
 
-/// Runs a blocking transactional call, giving up on it after `deadline`; the error's text
-/// when it failed or hung (see [`hung`]).
+/// Runs a blocking transactional call, giving up on it after `deadline`: its result, or why
+/// there is none (it hung, see [`hung`]). The call runs on a thread of its own, not in
+/// tokio's blocking pool: a runtime waits for its blocking tasks as it shuts down, so a call
+/// librdkafka never returns from kept the app from exiting after a graceful stop (chaos
+/// scenario 15: "ignored SIGTERM for 60 s" after its log said the shutdown was complete).
 async fn within(
     deadline: Duration,
     call: impl FnOnce() -> Result<(), KafkaError> + Send + 'static,
-) -> Result<(), String> {
-    match tokio::time::timeout(deadline, tokio::task::spawn_blocking(call)).await {
-        Ok(Ok(Ok(()))) => Ok(()),
-        Ok(Ok(Err(err))) => Err(err.to_string()),
-        Ok(Err(join)) => Err(format!("the call's task failed: {join}")),
+) -> Result<Result<(), KafkaError>, String> {
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("fs-transaction".into())
+        .spawn(move || {
+            let _ = answer.send(call());
+        })
+        .map_err(|err| format!("cannot start a thread for the call: {err}"))?;
+    match tokio::time::timeout(deadline, answered).await {
+        Ok(Ok(result)) => Ok(result),
+        Ok(Err(_)) => Err("the call's thread ended without an answer".to_owned()),
         Err(_) => Err(hung(deadline)),
     }
 }
@@ -240,7 +241,8 @@ async fn abort_and_begin(producer: KafkaProducer) -> Result<(), String> {
         producer.abort_transaction(CALL_TIMEOUT)?;
         producer.begin_transaction()
     })
-    .await
+    .await?
+    .map_err(|err| err.to_string())
 }
 
 /// Why a transactional call that did not return within `deadline` counts as hung:
