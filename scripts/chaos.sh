@@ -464,11 +464,14 @@ leader_kill() {
   # count an exactly-once app's aborted records too).
   local visible; visible="$(tool "$b" wait-visible --topic "$out" --since "$killed_at" --timeout "$(drain_timeout)")" || return 1
   wait_done "$b" || return 1
-  stop_app "$app_pid"
+  # The graceful stop after the fault exits at once, with 0 (a call librdkafka never returned
+  # from once kept the exactly-once app from exiting).
+  local code=0; stop_app "$app_pid" || code=$?
+  [ "$code" = 0 ] || { log "scenario $name: the app's exit code after SIGTERM was $code"; ok=0; }
   local v; v="$(verify "$b")"
   [ "$(field "$v" lost)" = 0 ] && [ "$(field "$v" unexpected)" = 0 ] || ok=0
   [ "$before" -lt "$count" ] || { log "scenario $name: the kill came after the end"; ok=0; }
-  local extra="killed node $leader ($what); output resumed $visible s later"
+  local extra="killed node $leader ($what); output resumed $visible s later; exit code $code after SIGTERM"
   if [ "$exactly" = 1 ]; then
     [ "$(field "$v" dup)" = 0 ] || ok=0
     extra="$extra; $(aborted_line "$b")"
