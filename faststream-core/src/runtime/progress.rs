@@ -96,11 +96,21 @@ pub(crate) struct PartitionProgress<D> {
 /// commit: the worker has it aborted, and the entry stays undecided until the rewind.
 pub(crate) struct DoomedHead {
     pub(crate) offset: i64,
-    /// The attempt that published (not for a batch, nor a dead letter's record).
-    pub(crate) attempt: Option<u32>,
-    /// The refused record had to land (a dead letter or a retry-topic record).
-    pub(crate) must_deliver: bool,
+    /// Which of the message's records was refused.
+    pub(crate) refused: RefusedRecord,
     pub(crate) error: PublishError,
+}
+
+/// Which of a message's records a refusal inside a transaction was: what decides what the
+/// message carries over the abort.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RefusedRecord {
+    /// Its output, published by attempt `n` (not known for a batch).
+    Output(u32),
+    /// Its dead letter or retry-topic record, which had to land.
+    Outcome,
+    /// A record whose attempt is not known (a batch's output, or a refusal as it was sent).
+    Unattributed,
 }
 
 /// A handled message whose output the broker finally refused: the worker runs its error
@@ -312,18 +322,17 @@ where
         if let Some(error) = refused.into_iter().next() {
             let on_refused = std::mem::replace(&mut ack.on_refused, OnRefused::CountDone);
             if self.in_transaction {
-                let must_deliver = matches!(on_refused, OnRefused::Halt);
-                let attempt = match on_refused {
+                let refused = match on_refused {
                     OnRefused::RunPolicy { message, attempt } if message.batch.is_none() => {
-                        Some(attempt)
+                        RefusedRecord::Output(attempt)
                     }
-                    OnRefused::Attempt(attempt) => Some(attempt),
-                    _ => None,
+                    OnRefused::Attempt(attempt) => RefusedRecord::Output(attempt),
+                    OnRefused::Halt => RefusedRecord::Outcome,
+                    _ => RefusedRecord::Unattributed,
                 };
                 self.doomed = Some(DoomedHead {
                     offset: ack.offset,
-                    attempt,
-                    must_deliver,
+                    refused,
                     error,
                 });
                 front.state = EntryState::Undecided;

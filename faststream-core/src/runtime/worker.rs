@@ -32,8 +32,8 @@ use crate::runtime::fan_out::{fan_out, Destinations};
 use crate::runtime::lanes::{lane_queue_capacity, lane_reports, Lane, LaneRouter, LaneTask};
 use crate::runtime::late_ack::LateAcks;
 use crate::runtime::progress::{
-    CommitMode, DoomedHead, FailedHead, PartitionProgress, PendingAck, Ticket, STORE_DELAY,
-    STORE_EVERY,
+    CommitMode, DoomedHead, FailedHead, PartitionProgress, PendingAck, RefusedRecord, Ticket,
+    STORE_DELAY, STORE_EVERY,
 };
 use crate::runtime::retry_topic::{delivery_of, retry_record, Provenance};
 use crate::runtime::stats::{PartitionStats, SubscriberStats};
@@ -862,19 +862,11 @@ where
     }
 
     /// Exactly-once: a publish refused inside the open transaction, for the message at
-    /// `offset` (with the `attempt` that published, when the broker refused its delivery),
-    /// dooms the transaction (see [`TransactionGate::doom`]). Its entry stays undecided: the
-    /// rewind comes before anything is committed or retried. While the transaction is
-    /// doomed, other failures wait for the rewind the same way.
-    /// `must_deliver`: the broker refused the message's dead letter (or retry-topic record),
-    /// which carries a halt over the abort.
-    fn doom_transaction(
-        &mut self,
-        offset: i64,
-        attempt: Option<u32>,
-        must_deliver: bool,
-        error: BoxError,
-    ) {
+    /// `offset` (`refused` says which of its records), dooms the transaction (see
+    /// [`TransactionGate::doom`]). Its entry stays undecided: the rewind comes before anything
+    /// is committed or retried. While the transaction is doomed, other failures wait for the
+    /// rewind the same way.
+    fn doom_transaction(&mut self, offset: i64, refused: RefusedRecord, error: BoxError) {
         let Some(gate) = &self.transaction else {
             return;
         };
@@ -887,10 +879,10 @@ where
             "message {}@{offset}: {error}; its transaction cannot commit and is aborted, and the records since the last commit run again",
             self.progress.partition(),
         );
-        let carried = if must_deliver {
-            halted_over(&error)
-        } else {
-            attempt.and_then(|attempt| carried_over(&self.policy, attempt, error))
+        let carried = match refused {
+            RefusedRecord::Output(attempt) => carried_over(&self.policy, attempt, error),
+            RefusedRecord::Outcome => halted_over(&error),
+            RefusedRecord::Unattributed => None,
         };
         let carried = carried.map(|carried| (offset, carried));
         gate.doom(self.progress.partition(), carried);
@@ -1061,12 +1053,11 @@ where
     fn take_doomed(&mut self) {
         if let Some(DoomedHead {
             offset,
-            attempt,
-            must_deliver,
+            refused,
             error,
         }) = self.progress.take_doomed()
         {
-            self.doom_transaction(offset, attempt, must_deliver, Box::new(error));
+            self.doom_transaction(offset, refused, Box::new(error));
         }
     }
 
@@ -1087,7 +1078,7 @@ where
         // Backoffs, dead letters and retry topics may wait: the stop is looked at next.
         self.waited = true;
         if self.aborts_transaction(&*error) {
-            self.doom_transaction(origin.offset, None, false, error);
+            self.doom_transaction(origin.offset, RefusedRecord::Unattributed, error);
             return None;
         }
         let error = match error.downcast::<BatchFailed>() {
@@ -1366,7 +1357,7 @@ where
                 Ok(delivery) => ack.track(delivery),
                 Err(err) if self.aborts_transaction(&err) => {
                     let error = format!("it could not be sent to {what} `{topic}`: {err}");
-                    self.doom_transaction(from.offset, None, false, error.into());
+                    self.doom_transaction(from.offset, RefusedRecord::Unattributed, error.into());
                     return Final::Doomed;
                 }
                 Err(err) => {
