@@ -61,7 +61,7 @@ use opentelemetry::trace::{
     SpanBuilder, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
     TraceState, Tracer,
 };
-use opentelemetry::{Context as OtelContext, KeyValue};
+use opentelemetry::{Context as OtelContext, KeyValue, Value};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -85,6 +85,9 @@ const SPAN_ATTRIBUTES: usize = 10;
 
 /// Topics whose span names are made once per process (see [`SpanNames`]).
 const SHARED_SPAN_NAMES: usize = 1024;
+
+/// Consumer groups whose attribute value is made once per process (see [`group_value`]).
+const SHARED_GROUPS: usize = 1024;
 
 /// Each byte's two lowercase hex digits, for writing ids without the formatting machinery: a
 /// lookup per byte rather than two shifts and two bounds-checked lookups.
@@ -190,7 +193,7 @@ impl Otel {
     pub fn process_layer(&self, config: &SubscriberConfig) -> ProcessSpanLayer {
         ProcessSpanLayer {
             otel: self.clone(),
-            group: Arc::from(config.effective_group_id()),
+            group: group_value(config.effective_group_id()),
         }
     }
 
@@ -226,16 +229,22 @@ impl Otel {
         known: impl IntoIterator<Item = KeyValue>,
     ) -> SpanBuilder {
         // Room for the attributes a recording span is given after the start.
+        let (name, destination) = names.of(topic, last_name);
         let mut attributes = Vec::with_capacity(SPAN_ATTRIBUTES);
         attributes.extend([
             KeyValue::new("messaging.system", "kafka"),
             KeyValue::new("messaging.operation.type", names.operation),
-            KeyValue::new("messaging.destination.name", Arc::clone(topic)),
+            KeyValue::new("messaging.destination.name", destination),
         ]);
         attributes.extend(known);
-        SpanBuilder::from_name(names.of(topic, last_name))
-            .with_kind(kind)
-            .with_attributes(attributes)
+        // Built whole rather than by `from_name(..).with_kind(..).with_attributes(..)`, each
+        // of which moves the builder (a few hundred bytes) once more.
+        SpanBuilder {
+            name,
+            span_kind: Some(kind),
+            attributes: Some(attributes),
+            ..SpanBuilder::default()
+        }
     }
 
     /// The context carried in `headers`, if any: what `TraceContextPropagator` extracts. The
@@ -278,7 +287,13 @@ impl Otel {
         // A reply's `send` span rewrites the `traceparent` its `process` span wrote: over the
         // same memory.
         headers.insert_static_copy(TRACE_HEADERS[0], &parent);
-        let state = context.trace_state().header();
+        // The usual context has no trace state at all: known without writing it out.
+        let state = context.trace_state();
+        let state = if *state == TraceState::NONE {
+            String::new()
+        } else {
+            state.header()
+        };
         if state.is_empty() {
             headers.remove(TRACE_HEADERS[1]);
             Some(parent)
@@ -402,6 +417,10 @@ fn read_hex<const N: usize>(hex: &[u8]) -> Option<[u8; N]> {
 /// message; these are leaked instead, for the first [`SHARED_SPAN_NAMES`] topics (a pattern
 /// subscriber matching ever new topics gets the rest made per span). Each service also keeps
 /// its last name, found by the topic's pointer: a partition's records share one topic `Arc`.
+///
+/// A shared name's end is the topic, which is the `messaging.destination.name` attribute: a
+/// `&'static str` costs nothing to give and to drop, where the topic's `Arc` took an atomic
+/// increment per span and a decrement on the export thread.
 struct SpanNames {
     operation: &'static str,
     shared: OnceLock<RwLock<HashMap<Box<str>, &'static str>>>,
@@ -418,24 +437,33 @@ impl SpanNames {
         }
     }
 
-    /// The name of a span on `topic`, from `last` when it names the same topic `Arc`.
+    /// The name of a span on `topic`, from `last` when it names the same topic `Arc`, and
+    /// the topic as an attribute value.
     fn of(
         &self,
         topic: &Arc<str>,
         last: &mut Option<(Arc<str>, &'static str)>,
-    ) -> Cow<'static, str> {
+    ) -> (Cow<'static, str>, Value) {
         if let Some((last_topic, name)) = last {
             if Arc::ptr_eq(last_topic, topic) {
-                return Cow::Borrowed(*name);
+                return (Cow::Borrowed(*name), self.topic_of(name));
             }
         }
         match self.shared_name(topic) {
             Some(name) => {
                 *last = Some((Arc::clone(topic), name));
-                Cow::Borrowed(name)
+                (Cow::Borrowed(name), self.topic_of(name))
             }
-            None => Cow::Owned(format!("{} {topic}", self.operation)),
+            None => (
+                Cow::Owned(format!("{} {topic}", self.operation)),
+                Value::from(Arc::clone(topic)),
+            ),
         }
+    }
+
+    /// The topic a shared `name` of this operation ends with.
+    fn topic_of(&self, name: &'static str) -> Value {
+        Value::from(name.get(self.operation.len() + 1..).unwrap_or_default())
     }
 
     fn shared_name(&self, topic: &str) -> Option<&'static str> {
@@ -456,20 +484,44 @@ impl SpanNames {
     }
 }
 
-/// The `messaging.destination.partition.id` attribute (a string) of `partition`: shared
-/// strings for the first partitions, made once, rather than one formatted per span.
+/// The `messaging.destination.partition.id` attribute (a string) of `partition`: static
+/// strings for the first partitions, made once (and never freed), rather than one formatted
+/// per span or a shared `Arc` counted up and down per span.
 fn partition_id(partition: i32) -> KeyValue {
     const KEY: &str = "messaging.destination.partition.id";
-    static SHARED: OnceLock<Vec<Arc<str>>> = OnceLock::new();
+    static SHARED: OnceLock<Vec<&'static str>> = OnceLock::new();
     let shared = SHARED.get_or_init(|| {
         (0..SHARED_PARTITION_IDS)
-            .map(|p| Arc::from(p.to_string()))
+            .map(|p| &*Box::leak(p.to_string().into_boxed_str()))
             .collect()
     });
     match usize::try_from(partition).ok().and_then(|p| shared.get(p)) {
-        Some(id) => KeyValue::new(KEY, Arc::clone(id)),
+        Some(id) => KeyValue::new(KEY, *id),
         None => KeyValue::new(KEY, partition.to_string()),
     }
+}
+
+/// The `messaging.consumer.group.name` attribute's value for `group`: a static string for the
+/// first [`SHARED_GROUPS`] groups of the process (made once, never freed; an app has a few),
+/// shared otherwise.
+fn group_value(group: &str) -> Value {
+    static SHARED: OnceLock<RwLock<HashMap<Box<str>, &'static str>>> = OnceLock::new();
+    let shared = SHARED.get_or_init(RwLock::default);
+    if let Some(name) = shared.read().ok().and_then(|names| names.get(group).copied()) {
+        return Value::from(name);
+    }
+    let Ok(mut names) = shared.write() else {
+        return Value::from(Arc::<str>::from(group));
+    };
+    if let Some(name) = names.get(group) {
+        return Value::from(*name);
+    }
+    if names.len() >= SHARED_GROUPS {
+        return Value::from(Arc::<str>::from(group));
+    }
+    let name: &'static str = Box::leak(group.into());
+    names.insert(group.into(), name);
+    Value::from(name)
 }
 
 struct HeaderReader<'a>(&'a Headers);
@@ -507,7 +559,7 @@ fn body_size(payload: &[u8]) -> KeyValue {
 #[derive(Debug, Clone)]
 pub struct ProcessSpanLayer {
     otel: Otel,
-    group: Arc<str>,
+    group: Value,
 }
 
 impl<S> tower::Layer<S> for ProcessSpanLayer {
@@ -517,7 +569,7 @@ impl<S> tower::Layer<S> for ProcessSpanLayer {
         ProcessSpan {
             inner,
             otel: self.otel.clone(),
-            group: Arc::clone(&self.group),
+            group: self.group.clone(),
             last_name: None,
         }
     }
@@ -528,7 +580,7 @@ impl<S> tower::Layer<S> for ProcessSpanLayer {
 pub struct ProcessSpan<S> {
     inner: S,
     otel: Otel,
-    group: Arc<str>,
+    group: Value,
     /// The last span name and its topic (see [`SpanNames`]).
     last_name: Option<(Arc<str>, &'static str)>,
 }
@@ -557,7 +609,7 @@ where
             &mut self.last_name,
             [
                 partition_id(message.partition),
-                KeyValue::new("messaging.consumer.group.name", Arc::clone(&self.group)),
+                KeyValue::new("messaging.consumer.group.name", self.group.clone()),
                 KeyValue::new("messaging.kafka.offset", message.offset),
                 body_size(&message.payload),
             ],
@@ -1159,16 +1211,34 @@ mod sampling_tests {
     fn span_names_are_made_once_per_topic() {
         let names = SpanNames::new("process");
         let (orders, payments) = (Arc::<str>::from("orders"), Arc::<str>::from("payments"));
+        let name = |(name, _): (Cow<'static, str>, Value)| name;
         let mut last = None;
-        let first = names.of(&orders, &mut last);
+        let (first, topic) = names.of(&orders, &mut last);
         assert_eq!(first, "process orders");
         assert!(matches!(first, Cow::Borrowed(_)));
+        // The topic attribute is the end of the shared name: static, no count to keep.
+        assert_eq!(topic.as_str(), "orders");
+        let shared_end = first[..].get("process ".len()..).expect("the topic").as_ptr();
+        assert_eq!(topic.as_str().as_ptr(), shared_end);
+        assert_eq!(names.of(&orders, &mut last).1.as_str().as_ptr(), shared_end);
         // The same topic again, by another `Arc`: the name made the first time.
-        let again = names.of(&Arc::from("orders"), &mut None);
+        let again = name(names.of(&Arc::from("orders"), &mut None));
         assert_eq!(again.as_ptr(), first.as_ptr());
-        assert_eq!(names.of(&payments, &mut last), "process payments");
-        assert_eq!(names.of(&orders, &mut last), "process orders");
-        assert_eq!(SEND_NAMES.of(&orders, &mut None), "send orders");
+        assert_eq!(name(names.of(&payments, &mut last)), "process payments");
+        assert_eq!(name(names.of(&orders, &mut last)), "process orders");
+        assert_eq!(name(SEND_NAMES.of(&orders, &mut None)), "send orders");
+    }
+
+    #[test]
+    fn group_values_are_made_once_per_group() {
+        let first = group_value("billing");
+        let again = group_value("billing");
+        assert_eq!(first.as_str(), "billing");
+        assert_eq!(again.as_str(), "billing");
+        match (first.as_str(), again.as_str()) {
+            (Cow::Borrowed(a), Cow::Borrowed(b)) => assert_eq!(a.as_ptr(), b.as_ptr()),
+            other => panic!("static group names, got {other:?}"),
+        }
     }
 
     #[test]

@@ -970,7 +970,10 @@ async fn a_latest_publisher_looks_the_subject_up_again_after_its_ttl() {
         .await
         .unwrap();
     let first = plain.latest(&subject).await.unwrap().id;
-    let ttl = Duration::from_millis(500);
+    // Long enough for the second version's registration and lookup below on a loaded
+    // machine: with 500 ms, a cold registry under a parallel test run took longer once, and
+    // the writer looked the subject up again before the assertion "within the TTL".
+    let ttl = Duration::from_secs(5);
     let latest = SchemaRegistry::builder(plain.url())
         .latest_ttl(ttl)
         .build()
