@@ -588,6 +588,85 @@ async fn an_output_the_broker_refuses_is_dead_lettered_in_the_next_transaction_o
     assert_eq!(broker.committed(&group, &input, 0).await, Some(3));
 }
 
+/// The same for a batch subscriber: a batch whose output the broker refuses for good aborts
+/// its transaction, and its attempt counts across the abort (the batch after the rewind that
+/// holds the refused batch's last record takes it), so after `retry(2)` its records are dead
+/// lettered rather than the batch aborting every transaction forever. (Kafka only, as above.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_output_the_broker_refuses_is_dead_lettered_in_the_next_transaction_on_kafka() {
+    let broker = faststream_integration_tests::on_kafka();
+    let (input, output, group) = (unique("eos-bbig-in"), unique("eos-bbig-out"), unique("eos-g"));
+    let dead = format!("{input}-dlt");
+    faststream_integration_tests::create_topic(&input, 1).await;
+    faststream_integration_tests::create_topic_with(&output, 1, &[("max.message.bytes", "2000")])
+        .await;
+    faststream_integration_tests::create_topic(&dead, 1).await;
+    let config = SubscriberConfig::new("eos-bbig", [input.as_str()])
+        .group_id(group.as_str())
+        .batch(10, Duration::from_millis(200))
+        .transactions(faststream::TransactionCommits::every(
+            Duration::from_millis(500),
+        ))
+        .error_policy(
+            ErrorPolicy::retry(2)
+                .backoff(faststream_integration_tests::fast_backoff())
+                .then_dead_letter(),
+        )
+        .publish_to(output.as_str());
+    let big_calls = Arc::new(AtomicUsize::new(0));
+    let handler_calls = Arc::clone(&big_calls);
+    let app = FastStream::new(broker.clone()).subscriber(config, move |sizes: Vec<usize>| {
+        let calls = Arc::clone(&handler_calls);
+        async move {
+            let size: usize = sizes.iter().sum();
+            if size > 2000 {
+                calls.fetch_add(1, Ordering::SeqCst);
+            }
+            "x".repeat(size)
+        }
+    });
+    let test = TestBroker::start(app).await.unwrap();
+    let publish = |sizes: &[&'static str]| {
+        let records: Vec<Record> = sizes
+            .iter()
+            .map(|size| Record::new(input.clone(), *size).key("k"))
+            .collect();
+        broker.publish_batch(records)
+    };
+    publish(&["5000"]).await.unwrap();
+    let dead_letters = wait_outputs(&broker, &dead, 1).await;
+    assert_eq!(
+        dead_letters,
+        ["5000"],
+        "the refused batch's record, dead lettered once"
+    );
+    publish(&["10", "20"]).await.unwrap();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let mut written = 0;
+    while written < 30 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        written = committed_outputs(&broker, &output)
+            .await
+            .iter()
+            .map(String::len)
+            .sum();
+    }
+    assert_eq!(written, 30, "the batches after it, their outputs once");
+    test.shutdown().await.unwrap();
+    assert_eq!(
+        big_calls.load(Ordering::SeqCst),
+        2,
+        "its two attempts, across the abort"
+    );
+    let letter = &broker.records(&dead).await[0];
+    assert_eq!(
+        letter.headers.get_str("dlt-attempts"),
+        Some("2"),
+        "the attempts of the batch"
+    );
+    assert_eq!(broker.committed(&group, &input, 0).await, Some(3));
+}
+
 /// `max_records` commits sooner than the interval: five records with a 600 s interval are
 /// committed once five were handled (the count starts at the first record a partition
 /// handled, also before its first commit).

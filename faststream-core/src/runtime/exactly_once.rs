@@ -21,7 +21,9 @@
 //! stops taking records, and the coordinator aborts at once and rewinds the same way. The
 //! record that doomed it is carried over the rewind when its own publish was refused: it
 //! counts the attempt, so an output the broker never takes reaches the record's final
-//! outcome (a dead letter) in the next transaction, rather than aborting forever.
+//! outcome (a dead letter) in the next transaction, rather than aborting forever. A batch's
+//! attempt is carried to the batch after the rewind that holds its last record, however the
+//! records are cut into batches again.
 //!
 //! Commits come every [`TransactionCommits::interval`] or sooner after
 //! [`TransactionCommits::max_records`], from [`Coordinator::run`]; and from the backend before
@@ -35,6 +37,7 @@ use crate::message::seek::{Seek, StartFrom};
 use crate::message::TopicPartition;
 use crate::policy::{Decision, ErrorPolicy};
 use std::collections::HashMap;
+use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -339,14 +342,14 @@ impl Coordinator {
         self.due.notify_one();
     }
 
-    /// Takes what the record at `offset` of `partition` carried over an abort, if it doomed
-    /// the transaction.
-    fn claim(&self, partition: &TopicPartition, offset: i64) -> Option<Carried> {
+    /// Takes what the record at an offset in `offsets` of `partition` carried over an abort,
+    /// if it doomed the transaction.
+    fn claim(&self, partition: &TopicPartition, offsets: RangeInclusive<i64>) -> Option<Carried> {
         if !self.carrying.load(Ordering::Relaxed) {
             return None;
         }
         let mut state = self.state();
-        if state.carried.get(partition)?.0 != offset {
+        if !offsets.contains(&state.carried.get(partition)?.0) {
             return None;
         }
         let (_, carried) = state.carried.remove(partition)?;
@@ -554,9 +557,14 @@ impl TransactionGate {
             .doom(carried.map(|(offset, carried)| (partition.clone(), offset, carried)));
     }
 
-    /// What the record at `offset` of `partition` carried over an abort it caused.
-    pub(crate) fn claim(&self, partition: &TopicPartition, offset: i64) -> Option<Carried> {
-        self.coordinator.claim(partition, offset)
+    /// What the record at an offset in `offsets` (one record's, or a batch's) of `partition`
+    /// carried over an abort it caused.
+    pub(crate) fn claim(
+        &self,
+        partition: &TopicPartition,
+        offsets: RangeInclusive<i64>,
+    ) -> Option<Carried> {
+        self.coordinator.claim(partition, offsets)
     }
 
     /// Resolves when the gate moved (closed for a barrier, or opened).

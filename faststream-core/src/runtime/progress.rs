@@ -105,11 +105,11 @@ pub(crate) struct DoomedHead {
 /// message carries over the abort.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RefusedRecord {
-    /// Its output, published by attempt `n` (not known for a batch).
+    /// Its output (a batch's: its handler's), published by attempt `n`.
     Output(u32),
     /// Its dead letter or retry-topic record, which had to land.
     Outcome,
-    /// A record whose attempt is not known (a batch's output, or a refusal as it was sent).
+    /// A record whose attempt is not known (a refusal as it was sent).
     Unattributed,
 }
 
@@ -323,10 +323,9 @@ where
             let on_refused = std::mem::replace(&mut ack.on_refused, OnRefused::CountDone);
             if self.in_transaction {
                 let refused = match on_refused {
-                    OnRefused::RunPolicy { message, attempt } if message.batch.is_none() => {
+                    OnRefused::RunPolicy { attempt, .. } | OnRefused::Attempt(attempt) => {
                         RefusedRecord::Output(attempt)
                     }
-                    OnRefused::Attempt(attempt) => RefusedRecord::Output(attempt),
                     OnRefused::Halt => RefusedRecord::Outcome,
                     _ => RefusedRecord::Unattributed,
                 };

@@ -819,10 +819,14 @@ where
         }
     }
 
-    /// Exactly-once: what `message` carried over the abort it caused, if it did.
+    /// Exactly-once: what `message` carried over the abort it caused, if it did. A batch
+    /// takes what the batch before the rewind carried when it holds that batch's last record:
+    /// the records after the rewind may be cut into batches differently, and the attempts
+    /// must still add up (else a batch whose output is always refused aborts forever).
     fn carried(&self, message: &Message) -> Option<Carried> {
         let gate = self.transaction.as_ref()?;
-        gate.claim(self.progress.partition(), message.offset)
+        let first = message.batch.as_ref().map_or(message.offset, Batch::first_offset);
+        gate.claim(self.progress.partition(), first..=message.offset)
     }
 
     /// A record that doomed the transaction comes again after the rewind: it runs again
