@@ -507,7 +507,11 @@ fn partition_id(partition: i32) -> KeyValue {
 fn group_value(group: &str) -> Value {
     static SHARED: OnceLock<RwLock<HashMap<Box<str>, &'static str>>> = OnceLock::new();
     let shared = SHARED.get_or_init(RwLock::default);
-    if let Some(name) = shared.read().ok().and_then(|names| names.get(group).copied()) {
+    if let Some(name) = shared
+        .read()
+        .ok()
+        .and_then(|names| names.get(group).copied())
+    {
         return Value::from(name);
     }
     let Ok(mut names) = shared.write() else {
@@ -1218,7 +1222,10 @@ mod sampling_tests {
         assert!(matches!(first, Cow::Borrowed(_)));
         // The topic attribute is the end of the shared name: static, no count to keep.
         assert_eq!(topic.as_str(), "orders");
-        let shared_end = first[..].get("process ".len()..).expect("the topic").as_ptr();
+        let shared_end = first[..]
+            .get("process ".len()..)
+            .expect("the topic")
+            .as_ptr();
         assert_eq!(topic.as_str().as_ptr(), shared_end);
         assert_eq!(names.of(&orders, &mut last).1.as_str().as_ptr(), shared_end);
         // The same topic again, by another `Arc`: the name made the first time.

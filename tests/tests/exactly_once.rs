@@ -595,7 +595,11 @@ async fn an_output_the_broker_refuses_is_dead_lettered_in_the_next_transaction_o
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_output_the_broker_refuses_is_dead_lettered_in_the_next_transaction_on_kafka() {
     let broker = faststream_integration_tests::on_kafka();
-    let (input, output, group) = (unique("eos-bbig-in"), unique("eos-bbig-out"), unique("eos-g"));
+    let (input, output, group) = (
+        unique("eos-bbig-in"),
+        unique("eos-bbig-out"),
+        unique("eos-g"),
+    );
     let dead = format!("{input}-dlt");
     faststream_integration_tests::create_topic(&input, 1).await;
     faststream_integration_tests::create_topic_with(&output, 1, &[("max.message.bytes", "2000")])

@@ -825,7 +825,10 @@ where
     /// must still add up (else a batch whose output is always refused aborts forever).
     fn carried(&self, message: &Message) -> Option<Carried> {
         let gate = self.transaction.as_ref()?;
-        let first = message.batch.as_ref().map_or(message.offset, Batch::first_offset);
+        let first = message
+            .batch
+            .as_ref()
+            .map_or(message.offset, Batch::first_offset);
         gate.claim(self.progress.partition(), first..=message.offset)
     }
 
