@@ -183,9 +183,12 @@ impl KafkaBroker {
             .transactional_producer_config(transactional_id)
             .create_with_context(self.settings.context())
             .map_err(|err| error::config("cannot create the fencing producer", err))?;
-        transaction::blocking("cannot initialize transactions", move || {
-            producer.init_transactions(Duration::from_secs(30))
-        })
+        let timeout = Duration::from_secs(30);
+        transaction::blocking(
+            "cannot initialize transactions",
+            timeout + transaction::CALL_GRACE,
+            move || producer.init_transactions(timeout),
+        )
         .await
     }
 

@@ -16,7 +16,7 @@
 
 use crate::context::KafkaContext;
 use crate::producer::{KafkaProducer, KafkaPublisher, ProducerCell};
-use crate::transaction::blocking;
+use crate::transaction::{blocking, within, CALL_GRACE};
 use faststream_core::broker::{MemberTransactions, TransactionOffset};
 use faststream_core::{Error, ErrorClass, Result};
 use futures::future::BoxFuture;
@@ -212,46 +212,14 @@ impl MemberTransactions for KafkaMember {
     }
 }
 
-/// Runs a blocking transactional call, giving up on it after `deadline`: its result, or why
-/// there is none (it hung, see [`hung`]). The call runs on a thread of its own, not in
-/// tokio's blocking pool: a runtime waits for its blocking tasks as it shuts down, so a call
-/// librdkafka never returns from kept the app from exiting after a graceful stop (chaos
-/// scenario 15: "ignored SIGTERM for 60 s" after its log said the shutdown was complete).
-async fn within(
-    deadline: Duration,
-    call: impl FnOnce() -> Result<(), KafkaError> + Send + 'static,
-) -> Result<Result<(), KafkaError>, String> {
-    let (answer, answered) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("fs-transaction".into())
-        .spawn(move || {
-            let _ = answer.send(call());
-        })
-        .map_err(|err| format!("cannot start a thread for the call: {err}"))?;
-    match tokio::time::timeout(deadline, answered).await {
-        Ok(Ok(result)) => Ok(result),
-        Ok(Err(_)) => Err("the call's thread ended without an answer".to_owned()),
-        Err(_) => Err(hung(deadline)),
-    }
-}
-
 /// Aborts `producer`'s open transaction and opens the next (see [`within`]).
 async fn abort_and_begin(producer: KafkaProducer) -> Result<(), String> {
-    within(CALL_TIMEOUT + Duration::from_secs(5), move || {
+    within(CALL_TIMEOUT + CALL_GRACE, move || {
         producer.abort_transaction(CALL_TIMEOUT)?;
         producer.begin_transaction()
     })
     .await?
     .map_err(|err| err.to_string())
-}
-
-/// Why a transactional call that did not return within `deadline` counts as hung:
-/// librdkafka can ignore its own timeout there (`send_offsets_to_transaction` waits forever
-/// for a group coordinator that went down, confluentinc/librdkafka#5456 and #5511, seen in
-/// chaos scenario 13). Its thread stays blocked; the producer is replaced, and the new one's
-/// start fences it, so nothing the old one does later can commit.
-fn hung(deadline: Duration) -> String {
-    format!("a transactional call did not return within {deadline:?} (librdkafka can wait past its timeout for a coordinator that went down)")
 }
 
 /// The offsets (with their metadata: a partition with lanes names the records it finished
@@ -283,11 +251,15 @@ async fn fresh_producer(
         )
     })?;
     let init = producer.clone();
-    blocking("cannot initialize transactions", move || {
-        // Fences an earlier producer with the same id and aborts its open transaction.
-        init.init_transactions(CALL_TIMEOUT)?;
-        init.begin_transaction()
-    })
+    blocking(
+        "cannot initialize transactions",
+        CALL_TIMEOUT + CALL_GRACE,
+        move || {
+            // Fences an earlier producer with the same id and aborts its open transaction.
+            init.init_transactions(CALL_TIMEOUT)?;
+            init.begin_transaction()
+        },
+    )
     .await?;
     Ok(producer)
 }

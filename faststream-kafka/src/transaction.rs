@@ -34,9 +34,11 @@ pub(crate) async fn begin(
             .map_err(|err| crate::error::config("cannot create the transactional producer", err))?;
         let init = producer.clone();
         // Fences an earlier producer with the same id and aborts its open transaction.
-        blocking("cannot initialize transactions", move || {
-            init.init_transactions(TRANSACTION_CALL_TIMEOUT)
-        })
+        blocking(
+            "cannot initialize transactions",
+            TRANSACTION_CALL_TIMEOUT + CALL_GRACE,
+            move || init.init_transactions(TRANSACTION_CALL_TIMEOUT),
+        )
         .await?;
         *producer_slot = Some(producer);
     }
@@ -101,9 +103,11 @@ impl OpenTransaction for KafkaTransaction {
                 });
             }
             let producer = self.producer.clone();
-            let committed = blocking("cannot commit the transaction", move || {
-                producer.commit_transaction(TRANSACTION_CALL_TIMEOUT)
-            })
+            let committed = blocking(
+                "cannot commit the transaction",
+                TRANSACTION_CALL_TIMEOUT + CALL_GRACE,
+                move || producer.commit_transaction(TRANSACTION_CALL_TIMEOUT),
+            )
             .await;
             if let Err(err) = committed {
                 // An abortable failure leaves the transaction to abort; after a fatal one the
@@ -131,9 +135,11 @@ impl KafkaTransaction {
         let Some(producer) = self.slot.as_ref().cloned() else {
             return Ok(());
         };
-        let aborted = blocking("cannot abort the transaction", move || {
-            producer.abort_transaction(TRANSACTION_CALL_TIMEOUT)
-        })
+        let aborted = blocking(
+            "cannot abort the transaction",
+            TRANSACTION_CALL_TIMEOUT + CALL_GRACE,
+            move || producer.abort_transaction(TRANSACTION_CALL_TIMEOUT),
+        )
         .await;
         if let Err(Error::Broker {
             class: ErrorClass::Fatal,
@@ -146,16 +152,58 @@ impl KafkaTransaction {
     }
 }
 
-/// Runs a blocking librdkafka transaction call off the runtime's threads.
+/// What a deadline on a transactional call adds to the timeout librdkafka is given: room for
+/// librdkafka to answer with its own timeout error first.
+pub(crate) const CALL_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs a blocking librdkafka transaction call off the runtime's threads (see [`within`]).
+/// One that did not return within `deadline` is a fatal error: its producer is stuck in the
+/// call, so the caller forgets it, and the next one's `init_transactions` fences it.
 pub(crate) async fn blocking(
     context: &'static str,
+    deadline: Duration,
     call: impl FnOnce() -> Result<(), KafkaError> + Send + 'static,
 ) -> Result<()> {
-    match tokio::task::spawn_blocking(call).await {
+    match within(deadline, call).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(err)) => Err(crate::error::broker(context, err)),
-        Err(join) => Err(Error::broker(context, ErrorClass::Fatal, join)),
+        Err(reason) => Err(Error::broker_msg(
+            format!("{context}: {reason}"),
+            ErrorClass::Fatal,
+        )),
     }
+}
+
+/// Runs a blocking transactional call, giving up on it after `deadline`: its result, or why
+/// there is none (it hung, see [`hung`]). The call runs on a thread of its own, not in
+/// tokio's blocking pool: a runtime waits for its blocking tasks as it shuts down, so a call
+/// librdkafka never returns from kept the app from exiting after a graceful stop (chaos
+/// scenario 15: "ignored SIGTERM for 60 s" after its log said the shutdown was complete).
+pub(crate) async fn within(
+    deadline: Duration,
+    call: impl FnOnce() -> Result<(), KafkaError> + Send + 'static,
+) -> Result<Result<(), KafkaError>, String> {
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("fs-transaction".into())
+        .spawn(move || {
+            let _ = answer.send(call());
+        })
+        .map_err(|err| format!("cannot start a thread for the call: {err}"))?;
+    match tokio::time::timeout(deadline, answered).await {
+        Ok(Ok(result)) => Ok(result),
+        Ok(Err(_)) => Err("the call's thread ended without an answer".to_owned()),
+        Err(_) => Err(hung(deadline)),
+    }
+}
+
+/// Why a transactional call that did not return within `deadline` counts as hung:
+/// librdkafka can ignore its own timeout there (`send_offsets_to_transaction` waits forever
+/// for a group coordinator that went down, confluentinc/librdkafka#5456 and #5511, seen in
+/// chaos scenario 13). Its thread stays blocked; the producer is replaced, and the new one's
+/// start fences it, so nothing the old one does later can commit.
+fn hung(deadline: Duration) -> String {
+    format!("a transactional call did not return within {deadline:?} (librdkafka can wait past its timeout for a coordinator that went down)")
 }
 
 /// A fatal error leaves the producer unusable (fenced by a newer one with the same id, or in
@@ -164,5 +212,61 @@ fn forget_if_fatal(slot: &mut Option<KafkaProducer>, err: &KafkaError) {
     if crate::classify(err) == ErrorClass::Fatal {
         tracing::error!("transactional producer unusable ({err}); a new one is created for the next transaction");
         *slot = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// A call librdkafka never returns from is given up on after its deadline, as a fatal
+    /// error, and its blocked thread does not keep the runtime from shutting down (tokio's
+    /// blocking pool would: the runtime waits for its blocking tasks as it is dropped).
+    #[test]
+    fn a_call_past_its_deadline_is_fatal_and_does_not_hold_the_runtime() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let outcome = runtime.block_on(blocking(
+            "cannot commit the transaction",
+            Duration::from_millis(100),
+            move || {
+                let _ = released.recv();
+                Ok(())
+            },
+        ));
+        match outcome {
+            Err(Error::Broker {
+                class: ErrorClass::Fatal,
+                context,
+                ..
+            }) => {
+                assert!(
+                    context.starts_with(
+                        "cannot commit the transaction: a transactional call did not return within 100ms"
+                    ),
+                    "{context}"
+                );
+            }
+            other => panic!("a fatal error, got {other:?}"),
+        }
+        // Releases the call later, so that a runtime waiting for it fails the test rather
+        // than hanging it.
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(5));
+            let _ = release.send(());
+        });
+        let stopping = Instant::now();
+        drop(runtime);
+        assert!(
+            stopping.elapsed() < Duration::from_secs(2),
+            "the runtime waited {:?} for the blocked call",
+            stopping.elapsed()
+        );
+        releaser.join().expect("the releasing thread");
     }
 }
