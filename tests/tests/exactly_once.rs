@@ -509,17 +509,16 @@ both_modes!(
 /// An output the broker refuses (over the topic's `max.message.bytes`) dooms its
 /// transaction, which is aborted; the record's attempt counts across the abort, so after
 /// `retry(2)` its dead letter goes into the next transaction rather than the record aborting
-/// every transaction forever, and the records after it commit once. (Kafka only: the
-/// in-memory broker has no size limit.)
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_output_the_broker_refuses_is_dead_lettered_in_the_next_transaction_on_kafka() {
-    let broker = faststream_integration_tests::on_kafka();
+/// every transaction forever, and the records after it commit once.
+async fn an_output_the_broker_refuses_is_dead_lettered_in_the_next_transaction(broker: TestBroker) {
     let (input, output, group) = (unique("eos-big-in"), unique("eos-big-out"), unique("eos-g"));
     let dead = format!("{input}-dlt");
-    faststream_integration_tests::create_topic(&input, 1).await;
-    faststream_integration_tests::create_topic_with(&output, 1, &[("max.message.bytes", "2000")])
-        .await;
-    faststream_integration_tests::create_topic(&dead, 1).await;
+    broker.create_topic(&input, 1).await.unwrap();
+    broker
+        .create_topic_with(&output, 1, &[("max.message.bytes", "2000")])
+        .await
+        .unwrap();
+    broker.create_topic(&dead, 1).await.unwrap();
     let config = SubscriberConfig::new("eos-big", [input.as_str()])
         .group_id(group.as_str())
         .transactions(faststream::TransactionCommits::every(
@@ -587,24 +586,31 @@ async fn an_output_the_broker_refuses_is_dead_lettered_in_the_next_transaction_o
     assert_eq!(committed_outputs(&broker, &output).await.len(), 2);
     assert_eq!(broker.committed(&group, &input, 0).await, Some(3));
 }
+both_modes!(
+    an_output_the_broker_refuses_is_dead_lettered_in_the_next_transaction_in_memory,
+    an_output_the_broker_refuses_is_dead_lettered_in_the_next_transaction_on_kafka,
+    an_output_the_broker_refuses_is_dead_lettered_in_the_next_transaction
+);
 
 /// The same for a batch subscriber: a batch whose output the broker refuses for good aborts
 /// its transaction, and its attempt counts across the abort (the batch after the rewind that
 /// holds the refused batch's last record takes it), so after `retry(2)` its records are dead
-/// lettered rather than the batch aborting every transaction forever. (Kafka only, as above.)
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_batch_output_the_broker_refuses_is_dead_lettered_in_the_next_transaction_on_kafka() {
-    let broker = faststream_integration_tests::on_kafka();
+/// lettered rather than the batch aborting every transaction forever.
+async fn a_batch_output_the_broker_refuses_is_dead_lettered_in_the_next_transaction(
+    broker: TestBroker,
+) {
     let (input, output, group) = (
         unique("eos-bbig-in"),
         unique("eos-bbig-out"),
         unique("eos-g"),
     );
     let dead = format!("{input}-dlt");
-    faststream_integration_tests::create_topic(&input, 1).await;
-    faststream_integration_tests::create_topic_with(&output, 1, &[("max.message.bytes", "2000")])
-        .await;
-    faststream_integration_tests::create_topic(&dead, 1).await;
+    broker.create_topic(&input, 1).await.unwrap();
+    broker
+        .create_topic_with(&output, 1, &[("max.message.bytes", "2000")])
+        .await
+        .unwrap();
+    broker.create_topic(&dead, 1).await.unwrap();
     let config = SubscriberConfig::new("eos-bbig", [input.as_str()])
         .group_id(group.as_str())
         .batch(10, Duration::from_millis(200))
@@ -670,6 +676,11 @@ async fn a_batch_output_the_broker_refuses_is_dead_lettered_in_the_next_transact
     );
     assert_eq!(broker.committed(&group, &input, 0).await, Some(3));
 }
+both_modes!(
+    a_batch_output_the_broker_refuses_is_dead_lettered_in_the_next_transaction_in_memory,
+    a_batch_output_the_broker_refuses_is_dead_lettered_in_the_next_transaction_on_kafka,
+    a_batch_output_the_broker_refuses_is_dead_lettered_in_the_next_transaction
+);
 
 /// `max_records` commits sooner than the interval: five records with a 600 s interval are
 /// committed once five were handled (the count starts at the first record a partition
@@ -702,22 +713,21 @@ both_modes!(
 /// A dead letter the broker refuses for good (over its topic's `max.message.bytes`) dooms the
 /// transaction like any refused record; the record then stops its partition when it comes
 /// again after the abort, as a dead letter that cannot land does outside a transaction,
-/// rather than aborting every transaction. (Kafka only: the in-memory broker has no size
-/// limit.)
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_letter_the_broker_refuses_stops_the_partition_on_kafka() {
+/// rather than aborting every transaction.
+async fn a_dead_letter_the_broker_refuses_stops_the_partition(broker: TestBroker) {
     let logs = faststream_integration_tests::logs();
-    let broker = faststream_integration_tests::on_kafka();
     let (input, output, group) = (
         unique("eos-dlt-big-in"),
         unique("eos-dlt-big-out"),
         unique("eos-g"),
     );
     let dead = format!("{input}-dlt");
-    faststream_integration_tests::create_topic(&input, 1).await;
-    faststream_integration_tests::create_topic(&output, 1).await;
-    faststream_integration_tests::create_topic_with(&dead, 1, &[("max.message.bytes", "2000")])
-        .await;
+    broker.create_topic(&input, 1).await.unwrap();
+    broker.create_topic(&output, 1).await.unwrap();
+    broker
+        .create_topic_with(&dead, 1, &[("max.message.bytes", "2000")])
+        .await
+        .unwrap();
     let config = SubscriberConfig::new("eos-dlt-big", [input.as_str()])
         .group_id(group.as_str())
         .transactions(faststream::TransactionCommits::every(
@@ -755,3 +765,8 @@ async fn a_dead_letter_the_broker_refuses_stops_the_partition_on_kafka() {
     assert_eq!(committed_outputs(&broker, &output).await, ["out-a"]);
     assert!(committed_outputs(&broker, &dead).await.is_empty());
 }
+both_modes!(
+    a_dead_letter_the_broker_refuses_stops_the_partition_in_memory,
+    a_dead_letter_the_broker_refuses_stops_the_partition_on_kafka,
+    a_dead_letter_the_broker_refuses_stops_the_partition
+);

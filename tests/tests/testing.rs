@@ -1344,3 +1344,91 @@ both_modes!(
     pull_skips_a_malformed_payload_on_kafka,
     pull_malformed
 );
+
+/// The bytes a stored record took as a Kafka record batch of its own (v2 format, no
+/// compression): this test's own reading of the format, which the Kafka variant below checks
+/// against the broker.
+fn batch_of_one_size(record: &faststream::Message) -> usize {
+    fn varint(n: i64) -> usize {
+        let mut zigzag = ((n << 1) ^ (n >> 63)) as u64;
+        let mut bytes = 1;
+        while zigzag >= 0x80 {
+            zigzag >>= 7;
+            bytes += 1;
+        }
+        bytes
+    }
+    let field =
+        |bytes: Option<&[u8]>| bytes.map_or(varint(-1), |b| varint(b.len() as i64) + b.len());
+    let mut body = 3
+        + field(record.key.as_deref())
+        + field(Some(&record.payload[..]))
+        + varint(record.headers.len() as i64);
+    for (name, value) in record.headers.iter() {
+        body += field(Some(name.as_bytes())) + field(Some(&value[..]));
+    }
+    61 + varint(body as i64) + body
+}
+
+/// `max.message.bytes` in both modes: a record that takes exactly the limit as a batch of its
+/// own is written, one byte more is refused for good (`Abortable`), as Kafka refuses it.
+async fn max_message_bytes(broker: TestBroker) {
+    const LIMIT: usize = 2000;
+    let topic = unique("tb-max");
+    broker
+        .create_topic_with(&topic, 1, &[("max.message.bytes", &LIMIT.to_string())])
+        .await
+        .unwrap();
+    broker
+        .publish_record(Record::new(topic.clone(), "p"))
+        .await
+        .unwrap();
+    let probe = broker.records(&topic).await.remove(0);
+    // The longest payload whose record fits, with the probe's headers (every record gets
+    // the same ones: its content type, and a correlation id of the same length).
+    let mut fitting = probe.clone();
+    let mut length = LIMIT;
+    loop {
+        fitting.payload = "x".repeat(length).into();
+        if batch_of_one_size(&fitting) <= LIMIT {
+            break;
+        }
+        length -= 1;
+    }
+    assert_eq!(batch_of_one_size(&fitting), LIMIT, "a payload fits exactly");
+    broker
+        .publish_record(Record::new(topic.clone(), "x".repeat(length)))
+        .await
+        .expect("a record of exactly max.message.bytes is written");
+    let refused = broker
+        .publish_record(Record::new(topic.clone(), "x".repeat(length + 1)))
+        .await
+        .expect_err("one byte more is refused");
+    assert_eq!(
+        refused.class(),
+        faststream::ErrorClass::Abortable,
+        "{refused}"
+    );
+    assert_eq!(broker.records(&topic).await.len(), 2);
+}
+both_modes!(
+    max_message_bytes_is_kafkas_in_memory,
+    max_message_bytes_is_kafkas_on_kafka,
+    max_message_bytes
+);
+
+/// Topic configs the in-memory broker does not model are refused, not ignored.
+#[tokio::test]
+async fn an_unmodelled_topic_config_is_refused_in_memory() {
+    let broker = TestBroker::new();
+    let err = broker
+        .create_topic_with("compacted", 1, &[("cleanup.policy", "compact")])
+        .await
+        .expect_err("not modelled");
+    assert!(err.to_string().contains("cleanup.policy"), "{err}");
+    let err = broker
+        .create_topic_with("limited", 1, &[("max.message.bytes", "lots")])
+        .await
+        .expect_err("not a number");
+    assert!(err.to_string().contains("lots"), "{err}");
+}

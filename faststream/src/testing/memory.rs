@@ -141,6 +141,8 @@ struct Topic {
     partitions: Vec<Arc<PartitionLog>>,
     /// The next partition of a keyless record (round robin).
     next_keyless: usize,
+    /// Its `max.message.bytes`: a larger record is refused (see [`record_batch_size`]).
+    max_message_bytes: Option<usize>,
 }
 
 impl Topic {
@@ -150,8 +152,67 @@ impl Topic {
                 .map(|_| Arc::new(PartitionLog::default()))
                 .collect(),
             next_keyless: 0,
+            max_message_bytes: None,
         }
     }
+}
+
+/// The topic configs the in-memory broker models, from Kafka's names and values; any other
+/// name is an error, so that a test does not pass on a setting memory would ignore.
+#[derive(Debug, Default, Clone, Copy)]
+struct TopicConfigs {
+    max_message_bytes: Option<usize>,
+}
+
+impl TopicConfigs {
+    fn parse(topic: &str, configs: &[(&str, &str)]) -> Result<Self> {
+        let mut parsed = Self::default();
+        for (name, value) in configs {
+            match *name {
+                "max.message.bytes" => {
+                    let bytes = value.parse().map_err(|_| {
+                        Error::config_msg(format!(
+                            "topic `{topic}`: max.message.bytes must be a number of bytes, not `{value}`"
+                        ))
+                    })?;
+                    parsed.max_message_bytes = Some(bytes);
+                }
+                other => {
+                    return Err(Error::config_msg(format!(
+                        "topic `{topic}`: the in-memory broker does not model the topic config `{other}` (only max.message.bytes); run this test on Kafka"
+                    )))
+                }
+            }
+        }
+        Ok(parsed)
+    }
+}
+
+/// The bytes a record takes on Kafka as a record batch of its own (the v2 format, no
+/// compression): the batch's 61-byte header, then the record with its varint lengths. Kafka
+/// refuses a batch over the topic's `max.message.bytes`; in memory each record is checked
+/// alone (on Kafka, a batch of small records with a large one is refused whole).
+fn record_batch_size(key: Option<&[u8]>, value: Option<&[u8]>, headers: &Headers) -> usize {
+    const BATCH_HEADER: usize = 61;
+    let varint = |n: i64| {
+        let mut zigzag = ((n << 1) ^ (n >> 63)) as u64;
+        let mut bytes = 1;
+        while zigzag >= 0x80 {
+            zigzag >>= 7;
+            bytes += 1;
+        }
+        bytes
+    };
+    let field = |bytes: Option<&[u8]>| match bytes {
+        Some(bytes) => varint(bytes.len() as i64) + bytes.len(),
+        None => varint(-1),
+    };
+    // Attributes, then the timestamp and offset deltas (both 0 in a batch of one).
+    let mut body = 3 + field(key) + field(value) + varint(headers.len() as i64);
+    for (name, value) in headers.iter() {
+        body += field(Some(name.as_bytes())) + field(Some(&value[..]));
+    }
+    BATCH_HEADER + varint(body as i64) + body
 }
 
 /// Topics and consumer groups, shared by every clone of a test broker.
@@ -251,6 +312,18 @@ impl Cluster {
 
     /// Creates `name` with `partitions` partitions; fine when it exists with that many.
     pub(crate) fn create_topic(&self, name: &str, partitions: i32) -> Result<()> {
+        self.create_topic_with(name, partitions, &[])
+    }
+
+    /// [`Cluster::create_topic`] with topic `configs` (Kafka's names; see [`TopicConfigs`]),
+    /// which apply when the topic is created, as on Kafka.
+    pub(crate) fn create_topic_with(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: &[(&str, &str)],
+    ) -> Result<()> {
+        let configs = TopicConfigs::parse(name, configs)?;
         if partitions < 1 {
             return Err(Error::config_msg(format!(
                 "topic `{name}` needs at least one partition, not {partitions}"
@@ -266,7 +339,9 @@ impl Cluster {
             }
             Some(_) => Ok(()),
             None => {
-                topics.insert(name.into(), Topic::new(partitions));
+                let mut topic = Topic::new(partitions);
+                topic.max_message_bytes = configs.max_message_bytes;
+                topics.insert(name.into(), topic);
                 Ok(())
             }
         }
@@ -417,7 +492,7 @@ impl Cluster {
 
     fn append_as(&self, record: Record, written: Written) -> Result<Delivered, PublishError> {
         let refuse = |message: String| PublishError::new(record.topic.to_string(), message);
-        let (log, partition) = {
+        let (log, partition, max_message_bytes) = {
             let mut topics = lock(&self.topics);
             let topic = topics
                 .entry(Arc::clone(&record.topic))
@@ -437,13 +512,29 @@ impl Cluster {
                     p as i32
                 }
             };
-            (Arc::clone(&topic.partitions[partition as usize]), partition)
+            (
+                Arc::clone(&topic.partitions[partition as usize]),
+                partition,
+                topic.max_message_bytes,
+            )
         };
         let mut fresh_id = [0_u8; CORRELATION_ID_LEN];
         let outgoing = outgoing_headers(&record, &mut fresh_id);
         let mut headers = Headers::with_capacity(outgoing.len());
         for (name, value) in outgoing {
             headers.append(name, Bytes::copy_from_slice(value));
+        }
+        if let Some(max) = max_message_bytes {
+            let size =
+                record_batch_size(record.key.as_deref(), record.payload.as_deref(), &headers);
+            if size > max {
+                // As Kafka's refusal reads through the Kafka publisher, and classed the same:
+                // this record can never be written there.
+                return Err(refuse(format!(
+                    "Message production error: MessageSizeTooLarge (Broker: Message size too large): the record takes {size} bytes as a record batch of its own, over the topic's max.message.bytes {max} (in memory)"
+                ))
+                .with_class(faststream_core::ErrorClass::Abortable));
+            }
         }
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
         let offset = {

@@ -81,10 +81,14 @@
 //!   readers (the last stable offset), those of an aborted one never delivered to them, end
 //!   markers take offsets; an exactly-once subscriber's offsets commit with its transaction,
 //!   and a producer whose transactional id another one registered ([`TestBroker::fence`]) is
-//!   fenced.
+//!   fenced;
+//! - a topic's `max.message.bytes` ([`TestBroker::create_topic_with`]): a record over it, as a
+//!   record batch of its own, is refused at delivery as Kafka refuses it, to the byte (a
+//!   test runs both ways to keep it so).
 //!
-//! What it does not model: replication, retention, consumer lag, fetch sizes, zombie fencing
-//! by group generation (KIP-447), and time spent in network round trips.
+//! What it does not model: replication, retention, other topic configs (refused when given),
+//! consumer lag, fetch sizes, a batch of small records refused whole with a large one,
+//! zombie fencing by group generation (KIP-447), and time spent in network round trips.
 mod memory;
 mod partitioner;
 mod payload;
@@ -250,6 +254,46 @@ impl TestBroker {
             Backend::Memory(cluster) => cluster.create_topic(topic, partitions),
             #[cfg(feature = "kafka")]
             Backend::Real(real) => real.create_topic(topic, partitions).await,
+        }
+    }
+
+    /// Creates `topic` with `partitions` partitions and topic `configs`, by Kafka's names and
+    /// values (e.g. `("max.message.bytes", "2000")`), which apply when the topic is created.
+    /// Fine when it exists with that many partitions.
+    ///
+    /// In memory, only `max.message.bytes` is modelled: a record larger than that, sized as
+    /// Kafka's record batch of one (its key, value and headers with their lengths, and the
+    /// batch's 61-byte header), is refused at delivery with an
+    /// [`Abortable`](crate::ErrorClass::Abortable) error, as Kafka refuses it. (On Kafka
+    /// a batch of small records sent with a large one is refused whole; in memory each record
+    /// is checked alone.) Any other config is an error there, so that a test never passes on
+    /// a setting memory ignores.
+    ///
+    /// ```
+    /// use faststream::testing::TestBroker;
+    /// use faststream::{Broker, Record};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let broker = TestBroker::new();
+    /// broker.create_topic_with("small", 1, &[("max.message.bytes", "2000")]).await.unwrap();
+    /// let refused = broker.publish_record(Record::new("small", "x".repeat(5000))).await;
+    /// let error = refused.expect_err("over max.message.bytes");
+    /// assert_eq!(error.class(), faststream::ErrorClass::Abortable);
+    /// assert!(broker.publish_record(Record::new("small", "fits")).await.is_ok());
+    /// assert!(broker.create_topic_with("other", 1, &[("cleanup.policy", "compact")]).await.is_err());
+    /// # }
+    /// ```
+    pub async fn create_topic_with(
+        &self,
+        topic: &str,
+        partitions: i32,
+        configs: &[(&str, &str)],
+    ) -> Result<()> {
+        match &*self.backend {
+            Backend::Memory(cluster) => cluster.create_topic_with(topic, partitions, configs),
+            #[cfg(feature = "kafka")]
+            Backend::Real(real) => real.create_topic_with(topic, partitions, configs).await,
         }
     }
 

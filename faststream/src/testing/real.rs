@@ -93,11 +93,23 @@ impl Real {
     }
 
     pub(crate) async fn create_topic(&self, topic: &str, partitions: i32) -> Result<()> {
+        self.create_topic_with(topic, partitions, &[]).await
+    }
+
+    pub(crate) async fn create_topic_with(
+        &self,
+        topic: &str,
+        partitions: i32,
+        configs: &[(&str, &str)],
+    ) -> Result<()> {
         let admin: AdminClient<DefaultClientContext> = self
             .client()
             .create()
             .map_err(|err| kafka_error("cannot create an admin client", err))?;
-        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+        let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+        for (name, value) in configs {
+            new = new.set(name, value);
+        }
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
         let results = admin
             .create_topics([&new], &options)
