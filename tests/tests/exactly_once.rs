@@ -396,6 +396,31 @@ async fn dead_lettering_member(
         .publish_to(output.as_str())
 }
 
+/// The member of the refused-output tests: [`dead_lettering_member`] committing every 500 ms,
+/// whose output topic refuses records over 2,000 bytes (`max.message.bytes`, set as the topic
+/// is created). Returns it and its dead-letter topic.
+async fn refusing_member(
+    broker: &TestBroker,
+    name: &str,
+    [input, output, group]: [&String; 3],
+) -> (SubscriberConfig, String) {
+    broker
+        .create_topic_with(output, 1, &[("max.message.bytes", "2000")])
+        .await
+        .unwrap();
+    let every = Duration::from_millis(500);
+    let config = dead_lettering_member(broker, name, [input, output, group], every).await;
+    (config, format!("{input}-dlt"))
+}
+
+/// Publishes `payloads` to `topic` in one batch, each with the key `k` (one partition).
+async fn publish_keyed(broker: &TestBroker, topic: &str, payloads: &[&str]) {
+    let records = payloads
+        .iter()
+        .map(|payload| Record::new(topic.to_owned(), payload.to_string()).key("k"));
+    broker.publish_batch(records).await.unwrap();
+}
+
 /// A dead letter joins the transaction: the poison record's dead letter and the other
 /// outputs are each seen once, through an abort (a fence after the dead letter was written).
 async fn a_dead_letter_joins_the_transaction(broker: TestBroker) {
@@ -512,24 +537,7 @@ both_modes!(
 /// every transaction forever, and the records after it commit once.
 async fn an_output_the_broker_refuses_is_dead_lettered_in_the_next_transaction(broker: TestBroker) {
     let (input, output, group) = (unique("eos-big-in"), unique("eos-big-out"), unique("eos-g"));
-    let dead = format!("{input}-dlt");
-    broker.create_topic(&input, 1).await.unwrap();
-    broker
-        .create_topic_with(&output, 1, &[("max.message.bytes", "2000")])
-        .await
-        .unwrap();
-    broker.create_topic(&dead, 1).await.unwrap();
-    let config = SubscriberConfig::new("eos-big", [input.as_str()])
-        .group_id(group.as_str())
-        .transactions(faststream::TransactionCommits::every(
-            Duration::from_millis(500),
-        ))
-        .error_policy(
-            ErrorPolicy::retry(2)
-                .backoff(faststream_integration_tests::fast_backoff())
-                .then_dead_letter(),
-        )
-        .publish_to(output.as_str());
+    let (config, dead) = refusing_member(&broker, "eos-big", [&input, &output, &group]).await;
     let big_calls = Arc::new(AtomicUsize::new(0));
     let handler_calls = Arc::clone(&big_calls);
     let app = FastStream::new(broker.clone()).subscriber(config, move |size: usize| {
@@ -544,21 +552,14 @@ async fn an_output_the_broker_refuses_is_dead_lettered_in_the_next_transaction(b
     let test = TestBroker::start(app).await.unwrap();
     // The refused record goes first, alone: the broker refuses the whole produce request
     // holding a record over the limit, so outputs sent with it would be refused too.
-    let publish = |sizes: &[&'static str]| {
-        let records: Vec<Record> = sizes
-            .iter()
-            .map(|size| Record::new(input.clone(), *size).key("k"))
-            .collect();
-        broker.publish_batch(records)
-    };
-    publish(&["5000"]).await.unwrap();
+    publish_keyed(&broker, &input, &["5000"]).await;
     let dead_letters = wait_outputs(&broker, &dead, 1).await;
     assert_eq!(
         dead_letters,
         ["5000"],
         "the refused record's dead letter, once"
     );
-    publish(&["10", "20"]).await.unwrap();
+    publish_keyed(&broker, &input, &["10", "20"]).await;
     let sizes: Vec<usize> = wait_outputs(&broker, &output, 2)
         .await
         .iter()
@@ -604,25 +605,8 @@ async fn a_batch_output_the_broker_refuses_is_dead_lettered_in_the_next_transact
         unique("eos-bbig-out"),
         unique("eos-g"),
     );
-    let dead = format!("{input}-dlt");
-    broker.create_topic(&input, 1).await.unwrap();
-    broker
-        .create_topic_with(&output, 1, &[("max.message.bytes", "2000")])
-        .await
-        .unwrap();
-    broker.create_topic(&dead, 1).await.unwrap();
-    let config = SubscriberConfig::new("eos-bbig", [input.as_str()])
-        .group_id(group.as_str())
-        .batch(10, Duration::from_millis(200))
-        .transactions(faststream::TransactionCommits::every(
-            Duration::from_millis(500),
-        ))
-        .error_policy(
-            ErrorPolicy::retry(2)
-                .backoff(faststream_integration_tests::fast_backoff())
-                .then_dead_letter(),
-        )
-        .publish_to(output.as_str());
+    let (config, dead) = refusing_member(&broker, "eos-bbig", [&input, &output, &group]).await;
+    let config = config.batch(10, Duration::from_millis(200));
     let big_calls = Arc::new(AtomicUsize::new(0));
     let handler_calls = Arc::clone(&big_calls);
     let app = FastStream::new(broker.clone()).subscriber(config, move |sizes: Vec<usize>| {
@@ -636,21 +620,14 @@ async fn a_batch_output_the_broker_refuses_is_dead_lettered_in_the_next_transact
         }
     });
     let test = TestBroker::start(app).await.unwrap();
-    let publish = |sizes: &[&'static str]| {
-        let records: Vec<Record> = sizes
-            .iter()
-            .map(|size| Record::new(input.clone(), *size).key("k"))
-            .collect();
-        broker.publish_batch(records)
-    };
-    publish(&["5000"]).await.unwrap();
+    publish_keyed(&broker, &input, &["5000"]).await;
     let dead_letters = wait_outputs(&broker, &dead, 1).await;
     assert_eq!(
         dead_letters,
         ["5000"],
         "the refused batch's record, dead lettered once"
     );
-    publish(&["10", "20"]).await.unwrap();
+    publish_keyed(&broker, &input, &["10", "20"]).await;
     let deadline = tokio::time::Instant::now() + PATIENCE;
     let mut written = 0;
     while written < 30 && tokio::time::Instant::now() < deadline {
