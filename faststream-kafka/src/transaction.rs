@@ -110,9 +110,13 @@ impl OpenTransaction for KafkaTransaction {
             )
             .await;
             if let Err(err) = committed {
-                // An abortable failure leaves the transaction to abort; after a fatal one the
-                // abort fails too, and the producer is forgotten.
-                if let Err(abort) = self.abort_now().await {
+                if err.class() == ErrorClass::Fatal {
+                    // The producer is unusable, or still stuck in the commit that hung: an
+                    // abort would fail or wait as long again. It is forgotten; the next
+                    // transaction creates a new one, whose start fences it.
+                    *self.slot = None;
+                } else if let Err(abort) = self.abort_now().await {
+                    // An abortable failure leaves the transaction to abort.
                     tracing::warn!(
                         "aborting the transaction after a failed commit failed: {abort}"
                     );
