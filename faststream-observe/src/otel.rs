@@ -423,7 +423,42 @@ fn read_hex<const N: usize>(hex: &[u8]) -> Option<[u8; N]> {
 /// increment per span and a decrement on the export thread.
 struct SpanNames {
     operation: &'static str,
-    shared: OnceLock<RwLock<HashMap<Box<str>, &'static str>>>,
+    shared: Interned,
+}
+
+/// Strings made once per process and never freed, by key, for the first `cap` keys: the span
+/// names and attribute values every span repeats. Past the cap (e.g. a pattern subscriber
+/// matching ever new topics) the caller makes its own.
+struct Interned {
+    cap: usize,
+    made: OnceLock<RwLock<HashMap<Box<str>, &'static str>>>,
+}
+
+impl Interned {
+    const fn new(cap: usize) -> Self {
+        Self {
+            cap,
+            made: OnceLock::new(),
+        }
+    }
+
+    /// The string of `key`, made by `make` the first time; `None` past the cap.
+    fn get_or_make(&self, key: &str, make: impl FnOnce() -> String) -> Option<&'static str> {
+        let made = self.made.get_or_init(RwLock::default);
+        if let Some(string) = made.read().ok()?.get(key) {
+            return Some(string);
+        }
+        let mut strings = made.write().ok()?;
+        if let Some(string) = strings.get(key) {
+            return Some(string);
+        }
+        if strings.len() >= self.cap {
+            return None;
+        }
+        let string: &'static str = Box::leak(make().into_boxed_str());
+        strings.insert(key.into(), string);
+        Some(string)
+    }
 }
 
 static PROCESS_NAMES: SpanNames = SpanNames::new("process");
@@ -433,7 +468,7 @@ impl SpanNames {
     const fn new(operation: &'static str) -> Self {
         Self {
             operation,
-            shared: OnceLock::new(),
+            shared: Interned::new(SHARED_SPAN_NAMES),
         }
     }
 
@@ -467,20 +502,8 @@ impl SpanNames {
     }
 
     fn shared_name(&self, topic: &str) -> Option<&'static str> {
-        let shared = self.shared.get_or_init(RwLock::default);
-        if let Some(name) = shared.read().ok()?.get(topic) {
-            return Some(name);
-        }
-        let mut names = shared.write().ok()?;
-        if let Some(name) = names.get(topic) {
-            return Some(name);
-        }
-        if names.len() >= SHARED_SPAN_NAMES {
-            return None;
-        }
-        let name: &'static str = Box::leak(format!("{} {topic}", self.operation).into_boxed_str());
-        names.insert(topic.into(), name);
-        Some(name)
+        self.shared
+            .get_or_make(topic, || format!("{} {topic}", self.operation))
     }
 }
 
@@ -505,27 +528,10 @@ fn partition_id(partition: i32) -> KeyValue {
 /// first [`SHARED_GROUPS`] groups of the process (made once, never freed; an app has a few),
 /// shared otherwise.
 fn group_value(group: &str) -> Value {
-    static SHARED: OnceLock<RwLock<HashMap<Box<str>, &'static str>>> = OnceLock::new();
-    let shared = SHARED.get_or_init(RwLock::default);
-    if let Some(name) = shared
-        .read()
-        .ok()
-        .and_then(|names| names.get(group).copied())
-    {
-        return Value::from(name);
-    }
-    let Ok(mut names) = shared.write() else {
-        return Value::from(Arc::<str>::from(group));
-    };
-    if let Some(name) = names.get(group) {
-        return Value::from(*name);
-    }
-    if names.len() >= SHARED_GROUPS {
-        return Value::from(Arc::<str>::from(group));
-    }
-    let name: &'static str = Box::leak(group.into());
-    names.insert(group.into(), name);
-    Value::from(name)
+    static GROUPS: Interned = Interned::new(SHARED_GROUPS);
+    GROUPS
+        .get_or_make(group, || group.to_owned())
+        .map_or_else(|| Value::from(Arc::<str>::from(group)), Value::from)
 }
 
 struct HeaderReader<'a>(&'a Headers);
