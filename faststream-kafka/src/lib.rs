@@ -183,11 +183,10 @@ impl KafkaBroker {
             .transactional_producer_config(transactional_id)
             .create_with_context(self.settings.context())
             .map_err(|err| error::config("cannot create the fencing producer", err))?;
-        let timeout = Duration::from_secs(30);
         transaction::blocking(
             "cannot initialize transactions",
-            timeout + transaction::CALL_GRACE,
-            move || producer.init_transactions(timeout),
+            transaction::CALL_TIMEOUT + transaction::CALL_GRACE,
+            move || producer.init_transactions(transaction::CALL_TIMEOUT),
         )
         .await
     }

@@ -16,7 +16,7 @@
 
 use crate::context::KafkaContext;
 use crate::producer::{KafkaProducer, KafkaPublisher, ProducerCell};
-use crate::transaction::{blocking, within, CALL_GRACE};
+use crate::transaction::{blocking, within, CALL_GRACE, CALL_TIMEOUT};
 use faststream_core::broker::{MemberTransactions, TransactionOffset};
 use faststream_core::{Error, ErrorClass, Result};
 use futures::future::BoxFuture;
@@ -26,9 +26,6 @@ use rdkafka::producer::Producer;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
-
-/// How long `init_transactions`, sending offsets, a commit or an abort may take.
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a commit (sending the offsets, then committing: each within [`CALL_TIMEOUT`])
 /// may take before the member gives up on it as hung (see [`within`]).

@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-/// How long `init_transactions`, a commit or an abort may take.
-const TRANSACTION_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// The timeout librdkafka is given for each transactional call (`init_transactions`, sending
+/// offsets, a commit or an abort), here and in the exactly-once member.
+pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The broker handle's transactional producer, created (and its transactional id registered
 /// with the coordinator) by the first transaction, and again after it was fenced. The lock is
@@ -36,8 +37,8 @@ pub(crate) async fn begin(
         // Fences an earlier producer with the same id and aborts its open transaction.
         blocking(
             "cannot initialize transactions",
-            TRANSACTION_CALL_TIMEOUT + CALL_GRACE,
-            move || init.init_transactions(TRANSACTION_CALL_TIMEOUT),
+            CALL_TIMEOUT + CALL_GRACE,
+            move || init.init_transactions(CALL_TIMEOUT),
         )
         .await?;
         *producer_slot = Some(producer);
@@ -105,8 +106,8 @@ impl OpenTransaction for KafkaTransaction {
             let producer = self.producer.clone();
             let committed = blocking(
                 "cannot commit the transaction",
-                TRANSACTION_CALL_TIMEOUT + CALL_GRACE,
-                move || producer.commit_transaction(TRANSACTION_CALL_TIMEOUT),
+                CALL_TIMEOUT + CALL_GRACE,
+                move || producer.commit_transaction(CALL_TIMEOUT),
             )
             .await;
             if let Err(err) = committed {
@@ -141,8 +142,8 @@ impl KafkaTransaction {
         };
         let aborted = blocking(
             "cannot abort the transaction",
-            TRANSACTION_CALL_TIMEOUT + CALL_GRACE,
-            move || producer.abort_transaction(TRANSACTION_CALL_TIMEOUT),
+            CALL_TIMEOUT + CALL_GRACE,
+            move || producer.abort_transaction(CALL_TIMEOUT),
         )
         .await;
         if let Err(Error::Broker {
