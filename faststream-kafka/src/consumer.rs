@@ -787,7 +787,6 @@ pub(crate) fn to_message(
             .map(|payload| bytes.copy(payload))
             .unwrap_or_default(),
         headers,
-        batch: None,
         extensions: Default::default(),
     }
 }

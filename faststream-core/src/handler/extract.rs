@@ -610,7 +610,7 @@ fn decode_with_codec<T: DeserializeOwned + Send + 'static, U: Send + 'static>(
     codec: &CodecRef,
     wrap: fn(T) -> U,
 ) -> Extraction<U> {
-    let ready: Vec<_> = match &message.batch {
+    let ready: Vec<_> = match message.batch() {
         Some(batch) => batch
             .iter()
             .filter_map(|record| codec.prepare(&record.payload))
@@ -678,8 +678,8 @@ impl<T: prost::Message + Default + Send + 'static> FromMessage for codec::Proto<
 impl FromMessageParts for Batch {
     fn from_message_parts(message: &Message, _cx: &MessageContext<'_>) -> Extraction<Self> {
         message
-            .batch
-            .clone()
+            .batch()
+            .cloned()
             .ok_or_else(|| {
                 ExtractError::Other("`Batch` is only available to batch subscribers".into())
             })

@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 use std::borrow::Cow;
+use thin_vec::ThinVec;
 
 /// Header carrying the id that ties a reply (or any derived message) to its origin.
 pub const CORRELATION_ID: &str = "correlation_id";
@@ -51,7 +52,7 @@ pub fn write_correlation_id(buf: &mut [u8; CORRELATION_ID_LEN]) -> &[u8] {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Headers {
     /// A common name is borrowed (see [`Headers::append_read`]), any other owned.
-    entries: Vec<(Cow<'static, str>, Bytes)>,
+    entries: ThinVec<(Cow<'static, str>, Bytes)>,
 }
 
 impl Headers {
@@ -63,7 +64,7 @@ impl Headers {
     /// Room for `capacity` headers without reallocating.
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
-            entries: Vec::with_capacity(capacity),
+            entries: ThinVec::with_capacity(capacity),
         }
     }
 

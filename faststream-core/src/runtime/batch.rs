@@ -98,8 +98,7 @@ mod tests {
 
     fn offsets(message: &Message) -> Vec<i64> {
         message
-            .batch
-            .as_ref()
+            .batch()
             .map(|b| b.iter().map(|m| m.offset).collect())
             .unwrap_or_default()
     }
@@ -172,9 +171,9 @@ mod tests {
         let batch = Message::batch_of(vec![record(3), record(4)]).unwrap();
         assert_eq!(batch.position().to_string(), "in[0]@3..=4");
         assert_eq!(record(9).position().to_string(), "in[0]@9");
-        let rest = batch.batch.as_ref().unwrap().rest_from(1).unwrap();
+        let rest = batch.batch().unwrap().rest_from(1).unwrap();
         assert_eq!(offsets(&rest), [4]);
-        assert!(batch.batch.as_ref().unwrap().rest_from(2).is_none());
+        assert!(batch.batch().unwrap().rest_from(2).is_none());
     }
 
     #[test]

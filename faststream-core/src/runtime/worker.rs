@@ -825,10 +825,7 @@ where
     /// must still add up (else a batch whose output is always refused aborts forever).
     fn carried(&self, message: &Message) -> Option<Carried> {
         let gate = self.transaction.as_ref()?;
-        let first = message
-            .batch
-            .as_ref()
-            .map_or(message.offset, Batch::first_offset);
+        let first = message.batch().map_or(message.offset, Batch::first_offset);
         gate.claim(self.progress.partition(), first..=message.offset)
     }
 
@@ -909,12 +906,7 @@ where
         self.stats.took(message.offset);
         if let Some(gate) = &mut self.transaction {
             // A batch counts at its last offset; an abort rewinds to its first.
-            gate.dispatched(
-                message
-                    .batch
-                    .as_ref()
-                    .map_or(message.offset, |b| b.first_offset()),
-            );
+            gate.dispatched(message.batch().map_or(message.offset, Batch::first_offset));
         }
         self.progress.dispatch(message.offset, message.held_bytes())
     }
@@ -961,7 +953,7 @@ where
         // Only policies that may need the message again keep a copy of it (a batch's copy is
         // cheap, and a failure naming one of its records needs it).
         let kept =
-            (self.policy.needs_message() || message.batch.is_some()).then(|| message.clone());
+            (self.policy.needs_message() || message.batch().is_some()).then(|| message.clone());
         let origin = Origin::of(&message);
         let late_slot = self.late.as_mut().map(|late| {
             let (id, slot) = late.slot(self.progress.partition(), origin.offset);
@@ -1091,7 +1083,7 @@ where
         let error = match error.downcast::<BatchFailed>() {
             // (A batch whose output was refused fails as a whole: messages dispatched after
             // it hold entries behind its own, which cannot be split then.)
-            Ok(failed) => match kept.as_ref().and_then(|m| m.batch.clone()) {
+            Ok(failed) => match kept.as_ref().and_then(|m| m.batch().cloned()) {
                 Some(batch) if self.progress.is_last(ticket) => {
                     return self.record_failed(batch, *failed, attempt, ticket).await;
                 }

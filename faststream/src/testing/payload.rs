@@ -11,7 +11,7 @@ use serde_json::Value;
 /// else a string (lossy UTF-8). An empty payload is `null`. A batch subscriber's delivery is the array of
 /// its records, each decoded so.
 pub fn decode(message: &Message) -> Value {
-    if let Some(batch) = &message.batch {
+    if let Some(batch) = message.batch() {
         return Value::Array(batch.iter().map(decode).collect());
     }
     if message.payload.is_empty() {

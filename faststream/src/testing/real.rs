@@ -255,7 +255,6 @@ impl Real {
                             key: m.key().map(Bytes::copy_from_slice),
                             payload: Bytes::copy_from_slice(m.payload().unwrap_or_default()),
                             headers,
-                            batch: None,
                             extensions: Default::default(),
                         };
                         reader.records.push(message);

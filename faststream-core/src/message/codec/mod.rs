@@ -155,7 +155,7 @@ pub fn decode_message_with<T: DeserializeOwned>(
     message: &Message,
     codec: Option<&dyn Codec>,
 ) -> Result<T, DecodeError> {
-    match &message.batch {
+    match message.batch() {
         Some(batch) => decode_batch_with(batch, codec),
         None => decode_with(
             &message.payload,
