@@ -20,6 +20,7 @@ use crate::context::{classify, ClientHealth, ErrorClass, KafkaContext, Stats};
 use crate::due_gate::{Admit, DueGate};
 use crate::fetched_headers;
 use crate::member::KafkaMember;
+use crate::partition_map::PartitionMap;
 use crate::record_bytes::RecordBytes;
 use faststream_core::broker::{
     partition_queue, BufferBudget, Held, OffsetStore, PartitionHealth, PartitionWorkers,
@@ -33,7 +34,6 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
@@ -99,25 +99,6 @@ impl Slot {
     }
 }
 
-/// A topic name as the partition map's key, looked up by its bytes: the fetch loop takes a
-/// record's topic from librdkafka as bytes ([`topic_bytes`]), without the UTF-8 check of
-/// `Message::topic` on every record (Kafka topic names are ASCII).
-#[derive(PartialEq, Eq)]
-struct TopicKey(Arc<str>);
-
-impl std::hash::Hash for TopicKey {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        // As `[u8]` hashes, so that lookups by bytes find it (`Borrow` below).
-        self.0.as_bytes().hash(state);
-    }
-}
-
-impl std::borrow::Borrow<[u8]> for TopicKey {
-    fn borrow(&self) -> &[u8] {
-        self.0.as_bytes()
-    }
-}
-
 /// The name of the topic `record` was read from, as librdkafka holds it.
 fn topic_bytes<'a>(record: &'a BorrowedMessage<'_>) -> &'a [u8] {
     // SAFETY: the topic handle of a message stays valid while the message does, and
@@ -128,7 +109,7 @@ fn topic_bytes<'a>(record: &'a BorrowedMessage<'_>) -> &'a [u8] {
 
 #[derive(Default)]
 struct Partitions {
-    by_topic: FxHashMap<TopicKey, FxHashMap<i32, Slot>>,
+    slots: PartitionMap<Slot>,
     /// The memory budget is full: every partition is paused until it drains to half.
     over_budget: bool,
 }
@@ -287,13 +268,9 @@ impl Shared {
     fn owned(&self) -> Vec<TopicPartition> {
         let parts = self.partitions();
         let mut owned: Vec<TopicPartition> = parts
-            .by_topic
+            .slots
             .iter()
-            .flat_map(|(topic, slots)| {
-                slots
-                    .keys()
-                    .map(|partition| TopicPartition::new(Arc::clone(&topic.0), *partition))
-            })
+            .map(|(topic, partition, _)| TopicPartition::new(Arc::clone(topic), partition))
             .collect();
         owned.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
         owned
@@ -366,12 +343,7 @@ impl Shared {
         offset: i64,
     ) -> Result<()> {
         let (topic, number) = (&partition.topic, partition.partition);
-        let Some(old) = self
-            .partitions()
-            .by_topic
-            .get_mut(topic.as_bytes())
-            .and_then(|slots| slots.remove(&number))
-        else {
+        let Some(old) = self.partitions().slots.remove(topic, number) else {
             return Ok(());
         };
         old.task.abort();
@@ -403,10 +375,8 @@ impl Shared {
         let paused =
             old.paused && !(parts.over_budget || set_paused(consumer, topic, number, false));
         parts
-            .by_topic
-            .entry(TopicKey(Arc::clone(topic)))
-            .or_default()
-            .insert(number, Slot { paused, ..fresh });
+            .slots
+            .insert(Arc::clone(topic), number, Slot { paused, ..fresh });
         drop(parts);
         tracing::info!(subscriber = %self.name, "{partition} sought to offset {offset}");
         moved.map_err(|err| {
@@ -432,17 +402,15 @@ impl Shared {
         for element in tpl.elements() {
             let topic = element.topic();
             let partition = element.partition();
-            let topic_arc = match parts.by_topic.get_key_value(topic.as_bytes()) {
-                Some((t, _)) => Arc::clone(&t.0),
-                None => Arc::<str>::from(topic),
-            };
-            let slots = parts
-                .by_topic
-                .entry(TopicKey(Arc::clone(&topic_arc)))
-                .or_default();
-            if let std::collections::hash_map::Entry::Vacant(vacant) = slots.entry(partition) {
-                vacant.insert(self.spawn_slot(topic_arc, partition, -1));
+            if parts.slots.contains(topic, partition) {
+                continue;
             }
+            let topic_arc = parts
+                .slots
+                .topic_name(topic)
+                .unwrap_or_else(|| Arc::from(topic));
+            let slot = self.spawn_slot(Arc::clone(&topic_arc), partition, -1);
+            parts.slots.insert(topic_arc, partition, slot);
         }
     }
 
@@ -451,10 +419,10 @@ impl Shared {
     fn dispatch(&self, consumer: &KafkaConsumer, record: &BorrowedMessage<'_>) {
         let mut parts = self.partitions();
         let partition = record.partition();
+        let handle = record.topic_ptr() as usize;
         let Some(slot) = parts
-            .by_topic
-            .get_mut(topic_bytes(record))
-            .and_then(|s| s.get_mut(&partition))
+            .slots
+            .for_record(handle, || topic_bytes(record), partition)
         else {
             // librdkafka only delivers assigned partitions; a record of any other is not ours to
             // handle (and is not committed here).
@@ -503,7 +471,7 @@ impl Shared {
     /// Lets every partition's record copier go of its current chunk (see [`RecordBytes`]).
     fn release_record_chunks(&self) {
         let mut parts = self.partitions();
-        for slot in parts.by_topic.values_mut().flat_map(FxHashMap::values_mut) {
+        for (_, slot) in parts.slots.iter_mut() {
             slot.bytes.release();
         }
     }
@@ -518,11 +486,7 @@ impl Shared {
         let mut parts = self.partitions();
         let (mut backlogged, mut flowing, mut paused) = (0, 0, false);
         let over_budget = parts.over_budget;
-        for (partition, slot) in parts
-            .by_topic
-            .values_mut()
-            .flat_map(|slots| slots.iter_mut())
-        {
+        for (partition, slot) in parts.slots.iter_mut() {
             let (queued, taken) = slot.queue.progress();
             let backlog = queued.saturating_sub(AT_HAND);
             if backlog == 0 || taken != slot.taken {
@@ -532,7 +496,7 @@ impl Shared {
             }
             slot.taken = taken;
             if backlog == 0 && slot.paused && !over_budget && !slot.held_until_due() {
-                slot.paused = !set_paused(consumer, &slot.topic, *partition, false);
+                slot.paused = !set_paused(consumer, &slot.topic, partition, false);
             }
             backlogged += backlog;
             if slot.paused {
@@ -564,17 +528,17 @@ impl Shared {
             parts.over_budget = true;
             self.over_budget.store(true, Ordering::Relaxed);
             // Also catches partitions assigned while over budget.
-            for (partition, slot) in parts.by_topic.values_mut().flat_map(|s| s.iter_mut()) {
+            for (partition, slot) in parts.slots.iter_mut() {
                 if !slot.paused {
-                    slot.paused = set_paused(consumer, &slot.topic, *partition, true);
+                    slot.paused = set_paused(consumer, &slot.topic, partition, true);
                 }
             }
         } else if parts.over_budget && held <= self.budget.limit() / 2 {
             parts.over_budget = false;
             self.over_budget.store(false, Ordering::Relaxed);
-            for (partition, slot) in parts.by_topic.values_mut().flat_map(|s| s.iter_mut()) {
+            for (partition, slot) in parts.slots.iter_mut() {
                 if slot.paused && slot.queue.progress().0 <= AT_HAND && !slot.held_until_due() {
-                    slot.paused = !set_paused(consumer, &slot.topic, *partition, false);
+                    slot.paused = !set_paused(consumer, &slot.topic, partition, false);
                 }
             }
         }
@@ -588,7 +552,7 @@ impl Shared {
         let mut parts = self.partitions();
         let over_budget = parts.over_budget;
         let (mut next, mut due) = (None::<Instant>, Vec::new());
-        for (partition, slot) in parts.by_topic.values_mut().flat_map(|s| s.iter_mut()) {
+        for (partition, slot) in parts.slots.iter_mut() {
             let Some(gate) = slot.due.as_mut() else {
                 continue;
             };
@@ -600,7 +564,7 @@ impl Shared {
             match gate.resume_at() {
                 Some(at) => next = Some(next.map_or(at, |n| n.min(at))),
                 None if slot.paused && !over_budget => {
-                    slot.paused = !set_paused(consumer, &slot.topic, *partition, false);
+                    slot.paused = !set_paused(consumer, &slot.topic, partition, false);
                 }
                 None => {}
             }
@@ -612,14 +576,12 @@ impl Shared {
     fn health(&self) -> SubscriptionHealth {
         let parts = self.partitions();
         let mut partitions: Vec<PartitionHealth> = parts
-            .by_topic
+            .slots
             .iter()
-            .flat_map(|(topic, slots)| {
-                slots.iter().map(|(partition, slot)| PartitionHealth {
-                    topic: topic.0.to_string(),
-                    partition: *partition,
-                    lag: slot.lag,
-                })
+            .map(|(topic, partition, slot)| PartitionHealth {
+                topic: topic.to_string(),
+                partition,
+                lag: slot.lag,
             })
             .collect();
         partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
@@ -633,12 +595,9 @@ impl Shared {
     /// Records lag from librdkafka's statistics.
     fn note_stats(&self, stats: &Stats) {
         let mut parts = self.partitions();
-        for (topic, slots) in parts.by_topic.iter_mut() {
-            let Some(topic_stats) = stats.topics.get(&*topic.0) else {
-                continue;
-            };
+        for (topic, topic_stats) in &stats.topics {
             for p in topic_stats.partitions.values() {
-                if let Some(slot) = slots.get_mut(&p.partition) {
+                if let Some(slot) = parts.slots.get_mut(topic.as_bytes(), p.partition) {
                     slot.lag = p.lag();
                 }
             }
@@ -656,17 +615,13 @@ impl Shared {
     /// not hold back the partitions that still flow.
     fn pause_stalled(&self, consumer: &KafkaConsumer) {
         let mut parts = self.partitions();
-        for (partition, slot) in parts
-            .by_topic
-            .values_mut()
-            .flat_map(|slots| slots.iter_mut())
-        {
+        for (partition, slot) in parts.slots.iter_mut() {
             if !slot.paused
                 && slot
                     .stalled_since
                     .is_some_and(|since| since.elapsed() >= STALL)
             {
-                slot.paused = set_paused(consumer, &slot.topic, *partition, true);
+                slot.paused = set_paused(consumer, &slot.topic, partition, true);
             }
         }
     }
@@ -683,17 +638,10 @@ impl Shared {
             let mut parts = self.partitions();
             let mut taken = Vec::new();
             match which {
-                None => {
-                    for (topic, slots) in parts.by_topic.drain() {
-                        taken.extend(slots.into_iter().map(|(p, s)| (Arc::clone(&topic.0), p, s)));
-                    }
-                }
+                None => taken = parts.slots.drain(),
                 Some(tpl) => {
                     for element in tpl.elements() {
-                        if let Some(slot) = parts
-                            .by_topic
-                            .get_mut(element.topic().as_bytes())
-                            .and_then(|slots| slots.remove(&element.partition()))
+                        if let Some(slot) = parts.slots.remove(element.topic(), element.partition())
                         {
                             taken.push((Arc::clone(&slot.topic), element.partition(), slot));
                         }

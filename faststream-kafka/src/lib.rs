@@ -36,6 +36,7 @@ mod due_gate;
 mod error;
 mod fetched_headers;
 mod member;
+mod partition_map;
 mod produce;
 mod producer;
 mod record_bytes;
