@@ -528,7 +528,8 @@ struct Undecided<D> {
 }
 
 /// A message to run again once its backoff has passed. Its entry in the progress tracker
-/// stays undecided meanwhile, so nothing after it is committed.
+/// stays undecided meanwhile, so nothing after it is committed. Boxed where it is returned:
+/// the common answer, `None`, then moves in 8 bytes rather than through `memcpy` (issue 21).
 struct Redelivery {
     message: Message,
     attempt: u32,
@@ -537,7 +538,7 @@ struct Redelivery {
 }
 
 /// Messages waiting for their backoff, oldest first; only the front's timer runs.
-type Waiting = VecDeque<Redelivery>;
+type Waiting = VecDeque<Box<Redelivery>>;
 
 /// What woke the worker's event loop.
 enum Turn<D> {
@@ -836,14 +837,14 @@ where
         message: Message,
         ticket: Ticket,
         carried: Carried,
-    ) -> Option<Redelivery> {
+    ) -> Option<Box<Redelivery>> {
         match carried {
-            Carried::RunAgain { attempt, delay } => Some(Redelivery {
+            Carried::RunAgain { attempt, delay } => Some(Box::new(Redelivery {
                 message,
                 attempt,
                 delay,
                 ticket,
-            }),
+            })),
             Carried::Final { reject: true, .. } => {
                 self.log_rejected(&message.position());
                 self.progress
@@ -949,7 +950,7 @@ where
         mut message: Message,
         attempt: u32,
         ticket: Ticket,
-    ) -> Option<Redelivery> {
+    ) -> Option<Box<Redelivery>> {
         // Only policies that may need the message again keep a copy of it (a batch's copy is
         // cheap, and a failure naming one of its records needs it).
         let kept =
@@ -1067,7 +1068,7 @@ where
         failure: Failure,
         origin: &Origin,
         ack: PendingAck<P::Delivery>,
-    ) -> Option<Redelivery> {
+    ) -> Option<Box<Redelivery>> {
         let Failure {
             error,
             attempt,
@@ -1115,12 +1116,12 @@ where
                 };
                 // Waiting out an outage is not an attempt.
                 let attempt = if waits { attempt } else { attempt + 1 };
-                Some(Redelivery {
+                Some(Box::new(Redelivery {
                     message,
                     attempt,
                     delay,
                     ticket,
-                })
+                }))
             }
             Decision::Exhausted => {
                 // A record of a retry topic counts its earlier deliveries' attempts too.
@@ -1171,7 +1172,7 @@ where
         failed: BatchFailed,
         attempt: u32,
         ticket: Ticket,
-    ) -> Option<Redelivery> {
+    ) -> Option<Box<Redelivery>> {
         let index = failed.index.min(batch.len() - 1);
         let error = failed.source;
         let record = &batch[index];
@@ -1196,12 +1197,12 @@ where
                 Decision::Wait(_) => attempt,
                 _ => attempt + 1,
             };
-            return Some(Redelivery {
+            return Some(Box::new(Redelivery {
                 message,
                 attempt,
                 delay,
                 ticket,
-            });
+            }));
         }
         // The failed record alone takes its final outcome; the records after it come again.
         let rest_ticket = self
@@ -1216,11 +1217,13 @@ where
                 .await;
         }
         let rest = batch.rest_from(index + 1)?;
-        rest_ticket.map(|ticket| Redelivery {
-            message: rest,
-            attempt: 1,
-            delay: Duration::ZERO,
-            ticket,
+        rest_ticket.map(|ticket| {
+            Box::new(Redelivery {
+                message: rest,
+                attempt: 1,
+                delay: Duration::ZERO,
+                ticket,
+            })
         })
     }
 
@@ -1240,7 +1243,7 @@ where
 
     /// The broker refused the output of a handled message: the same policy as a failing
     /// handler (retry the message, then its final outcome).
-    async fn refused(&mut self, failed: FailedHead) -> Option<Redelivery> {
+    async fn refused(&mut self, failed: FailedHead) -> Option<Box<Redelivery>> {
         let FailedHead {
             message,
             attempt,
@@ -1249,12 +1252,12 @@ where
         } = failed;
         let error: BoxError = Box::new(error);
         match self.policy.decide(attempt, &error) {
-            Decision::Retry(delay) | Decision::Wait(delay) => Some(Redelivery {
+            Decision::Retry(delay) | Decision::Wait(delay) => Some(Box::new(Redelivery {
                 message,
                 attempt: attempt + 1,
                 delay,
                 ticket,
-            }),
+            })),
             Decision::Exhausted | Decision::Reject => {
                 let ack = PendingAck::new(message.offset);
                 self.exhausted(Some(message), &error, attempt, ticket, ack)
