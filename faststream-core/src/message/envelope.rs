@@ -63,6 +63,9 @@ pub struct Message {
     pub extensions: Extensions,
 }
 
+// Past 128 bytes, every move of a record is a call to `memcpy` (see above).
+const _: () = assert!(std::mem::size_of::<Message>() <= 128);
+
 impl std::fmt::Debug for Message {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Message")
