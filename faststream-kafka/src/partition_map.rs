@@ -5,7 +5,7 @@ use rustc_hash::FxHashMap;
 use slab::Slab;
 use std::sync::Arc;
 
-/// A value per assigned partition (a consumer's [`Slot`](super::consumer)).
+/// A value per assigned partition (the consumer's `Slot`s).
 ///
 /// The fetch loop looks up the partition of every record it reads. Records come in runs of
 /// one partition, so the last partition found is remembered by librdkafka's topic handle

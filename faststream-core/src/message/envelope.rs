@@ -38,9 +38,9 @@ impl std::fmt::Display for TopicPartition {
 /// the raw record.
 ///
 /// It is 128 bytes, the most the compiler still moves without a call to `memcpy`: a record
-/// moves a dozen times between the fetch and the handler (issue 21's drain profile). So the
-/// rarely set parts live behind one pointer: the batch a batch subscriber's message stands for
-/// is kept in its [`extensions`](Message::extensions) (see [`Message::batch`]).
+/// moves a dozen times between the fetch and the handler (issue 21's drain profile). So its
+/// headers are one pointer, and the batch a batch subscriber's message stands for is kept in
+/// its [`extensions`](Message::extensions) (see [`Message::batch`]).
 #[derive(Clone)]
 pub struct Message {
     /// Topic the record was read from (shared by all records of a partition).
@@ -59,7 +59,8 @@ pub struct Message {
     pub headers: Headers,
     /// Typed values a layer attached for the handler to take with
     /// [`Extension<T>`](crate::extract::Extension) (empty, and unallocated, until one does),
-    /// and a batch subscriber's [`Batch`].
+    /// and a batch subscriber's [`Batch`] (a layer that removes it leaves the message without
+    /// its records).
     pub extensions: Extensions,
 }
 
