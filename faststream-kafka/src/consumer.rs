@@ -172,7 +172,10 @@ impl Shared {
 
     fn spawn_slot(&self, topic: Arc<str>, partition: i32, resume_from: i64) -> Slot {
         // Unbounded: this consumer bounds it by pausing the partition (see the module docs).
-        let (queue, messages) = partition_queue(usize::MAX);
+        let (queue, mut messages) = partition_queue(usize::MAX);
+        // What the worker holds in hand when its task is dropped leaves the budget then (an
+        // aborted task may be dropped after `release_queued` took what was left in the queue).
+        messages.release_on_drop(Arc::clone(&self.budget));
         let stop = self.stop.child_token();
         // Each partition's records share a name of its own: every record takes and drops a
         // reference to it, on the fetch thread and the partition's worker, and one name shared
