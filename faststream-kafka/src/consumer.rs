@@ -175,7 +175,8 @@ impl Shared {
         let (queue, mut messages) = partition_queue(usize::MAX);
         // What the worker holds in hand when its task is dropped leaves the budget then (an
         // aborted task may be dropped after `release_queued` took what was left in the queue).
-        messages.release_on_drop(Arc::clone(&self.budget));
+        let budget = Arc::clone(&self.budget);
+        messages.release_on_drop(move |bytes| budget.release(bytes));
         let stop = self.stop.child_token();
         // Each partition's records share a name of its own: every record takes and drops a
         // reference to it, on the fetch thread and the partition's worker, and one name shared

@@ -19,11 +19,10 @@
 //! worker's side was about 60 instructions of issue 21's drain. What it holds so still counts
 //! as queued for the backend ([`QueueSender::progress`]). Dropped, it puts what it held back
 //! into the queue, where [`QueueSender::take_all`] finds it, or, for a backend that counts
-//! records against a [`BufferBudget`], releases it there
+//! records against a [`BufferBudget`](super::BufferBudget), releases it there
 //! ([`QueueReceiver::release_on_drop`]): an aborted worker's task is dropped some time after
 //! the abort, possibly after the backend took what was left in the queue.
 
-use super::budget::BufferBudget;
 use crate::message::Message;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -74,7 +73,7 @@ pub fn partition_queue(capacity: usize) -> (QueueSender, QueueReceiver) {
             shared,
             in_hand: VecDeque::new(),
             taken: 0,
-            budget: None,
+            release: None,
         },
     )
 }
@@ -316,9 +315,18 @@ pub struct QueueReceiver {
     in_hand: VecDeque<Message>,
     /// Records handed out so far (`Shared::taken` mirrors it).
     taken: u64,
-    /// Where what it holds in hand is released when it is dropped (else it goes back into
-    /// the queue).
-    budget: Option<Arc<BufferBudget>>,
+    /// Releases the held bytes of what it holds in hand when it is dropped (else that goes
+    /// back into the queue).
+    release: Option<ReleaseHeld>,
+}
+
+/// What a dropped [`QueueReceiver`] calls with the held bytes of the records it held.
+struct ReleaseHeld(Box<dyn Fn(usize) + Send + Sync>);
+
+impl std::fmt::Debug for ReleaseHeld {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReleaseHeld")
+    }
 }
 
 impl QueueReceiver {
@@ -383,9 +391,9 @@ impl QueueReceiver {
         Ok(())
     }
 
-    /// When dropped, releases the records it holds in hand from `budget` (and drops them)
-    /// instead of putting them back into the queue: for a backend that holds each queued
-    /// record's [`Message::held_bytes`] in `budget` and releases what it takes back with
+    /// When dropped, calls `release` with the [`Message::held_bytes`] of the records it holds
+    /// in hand (and drops them) instead of putting them back into the queue: for a backend
+    /// that holds each queued record's bytes on a budget and releases what it takes back with
     /// [`QueueSender::take_all`], which may run before a worker's aborted task is dropped.
     ///
     /// ```
@@ -395,7 +403,8 @@ impl QueueReceiver {
     ///
     /// let budget = Arc::new(BufferBudget::new(1 << 20));
     /// let (queue, mut worker) = partition_queue(usize::MAX);
-    /// worker.release_on_drop(Arc::clone(&budget));
+    /// let held = Arc::clone(&budget);
+    /// worker.release_on_drop(move |bytes| held.release(bytes));
     /// for payload in ["a", "b"] {
     ///     Held::try_send_new(&budget, Message::new("t", payload), &queue).unwrap();
     /// }
@@ -405,8 +414,8 @@ impl QueueReceiver {
     /// assert_eq!(budget.held(), 0);
     /// assert!(queue.take_all().is_empty());
     /// ```
-    pub fn release_on_drop(&mut self, budget: Arc<BufferBudget>) {
-        self.budget = Some(budget);
+    pub fn release_on_drop(&mut self, release: impl Fn(usize) + Send + Sync + 'static) {
+        self.release = Some(ReleaseHeld(Box::new(release)));
     }
 
     /// Refuses further records; those already queued can still be taken with
@@ -424,8 +433,8 @@ impl Drop for QueueReceiver {
         if in_hand.is_empty() {
             return;
         }
-        match &self.budget {
-            Some(budget) => budget.release(in_hand.iter().map(Message::held_bytes).sum()),
+        match &self.release {
+            Some(ReleaseHeld(release)) => release(in_hand.iter().map(Message::held_bytes).sum()),
             None => self.shared.state().records.put_back(in_hand),
         }
         self.shared.in_hand.store(0, Ordering::Relaxed);
