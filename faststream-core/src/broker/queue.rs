@@ -307,7 +307,7 @@ impl Drop for QueueSender {
 
 /// The worker's end of a [`partition_queue`]. Dropping it closes the queue: senders get
 /// their records back as [`TrySendError::Closed`], and what it held in hand goes back into
-/// the queue.
+/// the queue (or is released: [`QueueReceiver::release_on_drop`]).
 #[derive(Debug)]
 pub struct QueueReceiver {
     shared: Arc<Shared>,
