@@ -914,7 +914,6 @@ mod sampling_tests {
                         headers: Headers::new(),
                         partition: None,
                         timestamp: None,
-                        correlation_id: None,
                     }))
                 }));
         let mut message = Message::new("in", "payload");

@@ -183,6 +183,21 @@ impl Headers {
         }
     }
 
+    /// Removes every header named `name` and returns the last one's value.
+    ///
+    /// ```
+    /// use faststream_core::Headers;
+    /// let mut headers = Headers::from_iter([("id", "a"), ("x", "1"), ("id", "b")]);
+    /// assert_eq!(headers.take("id").as_deref(), Some(&b"b"[..]));
+    /// assert_eq!(headers.len(), 1);
+    /// assert_eq!(headers.take("id"), None);
+    /// ```
+    pub fn take(&mut self, name: &str) -> Option<bytes::Bytes> {
+        let last = self.get(name)?.clone();
+        self.entries.retain(|(n, _)| n != name);
+        Some(last)
+    }
+
     /// The last value of the header `name`, as bytes.
     pub fn get(&self, name: &str) -> Option<&Bytes> {
         self.entries

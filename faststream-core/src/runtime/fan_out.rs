@@ -3,13 +3,13 @@
 //!
 //! A reply goes to every publisher of the subscriber, in order, then to the message's
 //! `reply_to` (unless the subscriber is `no_reply`). A batch publisher sends each element of a
-//! returned JSON sequence as its own record. Records carry the reply's correlation id, else
-//! the incoming message's.
+//! returned JSON sequence as its own record. Records carry the reply's correlation id (its
+//! `correlation_id` header), else the incoming message's.
 
 use crate::broker::Record;
 use crate::config::subscriber::PublisherConfig;
 use crate::handler::reply::Outgoing;
-use crate::message::codec;
+use crate::message::{codec, CORRELATION_ID};
 use bytes::Bytes;
 use std::sync::Arc;
 
@@ -42,7 +42,7 @@ pub(crate) struct FanOut<'a> {
     destinations: Destinations<'a>,
     next: usize,
     body: Option<Outgoing>,
-    /// The incoming message's correlation id, for a reply that names none.
+    /// The reply's correlation id, else the incoming message's.
     correlation_id: Option<Bytes>,
     /// A batch publisher's elements still to send.
     parts: std::vec::IntoIter<(Bytes, &'static str)>,
@@ -51,32 +51,28 @@ pub(crate) struct FanOut<'a> {
 
 /// The records `body` becomes for `destinations`.
 pub(crate) fn fan_out(
-    body: Outgoing,
+    mut body: Outgoing,
     destinations: Destinations<'_>,
     correlation_id: Option<Bytes>,
 ) -> FanOut<'_> {
+    // Out of the headers: a record carries it in its own field, written once.
+    let own = body.headers.take(CORRELATION_ID);
     FanOut {
         destinations,
         next: 0,
         body: Some(body),
-        correlation_id,
+        correlation_id: own.or(correlation_id),
         parts: Vec::new().into_iter(),
         parts_of: None,
     }
 }
 
 impl FanOut<'_> {
-    fn correlation_id(&self, body: &Outgoing) -> Option<Bytes> {
-        body.correlation_id
-            .clone()
-            .or_else(|| self.correlation_id.clone())
-    }
-
     /// The record of a whole reply: the body moves into it.
     fn record(&self, topic: Arc<str>, body: Outgoing) -> Record {
         Record {
             topic,
-            correlation_id: body.correlation_id.or_else(|| self.correlation_id.clone()),
+            correlation_id: self.correlation_id.clone(),
             payload: Some(body.payload),
             key: body.key,
             content_type: Some(body.content_type),
@@ -95,7 +91,7 @@ impl FanOut<'_> {
             payload: Some(payload),
             key: body.key.clone(),
             content_type: Some(content_type),
-            correlation_id: self.correlation_id(body),
+            correlation_id: self.correlation_id.clone(),
             headers: body.headers.clone(),
             partition: body.partition,
             timestamp: body.timestamp,
@@ -148,7 +144,6 @@ mod tests {
             headers: Headers::from_iter([("x", "1")]),
             partition: None,
             timestamp: None,
-            correlation_id: None,
         }
     }
 
@@ -182,7 +177,7 @@ mod tests {
     fn a_reply_keeps_its_own_correlation_id_and_extra_headers() {
         let publishers = [PublisherConfig::new("a")];
         let mut reply = body("hi", "text/plain");
-        reply.correlation_id = Some("own".into());
+        reply.headers.insert(CORRELATION_ID, "own");
         let destinations = Destinations {
             publishers: &publishers,
             reply_to: None,
@@ -192,6 +187,10 @@ mod tests {
         assert_eq!(records[0].correlation_id.as_deref(), Some(&b"own"[..]));
         assert_eq!(records[0].content_type, Some("text/plain"));
         assert_eq!(records[0].headers.get_str("x"), Some("1"));
+        assert!(
+            !records[0].headers.contains(CORRELATION_ID),
+            "the correlation id is written once, from its field"
+        );
         assert_eq!(records[0].key.as_deref(), Some(&b"k"[..]));
     }
 
