@@ -311,6 +311,24 @@ pub struct Rejected;
 #[error("handler panicked: {0}")]
 pub struct HandlerPanicked(pub String);
 
+impl HandlerPanicked {
+    /// The error of a caught panic, its payload as text.
+    ///
+    /// ```
+    /// use faststream_core::middleware::HandlerPanicked;
+    /// let panic = std::panic::catch_unwind(|| panic!("bad input")).unwrap_err();
+    /// assert_eq!(HandlerPanicked::from_payload(&*panic).0, "bad input");
+    /// ```
+    pub fn from_payload(panic: &(dyn std::any::Any + Send)) -> Self {
+        let text = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-string panic payload".to_owned());
+        Self(text)
+    }
+}
+
 /// The handler did not finish within the subscriber's `handler_timeout`.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("handler timed out after {0:?}")]

@@ -7,13 +7,14 @@ use super::pattern::TopicPattern;
 use super::reply::Reply;
 use super::seeker::Seeker;
 use super::teardown::{Outcome, Teardown};
-use crate::error::{BoxError, Nacked, Rejected};
+use crate::error::{BoxError, HandlerPanicked, Nacked, Rejected};
 use crate::message::codec::CodecRef;
 use crate::message::Message;
 use futures::future::BoxFuture;
 use std::cell::OnceCell;
 use std::future::Future;
 use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
@@ -166,26 +167,29 @@ where
             .with_codecs(self.codec.as_ref(), self.reply_codec.as_ref())
             .with_key_codec(self.key_codec.as_ref())
             .with_teardown(&teardown);
-        let call = self.handler.call(&message, &cx);
+        // A panicking extractor (or the synchronous part of a handler) fails its message
+        // only: caught here and in the future's poll, rather than by a layer around this
+        // service, whose call and future cost a level more per message (issue 21's profile).
+        let call = catch_unwind(AssertUnwindSafe(|| self.handler.call(&message, &cx)));
         let teardown = teardown.into_inner();
         // Only a call with teardown steps may need the tracker (when dropped unfinished): a
         // clone per message changed the reference count every worker shares.
         let tracker = teardown.as_ref().and_then(|_| self.tracker.clone());
-        let state = match call {
-            Ok(call) => FutureState::Running {
-                call,
-                slot,
-                teardown,
-            },
-            Err(err) => {
-                let error: BoxError = Box::new(err);
-                match teardown {
-                    Some(teardown) => {
-                        FutureState::cleaning(teardown.run(Outcome::Failed), Err(error))
-                    }
-                    None => FutureState::Failed { error: Some(error) },
-                }
+        let error: BoxError = match call {
+            Ok(Ok(call)) => {
+                let state = FutureState::Running {
+                    call,
+                    slot,
+                    teardown,
+                };
+                return HandlerFuture { state, tracker };
             }
+            Ok(Err(err)) => Box::new(err),
+            Err(panic) => Box::new(HandlerPanicked::from_payload(&*panic)),
+        };
+        let state = match teardown {
+            Some(teardown) => FutureState::cleaning(teardown.run(Outcome::Failed), Err(error)),
+            None => FutureState::Failed { error: Some(error) },
         };
         HandlerFuture { state, tracker }
     }
@@ -268,7 +272,19 @@ fn spawn_cleanup(cleanup: BoxFuture<'static, ()>, tracker: Option<&TaskTracker>)
 impl<F: Future<Output = Reply>> Future for HandlerFuture<F> {
     type Output = Result<Reply, BoxError>;
 
+    /// A panic of the handler (or of its teardown steps) fails the message (see
+    /// [`HandlerService`]'s call); a panicked call's teardown still runs when it is dropped.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match catch_unwind(AssertUnwindSafe(|| self.poll_state(cx))) {
+            Ok(poll) => poll,
+            Err(panic) => Poll::Ready(Err(Box::new(HandlerPanicked::from_payload(&*panic)))),
+        }
+    }
+}
+
+impl<F: Future<Output = Reply>> HandlerFuture<F> {
+    #[inline(always)]
+    fn poll_state(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<Reply, BoxError>> {
         let mut state = self.project().state;
         loop {
             match state.as_mut().project() {

@@ -2,7 +2,6 @@
 
 use crate::error::{BoxError, HandlerPanicked};
 use crate::message::Message;
-use std::any::Any;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
@@ -10,6 +9,9 @@ use std::task::{Context, Poll};
 
 /// Turns panics of the inner service, while it is called (extraction and the synchronous part
 /// of a closure run there) or while its future runs, into [`HandlerPanicked`] errors.
+///
+/// The runtime's own [`HandlerService`](crate::middleware::HandlerService) catches the
+/// panics of its extractors and handler itself; this layer is for services of your own.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CatchPanicLayer;
 
@@ -46,7 +48,7 @@ where
             },
             Err(panic) => CatchPanicFuture {
                 state: State::Panicked {
-                    message: Some(panic_message(&*panic)),
+                    message: Some(HandlerPanicked::from_payload(&*panic).0),
                 },
             },
         }
@@ -86,19 +88,10 @@ where
                 match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
                     Ok(poll) => poll,
                     Err(panic) => {
-                        Poll::Ready(Err(Box::new(HandlerPanicked(panic_message(&*panic)))))
+                        Poll::Ready(Err(Box::new(HandlerPanicked::from_payload(&*panic))))
                     }
                 }
             }
         }
     }
-}
-
-/// A panic payload as text.
-fn panic_message(panic: &(dyn Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic payload".to_owned())
 }

@@ -13,13 +13,13 @@
 //! 2. The app's layers ([`App::layer`](crate::App::layer)), then the subscriber's
 //!    ([`SubscriberConfig::layer`](crate::SubscriberConfig::layer)), in the order added:
 //!    the first added is the outermost.
-//! 3. [`CatchPanicLayer`]: a panicking handler or extractor is a failed message
-//!    ([`HandlerPanicked`]), never a dead partition.
-//! 4. `max_concurrency`: tower's `GlobalConcurrencyLimitLayer`, one semaphore shared by
+//! 3. `max_concurrency`: tower's `GlobalConcurrencyLimitLayer`, one semaphore shared by
 //!    all partitions of the subscriber.
-//! 5. `handler_timeout` (off by default): tower's `TimeoutLayer`; an expired call is a
+//! 4. `handler_timeout` (off by default): tower's `TimeoutLayer`; an expired call is a
 //!    failed message ([`HandlerTimedOut`]).
-//! 6. [`HandlerService`]: extraction and the handler call.
+//! 5. [`HandlerService`]: extraction and the handler call. A panicking handler or extractor
+//!    is a failed message ([`HandlerPanicked`]), never a dead partition: the service catches
+//!    it ([`CatchPanicLayer`] does the same for services of your own).
 //!
 //! Without user layers the stack is one concrete type and a message costs no boxing; with
 //! them the part above the user layers is boxed once per subscriber and each message's

@@ -20,9 +20,7 @@ use crate::handler::reply::{Outgoing, Reply};
 use crate::handler::service::{HandlerService, MessageService};
 use crate::handler::{Handler, Seeker};
 use crate::message::{Batch, Message, TopicPartition, CORRELATION_ID};
-use crate::middleware::{
-    name_timeout, BoxPublishService, CatchPanicLayer, PublishLayer, TraceLayer,
-};
+use crate::middleware::{name_timeout, BoxPublishService, PublishLayer, TraceLayer};
 use crate::policy::{CommitTiming, Decision, DeliveryPolicy, ErrorPolicy, Exhausted};
 use crate::runtime::dead_letter::DeadLetter;
 use crate::runtime::exactly_once::{
@@ -189,11 +187,16 @@ where
     if timeout.is_none() && max_concurrency.is_none() {
         // Without either limit the handler is not wrapped in an `Either` per optional layer:
         // each was a move of the message and of the call's future per record.
-        let core = CatchPanicLayer.layer(handler);
-        return Ok(with_layers(config, delivery, core, cx, coordinator, seeker));
+        return Ok(with_layers(
+            config,
+            delivery,
+            handler,
+            cx,
+            coordinator,
+            seeker,
+        ));
     }
     let core = ServiceBuilder::new()
-        .layer(CatchPanicLayer)
         .option_layer(max_concurrency.map(GlobalConcurrencyLimitLayer::new))
         .option_layer(timeout.map(|limit| MapErrLayer::new(name_timeout(limit))))
         .option_layer(timeout.map(TimeoutLayer::new))
