@@ -126,7 +126,20 @@ impl Message {
 
     /// Roughly the memory the record holds: payload, key, and header names and values. What
     /// the subscriber's [`crate::broker::BufferBudget`] counts.
+    // Inlined down to the record without headers or extensions (most records): counted twice
+    // per record, held then dispatched, a call each (issue 21's profile).
+    #[inline]
     pub fn held_bytes(&self) -> usize {
+        let own = self.payload.len() + self.key.as_ref().map_or(0, Bytes::len);
+        if self.headers.is_empty() && self.extensions.is_empty() {
+            return own;
+        }
+        self.held_bytes_with_headers(own)
+    }
+
+    /// [`Message::held_bytes`] of a batch, or of a record with headers (`own`: its payload
+    /// and key).
+    fn held_bytes_with_headers(&self, own: usize) -> usize {
         if let Some(batch) = self.batch() {
             return batch.held_bytes();
         }
@@ -135,7 +148,7 @@ impl Message {
             .iter()
             .map(|(name, value)| name.len() + value.len())
             .sum();
-        self.payload.len() + self.key.as_ref().map_or(0, Bytes::len) + headers
+        own + headers
     }
 
     /// Set only on a batch subscriber's delivery: the records the batch is made of (the

@@ -117,6 +117,7 @@ enum Route<'c> {
 
 /// Chooses a record's decoding (the rules are in [`seam`]'s docs). The default path (no
 /// codec configured, a JSON or text record) is two prefix comparisons.
+#[inline]
 fn route<'c>(
     content_type: Option<&str>,
     payload: &[u8],
