@@ -189,6 +189,7 @@ impl Blocks {
 }
 
 impl Shared {
+    #[inline]
     fn state(&self) -> MutexGuard<'_, State> {
         // A poisoned lock means a panic while pushing or popping a `VecDeque`, which leaves
         // it consistent.

@@ -57,6 +57,7 @@ impl Outgoing {
 }
 
 impl Outgoing {
+    #[inline]
     fn from_encoded(encoded: Encoded) -> Reply {
         match encoded {
             Encoded::Nothing => Reply::Nothing,

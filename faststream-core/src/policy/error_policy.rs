@@ -259,6 +259,7 @@ impl ErrorPolicy {
 
     /// Whether a failure may need the message again (a retry, a dead letter, an outage), so
     /// the worker keeps a copy of each message until it is done.
+    #[inline]
     pub(crate) fn needs_message(&self) -> bool {
         self.outages
             || self.max_attempts != Some(1)
