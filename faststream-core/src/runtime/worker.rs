@@ -838,6 +838,7 @@ where
     /// takes what the batch before the rewind carried when it holds that batch's last record:
     /// the records after the rewind may be cut into batches differently, and the attempts
     /// must still add up (else a batch whose output is always refused aborts forever).
+    #[inline]
     fn carried(&self, message: &Message) -> Option<Carried> {
         let gate = self.transaction.as_ref()?;
         let first = message.batch().map_or(message.offset, Batch::first_offset);
