@@ -54,9 +54,7 @@ impl Outgoing {
     pub fn correlation_id(&self) -> Option<&Bytes> {
         self.headers.get(CORRELATION_ID)
     }
-}
 
-impl Outgoing {
     #[inline]
     fn from_encoded(encoded: Encoded) -> Reply {
         match encoded {
