@@ -1118,10 +1118,14 @@ impl MemoryMember {
                 faststream_core::ErrorClass::Abortable,
             ));
         }
+        // Held from before the records become visible until the offsets are written: a
+        // reader woken by the end that then asks for the offsets gets the new ones, as
+        // Kafka makes both visible at the commit marker. Taken after the end, a test that
+        // saw the outputs could still read the old offsets.
+        let mut committed = lock(&self.group.committed);
+        let mut metadata = lock(&self.group.metadata);
         self.cluster.end_transaction(open.id, &sent, state);
         if state == TxnState::Committed {
-            let mut committed = lock(&self.group.committed);
-            let mut metadata = lock(&self.group.metadata);
             for offset in offsets {
                 match offset.metadata {
                     Some(kept) => metadata.insert(offset.partition.clone(), kept),
@@ -1130,6 +1134,7 @@ impl MemoryMember {
                 committed.insert(offset.partition, offset.next);
             }
         }
+        drop((metadata, committed));
         open.id = self.cluster.open_for(&self.id, open.epoch).ok_or_else(|| {
             Error::broker_msg(
                 "the transactional producer was fenced",
