@@ -134,12 +134,12 @@ impl Message {
         if self.headers.is_empty() && self.extensions.is_empty() {
             return own;
         }
-        self.held_bytes_with_headers(own)
+        self.held_bytes_of_batch_or_headers(own)
     }
 
     /// [`Message::held_bytes`] of a batch, or of a record with headers (`own`: its payload
     /// and key).
-    fn held_bytes_with_headers(&self, own: usize) -> usize {
+    fn held_bytes_of_batch_or_headers(&self, own: usize) -> usize {
         if let Some(batch) = self.batch() {
             return batch.held_bytes();
         }
