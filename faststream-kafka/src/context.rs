@@ -207,6 +207,11 @@ impl KafkaContext {
         self.state.checking.fetch_sub(1, Ordering::AcqRel);
     }
 
+    /// Whether both are the context of the same client (clones share their state).
+    pub(crate) fn same_client(&self, other: &KafkaContext) -> bool {
+        Arc::ptr_eq(&self.state, &other.state)
+    }
+
     /// The first authentication or TLS failure seen, if any.
     pub(crate) fn failure(&self) -> Option<String> {
         lock(&self.state.failure).clone()

@@ -257,22 +257,44 @@ impl KafkaBroker {
     }
 
     fn shared_publisher(&self) -> Result<KafkaPublisher> {
+        match self.producer.get() {
+            Some(publisher) => Ok(publisher.clone()),
+            None => self.create_shared_publisher(|_| {}),
+        }
+    }
+
+    /// The shared publisher with a startup check begun on its context
+    /// ([`KafkaContext::begin_check`]); the caller ends it.
+    fn shared_publisher_checked(&self) -> Result<KafkaPublisher> {
         if let Some(publisher) = self.producer.get() {
+            publisher.context().begin_check();
             return Ok(publisher.clone());
         }
+        // librdkafka connects as soon as the producer exists: a TLS or authentication failure
+        // can arrive before this function returns, and must already count as the check's.
+        self.create_shared_publisher(KafkaContext::begin_check)
+    }
+
+    /// Creates the shared publisher, `prepare` running on its context first; a publisher
+    /// created meanwhile by another caller wins, and `prepare` then runs on its context.
+    fn create_shared_publisher(&self, prepare: impl Fn(&KafkaContext)) -> Result<KafkaPublisher> {
         let context = self
             .settings
             .context()
             .with_health(Arc::clone(&self.health));
+        prepare(&context);
         let producer: KafkaProducer = self
             .settings
             .producer_config()
             .create_with_context(context.clone())
             .map_err(|err| error::config("cannot create the producer", err))?;
-        Ok(self
+        let shared = self
             .producer
-            .get_or_init(|| KafkaPublisher::new(producer, context))
-            .clone())
+            .get_or_init(|| KafkaPublisher::new(producer, context.clone()));
+        if !shared.context().same_client(&context) {
+            prepare(shared.context());
+        }
+        Ok(shared.clone())
     }
 
     async fn request_within(
@@ -499,9 +521,8 @@ impl Broker for KafkaBroker {
     /// mechanism the broker does not enable, an untrusted certificate) ends the wait at once
     /// with an error naming it: librdkafka itself would retry it silently forever.
     async fn ping(&self, timeout: Duration) -> Result<()> {
-        let publisher = self.shared_publisher()?;
+        let publisher = self.shared_publisher_checked()?;
         let context = publisher.context().clone();
-        context.begin_check();
         let result = ping_until(&publisher, &self.settings.bootstrap_servers, timeout).await;
         context.end_check(result.is_err() && context.failure().is_some());
         result
