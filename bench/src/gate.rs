@@ -169,14 +169,17 @@ pub(crate) fn run(
 
     // Callgrind runs per case: `repeat` for the drains, whose instructions are gated. The
     // pipelines are gated on allocations only, counted in the plain run; faststream-rs's (plain
-    // and traced) are counted under callgrind too when the profiles are kept (to read where
-    // they spend, and the table then shows tracing's instructions over the plain pipeline's), raw
-    // rdkafka's never: its one thread polls without waiting while deliveries are outstanding,
-    // so under valgrind, which runs one thread at a time, it spins for most of its count
+    // and traced) and the multi-threaded raw one are counted under callgrind too when the
+    // profiles are kept (to read where they spend, and the table then shows tracing's
+    // instructions over the plain pipeline's). The one-thread raw pipeline is never counted:
+    // its thread polls without waiting while deliveries are outstanding, so under valgrind,
+    // which runs one thread at a time, it spins for most of its count
     // (137,801 instructions per record in one gate run) and once did not finish in 16 minutes.
     let counted_runs = |case: &str| match case {
         "raw-drain" | "fs-drain" => repeat,
-        "fs-pipeline" | "fs-pipeline-tracing" if keep_profiles.is_some() => repeat,
+        "raw-pipeline-mt" | "fs-pipeline" | "fs-pipeline-tracing" if keep_profiles.is_some() => {
+            repeat
+        }
         _ => 0,
     };
     let cost = |case: &str, pipeline: bool| -> Result<Cost, String> {
@@ -212,6 +215,10 @@ pub(crate) fn run(
     let raw_drain = cost("raw-drain", false)?;
     let fs_drain = cost("fs-drain", false)?;
     let raw_pipeline = cost("raw-pipeline", true)?;
+    // Profiled only (with `--keep-profiles`): the pipeline's baseline to read costs against.
+    let raw_pipeline_mt = keep_profiles
+        .map(|_| cost("raw-pipeline-mt", true))
+        .transpose()?;
     let fs_pipeline = cost("fs-pipeline", true)?;
     let fs_tracing = cost("fs-pipeline-tracing", true)?;
     if keep_profiles.is_none() {
@@ -225,13 +232,15 @@ pub(crate) fn run(
     println!();
     println!("| case | instructions/record | allocations/record |");
     println!("|---|---:|---:|");
-    for (name, c) in [
-        ("drain, raw rdkafka", raw_drain),
-        ("drain, faststream-rs", fs_drain),
-        ("pipeline, raw rdkafka (one thread)", raw_pipeline),
-        ("pipeline, faststream-rs", fs_pipeline),
-        ("pipeline, faststream-rs, tracing on", fs_tracing),
-    ] {
+    let rows = [
+        ("drain, raw rdkafka", Some(raw_drain)),
+        ("drain, faststream-rs", Some(fs_drain)),
+        ("pipeline, raw rdkafka (one thread)", Some(raw_pipeline)),
+        ("pipeline, raw rdkafka, multi-threaded", raw_pipeline_mt),
+        ("pipeline, faststream-rs", Some(fs_pipeline)),
+        ("pipeline, faststream-rs, tracing on", Some(fs_tracing)),
+    ];
+    for (name, c) in rows.into_iter().filter_map(|(name, c)| Some((name, c?))) {
         let instructions = c
             .instructions
             .map_or_else(|| "-".to_owned(), |i| format!("{i:.0}"));

@@ -17,12 +17,12 @@
 //! The producer's configuration and the records it writes (payload, `content-type` and a uuid4
 //! `correlation_id` header) are the single-threaded raw pipeline's.
 
-use crate::cases::{consumer_config, greeting, wait_for_output, CaseArgs};
+use crate::cases::{consumer_config, greeting, wait_for_output, CaseArgs, CountFromAssignment};
 use crate::kafka::Event;
 use crate::measure::{CaseResult, Mark};
 use futures::StreamExt;
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
-use rdkafka::consumer::{CommitMode, Consumer, DefaultConsumerContext, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message as _;
 use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
@@ -130,7 +130,7 @@ impl ProducerContext for Deliveries {
 
 /// Hands the storable offsets to librdkafka every 10 ms (its auto-commit commits them).
 async fn store_offsets(
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<StreamConsumer<CountFromAssignment>>,
     tracks: Arc<Tracks>,
     topic: String,
 ) -> Result<(), String> {
@@ -155,7 +155,7 @@ async fn store_offsets(
 
 /// Consumes one input partition: decode, format, send, and track the offset.
 async fn partition_task(
-    queue: StreamPartitionQueue<DefaultConsumerContext>,
+    queue: StreamPartitionQueue<CountFromAssignment>,
     producer: Arc<ThreadedProducer<Deliveries>>,
     tracks: Arc<Tracks>,
     start: Arc<OnceLock<Mark>>,
@@ -198,11 +198,12 @@ async fn partition_task(
 
 /// Runs the multi-threaded raw pipeline until the output topic holds every record.
 pub async fn raw_pipeline_mt(args: &CaseArgs) -> Result<CaseResult, String> {
-    let consumer: Arc<StreamConsumer> = Arc::new(
+    // Under callgrind, counted from the assignment, as the other cases (`CountFromAssignment`).
+    let consumer: Arc<StreamConsumer<CountFromAssignment>> = Arc::new(
         consumer_config(args)
             .set("enable.auto.commit", "true")
             .set("enable.auto.offset.store", "false")
-            .create()
+            .create_with_context(CountFromAssignment)
             .map_err(|e| e.to_string())?,
     );
     let tracks = Tracks::new(args.partitions);
@@ -260,7 +261,7 @@ pub async fn raw_pipeline_mt(args: &CaseArgs) -> Result<CaseResult, String> {
 /// Waits (up to 10 s) until every partition's storable offset reaches its high watermark,
 /// commits synchronously, and checks the committed offsets.
 fn committed_to_end(
-    consumer: &StreamConsumer,
+    consumer: &StreamConsumer<CountFromAssignment>,
     tracks: &Tracks,
     topic: &str,
     partitions: i32,
