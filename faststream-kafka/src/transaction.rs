@@ -68,7 +68,7 @@ struct KafkaTransaction {
 impl OpenTransaction for KafkaTransaction {
     fn send(&mut self, record: Record) -> BoxFuture<'_, Result<(), PublishError>> {
         Box::pin(async move {
-            let delivery = send(&self.producer, None, &record).await?;
+            let delivery = send(&self.producer, None, record).await?;
             self.deliveries.push(delivery);
             Ok(())
         })
