@@ -1,4 +1,5 @@
-//! One consumer per subscriber: a dedicated thread polls rdkafka and feeds each assigned
+//! One consumer per subscriber: a dedicated thread reads the assigned partitions' records in
+//! batches (see `fetch_queue`), serves rdkafka's events between batches, and feeds each
 //! partition to its own worker task, so partitions run concurrently and in order.
 //!
 //! Back-pressure: each record goes straight into its partition worker's queue. Records queued
@@ -18,6 +19,7 @@
 use crate::config::BrokerSettings;
 use crate::context::{classify, ClientHealth, ErrorClass, KafkaContext, Stats};
 use crate::due_gate::{Admit, DueGate};
+use crate::fetch_queue::{FetchQueue, FetchTarget, Fetched};
 use crate::fetched_headers;
 use crate::member::KafkaMember;
 use crate::partition_map::PartitionMap;
@@ -32,7 +34,6 @@ use faststream_core::{Error, Message, Result, StartFrom, SubscriberConfig, Topic
 use futures::future::BoxFuture;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
@@ -56,6 +57,8 @@ const TOTAL_BACKLOG: usize = 49_152;
 const CHECK_EVERY: u32 = 64;
 /// How long `poll` blocks when idle: bounds how fast a shutdown request is noticed.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Main queue events served in a row, at most, before records are read again.
+const MAX_EVENTS: u32 = 16;
 /// How long a backlogged worker may take nothing before its partition is paused while every
 /// worker is behind.
 const STALL: Duration = Duration::from_secs(1);
@@ -97,14 +100,6 @@ impl Slot {
     fn held_until_due(&self) -> bool {
         self.due.as_ref().is_some_and(DueGate::is_holding)
     }
-}
-
-/// The name of the topic `record` was read from, as librdkafka holds it.
-fn topic_bytes<'a>(record: &'a BorrowedMessage<'_>) -> &'a [u8] {
-    // SAFETY: the topic handle of a message stays valid while the message does, and
-    // `rd_kafka_topic_name` returns its NUL-terminated name, owned by that handle.
-    unsafe { std::ffi::CStr::from_ptr(rdkafka::bindings::rd_kafka_topic_name(record.topic_ptr())) }
-        .to_bytes()
 }
 
 #[derive(Default)]
@@ -153,6 +148,8 @@ struct Shared {
     /// An exactly-once subscriber: offsets commit with its member's transactions, never
     /// from this consumer.
     exactly_once: bool,
+    /// Where assigned partitions forward their records (see the `fetch_queue` module).
+    fetch: Arc<FetchTarget>,
 }
 
 /// A seek waiting for the polling thread, and where its answer goes.
@@ -168,6 +165,25 @@ const SEEK_TIMEOUT: Duration = Duration::from_secs(10);
 impl Shared {
     fn partitions(&self) -> MutexGuard<'_, Partitions> {
         lock(&self.partitions)
+    }
+
+    /// A consumer error read from a queue: a fatal one ends the subscriber.
+    fn consumer_error(&self, err: KafkaError) {
+        match classify(&err, &err.to_string()) {
+            ErrorClass::Fatal(cause) => self.fail(cause),
+            // The client context already logged this event once (rdkafka hands every error
+            // event to both).
+            _ => tracing::debug!(subscriber = %self.name, "consumer error: {err}"),
+        }
+    }
+
+    /// Forwards the records of `tpl`'s partitions to the fetch queue.
+    fn forward(&self, consumer: &KafkaConsumer, tpl: &TopicPartitionList) {
+        let client = consumer.client().native_ptr();
+        for element in tpl.elements() {
+            self.fetch
+                .forward(client, element.topic(), element.partition());
+        }
     }
 
     fn spawn_slot(&self, topic: Arc<str>, partition: i32, resume_from: i64) -> Slot {
@@ -420,20 +436,20 @@ impl Shared {
 
     /// Hands a fetched record to its partition's worker, pausing the partition when the
     /// worker is behind.
-    fn dispatch(&self, consumer: &KafkaConsumer, record: &BorrowedMessage<'_>) {
+    fn dispatch(&self, consumer: &KafkaConsumer, record: &impl Fetched) {
         let mut parts = self.partitions();
         let partition = record.partition();
         let handle = record.topic_ptr() as usize;
         let Some(slot) = parts
             .slots
-            .for_record(handle, || topic_bytes(record), partition)
+            .for_record(handle, || record.topic_bytes(), partition)
         else {
             // librdkafka only delivers assigned partitions; a record of any other is not ours to
             // handle (and is not committed here).
             tracing::warn!(
                 subscriber = %self.name,
                 "record {}[{partition}]@{} of an unassigned partition ignored",
-                record.topic(),
+                record.topic_name(),
                 record.offset()
             );
             return;
@@ -724,7 +740,7 @@ fn set_paused(consumer: &KafkaConsumer, topic: &str, partition: i32, pause: bool
 
 pub(crate) fn to_message(
     topic: &Arc<str>,
-    record: &BorrowedMessage<'_>,
+    record: &impl Fetched,
     bytes: &mut RecordBytes,
 ) -> Message {
     let headers = fetched_headers::read(record, bytes);
@@ -732,7 +748,7 @@ pub(crate) fn to_message(
         topic: Arc::clone(topic),
         partition: record.partition(),
         offset: record.offset(),
-        timestamp: record.timestamp().to_millis(),
+        timestamp: record.timestamp_millis(),
         key: record.key().map(|key| bytes.copy(key)),
         payload: record
             .payload()
@@ -880,7 +896,10 @@ impl ConsumerContext for SubscriberContext {
                 self.shared.settle(consumer);
                 self.shared.hooks.revoked(&stopped);
             }
-            Rebalance::Assign(_) => {}
+            Rebalance::Assign(tpl) => {
+                // Before librdkafka starts fetching them: their records go to the fetch queue.
+                self.shared.forward(consumer, tpl);
+            }
             Rebalance::Error(err) => {
                 // rdkafka unassigns everything after a failed rebalance: stop like a revoke.
                 tracing::error!(subscriber = %self.shared.name, "rebalance failed: {err}");
@@ -1002,6 +1021,7 @@ pub(crate) fn subscribe(
     }
     let shared = Arc::new(Shared {
         exactly_once: member.is_some(),
+        fetch: Arc::default(),
         budget: Arc::clone(workers.buffer()),
         joined: AtomicBool::new(false),
         over_budget: AtomicBool::new(false),
@@ -1035,6 +1055,15 @@ pub(crate) fn subscribe(
             )
         })?;
     let consumer = Arc::new(consumer);
+    // Made before the first assignment, whose partitions are forwarded to it; dropped before
+    // the consumer (declared after it here, and dropped first by the fetch loop's thread).
+    let fetch = FetchQueue::new(consumer.client().native_ptr(), Arc::clone(&shared.fetch))
+        .ok_or_else(|| {
+            Error::config_msg(format!(
+                "cannot create the fetch queue of `{}` (librdkafka refused)",
+                config.name
+            ))
+        })?;
     let _ = shared.consumer.set(Arc::downgrade(&consumer));
     if let Some(member) = member {
         let weak = Arc::downgrade(&consumer);
@@ -1063,7 +1092,9 @@ pub(crate) fn subscribe(
     std::thread::Builder::new()
         .name(format!("fs-consume-{}", config.name))
         .spawn(move || {
-            poll_loop(&consumer, &thread_shared);
+            let mut fetch = fetch;
+            poll_loop(&consumer, &thread_shared, &mut fetch);
+            drop(fetch);
             // Dropping the consumer closes it: it leaves the group at once, so the partitions
             // move to another member now rather than after the session timeout. Report
             // completion only afterwards, so a process that exits next does not cut that short.
@@ -1130,6 +1161,7 @@ fn assign_explicitly(
         tpl.add_partition_offset(&tp.topic, tp.partition, offset)
             .map_err(cannot)?;
     }
+    shared.forward(consumer, &tpl);
     consumer.assign(&tpl).map_err(cannot)?;
     tracing::info!(subscriber = %shared.name, partitions = ?partition_names(&tpl), "partitions assigned explicitly");
     shared.assign(&tpl);
@@ -1138,7 +1170,7 @@ fn assign_explicitly(
     Ok(())
 }
 
-fn poll_loop(consumer: &Arc<KafkaConsumer>, shared: &Shared) {
+fn poll_loop(consumer: &Arc<KafkaConsumer>, shared: &Shared, fetch: &mut FetchQueue) {
     let mut last_poll = Instant::now();
     let (mut waiting, mut flowing) = (0, 0);
     // Records dispatched since the partitions were last looked at: they are looked at when
@@ -1192,29 +1224,37 @@ fn poll_loop(consumer: &Arc<KafkaConsumer>, shared: &Shared) {
                     .clamp(Duration::from_millis(1), POLL_INTERVAL)
             })
         };
-        match consumer.poll(timeout) {
-            None => {
-                unchecked = 0;
-                // Caught up: no partition keeps the unfilled rest of its chunk meanwhile.
-                if std::mem::take(&mut read_since_release) {
-                    shared.release_record_chunks();
+        // The main queue's events first (rebalances, commits, errors), without waiting: an
+        // event arriving later ends the wait for records. A record still on the main queue (a
+        // partition not forwarded to the fetch queue, while closing) is handled too.
+        let mut read = 0;
+        let mut events = 0;
+        while events == 0 || (fetch.events_waiting() && events < MAX_EVENTS) {
+            events += 1;
+            match consumer.poll(Duration::ZERO) {
+                None => {}
+                Some(Ok(record)) => {
+                    shared.dispatch(consumer, &record);
+                    read += 1;
                 }
+                Some(Err(err)) => shared.consumer_error(err),
             }
-            Some(Ok(record)) => {
-                shared.dispatch(consumer, &record);
-                unchecked += 1;
-                read_since_release = true;
+        }
+        read += fetch.read(timeout, |fetched| match fetched {
+            Ok(record) => shared.dispatch(consumer, record),
+            Err(err) => shared.consumer_error(err),
+        });
+        if read == 0 {
+            unchecked = 0;
+            // Caught up: no partition keeps the unfilled rest of its chunk meanwhile.
+            if std::mem::take(&mut read_since_release) {
+                shared.release_record_chunks();
             }
-            Some(Err(err)) => {
-                // Errors that come back to back must not keep the stop from being seen.
-                unchecked = 0;
-                match classify(&err, &err.to_string()) {
-                    ErrorClass::Fatal(cause) => shared.fail(cause),
-                    // The client context already logged this event once (rdkafka hands every
-                    // error event to both).
-                    _ => tracing::debug!(subscriber = %shared.name, "consumer error: {err}"),
-                }
-            }
+        } else {
+            // Counted with the errors: errors that come back to back must not keep the stop
+            // from being seen.
+            unchecked += u32::try_from(read).unwrap_or(u32::MAX);
+            read_since_release = true;
         }
     }
     // Seeks asked for from now on answer that the subscriber stopped.

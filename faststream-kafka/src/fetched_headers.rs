@@ -15,10 +15,10 @@
 //! read lossily and a malformed section delivers the record without headers, each with one
 //! warning naming the record.
 
+use crate::fetch_queue::Fetched;
 use crate::record_bytes::RecordBytes;
 use faststream_core::Headers;
 use rdkafka::bindings as native;
-use rdkafka::message::{BorrowedMessage, Message as _};
 use std::borrow::Cow;
 use std::ffi::{c_int, c_void, CStr};
 use std::sync::LazyLock;
@@ -65,11 +65,11 @@ fn layout_known() -> bool {
 }
 
 /// The record's unparsed header section, when it can be read directly (see the module docs).
-fn section<'a>(record: &'a BorrowedMessage<'_>) -> Option<&'a [u8]> {
+fn section(record: &impl Fetched) -> Option<&[u8]> {
     if !layout_known() {
         return None;
     }
-    let message = record.ptr().cast::<FetchedMessage>().cast_const();
+    let message = record.native().cast::<FetchedMessage>().cast_const();
     // SAFETY: a consumed message is an `rd_kafka_msg_t`, whose leading fields `FetchedMessage`
     // mirrors for the linked version (`layout_known`). The section points into the fetch
     // buffer the message holds a reference to, so it lives as long as `record`.
@@ -162,12 +162,12 @@ fn parse_section(
 
 /// Calls `each` with every header of `record` as librdkafka parses them.
 fn parse_native(
-    record: &BorrowedMessage<'_>,
+    record: &impl Fetched,
     mut each: impl FnMut(usize, &[u8], Option<&[u8]>),
 ) -> Result<(), Malformed> {
     let mut list = std::ptr::null_mut();
     // SAFETY: `record` is a live message; the list it gives is owned by the message.
-    let err = unsafe { native::rd_kafka_message_headers(record.ptr(), &mut list) };
+    let err = unsafe { native::rd_kafka_message_headers(record.native(), &mut list) };
     match err {
         native::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR => {}
         native::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__NOENT => return Ok(()),
@@ -211,7 +211,7 @@ fn append(
 /// `record`'s headers, their values copied by `bytes` (a null value reads as empty). A name
 /// that is not UTF-8 is read lossily, and a malformed header section gives no headers; each
 /// is logged once, naming the record.
-pub(crate) fn read(record: &BorrowedMessage<'_>, bytes: &mut RecordBytes) -> Headers {
+pub(crate) fn read(record: &impl Fetched, bytes: &mut RecordBytes) -> Headers {
     let direct = section(record);
     if matches!(direct, Some([] | [0])) {
         // No headers (a zero count): the common case, answered before any set-up.
@@ -234,7 +234,7 @@ pub(crate) fn read(record: &BorrowedMessage<'_>, bytes: &mut RecordBytes) -> Hea
     if let Err(malformed) = parsed {
         tracing::warn!(
             "record {}[{}]@{} delivered without headers: {malformed}",
-            record.topic(),
+            record.topic_name(),
             record.partition(),
             record.offset()
         );
@@ -243,7 +243,7 @@ pub(crate) fn read(record: &BorrowedMessage<'_>, bytes: &mut RecordBytes) -> Hea
     if let Some(name) = bad_name {
         tracing::warn!(
             "record {}[{}]@{}: a header name is not UTF-8, read as {name:?}",
-            record.topic(),
+            record.topic_name(),
             record.partition(),
             record.offset()
         );

@@ -34,6 +34,7 @@ mod consumer;
 mod context;
 mod due_gate;
 mod error;
+mod fetch_queue;
 mod fetched_headers;
 mod member;
 mod partition_map;
