@@ -110,10 +110,20 @@ pub(crate) const PIPELINE_ALLOCATIONS: Limit = Limit {
 /// gate runs (2026-12-07); 11.01 since the send span is one box instead of a context (no
 /// shared `Arc`). Nearly deterministic (the plain pipeline's 8.01-8.02, the batch processor's
 /// timed exports), hence the margin.
+///
+/// Since a completed delivery's slot is reused by the next send on its thread, both pipelines
+/// allocate one per record less by however many sends found a spare slot, which follows the
+/// threads' timing: the difference of the two moved by up to one (11.18 in a fresh-clone
+/// `.ci/run`, 10.74 in a gate run). The limit is therefore taken over raw rdkafka's one-thread
+/// pipeline, which reuse can only lower: with no slot reused the traced pipeline allocates
+/// 17.02 per record (18.02 before records were read in batches, one `Arc` per record less),
+/// 8.93-9.01 over raw rdkafka's 8.01-8.09; measured 8.10, 8.76 and 8.31 in three runs. The limit
+/// is 9.0 plus the 0.10 margin. An allocation added per record passes it unless nearly every
+/// send reused a slot in that run (the gate runs so far reused 25-91 % of them).
 pub(crate) const TRACING_ALLOCATIONS: Limit = Limit {
-    what: "pipeline with tracing: allocations per record over the plain pipeline",
+    what: "pipeline with tracing: allocations per record over raw rdkafka's pipeline",
     target: None,
-    limit: 11.10,
+    limit: 9.10,
 };
 
 /// One case's cost per record, from two runs of different sizes.
@@ -284,7 +294,7 @@ pub(crate) fn run(
         ),
         (
             TRACING_ALLOCATIONS,
-            fs_tracing.allocations - fs_pipeline.allocations,
+            fs_tracing.allocations - raw_pipeline.allocations,
         ),
     ];
     println!("| limit | measured | gate fails above | target |");
