@@ -55,7 +55,8 @@ const PAUSE_BACKLOG: usize = 32_768;
 const TOTAL_BACKLOG: usize = 49_152;
 /// Records dispatched between two looks at every partition's backlog while records flow.
 const CHECK_EVERY: u32 = 64;
-/// How long `poll` blocks when idle: bounds how fast a shutdown request is noticed.
+/// How long the fetch loop waits for records when idle: bounds how fast a shutdown request
+/// is noticed.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// Main queue events served in a row, at most, before records are read again.
 const MAX_EVENTS: u32 = 16;

@@ -2,7 +2,7 @@
 //!
 //! rdkafka's `BaseConsumer::poll` hands out one record per call through librdkafka's event
 //! API: per record a queue wait, an event, a latency sample, clock reads and an `Arc`
-//! allocated to keep the event alive, about 1,070 instructions in all (issue 21's drain
+//! allocated to keep the event alive, about 1,050 instructions in all (issue 21's drain
 //! profile). Here the consumer's assigned partitions forward their fetched records to a
 //! queue of the subscriber's own ([`FetchQueue`]), which the fetch loop reads many records at
 //! a time (`rd_kafka_consume_batch_queue`). Everything else (rebalances, commits, errors,
@@ -28,13 +28,17 @@ pub(crate) const BATCH: usize = 64;
 /// The address of a subscriber's [`FetchQueue`] while it exists (null before and after), for
 /// the rebalance callback that forwards newly assigned partitions to it. Rebalances are served
 /// on the fetch loop's thread, which also drops the queue, so the address never dangles there.
+///
+/// Every assignment must forward its partitions: once a partition was forwarded, librdkafka no
+/// longer forwards it to the main queue itself when it is assigned again
+/// (`RD_KAFKA_Q_F_FWD_APP`), so its records would reach no one.
 #[derive(Debug, Default)]
 pub(crate) struct FetchTarget(AtomicPtr<native::rd_kafka_queue_t>);
 
 impl FetchTarget {
     /// Forwards the fetched records of `topic`'s `partition` to the fetch queue (records
-    /// already fetched move along with them). Without a queue (the subscriber is closing)
-    /// they stay on the main queue, where the fetch loop reads them too.
+    /// already fetched move along with them). Without a queue (the subscriber is closing and
+    /// reads no more records) it does nothing.
     pub(crate) fn forward(&self, client: *mut native::rd_kafka_t, topic: &str, partition: i32) {
         let target = self.0.load(Ordering::Acquire);
         if target.is_null() {
