@@ -226,7 +226,7 @@ impl Headers {
     /// Whether a header of that name is present.
     #[inline]
     pub fn contains(&self, name: &str) -> bool {
-        !self.entries.is_empty() && self.find_last(name).is_some()
+        self.get(name).is_some()
     }
 
     /// All headers in wire order.
