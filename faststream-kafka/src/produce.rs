@@ -6,6 +6,8 @@
 //! consume-transform-publish record (issue 21's pipeline profile). [`TopicHandles`] keeps
 //! librdkafka's handle of each topic a producer sends to, made once, and [`produce`] hands
 //! librdkafka the handle, the record's fields and its headers in one `rd_kafka_produceva`.
+//! Each thread remembers the handles it used last, so a record's handle is usually found
+//! without the shared map's lock.
 //!
 //! The handles must be destroyed before their producer is (librdkafka's `rd_kafka_destroy`
 //! waits for the topics' references): [`TopicHandles`] holds a clone of the producer, so the
@@ -20,8 +22,10 @@ use rdkafka::producer::{Producer as _, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::IntoOpaque;
 use rustc_hash::FxHashMap;
+use std::cell::RefCell;
 use std::ffi::{c_void, CString};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 /// The producer publishers send through: librdkafka's, with a thread of its own serving the
@@ -44,8 +48,65 @@ unsafe impl Send for TopicHandle {}
 // SAFETY: as for `Send`: shared use is librdkafka's, which is thread-safe.
 unsafe impl Sync for TopicHandle {}
 
+/// Handles each thread keeps of the topics it sent to last (see [`RecentHandles`]).
+const RECENT_HANDLES: usize = 4;
+
+/// Numbers the [`TopicHandles`] so that a thread's [`RecentHandles`] tell them apart; never
+/// reused, so an entry of handles since destroyed never matches.
+static HANDLES_IDS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static RECENT: RefCell<RecentHandles> = const {
+        RefCell::new(RecentHandles {
+            entries: [const { None }; RECENT_HANDLES],
+            next: 0,
+        })
+    };
+}
+
+/// The topic handles a thread found last, by the [`TopicHandles`] they belong to. Found
+/// here, a record's handle costs no lock and no hash: the shared map's read lock was a count
+/// that every worker thread changed twice per published record, a cache line moving between
+/// cores (issue 21's pipeline profile).
+struct RecentHandles {
+    entries: [Option<RecentHandle>; RECENT_HANDLES],
+    /// The entry replaced next.
+    next: usize,
+}
+
+struct RecentHandle {
+    /// The [`TopicHandles::id`] of the handle's owner.
+    owner: u64,
+    topic: Arc<str>,
+    handle: NonNull<native::rd_kafka_topic_t>,
+}
+
+impl RecentHandles {
+    fn find(&self, owner: u64, topic: &Arc<str>) -> Option<NonNull<native::rd_kafka_topic_t>> {
+        self.entries
+            .iter()
+            .flatten()
+            .find(|entry| {
+                entry.owner == owner
+                    && (Arc::ptr_eq(&entry.topic, topic) || *entry.topic == **topic)
+            })
+            .map(|entry| entry.handle)
+    }
+
+    fn keep(&mut self, owner: u64, topic: &Arc<str>, handle: NonNull<native::rd_kafka_topic_t>) {
+        self.entries[self.next] = Some(RecentHandle {
+            owner,
+            topic: Arc::clone(topic),
+            handle,
+        });
+        self.next = (self.next + 1) % RECENT_HANDLES;
+    }
+}
+
 /// The topic handles of one producer (see the module docs).
 pub(crate) struct TopicHandles {
+    /// This one's number in the threads' [`RecentHandles`].
+    id: u64,
     handles: RwLock<FxHashMap<Arc<str>, TopicHandle>>,
     /// Kept alive until the handles are destroyed (`Drop` below runs before fields drop).
     producer: KafkaProducer,
@@ -54,6 +115,7 @@ pub(crate) struct TopicHandles {
 impl TopicHandles {
     pub(crate) fn new(producer: KafkaProducer) -> Self {
         Self {
+            id: HANDLES_IDS.fetch_add(1, Ordering::Relaxed),
             handles: RwLock::default(),
             producer,
         }
@@ -61,7 +123,26 @@ impl TopicHandles {
 
     /// The handle of `topic`, made on its first record; `None` when the topic name cannot be
     /// handed to librdkafka this way or too many topics have handles.
+    ///
+    /// An entry of this thread's [`RecentHandles`] is used only when it belongs to `self`,
+    /// which destroys its handles only when dropped: while `self` is borrowed here, the
+    /// handle is alive.
     fn handle(&self, topic: &Arc<str>) -> Option<NonNull<native::rd_kafka_topic_t>> {
+        // A thread being torn down looks in the shared map.
+        let recent = RECENT
+            .try_with(|recent| recent.borrow().find(self.id, topic))
+            .ok()
+            .flatten();
+        if recent.is_some() {
+            return recent;
+        }
+        let handle = self.shared_handle(topic)?;
+        let _ = RECENT.try_with(|recent| recent.borrow_mut().keep(self.id, topic, handle));
+        Some(handle)
+    }
+
+    /// [`Self::handle`] from the map every thread shares.
+    fn shared_handle(&self, topic: &Arc<str>) -> Option<NonNull<native::rd_kafka_topic_t>> {
         let found = |handles: &FxHashMap<Arc<str>, TopicHandle>| {
             handles.get(&**topic).map(|handle| handle.0)
         };
@@ -240,4 +321,52 @@ pub(crate) fn produce(
     // turned back into the reference it was made from, once. The headers stayed ours and drop.
     drop(unsafe { DeliveryOpaque::from_ptr(opaque) });
     Some(Err(code.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::ClientConfig;
+
+    fn handles() -> TopicHandles {
+        // No broker is needed to make a producer and its topic handles.
+        let producer: KafkaProducer = ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:1")
+            .create_with_context(KafkaContext::new(None))
+            .expect("a producer");
+        TopicHandles::new(producer)
+    }
+
+    #[test]
+    fn a_thread_finds_each_producers_own_handle_of_a_topic() {
+        let first = handles();
+        let second = handles();
+        let topic: Arc<str> = Arc::from("orders");
+        let first_orders = first.handle(&topic).expect("a handle");
+        let second_orders = second.handle(&topic).expect("a handle");
+        assert_ne!(first_orders, second_orders);
+        // Found again (from the thread's recent handles), each is its producer's, also
+        // through another `Arc` of the same name.
+        assert_eq!(first.handle(&Arc::from("orders")), Some(first_orders));
+        assert_eq!(second.handle(&topic), Some(second_orders));
+        let payments = first.handle(&Arc::from("payments")).expect("a handle");
+        assert_ne!(payments, first_orders);
+        assert_eq!(first.handle(&topic), Some(first_orders));
+    }
+
+    #[test]
+    fn more_topics_than_a_thread_keeps_still_find_their_own_handles() {
+        let producer = handles();
+        let topics: Vec<Arc<str>> = (0..RECENT_HANDLES * 2 + 1)
+            .map(|n| Arc::from(format!("topic-{n}")))
+            .collect();
+        let made: Vec<_> = topics.iter().map(|topic| producer.handle(topic)).collect();
+        for _ in 0..2 {
+            for (topic, handle) in topics.iter().zip(&made) {
+                assert_eq!(producer.handle(topic), *handle);
+            }
+        }
+        let distinct: std::collections::HashSet<_> = made.iter().flatten().collect();
+        assert_eq!(distinct.len(), topics.len());
+    }
 }

@@ -155,7 +155,9 @@ impl KafkaPublisher {
 /// Acknowledgement of one record; resolves once Kafka acknowledged or refused it.
 #[must_use = "a delivery does nothing unless awaited; drop it to publish fire-and-forget"]
 pub struct KafkaDelivery {
-    topic: Arc<str>,
+    /// Handed to the [`Delivered`] it resolves to (`None` after): moved rather than cloned,
+    /// as every worker publishing to the topic shares its reference count.
+    topic: Option<Arc<str>>,
     /// Always `Some` until dropped (then, if nobody else holds it, kept for a later send).
     slot: Option<Arc<DeliverySlot>>,
 }
@@ -227,7 +229,7 @@ impl KafkaDelivery {
     /// ```
     pub fn new(topic: impl Into<Arc<str>>, slot: Arc<DeliverySlot>) -> Self {
         Self {
-            topic: topic.into(),
+            topic: Some(topic.into()),
             slot: Some(slot),
         }
     }
@@ -245,25 +247,34 @@ impl Future for KafkaDelivery {
     type Output = Result<Delivered, PublishError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Some(slot) = &self.slot else {
-            return Poll::Ready(Err(self.awaited_again()));
+        let this = self.get_mut();
+        let Some(slot) = &this.slot else {
+            return Poll::Ready(Err(this.awaited_again()));
         };
         slot.take(cx).map(|outcome| match outcome {
-            Some(Ok((partition, offset))) => Ok(Delivered {
-                topic: Arc::clone(&self.topic),
-                partition,
-                offset,
-            }),
-            Some(Err(err)) => Err(publish_error(&self.topic, &err)),
-            None => Err(self.awaited_again()),
+            Some(Ok((partition, offset))) => match this.topic.take() {
+                Some(topic) => Ok(Delivered {
+                    topic,
+                    partition,
+                    offset,
+                }),
+                None => Err(this.awaited_again()),
+            },
+            Some(Err(err)) => Err(publish_error(this.topic_name(), &err)),
+            None => Err(this.awaited_again()),
         })
     }
 }
 
 impl KafkaDelivery {
+    /// The topic, while it was not handed over.
+    fn topic_name(&self) -> &str {
+        self.topic.as_deref().unwrap_or_default()
+    }
+
     fn awaited_again(&self) -> PublishError {
         PublishError::new(
-            self.topic.to_string(),
+            self.topic_name(),
             "the delivery was awaited again after it completed",
         )
     }
