@@ -556,19 +556,7 @@ pub async fn fs_pipeline(args: &CaseArgs, observe: Observe) -> Result<CaseResult
                 }
                 _ => Sampler::AlwaysOn,
             };
-            let processor = opentelemetry_sdk::trace::BatchSpanProcessor::builder(DiscardSpans(
-                Arc::clone(&exported),
-            ))
-            .with_batch_config(
-                opentelemetry_sdk::trace::BatchConfigBuilder::default()
-                    .with_max_queue_size(SPAN_QUEUE)
-                    .build(),
-            )
-            .build();
-            let spans = opentelemetry_sdk::trace::SdkTracerProvider::builder()
-                .with_sampler(sampler)
-                .with_span_processor(processor)
-                .build();
+            let spans = discarding_provider(sampler, &exported);
             app = app.otel(&faststream::observe::otel::Otel::new(spans.tracer("bench")));
             provider = Some(spans);
         }
@@ -608,6 +596,114 @@ pub async fn fs_pipeline(args: &CaseArgs, observe: Observe) -> Result<CaseResult
                 2 * args.messages
             ));
         }
+    }
+    Ok(result)
+}
+
+/// A tracer provider that batches every span it records to [`DiscardSpans`] (counting them
+/// into `exported`), through the SDK's batch processor with room for [`SPAN_QUEUE`] spans.
+fn discarding_provider(
+    sampler: opentelemetry_sdk::trace::Sampler,
+    exported: &Arc<AtomicU64>,
+) -> opentelemetry_sdk::trace::SdkTracerProvider {
+    let processor =
+        opentelemetry_sdk::trace::BatchSpanProcessor::builder(DiscardSpans(Arc::clone(exported)))
+            .with_batch_config(
+                opentelemetry_sdk::trace::BatchConfigBuilder::default()
+                    .with_max_queue_size(SPAN_QUEUE)
+                    .build(),
+            )
+            .build();
+    opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_sampler(sampler)
+        .with_span_processor(processor)
+        .build()
+}
+
+/// The OpenTelemetry SDK alone, with no Kafka and none of faststream: for each of
+/// `args.messages` records, a `process` span and its child `send` span, with the names, kinds
+/// and attributes faststream's layers give them, started and ended on two threads (the
+/// pipeline's two workers) and batched to [`DiscardSpans`] as in `fs-pipeline-tracing`.
+/// What two spans per record cost before any of faststream's work: the floor of what the
+/// tracing row adds to the plain pipeline. The CPU time counts the export thread's work up
+/// to the provider's shutdown, which exports what is still queued.
+///
+/// Unpaced, the two threads outran the export thread and the processor dropped more than
+/// half the spans, which is cheaper than exporting them; so a thread waits while more than
+/// half the queue is not yet exported (by its own count of spans times the threads).
+pub fn otel_spans(args: &CaseArgs) -> Result<CaseResult, String> {
+    use opentelemetry::trace::{
+        Span as _, SpanBuilder, SpanKind, TraceContextExt as _, Tracer as _, TracerProvider as _,
+    };
+    use opentelemetry::{Context, KeyValue};
+    const WORKERS: u64 = 2;
+    let exported = Arc::<AtomicU64>::default();
+    let provider = discarding_provider(opentelemetry_sdk::trace::Sampler::AlwaysOn, &exported);
+    let tracer = provider.tracer("bench");
+    let common = |operation: &'static str| {
+        [
+            KeyValue::new("messaging.system", "kafka"),
+            KeyValue::new("messaging.operation.type", operation),
+            KeyValue::new("messaging.destination.name", "bench-topic"),
+            KeyValue::new("messaging.destination.partition.id", "3"),
+        ]
+    };
+    let start = Mark::now();
+    std::thread::scope(|threads| {
+        for worker in 0..WORKERS {
+            let (tracer, common, exported) = (&tracer, &common, &exported);
+            threads.spawn(move || {
+                for (made, offset) in (worker..args.messages)
+                    .step_by(WORKERS as usize)
+                    .enumerate()
+                {
+                    if made % 256 == 0 {
+                        let backlog = |made: usize| {
+                            (2 * WORKERS * made as u64)
+                                .saturating_sub(exported.load(Ordering::Relaxed))
+                        };
+                        while backlog(made) > SPAN_QUEUE as u64 / 2 {
+                            std::thread::sleep(Duration::from_micros(200));
+                        }
+                    }
+                    let mut attributes = Vec::with_capacity(10);
+                    attributes.extend(common("process"));
+                    attributes.extend([
+                        KeyValue::new("messaging.consumer.group.name", "bench-group"),
+                        KeyValue::new("messaging.kafka.offset", offset as i64),
+                        KeyValue::new("messaging.message.body.size", 90_i64),
+                    ]);
+                    let process = SpanBuilder {
+                        name: "process bench-topic".into(),
+                        span_kind: Some(SpanKind::Consumer),
+                        attributes: Some(attributes),
+                        ..SpanBuilder::default()
+                    };
+                    let root = Context::new();
+                    let cx = root.with_span(tracer.build_with_context(process, &root));
+                    let mut attributes = Vec::with_capacity(10);
+                    attributes.extend(common("send"));
+                    attributes.push(KeyValue::new("messaging.message.body.size", 40_i64));
+                    let send = SpanBuilder {
+                        name: "send bench-out".into(),
+                        span_kind: Some(SpanKind::Producer),
+                        attributes: Some(attributes),
+                        ..SpanBuilder::default()
+                    };
+                    tracer.build_with_context(send, &cx).end();
+                    cx.span().end();
+                }
+            });
+        }
+    });
+    provider.shutdown().map_err(|e| e.to_string())?;
+    let result = start.finish(args.messages);
+    let exported = exported.load(Ordering::Relaxed);
+    if exported != 2 * args.messages {
+        return Err(format!(
+            "the exporter was given {exported} spans, not 2 per record ({})",
+            2 * args.messages
+        ));
     }
     Ok(result)
 }

@@ -24,8 +24,8 @@ use clap::Parser;
 use cli::{Cli, Sub};
 use measure::CaseResult;
 use rows::{
-    own_case, Row, BATCH_ROW, EXTRACT_ROW, METRICS_ROW, MSGPACK_ROW, MT_ROW, SAMPLED_TRACING_ROW,
-    TRACING_ROW,
+    own_case, Row, BATCH_ROW, EXTRACT_ROW, METRICS_ROW, MSGPACK_ROW, MT_ROW, OTEL_SPANS_ROW,
+    SAMPLED_TRACING_ROW, TRACING_ROW,
 };
 
 /// Counts heap allocations (see `measure::CountingAlloc`) for the allocations-per-record column.
@@ -125,6 +125,7 @@ fn run_case(name: &str, args: &CaseArgs) -> Result<CaseResult, String> {
             "fs-pipeline-tracing-sampled" => {
                 cases::fs_pipeline(args, cases::Observe::TracingSampled).await
             }
+            "otel-spans" => cases::otel_spans(args),
             "raw-latency" => cases::raw_latency(args).await,
             "fs-latency" => cases::fs_latency(args).await,
             "fs-rpc" => cases::fs_rpc(args).await,
@@ -199,6 +200,7 @@ fn orchestrate(cli: &Cli) -> Result<(), String> {
                 "fs-pipeline-tracing-sampled",
                 SAMPLED_TRACING_ROW,
             ),
+            ("pipeline", "otel-spans", OTEL_SPANS_ROW),
         ] {
             let output = kafka::output_topic(&runtime, &cli.bootstrap, section, cli.partitions)?;
             eprintln!("bench: run {run}/{} {section} {label}", cli.runs);
@@ -211,6 +213,10 @@ fn orchestrate(cli: &Cli) -> Result<(), String> {
             let i = row(&mut rows, section, label);
             if label == MSGPACK_ROW {
                 rows[i].payload_bytes_per_msg = msgpack_bytes_per_msg;
+            }
+            // Spans only: no records move.
+            if label == OTEL_SPANS_ROW {
+                rows[i].payload_bytes_per_msg = 0.0;
             }
             rows[i].results.push(result);
         }
@@ -308,10 +314,10 @@ fn render(cli: &Cli, rows: &[Row], idle: &CaseResult) -> String {
             .find(|r| r.section == section && r.name == MT_ROW)
             .map(Row::median_rate)
             .or(single);
-        let ours = rows
+        let ours_row = rows
             .iter()
-            .find(|r| r.section == section && r.name == "faststream-rs")
-            .map(Row::median_rate);
+            .find(|r| r.section == section && r.name == "faststream-rs");
+        let ours = ours_row.map(Row::median_rate);
         for row in rows.iter().filter(|r| r.section == section) {
             let rate = row.median_rate();
             let rates = row.rates();
@@ -331,6 +337,16 @@ fn render(cli: &Cli, rows: &[Row], idle: &CaseResult) -> String {
                 },
                 "faststream-rs" | BATCH_ROW => raw
                     .map(|r| format!("{:.2} of raw", rate / r))
+                    .unwrap_or_default(),
+                // What tracing would cost if faststream added nothing to the SDK's spans.
+                OTEL_SPANS_ROW => ours_row
+                    .map(|o| {
+                        let plain = o.cpu_us_per_record();
+                        format!(
+                            "the plain pipeline's CPU plus this: {:.2}x",
+                            (plain + row.cpu_us_per_record()) / plain
+                        )
+                    })
                     .unwrap_or_default(),
                 EXTRACT_ROW | MSGPACK_ROW | METRICS_ROW | TRACING_ROW | SAMPLED_TRACING_ROW => ours
                     .map(|o| format!("{:.2} of faststream-rs", rate / o))

@@ -150,6 +150,10 @@ pub(crate) const METRICS_ROW: &str = "faststream-rs, metrics enabled";
 pub(crate) const TRACING_ROW: &str = "faststream-rs, tracing enabled";
 /// The pipeline row with OpenTelemetry spans for 1 % of the traces.
 pub(crate) const SAMPLED_TRACING_ROW: &str = "faststream-rs, tracing, 1 % sampled";
+/// The OpenTelemetry SDK's two spans per record with nothing else (`cases::otel_spans`): the
+/// floor of what the tracing row adds.
+pub(crate) const OTEL_SPANS_ROW: &str =
+    "OpenTelemetry SDK alone: a `process` and a `send` span per record, no Kafka";
 
 /// A latency table's line for `row`: `| name | p50 | p99 | p99.9 | min-max of p99 |`, the
 /// percentiles the medians over the runs.
