@@ -215,9 +215,10 @@ pub const DEFAULT_MAX_BUFFER_BYTES: usize = 64 * 1024 * 1024;
 /// of CPU per million records, above the multi-threaded raw rdkafka pipeline's
 /// 454,000-500,000 (2.9-3.2 s) in the same rounds. A deeper allowance made it slower, not
 /// faster: 2,048 gave 433,000-479,000 (3.2-3.6 s), 4,096 (the default before)
-/// 339,000-510,000 (3.1-4.8 s), the records waiting in librdkafka's queues and the tracker
-/// going cold in the caches. 512 ran dry (371,000-409,000). A broker further away needs
-/// more in flight: about the records a partition sends in one round trip plus the linger.
+/// 339,000-510,000 (3.1-4.8 s): librdkafka's own producer code spent more CPU per record,
+/// most likely on records gone cold in the caches while they waited. 512 ran dry
+/// (371,000-409,000). A broker further away needs more in flight: about the records a
+/// partition sends in one round trip plus the linger.
 pub const DEFAULT_MAX_PENDING_PER_PARTITION: usize = 1024;
 
 /// Everything about a subscriber except its handler: its name and publishers, and its
