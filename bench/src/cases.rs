@@ -662,7 +662,12 @@ pub fn otel_spans(args: &CaseArgs) -> Result<CaseResult, String> {
                             (2 * WORKERS * made as u64)
                                 .saturating_sub(exported.load(Ordering::Relaxed))
                         };
-                        while backlog(made) > SPAN_QUEUE as u64 / 2 {
+                        // Bounded: an export thread that stopped fails the count below
+                        // instead of hanging the case.
+                        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                        while backlog(made) > SPAN_QUEUE as u64 / 2
+                            && std::time::Instant::now() < deadline
+                        {
                             std::thread::sleep(Duration::from_micros(200));
                         }
                     }
