@@ -19,7 +19,7 @@
 use crate::config::BrokerSettings;
 use crate::context::{classify, ClientHealth, ErrorClass, KafkaContext, Stats};
 use crate::due_gate::{Admit, DueGate};
-use crate::fetch_queue::{FetchQueue, FetchTarget, Fetched};
+use crate::fetch_queue::{self, FetchQueue, FetchTarget, Fetched};
 use crate::fetched_headers;
 use crate::member::KafkaMember;
 use crate::partition_map::PartitionMap;
@@ -529,6 +529,16 @@ impl Shared {
         self.behind
             .store(backlogged > 0 || paused, Ordering::Relaxed);
         (backlogged, flowing)
+    }
+
+    /// How many records the next batch read may take: as many of the largest record read so
+    /// far (`largest` bytes of key and payload) as fit in the memory budget's room, at least
+    /// one and at most a batch. A batch's records are all handed to their workers, so a full
+    /// batch read just under the limit would overshoot it by up to a batch of records
+    /// instead of the one that [`Shared::enforce_budget`] allows.
+    fn records_in_room(&self, largest: usize) -> usize {
+        let room = self.budget.limit().saturating_sub(self.budget.held());
+        (room / largest.max(1)).clamp(1, fetch_queue::BATCH)
     }
 
     /// Keeps the records held within the memory budget: when it is full, pauses every
@@ -1182,6 +1192,8 @@ fn poll_loop(consumer: &Arc<KafkaConsumer>, shared: &Shared, fetch: &mut FetchQu
     let mut next_due: Option<Instant> = None;
     // Whether records came since the partitions' record chunks were last released.
     let mut read_since_release = false;
+    // The largest record read so far (key and payload bytes), for `records_in_room`.
+    let mut largest = 0;
     loop {
         if unchecked == 0 || unchecked >= CHECK_EVERY {
             // The stop is looked at with the partitions, not before every record (reading it
@@ -1241,8 +1253,14 @@ fn poll_loop(consumer: &Arc<KafkaConsumer>, shared: &Shared, fetch: &mut FetchQu
                 Some(Err(err)) => shared.consumer_error(err),
             }
         }
-        read += fetch.read(timeout, |fetched| match fetched {
-            Ok(record) => shared.dispatch(consumer, record),
+        let room = shared.records_in_room(largest);
+        read += fetch.read(timeout, room, |fetched| match fetched {
+            Ok(record) => {
+                let bytes =
+                    record.key().map_or(0, <[u8]>::len) + record.payload().map_or(0, <[u8]>::len);
+                largest = largest.max(bytes);
+                shared.dispatch(consumer, record);
+            }
             Err(err) => shared.consumer_error(err),
         });
         if read == 0 {

@@ -117,17 +117,19 @@ impl FetchQueue {
         })
     }
 
-    /// The records waiting, up to [`BATCH`]; when none is, waits up to `timeout` for the first
-    /// one (a main queue event ends the wait early, with nothing read). Each is handed to
-    /// `each` in order, an error (a partition's end, a fetch error) as such.
+    /// The records waiting, up to `most` (at most [`BATCH`]); when none is, waits up to
+    /// `timeout` for the first one (a main queue event ends the wait early, with nothing
+    /// read). Each is handed to `each` in order, an error (a partition's end, a fetch error)
+    /// as such.
     pub(crate) fn read(
         &mut self,
         timeout: Duration,
+        most: usize,
         mut each: impl FnMut(Result<&BatchedMessage, KafkaError>),
     ) -> usize {
         // Nothing waiting: wait for one record only, since a batch read waits until its batch
         // is full or the time is up.
-        let mut count = self.consume(0, BATCH);
+        let mut count = self.consume(0, most.max(1));
         if count == 0 && !timeout.is_zero() {
             let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
             count = self.consume(millis, 1);
